@@ -1,0 +1,512 @@
+"""The one serializer: model objects to JSON-safe dicts and back, with a schema version.
+
+Used by `--format jsonl`, the store, the exporters, the daemon socket and recordings, so a
+flow looks the same everywhere. In the flow record `src`/`sport` is the initiator: for an
+inbound flow that is the remote side. Addresses are strings here and `ipaddress` objects
+everywhere else. Decoding validates and raises `CodecError` (one line), never KeyError.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from netwatch.errors import DataFileError
+from netwatch.model import (
+    Alert,
+    AlertState,
+    Attribution,
+    Confidence,
+    Counters,
+    DataSource,
+    Direction,
+    Endpoint,
+    EnrichedFlow,
+    Evidence,
+    Flow,
+    FlowKey,
+    Label,
+    ListHit,
+    Owner,
+    ProcessRef,
+    RemoteInfo,
+    Scope,
+    Severity,
+    Snapshot,
+    SourceStatus,
+    Transport,
+    parse_ip,
+)
+
+SCHEMA = 1
+
+JSONDict = dict[str, Any]
+_T = TypeVar("_T")
+
+
+class CodecError(DataFileError):
+    """A record that does not match the schema."""
+
+
+# ---------------------------------------------------------------- small typed readers
+
+
+def _get(d: Mapping[str, Any], key: str, kind: type[_T] | tuple[type, ...], *, opt: bool) -> Any:
+    if not isinstance(d, Mapping):
+        raise CodecError(f"expected an object, got {type(d).__name__}")
+    value = d.get(key)
+    if value is None:
+        if opt:
+            return None
+        raise CodecError(f"missing field {key!r}")
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise CodecError(f"field {key!r} must be a number, got a boolean")
+    if not isinstance(value, kind):
+        raise CodecError(f"field {key!r} has the wrong type {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CodecError(f"field {key!r} is not a finite number")
+    return value
+
+
+def _str(d: Mapping[str, Any], key: str) -> str:
+    return str(_get(d, key, str, opt=False))
+
+
+def _ostr(d: Mapping[str, Any], key: str) -> str | None:
+    v = _get(d, key, str, opt=True)
+    return None if v is None else str(v)
+
+
+def _int(d: Mapping[str, Any], key: str) -> int:
+    return int(_get(d, key, int, opt=False))
+
+
+def _oint(d: Mapping[str, Any], key: str) -> int | None:
+    v = _get(d, key, int, opt=True)
+    return None if v is None else int(v)
+
+
+def _num(d: Mapping[str, Any], key: str) -> float:
+    return float(_get(d, key, (int, float), opt=False))
+
+
+def _onum(d: Mapping[str, Any], key: str) -> float | None:
+    v = _get(d, key, (int, float), opt=True)
+    return None if v is None else float(v)
+
+
+def _list(d: Mapping[str, Any], key: str) -> Sequence[Any]:
+    v = _get(d, key, list, opt=True)
+    return () if v is None else v
+
+
+def _enum(
+    d: Mapping[str, Any], key: str, kind: Callable[[str], _T], default: _T | None = None
+) -> _T:
+    raw = _get(d, key, str, opt=default is not None)
+    if raw is None:
+        assert default is not None  # noqa: S101  # narrowed by opt above
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise CodecError(f"field {key!r} has an unknown value {raw!r}") from None
+
+
+def _ip(d: Mapping[str, Any], key: str) -> Any:
+    raw = _str(d, key)
+    try:
+        return parse_ip(raw)
+    except ValueError:
+        raise CodecError(f"field {key!r} is not an IP address: {raw!r}") from None
+
+
+def _port(d: Mapping[str, Any], key: str) -> int:
+    port = _oint(d, key)
+    if port is None:
+        return 0
+    if not 0 <= port <= 65535:
+        raise CodecError(f"field {key!r} is not a port: {port}")
+    return port
+
+
+# ---------------------------------------------------------------- parts
+
+
+def evidence_to_list(items: Sequence[Evidence]) -> list[JSONDict]:
+    """Encode evidence items as `[{"name", "value"}]`."""
+    return [{"name": e.name, "value": e.value} for e in items]
+
+
+def evidence_from_list(items: Sequence[Any]) -> tuple[Evidence, ...]:
+    """Decode evidence items."""
+    return tuple(Evidence(_str(e, "name"), _str(e, "value")) for e in items)
+
+
+def process_to_dict(p: ProcessRef | None) -> JSONDict | None:
+    """Encode a process as the flow contract's `process` object."""
+    if p is None:
+        return None
+    return {
+        "pid": p.pid,
+        "name": p.name,
+        "exe": p.exe,
+        "cmdline": list(p.cmdline),
+        "user": p.user,
+        "ppid": p.ppid,
+        "create_time": p.create_time,
+    }
+
+
+def process_from_dict(d: Any) -> ProcessRef | None:
+    """Decode a `process` object (None stays None)."""
+    if d is None:
+        return None
+    cmdline = _list(d, "cmdline")
+    if not all(isinstance(a, str) for a in cmdline):
+        raise CodecError("field 'cmdline' must be a list of strings")
+    return ProcessRef(
+        pid=_int(d, "pid"),
+        create_time=_num(d, "create_time"),
+        name=_str(d, "name"),
+        exe=_ostr(d, "exe"),
+        cmdline=tuple(cmdline),
+        user=_ostr(d, "user"),
+        ppid=_oint(d, "ppid"),
+    )
+
+
+def remote_to_dict(r: RemoteInfo | None) -> JSONDict | None:
+    """Encode what is known about a remote address (also the `lookup` record's body)."""
+    if r is None:
+        return None
+    owner = None
+    if r.owner is not None:
+        o = r.owner
+        owner = {
+            "status": o.status,
+            "reason": o.reason,
+            "name": o.name,
+            "handle": o.handle,
+            "cidr": o.cidr,
+            "country": o.country,
+            "abuse_emails": list(o.abuse_emails),
+        }
+    return {
+        "ip": str(r.ip),
+        "scope": r.scope.value,
+        "country": r.country,
+        "asn": r.asn,
+        "as_org": r.as_org,
+        "jurisdiction": list(r.jurisdiction),
+        "owner": owner,
+        "lists": [
+            {
+                "list": h.list,
+                "detail": h.detail,
+                "first_seen": h.first_seen,
+                "last_seen": h.last_seen,
+            }
+            for h in r.lists
+        ],
+        "sources": [{"file": s.file, "type": s.type, "built": s.built} for s in r.sources],
+    }
+
+
+def remote_from_dict(d: Any) -> RemoteInfo | None:
+    """Decode a remote object (None stays None)."""
+    if d is None:
+        return None
+    o = _get(d, "owner", dict, opt=True)
+    owner = None
+    if o is not None:
+        owner = Owner(
+            status=_str(o, "status"),
+            reason=_ostr(o, "reason"),
+            name=_ostr(o, "name"),
+            handle=_ostr(o, "handle"),
+            cidr=_ostr(o, "cidr"),
+            country=_ostr(o, "country"),
+            abuse_emails=tuple(str(x) for x in _list(o, "abuse_emails")),
+        )
+    return RemoteInfo(
+        ip=_ip(d, "ip"),
+        scope=_enum(d, "scope", Scope),
+        country=_ostr(d, "country"),
+        asn=_oint(d, "asn"),
+        as_org=_ostr(d, "as_org"),
+        jurisdiction=tuple(str(x) for x in _list(d, "jurisdiction")),
+        owner=owner,
+        lists=tuple(
+            ListHit(
+                _str(h, "list"), _ostr(h, "detail"), _onum(h, "first_seen"), _onum(h, "last_seen")
+            )
+            for h in _list(d, "lists")
+        ),
+        sources=tuple(
+            DataSource(_str(s, "file"), _str(s, "type"), _onum(s, "built"))
+            for s in _list(d, "sources")
+        ),
+    )
+
+
+def key_to_dict(k: FlowKey | None) -> JSONDict | None:
+    """Encode a flow key as local/remote endpoints (used inside alerts)."""
+    if k is None:
+        return None
+    return {
+        "transport": k.transport.value,
+        "local_ip": str(k.local.ip),
+        "local_port": k.local.port,
+        "remote_ip": None if k.remote is None else str(k.remote.ip),
+        "remote_port": None if k.remote is None else k.remote.port,
+    }
+
+
+def key_from_dict(d: Any) -> FlowKey | None:
+    """Decode a flow key (None stays None)."""
+    if d is None:
+        return None
+    remote = None
+    if _ostr(d, "remote_ip") is not None:
+        remote = Endpoint(_ip(d, "remote_ip"), _port(d, "remote_port"))
+    return FlowKey(
+        _enum(d, "transport", Transport),
+        Endpoint(_ip(d, "local_ip"), _port(d, "local_port")),
+        remote,
+    )
+
+
+# ---------------------------------------------------------------- records
+
+
+def flow_to_dict(ef: EnrichedFlow) -> JSONDict:
+    """Encode a flow as the flow record of the JSONL contract (`type: flow`)."""
+    f = ef.flow
+    local, remote = f.key.local, f.key.remote
+    src: Endpoint = local
+    dst: Endpoint | None = remote
+    if f.direction is Direction.INBOUND and remote is not None:
+        src, dst = remote, local
+    label = f.label
+    return {
+        "schema": SCHEMA,
+        "type": "flow",
+        "transport": f.key.transport.value,
+        "src": str(src.ip),
+        "sport": src.port,
+        "dst": None if dst is None else str(dst.ip),
+        "dport": None if dst is None else dst.port,
+        "direction": f.direction.value,
+        "state": f.state,
+        "process": process_to_dict(f.process),
+        "attribution": f.attribution.value,
+        "bytes_sent": f.bytes_sent,
+        "bytes_received": f.bytes_received,
+        "packets_sent": f.packets_sent,
+        "packets_received": f.packets_received,
+        "first_seen": f.first_seen,
+        "last_seen": f.last_seen,
+        "app": None if label is None else label.name,
+        "category": None if label is None else label.category,
+        "vpn": False if label is None else label.vpn,
+        "confidence": None if label is None else label.confidence.value,
+        "evidence": [] if label is None else evidence_to_list(label.evidence),
+        "dns_name": f.dns_name,
+        "sni": f.sni,
+        "http_host": f.http_host,
+        "remote": remote_to_dict(ef.remote),
+    }
+
+
+def flow_from_dict(d: Any) -> EnrichedFlow:
+    """Decode a flow record back into an `EnrichedFlow`."""
+    direction = _enum(d, "direction", Direction)
+    src = Endpoint(_ip(d, "src"), _port(d, "sport"))
+    dst = None if _ostr(d, "dst") is None else Endpoint(_ip(d, "dst"), _port(d, "dport"))
+    local: Endpoint = src
+    remote: Endpoint | None = dst
+    if direction is Direction.INBOUND and dst is not None:
+        local, remote = dst, src
+    label = None
+    app = _ostr(d, "app")
+    if app is not None:
+        vpn = _get(d, "vpn", bool, opt=True)
+        category = _ostr(d, "category")
+        label = Label(
+            name=app,
+            category="unknown" if category is None else category,
+            vpn=bool(vpn),
+            confidence=_enum(d, "confidence", Confidence, Confidence.MEDIUM),
+            evidence=evidence_from_list(_list(d, "evidence")),
+        )
+    flow = Flow(
+        key=FlowKey(_enum(d, "transport", Transport), local, remote),
+        direction=direction,
+        state=_ostr(d, "state"),
+        process=process_from_dict(d.get("process")),
+        attribution=_enum(d, "attribution", Attribution, Attribution.UNKNOWN),
+        first_seen=_onum(d, "first_seen"),
+        last_seen=_onum(d, "last_seen"),
+        bytes_sent=_oint(d, "bytes_sent"),
+        bytes_received=_oint(d, "bytes_received"),
+        packets_sent=_oint(d, "packets_sent"),
+        packets_received=_oint(d, "packets_received"),
+        dns_name=_ostr(d, "dns_name"),
+        sni=_ostr(d, "sni"),
+        http_host=_ostr(d, "http_host"),
+        label=label,
+    )
+    return EnrichedFlow(flow, remote_from_dict(d.get("remote")))
+
+
+def alert_to_dict(a: Alert) -> JSONDict:
+    """Encode an alert record (`type: alert`)."""
+    return {
+        "schema": SCHEMA,
+        "type": "alert",
+        "id": a.id,
+        "rule": a.rule_id,
+        "title": a.title,
+        "severity": a.severity.value,
+        "identifier": a.identifier,
+        "message": a.message,
+        "first_seen": a.first_seen,
+        "last_seen": a.last_seen,
+        "count": a.count,
+        "state": a.state.value,
+        "flow": key_to_dict(a.flow_key),
+        "process": process_to_dict(a.process),
+        "remote": remote_to_dict(a.remote),
+        "evidence": evidence_to_list(a.evidence),
+        "tags": list(a.tags),
+    }
+
+
+def alert_from_dict(d: Any) -> Alert:
+    """Decode an alert record."""
+    return Alert(
+        id=_str(d, "id"),
+        rule_id=_str(d, "rule"),
+        title=_str(d, "title"),
+        severity=_enum(d, "severity", Severity),
+        identifier=_str(d, "identifier"),
+        message=_str(d, "message"),
+        first_seen=_num(d, "first_seen"),
+        last_seen=_num(d, "last_seen"),
+        count=_int(d, "count"),
+        state=_enum(d, "state", AlertState, AlertState.OPEN),
+        flow_key=key_from_dict(d.get("flow")),
+        process=process_from_dict(d.get("process")),
+        remote=remote_from_dict(d.get("remote")),
+        evidence=evidence_from_list(_list(d, "evidence")),
+        tags=tuple(str(t) for t in _list(d, "tags")),
+    )
+
+
+def snapshot_to_dict(s: Snapshot) -> JSONDict:
+    """Encode a whole tick (`type: snapshot`), as the daemon socket and recordings carry it."""
+    st, c = s.status, s.counters
+    return {
+        "schema": SCHEMA,
+        "type": "snapshot",
+        "seq": s.seq,
+        "taken_at": s.taken_at,
+        "interval": s.interval,
+        "status": {
+            "mode": st.mode,
+            "privileged": st.privileged,
+            "capture": st.capture,
+            "capture_reason": st.capture_reason,
+            "missing": list(st.missing),
+            "geoip": st.geoip,
+        },
+        "counters": {
+            "sockets": c.sockets,
+            "flows": c.flows,
+            "packets": c.packets,
+            "capture_drops": c.capture_drops,
+            "queue_drops": c.queue_drops,
+            "sample_ms": c.sample_ms,
+        },
+        "flows": [flow_to_dict(f) for f in s.flows],
+        "alerts": [alert_to_dict(a) for a in s.alerts],
+    }
+
+
+def snapshot_from_dict(d: Any) -> Snapshot:
+    """Decode a snapshot record."""
+    st = _get(d, "status", dict, opt=True) or {}
+    c = _get(d, "counters", dict, opt=True) or {}
+    return Snapshot(
+        seq=_int(d, "seq"),
+        taken_at=_num(d, "taken_at"),
+        interval=_num(d, "interval"),
+        flows=tuple(flow_from_dict(f) for f in _list(d, "flows")),
+        alerts=tuple(alert_from_dict(a) for a in _list(d, "alerts")),
+        status=SourceStatus(
+            mode=_ostr(st, "mode") or "local",
+            privileged=bool(_get(st, "privileged", bool, opt=True)),
+            capture=bool(_get(st, "capture", bool, opt=True)),
+            capture_reason=_ostr(st, "capture_reason"),
+            missing=tuple(str(x) for x in _list(st, "missing")),
+            geoip=_ostr(st, "geoip"),
+        ),
+        counters=Counters(
+            sockets=_oint(c, "sockets") or 0,
+            flows=_oint(c, "flows") or 0,
+            packets=_oint(c, "packets") or 0,
+            capture_drops=_oint(c, "capture_drops") or 0,
+            queue_drops=_oint(c, "queue_drops") or 0,
+            sample_ms=_onum(c, "sample_ms") or 0.0,
+        ),
+    )
+
+
+# ---------------------------------------------------------------- any record
+
+Record = EnrichedFlow | Alert | Snapshot
+
+
+def encode(obj: Record) -> JSONDict:
+    """Encode any record type by its class."""
+    if isinstance(obj, EnrichedFlow):
+        return flow_to_dict(obj)
+    if isinstance(obj, Alert):
+        return alert_to_dict(obj)
+    return snapshot_to_dict(obj)
+
+
+def decode(d: Any) -> Record:
+    """Decode any record by its `type`, checking the schema version first."""
+    if not isinstance(d, dict):
+        raise CodecError(f"expected a JSON object, got {type(d).__name__}")
+    schema = d.get("schema")
+    if schema != SCHEMA:
+        raise CodecError(f"unsupported schema version {schema!r} (this netwatch reads {SCHEMA})")
+    kind = d.get("type")
+    if kind == "flow":
+        return flow_from_dict(d)
+    if kind == "alert":
+        return alert_from_dict(d)
+    if kind == "snapshot":
+        return snapshot_from_dict(d)
+    raise CodecError(f"unknown record type {kind!r}")
+
+
+def dumps(obj: Record) -> str:
+    """Encode a record as one compact JSON line (no newline)."""
+    return json.dumps(encode(obj), separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(line: str | bytes) -> Record:
+    """Decode one JSON line; any malformed input raises `CodecError`."""
+    try:
+        data = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CodecError(f"not a JSON record: {exc}") from None
+    except RecursionError:
+        raise CodecError("not a JSON record: nested too deeply") from None
+    return decode(data)

@@ -1,0 +1,1 @@
+"""Configuration: frozen dataclasses loaded from TOML, with the origin of every value."""

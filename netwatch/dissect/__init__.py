@@ -1,0 +1,1 @@
+"""Dissectors (pure): bytes in, facts out (DNS, TLS SNI, HTTP, VPN and anonymizer signatures)."""

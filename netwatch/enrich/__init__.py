@@ -1,0 +1,1 @@
+"""Enrichment: what is known about a remote address (geo, ASN, owner, jurisdiction, lists)."""

@@ -1,0 +1,1 @@
+"""Exporters: alerts as JSONL, CSV, syslog (RFC 5424) and ECS NDJSON."""

@@ -1,0 +1,81 @@
+"""Where the dashboard gets snapshots from: the `SnapshotFeed` protocol and `ReplayFeed`.
+
+The UI depends on this module and the model only. `pipeline.LiveFeed` samples in-process,
+`daemon.client.DaemonFeed` reads the daemon socket, and `ReplayFeed` plays recorded
+snapshots (a JSONL file written by `netwatch record`, or a list built by tests).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+from netwatch import codec
+from netwatch.errors import DataFileError
+from netwatch.model import Snapshot
+
+
+class SnapshotFeed(Protocol):
+    """A blocking source of snapshots, iterated in a worker thread."""
+
+    def snapshots(self) -> Iterator[Snapshot]:
+        """Yield snapshots until the feed ends or `close()` is called."""
+        ...
+
+    def close(self) -> None:
+        """Stop the iteration soon; safe to call from another thread."""
+        ...
+
+
+def read_recording(path: Path) -> list[Snapshot]:
+    """Read a JSONL recording of snapshots; a bad line is a `DataFileError` naming the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataFileError(f"cannot read recording {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise DataFileError(f"{path}: not a text recording") from None
+    out: list[Snapshot] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = codec.loads(line)
+        except codec.CodecError as exc:
+            raise DataFileError(f"{path}:{number}: {exc.message}") from None
+        if isinstance(record, Snapshot):
+            out.append(record)
+    return out
+
+
+class ReplayFeed:
+    """Plays a fixed sequence of snapshots, optionally `pace` seconds apart."""
+
+    def __init__(self, snapshots: Iterable[Snapshot], pace: float = 0.0, loop: bool = False):
+        self._snapshots = list(snapshots)
+        self._pace = pace
+        self._loop = loop
+        self._closed = threading.Event()
+
+    @classmethod
+    def from_file(cls, path: Path, pace: float = 0.0, loop: bool = False) -> ReplayFeed:
+        """Build a feed from a recording file."""
+        return cls(read_recording(path), pace=pace, loop=loop)
+
+    def snapshots(self) -> Iterator[Snapshot]:
+        """Yield the recorded snapshots, waiting `pace` between them."""
+        while True:
+            for snap in self._snapshots:
+                if self._closed.is_set():
+                    return
+                yield snap
+                if self._pace and self._closed.wait(self._pace):
+                    return
+            if not self._loop or not self._snapshots:
+                return
+
+    def close(self) -> None:
+        """Stop the replay."""
+        self._closed.set()

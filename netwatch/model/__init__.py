@@ -1,0 +1,50 @@
+"""Pure types that cross stage boundaries: frozen, slotted dataclasses and enums.
+
+Nothing here imports from the rest of netwatch or touches the OS. Everything is re-exported
+from this package so callers write `from netwatch.model import Flow`.
+"""
+
+from netwatch.model.alert import Alert, AlertState, Severity
+from netwatch.model.flow import (
+    Attribution,
+    Confidence,
+    Direction,
+    Endpoint,
+    Evidence,
+    Flow,
+    FlowKey,
+    IPAddress,
+    Label,
+    ProcessRef,
+    Transport,
+    parse_ip,
+)
+from netwatch.model.remote import DataSource, EnrichedFlow, ListHit, Owner, RemoteInfo, Scope
+from netwatch.model.snapshot import Counters, Snapshot, SourceStatus
+
+__all__ = [
+    "Alert",
+    "AlertState",
+    "Attribution",
+    "Confidence",
+    "Counters",
+    "DataSource",
+    "Direction",
+    "Endpoint",
+    "EnrichedFlow",
+    "Evidence",
+    "Flow",
+    "FlowKey",
+    "IPAddress",
+    "Label",
+    "ListHit",
+    "Owner",
+    "ProcessRef",
+    "RemoteInfo",
+    "Scope",
+    "Severity",
+    "Snapshot",
+    "SourceStatus",
+    "Transport",
+    "parse_ip",
+]

@@ -1,0 +1,52 @@
+"""Alerts: what a rule found, with evidence, and its lifecycle (first/last seen, count)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from netwatch.model.flow import Evidence, FlowKey, ProcessRef
+from netwatch.model.remote import RemoteInfo
+
+
+class Severity(StrEnum):
+    """How much an alert matters, from info to critical."""
+
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """Return 0 (info) to 4 (critical), to compare and filter severities."""
+        return ("info", "low", "medium", "high", "critical").index(self.value)
+
+
+class AlertState(StrEnum):
+    """Whether the condition is still seen."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One finding. Repeats with the same `identifier` raise `count`, not new alerts."""
+
+    id: str
+    rule_id: str
+    title: str
+    severity: Severity
+    identifier: str
+    message: str
+    first_seen: float
+    last_seen: float
+    count: int = 1
+    state: AlertState = AlertState.OPEN
+    flow_key: FlowKey | None = None
+    process: ProcessRef | None = None
+    remote: RemoteInfo | None = None
+    evidence: tuple[Evidence, ...] = ()
+    tags: tuple[str, ...] = ()

@@ -1,0 +1,178 @@
+"""Flows and the things they are made of: endpoints, keys, processes, labels, evidence.
+
+Flows are keyed local/remote (not src/dst) so both directions of a conversation share one key;
+`Flow.direction` says who initiated. IPv4-mapped IPv6 addresses are unmapped on construction,
+so `::ffff:1.2.3.4` and `1.2.3.4` are the same endpoint everywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from enum import StrEnum
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_ip(value: str | IPAddress) -> IPAddress:
+    """Parse an address and unmap `::ffff:a.b.c.d` to IPv4; raises ValueError on garbage."""
+    addr = value if not isinstance(value, str) else ipaddress.ip_address(value.strip())
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+class Transport(StrEnum):
+    """The transport of a flow; IP protocol numbers map here via `from_ip_proto`."""
+
+    TCP = "tcp"
+    UDP = "udp"
+    ICMP = "icmp"
+    ICMPV6 = "icmpv6"
+    ESP = "esp"
+    AH = "ah"
+    GRE = "gre"
+    SCTP = "sctp"
+    RAW = "raw"
+    PACKET = "packet"
+    OTHER = "other"
+
+    @classmethod
+    def from_ip_proto(cls, number: int) -> Transport:
+        """Map an IP protocol number to a transport (unknown numbers give OTHER)."""
+        return _BY_PROTO.get(number, cls.OTHER)
+
+
+_BY_PROTO = {
+    6: Transport.TCP,
+    17: Transport.UDP,
+    1: Transport.ICMP,
+    58: Transport.ICMPV6,
+    50: Transport.ESP,
+    51: Transport.AH,
+    47: Transport.GRE,
+    132: Transport.SCTP,
+}
+
+
+class Direction(StrEnum):
+    """Who initiated: this host (outbound), the peer (inbound), nobody yet (listen)."""
+
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+    LISTEN = "listen"
+    UNKNOWN = "unknown"
+
+
+class Attribution(StrEnum):
+    """How the owning process was found."""
+
+    SOCKET = "socket"
+    """The socket table listed this endpoint with its process in this sample."""
+    CACHED = "cached"
+    """The socket was gone, but an earlier sample had attributed this flow."""
+    UNKNOWN = "unknown"
+    """No process could be found (other user without privileges, raw traffic, pcap)."""
+
+
+class Confidence(StrEnum):
+    """How sure a label or rule is, as in the detection spec."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+    @property
+    def rank(self) -> int:
+        """Return 0, 1, 2 for low, medium, high, to compare confidences."""
+        return ("low", "medium", "high").index(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One side of a flow: address and port (0 when the transport has no ports)."""
+
+    ip: IPAddress
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        """Unmap IPv4-mapped IPv6 so dual-stack sockets compare equal to IPv4 ones."""
+        unmapped = parse_ip(self.ip)
+        if unmapped is not self.ip:
+            object.__setattr__(self, "ip", unmapped)
+
+    def __str__(self) -> str:
+        if self.ip.version == 6:
+            return f"[{self.ip}]:{self.port}"
+        return f"{self.ip}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowKey:
+    """Transport plus the two endpoints; `remote` is None for listening sockets."""
+
+    transport: Transport
+    local: Endpoint
+    remote: Endpoint | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRef:
+    """The process that owns a socket; (pid, create_time) identifies it across PID reuse."""
+
+    pid: int
+    create_time: float
+    name: str
+    exe: str | None = None
+    cmdline: tuple[str, ...] = ()
+    user: str | None = None
+    ppid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One thing that matched, with its value: `Evidence("sni", "DDNS")`."""
+
+    name: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """What a flow is, as the dissectors decided: application, category, VPN or not.
+
+    `name` is the protocol or application (`openvpn`, `wireguard`, `softether`, `tls`, `dns`,
+    `tor`, ...); `category` is `vpn`, `anonymizer`, `web`, `network`, ...; `vpn` is true for VPN
+    and anonymizer protocols, which is what the rules and the UI badge key on.
+    """
+
+    name: str
+    category: str
+    vpn: bool = False
+    confidence: Confidence = Confidence.MEDIUM
+    evidence: tuple[Evidence, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """One conversation as seen from this host, with who owns it and how much it moved.
+
+    Byte and packet counts are from the local side's view (sent = local to remote); `None`
+    means the source could not tell (e.g. UDP sockets without capture).
+    """
+
+    key: FlowKey
+    direction: Direction
+    state: str | None = None
+    process: ProcessRef | None = None
+    attribution: Attribution = Attribution.UNKNOWN
+    first_seen: float | None = None
+    last_seen: float | None = None
+    bytes_sent: int | None = None
+    bytes_received: int | None = None
+    packets_sent: int | None = None
+    packets_received: int | None = None
+    dns_name: str | None = None
+    sni: str | None = None
+    http_host: str | None = None
+    label: Label | None = None

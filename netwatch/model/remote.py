@@ -1,0 +1,79 @@
+"""What netwatch knows about a remote address: scope, country, ASN, owner, jurisdiction, lists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from netwatch.model.flow import Flow, IPAddress
+
+
+class Scope(StrEnum):
+    """Where an address lives; only GLOBAL addresses are looked up."""
+
+    GLOBAL = "global"
+    PRIVATE = "private"
+    LOOPBACK = "loopback"
+    LINK_LOCAL = "link_local"
+    CGNAT = "cgnat"
+    MULTICAST = "multicast"
+    DOCUMENTATION = "documentation"
+    UNSPECIFIED = "unspecified"
+    RESERVED = "reserved"
+
+
+@dataclass(frozen=True, slots=True)
+class DataSource:
+    """A data file an answer came from, with its type and build date (epoch seconds)."""
+
+    file: str
+    type: str
+    built: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """The network's registered owner from RDAP; `status` says whether it is known yet."""
+
+    status: str
+    """`ok`, `pending` (lookup running) or `unknown` (see `reason`)."""
+    reason: str | None = None
+    name: str | None = None
+    handle: str | None = None
+    cidr: str | None = None
+    country: str | None = None
+    abuse_emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ListHit:
+    """Membership of the address in a list (`vpngate`, `tor`, ...), with what matched."""
+
+    list: str
+    detail: str | None = None
+    first_seen: float | None = None
+    last_seen: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteInfo:
+    """Everything known about one remote address; non-global scopes carry no country."""
+
+    ip: IPAddress
+    scope: Scope
+    country: str | None = None
+    asn: int | None = None
+    as_org: str | None = None
+    jurisdiction: tuple[str, ...] = ()
+    """Commonly cited intelligence-sharing groups of `country`: `5 Eyes`, `9 Eyes`, `14 Eyes`."""
+    owner: Owner | None = None
+    lists: tuple[ListHit, ...] = ()
+    sources: tuple[DataSource, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EnrichedFlow:
+    """A flow and what is known about its remote side (None for listening sockets)."""
+
+    flow: Flow
+    remote: RemoteInfo | None = None

@@ -1,0 +1,1 @@
+"""The Textual dashboard: renders snapshots from an injected feed and never samples."""

@@ -1,0 +1,26 @@
+"""The README's two opening commands are what CI and a newcomer run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+
+def _readme_commands(root: Path) -> list[str]:
+    text = (root / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```sh\n(.+?)\n```", text)
+
+
+def test_ci_runs_exactly_the_readme_test_command(repo_root: Path) -> None:
+    commands = _readme_commands(repo_root)
+    assert len(commands) >= 2
+    test_command = commands[1]
+    assert "pytest" in test_command
+    ci_lines = (repo_root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert test_command in ci_lines
+
+
+def test_readme_first_command_starts_the_dashboard(repo_root: Path) -> None:
+    first = _readme_commands(repo_root)[0]
+    assert first.rstrip().endswith("bin/netwatch")
+    assert "pip install ." in first

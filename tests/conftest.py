@@ -1,0 +1,55 @@
+"""Shared fixtures: config isolation for every test, and the root check for live tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+IS_ROOT = os.geteuid() == 0
+
+requires_root = pytest.mark.skipif(
+    not IS_ROOT, reason="needs root: creates network namespaces and captures packets"
+)
+
+
+def requires_tools(*tools: str) -> pytest.MarkDecorator:
+    """Skip with a clear reason when a program the test runs is not installed."""
+    missing = [t for t in tools if shutil.which(t) is None and not Path(t).exists()]
+    return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)}")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Point HOME, XDG_* at a temp dir and drop NETWATCH_* so no user config leaks in."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    for var, sub in (
+        ("XDG_CONFIG_HOME", ".config"),
+        ("XDG_CACHE_HOME", ".cache"),
+        ("XDG_DATA_HOME", ".local/share"),
+        ("XDG_STATE_HOME", ".local/state"),
+        ("XDG_RUNTIME_DIR", "run"),
+    ):
+        monkeypatch.setenv(var, str(home / sub))
+    for var in list(os.environ):
+        if var.startswith("NETWATCH_") or var in ("GEOIPUPDATE_DB_DIR", "GEOIPUPDATE_CONF_FILE"):
+            monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def netwatch_cmd() -> list[str]:
+    """The command that runs this checkout's netwatch in a subprocess."""
+    return [sys.executable, "-m", "netwatch"]
+
+
+@pytest.fixture
+def repo_root() -> Iterator[Path]:
+    """The project's root folder."""
+    return Path(__file__).resolve().parent.parent
