@@ -89,7 +89,8 @@ def test_alert_and_snapshot_round_trip_through_json_lines() -> None:
         '{"schema": 1, "type": "nope"}',
         '{"schema": 1, "type": "flow"}',
         '{"schema": 1, "type": "flow", "direction": "outbound", "transport": "tcp", "src": "x"}',
-        '{"schema": 1, "type": "flow", "direction": "sideways", "transport": "tcp", "src": "1.2.3.4"}',
+        '{"schema": 1, "type": "flow", "direction": "sideways", "transport": "tcp",'
+        ' "src": "1.2.3.4"}',
         '{"schema": 1, "type": "alert", "id": 1}',
         '{"schema": 1, "type": "snapshot", "seq": "one"}',
         '{"schema": 1, "type": "flow", "direction": "outbound", "transport": "tcp",'
