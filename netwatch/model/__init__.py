@@ -21,6 +21,7 @@ from netwatch.model.flow import (
 )
 from netwatch.model.remote import DataSource, EnrichedFlow, ListHit, Owner, RemoteInfo, Scope
 from netwatch.model.snapshot import Counters, Snapshot, SourceStatus
+from netwatch.model.sockets import SocketEntry, SocketTable
 
 __all__ = [
     "Alert",
@@ -44,6 +45,8 @@ __all__ = [
     "Scope",
     "Severity",
     "Snapshot",
+    "SocketEntry",
+    "SocketTable",
     "SourceStatus",
     "Transport",
     "parse_ip",
