@@ -19,6 +19,7 @@ from netwatch.model.flow import (
     Transport,
     parse_ip,
 )
+from netwatch.model.packet import PacketContext, PacketFacts, PacketMeta
 from netwatch.model.remote import DataSource, EnrichedFlow, ListHit, Owner, RemoteInfo, Scope
 from netwatch.model.snapshot import Counters, Snapshot, SourceStatus
 from netwatch.model.sockets import SocketEntry, SocketTable
@@ -40,6 +41,9 @@ __all__ = [
     "Label",
     "ListHit",
     "Owner",
+    "PacketContext",
+    "PacketFacts",
+    "PacketMeta",
     "ProcessRef",
     "RemoteInfo",
     "Scope",

@@ -1,4 +1,4 @@
-"""Composition root of the engine: sources -> flows -> enrich -> detect, one Snapshot per tick.
+"""The live engine: sources -> flows -> enrich -> detect, one Snapshot per tick.
 
 `Engine.tick()` samples the socket table, merges in packet-observed flows when capture runs,
 enriches every remote address, runs the rules, and returns a frozen `Snapshot`. Each stage

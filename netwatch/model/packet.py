@@ -1,0 +1,60 @@
+"""Packets as the sources hand them to the flow table and the dissectors, and what dissectors learn.
+
+`PacketMeta` is what `sources.capture` and `sources.pcapfile` yield (headers parsed, payload
+kept for the dissectors). `PacketContext` is how the pipeline tells a dissector where a packet
+sits in its flow. `PacketFacts` is what a dissector found; the flow table folds facts into flows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netwatch.model.flow import Endpoint, FlowKey, IPAddress, Label, Transport
+
+
+@dataclass(frozen=True, slots=True)
+class PacketMeta:
+    """One IP packet: when, which transport, both endpoints, size on the wire, and payload."""
+
+    ts: float
+    transport: Transport
+    src: Endpoint
+    dst: Endpoint
+    length: int
+    """Bytes of the IP packet (header included), as counted for flow byte totals."""
+    payload: bytes = b""
+    """The transport payload (TCP/UDP data; the whole IP payload for ESP, GRE, ...)."""
+    tcp_flags: int = 0
+    ip_proto: int = 0
+    interface: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PacketContext:
+    """Where a packet sits in its flow: the flow (initiator as `local`), direction, index."""
+
+    flow: FlowKey
+    """The flow with the initiator as `local` and the responder as `remote`."""
+    from_initiator: bool
+    index: int
+    """0-based count of payload-carrying packets seen before this one in the same direction."""
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PacketFacts:
+    """What a dissector learned from one packet. Empty fields mean "nothing new"."""
+
+    label: Label | None = None
+    sni: str | None = None
+    alpn: tuple[str, ...] = ()
+    http_host: str | None = None
+    http_request: str | None = None
+    """The HTTP request line, e.g. `GET /api/iphone/ HTTP/1.1`."""
+    dns_query: str | None = None
+    dns_answers: tuple[tuple[str, IPAddress], ...] = ()
+    """(name, address) pairs from A/AAAA answers, so later flows to that address get a name."""
+    body_prefix: bytes | None = None
+    """The first bytes of a cleartext HTTP response body (e.g. `*vpn_servers`)."""
+    done: bool = False
+    """The dissector needs no more packets of this flow."""
