@@ -19,6 +19,7 @@ from netwatch.model.flow import (
     Transport,
     parse_ip,
 )
+from netwatch.model.host import HostFacts, SoftEtherConfig
 from netwatch.model.packet import PacketContext, PacketFacts, PacketMeta
 from netwatch.model.remote import DataSource, EnrichedFlow, ListHit, Owner, RemoteInfo, Scope
 from netwatch.model.snapshot import Counters, Snapshot, SourceStatus
@@ -37,6 +38,7 @@ __all__ = [
     "Evidence",
     "Flow",
     "FlowKey",
+    "HostFacts",
     "IPAddress",
     "Label",
     "ListHit",
@@ -49,6 +51,7 @@ __all__ = [
     "Scope",
     "Severity",
     "Snapshot",
+    "SoftEtherConfig",
     "SocketEntry",
     "SocketTable",
     "SourceStatus",
