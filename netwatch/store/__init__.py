@@ -1,1 +1,15 @@
-"""The SQLite store: alerts, flow summaries and first-seen facts, in WAL mode."""
+"""The SQLite store: alerts, flow summaries and first-seen facts, in WAL mode.
+
+`Store` is the one writer (the daemon, `analyze --db`); `read_alerts` is the reader export uses;
+`retention.Pruner` prunes by age and size in the background.
+"""
+
+from netwatch.store.retention import Pruner, Retention, prune
+from netwatch.store.sqlite import (
+    AlertQuery,
+    Store,
+    integrity_check,
+    read_alerts,
+)
+
+__all__ = ["AlertQuery", "Pruner", "Retention", "Store", "integrity_check", "prune", "read_alerts"]

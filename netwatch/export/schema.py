@@ -1,0 +1,140 @@
+"""The alert-log column table: one name, unit and description per exported field.
+
+CSV uses these columns as its fixed header, in this order; syslog and ECS draw their fields
+from the same getters, so the formats cannot drift apart. `netwatch export --help` and the
+README point here. Changing a name or the order is a breaking change of the CSV contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from netwatch.model import Alert
+
+Value = str | int | float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One exported field: what it is called, its unit, what it means, how to read it."""
+
+    name: str
+    unit: str
+    description: str
+    get: Callable[[Alert], Value]
+
+
+def iso_time(ts: float) -> str:
+    """Epoch seconds as RFC 3339 UTC with microseconds: `2024-01-02T03:04:05.000006Z`."""
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def remote_ip(a: Alert) -> str | None:
+    """The remote address: from the enrichment if present, else from the flow key."""
+    if a.remote is not None:
+        return str(a.remote.ip)
+    if a.flow_key is not None and a.flow_key.remote is not None:
+        return str(a.flow_key.remote.ip)
+    return None
+
+
+def remote_port(a: Alert) -> int | None:
+    """The remote port, when the alert carries a flow."""
+    if a.flow_key is None or a.flow_key.remote is None:
+        return None
+    return a.flow_key.remote.port
+
+
+def evidence_text(a: Alert) -> str:
+    """Evidence as `name=value; name=value` (CSV and syslog have no nested values)."""
+    return "; ".join(f"{e.name}={e.value}" for e in a.evidence)
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("id", "", "alert id, stable across updates of the same alert", lambda a: a.id),
+    Column("rule", "", "dotted rule id, e.g. vpn.unexpected_process", lambda a: a.rule_id),
+    Column("title", "", "rule title", lambda a: a.title),
+    Column("severity", "", "info, low, medium, high or critical", lambda a: a.severity.value),
+    Column("state", "", "open or closed", lambda a: a.state.value),
+    Column(
+        "first_seen",
+        "RFC 3339 UTC",
+        "when the condition was first seen",
+        lambda a: iso_time(a.first_seen),
+    ),
+    Column("last_seen", "RFC 3339 UTC", "when it was last seen", lambda a: iso_time(a.last_seen)),
+    Column("count", "occurrences", "how often it was seen since first_seen", lambda a: a.count),
+    Column(
+        "process",
+        "",
+        "name of the process that owns the flow",
+        lambda a: a.process.name if a.process else None,
+    ),
+    Column("pid", "", "its process id", lambda a: a.process.pid if a.process else None),
+    Column("exe", "path", "its executable", lambda a: a.process.exe if a.process else None),
+    Column("user", "", "the user it runs as", lambda a: a.process.user if a.process else None),
+    Column(
+        "transport",
+        "",
+        "tcp, udp, ...",
+        lambda a: a.flow_key.transport.value if a.flow_key else None,
+    ),
+    Column(
+        "local_ip",
+        "",
+        "this host's address",
+        lambda a: str(a.flow_key.local.ip) if a.flow_key else None,
+    ),
+    Column(
+        "local_port",
+        "",
+        "this host's port",
+        lambda a: a.flow_key.local.port if a.flow_key else None,
+    ),
+    Column("remote_ip", "", "the peer's address", remote_ip),
+    Column("remote_port", "", "the peer's port", remote_port),
+    Column(
+        "country",
+        "ISO 3166-1 alpha-2",
+        "the peer's country",
+        lambda a: a.remote.country if a.remote else None,
+    ),
+    Column(
+        "asn",
+        "",
+        "the peer's autonomous system number",
+        lambda a: a.remote.asn if a.remote else None,
+    ),
+    Column(
+        "as_org",
+        "",
+        "the peer's autonomous system organisation",
+        lambda a: a.remote.as_org if a.remote else None,
+    ),
+    Column(
+        "jurisdiction",
+        "",
+        "5/9/14 Eyes groups of the country, `;`-separated",
+        lambda a: ";".join(a.remote.jurisdiction) if a.remote else None,
+    ),
+    Column("identifier", "", "the dedup key of the alert", lambda a: a.identifier),
+    Column("message", "", "one-line description", lambda a: a.message),
+    Column("evidence", "", "what matched, as `name=value; ...`", evidence_text),
+    Column("tags", "", "rule tags, `;`-separated", lambda a: ";".join(a.tags)),
+)
+
+HEADER: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+
+
+def row(a: Alert) -> list[Value]:
+    """The alert as values in `HEADER` order."""
+    return [c.get(a) for c in COLUMNS]
+
+
+def describe() -> str:
+    """The column table as Markdown, for the README and `export --help`."""
+    lines = ["| column | unit | meaning |", "|---|---|---|"]
+    lines += [f"| `{c.name}` | {c.unit} | {c.description} |" for c in COLUMNS]
+    return "\n".join(lines)

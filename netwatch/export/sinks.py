@@ -1,0 +1,101 @@
+"""Live sinks: the exporters as the daemon uses them, writing each alert as it is announced.
+
+`FileSink` appends one formatted line per alert to a file and rotates it by size through the
+standard library's `RotatingFileHandler` (no hand-written rotation). `SyslogSink` wraps the
+syslog sender. Both share the `Sink` protocol the daemon's sink worker drives.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from netwatch.export.csv import csv_header, format_csv
+from netwatch.export.ecs import format_ecs
+from netwatch.export.jsonl import format_jsonl
+from netwatch.export.syslog import SyslogSender, SyslogTarget, format_rfc5424
+from netwatch.model import Alert
+
+FORMATTERS: dict[str, Callable[[Alert], str]] = {
+    "jsonl": format_jsonl,
+    "csv": lambda a: format_csv(a).rstrip("\r\n"),
+    "syslog": lambda a: format_rfc5424(a),
+    "ecs": format_ecs,
+}
+FORMATS = tuple(FORMATTERS)
+
+
+class Sink(Protocol):
+    """Receives every alert the daemon announces, after it is stored."""
+
+    def emit(self, alert: Alert) -> None:
+        """Deliver one alert (must not raise on I/O trouble)."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release resources."""
+        ...
+
+
+class _HeaderedHandler(logging.handlers.RotatingFileHandler):
+    """Writes a CSV header at the top of every new file (after each rotation too)."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int, header: str | None) -> None:
+        self._header = header
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        self._write_header_if_empty()
+
+    def _write_header_if_empty(self) -> None:
+        if self._header and self.stream is not None and self.stream.tell() == 0:
+            self.stream.write(self._header + "\n")
+            self.stream.flush()
+
+    def doRollover(self) -> None:  # noqa: N802  # overrides the stdlib name
+        """Rotate, then start the new file with the header."""
+        super().doRollover()
+        self._write_header_if_empty()
+
+
+class FileSink:
+    """Appends formatted alerts to `path`, rotating at `max_bytes` keeping `backups` files."""
+
+    def __init__(
+        self, path: Path, fmt: str, max_bytes: int = 10 * 1024 * 1024, backups: int = 5
+    ) -> None:
+        if fmt not in FORMATTERS:
+            raise ValueError(f"unknown export format {fmt!r}")
+        self._format = FORMATTERS[fmt]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = csv_header().rstrip("\r\n") if fmt == "csv" else None
+        self._handler = _HeaderedHandler(path, max_bytes, backups, header)
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        self._handler.terminator = "\n"
+
+    def emit(self, alert: Alert) -> None:
+        """Write one line and flush it."""
+        record = logging.LogRecord("netwatch.sink", logging.INFO, "", 0, "%s", None, None)
+        record.msg = self._format(alert)
+        record.args = None
+        self._handler.emit(record)
+
+    def close(self) -> None:
+        """Close the current file."""
+        self._handler.close()
+
+
+class SyslogSink:
+    """Sends each alert to a syslog server (RFC 5424, UDP or TCP)."""
+
+    def __init__(self, target: SyslogTarget) -> None:
+        self.sender = SyslogSender(target)
+
+    def emit(self, alert: Alert) -> None:
+        """Send one alert; failures are logged by the sender."""
+        self.sender.send(alert)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.sender.close()

@@ -1,0 +1,365 @@
+"""The SQLite store: one writer connection in WAL mode, alerts, flow summaries, facts.
+
+Durability choice: `synchronous=FULL`. In WAL mode NORMAL already survives a killed process
+(SIGKILL), but can lose the last commits on power loss; the daemon promises that an alert it
+has announced is on disk, and it commits at most a few times a second, so one fsync per commit
+is cheap and FULL keeps the promise through power loss too.
+
+One connection writes (the daemon loop and the background pruner share it under a lock);
+readers (`netwatch export`) open their own read-only connection. Files are created 0640, owned
+by the `netwatch` group when it exists, else 0600. Only this package imports sqlite3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from netwatch import codec
+from netwatch.errors import DataFileError
+from netwatch.model import Alert, EnrichedFlow, Severity
+from netwatch.store.migrations import SchemaTooNewError, migrate
+
+GROUP = "netwatch"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertQuery:
+    """Which alerts to read: a time window on `last_seen`/`first_seen`, severity, rule."""
+
+    since: float | None = None
+    until: float | None = None
+    min_severity: Severity | None = None
+    rule: str | None = None
+
+
+def flow_key_text(ef: EnrichedFlow) -> str:
+    """The summary row key: transport and both endpoints (one row per conversation)."""
+    k = ef.flow.key
+    return f"{k.transport.value} {k.local} {k.remote or '-'}"
+
+
+def _group_id() -> int | None:
+    try:
+        return grp.getgrnam(GROUP).gr_gid
+    except KeyError:
+        return None
+
+
+def _create_private(path: Path) -> None:
+    """Create the db file (and its folder) so that only root and the netwatch group read it.
+
+    SQLite gives the -wal and -shm files the mode and owner of the database file, so setting
+    them here covers all three.
+    """
+    gid = _group_id()
+    mode = 0o640 if gid is not None else 0o600
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    if path.exists():
+        return
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
+    try:
+        os.fchmod(fd, mode)
+        if gid is not None and os.geteuid() == 0:
+            os.fchown(fd, 0, gid)
+    finally:
+        os.close(fd)
+
+
+def _wrap(path: Path, exc: sqlite3.Error) -> DataFileError:
+    return DataFileError(f"{path}: not a usable netwatch database ({exc})")
+
+
+class Store:
+    """The writer. Every public method is one transaction and thread-safe."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        try:
+            _create_private(path)
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+            self._setup()
+        except (sqlite3.Error, SchemaTooNewError) as exc:
+            raise DataFileError(f"{path}: not a usable netwatch database ({exc})") from None
+        except OSError as exc:
+            raise DataFileError(f"cannot open database {path}: {exc.strerror or exc}") from None
+
+    def _setup(self) -> None:
+        c = self._conn
+        if int(c.execute("PRAGMA user_version").fetchone()[0]) == 0:
+            # Only takes effect before the first table exists; lets pruning return pages.
+            c.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot switch to WAL (journal_mode={mode})")
+        c.execute("PRAGMA synchronous = FULL")
+        c.execute("PRAGMA foreign_keys = ON")
+        migrate(c)
+
+    def close(self) -> None:
+        """Checkpoint and close; the WAL is folded back into the main file."""
+        with self.lock:
+            # Busy readers: the WAL stays and is replayed on next open.
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.close()
+
+    # ------------------------------------------------------------------ writes
+
+    def save_alerts(self, alerts: Iterable[Alert], now: float) -> int:
+        """Insert or update alerts by id with their evidence; returns after the commit."""
+        rows = list(alerts)
+        if not rows:
+            return 0
+        with self.lock, self._tx():
+            for a in rows:
+                self._upsert_alert(a, now)
+        return len(rows)
+
+    def _upsert_alert(self, a: Alert, now: float) -> None:
+        c = self._conn
+        c.execute(
+            """INSERT INTO alerts (id, rule_id, title, severity, severity_rank, identifier,
+                   message, first_seen, last_seen, count, state, process_name, process_exe,
+                   remote_ip, country, stored_at, record)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+               ON CONFLICT (id) DO UPDATE SET
+                   title=excluded.title, severity=excluded.severity,
+                   severity_rank=excluded.severity_rank, message=excluded.message,
+                   first_seen=min(first_seen, excluded.first_seen),
+                   last_seen=max(last_seen, excluded.last_seen), count=excluded.count,
+                   state=excluded.state, process_name=excluded.process_name,
+                   process_exe=excluded.process_exe, remote_ip=excluded.remote_ip,
+                   country=excluded.country, stored_at=excluded.stored_at,
+                   record=excluded.record""",
+            (
+                a.id,
+                a.rule_id,
+                a.title,
+                a.severity.value,
+                a.severity.rank,
+                a.identifier,
+                a.message,
+                a.first_seen,
+                a.last_seen,
+                a.count,
+                a.state.value,
+                a.process.name if a.process else None,
+                a.process.exe if a.process else None,
+                str(a.remote.ip) if a.remote else None,
+                a.remote.country if a.remote else None,
+                now,
+                codec.dumps(a),
+            ),
+        )
+        c.execute("DELETE FROM alert_evidence WHERE alert_id = ?", (a.id,))
+        c.executemany(
+            "INSERT INTO alert_evidence (alert_id, position, name, value) VALUES (?,?,?,?)",
+            [(a.id, i, e.name, e.value) for i, e in enumerate(a.evidence)],
+        )
+
+    def save_flows(self, flows: Iterable[tuple[EnrichedFlow, float, float]]) -> int:
+        """Upsert flow summaries `(flow, first_seen, last_seen)`; first_seen never moves later."""
+        rows = [_flow_row(ef, first, last) for ef, first, last in flows]
+        if not rows:
+            return 0
+        with self.lock, self._tx():
+            self._conn.executemany(
+                """INSERT INTO flows (flow_key, transport, local_ip, local_port, remote_ip,
+                       remote_port, direction, process_name, process_exe, pid, country, asn,
+                       as_org, app, category, vpn, bytes_sent, bytes_received, first_seen,
+                       last_seen)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT (flow_key) DO UPDATE SET
+                       direction=excluded.direction,
+                       process_name=coalesce(excluded.process_name, process_name),
+                       process_exe=coalesce(excluded.process_exe, process_exe),
+                       pid=coalesce(excluded.pid, pid),
+                       country=coalesce(excluded.country, country),
+                       asn=coalesce(excluded.asn, asn), as_org=coalesce(excluded.as_org, as_org),
+                       app=coalesce(excluded.app, app),
+                       category=coalesce(excluded.category, category),
+                       vpn=max(vpn, excluded.vpn),
+                       bytes_sent=max(coalesce(bytes_sent, 0), coalesce(excluded.bytes_sent, 0)),
+                       bytes_received=max(coalesce(bytes_received, 0),
+                                          coalesce(excluded.bytes_received, 0)),
+                       first_seen=min(first_seen, excluded.first_seen),
+                       last_seen=max(last_seen, excluded.last_seen)""",
+                rows,
+            )
+        return len(rows)
+
+    def record_facts(self, kind: str, subjects: Iterable[tuple[str, float]]) -> None:
+        """Remember `(subject, seen_at)` facts of one kind (e.g. processes that connected)."""
+        rows = [(kind, s, t, t) for s, t in subjects]
+        if not rows:
+            return
+        with self.lock, self._tx():
+            self._conn.executemany(
+                """INSERT INTO facts (kind, subject, first_seen, last_seen) VALUES (?,?,?,?)
+                   ON CONFLICT (kind, subject) DO UPDATE SET
+                       first_seen=min(first_seen, excluded.first_seen),
+                       last_seen=max(last_seen, excluded.last_seen)""",
+                rows,
+            )
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+    # ------------------------------------------------------------------ reads (writer side)
+
+    def facts(self, kind: str) -> dict[str, float]:
+        """Every remembered subject of `kind` with its first-seen time."""
+        with self.lock:
+            cur = self._conn.execute(
+                "SELECT subject, first_seen FROM facts WHERE kind = ?", (kind,)
+            )
+            return {str(s): float(t) for s, t in cur}
+
+    def all_facts(self) -> dict[str, dict[str, float]]:
+        """Every remembered fact, by kind."""
+        out: dict[str, dict[str, float]] = {}
+        with self.lock:
+            for kind, subject, first in self._conn.execute(
+                "SELECT kind, subject, first_seen FROM facts"
+            ):
+                out.setdefault(str(kind), {})[str(subject)] = float(first)
+        return out
+
+    def alerts(self, query: AlertQuery = AlertQuery()) -> list[Alert]:
+        """The alerts matching `query`, oldest first (also used by tests on a live store)."""
+        with self.lock:
+            return list(select_alerts(self._conn, query))
+
+    def connection_for_pruning(self) -> sqlite3.Connection:
+        """The writer connection, for `retention.Pruner` (hold `lock` while using it)."""
+        return self._conn
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolling back on any error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._conn.execute("COMMIT")
+        else:
+            self._conn.execute("ROLLBACK")
+
+
+def _flow_row(ef: EnrichedFlow, first: float, last: float) -> tuple[object, ...]:
+    f, r = ef.flow, ef.remote
+    k = f.key
+    return (
+        flow_key_text(ef),
+        k.transport.value,
+        str(k.local.ip),
+        k.local.port,
+        None if k.remote is None else str(k.remote.ip),
+        None if k.remote is None else k.remote.port,
+        f.direction.value,
+        f.process.name if f.process else None,
+        f.process.exe if f.process else None,
+        f.process.pid if f.process else None,
+        r.country if r else None,
+        r.asn if r else None,
+        r.as_org if r else None,
+        f.label.name if f.label else None,
+        f.label.category if f.label else None,
+        int(bool(f.label and f.label.vpn)),
+        f.bytes_sent,
+        f.bytes_received,
+        first,
+        last,
+    )
+
+
+def select_alerts(conn: sqlite3.Connection, query: AlertQuery) -> Iterator[Alert]:
+    """Run an alert query on any connection and decode each stored record through `codec`."""
+    where: list[str] = []
+    args: list[str | float] = []
+    if query.since is not None:
+        where.append("last_seen >= ?")
+        args.append(query.since)
+    if query.until is not None:
+        where.append("first_seen <= ?")
+        args.append(query.until)
+    if query.min_severity is not None:
+        where.append("severity_rank >= ?")
+        args.append(query.min_severity.rank)
+    if query.rule is not None:
+        where.append("rule_id = ?")
+        args.append(query.rule)
+    sql = "SELECT record FROM alerts"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY first_seen, id"
+    for (record,) in conn.execute(sql, args):
+        alert = codec.loads(record)
+        if isinstance(alert, Alert):
+            yield alert
+
+
+def open_reader(path: Path) -> sqlite3.Connection:
+    """Open the store read-only (export); a missing or foreign file is one clear error."""
+    if not path.exists():
+        raise DataFileError(f"no netwatch database at {path}")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error as exc:
+        raise _wrap(path, exc) from None
+    if version == 0:
+        conn.close()
+        raise DataFileError(f"{path}: not a netwatch database (no schema)")
+    return conn
+
+
+def read_alerts(path: Path, query: AlertQuery) -> Iterator[Alert]:
+    """Stream the alerts of a store file matching `query` (used by `netwatch export`)."""
+    conn = open_reader(path)
+    try:
+        yield from select_alerts(conn, query)
+    except sqlite3.Error as exc:
+        raise _wrap(path, exc) from None
+    finally:
+        conn.close()
+
+
+def integrity_check(path: Path) -> str:
+    """Return SQLite's `PRAGMA integrity_check` answer (`ok` when the file is sound)."""
+    conn = open_reader(path)
+    try:
+        return "\n".join(str(r[0]) for r in conn.execute("PRAGMA integrity_check"))
+    finally:
+        conn.close()
+
+
+def dump_evidence(path: Path, alert_id: str) -> list[tuple[str, str]]:
+    """The evidence rows stored for one alert, in order (for tests and debugging)."""
+    conn = open_reader(path)
+    try:
+        cur = conn.execute(
+            "SELECT name, value FROM alert_evidence WHERE alert_id = ? ORDER BY position",
+            (alert_id,),
+        )
+        return [(str(n), str(v)) for n, v in cur]
+    finally:
+        conn.close()
+
+
+__all__ = ["AlertQuery", "Store", "integrity_check", "read_alerts"]

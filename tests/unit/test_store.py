@@ -1,0 +1,151 @@
+"""The SQLite store: migrations, alert upserts with evidence, flow summaries, facts, retention."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from netwatch.errors import DataFileError
+from netwatch.model import AlertState, Evidence, Severity
+from netwatch.store import AlertQuery, Retention, Store, integrity_check, prune, read_alerts
+from netwatch.store.migrations import LATEST
+from netwatch.store.sqlite import dump_evidence
+from tests.builders import T0, make_alert, make_flow, make_label, make_process
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "state" / "netwatch.db")
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def test_new_store_is_wal_full_and_migrated(store: Store) -> None:
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
+    assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+    sync = store.connection_for_pruning().execute("PRAGMA synchronous").fetchone()[0]
+    assert sync == 2  # FULL
+    conn.close()
+
+
+def test_db_file_is_private(store: Store) -> None:
+    mode = stat.S_IMODE(store.path.stat().st_mode)
+    assert mode & 0o007 == 0, oct(mode)
+
+
+def test_reopen_keeps_data_and_does_not_remigrate(tmp_path: Path) -> None:
+    path = tmp_path / "n.db"
+    s = Store(path)
+    s.save_alerts([make_alert()], now=T0)
+    s.close()
+    s2 = Store(path)
+    assert [a.id for a in s2.alerts()] == ["vpngate.list_fetch:1"]
+    s2.close()
+
+
+def test_alert_round_trips_with_evidence_and_updates_by_id(store: Store) -> None:
+    proc = make_process("vpnclient", pid=77)
+    a = replace(make_alert(process=proc), evidence=(Evidence("sni", "x"), Evidence("n", "2")))
+    store.save_alerts([a], now=T0)
+    assert store.alerts() == [a]
+    assert dump_evidence(store.path, a.id) == [("sni", "x"), ("n", "2")]
+    later = replace(a, count=5, last_seen=T0 + 50, state=AlertState.CLOSED, evidence=())
+    store.save_alerts([later], now=T0 + 50)
+    got = store.alerts()
+    assert got == [later]
+    assert dump_evidence(store.path, a.id) == []
+
+
+def test_queries_filter_by_time_severity_and_rule(store: Store) -> None:
+    a1 = make_alert("r.one", Severity.LOW, first_seen=T0, alert_id="a1")
+    a2 = make_alert("r.two", Severity.HIGH, first_seen=T0 + 100, alert_id="a2")
+    a3 = make_alert("r.one", Severity.CRITICAL, first_seen=T0 + 200, alert_id="a3")
+    store.save_alerts([a3, a1, a2], now=T0)
+    ids = lambda q: [a.id for a in read_alerts(store.path, q)]  # noqa: E731
+    assert ids(AlertQuery()) == ["a1", "a2", "a3"]
+    assert ids(AlertQuery(since=T0 + 50)) == ["a2", "a3"]
+    assert ids(AlertQuery(until=T0 + 150)) == ["a1", "a2"]
+    assert ids(AlertQuery(min_severity=Severity.HIGH)) == ["a2", "a3"]
+    assert ids(AlertQuery(rule="r.one")) == ["a1", "a3"]
+    assert ids(AlertQuery(rule="r.one", min_severity=Severity.HIGH)) == ["a3"]
+
+
+def test_flow_summaries_keep_first_seen_and_max_bytes(store: Store) -> None:
+    f1 = make_flow(process=make_process("curl"), bytes_sent=10, label=make_label())
+    f2 = make_flow(process=make_process("curl"), bytes_sent=500, bytes_received=9)
+    store.save_flows([(f1, T0, T0 + 1)])
+    store.save_flows([(f2, T0 + 5, T0 + 9)])
+    row = (
+        store.connection_for_pruning()
+        .execute("SELECT first_seen, last_seen, bytes_sent, bytes_received, app, vpn FROM flows")
+        .fetchall()
+    )
+    assert row == [(T0, T0 + 9, 500, 4200, "openvpn", 1)]
+
+
+def test_facts_persist_and_keep_earliest(tmp_path: Path) -> None:
+    path = tmp_path / "n.db"
+    s = Store(path)
+    s.record_facts("process", [("/usr/bin/curl", T0 + 10), ("/usr/bin/ssh", T0)])
+    s.record_facts("process", [("/usr/bin/curl", T0)])
+    s.close()
+    s2 = Store(path)
+    assert s2.facts("process") == {"/usr/bin/curl": T0, "/usr/bin/ssh": T0}
+    assert s2.facts("country") == {}
+    assert s2.all_facts() == {"process": {"/usr/bin/curl": T0, "/usr/bin/ssh": T0}}
+    s2.close()
+
+
+def test_retention_by_age(store: Store) -> None:
+    old = make_alert(first_seen=T0, alert_id="old")
+    new = make_alert(first_seen=T0 + 10_000, alert_id="new")
+    store.save_alerts([old, new], now=T0)
+    store.save_flows([(make_flow(local_port=1), T0, T0), (make_flow(local_port=2), T0, T0 + 9999)])
+    removed = prune(store, Retention(max_age=5000, max_bytes=None), now=T0 + 12_000)
+    assert removed == 2
+    assert [a.id for a in store.alerts()] == ["new"]
+    n = store.connection_for_pruning().execute("SELECT count(*) FROM flows").fetchone()[0]
+    assert n == 1
+
+
+def test_retention_by_size_drops_oldest_first(store: Store) -> None:
+    msg = "x" * 2000
+    alerts = [make_alert(first_seen=T0 + i, alert_id=f"a{i:04d}", message=msg) for i in range(600)]
+    store.save_alerts(alerts, now=T0)
+    prune(store, Retention(max_age=None, max_bytes=300_000), now=T0)
+    kept = [a.id for a in store.alerts()]
+    assert 0 < len(kept) < 600
+    assert kept == [f"a{i:04d}" for i in range(600 - len(kept), 600)]
+    assert integrity_check(store.path) == "ok"
+    from netwatch.store.retention import used_bytes
+
+    assert used_bytes(store.connection_for_pruning()) <= 300_000
+
+
+def test_garbage_file_is_one_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(DataFileError, match="not a usable netwatch database"):
+        Store(bad)
+    with pytest.raises(DataFileError):
+        list(read_alerts(bad, AlertQuery()))
+
+
+def test_missing_db_for_reading(tmp_path: Path) -> None:
+    with pytest.raises(DataFileError, match="no netwatch database"):
+        list(read_alerts(tmp_path / "none.db", AlertQuery()))
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "n.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {LATEST + 1}")
+    conn.close()
+    with pytest.raises(DataFileError, match="newer"):
+        Store(path)
