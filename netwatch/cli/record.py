@@ -1,18 +1,94 @@
-"""`netwatch record`: not built yet; registered so the command line is complete."""
+"""`netwatch record OUT --ticks N`: write live snapshots as JSONL, one `codec` line per tick.
+
+Recordings replay through `feed.ReplayFeed` (dashboard `--replay`, tests), so this is how
+test fixtures of real machines are made. `OUT` may be `-` for stdout.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
 
-from netwatch.errors import NetwatchError
+from netwatch.cli.common import add_geoip
+from netwatch.errors import DataFileError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds: {value}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the `record` subcommand."""
-    parser = sub.add_parser("record", help="(not built yet)")
+    parser = sub.add_parser(
+        "record",
+        help="write live snapshots to a JSONL file",
+        description="Sample N ticks and write each snapshot as one JSON line.",
+    )
+    parser.add_argument("out", metavar="OUT", help="output file, or - for stdout")
+    parser.add_argument(
+        "--ticks", type=_positive_int, default=1, help="how many snapshots (default 1)"
+    )
+    parser.add_argument(
+        "--interval",
+        type=_interval,
+        default=1.0,
+        metavar="S",
+        help="seconds between snapshots (default 1)",
+    )
+    add_geoip(parser)
     parser.set_defaults(func=run)
 
 
-def run(_args: argparse.Namespace) -> int:
-    """Say that the command is not available in this build."""
-    raise NetwatchError("'record' is not available in this build yet")
+def run(args: argparse.Namespace) -> int:
+    """Tick the live engine `--ticks` times and write every snapshot."""
+    from netwatch import codec
+    from netwatch.pipeline.build import build_live_engine
+    from netwatch.pipeline.engine import LiveFeed
+    from netwatch.sources.privileges import describe
+
+    engine = build_live_engine()
+    feed = LiveFeed(engine, interval=args.interval, ticks=args.ticks)
+    note = None
+    with _open(args.out) as out:
+        for snap in feed.snapshots():
+            out.write(codec.dumps(snap))
+            out.write("\n")
+            out.flush()
+            note = describe(snap.status)
+    if note:
+        sys.stderr.write(f"netwatch: {note}\n")
+    return 0
+
+
+@contextlib.contextmanager
+def _open(name: str) -> Iterator[TextIO]:
+    """stdout for `-`, else the file (created or truncated); failures are one line."""
+    if name == "-":
+        yield sys.stdout
+        return
+    try:
+        fh = Path(name).open("w", encoding="utf-8")  # noqa: SIM115  # closed below; open errors are one line
+    except OSError as exc:
+        raise DataFileError(f"cannot write {name}: {exc.strerror or exc}") from None
+    with fh:
+        yield fh

@@ -1,14 +1,37 @@
-"""Socket table -> flows, and the join of packet-observed flows to the processes that own them.
+"""Socket table -> flows, who initiated each socket, and the join of flows to processes.
 
-Pure: takes a `SocketTable` (already sampled by `sources`) and returns model objects. The
+Pure: takes socket entries (already sampled by `sources`) and returns model objects. The
 join lives here, not in the display (bandwhich keeps it in its UI state; we do not).
+
+Direction is decided from the table itself: a listening TCP socket (or an unconnected UDP
+socket, which `ss -l` also counts as listening) is `listen`; a connected socket whose local
+address and port is one something listens on was accepted, so the peer initiated it
+(`inbound`); any other connected socket was initiated here (`outbound`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
-from netwatch.model import Attribution, Direction, Flow, SocketEntry, SocketTable
+from netwatch.model import (
+    Attribution,
+    Direction,
+    Flow,
+    FlowKey,
+    IPAddress,
+    SocketEntry,
+    SocketTable,
+    Transport,
+)
+
+_ANY4 = ipaddress.IPv4Address(0)
+_ANY6 = ipaddress.IPv6Address(0)
+_PORTED = (Transport.TCP, Transport.UDP, Transport.SCTP)
+
+Listeners = Mapping[tuple[Transport, int], frozenset[IPAddress]]
+"""(transport, port) -> addresses listened on (a wildcard address covers every address)."""
 
 
 def flow_from_socket(entry: SocketEntry, now: float) -> Flow:
@@ -29,15 +52,64 @@ def flow_from_socket(entry: SocketEntry, now: float) -> Flow:
 
 
 def flows_from_sockets(table: SocketTable, now: float | None = None) -> list[Flow]:
-    """One flow per socket of the table (listening sockets included, as `listen` flows)."""
+    """One flow per socket of the table (listening sockets included, as `listen` flows).
+
+    Entries whose direction the source left `unknown` get it inferred from the table here.
+    """
     at = table.taken_at if now is None else now
-    return [flow_from_socket(e, at) for e in table.entries]
+    entries: Sequence[SocketEntry] = table.entries
+    if any(e.direction is Direction.UNKNOWN and e.key.transport in _PORTED for e in entries):
+        entries = assign_directions(entries)
+    return [flow_from_socket(e, at) for e in entries]
+
+
+def is_listening(transport: Transport, state: str | None, remote_known: bool) -> bool:
+    """A TCP socket in LISTEN, or an unconnected UDP socket (it receives from anyone)."""
+    if remote_known:
+        return False
+    if transport is Transport.TCP or transport is Transport.SCTP:
+        return state == "LISTEN"
+    return transport is Transport.UDP
+
+
+def listeners_of(
+    entries: Iterable[SocketEntry],
+) -> dict[tuple[Transport, int], frozenset[IPAddress]]:
+    """Index the listening sockets of a table by (transport, port)."""
+    found: dict[tuple[Transport, int], set[IPAddress]] = {}
+    for e in entries:
+        k = e.key
+        if k.remote is None and is_listening(k.transport, e.state, False):
+            found.setdefault((k.transport, k.local.port), set()).add(k.local.ip)
+    return {key: frozenset(ips) for key, ips in found.items()}
+
+
+def infer_direction(key: FlowKey, state: str | None, listeners: Listeners) -> Direction:
+    """Who initiated this socket, judged by what else listens on the machine."""
+    if key.transport not in _PORTED:
+        return Direction.UNKNOWN
+    if key.remote is None:
+        if is_listening(key.transport, state, False):
+            return Direction.LISTEN
+        return Direction.UNKNOWN
+    if state == "SYN_RECV":
+        return Direction.INBOUND
+    ips = listeners.get((key.transport, key.local.port))
+    if ips is not None and (key.local.ip in ips or _ANY4 in ips or _ANY6 in ips):
+        return Direction.INBOUND
+    return Direction.OUTBOUND
+
+
+def assign_directions(entries: Sequence[SocketEntry]) -> list[SocketEntry]:
+    """Return the entries with `direction` set by `infer_direction` (unchanged ones reused)."""
+    listeners = listeners_of(entries)
+    out: list[SocketEntry] = []
+    for e in entries:
+        d = infer_direction(e.key, e.state, listeners)
+        out.append(e if d is e.direction else replace(e, direction=d))
+    return out
 
 
 def listening_ports(entries: Iterable[SocketEntry]) -> set[tuple[str, int]]:
     """The (transport, port) pairs something listens on: accepted sockets share them."""
-    return {
-        (e.key.transport.value, e.key.local.port)
-        for e in entries
-        if e.direction is Direction.LISTEN
-    }
+    return {(t.value, port) for t, port in listeners_of(entries)}

@@ -1,0 +1,28 @@
+"""The one place that composes a live engine: `build_live_engine(...)`.
+
+`snapshot`, `record`, the dashboard's live feed and the daemon all call this, so a stage
+added here (enrichment, capture, detection) reaches every command at once. Every part is a
+keyword argument: callers pass what they built (an enricher from `--geoip-db`, a detector
+from the rules) and tests pass a fake clock; whatever is left out is simply not run.
+"""
+
+from __future__ import annotations
+
+from netwatch.clock import Clock, SystemClock
+from netwatch.pipeline.engine import Detector, Engine, Enricher, PacketFlows, SocketSource
+from netwatch.sources.sockets import SocketSampler
+
+
+def build_live_engine(
+    *,
+    clock: Clock | None = None,
+    sockets: SocketSource | None = None,
+    socket_backend: str = "auto",
+    packets: PacketFlows | None = None,
+    enricher: Enricher | None = None,
+    detector: Detector | None = None,
+) -> Engine:
+    """Compose the live engine from the socket sampler and whatever stages are given."""
+    clock = clock or SystemClock()
+    source = sockets or SocketSampler(backend=socket_backend, clock=clock)
+    return Engine(source, clock, packets=packets, enricher=enricher, detector=detector)

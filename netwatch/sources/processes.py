@@ -1,0 +1,227 @@
+"""Socket inode -> owning process, cached across samples; process details through psutil.
+
+Linux names a socket's owner only indirectly: each process's /proc/<pid>/fd holds links
+`socket:[<inode>]`. Reading every link of every process is what makes `ss -p` slow, so
+`SocketOwners` keeps inode -> pid between samples and touches /proc only when a socket it
+has not seen appears or a cached owner exited:
+
+1. new file descriptors only: list each process's fd folder and read just the links whose
+   names were not there last time (a new socket nearly always gets a new fd);
+2. if inodes are still unknown (a closed fd number was reused), read every link once more;
+3. what is still unknown belongs to processes we may not inspect (other users, without
+   privileges) and is remembered as unknown until that socket closes, so it does not cause
+   a rescan every sample.
+
+Each cached owner is re-checked every sample by its /proc/<pid>/stat start time and name: a
+reused pid or an exec refreshes the `ProcessRef`. Processes that vanish or deny access while
+being read are skipped; they never fail the sample.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from collections.abc import Callable, Collection, Mapping
+from typing import Protocol, TypeVar
+
+import psutil
+
+from netwatch.model import ProcessRef
+
+_T = TypeVar("_T")
+
+
+class ProcessReader(Protocol):
+    """The psutil seam: details of one live process, or None if it vanished or is hidden."""
+
+    def read(self, pid: int) -> ProcessRef | None:
+        """Return the process's details, or None."""
+        ...
+
+
+class PsutilReader:
+    """Reads name, exe, cmdline, user, ppid and create time with psutil in one pass."""
+
+    def __init__(self) -> None:
+        self._users: dict[int, str | None] = {}
+
+    def read(self, pid: int) -> ProcessRef | None:
+        """Return the process's details; fields it may not read are left empty."""
+        try:
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                name = proc.name()
+                create_time = proc.create_time()
+                ppid = proc.ppid()
+                uid = proc.uids().real
+                exe = _optional(proc.exe)
+                cmdline = _optional(proc.cmdline)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            return None
+        return ProcessRef(
+            pid=pid,
+            create_time=create_time,
+            name=name,
+            exe=exe or None,
+            cmdline=tuple(cmdline or ()),
+            user=self._user(uid),
+            ppid=ppid,
+        )
+
+    def _user(self, uid: int) -> str | None:
+        if uid not in self._users:
+            try:
+                self._users[uid] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                self._users[uid] = str(uid)
+        return self._users[uid]
+
+
+def _optional(getter: Callable[[], _T]) -> _T | None:
+    try:
+        return getter()
+    except (psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def _read_link_inode(path: str) -> int | None:
+    """The inode of `socket:[N]` behind an fd link, or None for other files."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return None
+    if target.startswith("socket:["):
+        try:
+            return int(target[8:-1])
+        except ValueError:
+            return None
+    return None
+
+
+class SocketOwners:
+    """inode -> `ProcessRef`, kept between samples (see the module docstring)."""
+
+    def __init__(self, proc_root: str = "/proc", reader: ProcessReader | None = None) -> None:
+        self._root = proc_root
+        self._reader: ProcessReader = reader or PsutilReader()
+        self._owner: dict[int, int] = {}
+        """inode -> pid, for sockets seen in the last sample."""
+        self._unknown: set[int] = set()
+        """Inodes no readable process holds (other users' sockets, orphaned TIME_WAIT)."""
+        self._fds: dict[int, frozenset[str]] = {}
+        """pid -> fd names read last scan: only new names are read next time."""
+        self._procs: dict[int, tuple[bytes, ProcessRef]] = {}
+        """pid -> (stat identity, details); the identity catches pid reuse and exec."""
+        self.denied = 0
+        """How many processes hid their fds in the last scan (other users, no privileges)."""
+        self.scans = 0
+        """How many /proc scans ran: stays flat while nothing changes (tests, bench)."""
+
+    def owners(self, inodes: Collection[int]) -> Mapping[int, ProcessRef]:
+        """Map every inode of this sample that a readable process holds to that process."""
+        wanted = set(inodes)
+        wanted.discard(0)
+        self._forget(wanted)
+        missing = wanted.difference(self._owner, self._unknown)
+        if missing:
+            self._scan(missing, wanted)
+        out: dict[int, ProcessRef] = {}
+        for inode in wanted:
+            pid = self._owner.get(inode)
+            if pid is None:
+                continue
+            entry = self._procs.get(pid)
+            if entry is not None:
+                out[inode] = entry[1]
+        return out
+
+    def _forget(self, wanted: set[int]) -> None:
+        """Drop closed sockets, and owners that exited, were replaced (pid reuse) or exec'd."""
+        self._unknown &= wanted
+        for inode in [i for i in self._owner if i not in wanted]:
+            del self._owner[inode]
+        owners = set(self._owner.values())
+        for pid in [p for p in self._procs if p not in owners]:
+            del self._procs[pid]
+        for pid in owners:
+            entry = self._procs.get(pid)
+            ident = self._identity(pid)
+            if entry is not None and ident == entry[0]:
+                continue
+            ref = self._reader.read(pid) if ident is not None else None
+            if ident is None or ref is None or entry is None:
+                self._drop(pid)
+            elif entry[1].create_time != ref.create_time:
+                # A new process got the pid: the cached sockets belong to the old one.
+                self._drop(pid)
+            else:
+                self._procs[pid] = (ident, ref)  # same process after exec: new name
+
+    def _drop(self, pid: int) -> None:
+        """Forget a process and its sockets; they are looked up again if still open."""
+        self._procs.pop(pid, None)
+        self._fds.pop(pid, None)
+        for inode in [i for i, p in self._owner.items() if p == pid]:
+            del self._owner[inode]
+
+    def _identity(self, pid: int) -> bytes | None:
+        """Name and start time from /proc/<pid>/stat: changes on pid reuse and on exec."""
+        try:
+            with open(f"{self._root}/{pid}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            return None
+        close = data.rfind(b")")
+        fields = data[close + 2 :].split()
+        if close < 0 or len(fields) < 20:
+            return None
+        return data[: close + 1] + b" " + fields[19]
+
+    def _scan(self, missing: set[int], wanted: set[int]) -> None:
+        self.scans += 1
+        try:
+            pids = sorted(int(n) for n in os.listdir(self._root) if n.isdigit())
+        except OSError:
+            return
+        live = set(pids)
+        for pid in [p for p in self._fds if p not in live]:
+            del self._fds[pid]
+        listings: dict[int, frozenset[str]] = {}
+        denied = 0
+        found: dict[int, int] = {}
+        for pid in pids:
+            try:
+                names = frozenset(os.listdir(f"{self._root}/{pid}/fd"))
+            except PermissionError:
+                denied += 1
+                continue
+            except OSError:
+                continue  # exited meanwhile
+            listings[pid] = names
+            new = names.difference(self._fds.get(pid, ()))
+            self._read_links(pid, new, wanted, found)
+        self.denied = denied
+        if not missing.issubset(found):
+            for pid, names in listings.items():
+                self._read_links(pid, names, wanted, found)
+        self._fds.update(listings)
+        for inode, pid in found.items():
+            if pid not in self._procs:
+                ident = self._identity(pid)
+                ref = self._reader.read(pid) if ident is not None else None
+                if ident is None or ref is None:
+                    continue  # vanished or denied between listing and reading: skip it
+                self._procs[pid] = (ident, ref)
+            self._owner[inode] = pid
+            self._unknown.discard(inode)
+        self._unknown |= missing.difference(self._owner)
+
+    def _read_links(
+        self, pid: int, names: Collection[str], wanted: set[int], found: dict[int, int]
+    ) -> None:
+        base = f"{self._root}/{pid}/fd/"
+        for name in names:
+            inode = _read_link_inode(base + name)
+            if inode is not None and inode in wanted:
+                # Lowest pid wins for shared sockets (a server's parent before its workers).
+                found.setdefault(inode, pid)

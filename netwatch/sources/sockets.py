@@ -1,0 +1,315 @@
+"""The socket sampler: every inet socket on the machine with its owning process.
+
+`SocketSampler.sample()` returns a `SocketTable`. Two backends fill it:
+
+* `netlink` (Linux): sock_diag dumps of TCP and UDP over IPv4 and IPv6, with tcp_info byte
+  and segment counters, plus raw/ICMP/packet sockets from /proc/net; owners come from the
+  cached inode -> process map in `sources.processes`. bench/sample.py measures it at about
+  a tenth of `psutil.net_connections()` for 10,000 sockets, which is why Linux uses it.
+* `psutil` (portable): `psutil.net_connections()`; no byte counters.
+
+Entries are cached by the kernel's socket identity, so an unchanged socket costs a dict
+lookup per sample instead of new address objects; that is what keeps 1 Hz sampling cheap.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+import psutil
+
+from netwatch.clock import Clock, SystemClock
+from netwatch.flows.attribution import infer_direction, listeners_of
+from netwatch.model import (
+    Direction,
+    Endpoint,
+    FlowKey,
+    IPAddress,
+    ProcessRef,
+    SocketEntry,
+    SocketTable,
+    SourceStatus,
+    Transport,
+)
+from netwatch.sources import netlink
+from netwatch.sources.privileges import Privileges, missing_lines, probe
+from netwatch.sources.processes import ProcessReader, PsutilReader, SocketOwners
+
+BACKENDS = ("auto", "netlink", "psutil")
+
+_DUMPS = (
+    (socket.AF_INET, socket.IPPROTO_TCP, Transport.TCP),
+    (socket.AF_INET6, socket.IPPROTO_TCP, Transport.TCP),
+    (socket.AF_INET, socket.IPPROTO_UDP, Transport.UDP),
+    (socket.AF_INET6, socket.IPPROTO_UDP, Transport.UDP),
+)
+_PROC_TABLES = (
+    ("raw", socket.AF_INET, Transport.RAW),
+    ("raw6", socket.AF_INET6, Transport.RAW),
+    ("icmp", socket.AF_INET, Transport.ICMP),
+    ("icmp6", socket.AF_INET6, Transport.ICMPV6),
+)
+_UDP_FILES = {socket.AF_INET: "udp", socket.AF_INET6: "udp6"}
+_ZERO4 = bytes(4)
+_ZERO16 = bytes(16)
+_UNSPECIFIED = ipaddress.IPv4Address(0)
+
+_CacheValue = tuple[int, bytes, ProcessRef | None, SocketEntry]
+
+
+class SocketSampler:
+    """Samples the socket table; one instance is kept for the life of the engine."""
+
+    def __init__(
+        self,
+        *,
+        backend: str = "auto",
+        clock: Clock | None = None,
+        proc_root: str = "/proc",
+        reader: ProcessReader | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown socket backend {backend!r}")
+        self._clock: Clock = clock or SystemClock()
+        self._reader: ProcessReader = reader or PsutilReader()
+        self._owners = SocketOwners(proc_root, self._reader)
+        self._privs: Privileges = probe(proc_root)
+        self._diag: netlink.DiagSocket | None = None
+        self._udp_diag = True
+        self._fallback_reason: str | None = None
+        self._cache: dict[bytes, _CacheValue] = {}
+        self._ips: dict[bytes, IPAddress] = {}
+        self._hidden = 0
+        self.backend = "psutil"
+        if backend != "psutil" and sys.platform.startswith("linux"):
+            try:
+                self._diag = netlink.DiagSocket()
+                self.backend = "netlink"
+            except netlink.NetlinkUnavailableError as exc:
+                if backend == "netlink":
+                    raise
+                self._fallback_reason = str(exc)
+        elif backend == "netlink":
+            raise netlink.NetlinkUnavailableError(0, "netlink needs Linux")
+
+    @property
+    def owners(self) -> SocketOwners:
+        """The inode -> process cache (its `scans` counter shows when /proc was read)."""
+        return self._owners
+
+    def sample(self) -> SocketTable:
+        """Return every inet socket now, with owners and (netlink) TCP counters."""
+        taken_at = self._clock.now()
+        if self._diag is not None:
+            try:
+                entries = self._sample_netlink(self._diag)
+            except netlink.NetlinkUnavailableError as exc:
+                self._diag.close()
+                self._diag = None
+                self.backend = "psutil"
+                self._fallback_reason = str(exc)
+                entries = self._sample_psutil()
+        else:
+            entries = self._sample_psutil()
+        return SocketTable(taken_at=taken_at, entries=tuple(entries))
+
+    def status(self) -> SourceStatus:
+        """What this sampler can see; `missing` says what is hidden and why."""
+        privs = self._privs
+        missing = missing_lines(
+            privs, hidden_sockets=self._hidden, counters=self.backend == "netlink"
+        )
+        return SourceStatus(
+            mode="local",
+            privileged=privs.sees_all_processes,
+            capture=False,
+            capture_reason=None if privs.can_capture else "packet capture needs CAP_NET_RAW",
+            missing=tuple(missing),
+        )
+
+    def close(self) -> None:
+        """Release the netlink socket."""
+        if self._diag is not None:
+            self._diag.close()
+            self._diag = None
+
+    # ------------------------------------------------------------ netlink
+
+    def _sample_netlink(self, diag: netlink.DiagSocket) -> list[SocketEntry]:
+        records: list[tuple[Transport, netlink.DiagRecord]] = []
+        for family, proto, transport in _DUMPS:
+            if transport is Transport.UDP and not self._udp_diag:
+                rows = netlink.read_proc_net(_UDP_FILES[family], family)
+                records.extend((transport, _row_record(r)) for r in rows)
+                continue
+            try:
+                records.extend((transport, r) for r in diag.dump(family, proto))
+            except netlink.NetlinkUnavailableError:
+                if transport is not Transport.UDP:
+                    raise
+                self._udp_diag = False  # udp_diag not loaded: /proc/net/udp has the same rows
+                rows = netlink.read_proc_net(_UDP_FILES[family], family)
+                records.extend((transport, _row_record(r)) for r in rows)
+        for name, family, transport in _PROC_TABLES:
+            records.extend((transport, _row_record(r)) for r in netlink.read_proc_net(name, family))
+        packet_rows = netlink.read_packet_sockets()
+        inodes = {r.inode for _, r in records}
+        inodes.update(inode for _, _, inode in packet_rows)
+        owners = self._owners.owners(inodes)
+        entries = self._entries(records, owners)
+        entries.extend(_packet_entries(packet_rows, owners))
+        self._count_hidden(entries)
+        return self._directions(entries)
+
+    def _entries(
+        self,
+        records: list[tuple[Transport, netlink.DiagRecord]],
+        owners: Mapping[int, ProcessRef],
+    ) -> list[SocketEntry]:
+        old, new = self._cache, {}
+        out: list[SocketEntry] = []
+        for transport, r in records:
+            proc = owners.get(r.inode)
+            key = r.ident if transport is not Transport.UDP else b"u" + r.ident
+            hit = old.get(key)
+            if (
+                hit is not None
+                and hit[0] == r.state
+                and hit[1] == r.counters
+                and hit[2] is proc
+                and hit[3].inode == r.inode
+            ):
+                entry = hit[3]
+            else:
+                entry = self._entry(transport, r, proc)
+            new[key] = (r.state, r.counters, proc, entry)
+            out.append(entry)
+        self._cache = new
+        return out
+
+    def _entry(
+        self, transport: Transport, r: netlink.DiagRecord, proc: ProcessRef | None
+    ) -> SocketEntry:
+        local = Endpoint(self._ip(r.src), r.sport)
+        remote = None
+        if r.dport or (r.dst != _ZERO4 and r.dst != _ZERO16):
+            remote = Endpoint(self._ip(r.dst), r.dport)
+        if transport is Transport.TCP:
+            state: str | None = netlink.TCP_STATES.get(r.state, str(r.state))
+        elif transport is Transport.UDP:
+            state = "ESTABLISHED" if r.state == 1 else None
+        else:
+            state = None
+        acked, received, segs_out, segs_in = netlink.decode_counters(r.counters)
+        return SocketEntry(
+            key=FlowKey(transport, local, remote),
+            state=state,
+            direction=Direction.UNKNOWN,
+            process=proc,
+            inode=r.inode or None,
+            uid=r.uid,
+            bytes_sent=acked,
+            bytes_received=received,
+            segs_out=segs_out,
+            segs_in=segs_in,
+        )
+
+    def _ip(self, raw: bytes) -> IPAddress:
+        ip = self._ips.get(raw)
+        if ip is None:
+            if len(self._ips) > 65536:
+                self._ips.clear()
+            ip = Endpoint(ipaddress.ip_address(raw)).ip
+            self._ips[raw] = ip
+        return ip
+
+    def _count_hidden(self, entries: Iterable[SocketEntry]) -> None:
+        me = self._privs.euid
+        self._hidden = sum(
+            1
+            for e in entries
+            if e.process is None and e.inode and e.uid is not None and e.uid != me
+        )
+
+    def _directions(self, entries: list[SocketEntry]) -> list[SocketEntry]:
+        listeners = listeners_of(entries)
+        out = []
+        for e in entries:
+            d = infer_direction(e.key, e.state, listeners)
+            out.append(e if d is e.direction else replace(e, direction=d))
+        return out
+
+    # ------------------------------------------------------------ psutil
+
+    def _sample_psutil(self) -> list[SocketEntry]:
+        try:
+            conns = psutil.net_connections(kind="inet")
+        except psutil.AccessDenied:
+            conns = []  # macOS without root; the table stays empty rather than failing
+        procs: dict[int, ProcessRef | None] = {}
+        entries = []
+        for c in conns:
+            proc = None
+            if c.pid:
+                if c.pid not in procs:
+                    procs[c.pid] = self._reader.read(c.pid)
+                proc = procs[c.pid]
+            transport = Transport.TCP if c.type == socket.SOCK_STREAM else Transport.UDP
+            if not isinstance(c.laddr, tuple) or len(c.laddr) != 2:
+                continue  # psutil gives () for a socket that has no address (yet)
+            local = Endpoint(ipaddress.ip_address(c.laddr[0]), int(c.laddr[1]))
+            remote = None
+            if isinstance(c.raddr, tuple) and len(c.raddr) == 2:
+                remote = Endpoint(ipaddress.ip_address(c.raddr[0]), int(c.raddr[1]))
+            state = None if c.status == psutil.CONN_NONE else c.status
+            if transport is Transport.UDP and remote is not None:
+                state = "ESTABLISHED"
+            entries.append(
+                SocketEntry(
+                    key=FlowKey(transport, local, remote),
+                    state=state,
+                    direction=Direction.UNKNOWN,
+                    process=proc,
+                )
+            )
+        self._hidden = sum(1 for e in entries if e.process is None)
+        return self._directions(entries)
+
+
+def _packet_entries(
+    rows: list[tuple[int, int, int]], owners: Mapping[int, ProcessRef]
+) -> list[SocketEntry]:
+    """AF_PACKET sockets have no addresses: local is 0.0.0.0 with the ethertype as port."""
+    return [
+        SocketEntry(
+            key=FlowKey(Transport.PACKET, Endpoint(_UNSPECIFIED, proto), None),
+            state=None,
+            direction=Direction.UNKNOWN,
+            process=owners.get(inode),
+            inode=inode or None,
+            uid=uid,
+        )
+        for proto, uid, inode in rows
+    ]
+
+
+def _row_record(row: netlink.ProcNetRow) -> netlink.DiagRecord:
+    """A /proc/net row in the shape of a diag record (no counters; identity from the row)."""
+    ident = bytes((row.family,)) + row.src + row.dst + row.lport.to_bytes(2, "big")
+    ident += row.rport.to_bytes(2, "big") + row.inode.to_bytes(8, "little")
+    return netlink.DiagRecord(
+        ident=b"p" + ident,
+        family=row.family,
+        state=row.state,
+        sport=row.lport,
+        dport=row.rport,
+        src=row.src,
+        dst=row.dst,
+        uid=row.uid,
+        inode=row.inode,
+        counters=b"",
+    )
