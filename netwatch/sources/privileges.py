@@ -80,8 +80,11 @@ def missing_lines(privs: Privileges, hidden_sockets: int = 0, counters: bool = T
     """One short phrase per thing this process cannot see."""
     missing: list[str] = []
     if not privs.sees_all_processes:
-        count = f"{hidden_sockets} sockets" if hidden_sockets else "sockets"
-        missing.append(f"{count} of other users' processes show no process")
+        if hidden_sockets == 1:
+            missing.append("1 socket of another user's process shows no process")
+        else:
+            count = f"{hidden_sockets} sockets" if hidden_sockets else "sockets"
+            missing.append(f"{count} of other users' processes show no process")
     if not counters:
         missing.append("TCP byte counters (netlink sock_diag is unavailable)")
     return missing
