@@ -1,18 +1,185 @@
-"""`netwatch analyze`: not built yet; registered so the command line is complete."""
+"""`netwatch analyze FILE`: a capture file through the pipeline, as flows then alerts.
+
+JSONL is one codec flow record per flow (in the order flows finish), then one alert record
+per alert. The table prints one row per flow as flows finish, then the alerts, then a
+summary line. A missing, unreadable or corrupt file is one line on stderr and exit 1 (flows
+finished before the corruption was met are still printed, as tshark does).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
+from netwatch.cli.common import add_format, add_geoip
 from netwatch.errors import NetwatchError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the `analyze` subcommand."""
-    parser = sub.add_parser("analyze", help="(not built yet)")
+    parser = sub.add_parser(
+        "analyze",
+        help="run a pcap/pcapng file through the pipeline: labelled flows, then alerts",
+        description=(
+            "Read a pcap or pcapng capture and print its flows (with application labels, "
+            "VPN recognition and what is known about the remote side), then the alerts."
+        ),
+    )
+    parser.add_argument("file", metavar="FILE", help="a pcap or pcapng capture file")
+    add_format(parser)
+    add_geoip(parser)
+    parser.add_argument(
+        "--ui", action="store_true", help="open the result in the dashboard instead of printing"
+    )
     parser.set_defaults(func=run)
 
 
-def run(_args: argparse.Namespace) -> int:
-    """Say that the command is not available in this build."""
-    raise NetwatchError("'analyze' is not available in this build yet")
+def _optional(module: str, name: str) -> Callable[..., Any] | None:
+    """A factory from a stage that may not be built in this checkout (None if absent)."""
+    try:
+        found: Callable[..., Any] | None = getattr(importlib.import_module(module), name, None)
+        return found
+    except ImportError:
+        return None
+
+
+def build_stages(geoip_dbs: list[str]) -> tuple[Any, Any]:
+    """The enricher (with any `--geoip-db` files) and the detector, where they exist."""
+    make_enricher = _optional("netwatch.enrich", "build_enricher")
+    make_detector = _optional("netwatch.detect", "build_detector")
+    enricher = make_enricher(geoip_dbs=geoip_dbs) if make_enricher is not None else None
+    detector = make_detector() if make_detector is not None else None
+    return enricher, detector
+
+
+def run(args: argparse.Namespace) -> int:
+    """Analyze the file and print it in the chosen format."""
+    from netwatch.pipeline.offline import AnalysisStats, analyze_file
+
+    enricher, detector = build_stages(list(args.geoip_db))
+    stats = AnalysisStats()
+    items = analyze_file(args.file, enricher=enricher, detector=detector, stats=stats)
+    if args.ui:
+        return _run_ui(items, args.file)
+    if args.format == "jsonl":
+        _write_jsonl(items, sys.stdout)
+    else:
+        _write_table(items, sys.stdout, stats)
+    return 0
+
+
+def _write_jsonl(items: Iterator[Any], out: TextIO) -> None:
+    from netwatch import codec
+    from netwatch.model import Alert
+
+    for item in items:
+        record = codec.alert_to_dict(item) if isinstance(item, Alert) else codec.flow_to_dict(item)
+        out.write(json.dumps(record, separators=(",", ":")))
+        out.write("\n")
+    out.flush()
+
+
+_COLUMNS = (
+    ("PROTO", 5),
+    ("INITIATOR", 40),
+    ("RESPONDER", 40),
+    ("APP", 12),
+    ("VPN", 3),
+    ("PKTS OUT/IN", 13),
+    ("BYTES OUT/IN", 17),
+    ("NAME", 30),
+    ("WHERE", 0),
+)
+
+
+def _cell(value: str, width: int) -> str:
+    if width == 0:
+        return value
+    if len(value) > width:
+        value = value[: width - 1] + "~"
+    return value.ljust(width)
+
+
+def _row(values: tuple[str, ...]) -> str:
+    return " ".join(_cell(v, w) for v, (_, w) in zip(values, _COLUMNS, strict=True)).rstrip()
+
+
+def _flow_row(record: dict[str, Any]) -> str:
+    def endpoint(ip: str | None, port: int | None) -> str:
+        if ip is None:
+            return "-"
+        host = f"[{ip}]" if ":" in ip else ip
+        return f"{host}:{port}" if port else host
+
+    remote = record.get("remote") or {}
+    where = " ".join(
+        str(x)
+        for x in (remote.get("country"), remote.get("as_org"), *remote.get("jurisdiction", ()))
+        if x
+    )
+    name = record.get("sni") or record.get("dns_name") or record.get("http_host") or ""
+    return _row(
+        (
+            record["transport"],
+            endpoint(record["src"], record["sport"]),
+            endpoint(record["dst"], record["dport"]),
+            record["app"] or "-",
+            "yes" if record["vpn"] else "",
+            f"{record['packets_sent']}/{record['packets_received']}",
+            f"{record['bytes_sent']}/{record['bytes_received']}",
+            name,
+            where or "-",
+        )
+    )
+
+
+def _write_table(items: Iterator[Any], out: TextIO, stats: Any) -> None:
+    from netwatch import codec
+    from netwatch.model import Alert
+
+    out.write(_row(tuple(name for name, _ in _COLUMNS)) + "\n")
+    alerts: list[Alert] = []
+    for item in items:
+        if isinstance(item, Alert):
+            alerts.append(item)
+            continue
+        out.write(_flow_row(codec.flow_to_dict(item)) + "\n")
+    if alerts:
+        out.write("\nALERTS\n")
+        for a in alerts:
+            count = f" (x{a.count})" if a.count > 1 else ""
+            out.write(f"{a.severity.value.upper():8} {a.rule_id}: {a.message}{count}\n")
+    out.write(
+        f"\n{stats.packets} packets, {stats.flows} flows, {len(alerts)} alerts"
+        + (f", {stats.skipped} non-IP frames skipped" if stats.skipped else "")
+        + "\n"
+    )
+    out.flush()
+
+
+def _run_ui(items: Iterator[Any], path: str) -> int:
+    """Show the whole analysis as one snapshot in the dashboard (helper H7's entry point)."""
+    from netwatch.model import Alert, EnrichedFlow, Snapshot, SourceStatus
+
+    launch = _optional("netwatch.ui", "run_snapshots")
+    if launch is None:
+        raise NetwatchError("the dashboard is not available in this build; drop --ui")
+    flows: list[EnrichedFlow] = []
+    alerts: list[Alert] = []
+    for item in items:
+        (alerts if isinstance(item, Alert) else flows).append(item)
+    taken = max((f.flow.last_seen or 0.0 for f in flows), default=0.0)
+    snapshot = Snapshot(
+        seq=1,
+        taken_at=taken,
+        interval=0.0,
+        flows=tuple(flows),
+        alerts=tuple(alerts),
+        status=SourceStatus(mode="pcap", capture_reason=f"analyzing {path}"),
+    )
+    launch([snapshot])
+    return 0

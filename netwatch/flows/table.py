@@ -1,0 +1,369 @@
+"""The flow table (pure): packets in, bidirectional flows with counters, labels and names out.
+
+A flow is keyed by IP protocol plus the two endpoints, so both directions of a conversation
+land on one entry. The side that spoke first is the initiator (TCP: the SYN sender; a capture
+that starts mid-conversation falls back to "the well-known port is the server"). Each entry
+counts packets and bytes each way, first/last seen, a small TCP state, and what the
+dissectors found (label, SNI, HTTP host); DNS answers seen on the wire name later flows.
+
+Time is whatever the packets say (`PacketMeta.ts`) or what the caller passes to `tick(now)`;
+the table never reads a clock. Memory is bounded by the number of live flows: idle flows
+leave through `tick`, and `max_flows` caps the table even when nothing goes idle.
+
+The dissector is injected as a function (`inspect(ctx, payload) -> PacketFacts | None`) so
+this module does not import `netwatch.dissect`, its sibling layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from netwatch.model import (
+    Attribution,
+    Direction,
+    Endpoint,
+    Flow,
+    FlowKey,
+    IPAddress,
+    Label,
+    PacketContext,
+    PacketFacts,
+    PacketMeta,
+    ProcessRef,
+    Transport,
+)
+
+Inspector = Callable[[PacketContext, bytes], PacketFacts | None]
+"""A dissector: sees a payload with its place in the flow, returns facts or None."""
+
+SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
+_NAME_CACHE = 1 << 16
+
+
+def _first_speaker_is_responder(pkt: PacketMeta) -> bool:
+    """Guess whether the first packet seen of a flow came from its responder.
+
+    TCP: a SYN names the initiator; a SYN+ACK names the responder. Mid-stream captures (no
+    SYN seen) and UDP use ports: a well-known source port talking to an unprivileged one is a
+    server answering. TCP also treats a registered port (< 32768) talking to an ephemeral one
+    (>= 32768, Linux's default range) as the server, since a TCP client never picks a low port.
+    """
+    sport, dport = pkt.src.port, pkt.dst.port
+    if pkt.ip_proto == 6:
+        flags = pkt.tcp_flags
+        if flags & SYN:
+            return bool(flags & ACK)
+        return (sport < 1024 <= dport) or (sport < 32768 <= dport)
+    return sport < 1024 <= dport
+
+
+class FlowState:
+    """One live flow, mutable inside the table; callers read it and may cache a process.
+
+    `key` has the initiator as `local`. Counters named `*_fwd` run initiator -> responder.
+    """
+
+    __slots__ = (
+        "attribution",
+        "bytes_fwd",
+        "bytes_rev",
+        "dns_name",
+        "done",
+        "first_seen",
+        "http_host",
+        "idx_fwd",
+        "idx_rev",
+        "ip_proto",
+        "key",
+        "label",
+        "last_seen",
+        "pkts_fwd",
+        "pkts_rev",
+        "process",
+        "sni",
+        "tcp",
+    )
+
+    def __init__(self, key: FlowKey, ip_proto: int, ts: float) -> None:
+        self.key = key
+        self.ip_proto = ip_proto
+        self.first_seen = self.last_seen = ts
+        self.pkts_fwd = self.pkts_rev = self.bytes_fwd = self.bytes_rev = 0
+        self.idx_fwd = self.idx_rev = 0
+        self.tcp = 0
+        """TCP flags seen: initiator's in the low byte, responder's shifted left by 8."""
+        self.done = False
+        self.label: Label | None = None
+        self.sni: str | None = None
+        self.http_host: str | None = None
+        self.dns_name: str | None = None
+        self.process: ProcessRef | None = None
+        """The owning process once attribution found it (live capture caches it here)."""
+        self.attribution = Attribution.UNKNOWN
+
+    @property
+    def initiator(self) -> Endpoint:
+        """The endpoint that spoke first."""
+        return self.key.local
+
+    @property
+    def responder(self) -> Endpoint:
+        """The endpoint that answered."""
+        assert self.key.remote is not None  # noqa: S101  # packet flows always have both ends
+        return self.key.remote
+
+    @property
+    def tcp_state(self) -> str | None:
+        """A socket-like state from the flags seen (None for non-TCP flows)."""
+        if self.ip_proto != 6:
+            return None
+        fwd, rev = self.tcp & 0xFF, self.tcp >> 8
+        if (fwd | rev) & RST or (fwd & FIN and rev & FIN):
+            return "CLOSED"
+        if (fwd | rev) & FIN:
+            return "FIN_WAIT"
+        if fwd & SYN and not rev:
+            return "SYN_SENT"
+        if fwd & SYN and rev & SYN and not fwd & ACK:
+            return "SYN_RECV"
+        return "ESTABLISHED"
+
+    def to_flow(self, initiator_is_local: bool = True) -> Flow:
+        """This flow as a model `Flow`, seen from the initiator or from the responder."""
+        key = self.key
+        if initiator_is_local:
+            direction = Direction.OUTBOUND
+            sent, recv = (self.bytes_fwd, self.pkts_fwd), (self.bytes_rev, self.pkts_rev)
+        else:
+            key = FlowKey(key.transport, self.responder, key.local)
+            direction = Direction.INBOUND
+            sent, recv = (self.bytes_rev, self.pkts_rev), (self.bytes_fwd, self.pkts_fwd)
+        return Flow(
+            key=key,
+            direction=direction,
+            state=self.tcp_state,
+            process=self.process,
+            attribution=self.attribution,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            bytes_sent=sent[0],
+            bytes_received=recv[0],
+            packets_sent=sent[1],
+            packets_received=recv[1],
+            dns_name=self.dns_name,
+            sni=self.sni,
+            http_host=self.http_host,
+            label=self.label,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TableStats:
+    """Sizes and totals, for counters and the bench."""
+
+    live: int
+    created: int
+    expired: int
+    evicted: int
+    packets: int
+    dissect_errors: int
+
+
+class FlowTable:
+    """Bidirectional flows from packets; see the module docstring for the rules.
+
+    Args:
+        inspect: the dissector, called on payload-carrying packets until it says `done` or
+            each direction has passed `dissect_packets` payloads.
+        idle_timeout: seconds without a packet after which a flow expires.
+        closed_timeout: the same for TCP flows that saw both FINs or a RST.
+        max_flows: the most live flows kept; beyond it the longest-idle tenth is expired.
+        on_expire: told the initiator-first key of every flow that leaves (dissector state).
+    """
+
+    def __init__(
+        self,
+        inspect: Inspector | None = None,
+        *,
+        idle_timeout: float = 120.0,
+        closed_timeout: float = 10.0,
+        max_flows: int = 200_000,
+        dissect_packets: int = 16,
+        on_expire: Callable[[FlowKey], None] | None = None,
+    ) -> None:
+        self._inspect = inspect
+        self.idle_timeout = idle_timeout
+        self.closed_timeout = closed_timeout
+        self.max_flows = max(1, max_flows)
+        self.dissect_packets = dissect_packets
+        self._on_expire = on_expire
+        # Both orientations of every flow point at one state: one dict probe per packet.
+        self._index: dict[tuple[int, Endpoint, Endpoint], tuple[FlowState, bool]] = {}
+        self._flows: dict[FlowKey | tuple[int, FlowKey], FlowState] = {}
+        self._names: dict[IPAddress, str] = {}
+        self._evicted: list[FlowState] = []
+        self._created = self._expired = self._evicted_count = 0
+        self._packets = self._dissect_errors = 0
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    # ------------------------------------------------------------------ packets
+
+    def ingest(self, pkt: PacketMeta) -> FlowState:
+        """Count a packet on its flow (creating it), run the dissector, fold what it found."""
+        self._packets += 1
+        hit = self._index.get((pkt.ip_proto, pkt.src, pkt.dst))
+        state, fwd = self._create(pkt) if hit is None else hit
+        ts = pkt.ts
+        if ts > state.last_seen:
+            state.last_seen = ts
+        payload = pkt.payload
+        index = 0
+        if fwd:
+            state.pkts_fwd += 1
+            state.bytes_fwd += pkt.length
+            state.tcp |= pkt.tcp_flags
+            if payload:
+                index = state.idx_fwd
+                state.idx_fwd = index + 1
+        else:
+            state.pkts_rev += 1
+            state.bytes_rev += pkt.length
+            state.tcp |= pkt.tcp_flags << 8
+            if payload:
+                index = state.idx_rev
+                state.idx_rev = index + 1
+        if (
+            payload
+            and self._inspect is not None
+            and not state.done
+            and index < self.dissect_packets
+        ):
+            self._dissect(state, PacketContext(state.key, fwd, index, ts), payload)
+        return state
+
+    def _create(self, pkt: PacketMeta) -> tuple[FlowState, bool]:
+        src, dst = pkt.src, pkt.dst
+        fwd = not _first_speaker_is_responder(pkt)
+        if not fwd:
+            src, dst = dst, src
+        key = FlowKey(pkt.transport, src, dst)
+        state = FlowState(key, pkt.ip_proto, pkt.ts)
+        state.dns_name = self._names.get(dst.ip) or self._names.get(src.ip)
+        proto = pkt.ip_proto
+        self._index[(proto, src, dst)] = (state, True)
+        self._index[(proto, dst, src)] = (state, False)
+        self._flows[self._flow_id(state)] = state
+        self._created += 1
+        if len(self._flows) > self.max_flows:
+            self._evict()
+        return state, fwd
+
+    @staticmethod
+    def _flow_id(state: FlowState) -> FlowKey | tuple[int, FlowKey]:
+        # Transport OTHER covers many IP protocols; keep them apart.
+        if state.key.transport is Transport.OTHER:
+            return (state.ip_proto, state.key)
+        return state.key
+
+    def _dissect(self, state: FlowState, ctx: PacketContext, payload: bytes) -> None:
+        assert self._inspect is not None  # noqa: S101  # checked by the caller
+        try:
+            facts = self._inspect(ctx, payload)
+        except Exception:  # a dissector bug must not stop a capture; count it and move on
+            self._dissect_errors += 1
+            state.done = True
+            return
+        if facts is not None:
+            self.fold(state, facts)
+
+    def fold(self, state: FlowState, facts: PacketFacts) -> None:
+        """Merge facts into a flow: the most confident label wins; names keep the first seen."""
+        label = facts.label
+        if label is not None:
+            old = state.label
+            if (
+                old is None
+                or label.confidence.rank > old.confidence.rank
+                or (label.confidence.rank == old.confidence.rank and label.vpn and not old.vpn)
+            ):
+                state.label = label
+        if facts.sni and state.sni is None:
+            state.sni = facts.sni
+        if facts.http_host and state.http_host is None:
+            state.http_host = facts.http_host
+        for name, ip in facts.dns_answers:
+            self.remember_name(ip, name)
+        if facts.done:
+            state.done = True
+
+    def remember_name(self, ip: IPAddress, name: str) -> None:
+        """Note that `name` resolved to `ip`, so flows to `ip` get `dns_name` (bounded)."""
+        names = self._names
+        if ip not in names and len(names) >= _NAME_CACHE:
+            del names[next(iter(names))]
+        names[ip] = name
+
+    # ------------------------------------------------------------------ time
+
+    def tick(self, now: float) -> list[FlowState]:
+        """Remove and return the flows idle past their timeout at `now` (and any evicted)."""
+        out, self._evicted = self._evicted, []
+        idle, closed = now - self.idle_timeout, now - self.closed_timeout
+        for fid, state in list(self._flows.items()):
+            last = state.last_seen
+            if last < idle or (last < closed and state.tcp_state == "CLOSED"):
+                del self._flows[fid]
+                self._forget(state)
+                out.append(state)
+        self._expired += len(out)
+        return out
+
+    def _evict(self) -> None:
+        ordered = sorted(self._flows.items(), key=lambda item: item[1].last_seen)
+        for fid, state in ordered[: max(1, len(ordered) // 10)]:
+            del self._flows[fid]
+            self._forget(state)
+            self._evicted.append(state)
+            self._evicted_count += 1
+
+    def _forget(self, state: FlowState) -> None:
+        src, dst = state.key.local, state.responder
+        self._index.pop((state.ip_proto, src, dst), None)
+        self._index.pop((state.ip_proto, dst, src), None)
+        if state.dns_name is None:
+            state.dns_name = self._names.get(dst.ip)
+        if self._on_expire is not None:
+            self._on_expire(state.key)
+
+    def live(self) -> list[FlowState]:
+        """The flows currently in the table (names filled in from DNS seen since)."""
+        names = self._names
+        for state in self._flows.values():
+            if state.dns_name is None:
+                state.dns_name = names.get(state.responder.ip)
+        return list(self._flows.values())
+
+    def drain(self) -> list[FlowState]:
+        """Remove and return every flow (end of a capture file), evicted ones first."""
+        out, self._evicted = self._evicted, []
+        for state in self._flows.values():
+            self._forget(state)
+            out.append(state)
+        self._expired += len(self._flows)
+        self._flows.clear()
+        self._index.clear()
+        return out
+
+    def stats(self) -> TableStats:
+        """Counts so far."""
+        return TableStats(
+            live=len(self._flows),
+            created=self._created,
+            expired=self._expired,
+            evicted=self._evicted_count,
+            packets=self._packets,
+            dissect_errors=self._dissect_errors,
+        )
