@@ -1,0 +1,343 @@
+"""NetwatchApp: the dashboard. Renders snapshots from an injected feed; never samples.
+
+One thread worker iterates `feed.snapshots()` and posts `AlertsChanged` (never replaced) and
+`SnapshotReady` (replaceable, so a slow terminal renders only the newest). The app keeps an
+alert index by `Alert.id`, per-flow rates and a throughput history, and hands rows built by
+`view` to the widgets. Pause freezes the table and charts, not the feed. Time for ages comes
+from the injected `now` (default: the snapshot's own `taken_at`, so replays read as recorded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Input
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from netwatch.feed import SnapshotFeed
+from netwatch.model import Alert, EnrichedFlow, Snapshot
+from netwatch.ui import detail, query, view
+from netwatch.ui.commands import DashboardCommands
+from netwatch.ui.messages import AlertsChanged, FeedEnded, SnapshotReady
+from netwatch.ui.screens.help import HelpScreen
+from netwatch.ui.screens.process import ProcessScreen
+from netwatch.ui.screens.text_screen import TextScreen
+from netwatch.ui.stats import History, Rate, RateTracker, bytes_by_country, process_name
+from netwatch.ui.widgets.alerts_pane import AlertsPane
+from netwatch.ui.widgets.charts import Charts
+from netwatch.ui.widgets.flows_table import FlowsTable
+from netwatch.ui.widgets.status_bar import StatusBar, status_text
+
+
+class NetwatchApp(App[None]):
+    """The dashboard: status, connections, alerts, charts; drill-down screens."""
+
+    CSS_PATH = Path(__file__).with_name("netwatch.tcss")
+    TITLE = "netwatch"
+    COMMANDS = App.COMMANDS | {DashboardCommands}
+    BINDINGS = [  # noqa: RUF012  # Textual declares BINDINGS as a mutable class attribute
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("slash", "filter", "Filter"),
+        Binding("p", "pause", "Pause"),
+        Binding("g", "group", "Group"),
+        Binding("s", "sort(1)", "Sort"),
+        Binding("S", "sort(-1)", "Sort back", show=False),
+        Binding("r", "reverse", "Reverse", show=False),
+        Binding("o", "process", "Process"),
+        Binding("a", "focus_alerts", "Alerts"),
+        Binding("t", "focus_table", "Table", show=False),
+        Binding("c", "charts", "Charts", show=False),
+    ]
+
+    def __init__(
+        self,
+        feed: SnapshotFeed,
+        *,
+        now: Callable[[], float] | None = None,
+        mode_label: str | None = None,
+        title: str = "netwatch",
+    ) -> None:
+        super().__init__()
+        self.feed = feed
+        self.now_provider = now
+        self.mode_label = mode_label
+        self.title = title
+        self.state = view.ViewState()
+        self.snapshot: Snapshot | None = None
+        self.shown_snapshot: Snapshot | None = None
+        self.alerts: dict[str, Alert] = {}
+        self.rates = RateTracker()
+        self.history = History()
+        self.snapshots_seen = 0
+        self.note: str | None = None
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        """Status, table, filter input (hidden), alerts and charts, footer."""
+        yield StatusBar(id="status")
+        yield FlowsTable(id="flows")
+        yield Input(
+            placeholder="filter: proc:NAME country:CC vpn:true port:N -term  (? help)", id="filter"
+        )
+        with Horizontal(id="bottom"):
+            yield AlertsPane(id="alerts")
+            yield Charts(id="charts")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Set up the table and start the feed worker."""
+        table = self.query_one(FlowsTable)
+        table.set_columns(view.columns_for(self.state.grouping))
+        table.set_sort_marker(self.state.sort, self.state.reverse)
+        table.focus()
+        self._refresh_status()
+        self.consume_feed()
+
+    @work(thread=True, exclusive=True, group="feed", exit_on_error=False)
+    def consume_feed(self) -> None:
+        """Iterate the feed in a thread; post each snapshot (and its alerts) to the app."""
+        worker = get_current_worker()
+        for snap in self.feed.snapshots():
+            if worker.is_cancelled:
+                return
+            if snap.alerts:
+                self.post_message(AlertsChanged(snap.alerts))
+            self.post_message(SnapshotReady(snap))
+        self.post_message(FeedEnded())
+
+    def now(self) -> float:
+        """The time ages are measured against."""
+        if self.now_provider is not None:
+            return self.now_provider()
+        return self.snapshot.taken_at if self.snapshot is not None else 0.0
+
+    # ------------------------------------------------------------------ feed events
+
+    def on_alerts_changed(self, message: AlertsChanged) -> None:
+        """Fold alerts into the index by id (idempotent: the latest state wins)."""
+        for a in message.alerts:
+            old = self.alerts.get(a.id)
+            if old is None or (a.last_seen, a.count) >= (old.last_seen, old.count):
+                self.alerts[a.id] = a
+        self._render_alerts()
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        """Track rates and history for every snapshot; render unless paused."""
+        snap = message.snapshot
+        self.snapshot = snap
+        self.snapshots_seen += 1
+        rates = self.rates.update(snap)
+        self.history.add(snap, rates)
+        if not self.state.paused:
+            self.render_snapshot()
+        self._refresh_status()
+
+    def on_feed_ended(self, message: FeedEnded) -> None:
+        """Say that no more snapshots will come."""
+        self.note = "feed ended" if message.error is None else f"feed failed: {message.error}"
+        self._refresh_status()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A failing feed is shown in the status line instead of crashing the app."""
+        if event.worker.group == "feed" and event.state is WorkerState.ERROR:
+            error = event.worker.error
+            self.note = f"feed failed: {error}" if error else "feed failed"
+            self._refresh_status()
+
+    # ------------------------------------------------------------------ rendering
+
+    def render_snapshot(self) -> None:
+        """Apply the latest snapshot to the table and charts under the view state."""
+        snap = self.snapshot
+        if snap is None:
+            return
+        self.shown_snapshot = snap
+        table = self.query_one(FlowsTable)
+        table.set_columns(view.columns_for(self.state.grouping))
+        table.set_sort_marker(self.state.sort, self.state.reverse)
+        table.apply(view.build_rows(snap, self.state, self.rates.rates, self.now()))
+        self._render_charts()
+        self._render_alerts()
+
+    def _render_alerts(self) -> None:
+        self.query_one(AlertsPane).show(list(self.alerts.values()), self.now())
+
+    def _render_charts(self) -> None:
+        charts = self.query_one(Charts)
+        if charts.display and self.shown_snapshot is not None:
+            charts.show(
+                self.history, self._selected_process(), bytes_by_country(self.shown_snapshot.flows)
+            )
+
+    def _refresh_status(self) -> None:
+        shown = len(self.query_one(FlowsTable).order)
+        text = status_text(self.snapshot, self.state, shown, self.mode_label, self.note)
+        self.query_one(StatusBar).show(text)
+
+    def _selected_process(self) -> str | None:
+        row = self.query_one(FlowsTable).selected()
+        if row is None:
+            return None
+        if row.flow is not None:
+            return process_name(row.flow)
+        return row.group if self.state.grouping is view.Grouping.PROCESS else None
+
+    def set_state(self, **changes: object) -> None:
+        """Change the view state and re-render from the latest snapshot."""
+        self.state = replace(self.state, **changes)  # type: ignore[arg-type]  # known fields
+        self.render_snapshot()
+        self._refresh_status()
+
+    # ------------------------------------------------------------------ actions
+
+    def action_help(self) -> None:
+        """Show keys, filter language and columns."""
+        self.push_screen(HelpScreen())
+
+    def action_filter(self) -> None:
+        """Open the filter input."""
+        box = self.query_one("#filter", Input)
+        box.value = self.state.query.text
+        box.add_class("visible")
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Filter as the user types."""
+        if event.input.id == "filter":
+            self.set_state(query=query.parse(event.value))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter keeps the filter and returns to the table."""
+        if event.input.id == "filter":
+            self.set_state(query=query.parse(event.value))
+            self._close_filter()
+
+    def _close_filter(self) -> None:
+        self.query_one("#filter", Input).remove_class("visible")
+        self.query_one(FlowsTable).focus()
+
+    def on_key(self, event: object) -> None:
+        """Escape in the filter clears it."""
+        key = getattr(event, "key", None)
+        box = self.query_one("#filter", Input)
+        if key == "escape" and box.has_focus:
+            box.value = ""
+            self.set_state(query=query.Query())
+            self._close_filter()
+
+    def action_pause(self) -> None:
+        """Freeze rendering (the feed keeps running); unpausing shows the newest snapshot."""
+        self.set_state(paused=not self.state.paused)
+
+    def action_group(self) -> None:
+        """Cycle flows -> process -> country -> ASN."""
+        grouping = self.state.grouping.next()
+        default = "down_rate"
+        self.set_state(grouping=grouping, sort=default, reverse=True)
+
+    def action_sort(self, step: int) -> None:
+        """Sort by the next (or previous) column."""
+        keys = [c.key for c in view.columns_for(self.state.grouping)]
+        index = keys.index(self.state.sort) if self.state.sort in keys else 0
+        self.sort_by(keys[(index + step) % len(keys)])
+
+    def sort_by(self, column: str, reverse: bool | None = None) -> None:
+        """Sort by a column; numbers start largest first, text A to Z."""
+        numeric = {c.key for c in view.columns_for(self.state.grouping) if c.numeric}
+        if reverse is None:
+            reverse = column in numeric
+        self.set_state(sort=column, reverse=reverse)
+
+    def on_flows_table_sort_requested(self, event: FlowsTable.SortRequested) -> None:
+        """A header click sorts by that column; clicking it again reverses."""
+        if event.column == self.state.sort:
+            self.set_state(reverse=not self.state.reverse)
+        else:
+            self.sort_by(event.column)
+
+    def action_reverse(self) -> None:
+        """Reverse the sort order."""
+        self.set_state(reverse=not self.state.reverse)
+
+    def action_focus_alerts(self) -> None:
+        """Move the focus to the alerts pane."""
+        self.query_one(AlertsPane).focus()
+
+    def action_focus_table(self) -> None:
+        """Move the focus to the connections table."""
+        self.query_one(FlowsTable).focus()
+
+    def action_charts(self) -> None:
+        """Show or hide the charts."""
+        charts = self.query_one(Charts)
+        charts.display = not charts.display
+        self._render_charts()
+
+    def action_process(self) -> None:
+        """Open the process view of the selected row's process."""
+        name = self._selected_process()
+        if name is not None:
+            self.open_process(name)
+
+    # ------------------------------------------------------------------ drill-down
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a flow opens its detail, on a group its process view, on an alert its detail."""
+        if isinstance(event.data_table, AlertsPane):
+            alert = event.data_table.selected()
+            if alert is not None:
+                self.open_alert(alert)
+            return
+        if not isinstance(event.data_table, FlowsTable):
+            return
+        row = event.data_table.selected()
+        if row is None:
+            return
+        if row.flow is not None:
+            self.open_flow(row.flow)
+        elif row.group is not None and self.state.grouping is view.Grouping.PROCESS:
+            self.open_process(row.group)
+        elif row.group is not None:
+            grouping = self.state.grouping.value
+            term = "country" if grouping == "country" else "asn"
+            value = row.group.split()[0].removeprefix("AS")
+            self.set_state(grouping=view.Grouping.NONE, query=query.parse(f"{term}:{value}"))
+
+    def open_alert(self, alert: Alert) -> None:
+        """Show an alert with evidence, process, remote and advice."""
+        body = detail.alert_detail(alert, self.snapshot, self.now())
+        self.push_screen(TextScreen(f"Alert: {alert.title}", body))
+
+    def open_flow(self, ef: EnrichedFlow) -> None:
+        """Show one flow in detail, with the latest data for its key."""
+        snap = self.snapshot
+        latest = next((f for f in snap.flows if f.flow.key == ef.flow.key), ef) if snap else ef
+        rate = self.rates.rates.get(ef.flow.key)
+        body = detail.flow_detail(latest, rate or Rate(), snap, self.alerts.values(), self.now())
+        self.push_screen(TextScreen(f"Flow: {view.row_key(ef.flow.key)}", body))
+
+    def open_process(self, name: str) -> None:
+        """Show a process name's flows, countries, bytes and alerts."""
+        snap = self.snapshot
+        flows = [f for f in snap.flows if process_name(f) == name] if snap else []
+        self.push_screen(
+            ProcessScreen(name, flows, list(self.alerts.values()), snap, self.open_flow)
+        )
+
+    async def action_quit(self) -> None:
+        """Stop the feed, then exit (Textual restores the terminal)."""
+        self.feed.close()
+        self.workers.cancel_group(self, "feed")
+        self.exit()
+
+    def on_unmount(self) -> None:
+        """Make sure the feed thread ends with the app."""
+        self.feed.close()

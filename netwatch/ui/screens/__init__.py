@@ -1,0 +1,1 @@
+"""Drill-down screens: alert, flow, process, help."""

@@ -1,0 +1,279 @@
+"""Rows for the connections table from (snapshot, sort, filter, paused, grouping): pure.
+
+This is the dashboard's model of what to show, kept out of the widgets (bandwhich's UIState,
+but outside the display) so it is tested without Textual. Cells are plain text that reads
+without colour: the country code is always shown next to its flag, VPN and anonymizer
+traffic carries a `[VPN]`/`[ANON]` badge in words. Row keys are stable strings made from the
+`FlowKey`, so the table updates rows in place and the cursor survives each tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from netwatch.model import Direction, EnrichedFlow, FlowKey, Snapshot
+from netwatch.ui import fmt
+from netwatch.ui.query import Query, matches
+from netwatch.ui.stats import Rate, process_name
+
+
+class Grouping(StrEnum):
+    """How the table aggregates flows: one row per flow, or per process / country / ASN."""
+
+    NONE = "flows"
+    PROCESS = "process"
+    COUNTRY = "country"
+    ASN = "asn"
+
+    def next(self) -> Grouping:
+        """The grouping the `g` key switches to."""
+        order = list(Grouping)
+        return order[(order.index(self) + 1) % len(order)]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A table column: key, header, width in cells, and whether numbers align right."""
+
+    key: str
+    label: str
+    width: int
+    numeric: bool = False
+
+
+FLOW_COLUMNS: tuple[Column, ...] = (
+    Column("proc", "Process", 16),
+    Column("dir", "Dir", 4),
+    Column("remote", "Remote", 21),
+    Column("host", "Host (DNS/SNI)", 18),
+    Column("cc", "Cty", 5),
+    Column("proto", "Proto", 14),
+    Column("down_rate", "Down/s", 6, numeric=True),
+    Column("up_rate", "Up/s", 6, numeric=True),
+    Column("age", "Age", 4, numeric=True),
+    Column("down", "Down", 6, numeric=True),
+    Column("up", "Up", 6, numeric=True),
+    Column("asn", "ASN / Org", 24),
+    Column("eyes", "Eyes", 5),
+    Column("user", "User", 9),
+    Column("local", "Local", 21),
+)
+"""The connections columns, most useful first so 80 columns show process to rates."""
+
+GROUP_COLUMNS: tuple[Column, ...] = (
+    Column("group", "Group", 26),
+    Column("flows", "Flows", 6, numeric=True),
+    Column("up_rate", "Up/s", 7, numeric=True),
+    Column("down_rate", "Down/s", 7, numeric=True),
+    Column("up", "Up", 7, numeric=True),
+    Column("down", "Down", 7, numeric=True),
+    Column("vpn", "VPN", 4, numeric=True),
+    Column("spread", "Where / who", 40),
+)
+
+
+def columns_for(grouping: Grouping) -> tuple[Column, ...]:
+    """The column set of a grouping."""
+    return FLOW_COLUMNS if grouping is Grouping.NONE else GROUP_COLUMNS
+
+
+@dataclass(frozen=True, slots=True)
+class ViewState:
+    """What the user chose: sort column and order, filter, pause, grouping."""
+
+    sort: str = "down_rate"
+    reverse: bool = True
+    query: Query = field(default_factory=Query)
+    paused: bool = False
+    grouping: Grouping = Grouping.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One table row: its stable key, its cells, and what it stands for."""
+
+    key: str
+    cells: tuple[str, ...]
+    vpn: bool = False
+    flow: EnrichedFlow | None = None
+    group: str | None = None
+
+
+def row_key(key: FlowKey) -> str:
+    """A stable string for a flow key (the DataTable row key)."""
+    remote = "*" if key.remote is None else str(key.remote)
+    return f"{key.transport.value}|{key.local}|{remote}"
+
+
+def _age(ef: EnrichedFlow, now: float) -> float | None:
+    first = ef.flow.first_seen
+    return None if first is None else max(0.0, now - first)
+
+
+def _cells(ef: EnrichedFlow, rate: Rate, now: float) -> tuple[str, ...]:
+    f, r = ef.flow, ef.remote
+    p = f.process
+    return (
+        fmt.process(p, 16),
+        fmt.direction(f.direction),
+        "*" if f.key.remote is None else str(f.key.remote),
+        f.dns_name or f.sni or f.http_host or "",
+        fmt.country(r),
+        fmt.proto(ef, 14),
+        fmt.rate(rate.down),
+        fmt.rate(rate.up),
+        fmt.duration(_age(ef, now)),
+        fmt.size(f.bytes_received),
+        fmt.size(f.bytes_sent),
+        fmt.asn(r),
+        fmt.eyes(r),
+        (p.user or "") if p is not None else "",
+        str(f.key.local),
+    )
+
+
+def _flow_sort_value(col: str, ef: EnrichedFlow, rate: Rate, now: float, cells: Any) -> Any:
+    f = ef.flow
+    numeric: dict[str, Callable[[], float | None]] = {
+        "up_rate": lambda: rate.up,
+        "down_rate": lambda: rate.down,
+        "up": lambda: None if f.bytes_sent is None else float(f.bytes_sent),
+        "down": lambda: None if f.bytes_received is None else float(f.bytes_received),
+        "age": lambda: _age(ef, now),
+    }
+    if col in numeric:
+        return numeric[col]()
+    if col == "proc":
+        p = f.process
+        return None if p is None else (p.name.lower(), p.pid)
+    if col == "remote":
+        k = f.key.remote
+        return None if k is None else (k.ip.version, int(k.ip), k.port)
+    if col == "local":
+        return (f.key.local.ip.version, int(f.key.local.ip), f.key.local.port)
+    if col == "asn":
+        return None if ef.remote is None or ef.remote.asn is None else ef.remote.asn
+    index = [c.key for c in FLOW_COLUMNS].index(col)
+    text = cells[index]
+    return text.lower() if text else None
+
+
+def _sorted(items: list[tuple[Any, Row]], reverse: bool) -> list[Row]:
+    """Sort by value with ties in key order, and rows without a value always last."""
+    items.sort(key=lambda it: it[1].key)
+    known = [it for it in items if it[0] is not None]
+    unknown = [it[1] for it in items if it[0] is None]
+    known.sort(key=lambda it: it[0], reverse=reverse)
+    return [it[1] for it in known] + unknown
+
+
+def flow_rows(
+    flows: Sequence[EnrichedFlow], state: ViewState, rates: dict[FlowKey, Rate], now: float
+) -> list[Row]:
+    """One row per flow that passes the filter, sorted as the state says."""
+    valid = {c.key for c in FLOW_COLUMNS}
+    col = state.sort if state.sort in valid else "down_rate"
+    empty = Rate()
+    items: list[tuple[Any, Row]] = []
+    for ef in flows:
+        if not state.query.empty and not matches(state.query, ef):
+            continue
+        rate = rates.get(ef.flow.key, empty)
+        cells = _cells(ef, rate, now)
+        label = ef.flow.label
+        row = Row(row_key(ef.flow.key), cells, vpn=bool(label and label.vpn), flow=ef)
+        items.append((_flow_sort_value(col, ef, rate, now, cells), row))
+    return _sorted(items, state.reverse)
+
+
+def group_name(ef: EnrichedFlow, grouping: Grouping) -> str:
+    """The group a flow falls in."""
+    if grouping is Grouping.PROCESS:
+        return process_name(ef)
+    r = ef.remote
+    if grouping is Grouping.COUNTRY:
+        return fmt.country(r) or "--"
+    return fmt.asn(r) or "(no ASN)"
+
+
+@dataclass
+class _Acc:
+    flows: int = 0
+    up_rate: float = 0.0
+    down_rate: float = 0.0
+    up: int = 0
+    down: int = 0
+    vpn: int = 0
+    spread: dict[str, int] = field(default_factory=dict)
+
+
+def _spread_of(ef: EnrichedFlow, grouping: Grouping) -> str:
+    if grouping is Grouping.PROCESS:
+        return (ef.remote.country if ef.remote else None) or "--"
+    return process_name(ef)
+
+
+def group_rows(
+    flows: Sequence[EnrichedFlow], state: ViewState, rates: dict[FlowKey, Rate]
+) -> list[Row]:
+    """One row per group (process, country or ASN) of the flows that pass the filter."""
+    accs: dict[str, _Acc] = {}
+    empty = Rate()
+    for ef in flows:
+        if not state.query.empty and not matches(state.query, ef):
+            continue
+        acc = accs.setdefault(group_name(ef, state.grouping), _Acc())
+        f, rate = ef.flow, rates.get(ef.flow.key, empty)
+        acc.flows += 1
+        acc.up_rate += rate.up or 0.0
+        acc.down_rate += rate.down or 0.0
+        acc.up += f.bytes_sent or 0
+        acc.down += f.bytes_received or 0
+        acc.vpn += 1 if f.label is not None and f.label.vpn else 0
+        spread = _spread_of(ef, state.grouping)
+        acc.spread[spread] = acc.spread.get(spread, 0) + 1
+    items: list[tuple[Any, Row]] = []
+    for name, a in accs.items():
+        spread = " ".join(
+            f"{k}×{n}" if n > 1 else k for k, n in sorted(a.spread.items(), key=lambda kv: -kv[1])
+        )
+        cells = (
+            name,
+            str(a.flows),
+            fmt.rate(a.up_rate),
+            fmt.rate(a.down_rate),
+            fmt.size(a.up),
+            fmt.size(a.down),
+            str(a.vpn) if a.vpn else "",
+            spread,
+        )
+        values = {
+            "group": name.lower(),
+            "flows": a.flows,
+            "up_rate": a.up_rate,
+            "down_rate": a.down_rate,
+            "up": a.up,
+            "down": a.down,
+            "vpn": a.vpn,
+            "spread": spread,
+        }
+        row = Row(f"group|{name}", cells, vpn=a.vpn > 0, group=name)
+        items.append((values.get(state.sort, a.down_rate + a.up_rate), row))
+    return _sorted(items, state.reverse)
+
+
+def build_rows(
+    snapshot: Snapshot, state: ViewState, rates: dict[FlowKey, Rate], now: float
+) -> list[Row]:
+    """The rows to show for a snapshot under the current view state."""
+    if state.grouping is Grouping.NONE:
+        return flow_rows(snapshot.flows, state, rates, now)
+    return group_rows(snapshot.flows, state, rates)
+
+
+def is_listening(ef: EnrichedFlow) -> bool:
+    """True for listening sockets (no remote side)."""
+    return ef.flow.direction is Direction.LISTEN or ef.flow.key.remote is None

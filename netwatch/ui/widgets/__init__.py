@@ -1,0 +1,1 @@
+"""The dashboard's widgets: connections table, alerts pane, status bar, charts."""

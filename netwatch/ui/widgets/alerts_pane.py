@@ -1,0 +1,65 @@
+"""The alerts pane: newest first, severity in colour and in words, count and last seen.
+
+Keeps no state of its own: the app owns the alert index (by `Alert.id`) and hands the pane
+the sorted list; rows are keyed by alert id so the cursor stays on the same alert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from netwatch.model import Alert
+from netwatch.ui import fmt
+from netwatch.ui.detail import SEVERITY_STYLE
+
+
+def newest_first(alerts: Sequence[Alert]) -> list[Alert]:
+    """Sort alerts by last seen (newest first), then by severity, then id (stable)."""
+    return sorted(alerts, key=lambda a: (-a.last_seen, -a.severity.rank, a.id))
+
+
+class AlertsPane(DataTable[Text]):
+    """One row per alert; Enter opens its detail (handled by the app)."""
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002  # Textual's name
+        super().__init__(id=id, cursor_type="row", show_header=True)
+        self.alerts: list[Alert] = []
+
+    def on_mount(self) -> None:
+        """Create the columns."""
+        self.add_column("Sev", width=4, key="sev")
+        self.add_column("Alert", key="title")
+        self.add_column("Process", width=12, key="proc")
+        self.add_column("N", width=4, key="count")
+        self.add_column("Last", width=4, key="last")
+
+    def show(self, alerts: Sequence[Alert], now: float) -> None:
+        """Show these alerts, newest first, keeping the cursor on the same alert."""
+        keep = self.selected()
+        self.alerts = newest_first(alerts)
+        self.clear()
+        for a in self.alerts:
+            style = SEVERITY_STYLE.get(a.severity.value, "")
+            proc = a.process.name if a.process is not None else "?"
+            self.add_row(
+                Text(fmt.severity(a.severity), style=style),
+                Text(a.title, style=style if a.severity.rank >= 3 else ""),
+                Text(proc),
+                Text(f"{a.count}x", justify="right"),
+                Text(fmt.duration(max(0.0, now - a.last_seen)), justify="right"),
+                key=a.id,
+            )
+        if keep is not None:
+            for i, a in enumerate(self.alerts):
+                if a.id == keep.id:
+                    self.move_cursor(row=i, animate=False)
+                    break
+
+    def selected(self) -> Alert | None:
+        """The alert under the cursor."""
+        if not self.alerts or not 0 <= self.cursor_row < len(self.alerts):
+            return None
+        return self.alerts[self.cursor_row]

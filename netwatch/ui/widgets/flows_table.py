@@ -1,0 +1,132 @@
+"""The connections table: a DataTable whose rows are updated in place by key.
+
+`apply(rows)` adds, updates and removes rows by their stable key and then sets the row order
+the view computed, so the cursor stays on the same flow and the scroll position survives each
+tick. Columns have fixed widths, which lets it skip DataTable's per-cell width measurement;
+only cells whose text changed are replaced. That is what makes 10,000 flows fit a tick
+(bench/ui.py): the public `add_row`/`remove_row`/`update_cell` path re-measures and
+re-indexes per call (remove_row is O(rows)), so a bulk apply goes through the same internal
+structures `DataTable.sort` and `clear` use, and bumps `_update_count` once.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual._two_way_dict import TwoWayDict
+from textual.message import Message
+from textual.widgets import DataTable
+from textual.widgets._data_table import Row as TableRow
+from textual.widgets._data_table import RowKey
+
+from netwatch.ui.view import Column, Row
+
+VPN_STYLE = "bold magenta"
+
+
+def _cell(text: str, column: Column, vpn: bool) -> Text:
+    style = VPN_STYLE if vpn and column.key in ("proto", "group") else ""
+    return Text(text, style=style, justify="right" if column.numeric else "left", no_wrap=True)
+
+
+class FlowsTable(DataTable[Text]):
+    """Flows (or groups) with stable row keys; the app feeds it rows from `view`."""
+
+    class SortRequested(Message):
+        """The user clicked a header: sort by that column."""
+
+        def __init__(self, column: str) -> None:
+            super().__init__()
+            self.column = column
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002  # Textual's name
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.columns_spec: tuple[Column, ...] = ()
+        self.shown: dict[str, Row] = {}
+        self.order: list[str] = []
+
+    def set_columns(self, columns: tuple[Column, ...]) -> None:
+        """Replace the columns (and drop all rows) when the column set changes."""
+        if columns == self.columns_spec:
+            return
+        self.clear(columns=True)
+        for c in columns:
+            self.add_column(c.label, width=c.width, key=c.key)
+        self.columns_spec = columns
+        self.shown = {}
+        self.order = []
+
+    def set_sort_marker(self, column: str, reverse: bool) -> None:
+        """Mark the sorted column's header with an arrow (and in words for no-colour)."""
+        for c in self.columns_spec:
+            col = self.columns.get(c.key)  # type: ignore[call-overload]  # ColumnKey is str
+            if col is None:
+                continue
+            mark = (" ▼" if reverse else " ▲") if c.key == column else ""
+            col.label = Text(c.label + mark)
+        self._update_count += 1
+        self.refresh()
+
+    def cursor_key(self) -> str | None:
+        """The key of the row under the cursor, or None for an empty table."""
+        if not self.order or not 0 <= self.cursor_row < len(self.order):
+            return None
+        return self.order[self.cursor_row]
+
+    def apply(self, rows: list[Row]) -> None:
+        """Make the table show exactly `rows`, in this order, changing only what changed."""
+        keep = self.cursor_key()
+        new = {r.key: r for r in rows}
+        data, table_rows = self._data, self.rows
+        for key in [k for k in self.shown if k not in new]:
+            rk = RowKey(key)
+            del table_rows[rk]
+            del data[rk]
+        columns = self.columns_spec
+        col_keys = [self.columns[c.key].key for c in columns]  # type: ignore[index]  # str key
+        for key, row in new.items():
+            old = self.shown.get(key)
+            if old is None:
+                rk = RowKey(key)
+                data[rk] = {
+                    ck: _cell(text, col, row.vpn)
+                    for ck, col, text in zip(col_keys, columns, row.cells, strict=True)
+                }
+                table_rows[rk] = TableRow(rk, 1)
+            elif old.cells != row.cells or old.vpn != row.vpn:
+                cells = data[RowKey(key)]
+                for i, (text, before) in enumerate(zip(row.cells, old.cells, strict=True)):
+                    if text != before or old.vpn != row.vpn:
+                        cells[col_keys[i]] = _cell(text, columns[i], row.vpn)
+        self.order = [r.key for r in rows]
+        self._row_locations = TwoWayDict({RowKey(k): i for i, k in enumerate(self.order)})
+        self.shown = new
+        self._update_count += 1
+        self._require_update_dimensions = True
+        self.check_idle()
+        self._follow(keep)
+        self.refresh()
+
+    def _follow(self, key: str | None) -> None:
+        """Keep the cursor on the same row key after a reorder; clamp when it went away."""
+        if not self.order:
+            return
+        # The top row stays the top row (watch the top talkers); a selected row is followed.
+        index = None
+        if key is not None and self.cursor_row > 0:
+            index = self._row_locations.get(RowKey(key))
+        if index is None:
+            index = min(self.cursor_row, len(self.order) - 1)
+        if index != self.cursor_row:
+            self.move_cursor(row=index, animate=False)
+        else:
+            self.cursor_coordinate = self._clamp_cursor_coordinate(self.cursor_coordinate)
+
+    def selected(self) -> Row | None:
+        """The row under the cursor."""
+        key = self.cursor_key()
+        return None if key is None else self.shown.get(key)
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        """Clicking a header asks the app to sort by it."""
+        event.stop()
+        self.post_message(self.SortRequested(str(event.column_key.value)))

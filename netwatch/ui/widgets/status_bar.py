@@ -1,0 +1,69 @@
+"""The status line: mode, capture on/off and why, drops, GeoIP data, what is missing.
+
+Two lines of plain words (colour only repeats them): a user without privileges reads here what
+netwatch cannot see and why, the first thing to know before trusting an empty table.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from netwatch.model import Snapshot
+from netwatch.ui.view import Grouping, ViewState
+
+
+def status_text(
+    snapshot: Snapshot | None,
+    state: ViewState,
+    shown: int,
+    mode_label: str | None,
+    note: str | None = None,
+) -> Text:
+    """Build the two status lines from the latest snapshot and the view state."""
+    out = Text(no_wrap=True, overflow="ellipsis")
+    if snapshot is None:
+        out.append(f"{(mode_label or 'netwatch').upper()}  waiting for the first snapshot...")
+        if note:
+            out.append(f"\n{note}", style="bold red")
+        return out
+    st, c = snapshot.status, snapshot.counters
+    out.append(f" {(mode_label or st.mode).upper()} ", style="bold reverse")
+    if st.capture:
+        out.append("  capture on", style="green")
+    else:
+        reason = f" ({st.capture_reason})" if st.capture_reason else ""
+        out.append(f"  capture off{reason}", style="yellow")
+    drops = c.capture_drops + c.queue_drops
+    out.append(f"  drops {drops}", style="bold red" if drops else "")
+    out.append(f"  flows {shown}/{len(snapshot.flows)}")
+    out.append(f"  GeoIP: {st.geoip or 'none'}")
+    if state.paused:
+        out.append("  PAUSED", style="bold reverse yellow")
+    out.append("\n")
+    if st.missing:
+        out.append("missing: " + "; ".join(st.missing), style="yellow")
+    elif not st.privileged and st.mode == "local":
+        out.append("unprivileged: other users' processes may be unknown", style="yellow")
+    else:
+        out.append("all sources available", style="green")
+    extras = []
+    if state.grouping is not Grouping.NONE:
+        extras.append(f"group: {state.grouping.value}")
+    extras.append(f"sort: {state.sort}{' desc' if state.reverse else ' asc'}")
+    if not state.query.empty:
+        extras.append(f"filter: {state.query.text}")
+    if state.query.errors:
+        extras.append("filter error: " + "; ".join(state.query.errors))
+    out.append("  |  " + "  ".join(extras))
+    if note:
+        out.append(f"  |  {note}", style="bold red")
+    return out
+
+
+class StatusBar(Static):
+    """Shows `status_text`."""
+
+    def show(self, text: Text) -> None:
+        """Replace the status text."""
+        self.update(text)
