@@ -1,1 +1,263 @@
-"""Configuration: frozen dataclasses loaded from TOML, with the origin of every value."""
+"""Configuration: frozen dataclasses loaded from TOML with tomllib, validated in one pass.
+
+Every problem becomes one located line (`config.toml: policy.expected_vpn[2].process: ...`)
+and all of them are reported together in one `ConfigError`. Sections are parsed by the
+functions in `SECTIONS`, so later sections (daemon, store, export) plug in by adding a
+dataclass field to `Config` and one entry to that table. Imports only errors and paths.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from netwatch import paths
+from netwatch.errors import ConfigError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Action(StrEnum):
+    """What to do with a rule's findings (Zeek's notice actions, reduced to three)."""
+
+    ALERT = "alert"
+    """Raise an alert the user sees."""
+    LOG = "log"
+    """Record the finding (store, export) without raising it in the dashboard."""
+    IGNORE = "ignore"
+    """Drop the finding."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An expected VPN endpoint: a network and optionally one port."""
+
+    network: IPNetwork
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedVpn:
+    """One piece of VPN software the user expects; every given field must match a flow."""
+
+    name: str = ""
+    """A label for messages, e.g. `work VPN`."""
+    process: tuple[str, ...] = ()
+    """Process names (shell globs, case-insensitive), e.g. `openvpn`."""
+    path: tuple[str, ...] = ()
+    """Executable paths (shell globs), e.g. `/usr/sbin/openvpn`."""
+    protocols: tuple[str, ...] = ()
+    """Protocol labels as the dissectors name them: `openvpn`, `wireguard`, `ipsec`, ..."""
+    endpoints: tuple[Endpoint, ...] = ()
+    """Remote networks (`203.0.113.0/24`) or addresses with ports (`203.0.113.5:1194`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Site policy: what is expected, what each rule's findings should do, what is trusted."""
+
+    expected_vpn: tuple[ExpectedVpn, ...] = ()
+    """VPN software the user runs on purpose; its traffic is not `vpn.unexpected`."""
+    rules: tuple[tuple[str, Action], ...] = ()
+    """Per-rule action (`alert`, `log`, `ignore`), by rule id; unlisted rules alert."""
+    trusted_networks: tuple[IPNetwork, ...] = ()
+    """Remote networks whose flows no rule reports on (e.g. the company's VPN range)."""
+    home_country: str | None = None
+    """ISO code of where this machine is; remote addresses elsewhere count as foreign."""
+
+    def action_for(self, rule_id: str) -> Action:
+        """Return the configured action for a rule (alert when unlisted)."""
+        for rid, action in self.rules:
+            if rid == rule_id:
+                return action
+        return Action.ALERT
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; `source` names the file it came from (or `defaults`)."""
+
+    policy: Policy = field(default_factory=Policy)
+    source: str = "defaults"
+
+
+class _Errors:
+    """Collects located error lines while a file is parsed."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.lines: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.lines.append(f"{self.file}: {key}: {message}")
+
+
+def _strs(value: Any, key: str, errs: _Errors) -> tuple[str, ...]:
+    """A string or a list of non-empty strings."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        errs.add(key, "must be a non-empty string or a list of them")
+        return ()
+    return tuple(value)
+
+
+def _endpoint(raw: Any, key: str, errs: _Errors) -> Endpoint | None:
+    if not isinstance(raw, str) or not raw:
+        errs.add(key, "must be an address, a network or address:port")
+        return None
+    host, port = raw, None
+    if raw.startswith("[") and "]:" in raw:
+        host, _, port_s = raw[1:].partition("]:")
+        port = _port(port_s, key, errs)
+    elif raw.count(":") == 1:
+        host, _, port_s = raw.partition(":")
+        port = _port(port_s, key, errs)
+    try:
+        net = ipaddress.ip_network(host.strip("[]"), strict=False)
+    except ValueError:
+        errs.add(key, f"{raw!r} is not an address or network")
+        return None
+    return Endpoint(net, port)
+
+
+def _port(text: str, key: str, errs: _Errors) -> int | None:
+    if text.isdigit() and 0 < int(text) <= 65535:
+        return int(text)
+    errs.add(key, f"{text!r} is not a port (1-65535)")
+    return None
+
+
+_EXPECTED_KEYS = {"name", "process", "path", "protocols", "endpoints"}
+
+
+def _expected(raw: Any, key: str, errs: _Errors) -> ExpectedVpn | None:
+    if not isinstance(raw, dict):
+        errs.add(key, "must be a table")
+        return None
+    for unknown in sorted(set(raw) - _EXPECTED_KEYS):
+        errs.add(f"{key}.{unknown}", f"unknown key (expected one of {sorted(_EXPECTED_KEYS)})")
+    name = raw.get("name", "")
+    if not isinstance(name, str):
+        errs.add(f"{key}.name", "must be a string")
+        name = ""
+    parts = {
+        k: _strs(raw[k], f"{key}.{k}", errs) for k in ("process", "path", "protocols") if k in raw
+    }
+    endpoints: list[Endpoint] = []
+    if "endpoints" in raw:
+        for i, e in enumerate(_strs(raw["endpoints"], f"{key}.endpoints", errs)):
+            ep = _endpoint(e, f"{key}.endpoints[{i}]", errs)
+            if ep is not None:
+                endpoints.append(ep)
+    if not (set(raw) & {"process", "path", "protocols", "endpoints"}):
+        errs.add(key, "needs at least one of process, path, protocols, endpoints")
+        return None
+    return ExpectedVpn(
+        name=name or ", ".join(parts.get("process", ()) or parts.get("protocols", ())),
+        process=tuple(p.lower() for p in parts.get("process", ())),
+        path=parts.get("path", ()),
+        protocols=tuple(p.lower() for p in parts.get("protocols", ())),
+        endpoints=tuple(endpoints),
+    )
+
+
+_POLICY_KEYS = {"expected_vpn", "rules", "trusted_networks", "home_country"}
+
+
+def parse_policy(raw: Any, errs: _Errors) -> Policy:
+    """Parse the `[policy]` section."""
+    if not isinstance(raw, dict):
+        errs.add("policy", "must be a table")
+        return Policy()
+    for unknown in sorted(set(raw) - _POLICY_KEYS):
+        errs.add(f"policy.{unknown}", f"unknown key (expected one of {sorted(_POLICY_KEYS)})")
+    expected: list[ExpectedVpn] = []
+    items = raw.get("expected_vpn", [])
+    if not isinstance(items, list):
+        errs.add("policy.expected_vpn", "must be an array of tables ([[policy.expected_vpn]])")
+        items = []
+    for i, item in enumerate(items):
+        e = _expected(item, f"policy.expected_vpn[{i}]", errs)
+        if e is not None:
+            expected.append(e)
+    rules: list[tuple[str, Action]] = []
+    rule_table = raw.get("rules", {})
+    if not isinstance(rule_table, dict):
+        errs.add("policy.rules", "must be a table of rule id = action")
+        rule_table = {}
+    for rid, act in rule_table.items():
+        try:
+            rules.append((rid, Action(act)))
+        except ValueError:
+            errs.add(f"policy.rules.{rid}", f"{act!r} is not one of alert, log, ignore")
+    nets: list[IPNetwork] = []
+    for i, n in enumerate(
+        _strs(raw.get("trusted_networks", []) or [], "policy.trusted_networks", errs)
+    ):
+        try:
+            nets.append(ipaddress.ip_network(n, strict=False))
+        except ValueError:
+            errs.add(f"policy.trusted_networks[{i}]", f"{n!r} is not a network")
+    home = raw.get("home_country")
+    if home is not None and not (isinstance(home, str) and len(home) == 2 and home.isalpha()):
+        errs.add("policy.home_country", f"{home!r} is not a two-letter country code")
+        home = None
+    return Policy(
+        expected_vpn=tuple(expected),
+        rules=tuple(rules),
+        trusted_networks=tuple(nets),
+        home_country=home.upper() if isinstance(home, str) else None,
+    )
+
+
+SECTIONS: Mapping[str, Callable[[Any, _Errors], Any]] = {"policy": parse_policy}
+"""Top-level section name -> parser; the `Config` field has the same name."""
+
+
+def parse_config(data: Mapping[str, Any], file: str = "config.toml") -> Config:
+    """Build a `Config` from parsed TOML, raising one `ConfigError` listing every problem."""
+    errs = _Errors(file)
+    values: dict[str, Any] = {}
+    for name, raw in data.items():
+        parser = SECTIONS.get(name)
+        if parser is None:
+            errs.add(name, f"unknown section (expected one of {sorted(SECTIONS)})")
+            continue
+        values[name] = parser(raw, errs)
+    if errs.lines:
+        # cli.main prefixes only the first line; the others get the same prefix here.
+        raise ConfigError("\nnetwatch: ".join(errs.lines))
+    return Config(source=file, **values)
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Load the config: `path`, else `$NETWATCH_CONFIG`, else the user's, else the system's.
+
+    A missing explicitly named file is an error; missing discovered files mean defaults.
+    """
+    explicit = path or (
+        Path(os.environ["NETWATCH_CONFIG"]) if os.environ.get("NETWATCH_CONFIG") else None
+    )
+    candidates = (
+        [explicit] if explicit else [paths.config_dir() / "config.toml", paths.system_config_file()]
+    )
+    for candidate in candidates:
+        if candidate is None or not candidate.is_file():
+            if explicit is not None:
+                raise ConfigError(f"{candidate}: no such config file")
+            continue
+        try:
+            data = tomllib.loads(candidate.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{candidate}: not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{candidate}: cannot read: {exc}") from None
+        return parse_config(data, str(candidate))
+    return Config()

@@ -1,0 +1,236 @@
+"""The rule engine: enriched flows (and host facts) in, alerts raised or updated out.
+
+`RuleEngine` implements the pipeline's `Detector`. Each call evaluates every rule on the
+tick's flows: a flow takes the first case of a rule it matches; windowed cases aggregate
+their flows per group over time (distinct peers, countries, ...) and fire when `having`
+holds; Python rules select among the flows their condition passed. Findings go through the
+policy (ignore / log / alert) and the `Suppressor`. Works the same for one pass (`snapshot`,
+`analyze`) and per tick (daemon). netwatch's own processes (its `lists update` fetch) and
+trusted networks never raise anything. Pure: time comes in as `now`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from netwatch.config import Action, Policy
+from netwatch.detect.conditions import explain
+from netwatch.detect.fields import FIELDS, Env
+from netwatch.detect.loader import load_rules
+from netwatch.detect.messages import flow_values, human_window, render
+from netwatch.detect.novelty import FirstSeenStore, MemoryFirstSeen
+from netwatch.detect.policy import PolicyView
+from netwatch.detect.python_rules import PYTHON_RULES, PythonRule
+from netwatch.detect.rule import Case, Finding, Rule, RuleSet, Window
+from netwatch.detect.suppress import Suppressor
+from netwatch.model import Alert, EnrichedFlow, Evidence, HostFacts, ProcessRef
+
+LOG_TAG = "log"
+"""Tag on alerts whose rule the policy sets to `log`: recorded, not raised in the dashboard."""
+
+
+def is_netwatch_fetch(process: ProcessRef | None) -> bool:
+    """Whether a process is netwatch's own opt-in `lists update` (excluded from alerts)."""
+    if process is None:
+        return False
+    args = process.cmdline
+    if not any(a == "netwatch" or a.endswith("/netwatch") for a in args):
+        return False
+    return any(a == "lists" and args[i + 1 : i + 2] == ("update",) for i, a in enumerate(args))
+
+
+def _value_text(value: object) -> str:
+    if value is None:
+        return "?"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _prefix(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    bits = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
+@dataclass
+class WindowStats:
+    """Distinct counts over one group's window (the `window.*` fields)."""
+
+    peers: int = 0
+    prefixes: int = 0
+    countries: int = 0
+    asns: int = 0
+    flows: int = 0
+    country_list: tuple[str, ...] = ()
+
+
+@dataclass
+class _Group:
+    """Observations of one group: peer -> (time, country, asn), flow key -> time."""
+
+    peers: dict[str, tuple[float, str | None, int | None]] = field(default_factory=dict)
+    flows: dict[object, float] = field(default_factory=dict)
+    latest: EnrichedFlow | None = None
+
+    def prune(self, horizon: float) -> None:
+        self.peers = {k: v for k, v in self.peers.items() if v[0] >= horizon}
+        self.flows = {k: t for k, t in self.flows.items() if t >= horizon}
+
+    def stats(self) -> WindowStats:
+        countries = sorted({c for _, c, _ in self.peers.values() if c})
+        return WindowStats(
+            peers=len(self.peers),
+            prefixes=len({_prefix(ipaddress.ip_address(p)) for p in self.peers}),
+            countries=len(countries),
+            asns=len({a for _, _, a in self.peers.values() if a is not None}),
+            flows=len(self.flows),
+            country_list=tuple(countries),
+        )
+
+
+class RuleEngine:
+    """Evaluates a rule set under a policy; keeps windows, first-seen state and open alerts."""
+
+    def __init__(
+        self,
+        rules: RuleSet | None = None,
+        policy: Policy | None = None,
+        *,
+        first_seen: FirstSeenStore | None = None,
+        own_pids: frozenset[int] = frozenset(),
+    ) -> None:
+        self.rules = rules if rules is not None else load_rules()
+        self.policy = PolicyView(policy)
+        self.first_seen = first_seen if first_seen is not None else MemoryFirstSeen()
+        self.own_pids = own_pids
+        self.suppressor = Suppressor()
+        self._python: dict[str, PythonRule] = {
+            r.id: PYTHON_RULES[r.python](self.first_seen) for r in self.rules.rules if r.python
+        }
+        self._windows: dict[tuple[str, int], dict[tuple[str, ...], _Group]] = {}
+        self._tags = {
+            r.id: (*r.tags, LOG_TAG) if self.policy.action(r.id) is Action.LOG else r.tags
+            for r in self.rules.rules
+        }
+
+    def evaluate(
+        self, flows: Sequence[EnrichedFlow], now: float, host: HostFacts | None = None
+    ) -> list[Alert]:
+        """Return the alerts raised, updated or closed by this tick's flows."""
+        env = Env(self.policy, now, host)
+        closed = self.suppressor.expire(now)
+        usable = [ef for ef in flows if self._eligible(ef)]
+        findings: list[Finding] = []
+        for rule in self.rules.rules:
+            if self.policy.action(rule.id) is Action.IGNORE:
+                continue
+            findings.extend(self._run(rule, usable, env))
+        return closed + self.suppressor.update(findings, self._tags)
+
+    def _eligible(self, ef: EnrichedFlow) -> bool:
+        p = ef.flow.process
+        if p is not None and (p.pid in self.own_pids or is_netwatch_fetch(p)):
+            return False
+        return not self.policy.trusted(ef)
+
+    def _run(self, rule: Rule, flows: Sequence[EnrichedFlow], env: Env) -> Iterable[Finding]:
+        if rule.python is not None:
+            passed = [ef for ef in flows if any(c.pred(ef, env) for c in rule.cases)]
+            case = rule.cases[0]
+            for ef, extra in self._python[rule.id].select(passed, env):
+                yield self._flow_finding(rule, case, ef, env, extra)
+            return
+        windowed: dict[int, list[EnrichedFlow]] = {}
+        for ef in flows:
+            for i, case in enumerate(rule.cases):
+                if case.pred(ef, env):
+                    if case.window is None:
+                        yield self._flow_finding(rule, case, ef, env, ())
+                    else:
+                        windowed.setdefault(i, []).append(ef)
+                    break
+        for i, case in enumerate(rule.cases):
+            if case.window is not None:
+                yield from self._window_findings(
+                    rule, i, case, case.window, windowed.get(i, []), env
+                )
+
+    def _identifier(self, names: Iterable[str], ef: EnrichedFlow, env: Env) -> str:
+        return "|".join(_value_text(FIELDS[n].get(ef, env)) for n in names)
+
+    def _flow_finding(
+        self, rule: Rule, case: Case, ef: EnrichedFlow, env: Env, extra: tuple[Evidence, ...]
+    ) -> Finding:
+        f = ef.flow
+        return Finding(
+            rule=rule,
+            identifier=self._identifier(rule.identifier, ef, env),
+            message=render(case.message, flow_values(ef, env)),
+            severity=case.severity or rule.severity,
+            at=f.last_seen if f.last_seen is not None else env.now,
+            flow=ef,
+            evidence=(*explain(case.when, ef, env), *extra),
+            occurrences=(f"{f.key.transport.value}|{f.key.local}|{f.key.remote}",),
+        )
+
+    def _window_findings(
+        self,
+        rule: Rule,
+        index: int,
+        case: Case,
+        window: Window,
+        flows: Sequence[EnrichedFlow],
+        env: Env,
+    ) -> Iterable[Finding]:
+        groups = self._windows.setdefault((rule.id, index), {})
+        for ef in flows:
+            gkey = tuple(_value_text(FIELDS[n].get(ef, env)) for n in window.group_by)
+            group = groups.setdefault(gkey, _Group())
+            at = ef.flow.last_seen if ef.flow.last_seen is not None else env.now
+            remote = ef.flow.key.remote
+            if remote is not None:
+                r = ef.remote
+                group.peers[str(remote.ip)] = (
+                    at,
+                    None if r is None else r.country,
+                    None if r is None else r.asn,
+                )
+            group.flows[ef.flow.key] = at
+            group.latest = ef
+        horizon = env.now - window.seconds
+        for gkey, group in list(groups.items()):
+            group.prune(horizon)
+            if not group.peers and not group.flows:
+                del groups[gkey]
+                continue
+            stats = group.stats()
+            if group.latest is None or not window.having_pred(stats, env):
+                continue
+            ef = group.latest
+            values = {
+                **flow_values(ef, env),
+                "peers": str(stats.peers),
+                "countries": str(stats.countries),
+                "asns": str(stats.asns),
+                "prefixes": str(stats.prefixes),
+                "country_list": ", ".join(stats.country_list) or "unknown",
+                "window": human_window(window.seconds),
+            }
+            yield Finding(
+                rule=rule,
+                identifier="|".join(gkey),
+                message=render(case.message, values),
+                severity=case.severity or rule.severity,
+                at=env.now,
+                flow=ef,
+                evidence=(
+                    Evidence("window.peers", str(stats.peers)),
+                    Evidence("window.countries", str(stats.countries)),
+                    Evidence("window.country_list", values["country_list"]),
+                    Evidence("window.prefixes", str(stats.prefixes)),
+                    *explain(case.when, ef, env),
+                ),
+                occurrences=tuple(sorted(group.peers)),
+            )

@@ -1,0 +1,93 @@
+"""Policy: what the user expects (VPN software), what each rule should do, what is trusted.
+
+Detection says what happened; policy says what to do about it (Zeek's `Notice::policy`).
+`PolicyView` answers per flow from the config's `[policy]` section: whether a flow belongs to
+expected VPN software, whether its remote side is trusted or foreign, and which action a
+rule's findings get. An unknown value never proves a match: an entry matches a flow when
+every field it names agrees with what is known, and at least one of them is known.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+from netwatch.config import Action, ExpectedVpn, Policy
+from netwatch.model import EnrichedFlow
+
+
+def _glob_any(value: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(value, p) for p in patterns)
+
+
+def entry_matches(entry: ExpectedVpn, ef: EnrichedFlow) -> bool:
+    """Whether one expected-VPN entry covers this flow (see the module docstring)."""
+    f = ef.flow
+    known = 0
+    if entry.process and f.process is not None:
+        if not _glob_any(f.process.name.lower(), entry.process):
+            return False
+        known += 1
+    if entry.path:
+        exe = f.process.exe if f.process is not None else None
+        if exe is not None:
+            if not _glob_any(exe, entry.path):
+                return False
+            known += 1
+    if entry.protocols and f.label is not None:
+        if f.label.name.lower() not in entry.protocols:
+            return False
+        known += 1
+    if entry.endpoints and f.key.remote is not None:
+        remote = f.key.remote
+        hit = any(
+            e.network.version == remote.ip.version
+            and remote.ip in e.network
+            and (e.port is None or e.port == remote.port)
+            for e in entry.endpoints
+        )
+        if not hit:
+            return False
+        known += 1
+    return known > 0
+
+
+class PolicyView:
+    """The policy as the detector asks it, per flow and per rule."""
+
+    def __init__(self, policy: Policy | None = None) -> None:
+        self.policy = policy or Policy()
+
+    def expected(self, ef: EnrichedFlow) -> bool:
+        """Whether the flow belongs to VPN software the user expects."""
+        return any(entry_matches(e, ef) for e in self.policy.expected_vpn)
+
+    def expected_by(self, ef: EnrichedFlow) -> ExpectedVpn | None:
+        """The first entry that expects this flow, for evidence."""
+        for e in self.policy.expected_vpn:
+            if entry_matches(e, ef):
+                return e
+        return None
+
+    def trusted(self, ef: EnrichedFlow) -> bool:
+        """Whether the remote address is in a trusted network."""
+        remote = ef.flow.key.remote
+        if remote is None:
+            return False
+        ip = remote.ip
+        return any(n.version == ip.version and ip in n for n in self.policy.trusted_networks)
+
+    def foreign(self, ef: EnrichedFlow) -> bool:
+        """Whether the remote country is known and not the home country.
+
+        Without a configured home country every known country counts as foreign, so rules
+        that need "abroad" still work on a fresh install (they key on more than this).
+        """
+        country = ef.remote.country if ef.remote is not None else None
+        if not country:
+            return False
+        home = self.policy.home_country
+        return home is None or country.upper() != home
+
+    def action(self, rule_id: str) -> Action:
+        """What to do with this rule's findings."""
+        return self.policy.action_for(rule_id)

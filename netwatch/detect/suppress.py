@@ -1,0 +1,119 @@
+"""Suppression and lifecycle: findings with the same identifier become one alert.
+
+Zeek's identifier + `suppress_for` and glances' event lifecycle: the first finding opens an
+alert; later findings with the same (rule, identifier) within `suppress_for` of its last
+sighting update it, and its `count` rises by the occurrences (distinct flows, or distinct
+peers for window rules) it had not counted yet. An alert not seen for `suppress_for` closes
+and is reported once more as closed; the next finding opens a new alert with a new id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from netwatch.detect.rule import Finding
+from netwatch.model import Alert, AlertState
+
+MAX_OCCURRENCES = 4096
+"""Occurrences remembered per alert; older ones are forgotten (and could count again)."""
+
+
+def alert_id(rule_id: str, identifier: str, first_seen: float) -> str:
+    """A stable id: the same finding in a replayed capture gets the same id."""
+    digest = hashlib.sha1(identifier.encode(), usedforsecurity=False).hexdigest()[:10]
+    return f"{rule_id}:{digest}:{int(first_seen)}"
+
+
+@dataclass
+class _Open:
+    alert: Alert
+    suppress_for: float
+    occurrences: dict[str, None] = field(default_factory=dict)
+
+
+class Suppressor:
+    """Keeps the open alerts and turns each tick's findings into alert changes."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, str], _Open] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def open_alerts(self) -> list[Alert]:
+        """Every open alert, oldest first."""
+        return sorted((o.alert for o in self._open.values()), key=lambda a: a.first_seen)
+
+    def update(self, findings: Iterable[Finding], tags: dict[str, tuple[str, ...]]) -> list[Alert]:
+        """Fold findings into alerts; return those opened or changed (count or message)."""
+        changed: dict[tuple[str, str], Alert] = {}
+        for f in findings:
+            key = (f.rule.id, f.identifier)
+            entry = self._open.get(key)
+            if entry is not None and f.at - entry.alert.last_seen > entry.suppress_for:
+                entry = None
+            if entry is None:
+                entry = self._start(f, tags.get(f.rule.id, f.rule.tags))
+                self._open[key] = entry
+                changed[key] = entry.alert
+                continue
+            before = entry.alert
+            new = [o for o in f.occurrences if o not in entry.occurrences]
+            self._remember(entry, new)
+            ef = f.flow
+            entry.alert = replace(
+                before,
+                last_seen=max(before.last_seen, f.at),
+                count=before.count + len(new),
+                message=f.message,
+                severity=f.severity,
+                evidence=f.evidence or before.evidence,
+                flow_key=ef.flow.key if ef is not None else before.flow_key,
+                process=(ef.flow.process or before.process) if ef is not None else before.process,
+                remote=(ef.remote or before.remote) if ef is not None else before.remote,
+            )
+            grew = entry.alert.count != before.count or entry.alert.message != before.message
+            if grew or key in changed:
+                changed[key] = entry.alert
+        return list(changed.values())
+
+    def _start(self, f: Finding, tags: tuple[str, ...]) -> _Open:
+        ef = f.flow
+        alert = Alert(
+            id=alert_id(f.rule.id, f.identifier, f.at),
+            rule_id=f.rule.id,
+            title=f.rule.title,
+            severity=f.severity,
+            identifier=f.identifier,
+            message=f.message,
+            first_seen=f.at,
+            last_seen=f.at,
+            count=max(1, len(set(f.occurrences))),
+            state=AlertState.OPEN,
+            flow_key=None if ef is None else ef.flow.key,
+            process=None if ef is None else ef.flow.process,
+            remote=None if ef is None else ef.remote,
+            evidence=f.evidence,
+            tags=tags,
+        )
+        entry = _Open(alert, f.rule.suppress_for)
+        self._remember(entry, f.occurrences)
+        return entry
+
+    @staticmethod
+    def _remember(entry: _Open, occurrences: Iterable[str]) -> None:
+        for o in occurrences:
+            entry.occurrences[o] = None
+        while len(entry.occurrences) > MAX_OCCURRENCES:
+            del entry.occurrences[next(iter(entry.occurrences))]
+
+    def expire(self, now: float) -> list[Alert]:
+        """Close alerts not seen for their `suppress_for`; return them (state closed)."""
+        closed = []
+        for key, entry in list(self._open.items()):
+            if now - entry.alert.last_seen > entry.suppress_for:
+                closed.append(replace(entry.alert, state=AlertState.CLOSED))
+                del self._open[key]
+        return closed
