@@ -1,0 +1,233 @@
+"""The sampler against this machine's real sockets (loopback only, no root needed).
+
+Each test opens its own sockets in this process or a child, samples, and finds them by
+port. Both backends are checked where they overlap; byte counters only exist on netlink.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from netwatch.model import Direction, ProcessRef, SocketEntry, SocketTable, Transport
+from netwatch.sources.processes import PsutilReader
+from netwatch.sources.sockets import SocketSampler
+
+ME = os.getpid()
+BACKENDS = ["netlink", "psutil"] if sys.platform.startswith("linux") else ["psutil"]
+
+
+def by_port(
+    table: SocketTable, port: int, transport: Transport = Transport.TCP
+) -> list[SocketEntry]:
+    return [
+        e
+        for e in table.entries
+        if e.key.transport is transport
+        and (e.key.local.port == port or (e.key.remote is not None and e.key.remote.port == port))
+    ]
+
+
+@pytest.fixture
+def tcp_pair(request: pytest.FixtureRequest) -> Iterator[tuple[socket.socket, ...]]:
+    family = getattr(request, "param", socket.AF_INET)
+    host = "127.0.0.1" if family == socket.AF_INET else "::1"
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.bind((host, 0))
+    listener.listen()
+    client = socket.create_connection((host, listener.getsockname()[1]), timeout=5)
+    server, _ = listener.accept()
+    client.sendall(b"a" * 3000)
+    got = 0
+    while got < 3000:
+        got += len(server.recv(4096))
+    server.sendall(b"b" * 700)
+    assert client.recv(4096)  # the reply carries the ACK of our 3000 bytes
+    yield listener, client, server
+    for s in (client, server, listener):
+        s.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("tcp_pair", [socket.AF_INET, socket.AF_INET6], indirect=True)
+def test_tcp_listener_client_and_accepted_socket(
+    backend: str, tcp_pair: tuple[socket.socket, ...]
+) -> None:
+    listener, client, _server = tcp_pair
+    port = listener.getsockname()[1]
+    family = listener.family
+    table = SocketSampler(backend=backend).sample()
+    mine = by_port(table, port)
+    assert len(mine) == 3
+    directions = {e.direction: e for e in mine}
+    assert set(directions) == {Direction.LISTEN, Direction.OUTBOUND, Direction.INBOUND}
+    listen = directions[Direction.LISTEN]
+    assert listen.state == "LISTEN" and listen.key.remote is None
+    out = directions[Direction.OUTBOUND]
+    assert out.key.local.port == client.getsockname()[1] and out.key.remote is not None
+    assert out.key.remote.port == port and out.state == "ESTABLISHED"
+    assert out.key.local.ip.version == (4 if family == socket.AF_INET else 6)
+    for e in mine:
+        assert e.process is not None and e.process.pid == ME
+        assert e.process.name == psutil.Process().name()
+        assert e.process.create_time == pytest.approx(psutil.Process().create_time())
+        assert e.process.cmdline == tuple(psutil.Process().cmdline())
+    if backend == "netlink":
+        assert out.bytes_sent is not None and out.bytes_sent >= 3000
+        assert out.bytes_received is not None and out.bytes_received >= 700
+        inbound = directions[Direction.INBOUND]
+        assert inbound.bytes_received is not None and inbound.bytes_received >= 3000
+        assert out.segs_out is not None and out.segs_out >= 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
+)
+def test_udp_unconnected_is_listen_connected_is_outbound(
+    backend: str, family: int, host: str
+) -> None:
+    with (
+        socket.socket(family, socket.SOCK_DGRAM) as server,
+        socket.socket(family, socket.SOCK_DGRAM) as client,
+    ):
+        server.bind((host, 0))
+        port = server.getsockname()[1]
+        client.connect((host, port))
+        table = SocketSampler(backend=backend).sample()
+    mine = by_port(table, port, Transport.UDP)
+    assert len(mine) == 2
+    listen = next(e for e in mine if e.key.remote is None)
+    assert listen.direction is Direction.LISTEN and listen.key.local.port == port
+    assert listen.key.local.ip == ipaddress.ip_address(host)
+    conn = next(e for e in mine if e.key.remote is not None)
+    assert conn.direction is Direction.OUTBOUND and conn.state == "ESTABLISHED"
+    assert conn.key.remote is not None and conn.key.remote.port == port
+    assert all(e.process is not None and e.process.pid == ME for e in mine)
+    assert all(e.bytes_sent is None for e in mine)
+
+
+def test_dual_stack_listener_accepts_ipv4_as_unmapped_inbound() -> None:
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        listener.bind(("::", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            server, _ = listener.accept()
+            with server:
+                table = SocketSampler(backend="netlink").sample()
+                cport = client.getsockname()[1]
+    mine = by_port(table, port)
+    inbound = [e for e in mine if e.direction is Direction.INBOUND]
+    assert len(inbound) == 1
+    assert inbound[0].key.local.ip == ipaddress.IPv4Address("127.0.0.1")  # ::ffff: unmapped
+    assert inbound[0].key.remote is not None and inbound[0].key.remote.port == cport
+
+
+def test_unchanged_sockets_do_not_rescan_proc(tcp_pair: tuple[socket.socket, ...]) -> None:
+    listener, client, server = tcp_pair
+    sampler = SocketSampler(backend="netlink")
+    first = sampler.sample()
+    scans = sampler.owners.scans
+    second = sampler.sample()
+    assert sampler.owners.scans == scans
+    port = listener.getsockname()[1]
+    assert {e for e in by_port(first, port)} == {e for e in by_port(second, port)}
+    # New traffic changes the counters, and the cached entry is rebuilt with them.
+    client.sendall(b"c" * 500)
+    server.recv(4096)
+    server.sendall(b"d")
+    client.recv(16)
+    third = sampler.sample()
+    out = next(e for e in by_port(third, port) if e.direction is Direction.OUTBOUND)
+    assert out.bytes_sent is not None and out.bytes_sent >= 3500
+    assert sampler.owners.scans == scans
+    # A new connection is a socket the cache has not seen: one scan, and it is attributed.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as extra:
+        conn, _ = listener.accept()
+        with conn:
+            fourth = sampler.sample()
+            eport = extra.getsockname()[1]
+    assert sampler.owners.scans == scans + 1
+    new = [e for e in by_port(fourth, port) if e.key.local.port == eport]
+    assert len(new) == 1 and new[0].process is not None and new[0].process.pid == ME
+
+
+class KillFirst:
+    """psutil, except that the victim is killed just before its details are read."""
+
+    def __init__(self, victim: subprocess.Popen[bytes]) -> None:
+        self.victim = victim
+        self.real = PsutilReader()
+        self.calls: list[int] = []
+
+    def read(self, pid: int) -> ProcessRef | None:
+        self.calls.append(pid)
+        if pid == self.victim.pid and self.victim.poll() is None:
+            self.victim.kill()
+            self.victim.wait(10)
+        return self.real.read(pid)
+
+
+HOLD = "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print(s.getsockname()[1], flush=True); sys.stdin.read()"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_process_that_exits_mid_sample_is_skipped(backend: str) -> None:
+    victim = subprocess.Popen(
+        [sys.executable, "-c", HOLD], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert victim.stdout is not None
+        vport = int(victim.stdout.readline())
+        with socket.socket() as mine:
+            mine.bind(("127.0.0.1", 0))
+            mine.listen()
+            reader = KillFirst(victim)
+            table = SocketSampler(backend=backend, reader=reader).sample()
+            my_port = mine.getsockname()[1]
+    finally:
+        victim.kill()
+        victim.wait(10)
+    assert victim.pid in reader.calls
+    # The victim's socket may or may not still be listed; it never has a (wrong) process.
+    for e in by_port(table, vport):
+        assert e.process is None or e.process.pid != victim.pid
+    (own,) = by_port(table, my_port)
+    assert own.process is not None and own.process.pid == ME
+
+
+def test_psutil_and_netlink_list_the_same_tcp_and_udp_endpoints() -> None:
+    with socket.socket() as lst, socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as udp:
+        lst.bind(("127.0.0.1", 0))
+        lst.listen()
+        udp.bind(("::1", 0))
+        nl = SocketSampler(backend="netlink").sample()
+        ps = SocketSampler(backend="psutil").sample()
+
+    def keys(t: SocketTable) -> set[tuple[object, ...]]:
+        return {
+            (e.key, e.direction, e.process.pid if e.process else None)
+            for e in t.entries
+            if e.key.transport in (Transport.TCP, Transport.UDP) and e.state != "TIME_WAIT"
+        }
+
+    ours = {k for k in keys(nl) if k[2] == ME}
+    assert ours and ours == {k for k in keys(ps) if k[2] == ME}
+
+
+def test_status_as_root_misses_nothing() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    sampler = SocketSampler()
+    sampler.sample()
+    status = sampler.status()
+    assert status.privileged and status.missing == ()

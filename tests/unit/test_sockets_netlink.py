@@ -1,0 +1,160 @@
+"""sock_diag and /proc/net parsing: crafted kernel messages, and fuzzing (never raises)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from netwatch.sources import netlink
+
+NLHDR = struct.Struct("=IHHII")
+
+
+def diag_msg(
+    family: int = socket.AF_INET,
+    state: int = 1,
+    sport: int = 40000,
+    dport: int = 443,
+    src: bytes = bytes([127, 0, 0, 1]),
+    dst: bytes = bytes([127, 0, 0, 2]),
+    uid: int = 1000,
+    inode: int = 4242,
+    tcp_info: bytes | None = None,
+) -> bytes:
+    sockid = struct.pack("!HH", sport, dport) + src.ljust(16, b"\0") + dst.ljust(16, b"\0")
+    sockid += struct.pack("=III", 0, 7, 0)
+    body = (
+        struct.pack("=BBBB", family, state, 0, 0)
+        + sockid
+        + struct.pack("=IIIII", 0, 0, 0, uid, inode)
+    )
+    if tcp_info is not None:
+        rta_len = 4 + len(tcp_info)
+        body += struct.pack("=HH", rta_len, netlink.INET_DIAG_INFO) + tcp_info
+        body += b"\0" * ((4 - rta_len % 4) % 4)
+    return NLHDR.pack(16 + len(body), netlink.SOCK_DIAG_BY_FAMILY, 2, 1, 0) + body
+
+
+def tcp_info(acked: int, received: int, segs_out: int, segs_in: int, size: int = 232) -> bytes:
+    info = bytearray(max(size, 144))
+    struct.pack_into("=QQII", info, netlink.TCPI_BYTES_ACKED, acked, received, segs_out, segs_in)
+    return bytes(info[:size])
+
+
+def done() -> bytes:
+    return NLHDR.pack(20, netlink.NLMSG_DONE, 2, 1, 0) + b"\0\0\0\0"
+
+
+def test_parses_endpoints_uid_inode_and_counters() -> None:
+    out: list[netlink.DiagRecord] = []
+    buf = diag_msg(tcp_info=tcp_info(5001, 77, 9, 8)) + done()
+    assert netlink.parse_messages(buf, out) is True
+    (r,) = out
+    assert (r.family, r.state, r.sport, r.dport) == (socket.AF_INET, 1, 40000, 443)
+    assert r.src == bytes([127, 0, 0, 1]) and r.dst == bytes([127, 0, 0, 2])
+    assert (r.uid, r.inode) == (1000, 4242)
+    assert netlink.decode_counters(r.counters) == (5001, 77, 9, 8)
+
+
+def test_ipv6_addresses_are_16_bytes() -> None:
+    src = socket.inet_pton(socket.AF_INET6, "2001:db8::1")
+    out: list[netlink.DiagRecord] = []
+    netlink.parse_messages(diag_msg(family=socket.AF_INET6, src=src, dst=bytes(16)), out)
+    assert out[0].src == src and out[0].dst == bytes(16)
+    assert out[0].counters == b""
+
+
+def test_short_tcp_info_of_old_kernels_gives_only_what_is_there() -> None:
+    out: list[netlink.DiagRecord] = []
+    netlink.parse_messages(diag_msg(tcp_info=tcp_info(10, 20, 3, 4, size=136)), out)
+    assert netlink.decode_counters(out[0].counters) == (10, 20, None, None)
+    out.clear()
+    netlink.parse_messages(diag_msg(tcp_info=tcp_info(10, 20, 3, 4, size=104)), out)
+    assert netlink.decode_counters(out[0].counters) == (None, None, None, None)
+
+
+def test_several_messages_in_one_buffer_and_done_ends_the_dump() -> None:
+    out: list[netlink.DiagRecord] = []
+    buf = diag_msg(inode=1) + diag_msg(inode=2) + done() + diag_msg(inode=3)
+    assert netlink.parse_messages(buf, out) is True
+    assert [r.inode for r in out] == [1, 2]
+
+
+def test_ident_differs_when_endpoints_differ_and_is_stable_otherwise() -> None:
+    out: list[netlink.DiagRecord] = []
+    netlink.parse_messages(diag_msg(sport=1) + diag_msg(sport=1, state=8) + diag_msg(sport=2), out)
+    assert out[0].ident == out[1].ident
+    assert out[0].ident != out[2].ident
+
+
+def test_error_reply_raises_unavailable_with_errno() -> None:
+    err = NLHDR.pack(36, netlink.NLMSG_ERROR, 0, 1, 0) + struct.pack("=i", -2) + bytes(16)
+    with pytest.raises(netlink.NetlinkUnavailableError) as info:
+        netlink.parse_messages(err, [])
+    assert info.value.errno == 2
+
+
+def test_request_asks_tcp_info_only_for_tcp() -> None:
+    tcp = netlink.build_request(socket.AF_INET6, socket.IPPROTO_TCP)
+    udp = netlink.build_request(socket.AF_INET, socket.IPPROTO_UDP)
+    length, kind, flags, _, _ = NLHDR.unpack_from(tcp)
+    assert (length, kind) == (len(tcp), netlink.SOCK_DIAG_BY_FAMILY) and length == 72
+    assert flags == netlink.NLM_F_REQUEST | netlink.NLM_F_DUMP
+    assert tcp[16:19] == bytes([socket.AF_INET6, socket.IPPROTO_TCP, 2])
+    assert udp[16:19] == bytes([socket.AF_INET, socket.IPPROTO_UDP, 0])
+
+
+@given(st.binary(max_size=600))
+def test_garbage_never_raises_anything_but_unavailable(data: bytes) -> None:
+    out: list[netlink.DiagRecord] = []
+    try:
+        netlink.parse_messages(data, out)
+    except netlink.NetlinkUnavailableError:
+        pass
+    for r in out:
+        netlink.decode_counters(r.counters)
+
+
+@given(st.binary(max_size=400), st.integers(0, 400))
+def test_truncated_and_corrupted_real_messages_never_crash(noise: bytes, cut: int) -> None:
+    buf = bytearray(diag_msg(tcp_info=tcp_info(1, 2, 3, 4)) + diag_msg(inode=9))
+    buf[cut % len(buf) : cut % len(buf) + len(noise)] = noise
+    out: list[netlink.DiagRecord] = []
+    try:
+        netlink.parse_messages(bytes(buf[: len(buf) - cut // 3]), out)
+    except netlink.NetlinkUnavailableError:
+        pass
+
+
+PROC_RAW = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+   1: 00000000:0001 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 9871 2 0000000000000000 0
+"""
+PROC_RAW6 = """  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+   0: 00000000000000000000000001000000:003A 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 555 2 0000000000000000 0
+"""
+
+
+def test_proc_net_rows_decode_addresses_in_host_order() -> None:
+    (row,) = netlink.parse_proc_net(PROC_RAW, socket.AF_INET)
+    assert (row.src, row.lport, row.state, row.uid, row.inode) == (bytes(4), 1, 7, 0, 9871)
+    tcp = "hdr\n   0: 0100007F:1F90 0200007F:0050 01 0:0 00:0 0 1000 0 77 1\n"
+    (row,) = netlink.parse_proc_net(tcp, socket.AF_INET)
+    assert socket.inet_ntop(socket.AF_INET, row.src) == "127.0.0.1"
+    assert socket.inet_ntop(socket.AF_INET, row.dst) == "127.0.0.2"
+    assert (row.lport, row.rport) == (8080, 80)
+
+
+def test_proc_net_ipv6_rows() -> None:
+    (row,) = netlink.parse_proc_net(PROC_RAW6, socket.AF_INET6)
+    assert socket.inet_ntop(socket.AF_INET6, row.src) == "::1"
+    assert (row.lport, row.uid, row.inode) == (58, 1000, 555)
+
+
+@given(st.text(max_size=500))
+def test_proc_net_garbage_never_raises(text: str) -> None:
+    list(netlink.parse_proc_net(text, socket.AF_INET))
+    list(netlink.parse_proc_net(text, socket.AF_INET6))
