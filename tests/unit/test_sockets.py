@@ -140,7 +140,7 @@ def test_unchanged_sockets_do_not_rescan_proc(tcp_pair: tuple[socket.socket, ...
     second = sampler.sample()
     assert sampler.owners.scans == scans
     port = listener.getsockname()[1]
-    assert {e for e in by_port(first, port)} == {e for e in by_port(second, port)}
+    assert set(by_port(first, port)) == set(by_port(second, port))
     # New traffic changes the counters, and the cached entry is rebuilt with them.
     client.sendall(b"c" * 500)
     server.recv(4096)
@@ -177,7 +177,10 @@ class KillFirst:
         return self.real.read(pid)
 
 
-HOLD = "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print(s.getsockname()[1], flush=True); sys.stdin.read()"
+HOLD = (
+    "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); "
+    "print(s.getsockname()[1], flush=True); sys.stdin.read()"
+)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
