@@ -1,0 +1,355 @@
+"""The dissector the pipeline calls: one packet payload in, `PacketFacts` out.
+
+`Dissector.inspect` routes by transport and ports to the protocol modules and keeps a bounded
+LRU of per-flow state for checks that need several packets or both directions. It stays cheap:
+only the first `max_packets` payload packets per direction are looked at (DNS flows a few more,
+since one socket may ask many questions), a flow whose answer is known returns `done=True`, and
+unknown transports are dismissed at once. Labels never get weaker during a flow: a VPN label
+beats a plain one, and higher confidence beats lower.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from netwatch.dissect import http, ipsec, labels, openvpn, quic, softether, tls, tunnels
+from netwatch.dissect.dns import DnsMessage, parse_dns
+from netwatch.dissect.names import classify_host
+from netwatch.dissect.state import FlowState, FlowStates, append_bounded
+from netwatch.dissect.tor import tor_like_sni
+from netwatch.dissect.wireguard import WireGuardTracker, message_type
+from netwatch.model import FlowKey, Label, PacketContext, PacketFacts, Transport
+
+DNS_PORTS = frozenset({53, 5353, 5355})
+_DNS_NAMES = {53: "dns", 5353: "mdns", 5355: "llmnr"}
+_MAX_DNS_PACKETS = 64
+_QUIC_TRIES = 4
+_TINC_MEMORY = 1024
+_DONE = PacketFacts(done=True)
+_PROVIDER_EXACT = frozenset({"softether", "vpngate"})
+
+
+class Dissector:
+    """Labels flows from their payloads; one instance per pipeline (it holds flow state)."""
+
+    def __init__(self, max_flows: int = 65536, max_packets: int = 8) -> None:
+        self._states = FlowStates(max_flows)
+        self._max_packets = max_packets
+        self._tinc_peers: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+
+    def forget(self, key: FlowKey) -> None:
+        """Drop what is remembered about a flow (called when the flow table expires it)."""
+        self._states.forget(key)
+
+    @property
+    def tracked_flows(self) -> int:
+        """How many flows have dissector state right now (bounded by `max_flows`)."""
+        return len(self._states)
+
+    def inspect(self, ctx: PacketContext, payload: bytes) -> PacketFacts | None:
+        """Return what this payload says about its flow, or None when it says nothing new."""
+        if not payload:
+            return None
+        transport = ctx.flow.transport
+        if ctx.index >= self._max_packets and not (
+            ctx.index < _MAX_DNS_PACKETS and _dns_port(ctx.flow) is not None
+        ):
+            return None
+        if transport is Transport.TCP or transport is Transport.UDP:
+            if ctx.flow.remote is None:
+                return None
+            state = self._states.get(ctx.flow)
+            if state.done:
+                return None
+            if transport is Transport.TCP:
+                return self._tcp(ctx, state, payload)
+            return self._udp(ctx, state, payload)
+        if transport is Transport.ESP:
+            return PacketFacts(label=ipsec.esp_label(payload), done=True)
+        if transport is Transport.AH:
+            return PacketFacts(label=ipsec.ah_label(payload), done=True)
+        if transport is Transport.GRE:
+            return PacketFacts(label=tunnels.gre_label(payload), done=True)
+        return _DONE
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _better(state: FlowState, label: Label | None) -> Label | None:
+        """Return `label` if it improves on what was reported for this flow, else None."""
+        if label is None or labels.rank(label) <= labels.rank(state.best):
+            return None
+        state.best = label
+        return label
+
+    def _facts(self, state: FlowState, label: Label | None, done: bool = False) -> PacketFacts:
+        """Build facts with only an improving label; mark the flow done when asked."""
+        if done:
+            state.done = True
+        return PacketFacts(label=self._better(state, label), done=done)
+
+    # ------------------------------------------------------------------ TCP
+
+    def _tcp(self, ctx: PacketContext, state: FlowState, payload: bytes) -> PacketFacts | None:
+        if ctx.from_initiator:
+            if state.client_wait:
+                state.client_buf = append_bounded(state.client_buf, payload)
+                return self._tcp_client(ctx, state, state.client_buf)
+            if ctx.index == 0:
+                return self._tcp_client(ctx, state, payload)
+        elif state.server_wait or (ctx.index == 0 and state.http):
+            state.server_buf = append_bounded(state.server_buf, payload)
+            return self._http_response(state)
+        if state.ovpn is not None and not state.ovpn.dead:
+            return self._facts(state, state.ovpn.feed(ctx.from_initiator, ctx.index, payload))
+        if ctx.index == 0:
+            return self._tcp_first(ctx, state, payload)
+        return None
+
+    def _tcp_client(self, ctx: PacketContext, state: FlowState, data: bytes) -> PacketFacts | None:
+        """The initiator's first bytes: TLS, HTTP, then the clear VPN signatures."""
+        if tls.looks_like_handshake(data):
+            hello = tls.parse_client_hello_records(data)
+            if hello is tls.NEED_MORE:
+                state.client_wait = True
+                state.client_buf = data
+                return None
+            state.client_wait = False
+            if isinstance(hello, tls.ClientHello):
+                return self._hello_facts(state, hello, "tls")
+            return self._tcp_first(ctx, state, data)
+        if http.looks_like_request(data):
+            request = http.parse_request(data)
+            if request is None:
+                state.client_wait = len(data) < 4096
+                state.client_buf = data
+                return None
+            state.client_wait = False
+            state.http = True
+            return PacketFacts(
+                label=self._better(state, _http_label(request)),
+                http_host=request.host,
+                http_request=request.line[:512],
+            )
+        return self._tcp_first(ctx, state, data)
+
+    def _tcp_first(self, ctx: PacketContext, state: FlowState, data: bytes) -> PacketFacts | None:
+        """First payload of a direction that is neither TLS nor HTTP."""
+        if ctx.from_initiator:
+            label = softether.azure_label(data) or tunnels.pptp_label(data)
+            if label is not None:
+                return self._facts(state, label, done=True)
+        if data.startswith(b"SSH-"):
+            banner = data.split(b"\r\n", 1)[0].split(b"\n", 1)[0][:64].decode("ascii", "replace")
+            return self._facts(
+                state, labels.plain("ssh", "network", labels.HIGH, ("banner", banner)), done=True
+            )
+        if not ctx.from_initiator and tunnels.pptp_label(data) is not None:
+            return self._facts(state, tunnels.pptp_label(data), done=True)
+        if tunnels.tinc_id(data):
+            return self._tinc(ctx, state)
+        if _dns_port(ctx.flow) == 53 and len(data) > 14:
+            message = parse_dns(data[2:])
+            if message is not None:
+                return self._dns_facts(state, message, "dns")
+        if openvpn.frame(data, tcp=True) is not None:
+            state.ovpn = openvpn.OpenVpnTracker(tcp=True)
+            return self._facts(state, state.ovpn.feed(ctx.from_initiator, 0, data))
+        return None
+
+    def _http_response(self, state: FlowState) -> PacketFacts | None:
+        data = state.server_buf
+        if not http.looks_like_response(data):
+            state.server_wait = False
+            return None
+        body = http.response_body_prefix(data)
+        if body is None:
+            state.server_wait = len(data) < 8192
+            return None
+        state.server_wait = False
+        label = None
+        if body.startswith(b"*vpn_servers"):
+            label = labels.vpn("vpngate", labels.HIGH, ("body_prefix", "*vpn_servers"))
+        return PacketFacts(label=self._better(state, label), body_prefix=body, done=True)
+
+    def _tinc(self, ctx: PacketContext, state: FlowState) -> PacketFacts:
+        state.tinc_sides.add(ctx.from_initiator)
+        both = len(state.tinc_sides) == 2
+        if both:
+            key = _peer_key(ctx.flow, _rport(ctx.flow))
+            self._tinc_peers[key] = None
+            if len(self._tinc_peers) > _TINC_MEMORY:
+                self._tinc_peers.popitem(last=False)
+        confidence = labels.HIGH if both else labels.MEDIUM
+        label = labels.vpn("tinc", confidence, ("tinc_id", "protocol 17"))
+        return self._facts(state, label, done=both)
+
+    # ------------------------------------------------------------------ UDP
+
+    def _udp(self, ctx: PacketContext, state: FlowState, payload: bytes) -> PacketFacts | None:
+        flow = ctx.flow
+        ports = (flow.local.port, _rport(flow))
+        dns_port = _dns_port(flow)
+        if dns_port is not None:
+            message = parse_dns(payload)
+            if message is not None:
+                return self._dns_facts(state, message, _DNS_NAMES[dns_port])
+        if state.wg is not None and not state.wg.dead:
+            return self._facts(state, state.wg.feed(ctx.from_initiator, payload))
+        if state.ovpn is not None and not state.ovpn.dead:
+            return self._facts(state, state.ovpn.feed(ctx.from_initiator, ctx.index, payload))
+        if state.quic_crypto is not None:
+            return self._quic(ctx, state, payload)
+        if ipsec.NATT_PORT in ports or 500 in ports:
+            label = ipsec.udp_label(payload, ports)
+            if label is not None:
+                return self._facts(state, label, done=label.confidence is labels.HIGH)
+        if tunnels.L2TP_PORT in ports:
+            label = tunnels.l2tp_label(payload)
+            if label is not None:
+                return self._facts(state, label, done=label.confidence is labels.HIGH)
+        if ctx.index != 0:
+            return None
+        return self._udp_first(ctx, state, payload, ports)
+
+    def _udp_first(
+        self, ctx: PacketContext, state: FlowState, payload: bytes, ports: tuple[int, int]
+    ) -> PacketFacts | None:
+        """First datagram of a direction: pick the protocol that fits."""
+        first = payload[0]
+        if first & 0xC0 == 0xC0 and len(payload) >= 1200 and ctx.from_initiator:
+            header = quic.parse_long_header(payload)
+            if header is not None and quic.known_version(header.version):
+                return self._quic(ctx, state, payload)
+        if first & 0x89 == 0x09 and ctx.from_initiator:
+            gquic = quic.parse_gquic(payload)
+            if gquic is not None:
+                return self._gquic(state, gquic)
+        if softether.NATT_PORT in ports or payload[:3] == b"\x00\x00\x00" or first == 0x49:
+            label = softether.natt_label(payload)
+            if label is not None:
+                return self._facts(state, label, done=True)
+        if message_type(payload):
+            state.wg = WireGuardTracker()
+            return self._facts(state, state.wg.feed(ctx.from_initiator, payload))
+        if openvpn.reset_opcode(payload) is not None:
+            state.ovpn = openvpn.OpenVpnTracker(tcp=False)
+            return self._facts(state, state.ovpn.feed(ctx.from_initiator, 0, payload))
+        if _peer_key(ctx.flow, ports[1]) in self._tinc_peers or (
+            _peer_key(ctx.flow, ports[0]) in self._tinc_peers
+        ):
+            label = labels.vpn("tinc", labels.MEDIUM, ("tinc_tcp_peer", "same hosts and port"))
+            return self._facts(state, label, done=True)
+        return None
+
+    def _quic(self, ctx: PacketContext, state: FlowState, payload: bytes) -> PacketFacts | None:
+        """Client Initial packets: decrypt, collect CRYPTO frames, read the ClientHello."""
+        if not ctx.from_initiator:
+            return None
+        header = quic.parse_long_header(payload)
+        if header is None or not header.is_initial or state.quic_tries >= _QUIC_TRIES:
+            return self._facts(state, _quic_label(None), done=state.quic_crypto is not None)
+        state.quic_tries += 1
+        if state.quic_keys is None:
+            state.quic_keys = quic.InitialKeys.derive(header.version, header.dcid)
+            state.quic_crypto = quic.CryptoStream()
+        frames = quic.decrypt_initial(payload, header, state.quic_keys)
+        if frames is None or state.quic_crypto is None:
+            done = not quic.HAVE_CRYPTO or state.quic_tries >= _QUIC_TRIES
+            return self._facts(state, _quic_label(None), done=done)
+        state.quic_crypto.add_frames(frames)
+        hello = tls.parse_handshake_stream(state.quic_crypto.contiguous())
+        if isinstance(hello, tls.ClientHello):
+            return self._hello_facts(state, hello, "quic")
+        return self._facts(state, _quic_label(None), done=state.quic_tries >= _QUIC_TRIES)
+
+    def _gquic(self, state: FlowState, gquic: quic.GoogleQuic) -> PacketFacts:
+        """Google QUIC: the CHLO is clear, so the SNI is read directly."""
+        if gquic.sni is None:
+            label = labels.plain("quic", "web", labels.MEDIUM, ("gquic_version", gquic.version))
+            return self._facts(state, label, done=True)
+        hello = tls.ClientHello(gquic.sni, (), 0)
+        return self._hello_facts(state, hello, "quic")
+
+    # ------------------------------------------------------------------ shared
+
+    def _hello_facts(self, state: FlowState, hello: tls.ClientHello, proto: str) -> PacketFacts:
+        """Facts and label for a parsed ClientHello (TLS over TCP or QUIC)."""
+        state.done = True
+        label = _sni_label(hello.sni, proto)
+        return PacketFacts(
+            label=self._better(state, label), sni=hello.sni, alpn=hello.alpn, done=True
+        )
+
+    def _dns_facts(self, state: FlowState, message: DnsMessage, name: str) -> PacketFacts:
+        label = labels.plain(name, "network", labels.HIGH)
+        return PacketFacts(
+            label=self._better(state, label),
+            dns_query=message.query,
+            dns_answers=message.answers,
+        )
+
+
+def _rport(flow: FlowKey) -> int:
+    """The responder's port (0 when the flow has no remote side)."""
+    return flow.remote.port if flow.remote is not None else 0
+
+
+def _dns_port(flow: FlowKey) -> int | None:
+    """Return 53/5353/5355 when either side of the flow uses it, else None."""
+    remote = flow.remote
+    if remote is not None and remote.port in DNS_PORTS:
+        return remote.port
+    if flow.local.port in DNS_PORTS:
+        return flow.local.port
+    return None
+
+
+def _peer_key(flow: FlowKey, port: int) -> tuple[str, str, int]:
+    """Order-independent key for "these two hosts, this port" (tinc TCP meta -> UDP data)."""
+    a = str(flow.local.ip)
+    b = str(flow.remote.ip) if flow.remote is not None else ""
+    return (min(a, b), max(a, b), port)
+
+
+def _quic_label(sni: str | None) -> Label:
+    ev = (("sni", sni),) if sni else ()
+    return labels.plain("quic", "web", labels.MEDIUM, *ev)
+
+
+def _sni_label(sni: str | None, proto: str) -> Label:
+    """Turn an SNI into a label: SoftEther DDNS, VPN host names, Tor, or plain TLS/QUIC."""
+    if sni is None:
+        return labels.plain(proto, "web", labels.MEDIUM)
+    if sni == "ddns":
+        return labels.vpn("softether", labels.HIGH, ("sni", "DDNS"))
+    provider = classify_host(sni)
+    if provider is not None:
+        confidence = labels.HIGH if provider in _PROVIDER_EXACT else labels.MEDIUM
+        return labels.vpn(provider, confidence, ("sni", sni))
+    if proto == "tls" and tor_like_sni(sni):
+        return labels.anonymizer(
+            "tor", labels.MEDIUM, ("sni", sni), ("sni_shape", "www.<random>.com/.net")
+        )
+    return labels.plain(proto, "web", labels.MEDIUM, ("sni", sni))
+
+
+def _http_label(request: http.HttpRequest) -> Label:
+    """Label a clear HTTP request: SoftEther paths, SSTP, VPN Gate API, VPN hosts."""
+    path = request.path
+    host = request.host or ""
+    if path.startswith("/vpnsvc/"):
+        return labels.vpn("softether", labels.HIGH, ("http_path", path[:128]))
+    if request.method == "SSTP_DUPLEX_POST" and path.lower().startswith("/sra_{ba195980-"):
+        return labels.vpn("sstp", labels.HIGH, ("http_request", request.line[:128]))
+    provider = classify_host(host) if host else None
+    if path.startswith("/api/iphone"):
+        confidence = labels.HIGH if provider == "vpngate" else labels.MEDIUM
+        return labels.vpn("vpngate", confidence, ("http_path", path[:128]))
+    if path.startswith("/ddns/getmyip.ashx") and provider == "softether":
+        return labels.vpn("softether", labels.HIGH, ("http_path", path[:128]))
+    if provider is not None:
+        confidence = labels.HIGH if provider in _PROVIDER_EXACT else labels.MEDIUM
+        return labels.vpn(provider, confidence, ("http_host", host))
+    ev = (("http_host", host),) if host else ()
+    return labels.plain("http", "web", labels.MEDIUM, *ev)

@@ -1,0 +1,35 @@
+"""Label constructors shared by the dissectors, so names, categories and the vpn flag agree.
+
+A VPN protocol label has category `vpn` and `vpn=True`; Tor has category `anonymizer` and
+`vpn=True`; everything else (tls, dns, quic, ...) is `vpn=False`. Pure; imports only the model.
+"""
+
+from __future__ import annotations
+
+from netwatch.model import Confidence, Evidence, Label
+
+HIGH = Confidence.HIGH
+MEDIUM = Confidence.MEDIUM
+LOW = Confidence.LOW
+
+
+def vpn(name: str, confidence: Confidence, *evidence: tuple[str, str]) -> Label:
+    """Return a VPN protocol label (`category="vpn"`, `vpn=True`)."""
+    return Label(name, "vpn", True, confidence, tuple(Evidence(k, v) for k, v in evidence))
+
+
+def anonymizer(name: str, confidence: Confidence, *evidence: tuple[str, str]) -> Label:
+    """Return an anonymizer label (Tor): `category="anonymizer"`, `vpn=True`."""
+    return Label(name, "anonymizer", True, confidence, tuple(Evidence(k, v) for k, v in evidence))
+
+
+def plain(name: str, category: str, confidence: Confidence, *evidence: tuple[str, str]) -> Label:
+    """Return a non-VPN protocol label (`web`, `network`, ...)."""
+    return Label(name, category, False, confidence, tuple(Evidence(k, v) for k, v in evidence))
+
+
+def rank(label: Label | None) -> int:
+    """Order labels: any VPN label beats any plain one, then higher confidence wins."""
+    if label is None:
+        return -1
+    return (3 if label.vpn else 0) + label.confidence.rank

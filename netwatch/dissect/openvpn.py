@@ -1,0 +1,132 @@
+"""OpenVPN control channel over UDP and TCP (spec §1.4, OVPN-1/OVPN-2; `ssl_pkt.h`).
+
+Byte 0 is `opcode << 3 | key_id`, bytes 1-8 the sender's session id. On TCP every packet has
+a 2-byte big-endian length in front. One packet that starts 0x38 proves little (random UDP does
+that one time in 256), so a flow is only labelled once the structure repeats:
+
+* the other side answers with a hard-reset of its own, and its ACK array carries our session
+  id (visible without tls-crypt) -> high;
+* the same direction goes on with control/ACK packets under the same session id -> high
+  (this also covers one-way captures, e.g. behind asymmetric NAT);
+* both sides open with matching resets but nothing echoes (tls-crypt hides the ACK) -> medium.
+
+Works with tls-auth and tls-crypt because opcode and session id stay in clear in both.
+"""
+
+from __future__ import annotations
+
+from netwatch.dissect import labels
+from netwatch.model import Label
+
+OPCODE_NAMES = {
+    1: "P_CONTROL_HARD_RESET_CLIENT_V1",
+    2: "P_CONTROL_HARD_RESET_SERVER_V1",
+    3: "P_CONTROL_SOFT_RESET_V1",
+    4: "P_CONTROL_V1",
+    5: "P_ACK_V1",
+    6: "P_DATA_V1",
+    7: "P_CONTROL_HARD_RESET_CLIENT_V2",
+    8: "P_CONTROL_HARD_RESET_SERVER_V2",
+    9: "P_DATA_V2",
+    10: "P_CONTROL_HARD_RESET_CLIENT_V3",
+    11: "P_CONTROL_WKC_V1",
+}
+CLIENT_RESETS = frozenset({1, 7, 10})
+SERVER_RESETS = frozenset({2, 8})
+_FOLLOW_UPS = frozenset({3, 4, 5, 11})
+_MIN_RESET = 14
+"""opcode + session id + empty ACK array + packet id."""
+_MAX_RESET = 1200
+
+
+def frame(payload: bytes, tcp: bool) -> bytes | None:
+    """Return the OpenVPN packet at the start of a UDP datagram or TCP segment."""
+    if not tcp:
+        return payload
+    if len(payload) < 3:
+        return None
+    length = (payload[0] << 8) | payload[1]
+    if length < _MIN_RESET or length + 2 > len(payload):
+        return None
+    return payload[2 : 2 + length]
+
+
+def reset_opcode(packet: bytes) -> int | None:
+    """Return the opcode when `packet` is a plausible hard reset with key id 0."""
+    if not _MIN_RESET <= len(packet) <= _MAX_RESET or packet[0] & 0x07:
+        return None
+    opcode = packet[0] >> 3
+    return opcode if opcode in CLIENT_RESETS or opcode in SERVER_RESETS else None
+
+
+class OpenVpnTracker:
+    """Per-flow OpenVPN evidence, fed the first packets of each direction."""
+
+    __slots__ = ("_opcode", "_sid", "_tcp", "dead")
+
+    def __init__(self, tcp: bool) -> None:
+        self._tcp = tcp
+        self._sid: list[bytes | None] = [None, None]
+        self._opcode: list[int] = [0, 0]
+        self.dead = False
+
+    def feed(self, from_initiator: bool, index: int, payload: bytes) -> Label | None:
+        """Take one payload; return a label once the evidence is strong enough."""
+        packet = frame(payload, self._tcp)
+        side = 0 if from_initiator else 1
+        if packet is None or len(packet) < 9:
+            self.dead = self._sid[side] is None
+            return None
+        sid = self._sid[side]
+        if sid is None:
+            if index != 0:
+                self.dead = True
+                return None
+            opcode = reset_opcode(packet)
+            if opcode is None:
+                self.dead = True
+                return None
+            self._sid[side] = packet[1:9]
+            self._opcode[side] = opcode
+            return self._pair(side, packet)
+        return self._follow_up(side, packet, sid)
+
+    def _pair(self, side: int, packet: bytes) -> Label | None:
+        """Both directions opened with resets: check the echo of the other side's id."""
+        other = self._sid[1 - side]
+        if other is None:
+            return self._tcp_single(side)
+        mine, theirs = self._opcode[side], self._opcode[1 - side]
+        if not (mine in SERVER_RESETS and theirs in CLIENT_RESETS) and not (
+            mine in CLIENT_RESETS and theirs in SERVER_RESETS
+        ):
+            self.dead = True
+            return None
+        ev = (("opcode", OPCODE_NAMES[theirs]), ("reply_opcode", OPCODE_NAMES[mine]))
+        if other in packet[9:]:
+            return labels.vpn("openvpn", labels.HIGH, *ev, ("ack_session_id", other.hex()))
+        return labels.vpn("openvpn", labels.MEDIUM, *ev, ("session_id", packet[1:9].hex()))
+
+    def _tcp_single(self, side: int) -> Label | None:
+        """On TCP the length prefix plus a reset opcode is already a good sign (OVPN-2)."""
+        if not self._tcp:
+            return None
+        return labels.vpn(
+            "openvpn",
+            labels.MEDIUM,
+            ("opcode", OPCODE_NAMES[self._opcode[side]]),
+            ("tcp_length_prefix", "matches"),
+        )
+
+    def _follow_up(self, side: int, packet: bytes, sid: bytes) -> Label | None:
+        """Later packets of a direction must keep the session id of its reset."""
+        opcode = packet[0] >> 3
+        if packet[1:9] != sid or opcode not in _FOLLOW_UPS:
+            return None
+        return labels.vpn(
+            "openvpn",
+            labels.HIGH,
+            ("opcode", OPCODE_NAMES[self._opcode[side]]),
+            ("next_opcode", OPCODE_NAMES[opcode]),
+            ("session_id", sid.hex()),
+        )

@@ -1,0 +1,146 @@
+"""TLS ClientHello: server name (SNI) and ALPN (RFC 8446 §4.1.2, RFC 6066 §3, RFC 7301).
+
+`parse_client_hello_records` takes the first bytes a client sent on a TCP stream (possibly
+several segments joined) and unwraps handshake records until the ClientHello is whole; it says
+`NEED_MORE` while the hello is cut, so the caller can wait for the next segment.
+`parse_client_hello` reads a bare handshake message, which is what QUIC carries in its CRYPTO
+frames. Everything is bounds-checked slicing: truncated or hostile input gives None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+MAX_HELLO: Final = 16384
+"""Largest ClientHello we reassemble (a record's maximum plaintext size)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientHello:
+    """The parts of a ClientHello that name the destination and the application protocol."""
+
+    sni: str | None
+    alpn: tuple[str, ...]
+    version: int
+    """The legacy_version field (0x0303 for TLS 1.2 and 1.3)."""
+
+
+class _NeedMore:
+    """Marker: the bytes so far are a valid but incomplete ClientHello."""
+
+    def __repr__(self) -> str:
+        return "NEED_MORE"
+
+
+NEED_MORE: Final = _NeedMore()
+
+
+def looks_like_handshake(data: bytes) -> bool:
+    """Cheap test for a TLS handshake record header (content type 22, version 3.x)."""
+    return len(data) >= 3 and data[0] == 0x16 and data[1] == 0x03 and data[2] <= 0x04
+
+
+def parse_client_hello_records(data: bytes) -> ClientHello | _NeedMore | None:
+    """Unwrap TLS records from the start of a client stream and parse the ClientHello."""
+    handshake = bytearray()
+    offset = 0
+    n = len(data)
+    while offset + 5 <= n:
+        if data[offset] != 0x16 or data[offset + 1] != 0x03:
+            break
+        rec_len = (data[offset + 3] << 8) | data[offset + 4]
+        if rec_len == 0 or rec_len > MAX_HELLO + 2048:
+            return None
+        handshake += data[offset + 5 : offset + 5 + rec_len]
+        offset += 5 + rec_len
+        if len(handshake) >= 4:
+            want = 4 + ((handshake[1] << 16) | (handshake[2] << 8) | handshake[3])
+            if len(handshake) >= want:
+                break
+    if len(handshake) < 4:
+        return NEED_MORE if n < 5 or offset >= n or offset + 5 > n else None
+    if handshake[0] != 1:
+        return None
+    want = 4 + ((handshake[1] << 16) | (handshake[2] << 8) | handshake[3])
+    if want > MAX_HELLO:
+        return None
+    if len(handshake) < want:
+        return NEED_MORE
+    return parse_client_hello(bytes(handshake[:want]))
+
+
+def parse_handshake_stream(data: bytes) -> ClientHello | _NeedMore | None:
+    """Parse a ClientHello from bare handshake bytes (QUIC CRYPTO data, no record layer)."""
+    if len(data) < 4:
+        return NEED_MORE
+    if data[0] != 1:
+        return None
+    want = 4 + ((data[1] << 16) | (data[2] << 8) | data[3])
+    if want > MAX_HELLO:
+        return None
+    if len(data) < want:
+        return NEED_MORE
+    return parse_client_hello(data[:want])
+
+
+def parse_client_hello(msg: bytes) -> ClientHello | None:
+    """Parse a complete handshake message of type client_hello (type byte included)."""
+    if len(msg) < 42 or msg[0] != 1:
+        return None
+    end = min(len(msg), 4 + ((msg[1] << 16) | (msg[2] << 8) | msg[3]))
+    version = (msg[4] << 8) | msg[5]
+    off = 4 + 2 + 32
+    off += 1 + msg[off]  # session id
+    if off + 2 > end:
+        return None
+    off += 2 + ((msg[off] << 8) | msg[off + 1])  # cipher suites
+    if off + 1 > end:
+        return None
+    off += 1 + msg[off]  # compression methods
+    if off + 2 > end:
+        return ClientHello(None, (), version) if off == end else None
+    ext_end = min(end, off + 2 + ((msg[off] << 8) | msg[off + 1]))
+    off += 2
+    sni: str | None = None
+    alpn: tuple[str, ...] = ()
+    while off + 4 <= ext_end:
+        ext_type = (msg[off] << 8) | msg[off + 1]
+        ext_len = (msg[off + 2] << 8) | msg[off + 3]
+        body = msg[off + 4 : min(off + 4 + ext_len, ext_end)]
+        off += 4 + ext_len
+        if ext_type == 0:
+            sni = _server_name(body)
+        elif ext_type == 16:
+            alpn = _alpn(body)
+    return ClientHello(sni, alpn, version)
+
+
+def _server_name(body: bytes) -> str | None:
+    """Return the first host_name entry of a server_name extension."""
+    off = 2
+    while off + 3 <= len(body):
+        kind = body[off]
+        length = (body[off + 1] << 8) | body[off + 2]
+        name = body[off + 3 : off + 3 + length]
+        if len(name) != length:
+            return None
+        if kind == 0:
+            text = name.decode("ascii", "replace").strip().rstrip(".").lower()
+            return text or None
+        off += 3 + length
+    return None
+
+
+def _alpn(body: bytes) -> tuple[str, ...]:
+    """Return the protocol names of an ALPN extension."""
+    out: list[str] = []
+    off = 2
+    while off < len(body) and len(out) < 16:
+        length = body[off]
+        name = body[off + 1 : off + 1 + length]
+        if len(name) != length or not length:
+            break
+        out.append(name.decode("ascii", "replace"))
+        off += 1 + length
+    return tuple(out)
