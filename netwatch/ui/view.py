@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from netwatch.model import Direction, EnrichedFlow, FlowKey, Snapshot
@@ -91,19 +92,52 @@ class ViewState:
     grouping: Grouping = Grouping.NONE
 
 
-@dataclass(frozen=True, slots=True)
 class Row:
-    """One table row: its stable key, its cells, and what it stands for."""
+    """One table row: its stable key, what it stands for, and its cells.
 
-    key: str
-    cells: tuple[str, ...]
-    vpn: bool = False
-    flow: EnrichedFlow | None = None
-    group: str | None = None
+    Flow rows format their cells only when asked (the table asks for the rows on screen), so
+    a 10,000-flow snapshot costs one sort, not 150,000 formatted strings.
+    """
+
+    __slots__ = ("_cells", "flow", "group", "key", "now", "rate", "vpn")
+
+    def __init__(
+        self,
+        key: str,
+        cells: tuple[str, ...] | None = None,
+        *,
+        vpn: bool = False,
+        flow: EnrichedFlow | None = None,
+        group: str | None = None,
+        rate: Rate | None = None,
+        now: float = 0.0,
+    ) -> None:
+        self.key = key
+        self._cells = cells
+        self.vpn = vpn
+        self.flow = flow
+        self.group = group
+        self.rate = rate or _NO_RATE
+        self.now = now
+
+    @property
+    def cells(self) -> tuple[str, ...]:
+        """The row's text, one string per column."""
+        if self._cells is None:
+            assert self.flow is not None  # noqa: S101  # flow rows are built with a flow
+            self._cells = tuple(fn(self.flow, self.rate, self.now) for fn in _CELL_FUNCS)
+        return self._cells
+
+    def __repr__(self) -> str:
+        return f"Row({self.key!r})"
 
 
+_NO_RATE = Rate()
+
+
+@lru_cache(maxsize=65536)
 def row_key(key: FlowKey) -> str:
-    """A stable string for a flow key (the DataTable row key)."""
+    """A stable string for a flow key (the DataTable row key); cached, keys recur per tick."""
     remote = "*" if key.remote is None else str(key.remote)
     return f"{key.transport.value}|{key.local}|{remote}"
 
@@ -113,39 +147,40 @@ def _age(ef: EnrichedFlow, now: float) -> float | None:
     return None if first is None else max(0.0, now - first)
 
 
-def _cells(ef: EnrichedFlow, rate: Rate, now: float) -> tuple[str, ...]:
-    f, r = ef.flow, ef.remote
-    p = f.process
-    return (
-        fmt.process(p, 16),
-        fmt.direction(f.direction),
-        "*" if f.key.remote is None else str(f.key.remote),
-        f.dns_name or f.sni or f.http_host or "",
-        fmt.country(r),
-        fmt.proto(ef, 14),
-        fmt.rate(rate.down),
-        fmt.rate(rate.up),
-        fmt.duration(_age(ef, now)),
-        fmt.size(f.bytes_received),
-        fmt.size(f.bytes_sent),
-        fmt.asn(r),
-        fmt.eyes(r),
-        (p.user or "") if p is not None else "",
-        str(f.key.local),
-    )
+Cell = Callable[[EnrichedFlow, Rate, float], str]
+
+_CELLS: dict[str, Cell] = {
+    "proc": lambda ef, _r, _n: fmt.process(ef.flow.process, 16),
+    "dir": lambda ef, _r, _n: fmt.direction(ef.flow.direction),
+    "remote": lambda ef, _r, _n: "*" if ef.flow.key.remote is None else str(ef.flow.key.remote),
+    "host": lambda ef, _r, _n: ef.flow.dns_name or ef.flow.sni or ef.flow.http_host or "",
+    "cc": lambda ef, _r, _n: fmt.country(ef.remote),
+    "proto": lambda ef, _r, _n: fmt.proto(ef, 14),
+    "down_rate": lambda _e, r, _n: fmt.rate(r.down),
+    "up_rate": lambda _e, r, _n: fmt.rate(r.up),
+    "age": lambda ef, _r, n: fmt.duration(_age(ef, n)),
+    "down": lambda ef, _r, _n: fmt.size(ef.flow.bytes_received),
+    "up": lambda ef, _r, _n: fmt.size(ef.flow.bytes_sent),
+    "asn": lambda ef, _r, _n: fmt.asn(ef.remote),
+    "eyes": lambda ef, _r, _n: fmt.eyes(ef.remote),
+    "user": lambda ef, _r, _n: (ef.flow.process.user or "") if ef.flow.process else "",
+    "local": lambda ef, _r, _n: str(ef.flow.key.local),
+}
+_CELL_FUNCS = tuple(_CELLS[c.key] for c in FLOW_COLUMNS)
 
 
-def _flow_sort_value(col: str, ef: EnrichedFlow, rate: Rate, now: float, cells: Any) -> Any:
+def _flow_sort_value(col: str, ef: EnrichedFlow, rate: Rate, now: float) -> Any:
     f = ef.flow
-    numeric: dict[str, Callable[[], float | None]] = {
-        "up_rate": lambda: rate.up,
-        "down_rate": lambda: rate.down,
-        "up": lambda: None if f.bytes_sent is None else float(f.bytes_sent),
-        "down": lambda: None if f.bytes_received is None else float(f.bytes_received),
-        "age": lambda: _age(ef, now),
-    }
-    if col in numeric:
-        return numeric[col]()
+    if col == "down_rate":
+        return rate.down
+    if col == "up_rate":
+        return rate.up
+    if col == "down":
+        return f.bytes_received
+    if col == "up":
+        return f.bytes_sent
+    if col == "age":
+        return _age(ef, now)
     if col == "proc":
         p = f.process
         return None if p is None else (p.name.lower(), p.pid)
@@ -156,8 +191,7 @@ def _flow_sort_value(col: str, ef: EnrichedFlow, rate: Rate, now: float, cells: 
         return (f.key.local.ip.version, int(f.key.local.ip), f.key.local.port)
     if col == "asn":
         return None if ef.remote is None or ef.remote.asn is None else ef.remote.asn
-    index = [c.key for c in FLOW_COLUMNS].index(col)
-    text = cells[index]
+    text = _CELLS[col](ef, rate, now)
     return text.lower() if text else None
 
 
@@ -176,16 +210,16 @@ def flow_rows(
     """One row per flow that passes the filter, sorted as the state says."""
     valid = {c.key for c in FLOW_COLUMNS}
     col = state.sort if state.sort in valid else "down_rate"
-    empty = Rate()
     items: list[tuple[Any, Row]] = []
+    filtering = not state.query.empty
     for ef in flows:
-        if not state.query.empty and not matches(state.query, ef):
+        if filtering and not matches(state.query, ef):
             continue
-        rate = rates.get(ef.flow.key, empty)
-        cells = _cells(ef, rate, now)
-        label = ef.flow.label
-        row = Row(row_key(ef.flow.key), cells, vpn=bool(label and label.vpn), flow=ef)
-        items.append((_flow_sort_value(col, ef, rate, now, cells), row))
+        f = ef.flow
+        rate = rates.get(f.key, _NO_RATE)
+        label = f.label
+        row = Row(row_key(f.key), vpn=label is not None and label.vpn, flow=ef, rate=rate, now=now)
+        items.append((_flow_sort_value(col, ef, rate, now), row))
     return _sorted(items, state.reverse)
 
 
@@ -221,7 +255,7 @@ def group_rows(
 ) -> list[Row]:
     """One row per group (process, country or ASN) of the flows that pass the filter."""
     accs: dict[str, _Acc] = {}
-    empty = Rate()
+    empty = _NO_RATE
     for ef in flows:
         if not state.query.empty and not matches(state.query, ef):
             continue

@@ -11,12 +11,13 @@ structures `DataTable.sort` and `clear` use, and bumps `_update_count` once.
 
 from __future__ import annotations
 
+from rich.console import RenderableType
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
 from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets._data_table import Row as TableRow
-from textual.widgets._data_table import RowKey
+from textual.widgets._data_table import RowKey, RowRenderables
 
 from netwatch.ui.view import Column, Row
 
@@ -43,6 +44,7 @@ class FlowsTable(DataTable[Text]):
         self.columns_spec: tuple[Column, ...] = ()
         self.shown: dict[str, Row] = {}
         self.order: list[str] = []
+        self._keys: dict[str, RowKey] = {}
 
     def set_columns(self, columns: tuple[Column, ...]) -> None:
         """Replace the columns (and drop all rows) when the column set changes."""
@@ -54,6 +56,7 @@ class FlowsTable(DataTable[Text]):
         self.columns_spec = columns
         self.shown = {}
         self.order = []
+        self._keys = {}
 
     def set_sort_marker(self, column: str, reverse: bool) -> None:
         """Mark the sorted column's header with an arrow (and in words for no-colour)."""
@@ -73,38 +76,42 @@ class FlowsTable(DataTable[Text]):
         return self.order[self.cursor_row]
 
     def apply(self, rows: list[Row]) -> None:
-        """Make the table show exactly `rows`, in this order, changing only what changed."""
+        """Make the table show exactly `rows`, in this order; O(rows) dict work, no rendering.
+
+        Cells are not copied into the DataTable: `_compute_row_renderables` formats the rows
+        Textual actually paints (the visible ones) from `shown`, on demand.
+        """
         keep = self.cursor_key()
         new = {r.key: r for r in rows}
-        data, table_rows = self._data, self.rows
+        data, table_rows, keys = self._data, self.rows, self._keys
         for key in [k for k in self.shown if k not in new]:
-            rk = RowKey(key)
+            rk = keys.pop(key)
             del table_rows[rk]
             del data[rk]
-        columns = self.columns_spec
-        col_keys = [self.columns[c.key].key for c in columns]  # type: ignore[index]  # str key
-        for key, row in new.items():
-            old = self.shown.get(key)
-            if old is None:
-                rk = RowKey(key)
-                data[rk] = {
-                    ck: _cell(text, col, row.vpn)
-                    for ck, col, text in zip(col_keys, columns, row.cells, strict=True)
-                }
+        for key in new:
+            if key not in keys:
+                rk = keys[key] = RowKey(key)
+                data[rk] = {}
                 table_rows[rk] = TableRow(rk, 1)
-            elif old.cells != row.cells or old.vpn != row.vpn:
-                cells = data[RowKey(key)]
-                for i, (text, before) in enumerate(zip(row.cells, old.cells, strict=True)):
-                    if text != before or old.vpn != row.vpn:
-                        cells[col_keys[i]] = _cell(text, columns[i], row.vpn)
         self.order = [r.key for r in rows]
-        self._row_locations = TwoWayDict({RowKey(k): i for i, k in enumerate(self.order)})
+        self._row_locations = TwoWayDict({keys[k]: i for i, k in enumerate(self.order)})
         self.shown = new
         self._update_count += 1
         self._require_update_dimensions = True
         self.check_idle()
         self._follow(keep)
         self.refresh()
+
+    def _compute_row_renderables(self, row_index: int) -> RowRenderables:
+        """Format one row from `shown` when Textual paints it (the header goes to DataTable)."""
+        if row_index < 0 or row_index >= len(self.order):
+            return super()._compute_row_renderables(row_index)
+        row = self.shown[self.order[row_index]]
+        spec = self.columns_spec
+        cells: list[RenderableType] = [
+            _cell(text, col, row.vpn) for text, col in zip(row.cells, spec, strict=True)
+        ]
+        return RowRenderables(None, cells)
 
     def _follow(self, key: str | None) -> None:
         """Keep the cursor on the same row key after a reorder; clamp when it went away."""
