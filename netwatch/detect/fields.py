@@ -76,6 +76,18 @@ def _http_request(ef: EnrichedFlow, _env: Env) -> str | None:
     return None
 
 
+def _http_path(ef: EnrichedFlow, env: Env) -> str | None:
+    request = _http_request(ef, env)
+    if request is not None:
+        parts = request.split(" ")
+        return parts[1] if len(parts) > 1 else None
+    if ef.flow.label is not None:
+        for e in ef.flow.label.evidence:
+            if e.name == "http_path":
+                return e.value
+    return None
+
+
 def _body_prefix(ef: EnrichedFlow, _env: Env) -> str | None:
     value = getattr(ef.flow, "body_prefix", None)
     if isinstance(value, bytes):
@@ -230,6 +242,7 @@ FIELDS: dict[str, Field] = {
         Field("dns_name", _S, _flow("dns_name"), "name the address was looked up as"),
         Field("http_host", _S, _flow("http_host"), "HTTP Host header"),
         Field("http_request", _S, _http_request, "HTTP request line, e.g. GET /api/iphone/"),
+        Field("http_path", _S, _http_path, "HTTP request path, e.g. /api/iphone/"),
         Field("http_body", _S, _body_prefix, "first bytes of a clear HTTP response body"),
         Field("names", _L, _names, "sni, dns_name and http_host that are known"),
         Field("bytes_sent", _N, _flow("bytes_sent"), "bytes sent by this host"),

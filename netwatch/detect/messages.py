@@ -27,6 +27,7 @@ FLOW_PLACEHOLDERS = {
     "where": "remote address with country and owner, e.g. 90.189.249.23 (RU, AS12389 Rostelecom)",
     "jurisdiction": "5/9/14 Eyes groups of the remote country",
     "name": "the server name (SNI, DNS or HTTP host), else the address",
+    "server": "server name and address, e.g. www.vpngate.net at 203.0.113.7 (JP)",
     "sni": "TLS server name",
     "http_request": "HTTP request line",
     "label": "the protocol recognised",
@@ -124,6 +125,7 @@ def flow_values(ef: EnrichedFlow, env: Env) -> dict[str, str]:
     p = f.process
     configs = env.host.vpngate_configs if env.host is not None else ()
     label = f.label.name if f.label is not None else f.key.transport.value
+    name = f.sni or f.dns_name or f.http_host
     return {
         "process": process_name(ef),
         "pid": "?" if p is None else str(p.pid),
@@ -137,7 +139,8 @@ def flow_values(ef: EnrichedFlow, env: Env) -> dict[str, str]:
         "org": (r.as_org if r is not None else None) or "an unknown network",
         "where": where(ef),
         "jurisdiction": ", ".join(r.jurisdiction) if r is not None and r.jurisdiction else "none",
-        "name": f.sni or f.dns_name or f.http_host or ("?" if remote is None else str(remote.ip)),
+        "name": name or ("?" if remote is None else str(remote.ip)),
+        "server": f"{name} at {where(ef)}" if name else where(ef),
         "sni": f.sni or "?",
         "http_request": str(getattr(f, "http_request", None) or "?"),
         "label": label,
@@ -152,7 +155,8 @@ def flow_values(ef: EnrichedFlow, env: Env) -> dict[str, str]:
 
 def render(template: str, values: Mapping[str, str]) -> str:
     """Fill a checked template; a missing value shows as `?` rather than failing."""
-    return string.Formatter().vformat(template, (), _Default(values)).replace("\n", " ")
+    text = string.Formatter().vformat(template, (), _Default(values)).replace("\n", " ")
+    return text[:1].upper() + text[1:] if text.startswith("an unknown program") else text
 
 
 class _Default(dict[str, str]):
