@@ -1,18 +1,114 @@
-"""`netwatch lookup`: not built yet; registered so the command line is complete."""
+"""`netwatch lookup IP...`: what netwatch knows about addresses (scope, country, ASN, owner).
+
+Offline by default (bundled and discovered GeoIP data); `--rdap` adds the registered owner,
+waiting at most `--rdap-timeout` seconds in total. A string that is not an IP address gives one
+line on stderr (`netwatch: lookup: 'x' is not an IP address`); the other addresses are still
+printed and the exit code is 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from typing import Any
 
-from netwatch.errors import NetwatchError
+from netwatch.cli.common import add_format, add_geoip, write_lines
+from netwatch.errors import EXIT_USAGE
+
+ATTRIBUTION = "IP geolocation by DB-IP (https://db-ip.com)"
+COLUMNS = ("IP", "SCOPE", "CC", "ASN", "AS ORG", "GROUPS", "OWNER")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the `lookup` subcommand."""
-    parser = sub.add_parser("lookup", help="(not built yet)")
+    parser = sub.add_parser(
+        "lookup",
+        help="what netwatch knows about IP addresses",
+        description=(
+            "Print scope, country, ASN, AS organisation, commonly cited jurisdiction groups "
+            "and (with --rdap) the registered owner of each address. Bad addresses are reported "
+            f"one per line on stderr and the exit code is {EXIT_USAGE}. {ATTRIBUTION}."
+        ),
+    )
+    parser.add_argument("ips", nargs="+", metavar="IP", help="IPv4 or IPv6 address")
+    add_format(parser)
+    add_geoip(parser)
+    parser.add_argument(
+        "--rdap", action="store_true", help="also ask the regional registry (RDAP, online)"
+    )
+    parser.add_argument(
+        "--rdap-timeout",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="longest total wait for RDAP answers (default 15)",
+    )
     parser.set_defaults(func=run)
 
 
-def run(_args: argparse.Namespace) -> int:
-    """Say that the command is not available in this build."""
-    raise NetwatchError("'lookup' is not available in this build yet")
+def _owner_text(owner: Any) -> str:
+    if owner is None:
+        return "-"
+    if owner["status"] != "ok":
+        reason = f" ({owner['reason']})" if owner.get("reason") else ""
+        return f"owner {owner['status']}{reason}"
+    parts = [owner.get("name") or "?", owner.get("cidr") or ""]
+    if owner.get("abuse_emails"):
+        parts.append("abuse " + ",".join(owner["abuse_emails"]))
+    return " ".join(p for p in parts if p)
+
+
+def _table(records: list[dict[str, Any]]) -> list[str]:
+    rows = [
+        (
+            r["ip"],
+            r["scope"],
+            r["country"] or "-",
+            f"AS{r['asn']}" if r["asn"] is not None else "-",
+            r["as_org"] or "-",
+            ", ".join(r["jurisdiction"]) or "-",
+            _owner_text(r["owner"]),
+        )
+        for r in records
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(COLUMNS, *rows, strict=False)]
+    lines = []
+    for row in (COLUMNS, *rows):
+        lines.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """Look every address up and print one record each."""
+    from pathlib import Path
+
+    from netwatch import codec
+    from netwatch.enrich.enricher import build_enricher
+    from netwatch.model import parse_ip
+
+    good = []
+    bad = 0
+    for text in args.ips:
+        try:
+            good.append((text, parse_ip(text)))
+        except ValueError:
+            bad += 1
+            shown = text if len(text) <= 80 else text[:77] + "..."
+            sys.stderr.write(f"netwatch: lookup: {shown!r} is not an IP address\n")
+    enricher = build_enricher([Path(p) for p in args.geoip_db], rdap=args.rdap)
+    try:
+        if args.rdap and enricher.rdap is not None:
+            enricher.rdap.wait([ip for _, ip in good], args.rdap_timeout)
+        records = []
+        for text, ip in good:
+            record = codec.remote_to_dict(enricher.remote_info(ip))
+            assert record is not None  # noqa: S101  # remote_to_dict(None) is the only None
+            records.append({"query": text, **record})
+    finally:
+        enricher.close()
+    if args.format == "jsonl":
+        write_lines(json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in records)
+    elif records:
+        write_lines(_table(records))
+    return EXIT_USAGE if bad else 0

@@ -1,0 +1,162 @@
+"""The enrichment stage: a flow's remote address -> `RemoteInfo` (geo, ASN, groups, owner, lists).
+
+`Enricher` implements the pipeline's Enricher protocol. Geo answers come from `GeoLookup`
+(cached per address); the RDAP owner comes from an optional resolver that never blocks (it
+answers `pending` until its background lookup is done); list membership comes from
+`ListMatcher`s (VPN Gate, Tor, ...). `build_enricher` is the composition helper the CLI and the
+pipeline use: it discovers the data files and opens them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from netwatch.enrich.geo import GeoDatabase, GeoLookup, Origin
+from netwatch.enrich.geo_paths import Candidate, discover
+from netwatch.errors import DataFileError
+from netwatch.model import (
+    EnrichedFlow,
+    Flow,
+    IPAddress,
+    ListHit,
+    Owner,
+    RemoteInfo,
+    Scope,
+    parse_ip,
+)
+
+
+class ListMatcher(Protocol):
+    """Membership in one list of addresses (VPN Gate relays, Tor relays, ...)."""
+
+    def match(self, ip: IPAddress, port: int | None) -> tuple[ListHit, ...]:
+        """Return the hits for this address (and port, when the list knows ports)."""
+        ...
+
+
+class OwnerResolver(Protocol):
+    """Looks up a network's registered owner without blocking the caller."""
+
+    def owner(self, ip: IPAddress) -> Owner:
+        """Return the known owner, or `pending` while a background lookup runs."""
+        ...
+
+    def wait(self, ips: Sequence[IPAddress], timeout: float) -> None:
+        """Start lookups for `ips` and block until all are done or `timeout` seconds pass."""
+        ...
+
+    def close(self) -> None:
+        """Stop background work."""
+        ...
+
+
+class Enricher:
+    """Adds what is known about a flow's remote side; cheap enough for every flow of a tick."""
+
+    def __init__(
+        self,
+        geo: GeoLookup | Sequence[GeoDatabase],
+        rdap: OwnerResolver | None = None,
+        lists: Sequence[ListMatcher] = (),
+        problems: Mapping[str, str] | None = None,
+    ) -> None:
+        self.geo = geo if isinstance(geo, GeoLookup) else GeoLookup(geo)
+        self.rdap = rdap
+        self.lists = tuple(lists)
+        self.problems = dict(problems or {})
+        """Discovered files that could not be opened (path -> reason), for `geoip status`."""
+
+    def remote_info(self, ip: IPAddress | str, port: int | None = None) -> RemoteInfo:
+        """Return everything known about one address; raises ValueError for a bad string."""
+        addr = parse_ip(ip)
+        info = self.geo.lookup(addr)
+        if self.rdap is None and not self.lists:
+            return info
+        owner = None
+        if self.rdap is not None and info.scope is Scope.GLOBAL:
+            owner = self.rdap.owner(addr)
+        hits: tuple[ListHit, ...] = ()
+        for matcher in self.lists:
+            hits += matcher.match(addr, port)
+        if owner is None and not hits:
+            return info
+        return dataclasses.replace(info, owner=owner, lists=hits)
+
+    def enrich(self, flow: Flow) -> EnrichedFlow:
+        """Return the flow with its RemoteInfo (None for listening sockets)."""
+        remote = flow.key.remote
+        if remote is None:
+            return EnrichedFlow(flow)
+        return EnrichedFlow(flow, self.remote_info(remote.ip, remote.port or None))
+
+    def describe(self) -> str:
+        """One line for the status bar: the files in use with their data dates."""
+        parts = []
+        for db in self.geo.databases:
+            day = datetime.fromtimestamp(db.build_epoch, UTC).strftime("%Y-%m-%d")
+            parts.append(f"{db.path.name} ({db.origin.name.lower()}, {day})")
+        return "; ".join(parts) if parts else "no GeoIP data"
+
+    def close(self) -> None:
+        """Stop the resolver and close the files."""
+        if self.rdap is not None:
+            self.rdap.close()
+        self.geo.close()
+
+
+def _origin(candidate: Candidate, db_type: str) -> Origin:
+    if candidate.how == "explicit":
+        return Origin.EXPLICIT
+    if candidate.how == "updated":
+        return Origin.UPDATED
+    if candidate.how == "bundled":
+        return Origin.BUNDLED
+    kind = db_type.lower()
+    if kind.startswith("geoip2-"):
+        return Origin.GEOIP2
+    if kind.startswith("geolite2-"):
+        return Origin.GEOLITE2
+    return Origin.DISCOVERED
+
+
+def open_databases(
+    candidates: Sequence[Candidate],
+) -> tuple[list[GeoDatabase], dict[str, str]]:
+    """Open every candidate; explicit failures raise, others are returned as problems."""
+    databases: list[GeoDatabase] = []
+    problems: dict[str, str] = {}
+    for candidate in candidates:
+        origin = Origin.EXPLICIT if candidate.how == "explicit" else Origin.BUNDLED
+        try:
+            db = GeoDatabase.open(candidate.path, origin)
+        except DataFileError as exc:
+            if candidate.how == "explicit":
+                raise
+            problems[str(candidate.path)] = str(exc)
+            continue
+        db.origin = _origin(candidate, db.database_type)
+        databases.append(db)
+    return databases, problems
+
+
+def build_enricher(
+    geoip_dbs: Sequence[Path] = (),
+    rdap: bool = False,
+    lists: Sequence[ListMatcher] = (),
+) -> Enricher:
+    """Discover and open the GeoIP files (geoip.md 6.4) and build the enricher.
+
+    A corrupt, truncated or missing file given explicitly raises DataFileError naming it;
+    broken discovered files are skipped and listed in `enricher.problems`.
+    """
+    databases, problems = open_databases(list(discover(geoip_dbs)))
+    resolver: OwnerResolver | None = None
+    if rdap:
+        from netwatch.enrich.rdap import RdapResolver
+
+        resolver = RdapResolver()
+    return Enricher(GeoLookup(databases), rdap=resolver, lists=lists, problems=problems)
