@@ -13,6 +13,7 @@ import importlib
 import json
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 from netwatch.cli.common import add_format, add_geoip
@@ -49,9 +50,10 @@ def _optional(module: str, name: str) -> Callable[..., Any] | None:
 
 def build_stages(geoip_dbs: list[str]) -> tuple[Any, Any]:
     """The enricher (with any `--geoip-db` files) and the detector, where they exist."""
-    make_enricher = _optional("netwatch.enrich", "build_enricher")
-    make_detector = _optional("netwatch.detect", "build_detector")
-    enricher = make_enricher(geoip_dbs=geoip_dbs) if make_enricher is not None else None
+    make_enricher = _optional("netwatch.enrich.enricher", "build_enricher")
+    make_detector = _optional("netwatch.detect.engine", "RuleEngine")
+    paths = [Path(p) for p in geoip_dbs]
+    enricher = make_enricher(geoip_dbs=paths) if make_enricher is not None else None
     detector = make_detector() if make_detector is not None else None
     return enricher, detector
 

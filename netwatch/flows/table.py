@@ -78,6 +78,7 @@ class FlowState:
         "key",
         "label",
         "last_seen",
+        "local_is_initiator",
         "pkts_fwd",
         "pkts_rev",
         "process",
@@ -101,6 +102,8 @@ class FlowState:
         self.process: ProcessRef | None = None
         """The owning process once attribution found it (live capture caches it here)."""
         self.attribution = Attribution.UNKNOWN
+        self.local_is_initiator: bool | None = None
+        """Which side is this host, once attribution decided it (None: not yet known)."""
 
     @property
     def initiator(self) -> Endpoint:
@@ -176,7 +179,9 @@ class FlowTable:
     Args:
         inspect: the dissector, called on payload-carrying packets until it says `done` or
             each direction has passed `dissect_packets` payloads.
-        idle_timeout: seconds without a packet after which a flow expires.
+        idle_timeout: seconds without a packet after which a UDP (or other) flow expires.
+        tcp_timeout: the same for open TCP flows, which idle far longer between requests
+            (keep-alive connections, tunnels) and should not split into two flows.
         closed_timeout: the same for TCP flows that saw both FINs or a RST.
         max_flows: the most live flows kept; beyond it the longest-idle tenth is expired.
         on_expire: told the initiator-first key of every flow that leaves (dissector state).
@@ -187,6 +192,7 @@ class FlowTable:
         inspect: Inspector | None = None,
         *,
         idle_timeout: float = 120.0,
+        tcp_timeout: float = 600.0,
         closed_timeout: float = 10.0,
         max_flows: int = 200_000,
         dissect_packets: int = 16,
@@ -194,6 +200,7 @@ class FlowTable:
     ) -> None:
         self._inspect = inspect
         self.idle_timeout = idle_timeout
+        self.tcp_timeout = tcp_timeout
         self.closed_timeout = closed_timeout
         self.max_flows = max(1, max_flows)
         self.dissect_packets = dissect_packets
@@ -312,9 +319,14 @@ class FlowTable:
         """Remove and return the flows idle past their timeout at `now` (and any evicted)."""
         out, self._evicted = self._evicted, []
         idle, closed = now - self.idle_timeout, now - self.closed_timeout
+        tcp_idle = now - self.tcp_timeout
         for fid, state in list(self._flows.items()):
             last = state.last_seen
-            if last < idle or (last < closed and state.tcp_state == "CLOSED"):
+            if state.ip_proto == 6:
+                gone = last < tcp_idle or (last < closed and state.tcp_state == "CLOSED")
+            else:
+                gone = last < idle
+            if gone:
                 del self._flows[fid]
                 self._forget(state)
                 out.append(state)

@@ -200,6 +200,17 @@ class PacketDecoder:
             return self._ipv4(data, off, ts, interface)
         return self._ipv6(data, off, ts, interface)
 
+    def decode_cooked(
+        self, ethertype: int, data: bytes, ts: float, interface: str | None = None
+    ) -> PacketMeta | None:
+        """Decode a frame whose link header was removed (an AF_PACKET SOCK_DGRAM read)."""
+        off, version = _ether_l3(data, ethertype, 0)
+        if off < 0:
+            return None
+        if version == 4:
+            return self._ipv4(data, off, ts, interface)
+        return self._ipv6(data, off, ts, interface)
+
     def _endpoint(self, addr: bytes, port: int) -> Endpoint:
         key = (addr, port)
         ep = self._endpoints.get(key)

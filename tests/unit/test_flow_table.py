@@ -116,6 +116,18 @@ def test_idle_and_closed_expiry_and_drain() -> None:
     assert (stats.created, stats.expired, stats.live) == (3, 3, 0)
 
 
+def test_open_tcp_flows_idle_longer_than_udp() -> None:
+    t = FlowTable(idle_timeout=60, tcp_timeout=600)
+    t.ingest(pkt(C, S, 0.0, flags=0x18, payload=b"keep-alive"))
+    t.ingest(pkt(C, Endpoint(S.ip, 53), 0.0, transport=Transport.UDP))
+    assert [f.ip_proto for f in t.tick(300.0)] == [17]
+    t.ingest(pkt(S, C, 500.0, flags=0x11))  # the FIN much later joins the same flow
+    (flow,) = t.live()
+    assert flow.pkts_rev == 1 and flow.tcp_state == "FIN_WAIT"
+    assert t.tick(1099.0) == []
+    assert len(t.tick(1101.0)) == 1
+
+
 def test_max_flows_bounds_memory() -> None:
     t = FlowTable(max_flows=100)
     for i in range(1000):
@@ -245,7 +257,7 @@ def test_dissector_errors_are_counted_not_raised() -> None:
 def test_on_expire_is_told_each_key() -> None:
     gone: list = []
     t = FlowTable(on_expire=gone.append, idle_timeout=1)
-    t.ingest(pkt(C, S, 0.0))
+    t.ingest(pkt(C, S, 0.0, transport=Transport.UDP))
     t.tick(5.0)
     assert [k.local for k in gone] == [C]
 

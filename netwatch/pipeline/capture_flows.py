@@ -1,0 +1,114 @@
+"""Live packet flows for the engine: capture thread -> flow table -> flows owned by processes.
+
+`CaptureFlows` is the engine's `PacketFlows`. Each tick it decodes what the capture thread
+queued, feeds the flow table (which runs the dissectors), expires idle flows, and turns every
+live flow into a `Flow` seen from this host. The owning process comes from the socket table
+(`SocketTable.lookup`, trying the initiator's side first, then the responder's, each only if
+that address is one of this host's); once found, the process is cached on the flow so it
+survives the socket closing (attribution `cached`). Flows expired this tick are reported one
+last time so short conversations are not missed between ticks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from netwatch.flows.table import FlowState, FlowTable, Inspector
+from netwatch.model import Attribution, Counters, Flow, FlowKey, IPAddress, SocketTable
+from netwatch.pipeline.offline import default_inspector
+from netwatch.sources.capture import LiveCapture, local_addresses
+
+ADDRESS_REFRESH = 10.0
+"""Seconds between re-reading this host's interface addresses."""
+
+
+class CaptureFlows:
+    """`PacketFlows` backed by a running `LiveCapture` and a `FlowTable`."""
+
+    def __init__(
+        self,
+        capture: LiveCapture,
+        *,
+        inspect: Inspector | None = None,
+        forget: Callable[[FlowKey], None] | None = None,
+        idle_timeout: float = 120.0,
+        addresses: Callable[[], frozenset[IPAddress]] = local_addresses,
+    ) -> None:
+        self.capture = capture
+        self.table = FlowTable(inspect, idle_timeout=idle_timeout, on_expire=forget)
+        self._addresses = addresses
+        self._addrs: frozenset[IPAddress] = frozenset()
+        self._addrs_at = float("-inf")
+
+    @classmethod
+    def open(
+        cls, interface: str | None = None, bpf: str | None = None, idle_timeout: float = 120.0
+    ) -> CaptureFlows:
+        """Start capturing (raises `CaptureUnavailableError`) with the dissectors attached."""
+        inspect, forget = default_inspector()
+        capture = LiveCapture(interface, bpf).start()
+        return cls(capture, inspect=inspect, forget=forget, idle_timeout=idle_timeout)
+
+    def _local(self) -> frozenset[IPAddress]:
+        now = time.monotonic()
+        if now - self._addrs_at > ADDRESS_REFRESH:
+            self._addrs, self._addrs_at = self._addresses(), now
+        return self._addrs
+
+    def pump(self) -> int:
+        """Move queued packets into the flow table; returns how many."""
+        ingest = self.table.ingest
+        packets = self.capture.packets()
+        for meta in packets:
+            ingest(meta)
+        return len(packets)
+
+    def flows(self, table: SocketTable, now: float) -> Sequence[Flow]:
+        """The live packet flows (and those that ended this tick), attributed through `table`."""
+        self.pump()
+        gone = self.table.tick(now)
+        local = self._local()
+        return [attribute(s, table, local) for s in (*self.table.live(), *gone)]
+
+    def counters(self) -> Counters:
+        """Packets seen, kernel drops and queue overflows since capture started."""
+        st = self.capture.stats()
+        return Counters(
+            packets=self.table.stats().packets,
+            capture_drops=st.kernel_drops,
+            queue_drops=st.queue_drops,
+        )
+
+    def close(self) -> None:
+        """Stop the capture thread."""
+        self.capture.stop()
+
+
+def attribute(state: FlowState, table: SocketTable, local: frozenset[IPAddress]) -> Flow:
+    """The flow seen from this host, with its owning process when the socket table has it."""
+    transport = state.key.transport
+    ini, resp = state.initiator, state.responder
+    if state.local_is_initiator is not None and state.process is not None:
+        here, there = (ini, resp) if state.local_is_initiator else (resp, ini)
+        entry = table.lookup(transport, here, there)
+        state.attribution = Attribution.SOCKET if entry is not None else Attribution.CACHED
+        return state.to_flow(state.local_is_initiator)
+    for initiator_local, here, there in ((True, ini, resp), (False, resp, ini)):
+        if here.ip not in local:
+            continue
+        entry = table.lookup(transport, here, there)
+        if entry is not None and entry.process is not None:
+            state.process = entry.process
+            state.attribution = Attribution.SOCKET
+            state.local_is_initiator = initiator_local
+            return state.to_flow(initiator_local)
+    if state.local_is_initiator is None:
+        if ini.ip in local:
+            state.local_is_initiator = True
+        elif resp.ip in local:
+            state.local_is_initiator = False
+    if state.local_is_initiator is not None:
+        return state.to_flow(state.local_is_initiator)
+    # Neither end is ours (forwarded or bridged traffic): the analyze rule decides.
+    return state.to_flow(not (ini.ip.is_global and not resp.ip.is_global))
