@@ -25,10 +25,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "lookup",
         help="what netwatch knows about IP addresses",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Print scope, country, ASN, AS organisation, commonly cited jurisdiction groups "
-            "and (with --rdap) the registered owner of each address. Bad addresses are reported "
-            f"one per line on stderr and the exit code is {EXIT_USAGE}. {ATTRIBUTION}."
+            "Print scope, country, ASN, AS organisation, commonly cited jurisdiction groups\n"
+            "and (with --rdap) the registered owner of each address. Bad addresses are\n"
+            f"reported one per line on stderr and the exit code is {EXIT_USAGE}.\n\n"
+            f"{ATTRIBUTION}."
         ),
     )
     parser.add_argument("ips", nargs="+", metavar="IP", help="IPv4 or IPv6 address")
@@ -85,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     from netwatch import codec
     from netwatch.enrich.enricher import build_enricher
-    from netwatch.model import parse_ip
+    from netwatch.enrich.scope import scope_of
+    from netwatch.model import Scope, parse_ip
 
     good = []
     bad = 0
@@ -99,11 +102,16 @@ def run(args: argparse.Namespace) -> int:
     enricher = build_enricher([Path(p) for p in args.geoip_db], rdap=args.rdap)
     try:
         if args.rdap and enricher.rdap is not None:
-            enricher.rdap.wait([ip for _, ip in good], args.rdap_timeout)
+            wanted = [ip for _, ip in good if scope_of(ip) is Scope.GLOBAL]
+            enricher.rdap.wait(wanted, args.rdap_timeout)
         records = []
         for text, ip in good:
             record = codec.remote_to_dict(enricher.remote_info(ip))
             assert record is not None  # noqa: S101  # remote_to_dict(None) is the only None
+            owner = record["owner"]
+            if owner is not None and owner["status"] == "pending":
+                owner["status"] = "unknown"
+                owner["reason"] = f"no RDAP answer within {args.rdap_timeout:g} s"
             records.append({"query": text, **record})
     finally:
         enricher.close()
