@@ -212,7 +212,10 @@ def _leaf(raw: dict[str, Any], key: str, fields: FieldTable, probs: Problems) ->
         probs.add(f"{key}.field", "must name a field (see `netwatch rules list --fields`)")
         return None
     if name not in fields:
-        probs.add(f"{key}.field", f"unknown field {name!r}")
+        hint = (
+            " (window.* fields belong in a window's having)" if name.startswith("window.") else ""
+        )
+        probs.add(f"{key}.field", f"unknown field {name!r}{hint}")
         return None
     kind, getter = fields[name]
     unknown = [o for o in ops if o not in _ALL_OPS]

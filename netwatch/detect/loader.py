@@ -92,8 +92,10 @@ class _FileCheck:
         m = re.search(rf'^\s*id\s*=\s*["\']{re.escape(rule_id)}["\']', self.text, re.MULTILINE)
         return None if m is None else self.text.count("\n", 0, m.start()) + 1
 
-    def add(self, rule_id: str | None, key: str | None, message: str) -> None:
-        loc = Location(self.file, rule_id, key, self.line_of(rule_id))
+    def add(
+        self, rule_id: str | None, key: str | None, message: str, line: int | None = None
+    ) -> None:
+        loc = Location(self.file, rule_id, key, line or self.line_of(rule_id))
         self.problems.append(RuleProblem(loc, message))
 
 
@@ -167,7 +169,7 @@ def _case(
         for p in template_problems(message, windowed="window" in raw):
             fc.add(rid, f"{key}message", p)
     severity = None
-    if "severity" in raw:
+    if "severity" in raw and key:
         severity = _severity(raw["severity"], rid, f"{key}severity", fc)
     if when is None or len(fc.problems) != bad:
         return None
@@ -182,10 +184,12 @@ def _rule(
         return None
     rid = raw.get("id")
     if not isinstance(rid, str) or not _ID.match(rid):
+        line = fc.line_of(rid) if isinstance(rid, str) else None
         fc.add(
             None,
             f"rule[{index}].id",
             f"{rid!r} is not a dotted lower-case id such as 'vpn.unexpected'",
+            line,
         )
         return None
     bad = len(fc.problems)
@@ -260,7 +264,12 @@ def _rule(
     )
 
 
-def _lists(data: Mapping[str, Any], fc: _FileCheck, into: dict[str, tuple[Any, ...]]) -> None:
+def _lists(
+    data: Mapping[str, Any],
+    fc: _FileCheck,
+    into: dict[str, tuple[Any, ...]],
+    origin: dict[str, _FileCheck],
+) -> None:
     raw = data.get("lists", {})
     if not isinstance(raw, dict):
         fc.add(None, "lists", "must be a table of name = [values]")
@@ -277,11 +286,10 @@ def _lists(data: Mapping[str, Any], fc: _FileCheck, into: dict[str, tuple[Any, .
             fc.add(None, f"lists.{name}", "defined twice")
         else:
             into[name] = tuple(values)
+            origin[name] = fc
 
 
-def _expand_lists(
-    lists: dict[str, tuple[Any, ...]], problems: list[RuleProblem], files: Sequence[str]
-) -> None:
+def _expand_lists(lists: dict[str, tuple[Any, ...]], origin: dict[str, _FileCheck]) -> None:
     """Replace `"@name"` items inside lists by the named list (one level deep suffices)."""
     for name, values in list(lists.items()):
         out: list[Any] = []
@@ -289,8 +297,9 @@ def _expand_lists(
             if isinstance(v, str) and v.startswith("@"):
                 target = lists.get(v[1:])
                 if target is None or any(isinstance(t, str) and t.startswith("@") for t in target):
-                    where = Location(files[0] if files else "?", None, f"lists.{name}")
-                    problems.append(RuleProblem(where, f"{v!r} is not a list without references"))
+                    origin[name].add(
+                        None, f"lists.{name}", f"{v!r} is not a list without references"
+                    )
                     continue
                 out.extend(target)
             else:
@@ -303,6 +312,7 @@ def check_rule_texts(texts: Iterable[tuple[str, str]]) -> tuple[RuleSet, list[Ru
     problems: list[RuleProblem] = []
     parsed: list[tuple[_FileCheck, dict[str, Any]]] = []
     lists: dict[str, tuple[Any, ...]] = {}
+    origin: dict[str, _FileCheck] = {}
     files = []
     for file, text in texts:
         files.append(file)
@@ -315,9 +325,9 @@ def check_rule_texts(texts: Iterable[tuple[str, str]]) -> tuple[RuleSet, list[Ru
             continue
         for k in sorted(set(data) - {"rule", "lists"}):
             fc.add(None, k, "unknown top-level key (expected [lists] and [[rule]] tables)")
-        _lists(data, fc, lists)
+        _lists(data, fc, lists, origin)
         parsed.append((fc, data))
-    _expand_lists(lists, problems, files)
+    _expand_lists(lists, origin)
     rules: list[Rule] = []
     seen: dict[str, str] = {}
     for fc, data in parsed:
@@ -351,8 +361,21 @@ def rule_files(path: Path) -> list[Path]:
     return [path]
 
 
-def check_rule_files(paths: Sequence[Path]) -> tuple[RuleSet, list[RuleProblem]]:
-    """Read and check rule files; unreadable files are problems too."""
+def bundled_lists_file() -> Path:
+    """The bundled `[lists]` file that user rule files may refer to."""
+    return Path(str(resources.files("netwatch.detect") / "rules" / "lists.toml"))
+
+
+def check_rule_files(
+    paths: Sequence[Path], *, with_bundled_lists: bool = False
+) -> tuple[RuleSet, list[RuleProblem]]:
+    """Read and check rule files; unreadable files are problems too.
+
+    `with_bundled_lists` makes the bundled shared lists available to user rule files.
+    """
+    if with_bundled_lists:
+        lists = bundled_lists_file()
+        paths = [lists, *(p for p in paths if p.resolve() != lists.resolve())]
     texts: list[tuple[str, str]] = []
     unreadable: list[RuleProblem] = []
     for p in paths:
