@@ -97,7 +97,9 @@ def listen(
     )
 
 
-def inbound(process: str, peers: Sequence[tuple[str, str]], port: int = 443) -> list[EnrichedFlow]:
+def inbound(
+    process: str, peers: Sequence[tuple[str, str]], port: int = 443, at: float = T0
+) -> list[EnrichedFlow]:
     """One inbound flow to `port` from each (address, country)."""
     return [
         flow(
@@ -107,6 +109,7 @@ def inbound(process: str, peers: Sequence[tuple[str, str]], port: int = 443) -> 
             local_port=port,
             direction=Direction.INBOUND,
             country=cc,
+            at=at,
         )
         for i, (ip, cc) in enumerate(peers)
     ]
