@@ -82,11 +82,16 @@ class Dissector:
         state.best = label
         return label
 
-    def _facts(self, state: FlowState, label: Label | None, done: bool = False) -> PacketFacts:
-        """Build facts with only an improving label; mark the flow done when asked."""
+    def _facts(
+        self, state: FlowState, label: Label | None, done: bool = False
+    ) -> PacketFacts | None:
+        """Build facts with only an improving label (None when there is nothing new)."""
         if done:
             state.done = True
-        return PacketFacts(label=self._better(state, label), done=done)
+        better = self._better(state, label)
+        if better is None and not done:
+            return None
+        return PacketFacts(label=better, done=done)
 
     # ------------------------------------------------------------------ TCP
 
@@ -172,7 +177,7 @@ class Dissector:
             label = labels.vpn("vpngate", labels.HIGH, ("body_prefix", "*vpn_servers"))
         return PacketFacts(label=self._better(state, label), body_prefix=body, done=True)
 
-    def _tinc(self, ctx: PacketContext, state: FlowState) -> PacketFacts:
+    def _tinc(self, ctx: PacketContext, state: FlowState) -> PacketFacts | None:
         state.tinc_sides.add(ctx.from_initiator)
         both = len(state.tinc_sides) == 2
         if both:
@@ -263,7 +268,7 @@ class Dissector:
             return self._hello_facts(state, hello, "quic")
         return self._facts(state, _quic_label(None), done=state.quic_tries >= _QUIC_TRIES)
 
-    def _gquic(self, state: FlowState, gquic: quic.GoogleQuic) -> PacketFacts:
+    def _gquic(self, state: FlowState, gquic: quic.GoogleQuic) -> PacketFacts | None:
         """Google QUIC: the CHLO is clear, so the SNI is read directly."""
         if gquic.sni is None:
             label = labels.plain("quic", "web", labels.MEDIUM, ("gquic_version", gquic.version))

@@ -1,0 +1,189 @@
+"""TLS ClientHello over TCP and QUIC v1 Initial packets, built byte-exact to RFC 8446/9001."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from scapy.layers.tls.extensions import ProtocolName, ServerName, TLS_Ext_ALPN, TLS_Ext_ServerName
+from scapy.layers.tls.handshake import TLSClientHello
+from scapy.layers.tls.record import TLS
+
+from netwatch.dissect import Dissector
+from netwatch.dissect.quic import InitialKeys, parse_gquic
+from netwatch.dissect.tls import NEED_MORE, parse_client_hello_records
+from netwatch.model import Endpoint, FlowKey, PacketContext, Transport, parse_ip
+
+
+def _key(transport: Transport, sport: int = 443) -> FlowKey:
+    return FlowKey(
+        transport, Endpoint(parse_ip("192.0.2.10"), 51000), Endpoint(parse_ip("203.0.113.9"), sport)
+    )
+
+
+def _ctx(key: FlowKey, index: int = 0, from_initiator: bool = True) -> PacketContext:
+    return PacketContext(key, from_initiator, index, 0.0)
+
+
+def _hello(sni: str | None, alpn: tuple[bytes, ...] = (b"h2", b"http/1.1")) -> TLSClientHello:
+    ext: list[object] = []
+    if sni is not None:
+        ext.append(TLS_Ext_ServerName(servernames=[ServerName(servername=sni.encode())]))
+    if alpn:
+        ext.append(TLS_Ext_ALPN(protocols=[ProtocolName(protocol=p) for p in alpn]))
+    return TLSClientHello(ext=ext)
+
+
+def test_client_hello_sni_and_alpn_over_tcp_is_plain_tls() -> None:
+    raw = bytes(TLS(msg=[_hello("www.example.com")]))
+    facts = Dissector().inspect(_ctx(_key(Transport.TCP)), raw)
+    assert facts is not None and facts.label is not None
+    assert facts.sni == "www.example.com" and facts.alpn == ("h2", "http/1.1")
+    assert (facts.label.name, facts.label.category, facts.label.vpn) == ("tls", "web", False)
+    assert facts.done
+
+
+def test_client_hello_split_over_three_segments_is_reassembled() -> None:
+    raw = bytes(TLS(msg=[_hello("download.vpngate.jp")]))
+    key = _key(Transport.TCP)
+    d = Dissector()
+    assert d.inspect(_ctx(key, 0), raw[:3]) is None
+    assert d.inspect(_ctx(key, 1), raw[3:40]) is None
+    facts = d.inspect(_ctx(key, 2), raw[40:])
+    assert facts is not None and facts.sni == "download.vpngate.jp"
+    assert facts.label is not None and facts.label.name == "vpngate" and facts.label.vpn
+
+
+def test_softether_ddns_sni_is_high_confidence_softether() -> None:
+    raw = bytes(TLS(msg=[_hello("DDNS", alpn=())]))
+    facts = Dissector().inspect(_ctx(_key(Transport.TCP)), raw)
+    assert facts is not None and facts.label is not None
+    assert (facts.label.name, facts.label.vpn, facts.label.confidence.value) == (
+        "softether",
+        True,
+        "high",
+    )
+    assert ("sni", "DDNS") in [(e.name, e.value) for e in facts.label.evidence]
+
+
+def test_provider_and_tor_like_snis() -> None:
+    d = Dissector()
+    nord = d.inspect(_ctx(_key(Transport.TCP)), bytes(TLS(msg=[_hello("api.nordvpn.com")])))
+    assert nord is not None and nord.label is not None and nord.label.name == "nordvpn"
+    tor_key = FlowKey(
+        Transport.TCP, Endpoint(parse_ip("192.0.2.10"), 51001), _key(Transport.TCP, 9001).remote
+    )
+    tor = d.inspect(_ctx(tor_key), bytes(TLS(msg=[_hello("www.q4cyamnc6mtokjurvdclt.com")])))
+    assert tor is not None and tor.label is not None
+    assert (tor.label.name, tor.label.category, tor.label.vpn) == ("tor", "anonymizer", True)
+
+
+def test_ordinary_names_are_not_tor_or_vpn() -> None:
+    for i, sni in enumerate(
+        ["www.google.com", "www.4shared.com", "www.w3schools.com", "notnordvpn.com"]
+    ):
+        key = FlowKey(
+            Transport.TCP, Endpoint(parse_ip("192.0.2.10"), 52000 + i), _key(Transport.TCP).remote
+        )
+        facts = Dissector().inspect(_ctx(key), bytes(TLS(msg=[_hello(sni)])))
+        assert facts is not None and facts.label is not None
+        assert not facts.label.vpn, sni
+
+
+def test_truncated_and_non_hello_records() -> None:
+    raw = bytes(TLS(msg=[_hello("a.example")]))
+    assert parse_client_hello_records(raw[:-5]) is NEED_MORE
+    assert parse_client_hello_records(b"\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00") is None
+
+
+# ---------------------------------------------------------------- QUIC v1 (RFC 9001)
+
+DCID = bytes.fromhex("8394c8f03e515708")
+
+
+def test_initial_keys_match_rfc9001_appendix_a() -> None:
+    keys = InitialKeys.derive(1, DCID)
+    assert keys.key.hex() == "1f369613dd76d5467730efcbe3b1a22d"
+    assert keys.iv.hex() == "fa044b2f42a3fd3b46fb255c"
+    assert keys.hp.hex() == "9f50449e04a0e810283a1e9933adedd2"
+
+
+def _varint2(n: int) -> bytes:
+    return (0x4000 | n).to_bytes(2, "big")
+
+
+def _crypto_frame(offset: int, data: bytes) -> bytes:
+    return b"\x06" + _varint2(offset) + _varint2(len(data)) + data
+
+
+def _initial(frames: bytes, pn: int) -> bytes:
+    """Protect a client Initial exactly as RFC 9001 §5 says (independent of the dissector)."""
+    key = bytes.fromhex("1f369613dd76d5467730efcbe3b1a22d")
+    iv = bytes.fromhex("fa044b2f42a3fd3b46fb255c")
+    hp = bytes.fromhex("9f50449e04a0e810283a1e9933adedd2")
+    payload = frames + b"\x00" * max(0, 1162 - len(frames))
+    pn_bytes = pn.to_bytes(4, "big")
+    header = (
+        b"\xc3"
+        + (1).to_bytes(4, "big")
+        + bytes([len(DCID)])
+        + DCID
+        + b"\x00"
+        + b"\x00"
+        + _varint2(len(pn_bytes) + len(payload) + 16)
+        + pn_bytes
+    )
+    nonce = bytes(a ^ b for a, b in zip(iv, pn.to_bytes(12, "big"), strict=True))
+    sealed = AESGCM(key).encrypt(nonce, payload, header)
+    enc = Cipher(algorithms.AES(hp), modes.ECB()).encryptor()  # noqa: S305 - RFC 9001 header protection
+    mask = enc.update(sealed[:16]) + enc.finalize()
+    pn_off = len(header) - 4
+    protected = bytearray(header)
+    protected[0] ^= mask[0] & 0x0F
+    for i in range(4):
+        protected[pn_off + i] ^= mask[1 + i]
+    return bytes(protected) + sealed
+
+
+def test_quic_initial_is_decrypted_for_sni_and_alpn() -> None:
+    hello = bytes(_hello("mail.example.org", alpn=(b"h3",)))
+    facts = Dissector().inspect(_ctx(_key(Transport.UDP)), _initial(_crypto_frame(0, hello), 0))
+    assert facts is not None and facts.label is not None
+    assert facts.sni == "mail.example.org" and facts.alpn == ("h3",)
+    assert (facts.label.name, facts.label.vpn) == ("quic", False)
+
+
+def test_quic_client_hello_spread_over_two_initials_out_of_order() -> None:
+    hello = bytes(_hello("relay.mullvad.net", alpn=(b"h3",)))
+    cut = len(hello) // 2
+    key = _key(Transport.UDP)
+    d = Dissector()
+    first = d.inspect(_ctx(key, 0), _initial(_crypto_frame(cut, hello[cut:]), 0))
+    assert first is None or first.sni is None
+    facts = d.inspect(_ctx(key, 1), _initial(_crypto_frame(0, hello[:cut]), 1))
+    assert facts is not None and facts.sni == "relay.mullvad.net"
+    assert facts.label is not None and facts.label.name == "mullvad" and facts.label.vpn
+
+
+def test_corrupted_initial_gives_quic_without_a_name() -> None:
+    packet = bytearray(_initial(_crypto_frame(0, bytes(_hello("x.example"))), 0))
+    packet[-1] ^= 0xFF  # breaks the AEAD tag
+    facts = Dissector().inspect(_ctx(_key(Transport.UDP)), bytes(packet))
+    assert facts is None or facts.sni is None
+
+
+def test_gquic_chlo_sni_is_read_in_clear() -> None:
+    values = b"www.youtube.com" + b"Q035"
+    chlo = (
+        b"CHLO"
+        + (2).to_bytes(2, "little")
+        + b"\x00\x00"
+        + b"SNI\x00"
+        + (15).to_bytes(4, "little")
+        + b"VER\x00"
+        + (19).to_bytes(4, "little")
+        + values
+    )
+    packet = b"\x0d" + b"\x11" * 8 + b"Q035" + b"\x01" + b"\x00" * 12 + chlo
+    got = parse_gquic(packet)
+    assert got is not None and got.version == "Q035" and got.sni == "www.youtube.com"
+    assert parse_gquic(b"\x0d" + b"\x11" * 8 + b"HTTP" + b"\x00" * 20) is None
