@@ -1,18 +1,175 @@
-"""`netwatch daemon`: not built yet; registered so the command line is complete."""
+"""`netwatch daemon`: the background service (composition root for `daemon.service`).
+
+Builds the live engine through `pipeline.build.build_live_engine` (the same composition the
+dashboard and `snapshot` use), a detector from the config and rules on disk, the store, the
+socket server, the optional live sinks and metrics, and runs the loop until SIGTERM or
+`--ticks`. SIGHUP rebuilds the detector from the files again.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
 
-from netwatch.errors import NetwatchError
+from netwatch.cli.common import add_geoip
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 3600 seconds")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return int(text)
+
+
+def _syslog_target(text: str) -> Any:
+    """`udp://host:port` or `tcp://host:port` (facility daemon)."""
+    from netwatch.export.syslog import SyslogTarget
+
+    proto, sep, rest = text.partition("://")
+    host, _, port = rest.rpartition(":")
+    if not sep or proto not in ("udp", "tcp") or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not udp://HOST:PORT or tcp://HOST:PORT")
+    if not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{port!r} is not a port (1-65535)")
+    return SyslogTarget(host=host.strip("[]"), port=int(port), protocol=proto)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the `daemon` subcommand."""
-    parser = sub.add_parser("daemon", help="(not built yet)")
-    parser.set_defaults(func=run)
+    p = sub.add_parser(
+        "daemon",
+        help="background service: store alerts, serve snapshots to the dashboard",
+        description=(
+            "Sample, detect and store alerts in a loop; stream snapshots to dashboards over a "
+            "Unix socket. SIGTERM stops cleanly, SIGHUP reloads config, policy and rules."
+        ),
+    )
+    p.add_argument("--config", type=Path, metavar="FILE", help="config file (policy)")
+    p.add_argument("--db", type=Path, metavar="PATH", help="SQLite store (default: state dir)")
+    p.add_argument("--socket", type=Path, metavar="PATH", help="Unix socket for dashboards")
+    p.add_argument("--ticks", type=_positive_int, metavar="N", help="stop after N samples")
+    p.add_argument(
+        "--interval", type=_positive_float, default=1.0, metavar="S", help="seconds per sample"
+    )
+    p.add_argument(
+        "--metrics-port", type=_port, metavar="P", help="serve Prometheus metrics on 127.0.0.1:P"
+    )
+    p.add_argument(
+        "--export-file", type=Path, metavar="FILE", help="also append alerts to FILE (rotated)"
+    )
+    p.add_argument(
+        "--export-format",
+        choices=("jsonl", "csv", "syslog", "ecs"),
+        default="jsonl",
+        help="format of --export-file (default jsonl)",
+    )
+    p.add_argument(
+        "--syslog", type=_syslog_target, metavar="URL", help="send alerts to udp://H:P or tcp://H:P"
+    )
+    p.add_argument(
+        "--retention-days",
+        type=_positive_float,
+        default=30.0,
+        metavar="D",
+        help="keep alerts and flow summaries D days (default 30)",
+    )
+    p.add_argument(
+        "--max-db-mb", type=_positive_int, default=256, metavar="M", help="store size cap"
+    )
+    add_geoip(p)
+    p.set_defaults(func=run)
 
 
-def run(_args: argparse.Namespace) -> int:
-    """Say that the command is not available in this build."""
-    raise NetwatchError("'daemon' is not available in this build yet")
+def run(args: argparse.Namespace) -> int:
+    """Compose the daemon and run it until stopped."""
+    from netwatch import paths
+    from netwatch.clock import SystemClock
+    from netwatch.daemon.metrics import Metrics
+    from netwatch.daemon.notify import Notifier
+    from netwatch.daemon.server import SnapshotServer
+    from netwatch.daemon.service import Service, ServiceOptions
+    from netwatch.daemon.sink_worker import SinkWorker
+    from netwatch.export.sinks import FileSink, Sink, SyslogSink
+    from netwatch.pipeline.build import build_live_engine
+    from netwatch.store import Pruner, Retention, Store, StoredFirstSeen
+
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="netwatch daemon: %(message)s"
+    )
+    clock = SystemClock()
+    store = Store(args.db or paths.default_db())
+    first_seen = StoredFirstSeen(store)
+
+    def build_detector() -> Any:
+        return _detector(args, first_seen)
+
+    try:
+        detector = build_detector()
+        engine = build_live_engine(clock=clock, enricher=_enricher(args), detector=detector)
+        sinks: list[Sink] = []
+        if args.export_file:
+            sinks.append(FileSink(args.export_file, args.export_format))
+        if args.syslog:
+            sinks.append(SyslogSink(args.syslog))
+        server = SnapshotServer(args.socket or paths.default_socket())
+    except BaseException:
+        store.close()
+        raise
+    metrics = None
+    if args.metrics_port:
+        metrics = Metrics()
+        metrics.serve(args.metrics_port)
+    retention = Retention(args.retention_days * 86400.0, args.max_db_mb * 1024 * 1024)
+    pruner = Pruner(store, retention, clock.now)
+    service = Service(
+        engine,
+        build_detector,
+        store,
+        server,
+        clock,
+        options=ServiceOptions(interval=args.interval, ticks=args.ticks),
+        sinks=SinkWorker(sinks),
+        notifier=Notifier(),
+        metrics=metrics,
+        first_seen=first_seen,
+        background=(pruner,),
+    )
+    pruner.start()
+    return service.run()
+
+
+def _enricher(args: argparse.Namespace) -> Any:
+    from netwatch.enrich.enricher import build_enricher
+
+    return build_enricher(geoip_dbs=[Path(p) for p in args.geoip_db])
+
+
+def _detector(args: argparse.Namespace, first_seen: Any) -> Any:
+    """Load config (policy) and the rule pack; any problem raises one NetwatchError."""
+    from netwatch.config import load_config
+    from netwatch.detect.engine import RuleEngine
+    from netwatch.detect.loader import load_rules
+
+    config = load_config(args.config)
+    return RuleEngine(
+        load_rules(), config.policy, first_seen=first_seen, own_pids=frozenset({os.getpid()})
+    )

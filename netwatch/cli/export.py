@@ -1,18 +1,100 @@
-"""`netwatch export`: not built yet; registered so the command line is complete."""
+"""`netwatch export`: the stored alert log as JSONL, CSV, syslog (RFC 5424) or ECS NDJSON.
+
+Reads the store read-only (the daemon may be writing at the same time; WAL lets both run).
+`--since`/`--until` take ISO 8601 (`2024-05-01`, `2024-05-01T10:00:00+02:00`; no zone means
+local time) or a relative age (`90s`, `15m`, `1h`, `2d`, `1w`). CSV columns are documented in
+`netwatch.export.schema` and the README.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import IO
 
-from netwatch.errors import NetwatchError
+from netwatch.model import Severity
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_time(text: str, now: float | None = None) -> float:
+    """ISO 8601 or a relative age (`1h`, `2d`) as epoch seconds; ArgumentTypeError otherwise."""
+    value = text.strip()
+    m = _RELATIVE.match(value)
+    if m:
+        base = time.time() if now is None else now
+        return base - float(m.group(1)) * _UNITS[m.group(2)]
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (2024-05-01T10:00:00Z) or an age (1h, 2d)"
+        ) from None
+    # A time without a zone is the user's local time.
+    return (parsed if parsed.tzinfo else parsed.astimezone()).timestamp()
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the `export` subcommand."""
-    parser = sub.add_parser("export", help="(not built yet)")
-    parser.set_defaults(func=run)
+    p = sub.add_parser(
+        "export",
+        help="alert log from the store as jsonl, csv, syslog or ecs",
+        description="Write stored alerts, oldest first, in one of the export formats.",
+    )
+    p.add_argument("--format", choices=("jsonl", "csv", "syslog", "ecs"), default="jsonl")
+    p.add_argument("--db", type=Path, metavar="PATH", help="SQLite store (default: state dir)")
+    p.add_argument("--since", type=parse_time, metavar="T", help="alerts seen at or after T")
+    p.add_argument("--until", type=parse_time, metavar="T", help="alerts first seen by T")
+    p.add_argument(
+        "--severity",
+        choices=[s.value for s in Severity],
+        metavar="S",
+        help="minimum severity: info, low, medium, high, critical",
+    )
+    p.add_argument("--rule", metavar="R", help="only this rule id")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
+    p.set_defaults(func=run)
 
 
-def run(_args: argparse.Namespace) -> int:
-    """Say that the command is not available in this build."""
-    raise NetwatchError("'export' is not available in this build yet")
+def run(args: argparse.Namespace) -> int:
+    """Query the store and write the chosen format."""
+    from netwatch import paths
+    from netwatch.errors import DataFileError
+    from netwatch.export.csv import csv_header
+    from netwatch.export.sinks import FORMATTERS
+    from netwatch.store import AlertQuery, read_alerts
+
+    query = AlertQuery(
+        since=args.since,
+        until=args.until,
+        min_severity=Severity(args.severity) if args.severity else None,
+        rule=args.rule,
+    )
+    alerts = read_alerts(args.db or paths.default_db(), query)
+    fmt = FORMATTERS[args.format]
+    out: IO[str]
+    if args.output:
+        try:
+            out = args.output.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise DataFileError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    else:
+        out = sys.stdout
+    try:
+        # CSV rows end in CRLF (RFC 4180); the other formats are one record per LF line.
+        end = "\r\n" if args.format == "csv" else "\n"
+        if args.format == "csv":
+            out.write(csv_header())
+        for alert in alerts:
+            out.write(fmt(alert))
+            out.write(end)
+        out.flush()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0

@@ -4,12 +4,24 @@
 `retention.Pruner` prunes by age and size in the background.
 """
 
+from netwatch.store.first_seen import StoredFirstSeen
 from netwatch.store.retention import Pruner, Retention, prune
 from netwatch.store.sqlite import (
     AlertQuery,
     Store,
     integrity_check,
     read_alerts,
+    store_alerts,
 )
 
-__all__ = ["AlertQuery", "Pruner", "Retention", "Store", "integrity_check", "prune", "read_alerts"]
+__all__ = [
+    "AlertQuery",
+    "Pruner",
+    "Retention",
+    "Store",
+    "StoredFirstSeen",
+    "integrity_check",
+    "prune",
+    "read_alerts",
+    "store_alerts",
+]

@@ -17,7 +17,7 @@ import grp
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,12 +117,21 @@ class Store:
 
     def save_alerts(self, alerts: Iterable[Alert], now: float) -> int:
         """Insert or update alerts by id with their evidence; returns after the commit."""
+        return self.save_tick(alerts, {}, now)
+
+    def save_tick(
+        self, alerts: Iterable[Alert], facts: Mapping[str, Iterable[tuple[str, float]]], now: float
+    ) -> int:
+        """Commit one tick's alerts and the facts learned with them in one transaction."""
         rows = list(alerts)
-        if not rows:
+        fact_rows = [(k, s, t, t) for k, items in facts.items() for s, t in items]
+        if not rows and not fact_rows:
             return 0
         with self.lock, self._tx():
             for a in rows:
                 self._upsert_alert(a, now)
+            if fact_rows:
+                self._conn.executemany(_FACT_UPSERT, fact_rows)
         return len(rows)
 
     def _upsert_alert(self, a: Alert, now: float) -> None:
@@ -204,13 +213,7 @@ class Store:
         if not rows:
             return
         with self.lock, self._tx():
-            self._conn.executemany(
-                """INSERT INTO facts (kind, subject, first_seen, last_seen) VALUES (?,?,?,?)
-                   ON CONFLICT (kind, subject) DO UPDATE SET
-                       first_seen=min(first_seen, excluded.first_seen),
-                       last_seen=max(last_seen, excluded.last_seen)""",
-                rows,
-            )
+            self._conn.executemany(_FACT_UPSERT, rows)
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._conn)
@@ -243,6 +246,12 @@ class Store:
     def connection_for_pruning(self) -> sqlite3.Connection:
         """The writer connection, for `retention.Pruner` (hold `lock` while using it)."""
         return self._conn
+
+
+_FACT_UPSERT = """INSERT INTO facts (kind, subject, first_seen, last_seen) VALUES (?,?,?,?)
+    ON CONFLICT (kind, subject) DO UPDATE SET
+        first_seen=min(first_seen, excluded.first_seen),
+        last_seen=max(last_seen, excluded.last_seen)"""
 
 
 class _Transaction:
@@ -347,6 +356,15 @@ def integrity_check(path: Path) -> str:
         return "\n".join(str(r[0]) for r in conn.execute("PRAGMA integrity_check"))
     finally:
         conn.close()
+
+
+def store_alerts(path: Path, alerts: Iterable[Alert], now: float) -> int:
+    """Open (or create) the store at `path`, commit `alerts`, close: `analyze --db` uses it."""
+    store = Store(path)
+    try:
+        return store.save_alerts(alerts, now)
+    finally:
+        store.close()
 
 
 def dump_evidence(path: Path, alert_id: str) -> list[tuple[str, str]]:

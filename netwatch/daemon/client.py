@@ -1,0 +1,136 @@
+"""`DaemonFeed`: the dashboard's `SnapshotFeed` over the daemon's Unix socket.
+
+Reads JSON lines, decodes them through `codec`, and yields snapshots. When the daemon goes
+away (restart, upgrade) it reconnects with exponential backoff until `close()`; `status`
+says in words what the feed is doing so the UI can show it. Lines that do not decode are
+skipped and counted (a newer daemon may add record types), never raised into the UI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from netwatch import codec
+from netwatch.model import Snapshot
+
+log = logging.getLogger("netwatch.daemon.client")
+
+MAX_LINE = 64 * 1024 * 1024
+
+
+class DaemonFeed:
+    """Snapshots from a running daemon; implements `netwatch.feed.SnapshotFeed`."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        backoff: float = 0.2,
+        max_backoff: float = 5.0,
+        max_attempts: int | None = None,
+    ) -> None:
+        self.path = path
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._max_attempts = max_attempts
+        self._closed = threading.Event()
+        self._sock: socket.socket | None = None
+        self.status = "connecting"
+        self.bad_lines = 0
+        self.connects = 0
+
+    def snapshots(self) -> Iterator[Snapshot]:
+        """Yield snapshots until `close()`; reconnects with backoff when the daemon is gone."""
+        delay = self._backoff
+        failures = 0
+        while not self._closed.is_set():
+            try:
+                sock = self._connect()
+            except OSError as exc:
+                failures += 1
+                self.status = f"daemon not reachable at {self.path}: {exc.strerror or exc}"
+                if self._max_attempts is not None and failures >= self._max_attempts:
+                    return
+                if self._closed.wait(delay):
+                    return
+                delay = min(delay * 2, self._max_backoff)
+                continue
+            self.status = "connected"
+            for snap in self._read(sock):
+                failures, delay = 0, self._backoff
+                yield snap
+            self._drop()
+            if not self._closed.is_set():
+                self.status = "daemon closed the connection; reconnecting"
+                if self._closed.wait(delay):
+                    return
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(2.0)
+        try:
+            sock.connect(str(self.path))
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        self._sock = sock
+        self.connects += 1
+        return sock
+
+    def _read(self, sock: socket.socket) -> Iterator[Snapshot]:
+        buf = bytearray()
+        while not self._closed.is_set():
+            try:
+                ready, _, _ = select.select([sock], [], [], 0.5)
+            except (OSError, ValueError):
+                return  # closed from another thread
+            if not ready:
+                continue
+            try:
+                data = sock.recv(1 << 20)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            buf += data
+            while (nl := buf.find(b"\n")) >= 0:
+                line = bytes(buf[:nl])
+                del buf[: nl + 1]
+                snap = self._decode(line)
+                if snap is not None:
+                    yield snap
+            if len(buf) > MAX_LINE:
+                self.bad_lines += 1
+                return
+
+    def _decode(self, line: bytes) -> Snapshot | None:
+        try:
+            record = codec.loads(line)
+        except codec.CodecError as exc:
+            self.bad_lines += 1
+            log.debug("skipped a line from the daemon: %s", exc)
+            return None
+        return record if isinstance(record, Snapshot) else None
+
+    def _drop(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def close(self) -> None:
+        """Stop: the iterator returns within half a second; safe from any thread."""
+        self._closed.set()
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,113 @@
+"""Prometheus metrics for the daemon, served on localhost by `prometheus_client`.
+
+Label cardinality is bounded: process and country labels keep the first `MAX_LABELS` values
+seen and fold the rest into `other`; rule ids come from the bundled pack (tens), severities
+and directions are fixed sets. Byte counters grow by each flow's increase since the previous
+tick (counters reset with the flow; a restarted flow counts from zero).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from netwatch.model import Alert, FlowKey, Snapshot
+
+MAX_LABELS = 50
+OTHER = "other"
+
+
+class _Bounded:
+    """Keeps at most `limit` distinct label values; later ones become `other`."""
+
+    def __init__(self, limit: int = MAX_LABELS) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str | None) -> str:
+        v = value or "unknown"
+        if v in self._seen:
+            return v
+        if len(self._seen) >= self._limit:
+            return OTHER
+        self._seen.add(v)
+        return v
+
+
+class Metrics:
+    """The daemon's metrics in their own registry (so tests can read them without HTTP)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.alerts = Counter(
+            "netwatch_alerts", "Alerts raised or updated", ["rule", "severity"], registry=r
+        )
+        self.flows = Gauge("netwatch_flows", "Flows in the latest snapshot", registry=r)
+        self.sockets = Gauge("netwatch_sockets", "Sockets in the latest sample", registry=r)
+        self.bytes = Counter(
+            "netwatch_bytes",
+            "Bytes moved, by direction, process and remote country",
+            ["direction", "process", "country"],
+            registry=r,
+        )
+        self.capture_drops = Gauge(
+            "netwatch_capture_drops", "Packets the kernel dropped before capture", registry=r
+        )
+        self.queue_drops = Gauge(
+            "netwatch_queue_drops", "Packets dropped because the capture queue was full", registry=r
+        )
+        self.sample_seconds = Histogram(
+            "netwatch_sample_duration_seconds",
+            "Time one engine tick took",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.clients = Gauge("netwatch_socket_clients", "Connected socket clients", registry=r)
+        self.sink_drops = Gauge(
+            "netwatch_sink_drops", "Alerts the live sinks' queue could not take", registry=r
+        )
+        self.client_drops = Gauge(
+            "netwatch_slow_clients_dropped",
+            "Socket clients dropped for reading too slowly",
+            registry=r,
+        )
+        self._process = _Bounded()
+        self._country = _Bounded()
+        self._last: dict[FlowKey, tuple[int, int]] = {}
+
+    def observe(self, snap: Snapshot, clients: int = 0) -> None:
+        """Update every metric from one snapshot."""
+        self._count_alerts(snap.alerts)
+        c = snap.counters
+        self.flows.set(c.flows)
+        self.sockets.set(c.sockets)
+        self.capture_drops.set(c.capture_drops)
+        self.queue_drops.set(c.queue_drops)
+        self.sample_seconds.observe(c.sample_ms / 1000.0)
+        self.clients.set(clients)
+        current: dict[FlowKey, tuple[int, int]] = {}
+        for ef in snap.flows:
+            f = ef.flow
+            sent, received = f.bytes_sent or 0, f.bytes_received or 0
+            current[f.key] = (sent, received)
+            prev_sent, prev_received = self._last.get(f.key, (0, 0))
+            d_sent = sent - prev_sent if sent >= prev_sent else sent
+            d_received = received - prev_received if received >= prev_received else received
+            if not (d_sent or d_received):
+                continue
+            proc = self._process(f.process.name if f.process else None)
+            country = self._country(ef.remote.country if ef.remote else None)
+            if d_sent:
+                self.bytes.labels("sent", proc, country).inc(d_sent)
+            if d_received:
+                self.bytes.labels("received", proc, country).inc(d_received)
+        self._last = current
+
+    def _count_alerts(self, alerts: Sequence[Alert]) -> None:
+        for a in alerts:
+            self.alerts.labels(a.rule_id, a.severity.value).inc()
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
+        """Serve `/metrics` on `addr:port` from a background thread."""
+        start_http_server(port, addr=addr, registry=self.registry)

@@ -1,0 +1,272 @@
+"""The daemon loop: tick the engine, commit alerts, then announce them; serve snapshots.
+
+A plain loop in the main thread (never Textual). Order per tick is the durability contract:
+the engine ticks, the tick's alerts are committed to the store (synchronous=FULL), and only
+then are they announced (socket clients, live sinks, metrics). So every alert a client has
+seen is on disk, even if the daemon is killed right after. Flow summaries are batched and
+written every `flow_flush` seconds and at shutdown: they are bulky and not a promise.
+
+Signals only set flags; `signal.set_wakeup_fd` wakes the select in `SnapshotServer.poll`, so
+SIGTERM/SIGINT stop within one tick plus the flush, and SIGHUP rebuilds the engine from the
+config and rules on disk (a bad reload logs one line and keeps the running engine).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from types import FrameType
+from typing import Protocol
+
+from netwatch import codec
+from netwatch.clock import Clock
+from netwatch.daemon.metrics import Metrics
+from netwatch.daemon.notify import Notifier
+from netwatch.daemon.server import SnapshotServer
+from netwatch.daemon.sink_worker import SinkWorker
+from netwatch.errors import NetwatchError
+from netwatch.model import Alert, EnrichedFlow, FlowKey, Snapshot
+from netwatch.pipeline import Detector
+from netwatch.store import Store
+from netwatch.store.first_seen import KIND as FIRST_SEEN
+
+log = logging.getLogger("netwatch.daemon")
+
+
+class Ticker(Protocol):
+    """What the loop needs from the engine: one snapshot per call, a swappable detector."""
+
+    detector: Detector | None
+
+    def tick(self) -> Snapshot:
+        """Sample, enrich, detect; return the snapshot."""
+        ...
+
+
+class Stoppable(Protocol):
+    """A background helper (the retention pruner) stopped before the store closes."""
+
+    def stop(self) -> None:
+        """Stop and wait for the current step."""
+        ...
+
+
+class FactQueue(Protocol):
+    """First-seen facts learned by the rules, waiting to be committed with the tick's alerts."""
+
+    def take_pending(self) -> list[tuple[str, float]]:
+        """The keys learned since the last call."""
+        ...
+
+
+DetectorFactory = Callable[[], Detector]
+"""Builds a detector from the config, policy and rules on disk (raises NetwatchError)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOptions:
+    """Loop timing and bounds."""
+
+    interval: float = 1.0
+    ticks: int | None = None
+    flow_flush: float = 10.0
+    """Seconds between flow-summary writes."""
+    recent_alerts: int = 1000
+    """Alerts kept in memory to greet a newly attached client."""
+
+
+class Service:
+    """Owns the loop; everything it drives is injected."""
+
+    def __init__(
+        self,
+        engine: Ticker,
+        build_detector: DetectorFactory | None,
+        store: Store,
+        server: SnapshotServer,
+        clock: Clock,
+        *,
+        options: ServiceOptions = ServiceOptions(),
+        sinks: SinkWorker | None = None,
+        notifier: Notifier | None = None,
+        metrics: Metrics | None = None,
+        first_seen: FactQueue | None = None,
+        background: Sequence[Stoppable] = (),
+    ) -> None:
+        self._background = background
+        self._build = build_detector
+        self.engine = engine
+        self.first_seen = first_seen
+        self.store = store
+        self.server = server
+        self.clock = clock
+        self.options = options
+        self.sinks = sinks or SinkWorker(())
+        self.notifier = notifier or Notifier({})
+        self.metrics = metrics
+        self.ticks_done = 0
+        self.announced = 0
+        self._stop = False
+        self._reload = False
+        self._flows: dict[FlowKey, tuple[EnrichedFlow, float, float]] = {}
+        self._last_flush = clock.monotonic()
+        self._recent: OrderedDict[str, Alert] = OrderedDict()
+        self._last: Snapshot | None = None
+        server.set_greeting(self._greeting)
+
+    # ------------------------------------------------------------------ signals
+
+    def stop_requested(self) -> bool:
+        """Whether a stop was requested (a signal handler may set it at any time)."""
+        return self._stop
+
+    def request_stop(self, *_: object) -> None:
+        """Ask the loop to stop after the current tick (SIGTERM, SIGINT)."""
+        self._stop = True
+
+    def request_reload(self, *_: object) -> None:
+        """Ask the loop to reload config and rules before the next tick (SIGHUP)."""
+        self._reload = True
+
+    def _install_signals(self) -> socket.socket:
+        rsock, wsock = socket.socketpair()
+        rsock.setblocking(False)
+        wsock.setblocking(False)
+        signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
+        self.server.add_wakeup(rsock)
+        self._wsock = wsock
+
+        def stop(_sig: int, _frame: FrameType | None) -> None:
+            self.request_stop()
+
+        def hup(_sig: int, _frame: FrameType | None) -> None:
+            self.request_reload()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, hup)
+        return rsock
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> int:
+        """Loop until stopped or `ticks` are done; flush and return the exit code (0)."""
+        rsock = self._install_signals()
+        self.notifier.ready(f"watching; store {self.store.path}; socket {self.server.path}")
+        log.info("daemon ready: store %s, socket %s", self.store.path, self.server.path)
+        try:
+            next_tick = self.clock.monotonic()
+            while not self.stop_requested():
+                wait = next_tick - self.clock.monotonic()
+                if wait > 0:
+                    self.server.poll(wait)
+                    if self.stop_requested():
+                        break
+                if self._reload:
+                    self._do_reload()
+                if self.clock.monotonic() < next_tick:
+                    continue
+                self.tick_once()
+                if self.options.ticks is not None and self.ticks_done >= self.options.ticks:
+                    break
+                next_tick = max(next_tick + self.options.interval, self.clock.monotonic())
+        finally:
+            self.notifier.stopping()
+            self.shutdown()
+            signal.set_wakeup_fd(-1)
+            rsock.close()
+            self._wsock.close()
+        return 0
+
+    def tick_once(self) -> Snapshot:
+        """One tick: engine, store (committed), then announce."""
+        snap = self.engine.tick()
+        now = snap.taken_at
+        facts = {FIRST_SEEN: self.first_seen.take_pending()} if self.first_seen else {}
+        self.store.save_tick(snap.alerts, facts, now)
+        self._buffer_flows(snap, now)
+        if self.clock.monotonic() - self._last_flush >= self.options.flow_flush:
+            self.flush_flows()
+        self._announce(snap)
+        self.ticks_done += 1
+        return snap
+
+    def _announce(self, snap: Snapshot) -> None:
+        snap = replace(snap, status=replace(snap.status, mode="daemon"))
+        self._last = snap
+        for a in snap.alerts:
+            self._recent[a.id] = a
+            self._recent.move_to_end(a.id)
+            self.sinks.put(a)
+            self.announced += 1
+        while len(self._recent) > self.options.recent_alerts:
+            self._recent.popitem(last=False)
+        if self.server.clients:
+            self.server.broadcast(codec.dumps(snap).encode("utf-8") + b"\n")
+        if self.metrics is not None:
+            self.metrics.observe(snap, self.server.clients)
+            self.metrics.sink_drops.set(self.sinks.dropped)
+            self.metrics.client_drops.set(self.server.dropped)
+        if self.notifier.enabled:
+            self.notifier.watchdog()
+            self.notifier.status(
+                f"{snap.counters.flows} flows, {self.announced} alerts announced, "
+                f"{self.server.clients} clients"
+            )
+
+    def _greeting(self) -> bytes | None:
+        """A new client gets the latest snapshot carrying every recent alert."""
+        if self._last is None:
+            return None
+        snap = replace(self._last, alerts=tuple(self._recent.values()))
+        return codec.dumps(snap).encode("utf-8") + b"\n"
+
+    def _buffer_flows(self, snap: Snapshot, now: float) -> None:
+        for ef in snap.flows:
+            key = ef.flow.key
+            if key.remote is None:
+                continue  # listening sockets are not conversations
+            prev = self._flows.get(key)
+            first = prev[1] if prev else (ef.flow.first_seen or now)
+            self._flows[key] = (ef, first, now)
+
+    def flush_flows(self) -> None:
+        """Write the buffered flow summaries."""
+        if self._flows:
+            self.store.save_flows(self._flows.values())
+            self._flows.clear()
+        self._last_flush = self.clock.monotonic()
+
+    def _do_reload(self) -> None:
+        self._reload = False
+        if self._build is None:
+            return
+        self.notifier.reloading()
+        try:
+            detector = self._build()
+        except NetwatchError as exc:
+            first = str(exc).splitlines()[0]
+            log.error("reload failed, keeping the running config and rules: %s", first)
+            self.notifier.reloaded("reload failed; running the previous config")
+            return
+        self.engine.detector = detector
+        log.info("reloaded config, policy and rules")
+        self.notifier.reloaded("reloaded")
+
+    def shutdown(self) -> None:
+        """Flush flows, deliver queued sink alerts, close clients and the store."""
+        for helper in self._background:
+            helper.stop()
+        try:
+            self.flush_flows()
+        finally:
+            self.sinks.close()
+            self.server.close()
+            close = getattr(self.engine, "close", None)
+            if callable(close):
+                close()
+            self.store.close()
