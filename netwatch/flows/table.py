@@ -195,7 +195,7 @@ class FlowTable:
         tcp_timeout: float = 600.0,
         closed_timeout: float = 10.0,
         max_flows: int = 200_000,
-        dissect_packets: int = 16,
+        dissect_packets: int = 64,
         on_expire: Callable[[FlowKey], None] | None = None,
     ) -> None:
         self._inspect = inspect

@@ -21,7 +21,7 @@ from typing import cast
 from netwatch.flows.table import FlowState, FlowTable, Inspector
 from netwatch.model import Alert, EnrichedFlow, Flow, FlowKey, IPAddress, PacketMeta
 from netwatch.pipeline.engine import Detector, Enricher
-from netwatch.sources.pcapfile import CaptureFile
+from netwatch.sources.pcapfile import CaptureFile, PcapError
 
 TICK_SECONDS = 1.0
 """How often, in capture time, idle flows are expired and emitted."""
@@ -143,8 +143,8 @@ def analyze_file(
     """Stream a capture file's flows, then its alerts. Raises `PcapError` on a bad file.
 
     The file is opened (and its header checked) before this returns, so a missing or foreign
-    file fails here; corruption later in the file fails where iteration meets it, after the
-    flows that finished before it.
+    file fails here. Corruption later in the file ends the packets where it is met: the flows
+    and alerts from what was read are still produced, then the `PcapError` is raised.
     """
     capture = CaptureFile(path)
     if inspect is None and use_dissectors:
@@ -156,7 +156,22 @@ def analyze_file(
 
 
 def _stream(capture: CaptureFile, run: OfflineAnalysis) -> Iterator[EnrichedFlow | Alert]:
+    errors: list[PcapError] = []
     with capture:
-        yield from run.flows(capture)
+        yield from run.flows(_until_error(capture, errors))
         run.stats.frames, run.stats.skipped = capture.frames, capture.skipped
     yield from run.alerts()
+    if errors:
+        raise errors[0]
+
+
+def _until_error(capture: CaptureFile, errors: list[PcapError]) -> Iterator[PacketMeta]:
+    """The file's packets; a corrupt record ends them (kept in `errors`) like end of file.
+
+    Everything read before the damage is still analysed and reported, as tshark does, and
+    the caller raises the error afterwards.
+    """
+    try:
+        yield from capture
+    except PcapError as exc:
+        errors.append(exc)
