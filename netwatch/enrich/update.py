@@ -92,7 +92,11 @@ def _download(url: str, dest: Path, progress: Progress | None, timeout: float) -
     total = int(total_header) if total_header and total_header.isdigit() else None
     counted = _Counting(response, lambda n: progress(name, n, total) if progress else None)
     try:
-        with response, gzip.GzipFile(fileobj=cast(BinaryIO, counted), mode="rb") as gz, dest.open("wb") as out:
+        with (
+            response,
+            gzip.GzipFile(fileobj=cast(BinaryIO, counted), mode="rb") as gz,
+            dest.open("wb") as out,
+        ):
             while chunk := gz.read(CHUNK):
                 out.write(chunk)
     except (OSError, EOFError, zlib.error) as exc:
