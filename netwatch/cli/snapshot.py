@@ -31,12 +31,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Take one sample and print it."""
+    from pathlib import Path
+
     from netwatch import codec
+    from netwatch.enrich.enricher import build_enricher
     from netwatch.pipeline.build import build_live_engine
     from netwatch.sources.privileges import describe
 
-    engine = build_live_engine()
-    snap = engine.tick()
+    enricher = build_enricher([Path(p) for p in args.geoip_db])
+    try:
+        snap = build_live_engine(enricher=enricher).tick()
+    finally:
+        enricher.close()
     if args.format == "jsonl":
         write_lines(codec.dumps(f) for f in sort_flows(snap.flows))
     else:
