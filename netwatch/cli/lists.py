@@ -1,18 +1,181 @@
-"""`netwatch lists`: not built yet; registered so the command line is complete."""
+"""`netwatch lists update|status`: the VPN Gate and Tor relay lists, fetched only on request.
+
+`update` downloads the VPN Gate list and Tor relay data (never automatically: fetching the
+VPN Gate list is itself what `vpngate.list_fetch` reports, and the rule engine excludes this
+command's own process), validates them, and merges them into the rolling histories under the
+data directory. URLs can be overridden (`--vpngate-url`, `--tor-url`, or `NETWATCH_VPNGATE_URL`
+/ `NETWATCH_TOR_URL`) so tests serve lists from a local server. `status` says what is stored.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
+from netwatch import __version__
+from netwatch.cli.common import add_format, write_lines
 from netwatch.errors import NetwatchError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+DEFAULT_URLS = {
+    "vpngate": "https://www.vpngate.net/api/iphone/",
+    "tor": "https://onionoo.torproject.org/details?type=relay&running=true"
+    "&fields=or_addresses,exit_addresses",
+}
+ENV_URLS = {"vpngate": "NETWATCH_VPNGATE_URL", "tor": "NETWATCH_TOR_URL"}
+CHUNK = 1 << 16
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the `lists` subcommand."""
-    parser = sub.add_parser("lists", help="(not built yet)")
-    parser.set_defaults(func=run)
+    """Register `lists update` and `lists status`."""
+    parser = sub.add_parser("lists", help="VPN Gate and Tor relay lists: status, opt-in update")
+    lists_sub = parser.add_subparsers(dest="lists_command", metavar="SUBCOMMAND", required=True)
+    update = lists_sub.add_parser(
+        "update", help="download the VPN Gate list and Tor relay data now (never automatic)"
+    )
+    update.add_argument("--only", choices=("vpngate", "tor"), help="update just one list")
+    update.add_argument(
+        "--vpngate-url", help=f"VPN Gate list URL (default {DEFAULT_URLS['vpngate']})"
+    )
+    update.add_argument(
+        "--tor-url", help="Tor relay data URL: Onionoo details, consensus or exit list"
+    )
+    update.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds per download (default 30)"
+    )
+    update.set_defaults(func=run_update)
+    status = lists_sub.add_parser("status", help="what the stored lists hold and how old they are")
+    add_format(status)
+    status.set_defaults(func=run_status)
 
 
-def run(_args: argparse.Namespace) -> int:
-    """Say that the command is not available in this build."""
-    raise NetwatchError("'lists' is not available in this build yet")
+def _fetch(url: str, timeout: float, progress: Callable[[int, int | None], None]) -> bytes:
+    from netwatch.enrich.vpngate_list import MAX_BYTES
+
+    request = urllib.request.Request(  # noqa: S310  # the URL is the user's choice (http/https)
+        url, headers={"User-Agent": f"netwatch/{__version__} (lists update)"}
+    )
+    if not url.startswith(("http://", "https://")):
+        raise NetwatchError(f"{url}: only http:// and https:// URLs can be fetched")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310  # checked above
+            total = resp.headers.get("Content-Length")
+            size = int(total) if total and total.isdigit() else None
+            chunks: list[bytes] = []
+            done = 0
+            while chunk := resp.read(CHUNK):
+                chunks.append(chunk)
+                done += len(chunk)
+                if done > MAX_BYTES:
+                    raise NetwatchError(f"{url}: more than {MAX_BYTES} bytes; not a relay list")
+                progress(done, size)
+            return b"".join(chunks)
+    except urllib.error.HTTPError as exc:
+        raise NetwatchError(f"{url}: server answered {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise NetwatchError(f"{url}: cannot fetch: {exc.reason}") from None
+    except (TimeoutError, OSError) as exc:
+        raise NetwatchError(f"{url}: cannot fetch: {exc}") from None
+
+
+def _update_one(name: str, url: str, timeout: float) -> str:
+    from rich.progress import DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from netwatch.enrich.lists import (
+        KEEP_DAYS,
+        load_history,
+        parse_tor,
+        relay_entries,
+        save_history,
+    )
+    from netwatch.enrich.vpngate_list import parse_vpngate
+
+    with Progress(
+        TextColumn(f"{name:8}"),
+        *Progress.get_default_columns()[1:3],
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
+        console=_stderr_console(),
+    ) as bar:
+        task = bar.add_task(name, total=None)
+        data = _fetch(
+            url, timeout, lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    source = f"{name} list from {url}"
+    entries = (
+        relay_entries(parse_vpngate(data, source)) if name == "vpngate" else parse_tor(data, source)
+    )
+    history = load_history(name)
+    merged = history.merge(entries, time.time(), url)
+    path = save_history(merged)
+    noun = "relays" if name == "vpngate" else "relay addresses"
+    kept = len(merged.entries)
+    return f"{name}: {len(entries)} {noun} fetched, {kept} in the {KEEP_DAYS}-day history ({path})"
+
+
+def _stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(file=sys.stderr)
+
+
+def run_update(args: argparse.Namespace) -> int:
+    """Fetch, validate and merge each list; one line per list, exit 1 if any failed."""
+    names = [args.only] if args.only else ["vpngate", "tor"]
+    overrides = {"vpngate": args.vpngate_url, "tor": args.tor_url}
+    failed: list[str] = []
+    for name in names:
+        url = overrides[name] or os.environ.get(ENV_URLS[name]) or DEFAULT_URLS[name]
+        try:
+            write_lines([_update_one(name, url, args.timeout)])
+        except NetwatchError as exc:
+            failed.append(f"{name}: {exc}")
+    if failed:
+        raise NetwatchError("\nnetwatch: ".join(failed))
+    return 0
+
+
+def _day(ts: float | None) -> str:
+    return "never" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Print each list's size, last update and file."""
+    from netwatch.enrich.lists import LISTS, history_path, load_history
+
+    rows = []
+    for name in LISTS:
+        history = load_history(name)
+        rows.append(
+            {
+                "list": name,
+                "entries": len(history.entries),
+                "updated": history.updated,
+                "source": history.source,
+                "file": str(history_path(name)),
+            }
+        )
+    if args.format == "jsonl":
+        write_lines(json.dumps(r) for r in rows)
+        return 0
+    lines = []
+    for r in rows:
+        updated = r["updated"] if isinstance(r["updated"], float) else None
+        lines.append(
+            f"{r['list']:8} {r['entries']:>6} addresses  updated {_day(updated)}  {r['file']}"
+        )
+    if all(r["entries"] == 0 for r in rows):
+        lines.append("no lists stored yet; 'netwatch lists update' fetches them (opt-in)")
+    write_lines(lines)
+    return 0

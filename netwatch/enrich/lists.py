@@ -1,0 +1,293 @@
+"""VPN Gate and Tor relay lists: rolling history on disk, Tor formats, and list matchers.
+
+One fetched VPN Gate list names only ~100 of thousands of relays, so every fetch is merged
+into a rolling history (address -> ports, host names, country, first/last seen), kept for
+`KEEP_DAYS`, under `paths.data_dir()/lists/`. Tor relay data (consensus `r` lines, an
+Onionoo details document, or an exit list) is kept the same way. `HistoryMatcher` implements
+the enricher's `ListMatcher` protocol over a history. Nothing here fetches: `netwatch lists
+update` does, on request only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from netwatch import paths
+from netwatch.enrich.vpngate_list import ListFormatError, Relay
+from netwatch.errors import DataFileError
+from netwatch.model import IPAddress, ListHit, parse_ip
+
+KEEP_DAYS = 30
+"""Addresses not seen in a fetch for this long are forgotten (relays get re-assigned)."""
+LISTS = ("vpngate", "tor")
+SCHEMA = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One address in a list's history."""
+
+    ip: IPAddress
+    first_seen: float
+    last_seen: float
+    ports: tuple[tuple[str, int], ...] = ()
+    names: tuple[str, ...] = ()
+    country: str | None = None
+    exit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A list's rolling history and when it was last updated."""
+
+    name: str
+    entries: dict[IPAddress, Entry]
+    updated: float | None = None
+    source: str | None = None
+
+    def merge(self, fresh: Iterable[Entry], now: float, source: str) -> History:
+        """Add one fetch's entries (first_seen kept, last_seen = now) and forget old ones."""
+        entries = dict(self.entries)
+        for e in fresh:
+            old = entries.get(e.ip)
+            if old is None:
+                entries[e.ip] = replace(e, first_seen=now, last_seen=now)
+                continue
+            entries[e.ip] = replace(
+                old,
+                last_seen=now,
+                ports=tuple(dict.fromkeys((*old.ports, *e.ports))),
+                names=tuple(dict.fromkeys((*old.names, *e.names))),
+                country=e.country or old.country,
+                exit=old.exit or e.exit,
+            )
+        horizon = now - KEEP_DAYS * 86400
+        kept = {ip: e for ip, e in entries.items() if e.last_seen >= horizon}
+        return History(self.name, kept, now, source)
+
+
+def relay_entries(relays: Sequence[Relay]) -> list[Entry]:
+    """VPN Gate relays as history entries (times are set by `History.merge`)."""
+    return [
+        Entry(r.ip, 0.0, 0.0, r.ports, tuple(n for n in (r.hostname, r.fqdn) if n), r.country)
+        for r in relays
+    ]
+
+
+# ---------------------------------------------------------------- Tor relay data
+
+_R_LINE = re.compile(r"^r \S+ \S+ \S+ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\S+) (\d+) (\d+)\s*$")
+_A_LINE = re.compile(r"^a \[?([0-9A-Fa-f:.]+)\]?:(\d+)\s*$")
+
+
+def _addr_port(text: str) -> tuple[IPAddress, int | None] | None:
+    text = text.strip()
+    m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", text) or re.match(r"^([0-9.]+):(\d+)$", text)
+    try:
+        if m:
+            port = int(m.group(2))
+            return parse_ip(m.group(1)), port if 0 < port < 65536 else None
+        return parse_ip(text), None
+    except ValueError:
+        return None
+
+
+def _add(out: dict[IPAddress, Entry], ip: IPAddress, port: int | None, exit_: bool) -> None:
+    old = out.get(ip)
+    ports = (("tcp", port),) if port else ()
+    if old is None:
+        out[ip] = Entry(ip, 0.0, 0.0, ports, exit=exit_)
+    else:
+        out[ip] = replace(
+            old, ports=tuple(dict.fromkeys((*old.ports, *ports))), exit=old.exit or exit_
+        )
+
+
+def parse_tor(data: bytes | str, source: str = "tor list") -> list[Entry]:
+    """Parse Tor relay data: a consensus, an Onionoo details document, or an exit list."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    head = text[:1024].lstrip()
+    if head.lower().startswith(("<!doctype", "<html")):
+        raise ListFormatError(f"{source}: got an HTML page instead of Tor relay data")
+    out: dict[IPAddress, Entry] = {}
+    if head.startswith("{"):
+        _onionoo(text, source, out)
+    else:
+        for line in text.splitlines():
+            if (m := _R_LINE.match(line)) or (m := _A_LINE.match(line)):
+                with contextlib.suppress(ValueError):
+                    _add(out, parse_ip(m.group(1)), int(m.group(2)) or None, False)
+            elif line.startswith("ExitAddress "):
+                hit = _addr_port(line.split()[1]) if len(line.split()) > 1 else None
+                if hit is not None:
+                    _add(out, hit[0], None, True)
+            elif (hit := _addr_port(line)) is not None:
+                _add(out, hit[0], hit[1], True)
+    if not out:
+        raise ListFormatError(
+            f"{source}: no relay addresses found "
+            "(expected a consensus, Onionoo details or an exit list)"
+        )
+    return list(out.values())
+
+
+def _onionoo(text: str, source: str, out: dict[IPAddress, Entry]) -> None:
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ListFormatError(f"{source}: not valid JSON ({str(exc)[:80]})") from None
+    relays = doc.get("relays") if isinstance(doc, dict) else None
+    if not isinstance(relays, list):
+        raise ListFormatError(f"{source}: Onionoo document without a 'relays' list")
+    for relay in relays:
+        if not isinstance(relay, dict):
+            continue
+        for key, exit_ in (("or_addresses", False), ("exit_addresses", True)):
+            values = relay.get(key)
+            for value in values if isinstance(values, list) else ():
+                hit = _addr_port(value) if isinstance(value, str) else None
+                if hit is not None:
+                    _add(out, hit[0], hit[1], exit_)
+
+
+# ---------------------------------------------------------------- storage
+
+
+def lists_dir(base: Path | None = None) -> Path:
+    """Where list histories live: `<data_dir>/lists`."""
+    return (base or paths.data_dir()) / "lists"
+
+
+def history_path(name: str, base: Path | None = None) -> Path:
+    """The history file of one list."""
+    return lists_dir(base) / f"{name}.json"
+
+
+def _entry_to_json(e: Entry) -> dict[str, Any]:
+    return {
+        "ip": str(e.ip),
+        "first_seen": e.first_seen,
+        "last_seen": e.last_seen,
+        "ports": [f"{proto}/{port}" for proto, port in e.ports],
+        "names": list(e.names),
+        "country": e.country,
+        "exit": e.exit,
+    }
+
+
+def _entry_from_json(d: Any) -> Entry:
+    ports = []
+    for p in d.get("ports", []):
+        proto, _, port = str(p).partition("/")
+        ports.append((proto, int(port)))
+    return Entry(
+        ip=parse_ip(str(d["ip"])),
+        first_seen=float(d["first_seen"]),
+        last_seen=float(d["last_seen"]),
+        ports=tuple(ports),
+        names=tuple(str(n) for n in d.get("names", [])),
+        country=d.get("country"),
+        exit=bool(d.get("exit", False)),
+    )
+
+
+def load_history(name: str, base: Path | None = None) -> History:
+    """Read a list's history; a missing file is an empty history, a corrupt one an error."""
+    path = history_path(name, base)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return History(name, {})
+    except OSError as exc:
+        raise DataFileError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        doc = json.loads(raw)
+        if doc.get("schema") != SCHEMA:
+            raise DataFileError(f"{path}: unsupported schema {doc.get('schema')!r}")
+        entries = [_entry_from_json(d) for d in doc["entries"]]
+        updated = doc.get("updated")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise DataFileError(
+            f"{path}: corrupt list history ({type(exc).__name__}); run 'netwatch lists update'"
+        ) from None
+    return History(name, {e.ip: e for e in entries}, updated, doc.get("source"))
+
+
+def save_history(history: History, base: Path | None = None) -> Path:
+    """Write a history atomically (temp file + rename) and return its path."""
+    path = history_path(history.name, base)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "schema": SCHEMA,
+        "list": history.name,
+        "updated": history.updated,
+        "source": history.source,
+        "entries": [_entry_to_json(e) for e in history.entries.values()],
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{history.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, separators=(",", ":"))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------- matching
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+class HistoryMatcher:
+    """The enricher's `ListMatcher` over one list's history: hits by address, port noted."""
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+
+    def __len__(self) -> int:
+        return len(self.history.entries)
+
+    def match(self, ip: IPAddress, port: int | None) -> tuple[ListHit, ...]:
+        """A hit when the address is in the history; the detail says whether the port matched."""
+        e = self.history.entries.get(ip)
+        if e is None:
+            return ()
+        bits = []
+        if e.names:
+            bits.append(e.names[-1])
+        if port is not None and e.ports:
+            on_port = any(p == port for _, p in e.ports)
+            bits.append(f"port {port} {'listed' if on_port else 'not listed'}")
+        if e.exit:
+            bits.append("exit")
+        bits.append(f"listed {_day(e.first_seen)} to {_day(e.last_seen)}")
+        return (ListHit(self.history.name, ", ".join(bits), e.first_seen, e.last_seen),)
+
+
+def load_matchers(base: Path | None = None) -> tuple[list[HistoryMatcher], dict[str, str]]:
+    """Matchers for every stored list, and per-file problems (a broken file is skipped)."""
+    matchers: list[HistoryMatcher] = []
+    problems: dict[str, str] = {}
+    for name in LISTS:
+        try:
+            history = load_history(name, base)
+        except DataFileError as exc:
+            problems[str(history_path(name, base))] = exc.message
+            continue
+        if history.entries:
+            matchers.append(HistoryMatcher(history))
+    return matchers, problems
