@@ -36,7 +36,8 @@ class Notifier:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-                s.sendto("\n".join(lines).encode("utf-8"), self._addr)
+                # Never block the loop on a reader that does not keep up.
+                s.sendto("\n".join(lines).encode("utf-8"), socket.MSG_DONTWAIT, self._addr)
         except OSError:
             return False
         return True

@@ -1,0 +1,220 @@
+"""The daemon on this host's own namespace: permissions, SIGHUP reload, sd_notify, the unit.
+
+No traffic is generated here; the daemon samples whatever sockets exist and the tests look at
+what it does around the loop.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import requires_root, requires_tools
+from tests.daemon.harness import REPO, Collector, daemon_argv, stop
+
+pytestmark = [pytest.mark.daemon, pytest.mark.timeout(90)]
+
+UNIT = REPO / "packaging" / "systemd" / "netwatch.service"
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A world-traversable folder (0755), so only the files' own modes protect them."""
+    path = Path(tempfile.mkdtemp(prefix="nwdmn-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _wait_for(cond: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _as_nobody(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         "/usr/bin/python3", "-c", code],
+        capture_output=True, text=True, timeout=30, check=False, cwd="/",
+    )  # fmt: skip
+
+
+@requires_root
+@requires_tools("setpriv", "/usr/bin/python3")
+def test_other_users_cannot_connect_or_read_the_db(open_dir: Path) -> None:
+    db, sock = open_dir / "state" / "n.db", open_dir / "run" / "n.sock"
+    (open_dir / "state").mkdir(mode=0o755)
+    (open_dir / "run").mkdir(mode=0o755)
+    daemon = subprocess.Popen(
+        daemon_argv(db, sock, "--interval", "0.2", "--ticks", "300"), cwd=REPO
+    )
+    try:
+        assert _wait_for(sock.exists, 20)
+        collector = Collector(sock)  # root can connect
+        assert collector.wait_for(lambda c: len(c.snapshots) >= 1, 20)
+        collector.close()
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o660
+        for f in (db, Path(f"{db}-wal")):
+            assert stat.S_IMODE(f.stat().st_mode) & 0o007 == 0, f
+        connect = _as_nobody(
+            "import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
+            f"try:\n s.connect({str(sock)!r})\nexcept PermissionError:\n sys.exit(13)\n"
+        )
+        assert connect.returncode == 13, connect.stderr
+        read = _as_nobody(
+            f"import sys\ntry:\n open({str(db)!r},'rb').read(1)\nexcept PermissionError:\n"
+            " sys.exit(13)\n"
+        )
+        assert read.returncode == 13, read.stderr
+    finally:
+        stop(daemon)
+    assert daemon.returncode == 0
+
+
+def _drain(sock: socket.socket, into: list[str], proc: subprocess.Popen[bytes]) -> None:
+    """Read sd_notify datagrams (as systemd would) until the daemon has exited."""
+    while True:
+        try:
+            into.append(sock.recv(4096).decode())
+        except TimeoutError:
+            if proc.poll() is not None:
+                return
+
+
+def test_sighup_reload_keeps_old_config_on_error_then_applies_good_one(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[policy]\nhome_country = "NL"\n')
+    log = tmp_path / "daemon.log"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000"}
+    sock = tmp_path / "n.sock"
+    with log.open("w") as err:
+        daemon = subprocess.Popen(
+            daemon_argv(tmp_path / "n.db", sock, "--interval", "0.2", "--config", str(cfg)),
+            cwd=REPO, stderr=err, env=env,
+        )  # fmt: skip
+    messages: list[str] = []
+    notify.settimeout(1)
+    reader = threading.Thread(target=_drain, args=(notify, messages, daemon), daemon=True)
+    reader.start()
+    collector = Collector(sock)
+    try:
+        assert collector.wait_for(lambda c: len(c.snapshots) >= 2, 20)
+        assert _wait_for(lambda: "WATCHDOG=1" in messages, 10)
+        assert messages[0].startswith("READY=1\nSTATUS=")
+        cfg.write_text("[policy]\nhome_country = 5\n")
+        daemon.send_signal(signal.SIGHUP)
+        assert _wait_for(lambda: "reload failed" in log.read_text(), 20), log.read_text()
+        failed = [x for x in log.read_text().splitlines() if "reload failed" in x]
+        assert len(failed) == 1
+        assert "home_country" in failed[0]
+        seen = len(collector.snapshots)
+        assert collector.wait_for(lambda c: len(c.snapshots) >= seen + 3, 20), "loop stalled"
+        cfg.write_text('[policy]\nhome_country = "DE"\n')
+        daemon.send_signal(signal.SIGHUP)
+        assert _wait_for(lambda: "reloaded config" in log.read_text(), 20), log.read_text()
+        took = stop(daemon, signal.SIGTERM)
+    finally:
+        collector.close()
+        if daemon.poll() is None:
+            daemon.kill()
+    assert daemon.returncode == 0
+    assert took < 5
+    text = log.read_text()
+    assert "Traceback" not in text
+    reader.join(5)
+    assert any(m.startswith("STOPPING=1") for m in messages)
+    assert any(m.startswith("RELOADING=1") for m in messages)
+
+
+def test_sigint_also_stops_cleanly(tmp_path: Path) -> None:
+    sock = tmp_path / "n.sock"
+    daemon = subprocess.Popen(daemon_argv(tmp_path / "n.db", sock, "--interval", "0.2"), cwd=REPO)
+    assert _wait_for(sock.exists, 20)
+    assert stop(daemon, signal.SIGINT) < 5
+    assert daemon.returncode == 0
+    assert not sock.exists()
+
+
+def test_second_daemon_on_same_socket_is_one_line_error(tmp_path: Path) -> None:
+    sock = tmp_path / "n.sock"
+    first = subprocess.Popen(daemon_argv(tmp_path / "a.db", sock, "--interval", "0.2"), cwd=REPO)
+    try:
+        assert _wait_for(sock.exists, 20)
+        second = subprocess.run(
+            daemon_argv(tmp_path / "b.db", sock, "--ticks", "1"),
+            cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert second.returncode == 1
+        lines = second.stderr.strip().splitlines()
+        assert lines == [f"netwatch: another netwatch daemon is already serving {sock}"]
+    finally:
+        stop(first)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--interval", "0"],
+        ["--interval", "soon"],
+        ["--ticks", "-3"],
+        ["--metrics-port", "70000"],
+        ["--syslog", "http://x"],
+        ["--export-format", "xml"],
+    ],
+)
+def test_bad_daemon_flags_are_one_line_exit_2(argv: list[str], tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "netwatch", "daemon", "--db", str(tmp_path / "x.db"), *argv],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_corrupt_db_is_one_line_exit_1(tmp_path: Path) -> None:
+    db = tmp_path / "bad.db"
+    db.write_bytes(b"garbage" * 1000)
+    res = subprocess.run(
+        daemon_argv(db, tmp_path / "s.sock", "--ticks", "1"),
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        f"netwatch: {db}: not a usable netwatch database (file is not a database)"
+    ]
+
+
+@requires_tools("systemd-analyze")
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    text = UNIT.read_text()
+    assert "Type=notify" in text
+    # verify checks that ExecStart exists: point it at this checkout's interpreter.
+    unit = tmp_path / "netwatch.service"
+    unit.write_text(
+        text.replace("/opt/netwatch/bin/netwatch daemon", f"{sys.executable} -m netwatch daemon")
+    )
+    res = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "netwatch.service" not in res.stderr, res.stderr
