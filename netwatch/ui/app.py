@@ -77,27 +77,31 @@ class NetwatchApp(App[None]):
         self.history = History()
         self.snapshots_seen = 0
         self.note: str | None = None
+        self.status_bar = StatusBar(id="status")
+        self.table = FlowsTable(id="flows")
+        self.filter_box = Input(
+            placeholder="filter: proc:NAME country:CC vpn:true port:N -term  (? help)", id="filter"
+        )
+        self.alerts_pane = AlertsPane(id="alerts")
+        self.charts = Charts(id="charts")
 
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
         """Status, table, filter input (hidden), alerts and charts, footer."""
-        yield StatusBar(id="status")
-        yield FlowsTable(id="flows")
-        yield Input(
-            placeholder="filter: proc:NAME country:CC vpn:true port:N -term  (? help)", id="filter"
-        )
+        yield self.status_bar
+        yield self.table
+        yield self.filter_box
         with Horizontal(id="bottom"):
-            yield AlertsPane(id="alerts")
-            yield Charts(id="charts")
+            yield self.alerts_pane
+            yield self.charts
         yield Footer()
 
     def on_mount(self) -> None:
         """Set up the table and start the feed worker."""
-        table = self.query_one(FlowsTable)
-        table.set_columns(view.columns_for(self.state.grouping))
-        table.set_sort_marker(self.state.sort, self.state.reverse)
-        table.focus()
+        self.table.set_columns(view.columns_for(self.state.grouping))
+        self.table.set_sort_marker(self.state.sort, self.state.reverse)
+        self.table.focus()
         self._refresh_status()
         self.consume_feed()
 
@@ -160,7 +164,7 @@ class NetwatchApp(App[None]):
         if snap is None:
             return
         self.shown_snapshot = snap
-        table = self.query_one(FlowsTable)
+        table = self.table
         table.set_columns(view.columns_for(self.state.grouping))
         table.set_sort_marker(self.state.sort, self.state.reverse)
         table.apply(view.build_rows(snap, self.state, self.rates.rates, self.now()))
@@ -168,22 +172,22 @@ class NetwatchApp(App[None]):
         self._render_alerts()
 
     def _render_alerts(self) -> None:
-        self.query_one(AlertsPane).show(list(self.alerts.values()), self.now())
+        self.alerts_pane.show(list(self.alerts.values()), self.now())
 
     def _render_charts(self) -> None:
-        charts = self.query_one(Charts)
+        charts = self.charts
         if charts.display and self.shown_snapshot is not None:
             charts.show(
                 self.history, self._selected_process(), bytes_by_country(self.shown_snapshot.flows)
             )
 
     def _refresh_status(self) -> None:
-        shown = len(self.query_one(FlowsTable).order)
+        shown = len(self.table.order)
         text = status_text(self.snapshot, self.state, shown, self.mode_label, self.note)
-        self.query_one(StatusBar).show(text)
+        self.status_bar.show(text)
 
     def _selected_process(self) -> str | None:
-        row = self.query_one(FlowsTable).selected()
+        row = self.table.selected()
         if row is None:
             return None
         if row.flow is not None:
@@ -204,7 +208,7 @@ class NetwatchApp(App[None]):
 
     def action_filter(self) -> None:
         """Open the filter input."""
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         box.value = self.state.query.text
         box.add_class("visible")
         box.focus()
@@ -221,13 +225,13 @@ class NetwatchApp(App[None]):
             self._close_filter()
 
     def _close_filter(self) -> None:
-        self.query_one("#filter", Input).remove_class("visible")
-        self.query_one(FlowsTable).focus()
+        self.filter_box.remove_class("visible")
+        self.table.focus()
 
     def on_key(self, event: object) -> None:
         """Escape in the filter clears it."""
         key = getattr(event, "key", None)
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         if key == "escape" and box.has_focus:
             box.value = ""
             self.set_state(query=query.Query())
@@ -269,15 +273,15 @@ class NetwatchApp(App[None]):
 
     def action_focus_alerts(self) -> None:
         """Move the focus to the alerts pane."""
-        self.query_one(AlertsPane).focus()
+        self.alerts_pane.focus()
 
     def action_focus_table(self) -> None:
         """Move the focus to the connections table."""
-        self.query_one(FlowsTable).focus()
+        self.table.focus()
 
     def action_charts(self) -> None:
         """Show or hide the charts."""
-        charts = self.query_one(Charts)
+        charts = self.charts
         charts.display = not charts.display
         self._render_charts()
 

@@ -15,12 +15,12 @@ _UNITS = ("B", "K", "M", "G", "T", "P")
 
 
 def size(n: float | None) -> str:
-    """Bytes in 4 significant characters plus a unit: `512B`, `4.1K`, `12M`; None is `-`."""
+    """Bytes in at most 5 characters, binary units: `512B`, `4.1K`, `12M`; None is `-`."""
     if n is None:
         return "-"
     value = float(n)
     for unit in _UNITS:
-        if value < 1000 or unit == _UNITS[-1]:
+        if value < 1024 or unit == _UNITS[-1]:
             if unit == "B":
                 return f"{int(value)}B"
             return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"

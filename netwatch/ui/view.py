@@ -47,13 +47,13 @@ class Column:
 
 FLOW_COLUMNS: tuple[Column, ...] = (
     Column("proc", "Process", 16),
-    Column("dir", "Dir", 4),
     Column("remote", "Remote", 21),
-    Column("host", "Host (DNS/SNI)", 18),
     Column("cc", "Cty", 5),
+    Column("down_rate", "Down/s", 7, numeric=True),
+    Column("up_rate", "Up/s", 7, numeric=True),
     Column("proto", "Proto", 14),
-    Column("down_rate", "Down/s", 6, numeric=True),
-    Column("up_rate", "Up/s", 6, numeric=True),
+    Column("host", "Host (DNS/SNI)", 20),
+    Column("dir", "Dir", 4),
     Column("age", "Age", 4, numeric=True),
     Column("down", "Down", 6, numeric=True),
     Column("up", "Up", 6, numeric=True),
@@ -62,7 +62,8 @@ FLOW_COLUMNS: tuple[Column, ...] = (
     Column("user", "User", 9),
     Column("local", "Local", 21),
 )
-"""The connections columns, most useful first so 80 columns show process to rates."""
+"""The connections columns, most useful first: 80 columns show process, remote, country
+and rates; 120 add protocol, name, direction and age."""
 
 GROUP_COLUMNS: tuple[Column, ...] = (
     Column("group", "Group", 26),

@@ -31,14 +31,15 @@ class AlertsPane(DataTable[Text]):
     def on_mount(self) -> None:
         """Create the columns."""
         self.add_column("Sev", width=4, key="sev")
-        self.add_column("Alert", key="title")
-        self.add_column("Process", width=12, key="proc")
         self.add_column("N", width=4, key="count")
         self.add_column("Last", width=4, key="last")
+        self.add_column("Process", width=10, key="proc")
+        self.add_column("Alert", key="title")
 
     def show(self, alerts: Sequence[Alert], now: float) -> None:
-        """Show these alerts, newest first, keeping the cursor on the same alert."""
-        keep = self.selected()
+        """Show these alerts, newest first; a selected alert below the top keeps the cursor,
+        at the top the cursor stays on the newest."""
+        keep = self.selected() if self.cursor_row > 0 else None
         self.alerts = newest_first(alerts)
         self.clear()
         for a in self.alerts:
@@ -46,10 +47,10 @@ class AlertsPane(DataTable[Text]):
             proc = a.process.name if a.process is not None else "?"
             self.add_row(
                 Text(fmt.severity(a.severity), style=style),
-                Text(a.title, style=style if a.severity.rank >= 3 else ""),
-                Text(proc),
                 Text(f"{a.count}x", justify="right"),
                 Text(fmt.duration(max(0.0, now - a.last_seen)), justify="right"),
+                Text(proc),
+                Text(a.title, style=style if a.severity.rank >= 3 else ""),
                 key=a.id,
             )
         if keep is not None:

@@ -64,7 +64,7 @@ class FlowsTable(DataTable[Text]):
             col = self.columns.get(c.key)  # type: ignore[call-overload]  # ColumnKey is str
             if col is None:
                 continue
-            mark = (" ▼" if reverse else " ▲") if c.key == column else ""
+            mark = ("▼" if reverse else "▲") if c.key == column else ""
             col.label = Text(c.label + mark)
         self._update_count += 1
         self.refresh()

@@ -62,8 +62,11 @@ def status_text(
 
 
 class StatusBar(Static):
-    """Shows `status_text`."""
+    """Shows `status_text`; keeps the plain text for tests and screen readers."""
+
+    plain = ""
 
     def show(self, text: Text) -> None:
         """Replace the status text."""
+        self.plain = text.plain
         self.update(text)
