@@ -1,0 +1,179 @@
+"""The socket server and DaemonFeed in-process: fan-out, slow clients dropped, reconnects."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from netwatch import codec
+from netwatch.daemon.client import DaemonFeed
+from netwatch.daemon.notify import Notifier
+from netwatch.daemon.server import SnapshotServer, socket_answers
+from netwatch.errors import NetwatchError
+from netwatch.model import Snapshot
+from tests.builders import make_alert, make_flow, make_snapshot
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _line(seq: int, flows: int = 1) -> bytes:
+    snap = make_snapshot(seq, flows=tuple(make_flow(local_port=1000 + i) for i in range(flows)))
+    return codec.dumps(snap).encode() + b"\n"
+
+
+def _serve(server: SnapshotServer, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        server.poll(0.02)
+
+
+def test_slow_client_is_dropped_without_blocking_and_fast_one_keeps_up(tmp_path: Path) -> None:
+    server = SnapshotServer(tmp_path / "s.sock", max_buffer=256 * 1024)
+    slow = socket.socket(socket.AF_UNIX)
+    slow.connect(str(tmp_path / "s.sock"))  # never reads
+    fast = DaemonFeed(tmp_path / "s.sock")
+    got: list[Snapshot] = []
+
+    def read() -> None:
+        for snap in fast.snapshots():
+            got.append(snap)
+            if len(got) == 40:
+                return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    _serve(server, 0.5)
+    assert server.clients == 2
+    line = _line(1, flows=50)
+    started = time.monotonic()
+    for seq in range(1, 41):
+        server.broadcast(line.replace(b'"seq":1,', f'"seq":{seq},'.encode()))
+        _serve(server, 0.02)
+    assert time.monotonic() - started < 10  # never waited for the slow reader
+    reader.join(10)
+    assert [s.seq for s in got] == list(range(1, 41))
+    assert server.dropped == 1
+    assert server.clients == 1
+    fast.close()
+    server.close()
+    slow.close()
+    assert not (tmp_path / "s.sock").exists()
+
+
+def test_new_client_is_greeted_with_latest_state(tmp_path: Path) -> None:
+    server = SnapshotServer(tmp_path / "s.sock")
+    greeting = make_snapshot(7, alerts=(make_alert(),))
+    server.set_greeting(lambda: codec.dumps(greeting).encode() + b"\n")
+    feed = DaemonFeed(tmp_path / "s.sock")
+    it = feed.snapshots()
+    t = threading.Thread(target=_serve, args=(server, 1.0))
+    t.start()
+    first = next(it)
+    t.join()
+    assert first == greeting
+    feed.close()
+    server.close()
+
+
+def test_feed_reconnects_after_daemon_restart(tmp_path: Path) -> None:
+    path = tmp_path / "s.sock"
+    feed = DaemonFeed(path, backoff=0.05, max_backoff=0.1)
+    got: list[int] = []
+
+    def read() -> None:
+        for snap in feed.snapshots():
+            got.append(snap.seq)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    time.sleep(0.3)  # feed retries while nothing listens
+    assert "not reachable" in feed.status
+    for generation in (1, 2):
+        server = SnapshotServer(path)
+        deadline = time.monotonic() + 10
+        while server.clients == 0 and time.monotonic() < deadline:
+            server.poll(0.05)
+        server.broadcast(_line(generation))
+        _serve(server, 0.3)
+        server.close()
+    feed.close()
+    reader.join(5)
+    assert not reader.is_alive()
+    assert got == [1, 2]
+    assert feed.connects == 2
+
+
+def test_feed_skips_garbage_lines(tmp_path: Path) -> None:
+    server = SnapshotServer(tmp_path / "s.sock")
+    feed = DaemonFeed(tmp_path / "s.sock", max_attempts=1)
+    it = feed.snapshots()
+    t = threading.Thread(target=lambda: (
+        [server.poll(0.05) for _ in range(10)],
+        server.broadcast(b"not json\n{\"schema\":99}\n" + _line(5)),
+        _serve(server, 0.5),
+    ))  # fmt: skip
+    t.start()
+    assert next(it).seq == 5
+    t.join()
+    assert feed.bad_lines == 2
+    feed.close()
+    server.close()
+
+
+def test_close_stops_a_feed_that_waits_for_data(tmp_path: Path) -> None:
+    server = SnapshotServer(tmp_path / "s.sock")
+    feed = DaemonFeed(tmp_path / "s.sock")
+    done = threading.Event()
+
+    def read() -> None:
+        for _ in feed.snapshots():
+            pass
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    _serve(server, 0.3)
+    feed.close()
+    assert done.wait(2)
+    server.close()
+
+
+def test_feed_gives_up_after_max_attempts(tmp_path: Path) -> None:
+    feed = DaemonFeed(tmp_path / "none.sock", backoff=0.01, max_attempts=3)
+    assert list(feed.snapshots()) == []
+    assert "not reachable" in feed.status
+
+
+def test_socket_in_use_is_refused_and_stale_one_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "s.sock"
+    server = SnapshotServer(path)
+    assert socket_answers(path)
+    with pytest.raises(NetwatchError, match="already serving"):
+        SnapshotServer(path)
+    server.close()
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))  # left behind by a killed daemon
+    stale.close()
+    assert not socket_answers(path)
+    SnapshotServer(path).close()
+
+
+def test_notifier_sends_to_abstract_and_path_sockets(tmp_path: Path) -> None:
+    for addr in (str(tmp_path / "notify"), "@nwdmn-test-notify"):
+        rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        rx.bind("\0" + addr[1:] if addr.startswith("@") else addr)
+        rx.settimeout(2)
+        n = Notifier({"NOTIFY_SOCKET": addr, "WATCHDOG_USEC": "10000000"})
+        assert n.enabled
+        assert n.watchdog_interval == 5.0
+        n.ready("up")
+        assert rx.recv(1024).decode().startswith("READY=1\nSTATUS=up\nMAINPID=")
+        n.watchdog()
+        assert rx.recv(1024) == b"WATCHDOG=1"
+        rx.close()
+    off = Notifier({})
+    assert not off.enabled
+    assert off.send("READY=1") is False
