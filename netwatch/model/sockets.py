@@ -42,23 +42,27 @@ class SocketTable:
 
     taken_at: float
     entries: tuple[SocketEntry, ...]
-    _by_pair: dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry] = field(
-        init=False, repr=False, compare=False
+    _by_pair: dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry] | None = field(
+        default=None, init=False, repr=False, compare=False
     )
 
-    def __post_init__(self) -> None:
-        """Index entries by (transport, local, remote); connected sockets win over unbound."""
-        index: dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry] = {}
-        for e in self.entries:
-            index.setdefault((e.key.transport, e.key.local, e.key.remote), e)
-        object.__setattr__(self, "_by_pair", index)
+    def _index(self) -> dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry]:
+        """Index entries by (transport, local, remote) on first lookup, not per sample:
+        hashing 20,000 keys costs more than the sample itself when nobody looks up."""
+        index = self._by_pair
+        if index is None:
+            index = {}
+            for e in self.entries:
+                index.setdefault((e.key.transport, e.key.local, e.key.remote), e)
+            object.__setattr__(self, "_by_pair", index)
+        return index
 
     def lookup(
         self, transport: Transport, local: Endpoint, remote: Endpoint | None
     ) -> SocketEntry | None:
         """Find the socket for a flow: exact pair first, then an unconnected/listening socket
         on the local endpoint, then one bound to the wildcard address on the same port."""
-        idx = self._by_pair
+        idx = self._index()
         hit = idx.get((transport, local, remote))
         if hit is not None:
             return hit

@@ -13,11 +13,13 @@ Raw and ICMP ("ping") sockets come from /proc/net, which lists them in the `tcp`
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -28,26 +30,24 @@ NLM_F_DUMP = 0x300
 INET_DIAG_INFO = 2
 
 _NLMSGHDR = struct.Struct("=IHHII")
+_LEN_TYPE = struct.Struct("=IH")
 _REQ = struct.Struct("=BBBBI")
-_MSG_HEAD = struct.Struct("=BBBB")
-_PORTS = struct.Struct("!HH")
 _UID_INODE = struct.Struct("=II")
 _RTA = struct.Struct("=HH")
 _U64 = struct.Struct("=Q")
 _U32 = struct.Struct("=I")
 
-# Offsets inside inet_diag_msg (after the 16-byte nlmsghdr).
-_ID = 4  # inet_diag_sockid: sport, dport (be16), src[16], dst[16], if, cookie[2]
-_SRC = _ID + 4
-_DST = _ID + 20
+# Offsets from the start of a netlink message (16-byte nlmsghdr, then inet_diag_msg).
+_ID = 16 + 4  # inet_diag_sockid: sport, dport (be16), src[16], dst[16], if, cookie[2]
 _UID = _ID + 48 + 12  # after expires, rqueue, wqueue
-_MSG_LEN = 72
+_MIN_MSG = 16 + 72
 
 # Offsets inside struct tcp_info (linux/tcp.h); older kernels send a shorter struct.
 TCPI_BYTES_ACKED = 120
 TCPI_BYTES_RECEIVED = 128
 TCPI_SEGS_OUT = 136
 TCPI_SEGS_IN = 140
+_COUNTERS_END = TCPI_SEGS_IN + 4
 
 TCP_STATES = {
     1: "ESTABLISHED",
@@ -69,25 +69,53 @@ class NetlinkUnavailableError(OSError):
     """sock_diag cannot be used here (no netlink, module missing, or a kernel error)."""
 
 
-@dataclass(frozen=True, slots=True)
-class DiagRecord:
-    """One socket as the kernel described it; addresses are raw bytes to keep parsing cheap.
+class DiagRecord(NamedTuple):
+    """One socket as the kernel described it, kept as raw bytes so parsing stays cheap.
 
-    `ident` is the message's family byte plus its `inet_diag_sockid` (endpoints, interface,
-    cookie): stable for the life of a connected socket, so samplers use it as a cache key.
+    `ident` is the kernel's `inet_diag_sockid` (ports, addresses, interface, and the socket
+    cookie, unique per socket): stable for the life of a connected socket, so the sampler
+    uses it as its cache key and decodes endpoints from it only for sockets it has not seen.
     `counters` is the raw tcp_info slice holding the byte and segment counters (b"" if absent).
     """
 
-    ident: bytes
     family: int
     state: int
-    sport: int
-    dport: int
-    src: bytes
-    dst: bytes
+    ident: bytes
     uid: int
     inode: int
     counters: bytes
+
+    @property
+    def sport(self) -> int:
+        """Local port."""
+        return int.from_bytes(self.ident[0:2], "big")
+
+    @property
+    def dport(self) -> int:
+        """Remote port (0 when unconnected)."""
+        return int.from_bytes(self.ident[2:4], "big")
+
+    @property
+    def src(self) -> bytes:
+        """Local address, 4 or 16 bytes."""
+        return self.ident[4 : 8 if self.family == socket.AF_INET else 20]
+
+    @property
+    def dst(self) -> bytes:
+        """Remote address, 4 or 16 bytes (all zero when unconnected)."""
+        return self.ident[20 : 24 if self.family == socket.AF_INET else 36]
+
+
+def make_ident(sport: int, dport: int, src: bytes, dst: bytes, cookie: int) -> bytes:
+    """An `ident` in the kernel's layout, for sockets read from /proc/net text tables."""
+    return (
+        sport.to_bytes(2, "big")
+        + dport.to_bytes(2, "big")
+        + src.ljust(16, b"\0")
+        + dst.ljust(16, b"\0")
+        + bytes(4)
+        + (cookie & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")
+    )
 
 
 def build_request(family: int, protocol: int, states: int = 0xFFFFFFFF, seq: int = 1) -> bytes:
@@ -100,27 +128,92 @@ def build_request(family: int, protocol: int, states: int = 0xFFFFFFFF, seq: int
     return header + body
 
 
-def parse_messages(buf: bytes | memoryview, out: list[DiagRecord]) -> bool:
+def parse_messages(
+    buf: bytes | memoryview, out: list[DiagRecord], counters: bool = True, uniform: bool = True
+) -> bool:
     """Append every well-formed inet_diag message in `buf` to `out`; True once DONE is seen.
 
     Raises `NetlinkUnavailableError` for an NLMSG_ERROR reply (e.g. ENOENT: the diag module
     for that protocol is not loaded). Truncated or garbled messages end the buffer quietly.
+    This loop runs once per socket, so it unpacks as little as it can: the position of the
+    tcp_info attribute is learnt from one message and tried first on the next, and runs of
+    same-shaped messages are unpacked in C (`uniform`; off only to test it against the loop).
     """
     data = bytes(buf)
     end = len(data)
-    off = 0
+    off = _parse_uniform(data, out) if counters and uniform else 0
+    hint = 0
+    append = out.append
     while off + 16 <= end:
-        length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, off)
+        length, kind = _LEN_TYPE.unpack_from(data, off)
         if length < 16 or off + length > end:
             return False
-        if kind == NLMSG_DONE:
+        if kind == SOCK_DIAG_BY_FAMILY:
+            if length >= _MIN_MSG:
+                uid, inode = _UID_INODE.unpack_from(data, off + _UID)
+                found = b""
+                if counters:
+                    found, hint = _tcp_counters(data, off, off + length, hint)
+                append(
+                    DiagRecord(
+                        data[off + 16],
+                        data[off + 17],
+                        data[off + _ID : off + _ID + 48],
+                        uid,
+                        inode,
+                        found,
+                    )
+                )
+        elif kind == NLMSG_DONE:
             return True
-        if kind == NLMSG_ERROR:
+        elif kind == NLMSG_ERROR:
             raise NetlinkUnavailableError(_errno_of(data, off, length), "sock_diag dump failed")
-        if kind == SOCK_DIAG_BY_FAMILY and length >= 16 + _MSG_LEN:
-            out.append(_record(data, off + 16, off + length))
         off += (length + 3) & ~3
     return False
+
+
+_HEADS: dict[tuple[int, int], tuple[struct.Struct, struct.Struct]] = {}
+_AS_RECORD = functools.partial(tuple.__new__, DiagRecord)
+
+
+def _parse_uniform(data: bytes, out: list[DiagRecord]) -> int:
+    """Parse the leading run of same-shaped TCP messages in C (`struct.iter_unpack`).
+
+    A dump of established connections is thousands of messages of one length with
+    tcp_info at one offset. This checks every message's length, type and attribute header
+    against the first one and unpacks the run in one call; the generic loop takes over at
+    the first message that differs (TIME_WAIT sockets carry no tcp_info). Returns the offset
+    it stopped at.
+    """
+    end = len(data)
+    if end < 8 * _MIN_MSG:
+        return 0
+    length, kind = (int(x) for x in _LEN_TYPE.unpack_from(data, 0))
+    if kind != SOCK_DIAG_BY_FAMILY or length < _MIN_MSG or length & 3 or length > end:
+        return 0
+    _, hint = _tcp_counters(data, 0, length, 0)
+    if not hint:
+        return 0
+    rta_len = int(_RTA.unpack_from(data, hint)[0])
+    if rta_len < 4 + _COUNTERS_END or hint + rta_len > length:
+        return 0
+    shapes = _HEADS.get((length, hint))
+    if shapes is None:
+        head = struct.Struct(f"=IH{hint - 6}xHH{length - hint - 4}x")
+        body = struct.Struct(
+            f"=16xBB2x48s12xII{hint - _MIN_MSG}x{4 + TCPI_BYTES_ACKED}x"
+            f"{_COUNTERS_END - TCPI_BYTES_ACKED}s{length - hint - 4 - _COUNTERS_END}x"
+        )
+        shapes = _HEADS.setdefault((length, hint), (head, body))
+    head, body = shapes
+    view = memoryview(data)[: end // length * length]
+    heads = list(head.iter_unpack(view))
+    expected = (length, SOCK_DIAG_BY_FAMILY, rta_len, INET_DIAG_INFO)
+    run = len(heads)
+    if heads.count(expected) != run:
+        run = next(i for i, h in enumerate(heads) if h != expected)
+    out.extend(map(_AS_RECORD, body.iter_unpack(view[: run * length])))
+    return run * length
 
 
 def _errno_of(data: bytes, off: int, length: int) -> int:
@@ -130,37 +223,27 @@ def _errno_of(data: bytes, off: int, length: int) -> int:
     return -raw if raw < 0 else raw
 
 
-def _record(data: bytes, start: int, end: int) -> DiagRecord:
-    family, state, _timer, _retrans = _MSG_HEAD.unpack_from(data, start)
-    sport, dport = _PORTS.unpack_from(data, start + _ID)
-    uid, inode = _UID_INODE.unpack_from(data, start + _UID)
-    size = 4 if family == socket.AF_INET else 16
-    return DiagRecord(
-        ident=data[start : start + 1] + data[start + _ID : start + _ID + 48],
-        family=family,
-        state=state,
-        sport=sport,
-        dport=dport,
-        src=data[start + _SRC : start + _SRC + size],
-        dst=data[start + _DST : start + _DST + size],
-        uid=uid,
-        inode=inode,
-        counters=_tcp_counters(data, start + _MSG_LEN, end),
-    )
-
-
-def _tcp_counters(data: bytes, off: int, end: int) -> bytes:
-    """Find the INET_DIAG_INFO attribute and return its counter slice (or b"")."""
-    while off + 4 <= end:
-        rta_len, rta_type = _RTA.unpack_from(data, off)
-        if rta_len < 4 or off + rta_len > end:
-            return b""
+def _tcp_counters(data: bytes, msg: int, end: int, hint: int) -> tuple[bytes, int]:
+    """The INET_DIAG_INFO counter slice of the message at `msg` (or b""), and where it was."""
+    if hint:
+        at = msg + hint
+        if at + 4 <= end:
+            rta_len, rta_type = _RTA.unpack_from(data, at)
+            if rta_type == INET_DIAG_INFO and rta_len >= 4 and at + rta_len <= end:
+                info = at + 4
+                stop = min(at + rta_len, info + _COUNTERS_END)
+                return data[info + TCPI_BYTES_ACKED : stop], hint
+    at = msg + _MIN_MSG
+    while at + 4 <= end:
+        rta_len, rta_type = _RTA.unpack_from(data, at)
+        if rta_len < 4 or at + rta_len > end:
+            return b"", 0
         if rta_type == INET_DIAG_INFO:
-            info = off + 4
-            stop = min(off + rta_len, info + TCPI_SEGS_IN + 4)
-            return data[info + TCPI_BYTES_ACKED : stop]
-        off += (rta_len + 3) & ~3
-    return b""
+            info = at + 4
+            stop = min(at + rta_len, info + _COUNTERS_END)
+            return data[info + TCPI_BYTES_ACKED : stop], at - msg
+        at += (rta_len + 3) & ~3
+    return b"", 0
 
 
 def decode_counters(counters: bytes) -> tuple[int | None, int | None, int | None, int | None]:
@@ -194,7 +277,7 @@ class DiagSocket:
             view = memoryview(self._buf)
             while True:
                 n = self._sock.recv_into(self._buf)
-                if n == 0 or parse_messages(view[:n], out):
+                if n == 0 or parse_messages(view[:n], out, protocol == socket.IPPROTO_TCP):
                     return out
         except NetlinkUnavailableError:
             raise

@@ -23,7 +23,7 @@ from dataclasses import replace
 import psutil
 
 from netwatch.clock import Clock, SystemClock
-from netwatch.flows.attribution import infer_direction, listeners_of
+from netwatch.flows.attribution import assign_directions, infer_direction, listeners_of
 from netwatch.model import (
     Direction,
     Endpoint,
@@ -58,7 +58,7 @@ _ZERO4 = bytes(4)
 _ZERO16 = bytes(16)
 _UNSPECIFIED = ipaddress.IPv4Address(0)
 
-_CacheValue = tuple[int, bytes, ProcessRef | None, SocketEntry]
+_CacheValue = tuple[Transport, int, bytes, ProcessRef | None, SocketEntry]
 
 
 class SocketSampler:
@@ -82,6 +82,7 @@ class SocketSampler:
         self._udp_diag = True
         self._fallback_reason: str | None = None
         self._cache: dict[bytes, _CacheValue] = {}
+        self._listeners: dict[tuple[Transport, int], frozenset[IPAddress]] = {}
         self._ips: dict[bytes, IPAddress] = {}
         self._hidden = 0
         self.backend = "psutil"
@@ -163,41 +164,67 @@ class SocketSampler:
         entries = self._entries(records, owners)
         entries.extend(_packet_entries(packet_rows, owners))
         self._count_hidden(entries)
-        return self._directions(entries)
+        return entries
 
     def _entries(
         self,
         records: list[tuple[Transport, netlink.DiagRecord]],
         owners: Mapping[int, ProcessRef],
     ) -> list[SocketEntry]:
-        old, new = self._cache, {}
+        """Entries for this sample, reusing last sample's objects for unchanged sockets.
+
+        Directions depend on the listening sockets; while those stay the same, a reused
+        entry keeps its direction and only new or changed sockets are classified.
+        """
+        old: dict[bytes, _CacheValue] = self._cache
+        new: dict[bytes, _CacheValue] = {}
         out: list[SocketEntry] = []
+        fresh: list[int] = []
         for transport, r in records:
             proc = owners.get(r.inode)
-            key = r.ident if transport is not Transport.UDP else b"u" + r.ident
-            hit = old.get(key)
+            hit = old.get(r.ident)
             if (
                 hit is not None
-                and hit[0] == r.state
-                and hit[1] == r.counters
-                and hit[2] is proc
-                and hit[3].inode == r.inode
+                and hit[0] is transport
+                and hit[1] == r.state
+                and hit[2] == r.counters
+                and hit[3] is proc
             ):
-                entry = hit[3]
+                entry = hit[4]
             else:
-                entry = self._entry(transport, r, proc)
-            new[key] = (r.state, r.counters, proc, entry)
+                entry = self._entry(transport, r, proc, None if hit is None else hit[4])
+                fresh.append(len(out))
+            new[r.ident] = (transport, r.state, r.counters, proc, entry)
             out.append(entry)
+        listeners = listeners_of(out)
+        todo = fresh if listeners == self._listeners else range(len(out))
+        self._listeners = listeners
+        for i in todo:
+            e = out[i]
+            d = infer_direction(e.key, e.state, listeners)
+            if d is not e.direction:
+                out[i] = e = replace(e, direction=d)
+                ident = records[i][1].ident
+                new[ident] = (*new[ident][:4], e)
         self._cache = new
         return out
 
     def _entry(
-        self, transport: Transport, r: netlink.DiagRecord, proc: ProcessRef | None
+        self,
+        transport: Transport,
+        r: netlink.DiagRecord,
+        proc: ProcessRef | None,
+        previous: SocketEntry | None,
     ) -> SocketEntry:
-        local = Endpoint(self._ip(r.src), r.sport)
-        remote = None
-        if r.dport or (r.dst != _ZERO4 and r.dst != _ZERO16):
-            remote = Endpoint(self._ip(r.dst), r.dport)
+        if previous is not None and previous.key.transport is transport:
+            key = previous.key  # same kernel socket identity: same endpoints
+        else:
+            local = Endpoint(self._ip(r.src), r.sport)
+            dst, dport = r.dst, r.dport
+            remote = None
+            if dport or (dst != _ZERO4 and dst != _ZERO16):
+                remote = Endpoint(self._ip(dst), dport)
+            key = FlowKey(transport, local, remote)
         if transport is Transport.TCP:
             state: str | None = netlink.TCP_STATES.get(r.state, str(r.state))
         elif transport is Transport.UDP:
@@ -206,9 +233,9 @@ class SocketSampler:
             state = None
         acked, received, segs_out, segs_in = netlink.decode_counters(r.counters)
         return SocketEntry(
-            key=FlowKey(transport, local, remote),
+            key=key,
             state=state,
-            direction=Direction.UNKNOWN,
+            direction=Direction.UNKNOWN if previous is None else previous.direction,
             process=proc,
             inode=r.inode or None,
             uid=r.uid,
@@ -234,14 +261,6 @@ class SocketSampler:
             for e in entries
             if e.process is None and e.inode and e.uid is not None and e.uid != me
         )
-
-    def _directions(self, entries: list[SocketEntry]) -> list[SocketEntry]:
-        listeners = listeners_of(entries)
-        out = []
-        for e in entries:
-            d = infer_direction(e.key, e.state, listeners)
-            out.append(e if d is e.direction else replace(e, direction=d))
-        return out
 
     # ------------------------------------------------------------ psutil
 
@@ -277,7 +296,7 @@ class SocketSampler:
                 )
             )
         self._hidden = sum(1 for e in entries if e.process is None)
-        return self._directions(entries)
+        return assign_directions(entries)
 
 
 def _packet_entries(
@@ -298,18 +317,6 @@ def _packet_entries(
 
 
 def _row_record(row: netlink.ProcNetRow) -> netlink.DiagRecord:
-    """A /proc/net row in the shape of a diag record (no counters; identity from the row)."""
-    ident = bytes((row.family,)) + row.src + row.dst + row.lport.to_bytes(2, "big")
-    ident += row.rport.to_bytes(2, "big") + row.inode.to_bytes(8, "little")
-    return netlink.DiagRecord(
-        ident=b"p" + ident,
-        family=row.family,
-        state=row.state,
-        sport=row.lport,
-        dport=row.rport,
-        src=row.src,
-        dst=row.dst,
-        uid=row.uid,
-        inode=row.inode,
-        counters=b"",
-    )
+    """A /proc/net row in the shape of a diag record (no counters; the inode as cookie)."""
+    ident = netlink.make_ident(row.lport, row.rport, row.src, row.dst, row.inode)
+    return netlink.DiagRecord(row.family, row.state, ident, row.uid, row.inode, b"")

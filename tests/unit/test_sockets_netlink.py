@@ -160,3 +160,34 @@ def test_proc_net_ipv6_rows() -> None:
 def test_proc_net_garbage_never_raises(text: str) -> None:
     list(netlink.parse_proc_net(text, socket.AF_INET))
     list(netlink.parse_proc_net(text, socket.AF_INET6))
+
+
+def _parse(buf: bytes, uniform: bool) -> tuple[list[netlink.DiagRecord], bool | str]:
+    out: list[netlink.DiagRecord] = []
+    try:
+        done: bool | str = netlink.parse_messages(buf, out, uniform=uniform)
+    except netlink.NetlinkUnavailableError as exc:
+        done = f"error {exc.errno}"
+    return out, done
+
+
+def test_uniform_runs_parse_like_the_loop_and_stop_at_a_different_message() -> None:
+    conns = [
+        diag_msg(sport=1000 + i, inode=i, tcp_info=tcp_info(i, 2 * i, 3, 4)) for i in range(40)
+    ]
+    time_wait = diag_msg(sport=9, state=6, inode=0)  # no tcp_info: shorter
+    buf = b"".join(conns[:25]) + time_wait + b"".join(conns[25:]) + done()
+    fast, fast_done = _parse(buf, uniform=True)
+    slow, slow_done = _parse(buf, uniform=False)
+    assert fast == slow and fast_done is slow_done is True
+    assert len(fast) == 41 and fast[25].state == 6 and fast[25].counters == b""
+    assert [netlink.decode_counters(r.counters)[0] for r in fast[:25]] == list(range(25))
+    assert fast[40].sport == 1039 and fast[40].inode == 39
+
+
+@given(st.binary(min_size=1, max_size=64), st.integers(0, 20_000), st.integers(8, 30))
+def test_uniform_path_equals_the_loop_on_corrupted_runs(noise: bytes, at: int, n: int) -> None:
+    buf = bytearray(b"".join(diag_msg(inode=i, tcp_info=tcp_info(i, i, i, i)) for i in range(n)))
+    at %= len(buf)
+    buf[at : at + len(noise)] = noise
+    assert _parse(bytes(buf), True) == _parse(bytes(buf), False)

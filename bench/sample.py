@@ -1,0 +1,191 @@
+"""How fast is one socket sample? netwatch vs psutil.net_connections() vs `ss -tanpi`.
+
+For 100 / 1,000 / 10,000 established loopback TCP connections (a listener process and a
+client process, so 2N sockets plus the listener), this prints, as ms and as a ratio to `ss`:
+
+* netwatch: `SocketSampler.sample()` in this process, warm (the long-running case: the
+  engine keeps one sampler), with attribution to processes and tcp_info byte counters;
+  the first, cold sample (full /proc scan) is shown on its own row;
+* netwatch engine tick: the sample plus turning sockets into flows (what `snapshot` runs);
+* psutil.net_connections("tcp") alone (attribution, no byte counters);
+* `ss -tanpi` run as a command (attribution and tcp_info), output to /dev/null.
+
+Then netwatch's CPU use at one sample per second with 1,000 connections.
+Usage: python bench/sample.py [--sizes 100,1000,10000] [--repeat 15] [--cpu-seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psutil  # noqa: E402  # after the checkout is on sys.path
+
+from netwatch.clock import SystemClock  # noqa: E402
+from netwatch.pipeline.engine import Engine  # noqa: E402
+from netwatch.sources.sockets import SocketSampler  # noqa: E402
+
+SERVER = r"""
+import resource, socket, sys
+n = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_NOFILE, (n + 256, n + 256))
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen(4096)
+print(s.getsockname()[1], flush=True)
+s.settimeout(60)
+conns = [s.accept()[0] for _ in range(n)]
+print("ready", flush=True)
+sys.stdin.read()
+"""
+CLIENT = r"""
+import resource, socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_NOFILE, (n + 256, n + 256))
+conns = []
+for _ in range(n):
+    c = socket.create_connection(("127.0.0.1", port), timeout=60)
+    c.sendall(b"x" * 100)
+    conns.append(c)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+class Connections:
+    """N established loopback connections between two helper processes; closed on exit."""
+
+    def __init__(self, n: int) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+        server = self._start([SERVER, str(n)])
+        assert server.stdout is not None
+        port = server.stdout.readline().strip()
+        client = self._start([CLIENT, port, str(n)])
+        for proc in (client, server):
+            assert proc.stdout is not None
+            line = proc.stdout.readline().strip()
+            if line != "ready":
+                self.close()
+                raise SystemExit(f"helper failed to set up {n} connections")
+
+    def _start(self, args: list[str]) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def ss() -> None:
+    subprocess.run(["ss", "-tanpi"], stdout=subprocess.DEVNULL, check=True)
+
+
+def row(name: str, times: list[float], ss_median: float) -> str:
+    med = statistics.median(times)
+    spread = f"{min(times):8.1f} - {max(times):8.1f}"
+    return f"  {name:<34} {med:9.1f} {spread:>21} {med / ss_median:8.2f}x"
+
+
+def measure(n: int, repeat: int) -> None:
+    conns = Connections(n)
+    try:
+        sampler = SocketSampler()
+        t0 = time.perf_counter()
+        table = sampler.sample()
+        cold = [(time.perf_counter() - t0) * 1000]
+        sockets = len(table.entries)
+        with_counters = sum(1 for e in table.entries if e.bytes_sent is not None)
+        attributed = sum(1 for e in table.entries if e.process is not None)
+        warm = timed(sampler.sample, repeat)
+        engine = Engine(sampler, SystemClock())
+        ticks = timed(engine.tick, repeat)
+        ps = timed(lambda: psutil.net_connections("tcp"), repeat)
+        ss_times = timed(ss, repeat)
+    finally:
+        conns.close()
+    ss_med = statistics.median(ss_times)
+    print(
+        f"\n{n:,} connections: {sockets:,} sockets sampled "
+        f"({attributed:,} attributed, {with_counters:,} with byte counters; "
+        f"backend {sampler.backend}), {repeat} runs"
+    )
+    print(f"  {'':<34} {'median ms':>9} {'min - max ms':>21} {'vs ss':>9}")
+    print(row("netwatch sample (warm)", warm, ss_med))
+    print(row("netwatch sample (cold, first)", cold, ss_med))
+    print(row("netwatch engine tick (sockets->flows)", ticks, ss_med))
+    print(row("psutil.net_connections('tcp')", ps, ss_med))
+    print(row("ss -tanpi (command)", ss_times, ss_med))
+
+
+def cpu_at_1hz(n: int, seconds: int) -> None:
+    conns = Connections(n)
+    try:
+        results = []
+        for name, make in (
+            ("sampler.sample()", lambda s: s.sample),
+            ("engine.tick()", lambda s: Engine(s, SystemClock()).tick),
+        ):
+            sampler = SocketSampler()
+            step = make(sampler)
+            step()  # the cold first sample is start-up cost, not steady state
+            wall0, cpu0 = time.monotonic(), time.process_time()
+            usage0 = resource.getrusage(resource.RUSAGE_SELF)
+            for i in range(seconds):
+                step()
+                time.sleep(max(0.0, wall0 + i + 1 - time.monotonic()))
+            wall = time.monotonic() - wall0
+            cpu = time.process_time() - cpu0
+            usage1 = resource.getrusage(resource.RUSAGE_SELF)
+            sys_s = usage1.ru_stime - usage0.ru_stime
+            results.append((name, cpu / wall * 100, cpu / seconds * 1000, sys_s / seconds * 1000))
+    finally:
+        conns.close()
+    print(f"\nCPU at one sample per second, {n:,} connections, {seconds} s each")
+    print(f"  {'':<20} {'% of one core':>13} {'CPU ms/sample':>14} {'of which kernel':>16}")
+    for name, pct, per, sys_ms in results:
+        print(f"  {name:<20} {pct:12.2f}% {per:14.2f} {sys_ms:16.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--cpu-seconds", type=int, default=30)
+    parser.add_argument("--cpu-connections", type=int, default=1000)
+    args = parser.parse_args()
+    print(f"netwatch socket sample bench ({psutil.cpu_count()} CPUs, Python {sys.version.split()[0]})")
+    for n in (int(x) for x in args.sizes.split(",")):
+        measure(n, args.repeat)
+    if args.cpu_seconds > 0:
+        cpu_at_1hz(args.cpu_connections, args.cpu_seconds)
+
+
+if __name__ == "__main__":
+    main()
