@@ -69,7 +69,7 @@ def layout_of(database_type: str) -> str:
 
 
 def _iso(value: Any) -> str | None:
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         value = value.get("iso_code")
     if isinstance(value, str) and len(value) == 2 and value.isascii() and value.isalpha():
         return value.upper()
@@ -95,10 +95,10 @@ def normalize(record: Any) -> GeoAnswer | None:
     ASN: `autonomous_system_number` (top level or under `traits`), or ip-location-db's `asn`;
     organisation likewise, falling back to `organization`/`isp` in ISP databases.
     """
-    if not isinstance(record, Mapping):
+    if not isinstance(record, dict):  # maxminddb decodes maps to dicts (cheaper than Mapping)
         return None
     traits = record.get("traits")
-    traits = traits if isinstance(traits, Mapping) else {}
+    traits = traits if isinstance(traits, dict) else {}
     country = (
         _iso(record.get("country_code"))
         or _iso(record.get("country"))

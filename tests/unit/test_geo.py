@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mmdb_writer import MmdbU32, MMDBWriter
 from netaddr import IPSet
 
 from netwatch.enrich.geo import GeoDatabase, GeoLookup, Origin, layout_of, normalize
 from netwatch.enrich.geo_paths import bundled_path
+from netwatch.enrich.scope import RULES, classify, lookup_address, scope_of
 from netwatch.errors import DataFileError
 from netwatch.model import Scope, parse_ip
 from tests.mmdb import write_mmdb
@@ -256,3 +259,23 @@ def test_truncated_files_fail_cleanly_at_every_cut(tmp_path: Path) -> None:
             GeoLookup([db]).lookup(ipaddress.IPv4Address("8.8.8.8"))
         db.close()
     assert errors and all(e.startswith(str(cut)) for e in errors)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address),
+        st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address),
+        st.sampled_from([n for n, _ in RULES]).flatmap(
+            lambda n: st.sampled_from([n.network_address, n.broadcast_address])
+        ),
+    )
+)
+def test_scope_table_agrees_with_the_rules(addr: Any) -> None:
+    assert scope_of(addr) is classify(lookup_address(addr))
+
+
+def test_scope_agrees_with_python_on_common_addresses() -> None:
+    for text in ("8.8.8.8", "1.1.1.1", "2a00:1450::1", "10.0.0.1", "fe80::1", "127.0.0.1"):
+        addr = parse_ip(text)
+        assert (scope_of(addr) is Scope.GLOBAL) == addr.is_global, text
