@@ -9,7 +9,7 @@ inputs and the daemon, `snapshot` and the dashboard's `LiveFeed` share one engin
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -20,6 +20,7 @@ from netwatch.model import (
     Counters,
     EnrichedFlow,
     Flow,
+    HostFacts,
     Snapshot,
     SocketTable,
     SourceStatus,
@@ -61,8 +62,18 @@ class Enricher(Protocol):
 class Detector(Protocol):
     """Runs the rules (`detect.engine`)."""
 
-    def evaluate(self, flows: Sequence[EnrichedFlow], now: float) -> Sequence[Alert]:
-        """Return the alerts raised or updated by this tick's flows."""
+    def evaluate(
+        self, flows: Sequence[EnrichedFlow], now: float, host: HostFacts | None = None
+    ) -> Sequence[Alert]:
+        """Return the alerts raised or updated by this tick's flows (and the host facts)."""
+        ...
+
+
+class HostFactsSource(Protocol):
+    """Facts about this machine that are not flows (`sources.hostfacts`: SoftEther configs)."""
+
+    def facts(self, now: float, exes: Iterable[str] = ()) -> HostFacts:
+        """Return the host facts; `exes` are the executables of this tick's processes."""
         ...
 
 
@@ -118,8 +129,10 @@ class Engine:
         enricher: Enricher | None = None,
         detector: Detector | None = None,
         status: SourceStatus | None = None,
+        host: HostFactsSource | None = None,
     ) -> None:
         self.sockets = sockets
+        self.host = host
         self.clock = clock
         self.packets = packets
         self.enricher = enricher
@@ -141,7 +154,13 @@ class Engine:
         enriched = tuple(
             self.enricher.enrich(f) if self.enricher else EnrichedFlow(f) for f in flows
         )
-        alerts = tuple(self.detector.evaluate(enriched, now)) if self.detector else ()
+        alerts: tuple[Alert, ...] = ()
+        if self.detector is not None:
+            host = None
+            if self.host is not None:
+                exes = {f.process.exe for f in flows if f.process is not None and f.process.exe}
+                host = self.host.facts(now, exes)
+            alerts = tuple(self.detector.evaluate(enriched, now, host))
         self._seq += 1
         interval = 0.0 if self._last_tick is None else started - self._last_tick
         self._last_tick = started
