@@ -68,7 +68,18 @@ def test_every_announced_alert_is_exported_after_sigterm(tmp_path: Path, geo: Pa
         env = {"NOTIFY_SOCKET": str(tmp_path / "notify"), "PATH": "/usr/bin:/bin"}
         daemon = lab.spawn(
             lab.host,
-            daemon_argv(db, sock, "--interval", "0.5", "--ticks", "200", "--geoip-db", str(geo)),
+            daemon_argv(
+                db,
+                sock,
+                "--interval",
+                "0.5",
+                "--ticks",
+                "200",
+                "--geoip-db",
+                str(geo),
+                "--export-file",
+                str(tmp_path / "live.jsonl"),
+            ),  # fmt: skip
             cwd=REPO,
             env=env,
             stderr=subprocess.PIPE,
@@ -95,6 +106,8 @@ def test_every_announced_alert_is_exported_after_sigterm(tmp_path: Path, geo: Pa
     assert set(announced) <= exported_ids(db)
     assert integrity_check(db) == "ok"
     assert not sock.exists()
+    live = [json.loads(x) for x in (tmp_path / "live.jsonl").read_text().splitlines()]
+    assert set(announced) <= {r["id"] for r in live}  # the live file sink got them too
 
     # The same alerts through every other format, each read back by a parser.
     rows = list(csv.DictReader(io.StringIO(export(db, "csv").stdout, newline="")))
