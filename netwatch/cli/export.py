@@ -61,6 +61,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
+SERVICE_DB = Path("/var/lib/netwatch/netwatch.db")
+"""Where the systemd unit's daemon keeps its store (StateDirectory=netwatch)."""
+
+
+def _default_db(own: Path) -> Path:
+    """This user's store if it exists, else the system service's (for `sudo netwatch export`)."""
+    return own if own.exists() or not SERVICE_DB.exists() else SERVICE_DB
+
+
 def run(args: argparse.Namespace) -> int:
     """Query the store and write the chosen format."""
     from netwatch import paths
@@ -75,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         min_severity=Severity(args.severity) if args.severity else None,
         rule=args.rule,
     )
-    alerts = read_alerts(args.db or paths.default_db(), query)
+    alerts = read_alerts(args.db or _default_db(paths.default_db()), query)
     fmt = FORMATTERS[args.format]
     out: IO[str]
     if args.output:

@@ -258,3 +258,8 @@ def test_file_sink_jsonl_lines_decode(tmp_path: Path) -> None:
     sink.close()
     ids = [codec.loads(x).id for x in path.read_text().splitlines()]  # type: ignore[union-attr]
     assert ids == ["vpngate.list_fetch:1", "two"]
+
+
+def test_readme_documents_the_csv_header() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert ",".join(HEADER) in readme.replace("`\n`", "")
