@@ -112,19 +112,31 @@ class SocketOwners:
         """pid -> fd names read last scan: only new names are read next time."""
         self._procs: dict[int, tuple[bytes, ProcessRef]] = {}
         """pid -> (stat identity, details); the identity catches pid reuse and exec."""
+        self._wanted: set[int] = set()
+        self._out: dict[int, ProcessRef] = {}
+        self.version = 0
+        """Bumped whenever the inode -> process map changes."""
         self.denied = 0
         """How many processes hid their fds in the last scan (other users, no privileges)."""
         self.scans = 0
         """How many /proc scans ran: stays flat while nothing changes (tests, bench)."""
 
     def owners(self, inodes: Collection[int]) -> Mapping[int, ProcessRef]:
-        """Map every inode of this sample that a readable process holds to that process."""
+        """Map every inode of this sample that a readable process holds to that process.
+
+        Returns the same mapping object, and leaves `version` alone, while nothing changed,
+        so the sampler can skip per-socket owner checks.
+        """
         wanted = set(inodes)
         wanted.discard(0)
-        self._forget(wanted)
+        same = wanted == self._wanted
+        changed = self._forget(wanted, same)
         missing = wanted.difference(self._owner, self._unknown)
         if missing:
             self._scan(missing, wanted)
+            changed = True
+        if same and not changed:
+            return self._out
         out: dict[int, ProcessRef] = {}
         for inode in wanted:
             pid = self._owner.get(inode)
@@ -133,29 +145,38 @@ class SocketOwners:
             entry = self._procs.get(pid)
             if entry is not None:
                 out[inode] = entry[1]
+        if out != self._out:
+            self.version += 1
+        self._out = out
+        self._wanted = wanted
         return out
 
-    def _forget(self, wanted: set[int]) -> None:
-        """Drop closed sockets, and owners that exited, were replaced (pid reuse) or exec'd."""
-        self._unknown &= wanted
-        for inode in [i for i in self._owner if i not in wanted]:
-            del self._owner[inode]
-        owners = set(self._owner.values())
-        for pid in [p for p in self._procs if p not in owners]:
-            del self._procs[pid]
-        for pid in owners:
-            entry = self._procs.get(pid)
+    def _forget(self, wanted: set[int], same: bool) -> bool:
+        """Drop closed sockets, and owners that exited, were replaced (pid reuse) or exec'd.
+
+        Returns whether anything was dropped or refreshed.
+        """
+        changed = False
+        if not same:
+            self._unknown &= wanted
+            for inode in [i for i in self._owner if i not in wanted]:
+                del self._owner[inode]
+            owners = set(self._owner.values())
+            for pid in [p for p in self._procs if p not in owners]:
+                del self._procs[pid]
+        for pid in list(self._procs):
+            entry = self._procs[pid]
             ident = self._identity(pid)
-            if entry is not None and ident == entry[0]:
+            if ident == entry[0]:
                 continue
+            changed = True
             ref = self._reader.read(pid) if ident is not None else None
-            if ident is None or ref is None or entry is None:
-                self._drop(pid)
-            elif entry[1].create_time != ref.create_time:
-                # A new process got the pid: the cached sockets belong to the old one.
+            if ident is None or ref is None or entry[1].create_time != ref.create_time:
+                # Gone, hidden, or a new process got the pid: the sockets are not its.
                 self._drop(pid)
             else:
                 self._procs[pid] = (ident, ref)  # same process after exec: new name
+        return changed
 
     def _drop(self, pid: int) -> None:
         """Forget a process and its sockets; they are looked up again if still open."""

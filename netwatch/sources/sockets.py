@@ -15,6 +15,7 @@ lookup per sample instead of new address objects; that is what keeps 1 Hz sampli
 from __future__ import annotations
 
 import ipaddress
+import operator
 import socket
 import sys
 from collections.abc import Iterable, Mapping
@@ -58,7 +59,8 @@ _ZERO4 = bytes(4)
 _ZERO16 = bytes(16)
 _UNSPECIFIED = ipaddress.IPv4Address(0)
 
-_CacheValue = tuple[Transport, int, bytes, ProcessRef | None, SocketEntry]
+_CacheValue = tuple[netlink.DiagRecord, Transport, ProcessRef | None, SocketEntry]
+_INODE = operator.itemgetter(4)
 
 
 class SocketSampler:
@@ -82,6 +84,7 @@ class SocketSampler:
         self._udp_diag = True
         self._fallback_reason: str | None = None
         self._cache: dict[bytes, _CacheValue] = {}
+        self._owners_version = -1
         self._listeners: dict[tuple[Transport, int], frozenset[IPAddress]] = {}
         self._ips: dict[bytes, IPAddress] = {}
         self._hidden = 0
@@ -141,61 +144,77 @@ class SocketSampler:
     # ------------------------------------------------------------ netlink
 
     def _sample_netlink(self, diag: netlink.DiagSocket) -> list[SocketEntry]:
-        records: list[tuple[Transport, netlink.DiagRecord]] = []
+        batches: list[tuple[Transport, list[netlink.DiagRecord]]] = []
         for family, proto, transport in _DUMPS:
             if transport is Transport.UDP and not self._udp_diag:
-                rows = netlink.read_proc_net(_UDP_FILES[family], family)
-                records.extend((transport, _row_record(r)) for r in rows)
+                batches.append((transport, _proc_records(_UDP_FILES[family], family)))
                 continue
             try:
-                records.extend((transport, r) for r in diag.dump(family, proto))
+                batches.append((transport, diag.dump(family, proto)))
             except netlink.NetlinkUnavailableError:
                 if transport is not Transport.UDP:
                     raise
                 self._udp_diag = False  # udp_diag not loaded: /proc/net/udp has the same rows
-                rows = netlink.read_proc_net(_UDP_FILES[family], family)
-                records.extend((transport, _row_record(r)) for r in rows)
+                batches.append((transport, _proc_records(_UDP_FILES[family], family)))
         for name, family, transport in _PROC_TABLES:
-            records.extend((transport, _row_record(r)) for r in netlink.read_proc_net(name, family))
+            batches.append((transport, _proc_records(name, family)))
         packet_rows = netlink.read_packet_sockets()
-        inodes = {r.inode for _, r in records}
+        inodes: set[int] = set()
+        for _, records in batches:
+            inodes.update(map(_INODE, records))
         inodes.update(inode for _, _, inode in packet_rows)
         owners = self._owners.owners(inodes)
-        entries = self._entries(records, owners)
-        entries.extend(_packet_entries(packet_rows, owners))
-        self._count_hidden(entries)
+        stable = self._owners.version == self._owners_version
+        self._owners_version = self._owners.version
+        entries, changed = self._entries(batches, owners, stable)
+        if changed or packet_rows:
+            entries.extend(_packet_entries(packet_rows, owners))
+            self._count_hidden(entries)
         return entries
 
     def _entries(
         self,
-        records: list[tuple[Transport, netlink.DiagRecord]],
+        batches: list[tuple[Transport, list[netlink.DiagRecord]]],
         owners: Mapping[int, ProcessRef],
-    ) -> list[SocketEntry]:
+        stable: bool,
+    ) -> tuple[list[SocketEntry], bool]:
         """Entries for this sample, reusing last sample's objects for unchanged sockets.
 
-        Directions depend on the listening sockets; while those stay the same, a reused
-        entry keeps its direction and only new or changed sockets are classified.
+        An entry is reused when the kernel's record is byte-for-byte the same and so is its
+        owner (`stable`: the owner map did not change at all). Directions depend on the
+        listening sockets; while the set of sockets is unchanged they cannot change, and
+        otherwise only new sockets are classified unless the listeners changed too. This
+        loop runs once per socket per sample, which is why it is written so tersely.
         """
         old: dict[bytes, _CacheValue] = self._cache
         new: dict[bytes, _CacheValue] = {}
         out: list[SocketEntry] = []
+        keys: list[bytes] = []
         fresh: list[int] = []
-        for transport, r in records:
-            proc = owners.get(r.inode)
-            hit = old.get(r.ident)
-            if (
-                hit is not None
-                and hit[0] is transport
-                and hit[1] == r.state
-                and hit[2] == r.counters
-                and hit[3] is proc
-            ):
-                entry = hit[4]
-            else:
-                entry = self._entry(transport, r, proc, None if hit is None else hit[4])
-                fresh.append(len(out))
-            new[r.ident] = (transport, r.state, r.counters, proc, entry)
-            out.append(entry)
+        append = out.append
+        for transport, records in batches:
+            for r in records:
+                ident = r[2]
+                hit = old.get(ident)
+                if (
+                    hit is not None
+                    and hit[0] == r
+                    and hit[1] is transport
+                    and (stable or hit[2] is owners.get(r[4]))
+                ):
+                    new[ident] = hit
+                    append(hit[3])
+                else:
+                    proc = owners.get(r[4])
+                    prev = hit[3] if hit is not None and hit[1] is transport else None
+                    fresh.append(len(out))
+                    entry = self._entry(transport, r, proc, prev)
+                    new[ident] = (r, transport, proc, entry)
+                    append(entry)
+                keys.append(ident)
+        self._cache = new
+        if not fresh and len(new) == len(old):
+            return out, False
         listeners = listeners_of(out)
         todo = fresh if listeners == self._listeners else range(len(out))
         self._listeners = listeners
@@ -204,10 +223,9 @@ class SocketSampler:
             d = infer_direction(e.key, e.state, listeners)
             if d is not e.direction:
                 out[i] = e = replace(e, direction=d)
-                ident = records[i][1].ident
-                new[ident] = (*new[ident][:4], e)
-        self._cache = new
-        return out
+                v = new[keys[i]]
+                new[keys[i]] = (v[0], v[1], v[2], e)
+        return out, True
 
     def _entry(
         self,
@@ -314,6 +332,10 @@ def _packet_entries(
         )
         for proto, uid, inode in rows
     ]
+
+
+def _proc_records(name: str, family: int) -> list[netlink.DiagRecord]:
+    return [_row_record(r) for r in netlink.read_proc_net(name, family)]
 
 
 def _row_record(row: netlink.ProcNetRow) -> netlink.DiagRecord:

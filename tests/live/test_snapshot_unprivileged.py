@@ -30,14 +30,51 @@ HOLD = (
 )
 
 
+# Runs `snapshot` as root once and lists the installed (non-stdlib) modules it imported, so
+# the copy holds whatever the command needs as other stages get wired into it.
+LIST_DEPS = r"""
+import contextlib, importlib.metadata as md, io, json, site, sys
+from netwatch.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    main(["snapshot", "--format", "jsonl"])
+roots = tuple(site.getsitepackages() + [site.getusersitepackages()])
+paths = set()
+for name, mod in list(sys.modules.items()):
+    path = getattr(mod, "__file__", None) or ""
+    if "." in name or not path.startswith(roots):
+        continue
+    paths.add(path.rsplit("/", 1)[0] if path.endswith("__init__.py") else path)
+    for dist in md.packages_distributions().get(name, []):  # metadata, for version lookups
+        paths.add(str(getattr(md.distribution(dist), "_path", "")))
+paths.discard("")
+print(json.dumps(sorted(paths)))
+"""
+
+
+def _installed_deps(repo_root: Path) -> list[Path]:
+    res = subprocess.run(
+        [sys.executable, "-c", LIST_DEPS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=repo_root,
+        check=True,
+    )
+    return [Path(p) for p in json.loads(res.stdout.splitlines()[-1])]
+
+
 @pytest.fixture
 def readable_copy(repo_root: Path) -> Iterator[Path]:
-    """netwatch and psutil in a folder every user can read."""
+    """netwatch and the installed packages `snapshot` imports, in a folder anyone can read."""
     base = Path(tempfile.mkdtemp(prefix="netwatch-nobody-"))
     try:
         ignore = shutil.ignore_patterns("__pycache__")
         shutil.copytree(repo_root / "netwatch", base / "netwatch", ignore=ignore)
-        shutil.copytree(Path(psutil.__file__).parent, base / "psutil", ignore=ignore)
+        for dep in _installed_deps(repo_root):
+            if dep.is_dir():
+                shutil.copytree(dep, base / dep.name, ignore=ignore)
+            else:
+                shutil.copy(dep, base / dep.name)
         for path in [base, *base.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         for so in base.rglob("*.so"):
