@@ -22,6 +22,7 @@ from netwatch.model import FlowKey, Label, PacketContext, PacketFacts, Transport
 
 DNS_PORTS = frozenset({53, 5353, 5355})
 _DNS_NAMES = {53: "dns", 5353: "mdns", 5355: "llmnr"}
+_DNS_LABELS = {name: labels.plain(name, "network", labels.HIGH) for name in _DNS_NAMES.values()}
 _MAX_DNS_PACKETS = 64
 _QUIC_TRIES = 4
 _TINC_MEMORY = 1024
@@ -240,8 +241,9 @@ class Dissector:
         if openvpn.reset_opcode(payload) is not None:
             state.ovpn = openvpn.OpenVpnTracker(tcp=False)
             return self._facts(state, state.ovpn.feed(ctx.from_initiator, 0, payload))
-        if _peer_key(ctx.flow, ports[1]) in self._tinc_peers or (
-            _peer_key(ctx.flow, ports[0]) in self._tinc_peers
+        if self._tinc_peers and (
+            _peer_key(ctx.flow, ports[1]) in self._tinc_peers
+            or _peer_key(ctx.flow, ports[0]) in self._tinc_peers
         ):
             label = labels.vpn("tinc", labels.MEDIUM, ("tinc_tcp_peer", "same hosts and port"))
             return self._facts(state, label, done=True)
@@ -287,7 +289,7 @@ class Dissector:
         )
 
     def _dns_facts(self, state: FlowState, message: DnsMessage, name: str) -> PacketFacts:
-        label = labels.plain(name, "network", labels.HIGH)
+        label = _DNS_LABELS[name]
         return PacketFacts(
             label=self._better(state, label),
             dns_query=message.query,

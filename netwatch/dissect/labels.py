@@ -28,8 +28,11 @@ def plain(name: str, category: str, confidence: Confidence, *evidence: tuple[str
     return Label(name, category, False, confidence, tuple(Evidence(k, v) for k, v in evidence))
 
 
+_CONFIDENCE_RANK = {LOW: 0, MEDIUM: 1, HIGH: 2}
+
+
 def rank(label: Label | None) -> int:
     """Order labels: any VPN label beats any plain one, then higher confidence wins."""
     if label is None:
         return -1
-    return (3 if label.vpn else 0) + label.confidence.rank
+    return (3 if label.vpn else 0) + _CONFIDENCE_RANK[label.confidence]

@@ -51,12 +51,39 @@ def frame(payload: bytes, tcp: bool) -> bytes | None:
     return payload[2 : 2 + length]
 
 
+_HMAC_SIZES = (16, 20, 32, 48, 64)
+_EPOCH_MIN, _EPOCH_MAX = 1_000_000_000, 4_200_000_000
+
+
+def reset_layout(packet: bytes) -> str | None:
+    """Say how a hard reset is wrapped, or None when its fields do not add up.
+
+    Without tls-auth the ACK array follows the session id (empty in a client reset, then a
+    message packet id of 0). With tls-crypt the replay packet id (1 in the first reset) and
+    a Unix time follow the session id; with tls-auth they follow an HMAC of 16-64 bytes.
+    """
+    acks = packet[9]
+    if acks <= 8:
+        end = 10 + 4 * acks + (8 if acks else 0)
+        if packet[end : end + 4] == b"\x00\x00\x00\x00" and len(packet) >= end + 4:
+            return "plain"
+    for hmac_len in (0, *_HMAC_SIZES):
+        off = 9 + hmac_len
+        if packet[off : off + 4] == b"\x00\x00\x00\x01" and (
+            _EPOCH_MIN <= int.from_bytes(packet[off + 4 : off + 8], "big") <= _EPOCH_MAX
+        ):
+            return "tls-crypt" if hmac_len == 0 else f"tls-auth hmac {hmac_len}"
+    return None
+
+
 def reset_opcode(packet: bytes) -> int | None:
     """Return the opcode when `packet` is a plausible hard reset with key id 0."""
     if not _MIN_RESET <= len(packet) <= _MAX_RESET or packet[0] & 0x07:
         return None
     opcode = packet[0] >> 3
-    return opcode if opcode in CLIENT_RESETS or opcode in SERVER_RESETS else None
+    if opcode not in CLIENT_RESETS and opcode not in SERVER_RESETS:
+        return None
+    return opcode if reset_layout(packet) is not None else None
 
 
 class OpenVpnTracker:
@@ -102,7 +129,11 @@ class OpenVpnTracker:
         ):
             self.dead = True
             return None
-        ev = (("opcode", OPCODE_NAMES[theirs]), ("reply_opcode", OPCODE_NAMES[mine]))
+        ev = (
+            ("opcode", OPCODE_NAMES[theirs]),
+            ("reply_opcode", OPCODE_NAMES[mine]),
+            ("wrapping", reset_layout(packet) or "unknown"),
+        )
         if other in packet[9:]:
             return labels.vpn("openvpn", labels.HIGH, *ev, ("ack_session_id", other.hex()))
         return labels.vpn("openvpn", labels.MEDIUM, *ev, ("session_id", packet[1:9].hex()))
@@ -121,8 +152,10 @@ class OpenVpnTracker:
     def _follow_up(self, side: int, packet: bytes, sid: bytes) -> Label | None:
         """Later packets of a direction must keep the session id of its reset."""
         opcode = packet[0] >> 3
-        if packet[1:9] != sid or opcode not in _FOLLOW_UPS:
+        if packet[1:9] != sid or packet[0] & 0x07 or opcode not in _FOLLOW_UPS:
             return None
+        if opcode == 11 and self._opcode[side] != 10:
+            return None  # CONTROL_WKC only follows a tls-crypt-v2 client reset
         return labels.vpn(
             "openvpn",
             labels.HIGH,

@@ -164,7 +164,10 @@ class CryptoStream:
         n = len(frames)
         while off < n and len(self.fragments) < _MAX_FRAGMENTS:
             ftype = frames[off]
-            if ftype in (0x00, 0x01):  # PADDING, PING
+            if ftype == 0x00:  # PADDING runs are long: skip them in one step
+                off = n - len(frames[off:].lstrip(b"\x00"))
+                continue
+            if ftype == 0x01:  # PING
                 off += 1
                 continue
             if ftype in (0x02, 0x03):  # ACK: largest, delay, range count, first range, ranges

@@ -98,6 +98,20 @@ def test_random_udp_starting_0x38_without_a_reply_is_not_openvpn() -> None:
     assert label is None or not label.vpn
 
 
+def test_a_lone_valid_client_reset_is_not_enough() -> None:
+    key = _key(Transport.UDP, 40001, 1194)
+    assert _run(key, [(True, _ovpn(7, SID_C))]) is None
+
+
+def test_quic_short_headers_with_a_steady_connection_id_are_not_openvpn() -> None:
+    rng = random.Random(9)
+    dcid = rng.randbytes(8)
+    packets = [(True, bytes([0x40]) + dcid + bytes(5) + rng.randbytes(60))]
+    packets += [(True, bytes([0x58 | k]) + dcid + rng.randbytes(60)) for k in range(4)]
+    label = _run(_key(Transport.UDP, 40002, 443), packets)
+    assert label is None or label.name != "openvpn"
+
+
 def test_openvpn_tls_auth_hmac_before_ack_array_still_matches() -> None:
     hmac, pid_time = bytes(range(20)), struct.pack(">II", 1, 1_700_000_000)
     client = bytes([7 << 3]) + SID_C + hmac + pid_time + b"\x00" + struct.pack(">I", 0)
