@@ -51,6 +51,12 @@ class _Chunks:
         self.offset = 0
         """File offset of the next byte `take` returns."""
 
+    def detach(self) -> tuple[bytes, BinaryIO]:
+        """Hand over the unread buffered bytes and the file, for a reader with its own loop."""
+        rest = self._buf[self._pos :]
+        self._buf, self._pos = b"", 0
+        return rest, self._fh
+
     def take(self, n: int) -> bytes:
         end = self._pos + n
         if end > len(self._buf):
@@ -162,23 +168,28 @@ class CaptureFile:
     def _pcap(self) -> Iterator[tuple[float, int, bytes, str | None]]:
         order, unit = _PCAP_MAGICS[self._magic]
         linktype = self._linktype
-        record = struct.Struct(order + "IIII")
-        take = self._src.take
+        unpack = struct.Struct(order + "IIII").unpack_from
+        buf, fh = self._src.detach()
+        base = self._src.offset  # file offset of buf[0]
+        pos = 0
         while True:
-            rec = take(16)
-            if not rec:
-                return
-            if len(rec) < 16:
-                raise self._truncated()
-            sec, frac, caplen, _origlen = record.unpack(rec)
+            if pos + 16 > len(buf):
+                buf, base, pos = buf[pos:] + fh.read(_CHUNK), base + pos, 0
+                if not buf:
+                    return
+                if len(buf) < 16:
+                    raise self._truncated()
+            sec, frac, caplen, _origlen = unpack(buf, pos)
             if caplen > MAX_RECORD:
-                raise self._error(
-                    f"corrupt record at byte {self._src.offset - 16}: length {caplen}"
-                )
-            data = take(caplen)
-            if len(data) < caplen:
-                raise self._truncated()
-            yield sec + frac * unit, linktype, data, None
+                raise self._error(f"corrupt record at byte {base + pos}: length {caplen}")
+            end = pos + 16 + caplen
+            if end > len(buf):
+                buf, base, pos = buf[pos:] + fh.read(max(_CHUNK, caplen + 16)), base + pos, 0
+                end = 16 + caplen
+                if end > len(buf):
+                    raise self._truncated()
+            yield sec + frac * unit, linktype, buf[pos + 16 : end], None
+            pos = end
 
     def _truncated(self) -> PcapError:
         return self._error(
