@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--ui", action="store_true", help="open the result in the dashboard instead of printing"
     )
+    parser.add_argument(
+        "--db", type=Path, metavar="PATH", help="also store the alerts in this SQLite store"
+    )
     parser.set_defaults(func=run)
 
 
@@ -65,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     enricher, detector = build_stages(list(args.geoip_db))
     stats = AnalysisStats()
     items = analyze_file(args.file, enricher=enricher, detector=detector, stats=stats)
+    if args.db is not None:
+        items = _storing(items, args.db)
     if args.ui:
         return _run_ui(items, args.file)
     if args.format == "jsonl":
@@ -72,6 +77,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         _write_table(items, sys.stdout, stats)
     return 0
+
+
+def _storing(items: Iterator[Any], db: Path) -> Iterator[Any]:
+    """Pass items through; when the file is done, commit its alerts to the store at `db`."""
+    import time
+
+    from netwatch.model import Alert
+    from netwatch.store import store_alerts
+
+    alerts: list[Alert] = []
+    for item in items:
+        if isinstance(item, Alert):
+            alerts.append(item)
+        yield item
+    store_alerts(db, alerts, now=time.time())
 
 
 def _write_jsonl(items: Iterator[Any], out: TextIO) -> None:

@@ -73,7 +73,7 @@ class ServiceOptions:
 
     interval: float = 1.0
     ticks: int | None = None
-    flow_flush: float = 10.0
+    flow_flush: float = 30.0
     """Seconds between flow-summary writes."""
     recent_alerts: int = 1000
     """Alerts kept in memory to greet a newly attached client."""
