@@ -112,9 +112,12 @@ class Bar:
 
 def run_update(args: argparse.Namespace) -> int:
     """Fetch and install the DB-IP Lite files."""
-    from netwatch.enrich.geo_paths import update_dir
+    from netwatch.enrich.geo_paths import maxmind_account, update_dir
     from netwatch.enrich.update import KINDS, base_url, update_one
 
+    account = maxmind_account()
+    if account is not None:
+        print(f"{account} has a MaxMind account: run `geoipupdate` for GeoIP2/GeoLite2 data")
     wanted = ["country", "asn"] + (["city"] if args.city else [])
     base = base_url(args.url)
     dest = update_dir()

@@ -86,6 +86,20 @@ def conf_database_dir(conf_files: Sequence[str]) -> Path | None:
     return None
 
 
+def maxmind_account(env: Mapping[str, str] | None = None) -> Path | None:
+    """Return the first GeoIP.conf that sets an AccountID (MaxMind data comes from geoipupdate)."""
+    env = os.environ if env is None else env
+    names = [c for c in (env.get("GEOIPUPDATE_CONF_FILE"),) if c] + list(CONF_FILES)
+    for name in names:
+        try:
+            text = Path(name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if any(line.split()[:1] == ["AccountID"] for line in text.splitlines()):
+            return Path(name)
+    return None
+
+
 def _mmdb_files(folder: Path) -> list[Path]:
     try:
         return sorted(p for p in folder.iterdir() if p.suffix == ".mmdb" and p.is_file())

@@ -39,6 +39,8 @@ RIR_BY_HOST = {
 RETRY_AFTER = 300.0
 """Seconds a transient failure (offline, timeout, rate limited) is remembered in memory."""
 MAX_PENDING = 256
+MAX_KNOWN = 20000
+"""Owners kept in memory; beyond this the oldest are dropped (the disk cache still has them)."""
 
 
 class RateLimiter:
@@ -183,12 +185,19 @@ class RdapResolver:
                 return Owner(status="pending")
             cached = self.cache.get(ip) if self.cache is not None else None
             if cached is not None:
-                self._known[ip] = (cached, now + RETRY_AFTER)
+                self._remember(ip, cached, now)
                 return cached
             if len(self._pending) >= MAX_PENDING:
                 return Owner(status="pending")
             self._pending[ip] = self._pool.submit(self._resolve, ip)
         return Owner(status="pending")
+
+    def _remember(self, ip: IPAddress, owner: Owner, now: float) -> None:
+        """Keep an answer in memory for RETRY_AFTER seconds, bounded by MAX_KNOWN (lock held)."""
+        self._known.pop(ip, None)
+        self._known[ip] = (owner, now + RETRY_AFTER)
+        while len(self._known) > MAX_KNOWN:
+            del self._known[next(iter(self._known))]
 
     def wait(self, ips: Sequence[IPAddress], timeout: float) -> None:
         """Start lookups for `ips` and block until they are done or `timeout` passes."""
@@ -203,7 +212,7 @@ class RdapResolver:
         now = self.clock()
         with self._lock:
             self._pending.pop(ip, None)
-            self._known[ip] = (owner, now + RETRY_AFTER)
+            self._remember(ip, owner, now)
         if definitive and self.cache is not None:
             self.cache.put(ip, owner)
         return owner

@@ -116,11 +116,19 @@ def test_update_falls_back_to_last_month_and_is_used(
 
 
 def test_second_update_keeps_the_previous_copy(
-    netwatch_cmd: list[str], server: dict[str, bytes], tmp_path: Path
+    netwatch_cmd: list[str],
+    server: dict[str, bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server[f"/free/dbip-country-lite-{THIS}.mmdb.gz"] = country_gz(tmp_path, "NZ")
     server[f"/free/dbip-asn-lite-{THIS}.mmdb.gz"] = asn_gz(tmp_path)
-    assert nw(netwatch_cmd, "geoip", "update").returncode == 0
+    conf = tmp_path / "GeoIP.conf"
+    conf.write_text("AccountID 12345\nLicenseKey x\nEditionIDs GeoLite2-ASN\n", encoding="utf-8")
+    monkeypatch.setenv("GEOIPUPDATE_CONF_FILE", str(conf))
+    first = nw(netwatch_cmd, "geoip", "update")
+    assert first.returncode == 0
+    assert f"{conf} has a MaxMind account: run `geoipupdate`" in first.stdout
     server[f"/free/dbip-country-lite-{THIS}.mmdb.gz"] = country_gz(tmp_path, "FJ")
     res = nw(netwatch_cmd, "geoip", "update")
     assert res.returncode == 0, res.stderr
