@@ -1,0 +1,163 @@
+"""The service loop in-process, driven tick by tick with a scripted engine.
+
+The engine stands in for the OS sampler (outside the thing under test); the store, server,
+sinks and loop are the real ones. The key property: whatever is announced (sink, socket
+client) is already committed, read back through a separate read-only connection.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from netwatch.daemon.client import DaemonFeed
+from netwatch.daemon.server import SnapshotServer
+from netwatch.daemon.service import Service, ServiceOptions
+from netwatch.daemon.sink_worker import SinkWorker
+from netwatch.errors import ConfigError
+from netwatch.model import Alert, EnrichedFlow, Snapshot
+from netwatch.pipeline import Detector
+from netwatch.store import AlertQuery, Store, read_alerts
+from netwatch.store.retention import Pruner, Retention
+from tests.builders import T0, make_alert, make_flow, make_snapshot
+from tests.clock import FakeClock
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class ScriptedEngine:
+    """Returns the given snapshots in order (the sampler's place)."""
+
+    def __init__(self, snaps: Sequence[Snapshot]) -> None:
+        self.snaps = list(snaps)
+        self.detector: Detector | None = None
+
+    def tick(self) -> Snapshot:
+        return self.snaps.pop(0)
+
+
+class CheckingSink:
+    """A live sink that, on every alert, checks the alert is already in the store file."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.seen: list[str] = []
+        self.missing: list[str] = []
+
+    def emit(self, alert: Alert) -> None:
+        stored = {a.id for a in read_alerts(self.db, AlertQuery())}
+        (self.seen if alert.id in stored else self.missing).append(alert.id)
+
+    def close(self) -> None:
+        pass
+
+
+class NewDetector:
+    def evaluate(self, flows: Sequence[EnrichedFlow], now: float) -> Sequence[Alert]:
+        del flows, now  # the point is which detector is installed, not what it finds
+        return ()
+
+
+def _service(tmp_path: Path, snaps: list[Snapshot], **kw: object) -> tuple[Service, CheckingSink]:
+    store = Store(tmp_path / "n.db")
+    sink = CheckingSink(store.path)
+    service = Service(
+        ScriptedEngine(snaps),
+        kw.pop("build", None),  # type: ignore[arg-type]
+        store,
+        SnapshotServer(tmp_path / "n.sock"),
+        FakeClock(),
+        sinks=SinkWorker([sink]),
+        options=ServiceOptions(interval=0.01, ticks=len(snaps)),
+        **kw,  # type: ignore[arg-type]
+    )
+    return service, sink
+
+
+def test_announced_alerts_are_already_committed(tmp_path: Path) -> None:
+    snaps = [
+        make_snapshot(i, flows=(make_flow(local_port=4000 + i),),
+                      alerts=(make_alert(alert_id=f"a{i}", first_seen=T0 + i),))
+        for i in range(1, 6)
+    ]  # fmt: skip
+    service, sink = _service(tmp_path, snaps)
+    for _ in snaps:
+        service.tick_once()
+    service.shutdown()
+    assert sink.missing == []
+    assert sink.seen == [f"a{i}" for i in range(1, 6)]
+    rows = list(read_alerts(tmp_path / "n.db", AlertQuery()))
+    assert [a.id for a in rows] == sink.seen
+
+
+def test_flow_summaries_are_flushed_at_shutdown(tmp_path: Path) -> None:
+    snaps = [make_snapshot(i, flows=(make_flow(local_port=5000),)) for i in range(1, 4)]
+    service, _ = _service(tmp_path, snaps)
+    for _ in snaps:
+        service.tick_once()
+    service.shutdown()
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "n.db")
+    (first, last, n) = conn.execute("SELECT first_seen, last_seen, count(*) FROM flows").fetchone()
+    conn.close()
+    assert n == 1
+    assert (first, last) == (T0, T0 + 3)  # builder's first_seen, last tick's time
+
+
+def test_new_client_gets_recent_alerts_and_mode_daemon(tmp_path: Path) -> None:
+    snaps = [make_snapshot(1, alerts=(make_alert(alert_id="x"),)), make_snapshot(2)]
+    service, _ = _service(tmp_path, snaps)
+    service.tick_once()
+    service.tick_once()
+    feed = DaemonFeed(tmp_path / "n.sock")
+    got: list[Snapshot] = []
+    t = threading.Thread(target=lambda: got.append(next(iter(feed.snapshots()))))
+    t.start()
+    for _ in range(40):
+        service.server.poll(0.05)
+        if got:
+            break
+    t.join(5)
+    feed.close()
+    service.shutdown()
+    assert got[0].seq == 2
+    assert got[0].status.mode == "daemon"
+    assert [a.id for a in got[0].alerts] == ["x"]
+
+
+def test_reload_swaps_detector_and_keeps_it_on_error(tmp_path: Path) -> None:
+    outcomes: list[object] = [ConfigError("config.toml: policy.home_country: bad"), NewDetector()]
+
+    def build() -> Detector:
+        item = outcomes.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item  # type: ignore[return-value]
+
+    service, _ = _service(tmp_path, [make_snapshot(1)], build=build)
+    engine = service.engine
+    service.request_reload()
+    service._do_reload()
+    assert engine.detector is None  # bad reload: unchanged
+    service.request_reload()
+    service._do_reload()
+    assert isinstance(engine.detector, NewDetector)
+    service.shutdown()
+
+
+def test_run_stops_after_ticks_and_pruner_stops_first(tmp_path: Path) -> None:
+    snaps = [make_snapshot(i) for i in range(1, 4)]
+    store = Store(tmp_path / "n.db")
+    pruner = Pruner(store, Retention(max_age=1.0, max_bytes=None), lambda: T0, every=0.01)
+    service = Service(
+        ScriptedEngine(snaps), None, store, SnapshotServer(tmp_path / "n.sock"), FakeClock(),
+        options=ServiceOptions(interval=0.0, ticks=3), background=(pruner,),
+    )  # fmt: skip
+    pruner.start()
+    assert service.run() == 0
+    assert service.ticks_done == 3
+    assert not (tmp_path / "n.sock").exists()
