@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from netwatch.cli import main
@@ -200,6 +200,13 @@ def test_rdap_with_no_server_says_owner_unknown(netwatch_cmd: list[str]) -> None
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.one_of(st.text(max_size=60), st.ip_addresses().map(str)))
+@example("")
+@example("-1")
+@example("--rdap")
+@example("--format")
+@example("::ffff:1.2.3.4%eth0")
+@example("1.2.3.4\n5.6.7.8")
+@example("\x00")
 def test_any_string_gives_a_record_or_one_line_error(
     capsys: pytest.CaptureFixture[str], value: str
 ) -> None:
