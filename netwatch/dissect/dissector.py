@@ -210,6 +210,10 @@ class Dissector:
             label = ipsec.udp_label(payload, ports)
             if label is not None:
                 return self._facts(state, label, done=label.confidence is labels.HIGH)
+        if softether.NATT_PORT in ports:  # NAT-T flows open with 1-byte probes: look further
+            label = softether.natt_label(payload)
+            if label is not None:
+                return self._facts(state, label, done=True)
         if tunnels.L2TP_PORT in ports:
             label = tunnels.l2tp_label(payload)
             if label is not None:
@@ -231,7 +235,7 @@ class Dissector:
             gquic = quic.parse_gquic(payload)
             if gquic is not None:
                 return self._gquic(state, gquic)
-        if softether.NATT_PORT in ports or payload[:3] == b"\x00\x00\x00" or first == 0x49:
+        if payload[:3] == b"\x00\x00\x00" or first == 0x49:
             label = softether.natt_label(payload)
             if label is not None:
                 return self._facts(state, label, done=True)

@@ -70,5 +70,5 @@ def gre_label(payload: bytes) -> Label | None:
 
 
 def tinc_id(payload: bytes) -> bool:
-    """True for a tinc ID line, `0 <name> 17[.<minor>]\\n` (tinc meta protocol 17)."""
-    return payload[:2] == b"0 " and _TINC_ID.fullmatch(payload[:96]) is not None
+    """True for a tinc ID line, `0 <name> 17[.<minor>]\\n` (meta protocol 17; more may follow)."""
+    return payload[:2] == b"0 " and _TINC_ID.match(payload) is not None

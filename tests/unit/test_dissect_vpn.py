@@ -234,6 +234,18 @@ def test_pptp_control_and_gre_ppp() -> None:
     assert _is(_run(_key(Transport.GRE, 0, 0), [(True, enhanced + b"\xff\x03")]), "pptp", "high")
 
 
+def test_tcp_1723_without_the_magic_cookie_is_not_pptp() -> None:
+    fake = struct.pack(">HHI", 156, 1, 0xDEADBEEF) + bytes(148)
+    assert _run(_key(Transport.TCP, 41367, 1723), [(True, fake)]) is None
+
+
+def test_ssh_banner_is_remote_access_not_vpn() -> None:
+    key = _key(Transport.TCP, 58395, 22)
+    label = _run(key, [(False, b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"), (True, b"SSH-2.0-x\r\n")])
+    assert label is not None and (label.name, label.vpn) == ("ssh", False)
+    assert _run(_key(Transport.TCP, 58396, 22), [(True, b"HELLO-2.0\r\n")]) is None
+
+
 def test_plain_gre_is_a_tunnel_but_not_a_vpn() -> None:
     label = _run(_key(Transport.GRE, 0, 0), [(True, bytes(GRE(proto=0x0800)) + bytes(20))])
     assert label is not None and (label.name, label.category, label.vpn) == (
@@ -264,7 +276,7 @@ def test_softether_natt_connect_request_and_reply() -> None:
         ("nonce", 1, bytes(16)),
         ("port", 0, struct.pack(">I", 443)),
     )
-    label = _run(_key(Transport.UDP, 40001, 5004), [(True, request)])
+    label = _run(_key(Transport.UDP, 40001, 5004), [(True, b"\x41"), (True, request)])
     assert _is(label, "softether", "high")
     assert label is not None and ("pack_target_hostname", "vpn123456789.opengw.net") in [
         (e.name, e.value) for e in label.evidence
