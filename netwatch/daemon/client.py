@@ -16,12 +16,28 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from netwatch import codec
+from netwatch import codec, paths
+from netwatch.daemon.server import socket_answers
 from netwatch.model import Snapshot
 
 log = logging.getLogger("netwatch.daemon.client")
 
 MAX_LINE = 64 * 1024 * 1024
+SERVICE_SOCKET = Path("/run/netwatch/netwatch.sock")
+"""Where the systemd unit's daemon listens (RuntimeDirectory=netwatch)."""
+
+
+def find_daemon_socket(explicit: Path | None = None) -> Path | None:
+    """The socket of a running daemon, or None: `explicit`, this user's default, the service's.
+
+    For the dashboard's choice between attaching and sampling itself; a member of the
+    `netwatch` group finds the system service's socket even though its own default differs.
+    """
+    candidates = [explicit] if explicit else [paths.default_socket(), SERVICE_SOCKET]
+    for path in candidates:
+        if path is not None and socket_answers(path):
+            return path
+    return None
 
 
 class DaemonFeed:

@@ -177,3 +177,13 @@ def test_notifier_sends_to_abstract_and_path_sockets(tmp_path: Path) -> None:
     off = Notifier({})
     assert not off.enabled
     assert off.send("READY=1") is False
+
+
+def test_find_daemon_socket(tmp_path: Path) -> None:
+    from netwatch.daemon.client import find_daemon_socket
+
+    path = tmp_path / "s.sock"
+    assert find_daemon_socket(path) is None
+    server = SnapshotServer(path)
+    assert find_daemon_socket(path) == path
+    server.close()
