@@ -101,7 +101,7 @@ class Dissector:
             if state.client_wait:
                 state.client_buf = append_bounded(state.client_buf, payload)
                 return self._tcp_client(ctx, state, state.client_buf)
-            if ctx.index == 0:
+            if ctx.index == 0 or (state.tunnel and tls.looks_like_handshake(payload)):
                 return self._tcp_client(ctx, state, payload)
         elif state.server_wait or (ctx.index == 0 and state.http):
             state.server_buf = append_bounded(state.server_buf, payload)
@@ -131,7 +131,9 @@ class Dissector:
                 state.client_buf = data
                 return None
             state.client_wait = False
-            state.http = True
+            # After CONNECT the proxy's "200" has no body; TLS to the target follows instead.
+            state.tunnel = request.method == "CONNECT"
+            state.http = not state.tunnel
             return PacketFacts(
                 label=self._better(state, _http_label(request)),
                 http_host=request.host,

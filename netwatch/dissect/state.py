@@ -34,14 +34,14 @@ class FlowState:
     server_wait: bool = False
     http: bool = False
     """A clear HTTP request was seen: read the response's first bytes."""
-    tls_seen: bool = False
+    tunnel: bool = False
+    """An HTTP CONNECT was seen: the client's next bytes may be a ClientHello."""
     ovpn: OpenVpnTracker | None = None
     wg: WireGuardTracker | None = None
     quic_keys: InitialKeys | None = None
     quic_crypto: CryptoStream | None = None
     quic_tries: int = 0
     tinc_sides: set[bool] = field(default_factory=set)
-    ipsec_esp: bytes | None = None
 
 
 class FlowStates:

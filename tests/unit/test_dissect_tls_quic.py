@@ -53,6 +53,17 @@ def test_client_hello_split_over_three_segments_is_reassembled() -> None:
     assert facts.label is not None and facts.label.name == "vpngate" and facts.label.vpn
 
 
+def test_client_hello_after_an_http_connect_through_a_proxy() -> None:
+    key = _key(Transport.TCP, 3128)
+    d = Dissector()
+    connect = b"CONNECT www.vpngate.net:443 HTTP/1.1\r\nHost: www.vpngate.net:443\r\n\r\n"
+    first = d.inspect(_ctx(key, 0), connect)
+    assert first is not None and first.http_host == "www.vpngate.net"
+    assert d.inspect(_ctx(key, 0, from_initiator=False), b"HTTP/1.1 200 OK\r\n\r\n") is None
+    facts = d.inspect(_ctx(key, 1), bytes(TLS(msg=[_hello("www.vpngate.net")])))
+    assert facts is not None and facts.sni == "www.vpngate.net"
+
+
 def test_softether_ddns_sni_is_high_confidence_softether() -> None:
     raw = bytes(TLS(msg=[_hello("DDNS", alpn=())]))
     facts = Dissector().inspect(_ctx(_key(Transport.TCP)), raw)
