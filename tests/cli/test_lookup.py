@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,13 @@ def run(
     cmd: list[str], *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def _can_unshare_net() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "--net", "--", "true"], capture_output=True, timeout=30)
+    return probe.returncode == 0
 
 
 def check_acceptance(records: list[dict[str, object]]) -> None:
@@ -66,7 +75,7 @@ def test_acceptance_after_installing_the_wheel_without_home_or_network(
     """Build the wheel, install it elsewhere, run it with HOME nowhere (and no network if root)."""
     dist = tmp_path / "dist"
     subprocess.run(
-        ["python", "-m", "hatchling", "build", "-t", "wheel", "-d", str(dist)],
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(dist)],
         cwd=repo_root,
         check=True,
         capture_output=True,
@@ -76,7 +85,7 @@ def test_acceptance_after_installing_the_wheel_without_home_or_network(
     site = tmp_path / "site"
     subprocess.run(
         [
-            "python",
+            sys.executable,
             "-m",
             "pip",
             "install",
@@ -93,8 +102,8 @@ def test_acceptance_after_installing_the_wheel_without_home_or_network(
     )
     assert (site / "netwatch" / "_geoip" / "netwatch-country-asn.mmdb").stat().st_size > 10_000_000
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "nowhere"), "PYTHONPATH": str(site)}
-    cmd = ["python", "-m", "netwatch", "lookup", *ACCEPTANCE, "--format", "jsonl"]
-    if os.geteuid() == 0 and Path("/usr/bin/unshare").exists():
+    cmd = [sys.executable, "-m", "netwatch", "lookup", *ACCEPTANCE, "--format", "jsonl"]
+    if _can_unshare_net():
         cmd = ["unshare", "--net", "--", *cmd]  # a network namespace with no interfaces up
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
