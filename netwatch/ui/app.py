@@ -77,6 +77,7 @@ class NetwatchApp(App[None]):
         self.history = History()
         self.snapshots_seen = 0
         self.note: str | None = None
+        self.shown_flows = 0
         self.status_bar = StatusBar(id="status")
         self.table = FlowsTable(id="flows")
         self.filter_box = Input(
@@ -167,7 +168,9 @@ class NetwatchApp(App[None]):
         table = self.table
         table.set_columns(view.columns_for(self.state.grouping))
         table.set_sort_marker(self.state.sort, self.state.reverse)
-        table.apply(view.build_rows(snap, self.state, self.rates.rates, self.now()))
+        rows = view.build_rows(snap, self.state, self.rates.rates, self.now())
+        table.apply(rows)
+        self.shown_flows = view.flow_count(rows)
         self._render_charts()
         self._render_alerts()
 
@@ -182,7 +185,7 @@ class NetwatchApp(App[None]):
             )
 
     def _refresh_status(self) -> None:
-        shown = len(self.table.order)
+        shown = self.shown_flows
         text = status_text(self.snapshot, self.state, shown, self.mode_label, self.note)
         self.status_bar.show(text)
 

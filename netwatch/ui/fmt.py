@@ -71,6 +71,27 @@ def country(r: RemoteInfo | None, with_flag: bool = True) -> str:
     )
 
 
+def place(ef: EnrichedFlow) -> str:
+    """The Cty cell: `country(remote)`, or without enrichment the address's own scope
+    (`lo`, `lan`, `link`, `mcast`), so loopback and LAN read right even without GeoIP."""
+    known = country(ef.remote)
+    if known or ef.remote is not None:
+        return known
+    remote = ef.flow.key.remote
+    if remote is None:
+        return ""
+    ip = remote.ip
+    if ip.is_loopback:
+        return "lo"
+    if ip.is_link_local:
+        return "link"
+    if ip.is_multicast:
+        return "mcast"
+    if ip.is_private:
+        return "lan"
+    return ""
+
+
 def asn(r: RemoteInfo | None) -> str:
     """`AS12389 PJSC Rostelecom`, or the RDAP owner's name when there is no ASN."""
     if r is None:

@@ -155,7 +155,7 @@ _CELLS: dict[str, Cell] = {
     "dir": lambda ef, _r, _n: fmt.direction(ef.flow.direction),
     "remote": lambda ef, _r, _n: "*" if ef.flow.key.remote is None else str(ef.flow.key.remote),
     "host": lambda ef, _r, _n: ef.flow.dns_name or ef.flow.sni or ef.flow.http_host or "",
-    "cc": lambda ef, _r, _n: fmt.country(ef.remote),
+    "cc": lambda ef, _r, _n: fmt.place(ef),
     "proto": lambda ef, _r, _n: fmt.proto(ef, 14),
     "down_rate": lambda _e, r, _n: fmt.rate(r.down),
     "up_rate": lambda _e, r, _n: fmt.rate(r.up),
@@ -230,7 +230,7 @@ def group_name(ef: EnrichedFlow, grouping: Grouping) -> str:
         return process_name(ef)
     r = ef.remote
     if grouping is Grouping.COUNTRY:
-        return fmt.country(r) or "--"
+        return fmt.place(ef) or "--"
     return fmt.asn(r) or "(no ASN)"
 
 
@@ -247,7 +247,9 @@ class _Acc:
 
 def _spread_of(ef: EnrichedFlow, grouping: Grouping) -> str:
     if grouping is Grouping.PROCESS:
-        return (ef.remote.country if ef.remote else None) or "--"
+        if ef.flow.key.remote is None:
+            return "listen"
+        return (ef.remote.country if ef.remote else None) or fmt.place(ef) or "--"
     return process_name(ef)
 
 
@@ -307,6 +309,11 @@ def build_rows(
     if state.grouping is Grouping.NONE:
         return flow_rows(snapshot.flows, state, rates, now)
     return group_rows(snapshot.flows, state, rates)
+
+
+def flow_count(rows: Sequence[Row]) -> int:
+    """How many flows the rows stand for (a group row counts its flows)."""
+    return sum(int(r.cells[1]) if r.group is not None else 1 for r in rows)
 
 
 def is_listening(ef: EnrichedFlow) -> bool:

@@ -59,9 +59,9 @@ class FailingFeed:
         pass
 
 
-async def wait_for(pilot: Pilot[None], cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Let the app run until `cond()` holds; fail after `timeout` seconds."""
-    steps = int(timeout / 0.02)
+async def wait_for(pilot: Pilot[None], cond: Callable[[], bool], limit: float = 10.0) -> None:
+    """Let the app run until `cond()` holds; fail after `limit` seconds."""
+    steps = int(limit / 0.02)
     for _ in range(steps):
         if cond():
             return

@@ -261,3 +261,21 @@ async def test_quit_closes_the_feed() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("q")
     assert feed._queue.get_nowait() is None
+
+
+async def test_snapshots_and_keys_while_a_detail_screen_is_open() -> None:
+    feed = StepFeed()
+    snaps = recording()
+    app = NetwatchApp(feed, now=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        feed.push(snaps[2])
+        await wait_for(pilot, lambda: len(app.alerts) == 1)
+        await pilot.press("a", "enter")
+        assert isinstance(app.screen, TextScreen)
+        await pilot.press("x", "slash", "p")  # keys the detail screen does not use
+        feed.push(snaps[3])
+        await wait_for(pilot, lambda: len(app.alerts) == 2)
+        assert isinstance(app.screen, TextScreen)
+        await pilot.press("escape")
+        assert len(app.table.order) == 7
+        feed.close()

@@ -1,0 +1,190 @@
+"""The real `netwatch` in a real terminal (tmux): replay, live, unprivileged, and `q`.
+
+Each test starts its own tmux server (`-L`, so it never touches anyone's sessions) with a
+120x40 window running a plain shell, types the command, reads the screen with
+`capture-pane`, presses `q` and checks that the shell is back (the alternate screen was left
+and the exit status is 0). Traffic is one loopback TCP connection held by a copy of the
+Python interpreter named `nwui-probe`, bounded in time and killed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import requires_tools
+from tests.tui.helpers import DATA
+
+pytestmark = [pytest.mark.tui, requires_tools("tmux")]
+
+PROMPT = "nwshell$ "
+
+PROBE = """
+import socket, sys, time
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+cli = socket.create_connection(srv.getsockname()); peer, _ = srv.accept()
+print(srv.getsockname()[1], flush=True)
+deadline = time.monotonic() + 90
+while time.monotonic() < deadline:
+    cli.sendall(b"x" * 512); peer.recv(4096); time.sleep(0.2)
+"""
+
+
+class Terminal:
+    """A private tmux server with one 120x40 pane running bash."""
+
+    def __init__(self, tag: str, env: dict[str, str]) -> None:
+        self.socket = f"nwui-{os.getpid()}-{tag}"
+        self.env = env
+
+    def tmux(self, *args: str) -> str:
+        out = subprocess.run(
+            ["tmux", "-L", self.socket, "-f", "/dev/null", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=20,
+            check=True,
+        )
+        return out.stdout
+
+    def start(self, cwd: Path) -> None:
+        shell = (
+            f"cd {shlex.quote(str(cwd))} && PS1={shlex.quote(PROMPT)} exec bash --norc --noprofile"
+        )
+        self.tmux("new-session", "-d", "-s", "main", "-x", "120", "-y", "40", shell)
+        self.tmux("set-option", "-t", "main", "remain-on-exit", "on")
+        self.wait_for(PROMPT.strip())
+
+    def type(self, line: str) -> None:
+        self.tmux("send-keys", "-t", "main", "-l", line)
+        self.tmux("send-keys", "-t", "main", "Enter")
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", "main", *keys)
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "main")
+
+    def wait_for(self, text: str, limit: float = 30.0, *, regex: bool = False) -> str:
+        deadline = time.monotonic() + limit
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if re.search(text, screen) if regex else text in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} not on screen after {limit}s:\n{screen}")
+
+    def kill(self) -> None:
+        subprocess.run(
+            ["tmux", "-L", self.socket, "kill-server"],
+            capture_output=True,
+            env=self.env,
+            timeout=20,
+            check=False,
+        )
+
+
+@pytest.fixture
+def terminal(request: pytest.FixtureRequest, repo_root: Path) -> Iterator[Terminal]:
+    env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(repo_root)}
+    env.pop("TMUX", None)
+    term = Terminal(request.node.name[-20:].strip("[]").replace("[", "-"), env)
+    term.start(repo_root)
+    yield term
+    term.kill()
+
+
+def quit_and_check_shell(term: Terminal) -> None:
+    term.keys("q")
+    screen = term.wait_for(r"NW-EXIT=\d", limit=20, regex=True)
+    assert "NW-EXIT=0" in screen
+    assert "Quit" not in screen and "Process" not in screen  # the dashboard is gone
+    assert screen.rstrip().splitlines()[-1].startswith(PROMPT.strip())
+
+
+def netwatch(*args: str) -> str:
+    cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "netwatch", *args])
+    return f"{cmd}; echo NW-EXIT=$?"
+
+
+def test_replay_in_a_real_terminal(terminal: Terminal) -> None:
+    terminal.type(netwatch("--replay", str(DATA / "vpngate.jsonl"), "--interval", "0.2"))
+    screen = terminal.wait_for("vpnclient 4242")
+    assert "REPLAY" in screen
+    assert "missing: packet capture" in screen  # the recording's unprivileged status
+    screen = terminal.wait_for("This PC serves as a VPN Gate relay")
+    assert "RU " in screen and "tls [VPNGATE]" in screen
+    quit_and_check_shell(terminal)
+
+
+@pytest.fixture
+def probe(tmp_path: Path) -> Iterator[int]:
+    exe = tmp_path / "nwui-probe"
+    shutil.copy(os.path.realpath(sys.executable), exe)
+    proc = subprocess.Popen([str(exe), "-c", PROBE], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        yield port
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_live_mode_shows_a_loopback_connection_of_a_known_process(
+    terminal: Terminal, probe: int
+) -> None:
+    terminal.type(netwatch("--live", "--interval", "0.5"))
+    terminal.wait_for("LOCAL")
+    terminal.keys("/")
+    terminal.wait_for("filter: proc:NAME")  # the input has the focus before we type
+    terminal.type("proc:nwui-probe")
+    screen = terminal.wait_for(f"127.0.0.1:{probe}")
+    rows = [line for line in screen.splitlines() if "nwui-probe" in line]
+    assert rows, screen
+    assert any(f"127.0.0.1:{probe}" in line for line in rows)
+    quit_and_check_shell(terminal)
+
+
+def _nobody_can_run_netwatch(repo_root: Path) -> bool:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return False
+    check = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            "import psutil, textual, netwatch.ui.app",
+        ],
+        cwd=repo_root,
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(repo_root)},
+    )
+    return check.returncode == 0
+
+
+def test_unprivileged_dashboard_says_what_is_missing(terminal: Terminal, repo_root: Path) -> None:
+    if not _nobody_can_run_netwatch(repo_root):
+        pytest.skip("needs root and an interpreter that user nobody can run (setpriv)")
+    cmd = netwatch("--live", "--interval", "0.5")
+    terminal.type(f"HOME=/tmp setpriv --reuid=nobody --regid=nogroup --clear-groups {cmd}")
+    screen = terminal.wait_for("LOCAL")
+    screen = terminal.wait_for("missing:")
+    assert "capture off" in screen
+    quit_and_check_shell(terminal)
