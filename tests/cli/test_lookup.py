@@ -213,6 +213,8 @@ def test_rdap_with_no_server_says_owner_unknown(netwatch_cmd: list[str]) -> None
 @example("-1")
 @example("--rdap")
 @example("--format")
+@example("-h")
+@example("--")
 @example("::ffff:1.2.3.4%eth0")
 @example("1.2.3.4\n5.6.7.8")
 @example("\x00")
@@ -220,8 +222,8 @@ def test_any_string_gives_a_record_or_one_line_error(
     capsys: pytest.CaptureFixture[str], value: str
 ) -> None:
     try:
-        code = main(["lookup", value, "--format", "jsonl"])
-    except SystemExit as exc:  # argparse: e.g. a value that looks like an option
+        code = main(["lookup", "--format", "jsonl", "--", value])
+    except SystemExit as exc:  # argparse (not expected after "--", but must be one line)
         code = exc.code  # type: ignore[assignment]
     out, err = capsys.readouterr()
     assert "Traceback" not in err
