@@ -95,6 +95,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--max-db-mb", type=_positive_int, default=256, metavar="M", help="store size cap"
     )
+    p.add_argument(
+        "--no-capture", action="store_true", help="sample sockets only, no packet capture"
+    )
+    p.add_argument("--interface", metavar="IF", help="capture on IF only (default: all)")
     add_geoip(p)
     p.set_defaults(func=run)
 
@@ -122,9 +126,13 @@ def run(args: argparse.Namespace) -> int:
     def build_detector() -> Any:
         return _detector(args, first_seen)
 
+    packets = None
     try:
         detector = build_detector()
-        engine = build_live_engine(clock=clock, enricher=_enricher(args), detector=detector)
+        packets = None if args.no_capture else _capture(args.interface)
+        engine = build_live_engine(
+            clock=clock, enricher=_enricher(args), detector=detector, packets=packets
+        )
         sinks: list[Sink] = []
         if args.export_file:
             sinks.append(FileSink(args.export_file, args.export_format))
@@ -132,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
             sinks.append(SyslogSink(args.syslog))
         server = SnapshotServer(args.socket or paths.default_socket())
     except BaseException:
+        if packets is not None:
+            packets.close()
         store.close()
         raise
     metrics = None
@@ -154,7 +164,23 @@ def run(args: argparse.Namespace) -> int:
         background=(pruner,),
     )
     pruner.start()
-    return service.run()
+    try:
+        return service.run()
+    finally:
+        if packets is not None:
+            packets.close()
+
+
+def _capture(interface: str | None) -> Any:
+    """Live packet capture when privileges allow; otherwise say why once and go on without."""
+    from netwatch.errors import CaptureUnavailableError
+    from netwatch.pipeline.capture_flows import CaptureFlows
+
+    try:
+        return CaptureFlows.open(interface)
+    except CaptureUnavailableError as exc:
+        logging.getLogger("netwatch.daemon").warning("packet capture off: %s", exc)
+        return None
 
 
 def _enricher(args: argparse.Namespace) -> Any:
