@@ -1,0 +1,172 @@
+"""Real VPN software between namespaces, watched live and recorded: OpenVPN, WireGuard, SoftEther.
+
+Each test builds a lab (tests/netns.py, tag "cap"): the VPN client runs in the host namespace
+(the machine netwatch watches), the server in a peer namespace. netwatch's live engine with
+packet capture runs in the host namespace while the tunnel comes up, and tcpdump records the
+same traffic. The test then asserts that
+  * live capture attributed the tunnel's flow to the VPN process (`openvpn`, `wireguard-go`,
+    `vpnclient`) and labelled it, and
+  * `netwatch analyze` of the recorded capture labels the flow as that VPN (`vpn: true`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import requires_root, requires_tools
+from tests.live.capture_lab import (
+    Watch,
+    analyze,
+    process_name,
+    remote_is,
+    wait_for_line,
+    wait_until,
+)
+from tests.netns import HOST_IP, Lab
+
+pytestmark = [pytest.mark.live, requires_root, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    with Lab("cap") as lab:
+        yield lab
+
+
+def _vpn_flows(records: list[dict], ip: str, port: int) -> list[dict]:
+    return [r for r in records if r["type"] == "flow" and remote_is(ip, port)(r)]
+
+
+# ---------------------------------------------------------------- OpenVPN
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+def _make_pki(d: Path) -> None:
+    """A throwaway CA with a server and a client certificate (P-256, valid two days)."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-subj", "/CN=netwatch-test-ca", "-days", "2",
+             "-keyout", "ca.key", "-out", "ca.crt", cwd=d)  # fmt: skip
+    for name, usage in (("server", "serverAuth"), ("client", "clientAuth")):
+        ext = d / f"{name}.ext"
+        ext.write_text(f"extendedKeyUsage={usage}\nkeyUsage=digitalSignature,keyAgreement\n")
+        _openssl("req", "-new", *ec, "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+                 "-out", f"{name}.csr", cwd=d)  # fmt: skip
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "2", "-extfile", ext.name,
+                 "-out", f"{name}.crt", cwd=d)  # fmt: skip
+
+
+@requires_tools("openvpn", "openssl", "tcpdump")
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_openvpn_tls(lab: Lab, tmp_path: Path, proto: str) -> None:
+    server_ip = "198.51.100.10"
+    peer = lab.add_peer(server_ip)
+    _make_pki(tmp_path)
+    pki = ["--ca", str(tmp_path / "ca.crt")]
+    common = ["openvpn", "--dev", "tun", "--verb", "3", "--data-ciphers", "AES-256-GCM"]
+    server = lab.spawn(
+        peer.ns,
+        [*common, "--proto", "udp" if proto == "udp" else "tcp-server", "--port", "1194",
+         "--mode", "server", "--tls-server", "--topology", "subnet",
+         "--ifconfig", "10.77.0.1", "255.255.255.0", "--dh", "none",
+         *pki, "--cert", str(tmp_path / "server.crt"), "--key", str(tmp_path / "server.key")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
+    )  # fmt: skip
+    wait_for_line(server.stdout, "Initialization Sequence Completed", 20)
+    watch = Watch(lab, tmp_path).start()
+    client = lab.spawn(
+        lab.host,
+        [*common, "--client", "--proto", "udp" if proto == "udp" else "tcp-client",
+         "--remote", server_ip, "1194", "--nobind", "--remote-cert-tls", "server",
+         *pki, "--cert", str(tmp_path / "client.crt"), "--key", str(tmp_path / "client.key")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
+    )  # fmt: skip
+    wait_for_line(client.stdout, "Initialization Sequence Completed", 30)
+    wait_until(lambda: watch.snap_file.exists() or True, 1, "probe")
+    watch.stop()
+
+    live = watch.flows(remote_is(server_ip, 1194))
+    assert live, "live capture saw no flow to the OpenVPN server"
+    owned = [f for f in live if process_name(f) == "openvpn"]
+    assert owned, f"flows not attributed to openvpn: {[process_name(f) for f in live]}"
+    assert any(f["app"] == "openvpn" and f["vpn"] for f in owned), owned[-1]
+    assert owned[-1]["transport"] == proto and owned[-1]["src"] == HOST_IP
+
+    (flow,) = _vpn_flows(analyze(watch.pcap), server_ip, 1194)
+    assert (flow["app"], flow["category"], flow["vpn"]) == ("openvpn", "vpn", True)
+    assert flow["src"] == HOST_IP and flow["packets_sent"] > 3 and flow["packets_received"] > 3
+
+
+# ---------------------------------------------------------------- WireGuard
+
+WG_ENV = {**os.environ, "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"}
+
+
+def _wg_keys(lab: Lab, d: Path, name: str) -> str:
+    key = subprocess.run(["wg", "genkey"], capture_output=True, text=True, check=True).stdout
+    (d / f"{name}.key").write_text(key)
+    (d / f"{name}.key").chmod(0o600)
+    return subprocess.run(
+        ["wg", "pubkey"], input=key, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _wg_up(lab: Lab, ns: str, d: Path, name: str, addr: str, peer_pub: str,
+           endpoint: str | None, peer_addr: str) -> str:  # fmt: skip
+    """Start wireguard-go in `ns` and configure it; return the interface name.
+
+    wireguard-go's control socket lives in /var/run/wireguard/<ifname>.sock whatever the
+    namespace, so every interface gets a name unique to this lab and side.
+    """
+    ifname = f"wg{lab.host[-8:-1]}{name[0]}"[:15]
+    lab.spawn(ns, ["wireguard-go", "-f", ifname], env=WG_ENV)
+    wait_until(
+        lambda: lab.run(ns, ["ip", "link", "show", ifname]).returncode == 0,
+        10,
+        f"{ifname} to appear",
+    )
+    cmd = ["wg", "set", ifname, "private-key", str(d / f"{name}.key"), "listen-port", "51820",
+           "peer", peer_pub, "allowed-ips", f"{peer_addr}/32"]  # fmt: skip
+    if endpoint:
+        cmd += ["endpoint", f"{endpoint}:51820"]
+    lab.exec_ok(ns, cmd)
+    lab.exec_ok(ns, ["ip", "addr", "add", f"{addr}/24", "dev", ifname])
+    lab.exec_ok(ns, ["ip", "link", "set", ifname, "up"])
+    return ifname
+
+
+@requires_tools("wireguard-go", "wg", "tcpdump")
+def test_wireguard_go(lab: Lab, tmp_path: Path) -> None:
+    server_ip = "198.51.100.11"
+    peer = lab.add_peer(server_ip)
+    host_pub, peer_pub = _wg_keys(lab, tmp_path, "host"), _wg_keys(lab, tmp_path, "peer")
+    _wg_up(lab, peer.ns, tmp_path, "peer", "10.78.0.2", host_pub, None, "10.78.0.1")
+    watch = Watch(lab, tmp_path).start()
+    ifname = _wg_up(lab, lab.host, tmp_path, "host", "10.78.0.1", peer_pub, server_ip, "10.78.0.2")
+    # One datagram into the tunnel makes wireguard-go do its handshake.
+    send = "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('10.78.0.2', 9))"
+    lab.exec_ok(lab.host, ["python3", "-c", send])
+
+    def handshake_done() -> bool:
+        res = lab.run(lab.host, ["wg", "show", ifname, "latest-handshakes"])
+        return res.returncode == 0 and res.stdout.split()[-1:] != ["0"] and bool(res.stdout)
+
+    wait_until(handshake_done, 15, "the WireGuard handshake")
+    lab.exec_ok(lab.host, ["python3", "-c", send])
+    watch.stop()
+
+    live = watch.flows(remote_is(server_ip, 51820))
+    owned = [f for f in live if process_name(f) == "wireguard-go"]
+    assert owned, f"flows not attributed to wireguard-go: {[process_name(f) for f in live]}"
+    assert any(f["app"] == "wireguard" and f["vpn"] for f in owned), owned[-1]
+
+    (flow,) = _vpn_flows(analyze(watch.pcap), server_ip, 51820)
+    assert (flow["app"], flow["vpn"], flow["confidence"]) == ("wireguard", True, "high")
