@@ -218,3 +218,34 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "netwatch.service" not in res.stderr, res.stderr
+
+
+def test_metrics_endpoint_on_localhost(tmp_path: Path) -> None:
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    daemon = subprocess.Popen(
+        daemon_argv(tmp_path / "n.db", tmp_path / "n.sock", "--interval", "0.2",
+                    "--metrics-port", str(port), "--no-capture"),
+        cwd=REPO,
+    )  # fmt: skip
+    body = b""
+    try:
+
+        def scraped() -> bool:
+            nonlocal body
+            try:
+                url = f"http://127.0.0.1:{port}/metrics"
+                body = urllib.request.urlopen(url, timeout=2).read()  # noqa: S310  # loopback
+            except OSError:
+                return False
+            return b"netwatch_sample_duration_seconds_count" in body and b"_count 0.0" not in body
+
+        assert _wait_for(scraped, 20)
+    finally:
+        stop(daemon)
+    assert daemon.returncode == 0
+    assert b"netwatch_flows " in body
+    assert b"netwatch_socket_clients" in body
