@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from netwatch.dissect import http, ipsec, labels, openvpn, quic, softether, tls, tunnels
+from netwatch.dissect import http, ipsec, labels, openvpn, quic, softether, tls, tunnels, verdicts
 from netwatch.dissect.dns import DnsMessage, parse_dns
-from netwatch.dissect.names import classify_host
 from netwatch.dissect.state import FlowState, FlowStates, append_bounded
-from netwatch.dissect.tor import tor_like_sni
 from netwatch.dissect.wireguard import WireGuardTracker, message_type
 from netwatch.model import FlowKey, Label, PacketContext, PacketFacts, Transport
 
@@ -25,9 +23,8 @@ _DNS_NAMES = {53: "dns", 5353: "mdns", 5355: "llmnr"}
 _DNS_LABELS = {name: labels.plain(name, "network", labels.HIGH) for name in _DNS_NAMES.values()}
 _MAX_DNS_PACKETS = 64
 _QUIC_TRIES = 4
-_TINC_MEMORY = 1024
+_PEER_MEMORY = 1024
 _DONE = PacketFacts(done=True)
-_PROVIDER_EXACT = frozenset({"softether", "vpngate"})
 
 
 class Dissector:
@@ -37,6 +34,7 @@ class Dissector:
         self._states = FlowStates(max_flows)
         self._max_packets = max_packets
         self._tinc_peers: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        self._softether_peers: OrderedDict[tuple[str, str, int], None] = OrderedDict()
 
     def forget(self, key: FlowKey) -> None:
         """Drop what is remembered about a flow (called when the flow table expires it)."""
@@ -122,7 +120,7 @@ class Dissector:
                 return None
             state.client_wait = False
             if isinstance(hello, tls.ClientHello):
-                return self._hello_facts(state, hello, "tls")
+                return self._hello_facts(state, hello, "tls", ctx.flow)
             return self._tcp_first(ctx, state, data)
         if http.looks_like_request(data):
             request = http.parse_request(data)
@@ -135,7 +133,7 @@ class Dissector:
             state.tunnel = request.method == "CONNECT"
             state.http = not state.tunnel
             return PacketFacts(
-                label=self._better(state, _http_label(request)),
+                label=self._better(state, verdicts.http_label(request)),
                 http_host=request.host,
                 http_request=request.line[:512],
             )
@@ -184,10 +182,7 @@ class Dissector:
         state.tinc_sides.add(ctx.from_initiator)
         both = len(state.tinc_sides) == 2
         if both:
-            key = _peer_key(ctx.flow, _rport(ctx.flow))
-            self._tinc_peers[key] = None
-            if len(self._tinc_peers) > _TINC_MEMORY:
-                self._tinc_peers.popitem(last=False)
+            self._remember(self._tinc_peers, _peer_key(ctx.flow, _rport(ctx.flow)))
         confidence = labels.HIGH if both else labels.MEDIUM
         label = labels.vpn("tinc", confidence, ("tinc_id", "protocol 17"))
         return self._facts(state, label, done=both)
@@ -236,7 +231,7 @@ class Dissector:
         if first & 0x89 == 0x09 and ctx.from_initiator:
             gquic = quic.parse_gquic(payload)
             if gquic is not None:
-                return self._gquic(state, gquic)
+                return self._gquic(state, gquic, ctx.flow)
         if payload[:3] == b"\x00\x00\x00" or first == 0x49:
             label = softether.natt_label(payload)
             if label is not None:
@@ -247,6 +242,15 @@ class Dissector:
         if openvpn.reset_opcode(payload) is not None:
             state.ovpn = openvpn.OpenVpnTracker(tcp=False)
             return self._facts(state, state.ovpn.feed(ctx.from_initiator, 0, payload))
+        if (
+            self._softether_peers
+            and any(softether.UDP_ACCEL_LOW <= p <= softether.UDP_ACCEL_HIGH for p in ports)
+            and _peer_key(ctx.flow, 0) in self._softether_peers
+        ):
+            label = labels.vpn(
+                "softether", labels.MEDIUM, ("udp_acceleration", "next to a SoftEther TLS flow")
+            )
+            return self._facts(state, label, done=True)
         if self._tinc_peers and (
             _peer_key(ctx.flow, ports[1]) in self._tinc_peers
             or _peer_key(ctx.flow, ports[0]) in self._tinc_peers
@@ -261,7 +265,7 @@ class Dissector:
             return None
         header = quic.parse_long_header(payload)
         if header is None or not header.is_initial or state.quic_tries >= _QUIC_TRIES:
-            return self._facts(state, _quic_label(None), done=state.quic_crypto is not None)
+            return self._facts(state, verdicts.quic_label(None), done=state.quic_crypto is not None)
         state.quic_tries += 1
         if state.quic_keys is None:
             state.quic_keys = quic.InitialKeys.derive(header.version, header.dcid)
@@ -269,27 +273,41 @@ class Dissector:
         frames = quic.decrypt_initial(payload, header, state.quic_keys)
         if frames is None or state.quic_crypto is None:
             done = not quic.HAVE_CRYPTO or state.quic_tries >= _QUIC_TRIES
-            return self._facts(state, _quic_label(None), done=done)
+            return self._facts(state, verdicts.quic_label(None), done=done)
         state.quic_crypto.add_frames(frames)
         hello = tls.parse_handshake_stream(state.quic_crypto.contiguous())
         if isinstance(hello, tls.ClientHello):
-            return self._hello_facts(state, hello, "quic")
-        return self._facts(state, _quic_label(None), done=state.quic_tries >= _QUIC_TRIES)
+            return self._hello_facts(state, hello, "quic", ctx.flow)
+        return self._facts(state, verdicts.quic_label(None), done=state.quic_tries >= _QUIC_TRIES)
 
-    def _gquic(self, state: FlowState, gquic: quic.GoogleQuic) -> PacketFacts | None:
+    def _gquic(self, state: FlowState, gquic: quic.GoogleQuic, flow: FlowKey) -> PacketFacts | None:
         """Google QUIC: the CHLO is clear, so the SNI is read directly."""
         if gquic.sni is None:
             label = labels.plain("quic", "web", labels.MEDIUM, ("gquic_version", gquic.version))
             return self._facts(state, label, done=True)
         hello = tls.ClientHello(gquic.sni, (), 0)
-        return self._hello_facts(state, hello, "quic")
+        return self._hello_facts(state, hello, "quic", flow)
 
     # ------------------------------------------------------------------ shared
 
-    def _hello_facts(self, state: FlowState, hello: tls.ClientHello, proto: str) -> PacketFacts:
+    @staticmethod
+    def _remember(
+        peers: OrderedDict[tuple[str, str, int], None], key: tuple[str, str, int]
+    ) -> None:
+        """Add a host pair to a bounded memory used to label related flows."""
+        peers[key] = None
+        peers.move_to_end(key)
+        if len(peers) > _PEER_MEMORY:
+            peers.popitem(last=False)
+
+    def _hello_facts(
+        self, state: FlowState, hello: tls.ClientHello, proto: str, flow: FlowKey
+    ) -> PacketFacts:
         """Facts and label for a parsed ClientHello (TLS over TCP or QUIC)."""
         state.done = True
-        label = _sni_label(hello.sni, proto)
+        label = verdicts.sni_label(hello.sni, proto, _rport(flow))
+        if label.name == "softether" and proto == "tls":
+            self._remember(self._softether_peers, _peer_key(flow, 0))
         return PacketFacts(
             label=self._better(state, label), sni=hello.sni, alpn=hello.alpn, done=True
         )
@@ -323,46 +341,3 @@ def _peer_key(flow: FlowKey, port: int) -> tuple[str, str, int]:
     a = str(flow.local.ip)
     b = str(flow.remote.ip) if flow.remote is not None else ""
     return (min(a, b), max(a, b), port)
-
-
-def _quic_label(sni: str | None) -> Label:
-    ev = (("sni", sni),) if sni else ()
-    return labels.plain("quic", "web", labels.MEDIUM, *ev)
-
-
-def _sni_label(sni: str | None, proto: str) -> Label:
-    """Turn an SNI into a label: SoftEther DDNS, VPN host names, Tor, or plain TLS/QUIC."""
-    if sni is None:
-        return labels.plain(proto, "web", labels.MEDIUM)
-    if sni == "ddns":
-        return labels.vpn("softether", labels.HIGH, ("sni", "DDNS"))
-    provider = classify_host(sni)
-    if provider is not None:
-        confidence = labels.HIGH if provider in _PROVIDER_EXACT else labels.MEDIUM
-        return labels.vpn(provider, confidence, ("sni", sni))
-    if proto == "tls" and tor_like_sni(sni):
-        return labels.anonymizer(
-            "tor", labels.MEDIUM, ("sni", sni), ("sni_shape", "www.<random>.com/.net")
-        )
-    return labels.plain(proto, "web", labels.MEDIUM, ("sni", sni))
-
-
-def _http_label(request: http.HttpRequest) -> Label:
-    """Label a clear HTTP request: SoftEther paths, SSTP, VPN Gate API, VPN hosts."""
-    path = request.path
-    host = request.host or ""
-    if path.startswith("/vpnsvc/"):
-        return labels.vpn("softether", labels.HIGH, ("http_path", path[:128]))
-    if request.method == "SSTP_DUPLEX_POST" and path.lower().startswith("/sra_{ba195980-"):
-        return labels.vpn("sstp", labels.HIGH, ("http_request", request.line[:128]))
-    provider = classify_host(host) if host else None
-    if path.startswith("/api/iphone"):
-        confidence = labels.HIGH if provider == "vpngate" else labels.MEDIUM
-        return labels.vpn("vpngate", confidence, ("http_path", path[:128]))
-    if path.startswith("/ddns/getmyip.ashx") and provider == "softether":
-        return labels.vpn("softether", labels.HIGH, ("http_path", path[:128]))
-    if provider is not None:
-        confidence = labels.HIGH if provider in _PROVIDER_EXACT else labels.MEDIUM
-        return labels.vpn(provider, confidence, ("http_host", host))
-    ev = (("http_host", host),) if host else ()
-    return labels.plain("http", "web", labels.MEDIUM, *ev)

@@ -18,6 +18,10 @@ from netwatch.dissect import labels
 from netwatch.model import Label
 
 NATT_PORT = 5004
+TLS_PORTS = frozenset({992, 5555})
+"""SoftEther server default ports that other TLS services rarely use (443 and 1194 are shared)."""
+UDP_ACCEL_LOW, UDP_ACCEL_HIGH = 40000, 44999
+"""Server-side UDP acceleration ports (`UdpAccel.h`)."""
 AZURE_MAGIC = b"ACTL"
 DDNS_SNI = "DDNS"
 _MAX_ELEMENTS = 64

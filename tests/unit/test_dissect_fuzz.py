@@ -118,7 +118,10 @@ def test_dissector_inspect_never_raises(steps: list[tuple[PacketContext, bytes]]
     d = Dissector(max_flows=4)
     for ctx, payload in steps:
         facts = d.inspect(ctx, payload)
-        assert facts is None or facts.label is None or facts.label.name
+        if facts is not None and facts.label is not None:
+            label = facts.label
+            assert label.name
+            assert label.vpn == (label.category in ("vpn", "anonymizer"))
     assert d.tracked_flows <= 4
 
 

@@ -88,6 +88,21 @@ def test_provider_and_tor_like_snis() -> None:
     assert (tor.label.name, tor.label.category, tor.label.vpn) == ("tor", "anonymizer", True)
 
 
+def test_tls_on_softether_ports_then_udp_acceleration_between_the_same_hosts() -> None:
+    d = Dissector()
+    tls_key = _key(Transport.TCP, 5555)
+    facts = d.inspect(_ctx(tls_key), bytes(TLS(msg=[_hello("203.0.113.9", alpn=())])))
+    assert facts is not None and facts.label is not None
+    assert (facts.label.name, facts.label.confidence.value) == ("softether", "low")
+    udp = FlowKey(
+        Transport.UDP, Endpoint(parse_ip("192.0.2.10"), 35000), _key(Transport.UDP, 40123).remote
+    )
+    accel = d.inspect(_ctx(udp), bytes(range(64)))
+    assert accel is not None and accel.label is not None and accel.label.name == "softether"
+    other = FlowKey(Transport.UDP, Endpoint(parse_ip("192.0.2.99"), 35000), udp.remote)
+    assert d.inspect(_ctx(other), bytes(range(64))) is None
+
+
 def test_ordinary_names_are_not_tor_or_vpn() -> None:
     for i, sni in enumerate(
         ["www.google.com", "www.4shared.com", "www.w3schools.com", "notnordvpn.com"]

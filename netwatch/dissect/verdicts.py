@@ -1,0 +1,64 @@
+"""Label decisions from names: what an SNI, a QUIC hello or an HTTP request says a flow is.
+
+Order matters and is the spec's: SoftEther's deterministic markers (SNI `DDNS`, `/vpnsvc/`
+paths) first, then VPN service host names (`names.py`), then the Tor SNI shape, then TLS on
+SoftEther's own ports, and only then the plain `tls`/`quic`/`http` label. Pure functions.
+"""
+
+from __future__ import annotations
+
+from netwatch.dissect import http, labels, softether
+from netwatch.dissect.names import classify_host
+from netwatch.dissect.tor import tor_like_sni
+from netwatch.model import Label
+
+_PROVIDER_EXACT = frozenset({"softether", "vpngate"})
+"""Names that identify the protocol itself (high); provider names say an app is present."""
+
+
+def quic_label(sni: str | None) -> Label:
+    """The plain QUIC label, with the SNI as evidence when the Initial could be read."""
+    ev = (("sni", sni),) if sni else ()
+    return labels.plain("quic", "web", labels.MEDIUM, *ev)
+
+
+def sni_label(sni: str | None, proto: str, port: int) -> Label:
+    """Turn an SNI into a label: SoftEther DDNS, VPN host names, Tor, or plain TLS/QUIC."""
+    if sni == "ddns":
+        return labels.vpn("softether", labels.HIGH, ("sni", "DDNS"))
+    provider = classify_host(sni) if sni else None
+    if sni and provider is not None:
+        confidence = labels.HIGH if provider in _PROVIDER_EXACT else labels.MEDIUM
+        return labels.vpn(provider, confidence, ("sni", sni))
+    if proto != "tls":
+        return quic_label(sni)
+    if sni and tor_like_sni(sni):
+        return labels.anonymizer(
+            "tor", labels.MEDIUM, ("sni", sni), ("sni_shape", "www.<random>.com/.net")
+        )
+    if port in softether.TLS_PORTS:  # SE-TLS-1: TLS on SoftEther's own ports; weak alone
+        return labels.vpn(
+            "softether", labels.LOW, ("tls_port", str(port)), ("sni", sni or "(none)")
+        )
+    return labels.plain("tls", "web", labels.MEDIUM, *((("sni", sni),) if sni else ()))
+
+
+def http_label(request: http.HttpRequest) -> Label:
+    """Label a clear HTTP request: SoftEther paths, SSTP, VPN Gate API, VPN hosts."""
+    path = request.path
+    host = request.host or ""
+    if path.startswith("/vpnsvc/"):
+        return labels.vpn("softether", labels.HIGH, ("http_path", path[:128]))
+    if request.method == "SSTP_DUPLEX_POST" and path.lower().startswith("/sra_{ba195980-"):
+        return labels.vpn("sstp", labels.HIGH, ("http_request", request.line[:128]))
+    provider = classify_host(host) if host else None
+    if path.startswith("/api/iphone"):
+        confidence = labels.HIGH if provider == "vpngate" else labels.MEDIUM
+        return labels.vpn("vpngate", confidence, ("http_path", path[:128]))
+    if path.startswith("/ddns/getmyip.ashx") and provider == "softether":
+        return labels.vpn("softether", labels.HIGH, ("http_path", path[:128]))
+    if provider is not None:
+        confidence = labels.HIGH if provider in _PROVIDER_EXACT else labels.MEDIUM
+        return labels.vpn(provider, confidence, ("http_host", host))
+    ev = (("http_host", host),) if host else ()
+    return labels.plain("http", "web", labels.MEDIUM, *ev)
