@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,9 +101,17 @@ def _numbers(value: Any, key: str, probs: Problems) -> list[float] | None:
     return [float(v) for v in items]
 
 
-def _domain_match(name: str, domains: Sequence[str]) -> bool:
+def _domain_match(name: str, domains: frozenset[str]) -> bool:
+    """Whether `name` is one of `domains` or below one, by whole DNS labels."""
     name = name.lower().rstrip(".")
-    return any(name == d or name.endswith("." + d) for d in domains)
+    if name in domains:
+        return True
+    dot = name.find(".")
+    while dot != -1:
+        if name[dot + 1 :] in domains:
+            return True
+        dot = name.find(".", dot + 1)
+    return False
 
 
 def _str_test(op: str, value: Any, key: str, probs: Problems) -> Test | None:
@@ -121,16 +129,17 @@ def _str_test(op: str, value: Any, key: str, probs: Problems) -> Test | None:
     if vals is None:
         return None
     one = vals[0]
+    members = frozenset(vals)
     if op in ("eq", "ne") and len(vals) != 1:
         probs.add(key, f"'{op}' takes one string (use 'in' for several)")
         return None
     tests: dict[str, Test] = {
         "eq": lambda v: v is not None and v.lower() == one,
         "ne": lambda v: v is not None and v.lower() != one,
-        "in": lambda v: v is not None and v.lower() in vals,
-        "not_in": lambda v: v is not None and v.lower() not in vals,
+        "in": lambda v: v is not None and v.lower() in members,
+        "not_in": lambda v: v is not None and v.lower() not in members,
         "glob": lambda v: v is not None and any(fnmatch.fnmatchcase(v.lower(), g) for g in vals),
-        "domain": lambda v: v is not None and _domain_match(v, vals),
+        "domain": lambda v: v is not None and _domain_match(v, members),
         "prefix": lambda v: v is not None and v.lower().startswith(tuple(vals)),
         "suffix": lambda v: v is not None and v.lower().endswith(tuple(vals)),
         "contains": lambda v: v is not None and any(s in v.lower() for s in vals),
@@ -142,10 +151,11 @@ def _strs_test(op: str, value: Any, key: str, probs: Problems) -> Test | None:
     vals = _strings(value, key, probs)
     if vals is None:
         return None
+    members = frozenset(vals)
     tests: dict[str, Test] = {
-        "has": lambda v: any(x.lower() in vals for x in v or ()),
+        "has": lambda v: any(x.lower() in members for x in v or ()),
         "has_glob": lambda v: any(fnmatch.fnmatchcase(x.lower(), g) for x in v or () for g in vals),
-        "has_domain": lambda v: any(_domain_match(x, vals) for x in v or ()),
+        "has_domain": lambda v: any(_domain_match(x, members) for x in v or ()),
     }
     return tests[op]
 
@@ -193,8 +203,16 @@ def _ip_test(op: str, value: Any, key: str, probs: Problems) -> Test | None:
         probs.add(key, "needs one address" if op in ("eq", "ne") else "needs networks")
         return None
 
-    def inside(v: Any) -> bool:
-        return any(v.version == n.version and v in n for n in nets)
+    if len(nets) == 1:
+        net = nets[0]
+
+        def inside(v: Any) -> bool:
+            return v.version == net.version and v in net
+
+    else:
+
+        def inside(v: Any) -> bool:
+            return any(v.version == n.version and v in n for n in nets)
 
     tests: dict[str, Test] = {
         "eq": lambda v: v is not None and inside(v),
@@ -329,9 +347,35 @@ def compile_node(node: Node) -> Pred:
     if node.kind == "not":
         p = preds[0]
         return lambda s, env: not p(s, env)
+    # Plain loops: about twice as fast as all()/any() over a generator (bench/detect.py).
     if node.kind == "all":
-        return lambda s, env: all(p(s, env) for p in preds)
-    return lambda s, env: any(p(s, env) for p in preds)
+
+        def all_of(s: Any, env: Env) -> bool:
+            for p in preds:  # noqa: SIM110  # a loop beats all(<generator>) on the hot path
+                if not p(s, env):
+                    return False
+            return True
+
+        return all_of
+
+    def any_of(s: Any, env: Env) -> bool:
+        for p in preds:  # noqa: SIM110  # a loop beats any(<generator>) on the hot path
+            if p(s, env):
+                return True
+        return False
+
+    return any_of
+
+
+def holds(node: Node, subject: Any, env: Env) -> bool:
+    """Evaluate a parsed condition directly (for explaining matches; no compiling)."""
+    if isinstance(node, Leaf):
+        return node.test(node.get(subject, env))
+    if node.kind == "not":
+        return not holds(node.children[0], subject, env)
+    if node.kind == "all":
+        return all(holds(c, subject, env) for c in node.children)
+    return any(holds(c, subject, env) for c in node.children)
 
 
 def _show(value: Any) -> str:
@@ -353,7 +397,7 @@ def explain(node: Node, subject: Any, env: Env) -> list[Evidence]:
         return []
     out: list[Evidence] = []
     for child in node.children:
-        if compile_node(child)(subject, env):
+        if holds(child, subject, env):
             out.extend(explain(child, subject, env))
             if node.kind == "any":
                 break

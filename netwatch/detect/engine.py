@@ -140,14 +140,18 @@ class RuleEngine:
             passed = [ef for ef in flows if any(c.pred(ef, env) for c in rule.cases)]
             case = rule.cases[0]
             for ef, extra in self._python[rule.id].select(passed, env):
-                yield self._flow_finding(rule, case, ef, env, extra)
+                finding = self._flow_finding(rule, case, ef, env, extra)
+                if finding is not None:
+                    yield finding
             return
         windowed: dict[int, list[EnrichedFlow]] = {}
         for ef in flows:
             for i, case in enumerate(rule.cases):
                 if case.pred(ef, env):
                     if case.window is None:
-                        yield self._flow_finding(rule, case, ef, env, ())
+                        finding = self._flow_finding(rule, case, ef, env, ())
+                        if finding is not None:
+                            yield finding
                     else:
                         windowed.setdefault(i, []).append(ef)
                     break
@@ -162,17 +166,23 @@ class RuleEngine:
 
     def _flow_finding(
         self, rule: Rule, case: Case, ef: EnrichedFlow, env: Env, extra: tuple[Evidence, ...]
-    ) -> Finding:
+    ) -> Finding | None:
+        """A finding for one flow; None when its open alert already counted this flow."""
         f = ef.flow
+        identifier = self._identifier(rule.identifier, ef, env)
+        occurrence = f"{f.key.transport.value}|{f.key.local}|{f.key.remote}"
+        at = f.last_seen if f.last_seen is not None else env.now
+        if self.suppressor.touch(rule.id, identifier, occurrence, at):
+            return None
         return Finding(
             rule=rule,
-            identifier=self._identifier(rule.identifier, ef, env),
+            identifier=identifier,
             message=render(case.message, flow_values(ef, env)),
             severity=case.severity or rule.severity,
-            at=f.last_seen if f.last_seen is not None else env.now,
+            at=at,
             flow=ef,
             evidence=(*explain(case.when, ef, env), *extra),
-            occurrences=(f"{f.key.transport.value}|{f.key.local}|{f.key.remote}",),
+            occurrences=(occurrence,),
         )
 
     def _window_findings(

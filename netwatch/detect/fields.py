@@ -189,8 +189,8 @@ FIELDS: dict[str, Field] = {
         ),
         Field("process.user", _S, _proc("user"), "the user it runs as"),
         Field("process.known", _B, lambda ef, _e: ef.flow.process is not None, "a process owns it"),
-        Field("transport", _S, lambda ef, _e: ef.flow.key.transport.value, "tcp, udp, esp, ..."),
-        Field("direction", _S, lambda ef, _e: ef.flow.direction.value, "outbound, inbound, listen"),
+        Field("transport", _S, lambda ef, _e: ef.flow.key.transport, "tcp, udp, esp, ..."),
+        Field("direction", _S, lambda ef, _e: ef.flow.direction, "outbound, inbound, listen"),
         Field("state", _S, _flow("state"), "socket state, e.g. ESTABLISHED, LISTEN"),
         Field("local.ip", _I, lambda ef, _e: ef.flow.key.local.ip, "local address"),
         Field("local.port", _N, lambda ef, _e: ef.flow.key.local.port, "local port"),
@@ -205,7 +205,7 @@ FIELDS: dict[str, Field] = {
         Field(
             "remote.scope",
             _S,
-            lambda ef, _e: None if ef.remote is None else ef.remote.scope.value,
+            lambda ef, _e: None if ef.remote is None else ef.remote.scope,
             "global, private, loopback, documentation, ...",
         ),
         Field("remote.country", _S, _remote("country"), "ISO country code of the remote address"),
@@ -225,7 +225,7 @@ FIELDS: dict[str, Field] = {
         Field(
             "label.confidence",
             _S,
-            lambda ef, _e: None if ef.flow.label is None else ef.flow.label.confidence.value,
+            lambda ef, _e: None if ef.flow.label is None else ef.flow.label.confidence,
             "low, medium, high",
         ),
         Field(

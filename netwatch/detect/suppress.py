@@ -30,6 +30,7 @@ def alert_id(rule_id: str, identifier: str, first_seen: float) -> str:
 class _Open:
     alert: Alert
     suppress_for: float
+    last_seen: float
     occurrences: dict[str, None] = field(default_factory=dict)
 
 
@@ -46,13 +47,27 @@ class Suppressor:
         """Every open alert, oldest first."""
         return sorted((o.alert for o in self._open.values()), key=lambda a: a.first_seen)
 
+    def touch(self, rule_id: str, identifier: str, occurrence: str, at: float) -> bool:
+        """Note a repeat of an occurrence an open alert already counted; False if it is news.
+
+        The engine asks this before it renders a finding, so a long-lived flow that matches on
+        every tick costs a dict lookup, not a message.
+        """
+        entry = self._open.get((rule_id, identifier))
+        if entry is None or occurrence not in entry.occurrences:
+            return False
+        if at - entry.last_seen > entry.suppress_for:
+            return False
+        entry.last_seen = max(entry.last_seen, at)
+        return True
+
     def update(self, findings: Iterable[Finding], tags: dict[str, tuple[str, ...]]) -> list[Alert]:
         """Fold findings into alerts; return those opened or changed (count or message)."""
         changed: dict[tuple[str, str], Alert] = {}
         for f in findings:
             key = (f.rule.id, f.identifier)
             entry = self._open.get(key)
-            if entry is not None and f.at - entry.alert.last_seen > entry.suppress_for:
+            if entry is not None and f.at - entry.last_seen > entry.suppress_for:
                 entry = None
             if entry is None:
                 entry = self._start(f, tags.get(f.rule.id, f.rule.tags))
@@ -62,10 +77,11 @@ class Suppressor:
             before = entry.alert
             new = [o for o in f.occurrences if o not in entry.occurrences]
             self._remember(entry, new)
+            entry.last_seen = max(entry.last_seen, f.at)
             ef = f.flow
             entry.alert = replace(
                 before,
-                last_seen=max(before.last_seen, f.at),
+                last_seen=entry.last_seen,
                 count=before.count + len(new),
                 message=f.message,
                 severity=f.severity,
@@ -98,7 +114,7 @@ class Suppressor:
             evidence=f.evidence,
             tags=tags,
         )
-        entry = _Open(alert, f.rule.suppress_for)
+        entry = _Open(alert, f.rule.suppress_for, f.at)
         self._remember(entry, f.occurrences)
         return entry
 
@@ -113,7 +129,9 @@ class Suppressor:
         """Close alerts not seen for their `suppress_for`; return them (state closed)."""
         closed = []
         for key, entry in list(self._open.items()):
-            if now - entry.alert.last_seen > entry.suppress_for:
-                closed.append(replace(entry.alert, state=AlertState.CLOSED))
+            if now - entry.last_seen > entry.suppress_for:
+                closed.append(
+                    replace(entry.alert, state=AlertState.CLOSED, last_seen=entry.last_seen)
+                )
                 del self._open[key]
         return closed
