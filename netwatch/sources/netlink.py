@@ -14,6 +14,7 @@ Raw and ICMP ("ping") sockets come from /proc/net, which lists them in the `tcp`
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import socket
 import struct
@@ -141,7 +142,8 @@ def parse_messages(
     """
     data = bytes(buf)
     end = len(data)
-    off = _parse_uniform(data, out) if counters and uniform else 0
+    fast = counters and uniform
+    off = _parse_uniform(data, out, 0) if fast else 0
     hint = 0
     append = out.append
     while off + 16 <= end:
@@ -169,6 +171,8 @@ def parse_messages(
         elif kind == NLMSG_ERROR:
             raise NetlinkUnavailableError(_errno_of(data, off, length), "sock_diag dump failed")
         off += (length + 3) & ~3
+        if fast and kind == SOCK_DIAG_BY_FAMILY:
+            off = _parse_uniform(data, out, off)  # back to C after e.g. a TIME_WAIT socket
     return False
 
 
@@ -176,27 +180,26 @@ _HEADS: dict[tuple[int, int], tuple[struct.Struct, struct.Struct]] = {}
 _AS_RECORD = functools.partial(tuple.__new__, DiagRecord)
 
 
-def _parse_uniform(data: bytes, out: list[DiagRecord]) -> int:
-    """Parse the leading run of same-shaped TCP messages in C (`struct.iter_unpack`).
+def _parse_uniform(data: bytes, out: list[DiagRecord], start: int) -> int:
+    """Parse the run of same-shaped TCP messages at `start` in C (`struct.iter_unpack`).
 
-    A dump of established connections is thousands of messages of one length with
-    tcp_info at one offset. This checks every message's length, type and attribute header
-    against the first one and unpacks the run in one call; the generic loop takes over at
-    the first message that differs (TIME_WAIT sockets carry no tcp_info). Returns the offset
-    it stopped at.
+    A dump of established connections is mostly messages of one length with tcp_info at one
+    offset. Every message's length, type and attribute header is checked against the first
+    one, and the run is unpacked in one call; the generic loop takes over at the first
+    message that differs (TIME_WAIT sockets carry no tcp_info). Returns where it stopped.
     """
     end = len(data)
-    if end < 8 * _MIN_MSG:
-        return 0
-    length, kind = (int(x) for x in _LEN_TYPE.unpack_from(data, 0))
-    if kind != SOCK_DIAG_BY_FAMILY or length < _MIN_MSG or length & 3 or length > end:
-        return 0
-    _, hint = _tcp_counters(data, 0, length, 0)
+    if start + _MIN_MSG > end:
+        return start
+    length, kind = (int(x) for x in _LEN_TYPE.unpack_from(data, start))
+    if kind != SOCK_DIAG_BY_FAMILY or length < _MIN_MSG or length & 3 or start + length > end:
+        return start
+    _, hint = _tcp_counters(data, start, start + length, 0)
     if not hint:
-        return 0
-    rta_len = int(_RTA.unpack_from(data, hint)[0])
+        return start
+    rta_len = int(_RTA.unpack_from(data, start + hint)[0])
     if rta_len < 4 + _COUNTERS_END or hint + rta_len > length:
-        return 0
+        return start
     shapes = _HEADS.get((length, hint))
     if shapes is None:
         head = struct.Struct(f"=IH{hint - 6}xHH{length - hint - 4}x")
@@ -206,14 +209,11 @@ def _parse_uniform(data: bytes, out: list[DiagRecord]) -> int:
         )
         shapes = _HEADS.setdefault((length, hint), (head, body))
     head, body = shapes
-    view = memoryview(data)[: end // length * length]
-    heads = list(head.iter_unpack(view))
+    view = memoryview(data)[start : start + (end - start) // length * length]
     expected = (length, SOCK_DIAG_BY_FAMILY, rta_len, INET_DIAG_INFO)
-    run = len(heads)
-    if heads.count(expected) != run:
-        run = next(i for i, h in enumerate(heads) if h != expected)
+    run = len(list(itertools.takewhile(expected.__eq__, head.iter_unpack(view))))
     out.extend(map(_AS_RECORD, body.iter_unpack(view[: run * length])))
-    return run * length
+    return start + run * length
 
 
 def _errno_of(data: bytes, off: int, length: int) -> int:

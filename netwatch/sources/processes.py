@@ -7,7 +7,9 @@ has not seen appears or a cached owner exited:
 
 1. new file descriptors only: list each process's fd folder and read just the links whose
    names were not there last time (a new socket nearly always gets a new fd);
-2. if inodes are still unknown (a closed fd number was reused), read every link once more;
+2. if an inode is still unknown and still open one sample later (a closed fd number was
+   reused), read every link once more; waiting a sample spares that full read for the
+   many short-lived sockets that are gone before they could be looked up;
 3. what is still unknown belongs to processes we may not inspect (other users, without
    privileges) and is remembered as unknown until that socket closes, so it does not cause
    a rescan every sample.
@@ -98,6 +100,11 @@ def _read_link_inode(path: str) -> int | None:
     return None
 
 
+def _recheck(inode: int | None, wanted: set[int], missing: set[int]) -> bool:
+    """Whether an fd whose last known link was `inode` (None: never read) must be re-read."""
+    return inode is None or (inode != 0 and (inode not in wanted or inode in missing))
+
+
 class SocketOwners:
     """inode -> `ProcessRef`, kept between samples (see the module docstring)."""
 
@@ -108,8 +115,10 @@ class SocketOwners:
         """inode -> pid, for sockets seen in the last sample."""
         self._unknown: set[int] = set()
         """Inodes no readable process holds (other users' sockets, orphaned TIME_WAIT)."""
-        self._fds: dict[int, frozenset[str]] = {}
-        """pid -> fd names read last scan: only new names are read next time."""
+        self._pending: set[int] = set()
+        """Inodes the last scan could not place without reading every link; next scan will."""
+        self._fds: dict[int, dict[str, int]] = {}
+        """pid -> fd name -> the inet socket inode it linked to (0: anything else)."""
         self._procs: dict[int, tuple[bytes, ProcessRef]] = {}
         """pid -> (stat identity, details); the identity catches pid reuse and exec."""
         self._wanted: set[int] = set()
@@ -159,6 +168,7 @@ class SocketOwners:
         changed = False
         if not same:
             self._unknown &= wanted
+            self._pending &= wanted
             for inode in [i for i in self._owner if i not in wanted]:
                 del self._owner[inode]
             owners = set(self._owner.values())
@@ -207,25 +217,43 @@ class SocketOwners:
         live = set(pids)
         for pid in [p for p in self._fds if p not in live]:
             del self._fds[pid]
-        listings: dict[int, frozenset[str]] = {}
+        me = os.getpid() if self._root == "/proc" else -1
+        partial: list[int] = []
         denied = 0
         found: dict[int, int] = {}
         for pid in pids:
             try:
-                names = frozenset(os.listdir(f"{self._root}/{pid}/fd"))
+                names = os.listdir(f"{self._root}/{pid}/fd")
             except PermissionError:
                 denied += 1
                 continue
             except OSError:
                 continue  # exited meanwhile
-            listings[pid] = names
-            new = names.difference(self._fds.get(pid, ()))
-            self._read_links(pid, new, wanted, found)
+            before = self._fds.get(pid)
+            if before is None or pid == me:
+                # Our own listing holds our own passing fds (this listdir): never trust it.
+                self._fds[pid] = self._read_links(pid, names, {}, wanted, found)
+                continue
+            # New fd numbers, numbers whose inet socket has closed since (so they were
+            # reused), and numbers known to hold a socket we are looking for (its owner
+            # exited or lost the pid, and this process shares the socket): read them again.
+            todo = [n for n in names if _recheck(before.get(n), wanted, missing)]
+            now = self._read_links(pid, todo, before, wanted, found)
+            self._fds[pid] = {n: now[n] for n in names if n in now}
+            partial.append(pid)
         self.denied = denied
-        if not missing.issubset(found):
-            for pid, names in listings.items():
-                self._read_links(pid, names, wanted, found)
-        self._fds.update(listings)
+        unresolved = missing.difference(found)
+        # Still unknown: a socket closed since the dump (often, on a busy machine), another
+        # user's, or one on an fd number that last held a file, pipe or unix socket. Only the
+        # last needs every link read again; that is done once the socket survived a sample.
+        if partial and unresolved & self._pending:
+            for pid in partial:
+                self._fds[pid] = self._read_links(pid, list(self._fds[pid]), {}, wanted, found)
+            unresolved = missing.difference(found)
+            self._unknown |= unresolved & self._pending
+        elif not partial:
+            self._unknown |= unresolved  # every link was read: nobody we can see holds them
+        self._pending = unresolved.difference(self._unknown)
         for inode, pid in found.items():
             if pid not in self._procs:
                 ident = self._identity(pid)
@@ -235,14 +263,25 @@ class SocketOwners:
                 self._procs[pid] = (ident, ref)
             self._owner[inode] = pid
             self._unknown.discard(inode)
-        self._unknown |= missing.difference(self._owner)
+            self._pending.discard(inode)
 
     def _read_links(
-        self, pid: int, names: Collection[str], wanted: set[int], found: dict[int, int]
-    ) -> None:
+        self,
+        pid: int,
+        names: Collection[str],
+        known: dict[str, int],
+        wanted: set[int],
+        found: dict[int, int],
+    ) -> dict[str, int]:
+        """Read the links `names` of `pid`; return `known` updated with what they hold."""
         base = f"{self._root}/{pid}/fd/"
+        out = dict(known)
         for name in names:
             inode = _read_link_inode(base + name)
             if inode is not None and inode in wanted:
                 # Lowest pid wins for shared sockets (a server's parent before its workers).
                 found.setdefault(inode, pid)
+                out[name] = inode
+            else:
+                out[name] = 0
+        return out

@@ -24,15 +24,14 @@ from netwatch.sources.sockets import SocketSampler
 from tests.conftest import requires_root
 
 PARENT = r"""
-import os, socket, sys
+import os, signal, socket, sys
 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
 child = os.fork()
 if child == 0:
     sys.stdin.read()  # holds the inherited listener until the test closes stdin
     os._exit(0)
 print(s.getsockname()[1], child, flush=True)
-sys.stdin.readline()
-os._exit(0)
+signal.pause()  # until the test terminates us; the child keeps the socket
 """
 HOLD = (
     "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); "
@@ -85,8 +84,7 @@ def test_reused_pid_gets_the_new_process(tmp_path: Path) -> None:
         before = _owner(sampler.sample(), port_a)
         assert before is not None and before[0] == a.pid and before[2] == "nwreuse-a"
         a_pid, a_created = a.pid, before[1]
-        a.stdin.write("exit\n")
-        a.stdin.flush()
+        a.terminate()
         a.wait(10)
         b = _spawn_with_pid(exe_b, a_pid)
         if b is None:

@@ -81,12 +81,42 @@ def test_new_socket_on_new_fd_is_found_reading_only_new_links(tmp_path: Path) ->
     assert owners.scans == 2
 
 
-def test_reused_fd_number_is_found_by_the_full_pass(tmp_path: Path) -> None:
+def test_fd_of_a_closed_socket_reused_for_a_new_one_is_found_at_once(tmp_path: Path) -> None:
     proc, owners = make(tmp_path)
     proc.spawn(100, "curl", 5, {3: 501})
     owners.owners({501})
-    proc.open_fd(100, 3, 888)  # fd 3 closed and reopened as a new socket
+    proc.open_fd(100, 3, 888)  # socket 501 closed, fd 3 reopened as a new socket
     assert owners.owners({888})[888].pid == 100
+
+
+def test_fd_of_a_closed_file_reused_for_a_socket_is_found_one_sample_later(
+    tmp_path: Path,
+) -> None:
+    proc, owners = make(tmp_path)
+    proc.spawn(100, "curl", 5, {3: 501})
+    os.symlink("/etc/hosts", tmp_path / "100" / "fd" / "4")
+    owners.owners({501})
+    (tmp_path / "100" / "fd" / "4").unlink()
+    proc.open_fd(100, 4, 889)  # the file was closed and fd 4 reused for a socket
+    # Reading every link is deferred one sample: most unresolved sockets are short-lived.
+    assert 889 not in owners.owners({501, 889})
+    assert owners.owners({501, 889})[889].pid == 100
+    scans = owners.scans
+    assert owners.owners({501, 889})[889].pid == 100
+    assert owners.scans == scans
+
+
+def test_hidden_socket_costs_one_full_read_then_none(tmp_path: Path) -> None:
+    proc, owners = make(tmp_path)
+    proc.spawn(100, "curl", 5, {3: 501})
+    owners.owners({501})
+    proc.open_fd(100, 4, 502)
+    hidden = {501, 502, 999}  # 999: another user's socket, no readable fd links to it
+    owners.owners(hidden)
+    owners.owners(hidden)
+    scans = owners.scans
+    assert set(owners.owners(hidden)) == {501, 502}
+    assert owners.scans == scans
 
 
 def test_pid_reuse_is_caught_by_start_time(tmp_path: Path) -> None:
