@@ -2,24 +2,29 @@
 
 Picks the feed and injects it (architecture.md section 5): `--replay FILE` plays a recording,
 `--attach SOCKET` attaches to a daemon, `--live` samples in-process; with neither, it attaches
-when the daemon's socket answers and samples in-process otherwise. Textual, the engine and
-the daemon client are imported only here, inside `run`.
+when a daemon's socket answers (this user's or the system service's) and samples in-process
+otherwise. The in-process engine is composed like the daemon's: sockets, packet capture when
+privileged, enrichment (`--geoip-db`, RDAP only with `--rdap`), the rule pack and the policy.
+Textual, the engine and the daemon client are imported only inside `run`.
 """
 
 from __future__ import annotations
 
 import argparse
-import socket
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netwatch.cli.common import add_geoip
-from netwatch.errors import NetwatchError, UsageError
+from netwatch.errors import CaptureUnavailableError, NetwatchError, UsageError
 
 if TYPE_CHECKING:
     from netwatch.feed import SnapshotFeed
-    from netwatch.pipeline import Enricher
+    from netwatch.pipeline import Detector, Enricher, PacketFlows
+
+log = logging.getLogger("netwatch.watch")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,73 +51,92 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=1.0,
         help="seconds between samples (live) or snapshots (replay; default 1)",
     )
+    parser.add_argument(
+        "--no-capture", action="store_true", help="do not capture packets (sockets only)"
+    )
+    parser.add_argument(
+        "--rdap",
+        action="store_true",
+        help="look up network owners over RDAP in the background (sends addresses to the RIRs)",
+    )
+    parser.add_argument("--config", type=Path, metavar="FILE", help="config file (policy)")
     add_geoip(parser)
     parser.set_defaults(func=run)
 
 
-def socket_answers(path: Path, timeout: float = 0.5) -> bool:
-    """True when something accepts connections on the Unix socket `path`."""
-    if not path.exists():
-        return False
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        sock.close()
-    return True
-
-
 def _daemon_feed(path: Path) -> SnapshotFeed:
-    try:
-        from netwatch.daemon.client import DaemonFeed
-    except ImportError:
-        raise NetwatchError("attaching to the daemon is not available in this build") from None
+    from netwatch.daemon.client import DaemonFeed
+
     return DaemonFeed(path)
+
+
+def _capture(args: argparse.Namespace) -> PacketFlows | None:
+    """Packet capture when allowed; without privileges the status line says why it is off."""
+    if args.no_capture:
+        return None
+    from netwatch.pipeline.capture_flows import CaptureFlows
+
+    try:
+        return CaptureFlows.open()
+    except CaptureUnavailableError as exc:
+        log.info("packet capture off: %s", exc)
+        return None
+
+
+def _enricher(args: argparse.Namespace) -> Enricher:
+    from netwatch.enrich.enricher import build_enricher
+
+    return build_enricher(geoip_dbs=[Path(p) for p in args.geoip_db], rdap=args.rdap)
+
+
+def _detector(args: argparse.Namespace) -> Detector:
+    from netwatch.config import load_config
+    from netwatch.detect.engine import RuleEngine
+    from netwatch.detect.loader import load_rules
+
+    config = load_config(args.config)
+    return RuleEngine(load_rules(), config.policy, own_pids=frozenset({os.getpid()}))
 
 
 def _live_feed(args: argparse.Namespace) -> SnapshotFeed:
     from netwatch.pipeline import LiveFeed
     from netwatch.pipeline.build import build_live_engine
 
-    engine = build_live_engine(enricher=_enricher(args.geoip_db))
+    enricher, detector = _enricher(args), _detector(args)
+    engine = build_live_engine(enricher=enricher, detector=detector, packets=_capture(args))
     return LiveFeed(engine, interval=args.interval)
 
 
-def _enricher(paths: list[str]) -> Enricher | None:
-    """The enricher for `--geoip-db` files and the bundled data, when enrichment is built."""
-    try:
-        from netwatch.pipeline import build
-    except ImportError:  # pragma: no cover  # the pipeline is part of every build
-        return None
-    make = getattr(build, "build_enricher", None)
-    if make is None:
-        return None
-    enricher: Enricher = make(geoip_db=[Path(p) for p in paths])
-    return enricher
+def choose_feed(
+    args: argparse.Namespace, *, need_terminal: bool = True
+) -> tuple[SnapshotFeed, str]:
+    """Pick the feed and its mode label from the flags (see the module docstring).
 
-
-def choose_feed(args: argparse.Namespace) -> tuple[SnapshotFeed, str]:
-    """Pick the feed and its mode label from the flags (see the module docstring)."""
-    from netwatch import paths
+    Bad files and sockets are reported before the terminal check, so `--replay missing.jsonl`
+    names the file even when stdout is not a terminal; the live engine is built last.
+    """
+    from netwatch.daemon.client import find_daemon_socket
     from netwatch.feed import ReplayFeed
 
+    feed: SnapshotFeed | None = None
+    mode = "local"
     if args.replay is not None:
-        return ReplayFeed.from_file(args.replay, pace=args.interval), "replay"
-    if args.attach is not None:
-        if not socket_answers(args.attach):
+        feed, mode = ReplayFeed.from_file(args.replay, pace=args.interval), "replay"
+    elif args.attach is not None:
+        if find_daemon_socket(args.attach) is None:
             raise NetwatchError(f"no netwatch daemon answers on {args.attach}")
-        return _daemon_feed(args.attach), "daemon"
-    if not args.live:
-        default = paths.default_socket()
-        if socket_answers(default):
-            try:
-                return _daemon_feed(default), "daemon"
-            except NetwatchError:
-                pass
-    return _live_feed(args), "local"
+        feed, mode = _daemon_feed(args.attach), "daemon"
+    elif not args.live:
+        found = find_daemon_socket()
+        if found is not None:
+            feed, mode = _daemon_feed(found), "daemon"
+    if need_terminal and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        if feed is not None:
+            feed.close()
+        raise NetwatchError(
+            "the dashboard needs a terminal; for plain output use `netwatch snapshot`"
+        )
+    return (feed if feed is not None else _live_feed(args)), mode
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,11 +144,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.interval > 0:
         raise UsageError(f"--interval must be a positive number of seconds, not {args.interval}")
     feed, mode = choose_feed(args)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        feed.close()
-        raise NetwatchError(
-            "the dashboard needs a terminal; for plain output use `netwatch snapshot`"
-        )
     from netwatch.ui import run_dashboard
 
     run_dashboard(feed, mode)

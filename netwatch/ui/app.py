@@ -185,8 +185,11 @@ class NetwatchApp(App[None]):
             )
 
     def _refresh_status(self) -> None:
-        shown = self.shown_flows
-        text = status_text(self.snapshot, self.state, shown, self.mode_label, self.note)
+        note = self.note
+        feed_status = getattr(self.feed, "status", None)  # DaemonFeed says how it is doing
+        if note is None and isinstance(feed_status, str) and feed_status != "connected":
+            note = feed_status
+        text = status_text(self.snapshot, self.state, self.shown_flows, self.mode_label, note)
         self.status_bar.show(text)
 
     def _selected_process(self) -> str | None:

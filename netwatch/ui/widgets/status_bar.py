@@ -6,11 +6,28 @@ netwatch cannot see and why, the first thing to know before trusting an empty ta
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 from rich.text import Text
 from textual.widgets import Static
 
 from netwatch.model import Snapshot
 from netwatch.ui.view import Grouping, ViewState
+
+
+def geoip_label(snapshot: Snapshot) -> str:
+    """The GeoIP data in use: the status's own words, else the first data file the remotes
+    name (`dbip-country-lite.mmdb 2026-11-01`), else `none`."""
+    if snapshot.status.geoip:
+        return snapshot.status.geoip
+    for ef in snapshot.flows:
+        if ef.remote is None:
+            continue
+        for src in ef.remote.sources:
+            built = time.strftime("%Y-%m-%d", time.gmtime(src.built)) if src.built else "undated"
+            return f"{Path(src.file).name} {built}"
+    return "none"
 
 
 def status_text(
@@ -37,7 +54,7 @@ def status_text(
     drops = c.capture_drops + c.queue_drops
     out.append(f"  drops {drops}", style="bold red" if drops else "")
     out.append(f"  flows {shown}/{len(snapshot.flows)}")
-    out.append(f"  GeoIP: {st.geoip or 'none'}")
+    out.append(f"  GeoIP: {geoip_label(snapshot)}")
     if state.paused:
         out.append("  PAUSED", style="bold reverse yellow")
     out.append("\n")
