@@ -97,13 +97,13 @@ class Dissector:
     def _tcp(self, ctx: PacketContext, state: FlowState, payload: bytes) -> PacketFacts | None:
         if ctx.from_initiator:
             if state.client_wait:
-                state.client_buf = append_bounded(state.client_buf, payload)
-                return self._tcp_client(ctx, state, state.client_buf)
+                return self._tcp_client(ctx, state, append_bounded(state.client_buf, payload))
             if ctx.index == 0 or (state.tunnel and tls.looks_like_handshake(payload)):
                 return self._tcp_client(ctx, state, payload)
         elif state.server_wait or (ctx.index == 0 and state.http):
-            state.server_buf = append_bounded(state.server_buf, payload)
-            return self._http_response(state)
+            facts = self._http_response(state, append_bounded(state.server_buf, payload))
+            state.server_buf = state.server_buf if state.server_wait else b""
+            return facts
         if state.ovpn is not None and not state.ovpn.dead:
             return self._facts(state, state.ovpn.feed(ctx.from_initiator, ctx.index, payload))
         if ctx.index == 0:
@@ -119,6 +119,7 @@ class Dissector:
                 state.client_buf = data
                 return None
             state.client_wait = False
+            state.client_buf = b""  # bytes are kept only while a parser waits
             if isinstance(hello, tls.ClientHello):
                 return self._hello_facts(state, hello, "tls", ctx.flow)
             return self._tcp_first(ctx, state, data)
@@ -126,9 +127,10 @@ class Dissector:
             request = http.parse_request(data)
             if request is None:
                 state.client_wait = len(data) < 4096
-                state.client_buf = data
+                state.client_buf = data if state.client_wait else b""
                 return None
             state.client_wait = False
+            state.client_buf = b""  # bytes are kept only while a parser waits
             # After CONNECT the proxy's "200" has no body; TLS to the target follows instead.
             state.tunnel = request.method == "CONNECT"
             state.http = not state.tunnel
@@ -163,8 +165,8 @@ class Dissector:
             return self._facts(state, state.ovpn.feed(ctx.from_initiator, 0, data))
         return None
 
-    def _http_response(self, state: FlowState) -> PacketFacts | None:
-        data = state.server_buf
+    def _http_response(self, state: FlowState, data: bytes) -> PacketFacts | None:
+        state.server_buf = data
         if not http.looks_like_response(data):
             state.server_wait = False
             return None

@@ -16,7 +16,7 @@ from netwatch.dissect.quic import CryptoStream, InitialKeys
 from netwatch.dissect.wireguard import WireGuardTracker
 from netwatch.model import FlowKey, Label
 
-MAX_BUFFER = 16384
+MAX_BUFFER = 8192
 """Most bytes kept per direction while a ClientHello or HTTP header block is incomplete."""
 
 
