@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from netwatch.cli.common import add_geoip
 
 ATTRIBUTION = "IP geolocation by DB-IP (https://db-ip.com)"
-STALE_DAYS = {"geoip2": 30, "geolite2": 30, "discovered": 60, "updated": 45, "bundled": 180}
+STALE_DAYS = {"geoip2": 30, "geolite2": 30, "discovered": 60, "updated": 45, "bundled": 120}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -199,6 +199,11 @@ def test_status_warns_about_stale_and_broken_files(
     res = nw(netwatch_cmd, "geoip", "status")
     assert res.returncode == 0, res.stderr
     assert "warning: ignored " + str(geo / "GeoLite2-City.mmdb") in res.stdout
+    bundled_age = (time.time() - 1781722800) // 86400  # the bundled file's build_epoch
+    warned = "warning: netwatch-country-asn.mmdb is" in res.stdout
+    assert warned == (bundled_age > 120)
+    if warned:
+        assert "run `netwatch geoip update` for current DB-IP Lite data" in res.stdout
     old = tmp_path / "GeoIP" / "GeoLite2-Country.mmdb"
     writer = OldWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-Country")
     writer.insert_network(IPSet(["81.2.69.0/24"]), {"country": {"iso_code": "GB"}})

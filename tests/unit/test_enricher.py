@@ -122,6 +122,9 @@ def test_discovery_order_and_origins(tmp_path: Path, monkeypatch: pytest.MonkeyP
     # country: explicit SE beats GeoIP2 CA beats updated US; ASN: explicit 64503.
     assert (info.country, info.asn) == ("SE", 64503)
     assert enricher.problems == problems
+    described = enricher.describe()
+    assert described.startswith("mine.mmdb (explicit, ")
+    assert described.endswith("netwatch-country-asn.mmdb (bundled, 2026-06-17)")
 
 
 def test_geoip_conf_database_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
