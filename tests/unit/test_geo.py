@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -279,3 +280,62 @@ def test_scope_agrees_with_python_on_common_addresses() -> None:
     for text in ("8.8.8.8", "1.1.1.1", "2a00:1450::1", "10.0.0.1", "fe80::1", "127.0.0.1"):
         addr = parse_ip(text)
         assert (scope_of(addr) is Scope.GLOBAL) == addr.is_global, text
+
+
+RECORDS = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "country",
+                    "country_code",
+                    "iso_code",
+                    "asn",
+                    "autonomous_system_number",
+                    "autonomous_system_organization",
+                    "traits",
+                    "registered_country",
+                    "isp",
+                    "x",
+                ]
+            ),
+            inner,
+            max_size=5,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(RECORDS)
+def test_normalize_never_raises_on_odd_records(record: Any) -> None:
+    answer = normalize(record)
+    if answer is not None:
+        assert answer.country is None or (len(answer.country) == 2 and answer.country.isupper())
+        assert answer.asn is None or 0 <= answer.asn < 2**32
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=2048), st.integers(0, 4000))
+def test_mangled_files_open_cleanly_or_fail_with_data_file_error(noise: bytes, at: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = write_mmdb(Path(tmp) / "base.mmdb", {"8.8.8.0/24": ("US", 15169, "Google LLC")})
+        data = bytearray(base.read_bytes())
+        data[at : at + len(noise)] = noise
+        bad = Path(tmp) / "mangled.mmdb"
+        bad.write_bytes(bytes(data))
+        try:
+            db = GeoDatabase.open(bad, Origin.EXPLICIT)
+        except DataFileError as exc:
+            message = str(exc)
+        else:
+            message = ""
+        if message:
+            assert message.startswith(str(bad))
+            return
+        with contextlib.suppress(DataFileError):
+            GeoLookup([db]).lookup(parse_ip("8.8.8.8"))
+        db.close()
