@@ -1,16 +1,21 @@
 """The Textual dashboard: renders snapshots from an injected feed and never samples.
 
-`run_dashboard(feed, mode_label)` is the entry point for `netwatch watch` and
-`netwatch analyze FILE --ui`; Textual is imported only when it is called.
+`run_dashboard(feed, mode_label)` is the entry point for `netwatch watch`, and
+`run_snapshots(snapshots)` for `netwatch analyze FILE --ui`; Textual is imported only when
+they are called.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
+
+from netwatch.errors import NetwatchError
 
 if TYPE_CHECKING:
     from netwatch.feed import SnapshotFeed
+    from netwatch.model import Snapshot
 
 
 def run_dashboard(
@@ -21,6 +26,9 @@ def run_dashboard(
     now: Callable[[], float] | None = None,
 ) -> None:
     """Open the dashboard on `feed` until the user quits; the feed is closed afterwards."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        feed.close()
+        raise NetwatchError("the dashboard needs a terminal; run it without --ui for text")
     from netwatch.ui.app import NetwatchApp
 
     app = NetwatchApp(feed, mode_label=mode_label, title=title, now=now)
@@ -28,3 +36,12 @@ def run_dashboard(
         app.run()
     finally:
         feed.close()
+
+
+def run_snapshots(
+    snapshots: Iterable[Snapshot], mode_label: str = "pcap", *, title: str = "netwatch"
+) -> None:
+    """Open the dashboard on a fixed list of snapshots (`netwatch analyze FILE --ui`)."""
+    from netwatch.feed import ReplayFeed
+
+    run_dashboard(ReplayFeed(snapshots), mode_label, title=title)

@@ -147,7 +147,12 @@ class NetwatchApp(App[None]):
 
     def on_feed_ended(self, message: FeedEnded) -> None:
         """Say that no more snapshots will come."""
-        self.note = "feed ended" if message.error is None else f"feed failed: {message.error}"
+        if message.error is not None:
+            self.note = f"feed failed: {message.error}"
+        elif self.mode_label in ("replay", "pcap"):
+            self.note = "end of recording"
+        else:
+            self.note = "feed ended"
         self._refresh_status()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

@@ -38,7 +38,7 @@ def rate(bps: float | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """An age: `42s`, `5m`, `3h`, `2d`; None is `-`."""
+    """An age in at most 4 characters: `42s`, `5m`, `3h`, `2d`, `11y`; None is `-`."""
     if seconds is None:
         return "-"
     s = int(seconds)
@@ -48,7 +48,9 @@ def duration(seconds: float | None) -> str:
         return f"{s // 60}m"
     if s < 86400:
         return f"{s // 3600}h"
-    return f"{s // 86400}d"
+    if s < 1000 * 86400:
+        return f"{s // 86400}d"
+    return f"{s // (365 * 86400)}y"
 
 
 def flag(code: str | None) -> str:

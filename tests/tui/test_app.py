@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from netwatch.feed import ReplayFeed
-from netwatch.model import Snapshot
+from netwatch.model import Snapshot, SourceStatus
 from netwatch.ui.app import NetwatchApp
 from netwatch.ui.screens.process import ProcessScreen
 from netwatch.ui.screens.text_screen import TextScreen
@@ -279,3 +279,18 @@ async def test_snapshots_and_keys_while_a_detail_screen_is_open() -> None:
         await pilot.press("escape")
         assert len(app.table.order) == 7
         feed.close()
+
+
+async def test_a_capture_file_analysis_reads_as_such() -> None:
+    status = SourceStatus(mode="pcap", capture_reason="analyzing openvpn.pcap")
+    flows = (make_flow(first_seen=1.0, last_seen=2.0),)
+    snap = replace(make_snapshot(flows=flows), status=status, taken_at=4215 * 86400.0)
+    app = NetwatchApp(ReplayFeed([snap]), mode_label="pcap")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        text = app.status_bar.plain
+        assert text.startswith(" PCAP   analyzing openvpn.pcap")
+        assert "processes are unknown in a capture file" in text
+        assert "end of recording" in text
+        assert cell(app.table, app.table.order[0], "age") == "11y"

@@ -162,6 +162,7 @@ def test_formatting_helpers() -> None:
     assert fmt.size(50 * 1024 * 1024) == "50M"
     assert fmt.rate(None) == "" and fmt.rate(0.1) == "0"
     assert fmt.duration(59) == "59s" and fmt.duration(3600) == "1h" and fmt.duration(None) == "-"
+    assert fmt.duration(999 * 86400) == "999d" and fmt.duration(4215 * 86400) == "11y"
     assert fmt.flag("RU") == "\U0001f1f7\U0001f1fa" and fmt.flag("R1") == ""
     long = make_process("systemd-resolved", pid=123456)
     assert fmt.process(long, 16) == "systemd-~ 123456"

@@ -46,7 +46,9 @@ def status_text(
         return out
     st, c = snapshot.status, snapshot.counters
     out.append(f" {(mode_label or st.mode).upper()} ", style="bold reverse")
-    if st.capture:
+    if st.mode == "pcap":
+        out.append(f"  {st.capture_reason or 'capture file'}")
+    elif st.capture:
         out.append("  capture on", style="green")
     else:
         reason = f" ({st.capture_reason})" if st.capture_reason else ""
@@ -60,6 +62,8 @@ def status_text(
     out.append("\n")
     if st.missing:
         out.append("missing: " + "; ".join(st.missing), style="yellow")
+    elif st.mode == "pcap":
+        out.append("processes are unknown in a capture file", style="yellow")
     elif not st.privileged and st.mode == "local":
         out.append("unprivileged: other users' processes may be unknown", style="yellow")
     else:
