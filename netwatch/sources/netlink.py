@@ -176,17 +176,17 @@ def parse_messages(
     return False
 
 
-_HEADS: dict[tuple[int, int], tuple[struct.Struct, struct.Struct]] = {}
 _AS_RECORD = functools.partial(tuple.__new__, DiagRecord)
 
 
 def _parse_uniform(data: bytes, out: list[DiagRecord], start: int) -> int:
     """Parse the run of same-shaped TCP messages at `start` in C (`struct.iter_unpack`).
 
-    A dump of established connections is mostly messages of one length with tcp_info at one
-    offset. Every message's length, type and attribute header is checked against the first
-    one, and the run is unpacked in one call; the generic loop takes over at the first
-    message that differs (TIME_WAIT sockets carry no tcp_info). Returns where it stopped.
+    A dump is mostly runs of one shape: established connections (one length, the same
+    attributes, tcp_info at one offset) and TIME_WAIT sockets (no tcp_info). The shape is
+    read from the first message; every message of the run must have the same length, type
+    and attribute headers, and the run is unpacked in one call. The generic loop takes over
+    at the first message that differs. Returns where it stopped.
     """
     end = len(data)
     if start + _MIN_MSG > end:
@@ -194,26 +194,65 @@ def _parse_uniform(data: bytes, out: list[DiagRecord], start: int) -> int:
     length, kind = (int(x) for x in _LEN_TYPE.unpack_from(data, start))
     if kind != SOCK_DIAG_BY_FAMILY or length < _MIN_MSG or length & 3 or start + length > end:
         return start
-    _, hint = _tcp_counters(data, start, start + length, 0)
-    if not hint:
+    attrs = _attributes(data, start, length)
+    if attrs is None:
         return start
-    rta_len = int(_RTA.unpack_from(data, start + hint)[0])
-    if rta_len < 4 + _COUNTERS_END or hint + rta_len > length:
+    shape = (length, attrs)
+    structs = _HEADS.get(shape) or _shapes(length, attrs)
+    if structs is None:
         return start
-    shapes = _HEADS.get((length, hint))
-    if shapes is None:
-        head = struct.Struct(f"=IH{hint - 6}xHH{length - hint - 4}x")
+    head, body = structs
+    view = memoryview(data)[start : start + (end - start) // length * length]
+    expected = (
+        length,
+        SOCK_DIAG_BY_FAMILY,
+        *(x for _, rta_len, rta_type in attrs for x in (rta_len, rta_type)),
+    )
+    run = len(list(itertools.takewhile(expected.__eq__, head.iter_unpack(view))))
+    out.extend(map(_AS_RECORD, body.iter_unpack(view[: run * length])))
+    return start + run * length
+
+
+_Attrs = tuple[tuple[int, int, int], ...]
+_HEADS: dict[tuple[int, _Attrs], tuple[struct.Struct, struct.Struct] | None] = {}
+
+
+def _attributes(data: bytes, start: int, length: int) -> _Attrs | None:
+    """(offset, length, type) of each attribute of a message, or None if they do not tile it."""
+    attrs = []
+    at = _MIN_MSG
+    while at + 4 <= length:
+        rta_len, rta_type = _RTA.unpack_from(data, start + at)
+        if rta_len < 4 or at + rta_len > length:
+            return None
+        attrs.append((at, int(rta_len), int(rta_type)))
+        at += (rta_len + 3) & ~3
+    return tuple(attrs) if at == length else None
+
+
+def _shapes(length: int, attrs: _Attrs) -> tuple[struct.Struct, struct.Struct] | None:
+    """The structs that check and unpack messages of one shape (None: not worth a fast path)."""
+    head_fmt = ["=IH"]
+    pos = 6
+    info = None
+    for at, rta_len, rta_type in attrs:
+        head_fmt.append(f"{at - pos}xHH")
+        pos = at + 4
+        if rta_type == INET_DIAG_INFO and info is None:
+            info = (at, rta_len)
+    head_fmt.append(f"{length - pos}x")
+    if info is None:
+        body = struct.Struct(f"=16xBB2x48s12xII{length - _MIN_MSG}x0s")
+    elif info[1] < 4 + _COUNTERS_END:
+        structs = None  # an old kernel's short tcp_info: the generic loop slices what is there
+        return _HEADS.setdefault((length, attrs), structs)
+    else:
+        hint = info[0]
         body = struct.Struct(
             f"=16xBB2x48s12xII{hint - _MIN_MSG}x{4 + TCPI_BYTES_ACKED}x"
             f"{_COUNTERS_END - TCPI_BYTES_ACKED}s{length - hint - 4 - _COUNTERS_END}x"
         )
-        shapes = _HEADS.setdefault((length, hint), (head, body))
-    head, body = shapes
-    view = memoryview(data)[start : start + (end - start) // length * length]
-    expected = (length, SOCK_DIAG_BY_FAMILY, rta_len, INET_DIAG_INFO)
-    run = len(list(itertools.takewhile(expected.__eq__, head.iter_unpack(view))))
-    out.extend(map(_AS_RECORD, body.iter_unpack(view[: run * length])))
-    return start + run * length
+    return _HEADS.setdefault((length, attrs), (struct.Struct("".join(head_fmt)), body))
 
 
 def _errno_of(data: bytes, off: int, length: int) -> int:

@@ -185,6 +185,15 @@ def test_uniform_runs_parse_like_the_loop_and_stop_at_a_different_message() -> N
     assert fast[40].sport == 1039 and fast[40].inode == 39
 
 
+def test_runs_of_time_wait_sockets_parse_like_the_loop() -> None:
+    tw = [diag_msg(sport=2000 + i, state=6, inode=0) for i in range(30)]
+    est = [diag_msg(sport=3000 + i, inode=i, tcp_info=tcp_info(i, i, 1, 1)) for i in range(20)]
+    buf = b"".join(tw[:10] + est[:5] + tw[10:] + est[5:]) + done()
+    fast, slow = _parse(buf, uniform=True), _parse(buf, uniform=False)
+    assert fast == slow and len(fast[0]) == 50
+    assert [r.sport for r in fast[0][:12]] == [*range(2000, 2010), 3000, 3001]
+
+
 @given(st.binary(min_size=1, max_size=64), st.integers(0, 20_000), st.integers(8, 30))
 def test_uniform_path_equals_the_loop_on_corrupted_runs(noise: bytes, at: int, n: int) -> None:
     buf = bytearray(b"".join(diag_msg(inode=i, tcp_info=tcp_info(i, i, i, i)) for i in range(n)))
