@@ -62,19 +62,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Tick the live engine `--ticks` times and write every snapshot."""
     from netwatch import codec
+    from netwatch.enrich.enricher import build_enricher
     from netwatch.pipeline.build import build_live_engine
     from netwatch.pipeline.engine import LiveFeed
     from netwatch.sources.privileges import describe
 
-    engine = build_live_engine()
-    feed = LiveFeed(engine, interval=args.interval, ticks=args.ticks)
     note = None
     with _open(args.out) as out:
-        for snap in feed.snapshots():
-            out.write(codec.dumps(snap))
-            out.write("\n")
-            out.flush()
-            note = describe(snap.status)
+        enricher = build_enricher([Path(p) for p in args.geoip_db])
+        try:
+            engine = build_live_engine(enricher=enricher)
+            for snap in LiveFeed(engine, interval=args.interval, ticks=args.ticks).snapshots():
+                out.write(codec.dumps(snap))
+                out.write("\n")
+                out.flush()
+                note = describe(snap.status)
+        finally:
+            enricher.close()
     if note:
         sys.stderr.write(f"netwatch: {note}\n")
     return 0
