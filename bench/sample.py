@@ -5,12 +5,14 @@ client process, so 2N sockets plus the listener), this prints, as ms and as a ra
 
 * netwatch: `SocketSampler.sample()` in this process, warm (the long-running case: the
   engine keeps one sampler), with attribution to processes and tcp_info byte counters;
-  the first, cold sample (full /proc scan) is shown on its own row;
+  a cold sample (a new sampler: full /proc scan, as `netwatch snapshot` does) on its own row;
 * netwatch engine tick: the sample plus turning sockets into flows (what `snapshot` runs);
 * psutil.net_connections("tcp") alone (attribution, no byte counters);
 * `ss -tanpi` run as a command (attribution and tcp_info), output to /dev/null.
 
-Then netwatch's CPU use at one sample per second with 1,000 connections.
+Wall time suffers when other work shares the CPUs, so each row also gives the median CPU
+time per run (user + kernel; for `ss`, the child process's). Then netwatch's CPU use at one
+sample per second with 1,000 connections.
 Usage: python bench/sample.py [--sizes 100,1000,10000] [--repeat 15] [--cpu-seconds 30]
 """
 
@@ -65,13 +67,10 @@ class Connections:
     def __init__(self, n: int) -> None:
         self.procs: list[subprocess.Popen[str]] = []
         server = self._start([SERVER, str(n)])
-        assert server.stdout is not None
-        port = server.stdout.readline().strip()
+        port = _line(server)
         client = self._start([CLIENT, port, str(n)])
         for proc in (client, server):
-            assert proc.stdout is not None
-            line = proc.stdout.readline().strip()
-            if line != "ready":
+            if _line(proc) != "ready":
                 self.close()
                 raise SystemExit(f"helper failed to set up {n} connections")
 
@@ -94,54 +93,72 @@ class Connections:
                 proc.wait(10)
 
 
-def timed(fn: Callable[[], object], repeat: int) -> list[float]:
-    out = []
+Timing = tuple[list[float], float]
+"""Wall ms of each run, and the median CPU ms (user + kernel) per run."""
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _line(proc: subprocess.Popen[str]) -> str:
+    return "" if proc.stdout is None else proc.stdout.readline().strip()
+
+
+def timed(fn: Callable[[], object], repeat: int, who: int = resource.RUSAGE_SELF) -> Timing:
+    """Run `fn` `repeat` times; CPU is this process's, or its children's for commands."""
+    walls, cpus = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = _cpu(who), time.perf_counter()
         fn()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
+        walls.append((time.perf_counter() - t0) * 1000)
+        cpus.append((_cpu(who) - c0) * 1000)
+    return walls, statistics.median(cpus)
 
 
 def ss() -> None:
     subprocess.run(["ss", "-tanpi"], stdout=subprocess.DEVNULL, check=True)
 
 
-def row(name: str, times: list[float], ss_median: float) -> str:
-    med = statistics.median(times)
+def row(name: str, timing: Timing, ss: Timing) -> str:
+    times, cpu = timing
+    med, ss_med = statistics.median(times), statistics.median(ss[0])
     spread = f"{min(times):8.1f} - {max(times):8.1f}"
-    return f"  {name:<34} {med:9.1f} {spread:>21} {med / ss_median:8.2f}x"
+    return (
+        f"  {name:<38} {med:9.1f} {spread:>21} {med / ss_med:7.2f}x {cpu:9.1f} {cpu / ss[1]:7.2f}x"
+    )
 
 
 def measure(n: int, repeat: int) -> None:
     conns = Connections(n)
     try:
         sampler = SocketSampler()
-        t0 = time.perf_counter()
-        table = sampler.sample()
-        cold = [(time.perf_counter() - t0) * 1000]
+        table = sampler.sample()  # warms the owner cache; the cold cost is measured below
         sockets = len(table.entries)
         with_counters = sum(1 for e in table.entries if e.bytes_sent is not None)
         attributed = sum(1 for e in table.entries if e.process is not None)
         warm = timed(sampler.sample, repeat)
+        cold = timed(lambda: SocketSampler().sample(), max(3, repeat // 5))
         engine = Engine(sampler, SystemClock())
         ticks = timed(engine.tick, repeat)
         ps = timed(lambda: psutil.net_connections("tcp"), repeat)
-        ss_times = timed(ss, repeat)
+        ss_times = timed(ss, repeat, resource.RUSAGE_CHILDREN)
     finally:
         conns.close()
-    ss_med = statistics.median(ss_times)
     print(
         f"\n{n:,} connections: {sockets:,} sockets sampled "
         f"({attributed:,} attributed, {with_counters:,} with byte counters; "
         f"backend {sampler.backend}), {repeat} runs"
     )
-    print(f"  {'':<34} {'median ms':>9} {'min - max ms':>21} {'vs ss':>9}")
-    print(row("netwatch sample (warm)", warm, ss_med))
-    print(row("netwatch sample (cold, first)", cold, ss_med))
-    print(row("netwatch engine tick (sockets->flows)", ticks, ss_med))
-    print(row("psutil.net_connections('tcp')", ps, ss_med))
-    print(row("ss -tanpi (command)", ss_times, ss_med))
+    print(
+        f"  {'':<38} {'median ms':>9} {'min - max ms':>21} {'vs ss':>8} {'CPU ms':>9} {'vs ss':>8}"
+    )
+    print(row("netwatch sample (warm)", warm, ss_times))
+    print(row("netwatch sample (cold: new sampler)", cold, ss_times))
+    print(row("netwatch engine tick (sample+flows)", ticks, ss_times))
+    print(row("psutil.net_connections('tcp')", ps, ss_times))
+    print(row("ss -tanpi (command)", ss_times, ss_times))
 
 
 def cpu_at_1hz(n: int, seconds: int) -> None:
@@ -180,7 +197,9 @@ def main() -> None:
     parser.add_argument("--cpu-seconds", type=int, default=30)
     parser.add_argument("--cpu-connections", type=int, default=1000)
     args = parser.parse_args()
-    print(f"netwatch socket sample bench ({psutil.cpu_count()} CPUs, Python {sys.version.split()[0]})")
+    print(
+        f"netwatch socket sample bench ({psutil.cpu_count()} CPUs, Python {sys.version.split()[0]})"
+    )
     for n in (int(x) for x in args.sizes.split(",")):
         measure(n, args.repeat)
     if args.cpu_seconds > 0:
