@@ -54,7 +54,7 @@ def effective_caps(status_text: str) -> int:
     for line in status_text.splitlines():
         if line.startswith("CapEff:"):
             try:
-                return int(line.split(":", 1)[1].strip(), 16)
+                return max(0, int(line.split(":", 1)[1].strip(), 16))
             except ValueError:
                 return 0
     return 0
