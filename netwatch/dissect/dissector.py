@@ -50,10 +50,13 @@ class Dissector:
         if not payload:
             return None
         transport = ctx.flow.transport
-        if ctx.index >= self._max_packets and not (
-            ctx.index < _MAX_DNS_PACKETS and _dns_port(ctx.flow) is not None
-        ):
-            return None
+        if ctx.index >= self._max_packets:
+            if ctx.index < _MAX_DNS_PACKETS and _dns_port(ctx.flow) is not None:
+                pass  # one DNS socket may ask many questions: keep reading answers
+            elif ctx.index == self._max_packets:
+                return _DONE  # tell the flow table to stop calling for this flow
+            else:
+                return None
         if transport is Transport.TCP or transport is Transport.UDP:
             if ctx.flow.remote is None:
                 return None
@@ -61,8 +64,13 @@ class Dissector:
             if state.done:
                 return None
             if transport is Transport.TCP:
-                return self._tcp(ctx, state, payload)
-            return self._udp(ctx, state, payload)
+                facts = self._tcp(ctx, state, payload)
+            else:
+                facts = self._udp(ctx, state, payload)
+            if (facts is None or not facts.done) and _nothing_pending(state, ctx):
+                state.done = True
+                return PacketFacts(label=None if facts is None else facts.label, done=True)
+            return facts
         if transport is Transport.ESP:
             return PacketFacts(label=ipsec.esp_label(payload), done=True)
         if transport is Transport.AH:
@@ -168,7 +176,7 @@ class Dissector:
     def _http_response(self, state: FlowState, data: bytes) -> PacketFacts | None:
         state.server_buf = data
         if not http.looks_like_response(data):
-            state.server_wait = False
+            state.server_wait = state.http = False
             return None
         body = http.response_body_prefix(data)
         if body is None:
@@ -307,7 +315,9 @@ class Dissector:
     ) -> PacketFacts:
         """Facts and label for a parsed ClientHello (TLS over TCP or QUIC)."""
         state.done = True
-        label = verdicts.sni_label(hello.sni, proto, _rport(flow))
+        label = verdicts.sni_label(
+            hello.sni, proto, _rport(flow), None if flow.remote is None else flow.remote.ip
+        )
         if label.name == "softether" and proto == "tls":
             self._remember(self._softether_peers, _peer_key(flow, 0))
         return PacketFacts(
@@ -321,6 +331,31 @@ class Dissector:
             dns_query=message.query,
             dns_answers=message.answers,
         )
+
+
+_KEEP_PORTS = frozenset({53, 5353, 5355, 500, 4500, 1701, 5004})
+"""Ports whose flows keep being read: DNS answers, IKE after NAT-T ESP, L2TP, NAT-T probes."""
+
+
+def _nothing_pending(state: FlowState, ctx: PacketContext) -> bool:
+    """True when no parser waits for more of this flow, so it can be marked done early.
+
+    Both directions must have shown their first payload (a reply can still confirm a
+    handshake), unless one side has already sent a few packets with nothing recognised.
+    """
+    state.sides |= 1 if ctx.from_initiator else 2
+    if state.sides != 3 and ctx.index < 2:
+        return False
+    if state.client_wait or state.server_wait or state.http or state.tunnel or state.tinc_sides:
+        return False
+    if (state.ovpn is not None and not state.ovpn.dead) or (
+        state.wg is not None and not state.wg.dead
+    ):
+        return False
+    if state.quic_crypto is not None:
+        return False
+    flow = ctx.flow
+    return flow.local.port not in _KEEP_PORTS and _rport(flow) not in _KEEP_PORTS
 
 
 def _rport(flow: FlowKey) -> int:

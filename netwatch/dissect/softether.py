@@ -18,6 +18,8 @@ from netwatch.dissect import labels
 from netwatch.model import Label
 
 NATT_PORT = 5004
+SERVER_PORTS = frozenset({443, 992, 1194, 5555})
+"""A stand-alone SoftEther server's default TCP listeners (`SERVER_DEF_PORTS_1..4`)."""
 TLS_PORTS = frozenset({992, 5555})
 """SoftEther server default ports that other TLS services rarely use (443 and 1194 are shared)."""
 UDP_ACCEL_LOW, UDP_ACCEL_HIGH = 40000, 44999

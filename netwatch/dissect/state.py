@@ -34,6 +34,8 @@ class FlowState:
     server_wait: bool = False
     http: bool = False
     """A clear HTTP request was seen: read the response's first bytes."""
+    sides: int = 0
+    """Bit 1: the initiator's first payload was seen; bit 2: the responder's."""
     tunnel: bool = False
     """An HTTP CONNECT was seen: the client's next bytes may be a ClientHello."""
     ovpn: OpenVpnTracker | None = None

@@ -7,10 +7,12 @@ SoftEther's own ports, and only then the plain `tls`/`quic`/`http` label. Pure f
 
 from __future__ import annotations
 
+import ipaddress
+
 from netwatch.dissect import http, labels, softether
 from netwatch.dissect.names import classify_host
 from netwatch.dissect.tor import tor_like_sni
-from netwatch.model import Label
+from netwatch.model import IPAddress, Label
 
 _PROVIDER_EXACT = frozenset({"softether", "vpngate"})
 """Names that identify the protocol itself (high); provider names say an app is present."""
@@ -22,8 +24,12 @@ def quic_label(sni: str | None) -> Label:
     return labels.plain("quic", "web", labels.MEDIUM, *ev)
 
 
-def sni_label(sni: str | None, proto: str, port: int) -> Label:
-    """Turn an SNI into a label: SoftEther DDNS, VPN host names, Tor, or plain TLS/QUIC."""
+def sni_label(sni: str | None, proto: str, port: int, server: IPAddress | None = None) -> Label:
+    """Turn an SNI into a label: SoftEther DDNS, VPN host names, Tor, or plain TLS/QUIC.
+
+    `server` is the responder's address: an SNI that *is* that address is a SoftEther
+    client's habit (it copies the server string the user typed; browsers never send IPs).
+    """
     if sni == "ddns":
         return labels.vpn("softether", labels.HIGH, ("sni", "DDNS"))
     provider = classify_host(sni) if sni else None
@@ -35,6 +41,14 @@ def sni_label(sni: str | None, proto: str, port: int) -> Label:
     if sni and tor_like_sni(sni):
         return labels.anonymizer(
             "tor", labels.MEDIUM, ("sni", sni), ("sni_shape", "www.<random>.com/.net")
+        )
+    if sni and port in softether.SERVER_PORTS and _same_address(sni, server):
+        return labels.vpn(
+            "softether",
+            labels.LOW,
+            ("sni", sni),
+            ("sni_is_server_address", "numeric SNI, which browsers never send"),
+            ("tls_port", str(port)),
         )
     if port in softether.TLS_PORTS:  # SE-TLS-1: TLS on SoftEther's own ports; weak alone
         return labels.vpn(
@@ -62,3 +76,13 @@ def http_label(request: http.HttpRequest) -> Label:
         return labels.vpn(provider, confidence, ("http_host", host))
     ev = (("http_host", host),) if host else ()
     return labels.plain("http", "web", labels.MEDIUM, *ev)
+
+
+def _same_address(sni: str, server: IPAddress | None) -> bool:
+    """True when the SNI is an IP literal equal to the server's address."""
+    if server is None or not (sni[0].isdigit() or ":" in sni):
+        return False
+    try:
+        return ipaddress.ip_address(sni.strip("[]")) == server
+    except ValueError:
+        return False

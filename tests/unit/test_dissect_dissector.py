@@ -34,8 +34,18 @@ def test_flow_is_done_after_its_decision_and_later_packets_cost_nothing() -> Non
 def test_only_the_first_packets_of_a_direction_are_inspected() -> None:
     d = Dissector(max_packets=8)
     key = _key()
-    assert d.inspect(PacketContext(key, True, 8), CLIENT_RESET) is None
+    stop = d.inspect(PacketContext(key, True, 8), CLIENT_RESET)
+    assert stop is not None and stop.done and stop.label is None  # the table stops calling
+    assert d.inspect(PacketContext(key, True, 9), CLIENT_RESET) is None
     assert d.tracked_flows == 0  # rejected before any state was made
+
+
+def test_unrecognised_flows_are_given_up_once_both_sides_spoke() -> None:
+    d = Dissector()
+    key = _key(Transport.TCP, 50000, 7000)
+    assert d.inspect(PacketContext(key, True, 0), b"HELLO unknown protocol\r\n") is None
+    reply = d.inspect(PacketContext(key, False, 0), b"WELCOME\r\n")
+    assert reply is not None and reply.done and reply.label is None
 
 
 def test_dns_flows_are_inspected_longer_than_others() -> None:

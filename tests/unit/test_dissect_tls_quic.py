@@ -103,6 +103,20 @@ def test_tls_on_softether_ports_then_udp_acceleration_between_the_same_hosts() -
     assert d.inspect(_ctx(other), bytes(range(64))) is None
 
 
+def test_sni_that_is_the_server_address_on_443_is_softether_low() -> None:
+    key = _key(Transport.TCP, 443)
+    assert key.remote is not None
+    facts = Dissector().inspect(_ctx(key), bytes(TLS(msg=[_hello(str(key.remote.ip), alpn=())])))
+    assert facts is not None and facts.label is not None
+    assert (facts.label.name, facts.label.vpn, facts.label.confidence.value) == (
+        "softether",
+        True,
+        "low",
+    )
+    other = Dissector().inspect(_ctx(key), bytes(TLS(msg=[_hello("192.0.2.77", alpn=())])))
+    assert other is not None and other.label is not None and not other.label.vpn
+
+
 def test_ordinary_names_are_not_tor_or_vpn() -> None:
     for i, sni in enumerate(
         ["www.google.com", "www.4shared.com", "www.w3schools.com", "notnordvpn.com"]
