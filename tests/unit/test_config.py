@@ -8,6 +8,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netwatch.config import Action, Config, load_config, parse_config
 from netwatch.errors import ConfigError
@@ -150,3 +152,31 @@ def test_discovery_env_then_user_file(tmp_path: Path, monkeypatch: pytest.Monkey
     env.write_text('[policy]\nhome_country = "JP"\n')
     monkeypatch.setenv("NETWATCH_CONFIG", str(env))
     assert load_config().policy.home_country == "JP"
+
+
+toml_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=12)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(
+            st.sampled_from(
+                ["policy", "expected_vpn", "process", "path", "protocols", "endpoints", "name",
+                 "rules", "trusted_networks", "home_country", "vpn.unexpected", "x"]
+            ),
+            children,
+            max_size=4,
+        ),
+    ),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["policy", "daemon", "x"]), toml_values, max_size=2))
+def test_config_parser_never_crashes(data: dict[str, object]) -> None:
+    problems: list[str] = []
+    try:
+        parse_config(data, "fuzz.toml")
+    except ConfigError as exc:
+        problems = str(exc).split("\nnetwatch: ")
+    assert all(line.startswith("fuzz.toml: ") for line in problems)
