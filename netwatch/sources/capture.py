@@ -87,8 +87,10 @@ class LiveCapture:
         interface: str | None = None,
         bpf: str | None = None,
         queue_size: int = 200_000,
+        rcvbuf: int = _RCVBUF,
     ) -> None:
         self.interface = interface
+        self.rcvbuf = rcvbuf
         self.bpf = bpf
         self.queue_size = queue_size
         self._queue: collections.deque[tuple[float, int, bytes, str]] = collections.deque()
@@ -99,9 +101,15 @@ class LiveCapture:
         self._frames = self._queue_drops = self._kernel_drops = 0
         self._stats_lock = threading.Lock()
 
+    def open(self) -> LiveCapture:
+        """Open the packet socket without reading it yet (the kernel starts queueing)."""
+        if self._sock is None:
+            self._sock = self._open()
+        return self
+
     def start(self) -> LiveCapture:
-        """Open the packet socket and start the reader thread."""
-        self._sock = self._open()
+        """Open the packet socket (if not yet open) and start the reader thread."""
+        self.open()
         self._thread = threading.Thread(target=self._run, name="netwatch-capture", daemon=True)
         self._thread.start()
         return self
@@ -123,9 +131,9 @@ class LiveCapture:
                 program = compile_bpf(self.bpf)
                 self._attach(sock, program)
             try:
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, _RCVBUF)
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.rcvbuf)
             except OSError:  # without CAP_NET_ADMIN the buffer is capped by rmem_max
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
             if self.interface:
                 try:
                     sock.bind((self.interface, ETH_P_ALL))
@@ -133,6 +141,7 @@ class LiveCapture:
                     raise CaptureUnavailableError(
                         f"no network interface named {self.interface!r}"
                     ) from None
+            _flush(sock)
             sock.settimeout(0.2)
         except BaseException:
             sock.close()
@@ -217,6 +226,14 @@ class LiveCapture:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _flush(sock: socket.socket) -> None:
+    """Discard frames queued before the filter and the bind took effect (libpcap does too)."""
+    sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError, InterruptedError):
+        for _ in range(1 << 20):
+            sock.recv(1)
 
 
 def local_addresses() -> frozenset[IPAddress]:

@@ -1,0 +1,154 @@
+"""Live capture itself: BPF, loopback de-duplication, drop accounting, attribution, privileges.
+
+The in-process tests capture on this namespace's loopback (traffic only to 127.0.0.1); the
+attribution test runs netwatch's live engine inside a lab namespace (tag "cap") while a
+client fetches a page from a peer namespace.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netwatch.sources.capture import LiveCapture
+from tests.conftest import requires_root, requires_tools
+from tests.live.capture_lab import Watch, process_name, remote_is, wait_until
+from tests.netns import HOST_IP, Lab
+
+pytestmark = [pytest.mark.live, requires_root, pytest.mark.timeout(60)]
+
+
+@pytest.fixture
+def udp_port() -> Iterator[int]:
+    """A loopback UDP port with a socket bound to it (so no ICMP unreachable replies)."""
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    yield sink.getsockname()[1]
+    sink.close()
+
+
+def _send(port: int, count: int, payload: bytes = b"netwatch") -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(count):
+            s.sendto(payload, ("127.0.0.1", port))
+
+
+def _drain(cap: LiveCapture, want: int, timeout: float = 5.0) -> list:
+    got: list = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        got += cap.packets()
+        time.sleep(0.02)
+    time.sleep(0.1)
+    return got + cap.packets()
+
+
+def test_bpf_filter_and_loopback_seen_once(udp_port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        other.bind(("127.0.0.1", 0))
+        other_port = other.getsockname()[1]
+        with LiveCapture("lo", bpf=f"udp dst port {udp_port}") as cap:
+            _send(other_port, 5)
+            _send(udp_port, 7, b"match")
+            got = _drain(cap, 7)
+    assert len(got) == 7, "each loopback packet once, and only the filtered port"
+    assert {(m.dst.port, m.payload, m.interface) for m in got} == {(udp_port, b"match", "lo")}
+    assert cap.stats().frames == 7
+
+
+def test_queue_overflow_is_counted(udp_port: int) -> None:
+    with LiveCapture("lo", bpf=f"udp dst port {udp_port}", queue_size=10) as cap:
+        _send(udp_port, 50)
+        wait_until(lambda: cap.stats().frames == 50, 5, "50 frames")
+        stats = cap.stats()
+        assert (stats.queue_drops, stats.queued) == (40, 10)
+        assert len(cap.packets()) == 10
+
+
+def test_kernel_drops_are_counted(udp_port: int) -> None:
+    # Opened but not read, with the smallest buffer: the kernel must drop, and say so.
+    cap = LiveCapture("lo", bpf=f"udp dst port {udp_port}", rcvbuf=1).open()
+    try:
+        _send(udp_port, 500, b"x" * 200)
+        assert cap.stats().kernel_drops > 0
+        first = cap.stats().kernel_drops
+        assert cap.stats().kernel_drops == first, "reading the counter must not lose it"
+    finally:
+        cap.stop()
+
+
+def test_bad_filter_and_interface_are_one_line_errors() -> None:
+    from netwatch.errors import CaptureUnavailableError, UsageError
+
+    with pytest.raises(UsageError, match="bad capture filter"):
+        LiveCapture("lo", bpf="udp prot 53").start()
+    with pytest.raises(CaptureUnavailableError, match="no network interface named"):
+        LiveCapture("nw-no-such0").start()
+
+
+@requires_tools("setpriv")
+def test_without_cap_net_raw_says_what_still_works(repo_root: Path) -> None:
+    code = (
+        "from netwatch.errors import NetwatchError\n"
+        "from netwatch.sources.capture import LiveCapture\n"
+        "try:\n    LiveCapture().start()\n"
+        "except NetwatchError as exc:\n    print(type(exc).__name__, exc.exit_code, exc)\n"
+    )
+    res = subprocess.run(
+        ["setpriv", "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=repo_root,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    (line,) = res.stdout.splitlines()
+    assert line.startswith("CaptureUnavailableError 3 packet capture needs root or CAP_NET_RAW")
+    assert "socket table" in line
+
+
+@requires_tools("curl", "tcpdump")  # curl: only to wait for the server
+def test_live_flow_attributed_to_its_process_with_http_label(tmp_path: Path) -> None:
+    with Lab("cap") as lab:
+        peer = lab.add_peer("203.0.113.30")
+        (tmp_path / "www").mkdir()
+        (tmp_path / "www" / "hello.txt").write_text("hello from the peer\n" * 3000)
+        lab.spawn(
+            peer.ns,
+            [sys.executable, "-m", "http.server", "8080", "--bind", peer.ip],
+            cwd=tmp_path / "www",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://{peer.ip}:8080/hello.txt"
+        wait_until(lambda: lab.run(lab.host, ["curl", "-sf", url]).returncode == 0, 15, "server")
+        watch = Watch(lab, tmp_path, bpf=f"host {peer.ip}").start()
+        # The client keeps its socket (CLOSE_WAIT) open after the reply so ticks see it live.
+        client = (
+            "import socket, sys, time\n"
+            f"s = socket.create_connection(('{peer.ip}', 8080))\n"
+            f"s.sendall(b'GET /hello.txt HTTP/1.1\\r\\nHost: {peer.ip}\\r\\n\\r\\n')\n"
+            "while s.recv(65536):\n    pass\n"
+            "time.sleep(1.5)\n"
+        )
+        res = lab.run(lab.host, [sys.executable, "-c", client], timeout=20)
+        assert res.returncode == 0, res.stderr
+        watch.stop()
+    flows = watch.flows(remote_is(peer.ip, 8080))
+    owned = [f for f in flows if (process_name(f) or "").startswith("python")]
+    assert owned, f"not attributed to the client: {[process_name(f) for f in flows]}"
+    assert owned[-1]["process"]["pid"] > 1
+    f = owned[-1]
+    assert (f["src"], f["direction"], f["transport"]) == (HOST_IP, "outbound", "tcp")
+    assert f["app"] == "http" and f["http_host"] == peer.ip
+    assert f["bytes_received"] > 60_000 and f["packets_sent"] >= 3
+    counters = watch.snapshots[-1]["counters"]
+    assert counters["packets"] > 0
+    assert counters["capture_drops"] == 0 and counters["queue_drops"] == 0
