@@ -401,9 +401,8 @@ def read_packet_sockets(root: str = "/proc/net") -> list[tuple[int, int, int]]:
         if len(parts) < 9:
             continue
         try:
-            # Proto is the big-endian ethertype printed as a host-order hex number.
-            proto = socket.ntohs(int(parts[3], 16))
-            out.append((proto, int(parts[7]), int(parts[8])))
-        except (ValueError, OverflowError):
+            # The kernel prints ntohs(protocol): the ethertype itself (0003 = ETH_P_ALL).
+            out.append((int(parts[3], 16), int(parts[7]), int(parts[8])))
+        except ValueError:
             continue
     return out

@@ -132,33 +132,36 @@ def test_dual_stack_listener_accepts_ipv4_as_unmapped_inbound() -> None:
     assert inbound[0].key.remote is not None and inbound[0].key.remote.port == cport
 
 
-def test_unchanged_sockets_do_not_rescan_proc(tcp_pair: tuple[socket.socket, ...]) -> None:
+def test_unchanged_sockets_reuse_their_entries(tcp_pair: tuple[socket.socket, ...]) -> None:
+    # Scan counts depend on what else runs on the machine; tests/unit/test_sockets_owners.py
+    # checks them on a fake /proc. Here: the same kernel socket gives the same entry object.
     listener, client, server = tcp_pair
-    sampler = SocketSampler(backend="netlink")
-    first = sampler.sample()
-    scans = sampler.owners.scans
-    second = sampler.sample()
-    assert sampler.owners.scans == scans
     port = listener.getsockname()[1]
-    assert set(by_port(first, port)) == set(by_port(second, port))
+    sampler = SocketSampler(backend="netlink")
+    first = {e.key: e for e in by_port(sampler.sample(), port)}
+    second = {e.key: e for e in by_port(sampler.sample(), port)}
+    assert first.keys() == second.keys() and len(first) == 3
+    assert all(first[k] is second[k] for k in first)
     # New traffic changes the counters, and the cached entry is rebuilt with them.
     client.sendall(b"c" * 500)
     server.recv(4096)
     server.sendall(b"d")
     client.recv(16)
-    third = sampler.sample()
-    out = next(e for e in by_port(third, port) if e.direction is Direction.OUTBOUND)
+    third = {e.key: e for e in by_port(sampler.sample(), port)}
+    out = next(e for e in third.values() if e.direction is Direction.OUTBOUND)
     assert out.bytes_sent is not None and out.bytes_sent >= 3500
-    assert sampler.owners.scans == scans
-    # A new connection is a socket the cache has not seen: one scan, and it is attributed.
+    assert out is not first[out.key] and out.process is first[out.key].process
+    listen = next(e for e in third.values() if e.direction is Direction.LISTEN)
+    assert listen is first[listen.key]
+    # A new connection is a socket the cache has not seen: it is looked up and attributed.
     with socket.create_connection(("127.0.0.1", port), timeout=5) as extra:
         conn, _ = listener.accept()
         with conn:
             fourth = sampler.sample()
             eport = extra.getsockname()[1]
-    assert sampler.owners.scans == scans + 1
     new = [e for e in by_port(fourth, port) if e.key.local.port == eport]
     assert len(new) == 1 and new[0].process is not None and new[0].process.pid == ME
+    assert new[0].direction is Direction.OUTBOUND
 
 
 class KillFirst:
@@ -234,3 +237,24 @@ def test_status_as_root_misses_nothing() -> None:
     sampler.sample()
     status = sampler.status()
     assert status.privileged and status.missing == ()
+
+
+def test_raw_and_packet_sockets_are_listed_with_their_protocol() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("raw and packet sockets need root (CAP_NET_RAW)")
+    eth_p_ip = 0x0800
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as raw4,
+        socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as raw6,
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(eth_p_ip)) as pkt,
+    ):
+        assert raw4 and raw6 and pkt
+        table = SocketSampler(backend="netlink").sample()
+    mine = {
+        (e.key.transport, e.key.local.ip.version, e.key.local.port)
+        for e in table.entries
+        if e.process is not None and e.process.pid == ME
+    }
+    assert (Transport.RAW, 4, socket.IPPROTO_ICMP) in mine
+    assert (Transport.RAW, 6, socket.IPPROTO_ICMPV6) in mine
+    assert (Transport.PACKET, 4, eth_p_ip) in mine

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -200,3 +201,15 @@ def test_uniform_path_equals_the_loop_on_corrupted_runs(noise: bytes, at: int, n
     at %= len(buf)
     buf[at : at + len(noise)] = noise
     assert _parse(bytes(buf), True) == _parse(bytes(buf), False)
+
+
+def test_packet_sockets_from_proc(tmp_path: Path) -> None:
+    (tmp_path / "packet").write_text(
+        "sk               RefCnt Type Proto  Iface R Rmem   User   Inode\n"
+        "ffff8dd2c4f3e000 3      3    0003   2     1 0      0      71023\n"
+        "ffff8dd2c4f3e800 3      2    0800   0     1 0      1000   71030\n"
+        "garbage line\n"
+    )
+    rows = netlink.read_packet_sockets(str(tmp_path))
+    assert rows == [(3, 0, 71023), (0x0800, 1000, 71030)]
+    assert netlink.read_packet_sockets(str(tmp_path / "missing")) == []
