@@ -9,15 +9,17 @@ finished before the corruption was met are still printed, as tshark does).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from netwatch.cli.common import add_format, add_geoip
-from netwatch.errors import NetwatchError
+
+if TYPE_CHECKING:
+    from netwatch.detect.engine import RuleEngine
+    from netwatch.enrich.enricher import Enricher
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,23 +44,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-def _optional(module: str, name: str) -> Callable[..., Any] | None:
-    """A factory from a stage that may not be built in this checkout (None if absent)."""
-    try:
-        found: Callable[..., Any] | None = getattr(importlib.import_module(module), name, None)
-        return found
-    except ImportError:
-        return None
+def build_stages(geoip_dbs: list[str]) -> tuple[Enricher, RuleEngine]:
+    """The enricher (with any `--geoip-db` files first) and the bundled rules' detector."""
+    from netwatch.detect.engine import RuleEngine
+    from netwatch.enrich.enricher import build_enricher
 
-
-def build_stages(geoip_dbs: list[str]) -> tuple[Any, Any]:
-    """The enricher (with any `--geoip-db` files) and the detector, where they exist."""
-    make_enricher = _optional("netwatch.enrich.enricher", "build_enricher")
-    make_detector = _optional("netwatch.detect.engine", "RuleEngine")
-    paths = [Path(p) for p in geoip_dbs]
-    enricher = make_enricher(geoip_dbs=paths) if make_enricher is not None else None
-    detector = make_detector() if make_detector is not None else None
-    return enricher, detector
+    enricher = build_enricher(geoip_dbs=[Path(p) for p in geoip_dbs])
+    return enricher, RuleEngine()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -186,10 +178,8 @@ def _write_table(items: Iterator[Any], out: TextIO, stats: Any) -> None:
 def _run_ui(items: Iterator[Any], path: str) -> int:
     """Show the whole analysis as one snapshot in the dashboard (helper H7's entry point)."""
     from netwatch.model import Alert, EnrichedFlow, Snapshot, SourceStatus
+    from netwatch.ui import run_snapshots
 
-    launch = _optional("netwatch.ui", "run_snapshots")
-    if launch is None:
-        raise NetwatchError("the dashboard is not available in this build; drop --ui")
     flows: list[EnrichedFlow] = []
     alerts: list[Alert] = []
     for item in items:
@@ -203,5 +193,5 @@ def _run_ui(items: Iterator[Any], path: str) -> int:
         alerts=tuple(alerts),
         status=SourceStatus(mode="pcap", capture_reason=f"analyzing {path}"),
     )
-    launch([snapshot])
+    run_snapshots([snapshot], "pcap", title=f"netwatch analyze {Path(path).name}")
     return 0

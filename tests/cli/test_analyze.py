@@ -234,3 +234,11 @@ def test_bad_format_is_usage_error(
 ) -> None:
     res = _run(netwatch_cmd, repo_root, str(tmp_path / "x"), "--format", "xml", check=False)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_ui_without_a_terminal_is_one_line(
+    netwatch_cmd: list[str], repo_root: Path, tmp_path: Path
+) -> None:
+    path = _capture(tmp_path, _wireguard_handshake())
+    res = _run(netwatch_cmd, repo_root, str(path), "--ui", check=False)
+    assert "terminal" in _one_line_failure(res)
