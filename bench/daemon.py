@@ -1,6 +1,6 @@
 """Daemon cost at 1 Hz: CPU % of one core and RSS with 1,000 and 10,000 loopback connections.
 
-A separate holder process opens N loopback TCP connections (both ends, 2N sockets) and keeps
+Two holder processes open N loopback TCP connections (both ends, 2N sockets) and keep
 them for the run; `netwatch daemon --interval 1` runs with a temp store and socket for
 `--seconds` (60 by default) after a short warm-up. CPU is utime+stime from /proc over the
 window; RSS is the peak of VmRSS sampled every second. For comparison, `ss -tanp` (the native
@@ -26,26 +26,48 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
 
+# Two processes hold the two ends (one process may not hold 2 x 10,000 fds under a 20,000
+# hard limit): `server N` accepts N connections, `client PORT N` opens them.
 HOLDER = r"""
 import resource, socket, sys
-n = int(sys.argv[1])
-resource.setrlimit(resource.RLIMIT_NOFILE, (2 * n + 100, 2 * n + 100))
-srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(4096)
-port = srv.getsockname()[1]
-held = []
-for _ in range(n):
-    c = socket.create_connection(("127.0.0.1", port))
-    a, _ = srv.accept()
-    held += [c, a]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+if sys.argv[1] == "server":
+    srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(4096)
+    sys.stdout.write(f"{srv.getsockname()[1]}\n"); sys.stdout.flush()
+    held = [srv.accept()[0] for _ in range(int(sys.argv[2]))]
+else:
+    held = [socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+            for _ in range(int(sys.argv[3]))]
 sys.stdout.write("ready\n"); sys.stdout.flush()
 sys.stdin.read()
 """
 
 
-def wait_ready(holder: subprocess.Popen[bytes]) -> None:
-    """Block until the holder has opened every connection."""
-    if holder.stdout is None or holder.stdout.readline() != b"ready\n":
-        raise SystemExit("connection holder failed (fd limit?)")
+def start_holder(*args: str) -> subprocess.Popen[bytes]:
+    """One holder process with piped stdin (closing it ends the holder) and stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLDER, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+
+
+def hold(n: int) -> list[subprocess.Popen[bytes]]:
+    """Start the two holders and return once all n connections are established."""
+    server = start_holder("server", str(n))
+    port = server.stdout.readline().decode().strip() if server.stdout else ""
+    client = start_holder("client", port, str(n))
+    for proc in (client, server):
+        if proc.stdout is None or proc.stdout.readline() != b"ready\n":
+            release([server, client])
+            raise SystemExit("connection holders failed (fd limit?)")
+    return [server, client]
+
+
+def release(holders: list[subprocess.Popen[bytes]]) -> None:
+    """Kill the holders (their connections close with them)."""
+    for proc in holders:
+        proc.kill()
+        proc.wait(10)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -60,15 +82,12 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure_daemon(n: int, seconds: float, warmup: float) -> tuple[float, float, float]:
-    """(cpu %, peak RSS MB, mean store size MB) of the daemon holding n connections."""
+def measure_daemon(n: int, seconds: float, warmup: float) -> tuple[float, float, float, int]:
+    """(cpu %, peak RSS MB, store size MB, sockets seen) of the daemon with n connections."""
     work = Path(tempfile.mkdtemp(prefix="nwbench-"))
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
+    holders = hold(n)
     daemon = None
     try:
-        wait_ready(holder)
         daemon = subprocess.Popen(
             [sys.executable, "-m", "netwatch", "daemon", "--interval", "1",
              "--db", str(work / "n.db"), "--socket", str(work / "n.sock")],
@@ -83,23 +102,19 @@ def measure_daemon(n: int, seconds: float, warmup: float) -> tuple[float, float,
         cpu = cpu_seconds(daemon.pid) - start_cpu
         wall = time.monotonic() - start
         db_mb = (work / "n.db").stat().st_size / 1e6
-        return 100 * cpu / wall, peak, db_mb
+        return 100 * cpu / wall, peak, db_mb, sockets_seen(work / "n.sock")
     finally:
         if daemon is not None:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(10)
-        holder.kill()
-        holder.wait(10)
+        release(holders)
         shutil.rmtree(work, ignore_errors=True)
 
 
 def measure_ss(n: int, runs: int = 10) -> float:
     """CPU % of one core for `ss -tanp` once a second, with n connections held."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
+    holders = hold(n)
     try:
-        wait_ready(holder)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         for _ in range(runs):
             subprocess.run(["ss", "-tanp"], stdout=subprocess.DEVNULL, check=True)
@@ -107,8 +122,78 @@ def measure_ss(n: int, runs: int = 10) -> float:
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         return 100 * cpu / runs  # one run per second
     finally:
-        holder.kill()
-        holder.wait(10)
+        release(holders)
+
+
+def sockets_seen(sock: Path) -> int:
+    """How many sockets the daemon's latest snapshot counted (the whole host, not just ours)."""
+    sys.path.insert(0, str(REPO))
+    import threading
+
+    from netwatch.daemon.client import DaemonFeed
+
+    feed = DaemonFeed(sock, max_attempts=3)
+    seen: list[int] = []
+    reader = threading.Thread(
+        target=lambda: seen.extend(s.counters.sockets for s in feed.snapshots() if not seen)
+    )
+    reader.start()
+    deadline = time.monotonic() + 30
+    while not seen and reader.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    feed.close()
+    reader.join(5)
+    return seen[0] if seen else -1
+
+
+def stage_breakdown(n: int, ticks: int = 10) -> dict[str, float]:
+    """CPU ms per tick of each stage, in this process, with n connections held."""
+    sys.path.insert(0, str(REPO))
+    from netwatch import codec
+    from netwatch.clock import SystemClock
+    from netwatch.detect.engine import RuleEngine
+    from netwatch.enrich.enricher import build_enricher
+    from netwatch.flows.attribution import flows_from_sockets
+    from netwatch.model import Snapshot
+    from netwatch.sources.sockets import SocketSampler
+    from netwatch.store import Store, StoredFirstSeen
+
+    holders = hold(n)
+    work = Path(tempfile.mkdtemp(prefix="nwbench-"))
+    try:
+        store = Store(work / "n.db")
+        sampler = SocketSampler(clock=SystemClock())
+        enricher = build_enricher()
+        detector = RuleEngine(first_seen=StoredFirstSeen(store))
+        out: dict[str, float] = {}
+
+        def timed(name: str, fn):  # type: ignore[no-untyped-def]
+            t = time.process_time()
+            for _ in range(ticks):
+                result = fn()
+            out[name] = (time.process_time() - t) / ticks * 1000
+            return result
+
+        table = timed("sample sockets + processes", sampler.sample)
+        flows = timed("flows from sockets", lambda: flows_from_sockets(table, time.time()))
+        enriched = timed("enrich", lambda: tuple(enricher.enrich(f) for f in flows))
+        timed("detect (rule pack)", lambda: detector.evaluate(enriched, time.time()))
+        now = time.time()
+        rows = [(ef, now, now) for ef in enriched if ef.flow.key.remote is not None]
+        out["store flow summaries (per 30 s flush, amortised)"] = 0.0
+        t = time.process_time()
+        store.save_flows(rows)
+        out["store flow summaries (per 30 s flush, amortised)"] = (
+            (time.process_time() - t) * 1000 / 30
+        )
+        snap = Snapshot(seq=1, taken_at=now, interval=1.0, flows=enriched)
+        timed("encode snapshot for socket clients", lambda: codec.dumps(snap))
+        out["sockets"] = float(len(table.entries))
+        store.close()
+        return out
+    finally:
+        release(holders)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
@@ -118,23 +203,35 @@ def main() -> None:
     ap.add_argument("--counts", default="1000,10000")
     args = ap.parse_args()
     rows = []
-    for n in (int(x) for x in args.counts.split(",")):
-        cpu, rss, db = measure_daemon(n, args.seconds, args.warmup)
+    stages = {}
+    counts = [int(x) for x in args.counts.split(",")]
+    for n in counts:
+        cpu, rss, db, seen = measure_daemon(n, args.seconds, args.warmup)
         ss = measure_ss(n) if shutil.which("ss") else float("nan")
-        rows.append((n, cpu, rss, db, ss))
+        rows.append((n, seen, cpu, rss, db, ss))
+        stages[n] = stage_breakdown(n)
     print(
         f"netwatch daemon at 1 Hz over {args.seconds:.0f} s (loopback connections, 2 sockets each)"
     )
     print()
     print(
-        "| connections | daemon CPU % of a core | daemon peak RSS MB | store MB "
-        "| ss -tanp CPU % at 1 Hz |"
+        "| connections | sockets on host | daemon CPU % of a core | daemon peak RSS MB "
+        "| store MB | ss -tanp CPU % at 1 Hz |"
     )
-    print("|---:|---:|---:|---:|---:|")
-    for n, cpu, rss, db, ss in rows:
-        print(f"| {n:,} | {cpu:.2f} | {rss:.1f} | {db:.2f} | {ss:.2f} |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for n, seen, cpu, rss, db, ss in rows:
+        print(f"| {n:,} | {seen:,} | {cpu:.2f} | {rss:.1f} | {db:.2f} | {ss:.2f} |")
     print()
     print("targets at 1,000 connections: <= 0.5 % of a core, <= 100 MB")
+    print()
+    print("CPU ms per tick by stage (in-process, same composition as the daemon)")
+    print()
+    print("| stage | " + " | ".join(f"{n:,} conns" for n in counts) + " |")
+    print("|---|" + "---:|" * len(counts))
+    for name in stages[counts[0]]:
+        if name == "sockets":
+            continue
+        print(f"| {name} | " + " | ".join(f"{stages[n][name]:.1f}" for n in counts) + " |")
 
 
 if __name__ == "__main__":

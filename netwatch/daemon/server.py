@@ -1,11 +1,11 @@
 """The daemon's Unix socket: JSON lines of codec snapshots to every connected client.
 
 Non-blocking and driven by the service loop's `poll`, so no thread and no lock. Each client
-has an output buffer; a client that lets it grow past `max_buffer` (it reads too slowly) is
-dropped, never waited for. The socket file is created 0660 (umask set before bind, so there is
-no window where it is wider) and given to root and the `netwatch` group when that group
-exists; everyone else gets EACCES on connect. Clients only read; anything they send is
-discarded.
+has an output buffer; a client that lets it grow past `max_buffer` and three snapshots (it
+reads too slowly) is dropped, never waited for. The socket file is created 0660 (umask set
+before bind, so there is no window where it is wider) and given to root and the `netwatch`
+group when that group exists; everyone else gets EACCES on connect. Clients only read;
+anything they send is discarded.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ log = logging.getLogger("netwatch.daemon")
 GROUP = "netwatch"
 MAX_BUFFER = 16 * 1024 * 1024
 MAX_CLIENTS = 64
+SLACK_SNAPSHOTS = 3
 
 
 class _Client:
@@ -121,7 +122,9 @@ class SnapshotServer:
 
     def _queue(self, client: _Client, data: bytes) -> None:
         client.buf += data
-        if len(client.buf) > self.max_buffer:
+        # A client may always lag a few snapshots, however large one snapshot is (10,000
+        # connections encode to ~20 MB); beyond that it is too slow and is dropped.
+        if len(client.buf) > max(self.max_buffer, SLACK_SNAPSHOTS * len(data)):
             self.dropped += 1
             log.warning("dropped slow client %s (%d bytes unread)", client.name, len(client.buf))
             self._close(client)

@@ -187,3 +187,24 @@ def test_find_daemon_socket(tmp_path: Path) -> None:
     server = SnapshotServer(path)
     assert find_daemon_socket(path) == path
     server.close()
+
+
+def test_a_snapshot_larger_than_the_buffer_limit_still_reaches_a_reader(tmp_path: Path) -> None:
+    server = SnapshotServer(tmp_path / "s.sock", max_buffer=1024)
+    feed = DaemonFeed(tmp_path / "s.sock")
+    got: list[Snapshot] = []
+    t = threading.Thread(target=lambda: got.append(next(iter(feed.snapshots()))))
+    t.start()
+    deadline = time.monotonic() + 10
+    while server.clients == 0 and time.monotonic() < deadline:
+        server.poll(0.05)
+    line = _line(1, flows=40)
+    assert len(line) > 1024
+    server.broadcast(line)
+    while t.is_alive() and time.monotonic() < deadline:
+        server.poll(0.05)
+    t.join(1)
+    assert [s.seq for s in got] == [1]
+    assert server.dropped == 0
+    feed.close()
+    server.close()
