@@ -1,0 +1,144 @@
+"""Packet flows joined to the socket table: who is local, which process, cached after close.
+
+The capture is the OS seam, so a list of packets stands in for it; the flow table, the
+attribution and the engine's merge are the real ones.
+"""
+
+from __future__ import annotations
+
+from netwatch.model import (
+    Attribution,
+    Direction,
+    Endpoint,
+    FlowKey,
+    PacketMeta,
+    SocketEntry,
+    SocketTable,
+    Transport,
+    parse_ip,
+)
+from netwatch.pipeline.capture_flows import CaptureFlows
+from netwatch.pipeline.engine import merge_flows
+from netwatch.sources.capture import CaptureStats
+from tests.builders import make_process
+
+HOST = parse_ip("192.0.2.1")
+PEER = parse_ip("198.51.100.7")
+VPN = make_process("openvpn", pid=700)
+
+
+class QueuedPackets:
+    """Stands in for `LiveCapture`: hands out the packets it was given, counts nothing lost."""
+
+    def __init__(self) -> None:
+        self.queue: list[PacketMeta] = []
+        self.stopped = False
+
+    def packets(self, limit: int | None = None) -> list[PacketMeta]:
+        n = len(self.queue) if limit is None else limit
+        out, self.queue = self.queue[:n], self.queue[n:]
+        return out
+
+    def stats(self) -> CaptureStats:
+        return CaptureStats(frames=0, kernel_drops=3, queue_drops=2, queued=len(self.queue))
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def _udp(src: Endpoint, dst: Endpoint, ts: float, payload: bytes = b"x") -> PacketMeta:
+    return PacketMeta(ts, Transport.UDP, src, dst, 100, payload, ip_proto=17)
+
+
+def _table(*entries: SocketEntry) -> SocketTable:
+    return SocketTable(taken_at=0.0, entries=entries)
+
+
+def _flows(local: frozenset = frozenset({HOST})) -> tuple[CaptureFlows, QueuedPackets]:
+    cap = QueuedPackets()
+    return CaptureFlows(cap, addresses=lambda: local), cap  # type: ignore[arg-type]
+
+
+def test_outbound_flow_takes_the_socket_process_then_keeps_it_cached() -> None:
+    flows, cap = _flows()
+    me, them = Endpoint(HOST, 40000), Endpoint(PEER, 1194)
+    cap.queue += [_udp(me, them, 1.0), _udp(them, me, 1.1)]
+    # An unconnected UDP socket bound to the wildcard address, as openvpn --nobind makes.
+    sock = SocketEntry(
+        FlowKey(Transport.UDP, Endpoint(parse_ip("0.0.0.0"), 40000), None),
+        None,
+        Direction.OUTBOUND,
+        VPN,
+    )
+    (flow,) = flows.flows(_table(sock), now=1.2)
+    assert flow.key == FlowKey(Transport.UDP, me, them)
+    assert flow.direction is Direction.OUTBOUND and flow.process == VPN
+    assert flow.attribution is Attribution.SOCKET
+    assert (flow.packets_sent, flow.packets_received) == (1, 1)
+    # The socket is gone next tick: the process stays, marked cached.
+    cap.queue.append(_udp(me, them, 2.0))
+    (flow,) = flows.flows(_table(), now=2.1)
+    assert flow.process == VPN and flow.attribution is Attribution.CACHED
+    assert flow.packets_sent == 2
+
+
+def test_inbound_flow_is_seen_from_the_local_responder() -> None:
+    flows, cap = _flows()
+    them, me = Endpoint(PEER, 51000), Endpoint(HOST, 51820)
+    cap.queue.append(_udp(them, me, 1.0))
+    listener = SocketEntry(
+        FlowKey(Transport.UDP, Endpoint(HOST, 51820), None),
+        None,
+        Direction.LISTEN,
+        make_process("wireguard-go", pid=800),
+    )
+    (flow,) = flows.flows(_table(listener), now=1.0)
+    assert flow.direction is Direction.INBOUND
+    assert flow.key.local == me and flow.key.remote == them
+    assert flow.process is not None and flow.process.name == "wireguard-go"
+    assert (flow.packets_sent, flow.packets_received) == (0, 1)
+
+
+def test_a_socket_on_a_foreign_address_is_not_borrowed() -> None:
+    # Forwarded traffic between two other hosts must not take a local wildcard listener's
+    # process just because the port matches.
+    flows, cap = _flows()
+    a, b = Endpoint(parse_ip("203.0.113.5"), 40000), Endpoint(PEER, 80)
+    cap.queue.append(_udp(a, b, 1.0))
+    web = SocketEntry(
+        FlowKey(Transport.UDP, Endpoint(parse_ip("0.0.0.0"), 80), None),
+        None,
+        Direction.LISTEN,
+        make_process("nginx"),
+    )
+    (flow,) = flows.flows(_table(web), now=1.0)
+    assert flow.process is None and flow.attribution is Attribution.UNKNOWN
+
+
+def test_unattributed_flow_is_oriented_by_local_addresses() -> None:
+    flows, cap = _flows()
+    them, me = Endpoint(PEER, 5000), Endpoint(HOST, 6000)
+    cap.queue.append(_udp(them, me, 1.0))
+    (flow,) = flows.flows(_table(), now=1.0)
+    assert flow.direction is Direction.INBOUND and flow.key.local == me
+
+
+def test_expired_flows_are_reported_once_more_then_dropped() -> None:
+    flows, cap = _flows()
+    cap.queue.append(_udp(Endpoint(HOST, 1), Endpoint(PEER, 2), 1.0))
+    assert len(flows.flows(_table(), now=1.0)) == 1
+    assert len(flows.flows(_table(), now=500.0)) == 1  # idle: its last appearance
+    assert flows.flows(_table(), now=501.0) == []
+
+
+def test_counters_pass_drops_through_and_merge_keeps_the_socket_view() -> None:
+    flows, cap = _flows()
+    me, them = Endpoint(HOST, 40000), Endpoint(PEER, 443)
+    cap.queue += [_udp(me, them, 1.0), _udp(them, me, 1.1)]
+    packet_flows = flows.flows(_table(), now=1.2)
+    c = flows.counters()
+    assert (c.packets, c.capture_drops, c.queue_drops) == (2, 3, 2)
+    merged = merge_flows([], packet_flows)
+    assert merged[0].packets_sent == 1
+    flows.close()
+    assert cap.stopped
