@@ -105,7 +105,7 @@ async def run_size(n: int, ticks: int) -> dict[str, list[float]]:
         for index, snap in enumerate(snaps):
             rates.update(snap)
             t0 = time.perf_counter()
-            rows = view.build_rows(snap, state, rates.rates, T0)
+            rows = view.build_rows(snap, state, rates.rates, T0, rates.keys)
             t1 = time.perf_counter()
             table.apply(rows)
             t2 = time.perf_counter()
@@ -134,7 +134,7 @@ async def run_baseline(n: int, ticks: int) -> list[float]:
         state = view.ViewState()
         for snap in snaps:
             rates.update(snap)
-            rows = view.build_rows(snap, state, rates.rates, T0)
+            rows = view.build_rows(snap, state, rates.rates, T0, rates.keys)
             t0 = time.perf_counter()
             DataTable.clear(table)
             for row in rows:

@@ -28,7 +28,14 @@ from netwatch.ui.messages import AlertsChanged, FeedEnded, SnapshotReady
 from netwatch.ui.screens.help import HelpScreen
 from netwatch.ui.screens.process import ProcessScreen
 from netwatch.ui.screens.text_screen import TextScreen
-from netwatch.ui.stats import History, Rate, RateTracker, bytes_by_country, process_name
+from netwatch.ui.stats import (
+    History,
+    Rate,
+    RateTracker,
+    bytes_by_country,
+    process_name,
+    row_key,
+)
 from netwatch.ui.widgets.alerts_pane import AlertsPane
 from netwatch.ui.widgets.charts import Charts
 from netwatch.ui.widgets.flows_table import FlowsTable
@@ -78,6 +85,7 @@ class NetwatchApp(App[None]):
         self.snapshots_seen = 0
         self.note: str | None = None
         self.shown_flows = 0
+        self.rated: Snapshot | None = None
         self.status_bar = StatusBar(id="status")
         self.table = FlowsTable(id="flows")
         self.filter_box = Input(
@@ -139,8 +147,8 @@ class NetwatchApp(App[None]):
         snap = message.snapshot
         self.snapshot = snap
         self.snapshots_seen += 1
-        rates = self.rates.update(snap)
-        self.history.add(snap, rates)
+        self.history.add(snap, self.rates.update(snap))
+        self.rated = snap
         if not self.state.paused:
             self.render_snapshot()
         self._refresh_status()
@@ -173,7 +181,8 @@ class NetwatchApp(App[None]):
         table = self.table
         table.set_columns(view.columns_for(self.state.grouping))
         table.set_sort_marker(self.state.sort, self.state.reverse)
-        rows = view.build_rows(snap, self.state, self.rates.rates, self.now())
+        keys = self.rates.keys if snap is self.rated else None
+        rows = view.build_rows(snap, self.state, self.rates.rates, self.now(), keys)
         table.apply(rows)
         self.shown_flows = view.flow_count(rows)
         self._render_charts()
@@ -335,9 +344,9 @@ class NetwatchApp(App[None]):
         """Show one flow in detail, with the latest data for its key."""
         snap = self.snapshot
         latest = next((f for f in snap.flows if f.flow.key == ef.flow.key), ef) if snap else ef
-        rate = self.rates.rates.get(ef.flow.key)
+        rate = self.rates.rates.get(row_key(ef.flow.key))
         body = detail.flow_detail(latest, rate or Rate(), snap, self.alerts.values(), self.now())
-        self.push_screen(TextScreen(f"Flow: {view.row_key(ef.flow.key)}", body))
+        self.push_screen(TextScreen(f"Flow: {row_key(ef.flow.key)}", body))
 
     def open_process(self, name: str) -> None:
         """Show a process name's flows, countries, bytes and alerts."""

@@ -9,8 +9,9 @@ charts: overall and per process name.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from netwatch.model import EnrichedFlow, FlowKey, Snapshot
 
@@ -29,32 +30,56 @@ def _delta(now: int | None, before: int | None, seconds: float) -> float | None:
     return max(0, now - before) / seconds
 
 
+@lru_cache(maxsize=1 << 17)
+def row_key(key: FlowKey) -> str:
+    """A stable string for a flow key: the table's row key and the key of every per-flow map.
+
+    Hashing a `FlowKey` (nested dataclasses and ipaddress objects) costs microseconds and
+    strings cache their hash, so each tick hashes each key once, here, and then uses strings.
+    """
+    remote = "*" if key.remote is None else str(key.remote)
+    return f"{key.transport.value}|{key.local}|{remote}"
+
+
 class RateTracker:
-    """Remembers the previous snapshot's byte counters and turns the next into rates."""
+    """Remembers the previous snapshot's byte counters and turns the next into rates.
+
+    After `update`, `keys` and the returned list are aligned with the snapshot's flows, and
+    `rates` maps row keys to rates.
+    """
 
     def __init__(self) -> None:
-        self._prev: dict[FlowKey, tuple[int | None, int | None]] = {}
+        self._prev: dict[str, tuple[int | None, int | None]] = {}
         self._prev_at: float | None = None
-        self.rates: dict[FlowKey, Rate] = {}
+        self.rates: dict[str, Rate] = {}
+        self.keys: list[str] = []
 
-    def update(self, snapshot: Snapshot) -> dict[FlowKey, Rate]:
+    def update(self, snapshot: Snapshot) -> list[Rate]:
         """Compute rates for this snapshot's flows; a flow seen for the first time has none."""
         seconds = 0.0 if self._prev_at is None else snapshot.taken_at - self._prev_at
-        rates: dict[FlowKey, Rate] = {}
-        current: dict[FlowKey, tuple[int | None, int | None]] = {}
-        for ef in snapshot.flows:
+        keys = [row_key(ef.flow.key) for ef in snapshot.flows]
+        out: list[Rate] = []
+        current: dict[str, tuple[int | None, int | None]] = {}
+        prev = self._prev
+        for key, ef in zip(keys, snapshot.flows, strict=True):
             f = ef.flow
-            current[f.key] = (f.bytes_sent, f.bytes_received)
-            before = self._prev.get(f.key)
+            current[key] = (f.bytes_sent, f.bytes_received)
+            before = prev.get(key)
             if before is None:
-                rates[f.key] = Rate()
+                out.append(_NONE)
                 continue
-            rates[f.key] = Rate(
-                _delta(f.bytes_sent, before[0], seconds),
-                _delta(f.bytes_received, before[1], seconds),
+            out.append(
+                Rate(
+                    _delta(f.bytes_sent, before[0], seconds),
+                    _delta(f.bytes_received, before[1], seconds),
+                )
             )
-        self._prev, self._prev_at, self.rates = current, snapshot.taken_at, rates
-        return rates
+        self._prev, self._prev_at = current, snapshot.taken_at
+        self.keys, self.rates = keys, dict(zip(keys, out, strict=True))
+        return out
+
+
+_NONE = Rate()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +105,12 @@ class History:
         self.total: deque[Point] = deque(maxlen=window)
         self.by_process: dict[str, deque[Point]] = {}
 
-    def add(self, snapshot: Snapshot, rates: dict[FlowKey, Rate]) -> None:
-        """Append this snapshot's totals; processes absent this time get a zero point."""
+    def add(self, snapshot: Snapshot, rates: Sequence[Rate]) -> None:
+        """Append this snapshot's totals (`rates` aligned with its flows); processes absent
+        this time get a zero point."""
         per: dict[str, list[float]] = {}
         up_total = down_total = 0.0
-        for ef in snapshot.flows:
-            rate = rates.get(ef.flow.key)
-            if rate is None:
-                continue
+        for ef, rate in zip(snapshot.flows, rates, strict=True):
             up, down = rate.up or 0.0, rate.down or 0.0
             up_total += up
             down_total += down

@@ -9,16 +9,15 @@ traffic carries a `[VPN]`/`[ANON]` badge in words. Row keys are stable strings m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import lru_cache
 from typing import Any
 
-from netwatch.model import Direction, EnrichedFlow, FlowKey, Snapshot
+from netwatch.model import Direction, EnrichedFlow, Snapshot
 from netwatch.ui import fmt
 from netwatch.ui.query import Query, matches
-from netwatch.ui.stats import Rate, process_name
+from netwatch.ui.stats import Rate, process_name, row_key
 
 
 class Grouping(StrEnum):
@@ -136,13 +135,6 @@ class Row:
 _NO_RATE = Rate()
 
 
-@lru_cache(maxsize=65536)
-def row_key(key: FlowKey) -> str:
-    """A stable string for a flow key (the DataTable row key); cached, keys recur per tick."""
-    remote = "*" if key.remote is None else str(key.remote)
-    return f"{key.transport.value}|{key.local}|{remote}"
-
-
 def _age(ef: EnrichedFlow, now: float) -> float | None:
     first = ef.flow.first_seen
     return None if first is None else max(0.0, now - first)
@@ -206,20 +198,26 @@ def _sorted(items: list[tuple[Any, Row]], reverse: bool) -> list[Row]:
 
 
 def flow_rows(
-    flows: Sequence[EnrichedFlow], state: ViewState, rates: dict[FlowKey, Rate], now: float
+    flows: Sequence[EnrichedFlow],
+    state: ViewState,
+    rates: Mapping[str, Rate],
+    now: float,
+    keys: Sequence[str] | None = None,
 ) -> list[Row]:
     """One row per flow that passes the filter, sorted as the state says."""
     valid = {c.key for c in FLOW_COLUMNS}
     col = state.sort if state.sort in valid else "down_rate"
     items: list[tuple[Any, Row]] = []
     filtering = not state.query.empty
-    for ef in flows:
+    if keys is None:
+        keys = [row_key(ef.flow.key) for ef in flows]
+    for key, ef in zip(keys, flows, strict=True):
         if filtering and not matches(state.query, ef):
             continue
         f = ef.flow
-        rate = rates.get(f.key, _NO_RATE)
+        rate = rates.get(key, _NO_RATE)
         label = f.label
-        row = Row(row_key(f.key), vpn=label is not None and label.vpn, flow=ef, rate=rate, now=now)
+        row = Row(key, vpn=label is not None and label.vpn, flow=ef, rate=rate, now=now)
         items.append((_flow_sort_value(col, ef, rate, now), row))
     return _sorted(items, state.reverse)
 
@@ -254,16 +252,20 @@ def _spread_of(ef: EnrichedFlow, grouping: Grouping) -> str:
 
 
 def group_rows(
-    flows: Sequence[EnrichedFlow], state: ViewState, rates: dict[FlowKey, Rate]
+    flows: Sequence[EnrichedFlow],
+    state: ViewState,
+    rates: Mapping[str, Rate],
+    keys: Sequence[str] | None = None,
 ) -> list[Row]:
     """One row per group (process, country or ASN) of the flows that pass the filter."""
     accs: dict[str, _Acc] = {}
-    empty = _NO_RATE
-    for ef in flows:
+    if keys is None:
+        keys = [row_key(ef.flow.key) for ef in flows]
+    for key, ef in zip(keys, flows, strict=True):
         if not state.query.empty and not matches(state.query, ef):
             continue
         acc = accs.setdefault(group_name(ef, state.grouping), _Acc())
-        f, rate = ef.flow, rates.get(ef.flow.key, empty)
+        f, rate = ef.flow, rates.get(key, _NO_RATE)
         acc.flows += 1
         acc.up_rate += rate.up or 0.0
         acc.down_rate += rate.down or 0.0
@@ -303,12 +305,20 @@ def group_rows(
 
 
 def build_rows(
-    snapshot: Snapshot, state: ViewState, rates: dict[FlowKey, Rate], now: float
+    snapshot: Snapshot,
+    state: ViewState,
+    rates: Mapping[str, Rate],
+    now: float,
+    keys: Sequence[str] | None = None,
 ) -> list[Row]:
-    """The rows to show for a snapshot under the current view state."""
+    """The rows to show for a snapshot under the current view state.
+
+    `rates` is keyed by row key (`stats.row_key`); `keys`, when given, are the flows' row
+    keys in order (RateTracker already computed them, so no FlowKey is hashed twice).
+    """
     if state.grouping is Grouping.NONE:
-        return flow_rows(snapshot.flows, state, rates, now)
-    return group_rows(snapshot.flows, state, rates)
+        return flow_rows(snapshot.flows, state, rates, now, keys)
+    return group_rows(snapshot.flows, state, rates, keys)
 
 
 def flow_count(rows: Sequence[Row]) -> int:

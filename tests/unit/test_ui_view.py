@@ -5,7 +5,7 @@ from __future__ import annotations
 from netwatch.model import Direction, Scope
 from netwatch.ui import fmt, view
 from netwatch.ui.query import parse
-from netwatch.ui.stats import History, RateTracker, bytes_by_country
+from netwatch.ui.stats import History, RateTracker, bytes_by_country, row_key
 from tests.builders import make_flow, make_label, make_process, make_remote, make_snapshot
 
 T0 = 1_700_000_000.0
@@ -126,12 +126,13 @@ def test_grouping_by_process_country_and_asn() -> None:
 def test_rates_need_two_snapshots_and_clamp_counter_resets() -> None:
     tracker = RateTracker()
     first = tracker.update(make_snapshot(seq=1, flows=flows(1)))
-    assert all(r.up is None for r in first.values())
+    assert all(r.up is None for r in first)
     second = tracker.update(make_snapshot(seq=3, flows=flows(3)))  # two seconds later
-    key = flows(1)[0].flow.key
-    assert second[key].down == 1000.0 and second[key].up == 100.0
+    assert second[0].down == 1000.0 and second[0].up == 100.0
+    key = row_key(flows(1)[0].flow.key)
+    assert tracker.rates[key] is second[0] and tracker.keys[0] == key
     reset = tracker.update(make_snapshot(seq=4, flows=flows(1)))
-    assert reset[key].down == 0.0
+    assert reset[0].down == 0.0
 
 
 def test_history_totals_and_per_process_series() -> None:

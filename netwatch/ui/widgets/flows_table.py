@@ -114,19 +114,23 @@ class FlowsTable(DataTable[Text]):
         return RowRenderables(None, cells)
 
     def _follow(self, key: str | None) -> None:
-        """Keep the cursor on the same row key after a reorder; clamp when it went away."""
+        """Keep the cursor on the same row key after a reorder; clamp when it went away.
+
+        The top row stays the top row (watch the top talkers); a selected row is followed.
+        The cursor is only touched when its row moved, because every cursor change scrolls
+        it into view, and a tick must not undo the user's scrolling.
+        """
         if not self.order:
             return
-        # The top row stays the top row (watch the top talkers); a selected row is followed.
         index = None
         if key is not None and self.cursor_row > 0:
-            index = self._row_locations.get(RowKey(key))
+            index = self._row_locations.get(self._keys[key]) if key in self._keys else None
         if index is None:
-            index = min(self.cursor_row, len(self.order) - 1)
+            if self.cursor_row < len(self.order):
+                return
+            index = len(self.order) - 1
         if index != self.cursor_row:
             self.move_cursor(row=index, animate=False)
-        else:
-            self.cursor_coordinate = self._clamp_cursor_coordinate(self.cursor_coordinate)
 
     def selected(self) -> Row | None:
         """The row under the cursor."""
