@@ -38,6 +38,10 @@ from netwatch.sources.decode import PacketDecoder  # noqa: E402  # after the pat
 
 # ---------------------------------------------------------------- part 1: generated pcap
 
+PIN_CAPTURE: list[str] = []
+PIN_SENDER: list[str] = []
+"""`taskset` prefixes (with --pin) so the sender and the capture do not share a core."""
+
 _ETH = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00"
 
 
@@ -282,6 +286,7 @@ def _send(lab: object, peer: object, frame: Path | None, rate: int, seconds: flo
         res = lab.run(  # type: ignore[attr-defined]
             peer.ns,  # type: ignore[attr-defined]
             [
+                *PIN_SENDER,
                 "tcpreplay",
                 "-q",
                 "-i",
@@ -324,6 +329,7 @@ def bench_live(rates: list[int], seconds: float) -> None:
                 lab.cmd(
                     lab.host,
                     [
+                        *PIN_CAPTURE,
                         sys.executable,
                         str(Path(__file__).resolve()),
                         "_worker",
@@ -346,7 +352,17 @@ def bench_live(rates: list[int], seconds: float) -> None:
             proc.wait(30)
             td = subprocess.Popen(
                 lab.cmd(
-                    lab.host, ["tcpdump", "-i", peer.host_if, "-w", "/dev/null", "-n", "udp port 9"]
+                    lab.host,
+                    [
+                        *PIN_CAPTURE,
+                        "tcpdump",
+                        "-i",
+                        peer.host_if,
+                        "-w",
+                        "/dev/null",
+                        "-n",
+                        "udp port 9",
+                    ],
                 ),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -416,7 +432,13 @@ def main() -> int:
     ap.add_argument("--skip-live", action="store_true")
     ap.add_argument("--rates", default="10000,25000,50000,100000,200000")
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument(
+        "--pin", action="store_true", help="capture on CPU 0, sender on CPU 1 (taskset)"
+    )
     args = ap.parse_args()
+    if args.pin and shutil.which("taskset"):
+        PIN_CAPTURE[:] = ["taskset", "-c", "0"]
+        PIN_SENDER[:] = ["taskset", "-c", "1"]
     with tempfile.TemporaryDirectory(prefix="netwatch-bench-") as tmp:
         path = Path(tmp) / "bench.pcap"
         t = time.perf_counter()
