@@ -174,15 +174,20 @@ class RuleEngine:
         at = f.last_seen if f.last_seen is not None else env.now
         if self.suppressor.touch(rule.id, identifier, occurrence, at):
             return None
+
+        def details() -> tuple[str, tuple[Evidence, ...]]:
+            message = render(case.message, flow_values(ef, env))
+            return message, (*explain(case.when, ef, env), *extra)
+
         return Finding(
             rule=rule,
             identifier=identifier,
-            message=render(case.message, flow_values(ef, env)),
+            message="",
             severity=case.severity or rule.severity,
             at=at,
             flow=ef,
-            evidence=(*explain(case.when, ef, env), *extra),
             occurrences=(occurrence,),
+            details=details,
         )
 
     def _window_findings(

@@ -9,6 +9,7 @@ is what a rule reports before suppression turns findings into `Alert`s.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netwatch.detect.conditions import Node, Pred
@@ -78,7 +79,9 @@ class Finding:
     """One rule hit before suppression: who, what, why, and the occurrences it counts.
 
     `occurrences` are what `Alert.count` counts (distinct flows, or distinct peers of a relay);
-    an occurrence already counted on an open alert does not raise the count again.
+    an occurrence already counted on an open alert does not raise the count again. `details`,
+    when set, renders the message and evidence on demand: suppression needs them only for the
+    last finding of each alert that changed in a tick, not for every matching flow.
     """
 
     rule: Rule
@@ -89,3 +92,10 @@ class Finding:
     flow: EnrichedFlow | None = None
     evidence: tuple[Evidence, ...] = ()
     occurrences: tuple[str, ...] = ()
+    details: Callable[[], tuple[str, tuple[Evidence, ...]]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def text(self) -> tuple[str, tuple[Evidence, ...]]:
+        """The message and evidence, rendering them now if they were deferred."""
+        return (self.message, self.evidence) if self.details is None else self.details()

@@ -32,6 +32,9 @@ class _Open:
     suppress_for: float
     last_seen: float
     occurrences: dict[str, None] = field(default_factory=dict)
+    count: int = 1
+    latest: Finding | None = None
+    """The newest finding of this tick whose message is not yet on `alert`."""
 
 
 class Suppressor:
@@ -63,7 +66,7 @@ class Suppressor:
 
     def update(self, findings: Iterable[Finding], tags: dict[str, tuple[str, ...]]) -> list[Alert]:
         """Fold findings into alerts; return those opened or changed (count or message)."""
-        changed: dict[tuple[str, str], Alert] = {}
+        changed: dict[tuple[str, str], _Open] = {}
         for f in findings:
             key = (f.rule.id, f.identifier)
             entry = self._open.get(key)
@@ -72,49 +75,63 @@ class Suppressor:
             if entry is None:
                 entry = self._start(f, tags.get(f.rule.id, f.rule.tags))
                 self._open[key] = entry
-                changed[key] = entry.alert
+                changed[key] = entry
                 continue
-            before = entry.alert
             new = [o for o in f.occurrences if o not in entry.occurrences]
             self._remember(entry, new)
             entry.last_seen = max(entry.last_seen, f.at)
-            ef = f.flow
-            entry.alert = replace(
-                before,
-                last_seen=entry.last_seen,
-                count=before.count + len(new),
-                message=f.message,
-                severity=f.severity,
-                evidence=f.evidence or before.evidence,
-                flow_key=ef.flow.key if ef is not None else before.flow_key,
-                process=(ef.flow.process or before.process) if ef is not None else before.process,
-                remote=(ef.remote or before.remote) if ef is not None else before.remote,
-            )
-            grew = entry.alert.count != before.count or entry.alert.message != before.message
-            if grew or key in changed:
-                changed[key] = entry.alert
-        return list(changed.values())
+            entry.count += len(new)
+            reworded = f.details is None and f.message != entry.alert.message
+            if new or reworded or key in changed:
+                entry.latest = f
+                changed[key] = entry
+        for entry in changed.values():
+            self._apply(entry)
+        return [entry.alert for entry in changed.values()]
+
+    @staticmethod
+    def _apply(entry: _Open) -> None:
+        """Put the latest finding's message, evidence, flow and counts on the alert."""
+        f, before = entry.latest, entry.alert
+        entry.latest = None
+        if f is None:
+            return
+        message, evidence = f.text()
+        ef = f.flow
+        entry.alert = replace(
+            before,
+            last_seen=entry.last_seen,
+            count=entry.count,
+            message=message,
+            severity=f.severity,
+            evidence=evidence or before.evidence,
+            flow_key=ef.flow.key if ef is not None else before.flow_key,
+            process=(ef.flow.process or before.process) if ef is not None else before.process,
+            remote=(ef.remote or before.remote) if ef is not None else before.remote,
+        )
 
     def _start(self, f: Finding, tags: tuple[str, ...]) -> _Open:
         ef = f.flow
+        message, evidence = f.text()
+        count = max(1, len(set(f.occurrences)))
         alert = Alert(
             id=alert_id(f.rule.id, f.identifier, f.at),
             rule_id=f.rule.id,
             title=f.rule.title,
             severity=f.severity,
             identifier=f.identifier,
-            message=f.message,
+            message=message,
             first_seen=f.at,
             last_seen=f.at,
-            count=max(1, len(set(f.occurrences))),
+            count=count,
             state=AlertState.OPEN,
             flow_key=None if ef is None else ef.flow.key,
             process=None if ef is None else ef.flow.process,
             remote=None if ef is None else ef.remote,
-            evidence=f.evidence,
+            evidence=evidence,
             tags=tags,
         )
-        entry = _Open(alert, f.rule.suppress_for, f.at)
+        entry = _Open(alert, f.rule.suppress_for, f.at, count=count)
         self._remember(entry, f.occurrences)
         return entry
 
