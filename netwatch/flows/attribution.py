@@ -76,10 +76,16 @@ def listeners_of(
     entries: Iterable[SocketEntry],
 ) -> dict[tuple[Transport, int], frozenset[IPAddress]]:
     """Index the listening sockets of a table by (transport, port)."""
+    return listeners_from((e.key, e.state) for e in entries)
+
+
+def listeners_from(
+    sockets: Iterable[tuple[FlowKey, str | None]],
+) -> dict[tuple[Transport, int], frozenset[IPAddress]]:
+    """`listeners_of` for (key, state) pairs, for sources that classify before building."""
     found: dict[tuple[Transport, int], set[IPAddress]] = {}
-    for e in entries:
-        k = e.key
-        if k.remote is None and is_listening(k.transport, e.state, False):
+    for k, state in sockets:
+        if k.remote is None and is_listening(k.transport, state, False):
             found.setdefault((k.transport, k.local.port), set()).add(k.local.ip)
     return {key: frozenset(ips) for key, ips in found.items()}
 

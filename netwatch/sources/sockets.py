@@ -24,7 +24,7 @@ from dataclasses import replace
 import psutil
 
 from netwatch.clock import Clock, SystemClock
-from netwatch.flows.attribution import assign_directions, infer_direction, listeners_of
+from netwatch.flows.attribution import assign_directions, infer_direction, listeners_from
 from netwatch.model import (
     Direction,
     Endpoint,
@@ -60,7 +60,22 @@ _ZERO16 = bytes(16)
 _UNSPECIFIED = ipaddress.IPv4Address(0)
 
 _CacheValue = tuple[netlink.DiagRecord, Transport, ProcessRef | None, SocketEntry]
+_Fresh = tuple[int, Transport, netlink.DiagRecord, ProcessRef | None, FlowKey, str | None]
 _INODE = operator.itemgetter(4)
+_LISTENISH = frozenset((10, 7))  # TCP_LISTEN; TCP_CLOSE is how the kernel shows unconnected UDP
+_PLACEHOLDER = SocketEntry(
+    key=FlowKey(Transport.OTHER, Endpoint(ipaddress.IPv4Address(0)), None),
+    state=None,
+    direction=Direction.UNKNOWN,
+)
+
+
+def _state(transport: Transport, state: int) -> str | None:
+    if transport is Transport.TCP:
+        return netlink.TCP_STATES.get(state, str(state))
+    if transport is Transport.UDP:
+        return "ESTABLISHED" if state == 1 else None
+    return None
 
 
 class SocketSampler:
@@ -86,7 +101,7 @@ class SocketSampler:
         self._cache: dict[bytes, _CacheValue] = {}
         self._owners_version = -1
         self._listeners: dict[tuple[Transport, int], frozenset[IPAddress]] = {}
-        self._ips: dict[bytes, IPAddress] = {}
+        self._endpoints: dict[tuple[bytes, int], Endpoint] = {}
         self._hidden = 0
         self.backend = "psutil"
         if backend != "psutil" and sys.platform.startswith("linux"):
@@ -181,16 +196,16 @@ class SocketSampler:
         """Entries for this sample, reusing last sample's objects for unchanged sockets.
 
         An entry is reused when the kernel's record is byte-for-byte the same and so is its
-        owner (`stable`: the owner map did not change at all). Directions depend on the
-        listening sockets; while the set of sockets is unchanged they cannot change, and
-        otherwise only new sockets are classified unless the listeners changed too. This
-        loop runs once per socket per sample, which is why it is written so tersely.
+        owner (`stable`: the owner map did not change at all). New sockets are built once
+        their direction is known, which needs the listening sockets of the whole sample;
+        reused entries are re-classified only when the listeners changed. This loop runs
+        once per socket per sample, which is why it is written so tersely.
         """
         old: dict[bytes, _CacheValue] = self._cache
         new: dict[bytes, _CacheValue] = {}
         out: list[SocketEntry] = []
-        keys: list[bytes] = []
-        fresh: list[int] = []
+        fresh: list[_Fresh] = []
+        listening: list[tuple[FlowKey, str | None]] = []
         append = out.append
         for transport, records in batches:
             for r in records:
@@ -203,74 +218,69 @@ class SocketSampler:
                     and (stable or hit[2] is owners.get(r[4]))
                 ):
                     new[ident] = hit
-                    append(hit[3])
-                else:
-                    proc = owners.get(r[4])
-                    prev = hit[3] if hit is not None and hit[1] is transport else None
-                    fresh.append(len(out))
-                    entry = self._entry(transport, r, proc, prev)
-                    new[ident] = (r, transport, proc, entry)
+                    entry = hit[3]
+                    if r[1] in _LISTENISH:
+                        listening.append((entry.key, entry.state))
                     append(entry)
-                keys.append(ident)
+                    continue
+                prev = hit[3] if hit is not None and hit[1] is transport else None
+                key = prev.key if prev is not None else self._key(transport, r)
+                state = _state(transport, r[1])
+                if r[1] in _LISTENISH:
+                    listening.append((key, state))
+                fresh.append((len(out), transport, r, owners.get(r[4]), key, state))
+                append(_PLACEHOLDER)
         self._cache = new
         if not fresh and len(new) == len(old):
             return out, False
-        listeners = listeners_of(out)
-        todo = fresh if listeners == self._listeners else range(len(out))
-        self._listeners = listeners
-        for i in todo:
-            e = out[i]
-            d = infer_direction(e.key, e.state, listeners)
-            if d is not e.direction:
-                out[i] = e = replace(e, direction=d)
-                v = new[keys[i]]
-                new[keys[i]] = (v[0], v[1], v[2], e)
+        listeners = listeners_from(listening)
+        if listeners != self._listeners:
+            self._listeners = listeners
+            # A listener opened or closed: reused entries may change direction (rare).
+            in_order = (r for _, batch in batches for r in batch)
+            for i, (e, r) in enumerate(zip(out, in_order, strict=True)):
+                if e is _PLACEHOLDER:
+                    continue
+                d = infer_direction(e.key, e.state, listeners)
+                if d is not e.direction:
+                    out[i] = e = replace(e, direction=d)
+                    v = new[r[2]]
+                    new[r[2]] = (v[0], v[1], v[2], e)
+        for i, transport, r, proc, key, state in fresh:
+            acked, received, segs_out, segs_in = netlink.decode_counters(r[5])
+            entry = SocketEntry(
+                key=key,
+                state=state,
+                direction=infer_direction(key, state, listeners),
+                process=proc,
+                inode=r[4] or None,
+                uid=r[3],
+                bytes_sent=acked,
+                bytes_received=received,
+                segs_out=segs_out,
+                segs_in=segs_in,
+            )
+            out[i] = entry
+            new[r[2]] = (r, transport, proc, entry)
         return out, True
 
-    def _entry(
-        self,
-        transport: Transport,
-        r: netlink.DiagRecord,
-        proc: ProcessRef | None,
-        previous: SocketEntry | None,
-    ) -> SocketEntry:
-        if previous is not None and previous.key.transport is transport:
-            key = previous.key  # same kernel socket identity: same endpoints
-        else:
-            local = Endpoint(self._ip(r.src), r.sport)
-            dst, dport = r.dst, r.dport
-            remote = None
-            if dport or (dst != _ZERO4 and dst != _ZERO16):
-                remote = Endpoint(self._ip(dst), dport)
-            key = FlowKey(transport, local, remote)
-        if transport is Transport.TCP:
-            state: str | None = netlink.TCP_STATES.get(r.state, str(r.state))
-        elif transport is Transport.UDP:
-            state = "ESTABLISHED" if r.state == 1 else None
-        else:
-            state = None
-        acked, received, segs_out, segs_in = netlink.decode_counters(r.counters)
-        return SocketEntry(
-            key=key,
-            state=state,
-            direction=Direction.UNKNOWN if previous is None else previous.direction,
-            process=proc,
-            inode=r.inode or None,
-            uid=r.uid,
-            bytes_sent=acked,
-            bytes_received=received,
-            segs_out=segs_out,
-            segs_in=segs_in,
-        )
+    def _key(self, transport: Transport, r: netlink.DiagRecord) -> FlowKey:
+        local = self._endpoint(r.src, r.sport)
+        dst, dport = r.dst, r.dport
+        remote = None
+        if dport or (dst != _ZERO4 and dst != _ZERO16):
+            remote = self._endpoint(dst, dport)
+        return FlowKey(transport, local, remote)
 
-    def _ip(self, raw: bytes) -> IPAddress:
-        ip = self._ips.get(raw)
-        if ip is None:
-            if len(self._ips) > 65536:
-                self._ips.clear()
-            ip = Endpoint(ipaddress.ip_address(raw)).ip
-            self._ips[raw] = ip
-        return ip
+    def _endpoint(self, raw: bytes, port: int) -> Endpoint:
+        """Endpoints are shared: the 10,000 clients of one server all name the same one."""
+        cached = self._endpoints.get((raw, port))
+        if cached is None:
+            if len(self._endpoints) > 100_000:
+                self._endpoints.clear()
+            cached = Endpoint(ipaddress.ip_address(raw), port)
+            self._endpoints[(raw, port)] = cached
+        return cached
 
     def _count_hidden(self, entries: Iterable[SocketEntry]) -> None:
         me = self._privs.euid
