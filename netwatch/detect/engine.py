@@ -25,7 +25,7 @@ from netwatch.detect.policy import PolicyView
 from netwatch.detect.python_rules import PYTHON_RULES, PythonRule
 from netwatch.detect.rule import Case, Finding, Rule, RuleSet, Window
 from netwatch.detect.suppress import Suppressor
-from netwatch.model import Alert, EnrichedFlow, Evidence, HostFacts, ProcessRef
+from netwatch.model import Alert, Direction, EnrichedFlow, Evidence, HostFacts, ProcessRef
 
 LOG_TAG = "log"
 """Tag on alerts whose rule the policy sets to `log`: recorded, not raised in the dashboard."""
@@ -39,6 +39,17 @@ def is_netwatch_fetch(process: ProcessRef | None) -> bool:
     if not any(a == "netwatch" or a.endswith("/netwatch") for a in args):
         return False
     return any(a == "lists" and args[i + 1 : i + 2] == ("update",) for i, a in enumerate(args))
+
+
+def _listening(flows: Sequence[EnrichedFlow]) -> dict[int, tuple[str, ...]]:
+    """Non-loopback listening sockets by owning pid (the `process.listens` field)."""
+    out: dict[int, dict[str, None]] = {}
+    for ef in flows:
+        f = ef.flow
+        p = f.process
+        if f.direction is Direction.LISTEN and p is not None and not f.key.local.ip.is_loopback:
+            out.setdefault(p.pid, {})[f"{f.key.transport}/{f.key.local.port}"] = None
+    return {pid: tuple(socks) for pid, socks in out.items()}
 
 
 def _value_text(value: object) -> str:
@@ -119,7 +130,7 @@ class RuleEngine:
         self, flows: Sequence[EnrichedFlow], now: float, host: HostFacts | None = None
     ) -> list[Alert]:
         """Return the alerts raised, updated or closed by this tick's flows."""
-        env = Env(self.policy, now, host)
+        env = Env(self.policy, now, host, _listening(flows))
         closed = self.suppressor.expire(now)
         usable = [ef for ef in flows if self._eligible(ef)]
         findings: list[Finding] = []

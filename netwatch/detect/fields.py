@@ -8,8 +8,8 @@ in the flow: the policy view, the host facts and the time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -49,6 +49,8 @@ class Env:
     policy: PolicyLike
     now: float
     host: HostFacts | None = None
+    listening: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    """This tick's non-loopback listening sockets by pid, as `tcp/443`."""
 
 
 Getter = Callable[[EnrichedFlow, Env], Any]
@@ -188,6 +190,14 @@ FIELDS: dict[str, Field] = {
             "its command line, space-joined",
         ),
         Field("process.user", _S, _proc("user"), "the user it runs as"),
+        Field(
+            "process.listens",
+            _L,
+            lambda ef, env: (
+                () if ef.flow.process is None else env.listening.get(ef.flow.process.pid, ())
+            ),
+            "the process's non-loopback listening sockets, as tcp/443",
+        ),
         Field("process.known", _B, lambda ef, _e: ef.flow.process is not None, "a process owns it"),
         Field("transport", _S, lambda ef, _e: ef.flow.key.transport, "tcp, udp, esp, ..."),
         Field("direction", _S, lambda ef, _e: ef.flow.direction, "outbound, inbound, listen"),

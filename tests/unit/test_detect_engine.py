@@ -163,3 +163,26 @@ def test_inbound_direction_required_for_relay_peers() -> None:
         for ip, cc in PEERS
     ]
     assert "vpngate.relay_mode" not in [a.rule_id for a in RuleEngine().evaluate(outbound, T0)]
+
+
+LISTENS_RULE = """
+[[rule]]
+id = "test.listener_talks"
+title = "A public listener also talks out"
+severity = "low"
+identifier = ["process.name"]
+message = "{process} listens publicly and talks to {where}"
+when = { all = [
+    { field = "direction", eq = "outbound" },
+    { field = "process.listens", has_glob = "tcp/*" },
+] }
+"""
+
+
+def test_process_listens_is_this_ticks_public_listeners_of_the_same_process() -> None:
+    engine = _engine(LISTENS_RULE)
+    out = flow(process="vpnclient", remote_ip="203.0.113.9")
+    assert engine.evaluate([out], T0) == []
+    assert engine.evaluate([out, listen("vpnclient", 9930, "127.0.0.1")], T0 + 1) == []
+    (alert,) = engine.evaluate([out, listen("vpnclient", 995)], T0 + 2)
+    assert Evidence("process.listens", "tcp/995") in alert.evidence

@@ -324,3 +324,24 @@ def test_lists_update_reports_http_errors(
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 2
     assert all(line.startswith("netwatch: ") and "404" in line for line in lines)
+
+
+def test_matchers_feed_the_enricher_and_the_relay_connection_rule(tmp_path: Path) -> None:
+    """End to end: a stored VPN Gate history -> ListMatcher -> RemoteInfo.lists -> alert."""
+    from netwatch.detect.engine import RuleEngine
+    from netwatch.enrich.enricher import Enricher, ListMatcher
+    from tests.builders import make_flow, make_process
+
+    save_history(History("vpngate", {}).merge(relay_entries(RELAYS), T0, "u"), tmp_path)
+    matchers, problems = load_matchers(tmp_path)
+    assert problems == {}
+    typed: list[ListMatcher] = list(matchers)
+    enricher = Enricher([], lists=typed)
+    flow = make_flow(remote_ip="203.0.113.7", remote_port=1433, process=make_process("openvpn"))
+    enriched = enricher.enrich(flow.flow)
+    assert enriched.remote is not None
+    assert [h.list for h in enriched.remote.lists] == ["vpngate"]
+    alerts = RuleEngine().evaluate([enriched], T0 + 10)
+    (relay,) = [a for a in alerts if a.rule_id == "vpngate.relay_connection"]
+    assert relay.message.startswith("openvpn connected to a VPN Gate relay")
+    assert any(e.name == "remote.lists" and e.value == "vpngate" for e in relay.evidence)
