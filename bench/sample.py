@@ -35,25 +35,32 @@ from netwatch.clock import SystemClock  # noqa: E402
 from netwatch.pipeline.engine import Engine  # noqa: E402
 from netwatch.sources.sockets import SocketSampler  # noqa: E402
 
+# Every socket lingers 0: closing resets it, so no TIME_WAIT sockets outlive a run and skew
+# the next one.
 SERVER = r"""
-import resource, socket, sys
+import resource, socket, struct, sys
 n = int(sys.argv[1])
+LINGER0 = struct.pack("ii", 1, 0)
 resource.setrlimit(resource.RLIMIT_NOFILE, (n + 256, n + 256))
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", 0)); s.listen(4096)
 print(s.getsockname()[1], flush=True)
 s.settimeout(60)
 conns = [s.accept()[0] for _ in range(n)]
+for c in conns:
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
 print("ready", flush=True)
 sys.stdin.read()
 """
 CLIENT = r"""
-import resource, socket, sys
+import resource, socket, struct, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
+LINGER0 = struct.pack("ii", 1, 0)
 resource.setrlimit(resource.RLIMIT_NOFILE, (n + 256, n + 256))
 conns = []
 for _ in range(n):
     c = socket.create_connection(("127.0.0.1", port), timeout=60)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
     c.sendall(b"x" * 100)
     conns.append(c)
 print("ready", flush=True)
