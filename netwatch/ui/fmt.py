@@ -180,12 +180,26 @@ def severity(s: Severity) -> str:
 BARS = " ▁▂▃▄▅▆▇█"
 
 
+def buckets(values: list[float], width: int) -> list[float]:
+    """Squeeze `values` into at most `width` points, each the maximum of its stretch, so the
+    whole window (minutes) fits and a short burst is not averaged away."""
+    if width <= 0:
+        return []
+    if len(values) <= width:
+        return list(values)
+    size = len(values) / width
+    return [
+        max(values[int(i * size) : max(int(i * size) + 1, int((i + 1) * size))])
+        for i in range(width)
+    ]
+
+
 def spark(values: list[float], width: int) -> str:
-    """A one-line bar chart of the last `width` values, scaled from zero to the maximum.
+    """A one-line bar chart of `values` squeezed into `width`, scaled from zero to the peak.
 
     Unlike a min-to-max sparkline, a steady rate stays a steady bar and silence stays blank.
     """
-    tail = values[-width:] if width > 0 else []
+    tail = buckets(values, width)
     peak = max(tail, default=0.0)
     if peak <= 0:
         return " " * len(tail)

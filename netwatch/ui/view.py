@@ -188,9 +188,15 @@ def _flow_sort_value(col: str, ef: EnrichedFlow, rate: Rate, now: float) -> Any:
     return text.lower() if text else None
 
 
+def _moved(row: Row) -> int:
+    f = row.flow.flow if row.flow is not None else None
+    return 0 if f is None else (f.bytes_sent or 0) + (f.bytes_received or 0)
+
+
 def _sorted(items: list[tuple[Any, Row]], reverse: bool) -> list[Row]:
-    """Sort by value with ties in key order, and rows without a value always last."""
-    items.sort(key=lambda it: it[1].key)
+    """Sort by value; ties (and the first tick, when no rate is known yet) put the flows that
+    moved most bytes first, then key order; rows without a value always come last."""
+    items.sort(key=lambda it: (-_moved(it[1]), it[1].key))
     known = [it for it in items if it[0] is not None]
     unknown = [it[1] for it in items if it[0] is None]
     known.sort(key=lambda it: it[0], reverse=reverse)

@@ -91,6 +91,12 @@ def test_default_sort_is_download_rate_descending_with_unknown_last() -> None:
     assert names == ["curl", "vpnclient", "sshd"]
 
 
+def test_before_rates_are_known_the_busiest_flows_come_first() -> None:
+    rows = rows_for(view.ViewState(), ticks=1)
+    assert all(r.rate.down is None for r in rows)
+    assert [r.flow.flow.process.name for r in rows] == ["curl", "vpnclient", "sshd"]
+
+
 def test_sort_by_any_column_both_ways() -> None:
     asc = [r.flow.flow.process.name for r in rows_for(view.ViewState(sort="proc", reverse=False))]
     desc = [r.flow.flow.process.name for r in rows_for(view.ViewState(sort="proc", reverse=True))]
@@ -170,4 +176,6 @@ def test_formatting_helpers() -> None:
     assert len(fmt.process(long, 16)) <= 16
     assert fmt.spark([0, 5, 10], 3) == " ▄█"
     assert fmt.spark([0, 0], 2) == "  "
-    assert fmt.spark([1, 2, 3, 4], 2) == "▆█"
+    assert fmt.spark([1, 2, 3, 4], 2) == "▄█"
+    assert fmt.buckets([1, 5, 2, 2, 9, 0], 3) == [5, 2, 9]
+    assert len(fmt.buckets(list(range(300)), 38)) == 38

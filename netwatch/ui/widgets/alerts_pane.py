@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import DataTable
 
-from netwatch.model import Alert
+from netwatch.model import Alert, AlertState
 from netwatch.ui import fmt
 from netwatch.ui.detail import SEVERITY_STYLE
 
@@ -44,13 +44,18 @@ class AlertsPane(DataTable[Text]):
         self.clear()
         for a in self.alerts:
             style = SEVERITY_STYLE.get(a.severity.value, "")
+            if a.state is AlertState.CLOSED:
+                style = "dim"
             proc = a.process.name if a.process is not None else "?"
             self.add_row(
                 Text(fmt.severity(a.severity), style=style),
                 Text(f"{a.count}x", justify="right"),
                 Text(fmt.duration(max(0.0, now - a.last_seen)), justify="right"),
                 Text(proc),
-                Text(a.title, style=style if a.severity.rank >= 3 else ""),
+                Text(
+                    a.title + (" (closed)" if a.state is AlertState.CLOSED else ""),
+                    style=style if a.severity.rank >= 3 or style == "dim" else "",
+                ),
                 key=a.id,
             )
         if keep is not None:

@@ -40,7 +40,9 @@ def charts_text(
     """The whole chart panel: totals line and bars, process line and bars, country bars."""
     out = Text(no_wrap=True, overflow="crop")
     last = history.total[-1] if history.total else None
+    span = history.total[-1].at - history.total[0].at if len(history.total) > 1 else 0.0
     out.append("All ", style="bold")
+    out.append(f"last {fmt.duration(span)}  ", style="dim")
     if last is not None:
         out.append(f"down {fmt.rate(last.down) or '0'}/s  up {fmt.rate(last.up) or '0'}/s")
     out.append("\n")
