@@ -293,3 +293,16 @@ async def test_a_capture_file_analysis_reads_as_such() -> None:
         assert "processes are unknown in a capture file" in text
         assert "end of recording" in text
         assert cell(app.table, app.table.order[0], "age") == "11y"
+
+
+async def test_columns_scrolled_into_view_are_drawn() -> None:
+    app = NetwatchApp(replay(), now=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "Rostelecom" not in app.export_screenshot()  # ASN column is off to the right
+        app.table.scroll_to(x=120, animate=False)
+        await wait_for(pilot, lambda: app.table.scroll_x > 100)
+        await pilot.pause()
+        shot = app.export_screenshot()
+        assert "Rostelecom" in shot and "KDDI" in shot

@@ -12,8 +12,11 @@ structures `DataTable.sort` and `clear` use, and bumps `_update_count` once.
 from __future__ import annotations
 
 from rich.console import RenderableType
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
+from textual._types import SegmentLines
 from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets._data_table import Row as TableRow
@@ -112,6 +115,39 @@ class FlowsTable(DataTable[Text]):
             _cell(text, col, row.vpn) for text, col in zip(row.cells, spec, strict=True)
         ]
         return RowRenderables(None, cells)
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> SegmentLines:
+        """Render only the columns in view; the others are blanks the line crop drops anyway.
+
+        DataTable renders every column of each visible row, and with 15 columns at 80 or 120
+        cells wide most of a repaint went into cells nobody sees (bench/ui.py "repaint").
+        """
+        if column_index >= 0 and not self._column_in_view(column_index):
+            return [[Segment(" " * width, base_style)]]
+        return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+
+    def _column_in_view(self, column_index: int) -> bool:
+        x = 0
+        columns = self.ordered_columns
+        for column in columns[:column_index]:
+            x += column.get_render_width(self)
+        right = x + columns[column_index].get_render_width(self)
+        left_edge = self.scroll_x
+        return right > left_edge and x < left_edge + self.size.width
+
+    def watch_scroll_x(self, old_value: float, new_value: float) -> None:
+        """Other columns came into view: the rendered rows (cached by update count) are stale."""
+        if round(old_value) != round(new_value):
+            self._update_count += 1
+        super().watch_scroll_x(old_value, new_value)
 
     def _follow(self, key: str | None) -> None:
         """Keep the cursor on the same row key after a reorder; clamp when it went away.
