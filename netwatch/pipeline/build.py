@@ -9,7 +9,15 @@ from the rules) and tests pass a fake clock; whatever is left out is simply not 
 from __future__ import annotations
 
 from netwatch.clock import Clock, SystemClock
-from netwatch.pipeline.engine import Detector, Engine, Enricher, PacketFlows, SocketSource
+from netwatch.pipeline.engine import (
+    Detector,
+    Engine,
+    Enricher,
+    HostFactsSource,
+    PacketFlows,
+    SocketSource,
+)
+from netwatch.sources.hostfacts import HostFactsReader
 from netwatch.sources.sockets import SocketSampler
 
 
@@ -21,8 +29,15 @@ def build_live_engine(
     packets: PacketFlows | None = None,
     enricher: Enricher | None = None,
     detector: Detector | None = None,
+    host: HostFactsSource | None = None,
 ) -> Engine:
-    """Compose the live engine from the socket sampler and whatever stages are given."""
+    """Compose the live engine from the socket sampler and whatever stages are given.
+
+    With a detector, the host facts (SoftEther configs on disk, read-only, reread each
+    minute) come from `sources.hostfacts` unless `host` is given.
+    """
     clock = clock or SystemClock()
     source = sockets or SocketSampler(backend=socket_backend, clock=clock)
-    return Engine(source, clock, packets=packets, enricher=enricher, detector=detector)
+    if host is None and detector is not None:
+        host = HostFactsReader()
+    return Engine(source, clock, packets=packets, enricher=enricher, detector=detector, host=host)

@@ -10,7 +10,8 @@ maps the namespaces' documentation addresses to countries; its alerts come out o
       and netwatch's own `lists update` raise nothing; `netwatch analyze` of the recorded
       traffic raises `vpngate.list_fetch` for HTTP and for TLS (SNI and sizes only);
   (b) Debian's SoftEther VPN Server with a VPNGATE hub; clients from five namespaces in five
-      countries connect; `vpngate.relay_mode` names vpnserver with peers and countries;
+      countries connect; `vpngate.relay_mode` names vpnserver with peers and countries; then
+      the config file SoftEther saved is recognised next to the running server (VG-RELAY-5);
   (c) OpenVPN: `vpn.unexpected` only when the policy does not list it.
 """
 
@@ -243,6 +244,19 @@ print("held", flush=True)
 """
 
 
+# One live sample with the rules and host facts read from a given directory.
+HOSTFACTS_PROBE = r"""
+import json, sys
+from netwatch import codec
+from netwatch.detect.engine import RuleEngine
+from netwatch.pipeline.build import build_live_engine
+from netwatch.sources.hostfacts import HostFactsReader
+engine = build_live_engine(detector=RuleEngine(), host=HostFactsReader(dirs=[sys.argv[1]]))
+for alert in engine.tick().alerts:
+    print(json.dumps(codec.alert_to_dict(alert)))
+"""
+
+
 def _softether_clean() -> None:
     for d in ("/var/lib/softether", "/run/softether"):
         shutil.rmtree(d, ignore_errors=True)
@@ -288,6 +302,24 @@ def test_softether_relay_mode_names_vpnserver_with_peers_and_countries(
             for c in clients:
                 wait_for_line(c.stdout, "held", 30)
             alerts = nw.alerts()
+            # Stopping saves the config with the VPNGATE hub. This open-source build deletes
+            # that hub again when it restarts without the (closed) VPN Gate Service, so the
+            # saved file is kept aside and checked, read-only, next to a running vpnserver.
+            lab.exec_ok(lab.host, [VPNSERVER, "stop"])
+            saved = Path("/var/lib/softether/vpn_server.config")
+            wait_until(saved.exists, 20, "vpnserver to save its config")
+            kept = tmp_path / "kept"
+            kept.mkdir()
+            shutil.copy2(saved, kept / "vpn_server.config")
+            lab.exec_ok(lab.host, [VPNSERVER, "start"])
+            wait_until(
+                lambda: "vpnserver" in lab.run(lab.host, ["ss", "-Hltnp", "sport = :443"]).stdout,
+                30,
+                "vpnserver to listen again",
+            )
+            res = lab.run(lab.host, [sys.executable, "-c", HOSTFACTS_PROBE, str(kept)], cwd=REPO)
+            assert res.returncode == 0, res.stderr
+            config_alerts = [json.loads(line) for line in res.stdout.splitlines()]
         finally:
             with contextlib.suppress(Exception):
                 lab.run(lab.host, [VPNSERVER, "stop"], timeout=30)
@@ -305,6 +337,13 @@ def test_softether_relay_mode_names_vpnserver_with_peers_and_countries(
     assert evidence["window.countries"] == "5"
     assert evidence["window.country_list"] == "BR, DE, FR, JP, US"
     assert last["severity"] == "high"
+    assert by_rule(config_alerts, "vpngate.relay_mode"), [a["message"] for a in config_alerts]
+    (from_file,) = by_rule(config_alerts, "vpngate.relay_mode")
+    assert proc_name(from_file) == "vpnserver"
+    assert from_file["message"] == (
+        "vpnserver is set up as a VPN Gate relay that lets strangers use this computer as their "
+        f"VPN (a VPNGATE hub in {tmp_path / 'kept' / 'vpn_server.config'})"
+    )
 
 
 # ---------------------------------------------------------------- (c) unexpected VPN
