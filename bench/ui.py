@@ -1,9 +1,11 @@
 """Time to apply a snapshot of 1,000 and 10,000 flows to the dashboard's table.
 
 Runs the real NetwatchApp headless (Textual's run_test) at 120x40 and, per tick, times:
-  view     - view.build_rows (filter, cells, sort) for the snapshot
-  apply    - FlowsTable.apply (in place by key: add / update changed cells / remove / reorder)
-  repaint  - the next screen update after apply (Textual measures widths, paints visible rows)
+  stats    - RateTracker.update + History.add (every snapshot, paused or not)
+  view     - view.build_rows (filter, sort; cells are formatted later, only for visible rows)
+  apply    - FlowsTable.apply (by key: add and remove rows, set the order; no cell copied)
+  repaint  - the next screen update after apply (paints the visible rows and columns); it
+             includes pilot.pause()'s own cost, shown on the "nothing changed" row
 and, as the baseline the design was chosen against, the public DataTable path
 (`clear()` + `add_row` per flow). Each tick changes byte counters of every flow and replaces
 2 % of the flows, like a busy host. Prints median and p95 in milliseconds; never asserts.
@@ -19,6 +21,7 @@ import ipaddress
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -42,7 +45,7 @@ from netwatch.model import (  # noqa: E402
 )
 from netwatch.ui import view  # noqa: E402
 from netwatch.ui.app import NetwatchApp  # noqa: E402
-from netwatch.ui.stats import RateTracker  # noqa: E402
+from netwatch.ui.stats import History, RateTracker  # noqa: E402
 from netwatch.ui.widgets.flows_table import FlowsTable  # noqa: E402
 
 T0 = 1_700_000_000.0
@@ -73,14 +76,14 @@ def make_flow(i: int, tick: int) -> EnrichedFlow:
     return EnrichedFlow(flow, remote)
 
 
-def snapshots(n: int, ticks: int) -> list[Snapshot]:
-    out = []
+def snapshots(n: int, ticks: int) -> Iterator[Snapshot]:
+    """One snapshot per tick, made when asked: like the app, only a couple are alive at once
+    (holding them all would make the garbage collector's full passes the thing measured)."""
     churn = max(1, n // 50)
     for tick in range(1, ticks + 1):
         base = tick * churn
         flows = tuple(make_flow(i, tick) for i in range(base, base + n))
-        out.append(Snapshot(seq=tick, taken_at=T0 + tick, interval=1.0, flows=flows))
-    return out
+        yield Snapshot(seq=tick, taken_at=T0 + tick, interval=1.0, flows=flows)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -97,13 +100,17 @@ async def run_size(n: int, ticks: int) -> dict[str, list[float]]:
         "repaint": [],
         "first": [],
         "idle": [],
+        "stats": [],
     }
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.query_one(FlowsTable)
         rates = RateTracker()
+        history = History()
         state = view.ViewState()
         for index, snap in enumerate(snaps):
-            rates.update(snap)
+            ts = time.perf_counter()
+            history.add(snap, rates.update(snap))
+            stats_ms = (time.perf_counter() - ts) * 1000
             t0 = time.perf_counter()
             rows = view.build_rows(snap, state, rates.rates, T0, rates.keys)
             t1 = time.perf_counter()
@@ -114,6 +121,7 @@ async def run_size(n: int, ticks: int) -> dict[str, list[float]]:
             if index == 0:
                 times["first"].append((t2 - t1) * 1000)
                 continue
+            times["stats"].append(stats_ms)
             times["view"].append((t1 - t0) * 1000)
             times["apply"].append((t2 - t1) * 1000)
             times["repaint"].append((t3 - t2) * 1000)
@@ -158,6 +166,7 @@ def main() -> None:
         base = asyncio.run(run_baseline(n, max(4, args.ticks // 3)))
         rows = [
             ("first apply (all rows new)", times["first"]),
+            ("rates + history (stats)", times["stats"]),
             ("view.build_rows", times["view"]),
             ("FlowsTable.apply (by key)", times["apply"]),
             ("repaint after apply", times["repaint"]),
