@@ -27,6 +27,7 @@ import psutil
 from netwatch.errors import CaptureUnavailableError, UsageError
 from netwatch.model import IPAddress, PacketMeta, parse_ip
 from netwatch.sources.decode import PacketDecoder
+from netwatch.sources.packet_ring import Frame, PacketRing
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -88,9 +89,15 @@ class LiveCapture:
         bpf: str | None = None,
         queue_size: int = 200_000,
         rcvbuf: int = _RCVBUF,
+        ring: bool = True,
+        ring_block_size: int = 1 << 20,
+        ring_blocks: int = 32,
     ) -> None:
         self.interface = interface
         self.rcvbuf = rcvbuf
+        self.use_ring = ring
+        self._ring_shape = (ring_block_size, ring_blocks)
+        self._ring: PacketRing | None = None
         self.bpf = bpf
         self.queue_size = queue_size
         self._queue: collections.deque[tuple[float, int, bytes, str]] = collections.deque()
@@ -105,12 +112,23 @@ class LiveCapture:
         """Open the packet socket without reading it yet (the kernel starts queueing)."""
         if self._sock is None:
             self._sock = self._open()
+            if self.use_ring:
+                try:
+                    self._ring = PacketRing(self._sock, *self._ring_shape)
+                except OSError:  # no TPACKET_V3 (old kernel): plain reads still work
+                    self._ring = None
         return self
+
+    @property
+    def mode(self) -> str:
+        """`ring` (TPACKET_V3 mmap) or `recv` (one system call per frame)."""
+        return "ring" if self._ring is not None else "recv"
 
     def start(self) -> LiveCapture:
         """Open the packet socket (if not yet open) and start the reader thread."""
         self.open()
-        self._thread = threading.Thread(target=self._run, name="netwatch-capture", daemon=True)
+        target = self._run if self._ring is None else self._run_ring
+        self._thread = threading.Thread(target=target, name="netwatch-capture", daemon=True)
         self._thread.start()
         return self
 
@@ -184,6 +202,35 @@ class LiveCapture:
                 continue
             queue.append((clock(), addr[1], data, addr[0]))
 
+    def _run_ring(self) -> None:
+        ring = self._ring
+        assert ring is not None  # noqa: S101  # start() chose this loop because of it
+        queue, limit, stop = self._queue, self.queue_size, self._stop
+        only = None if self.interface is None else socket.if_nametoindex(self.interface)
+        names: dict[int, str] = {}
+
+        def handle(frame: Frame) -> None:
+            ts, ethertype, ifindex, pkttype, hatype, data = frame
+            if pkttype == PACKET_OUTGOING and hatype == ARPHRD_LOOPBACK:
+                return
+            if only is not None and ifindex != only:
+                return
+            self._frames += 1
+            if len(queue) >= limit:
+                self._queue_drops += 1
+                return
+            name = names.get(ifindex)
+            if name is None:
+                try:
+                    name = socket.if_indextoname(ifindex)
+                except OSError:
+                    name = str(ifindex)
+                names[ifindex] = name
+            queue.append((ts, ethertype, data, name))
+
+        while not stop.is_set():
+            ring.read(handle, 0.2)
+
     def packets(self, limit: int | None = None) -> list[PacketMeta]:
         """Decode and return what is queued (at most `limit` frames), oldest first."""
         queue, decode = self._queue, self._decoder.decode_cooked
@@ -202,9 +249,10 @@ class LiveCapture:
             sock = self._sock
             if sock is not None and sock.fileno() >= 0:
                 with contextlib.suppress(OSError):
-                    raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
-                    _packets, drops = struct.unpack("II", raw)
-                    self._kernel_drops += drops
+                    # tpacket_stats (recv) or tpacket_stats_v3 (ring): drops are the 2nd field.
+                    size = 8 if self._ring is None else 12
+                    raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, size)
+                    self._kernel_drops += struct.unpack_from("II", raw)[1]
             return CaptureStats(
                 frames=self._frames,
                 kernel_drops=self._kernel_drops,
@@ -218,6 +266,8 @@ class LiveCapture:
         if self._thread is not None:
             self._thread.join(2.0)
         self.stats()
+        if self._ring is not None:
+            self._ring.close()
         if self._sock is not None:
             self._sock.close()
 

@@ -49,11 +49,13 @@ def _drain(cap: LiveCapture, want: int, timeout: float = 5.0) -> list:
     return got + cap.packets()
 
 
-def test_bpf_filter_and_loopback_seen_once(udp_port: int) -> None:
+@pytest.mark.parametrize("ring", [True, False], ids=["ring", "recv"])
+def test_bpf_filter_and_loopback_seen_once(udp_port: int, ring: bool) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
         other.bind(("127.0.0.1", 0))
         other_port = other.getsockname()[1]
-        with LiveCapture("lo", bpf=f"udp dst port {udp_port}") as cap:
+        with LiveCapture("lo", bpf=f"udp dst port {udp_port}", ring=ring) as cap:
+            assert cap.mode == ("ring" if ring else "recv")
             _send(other_port, 5)
             _send(udp_port, 7, b"match")
             got = _drain(cap, 7)
@@ -71,9 +73,11 @@ def test_queue_overflow_is_counted(udp_port: int) -> None:
         assert len(cap.packets()) == 10
 
 
-def test_kernel_drops_are_counted(udp_port: int) -> None:
-    # Opened but not read, with the smallest buffer: the kernel must drop, and say so.
-    cap = LiveCapture("lo", bpf=f"udp dst port {udp_port}", rcvbuf=1).open()
+@pytest.mark.parametrize("ring", [True, False], ids=["ring", "recv"])
+def test_kernel_drops_are_counted(udp_port: int, ring: bool) -> None:
+    # Opened but not read, with the smallest ring or buffer: the kernel drops, and says so.
+    small = {"ring_block_size": 4096, "ring_blocks": 1} if ring else {"rcvbuf": 1}
+    cap = LiveCapture("lo", bpf=f"udp dst port {udp_port}", ring=ring, **small).open()
     try:
         _send(udp_port, 500, b"x" * 200)
         assert cap.stats().kernel_drops > 0
