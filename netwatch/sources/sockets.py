@@ -18,7 +18,7 @@ import ipaddress
 import operator
 import socket
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 import psutil
@@ -54,7 +54,7 @@ _PROC_TABLES = (
     ("icmp", socket.AF_INET, Transport.ICMP),
     ("icmp6", socket.AF_INET6, Transport.ICMPV6),
 )
-_UDP_FILES = {socket.AF_INET: "udp", socket.AF_INET6: "udp6"}
+_UDP_FILES: dict[int, str] = {socket.AF_INET: "udp", socket.AF_INET6: "udp6"}
 _ZERO4 = bytes(4)
 _ZERO16 = bytes(16)
 _UNSPECIFIED = ipaddress.IPv4Address(0)
@@ -97,6 +97,7 @@ class SocketSampler:
         self._privs: Privileges = probe(proc_root)
         self._diag: netlink.DiagSocket | None = None
         self._udp_diag = True
+        self._tcp_both = True
         self._fallback_reason: str | None = None
         self._cache: dict[bytes, _CacheValue] = {}
         self._owners_version = -1
@@ -160,7 +161,14 @@ class SocketSampler:
 
     def _sample_netlink(self, diag: netlink.DiagSocket) -> list[SocketEntry]:
         batches: list[tuple[Transport, list[netlink.DiagRecord]]] = []
-        for family, proto, transport in _DUMPS:
+        dumps: Sequence[tuple[int, int, Transport]] = _DUMPS
+        if self._tcp_both:
+            try:
+                batches.append((Transport.TCP, diag.dump_tcp()))
+                dumps = _DUMPS[2:]
+            except netlink.NetlinkUnavailableError:
+                self._tcp_both = False  # no compat request here: one dump per family
+        for family, proto, transport in dumps:
             if transport is Transport.UDP and not self._udp_diag:
                 batches.append((transport, _proc_records(_UDP_FILES[family], family)))
                 continue

@@ -213,3 +213,20 @@ def test_packet_sockets_from_proc(tmp_path: Path) -> None:
     rows = netlink.read_packet_sockets(str(tmp_path))
     assert rows == [(3, 0, 71023), (0x0800, 1000, 71030)]
     assert netlink.read_packet_sockets(str(tmp_path / "missing")) == []
+
+
+def test_tcp_request_is_the_compat_dump_for_both_families() -> None:
+    req = netlink.build_tcp_request(seq=7)
+    length, kind, flags, seq, _ = NLHDR.unpack_from(req)
+    assert (length, kind, seq) == (len(req), netlink.TCPDIAG_GETSOCK, 7) and length == 76
+    assert flags == netlink.NLM_F_REQUEST | netlink.NLM_F_DUMP
+    assert req[16:20] == bytes([socket.AF_UNSPEC, 0, 0, 2])  # family, src/dst len, ext=INFO
+    assert struct.unpack_from("=I", req, 16 + 52)[0] == 0xFFFFFFFF  # every state
+
+
+def test_compat_replies_parse_like_sock_diag_ones() -> None:
+    msgs = [diag_msg(inode=i, tcp_info=tcp_info(i, i, 1, 1)) for i in range(12)]
+    compat = [m[:4] + struct.pack("=H", netlink.TCPDIAG_GETSOCK) + m[6:] for m in msgs]
+    fast, _ = _parse(b"".join(compat) + done(), uniform=True)
+    assert fast == _parse(b"".join(msgs) + done(), uniform=True)[0]
+    assert [r.inode for r in fast] == list(range(12))
