@@ -343,3 +343,11 @@ def test_fuzz_decoder_any_link_type(linktype: int, frame: bytes) -> None:
     meta = PacketDecoder().decode(linktype, frame, 0.0)
     if meta is not None:
         assert 0 <= meta.src.port <= 65535 and len(meta.payload) <= len(frame)
+
+
+@_FUZZ
+@given(st.sampled_from([0x0800, 0x86DD, 0x8100, 0x8864, 0x0806, 0]), st.binary(max_size=200))
+def test_fuzz_decoder_cooked_frames(ethertype: int, frame: bytes) -> None:
+    meta = PacketDecoder().decode_cooked(ethertype, frame, 0.0, "eth0")
+    if meta is not None:
+        assert meta.interface == "eth0" and meta.length >= 0
