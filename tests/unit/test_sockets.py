@@ -258,3 +258,10 @@ def test_raw_and_packet_sockets_are_listed_with_their_protocol() -> None:
     assert (Transport.RAW, 4, socket.IPPROTO_ICMP) in mine
     assert (Transport.RAW, 6, socket.IPPROTO_ICMPV6) in mine
     assert (Transport.PACKET, 4, eth_p_ip) in mine
+
+
+def test_psutil_backend_says_byte_counters_are_missing() -> None:
+    sampler = SocketSampler(backend="psutil")
+    sampler.sample()
+    assert sampler.backend == "psutil"
+    assert any("byte counters" in line for line in sampler.status().missing)
