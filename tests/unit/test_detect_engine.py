@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from netwatch.config import Action, Policy
 from netwatch.detect.engine import LOG_TAG, RuleEngine, is_netwatch_fetch
 from netwatch.detect.loader import check_rule_texts, load_rules
 from netwatch.detect.novelty import MemoryFirstSeen
-from netwatch.model import AlertState, Direction, Evidence, Severity
+from netwatch.model import AlertState, Direction, Evidence, Severity, Transport
 from netwatch.pipeline.engine import Detector
 from tests.builders import T0, make_process
 from tests.unit.test_rules_pack import PEERS, flow, inbound, listen
@@ -186,3 +189,60 @@ def test_process_listens_is_this_ticks_public_listeners_of_the_same_process() ->
     assert engine.evaluate([out, listen("vpnclient", 9930, "127.0.0.1")], T0 + 1) == []
     (alert,) = engine.evaluate([out, listen("vpnclient", 995)], T0 + 2)
     assert Evidence("process.listens", "tcp/995") in alert.evidence
+
+
+names = st.one_of(
+    st.none(), st.text(max_size=30), st.sampled_from(["www.vpngate.net", "DDNS", "x.opengw.net"])
+)
+flows_strategy = st.builds(
+    lambda proc, rip, rport, lport, tr, dr, sni, dns, sent, recv, dur, cc, lab, lists: flow(
+        process=proc,
+        remote_ip=rip,
+        remote_port=rport,
+        local_port=lport,
+        transport=tr,
+        direction=dr,
+        sni=sni,
+        dns_name=dns,
+        bytes_sent=sent,
+        bytes_received=recv,
+        duration=dur,
+        country=cc,
+        label=lab,
+        lists=lists,
+    ),
+    st.one_of(st.none(), st.sampled_from(["vpnclient", "vpnserver", "tor", "openvpn", "curl", ""])),
+    st.one_of(
+        st.none(), st.sampled_from(["203.0.113.7", "2001:db8::9", "127.0.0.1", "219.100.37.1"])
+    ),
+    st.integers(0, 65535),
+    st.integers(0, 65535),
+    st.sampled_from(list(Transport)),
+    st.sampled_from(list(Direction)),
+    names,
+    names,
+    st.one_of(st.none(), st.integers(0, 10**9)),
+    st.one_of(st.none(), st.integers(0, 10**9)),
+    st.floats(0, 1e6),
+    st.one_of(st.none(), st.sampled_from(["RU", "US", "JP", "??"])),
+    st.one_of(
+        st.none(),
+        st.tuples(
+            st.sampled_from(["openvpn", "softether", "tor", "vpngate", "tls"]),
+            st.booleans(),
+            st.lists(st.tuples(st.text(max_size=8), st.text(max_size=20)), max_size=3).map(tuple),
+        ),
+    ),
+    st.lists(st.sampled_from(["vpngate", "tor", "other"]), max_size=2).map(tuple),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(flows_strategy, max_size=12), st.floats(0, 7200))
+def test_engine_never_raises_on_any_flows(flows: list[object], later: float) -> None:
+    engine = RuleEngine()
+    first = engine.evaluate(flows, T0 + 10)  # type: ignore[arg-type]
+    second = engine.evaluate(flows, T0 + 10 + later)  # type: ignore[arg-type]
+    for alert in [*first, *second]:
+        assert alert.message and "\n" not in alert.message
+        assert alert.count >= 1
