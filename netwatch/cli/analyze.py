@@ -132,7 +132,8 @@ def _flow_row(record: dict[str, Any]) -> str:
     remote = record.get("remote") or {}
     where = " ".join(
         str(x)
-        for x in (remote.get("country"), remote.get("as_org"), *remote.get("jurisdiction", ()))
+        # The narrowest group is enough here (5 Eyes implies 9 and 14); JSONL has them all.
+        for x in (remote.get("country"), remote.get("as_org"), *remote.get("jurisdiction", ())[:1])
         if x
     )
     name = record.get("sni") or record.get("dns_name") or record.get("http_host") or ""
