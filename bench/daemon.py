@@ -107,7 +107,7 @@ def measure_daemon(n: int, seconds: float, warmup: float) -> tuple[float, float,
             time.sleep(1)
         cpu = cpu_seconds(daemon.pid) - start_cpu
         wall = time.monotonic() - start
-        db_mb = (work / "n.db").stat().st_size / 1e6
+        db_mb = sum(f.stat().st_size for f in work.glob("n.db*")) / 1e6  # with -wal, -shm
         return 100 * cpu / wall, peak, db_mb, sockets_seen(work / "n.sock")
     finally:
         if daemon is not None:

@@ -36,6 +36,9 @@ from netwatch.store.first_seen import KIND as FIRST_SEEN
 
 log = logging.getLogger("netwatch.daemon")
 
+SERVE_SHARE = 0.2
+"""Least share of an interval between ticks that is left to serving socket clients."""
+
 
 class Ticker(Protocol):
     """What the loop needs from the engine: one snapshot per call, a swappable detector."""
@@ -173,7 +176,12 @@ class Service:
                 self.tick_once()
                 if self.options.ticks is not None and self.ticks_done >= self.options.ticks:
                     break
-                next_tick = max(next_tick + self.options.interval, self.clock.monotonic())
+                # A tick longer than the interval still leaves a fifth of an interval to serve
+                # socket clients; otherwise they would starve (and be dropped) under load.
+                next_tick = max(
+                    next_tick + self.options.interval,
+                    self.clock.monotonic() + SERVE_SHARE * self.options.interval,
+                )
         finally:
             self.notifier.stopping()
             self.shutdown()
