@@ -20,6 +20,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
@@ -56,6 +57,8 @@ class CaptureStats:
     queue_drops: int
     """Frames received but turned away because the consumer fell behind (queue full)."""
     queued: int
+    error: str | None = None
+    """Why the reader thread stopped early (e.g. the interface went away), if it did."""
 
 
 def compile_bpf(expression: str) -> bytes:
@@ -107,6 +110,7 @@ class LiveCapture:
         self._stop = threading.Event()
         self._frames = self._queue_drops = self._kernel_drops = 0
         self._stats_lock = threading.Lock()
+        self._error: str | None = None
 
     def open(self) -> LiveCapture:
         """Open the packet socket without reading it yet (the kernel starts queueing)."""
@@ -128,7 +132,9 @@ class LiveCapture:
         """Open the packet socket (if not yet open) and start the reader thread."""
         self.open()
         target = self._run if self._ring is None else self._run_ring
-        self._thread = threading.Thread(target=target, name="netwatch-capture", daemon=True)
+        self._thread = threading.Thread(
+            target=self._guarded, args=(target,), name="netwatch-capture", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -165,6 +171,13 @@ class LiveCapture:
             sock.close()
             raise
         return sock
+
+    def _guarded(self, loop: Callable[[], None]) -> None:
+        """Run the reader loop; an OS error ends capture and is kept for `stats()`."""
+        try:
+            loop()
+        except OSError as exc:
+            self._error = f"capture stopped: {exc.strerror or exc}"
 
     @staticmethod
     def _attach(sock: socket.socket, program: bytes) -> None:
@@ -258,6 +271,7 @@ class LiveCapture:
                 kernel_drops=self._kernel_drops,
                 queue_drops=self._queue_drops,
                 queued=len(self._queue),
+                error=self._error,
             )
 
     def stop(self) -> None:

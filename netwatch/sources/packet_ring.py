@@ -13,6 +13,7 @@ nanoseconds, snap length, length, status, mac and network offsets), followed by 
 from __future__ import annotations
 
 import mmap
+import os
 import select
 import socket
 import struct
@@ -64,9 +65,13 @@ class PacketRing:
         ring, base = self.map, self._block * self.block_size
         status = self._status.unpack_from(ring, base + 8)[0]
         if not status & TP_STATUS_USER:
-            select.select([self.sock], [], [], timeout)
+            ready = select.select([self.sock], [], [], timeout)[0]
             status = self._status.unpack_from(ring, base + 8)[0]
             if not status & TP_STATUS_USER:
+                if ready:  # readable without a block: an error is pending (interface gone)
+                    err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if err:
+                        raise OSError(err, os.strerror(err))
                 return 0
         count, first = struct.unpack_from("II", ring, base + 12)
         header = self._header.unpack_from

@@ -156,3 +156,34 @@ def test_live_flow_attributed_to_its_process_with_http_label(tmp_path: Path) -> 
     counters = watch.snapshots[-1]["counters"]
     assert counters["packets"] > 0
     assert counters["capture_drops"] == 0 and counters["queue_drops"] == 0
+
+
+@pytest.mark.parametrize("ring", [True, False], ids=["ring", "recv"])
+def test_interface_going_away_stops_capture_with_a_reason(repo_root: Path, ring: bool) -> None:
+    with Lab("cap") as lab:
+        peer = lab.add_peer("198.51.100.60")
+        code = (
+            "import sys, time\n"
+            "from netwatch.sources.capture import LiveCapture\n"
+            f"cap = LiveCapture({peer.host_if!r}, ring={ring}).start()\n"
+            "print('ready', flush=True); sys.stdin.readline()\n"
+            "deadline = time.monotonic() + 10\n"
+            "while cap.stats().error is None and time.monotonic() < deadline:\n"
+            "    time.sleep(0.05)\n"
+            "print(cap.stats().error, flush=True)\n"
+        )
+        proc = lab.spawn(
+            lab.host,
+            [sys.executable, "-c", code],
+            cwd=repo_root,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline() == b"ready\n"
+        lab.exec_ok(lab.host, ["ip", "link", "del", peer.host_if])
+        proc.stdin.write(b"go\n")
+        line = proc.stdout.readline().decode().strip()
+        proc.wait(20)
+    assert line.startswith("capture stopped:"), line
