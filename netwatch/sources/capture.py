@@ -3,12 +3,18 @@
 One cooked (`SOCK_DGRAM`) packet socket sees every interface, or the one asked for. Cooked
 mode hands over the IP packet without its link header, so Ethernet, loopback, tun (OpenVPN)
 and wireguard-go interfaces all look alike; a BPF filter is compiled by scapy/libpcap for
-raw IP and attached to the socket. The reader thread does as little as possible (receive,
-timestamp, append) so the kernel buffer drains quickly; frames are decoded by the consumer
-(`packets()`), with the same struct parser pcap files use.
+raw IP and attached to the socket. Frames arrive through a TPACKET_V3 mmap ring
+(`sources.packet_ring`, as libpcap does; plain `recvfrom` if the kernel lacks it). The reader
+thread does as little as possible (take the frame, append it) so the ring drains quickly;
+frames are decoded by the consumer (`packets()`) with the struct parser pcap files use.
+
+scapy's own `L2ListenSocket` is not used: it binds to one interface (the default route's
+when none is named), and its `recv` dissects every frame with scapy layers, which
+`bench/capture.py` measures at more than ten times the cost of the struct parser.
 
 Nothing is lost silently: the kernel's drop count (PACKET_STATISTICS) and the frames turned
-away because the queue was full are both counted and reported by `stats()`. Without
+away because the queue was full are both counted and reported by `stats()`, as is the reason
+if the reader thread had to stop (the interface went away). Without
 CAP_NET_RAW the socket cannot be opened and `CaptureUnavailableError` says what still works.
 """
 
