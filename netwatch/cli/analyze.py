@@ -58,16 +58,19 @@ def run(args: argparse.Namespace) -> int:
     from netwatch.pipeline.offline import AnalysisStats, analyze_file
 
     enricher, detector = build_stages(list(args.geoip_db))
-    stats = AnalysisStats()
-    items = analyze_file(args.file, enricher=enricher, detector=detector, stats=stats)
-    if args.db is not None:
-        items = _storing(items, args.db)
-    if args.ui:
-        return _run_ui(items, args.file)
-    if args.format == "jsonl":
-        _write_jsonl(items, sys.stdout)
-    else:
-        _write_table(items, sys.stdout, stats)
+    try:
+        stats = AnalysisStats()
+        items = analyze_file(args.file, enricher=enricher, detector=detector, stats=stats)
+        if args.db is not None:
+            items = _storing(items, args.db)
+        if args.ui:
+            return _run_ui(items, args.file)
+        if args.format == "jsonl":
+            _write_jsonl(items, sys.stdout)
+        else:
+            _write_table(items, sys.stdout, stats)
+    finally:
+        enricher.close()
     return 0
 
 
