@@ -119,12 +119,19 @@ class SocketOwners:
         """Inodes the last scan could not place without reading every link; next scan will."""
         self._fds: dict[int, dict[str, int]] = {}
         """pid -> fd name -> the inet socket inode it linked to (0: anything else)."""
+        self._counts: dict[int, int] = {}
+        """pid -> how many fds it had when last listed."""
+        self._holders: dict[int, set[int]] = {}
+        """inode -> pids whose fds were seen linking to it (shared sockets)."""
+        self._lost: set[int] = set()
+        """pids that closed an inet socket since the last scan: their fd numbers may be reused."""
         self._procs: dict[int, tuple[bytes, ProcessRef]] = {}
         """pid -> (stat identity, details); the identity catches pid reuse and exec."""
         self._wanted: set[int] = set()
         self._out: dict[int, ProcessRef] = {}
         self.version = 0
         """Bumped whenever the inode -> process map changes."""
+        self._denied: set[int] = set()
         self.denied = 0
         """How many processes hid their fds in the last scan (other users, no privileges)."""
         self.scans = 0
@@ -170,7 +177,9 @@ class SocketOwners:
             self._unknown &= wanted
             self._pending &= wanted
             for inode in [i for i in self._owner if i not in wanted]:
-                del self._owner[inode]
+                self._lost.add(self._owner.pop(inode))
+            for inode in [i for i in self._holders if i not in wanted]:
+                self._lost |= self._holders.pop(inode)
             owners = set(self._owner.values())
             for pid in [p for p in self._procs if p not in owners]:
                 del self._procs[pid]
@@ -217,19 +226,27 @@ class SocketOwners:
         live = set(pids)
         for pid in [p for p in self._fds if p not in live]:
             del self._fds[pid]
+            self._counts.pop(pid, None)
         me = os.getpid() if self._root == "/proc" else -1
+        # Processes that hold a socket we look for (shared with an owner that went away).
+        suspects: set[int] = set()
+        for inode in missing:
+            suspects |= self._holders.get(inode, set())
         partial: list[int] = []
         denied = 0
         found: dict[int, int] = {}
         for pid in pids:
-            try:
-                names = os.listdir(f"{self._root}/{pid}/fd")
-            except PermissionError:
-                denied += 1
-                continue
-            except OSError:
-                continue  # exited meanwhile
             before = self._fds.get(pid)
+            if before is not None and pid != me and pid not in self._lost | suspects:
+                count = self._fd_count(pid)
+                if count is not None and count == self._counts.get(pid):
+                    partial.append(pid)  # same number of fds, none of its sockets closed
+                    continue
+            names = self._list_fds(pid)
+            if names is None:
+                denied += pid in self._denied
+                continue
+            self._counts[pid] = len(names)
             if before is None or pid == me:
                 # Our own listing holds our own passing fds (this listdir): never trust it.
                 self._fds[pid] = self._read_links(pid, names, {}, wanted, found)
@@ -242,13 +259,17 @@ class SocketOwners:
             self._fds[pid] = {n: now[n] for n in names if n in now}
             partial.append(pid)
         self.denied = denied
+        self._lost.clear()
         unresolved = missing.difference(found)
         # Still unknown: a socket closed since the dump (often, on a busy machine), another
         # user's, or one on an fd number that last held a file, pipe or unix socket. Only the
         # last needs every link read again; that is done once the socket survived a sample.
         if partial and unresolved & self._pending:
             for pid in partial:
-                self._fds[pid] = self._read_links(pid, list(self._fds[pid]), {}, wanted, found)
+                names = self._list_fds(pid)
+                if names is not None:
+                    self._counts[pid] = len(names)
+                    self._fds[pid] = self._read_links(pid, names, {}, wanted, found)
             unresolved = missing.difference(found)
             self._unknown |= unresolved & self._pending
         elif not partial:
@@ -264,6 +285,26 @@ class SocketOwners:
             self._owner[inode] = pid
             self._unknown.discard(inode)
             self._pending.discard(inode)
+
+    def _fd_count(self, pid: int) -> int | None:
+        """How many fds `pid` has, without listing them (Linux 6.2+: the fd folder's size)."""
+        try:
+            size = os.stat(f"{self._root}/{pid}/fd").st_size
+        except OSError:
+            return None
+        return size or None  # 0: an older kernel that does not count
+
+    def _list_fds(self, pid: int) -> list[str] | None:
+        """The fd names of `pid`, or None if it exited or hides them (other users)."""
+        try:
+            names = os.listdir(f"{self._root}/{pid}/fd")
+        except PermissionError:
+            self._denied.add(pid)
+            return None
+        except OSError:
+            return None  # exited meanwhile
+        self._denied.discard(pid)
+        return names
 
     def _read_links(
         self,
@@ -282,6 +323,7 @@ class SocketOwners:
                 # Lowest pid wins for shared sockets (a server's parent before its workers).
                 found.setdefault(inode, pid)
                 out[name] = inode
+                self._holders.setdefault(inode, set()).add(pid)
             else:
                 out[name] = 0
         return out

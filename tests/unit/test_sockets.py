@@ -265,3 +265,40 @@ def test_psutil_backend_says_byte_counters_are_missing() -> None:
     sampler.sample()
     assert sampler.backend == "psutil"
     assert any("byte counters" in line for line in sampler.status().missing)
+
+
+SWAP = """
+import socket, sys
+a = socket.socket(); a.bind(("127.0.0.1", 0)); a.listen()
+print(a.getsockname()[1], a.fileno(), flush=True)
+sys.stdin.readline()
+a.close()
+b = socket.socket(); b.bind(("127.0.0.1", 0)); b.listen()
+print(b.getsockname()[1], b.fileno(), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_socket_reopened_on_the_same_fd_is_attributed_at_once() -> None:
+    # The fd count stays the same, so only knowing that this process closed a socket tells
+    # the cache to look at it again.
+    child = subprocess.Popen(
+        [sys.executable, "-c", SWAP], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdin is not None and child.stdout is not None
+        port_a, fd_a = (int(x) for x in child.stdout.readline().split())
+        sampler = SocketSampler(backend="netlink")
+        (a,) = by_port(sampler.sample(), port_a)
+        assert a.process is not None and a.process.pid == child.pid
+        child.stdin.write("swap\n")
+        child.stdin.flush()
+        port_b, fd_b = (int(x) for x in child.stdout.readline().split())
+        assert fd_b == fd_a
+        table = sampler.sample()
+        assert by_port(table, port_a) == []
+        (b,) = by_port(table, port_b)
+        assert b.process is not None and b.process.pid == child.pid
+    finally:
+        child.kill()
+        child.wait(10)
