@@ -5,8 +5,9 @@ Linux names a socket's owner only indirectly: each process's /proc/<pid>/fd hold
 `SocketOwners` keeps inode -> pid between samples and touches /proc only when a socket it
 has not seen appears or a cached owner exited:
 
-1. new file descriptors only: list each process's fd folder and read just the links whose
-   names were not there last time (a new socket nearly always gets a new fd);
+1. new file descriptors only: a process whose fd count (the size of its fd folder, Linux
+   6.2+) is unchanged and that closed no socket is skipped; others are listed and only
+   links with new names, or names whose socket closed (a reused number), are read;
 2. if an inode is still unknown and still open one sample later (a closed fd number was
    reused), read every link once more; waiting a sample spares that full read for the
    many short-lived sockets that are gone before they could be looked up;
