@@ -146,14 +146,22 @@ def open_databases(
 def build_enricher(
     geoip_dbs: Sequence[Path] = (),
     rdap: bool = False,
-    lists: Sequence[ListMatcher] = (),
+    lists: Sequence[ListMatcher] | None = None,
 ) -> Enricher:
     """Discover and open the GeoIP files (geoip.md 6.4) and build the enricher.
 
     A corrupt, truncated or missing file given explicitly raises DataFileError naming it;
-    broken discovered files are skipped and listed in `enricher.problems`.
+    broken discovered files are skipped and listed in `enricher.problems`. Without `lists`,
+    the VPN Gate and Tor histories stored by `netwatch lists update` are matched, so every
+    command that enriches also knows list membership; a broken list file is skipped and
+    listed in `problems` like a broken discovered database.
     """
     databases, problems = open_databases(list(discover(geoip_dbs)))
+    if lists is None:
+        from netwatch.enrich.lists import load_matchers
+
+        lists, list_problems = load_matchers()
+        problems = {**problems, **list_problems}
     resolver: OwnerResolver | None = None
     if rdap:
         from netwatch.enrich.rdap import RdapResolver
