@@ -41,10 +41,16 @@ def parse_time(text: str, now: float | None = None) -> float:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the `export` subcommand."""
+    from netwatch.export.schema import COLUMNS
+
     p = sub.add_parser(
         "export",
         help="alert log from the store as jsonl, csv, syslog or ecs",
         description="Write stored alerts, oldest first, in one of the export formats.",
+        epilog="CSV columns: "
+        + "; ".join(
+            f"{c.name} ({c.unit + ', ' if c.unit else ''}{c.description})" for c in COLUMNS
+        ),  # fmt: skip
     )
     p.add_argument("--format", choices=("jsonl", "csv", "syslog", "ecs"), default="jsonl")
     p.add_argument("--db", type=Path, metavar="PATH", help="SQLite store (default: state dir)")
