@@ -38,7 +38,7 @@ from netwatch.model import (
     SourceStatus,
     Transport,
 )
-from netwatch.sources import netlink
+from netwatch.sources import netlink, procnet
 from netwatch.sources.privileges import Privileges, missing_lines, probe
 from netwatch.sources.processes import ProcessReader, PsutilReader, SocketOwners
 
@@ -183,7 +183,7 @@ class SocketSampler:
                 batches.append((transport, _proc_records(_UDP_FILES[family], family)))
         for name, family, transport in _PROC_TABLES:
             batches.append((transport, _proc_records(name, family)))
-        packet_rows = netlink.read_packet_sockets()
+        packet_rows = procnet.read_packet_sockets()
         inodes: set[int] = set()
         for _, records in batches:
             inodes.update(map(_INODE, records))
@@ -355,10 +355,10 @@ def _packet_entries(
 
 
 def _proc_records(name: str, family: int) -> list[netlink.DiagRecord]:
-    return [_row_record(r) for r in netlink.read_proc_net(name, family)]
+    return [_row_record(r) for r in procnet.read_proc_net(name, family)]
 
 
-def _row_record(row: netlink.ProcNetRow) -> netlink.DiagRecord:
+def _row_record(row: procnet.ProcNetRow) -> netlink.DiagRecord:
     """A /proc/net row in the shape of a diag record (no counters; the inode as cookie)."""
     ident = netlink.make_ident(row.lport, row.rport, row.src, row.dst, row.inode)
     return netlink.DiagRecord(row.family, row.state, ident, row.uid, row.inode, b"")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from netwatch.sources import netlink
+from netwatch.sources import netlink, procnet
 
 NLHDR = struct.Struct("=IHHII")
 
@@ -142,25 +142,25 @@ PROC_RAW6 = (
 
 
 def test_proc_net_rows_decode_addresses_in_host_order() -> None:
-    (row,) = netlink.parse_proc_net(PROC_RAW, socket.AF_INET)
+    (row,) = procnet.parse_proc_net(PROC_RAW, socket.AF_INET)
     assert (row.src, row.lport, row.state, row.uid, row.inode) == (bytes(4), 1, 7, 0, 9871)
     tcp = "hdr\n   0: 0100007F:1F90 0200007F:0050 01 0:0 00:0 0 1000 0 77 1\n"
-    (row,) = netlink.parse_proc_net(tcp, socket.AF_INET)
+    (row,) = procnet.parse_proc_net(tcp, socket.AF_INET)
     assert socket.inet_ntop(socket.AF_INET, row.src) == "127.0.0.1"
     assert socket.inet_ntop(socket.AF_INET, row.dst) == "127.0.0.2"
     assert (row.lport, row.rport) == (8080, 80)
 
 
 def test_proc_net_ipv6_rows() -> None:
-    (row,) = netlink.parse_proc_net(PROC_RAW6, socket.AF_INET6)
+    (row,) = procnet.parse_proc_net(PROC_RAW6, socket.AF_INET6)
     assert socket.inet_ntop(socket.AF_INET6, row.src) == "::1"
     assert (row.lport, row.uid, row.inode) == (58, 1000, 555)
 
 
 @given(st.text(max_size=500))
 def test_proc_net_garbage_never_raises(text: str) -> None:
-    list(netlink.parse_proc_net(text, socket.AF_INET))
-    list(netlink.parse_proc_net(text, socket.AF_INET6))
+    list(procnet.parse_proc_net(text, socket.AF_INET))
+    list(procnet.parse_proc_net(text, socket.AF_INET6))
 
 
 def _parse(buf: bytes, uniform: bool) -> tuple[list[netlink.DiagRecord], bool | str]:
@@ -210,9 +210,9 @@ def test_packet_sockets_from_proc(tmp_path: Path) -> None:
         "ffff8dd2c4f3e800 3      2    0800   0     1 0      1000   71030\n"
         "garbage line\n"
     )
-    rows = netlink.read_packet_sockets(str(tmp_path))
+    rows = procnet.read_packet_sockets(str(tmp_path))
     assert rows == [(3, 0, 71023), (0x0800, 1000, 71030)]
-    assert netlink.read_packet_sockets(str(tmp_path / "missing")) == []
+    assert procnet.read_packet_sockets(str(tmp_path / "missing")) == []
 
 
 def test_tcp_request_is_the_compat_dump_for_both_families() -> None:
