@@ -231,7 +231,8 @@ class NetwatchApp(App[None]):
         box = self.filter_box
         box.value = self.state.query.text
         box.add_class("visible")
-        box.focus()
+        # set_focus now, not focus() (deferred): keys already queued must reach the input.
+        self.set_focus(box)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """Filter as the user types."""
@@ -246,7 +247,7 @@ class NetwatchApp(App[None]):
 
     def _close_filter(self) -> None:
         self.filter_box.remove_class("visible")
-        self.table.focus()
+        self.set_focus(self.table)  # at once: a `q` queued behind Enter must not be typed
 
     def on_key(self, event: object) -> None:
         """Escape in the filter clears it."""

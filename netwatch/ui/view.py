@@ -217,13 +217,19 @@ def flow_rows(
     filtering = not state.query.empty
     if keys is None:
         keys = [row_key(ef.flow.key) for ef in flows]
+    seen: dict[str, int] = {}
     for key, ef in zip(keys, flows, strict=True):
         if filtering and not matches(state.query, ef):
             continue
         f = ef.flow
         rate = rates.get(key, _NO_RATE)
         label = f.label
-        row = Row(key, vpn=label is not None and label.vpn, flow=ef, rate=rate, now=now)
+        # Two sockets can share a key (SO_REUSEPORT listeners, the same tuple in two network
+        # namespaces); both are shown, and row keys must stay unique.
+        dup = seen.get(key, 0)
+        seen[key] = dup + 1
+        row_id = key if not dup else f"{key}#{dup + 1}"
+        row = Row(row_id, vpn=label is not None and label.vpn, flow=ef, rate=rate, now=now)
         items.append((_flow_sort_value(col, ef, rate, now), row))
     return _sorted(items, state.reverse)
 

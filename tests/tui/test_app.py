@@ -306,3 +306,20 @@ async def test_columns_scrolled_into_view_are_drawn() -> None:
         await pilot.pause()
         shot = app.export_screenshot()
         assert "Rostelecom" in shot and "KDDI" in shot
+
+
+async def test_flows_sharing_a_key_are_shown_without_breaking_the_table() -> None:
+    listener = make_flow(None, 0, local_ip="0.0.0.0", local_port=80, process=make_process("a"))
+    twin = make_flow(None, 0, local_ip="0.0.0.0", local_port=80, process=make_process("b"))
+    feed = StepFeed()
+    app = NetwatchApp(feed, now=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        feed.push(make_snapshot(seq=1, flows=(listener, twin)))
+        await wait_for(pilot, lambda: app.table.row_count == 2)
+        await pilot.pause()
+        assert sorted(names(app.table)) == ["a 4242", "b 4242"]
+        feed.push(make_snapshot(seq=2, flows=(twin,)))
+        await wait_for(pilot, lambda: app.table.row_count == 1)
+        await pilot.pause()
+        assert names(app.table) == ["b 4242"]
+        feed.close()

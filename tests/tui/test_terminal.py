@@ -83,7 +83,8 @@ class Terminal:
             if re.search(text, screen) if regex else text in screen:
                 return screen
             time.sleep(0.2)
-        raise AssertionError(f"{text!r} not on screen after {limit}s:\n{screen}")
+        history = self.tmux("capture-pane", "-p", "-t", "main", "-S", "-400")
+        raise AssertionError(f"{text!r} not on screen after {limit}s:\n{history}")
 
     def kill(self) -> None:
         subprocess.run(
@@ -142,18 +143,69 @@ def probe(tmp_path: Path) -> Iterator[int]:
         proc.wait(timeout=10)
 
 
-def test_live_mode_shows_a_loopback_connection_of_a_known_process(
-    terminal: Terminal, probe: int
-) -> None:
-    terminal.type(netwatch("--live", "--interval", "0.5"))
-    terminal.wait_for("LOCAL")
+def find_probe_row(terminal: Terminal, port: int) -> None:
     terminal.keys("/")
     terminal.wait_for("filter: proc:NAME")  # the input has the focus before we type
     terminal.type("proc:nwui-probe")
-    screen = terminal.wait_for(f"127.0.0.1:{probe}")
+    terminal.wait_for("filter: proc:nwui-probe")
+    screen = terminal.wait_for(f"127.0.0.1:{port}")
     rows = [line for line in screen.splitlines() if "nwui-probe" in line]
-    assert rows, screen
-    assert any(f"127.0.0.1:{probe}" in line for line in rows)
+    assert any(f"127.0.0.1:{port}" in line for line in rows), screen
+
+
+@pytest.mark.parametrize("flags", [["--live"], []], ids=["live", "default"])
+def test_live_mode_shows_a_loopback_connection_of_a_known_process(
+    terminal: Terminal, probe: int, tmp_path: Path, flags: list[str]
+) -> None:
+    runtime = tmp_path / "run"  # no daemon socket here, so the default is to sample live
+    runtime.mkdir()
+    terminal.type(f"RUNTIME_DIRECTORY={runtime} " + netwatch(*flags, "--interval", "0.5"))
+    terminal.wait_for("LOCAL")
+    find_probe_row(terminal, probe)
+    quit_and_check_shell(terminal)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, repo_root: Path) -> Iterator[Path]:
+    runtime = tmp_path / "daemon-run"
+    runtime.mkdir()
+    env = {**os.environ, "RUNTIME_DIRECTORY": str(runtime), "PYTHONPATH": str(repo_root)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "netwatch",
+        "daemon",
+        "--db",
+        str(tmp_path / "nw.db"),
+        "--interval",
+        "0.5",
+        "--no-capture",
+        "--ticks",
+        "240",
+    ]
+    proc = subprocess.Popen(cmd, cwd=repo_root, env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (runtime / "netwatch.sock").exists():
+            assert proc.poll() is None, "the daemon exited"
+            assert time.monotonic() < deadline, "the daemon socket did not appear"
+            time.sleep(0.1)
+        yield runtime
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_attaches_to_a_running_daemon_by_default(
+    terminal: Terminal, probe: int, daemon: Path
+) -> None:
+    terminal.type(f"RUNTIME_DIRECTORY={daemon} " + netwatch())
+    terminal.wait_for("DAEMON")
+    find_probe_row(terminal, probe)
     quit_and_check_shell(terminal)
 
 

@@ -179,3 +179,28 @@ def test_formatting_helpers() -> None:
     assert fmt.spark([1, 2, 3, 4], 2) == "▄█"
     assert fmt.buckets([1, 5, 2, 2, 9, 0], 3) == [5, 2, 9]
     assert len(fmt.buckets(list(range(300)), 38)) == 38
+
+
+def test_flows_sharing_a_key_get_distinct_row_keys() -> None:
+    a = make_flow(
+        None,
+        0,
+        local_ip="0.0.0.0",
+        local_port=80,
+        direction=Direction.LISTEN,
+        process=make_process("nginx", pid=1),
+    )
+    b = make_flow(
+        None,
+        0,
+        local_ip="0.0.0.0",
+        local_port=80,
+        direction=Direction.LISTEN,
+        process=make_process("nginx", pid=2),
+    )
+    rows = view.build_rows(make_snapshot(flows=(a, b, a)), view.ViewState(), {}, T0)
+    assert sorted(r.key for r in rows) == [
+        "tcp|0.0.0.0:80|*",
+        "tcp|0.0.0.0:80|*#2",
+        "tcp|0.0.0.0:80|*#3",
+    ]

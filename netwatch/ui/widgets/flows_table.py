@@ -86,6 +86,8 @@ class FlowsTable(DataTable[Text]):
         """
         keep = self.cursor_key()
         new = {r.key: r for r in rows}
+        if len(new) != len(rows):  # keys must be unique (row order is rebuilt from them)
+            rows = list(new.values())
         data, table_rows, keys = self._data, self.rows, self._keys
         for key in [k for k in self.shown if k not in new]:
             rk = keys.pop(key)
