@@ -2,7 +2,8 @@
 
 The sample runs through the same engine the dashboard and the daemon use
 (`pipeline.build.build_live_engine`). `--format jsonl` writes one `codec.flow_to_dict`
-record per socket: that record is the contract `analyze`, `export` and the daemon reuse.
+record per socket: that record is the contract `analyze`, `export` and the daemon reuse;
+the rule pack runs once over the sample and its alerts follow the flows (`type: alert`).
 What the sampler could not see (other users' processes without root) is said on one stderr
 line, with the sudo / setcap command that fixes it.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from netwatch.cli.common import add_format, add_geoip, write_lines
 from netwatch.model import EnrichedFlow, Snapshot
@@ -26,27 +28,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_format(parser)
     add_geoip(parser)
+    parser.add_argument("--config", type=Path, metavar="FILE", help="config file (policy)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Take one sample and print it."""
-    from pathlib import Path
-
+    """Take one sample, run the rules over it once, and print both."""
     from netwatch import codec
-    from netwatch.enrich.enricher import build_enricher
+    from netwatch.cli import stages
     from netwatch.pipeline.build import build_live_engine
     from netwatch.sources.privileges import describe
 
-    enricher = build_enricher([Path(p) for p in args.geoip_db])
+    detector = stages.detector(args.config)
+    enricher = stages.enricher(args.geoip_db)
     try:
-        snap = build_live_engine(enricher=enricher).tick()
+        snap = build_live_engine(enricher=enricher, detector=detector).tick()
     finally:
         enricher.close()
     if args.format == "jsonl":
         write_lines(codec.dumps(f) for f in sort_flows(snap.flows))
+        write_lines(codec.dumps(a) for a in snap.alerts)
     else:
         write_lines(render_table(snap))
+        write_lines(render_alerts(snap))
     note = describe(snap.status)
     if note:
         sys.stderr.write(f"netwatch: {note}\n")
@@ -114,6 +118,16 @@ def render_table(snap: Snapshot) -> list[str]:
         head += ["CC", "ASN"]
     rows = [head, *(table_row(ef, geo) for ef in flows)]
     return _align(rows) + [f"{len(flows)} sockets, sampled in {snap.counters.sample_ms:.1f} ms"]
+
+
+def render_alerts(snap: Snapshot) -> list[str]:
+    """One line per alert, most severe first, after the table."""
+    if not snap.alerts:
+        return []
+    alerts = sorted(snap.alerts, key=lambda a: (-a.severity.rank, a.rule_id))
+    return ["", f"{len(alerts)} alerts:"] + [
+        f"  [{a.severity.value.upper()}] {a.rule_id}: {a.message}" for a in alerts
+    ]
 
 
 def _align(rows: Sequence[Sequence[str]]) -> list[str]:
