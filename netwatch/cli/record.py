@@ -56,22 +56,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="seconds between snapshots (default 1)",
     )
     add_geoip(parser)
+    parser.add_argument("--config", type=Path, metavar="FILE", help="config file (policy)")
+    parser.add_argument(
+        "--no-capture", action="store_true", help="sockets only, even when capture is allowed"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Tick the live engine `--ticks` times and write every snapshot."""
     from netwatch import codec
-    from netwatch.enrich.enricher import build_enricher
+    from netwatch.cli import stages
     from netwatch.pipeline.build import build_live_engine
     from netwatch.pipeline.engine import LiveFeed
     from netwatch.sources.privileges import describe
 
     note = None
+    detector = stages.detector(args.config)
     with _open(args.out) as out:
-        enricher = build_enricher([Path(p) for p in args.geoip_db])
+        enricher = stages.enricher(args.geoip_db)
+        packets = stages.capture(enabled=not args.no_capture)
         try:
-            engine = build_live_engine(enricher=enricher)
+            engine = build_live_engine(enricher=enricher, detector=detector, packets=packets)
             for snap in LiveFeed(engine, interval=args.interval, ticks=args.ticks).snapshots():
                 out.write(codec.dumps(snap))
                 out.write("\n")
@@ -79,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
                 note = describe(snap.status)
         finally:
             enricher.close()
+            if packets is not None:
+                packets.close()
     if note:
         sys.stderr.write(f"netwatch: {note}\n")
     return 0
