@@ -58,6 +58,10 @@ class Enricher(Protocol):
         """Return the flow with its `RemoteInfo`."""
         ...
 
+    def describe(self) -> str:
+        """One line naming the data in use (GeoIP files and their dates) for the status bar."""
+        ...
+
 
 class Detector(Protocol):
     """Runs the rules (`detect.engine`)."""
@@ -171,11 +175,22 @@ class Engine:
             interval=interval,
             flows=enriched,
             alerts=alerts,
-            status=self._status or self.sockets.status(),
+            status=self._status or self._live_status(),
             counters=replace(
                 counters, sockets=len(table.entries), flows=len(enriched), sample_ms=sample_ms
             ),
         )
+
+    def _live_status(self) -> SourceStatus:
+        """The sampler's view of privileges, plus whether capture runs and the GeoIP data."""
+        status = self.sockets.status()
+        if self.packets is not None:
+            status = replace(status, capture=True, capture_reason=None)
+        elif status.capture_reason is None:
+            status = replace(status, capture_reason="packet capture is off")
+        if self.enricher is not None and status.geoip is None:
+            status = replace(status, geoip=self.enricher.describe())
+        return status
 
 
 class LiveFeed:
