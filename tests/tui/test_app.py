@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 import pytest
@@ -322,4 +323,46 @@ async def test_flows_sharing_a_key_are_shown_without_breaking_the_table() -> Non
         await wait_for(pilot, lambda: app.table.row_count == 1)
         await pilot.pause()
         assert names(app.table) == ["b 4242"]
+        feed.close()
+
+
+async def test_a_storm_of_keys_on_a_live_like_feed_never_breaks_the_app() -> None:
+    keys = [
+        "s",
+        "S",
+        "r",
+        "g",
+        "p",
+        "down",
+        "pagedown",
+        "up",
+        "enter",
+        "escape",
+        "o",
+        "a",
+        "t",
+        "c",
+        "question_mark",
+        "home",
+        "end",
+        "right",
+        "left",
+        "slash",
+        "x",
+        "enter",
+    ]
+    rng = random.Random(7)
+    feed = StepFeed()
+    snaps = recording()
+    app = NetwatchApp(feed, now=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for i in range(80):
+            if i % 10 == 0:
+                feed.push(replace(snaps[(i // 10) % 4], seq=i))
+            await pilot.press(rng.choice(keys))
+        for _ in range(4):
+            await pilot.press("escape")
+        await pilot.pause()
+        assert app.snapshot is not None and app.snapshot.seq == 70
+        assert app.is_running
         feed.close()
