@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from netwatch.cli.common import add_geoip
@@ -106,6 +108,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Compose the daemon and run it until stopped."""
     from netwatch import paths
+    from netwatch.cli import stages
     from netwatch.clock import SystemClock
     from netwatch.daemon.metrics import Metrics
     from netwatch.daemon.notify import Notifier
@@ -119,19 +122,20 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="netwatch daemon: %(message)s"
     )
+    early_stop = _EarlyStop()
     clock = SystemClock()
     store = Store(args.db or paths.default_db())
     first_seen = StoredFirstSeen(store)
 
     def build_detector() -> Any:
-        return _detector(args, first_seen)
+        return stages.detector(args.config, first_seen)
 
     packets = None
     try:
         detector = build_detector()
-        packets = None if args.no_capture else _capture(args.interface)
+        packets = stages.capture(args.interface, enabled=not args.no_capture)
         engine = build_live_engine(
-            clock=clock, enricher=_enricher(args), detector=detector, packets=packets
+            clock=clock, enricher=stages.enricher(args.geoip_db), detector=detector, packets=packets
         )
         sinks: list[Sink] = []
         if args.export_file:
@@ -163,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         first_seen=first_seen,
         background=(pruner,),
     )
+    early_stop.hand_over(service.request_stop)
     pruner.start()
     try:
         return service.run()
@@ -171,31 +176,27 @@ def run(args: argparse.Namespace) -> int:
             packets.close()
 
 
-def _capture(interface: str | None) -> Any:
-    """Live packet capture when privileges allow; otherwise say why once and go on without."""
-    from netwatch.errors import CaptureUnavailableError
-    from netwatch.pipeline.capture_flows import CaptureFlows
+class _EarlyStop:
+    """Catches SIGTERM/SIGINT during start-up (store, capture, socket) and passes it on.
 
-    try:
-        return CaptureFlows.open(interface)
-    except CaptureUnavailableError as exc:
-        logging.getLogger("netwatch.daemon").warning("packet capture off: %s", exc)
-        return None
+    The socket exists before the service installs its own handlers; a stop asked for in
+    between must still flush and exit 0, not kill the process half-started.
+    """
 
+    def __init__(self) -> None:
+        self._requested = False
+        self._target: Callable[[], None] | None = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
 
-def _enricher(args: argparse.Namespace) -> Any:
-    from netwatch.enrich.enricher import build_enricher
+    def _handle(self, _sig: int, _frame: FrameType | None) -> None:
+        if self._target is not None:
+            self._target()
+        else:
+            self._requested = True
 
-    return build_enricher(geoip_dbs=[Path(p) for p in args.geoip_db])
-
-
-def _detector(args: argparse.Namespace, first_seen: Any) -> Any:
-    """Load config (policy) and the rule pack; any problem raises one NetwatchError."""
-    from netwatch.config import load_config
-    from netwatch.detect.engine import RuleEngine
-    from netwatch.detect.loader import load_rules
-
-    config = load_config(args.config)
-    return RuleEngine(
-        load_rules(), config.policy, first_seen=first_seen, own_pids=frozenset({os.getpid()})
-    )
+    def hand_over(self, request_stop: Callable[[], None]) -> None:
+        """From now on a stop goes to `request_stop`; one that came earlier goes now."""
+        self._target = request_stop
+        if self._requested:
+            request_stop()
