@@ -222,6 +222,25 @@ class NetwatchApp(App[None]):
 
     # ------------------------------------------------------------------ actions
 
+    DASHBOARD_ACTIONS = frozenset(
+        {
+            "filter",
+            "pause",
+            "group",
+            "sort",
+            "reverse",
+            "process",
+            "focus_alerts",
+            "focus_table",
+            "charts",
+        }
+    )
+    """Actions that act on the dashboard screen; hidden and off while a drill-down is open."""
+
+    def check_action(self, action: str, _parameters: tuple[object, ...]) -> bool | None:
+        """Dashboard keys do nothing (and leave the footer) on the detail and help screens."""
+        return not (action in self.DASHBOARD_ACTIONS and len(self.screen_stack) > 1)
+
     def action_help(self) -> None:
         """Show keys, filter language and columns."""
         self.push_screen(HelpScreen())

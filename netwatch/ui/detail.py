@@ -189,10 +189,10 @@ def process_summary(
             countries[code] = countries.get(code, 0) + 1
     spread = ", ".join(f"{c} x{n}" for c, n in sorted(countries.items(), key=lambda kv: -kv[1]))
     _field(out, "countries", spread or None)
-    for p in list(procs.values())[:3]:
-        process_section(out, p, snapshot)
     mine = [a for a in alerts if a.process is not None and a.process.name == name]
     _heading(out, f"Alerts ({len(mine)})")
     for a in mine:
         out.append(f"  [{fmt.severity(a.severity)}] {a.title} ({a.count}x)\n")
+    for p in list(procs.values())[:3]:
+        process_section(out, p, snapshot)
     return out

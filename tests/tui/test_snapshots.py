@@ -66,3 +66,9 @@ def test_grouped_by_country_with_filter(snap_compare: Any) -> None:
     app, play = dashboard("privileged.jsonl", mode="daemon")
     keys = ("g", "g", "slash", *"-country:US", "enter")
     assert snap_compare(app, terminal_size=(100, 30), run_before=then(play, *keys))
+
+
+def test_process_view(snap_compare: Any) -> None:
+    app, play = dashboard()
+    keys = ("slash", *"proc:vpnserver", "enter", "o")
+    assert snap_compare(app, terminal_size=(100, 30), run_before=then(play, *keys))
