@@ -34,16 +34,22 @@ Listeners = Mapping[tuple[Transport, int], frozenset[IPAddress]]
 """(transport, port) -> addresses listened on (a wildcard address covers every address)."""
 
 
-def flow_from_socket(entry: SocketEntry, now: float) -> Flow:
-    """Turn one socket into a flow as seen from its local process."""
+def flow_from_socket(
+    entry: SocketEntry, now: float, first_seen: float | None = None, open_ended: bool = False
+) -> Flow:
+    """Turn one socket into a flow as seen from its local process.
+
+    `open_ended` leaves `last_seen` None (the live engine: the socket is open as of the
+    snapshot, whose `taken_at` says when), so an unchanged socket's flow stays the same object.
+    """
     return Flow(
         key=entry.key,
         direction=entry.direction,
         state=entry.state,
         process=entry.process,
         attribution=Attribution.SOCKET if entry.process else Attribution.UNKNOWN,
-        first_seen=None,
-        last_seen=now,
+        first_seen=first_seen,
+        last_seen=None if open_ended else now,
         bytes_sent=entry.bytes_sent,
         bytes_received=entry.bytes_received,
         packets_sent=entry.segs_out,

@@ -14,7 +14,6 @@ from dataclasses import replace
 from typing import Protocol
 
 from netwatch.clock import Clock
-from netwatch.flows.attribution import flows_from_sockets
 from netwatch.model import (
     Alert,
     Counters,
@@ -25,6 +24,7 @@ from netwatch.model import (
     SocketTable,
     SourceStatus,
 )
+from netwatch.pipeline.socket_flows import SocketFlows
 
 
 class SocketSource(Protocol):
@@ -144,20 +144,20 @@ class Engine:
         self._status = status
         self._seq = 0
         self._last_tick: float | None = None
+        self._socket_flows = SocketFlows()
 
     def tick(self) -> Snapshot:
         """Run one sample through the pipeline."""
         started = self.clock.monotonic()
         now = self.clock.now()
         table = self.sockets.sample()
-        flows = flows_from_sockets(table, now)
+        flows: Sequence[Flow] = self._socket_flows.flows(table, now)
         counters = Counters()
         if self.packets is not None:
             flows = merge_flows(flows, self.packets.flows(table, now))
             counters = self.packets.counters()
-        enriched = tuple(
-            self.enricher.enrich(f) if self.enricher else EnrichedFlow(f) for f in flows
-        )
+        enrich = self.enricher.enrich if self.enricher is not None else None
+        enriched = self._socket_flows.enrich(flows, enrich)
         alerts: tuple[Alert, ...] = ()
         if self.detector is not None:
             host = None

@@ -1,0 +1,134 @@
+"""The engine reuses last tick's flow objects for unchanged sockets, and only for those."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+
+from netwatch.enrich.enricher import Enricher
+from netwatch.enrich.geo import GeoLookup
+from netwatch.model import (
+    Direction,
+    Endpoint,
+    FlowKey,
+    IPAddress,
+    Owner,
+    SocketEntry,
+    SocketTable,
+    SourceStatus,
+    Transport,
+)
+from netwatch.pipeline import Engine
+from tests.builders import make_process
+from tests.clock import FakeClock
+
+
+class ScriptedSockets:
+    """A socket source replaying tables the test hands it (the OS stays outside)."""
+
+    def __init__(self) -> None:
+        self.entries: tuple[SocketEntry, ...] = ()
+
+    def sample(self) -> SocketTable:
+        return SocketTable(taken_at=0.0, entries=self.entries)
+
+    def status(self) -> SourceStatus:
+        return SourceStatus()
+
+
+class SlowOwners:
+    """An RDAP resolver stand-in (the RDAP server is outside): pending until told otherwise."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+
+    def owner(self, ip: IPAddress) -> Owner:
+        if self.name is None:
+            return Owner(status="pending")
+        return Owner(status="ok", name=self.name)
+
+    def wait(self, ips: object, timeout: float) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _entry(rport: int, inode: int, sent: int = 100) -> SocketEntry:
+    return SocketEntry(
+        key=FlowKey(
+            Transport.TCP,
+            Endpoint(ipaddress.ip_address("10.0.0.2"), 40000 + rport),
+            Endpoint(ipaddress.ip_address("8.8.8.8"), rport),
+        ),
+        state="ESTABLISHED",
+        direction=Direction.OUTBOUND,
+        process=make_process(),
+        inode=inode,
+        bytes_sent=sent,
+        bytes_received=10,
+    )
+
+
+def _engine() -> tuple[Engine, ScriptedSockets, FakeClock, SlowOwners]:
+    sockets, clock, owners = ScriptedSockets(), FakeClock(), SlowOwners()
+    engine = Engine(sockets, clock, enricher=Enricher(GeoLookup(()), rdap=owners))
+    return engine, sockets, clock, owners
+
+
+def test_an_unchanged_socket_keeps_its_flow_objects_and_first_seen() -> None:
+    engine, sockets, clock, _ = _engine()
+    a, b = _entry(443, 1), _entry(80, 2)
+    sockets.entries = (a, b)
+    t0 = clock.now()
+    first = engine.tick().flows
+    clock.advance(1)
+    b2 = replace(b, bytes_sent=5000)  # counters moved: the sampler hands a new entry
+    sockets.entries = (a, b2)
+    second = engine.tick().flows
+    assert second[0] is first[0]
+    assert second[1] is not first[1]
+    assert second[1].flow.bytes_sent == 5000
+    assert first[1].flow.bytes_sent == 100
+    assert [ef.flow.first_seen for ef in second] == [t0, t0]
+    assert all(ef.flow.last_seen is None for ef in second)
+
+
+def test_an_equal_but_new_entry_is_rebuilt_from_its_own_content() -> None:
+    engine, sockets, clock, _ = _engine()
+    a = _entry(443, 1)
+    sockets.entries = (a,)
+    first = engine.tick().flows[0]
+    clock.advance(1)
+    moved = replace(a, state="CLOSE_WAIT")
+    sockets.entries = (moved,)
+    second = engine.tick().flows[0]
+    assert second is not first
+    assert second.flow.state == "CLOSE_WAIT"
+
+
+def test_a_new_socket_on_the_same_key_gets_a_new_first_seen() -> None:
+    engine, sockets, clock, _ = _engine()
+    sockets.entries = (_entry(443, 1),)
+    engine.tick()
+    clock.advance(5)
+    sockets.entries = (_entry(443, 2),)  # closed and reopened: another inode
+    assert engine.tick().flows[0].flow.first_seen == clock.now()
+
+
+def test_a_changed_enrichment_answer_replaces_the_enriched_flow() -> None:
+    engine, sockets, clock, owners = _engine()
+    sockets.entries = (_entry(443, 1),)
+    first = engine.tick().flows[0]
+    clock.advance(1)
+    same = engine.tick().flows[0]
+    owners.name = "Example Net"  # the background RDAP lookup finished
+    clock.advance(1)
+    resolved = engine.tick().flows[0]
+    assert same is first
+    assert resolved is not first
+    assert resolved.flow is first.flow
+    assert first.remote is not None and first.remote.owner is not None
+    assert first.remote.owner.status == "pending"
+    assert resolved.remote is not None and resolved.remote.owner is not None
+    assert resolved.remote.owner.name == "Example Net"
