@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Protocol
 
-from netwatch import codec
 from netwatch.clock import Clock
+from netwatch.daemon.encoding import SnapshotEncoder
 from netwatch.daemon.metrics import Metrics
 from netwatch.daemon.notify import Notifier
 from netwatch.daemon.server import SnapshotServer
@@ -119,6 +119,7 @@ class Service:
         self._last_flush = clock.monotonic()
         self._recent: OrderedDict[str, Alert] = OrderedDict()
         self._last: Snapshot | None = None
+        self._encoder = SnapshotEncoder()
         server.set_greeting(self._greeting)
 
     # ------------------------------------------------------------------ signals
@@ -214,7 +215,7 @@ class Service:
         while len(self._recent) > self.options.recent_alerts:
             self._recent.popitem(last=False)
         if self.server.clients:
-            self.server.broadcast(codec.dumps(snap).encode("utf-8") + b"\n")
+            self.server.broadcast(self._encoder.encode(snap).encode("utf-8") + b"\n")
         if self.metrics is not None:
             self.metrics.observe(snap, self.server.clients)
             self.metrics.sink_drops.set(self.sinks.dropped)
@@ -231,7 +232,7 @@ class Service:
         if self._last is None:
             return None
         snap = replace(self._last, alerts=tuple(self._recent.values()))
-        return codec.dumps(snap).encode("utf-8") + b"\n"
+        return self._encoder.encode(snap, remember=False).encode("utf-8") + b"\n"
 
     def _buffer_flows(self, snap: Snapshot, now: float) -> None:
         for ef in snap.flows:
