@@ -249,7 +249,7 @@ def load_config(path: Path | None = None) -> Config:
         [explicit] if explicit else [paths.config_dir() / "config.toml", paths.system_config_file()]
     )
     for candidate in candidates:
-        if candidate is None or not candidate.is_file():
+        if candidate is None or not _is_file(candidate):
             if explicit is not None:
                 raise ConfigError(f"{candidate}: no such config file")
             continue
@@ -261,3 +261,14 @@ def load_config(path: Path | None = None) -> Config:
             raise ConfigError(f"{candidate}: cannot read: {exc}") from None
         return parse_config(data, str(candidate))
     return Config()
+
+
+def _is_file(path: Path) -> bool:
+    """Whether `path` is a file we can see; a folder we may not enter hides it (no error).
+
+    An unprivileged dashboard must still start when, say, HOME belongs to another user.
+    """
+    try:
+        return path.is_file()
+    except OSError:
+        return False
