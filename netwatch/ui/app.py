@@ -21,20 +21,17 @@ from textual.widgets import DataTable, Footer, Input
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from netwatch.feed import SnapshotFeed
-from netwatch.model import Alert, EnrichedFlow, Snapshot
-from netwatch.ui import detail, query, view
+from netwatch.model import Alert, Snapshot
+from netwatch.ui import query, view
 from netwatch.ui.commands import DashboardCommands
+from netwatch.ui.drilldown import DrillDown
 from netwatch.ui.messages import AlertsChanged, FeedEnded, SnapshotReady
 from netwatch.ui.screens.help import HelpScreen
-from netwatch.ui.screens.process import ProcessScreen
-from netwatch.ui.screens.text_screen import TextScreen
 from netwatch.ui.stats import (
     History,
-    Rate,
     RateTracker,
     bytes_by_country,
     process_name,
-    row_key,
 )
 from netwatch.ui.widgets.alerts_pane import AlertsPane
 from netwatch.ui.widgets.charts import Charts
@@ -42,7 +39,7 @@ from netwatch.ui.widgets.flows_table import FlowsTable
 from netwatch.ui.widgets.status_bar import StatusBar, status_text
 
 
-class NetwatchApp(App[None]):
+class NetwatchApp(DrillDown):
     """The dashboard: status, connections, alerts, charts; drill-down screens."""
 
     CSS_PATH = Path(__file__).with_name("netwatch.tcss")
@@ -141,6 +138,7 @@ class NetwatchApp(App[None]):
             if old is None or (a.last_seen, a.count) >= (old.last_seen, old.count):
                 self.alerts[a.id] = a
         self._render_alerts()
+        self.refresh_detail()
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         """Track rates and history for every snapshot; render unless paused."""
@@ -152,6 +150,7 @@ class NetwatchApp(App[None]):
         if not self.state.paused:
             self.render_snapshot()
         self._refresh_status()
+        self.refresh_detail()
 
     def on_feed_ended(self, message: FeedEnded) -> None:
         """Say that no more snapshots will come."""
@@ -354,27 +353,6 @@ class NetwatchApp(App[None]):
             term = "country" if grouping == "country" else "asn"
             value = row.group.split()[0].removeprefix("AS")
             self.set_state(grouping=view.Grouping.NONE, query=query.parse(f"{term}:{value}"))
-
-    def open_alert(self, alert: Alert) -> None:
-        """Show an alert with evidence, process, remote and advice."""
-        body = detail.alert_detail(alert, self.snapshot, self.now())
-        self.push_screen(TextScreen(f"Alert: {alert.title}", body))
-
-    def open_flow(self, ef: EnrichedFlow) -> None:
-        """Show one flow in detail, with the latest data for its key."""
-        snap = self.snapshot
-        latest = next((f for f in snap.flows if f.flow.key == ef.flow.key), ef) if snap else ef
-        rate = self.rates.rates.get(row_key(ef.flow.key))
-        body = detail.flow_detail(latest, rate or Rate(), snap, self.alerts.values(), self.now())
-        self.push_screen(TextScreen(f"Flow: {row_key(ef.flow.key)}", body))
-
-    def open_process(self, name: str) -> None:
-        """Show a process name's flows, countries, bytes and alerts."""
-        snap = self.snapshot
-        flows = [f for f in snap.flows if process_name(f) == name] if snap else []
-        self.push_screen(
-            ProcessScreen(name, flows, list(self.alerts.values()), snap, self.open_flow)
-        )
 
     async def action_quit(self) -> None:
         """Stop the feed, then exit (Textual restores the terminal)."""

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from netwatch.feed import ReplayFeed
-from netwatch.model import Snapshot, SourceStatus
+from netwatch.model import Owner, Snapshot, SourceStatus
 from netwatch.ui.app import NetwatchApp
 from netwatch.ui.screens.process import ProcessScreen
 from netwatch.ui.screens.text_screen import TextScreen
@@ -365,4 +365,29 @@ async def test_a_storm_of_keys_on_a_live_like_feed_never_breaks_the_app() -> Non
         await pilot.pause()
         assert app.snapshot is not None and app.snapshot.seq == 70
         assert app.is_running
+        feed.close()
+
+
+async def test_an_open_alert_shows_the_rdap_owner_when_it_arrives() -> None:
+    feed = StepFeed()
+    snaps = recording()
+    app = NetwatchApp(feed, now=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        feed.push(snaps[1])
+        await wait_for(pilot, lambda: len(app.alerts) == 1)
+        await pilot.press("a", "enter")
+        screen = app.screen
+        assert isinstance(screen, TextScreen)
+        assert "pending (RDAP lookup running)" in screen.body.plain
+        resolved = Owner("ok", name="Rostelecom Novosibirsk", cidr="90.189.0.0/16")
+        flows = tuple(
+            replace(ef, remote=replace(ef.remote, owner=resolved))
+            if ef.remote is not None and str(ef.remote.ip) == "90.189.249.23"
+            else ef
+            for ef in snaps[2].flows
+        )
+        feed.push(replace(snaps[2], flows=flows))
+        await wait_for(pilot, lambda: "Rostelecom Novosibirsk" in screen.body.plain)
+        assert "90.189.0.0/16" in screen.body.plain
+        assert "seen          2x" in screen.body.plain  # the alert's newest count too
         feed.close()

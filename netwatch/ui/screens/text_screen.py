@@ -1,10 +1,13 @@
 """A scrollable, closable screen of text: the alert and flow detail screens use it.
 
-The text is built by `ui.detail` (pure); this screen only shows it. Escape, q or Backspace
-closes it.
+The text is built by `ui.detail` (pure); this screen only shows it, and rebuilds it when the
+app says a new snapshot arrived, so an RDAP owner resolved in the background replaces
+"pending" while the screen is open. Escape, q or Backspace closes it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -21,10 +24,21 @@ class TextScreen(Screen[None]):
         Binding("escape,q,backspace", "close", "Back"),
     ]
 
-    def __init__(self, title: str, body: Text, *, name: str | None = None) -> None:
+    def __init__(
+        self, title: str, body: Text | Callable[[], Text], *, name: str | None = None
+    ) -> None:
         super().__init__(name=name)
         self.title_text = title
-        self.body = body
+        self.build = body if callable(body) else None
+        self.body = body() if callable(body) else body
+
+    def rebuild(self) -> None:
+        """Rebuild the text from the latest data (an RDAP owner that just arrived, a count)."""
+        if self.build is None:
+            return
+        self.body = self.build()
+        if self.is_mounted:
+            self.query_one("#detail-text", Static).update(self.body)
 
     def compose(self) -> ComposeResult:
         """Title, the scrollable body, the footer."""
