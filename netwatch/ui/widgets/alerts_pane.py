@@ -16,6 +16,10 @@ from netwatch.ui import fmt
 from netwatch.ui.detail import SEVERITY_STYLE
 
 
+MAX_SHOWN = 500
+"""The pane is rebuilt per snapshot; older alerts stay in the index and the store."""
+
+
 def newest_first(alerts: Sequence[Alert]) -> list[Alert]:
     """Sort alerts by last seen (newest first), then by severity, then id (stable)."""
     return sorted(alerts, key=lambda a: (-a.last_seen, -a.severity.rank, a.id))
@@ -40,7 +44,7 @@ class AlertsPane(DataTable[Text]):
         """Show these alerts, newest first; a selected alert below the top keeps the cursor,
         at the top the cursor stays on the newest."""
         keep = self.selected() if self.cursor_row > 0 else None
-        self.alerts = newest_first(alerts)
+        self.alerts = newest_first(alerts)[:MAX_SHOWN]
         self.clear()
         for a in self.alerts:
             style = SEVERITY_STYLE.get(a.severity.value, "")
