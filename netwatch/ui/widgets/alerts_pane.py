@@ -15,7 +15,6 @@ from netwatch.model import Alert, AlertState
 from netwatch.ui import fmt
 from netwatch.ui.detail import SEVERITY_STYLE
 
-
 MAX_SHOWN = 500
 """The pane is rebuilt per snapshot; older alerts stay in the index and the store."""
 
