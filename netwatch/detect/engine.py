@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from netwatch.config import Action, Policy
 from netwatch.detect.conditions import explain
@@ -101,6 +101,31 @@ class _Group:
         )
 
 
+def _ids(rule: Rule, ef: EnrichedFlow, env: Env) -> tuple[str, str]:
+    """A flow's alert identifier under `rule`, and the occurrence it counts as."""
+    k = ef.flow.key
+    identifier = "|".join(_value_text(FIELDS[n].get(ef, env)) for n in rule.identifier)
+    return identifier, f"{k.transport.value}|{k.local}|{k.remote}"
+
+
+class _Seen:
+    """One flow object's evaluation: the (rule, case) pairs it matched, its identifiers."""
+
+    __slots__ = ("_ids", "ef", "hits")
+
+    def __init__(self, ef: EnrichedFlow, hits: tuple[tuple[int, int], ...]) -> None:
+        self.ef = ef
+        self.hits = hits
+        self._ids: dict[int, tuple[str, str]] = {}
+
+    def ids(self, ri: int, rule: Rule, env: Env) -> tuple[str, str]:
+        """`_ids` for rule number `ri`, computed once per flow object."""
+        got = self._ids.get(ri)
+        if got is None:
+            got = self._ids[ri] = _ids(rule, self.ef, env)
+        return got
+
+
 class RuleEngine:
     """Evaluates a rule set under a policy; keeps windows, first-seen state and open alerts."""
 
@@ -121,6 +146,11 @@ class RuleEngine:
             r.id: PYTHON_RULES[r.python](self.first_seen) for r in self.rules.rules if r.python
         }
         self._windows: dict[tuple[str, int], dict[tuple[str, ...], _Group]] = {}
+        self._seen: dict[int, _Seen] = {}
+        """Last tick's flows by object id (each holds its flow, so ids are not reused)."""
+        self._context: tuple[object, ...] | None = None
+        self.classified = 0
+        """Flows whose conditions ran in the last `evaluate` (the rest were unchanged)."""
         self._tags = {
             r.id: (*r.tags, LOG_TAG) if self.policy.action(r.id) is Action.LOG else r.tags
             for r in self.rules.rules
@@ -129,16 +159,61 @@ class RuleEngine:
     def evaluate(
         self, flows: Sequence[EnrichedFlow], now: float, host: HostFacts | None = None
     ) -> list[Alert]:
-        """Return the alerts raised, updated or closed by this tick's flows."""
-        env = Env(self.policy, now, host, _listening(flows))
+        """Return the alerts raised, updated or closed by this tick's flows.
+
+        Incremental: which case of which rule a flow matches depends only on the flow object
+        and the context (host facts, listening sockets, rules, policy), so a flow that is last
+        tick's very object under the same context takes its matches from last tick instead of
+        re-running the conditions. Everything after that (suppression touches, windows,
+        findings and their order) runs exactly as for a new flow.
+        """
+        listening = _listening(flows)
+        env = Env(self.policy, now, host, listening)
         closed = self.suppressor.expire(now)
-        usable = [ef for ef in flows if self._eligible(ef)]
+        # Host facts carry their own time: only what they say counts as a change.
+        facts = None if host is None else replace(host, taken_at=0.0)
+        context = (facts, listening, self.rules, self.policy, self.own_pids)
+        old = self._seen if self._same_context(context) else {}
+        self._context = context
+        seen: dict[int, _Seen] = {}
+        per_rule: list[list[tuple[_Seen, int, bool]]] = [[] for _ in self.rules.rules]
+        classified = 0
+        for ef in flows:
+            s = old.get(id(ef))
+            fresh = s is None or s.ef is not ef
+            if s is None or fresh:
+                s = self._classify(ef, env)
+                classified += 1
+            seen[id(ef)] = s
+            for ri, ci in s.hits:
+                per_rule[ri].append((s, ci, fresh))
+        self._seen = seen
+        self.classified = classified
         findings: list[Finding] = []
-        for rule in self.rules.rules:
+        for ri, rule in enumerate(self.rules.rules):
+            if per_rule[ri]:
+                findings.extend(self._run(ri, rule, per_rule[ri], env))
+        return closed + self.suppressor.update(findings, self._tags)
+
+    def _same_context(self, context: tuple[object, ...]) -> bool:
+        before = self._context
+        if before is None:
+            return False
+        return all(a is b or a == b for a, b in zip(before, context, strict=True))
+
+    def _classify(self, ef: EnrichedFlow, env: Env) -> _Seen:
+        """Run the conditions: the first matching case of each rule that is not ignored."""
+        if not self._eligible(ef):
+            return _Seen(ef, ())
+        hits: list[tuple[int, int]] = []
+        for ri, rule in enumerate(self.rules.rules):
             if self.policy.action(rule.id) is Action.IGNORE:
                 continue
-            findings.extend(self._run(rule, usable, env))
-        return closed + self.suppressor.update(findings, self._tags)
+            for ci, case in enumerate(rule.cases):
+                if case.pred(ef, env):
+                    hits.append((ri, ci))
+                    break
+        return _Seen(ef, tuple(hits))
 
     def _eligible(self, ef: EnrichedFlow) -> bool:
         p = ef.flow.process
@@ -146,42 +221,47 @@ class RuleEngine:
             return False
         return not self.policy.trusted(ef)
 
-    def _run(self, rule: Rule, flows: Sequence[EnrichedFlow], env: Env) -> Iterable[Finding]:
+    def _run(
+        self, ri: int, rule: Rule, matched: Sequence[tuple[_Seen, int, bool]], env: Env
+    ) -> Iterable[Finding]:
         if rule.python is not None:
-            passed = [ef for ef in flows if any(c.pred(ef, env) for c in rule.cases)]
+            impl = self._python[rule.id]
+            # A monotonic rule already saw (and remembered) every flow that passed last tick.
+            every = not getattr(impl, "incremental", False)
+            passed = [s.ef for s, _, fresh in matched if fresh or every]
             case = rule.cases[0]
-            for ef, extra in self._python[rule.id].select(passed, env):
+            for ef, extra in impl.select(passed, env):
                 finding = self._flow_finding(rule, case, ef, env, extra)
                 if finding is not None:
                     yield finding
             return
         windowed: dict[int, list[EnrichedFlow]] = {}
-        for ef in flows:
-            for i, case in enumerate(rule.cases):
-                if case.pred(ef, env):
-                    if case.window is None:
-                        finding = self._flow_finding(rule, case, ef, env, ())
-                        if finding is not None:
-                            yield finding
-                    else:
-                        windowed.setdefault(i, []).append(ef)
-                    break
+        for s, ci, _ in matched:
+            case = rule.cases[ci]
+            if case.window is None:
+                finding = self._flow_finding(rule, case, s.ef, env, (), s.ids(ri, rule, env))
+                if finding is not None:
+                    yield finding
+            else:
+                windowed.setdefault(ci, []).append(s.ef)
         for i, case in enumerate(rule.cases):
             if case.window is not None:
                 yield from self._window_findings(
                     rule, i, case, case.window, windowed.get(i, []), env
                 )
 
-    def _identifier(self, names: Iterable[str], ef: EnrichedFlow, env: Env) -> str:
-        return "|".join(_value_text(FIELDS[n].get(ef, env)) for n in names)
-
     def _flow_finding(
-        self, rule: Rule, case: Case, ef: EnrichedFlow, env: Env, extra: tuple[Evidence, ...]
+        self,
+        rule: Rule,
+        case: Case,
+        ef: EnrichedFlow,
+        env: Env,
+        extra: tuple[Evidence, ...],
+        ids: tuple[str, str] | None = None,
     ) -> Finding | None:
         """A finding for one flow; None when its open alert already counted this flow."""
         f = ef.flow
-        identifier = self._identifier(rule.identifier, ef, env)
-        occurrence = f"{f.key.transport.value}|{f.key.local}|{f.key.remote}"
+        identifier, occurrence = ids or _ids(rule, ef, env)
         at = f.last_seen if f.last_seen is not None else env.now
         if self.suppressor.touch(rule.id, identifier, occurrence, at):
             return None

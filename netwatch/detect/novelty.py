@@ -56,6 +56,10 @@ def program_key(ef: EnrichedFlow) -> str | None:
 class FirstConnection:
     """Fires once per program: the first time it has a flow since monitoring began."""
 
+    incremental = True
+    """A flow it was shown once can never fire later (its program is then stored), so the
+    engine shows it only flows that are new since the last tick."""
+
     def __init__(self, store: FirstSeenStore) -> None:
         self.store = store
 
@@ -78,6 +82,9 @@ class NewCountry:
     A program's countries in the tick it is first seen are its baseline (that tick belongs to
     `process.first_connection`), so a new install does not raise one alert per country.
     """
+
+    incremental = True
+    """As for `FirstConnection`: a flow once shown has its program and country stored."""
 
     def __init__(self, store: FirstSeenStore) -> None:
         self.store = store

@@ -1,0 +1,127 @@
+"""Incremental detection: unchanged flow objects skip their conditions, nothing else changes.
+
+Each test runs two rule engines side by side on the same ticks: one is handed the same flow
+objects tick after tick (so it reuses last tick's matches, as in the live engine), the other
+fresh copies every tick (so it evaluates every condition, as before the cache). Their alerts
+must be equal on every tick, and the first must really have skipped the unchanged flows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from netwatch.detect.engine import RuleEngine
+from netwatch.detect.loader import load_rules
+from netwatch.model import Alert, Direction, EnrichedFlow, HostFacts
+from tests.builders import T0
+from tests.unit.test_detect_engine import flows_strategy
+from tests.unit.test_rules_pack import PEERS, PLAIN_HOST, VPNGATE_HOST, flow, inbound, listen
+
+
+class Twins:
+    """An incremental engine and a from-scratch one, fed the same ticks."""
+
+    def __init__(self) -> None:
+        rules = load_rules()
+        self.cached = RuleEngine(rules)
+        self.scratch = RuleEngine(rules)
+
+    def tick(
+        self, flows: Sequence[EnrichedFlow], now: float, host: HostFacts | None = None
+    ) -> list[Alert]:
+        copies = [replace(ef) for ef in flows]  # equal content, new objects
+        got = self.cached.evaluate(flows, now, host)
+        want = self.scratch.evaluate(copies, now, host)
+        assert got == want
+        assert self.scratch.classified == len(flows)
+        return got
+
+
+def _open(flows: Sequence[EnrichedFlow]) -> list[EnrichedFlow]:
+    """As the live engine hands socket flows: open, so no last_seen (detection uses now)."""
+    return [replace(ef, flow=replace(ef.flow, last_seen=None)) for ef in flows]
+
+
+def test_unchanged_flows_skip_conditions_and_keep_suppression_exact() -> None:
+    twins = Twins()
+    quiet = _open(
+        [flow(process="python3", remote_ip="127.0.0.1", remote_port=p) for p in range(50)]
+    )
+    vpn = _open([flow(process="vpnclient", remote_ip="203.0.113.9", country="JP")])
+    relay = _open([listen("vpnserver", 443), *inbound("vpnserver", PEERS)])
+    flows = [*quiet, *vpn, *relay]
+    first = twins.tick(flows, T0, replace(PLAIN_HOST, taken_at=T0))
+    assert {"vpn.unexpected", "vpngate.relay_mode"} <= {a.rule_id for a in first}
+    assert twins.tick(flows, T0 + 1, replace(PLAIN_HOST, taken_at=T0 + 1)) == []
+    assert twins.cached.classified == 0
+    # Past suppress_for (1 h) the open alerts close; the flows are still there, so the same
+    # findings open new alerts, although none of their conditions ran again.
+    later = twins.tick(flows, T0 + 3700, replace(PLAIN_HOST, taken_at=T0 + 3700))
+    assert twins.cached.classified == 0
+    assert {a.state.value for a in later if a.rule_id == "vpn.unexpected"} == {"closed", "open"}
+
+
+def test_a_host_fact_change_re_runs_the_conditions() -> None:
+    twins = Twins()
+    flows = _open([listen("vpnserver", 443)])
+    twins.tick(flows, T0, PLAIN_HOST)
+    before = twins.tick(flows, T0 + 1, PLAIN_HOST)
+    assert "vpngate.relay_mode" not in {a.rule_id for a in before}
+    after = twins.tick(flows, T0 + 2, replace(VPNGATE_HOST, taken_at=T0 + 2))
+    assert twins.cached.classified == 1
+    assert "vpngate.relay_mode" in {a.rule_id for a in after}
+
+
+def test_a_changed_flow_is_evaluated_again_and_new_flows_reach_the_python_rules() -> None:
+    twins = Twins()
+    curl = _open([flow(process="curl", remote_ip="203.0.113.9", country="JP")])
+    other = _open([flow(process="python3", remote_ip="127.0.0.1")])
+    first = twins.tick([*curl, *other], T0)
+    assert [a.rule_id for a in first] == ["process.first_connection"]
+    fetched = replace(curl[0], flow=replace(curl[0].flow, sni="www.vpngate.net"))
+    abroad = _open([flow(process="curl", remote_ip="198.51.100.4", country="US")])
+    second = twins.tick([fetched, *other, *abroad], T0 + 1)
+    assert twins.cached.classified == 2
+    assert {a.rule_id for a in second} == {"vpngate.list_fetch", "geo.new_country"}
+
+
+ticks_strategy = st.lists(
+    st.tuples(
+        st.lists(st.integers(0, 11), max_size=12),  # which flows of the pool this tick
+        st.lists(st.integers(0, 11), max_size=3),  # which of them change (new objects)
+        st.floats(0, 4000),  # seconds since the last tick
+        st.booleans(),  # VPN Gate hub configured
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(pool=st.lists(flows_strategy, min_size=12, max_size=12), ticks=ticks_strategy)
+def test_incremental_equals_from_scratch_for_any_ticks(
+    pool: list[EnrichedFlow], ticks: list[tuple[list[int], list[int], float, bool]]
+) -> None:
+    twins = Twins()
+    pool = [replace(ef, flow=replace(ef.flow, last_seen=None)) if i % 2 else ef
+            for i, ef in enumerate(pool)]  # fmt: skip
+    now = T0
+    for picks, changes, step, hub in ticks:
+        now += step
+        for i in changes:
+            f = pool[i].flow
+            pool[i] = replace(pool[i], flow=replace(f, bytes_sent=(f.bytes_sent or 0) + 1))
+        host = replace(VPNGATE_HOST if hub else PLAIN_HOST, taken_at=now)
+        twins.tick([pool[i] for i in picks], now, host)
+
+
+def test_listen_direction_flows_feed_process_listens_context() -> None:
+    twins = Twins()
+    out = _open([flow(process="vpnclient", remote_ip="203.0.113.9", direction=Direction.OUTBOUND)])
+    twins.tick(out, T0)
+    twins.tick([*out, *_open([listen("vpnclient", 995)])], T0 + 1)
+    assert twins.cached.classified == 2  # the listeners changed: everything ran again
