@@ -63,12 +63,24 @@ class Enricher:
         rdap: OwnerResolver | None = None,
         lists: Sequence[ListMatcher] = (),
         problems: Mapping[str, str] | None = None,
+        *,
+        fixed_lists: bool = False,
     ) -> None:
         self.geo = geo if isinstance(geo, GeoLookup) else GeoLookup(geo)
+        self._fixed_lists = fixed_lists or not lists
         self.rdap = rdap
         self.lists = tuple(lists)
         self.problems = dict(problems or {})
         """Discovered files that could not be opened (path -> reason), for `geoip status`."""
+
+    @property
+    def stable(self) -> bool:
+        """Whether a flow always gets an equal answer, so last tick's can be reused.
+
+        True when the answers come only from the opened GeoIP files and lists loaded once
+        (`fixed_lists`); an RDAP resolver's answers change as its lookups finish and expire.
+        """
+        return self.rdap is None and self._fixed_lists
 
     def remote_info(self, ip: IPAddress | str, port: int | None = None) -> RemoteInfo:
         """Return everything known about one address; raises ValueError for a bad string."""
@@ -157,6 +169,7 @@ def build_enricher(
     listed in `problems` like a broken discovered database.
     """
     databases, problems = open_databases(list(discover(geoip_dbs)))
+    loaded = lists is None  # the stored histories, read once here and never changed after
     if lists is None:
         from netwatch.enrich.lists import load_matchers
 
@@ -167,4 +180,10 @@ def build_enricher(
         from netwatch.enrich.rdap import RdapResolver
 
         resolver = RdapResolver()
-    return Enricher(GeoLookup(databases), rdap=resolver, lists=lists, problems=problems)
+    return Enricher(
+        GeoLookup(databases),
+        rdap=resolver,
+        lists=lists,
+        problems=problems,
+        fixed_lists=loaded,
+    )

@@ -145,6 +145,7 @@ class Engine:
         self._seq = 0
         self._last_tick: float | None = None
         self._socket_flows = SocketFlows()
+        self._enriched_by: Enricher | None = None
 
     def tick(self) -> Snapshot:
         """Run one sample through the pipeline."""
@@ -156,8 +157,12 @@ class Engine:
         if self.packets is not None:
             flows = merge_flows(flows, self.packets.flows(table, now))
             counters = self.packets.counters()
+        if self.enricher is not self._enriched_by:  # swapped: last tick's answers are not its
+            self._socket_flows.forget_enrichment()
+            self._enriched_by = self.enricher
         enrich = self.enricher.enrich if self.enricher is not None else None
-        enriched = self._socket_flows.enrich(flows, enrich)
+        stable = bool(getattr(self.enricher, "stable", False))
+        enriched = self._socket_flows.enrich(flows, enrich, stable)
         alerts: tuple[Alert, ...] = ()
         if self.detector is not None:
             host = None

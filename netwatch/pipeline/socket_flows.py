@@ -35,7 +35,8 @@ class SocketFlows:
     def __init__(self) -> None:
         self._flows: dict[int, tuple[SocketEntry, Flow]] = {}
         self._enriched: dict[int, EnrichedFlow] = {}
-        self._first: dict[tuple[FlowKey, int | None], float] = {}
+        self._first: dict[object, tuple[FlowKey, float | None]] = {}
+        """inode (or key, for sockets without one) -> (key, first_seen) of last tick's sockets."""
         self.reused = 0
         """How many flows of the last tick were last tick's objects (tests, bench)."""
 
@@ -46,33 +47,47 @@ class SocketFlows:
             entries = assign_directions(entries)
         old, old_first = self._flows, self._first
         new: dict[int, tuple[SocketEntry, Flow]] = {}
-        first: dict[tuple[FlowKey, int | None], float] = {}
+        first: dict[object, tuple[FlowKey, float | None]] = {}
         out: list[Flow] = []
         reused = 0
         for e in entries:
-            ident = (e.key, e.inode)
-            seen = old_first.get(ident, now)
-            first[ident] = seen
+            # The inode names a live socket (cheap to hash); TIME_WAIT and psutil rows have none.
+            ident: object = e.inode or e.key
             hit = old.get(id(e))
             if hit is not None and hit[0] is e:
                 flow = hit[1]
                 reused += 1
             else:
+                prev = old_first.get(ident)
+                seen = prev[1] if prev is not None and prev[0] == e.key else now
                 flow = flow_from_socket(e, now, seen, open_ended=True)
             new[id(e)] = (e, flow)
+            first[ident] = (e.key, flow.first_seen)
             out.append(flow)
         self._flows, self._first, self.reused = new, first, reused
         return out
 
-    def enrich(self, flows: Sequence[Flow], enrich: Enrich | None) -> tuple[EnrichedFlow, ...]:
-        """Enrich every flow; an unchanged flow with an unchanged answer keeps its object."""
+    def forget_enrichment(self) -> None:
+        """Drop last tick's enriched flows (the enricher was replaced)."""
+        self._enriched = {}
+
+    def enrich(
+        self, flows: Sequence[Flow], enrich: Enrich | None, stable: bool = False
+    ) -> tuple[EnrichedFlow, ...]:
+        """Enrich every flow; an unchanged flow with an unchanged answer keeps its object.
+
+        `stable`: the enricher always answers the same for the same flow, so an unchanged
+        flow is not even asked about again.
+        """
         old = self._enriched
         new: dict[int, EnrichedFlow] = {}
         out: list[EnrichedFlow] = []
         for f in flows:
             prev = old.get(id(f))
-            if enrich is None:
-                ef = prev if prev is not None and prev.flow is f else EnrichedFlow(f)
+            if prev is not None and prev.flow is f and (stable or enrich is None):
+                ef = prev
+            elif enrich is None:
+                ef = EnrichedFlow(f)
             else:
                 ef = enrich(f)
                 if prev is not None and prev.flow is f and _same_remote(prev, ef):

@@ -10,6 +10,8 @@ from netwatch.enrich.geo import GeoLookup
 from netwatch.model import (
     Direction,
     Endpoint,
+    EnrichedFlow,
+    Flow,
     FlowKey,
     IPAddress,
     Owner,
@@ -132,3 +134,44 @@ def test_a_changed_enrichment_answer_replaces_the_enriched_flow() -> None:
     assert first.remote.owner.status == "pending"
     assert resolved.remote is not None and resolved.remote.owner is not None
     assert resolved.remote.owner.name == "Example Net"
+
+
+class CountingEnricher(Enricher):
+    """The real enricher, counting how often the engine asks it."""
+
+    calls = 0
+
+    def enrich(self, flow: Flow) -> EnrichedFlow:
+        self.calls += 1
+        return super().enrich(flow)
+
+
+def test_a_stable_enricher_is_not_asked_again_about_unchanged_flows() -> None:
+    sockets, clock = ScriptedSockets(), FakeClock()
+    enricher = CountingEnricher(GeoLookup(()), lists=())
+    assert enricher.stable
+    engine = Engine(sockets, clock, enricher=enricher)
+    a, b = _entry(443, 1), _entry(80, 2)
+    sockets.entries = (a, b)
+    first = engine.tick().flows
+    sockets.entries = (a, replace(b, bytes_received=77))
+    second = engine.tick().flows
+    assert enricher.calls == 3
+    assert second[0] is first[0]
+    assert second[1].flow.bytes_received == 77
+    assert second[1].remote == first[1].remote
+
+
+def test_a_replaced_enricher_answers_for_every_flow_again() -> None:
+    sockets, clock = ScriptedSockets(), FakeClock()
+    engine = Engine(sockets, clock, enricher=Enricher(GeoLookup(()), lists=()))
+    sockets.entries = (_entry(443, 1),)
+    first = engine.tick().flows[0]
+    owners = SlowOwners()
+    owners.name = "Example Net"
+    engine.enricher = Enricher(GeoLookup(()), rdap=owners)
+    again = engine.tick().flows[0]
+    assert again is not first
+    assert again.flow is first.flow
+    assert again.remote is not None and again.remote.owner is not None
+    assert again.remote.owner.name == "Example Net"
