@@ -66,6 +66,17 @@ class FactQueue(Protocol):
         ...
 
 
+class _Row:
+    """One buffered flow summary: the latest flow object, first and last seen."""
+
+    __slots__ = ("ef", "first", "last")
+
+    def __init__(self, ef: EnrichedFlow, first: float) -> None:
+        self.ef = ef
+        self.first = first
+        self.last = first
+
+
 DetectorFactory = Callable[[], Detector]
 """Builds a detector from the config, policy and rules on disk (raises NetwatchError)."""
 
@@ -115,7 +126,10 @@ class Service:
         self.announced = 0
         self._stop = False
         self._reload = False
-        self._flows: dict[FlowKey, tuple[EnrichedFlow, float, float]] = {}
+        self._flows: dict[FlowKey, _Row] = {}
+        """Each conversation's latest flow, first and last seen, until the next flush."""
+        self._flow_rows: dict[int, _Row] = {}
+        """Last tick's flow objects by id -> their row (whose `ef` keeps the object alive)."""
         self._last_flush = clock.monotonic()
         self._recent: OrderedDict[str, Alert] = OrderedDict()
         self._last: Snapshot | None = None
@@ -235,19 +249,33 @@ class Service:
         return self._encoder.encode(snap, remember=False).encode("utf-8") + b"\n"
 
     def _buffer_flows(self, snap: Snapshot, now: float) -> None:
+        """Note each conversation's (latest flow, first seen, last seen) for the next flush.
+
+        Rows are found by the flow object first (an unchanged flow is last tick's object, and
+        an int hashes far faster than a flow key), then by key.
+        """
+        rows, by_id = self._flows, self._flow_rows
+        new_ids: dict[int, _Row] = {}
         for ef in snap.flows:
-            key = ef.flow.key
-            if key.remote is None:
-                continue  # listening sockets are not conversations
-            prev = self._flows.get(key)
-            first = prev[1] if prev else (ef.flow.first_seen or now)
-            self._flows[key] = (ef, first, now)
+            row = by_id.get(id(ef))
+            if row is None or row.ef is not ef:
+                key = ef.flow.key
+                if key.remote is None:
+                    continue  # listening sockets are not conversations
+                row = rows.get(key)
+                if row is None:
+                    row = rows[key] = _Row(ef, ef.flow.first_seen or now)
+                row.ef = ef
+            row.last = now
+            new_ids[id(ef)] = row
+        self._flow_rows = new_ids
 
     def flush_flows(self) -> None:
         """Write the buffered flow summaries."""
         if self._flows:
-            self.store.save_flows(self._flows.values())
+            self.store.save_flows((r.ef, r.first, r.last) for r in self._flows.values())
             self._flows.clear()
+            self._flow_rows.clear()
         self._last_flush = self.clock.monotonic()
 
     def _do_reload(self) -> None:

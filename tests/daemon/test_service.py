@@ -108,6 +108,27 @@ def test_flow_summaries_are_flushed_at_shutdown(tmp_path: Path) -> None:
     assert (first, last) == (T0, T0 + 3)  # builder's first_seen, last tick's time
 
 
+def test_flow_summaries_follow_reused_and_changed_flow_objects(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    same = make_flow(local_port=5001, bytes_sent=10)  # the engine hands the same object back
+    moved = replace(same, flow=replace(same.flow, bytes_sent=999))
+    snaps = [make_snapshot(i, flows=(f,)) for i, f in enumerate((same, same, moved, moved), 1)]
+    service, _ = _service(tmp_path, snaps)
+    service.tick_once()
+    service.tick_once()
+    service.tick_once()
+    service.flush_flows()  # a flush mid-way: rows start again for the same objects
+    service.tick_once()
+    service.shutdown()
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "n.db")
+    rows = conn.execute("SELECT first_seen, last_seen, bytes_sent FROM flows").fetchall()
+    conn.close()
+    assert rows == [(T0, T0 + 4, 999)]
+
+
 def test_new_client_gets_recent_alerts_and_mode_daemon(tmp_path: Path) -> None:
     snaps = [make_snapshot(1, alerts=(make_alert(alert_id="x"),)), make_snapshot(2)]
     service, _ = _service(tmp_path, snaps)
