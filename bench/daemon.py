@@ -3,17 +3,20 @@
 Two holder processes open N loopback TCP connections (both ends, 2N sockets) and keep
 them for the run; `netwatch daemon --interval 1` runs with a temp store and socket for
 `--seconds` (60 by default) after a short warm-up. CPU is utime+stime from /proc over the
-window; RSS is the peak of VmRSS sampled every second. For comparison, `ss -tanp` (the native
-tool, also listing processes) is run once per second for 10 s over the same sockets.
+window; RSS is the peak of VmRSS sampled every second. A second window (`--client-seconds`)
+has one client attached that reads every snapshot, as the dashboard does. For comparison,
+`ss -tanp` (the native tool, also listing processes) is run once per second for 10 s over
+the same sockets.
 As root everything runs in a private network namespace (`--host-namespace` to not), so the
 daemon counts only these sockets. Everything is killed and removed at the end.
 
-    python bench/daemon.py [--seconds 60] [--counts 1000,10000]
+    python bench/daemon.py [--seconds 60] [--client-seconds 30] [--counts 1000,10000]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -22,7 +25,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,8 +93,10 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure_daemon(n: int, seconds: float, warmup: float) -> tuple[float, float, float, int]:
-    """(cpu %, peak RSS MB, store size MB, sockets seen) of the daemon with n connections."""
+def measure_daemon(
+    n: int, seconds: float, warmup: float, client_seconds: float
+) -> tuple[float, float, float, int, float]:
+    """(cpu %, peak RSS MB, store MB, sockets seen, cpu % with a client) with n connections."""
     work = Path(tempfile.mkdtemp(prefix="nwbench-"))
     holders = hold(n)
     daemon = None
@@ -100,21 +107,48 @@ def measure_daemon(n: int, seconds: float, warmup: float) -> tuple[float, float,
             cwd=REPO, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         time.sleep(warmup)
-        start_cpu, start = cpu_seconds(daemon.pid), time.monotonic()
-        peak = 0.0
-        while time.monotonic() - start < seconds:
-            peak = max(peak, rss_mb(daemon.pid))
-            time.sleep(1)
-        cpu = cpu_seconds(daemon.pid) - start_cpu
-        wall = time.monotonic() - start
+        cpu, peak = window(daemon.pid, seconds)
         db_mb = sum(f.stat().st_size for f in work.glob("n.db*")) / 1e6  # with -wal, -shm
-        return 100 * cpu / wall, peak, db_mb, sockets_seen(work / "n.sock")
+        seen = sockets_seen(work / "n.sock")
+        with_client = float("nan")
+        if client_seconds > 0:
+            with attached(work / "n.sock"):
+                time.sleep(2)  # the greeting (a full encode) is start-up, not steady state
+                with_client, client_peak = window(daemon.pid, client_seconds)
+            peak = max(peak, client_peak)
+        return cpu, peak, db_mb, seen, with_client
     finally:
         if daemon is not None:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(10)
         release(holders)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def window(pid: int, seconds: float) -> tuple[float, float]:
+    """CPU % of one core and peak RSS MB of `pid` over `seconds`."""
+    start_cpu, start = cpu_seconds(pid), time.monotonic()
+    peak = 0.0
+    while time.monotonic() - start < seconds:
+        peak = max(peak, rss_mb(pid))
+        time.sleep(1)
+    return 100 * (cpu_seconds(pid) - start_cpu) / (time.monotonic() - start), peak
+
+
+@contextlib.contextmanager
+def attached(sock: Path) -> Iterator[None]:
+    """A dashboard-like client reading every snapshot from the daemon while inside."""
+    sys.path.insert(0, str(REPO))
+    from netwatch.daemon.client import DaemonFeed
+
+    feed = DaemonFeed(sock, max_attempts=3)
+    reader = threading.Thread(target=lambda: sum(1 for _ in feed.snapshots()), daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        feed.close()
+        reader.join(5)
 
 
 def measure_ss(n: int, runs: int = 10) -> float:
@@ -139,8 +173,6 @@ def measure_ss(n: int, runs: int = 10) -> float:
 def sockets_seen(sock: Path) -> int:
     """How many sockets the daemon's latest snapshot counted (all in its namespace)."""
     sys.path.insert(0, str(REPO))
-    import threading
-
     from netwatch.daemon.client import DaemonFeed
 
     feed = DaemonFeed(sock, max_attempts=3)
@@ -158,14 +190,22 @@ def sockets_seen(sock: Path) -> int:
 
 
 def stage_breakdown(n: int, ticks: int = 10) -> dict[str, float]:
-    """CPU ms per tick of each stage, in this process, with n connections held."""
+    """CPU ms per tick of each stage, in this process, with n connections held.
+
+    Each stage runs `ticks` times on the same input, as on a quiet machine where no socket
+    changed: the steady state, where unchanged sockets reuse last tick's objects. The first
+    (cold) pass of each stage is timed on its own row: everything new, as on the first tick.
+    """
     sys.path.insert(0, str(REPO))
-    from netwatch import codec
+    import socket as _socket
+
     from netwatch.clock import SystemClock
+    from netwatch.daemon.encoding import SnapshotEncoder
     from netwatch.detect.engine import RuleEngine
     from netwatch.enrich.enricher import build_enricher
-    from netwatch.flows.attribution import flows_from_sockets
     from netwatch.model import Snapshot
+    from netwatch.pipeline.socket_flows import SocketFlows
+    from netwatch.sources import netlink
     from netwatch.sources.sockets import SocketSampler
     from netwatch.store import Store, StoredFirstSeen
 
@@ -176,30 +216,41 @@ def stage_breakdown(n: int, ticks: int = 10) -> dict[str, float]:
         sampler = SocketSampler(clock=SystemClock())
         enricher = build_enricher()
         detector = RuleEngine(first_seen=StoredFirstSeen(store))
+        socket_flows = SocketFlows()
+        encoder = SnapshotEncoder()
+        diag = netlink.DiagSocket()
         out: dict[str, float] = {}
 
         def timed(name: str, fn):  # type: ignore[no-untyped-def]
+            t = time.process_time()
+            result = fn()
+            out[f"{name} [first tick]"] = (time.process_time() - t) * 1000
             t = time.process_time()
             for _ in range(ticks):
                 result = fn()
             out[name] = (time.process_time() - t) / ticks * 1000
             return result
 
+        timed("kernel TCP+UDP dump alone (netlink, parsed)", lambda: (
+            diag.dump_tcp(), diag.dump(_socket.AF_INET, _socket.IPPROTO_UDP),
+            diag.dump(_socket.AF_INET6, _socket.IPPROTO_UDP)))  # fmt: skip
         table = timed("sample sockets + processes", sampler.sample)
-        flows = timed("flows from sockets", lambda: flows_from_sockets(table, time.time()))
-        enriched = timed("enrich", lambda: tuple(enricher.enrich(f) for f in flows))
+        flows = timed("flows from sockets", lambda: socket_flows.flows(table, time.time()))
+        enriched = timed(
+            "enrich", lambda: socket_flows.enrich(flows, enricher.enrich, enricher.stable)
+        )
         timed("detect (rule pack)", lambda: detector.evaluate(enriched, time.time()))
         now = time.time()
         rows = [(ef, now, now) for ef in enriched if ef.flow.key.remote is not None]
-        out["store flow summaries (per 30 s flush, amortised)"] = 0.0
         t = time.process_time()
         store.save_flows(rows)
         out["store flow summaries (per 30 s flush, amortised)"] = (
             (time.process_time() - t) * 1000 / 30
         )
         snap = Snapshot(seq=1, taken_at=now, interval=1.0, flows=enriched)
-        timed("encode snapshot for socket clients", lambda: codec.dumps(snap))
+        timed("encode snapshot for socket clients", lambda: encoder.encode(snap))
         out["sockets"] = float(len(table.entries))
+        diag.close()
         store.close()
         return out
     finally:
@@ -223,6 +274,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--counts", default="1000,10000")
+    ap.add_argument(
+        "--client-seconds",
+        type=float,
+        default=30.0,
+        help="a second window with one client reading every snapshot (0: skip)",
+    )
     ap.add_argument(
         "--host-namespace",
         action="store_true",
@@ -252,9 +309,11 @@ def run(args: argparse.Namespace) -> None:
     stages = {}
     counts = [int(x) for x in args.counts.split(",")]
     for n in counts:
-        cpu, rss, db, seen = measure_daemon(n, args.seconds, args.warmup)
+        cpu, rss, db, seen, client = measure_daemon(
+            n, args.seconds, args.warmup, args.client_seconds
+        )
         ss = measure_ss(n) if shutil.which("ss") else float("nan")
-        rows.append((n, seen, cpu, rss, db, ss))
+        rows.append((n, seen, cpu, client, rss, db, ss))
         stages[n] = stages_in_namespace(n)
     where = "a private network namespace" if PREFIX else "the host namespace"
     print(
@@ -263,16 +322,19 @@ def run(args: argparse.Namespace) -> None:
     )
     print()
     print(
-        "| connections | sockets seen | daemon CPU % of a core | daemon peak RSS MB "
-        "| store MB | ss -tanp CPU % at 1 Hz |"
+        "| connections | sockets seen | daemon CPU % of a core | same, 1 client attached "
+        "| daemon peak RSS MB | store MB | ss -tanp CPU % at 1 Hz |"
     )
-    print("|---:|---:|---:|---:|---:|---:|")
-    for n, seen, cpu, rss, db, ss in rows:
-        print(f"| {n:,} | {seen:,} | {cpu:.2f} | {rss:.1f} | {db:.2f} | {ss:.2f} |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for n, seen, cpu, client, rss, db, ss in rows:
+        print(f"| {n:,} | {seen:,} | {cpu:.2f} | {client:.2f} | {rss:.1f} | {db:.2f} | {ss:.2f} |")
     print()
     print("targets at 1,000 connections: <= 0.5 % of a core, <= 100 MB")
     print()
-    print("CPU ms per tick by stage (in-process, same composition as the daemon)")
+    print(
+        "CPU ms per tick by stage (in-process, same composition as the daemon; steady state "
+        "with no socket changed, and [first tick] with everything new)"
+    )
     print()
     print("| stage | " + " | ".join(f"{n:,} conns" for n in counts) + " |")
     print("|---|" + "---:|" * len(counts))

@@ -12,7 +12,7 @@ client process, so 2N sockets plus the listener), this prints, as ms and as a ra
 
 Wall time suffers when other work shares the CPUs, so each row also gives the median CPU
 time per run (user + kernel; for `ss`, the child process's). Then netwatch's CPU use at one
-sample per second with 1,000 connections.
+sample per second with 1,000 connections, next to the netlink dumps alone (the floor).
 Usage: python bench/sample.py [--sizes 100,1000,10000] [--repeat 15] [--cpu-seconds 30]
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,7 @@ import psutil  # noqa: E402  # after the checkout is on sys.path
 
 from netwatch.clock import SystemClock  # noqa: E402
 from netwatch.pipeline.engine import Engine  # noqa: E402
+from netwatch.sources import netlink  # noqa: E402
 from netwatch.sources.sockets import SocketSampler  # noqa: E402
 
 # Every socket lingers 0: closing resets it, so no TIME_WAIT sockets outlive a run and skew
@@ -168,11 +170,30 @@ def measure(n: int, repeat: int) -> None:
     print(row("ss -tanpi (command)", ss_times, ss_times))
 
 
+def _dump_only(_: SocketSampler) -> Callable[[], object]:
+    """The kernel's part and its parsing: the TCP and UDP sock_diag dumps, nothing else.
+
+    This is the floor of any sample with tcp_info counters: what is left of the sampler's
+    cost above it is attribution and turning records into entries.
+    """
+    diag = netlink.DiagSocket()
+
+    def dump() -> object:
+        return (
+            diag.dump_tcp(),
+            diag.dump(socket.AF_INET, socket.IPPROTO_UDP),
+            diag.dump(socket.AF_INET6, socket.IPPROTO_UDP),
+        )
+
+    return dump
+
+
 def cpu_at_1hz(n: int, seconds: int) -> None:
     conns = Connections(n)
     try:
         results = []
         for name, make in (
+            ("netlink dump alone", _dump_only),
             ("sampler.sample()", lambda s: s.sample),
             ("engine.tick()", lambda s: Engine(s, SystemClock()).tick),
         ):
