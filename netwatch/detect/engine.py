@@ -149,6 +149,8 @@ class RuleEngine:
         self._seen: dict[int, _Seen] = {}
         """Last tick's flows by object id (each holds its flow, so ids are not reused)."""
         self._context: tuple[object, ...] | None = None
+        self._windowed: list[bool] = []
+        self._windowed_of: RuleSet | None = None
         self.classified = 0
         """Flows whose conditions ran in the last `evaluate` (the rest were unchanged)."""
         self._tags = {
@@ -177,6 +179,9 @@ class RuleEngine:
         self._context = context
         seen: dict[int, _Seen] = {}
         per_rule: list[list[tuple[_Seen, int, bool]]] = [[] for _ in self.rules.rules]
+        if len(self._windowed) != len(self.rules.rules) or self._windowed_of is not self.rules:
+            self._windowed = [any(c.window for c in r.cases) for r in self.rules.rules]
+            self._windowed_of = self.rules
         classified = 0
         for ef in flows:
             s = old.get(id(ef))
@@ -191,9 +196,13 @@ class RuleEngine:
         self.classified = classified
         findings: list[Finding] = []
         for ri, rule in enumerate(self.rules.rules):
-            if per_rule[ri]:
+            # Window cases report from what their groups hold even on a tick nothing matched.
+            if per_rule[ri] or (self._windowed[ri] and not self._ignored(rule)):
                 findings.extend(self._run(ri, rule, per_rule[ri], env))
         return closed + self.suppressor.update(findings, self._tags)
+
+    def _ignored(self, rule: Rule) -> bool:
+        return self.policy.action(rule.id) is Action.IGNORE
 
     def _same_context(self, context: tuple[object, ...]) -> bool:
         before = self._context
@@ -207,7 +216,7 @@ class RuleEngine:
             return _Seen(ef, ())
         hits: list[tuple[int, int]] = []
         for ri, rule in enumerate(self.rules.rules):
-            if self.policy.action(rule.id) is Action.IGNORE:
+            if self._ignored(rule):
                 continue
             for ci, case in enumerate(rule.cases):
                 if case.pred(ef, env):

@@ -125,3 +125,15 @@ def test_listen_direction_flows_feed_process_listens_context() -> None:
     twins.tick(out, T0)
     twins.tick([*out, *_open([listen("vpnclient", 995)])], T0 + 1)
     assert twins.cached.classified == 2  # the listeners changed: everything ran again
+
+
+def test_a_window_keeps_reporting_on_ticks_where_nothing_matches() -> None:
+    # The relay window (1 h) still holds its peers after they left: each tick its finding
+    # refreshes the alert, so it closes only an hour after the window empties.
+    twins = Twins()
+    twins.tick(_open(inbound("vpnserver", PEERS)), T0)
+    twins.tick([], T0 + 3000)
+    assert [a for a in twins.tick([], T0 + 3700) if a.rule_id == "vpngate.relay_mode"] == []
+    (closed,) = [a for a in twins.tick([], T0 + 7300) if a.rule_id == "vpngate.relay_mode"]
+    assert closed.state.value == "closed"
+    assert closed.last_seen == T0 + 3000
