@@ -80,6 +80,10 @@ class CaptureFlows:
             queue_drops=st.queue_drops,
         )
 
+    def settle(self, timeout: float = 1.0) -> bool:
+        """Wait until the packets the kernel took so far are queued (before a last tick)."""
+        return self.capture.settle(timeout)
+
     def close(self) -> None:
         """Stop the capture thread."""
         self.capture.stop()

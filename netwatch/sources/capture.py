@@ -34,7 +34,7 @@ import psutil
 from netwatch.errors import CaptureUnavailableError, UsageError
 from netwatch.model import IPAddress, PacketMeta, parse_ip
 from netwatch.sources.decode import PacketDecoder
-from netwatch.sources.packet_ring import Frame, PacketRing
+from netwatch.sources.packet_ring import RETIRE_MS, Frame, PacketRing
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -45,6 +45,8 @@ ARPHRD_LOOPBACK = 772
 PACKET_OUTGOING = 4
 _SNAPLEN = 65535
 _RCVBUF = 32 << 20
+_IDLE_WAIT = 0.2
+"""Seconds the reader waits for a frame before checking whether to stop."""
 
 WITHOUT_CAPTURE = (
     "processes, addresses and TCP byte counts still come from the socket table; "
@@ -117,6 +119,8 @@ class LiveCapture:
         self._frames = self._queue_drops = self._kernel_drops = 0
         self._stats_lock = threading.Lock()
         self._error: str | None = None
+        self._idle_at = float("-inf")
+        """When the reader last found nothing to read (monotonic clock); see `settle()`."""
 
     def open(self) -> LiveCapture:
         """Open the packet socket without reading it yet (the kernel starts queueing)."""
@@ -172,7 +176,7 @@ class LiveCapture:
                         f"no network interface named {self.interface!r}"
                     ) from None
             _flush(sock)
-            sock.settimeout(0.2)
+            sock.settimeout(_IDLE_WAIT)
         except BaseException:
             sock.close()
             raise
@@ -205,6 +209,7 @@ class LiveCapture:
             try:
                 data, addr = recv(_SNAPLEN)
             except TimeoutError:
+                self._idle_at = time.monotonic()
                 continue
             except OSError:
                 if stop.is_set():
@@ -248,7 +253,29 @@ class LiveCapture:
             queue.append((ts, ethertype, data, name))
 
         while not stop.is_set():
-            ring.read(handle, 0.2)
+            if not ring.read(handle, _IDLE_WAIT):
+                self._idle_at = time.monotonic()
+
+    def settle(self, timeout: float = 1.0) -> bool:
+        """Wait until every frame the kernel took before this call is in the queue.
+
+        Why: the ring hands a block over only when it is full or `RETIRE_MS` after its first
+        frame, so the packets of the last few tens of milliseconds are still in the kernel's
+        hands; a final snapshot taken at stop would miss them (a whole VPN handshake fits in
+        that window on a fast link). Returns False if the reader did not catch up in time.
+        """
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return False
+        if self._ring is not None:
+            time.sleep(2 * RETIRE_MS / 1000)  # the open block is retired by now (2x: timer slack)
+        mark = time.monotonic()
+        deadline = mark + timeout
+        while self._idle_at <= mark:  # a read that found nothing, begun after `mark`
+            if time.monotonic() > deadline or not thread.is_alive():
+                return False
+            time.sleep(0.005)
+        return True
 
     def packets(self, limit: int | None = None) -> list[PacketMeta]:
         """Decode and return what is queued (at most `limit` frames), oldest first."""

@@ -27,6 +27,8 @@ TPACKET_V3 = 2
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 _SLL_OFFSET = 48
+RETIRE_MS = 50
+"""A block that is not full goes to the reader this long after its first frame."""
 
 Frame = tuple[float, int, int, int, int, bytes]
 """(timestamp, ethertype, interface index, packet type, hardware type, network-layer bytes)."""
@@ -41,7 +43,7 @@ class PacketRing:
         block_size: int = 1 << 20,
         blocks: int = 32,
         frame_size: int = 2048,
-        retire_ms: int = 50,
+        retire_ms: int = RETIRE_MS,
     ) -> None:
         self.sock = sock
         self.block_size = block_size

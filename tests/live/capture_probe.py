@@ -36,6 +36,7 @@ def main() -> int:
         if select.select([sys.stdin], [], [], args.interval)[0]:
             break
         snapshots.append(engine.tick())
+    packets.settle()  # the last packets are still in the kernel's ring block
     snapshots.append(engine.tick())
     packets.close()
     with open(args.out, "w", encoding="utf-8") as fh:

@@ -64,6 +64,26 @@ def test_bpf_filter_and_loopback_seen_once(udp_port: int, ring: bool) -> None:
     assert cap.stats().frames == 7
 
 
+@pytest.mark.parametrize("ring", [True, False], ids=["ring", "recv"])
+def test_settle_queues_every_frame_sent_before_it(udp_port: int, ring: bool) -> None:
+    # A few frames do not fill a ring block: without settle() they would still be in the
+    # kernel's hands when a last snapshot is taken right after them.
+    with LiveCapture("lo", bpf=f"udp dst port {udp_port}", ring=ring) as cap:
+        for round_ in range(3):
+            _send(udp_port, 3, b"r%d" % round_)
+            assert cap.settle(), "the reader caught up"
+            got = cap.packets()
+            assert [m.payload for m in got] == [b"r%d" % round_] * 3
+
+
+def test_settle_without_a_running_reader_returns_false() -> None:
+    cap = LiveCapture("lo")
+    assert cap.settle(0.1) is False
+    cap.start()
+    cap.stop()
+    assert cap.settle(0.1) is False
+
+
 def test_queue_overflow_is_counted(udp_port: int) -> None:
     with LiveCapture("lo", bpf=f"udp dst port {udp_port}", queue_size=10) as cap:
         _send(udp_port, 50)
