@@ -8,7 +8,7 @@ so `::ffff:1.2.3.4` and `1.2.3.4` are the same endpoint everywhere.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -94,12 +94,23 @@ class Endpoint:
 
     ip: IPAddress
     port: int = 0
+    _hash: int = field(init=False, repr=False, compare=False)
+    """Computed once: `ipaddress` objects hash through `hex()`, and endpoints and flow keys
+    are hashed for every socket on every tick (`bench/daemon.py` found it a third of a tick)."""
 
     def __post_init__(self) -> None:
         """Unmap IPv4-mapped IPv6 so dual-stack sockets compare equal to IPv4 ones."""
         unmapped = parse_ip(self.ip)
         if unmapped is not self.ip:
             object.__setattr__(self, "ip", unmapped)
+        object.__setattr__(self, "_hash", hash((self.ip, self.port)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[Endpoint], tuple[IPAddress, int]]:
+        """Rebuilt by the constructor: string hashes differ between processes."""
+        return (Endpoint, (self.ip, self.port))
 
     def __str__(self) -> str:
         if self.ip.version == 6:
@@ -114,6 +125,18 @@ class FlowKey:
     transport: Transport
     local: Endpoint
     remote: Endpoint | None
+    _hash: int = field(init=False, repr=False, compare=False)
+    """Computed once, as for `Endpoint`."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.transport, self.local, self.remote)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[FlowKey], tuple[Transport, Endpoint, Endpoint | None]]:
+        """Rebuilt by the constructor: string hashes differ between processes."""
+        return (FlowKey, (self.transport, self.local, self.remote))
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,8 @@ def merge_flows(socket_flows: Sequence[Flow], packet_flows: Sequence[Flow]) -> l
     keep the larger (both count the same bytes, each misses some: sockets opened before capture,
     packets dropped by the kernel).
     """
+    if not packet_flows:
+        return list(socket_flows)
     by_key = {f.key: f for f in socket_flows}
     merged: list[Flow] = []
     seen = set()
