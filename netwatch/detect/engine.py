@@ -25,10 +25,15 @@ from netwatch.detect.policy import PolicyView
 from netwatch.detect.python_rules import PYTHON_RULES, PythonRule
 from netwatch.detect.rule import Case, Finding, Rule, RuleSet, Window
 from netwatch.detect.suppress import Suppressor
-from netwatch.model import Alert, Direction, EnrichedFlow, Evidence, HostFacts, ProcessRef
-
-LOG_TAG = "log"
-"""Tag on alerts whose rule the policy sets to `log`: recorded, not raised in the dashboard."""
+from netwatch.model import (
+    LOG_TAG,
+    Alert,
+    Direction,
+    EnrichedFlow,
+    Evidence,
+    HostFacts,
+    ProcessRef,
+)
 
 
 def is_netwatch_fetch(process: ProcessRef | None) -> bool:

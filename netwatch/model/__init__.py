@@ -4,7 +4,7 @@ Nothing here imports from the rest of netwatch or touches the OS. Everything is 
 from this package so callers write `from netwatch.model import Flow`.
 """
 
-from netwatch.model.alert import Alert, AlertState, Severity
+from netwatch.model.alert import LOG_TAG, Alert, AlertState, Severity
 from netwatch.model.flow import (
     Attribution,
     Confidence,
@@ -26,6 +26,7 @@ from netwatch.model.snapshot import Counters, Snapshot, SourceStatus
 from netwatch.model.sockets import SocketEntry, SocketTable
 
 __all__ = [
+    "LOG_TAG",
     "Alert",
     "AlertState",
     "Attribution",

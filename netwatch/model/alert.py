@@ -31,6 +31,11 @@ class AlertState(StrEnum):
     CLOSED = "closed"
 
 
+LOG_TAG = "log"
+"""Tag on alerts whose rule the policy sets to `log`: stored and exported like any alert,
+shown dimmed below the others in the dashboard (for the record, not for attention)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One finding. Repeats with the same `identifier` raise `count`, not new alerts."""

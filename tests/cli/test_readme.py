@@ -24,3 +24,24 @@ def test_readme_first_command_starts_the_dashboard(repo_root: Path) -> None:
     first = _readme_commands(repo_root)[0]
     assert first.rstrip().endswith("bin/netwatch")
     assert "pip install ." in first
+
+
+def test_readme_policy_example_is_a_valid_config(repo_root: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    text = (repo_root / "README.md").read_text(encoding="utf-8")
+    (example,) = re.findall(r"```toml\n(.+?)\n```", text, flags=re.S)
+    config = tmp_path / "config.toml"
+    config.write_text(example, encoding="utf-8")
+    res = subprocess.run(
+        [sys.executable, "-m", "netwatch", "rules", "list", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    actions = {line.split()[0]: line.split() for line in res.stdout.splitlines() if line}
+    assert actions["vpngate.list_fetch"][2] == "log"  # RULE SEVERITY ACTION ...
+    assert actions["geo.new_country"][2] == "ignore"

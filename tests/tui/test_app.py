@@ -6,9 +6,10 @@ import random
 from dataclasses import replace
 
 import pytest
+from textual.coordinate import Coordinate
 
 from netwatch.feed import ReplayFeed
-from netwatch.model import Owner, Snapshot, SourceStatus
+from netwatch.model import LOG_TAG, Owner, Snapshot, SourceStatus
 from netwatch.ui.app import NetwatchApp
 from netwatch.ui.screens.process import ProcessScreen
 from netwatch.ui.screens.text_screen import TextScreen
@@ -209,6 +210,23 @@ async def test_alerts_of_replaced_snapshots_are_not_lost() -> None:
         await pilot.pause()
         assert len(app.alerts) == 60
         assert app.query_one(AlertsPane).alerts[0].id == "a60"
+
+
+async def test_logged_alerts_sit_dimmed_below_those_that_want_attention() -> None:
+    # The policy's `log` action: the alert is kept (and exported) but does not take the top.
+    older = make_alert(alert_id="raised", rule_id="vpn.unexpected", first_seen=1_700_000_000.0)
+    newer = replace(
+        make_alert(alert_id="logged", first_seen=1_700_000_100.0), tags=("vpngate", LOG_TAG)
+    )
+    app = NetwatchApp(ReplayFeed([make_snapshot(seq=1, alerts=(newer, older))]), now=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        pane = app.query_one(AlertsPane)
+        assert [a.id for a in pane.alerts] == ["raised", "logged"]
+        title = pane.get_cell_at(Coordinate(1, 4))
+        assert title.plain.endswith("(logged)") and title.style == "dim"
+        assert not pane.get_cell_at(Coordinate(0, 4)).plain.endswith("(logged)")
 
 
 async def test_alert_index_keeps_the_latest_state_of_each_alert() -> None:

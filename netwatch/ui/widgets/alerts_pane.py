@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import DataTable
 
-from netwatch.model import Alert, AlertState
+from netwatch.model import LOG_TAG, Alert, AlertState
 from netwatch.ui import fmt
 from netwatch.ui.detail import SEVERITY_STYLE
 
@@ -19,9 +19,15 @@ MAX_SHOWN = 500
 """The pane is rebuilt per snapshot; older alerts stay in the index and the store."""
 
 
+def logged(alert: Alert) -> bool:
+    """The policy says this rule's alerts are for the record, not for attention."""
+    return LOG_TAG in alert.tags
+
+
 def newest_first(alerts: Sequence[Alert]) -> list[Alert]:
-    """Sort alerts by last seen (newest first), then by severity, then id (stable)."""
-    return sorted(alerts, key=lambda a: (-a.last_seen, -a.severity.rank, a.id))
+    """Alerts that want attention first, then the logged ones (policy action `log`); each
+    part by last seen (newest first), then severity, then id (stable)."""
+    return sorted(alerts, key=lambda a: (logged(a), -a.last_seen, -a.severity.rank, a.id))
 
 
 class AlertsPane(DataTable[Text]):
@@ -47,8 +53,11 @@ class AlertsPane(DataTable[Text]):
         self.clear()
         for a in self.alerts:
             style = SEVERITY_STYLE.get(a.severity.value, "")
-            if a.state is AlertState.CLOSED:
+            quiet = logged(a)
+            if a.state is AlertState.CLOSED or quiet:
                 style = "dim"
+            note = " (closed)" if a.state is AlertState.CLOSED else ""
+            note += " (logged)" if quiet else ""
             proc = a.process.name if a.process is not None else "?"
             self.add_row(
                 Text(fmt.severity(a.severity), style=style),
@@ -56,7 +65,7 @@ class AlertsPane(DataTable[Text]):
                 Text(fmt.duration(max(0.0, now - a.last_seen)), justify="right"),
                 Text(proc),
                 Text(
-                    a.title + (" (closed)" if a.state is AlertState.CLOSED else ""),
+                    a.title + note,
                     style=style if a.severity.rank >= 3 or style == "dim" else "",
                 ),
                 key=a.id,
