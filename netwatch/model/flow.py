@@ -71,6 +71,8 @@ class Attribution(StrEnum):
     """The socket table listed this endpoint with its process in this sample."""
     CACHED = "cached"
     """The socket was gone, but an earlier sample had attributed this flow."""
+    CONNECT = "connect"
+    """Found as the connection started (its first packet); no sample listed its socket."""
     UNKNOWN = "unknown"
     """No process could be found (other user without privileges, raw traffic, pcap)."""
 

@@ -11,13 +11,25 @@ last time so short conversations are not missed between ticks.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 
+from netwatch.errors import CaptureUnavailableError
 from netwatch.flows.table import FlowState, FlowTable, Inspector
-from netwatch.model import Attribution, Counters, Flow, FlowKey, IPAddress, SocketTable
+from netwatch.model import (
+    Attribution,
+    Counters,
+    Flow,
+    FlowKey,
+    IPAddress,
+    SocketTable,
+    Transport,
+)
 from netwatch.pipeline.offline import default_inspector
 from netwatch.sources.capture import LiveCapture, local_addresses
+from netwatch.sources.connect_owners import ConnectionOwners
+from netwatch.sources.netlink import NetlinkUnavailableError
 
 ADDRESS_REFRESH = 10.0
 """Seconds between re-reading this host's interface addresses."""
@@ -34,8 +46,11 @@ class CaptureFlows:
         forget: Callable[[FlowKey], None] | None = None,
         idle_timeout: float = 120.0,
         addresses: Callable[[], frozenset[IPAddress]] = local_addresses,
+        starts: ConnectionOwners | None = None,
     ) -> None:
         self.capture = capture
+        self.starts = starts
+        """Owners of outgoing connections caught as they started (None: not running)."""
         self.table = FlowTable(inspect, idle_timeout=idle_timeout, on_expire=forget)
         self._addresses = addresses
         self._addrs: frozenset[IPAddress] = frozenset()
@@ -48,7 +63,13 @@ class CaptureFlows:
         """Start capturing (raises `CaptureUnavailableError`) with the dissectors attached."""
         inspect, forget = default_inspector()
         capture = LiveCapture(interface, bpf).start()
-        return cls(capture, inspect=inspect, forget=forget, idle_timeout=idle_timeout)
+        starts = None
+        # Without it, attribution falls back to the socket samples alone.
+        with contextlib.suppress(CaptureUnavailableError, NetlinkUnavailableError):
+            starts = ConnectionOwners().start()
+        return cls(
+            capture, inspect=inspect, forget=forget, idle_timeout=idle_timeout, starts=starts
+        )
 
     def _local(self) -> frozenset[IPAddress]:
         now = time.monotonic()
@@ -69,7 +90,10 @@ class CaptureFlows:
         self.pump()
         gone = self.table.tick(now)
         local = self._local()
-        return [attribute(s, table, local) for s in (*self.table.live(), *gone)]
+        starts = self.starts
+        if starts is not None:
+            starts.hint(table)
+        return [attribute(s, table, local, starts) for s in (*self.table.live(), *gone)]
 
     def counters(self) -> Counters:
         """Packets seen, kernel drops and queue overflows since capture started."""
@@ -85,18 +109,29 @@ class CaptureFlows:
         return self.capture.settle(timeout)
 
     def close(self) -> None:
-        """Stop the capture thread."""
+        """Stop the capture threads."""
         self.capture.stop()
+        if self.starts is not None:
+            self.starts.stop()
 
 
-def attribute(state: FlowState, table: SocketTable, local: frozenset[IPAddress]) -> Flow:
-    """The flow seen from this host, with its owning process when the socket table has it."""
+def attribute(
+    state: FlowState,
+    table: SocketTable,
+    local: frozenset[IPAddress],
+    starts: ConnectionOwners | None = None,
+) -> Flow:
+    """The flow seen from this host, with its owning process when the socket table has it
+    (or, for a connection from here that no sample listed, when `starts` caught it)."""
     transport = state.key.transport
     ini, resp = state.initiator, state.responder
     if state.local_is_initiator is not None and state.process is not None:
         here, there = (ini, resp) if state.local_is_initiator else (resp, ini)
         entry = table.lookup(transport, here, there)
-        state.attribution = Attribution.SOCKET if entry is not None else Attribution.CACHED
+        if entry is not None:
+            state.attribution = Attribution.SOCKET
+        elif state.attribution is not Attribution.CONNECT:
+            state.attribution = Attribution.CACHED
         return state.to_flow(state.local_is_initiator)
     for initiator_local, here, there in ((True, ini, resp), (False, resp, ini)):
         if here.ip not in local:
@@ -107,6 +142,13 @@ def attribute(state: FlowState, table: SocketTable, local: frozenset[IPAddress])
             state.attribution = Attribution.SOCKET
             state.local_is_initiator = initiator_local
             return state.to_flow(initiator_local)
+    if starts is not None and transport is Transport.TCP and ini.ip in local:
+        proc = starts.owner(FlowKey(transport, ini, resp))
+        if proc is not None:
+            state.process = proc
+            state.attribution = Attribution.CONNECT
+            state.local_is_initiator = True
+            return state.to_flow(True)
     if state.local_is_initiator is None:
         if ini.ip in local:
             state.local_is_initiator = True

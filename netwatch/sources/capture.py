@@ -134,6 +134,13 @@ class LiveCapture:
         return self
 
     @property
+    def packet_socket(self) -> socket.socket:
+        """The open packet socket, for a caller that reads it in a thread of its own."""
+        if self._sock is None:
+            raise RuntimeError("LiveCapture.open() first")
+        return self._sock
+
+    @property
     def mode(self) -> str:
         """`ring` (TPACKET_V3 mmap) or `recv` (one system call per frame)."""
         return "ring" if self._ring is not None else "recv"

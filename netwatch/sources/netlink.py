@@ -131,6 +131,27 @@ def build_request(family: int, protocol: int, states: int = 0xFFFFFFFF, seq: int
     return header + body
 
 
+def build_lookup_request(
+    family: int, protocol: int, local: tuple[bytes, int], remote: tuple[bytes, int], seq: int = 1
+) -> bytes:
+    """Build a SOCK_DIAG_BY_FAMILY request for the one socket local <-> remote (no dump).
+
+    Addresses are 4 or 16 raw bytes; the cookie is INET_DIAG_NOCOOKIE (match by endpoints).
+    """
+    (src, sport), (dst, dport) = local, remote
+    sockid = (
+        sport.to_bytes(2, "big")
+        + dport.to_bytes(2, "big")
+        + src.ljust(16, b"\0")
+        + dst.ljust(16, b"\0")
+        + bytes(4)
+        + b"\xff" * 8
+    )
+    body = _REQ.pack(family, protocol, 0, 0, 0xFFFFFFFF) + sockid
+    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0)
+    return header + body
+
+
 def build_tcp_request(seq: int = 1) -> bytes:
     """Build the TCPDIAG_GETSOCK dump request for every TCP socket of both families."""
     ext = 1 << (INET_DIAG_INFO - 1)
@@ -342,6 +363,26 @@ class DiagSocket:
             raise
         except OSError as exc:
             raise NetlinkUnavailableError(exc.errno or 0, f"sock_diag: {exc}") from None
+
+    def lookup(
+        self, family: int, protocol: int, local: tuple[bytes, int], remote: tuple[bytes, int]
+    ) -> DiagRecord | None:
+        """The one socket local <-> remote as the kernel lists it now, or None if it has none.
+
+        One request and one reply, however many sockets the machine has: what a connection's
+        first packet needs to find its socket before a short exchange closes it.
+        """
+        self._seq += 1
+        out: list[DiagRecord] = []
+        try:
+            self._sock.send(build_lookup_request(family, protocol, local, remote, self._seq))
+            n = self._sock.recv_into(self._buf)
+            parse_messages(memoryview(self._buf)[:n], out, counters=False)
+        except NetlinkUnavailableError:
+            return None  # ENOENT: no such socket (any more)
+        except OSError as exc:
+            raise NetlinkUnavailableError(exc.errno or 0, f"sock_diag: {exc}") from None
+        return out[0] if out else None
 
     def close(self) -> None:
         """Close the netlink socket."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Protocol, TypeVar
 
 import psutil
@@ -328,3 +328,30 @@ class SocketOwners:
             else:
                 out[name] = 0
         return out
+
+
+def find_holders(
+    inodes: Collection[int], pids: Iterable[int], proc_root: str = "/proc"
+) -> dict[int, int]:
+    """inode -> the first pid (in `pids` order) whose fds link to it, for the inodes asked.
+
+    Reads the fd links of one process after another and stops once every inode is placed,
+    so a good guess of the order (who connected recently) makes it a handful of reads.
+    Processes that exit or hide their fds are skipped.
+    """
+    left = set(inodes)
+    found: dict[int, int] = {}
+    for pid in pids:
+        if not left:
+            break
+        base = f"{proc_root}/{pid}/fd/"
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for name in names:
+            inode = _read_link_inode(base + name)
+            if inode is not None and inode in left:
+                found[inode] = pid
+                left.discard(inode)
+    return found

@@ -29,6 +29,8 @@ class Watch:
     lab: Lab
     workdir: Path
     bpf: str | None = None
+    interval: float = 0.3
+    """Seconds between the probe's ticks (netwatch's default is 1)."""
     snapshots: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -45,6 +47,7 @@ class Watch:
         )
         wait_for_line(self._tcpdump.stderr, "listening on", 20)
         probe = [sys.executable, "-m", "tests.live.capture_probe", str(self.snap_file)]
+        probe += ["--interval", str(self.interval)]
         if self.bpf:
             probe += ["--filter", self.bpf]
         self._probe = self.lab.spawn(

@@ -7,6 +7,7 @@ client fetches a page from a peer namespace.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 from netwatch.sources.capture import LiveCapture
 from tests.conftest import requires_root, requires_tools
-from tests.live.capture_lab import Watch, process_name, remote_is, wait_until
+from tests.live.capture_lab import Watch, process_name, remote_is, wait_for_line, wait_until
 from tests.netns import HOST_IP, Lab
 
 pytestmark = [pytest.mark.live, requires_root, pytest.mark.timeout(60)]
@@ -176,6 +177,58 @@ def test_live_flow_attributed_to_its_process_with_http_label(tmp_path: Path) -> 
     counters = watch.snapshots[-1]["counters"]
     assert counters["packets"] > 0
     assert counters["capture_drops"] == 0 and counters["queue_drops"] == 0
+
+
+# The mission's case: a program fetches a few kilobytes and closes, all between two samples.
+# The server answers after 30 ms, as a server across the internet would (a veth pair has no
+# latency of its own).
+SHORT_SERVER = """
+import socket, sys, time
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], 8443)); srv.listen(); srv.settimeout(60)
+print("serving", flush=True)
+for _ in range(int(sys.argv[2])):
+    c, _ = srv.accept()
+    c.recv(64); time.sleep(0.03); c.sendall(b"x" * 4200); c.close()
+"""
+SHORT_CLIENT = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], 8443), timeout=10)
+s.sendall(b"hello")
+while s.recv(65536):
+    pass
+s.close()
+"""
+
+
+def test_a_connection_between_two_samples_is_named_from_its_start(tmp_path: Path) -> None:
+    fetches = 3
+    with Lab("cap") as lab:
+        peer = lab.add_peer("203.0.113.31")
+        (tmp_path / "server.py").write_text(SHORT_SERVER)
+        server = lab.spawn(
+            peer.ns,
+            [sys.executable, str(tmp_path / "server.py"), peer.ip, str(fetches)],
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
+        wait_for_line(server.stdout, "serving", 20)
+        fetcher = tmp_path / "shortfetch"  # a copy of the interpreter, so the name is ours
+        shutil.copy2(sys.executable, fetcher)
+        (tmp_path / "client.py").write_text(SHORT_CLIENT)
+        watch = Watch(lab, tmp_path, bpf=f"host {peer.ip}", interval=1.0).start()
+        for _ in range(fetches):
+            res = lab.run(
+                lab.host, [str(fetcher), str(tmp_path / "client.py"), peer.ip], timeout=20
+            )
+            assert res.returncode == 0, res.stderr
+        watch.stop()
+    flows = {f["sport"]: f for f in watch.flows(remote_is(peer.ip, 8443))}  # latest per flow
+    assert len(flows) == fetches, flows
+    assert {process_name(f) for f in flows.values()} == {"shortfetch"}
+    # Sockets that lived a few milliseconds are (almost) never in a 1 s sample.
+    assert [f["attribution"] for f in flows.values()].count("connect") >= fetches - 1
+    assert all(f["bytes_received"] >= 4200 and f["direction"] == "outbound" for f in flows.values())
 
 
 @pytest.mark.parametrize("ring", [True, False], ids=["ring", "recv"])

@@ -142,3 +142,30 @@ def test_counters_pass_drops_through_and_merge_keeps_the_socket_view() -> None:
     assert merged[0].packets_sent == 1
     flows.close()
     assert cap.stopped
+
+
+def test_a_connection_no_sample_listed_takes_the_owner_caught_at_its_start() -> None:
+    from netwatch.sources.connect_owners import ConnectionOwners
+
+    here, there = Endpoint(HOST, 40000), Endpoint(PEER, 443)
+    starts = ConnectionOwners()  # not started: its memory is filled as its thread would
+    starts._remember(FlowKey(Transport.TCP, here, there), VPN, 0.0)
+    cap = QueuedPackets()
+    flows = CaptureFlows(cap, addresses=lambda: frozenset({HOST}), starts=starts)  # type: ignore[arg-type]
+    syn = PacketMeta(1.0, Transport.TCP, here, there, 60, tcp_flags=0x02, ip_proto=6)
+    reply = PacketMeta(1.01, Transport.TCP, there, here, 4300, b"x" * 4200, 0x18, 6)
+    other = PacketMeta(
+        1.02, Transport.TCP, Endpoint(HOST, 40001), there, 60, tcp_flags=2, ip_proto=6
+    )
+    cap.queue += [syn, reply, other]
+    by_port = {f.key.local.port: f for f in flows.flows(_table(), 1.5)}
+    got = by_port[40000]
+    assert (got.process, got.attribution, got.direction) == (
+        VPN,
+        Attribution.CONNECT,
+        Direction.OUTBOUND,
+    )
+    assert got.bytes_received == 4300
+    assert by_port[40001].process is None  # its start was not caught: nothing is made up
+    (again,) = [f for f in flows.flows(_table(), 2.5) if f.key.local.port == 40000]
+    assert again.attribution is Attribution.CONNECT  # not "cached": no sample ever had it

@@ -1,0 +1,132 @@
+"""Connection starts: the SYN parser, the one-socket sock_diag lookup, the fd-link search.
+
+The live path (a connection shorter than a tick, named by its start) is tested in
+tests/live/test_capture.py; these are its parts on recorded or local inputs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+
+from netwatch.model import Endpoint, FlowKey, ProcessRef, Transport
+from netwatch.sources import netlink
+from netwatch.sources.connect_owners import ConnectionOwners, outgoing_syn
+from netwatch.sources.decode import PacketDecoder
+from netwatch.sources.processes import find_holders
+
+ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
+
+
+def _decode(ethertype: int, data: bytes) -> FlowKey | None:
+    return outgoing_syn(PacketDecoder().decode_cooked(ethertype, data, 0.0, "lo"))
+
+
+def test_an_ipv4_and_an_ipv6_syn_give_their_flow_key_this_host_first() -> None:
+    syn4 = bytes(IP(src="192.0.2.1", dst="203.0.113.80") / TCP(sport=40000, dport=443, flags="S"))
+    assert _decode(ETH_IPV4, syn4) == FlowKey(
+        Transport.TCP,
+        Endpoint(ipaddress.ip_address("192.0.2.1"), 40000),
+        Endpoint(ipaddress.ip_address("203.0.113.80"), 443),
+    )
+    syn6 = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP(sport=5, dport=80, flags="S"))
+    key = _decode(ETH_IPV6, syn6)
+    assert key is not None and key.remote == Endpoint(ipaddress.ip_address("2001:db8::2"), 80)
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        IP(src="192.0.2.1", dst="203.0.113.80") / TCP(sport=1, dport=2, flags="SA"),
+        IP(src="192.0.2.1", dst="203.0.113.80") / TCP(sport=1, dport=2, flags="A"),
+        IP(src="192.0.2.1", dst="203.0.113.80") / UDP(sport=1, dport=2),
+    ],
+    ids=["syn-ack", "ack", "udp"],
+)
+def test_anything_but_a_bare_syn_is_not_a_connection_start(packet: object) -> None:
+    assert _decode(ETH_IPV4, bytes(packet)) is None  # type: ignore[call-overload]
+
+
+@given(st.sampled_from([ETH_IPV4, ETH_IPV6, 0x0806, 0]), st.binary(max_size=120))
+def test_garbage_never_raises(ethertype: int, data: bytes) -> None:
+    key = _decode(ethertype, data)
+    assert key is None or key.transport is Transport.TCP
+
+
+def test_lookup_request_is_an_inet_diag_req_v2_for_one_socket() -> None:
+    req = netlink.build_lookup_request(
+        socket.AF_INET6, socket.IPPROTO_TCP, (b"\x20" * 16, 40000), (b"\x30" * 16, 443), seq=7
+    )
+    length, kind, flags, seq, _ = struct.unpack_from("=IHHII", req)
+    assert (length, kind, seq) == (len(req), netlink.SOCK_DIAG_BY_FAMILY, 7) and length == 72
+    assert flags == netlink.NLM_F_REQUEST  # not a dump
+    family, proto, _ext, _pad, states = struct.unpack_from("=BBBBI", req, 16)
+    assert (family, proto, states) == (socket.AF_INET6, socket.IPPROTO_TCP, 0xFFFFFFFF)
+    sport, dport = struct.unpack_from("!HH", req, 24)
+    assert (sport, dport) == (40000, 443)
+    assert req[28:44] == b"\x20" * 16 and req[44:60] == b"\x30" * 16
+    assert req[64:72] == b"\xff" * 8  # INET_DIAG_NOCOOKIE
+
+
+@pytest.fixture
+def connection() -> Iterator[tuple[socket.socket, socket.socket]]:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    cli = socket.create_connection(srv.getsockname())
+    peer, _ = srv.accept()
+    yield cli, srv
+    for s in (cli, peer, srv):
+        s.close()
+
+
+def _inode(sock: socket.socket) -> int:
+    return int(os.readlink(f"/proc/self/fd/{sock.fileno()}")[8:-1])
+
+
+def test_lookup_finds_exactly_that_socket_and_nothing_else(
+    connection: tuple[socket.socket, socket.socket],
+) -> None:
+    cli, srv = connection
+    lo = socket.inet_aton("127.0.0.1")
+    diag = netlink.DiagSocket()
+    try:
+        here, there = (lo, cli.getsockname()[1]), (lo, srv.getsockname()[1])
+        rec = diag.lookup(socket.AF_INET, socket.IPPROTO_TCP, here, there)
+        assert rec is not None and rec.inode == _inode(cli) and rec.uid == os.geteuid()
+        assert diag.lookup(socket.AF_INET, socket.IPPROTO_TCP, here, (lo, 1)) is None
+    finally:
+        diag.close()
+
+
+def test_find_holders_reads_the_given_pids_in_order_and_stops(
+    connection: tuple[socket.socket, socket.socket],
+) -> None:
+    cli, _ = connection
+    inode = _inode(cli)
+    assert find_holders({inode}, [2**22 + 1, os.getpid()]) == {inode: os.getpid()}
+    assert find_holders({inode}, [2**22 + 1]) == {}  # no such process: skipped
+    assert find_holders(set(), [os.getpid()]) == {}
+
+
+def test_kept_owners_expire_by_age_and_count() -> None:
+    owners = ConnectionOwners(keep=10.0, max_kept=3)
+    ref = ProcessRef(pid=1, create_time=0.0, name="init")
+    keys = [
+        FlowKey(Transport.TCP, Endpoint(ipaddress.ip_address("192.0.2.1"), p), None)
+        for p in range(6)
+    ]
+    for i, key in enumerate(keys[:5]):
+        owners._remember(key, ref, float(i))
+    assert [owners.owner(k) is not None for k in keys[:5]] == [False, False, True, True, True]
+    owners._remember(keys[5], ref, 100.0)  # everything older than 90 s goes
+    assert [owners.owner(k) is not None for k in keys] == [False] * 5 + [True]
