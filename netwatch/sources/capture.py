@@ -103,8 +103,11 @@ class LiveCapture:
         ring: bool = True,
         ring_block_size: int = 1 << 20,
         ring_blocks: int = 32,
+        program: bytes | None = None,
     ) -> None:
         self.interface = interface
+        self.program = program
+        """A BPF program already compiled (8 bytes an instruction), used instead of `bpf`."""
         self.rcvbuf = rcvbuf
         self.use_ring = ring
         self._ring_shape = (ring_block_size, ring_blocks)
@@ -168,8 +171,8 @@ class LiveCapture:
                 f"cannot open a packet socket: {exc.strerror or exc}; {WITHOUT_CAPTURE}"
             ) from None
         try:
-            if self.bpf:
-                program = compile_bpf(self.bpf)
+            program = self.program or (compile_bpf(self.bpf) if self.bpf else None)
+            if program:
                 self._attach(sock, program)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.rcvbuf)

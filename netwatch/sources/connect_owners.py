@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
 import threading
 import time
 from collections import OrderedDict
@@ -40,6 +41,19 @@ SYN_FILTER = (
     " or (ip6 and ip6[6] == 6 and ip6[53] & 0x12 == 0x02)"
 )
 """Connection starts only: TCP SYN without ACK (IPv6 without extension headers)."""
+SYN_PROGRAM = b"".join(
+    struct.pack("HBBI", *insn)
+    for insn in (
+        (0x30, 0, 0, 0), (0x54, 0, 0, 0xF0), (0x15, 0, 8, 0x40), (0x30, 0, 0, 9),
+        (0x15, 0, 15, 6), (0x28, 0, 0, 6), (0x45, 13, 0, 0x1FFF), (0xB1, 0, 0, 0),
+        (0x50, 0, 0, 13), (0x54, 0, 0, 0x12), (0x15, 8, 9, 2), (0x30, 0, 0, 0),
+        (0x54, 0, 0, 0xF0), (0x15, 0, 6, 0x60), (0x30, 0, 0, 6), (0x15, 0, 4, 6),
+        (0x30, 0, 0, 53), (0x54, 0, 0, 0x12), (0x15, 0, 1, 2), (0x06, 0, 0, 0xFFFF),
+        (0x06, 0, 0, 0),
+    )
+)  # fmt: skip
+"""`SYN_FILTER` as libpcap compiles it for raw IP (a test checks they agree). Kept compiled so
+the daemon does not load scapy and libpcap (about 24 MB) for one fixed filter."""
 PACKET_OUTGOING = 4
 _SYN, _ACK = 0x02, 0x10
 _Decode = Callable[[int, bytes, float, str | None], PacketMeta | None]
@@ -112,7 +126,7 @@ class ConnectionOwners:
 
         Raises `CaptureUnavailableError` (no CAP_NET_RAW) or `NetlinkUnavailableError`.
         """
-        capture = LiveCapture(bpf=SYN_FILTER, ring=False, rcvbuf=1 << 20).open()
+        capture = LiveCapture(program=SYN_PROGRAM, ring=False, rcvbuf=1 << 20).open()
         try:
             self._diag = netlink.DiagSocket()
         except netlink.NetlinkUnavailableError:

@@ -20,7 +20,13 @@ from scapy.layers.inet6 import IPv6
 
 from netwatch.model import Endpoint, FlowKey, ProcessRef, Transport
 from netwatch.sources import netlink
-from netwatch.sources.connect_owners import ConnectionOwners, outgoing_syn
+from netwatch.sources.capture import compile_bpf
+from netwatch.sources.connect_owners import (
+    SYN_FILTER,
+    SYN_PROGRAM,
+    ConnectionOwners,
+    outgoing_syn,
+)
 from netwatch.sources.decode import PacketDecoder
 from netwatch.sources.processes import find_holders
 
@@ -60,6 +66,10 @@ def test_anything_but_a_bare_syn_is_not_a_connection_start(packet: object) -> No
 def test_garbage_never_raises(ethertype: int, data: bytes) -> None:
     key = _decode(ethertype, data)
     assert key is None or key.transport is Transport.TCP
+
+
+def test_the_built_in_syn_program_is_what_libpcap_compiles_for_the_filter() -> None:
+    assert compile_bpf(SYN_FILTER) == SYN_PROGRAM
 
 
 def test_lookup_request_is_an_inet_diag_req_v2_for_one_socket() -> None:
