@@ -180,7 +180,7 @@ def test_live_flow_attributed_to_its_process_with_http_label(tmp_path: Path) -> 
 
 
 # The mission's case: a program fetches a few kilobytes and closes, all between two samples.
-# The server answers after 30 ms, as a server across the internet would (a veth pair has no
+# The server answers after 100 ms, as a server across the internet would (a veth pair has no
 # latency of its own).
 SHORT_SERVER = """
 import socket, sys, time
@@ -189,7 +189,7 @@ srv.bind((sys.argv[1], 8443)); srv.listen(); srv.settimeout(60)
 print("serving", flush=True)
 for _ in range(int(sys.argv[2])):
     c, _ = srv.accept()
-    c.recv(64); time.sleep(0.03); c.sendall(b"x" * 4200); c.close()
+    c.recv(64); time.sleep(0.1); c.sendall(b"x" * 4200); c.close()
 """
 SHORT_CLIENT = """
 import socket, sys
