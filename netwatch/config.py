@@ -12,7 +12,7 @@ import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -79,11 +79,36 @@ class Policy:
         return Action.ALERT
 
 
+EXPORT_FORMATS = ("jsonl", "csv", "syslog", "ecs")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    """The `[daemon]` section: what `netwatch daemon` runs with when no flag says otherwise.
+
+    A systemd unit starts the daemon without flags; an admin sets sinks, retention and the
+    interval here. None means "not set" (the flag's default applies). Read at start: a change
+    needs a restart (SIGHUP reloads only the policy and the rules).
+    """
+
+    interval: float | None = None
+    retention_days: float | None = None
+    max_db_mb: int | None = None
+    export_file: Path | None = None
+    export_format: str | None = None
+    syslog: str | None = None
+    """`udp://host:port` or `tcp://host:port`."""
+    metrics_port: int | None = None
+    capture: bool | None = None
+    interface: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; `source` names the file it came from (or `defaults`)."""
 
     policy: Policy = field(default_factory=Policy)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
     source: str = "defaults"
 
 
@@ -217,7 +242,86 @@ def parse_policy(raw: Any, errs: _Errors) -> Policy:
     )
 
 
-SECTIONS: Mapping[str, Callable[[Any, _Errors], Any]] = {"policy": parse_policy}
+def _number(raw: Any, key: str, errs: _Errors, low: float, high: float) -> float | None:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not low < raw <= high:
+        errs.add(key, f"{raw!r} must be a number above {low:g} and at most {high:g}")
+        return None
+    return float(raw)
+
+
+def _whole(raw: Any, key: str, errs: _Errors, high: int) -> int | None:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 < raw <= high:
+        errs.add(key, f"{raw!r} must be a whole number from 1 to {high}")
+        return None
+    return raw
+
+
+def _syslog_url(raw: Any, key: str, errs: _Errors) -> str | None:
+    """`udp://host:port` or `tcp://host:port`, checked here so a typo fails at start."""
+    text = raw if isinstance(raw, str) else ""
+    proto, sep, rest = text.partition("://")
+    host, _, port = rest.rpartition(":")
+    if not sep or proto not in ("udp", "tcp") or not host or not port.isdigit():
+        errs.add(key, f"{raw!r} is not udp://HOST:PORT or tcp://HOST:PORT")
+        return None
+    if _port(port, key, errs) is None:
+        return None
+    return text
+
+
+_DAEMON_KEYS = {f.name for f in fields(DaemonSettings)}
+
+
+def parse_daemon(raw: Any, errs: _Errors) -> DaemonSettings:
+    """Parse the `[daemon]` table; unknown keys and bad values are located errors."""
+    if not isinstance(raw, dict):
+        errs.add("daemon", "must be a table")
+        return DaemonSettings()
+    for key in sorted(set(raw) - _DAEMON_KEYS):
+        errs.add(f"daemon.{key}", f"unknown key (expected one of {sorted(_DAEMON_KEYS)})")
+    out: dict[str, Any] = {}
+    checks: dict[str, Callable[[Any, str], Any]] = {
+        "interval": lambda v, k: _number(v, k, errs, 0, 3600),
+        "retention_days": lambda v, k: _number(v, k, errs, 0, 36500),
+        "max_db_mb": lambda v, k: _whole(v, k, errs, 1 << 20),
+        "metrics_port": lambda v, k: _whole(v, k, errs, 65535),
+        "syslog": lambda v, k: _syslog_url(v, k, errs),
+        "export_format": lambda v, k: _choice(v, k, errs, EXPORT_FORMATS),
+        "export_file": lambda v, k: Path(v) if _text(v, k, errs) else None,
+        "interface": lambda v, k: v if _text(v, k, errs) else None,
+        "capture": lambda v, k: _flag(v, k, errs),
+    }
+    for name, check in checks.items():
+        if name in raw:
+            out[name] = check(raw[name], f"daemon.{name}")
+    return DaemonSettings(**out)
+
+
+def _choice(raw: Any, key: str, errs: _Errors, choices: tuple[str, ...]) -> str | None:
+    if raw not in choices:
+        errs.add(key, f"{raw!r} is not one of {', '.join(choices)}")
+        return None
+    return str(raw)
+
+
+def _text(raw: Any, key: str, errs: _Errors) -> bool:
+    if not isinstance(raw, str) or not raw:
+        errs.add(key, "must be a non-empty string")
+        return False
+    return True
+
+
+def _flag(raw: Any, key: str, errs: _Errors) -> bool | None:
+    if not isinstance(raw, bool):
+        errs.add(key, f"{raw!r} must be true or false")
+        return None
+    return raw
+
+
+SECTIONS: Mapping[str, Callable[[Any, _Errors], Any]] = {
+    "policy": parse_policy,
+    "daemon": parse_daemon,
+}
 """Top-level section name -> parser; the `Config` field has the same name."""
 
 

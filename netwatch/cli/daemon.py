@@ -65,12 +65,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Unix socket. SIGTERM stops cleanly, SIGHUP reloads config, policy and rules."
         ),
     )
-    p.add_argument("--config", type=Path, metavar="FILE", help="config file (policy)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="config file: policy, and [daemon] settings that flags override",
+    )
     p.add_argument("--db", type=Path, metavar="PATH", help="SQLite store (default: state dir)")
     p.add_argument("--socket", type=Path, metavar="PATH", help="Unix socket for dashboards")
     p.add_argument("--ticks", type=_positive_int, metavar="N", help="stop after N samples")
     p.add_argument(
-        "--interval", type=_positive_float, default=1.0, metavar="S", help="seconds per sample"
+        "--interval", type=_positive_float, metavar="S", help="seconds per sample (default 1)"
     )
     p.add_argument(
         "--metrics-port", type=_port, metavar="P", help="serve Prometheus metrics on 127.0.0.1:P"
@@ -81,7 +86,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--export-format",
         choices=("jsonl", "csv", "syslog", "ecs"),
-        default="jsonl",
         help="format of --export-file (default jsonl)",
     )
     p.add_argument(
@@ -90,12 +94,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--retention-days",
         type=_positive_float,
-        default=30.0,
         metavar="D",
         help="keep alerts and flow summaries D days (default 30)",
     )
     p.add_argument(
-        "--max-db-mb", type=_positive_int, default=256, metavar="M", help="store size cap"
+        "--max-db-mb", type=_positive_int, metavar="M", help="store size cap (default 256)"
     )
     p.add_argument(
         "--no-capture", action="store_true", help="sample sockets only, no packet capture"
@@ -105,8 +108,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
+def apply_settings(args: argparse.Namespace, settings: Any) -> argparse.Namespace:
+    """Fill what no flag set from the config's `[daemon]` section, then the defaults."""
+    out = argparse.Namespace(**vars(args))
+    for name, default in (
+        ("interval", 1.0),
+        ("retention_days", 30.0),
+        ("max_db_mb", 256),
+        ("export_file", None),
+        ("export_format", "jsonl"),
+        ("metrics_port", None),
+        ("interface", None),
+    ):
+        if getattr(out, name) is None:
+            value = getattr(settings, name)
+            setattr(out, name, default if value is None else value)
+    if out.syslog is None and settings.syslog is not None:
+        out.syslog = _syslog_target(settings.syslog)  # checked when the config was read
+    out.no_capture = out.no_capture or settings.capture is False
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """Compose the daemon and run it until stopped."""
+    from netwatch.config import load_config
+
+    return _run(apply_settings(args, load_config(args.config).daemon))
+
+
+def _run(args: argparse.Namespace) -> int:
     from netwatch import paths
     from netwatch.cli import stages
     from netwatch.clock import SystemClock

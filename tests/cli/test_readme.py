@@ -26,14 +26,12 @@ def test_readme_first_command_starts_the_dashboard(repo_root: Path) -> None:
     assert "pip install ." in first
 
 
-def test_readme_policy_example_is_a_valid_config(repo_root: Path, tmp_path: Path) -> None:
+def _rules_list(config_text: str, tmp_path: Path) -> str:
     import subprocess
     import sys
 
-    text = (repo_root / "README.md").read_text(encoding="utf-8")
-    (example,) = re.findall(r"```toml\n(.+?)\n```", text, flags=re.S)
     config = tmp_path / "config.toml"
-    config.write_text(example, encoding="utf-8")
+    config.write_text(config_text, encoding="utf-8")
     res = subprocess.run(
         [sys.executable, "-m", "netwatch", "rules", "list", "--config", str(config)],
         capture_output=True,
@@ -42,6 +40,15 @@ def test_readme_policy_example_is_a_valid_config(repo_root: Path, tmp_path: Path
         check=False,
     )
     assert res.returncode == 0, res.stderr
-    actions = {line.split()[0]: line.split() for line in res.stdout.splitlines() if line}
+    return res.stdout
+
+
+def test_readme_config_examples_are_valid_configs(repo_root: Path, tmp_path: Path) -> None:
+    text = (repo_root / "README.md").read_text(encoding="utf-8")
+    policy, daemon = re.findall(r"```toml\n(.+?)\n```", text, flags=re.S)
+    out = _rules_list(policy, tmp_path)
+    actions = {line.split()[0]: line.split() for line in out.splitlines() if line}
     assert actions["vpngate.list_fetch"][2] == "log"  # RULE SEVERITY ACTION ...
     assert actions["geo.new_country"][2] == "ignore"
+    assert "[daemon]" in daemon
+    _rules_list(daemon, tmp_path)  # every [daemon] key shown is known and valid

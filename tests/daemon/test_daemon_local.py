@@ -249,3 +249,72 @@ def test_metrics_endpoint_on_localhost(tmp_path: Path) -> None:
     assert daemon.returncode == 0
     assert b"netwatch_flows " in body
     assert b"netwatch_socket_clients" in body
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_daemon_settings_come_from_the_config_and_flags_win(tmp_path: Path) -> None:
+    # What a systemd unit (no flags) runs with: the [daemon] section. A flag still wins.
+    import urllib.request
+
+    from_config, from_flag = _free_port(), _free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(f"[daemon]\nmetrics_port = {from_config}\ninterval = 0.2\ncapture = false\n")
+
+    def serves(port: int) -> bytes:
+        try:
+            url = f"http://127.0.0.1:{port}/metrics"
+            return bytes(urllib.request.urlopen(url, timeout=2).read())  # noqa: S310  # loopback
+        except OSError:
+            return b""
+
+    sock = tmp_path / "n.sock"
+    daemon = subprocess.Popen(
+        daemon_argv(tmp_path / "n.db", sock, "--config", str(config)), cwd=REPO
+    )
+    try:
+        assert _wait_for(
+            lambda: b"netwatch_sample_duration_seconds_count" in serves(from_config), 20
+        )
+        collector = Collector(sock)
+        try:
+            assert collector.wait_for(lambda c: len(c.snapshots) >= 6, 20)
+            snaps = collector.snapshots[-5:]
+        finally:
+            collector.close()
+    finally:
+        stop(daemon)
+    assert daemon.returncode == 0
+    gaps = [b.taken_at - a.taken_at for a, b in zip(snaps, snaps[1:], strict=False)]
+    assert max(gaps) < 0.6, f"interval 0.2 from the config, not the 1 s default: {gaps}"
+    assert snaps[-1].status.capture is False  # capture = false
+
+    daemon = subprocess.Popen(
+        daemon_argv(tmp_path / "n.db", tmp_path / "n.sock", "--config", str(config),
+                    "--metrics-port", str(from_flag)),
+        cwd=REPO,
+    )  # fmt: skip
+    try:
+        assert _wait_for(lambda: b"netwatch_flows" in serves(from_flag), 20)
+        assert serves(from_config) == b""
+    finally:
+        stop(daemon)
+    assert daemon.returncode == 0
+
+
+def test_a_bad_daemon_setting_is_one_located_line_exit_1(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[daemon]\ninterval = 0\nsyslog = "udp://loghost"\n')
+    res = subprocess.run(
+        daemon_argv(tmp_path / "n.db", tmp_path / "n.sock", "--config", str(config)),
+        cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 2, res.stderr
+    assert "daemon.interval" in lines[0] and "daemon.syslog" in lines[1]
+    assert not (tmp_path / "n.db").exists(), "nothing is opened before the config is good"

@@ -161,7 +161,9 @@ toml_values = st.recursive(
         st.dictionaries(
             st.sampled_from(
                 ["policy", "expected_vpn", "process", "path", "protocols", "endpoints", "name",
-                 "rules", "trusted_networks", "home_country", "vpn.unexpected", "x"]
+                 "rules", "trusted_networks", "home_country", "vpn.unexpected", "x",
+                 "interval", "retention_days", "max_db_mb", "export_file", "export_format",
+                 "syslog", "metrics_port", "capture", "interface"]
             ),
             children,
             max_size=4,
@@ -180,3 +182,65 @@ def test_config_parser_never_crashes(data: dict[str, object]) -> None:
     except ConfigError as exc:
         problems = str(exc).split("\nnetwatch: ")
     assert all(line.startswith("fuzz.toml: ") for line in problems)
+
+
+def test_daemon_section_good_values() -> None:
+    text = (
+        "[daemon]\ninterval = 0.5\nretention_days = 7\nmax_db_mb = 64\n"
+        'export_file = "/var/log/netwatch/alerts.jsonl"\nexport_format = "ecs"\n'
+        'syslog = "tcp://[2001:db8::1]:6514"\nmetrics_port = 9977\ncapture = false\n'
+        'interface = "eth0"\n'
+    )
+    d = parse_config(tomllib.loads(text)).daemon
+    assert (d.interval, d.retention_days, d.max_db_mb) == (0.5, 7.0, 64)
+    assert d.export_file == Path("/var/log/netwatch/alerts.jsonl") and d.export_format == "ecs"
+    assert (d.syslog, d.metrics_port, d.capture, d.interface) == (
+        "tcp://[2001:db8::1]:6514",
+        9977,
+        False,
+        "eth0",
+    )
+    assert parse_config({}).daemon.interval is None  # unset: the flag's default applies
+
+
+def test_daemon_section_problems_are_located_lines() -> None:
+    text = (
+        '[daemon]\ninterval = "fast"\nretention_days = -1\nmax_db_mb = 1.5\n'
+        'export_format = "xml"\nsyslog = "udp://h:99999"\nmetrics_port = true\n'
+        'capture = "no"\ninterface = ""\ncolour = 1\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(tomllib.loads(text), "c.toml")
+    lines = str(info.value).split("\nnetwatch: ")
+    keys = [line.split(": ")[1] for line in lines]
+    assert sorted(keys) == sorted(
+        f"daemon.{k}"
+        for k in (
+            "colour", "interval", "retention_days", "max_db_mb", "export_format", "syslog",
+            "metrics_port", "capture", "interface",
+        )
+    )  # fmt: skip
+
+
+def test_flags_win_over_daemon_settings_which_win_over_defaults() -> None:
+    import argparse
+
+    from netwatch.cli.daemon import apply_settings
+
+    settings = parse_config(
+        tomllib.loads('[daemon]\ninterval = 5\nsyslog = "udp://127.0.0.1:514"\ncapture = false\n')
+    ).daemon
+    flags = argparse.Namespace(
+        interval=None, retention_days=2.0, max_db_mb=None, export_file=None,
+        export_format=None, metrics_port=None, interface=None, syslog=None, no_capture=False,
+    )  # fmt: skip
+    got = apply_settings(flags, settings)
+    assert (got.interval, got.retention_days, got.max_db_mb, got.export_format) == (
+        5.0,
+        2.0,
+        256,
+        "jsonl",
+    )
+    assert (got.syslog.host, got.syslog.port, got.syslog.protocol) == ("127.0.0.1", 514, "udp")
+    assert got.no_capture is True
+    assert flags.interval is None  # the parsed flags are left alone
