@@ -189,33 +189,47 @@ def _dump_only(_: SocketSampler) -> Callable[[], object]:
 
 
 def cpu_at_1hz(n: int, seconds: int) -> None:
+    """Each step once a second, interleaved a third of a second apart, for `seconds`.
+
+    Interleaving spreads the machine's background noise over all rows alike (runs one after
+    another differed by a third here); each call's CPU time (user + kernel) is taken alone,
+    and the table gives the median and 90th percentile per call, and the mean as % of a core.
+    """
     conns = Connections(n)
+    names = ("netlink dump alone", "sampler.sample()", "engine.tick()")
     try:
-        results = []
-        for name, make in (
-            ("netlink dump alone", _dump_only),
-            ("sampler.sample()", lambda s: s.sample),
-            ("engine.tick()", lambda s: Engine(s, SystemClock()).tick),
-        ):
-            sampler = SocketSampler()
-            step = make(sampler)
+        steps = [
+            _dump_only(SocketSampler()),
+            SocketSampler().sample,
+            Engine(SocketSampler(), SystemClock()).tick,
+        ]
+        for step in steps:
             step()  # the cold first sample is start-up cost, not steady state
-            wall0, cpu0 = time.monotonic(), time.process_time()
-            usage0 = resource.getrusage(resource.RUSAGE_SELF)
-            for i in range(seconds):
+        per_call: list[list[float]] = [[] for _ in steps]
+        kernel: list[float] = [0.0 for _ in steps]
+        start = time.monotonic()
+        for i in range(seconds):
+            for k, step in enumerate(steps):
+                time.sleep(max(0.0, start + i + k / len(steps) - time.monotonic()))
+                usage0 = resource.getrusage(resource.RUSAGE_SELF)
+                cpu0 = time.process_time()
                 step()
-                time.sleep(max(0.0, wall0 + i + 1 - time.monotonic()))
-            wall = time.monotonic() - wall0
-            cpu = time.process_time() - cpu0
-            usage1 = resource.getrusage(resource.RUSAGE_SELF)
-            sys_s = usage1.ru_stime - usage0.ru_stime
-            results.append((name, cpu / wall * 100, cpu / seconds * 1000, sys_s / seconds * 1000))
+                per_call[k].append((time.process_time() - cpu0) * 1000)
+                kernel[k] += resource.getrusage(resource.RUSAGE_SELF).ru_stime - usage0.ru_stime
     finally:
         conns.close()
-    print(f"\nCPU at one sample per second, {n:,} connections, {seconds} s each")
-    print(f"  {'':<20} {'% of one core':>13} {'CPU ms/sample':>14} {'of which kernel':>16}")
-    for name, pct, per, sys_ms in results:
-        print(f"  {name:<20} {pct:12.2f}% {per:14.2f} {sys_ms:16.2f}")
+    print(f"\nCPU at one sample per second, {n:,} connections, {seconds} calls each (interleaved)")
+    print(
+        f"  {'':<20} {'% of one core':>13} {'median ms/call':>15} {'p90 ms/call':>12}"
+        f" {'of which kernel':>16}"
+    )
+    for name, calls, sys_s in zip(names, per_call, kernel, strict=True):
+        p90 = statistics.quantiles(calls, n=10)[-1]
+        mean = statistics.fmean(calls)
+        print(
+            f"  {name:<20} {mean / 10:12.2f}% {statistics.median(calls):15.2f} {p90:12.2f}"
+            f" {sys_s / len(calls) * 1000:16.2f}"
+        )
 
 
 def main() -> None:
