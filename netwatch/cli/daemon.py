@@ -9,6 +9,7 @@ socket server, the optional live sinks and metrics, and runs the loop until SIGT
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -18,6 +19,9 @@ from types import FrameType
 from typing import Any
 
 from netwatch.cli.common import add_geoip
+
+GC_THRESHOLDS = (50_000, 20, 100)
+"""gc thresholds for the daemon process (see `_run`)."""
 
 
 def _positive_float(text: str) -> float:
@@ -152,6 +156,12 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="netwatch daemon: %(message)s"
     )
+    # The daemon holds tens of thousands of long-lived objects (a flow per socket) and makes
+    # as many short-lived ones each tick; at the default gen-0 threshold (700) the collector
+    # re-walks survivors dozens of times a tick: bench/daemon.py measured a third of the
+    # daemon's CPU at 10,000 connections (14.9% -> 10.5%). Cycles are rare here (frozen
+    # dataclasses, tuples), and refcounting frees the rest at once.
+    gc.set_threshold(*GC_THRESHOLDS)
     early_stop = _EarlyStop()
     clock = SystemClock()
     store = Store(args.db or paths.default_db())
