@@ -6,15 +6,18 @@ samples, so capture sees its packets but no sample ever lists its socket or proc
 as OpenSnitch's /proc method does, connection starts are watched, the kernel is asked for that
 one socket at once, and the process holding it is found before it closes.
 
-A second packet socket with a BPF filter takes only TCP SYNs (the kernel filters, so ordinary
-traffic costs nothing here); a thread keeps the outgoing ones. For each it asks sock_diag for
+A second packet socket with a BPF filter takes only outgoing TCP SYNs (the kernel filters, so
+ordinary traffic costs nothing here), read by a thread. For each it asks sock_diag for
 that one socket at once (`DiagSocket.lookup`: one request, whatever the socket count), then
 reads fd links to find the holder of its inode: first the processes that connected lately,
 then the socket user's processes the last sample did not know, newest pid first (a command
 just started, like `curl`), then the owners in the last sample. What it finds is kept by flow
-key for `keep` seconds for `CaptureFlows` to attribute the flow with. Measured on loopback: a
-client that holds its connection 5 ms is always found; one that closes within a millisecond
-of connecting sometimes is not (its socket is gone before it can be asked about). Incoming
+key for `keep` seconds for `CaptureFlows` to attribute the flow with. The wider searches may
+use 2% of a core and all of it 5% (`budget`, `cap`): in a connection storm the rest is left
+to the samples and counted as missed. `bench/connects.py` measures it: against a server that
+answers in 30 ms, every connection is named at 10 and 100 a second (0.4% and about 3.5% of a
+core), and the cost stays near 5.5% at 2,000 a second; against one that answers at once (the
+socket gone within a millisecond) three in four are named at 10 a second. Incoming
 connections need none of this: their listener is in every sample.
 """
 
@@ -36,12 +39,13 @@ from netwatch.sources.capture import LiveCapture
 from netwatch.sources.decode import PacketDecoder
 from netwatch.sources.processes import ProcessReader, PsutilReader, find_holders
 
+PACKET_OUTGOING = 4
 SYN_FILTER = (
     "(ip and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn)"
     " or (ip6 and ip6[6] == 6 and ip6[53] & 0x12 == 0x02)"
 )
 """Connection starts only: TCP SYN without ACK (IPv6 without extension headers)."""
-SYN_PROGRAM = b"".join(
+_SYN_COMPILED = b"".join(
     struct.pack("HBBI", *insn)
     for insn in (
         (0x30, 0, 0, 0), (0x54, 0, 0, 0xF0), (0x15, 0, 8, 0x40), (0x30, 0, 0, 9),
@@ -54,8 +58,16 @@ SYN_PROGRAM = b"".join(
 )  # fmt: skip
 """`SYN_FILTER` as libpcap compiles it for raw IP (a test checks they agree). Kept compiled so
 the daemon does not load scapy and libpcap (about 24 MB) for one fixed filter."""
-PACKET_OUTGOING = 4
+SYN_PROGRAM = (
+    struct.pack("HBBI", 0x20, 0, 0, 0xFFFFF004)  # A = packet type (SKF_AD_OFF + SKF_AD_PKTTYPE)
+    + struct.pack("HBBI", 0x15, 0, len(_SYN_COMPILED) // 8 - 1, PACKET_OUTGOING)  # else ret 0
+    + _SYN_COMPILED
+)
+"""Outgoing packets only (the kernel drops others' SYNs and loopback's arriving copy), then
+`SYN_FILTER`. libpcap has no `outbound` for raw IP, so the two instructions are written here."""
 _SYN, _ACK = 0x02, 0x10
+NEW_PROCESSES = 32
+"""How many of the newest processes of the socket's user are searched."""
 _Decode = Callable[[int, bytes, float, str | None], PacketMeta | None]
 
 
@@ -87,11 +99,18 @@ class ConnectionOwners:
         proc_root: str = "/proc",
         keep: float = 600.0,
         max_kept: int = 8192,
+        budget: float = 0.02,
+        cap: float = 0.05,
     ) -> None:
         self._reader: ProcessReader = reader or PsutilReader()
         self._root = proc_root
         self.keep = keep
         self.max_kept = max_kept
+        self.budget = budget
+        """CPU seconds per second the wider /proc searches may use (0.02: 2% of a core)."""
+        self.cap = cap
+        """CPU seconds per second all of it may use; past it, starts are left to the samples."""
+        self._window = (float("-inf"), 0.0)
         self._found: OrderedDict[FlowKey, tuple[ProcessRef, float]] = OrderedDict()
         self._recent: OrderedDict[int, None] = OrderedDict()
         """pids that opened connections lately, most recent last."""
@@ -153,6 +172,12 @@ class ConnectionOwners:
         sock = capture.packet_socket
         decode = PacketDecoder().decode_cooked
         while not self._stop.is_set():
+            if self._over_budget(self.cap):
+                # A connection storm: sleep out this second (the kernel drops what overflows
+                # the socket buffer), then drop what queued; the samples take over meanwhile.
+                self._stop.wait(max(0.0, 1.0 - (time.monotonic() - self._window[0])))
+                self._drop_queued(sock)
+                continue
             try:
                 batch = self._gather(sock, decode)
             except OSError:
@@ -160,6 +185,15 @@ class ConnectionOwners:
             if batch:
                 with contextlib.suppress(OSError):  # a failed lookup never ends the thread
                     self._resolve(batch)
+
+    def _drop_queued(self, sock: socket.socket) -> None:
+        """Read and discard every queued connection start, counting them as missed."""
+        sock.settimeout(0.0)
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            for _ in range(1 << 16):
+                sock.recv(1)
+                self._seen += 1
+                self._missed += 1
 
     def _gather(self, sock: socket.socket, decode: _Decode) -> list[FlowKey]:
         """Wait (up to 0.2 s) for a connection start, then take the ones already queued.
@@ -173,8 +207,7 @@ class ConnectionOwners:
                 data, addr = sock.recvfrom(256)
             except (TimeoutError, BlockingIOError):
                 return batch
-            # Loopback shows each packet twice, and SYNs arriving are others' connections.
-            if addr[2] == PACKET_OUTGOING:
+            if addr[2] == PACKET_OUTGOING:  # the filter keeps only these; kept as a guard
                 key = outgoing_syn(decode(addr[1], data, 0.0, addr[0]))
                 if key is not None and key not in self._found:
                     batch.append(key)
@@ -198,7 +231,15 @@ class ConnectionOwners:
             uids.add(rec.uid)
         if not wanted:
             return
-        holders = find_holders(wanted, self._candidates(uids), self._root)
+        holders = find_holders(wanted, list(reversed(self._recent)), self._root)
+        # Before the wider search: a socket whose fd was closed meanwhile has no holder left.
+        left = {
+            inode: key
+            for inode, key in wanted.items()
+            if inode not in holders and _still_held(diag, key, inode)
+        }
+        if left:
+            holders.update(find_holders(left, self._candidates(uids), self._root))
         now = time.monotonic()
         for inode, key in wanted.items():
             pid = holders.get(inode)
@@ -239,22 +280,33 @@ class ConnectionOwners:
     def _candidates(self, uids: set[int]) -> Iterator[int]:
         """Who most likely holds a new connection, likeliest first (each pid once).
 
-        Processes that connected lately; then processes of the socket's user that the last
-        sample did not know, newest pid first (a command just started, like `curl`); then
-        the owners in the last sample. Read lazily: the first tier usually finds it.
+        After the processes that connected lately (searched first, by the caller): the newest
+        processes of the socket's user that the last sample did not know (a command just
+        started, like `curl`), then the owners in the last sample. Read lazily, and stopped
+        once this second's CPU budget is spent (a connection storm is then left to the
+        samples, and counted as missed).
         """
-        tried: set[int] = set()
-        for pid in reversed(self._recent):
-            tried.add(pid)
-            yield pid
+        tried = set(self._recent)  # searched already
         known = self._table_owner_pids()
-        for pid in sorted(self._pids_of(uids), reverse=True):
+        for pid in self._newest_pids_of(uids, NEW_PROCESSES):
             if pid not in known and pid not in tried:
+                if self._over_budget(self.budget):
+                    return
                 tried.add(pid)
                 yield pid
         for pid in known:
             if pid not in tried:
+                if self._over_budget(self.budget):
+                    return
                 yield pid
+
+    def _over_budget(self, share: float) -> bool:
+        """Whether this thread used more than `share` of a core in the current second."""
+        now = time.monotonic()
+        spent = time.thread_time()
+        if now - self._window[0] >= 1.0:
+            self._window = (now, spent)
+        return spent - self._window[1] > share
 
     def _table_owner_pids(self) -> frozenset[int]:
         """The pids owning sockets in the latest sample (computed once per sample)."""
@@ -266,18 +318,19 @@ class ConnectionOwners:
             self._table_pids = (id(table), pids)
         return self._table_pids[1]
 
-    def _pids_of(self, uids: set[int]) -> list[int]:
-        """Every process (its /proc folder) owned by one of `uids`."""
+    def _newest_pids_of(self, uids: set[int], limit: int) -> list[int]:
+        """The `limit` highest pids (newest, until pids wrap) owned by one of `uids`."""
         try:
-            names = os.listdir(self._root)
+            pids = sorted((int(n) for n in os.listdir(self._root) if n.isdigit()), reverse=True)
         except OSError:
             return []
         out = []
-        for name in names:
-            if name.isdigit():
-                with contextlib.suppress(OSError):
-                    if os.stat(f"{self._root}/{name}").st_uid in uids:
-                        out.append(int(name))
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                if os.stat(f"{self._root}/{pid}").st_uid in uids:
+                    out.append(pid)
+                    if len(out) >= limit:
+                        break
         return out
 
 
@@ -289,6 +342,12 @@ def _lookup(diag: netlink.DiagSocket, key: FlowKey) -> netlink.DiagRecord | None
     return diag.lookup(
         family, socket.IPPROTO_TCP, (local.ip.packed, local.port), (remote.ip.packed, remote.port)
     )
+
+
+def _still_held(diag: netlink.DiagSocket, key: FlowKey, inode: int) -> bool:
+    """Whether the socket is still open under the same inode (0 once its fd is closed)."""
+    rec = _lookup(diag, key)
+    return rec is not None and rec.inode == inode
 
 
 def _start_ticks(root: str, pid: int) -> float | None:
