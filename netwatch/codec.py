@@ -430,6 +430,8 @@ def snapshot_to_dict(s: Snapshot) -> JSONDict:
             "capture_drops": c.capture_drops,
             "queue_drops": c.queue_drops,
             "sample_ms": c.sample_ms,
+            "starts_named": c.starts_named,
+            "starts_missed": c.starts_missed,
         },
         "flows": [flow_to_dict(f) for f in s.flows],
         "alerts": [alert_to_dict(a) for a in s.alerts],
@@ -461,6 +463,8 @@ def snapshot_from_dict(d: Any) -> Snapshot:
             capture_drops=_oint(c, "capture_drops") or 0,
             queue_drops=_oint(c, "queue_drops") or 0,
             sample_ms=_onum(c, "sample_ms") or 0.0,
+            starts_named=_oint(c, "starts_named") or 0,
+            starts_missed=_oint(c, "starts_missed") or 0,
         ),
     )
 

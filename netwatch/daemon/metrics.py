@@ -57,6 +57,16 @@ class Metrics:
         self.queue_drops = Gauge(
             "netwatch_queue_drops", "Packets dropped because the capture queue was full", registry=r
         )
+        self.starts_named = Gauge(
+            "netwatch_connection_starts_named",
+            "Outgoing connections whose process was found as they started",
+            registry=r,
+        )
+        self.starts_missed = Gauge(
+            "netwatch_connection_starts_missed",
+            "Outgoing connection starts whose process was not found then",
+            registry=r,
+        )
         self.sample_seconds = Histogram(
             "netwatch_sample_duration_seconds",
             "Time one engine tick took",
@@ -84,6 +94,8 @@ class Metrics:
         self.sockets.set(c.sockets)
         self.capture_drops.set(c.capture_drops)
         self.queue_drops.set(c.queue_drops)
+        self.starts_named.set(c.starts_named)
+        self.starts_missed.set(c.starts_missed)
         self.sample_seconds.observe(c.sample_ms / 1000.0)
         self.clients.set(clients)
         current: dict[FlowKey, tuple[int, int]] = {}

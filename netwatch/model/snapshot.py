@@ -35,6 +35,11 @@ class Counters:
     capture_drops: int = 0
     queue_drops: int = 0
     sample_ms: float = 0.0
+    starts_named: int = 0
+    """Outgoing connections whose process was found as they started (since capture began)."""
+    starts_missed: int = 0
+    """Outgoing connection starts whose process was not found then (closed at once, another
+    namespace's, or past the CPU cap); the socket samples may still have named them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,10 +98,13 @@ class CaptureFlows:
     def counters(self) -> Counters:
         """Packets seen, kernel drops and queue overflows since capture started."""
         st = self.capture.stats()
+        starts = self.starts.stats() if self.starts is not None else None
         return Counters(
             packets=self.table.stats().packets,
             capture_drops=st.kernel_drops,
             queue_drops=st.queue_drops,
+            starts_named=starts.attributed if starts else 0,
+            starts_missed=starts.missed if starts else 0,
         )
 
     def settle(self, timeout: float = 1.0) -> bool:

@@ -23,9 +23,14 @@ def test_counts_alerts_flows_bytes_and_drops() -> None:
     f1 = make_flow(process=curl, bytes_sent=100, bytes_received=1000)
     snap = replace(
         make_snapshot(1, flows=(f1,), alerts=(make_alert(),)),
-        counters=Counters(sockets=3, flows=1, capture_drops=4, queue_drops=2, sample_ms=12.0),
-    )
+        counters=Counters(
+            sockets=3, flows=1, capture_drops=4, queue_drops=2, sample_ms=12.0,
+            starts_named=5, starts_missed=1,
+        ),
+    )  # fmt: skip
     m.observe(snap, clients=2)
+    assert _value(m, "netwatch_connection_starts_named") == 5
+    assert _value(m, "netwatch_connection_starts_missed") == 1
     f1b = make_flow(process=curl, bytes_sent=150, bytes_received=1000)
     m.observe(make_snapshot(2, flows=(f1b,)), clients=2)
     sent = {"direction": "sent", "process": "curl", "country": "RU"}

@@ -229,6 +229,7 @@ def test_a_connection_between_two_samples_is_named_from_its_start(tmp_path: Path
     # Sockets that lived a few milliseconds are (almost) never in a 1 s sample.
     assert [f["attribution"] for f in flows.values()].count("connect") >= fetches - 1
     assert all(f["bytes_received"] >= 4200 and f["direction"] == "outbound" for f in flows.values())
+    assert watch.snapshots[-1]["counters"]["starts_named"] >= fetches
 
 
 @pytest.mark.parametrize("ring", [True, False], ids=["ring", "recv"])

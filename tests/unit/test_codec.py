@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from netwatch import codec
 from netwatch.model import (
     Alert,
+    Counters,
     Direction,
     Endpoint,
     EnrichedFlow,
@@ -73,6 +75,9 @@ def test_ipv4_mapped_addresses_are_unmapped() -> None:
 def test_alert_and_snapshot_round_trip_through_json_lines() -> None:
     alert = make_alert(process=make_process("vpnserver"), count=3)
     snap = make_snapshot(flows=(make_flow(), make_flow(local_port=2)), alerts=(alert,))
+    counted = Counters(sockets=9, flows=2, packets=40, capture_drops=1, queue_drops=2,
+                       sample_ms=3.5, starts_named=7, starts_missed=3)  # fmt: skip
+    snap = replace(snap, counters=counted)
     for obj in (alert, snap, snap.flows[0]):
         line = codec.dumps(obj)
         assert "\n" not in line

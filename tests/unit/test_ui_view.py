@@ -204,3 +204,17 @@ def test_flows_sharing_a_key_get_distinct_row_keys() -> None:
         "tcp|0.0.0.0:80|*#2",
         "tcp|0.0.0.0:80|*#3",
     ]
+
+
+def test_status_line_counts_connection_starts_it_could_not_name() -> None:
+    from dataclasses import replace
+
+    from netwatch.model import Counters
+    from netwatch.ui.view import ViewState
+    from netwatch.ui.widgets.status_bar import status_text
+    from tests.builders import make_snapshot
+
+    quiet = make_snapshot()
+    assert "unnamed" not in status_text(quiet, ViewState(), 0, None).plain
+    missed = replace(quiet, counters=Counters(starts_named=40, starts_missed=3))
+    assert "unnamed starts 3" in status_text(missed, ViewState(), 0, None).plain

@@ -55,6 +55,8 @@ def status_text(
         out.append(f"  capture off{reason}", style="yellow")
     drops = c.capture_drops + c.queue_drops
     out.append(f"  drops {drops}", style="bold red" if drops else "")
+    if c.starts_missed:
+        out.append(f"  unnamed starts {c.starts_missed}", style="yellow")
     out.append(f"  flows {shown}/{len(snapshot.flows)}")
     out.append(f"  GeoIP: {geoip_label(snapshot)}")
     if state.paused:
