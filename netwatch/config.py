@@ -196,13 +196,20 @@ def _expected(raw: Any, key: str, errs: _Errors) -> ExpectedVpn | None:
 _POLICY_KEYS = {"expected_vpn", "rules", "trusted_networks", "home_country"}
 
 
+def _section(raw: Any, name: str, keys: set[str], errs: _Errors) -> bool:
+    """Whether `raw` is a table; each key it has beyond `keys` is a located error."""
+    if not isinstance(raw, dict):
+        errs.add(name, "must be a table")
+        return False
+    for unknown in sorted(set(raw) - keys):
+        errs.add(f"{name}.{unknown}", f"unknown key (expected one of {sorted(keys)})")
+    return True
+
+
 def parse_policy(raw: Any, errs: _Errors) -> Policy:
     """Parse the `[policy]` section."""
-    if not isinstance(raw, dict):
-        errs.add("policy", "must be a table")
+    if not _section(raw, "policy", _POLICY_KEYS, errs):
         return Policy()
-    for unknown in sorted(set(raw) - _POLICY_KEYS):
-        errs.add(f"policy.{unknown}", f"unknown key (expected one of {sorted(_POLICY_KEYS)})")
     expected: list[ExpectedVpn] = []
     items = raw.get("expected_vpn", [])
     if not isinstance(items, list):
@@ -274,11 +281,8 @@ _DAEMON_KEYS = {f.name for f in fields(DaemonSettings)}
 
 def parse_daemon(raw: Any, errs: _Errors) -> DaemonSettings:
     """Parse the `[daemon]` table; unknown keys and bad values are located errors."""
-    if not isinstance(raw, dict):
-        errs.add("daemon", "must be a table")
+    if not _section(raw, "daemon", _DAEMON_KEYS, errs):
         return DaemonSettings()
-    for key in sorted(set(raw) - _DAEMON_KEYS):
-        errs.add(f"daemon.{key}", f"unknown key (expected one of {sorted(_DAEMON_KEYS)})")
     out: dict[str, Any] = {}
     checks: dict[str, Callable[[Any, str], Any]] = {
         "interval": lambda v, k: _number(v, k, errs, 0, 3600),
