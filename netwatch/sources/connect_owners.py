@@ -115,7 +115,7 @@ class ConnectionOwners:
         self._recent: OrderedDict[int, None] = OrderedDict()
         """pids that opened connections lately, most recent last."""
         self._table: SocketTable | None = None
-        self._table_pids: tuple[int, frozenset[int]] = (0, frozenset())
+        self._table_pids: tuple[SocketTable | None, frozenset[int]] = (None, frozenset())
         self._procs: dict[int, tuple[float, ProcessRef]] = {}
         self._seen = self._attributed = self._missed = 0
         self._capture: LiveCapture | None = None
@@ -313,9 +313,9 @@ class ConnectionOwners:
         table = self._table
         if table is None:
             return frozenset()
-        if self._table_pids[0] != id(table):
+        if self._table_pids[0] is not table:
             pids = frozenset(e.process.pid for e in table.entries if e.process is not None)
-            self._table_pids = (id(table), pids)
+            self._table_pids = (table, pids)
         return self._table_pids[1]
 
     def _newest_pids_of(self, uids: set[int], limit: int) -> list[int]:
