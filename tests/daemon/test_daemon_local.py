@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import stat
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -290,7 +291,7 @@ def test_daemon_settings_come_from_the_config_and_flags_win(tmp_path: Path) -> N
         stop(daemon)
     assert daemon.returncode == 0
     gaps = [b.taken_at - a.taken_at for a, b in zip(snaps, snaps[1:], strict=False)]
-    assert max(gaps) < 0.6, f"interval 0.2 from the config, not the 1 s default: {gaps}"
+    assert statistics.median(gaps) < 0.5, f"interval 0.2 from the config, not 1 s: {gaps}"
     assert snaps[-1].status.capture is False  # capture = false
 
     daemon = subprocess.Popen(
