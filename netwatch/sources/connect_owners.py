@@ -6,8 +6,9 @@ samples, so capture sees its packets but no sample ever lists its socket or proc
 as OpenSnitch's /proc method does, connection starts are watched, the kernel is asked for that
 one socket at once, and the process holding it is found before it closes.
 
-A second packet socket with a BPF filter takes only outgoing TCP SYNs (the kernel filters, so
-ordinary traffic costs nothing here), read by a thread. For each it asks sock_diag for
+A second packet socket with a BPF filter takes only outgoing TCP SYNs and DNS queries (the
+kernel filters, so ordinary traffic costs nothing here; a program's own DNS lookup uses a UDP
+socket that lives for one answer), read by a thread. For each it asks sock_diag for
 that one socket at once (`DiagSocket.lookup`: one request, whatever the socket count), then
 reads fd links to find the holder of its inode: first the processes that connected lately,
 then the socket user's processes the last sample did not know, newest pid first (a command
@@ -40,32 +41,37 @@ from netwatch.sources.decode import PacketDecoder
 from netwatch.sources.processes import ProcessReader, PsutilReader, find_holders
 
 PACKET_OUTGOING = 4
-SYN_FILTER = (
+START_FILTER = (
     "(ip and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn)"
     " or (ip6 and ip6[6] == 6 and ip6[53] & 0x12 == 0x02)"
+    " or (udp dst port 53)"
 )
-"""Connection starts only: TCP SYN without ACK (IPv6 without extension headers)."""
-_SYN_COMPILED = b"".join(
+"""Connection starts: TCP SYN without ACK (IPv6 without extension headers), and DNS queries
+(a program's own lookups use a UDP socket that lives for one answer)."""
+_START_COMPILED = b"".join(
     struct.pack("HBBI", *insn)
     for insn in (
-        (0x30, 0, 0, 0), (0x54, 0, 0, 0xF0), (0x15, 0, 8, 0x40), (0x30, 0, 0, 9),
-        (0x15, 0, 15, 6), (0x28, 0, 0, 6), (0x45, 13, 0, 0x1FFF), (0xB1, 0, 0, 0),
-        (0x50, 0, 0, 13), (0x54, 0, 0, 0x12), (0x15, 8, 9, 2), (0x30, 0, 0, 0),
-        (0x54, 0, 0, 0xF0), (0x15, 0, 6, 0x60), (0x30, 0, 0, 6), (0x15, 0, 4, 6),
-        (0x30, 0, 0, 53), (0x54, 0, 0, 0x12), (0x15, 0, 1, 2), (0x06, 0, 0, 0xFFFF),
-        (0x06, 0, 0, 0),
+        (0x30, 0, 0, 0x0), (0x54, 0, 0, 0xF0), (0x15, 0, 14, 0x40), (0x30, 0, 0, 0x9),
+        (0x15, 0, 6, 0x6), (0x28, 0, 0, 0x6), (0x45, 23, 0, 0x1FFF), (0xB1, 0, 0, 0x0),
+        (0x50, 0, 0, 0xD), (0x54, 0, 0, 0x12), (0x15, 18, 19, 0x2), (0x15, 0, 18, 0x11),
+        (0x28, 0, 0, 0x6), (0x45, 16, 0, 0x1FFF), (0xB1, 0, 0, 0x0), (0x48, 0, 0, 0x2),
+        (0x15, 12, 13, 0x35), (0x30, 0, 0, 0x0), (0x54, 0, 0, 0xF0), (0x15, 0, 10, 0x60),
+        (0x30, 0, 0, 0x6), (0x15, 0, 3, 0x6), (0x30, 0, 0, 0x35), (0x54, 0, 0, 0x12),
+        (0x15, 4, 0, 0x2), (0x30, 0, 0, 0x6), (0x15, 0, 3, 0x11), (0x28, 0, 0, 0x2A),
+        (0x15, 0, 1, 0x35), (0x6, 0, 0, 0xFFFF), (0x6, 0, 0, 0x0),
     )
 )  # fmt: skip
-"""`SYN_FILTER` as libpcap compiles it for raw IP (a test checks they agree). Kept compiled so
-the daemon does not load scapy and libpcap (about 24 MB) for one fixed filter."""
-SYN_PROGRAM = (
+"""`START_FILTER` as libpcap compiles it for raw IP (a test checks they agree). Kept compiled
+so the daemon does not load scapy and libpcap (about 24 MB) for one fixed filter."""
+START_PROGRAM = (
     struct.pack("HBBI", 0x20, 0, 0, 0xFFFFF004)  # A = packet type (SKF_AD_OFF + SKF_AD_PKTTYPE)
-    + struct.pack("HBBI", 0x15, 0, len(_SYN_COMPILED) // 8 - 1, PACKET_OUTGOING)  # else ret 0
-    + _SYN_COMPILED
+    + struct.pack("HBBI", 0x15, 0, len(_START_COMPILED) // 8 - 1, PACKET_OUTGOING)  # else ret 0
+    + _START_COMPILED
 )
 """Outgoing packets only (the kernel drops others' SYNs and loopback's arriving copy), then
-`SYN_FILTER`. libpcap has no `outbound` for raw IP, so the two instructions are written here."""
+`START_FILTER`. libpcap has no `outbound` for raw IP, so the two instructions are written here."""
 _SYN, _ACK = 0x02, 0x10
+DNS_PORT = 53
 NEW_PROCESSES = 32
 """How many of the newest processes of the socket's user are searched."""
 _Decode = Callable[[int, bytes, float, str | None], PacketMeta | None]
@@ -80,13 +86,16 @@ class StartStats:
     missed: int
 
 
-def outgoing_syn(meta: PacketMeta | None) -> FlowKey | None:
-    """The flow key (this host first) of a decoded connection-start packet, else None."""
-    if meta is None or meta.transport is not Transport.TCP:
+def outgoing_start(meta: PacketMeta | None) -> FlowKey | None:
+    """The flow key (this host first) of a decoded connection start, else None: a TCP SYN
+    without ACK, or a UDP datagram to port 53."""
+    if meta is None:
         return None
-    if meta.tcp_flags & (_SYN | _ACK) != _SYN:
-        return None
-    return FlowKey(Transport.TCP, meta.src, meta.dst)
+    if meta.transport is Transport.TCP and meta.tcp_flags & (_SYN | _ACK) == _SYN:
+        return FlowKey(Transport.TCP, meta.src, meta.dst)
+    if meta.transport is Transport.UDP and meta.dst.port == DNS_PORT:
+        return FlowKey(Transport.UDP, meta.src, meta.dst)
+    return None
 
 
 class ConnectionOwners:
@@ -145,7 +154,7 @@ class ConnectionOwners:
 
         Raises `CaptureUnavailableError` (no CAP_NET_RAW) or `NetlinkUnavailableError`.
         """
-        capture = LiveCapture(program=SYN_PROGRAM, ring=False, rcvbuf=1 << 20).open()
+        capture = LiveCapture(program=START_PROGRAM, ring=False, rcvbuf=1 << 20).open()
         try:
             self._diag = netlink.DiagSocket()
         except netlink.NetlinkUnavailableError:
@@ -208,7 +217,7 @@ class ConnectionOwners:
             except (TimeoutError, BlockingIOError):
                 return batch
             if addr[2] == PACKET_OUTGOING:  # the filter keeps only these; kept as a guard
-                key = outgoing_syn(decode(addr[1], data, 0.0, addr[0]))
+                key = outgoing_start(decode(addr[1], data, 0.0, addr[0]))
                 if key is not None and key not in self._found:
                     batch.append(key)
             if len(batch) >= 64:
@@ -339,9 +348,12 @@ def _lookup(diag: netlink.DiagSocket, key: FlowKey) -> netlink.DiagRecord | None
     if remote is None:
         return None
     family = socket.AF_INET if local.ip.version == 4 else socket.AF_INET6
-    return diag.lookup(
-        family, socket.IPPROTO_TCP, (local.ip.packed, local.port), (remote.ip.packed, remote.port)
-    )
+    here, there = (local.ip.packed, local.port), (remote.ip.packed, remote.port)
+    if key.transport is Transport.UDP:
+        # udp_diag finds the socket a datagram *from* the first endpoint *to* the second
+        # would reach (connected or not), so the remote end goes first.
+        return diag.lookup(family, socket.IPPROTO_UDP, there, here)
+    return diag.lookup(family, socket.IPPROTO_TCP, here, there)
 
 
 def _still_held(diag: netlink.DiagSocket, key: FlowKey, inode: int) -> bool:

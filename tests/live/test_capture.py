@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from scapy.layers.dns import DNS, DNSQR
 
 from netwatch.sources.capture import LiveCapture
 from tests.conftest import requires_root, requires_tools
@@ -230,6 +231,53 @@ def test_a_connection_between_two_samples_is_named_from_its_start(tmp_path: Path
     assert [f["attribution"] for f in flows.values()].count("connect") >= fetches - 1
     assert all(f["bytes_received"] >= 4200 and f["direction"] == "outbound" for f in flows.values())
     assert watch.snapshots[-1]["counters"]["starts_named"] >= fetches
+
+
+DNS_SERVER = """
+import socket, sys, time
+srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); srv.bind((sys.argv[1], 53))
+print("serving", flush=True)
+for _ in range(int(sys.argv[2])):
+    query, peer = srv.recvfrom(512)
+    time.sleep(0.03)
+    srv.sendto(query[:2] + b"\\x81\\x80" + query[4:], peer)
+"""
+DNS_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(10)
+s.connect((sys.argv[1], 53))
+s.send(bytes.fromhex(sys.argv[2]))
+s.recv(512)
+s.close()
+"""
+
+
+def test_a_dns_query_between_two_samples_is_named_from_its_start(tmp_path: Path) -> None:
+    queries = 3
+    with Lab("cap") as lab:
+        peer = lab.add_peer("203.0.113.53")
+        (tmp_path / "dns.py").write_text(DNS_SERVER)
+        server = lab.spawn(
+            peer.ns,
+            [sys.executable, str(tmp_path / "dns.py"), peer.ip, str(queries)],
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
+        wait_for_line(server.stdout, "serving", 20)
+        asker = tmp_path / "shortdns"  # a copy of the interpreter, so the name is ours
+        shutil.copy2(sys.executable, asker)
+        (tmp_path / "ask.py").write_text(DNS_CLIENT)
+        query = bytes(DNS(id=7, rd=1, qd=DNSQR(qname="www.vpngate.net"))).hex()
+        ask = [str(asker), str(tmp_path / "ask.py"), peer.ip, query]
+        watch = Watch(lab, tmp_path, bpf=f"host {peer.ip}", interval=1.0).start()
+        for _ in range(queries):
+            res = lab.run(lab.host, ask, timeout=20)
+            assert res.returncode == 0, res.stderr
+        watch.stop()
+    flows = {f["sport"]: f for f in watch.flows(remote_is(peer.ip, 53))}  # latest per flow
+    assert len(flows) == queries, flows
+    assert {process_name(f) for f in flows.values()} == {"shortdns"}
+    assert all(f["transport"] == "udp" and f["app"] == "dns" for f in flows.values())
 
 
 @pytest.mark.parametrize("ring", [True, False], ids=["ring", "recv"])

@@ -22,10 +22,10 @@ from netwatch.model import Endpoint, FlowKey, ProcessRef, Transport
 from netwatch.sources import netlink
 from netwatch.sources.capture import compile_bpf
 from netwatch.sources.connect_owners import (
-    SYN_FILTER,
-    SYN_PROGRAM,
+    START_FILTER,
+    START_PROGRAM,
     ConnectionOwners,
-    outgoing_syn,
+    outgoing_start,
 )
 from netwatch.sources.decode import PacketDecoder
 from netwatch.sources.processes import find_holders
@@ -34,7 +34,7 @@ ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 
 
 def _decode(ethertype: int, data: bytes) -> FlowKey | None:
-    return outgoing_syn(PacketDecoder().decode_cooked(ethertype, data, 0.0, "lo"))
+    return outgoing_start(PacketDecoder().decode_cooked(ethertype, data, 0.0, "lo"))
 
 
 def test_an_ipv4_and_an_ipv6_syn_give_their_flow_key_this_host_first() -> None:
@@ -49,31 +49,41 @@ def test_an_ipv4_and_an_ipv6_syn_give_their_flow_key_this_host_first() -> None:
     assert key is not None and key.remote == Endpoint(ipaddress.ip_address("2001:db8::2"), 80)
 
 
+def test_a_dns_query_is_a_start_of_its_own_udp_flow() -> None:
+    query = bytes(IP(src="192.0.2.1", dst="198.51.100.53") / UDP(sport=41000, dport=53))
+    assert _decode(ETH_IPV4, query) == FlowKey(
+        Transport.UDP,
+        Endpoint(ipaddress.ip_address("192.0.2.1"), 41000),
+        Endpoint(ipaddress.ip_address("198.51.100.53"), 53),
+    )
+
+
 @pytest.mark.parametrize(
     "packet",
     [
         IP(src="192.0.2.1", dst="203.0.113.80") / TCP(sport=1, dport=2, flags="SA"),
         IP(src="192.0.2.1", dst="203.0.113.80") / TCP(sport=1, dport=2, flags="A"),
         IP(src="192.0.2.1", dst="203.0.113.80") / UDP(sport=1, dport=2),
+        IP(src="192.0.2.1", dst="203.0.113.80") / UDP(sport=53, dport=40000),
     ],
-    ids=["syn-ack", "ack", "udp"],
+    ids=["syn-ack", "ack", "udp", "dns-answer"],
 )
-def test_anything_but_a_bare_syn_is_not_a_connection_start(packet: object) -> None:
+def test_anything_but_a_bare_syn_or_a_dns_query_is_not_a_start(packet: object) -> None:
     assert _decode(ETH_IPV4, bytes(packet)) is None  # type: ignore[call-overload]
 
 
 @given(st.sampled_from([ETH_IPV4, ETH_IPV6, 0x0806, 0]), st.binary(max_size=120))
 def test_garbage_never_raises(ethertype: int, data: bytes) -> None:
     key = _decode(ethertype, data)
-    assert key is None or key.transport is Transport.TCP
+    assert key is None or key.transport in (Transport.TCP, Transport.UDP)
 
 
 def test_the_built_in_syn_program_is_what_libpcap_compiles_for_the_filter() -> None:
     # Two instructions first (outgoing only, else jump to the final "ret 0"), then libpcap's.
-    compiled = compile_bpf(SYN_FILTER)
-    assert SYN_PROGRAM[16:] == compiled
-    assert SYN_PROGRAM[-8:] == struct.pack("HBBI", 0x06, 0, 0, 0)  # where the jump lands
-    assert struct.unpack("HBBI", SYN_PROGRAM[8:16])[2] == len(compiled) // 8 - 1
+    compiled = compile_bpf(START_FILTER)
+    assert START_PROGRAM[16:] == compiled
+    assert START_PROGRAM[-8:] == struct.pack("HBBI", 0x06, 0, 0, 0)  # where the jump lands
+    assert struct.unpack("HBBI", START_PROGRAM[8:16])[2] == len(compiled) // 8 - 1
 
 
 def test_lookup_request_is_an_inet_diag_req_v2_for_one_socket() -> None:
@@ -120,6 +130,34 @@ def test_lookup_finds_exactly_that_socket_and_nothing_else(
         assert diag.lookup(socket.AF_INET, socket.IPPROTO_TCP, here, (lo, 1)) is None
     finally:
         diag.close()
+
+
+@pytest.mark.parametrize("connected", [True, False], ids=["connected", "sendto"])
+def test_a_udp_start_finds_the_socket_that_sent_it(connected: bool) -> None:
+    from netwatch.sources.connect_owners import _lookup
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    if connected:
+        client.connect(server.getsockname())
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a bystander on the same host
+    other.bind(("127.0.0.1", 0))
+    lo = ipaddress.ip_address("127.0.0.1")
+    key = FlowKey(
+        Transport.UDP,
+        Endpoint(lo, client.getsockname()[1]),
+        Endpoint(lo, server.getsockname()[1]),
+    )
+    diag = netlink.DiagSocket()
+    try:
+        rec = _lookup(diag, key)
+        assert rec is not None and rec.inode == _inode(client)
+    finally:
+        diag.close()
+        for s in (server, client, other):
+            s.close()
 
 
 def test_find_holders_reads_the_given_pids_in_order_and_stops(
