@@ -75,6 +75,7 @@ class FlowState:
     """
 
     __slots__ = (
+        "_memo",
         "attribution",
         "bytes_fwd",
         "bytes_rev",
@@ -114,6 +115,8 @@ class FlowState:
         self.attribution = Attribution.UNKNOWN
         self.local_is_initiator: bool | None = None
         """Which side is this host, once attribution decided it (None: not yet known)."""
+        self._memo: tuple[tuple[object, ...], Flow] | None = None
+        """The last `to_flow` answer and what it was made from (see `to_flow`)."""
 
     @property
     def initiator(self) -> Endpoint:
@@ -143,7 +146,25 @@ class FlowState:
         return "ESTABLISHED"
 
     def to_flow(self, initiator_is_local: bool = True) -> Flow:
-        """This flow as a model `Flow`, seen from the initiator or from the responder."""
+        """This flow as a model `Flow`, seen from the initiator or from the responder.
+
+        A flow that has not changed since the last call gets the very same object back: live
+        capture asks every tick for every live flow, and the stages after it (enrichment,
+        detection, the daemon's encoding) skip work for objects they saw last tick.
+        """
+        sig = (
+            initiator_is_local, self.pkts_fwd, self.pkts_rev, self.bytes_fwd, self.bytes_rev,
+            self.tcp, self.last_seen, self.process, self.attribution, self.dns_name, self.sni,
+            self.http_host, self.label,
+        )  # fmt: skip
+        memo = self._memo
+        if memo is not None and memo[0] == sig:
+            return memo[1]
+        flow = self._make_flow(initiator_is_local)
+        self._memo = (sig, flow)
+        return flow
+
+    def _make_flow(self, initiator_is_local: bool) -> Flow:
         key = self.key
         if initiator_is_local:
             direction = Direction.OUTBOUND

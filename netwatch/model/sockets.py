@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from netwatch.model.flow import Direction, Endpoint, FlowKey, IPAddress, ProcessRef, Transport
 
 # A socket bound to :: also receives IPv4 (dual stack), whose addresses we keep unmapped.
-_WILDCARDS: dict[int, tuple[IPAddress, ...]] = {
-    4: (ipaddress.IPv4Address(0), ipaddress.IPv6Address(0)),
-    6: (ipaddress.IPv6Address(0),),
-}
+_UNSPECIFIED: frozenset[IPAddress] = frozenset((ipaddress.IPv4Address(0), ipaddress.IPv6Address(0)))
+_WILDCARD_VERSIONS: dict[int, tuple[int, ...]] = {4: (4, 6), 6: (6,)}
+"""An IPv4 flow may reach a socket on 0.0.0.0 or (dual-stack) on ::; an IPv6 one only ::."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +44,10 @@ class SocketTable:
     _by_pair: dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    _wild: dict[tuple[Transport, int, int], SocketEntry] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    """(transport, IP version, port) -> the socket bound to that version's wildcard address."""
 
     def _index(self) -> dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry]:
         """Index entries by (transport, local, remote) on first lookup, not per sample:
@@ -52,9 +55,14 @@ class SocketTable:
         index = self._by_pair
         if index is None:
             index = {}
+            wild: dict[tuple[Transport, int, int], SocketEntry] = {}
             for e in self.entries:
-                index.setdefault((e.key.transport, e.key.local, e.key.remote), e)
+                key = e.key
+                index.setdefault((key.transport, key.local, key.remote), e)
+                if key.remote is None and key.local.ip in _UNSPECIFIED:
+                    wild.setdefault((key.transport, key.local.ip.version, key.local.port), e)
             object.__setattr__(self, "_by_pair", index)
+            object.__setattr__(self, "_wild", wild)
         return index
 
     def lookup(
@@ -69,8 +77,10 @@ class SocketTable:
         hit = idx.get((transport, local, None))
         if hit is not None:
             return hit
-        for wildcard in _WILDCARDS[local.ip.version]:
-            hit = idx.get((transport, Endpoint(wildcard, local.port), None))
+        wild = self._wild
+        assert wild is not None  # noqa: S101  # built with the index
+        for version in _WILDCARD_VERSIONS[local.ip.version]:
+            hit = wild.get((transport, version, local.port))
             if hit is not None:
                 return hit
         return None

@@ -81,13 +81,23 @@ class HostFactsSource(Protocol):
         ...
 
 
-def merge_flows(socket_flows: Sequence[Flow], packet_flows: Sequence[Flow]) -> list[Flow]:
+MergeMemo = dict[int, tuple[Flow, Flow, Flow]]
+"""id(packet flow) -> (packet flow, socket twin, their merge), for one tick."""
+
+
+def merge_flows(
+    socket_flows: Sequence[Flow],
+    packet_flows: Sequence[Flow],
+    last: MergeMemo | None = None,
+    memo: MergeMemo | None = None,
+) -> list[Flow]:
     """Join the two views of the same conversations by key.
 
     The socket table knows the process and TCP byte counters; packets know labels, names and
     UDP/other bytes. A packet flow with a socket twin takes the socket's process; byte counts
     keep the larger (both count the same bytes, each misses some: sockets opened before capture,
-    packets dropped by the kernel).
+    packets dropped by the kernel). When both twins are last tick's objects (`last`), so is
+    their merge; `memo` collects this tick's merges for the next call.
     """
     if not packet_flows:
         return list(socket_flows)
@@ -100,19 +110,27 @@ def merge_flows(socket_flows: Sequence[Flow], packet_flows: Sequence[Flow]) -> l
             merged.append(pf)
             continue
         seen.add(pf.key)
-        merged.append(
-            replace(
-                pf,
-                direction=sf.direction,
-                state=sf.state,
-                process=sf.process or pf.process,
-                attribution=sf.attribution if sf.process else pf.attribution,
-                bytes_sent=_max(sf.bytes_sent, pf.bytes_sent),
-                bytes_received=_max(sf.bytes_received, pf.bytes_received),
-            )
-        )
+        hit = last.get(id(pf)) if last is not None else None
+        same = hit is not None and hit[0] is pf and hit[1] is sf
+        both = hit[2] if hit is not None and same else _merge(pf, sf)
+        if memo is not None:
+            memo[id(pf)] = (pf, sf, both)
+        merged.append(both)
     merged.extend(f for f in socket_flows if f.key not in seen)
     return merged
+
+
+def _merge(pf: Flow, sf: Flow) -> Flow:
+    """The packet flow with its socket twin's process, state and larger byte counts."""
+    return replace(
+        pf,
+        direction=sf.direction,
+        state=sf.state,
+        process=sf.process or pf.process,
+        attribution=sf.attribution if sf.process else pf.attribution,
+        bytes_sent=_max(sf.bytes_sent, pf.bytes_sent),
+        bytes_received=_max(sf.bytes_received, pf.bytes_received),
+    )
 
 
 def _max(a: int | None, b: int | None) -> int | None:
@@ -148,6 +166,8 @@ class Engine:
         self._last_tick: float | None = None
         self._socket_flows = SocketFlows()
         self._enriched_by: Enricher | None = None
+        self._merged: MergeMemo = {}
+        """Last tick's merges of packet flows with their socket twins (`merge_flows`)."""
 
     def tick(self) -> Snapshot:
         """Run one sample through the pipeline."""
@@ -157,7 +177,9 @@ class Engine:
         flows: Sequence[Flow] = self._socket_flows.flows(table, now)
         counters = Counters()
         if self.packets is not None:
-            flows = merge_flows(flows, self.packets.flows(table, now))
+            memo: MergeMemo = {}
+            flows = merge_flows(flows, self.packets.flows(table, now), self._merged, memo)
+            self._merged = memo
             counters = self.packets.counters()
         if self.enricher is not self._enriched_by:  # swapped: last tick's answers are not its
             self._socket_flows.forget_enrichment()

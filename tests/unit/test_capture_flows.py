@@ -169,3 +169,26 @@ def test_a_connection_no_sample_listed_takes_the_owner_caught_at_its_start() -> 
     assert by_port[40001].process is None  # its start was not caught: nothing is made up
     (again,) = [f for f in flows.flows(_table(), 2.5) if f.key.local.port == 40000]
     assert again.attribution is Attribution.CONNECT  # not "cached": no sample ever had it
+
+
+def test_a_merge_of_unchanged_twins_is_last_ticks_object() -> None:
+    from dataclasses import replace
+
+    from netwatch.pipeline.engine import MergeMemo
+
+    flows, cap = _flows()
+    me, them = Endpoint(HOST, 40000), Endpoint(PEER, 443)
+    cap.queue += [_udp(me, them, 1.0), _udp(them, me, 1.1)]
+    (pf,) = flows.flows(_table(), now=1.2)
+    sf = replace(pf, process=VPN, attribution=Attribution.SOCKET)  # its socket-table twin
+    memo1: MergeMemo = {}
+    (first,) = merge_flows([sf], [pf], {}, memo1)
+    assert first.process == VPN
+    (pf2,) = flows.flows(_table(), now=2.2)  # no new packets: the same packet flow
+    assert pf2 is pf
+    memo2: MergeMemo = {}
+    (again,) = merge_flows([sf], [pf2], memo1, memo2)
+    assert again is first
+    sf2 = replace(sf, bytes_sent=5000)  # the socket twin changed
+    (changed,) = merge_flows([sf2], [pf2], memo2, {})
+    assert changed is not first and changed.bytes_sent == 5000

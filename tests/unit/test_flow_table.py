@@ -288,3 +288,24 @@ def test_totals_are_conserved(packets: list[tuple[int, int, Transport, int, int]
     flows = done + t.drain()
     assert sum(f.pkts_fwd + f.pkts_rev for f in flows) == total_pkts
     assert sum(f.bytes_fwd + f.bytes_rev for f in flows) == total_bytes
+
+
+def test_an_unchanged_flow_is_the_same_object_until_something_changes() -> None:
+    from netwatch.model import Attribution
+    from tests.builders import make_process
+
+    t = FlowTable()
+    t.ingest(pkt(C, S, 1.0, flags=0x02, length=60))
+    (state,) = t.live()
+    first = state.to_flow()
+    assert state.to_flow() is first  # nothing new: the same object, for the later stages
+    assert state.to_flow(initiator_is_local=False) is not first  # another point of view
+    assert state.to_flow() is not first and state.to_flow() == first  # recomputed, equal
+    again = state.to_flow()
+    t.ingest(pkt(S, C, 1.1, flags=0x12, length=60))
+    after_packet = state.to_flow()
+    assert after_packet is not again and after_packet.packets_received == 1
+    state.process, state.attribution = make_process("curl"), Attribution.CONNECT
+    named = state.to_flow()
+    assert named is not after_packet and named.process is not None
+    assert state.to_flow() is named
