@@ -280,10 +280,11 @@ class CaptureFile:
             pos += 4 + (size + 3) // 4 * 4
             if code == 0:
                 break
-            if code == 9 and size >= 1:
+            # `size` may claim more than the block holds: trust only the bytes that are there.
+            if code == 9 and value:
                 v = value[0]
                 unit = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -min(v, 30)
-            elif code == 14 and size >= 8:
+            elif code == 14 and len(value) >= 8:
                 offset = float(struct.unpack(order + "q", value[:8])[0])
             elif code == 2:
                 name = value.decode("utf-8", "replace").rstrip("\x00") or None

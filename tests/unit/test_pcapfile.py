@@ -227,6 +227,22 @@ def test_pcapng_by_hand_with_options(tmp_path: Path, order: str) -> None:
     assert all(m.dst.port == 1194 for m in metas)
 
 
+@pytest.mark.parametrize("code", [9, 14], ids=["if_tsresol", "if_tsoffset"])
+def test_an_interface_option_longer_than_its_block_is_ignored(tmp_path: Path, code: int) -> None:
+    # The option claims 8 bytes; the block ends right after its header (found by hypothesis).
+    order = "<"
+    shb = _ng_block(order, 0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+    idb = _ng_block(order, 1, struct.pack(order + "HHI", 101, 0, 0) + struct.pack("<HH", code, 8))
+    frame = bytes(UDP_PKT)
+    epb = _ng_block(
+        order, 6, struct.pack(order + "IIIII", 0, 0, 10**6, len(frame), len(frame)) + frame
+    )
+    path = tmp_path / "short-option.pcapng"
+    path.write_bytes(shb + idb + epb)
+    (meta,) = _metas(path)
+    assert meta.ts == pytest.approx(1.0)  # the default microsecond resolution stands
+
+
 def test_pcapng_written_by_scapy(tmp_path: Path) -> None:
     path = tmp_path / "s.pcapng"
     p = _eth() / TCP_PKT
