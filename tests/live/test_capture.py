@@ -202,35 +202,50 @@ s.close()
 """
 
 
-def test_a_connection_between_two_samples_is_named_from_its_start(tmp_path: Path) -> None:
-    fetches = 3
+def _short_exchanges(
+    tmp_path: Path, peer_ip: str, server: str, client: str, name: str, args: list[str]
+) -> tuple[Watch, list[dict]]:
+    """Three short exchanges by a program called `name`, between the probe's 1 s ticks.
+
+    `server` runs in a peer namespace (argv: address, count) and prints "serving"; `client`
+    (argv: address, *args) runs in the host namespace as a copy of the interpreter named
+    `name`. Returns the watch and the latest record of each flow to the peer.
+    """
+    count = 3
     with Lab("cap") as lab:
-        peer = lab.add_peer("203.0.113.31")
-        (tmp_path / "server.py").write_text(SHORT_SERVER)
-        server = lab.spawn(
+        peer = lab.add_peer(peer_ip)
+        (tmp_path / "server.py").write_text(server)
+        served = lab.spawn(
             peer.ns,
-            [sys.executable, str(tmp_path / "server.py"), peer.ip, str(fetches)],
+            [sys.executable, str(tmp_path / "server.py"), peer.ip, str(count)],
             stdout=subprocess.PIPE,
             bufsize=0,
         )
-        wait_for_line(server.stdout, "serving", 20)
-        fetcher = tmp_path / "shortfetch"  # a copy of the interpreter, so the name is ours
-        shutil.copy2(sys.executable, fetcher)
-        (tmp_path / "client.py").write_text(SHORT_CLIENT)
+        wait_for_line(served.stdout, "serving", 20)
+        program = tmp_path / name  # a copy of the interpreter, so the name is ours
+        shutil.copy2(sys.executable, program)
+        (tmp_path / "client.py").write_text(client)
+        argv = [str(program), str(tmp_path / "client.py"), peer.ip, *args]
         watch = Watch(lab, tmp_path, bpf=f"host {peer.ip}", interval=1.0).start()
-        for _ in range(fetches):
-            res = lab.run(
-                lab.host, [str(fetcher), str(tmp_path / "client.py"), peer.ip], timeout=20
-            )
+        for _ in range(count):
+            res = lab.run(lab.host, argv, timeout=20)
             assert res.returncode == 0, res.stderr
         watch.stop()
-    flows = {f["sport"]: f for f in watch.flows(remote_is(peer.ip, 8443))}  # latest per flow
-    assert len(flows) == fetches, flows
-    assert {process_name(f) for f in flows.values()} == {"shortfetch"}
+    latest = {f["sport"]: f for f in watch.flows(remote_is(peer_ip))}
+    assert len(latest) == count, latest
+    return watch, list(latest.values())
+
+
+def test_a_connection_between_two_samples_is_named_from_its_start(tmp_path: Path) -> None:
+    watch, flows = _short_exchanges(
+        tmp_path, "203.0.113.31", SHORT_SERVER, SHORT_CLIENT, "shortfetch", []
+    )
+    assert {process_name(f) for f in flows} == {"shortfetch"}
     # Sockets that lived a few milliseconds are (almost) never in a 1 s sample.
-    assert [f["attribution"] for f in flows.values()].count("connect") >= fetches - 1
-    assert all(f["bytes_received"] >= 4200 and f["direction"] == "outbound" for f in flows.values())
-    assert watch.snapshots[-1]["counters"]["starts_named"] >= fetches
+    assert [f["attribution"] for f in flows].count("connect") >= len(flows) - 1
+    assert all(f["bytes_received"] >= 4200 and f["direction"] == "outbound" for f in flows)
+    assert all(f["dport"] == 8443 for f in flows)
+    assert watch.snapshots[-1]["counters"]["starts_named"] >= len(flows)
 
 
 DNS_SERVER = """
@@ -253,31 +268,12 @@ s.close()
 
 
 def test_a_dns_query_between_two_samples_is_named_from_its_start(tmp_path: Path) -> None:
-    queries = 3
-    with Lab("cap") as lab:
-        peer = lab.add_peer("203.0.113.53")
-        (tmp_path / "dns.py").write_text(DNS_SERVER)
-        server = lab.spawn(
-            peer.ns,
-            [sys.executable, str(tmp_path / "dns.py"), peer.ip, str(queries)],
-            stdout=subprocess.PIPE,
-            bufsize=0,
-        )
-        wait_for_line(server.stdout, "serving", 20)
-        asker = tmp_path / "shortdns"  # a copy of the interpreter, so the name is ours
-        shutil.copy2(sys.executable, asker)
-        (tmp_path / "ask.py").write_text(DNS_CLIENT)
-        query = bytes(DNS(id=7, rd=1, qd=DNSQR(qname="www.vpngate.net"))).hex()
-        ask = [str(asker), str(tmp_path / "ask.py"), peer.ip, query]
-        watch = Watch(lab, tmp_path, bpf=f"host {peer.ip}", interval=1.0).start()
-        for _ in range(queries):
-            res = lab.run(lab.host, ask, timeout=20)
-            assert res.returncode == 0, res.stderr
-        watch.stop()
-    flows = {f["sport"]: f for f in watch.flows(remote_is(peer.ip, 53))}  # latest per flow
-    assert len(flows) == queries, flows
-    assert {process_name(f) for f in flows.values()} == {"shortdns"}
-    assert all(f["transport"] == "udp" and f["app"] == "dns" for f in flows.values())
+    query = bytes(DNS(id=7, rd=1, qd=DNSQR(qname="www.vpngate.net"))).hex()
+    _, flows = _short_exchanges(
+        tmp_path, "203.0.113.53", DNS_SERVER, DNS_CLIENT, "shortdns", [query]
+    )
+    assert {process_name(f) for f in flows} == {"shortdns"}
+    assert all((f["transport"], f["dport"], f["app"]) == ("udp", 53, "dns") for f in flows)
 
 
 @pytest.mark.parametrize("ring", [True, False], ids=["ring", "recv"])
