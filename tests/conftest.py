@@ -9,6 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline anywhere: on a loaded CI machine one slow example (a first import,
+# a GC pause) would fail a property test that holds. Tests that need more examples say so.
+settings.register_profile("netwatch", deadline=None)
+settings.load_profile("netwatch")
 
 IS_ROOT = os.geteuid() == 0
 
