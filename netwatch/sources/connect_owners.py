@@ -38,7 +38,13 @@ from netwatch.model import FlowKey, PacketMeta, ProcessRef, SocketTable, Transpo
 from netwatch.sources import netlink
 from netwatch.sources.capture import LiveCapture
 from netwatch.sources.decode import PacketDecoder
-from netwatch.sources.processes import ProcessReader, PsutilReader, find_holders
+from netwatch.sources.processes import (
+    ProcessReader,
+    PsutilReader,
+    find_holders,
+    list_pids,
+    stat_identity,
+)
 
 PACKET_OUTGOING = 4
 START_FILTER = (
@@ -125,7 +131,7 @@ class ConnectionOwners:
         """pids that opened connections lately, most recent last."""
         self._table: SocketTable | None = None
         self._table_pids: tuple[SocketTable | None, frozenset[int]] = (None, frozenset())
-        self._procs: dict[int, tuple[float, ProcessRef]] = {}
+        self._procs: dict[int, tuple[bytes, ProcessRef]] = {}
         self._seen = self._attributed = self._missed = 0
         self._capture: LiveCapture | None = None
         self._diag: netlink.DiagSocket | None = None
@@ -272,18 +278,19 @@ class ConnectionOwners:
             found.popitem(last=False)
 
     def _process(self, pid: int) -> ProcessRef | None:
-        """Details of `pid`, read once per process (a new start time means a new process)."""
-        started = _start_ticks(self._root, pid)
-        if started is None:
+        """Details of `pid`, read once per process (its /proc stat identity: name and start
+        time, as `SocketOwners` keys them, changes on pid reuse and on exec)."""
+        ident = stat_identity(self._root, pid)
+        if ident is None:
             return None
         cached = self._procs.get(pid)
-        if cached is not None and cached[0] == started:
+        if cached is not None and cached[0] == ident:
             return cached[1]
         ref = self._reader.read(pid)
         if ref is not None:
             if len(self._procs) > 4096:
                 self._procs.clear()
-            self._procs[pid] = (started, ref)
+            self._procs[pid] = (ident, ref)
         return ref
 
     def _candidates(self, uids: set[int]) -> Iterator[int]:
@@ -330,11 +337,11 @@ class ConnectionOwners:
     def _newest_pids_of(self, uids: set[int], limit: int) -> list[int]:
         """The `limit` highest pids (newest, until pids wrap) owned by one of `uids`."""
         try:
-            pids = sorted((int(n) for n in os.listdir(self._root) if n.isdigit()), reverse=True)
+            pids = list_pids(self._root)
         except OSError:
             return []
         out = []
-        for pid in pids:
+        for pid in reversed(pids):
             with contextlib.suppress(OSError):
                 if os.stat(f"{self._root}/{pid}").st_uid in uids:
                     out.append(pid)
@@ -360,17 +367,3 @@ def _still_held(diag: netlink.DiagSocket, key: FlowKey, inode: int) -> bool:
     """Whether the socket is still open under the same inode (0 once its fd is closed)."""
     rec = _lookup(diag, key)
     return rec is not None and rec.inode == inode
-
-
-def _start_ticks(root: str, pid: int) -> float | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
-    try:
-        with open(f"{root}/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].split()
-    try:
-        return float(fields[19])
-    except (IndexError, ValueError):
-        return None

@@ -206,22 +206,12 @@ class SocketOwners:
             del self._owner[inode]
 
     def _identity(self, pid: int) -> bytes | None:
-        """Name and start time from /proc/<pid>/stat: changes on pid reuse and on exec."""
-        try:
-            with open(f"{self._root}/{pid}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            return None
-        close = data.rfind(b")")
-        fields = data[close + 2 :].split()
-        if close < 0 or len(fields) < 20:
-            return None
-        return data[: close + 1] + b" " + fields[19]
+        return stat_identity(self._root, pid)
 
     def _scan(self, missing: set[int], wanted: set[int]) -> None:
         self.scans += 1
         try:
-            pids = sorted(int(n) for n in os.listdir(self._root) if n.isdigit())
+            pids = list_pids(self._root)
         except OSError:
             return
         live = set(pids)
@@ -328,6 +318,25 @@ class SocketOwners:
             else:
                 out[name] = 0
         return out
+
+
+def stat_identity(proc_root: str, pid: int) -> bytes | None:
+    """Name and start time from /proc/<pid>/stat: changes on pid reuse and on exec."""
+    try:
+        with open(f"{proc_root}/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    close = data.rfind(b")")
+    fields = data[close + 2 :].split()
+    if close < 0 or len(fields) < 20:
+        return None
+    return data[: close + 1] + b" " + fields[19]
+
+
+def list_pids(proc_root: str = "/proc") -> list[int]:
+    """Every pid with a folder in `proc_root`, lowest first (raises OSError)."""
+    return sorted(int(n) for n in os.listdir(proc_root) if n.isdigit())
 
 
 def find_holders(
