@@ -80,6 +80,7 @@ class Policy:
 
 
 EXPORT_FORMATS = ("jsonl", "csv", "syslog", "ecs")
+"""The alert-log formats (`export.sinks.FORMATS` has a formatter for each; a test checks)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,17 +264,28 @@ def _whole(raw: Any, key: str, errs: _Errors, high: int) -> int | None:
     return raw
 
 
-def _syslog_url(raw: Any, key: str, errs: _Errors) -> str | None:
-    """`udp://host:port` or `tcp://host:port`, checked here so a typo fails at start."""
-    text = raw if isinstance(raw, str) else ""
+def split_syslog_url(text: str) -> tuple[str, str, str] | None:
+    """(protocol, host, port digits) of `udp://host:port` or `tcp://host:port`, else None.
+
+    The one reading of a syslog address, for the config file and the `--syslog` flag alike;
+    the port's range is each caller's check (they word their errors differently).
+    """
     proto, sep, rest = text.partition("://")
     host, _, port = rest.rpartition(":")
     if not sep or proto not in ("udp", "tcp") or not host or not port.isdigit():
+        return None
+    return proto, host, port
+
+
+def _syslog_url(raw: Any, key: str, errs: _Errors) -> str | None:
+    """`udp://host:port` or `tcp://host:port`, checked here so a typo fails at start."""
+    parts = split_syslog_url(raw) if isinstance(raw, str) else None
+    if parts is None:
         errs.add(key, f"{raw!r} is not udp://HOST:PORT or tcp://HOST:PORT")
         return None
-    if _port(port, key, errs) is None:
+    if _port(parts[2], key, errs) is None:
         return None
-    return text
+    return str(raw)
 
 
 _DAEMON_KEYS = {f.name for f in fields(DaemonSettings)}

@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 from netwatch.cli.common import add_geoip
+from netwatch.config import EXPORT_FORMATS, split_syslog_url
 
 GC_THRESHOLDS = (50_000, 20, 100)
 """gc thresholds for the daemon process (see `_run`)."""
@@ -50,10 +51,10 @@ def _syslog_target(text: str) -> Any:
     """`udp://host:port` or `tcp://host:port` (facility daemon)."""
     from netwatch.export.syslog import SyslogTarget
 
-    proto, sep, rest = text.partition("://")
-    host, _, port = rest.rpartition(":")
-    if not sep or proto not in ("udp", "tcp") or not host or not port.isdigit():
+    parts = split_syslog_url(text)
+    if parts is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not udp://HOST:PORT or tcp://HOST:PORT")
+    proto, host, port = parts
     if not 0 < int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"{port!r} is not a port (1-65535)")
     return SyslogTarget(host=host.strip("[]"), port=int(port), protocol=proto)
@@ -89,7 +90,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--export-format",
-        choices=("jsonl", "csv", "syslog", "ecs"),
+        choices=EXPORT_FORMATS,
         help="format of --export-file (default jsonl)",
     )
     p.add_argument(

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+from netwatch.config import EXPORT_FORMATS
 from netwatch.model import Severity
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -52,7 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             f"{c.name} ({c.unit + ', ' if c.unit else ''}{c.description})" for c in COLUMNS
         ),  # fmt: skip
     )
-    p.add_argument("--format", choices=("jsonl", "csv", "syslog", "ecs"), default="jsonl")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="jsonl")
     p.add_argument("--db", type=Path, metavar="PATH", help="SQLite store (default: state dir)")
     p.add_argument("--since", type=parse_time, metavar="T", help="alerts seen at or after T")
     p.add_argument("--until", type=parse_time, metavar="T", help="alerts first seen by T")

@@ -263,3 +263,10 @@ def test_file_sink_jsonl_lines_decode(tmp_path: Path) -> None:
 def test_readme_documents_the_csv_header() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert ",".join(HEADER) in readme.replace("`\n`", "")
+
+
+def test_the_config_knows_every_export_format_the_sinks_write() -> None:
+    from netwatch.config import EXPORT_FORMATS
+    from netwatch.export.sinks import FORMATS
+
+    assert EXPORT_FORMATS == FORMATS
