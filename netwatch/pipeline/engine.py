@@ -111,8 +111,7 @@ def merge_flows(
             continue
         seen.add(pf.key)
         hit = last.get(id(pf)) if last is not None else None
-        same = hit is not None and hit[0] is pf and hit[1] is sf
-        both = hit[2] if hit is not None and same else _merge(pf, sf)
+        both = hit[2] if hit is not None and hit[0] is pf and hit[1] is sf else _merge(pf, sf)
         if memo is not None:
             memo[id(pf)] = (pf, sf, both)
         merged.append(both)
