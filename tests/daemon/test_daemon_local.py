@@ -221,12 +221,16 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert "netwatch.service" not in res.stderr, res.stderr
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_metrics_endpoint_on_localhost(tmp_path: Path) -> None:
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     daemon = subprocess.Popen(
         daemon_argv(tmp_path / "n.db", tmp_path / "n.sock", "--interval", "0.2",
                     "--metrics-port", str(port), "--no-capture"),
@@ -250,12 +254,6 @@ def test_metrics_endpoint_on_localhost(tmp_path: Path) -> None:
     assert daemon.returncode == 0
     assert b"netwatch_flows " in body
     assert b"netwatch_socket_clients" in body
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_daemon_settings_come_from_the_config_and_flags_win(tmp_path: Path) -> None:

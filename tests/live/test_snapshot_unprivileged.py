@@ -32,18 +32,14 @@ def readable_copy(repo_root: Path) -> Iterator[Path]:
         yield base
 
 
-_as_nobody = nobody.as_nobody
-_python_for_nobody = nobody.python_for_nobody
-
-
 @pytest.mark.live
 @requires_root
 @requires_tools("setpriv")
 @pytest.mark.timeout(120)
 def test_snapshot_as_nobody(readable_copy: Path) -> None:
-    python = _python_for_nobody(readable_copy)
+    python = nobody.python_for_nobody(readable_copy)
     holder = subprocess.Popen(
-        _as_nobody(["-c", HOLD], readable_copy, python),
+        nobody.as_nobody(["-c", HOLD], readable_copy, python),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -57,7 +53,9 @@ def test_snapshot_as_nobody(readable_copy: Path) -> None:
         assert holder.stdout is not None
         nobody_port = int(holder.stdout.readline())
         res = subprocess.run(
-            _as_nobody(["-m", "netwatch", "snapshot", "--format", "jsonl"], readable_copy, python),
+            nobody.as_nobody(
+                ["-m", "netwatch", "snapshot", "--format", "jsonl"], readable_copy, python
+            ),
             capture_output=True,
             text=True,
             timeout=60,
@@ -65,7 +63,7 @@ def test_snapshot_as_nobody(readable_copy: Path) -> None:
             check=False,
         )
         table = subprocess.run(
-            _as_nobody(["-m", "netwatch", "snapshot"], readable_copy, python),
+            nobody.as_nobody(["-m", "netwatch", "snapshot"], readable_copy, python),
             capture_output=True,
             text=True,
             timeout=60,
