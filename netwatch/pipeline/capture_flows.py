@@ -24,15 +24,11 @@ from netwatch.model import (
     FlowKey,
     IPAddress,
     SocketTable,
-    Transport,
 )
 from netwatch.pipeline.offline import default_inspector
 from netwatch.sources.capture import LiveCapture, local_addresses
-from netwatch.sources.connect_owners import ConnectionOwners
+from netwatch.sources.connect_owners import WATCHED, ConnectionOwners
 from netwatch.sources.netlink import NetlinkUnavailableError
-
-_STARTED = frozenset((Transport.TCP, Transport.UDP))
-"""Transports whose starts `ConnectionOwners` watches (TCP connects, DNS queries)."""
 
 ADDRESS_REFRESH = 10.0
 """Seconds between re-reading this host's interface addresses."""
@@ -148,7 +144,7 @@ def attribute(
             state.attribution = Attribution.SOCKET
             state.local_is_initiator = initiator_local
             return state.to_flow(initiator_local)
-    if starts is not None and transport in _STARTED and ini.ip in local:
+    if starts is not None and transport in WATCHED and ini.ip in local:
         proc = starts.owner(FlowKey(transport, ini, resp))
         if proc is not None:
             state.process = proc

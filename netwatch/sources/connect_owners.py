@@ -78,6 +78,8 @@ START_PROGRAM = (
 `START_FILTER`. libpcap has no `outbound` for raw IP, so the two instructions are written here."""
 _SYN, _ACK = 0x02, 0x10
 DNS_PORT = 53
+WATCHED = frozenset((Transport.TCP, Transport.UDP))
+"""Transports whose starts are watched (TCP connects; UDP for DNS queries, see `outgoing_start`)."""
 NEW_PROCESSES = 32
 """How many of the newest processes of the socket's user are searched."""
 _Decode = Callable[[int, bytes, float, str | None], PacketMeta | None]
