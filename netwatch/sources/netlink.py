@@ -13,7 +13,6 @@ Raw, ICMP ("ping") and packet sockets come from /proc/net instead (`sources.proc
 
 from __future__ import annotations
 
-import functools
 import itertools
 import socket
 import struct
@@ -72,8 +71,16 @@ class NetlinkUnavailableError(OSError):
     """sock_diag cannot be used here (no netlink, module missing, or a kernel error)."""
 
 
+Record = tuple[int, int, bytes, int, int, bytes]
+"""One socket as the kernel described it: family, state, ident, uid, inode, counters.
+
+The parser hands out plain tuples (a fifth of a dump's parsing went into wrapping each in a
+named tuple); `DiagRecord` names the same fields where a reader wants them by name.
+"""
+
+
 class DiagRecord(NamedTuple):
-    """One socket as the kernel described it, kept as raw bytes so parsing stays cheap.
+    """A `Record` with its fields named, kept as raw bytes so parsing stays cheap.
 
     `ident` is the kernel's `inet_diag_sockid` (ports, addresses, interface, and the socket
     cookie, unique per socket): stable for the life of a connected socket, so the sampler
@@ -164,7 +171,7 @@ def build_tcp_request(seq: int = 1) -> bytes:
 
 
 def parse_messages(
-    buf: bytes | memoryview, out: list[DiagRecord], counters: bool = True, uniform: bool = True
+    buf: bytes | memoryview, out: list[Record], counters: bool = True, uniform: bool = True
 ) -> bool:
     """Append every well-formed inet_diag message in `buf` to `out`; True once DONE is seen.
 
@@ -191,7 +198,7 @@ def parse_messages(
                 if counters:
                     found, hint = _tcp_counters(data, off, off + length, hint)
                 append(
-                    DiagRecord(
+                    (
                         data[off + 16],
                         data[off + 17],
                         data[off + _ID : off + _ID + 48],
@@ -210,10 +217,7 @@ def parse_messages(
     return False
 
 
-_AS_RECORD = functools.partial(tuple.__new__, DiagRecord)
-
-
-def _parse_uniform(data: bytes, out: list[DiagRecord], start: int) -> int:
+def _parse_uniform(data: bytes, out: list[Record], start: int) -> int:
     """Parse the run of same-shaped TCP messages at `start` in C (`struct.iter_unpack`).
 
     A dump is mostly runs of one shape: established connections (one length, the same
@@ -243,7 +247,7 @@ def _parse_uniform(data: bytes, out: list[DiagRecord], start: int) -> int:
         *(x for _, rta_len, rta_type in attrs for x in (rta_len, rta_type)),
     )
     run = len(list(itertools.takewhile(expected.__eq__, head.iter_unpack(view))))
-    out.extend(map(_AS_RECORD, body.iter_unpack(view[: run * length])))
+    out.extend(body.iter_unpack(view[: run * length]))
     return start + run * length
 
 
@@ -341,17 +345,17 @@ class DiagSocket:
         self._buf = bytearray(bufsize)
         self._seq = 0
 
-    def dump(self, family: int, protocol: int) -> list[DiagRecord]:
+    def dump(self, family: int, protocol: int) -> list[Record]:
         """Every socket of one family and protocol, in kernel order."""
         return self._dump(build_request(family, protocol, seq=self._seq + 1), protocol)
 
-    def dump_tcp(self) -> list[DiagRecord]:
+    def dump_tcp(self) -> list[Record]:
         """Every TCP socket, IPv4 and IPv6, in one walk (see `TCPDIAG_GETSOCK`)."""
         return self._dump(build_tcp_request(seq=self._seq + 1), socket.IPPROTO_TCP)
 
-    def _dump(self, request: bytes, protocol: int) -> list[DiagRecord]:
+    def _dump(self, request: bytes, protocol: int) -> list[Record]:
         self._seq += 1
-        out: list[DiagRecord] = []
+        out: list[Record] = []
         try:
             self._sock.send(request)
             view = memoryview(self._buf)
@@ -373,7 +377,7 @@ class DiagSocket:
         first packet needs to find its socket before a short exchange closes it.
         """
         self._seq += 1
-        out: list[DiagRecord] = []
+        out: list[Record] = []
         try:
             self._sock.send(build_lookup_request(family, protocol, local, remote, self._seq))
             n = self._sock.recv_into(self._buf)
@@ -382,7 +386,7 @@ class DiagSocket:
             return None  # ENOENT: no such socket (any more)
         except OSError as exc:
             raise NetlinkUnavailableError(exc.errno or 0, f"sock_diag: {exc}") from None
-        return out[0] if out else None
+        return DiagRecord._make(out[0]) if out else None
 
     def close(self) -> None:
         """Close the netlink socket."""

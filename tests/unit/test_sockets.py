@@ -302,3 +302,33 @@ def test_socket_reopened_on_the_same_fd_is_attributed_at_once() -> None:
     finally:
         child.kill()
         child.wait(10)
+
+
+def test_a_closed_listener_reclassifies_reused_entries_once() -> None:
+    # The accepted socket is unchanged in the kernel, but without its listener it can no
+    # longer be told apart from one this machine initiated; the sampler must re-judge it
+    # and then keep the re-judged entry for later samples.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port), timeout=5)
+    server, _ = listener.accept()
+    try:
+        sampler = SocketSampler(backend="netlink")
+
+        def accepted(table: SocketTable) -> SocketEntry:
+            (found,) = [
+                e for e in by_port(table, port) if e.key.local.port == port and e.key.remote
+            ]
+            return found
+
+        before = accepted(sampler.sample())
+        assert before.direction is Direction.INBOUND
+        listener.close()
+        after = accepted(sampler.sample())
+        assert after.direction is Direction.OUTBOUND and after.key is before.key
+        assert accepted(sampler.sample()) is after
+    finally:
+        for s in (client, server, listener):
+            s.close()

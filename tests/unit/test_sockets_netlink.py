@@ -51,11 +51,18 @@ def done() -> bytes:
     return NLHDR.pack(20, netlink.NLMSG_DONE, 2, 1, 0) + b"\0\0\0\0"
 
 
+def named(buf: bytes) -> list[netlink.DiagRecord]:
+    """Parse `buf` and give each record its field names (the parser hands out tuples)."""
+    out: list[netlink.Record] = []
+    netlink.parse_messages(buf, out)
+    return [netlink.DiagRecord._make(r) for r in out]
+
+
 def test_parses_endpoints_uid_inode_and_counters() -> None:
-    out: list[netlink.DiagRecord] = []
+    out: list[netlink.Record] = []
     buf = diag_msg(tcp_info=tcp_info(5001, 77, 9, 8)) + done()
     assert netlink.parse_messages(buf, out) is True
-    (r,) = out
+    (r,) = map(netlink.DiagRecord._make, out)
     assert (r.family, r.state, r.sport, r.dport) == (socket.AF_INET, 1, 40000, 443)
     assert r.src == bytes([127, 0, 0, 1]) and r.dst == bytes([127, 0, 0, 2])
     assert (r.uid, r.inode) == (1000, 4242)
@@ -64,31 +71,27 @@ def test_parses_endpoints_uid_inode_and_counters() -> None:
 
 def test_ipv6_addresses_are_16_bytes() -> None:
     src = socket.inet_pton(socket.AF_INET6, "2001:db8::1")
-    out: list[netlink.DiagRecord] = []
-    netlink.parse_messages(diag_msg(family=socket.AF_INET6, src=src, dst=bytes(16)), out)
+    out = named(diag_msg(family=socket.AF_INET6, src=src, dst=bytes(16)))
     assert out[0].src == src and out[0].dst == bytes(16)
     assert out[0].counters == b""
 
 
 def test_short_tcp_info_of_old_kernels_gives_only_what_is_there() -> None:
-    out: list[netlink.DiagRecord] = []
-    netlink.parse_messages(diag_msg(tcp_info=tcp_info(10, 20, 3, 4, size=136)), out)
+    out = named(diag_msg(tcp_info=tcp_info(10, 20, 3, 4, size=136)))
     assert netlink.decode_counters(out[0].counters) == (10, 20, None, None)
-    out.clear()
-    netlink.parse_messages(diag_msg(tcp_info=tcp_info(10, 20, 3, 4, size=104)), out)
+    out = named(diag_msg(tcp_info=tcp_info(10, 20, 3, 4, size=104)))
     assert netlink.decode_counters(out[0].counters) == (None, None, None, None)
 
 
 def test_several_messages_in_one_buffer_and_done_ends_the_dump() -> None:
-    out: list[netlink.DiagRecord] = []
+    out: list[netlink.Record] = []
     buf = diag_msg(inode=1) + diag_msg(inode=2) + done() + diag_msg(inode=3)
     assert netlink.parse_messages(buf, out) is True
-    assert [r.inode for r in out] == [1, 2]
+    assert [netlink.DiagRecord._make(r).inode for r in out] == [1, 2]
 
 
 def test_ident_differs_when_endpoints_differ_and_is_stable_otherwise() -> None:
-    out: list[netlink.DiagRecord] = []
-    netlink.parse_messages(diag_msg(sport=1) + diag_msg(sport=1, state=8) + diag_msg(sport=2), out)
+    out = named(diag_msg(sport=1) + diag_msg(sport=1, state=8) + diag_msg(sport=2))
     assert out[0].ident == out[1].ident
     assert out[0].ident != out[2].ident
 
@@ -112,18 +115,18 @@ def test_request_asks_tcp_info_only_for_tcp() -> None:
 
 @given(st.binary(max_size=600))
 def test_garbage_never_raises_anything_but_unavailable(data: bytes) -> None:
-    out: list[netlink.DiagRecord] = []
+    out: list[netlink.Record] = []
     with contextlib.suppress(netlink.NetlinkUnavailableError):
         netlink.parse_messages(data, out)
     for r in out:
-        netlink.decode_counters(r.counters)
+        netlink.decode_counters(netlink.DiagRecord._make(r).counters)
 
 
 @given(st.binary(max_size=400), st.integers(0, 400))
 def test_truncated_and_corrupted_real_messages_never_crash(noise: bytes, cut: int) -> None:
     buf = bytearray(diag_msg(tcp_info=tcp_info(1, 2, 3, 4)) + diag_msg(inode=9))
     buf[cut % len(buf) : cut % len(buf) + len(noise)] = noise
-    out: list[netlink.DiagRecord] = []
+    out: list[netlink.Record] = []
     with contextlib.suppress(netlink.NetlinkUnavailableError):
         netlink.parse_messages(bytes(buf[: len(buf) - cut // 3]), out)
 
@@ -164,12 +167,12 @@ def test_proc_net_garbage_never_raises(text: str) -> None:
 
 
 def _parse(buf: bytes, uniform: bool) -> tuple[list[netlink.DiagRecord], bool | str]:
-    out: list[netlink.DiagRecord] = []
+    out: list[netlink.Record] = []
     try:
         done: bool | str = netlink.parse_messages(buf, out, uniform=uniform)
     except netlink.NetlinkUnavailableError as exc:
         done = f"error {exc.errno}"
-    return out, done
+    return [netlink.DiagRecord._make(r) for r in out], done
 
 
 def test_uniform_runs_parse_like_the_loop_and_stop_at_a_different_message() -> None:
