@@ -7,10 +7,16 @@ window; RSS is the peak of VmRSS sampled every second. A second window (`--clien
 has one client attached that reads every snapshot, as the dashboard does. For comparison,
 `ss -tanp` (the native tool, also listing processes) is run once per second for 10 s over
 the same sockets.
+
+Each count runs in three modes: all connections idle; `--active` of them (100 by default)
+sending 100 bytes every second, so capture sees them and the daemon re-reads their sockets
+between full samples; and idle with `--full-sample-every 0` (every socket listed every
+tick, as before that option existed).
 As root everything runs in a private network namespace (`--host-namespace` to not), so the
 daemon counts only these sockets. Everything is killed and removed at the end.
 
     python bench/daemon.py [--seconds 60] [--client-seconds 30] [--counts 1000,10000]
+        [--active 100]
 """
 
 from __future__ import annotations
@@ -49,6 +55,15 @@ if sys.argv[1] == "server":
 else:
     held = [socket.create_connection(("127.0.0.1", int(sys.argv[2])))
             for _ in range(int(sys.argv[3]))]
+    active = held[: int(sys.argv[4])]
+    if active:  # these send 100 bytes a second (the server never reads: 6 KB a minute)
+        import threading, time
+        def poke():
+            while True:
+                for c in active:
+                    c.send(b"x" * 100)
+                time.sleep(1)
+        threading.Thread(target=poke, daemon=True).start()
 sys.stdout.write("ready\n"); sys.stdout.flush()
 sys.stdin.read()
 """
@@ -63,11 +78,11 @@ def start_holder(*args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def hold(n: int) -> list[subprocess.Popen[bytes]]:
+def hold(n: int, active: int = 0) -> list[subprocess.Popen[bytes]]:
     """Start the two holders and return once all n connections are established."""
     server = start_holder("server", str(n))
     port = server.stdout.readline().decode().strip() if server.stdout else ""
-    client = start_holder("client", port, str(n))
+    client = start_holder("client", port, str(n), str(active))
     for proc in (client, server):
         if proc.stdout is None or proc.stdout.readline() != b"ready\n":
             release([server, client])
@@ -95,16 +110,17 @@ def rss_mb(pid: int) -> float:
 
 
 def measure_daemon(
-    n: int, seconds: float, warmup: float, client_seconds: float
-) -> tuple[float, float, float, int, float, float]:
+    n: int, seconds: float, warmup: float, client_seconds: float, active: int = 0,
+    extra: tuple[str, ...] = (),
+) -> tuple[float, float, float, int, float, float]:  # fmt: skip
     """(cpu %, peak RSS MB, store MB, sockets seen, cpu % and peak RSS MB with a client)."""
     work = Path(tempfile.mkdtemp(prefix="nwbench-"))
-    holders = hold(n)
+    holders = hold(n, active)
     daemon = None
     try:
         daemon = subprocess.Popen(
             [*PREFIX, sys.executable, "-m", "netwatch", "daemon", "--interval", "1",
-             "--db", str(work / "n.db"), "--socket", str(work / "n.sock")],
+             "--db", str(work / "n.db"), "--socket", str(work / "n.sock"), *extra],
             cwd=REPO, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         time.sleep(warmup)
@@ -280,6 +296,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--counts", default="1000,10000")
+    ap.add_argument("--active", type=int, default=100, help="connections sending each second")
     ap.add_argument(
         "--client-seconds",
         type=float,
@@ -314,28 +331,36 @@ def run(args: argparse.Namespace) -> None:
     rows = []
     stages = {}
     counts = [int(x) for x in args.counts.split(",")]
+    modes = (
+        ("idle", 0, ()),
+        (f"{args.active:,} active", args.active, ()),
+        ("idle, full sample every tick", 0, ("--full-sample-every", "0")),
+    )
     for n in counts:
-        cpu, rss, db, seen, client, client_rss = measure_daemon(
-            n, args.seconds, args.warmup, args.client_seconds
-        )
+        for mode, active, extra in modes:
+            cpu, rss, db, seen, client, client_rss = measure_daemon(
+                n, args.seconds, args.warmup, args.client_seconds, min(active, n), extra
+            )
+            rows.append((n, mode, seen, cpu, client, rss, client_rss, db))
         ss = measure_ss(n) if shutil.which("ss") else float("nan")
-        rows.append((n, seen, cpu, client, rss, client_rss, db, ss))
+        rows.append((n, "`ss -tanp` once a second", n * 2, ss, float("nan"), 0, 0, 0))
         stages[n] = stages_in_namespace(n)
     where = "a private network namespace" if PREFIX else "the host namespace"
     print(
         f"netwatch daemon at 1 Hz over {args.seconds:.0f} s in {where} "
-        "(loopback connections, 2 sockets each)"
+        "(loopback connections, 2 sockets each; a full socket sample every 5 s between "
+        "re-reads of active connections, unless said)"
     )
     print()
     print(
-        "| connections | sockets seen | daemon CPU % of a core | same, 1 client attached "
-        "| daemon peak RSS MB | same, 1 client | store MB | ss -tanp CPU % at 1 Hz |"
+        "| connections | mode | sockets seen | CPU % of a core | same, 1 client attached "
+        "| peak RSS MB | same, 1 client | store MB |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n, seen, cpu, client, rss, crss, db, ss in rows:
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for n, mode, seen, cpu, client, rss, crss, db in rows:
         print(
-            f"| {n:,} | {seen:,} | {cpu:.2f} | {client:.2f} | {rss:.1f} | {crss:.1f} "
-            f"| {db:.2f} | {ss:.2f} |"
+            f"| {n:,} | {mode} | {seen:,} | {cpu:.2f} | {client:.2f} | {rss:.1f} | {crss:.1f} "
+            f"| {db:.2f} |"
         )
     print()
     print("targets at 1,000 connections: <= 0.5 % of a core, <= 100 MB")

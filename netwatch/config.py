@@ -102,6 +102,8 @@ class DaemonSettings:
     metrics_port: int | None = None
     capture: bool | None = None
     interface: str | None = None
+    full_sample_every: float | None = None
+    """Seconds between full socket samples while capture runs (0: every tick)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +259,12 @@ def _number(raw: Any, key: str, errs: _Errors, low: float, high: float) -> float
     return float(raw)
 
 
+def _seconds_or_zero(raw: Any, key: str, errs: _Errors) -> float | None:
+    if raw == 0 and not isinstance(raw, bool):
+        return 0.0
+    return _number(raw, key, errs, 0, 3600)
+
+
 def _whole(raw: Any, key: str, errs: _Errors, high: int) -> int | None:
     if isinstance(raw, bool) or not isinstance(raw, int) or not 0 < raw <= high:
         errs.add(key, f"{raw!r} must be a whole number from 1 to {high}")
@@ -306,6 +314,7 @@ def parse_daemon(raw: Any, errs: _Errors) -> DaemonSettings:
         "export_file": lambda v, k: Path(v) if _text(v, k, errs) else None,
         "interface": lambda v, k: v if _text(v, k, errs) else None,
         "capture": lambda v, k: _flag(v, k, errs),
+        "full_sample_every": lambda v, k: _seconds_or_zero(v, k, errs),
     }
     for name, check in checks.items():
         if name in raw:

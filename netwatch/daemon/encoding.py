@@ -29,6 +29,8 @@ class SnapshotEncoder:
         self._texts: dict[int, tuple[EnrichedFlow, str]] = {}
         self.encoded = 0
         """Flows encoded by the last `encode` (the others came from the cache)."""
+        self._joined: tuple[tuple[EnrichedFlow, ...] | None, str] = (None, "")
+        """The flows of the last remembered `encode` and their joined texts."""
 
     def encode(self, snap: Snapshot, remember: bool = True) -> str:
         """The snapshot as one JSON line (no newline).
@@ -36,6 +38,17 @@ class SnapshotEncoder:
         `remember=False` encodes without replacing the cache (a greeting built from an older
         snapshot must not evict the texts of the current one).
         """
+        head = codec.snapshot_to_dict(replace(snap, flows=(), alerts=()))
+        del head["flows"], head["alerts"]
+        alerts = _dumps([codec.alert_to_dict(a) for a in snap.alerts])
+        flows = self._flows_text(snap, remember)
+        return f'{_dumps(head)[:-1]},"flows":[{flows}],"alerts":{alerts}}}'
+
+    def _flows_text(self, snap: Snapshot, remember: bool) -> str:
+        """The flows' texts joined; last call's string when the flows are its very tuple."""
+        if snap.flows is self._joined[0]:
+            self.encoded = 0
+            return self._joined[1]
         old = self._texts
         new: dict[int, tuple[EnrichedFlow, str]] = {}
         parts: list[str] = []
@@ -49,10 +62,9 @@ class SnapshotEncoder:
                 encoded += 1
             new[id(ef)] = (ef, text)
             parts.append(text)
+        self.encoded = encoded
+        joined = ",".join(parts)
         if remember:
             self._texts = new
-        self.encoded = encoded
-        head = codec.snapshot_to_dict(replace(snap, flows=(), alerts=()))
-        del head["flows"], head["alerts"]
-        alerts = _dumps([codec.alert_to_dict(a) for a in snap.alerts])
-        return f'{_dumps(head)[:-1]},"flows":[{",".join(parts)}],"alerts":{alerts}}}'
+            self._joined = (snap.flows, joined)
+        return joined

@@ -130,6 +130,9 @@ class Service:
         """Each conversation's latest flow, first and last seen, until the next flush."""
         self._flow_rows: dict[int, _Row] = {}
         """Last tick's flow objects by id -> their row (whose `ef` keeps the object alive)."""
+        self._buffered: tuple[EnrichedFlow, ...] | None = None
+        """The flows `_flow_rows` were made from; `_seen_at` is when they were last seen."""
+        self._seen_at = 0.0
         self._last_flush = clock.monotonic()
         self._recent: OrderedDict[str, Alert] = OrderedDict()
         self._last: Snapshot | None = None
@@ -252,8 +255,14 @@ class Service:
         """Note each conversation's (latest flow, first seen, last seen) for the next flush.
 
         Rows are found by the flow object first (an unchanged flow is last tick's object, and
-        an int hashes far faster than a flow key), then by key.
+        an int hashes far faster than a flow key), then by key. When the tick's flows are
+        last tick's very tuple, only the time they were last seen moves (`_seen_at`); it is
+        written into their rows when the flows change or at the flush.
         """
+        if snap.flows is self._buffered:
+            self._seen_at = now
+            return
+        self._stamp_rows()
         rows, by_id = self._flows, self._flow_rows
         new_ids: dict[int, _Row] = {}
         for ef in snap.flows:
@@ -266,16 +275,24 @@ class Service:
                 if row is None:
                     row = rows[key] = _Row(ef, ef.flow.first_seen or now)
                 row.ef = ef
-            row.last = now
             new_ids[id(ef)] = row
         self._flow_rows = new_ids
+        self._buffered, self._seen_at = snap.flows, now
+
+    def _stamp_rows(self) -> None:
+        """Write the time the buffered flows were last seen into their rows."""
+        at = self._seen_at
+        for row in self._flow_rows.values():
+            row.last = at
 
     def flush_flows(self) -> None:
         """Write the buffered flow summaries."""
+        self._stamp_rows()
         if self._flows:
             self.store.save_flows((r.ef, r.first, r.last) for r in self._flows.values())
             self._flows.clear()
             self._flow_rows.clear()
+            self._buffered = None
         self._last_flush = self.clock.monotonic()
 
     def _do_reload(self) -> None:

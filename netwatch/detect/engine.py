@@ -33,6 +33,7 @@ from netwatch.model import (
     Evidence,
     HostFacts,
     ProcessRef,
+    same_objects,
 )
 
 
@@ -154,6 +155,10 @@ class RuleEngine:
         self._seen: dict[int, _Seen] = {}
         """Last tick's flows by object id (each holds its flow, so ids are not reused)."""
         self._context: tuple[object, ...] | None = None
+        self._flows: Sequence[EnrichedFlow] | None = None
+        """Last call's flows; when this call's are the very same, so are their matches."""
+        self._listening: dict[int, tuple[str, ...]] = {}
+        self._per_rule: list[list[tuple[_Seen, int, bool]]] = []
         self._windowed: list[bool] = []
         self._windowed_of: RuleSet | None = None
         self.classified = 0
@@ -174,7 +179,9 @@ class RuleEngine:
         re-running the conditions. Everything after that (suppression touches, windows,
         findings and their order) runs exactly as for a new flow.
         """
-        listening = _listening(flows)
+        same_flows = same_objects(flows, self._flows)
+        listening = self._listening if same_flows else _listening(flows)
+        self._flows, self._listening = flows, listening
         env = Env(self.policy, now, host, listening)
         closed = self.suppressor.expire(now)
         # Host facts carry their own time: only what they say counts as a change.
@@ -188,16 +195,23 @@ class RuleEngine:
             self._windowed = [any(c.window for c in r.cases) for r in self.rules.rules]
             self._windowed_of = self.rules
         classified = 0
-        for ef in flows:
-            s = old.get(id(ef))
-            fresh = s is None or s.ef is not ef
-            if s is None or fresh:
-                s = self._classify(ef, env)
-                classified += 1
-            seen[id(ef)] = s
-            for ri, ci in s.hits:
-                per_rule[ri].append((s, ci, fresh))
+        if same_flows and old and len(self._per_rule) == len(per_rule):
+            # Last tick's very flows under the same context: last tick's matches, none fresh
+            # (a C-level check instead of a Python loop over every flow).
+            seen = old
+            per_rule = [[(s, ci, False) for s, ci, _ in hits] for hits in self._per_rule]
+        else:
+            for ef in flows:
+                s = old.get(id(ef))
+                fresh = s is None or s.ef is not ef
+                if s is None or fresh:
+                    s = self._classify(ef, env)
+                    classified += 1
+                seen[id(ef)] = s
+                for ri, ci in s.hits:
+                    per_rule[ri].append((s, ci, fresh))
         self._seen = seen
+        self._per_rule = per_rule
         self.classified = classified
         findings: list[Finding] = []
         for ri, rule in enumerate(self.rules.rules):

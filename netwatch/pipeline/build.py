@@ -30,14 +30,24 @@ def build_live_engine(
     enricher: Enricher | None = None,
     detector: Detector | None = None,
     host: HostFactsSource | None = None,
+    full_every: float = 0.0,
 ) -> Engine:
     """Compose the live engine from the socket sampler and whatever stages are given.
 
     With a detector, the host facts (SoftEther configs on disk, read-only, reread each
-    minute) come from `sources.hostfacts` unless `host` is given.
+    minute) come from `sources.hostfacts` unless `host` is given. `full_every`: see
+    `Engine.full_every` (the daemon's `--full-sample-every`).
     """
     clock = clock or SystemClock()
     source = sockets or SocketSampler(backend=socket_backend, clock=clock)
     if host is None and detector is not None:
         host = HostFactsReader()
-    return Engine(source, clock, packets=packets, enricher=enricher, detector=detector, host=host)
+    return Engine(
+        source,
+        clock,
+        packets=packets,
+        enricher=enricher,
+        detector=detector,
+        host=host,
+        full_every=full_every,
+    )

@@ -20,10 +20,12 @@ from netwatch.flows.table import FlowState, FlowTable, Inspector
 from netwatch.model import (
     Attribution,
     Counters,
+    Endpoint,
     Flow,
     FlowKey,
     IPAddress,
     SocketTable,
+    Transport,
 )
 from netwatch.pipeline.offline import default_inspector
 from netwatch.sources.capture import LiveCapture, local_addresses
@@ -54,6 +56,8 @@ class CaptureFlows:
         self._addresses = addresses
         self._addrs: frozenset[IPAddress] = frozenset()
         self._addrs_at = float("-inf")
+        self._touched: set[FlowState] | None = None
+        """Flows that had packets since `active` last ran (kept once it was asked)."""
 
     @classmethod
     def open(
@@ -80,9 +84,35 @@ class CaptureFlows:
         """Move queued packets into the flow table; returns how many."""
         ingest = self.table.ingest
         packets = self.capture.packets()
-        for meta in packets:
-            ingest(meta)
+        if self._touched is not None:
+            self._touched.update(map(ingest, packets))
+        else:
+            for meta in packets:
+                ingest(meta)
         return len(packets)
+
+    def active(self) -> list[tuple[Transport, Endpoint, Endpoint]]:
+        """(transport, local, remote) of each TCP or UDP flow that had packets since the
+        last call; both orientations when both ends are this host's (loopback).
+
+        The engine re-reads just these sockets between full samples (`Engine.full_every`).
+        """
+        if self._touched is None:
+            self._touched = set()
+        self.pump()
+        local = self._local()
+        out: list[tuple[Transport, Endpoint, Endpoint]] = []
+        for state in self._touched:
+            transport = state.key.transport
+            if transport is not Transport.TCP and transport is not Transport.UDP:
+                continue
+            ini, resp = state.initiator, state.responder
+            if ini.ip in local:
+                out.append((transport, ini, resp))
+            if resp.ip in local:
+                out.append((transport, resp, ini))
+        self._touched = set()
+        return out
 
     def flows(self, table: SocketTable, now: float) -> Sequence[Flow]:
         """The live packet flows (and those that ended this tick), attributed through `table`."""

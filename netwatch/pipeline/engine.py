@@ -11,18 +11,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from netwatch.clock import Clock
 from netwatch.model import (
     Alert,
     Counters,
+    Endpoint,
     EnrichedFlow,
     Flow,
     HostFacts,
     Snapshot,
     SocketTable,
     SourceStatus,
+    Transport,
 )
 from netwatch.pipeline.socket_flows import SocketFlows
 
@@ -39,6 +41,16 @@ class SocketSource(Protocol):
         ...
 
 
+@runtime_checkable
+class RefreshingSource(SocketSource, Protocol):
+    """A socket source that can re-read just some TCP sockets (`SocketSampler.refresh`)."""
+
+    def refresh(self, active: Iterable[tuple[Transport, Endpoint, Endpoint]]) -> SocketTable:
+        """Return the last table with the sockets of these (transport, local, remote) read
+        again (and those not listed yet looked up)."""
+        ...
+
+
 class PacketFlows(Protocol):
     """Flows observed on the wire since capture started (`sources.capture` + `flows.table`)."""
 
@@ -48,6 +60,11 @@ class PacketFlows(Protocol):
 
     def counters(self) -> Counters:
         """Return packet, drop and queue-overflow counts so far."""
+        ...
+
+    def active(self) -> Sequence[tuple[Transport, Endpoint, Endpoint]]:
+        """(transport, local, remote) of the TCP and UDP conversations that had packets
+        since the last call."""
         ...
 
 
@@ -80,6 +97,12 @@ class HostFactsSource(Protocol):
         """Return the host facts; `exes` are the executables of this tick's processes."""
         ...
 
+
+REREAD_COST = 5
+"""An exact sock_diag request costs about as much as this many sockets of a full sample."""
+FULL_FIXED_COST = 200
+"""A full sample of an empty table (hash-table walks, /proc/net reads: ~0.3 ms) costs about
+as much as this many sockets of one. Beyond that many re-reads, a full sample is cheaper."""
 
 MergeMemo = dict[int, tuple[Flow, Flow, Flow]]
 """id(packet flow) -> (packet flow, socket twin, their merge), for one tick."""
@@ -153,8 +176,20 @@ class Engine:
         detector: Detector | None = None,
         status: SourceStatus | None = None,
         host: HostFactsSource | None = None,
+        full_every: float = 0.0,
     ) -> None:
         self.sockets = sockets
+        self.full_every = full_every
+        """Seconds between full socket samples while capture runs (0: every tick).
+
+        In between, only the sockets capture saw packets on are read again (counters and
+        state of a TCP socket change only with its packets), and sockets of conversations
+        the table lacks are looked up. New listening sockets, and sockets that sent
+        nothing, show at the next full sample. A tick after capture lost packets, or with
+        many active sockets, samples in full."""
+        self._full_at = float("-inf")
+        self._drops = 0
+        self._table_size = 0
         self.host = host
         self.clock = clock
         self.packets = packets
@@ -165,6 +200,7 @@ class Engine:
         self._last_tick: float | None = None
         self._socket_flows = SocketFlows()
         self._enriched_by: Enricher | None = None
+        self._exes_of: tuple[tuple[EnrichedFlow, ...] | None, frozenset[str]] = (None, frozenset())
         self._merged: MergeMemo = {}
         """Last tick's merges of packet flows with their socket twins (`merge_flows`)."""
 
@@ -172,7 +208,7 @@ class Engine:
         """Run one sample through the pipeline."""
         started = self.clock.monotonic()
         now = self.clock.now()
-        table = self.sockets.sample()
+        table = self._sample(started)
         flows: Sequence[Flow] = self._socket_flows.flows(table, now)
         counters = Counters()
         if self.packets is not None:
@@ -180,6 +216,9 @@ class Engine:
             flows = merge_flows(flows, self.packets.flows(table, now), self._merged, memo)
             self._merged = memo
             counters = self.packets.counters()
+            drops = counters.capture_drops + counters.queue_drops
+            if drops != self._drops:  # packets were lost: so may be activity to re-read
+                self._drops, self._full_at = drops, float("-inf")
         if self.enricher is not self._enriched_by:  # swapped: last tick's answers are not its
             self._socket_flows.forget_enrichment()
             self._enriched_by = self.enricher
@@ -190,8 +229,7 @@ class Engine:
         if self.detector is not None:
             host = None
             if self.host is not None:
-                exes = {f.process.exe for f in flows if f.process is not None and f.process.exe}
-                host = self.host.facts(now, exes)
+                host = self.host.facts(now, self._exes(enriched))
             alerts = tuple(self.detector.evaluate(enriched, now, host))
         self._seq += 1
         interval = 0.0 if self._last_tick is None else started - self._last_tick
@@ -208,6 +246,37 @@ class Engine:
                 counters, sockets=len(table.entries), flows=len(enriched), sample_ms=sample_ms
             ),
         )
+
+    def _exes(self, flows: tuple[EnrichedFlow, ...]) -> frozenset[str]:
+        """The executables behind this tick's flows (for the host facts), kept while the
+        flows are last tick's very tuple."""
+        if flows is not self._exes_of[0]:
+            exes = frozenset(
+                ef.flow.process.exe
+                for ef in flows
+                if ef.flow.process is not None and ef.flow.process.exe
+            )
+            self._exes_of = (flows, exes)
+        return self._exes_of[1]
+
+    def _sample(self, started: float) -> SocketTable:
+        """A full socket sample, or (see `full_every`) a refresh of the active sockets."""
+        source, packets = self.sockets, self.packets
+        if (
+            packets is not None
+            and self.full_every > 0
+            and started - self._full_at < self.full_every
+            and isinstance(source, RefreshingSource)
+        ):
+            active = packets.active()
+            if len(active) * REREAD_COST < self._table_size + FULL_FIXED_COST:
+                return source.refresh(active)
+        elif packets is not None and self.full_every > 0:
+            packets.active()  # a full sample reads them all: start counting afresh
+        self._full_at = started
+        table = source.sample()
+        self._table_size = len(table.entries)
+        return table
 
     def _live_status(self) -> SourceStatus:
         """The sampler's view of privileges, plus whether capture runs and the GeoIP data."""

@@ -22,6 +22,7 @@ from netwatch.model import (
     SocketEntry,
     SocketTable,
     Transport,
+    same_objects,
 )
 
 _PORTED = (Transport.TCP, Transport.UDP, Transport.SCTP)
@@ -39,10 +40,21 @@ class SocketFlows:
         """inode (or key, for sockets without one) -> (key, first_seen) of last tick's sockets."""
         self.reused = 0
         """How many flows of the last tick were last tick's objects (tests, bench)."""
+        self._entries_in: Sequence[SocketEntry] | None = None
+        self._flows_out: list[Flow] = []
+        self._flows_in: Sequence[Flow] | None = None
+        self._enriched_out: tuple[EnrichedFlow, ...] = ()
 
     def flows(self, table: SocketTable, now: float) -> list[Flow]:
-        """One flow per socket; a socket whose entry object is unchanged keeps its flow."""
+        """One flow per socket; a socket whose entry object is unchanged keeps its flow.
+
+        Returns last tick's very list when every entry is last tick's (do not mutate it).
+        """
         entries: Sequence[SocketEntry] = table.entries
+        if same_objects(entries, self._entries_in):
+            self.reused = len(self._flows_out)
+            return self._flows_out
+        self._entries_in = entries
         if any(e.direction is Direction.UNKNOWN and e.key.transport in _PORTED for e in entries):
             entries = assign_directions(entries)
         old, old_first = self._flows, self._first
@@ -65,11 +77,13 @@ class SocketFlows:
             first[ident] = (e.key, flow.first_seen)
             out.append(flow)
         self._flows, self._first, self.reused = new, first, reused
+        self._flows_out = out
         return out
 
     def forget_enrichment(self) -> None:
         """Drop last tick's enriched flows (the enricher was replaced)."""
         self._enriched = {}
+        self._flows_in = None
 
     def enrich(
         self, flows: Sequence[Flow], enrich: Enrich | None, stable: bool = False
@@ -79,6 +93,9 @@ class SocketFlows:
         `stable`: the enricher always answers the same for the same flow, so an unchanged
         flow is not even asked about again.
         """
+        reuse = stable or enrich is None
+        if reuse and same_objects(flows, self._flows_in):
+            return self._enriched_out
         old = self._enriched
         new: dict[int, EnrichedFlow] = {}
         out: list[EnrichedFlow] = []
@@ -95,7 +112,9 @@ class SocketFlows:
             new[id(f)] = ef
             out.append(ef)
         self._enriched = new
-        return tuple(out)
+        self._flows_in = flows if reuse else None
+        self._enriched_out = tuple(out)
+        return self._enriched_out
 
 
 def _same_remote(a: EnrichedFlow, b: EnrichedFlow) -> bool:

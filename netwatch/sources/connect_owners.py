@@ -356,13 +356,8 @@ def _lookup(diag: netlink.DiagSocket, key: FlowKey) -> netlink.DiagRecord | None
     local, remote = key.local, key.remote
     if remote is None:
         return None
-    family = socket.AF_INET if local.ip.version == 4 else socket.AF_INET6
-    here, there = (local.ip.packed, local.port), (remote.ip.packed, remote.port)
-    if key.transport is Transport.UDP:
-        # udp_diag finds the socket a datagram *from* the first endpoint *to* the second
-        # would reach (connected or not), so the remote end goes first.
-        return diag.lookup(family, socket.IPPROTO_UDP, there, here)
-    return diag.lookup(family, socket.IPPROTO_TCP, here, there)
+    proto = socket.IPPROTO_UDP if key.transport is Transport.UDP else socket.IPPROTO_TCP
+    return diag.find(proto, (local.ip.packed, local.port), (remote.ip.packed, remote.port))
 
 
 def _still_held(diag: netlink.DiagSocket, key: FlowKey, inode: int) -> bool:

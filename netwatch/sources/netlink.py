@@ -67,6 +67,14 @@ TCP_STATES = {
 }
 
 
+_MAPPED = bytes(10) + b"\xff\xff"
+"""The prefix of an IPv4-mapped IPv6 address (::ffff:a.b.c.d)."""
+
+
+def _family(raw: bytes) -> int:
+    return socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+
+
 class NetlinkUnavailableError(OSError):
     """sock_diag cannot be used here (no netlink, module missing, or a kernel error)."""
 
@@ -139,11 +147,17 @@ def build_request(family: int, protocol: int, states: int = 0xFFFFFFFF, seq: int
 
 
 def build_lookup_request(
-    family: int, protocol: int, local: tuple[bytes, int], remote: tuple[bytes, int], seq: int = 1
+    family: int,
+    protocol: int,
+    local: tuple[bytes, int],
+    remote: tuple[bytes, int],
+    seq: int = 1,
+    counters: bool = False,
 ) -> bytes:
     """Build a SOCK_DIAG_BY_FAMILY request for the one socket local <-> remote (no dump).
 
     Addresses are 4 or 16 raw bytes; the cookie is INET_DIAG_NOCOOKIE (match by endpoints).
+    `counters` asks for tcp_info too (TCP only).
     """
     (src, sport), (dst, dport) = local, remote
     sockid = (
@@ -154,7 +168,20 @@ def build_lookup_request(
         + bytes(4)
         + b"\xff" * 8
     )
-    body = _REQ.pack(family, protocol, 0, 0, 0xFFFFFFFF) + sockid
+    ext = 1 << (INET_DIAG_INFO - 1) if counters and protocol == socket.IPPROTO_TCP else 0
+    body = _REQ.pack(family, protocol, ext, 0, 0xFFFFFFFF) + sockid
+    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0)
+    return header + body
+
+
+def build_reread_request(family: int, ident: bytes, seq: int = 1) -> bytes:
+    """Build a SOCK_DIAG_BY_FAMILY request for the TCP socket `ident` names, with tcp_info.
+
+    `ident` is a record's `inet_diag_sockid` as the kernel gave it, cookie included, so the
+    kernel answers for that very socket or not at all (ESTALE if its 4-tuple was reused).
+    """
+    ext = 1 << (INET_DIAG_INFO - 1)
+    body = _REQ.pack(family, socket.IPPROTO_TCP, ext, 0, 0xFFFFFFFF) + ident
     header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0)
     return header + body
 
@@ -369,7 +396,12 @@ class DiagSocket:
             raise NetlinkUnavailableError(exc.errno or 0, f"sock_diag: {exc}") from None
 
     def lookup(
-        self, family: int, protocol: int, local: tuple[bytes, int], remote: tuple[bytes, int]
+        self,
+        family: int,
+        protocol: int,
+        local: tuple[bytes, int],
+        remote: tuple[bytes, int],
+        counters: bool = False,
     ) -> DiagRecord | None:
         """The one socket local <-> remote as the kernel lists it now, or None if it has none.
 
@@ -379,14 +411,71 @@ class DiagSocket:
         self._seq += 1
         out: list[Record] = []
         try:
-            self._sock.send(build_lookup_request(family, protocol, local, remote, self._seq))
+            self._sock.send(
+                build_lookup_request(family, protocol, local, remote, self._seq, counters)
+            )
             n = self._sock.recv_into(self._buf)
-            parse_messages(memoryview(self._buf)[:n], out, counters=False)
+            parse_messages(memoryview(self._buf)[:n], out, counters=counters)
         except NetlinkUnavailableError:
             return None  # ENOENT: no such socket (any more)
         except OSError as exc:
             raise NetlinkUnavailableError(exc.errno or 0, f"sock_diag: {exc}") from None
         return DiagRecord._make(out[0]) if out else None
+
+    def find(
+        self,
+        protocol: int,
+        local: tuple[bytes, int],
+        remote: tuple[bytes, int],
+        counters: bool = False,
+    ) -> DiagRecord | None:
+        """The TCP or UDP socket of this host that talks local <-> remote now, or None.
+
+        Addresses are 4 or 16 raw bytes. An IPv4 pair may belong to an IPv6 socket (a
+        dual-stack socket sees it as IPv4-mapped), so it is asked both ways. udp_diag finds
+        the socket a datagram from the first endpoint to the second would reach, connected
+        or not, so UDP is asked remote-first. Only an answer on these endpoints counts: TCP
+        may answer with the listener of the port, UDP with the socket bound to it (kept:
+        that socket is the one that talks).
+        """
+        tries = [(_family(local[0]), local[0], remote[0])]
+        if len(local[0]) == 4 and len(remote[0]) == 4:
+            tries.append((socket.AF_INET6, _MAPPED + local[0], _MAPPED + remote[0]))
+        for family, here, there in tries:
+            if protocol == socket.IPPROTO_UDP:
+                found = self.lookup(family, protocol, (there, remote[1]), (here, local[1]))
+                if found is not None and found.sport == local[1]:
+                    return found
+                continue
+            found = self.lookup(
+                family, protocol, (here, local[1]), (there, remote[1]), counters=counters
+            )
+            if found is not None and (found.sport, found.dport, found.dst) == (
+                local[1],
+                remote[1],
+                there,
+            ):
+                return found
+        return None
+
+    def reread(self, family: int, ident: bytes) -> Record | None:
+        """The TCP socket `ident` names, with its tcp_info now; None once it is gone.
+
+        What the sampler asks between full dumps for the sockets capture saw traffic on: one
+        request per socket instead of a walk of the whole table.
+        """
+        self._seq += 1
+        out: list[Record] = []
+        try:
+            self._sock.send(build_reread_request(family, ident, self._seq))
+            n = self._sock.recv_into(self._buf)
+            parse_messages(memoryview(self._buf)[:n], out)
+        except NetlinkUnavailableError:
+            return None  # ENOENT or ESTALE: closed, or its 4-tuple now names another socket
+        except OSError as exc:
+            raise NetlinkUnavailableError(exc.errno or 0, f"sock_diag: {exc}") from None
+        # The kernel may answer a lookup with the listener of that port: only the same socket.
+        return out[0] if out and out[0][2] == ident else None
 
     def close(self) -> None:
         """Close the netlink socket."""

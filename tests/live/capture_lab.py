@@ -31,6 +31,8 @@ class Watch:
     bpf: str | None = None
     interval: float = 0.3
     """Seconds between the probe's ticks (netwatch's default is 1)."""
+    full_every: float = 0.0
+    """Seconds between full socket samples (`Engine.full_every`; 0: every tick)."""
     snapshots: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -47,7 +49,7 @@ class Watch:
         )
         wait_for_line(self._tcpdump.stderr, "listening on", 20)
         probe = [sys.executable, "-m", "tests.live.capture_probe", str(self.snap_file)]
-        probe += ["--interval", str(self.interval)]
+        probe += ["--interval", str(self.interval), "--full-every", str(self.full_every)]
         if self.bpf:
             probe += ["--filter", self.bpf]
         self._probe = self.lab.spawn(

@@ -248,6 +248,55 @@ def test_a_connection_between_two_samples_is_named_from_its_start(tmp_path: Path
     assert watch.snapshots[-1]["counters"]["starts_named"] >= len(flows)
 
 
+STREAM_SERVER = """
+import socket, sys, time
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], 8444)); srv.listen(); srv.settimeout(60)
+print("serving", flush=True)
+c, _ = srv.accept()
+for _ in range(8):
+    c.sendall(b"s" * 5000); time.sleep(0.4)
+c.close()
+"""
+STREAM_CLIENT = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], 8444), timeout=10)
+while s.recv(65536):
+    pass
+s.close()
+"""
+
+
+def test_between_full_samples_a_new_connection_is_read_from_its_packets(
+    tmp_path: Path,
+) -> None:
+    # Only the probe's first tick lists every socket (--full-every 60); the connection starts
+    # after it, and each later tick re-reads just the sockets capture saw packets on.
+    with Lab("cap") as lab:
+        peer = lab.add_peer("203.0.113.34")
+        (tmp_path / "server.py").write_text(STREAM_SERVER)
+        served = lab.spawn(
+            peer.ns, [sys.executable, str(tmp_path / "server.py"), peer.ip],
+            stdout=subprocess.PIPE, bufsize=0,
+        )  # fmt: skip
+        wait_for_line(served.stdout, "serving", 20)
+        program = tmp_path / "steadyflow"
+        shutil.copy2(sys.executable, program)
+        (tmp_path / "client.py").write_text(STREAM_CLIENT)
+        watch = Watch(lab, tmp_path, bpf=f"host {peer.ip}", interval=0.5, full_every=60).start()
+        res = lab.run(lab.host, [str(program), str(tmp_path / "client.py"), peer.ip], timeout=20)
+        assert res.returncode == 0, res.stderr
+        watch.stop()
+    flows = watch.flows(remote_is(peer.ip, 8444))
+    assert flows and {process_name(f) for f in flows} == {"steadyflow"}
+    # Named from the socket table, which the per-tick re-read keeps current, not from the
+    # connection-start catcher alone.
+    assert "socket" in {f["attribution"] for f in flows}
+    received = [f["bytes_received"] for f in flows]
+    assert received == sorted(received) and received[-1] >= 40_000
+    assert len(set(received)) >= 4  # it grew tick by tick while the stream ran
+
+
 DNS_SERVER = """
 import socket, sys, time
 srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); srv.bind((sys.argv[1], 53))

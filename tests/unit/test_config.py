@@ -207,7 +207,7 @@ def test_daemon_section_problems_are_located_lines() -> None:
     text = (
         '[daemon]\ninterval = "fast"\nretention_days = -1\nmax_db_mb = 1.5\n'
         'export_format = "xml"\nsyslog = "udp://h:99999"\nmetrics_port = true\n'
-        'capture = "no"\ninterface = ""\ncolour = 1\n'
+        'capture = "no"\ninterface = ""\ncolour = 1\nfull_sample_every = -2\n'
     )
     with pytest.raises(ConfigError) as info:
         parse_config(tomllib.loads(text), "c.toml")
@@ -217,7 +217,7 @@ def test_daemon_section_problems_are_located_lines() -> None:
         f"daemon.{k}"
         for k in (
             "colour", "interval", "retention_days", "max_db_mb", "export_format", "syslog",
-            "metrics_port", "capture", "interface",
+            "metrics_port", "capture", "interface", "full_sample_every",
         )
     )  # fmt: skip
 
@@ -228,13 +228,19 @@ def test_flags_win_over_daemon_settings_which_win_over_defaults() -> None:
     from netwatch.cli.daemon import apply_settings
 
     settings = parse_config(
-        tomllib.loads('[daemon]\ninterval = 5\nsyslog = "udp://127.0.0.1:514"\ncapture = false\n')
+        tomllib.loads(
+            '[daemon]\ninterval = 5\nsyslog = "udp://127.0.0.1:514"\ncapture = false\n'
+            "full_sample_every = 0\n"
+        )
     ).daemon
     flags = argparse.Namespace(
         interval=None, retention_days=2.0, max_db_mb=None, export_file=None,
         export_format=None, metrics_port=None, interface=None, syslog=None, no_capture=False,
+        full_sample_every=None,
     )  # fmt: skip
     got = apply_settings(flags, settings)
+    assert got.full_sample_every == 0.0  # zero is a setting (every tick), not "unset"
+    assert apply_settings(flags, parse_config({}).daemon).full_sample_every == 5.0
     assert (got.interval, got.retention_days, got.max_db_mb, got.export_format) == (
         5.0,
         2.0,

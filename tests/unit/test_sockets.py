@@ -9,14 +9,24 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import psutil
 import pytest
 
-from netwatch.model import Direction, ProcessRef, SocketEntry, SocketTable, Transport
+from netwatch.model import (
+    Direction,
+    Endpoint,
+    FlowKey,
+    ProcessRef,
+    SocketEntry,
+    SocketTable,
+    Transport,
+)
 from netwatch.sources.processes import PsutilReader
 from netwatch.sources.sockets import SocketSampler
 
@@ -331,4 +341,107 @@ def test_a_closed_listener_reclassifies_reused_entries_once() -> None:
         assert accepted(sampler.sample()) is after
     finally:
         for s in (client, server, listener):
+            s.close()
+
+
+def _active(entry: SocketEntry) -> tuple[Transport, Endpoint, Endpoint]:
+    assert entry.key.remote is not None
+    return entry.key.transport, entry.key.local, entry.key.remote
+
+
+def test_refresh_rereads_only_the_named_sockets(tcp_pair: tuple[socket.socket, ...]) -> None:
+    listener, client, server = tcp_pair
+    port = listener.getsockname()[1]
+    sampler = SocketSampler(backend="netlink")
+    first = sampler.sample()
+    out = next(e for e in by_port(first, port) if e.direction is Direction.OUTBOUND)
+    inbound = next(e for e in by_port(first, port) if e.direction is Direction.INBOUND)
+    assert sampler.refresh([]) is first  # nothing had packets: the very same table
+    client.sendall(b"e" * 2000)
+    got = 0
+    while got < 2000:
+        got += len(server.recv(4096))
+    server.sendall(b"f")
+    client.recv(16)
+    second = sampler.refresh([_active(out)])
+    again = next(e for e in by_port(second, port) if e.key == out.key)
+    assert again is not out and again.bytes_sent == out.bytes_sent + 2000  # type: ignore[operator]
+    assert again.process is out.process and again.direction is Direction.OUTBOUND
+    # The accepted side was not asked about: it keeps last sample's entry and counters.
+    assert next(e for e in by_port(second, port) if e.key == inbound.key) is inbound
+    kept = {id(e) for e in second.entries}
+    tcp = [e for e in first.entries if e.key.transport is Transport.TCP and e is not out]
+    assert all(id(e) in kept for e in tcp)  # every other socket: last sample's very entry
+    # A full sample agrees with what the refresh read.
+    full = sampler.sample()
+    assert next(e for e in by_port(full, port) if e.key == inbound.key).bytes_received == (
+        inbound.bytes_received + 2000  # type: ignore[operator]
+    )
+
+
+def test_refresh_finds_new_connections_and_drops_closed_ones() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    sampler = SocketSampler(backend="netlink")
+    sampler.sample()
+    client = socket.create_connection(("127.0.0.1", port), timeout=5)
+    server, _ = listener.accept()
+    here, there = client.getsockname(), server.getsockname()
+    local = Endpoint(ipaddress.ip_address(here[0]), here[1])
+    remote = Endpoint(ipaddress.ip_address(there[0]), there[1])
+    try:
+        both = [(Transport.TCP, local, remote), (Transport.TCP, remote, local)]
+        table = sampler.refresh(both)
+        new = [e for e in by_port(table, port) if e.key.remote is not None]
+        assert {e.direction for e in new} == {Direction.OUTBOUND, Direction.INBOUND}
+        assert all(e.process is not None and e.process.pid == ME for e in new)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # a reset: both ends are gone at once, no TIME_WAIT
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            table = sampler.refresh(
+                [(Transport.TCP, local, remote), (Transport.TCP, remote, local)]
+            )
+            left = [e for e in by_port(table, port) if e.key.remote is not None]
+            if all(e.state != "ESTABLISHED" for e in left):
+                break
+            time.sleep(0.05)
+        assert not any(e.key == FlowKey(Transport.TCP, local, remote) for e in table.entries)
+    finally:
+        for s in (client, server, listener):
+            s.close()
+
+
+def test_refresh_without_a_sample_or_netlink_is_a_full_sample() -> None:
+    sampler = SocketSampler(backend="psutil")
+    assert sampler.refresh([]).entries  # psutil: always a full sample
+    fresh = SocketSampler(backend="netlink")
+    assert fresh.refresh([]).entries  # nothing to refresh from yet
+
+
+def test_refresh_finds_a_new_udp_socket_connected_or_not() -> None:
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sampler = SocketSampler(backend="netlink")
+    sampler.sample()
+    connected = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    loose = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        connected.connect(sink.getsockname())
+        connected.send(b"vpn?")
+        loose.sendto(b"dns?", sink.getsockname())
+        there = Endpoint(ipaddress.ip_address("127.0.0.1"), sink.getsockname()[1])
+        ends = [
+            Endpoint(ipaddress.ip_address("127.0.0.1"), s.getsockname()[1])
+            for s in (connected, loose)
+        ]
+        table = sampler.refresh([(Transport.UDP, here, there) for here in ends])
+        for here in ends:
+            entry = table.lookup(Transport.UDP, here, there)
+            assert entry is not None and entry.process is not None and entry.process.pid == ME
+        assert table.lookup(Transport.UDP, ends[0], there).key.remote == there  # type: ignore[union-attr]
+    finally:
+        for s in (connected, loose, sink):
             s.close()
