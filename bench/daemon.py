@@ -64,6 +64,9 @@ else:
                     c.send(b"x" * 100)
                 time.sleep(1)
         threading.Thread(target=poke, daemon=True).start()
+# Closing resets (linger 0): no TIME_WAIT sockets outlive a run and crowd the next one.
+for c in held:
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
 sys.stdout.write("ready\n"); sys.stdout.flush()
 sys.stdin.read()
 """

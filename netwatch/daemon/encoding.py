@@ -9,13 +9,17 @@ snapshot record. The result is byte-for-byte `codec.dumps(snapshot)`: the tests 
 
 from __future__ import annotations
 
+import itertools
 import json
+import operator
 from dataclasses import replace
+from typing import cast
 
 from netwatch import codec
 from netwatch.model import EnrichedFlow, Snapshot
 
 _SEPARATORS = (",", ":")
+_NONES = itertools.repeat(None)
 
 
 def _dumps(obj: object) -> str:
@@ -26,7 +30,7 @@ class SnapshotEncoder:
     """Encodes snapshots as `codec.dumps` does, reusing the text of unchanged flows."""
 
     def __init__(self) -> None:
-        self._texts: dict[int, tuple[EnrichedFlow, str]] = {}
+        self._texts: dict[int, str] = {}
         self.encoded = 0
         """Flows encoded by the last `encode` (the others came from the cache)."""
         self._joined: tuple[tuple[EnrichedFlow, ...] | None, str] = (None, "")
@@ -49,22 +53,15 @@ class SnapshotEncoder:
         if snap.flows is self._joined[0]:
             self.encoded = 0
             return self._joined[1]
-        old = self._texts
-        new: dict[int, tuple[EnrichedFlow, str]] = {}
-        parts: list[str] = []
-        encoded = 0
-        for ef in snap.flows:
-            hit = old.get(id(ef))
-            if hit is not None and hit[0] is ef:
-                text = hit[1]
-            else:
-                text = _dumps(codec.flow_to_dict(ef))
-                encoded += 1
-            new[id(ef)] = (ef, text)
-            parts.append(text)
-        self.encoded = encoded
-        joined = ",".join(parts)
+        flows = snap.flows
+        parts: list[str | None] = list(map(self._texts.get, map(id, flows)))  # in C
+        misses = list(itertools.compress(range(len(parts)), map(operator.is_, parts, _NONES)))
+        for i in misses:
+            parts[i] = _dumps(codec.flow_to_dict(flows[i]))
+        self.encoded = len(misses)
+        texts = cast(list[str], parts)
+        joined = ",".join(texts)
         if remember:
-            self._texts = new
-            self._joined = (snap.flows, joined)
+            self._texts = dict(zip(map(id, flows), texts, strict=True))
+            self._joined = (flows, joined)  # keeps them alive: an id in `_texts` is that flow
         return joined

@@ -13,14 +13,16 @@ config and rules on disk (a bad reload logs one line and keeps the running engin
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 import signal
 import socket
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from types import FrameType
-from typing import Protocol
+from typing import Protocol, cast
 
 from netwatch.clock import Clock
 from netwatch.daemon.encoding import SnapshotEncoder
@@ -77,6 +79,11 @@ class _Row:
         self.last = first
 
 
+_NONES = itertools.repeat(None)
+_LISTENING = _Row.__new__(_Row)
+"""The row of a listening socket's flow: not a conversation, never saved (no fields set)."""
+
+
 DetectorFactory = Callable[[], Detector]
 """Builds a detector from the config, policy and rules on disk (raises NetwatchError)."""
 
@@ -129,7 +136,8 @@ class Service:
         self._flows: dict[FlowKey, _Row] = {}
         """Each conversation's latest flow, first and last seen, until the next flush."""
         self._flow_rows: dict[int, _Row] = {}
-        """Last tick's flow objects by id -> their row (whose `ef` keeps the object alive)."""
+        """Last tick's flow objects by id -> their row (`_buffered` keeps the objects alive,
+        so an id found here is that very object)."""
         self._buffered: tuple[EnrichedFlow, ...] | None = None
         """The flows `_flow_rows` were made from; `_seen_at` is when they were last seen."""
         self._seen_at = 0.0
@@ -263,27 +271,27 @@ class Service:
             self._seen_at = now
             return
         self._stamp_rows()
-        rows, by_id = self._flows, self._flow_rows
-        new_ids: dict[int, _Row] = {}
-        for ef in snap.flows:
-            row = by_id.get(id(ef))
-            if row is None or row.ef is not ef:
-                key = ef.flow.key
-                if key.remote is None:
-                    continue  # listening sockets are not conversations
-                row = rows.get(key)
-                if row is None:
-                    row = rows[key] = _Row(ef, ef.flow.first_seen or now)
-                row.ef = ef
-            new_ids[id(ef)] = row
-        self._flow_rows = new_ids
-        self._buffered, self._seen_at = snap.flows, now
+        rows, flows = self._flows, snap.flows
+        got: list[_Row | None] = list(map(self._flow_rows.get, map(id, flows)))  # in C
+        for i in itertools.compress(range(len(got)), map(operator.is_, got, _NONES)):
+            ef = flows[i]
+            key = ef.flow.key
+            if key.remote is None:
+                got[i] = _LISTENING  # listening sockets are not conversations
+                continue
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = _Row(ef, ef.flow.first_seen or now)
+            row.ef = ef
+            got[i] = row
+        self._flow_rows = dict(zip(map(id, flows), cast(list[_Row], got), strict=True))
+        self._buffered, self._seen_at = flows, now
 
     def _stamp_rows(self) -> None:
         """Write the time the buffered flows were last seen into their rows."""
         at = self._seen_at
         for row in self._flow_rows.values():
-            row.last = at
+            row.last = at  # (the _LISTENING placeholder is never saved)
 
     def flush_flows(self) -> None:
         """Write the buffered flow summaries."""

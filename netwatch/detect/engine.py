@@ -12,11 +12,14 @@ trusted networks never raise anything. Pure: time comes in as `now`.
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import operator
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import cast
 
 from netwatch.config import Action, Policy
-from netwatch.detect.conditions import explain
+from netwatch.detect.conditions import Leaf, Node, explain
 from netwatch.detect.fields import FIELDS, Env
 from netwatch.detect.loader import load_rules
 from netwatch.detect.messages import flow_values, human_window, render
@@ -31,6 +34,7 @@ from netwatch.model import (
     Direction,
     EnrichedFlow,
     Evidence,
+    Flow,
     HostFacts,
     ProcessRef,
     same_objects,
@@ -56,6 +60,36 @@ def _listening(flows: Sequence[EnrichedFlow]) -> dict[int, tuple[str, ...]]:
         if f.direction is Direction.LISTEN and p is not None and not f.key.local.ip.is_loopback:
             out.setdefault(p.pid, {})[f"{f.key.transport}/{f.key.local.port}"] = None
     return {pid: tuple(socks) for pid, socks in out.items()}
+
+
+COUNTER_FIELDS = frozenset(
+    ("bytes_sent", "bytes_received", "bytes_total", "packets_sent", "packets_received", "duration")
+)
+"""Rule fields that move with a flow's traffic (`duration` runs to its last packet)."""
+_MOVING = frozenset(("bytes_sent", "bytes_received", "packets_sent", "packets_received"))
+_STILL = operator.attrgetter(
+    *(f.name for f in fields(Flow) if f.name not in _MOVING and f.name != "last_seen")
+)
+"""Every `Flow` attribute but the traffic counters and `last_seen`, as one tuple."""
+_SEEN_KEY = operator.attrgetter("ef.flow.key")
+_HITS = operator.attrgetter("hits")
+_Hit = tuple[int, int]
+"""(rule number, case number) of a match."""
+_NONE = itertools.repeat(None)
+
+
+def _fields_read(node: Node) -> set[str]:
+    """The fields a condition tests."""
+    if isinstance(node, Leaf):
+        return {node.field}
+    return set().union(*map(_fields_read, node.children))
+
+
+def _moved_only(before: EnrichedFlow, now: EnrichedFlow) -> bool:
+    """Whether `now` is `before` with only its traffic counters (and last packet) moved."""
+    return (before.remote is now.remote or before.remote == now.remote) and _STILL(
+        before.flow
+    ) == _STILL(now.flow)
 
 
 def _value_text(value: object) -> str:
@@ -117,11 +151,14 @@ def _ids(rule: Rule, ef: EnrichedFlow, env: Env) -> tuple[str, str]:
 class _Seen:
     """One flow object's evaluation: the (rule, case) pairs it matched, its identifiers."""
 
-    __slots__ = ("_ids", "ef", "hits")
+    __slots__ = ("_ids", "ef", "eligible", "hits")
 
-    def __init__(self, ef: EnrichedFlow, hits: tuple[tuple[int, int], ...]) -> None:
+    def __init__(
+        self, ef: EnrichedFlow, hits: tuple[tuple[int, int], ...], eligible: bool = True
+    ) -> None:
         self.ef = ef
         self.hits = hits
+        self.eligible = eligible
         self._ids: dict[int, tuple[str, str]] = {}
 
     def ids(self, ri: int, rule: Rule, env: Env) -> tuple[str, str]:
@@ -159,10 +196,16 @@ class RuleEngine:
         """Last call's flows; when this call's are the very same, so are their matches."""
         self._listening: dict[int, tuple[str, ...]] = {}
         self._per_rule: list[list[tuple[_Seen, int, bool]]] = []
+        self._counting: list[bool] = []
+        """Per rule: whether a condition reads traffic counters (see `COUNTER_FIELDS`)."""
+        self._skip: list[bool] = []
+        """Per rule: ignored by the policy (this call's)."""
         self._windowed: list[bool] = []
         self._windowed_of: RuleSet | None = None
         self.classified = 0
         """Flows whose conditions ran in the last `evaluate` (the rest were unchanged)."""
+        self.carried = 0
+        """Of those, flows that only moved traffic: only counter-reading rules ran again."""
         self._tags = {
             r.id: (*r.tags, LOG_TAG) if self.policy.action(r.id) is Action.LOG else r.tags
             for r in self.rules.rules
@@ -189,11 +232,15 @@ class RuleEngine:
         context = (facts, listening, self.rules, self.policy, self.own_pids)
         old = self._seen if self._same_context(context) else {}
         self._context = context
-        seen: dict[int, _Seen] = {}
         per_rule: list[list[tuple[_Seen, int, bool]]] = [[] for _ in self.rules.rules]
-        if len(self._windowed) != len(self.rules.rules) or self._windowed_of is not self.rules:
+        if self._windowed_of is not self.rules or len(self._windowed) != len(self.rules.rules):
             self._windowed = [any(c.window for c in r.cases) for r in self.rules.rules]
+            self._counting = [
+                any(_fields_read(c.when) & COUNTER_FIELDS for c in r.cases)
+                for r in self.rules.rules
+            ]
             self._windowed_of = self.rules
+        self._skip = [self._ignored(r) for r in self.rules.rules]
         classified = 0
         if same_flows and old and len(self._per_rule) == len(per_rule):
             # Last tick's very flows under the same context: last tick's matches, none fresh
@@ -201,15 +248,7 @@ class RuleEngine:
             seen = old
             per_rule = [[(s, ci, False) for s, ci, _ in hits] for hits in self._per_rule]
         else:
-            for ef in flows:
-                s = old.get(id(ef))
-                fresh = s is None or s.ef is not ef
-                if s is None or fresh:
-                    s = self._classify(ef, env)
-                    classified += 1
-                seen[id(ef)] = s
-                for ri, ci in s.hits:
-                    per_rule[ri].append((s, ci, fresh))
+            seen, classified = self._match(flows, old, env, per_rule)
         self._seen = seen
         self._per_rule = per_rule
         self.classified = classified
@@ -219,6 +258,44 @@ class RuleEngine:
             if per_rule[ri] or (self._windowed[ri] and not self._ignored(rule)):
                 findings.extend(self._run(ri, rule, per_rule[ri], env))
         return closed + self.suppressor.update(findings, self._tags)
+
+    def _match(
+        self,
+        flows: Sequence[EnrichedFlow],
+        old: dict[int, _Seen],
+        env: Env,
+        per_rule: list[list[tuple[_Seen, int, bool]]],
+    ) -> tuple[dict[int, _Seen], int]:
+        """Each flow's matches (last tick's for last tick's objects), filed into `per_rule`.
+
+        Finding last tick's object runs in C (`old` holds those flows, so an id in it is
+        that very object). A new object whose only change is traffic (counters, last
+        packet) re-runs just the rules that read counters; the rest keep last tick's
+        answer. Returns the evaluations by flow id and how many flows ran conditions.
+        """
+        got: list[_Seen | None] = list(map(old.get, map(id, flows)))
+        misses = list(itertools.compress(range(len(got)), map(operator.is_, got, _NONE)))
+        by_key: dict[object, _Seen] | None = None
+        fresh: set[int] = set()
+        self.carried = 0
+        for i in misses:
+            ef = flows[i]
+            if by_key is None:  # built once per tick, in C, only when something changed
+                by_key = dict(zip(map(_SEEN_KEY, old.values()), old.values(), strict=True))
+            prev = by_key.get(ef.flow.key)
+            if prev is not None and _moved_only(prev.ef, ef):
+                s = self._reclassify(prev, ef, env)
+                self.carried += 1
+            else:
+                s = self._classify(ef, env)
+            got[i] = s
+            fresh.add(id(s))
+        done = cast(list[_Seen], got)
+        for s in itertools.compress(done, map(_HITS, done)):
+            is_fresh = id(s) in fresh
+            for ri, ci in s.hits:
+                per_rule[ri].append((s, ci, is_fresh))
+        return dict(zip(map(id, flows), done, strict=True)), len(misses)
 
     def _ignored(self, rule: Rule) -> bool:
         return self.policy.action(rule.id) is Action.IGNORE
@@ -232,16 +309,35 @@ class RuleEngine:
     def _classify(self, ef: EnrichedFlow, env: Env) -> _Seen:
         """Run the conditions: the first matching case of each rule that is not ignored."""
         if not self._eligible(ef):
-            return _Seen(ef, ())
-        hits: list[tuple[int, int]] = []
-        for ri, rule in enumerate(self.rules.rules):
-            if self._ignored(rule):
+            return _Seen(ef, (), eligible=False)
+        return _Seen(ef, self._hits(ef, env, range(len(self.rules.rules))))
+
+    def _reclassify(self, prev: _Seen, ef: EnrichedFlow, env: Env) -> _Seen:
+        """`_classify` for a flow that moved only traffic since `prev`: rules that do not
+        read counters keep `prev`'s answer."""
+        if not prev.eligible:
+            return _Seen(ef, (), eligible=False)
+        counting = self._counting
+        if not any(counting):
+            return _Seen(ef, prev.hits)
+        kept = [h for h in prev.hits if not counting[h[0]]]
+        again = self._hits(ef, env, itertools.compress(range(len(counting)), counting))
+        return _Seen(ef, tuple(sorted((*kept, *again))))
+
+    def _hits(
+        self, ef: EnrichedFlow, env: Env, rules: Iterable[int]
+    ) -> tuple[tuple[int, int], ...]:
+        """(rule, case) of the first matching case of each of `rules` that is not ignored."""
+        hits: list[_Hit] = []
+        all_rules, skip = self.rules.rules, self._skip
+        for ri in rules:
+            if skip[ri]:
                 continue
-            for ci, case in enumerate(rule.cases):
+            for ci, case in enumerate(all_rules[ri].cases):
                 if case.pred(ef, env):
                     hits.append((ri, ci))
                     break
-        return _Seen(ef, tuple(hits))
+        return tuple(hits)
 
     def _eligible(self, ef: EnrichedFlow) -> bool:
         p = ef.flow.process

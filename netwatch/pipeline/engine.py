@@ -8,6 +8,8 @@ inputs and the daemon, `snapshot` and the dashboard's `LiveFeed` share one engin
 
 from __future__ import annotations
 
+import itertools
+import operator
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -20,6 +22,7 @@ from netwatch.model import (
     Endpoint,
     EnrichedFlow,
     Flow,
+    FlowKey,
     HostFacts,
     Snapshot,
     SocketTable,
@@ -98,6 +101,9 @@ class HostFactsSource(Protocol):
         ...
 
 
+_KEY = operator.attrgetter("key")
+_PROCESS = operator.attrgetter("flow.process")
+
 REREAD_COST = 5
 """An exact sock_diag request costs about as much as this many sockets of a full sample."""
 FULL_FIXED_COST = 200
@@ -124,9 +130,9 @@ def merge_flows(
     """
     if not packet_flows:
         return list(socket_flows)
-    by_key = {f.key: f for f in socket_flows}
+    by_key = dict(zip(map(_KEY, socket_flows), socket_flows, strict=True))  # in C
     merged: list[Flow] = []
-    seen = set()
+    seen: set[FlowKey] = set()
     for pf in packet_flows:
         sf = by_key.get(pf.key)
         if sf is None:
@@ -138,7 +144,8 @@ def merge_flows(
         if memo is not None:
             memo[id(pf)] = (pf, sf, both)
         merged.append(both)
-    merged.extend(f for f in socket_flows if f.key not in seen)
+    unmatched = map(operator.not_, map(seen.__contains__, map(_KEY, socket_flows)))
+    merged.extend(itertools.compress(socket_flows, unmatched))
     return merged
 
 
@@ -251,11 +258,9 @@ class Engine:
         """The executables behind this tick's flows (for the host facts), kept while the
         flows are last tick's very tuple."""
         if flows is not self._exes_of[0]:
-            exes = frozenset(
-                ef.flow.process.exe
-                for ef in flows
-                if ef.flow.process is not None and ef.flow.process.exe
-            )
+            procs = list(map(_PROCESS, flows))
+            unique = dict(zip(map(id, procs), procs, strict=True)).values()  # in C
+            exes = frozenset(p.exe for p in unique if p is not None and p.exe)
             self._exes_of = (flows, exes)
         return self._exes_of[1]
 

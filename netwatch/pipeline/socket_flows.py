@@ -11,14 +11,16 @@ snapshot's `taken_at`, which is also the time detection uses for it, as before.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from netwatch.flows.attribution import assign_directions, flow_from_socket
 from netwatch.model import (
     Direction,
     EnrichedFlow,
     Flow,
-    FlowKey,
     SocketEntry,
     SocketTable,
     Transport,
@@ -26,6 +28,9 @@ from netwatch.model import (
 )
 
 _PORTED = (Transport.TCP, Transport.UDP, Transport.SCTP)
+_NONES = itertools.repeat(None)
+_INODE_OF = operator.attrgetter("inode")
+_KEY_OF = operator.attrgetter("key")
 
 Enrich = Callable[[Flow], EnrichedFlow]
 
@@ -34,10 +39,9 @@ class SocketFlows:
     """Keeps last tick's entry -> flow -> enriched flow, by object identity, for one engine."""
 
     def __init__(self) -> None:
-        self._flows: dict[int, tuple[SocketEntry, Flow]] = {}
+        self._flows: dict[int, Flow] = {}
+        """id of last tick's entries (kept alive in `_entries_in`) -> their flows."""
         self._enriched: dict[int, EnrichedFlow] = {}
-        self._first: dict[object, tuple[FlowKey, float | None]] = {}
-        """inode (or key, for sockets without one) -> (key, first_seen) of last tick's sockets."""
         self.reused = 0
         """How many flows of the last tick were last tick's objects (tests, bench)."""
         self._entries_in: Sequence[SocketEntry] | None = None
@@ -49,35 +53,32 @@ class SocketFlows:
         """One flow per socket; a socket whose entry object is unchanged keeps its flow.
 
         Returns last tick's very list when every entry is last tick's (do not mutate it).
+        Matching entries to last tick's flows runs in C: `_flows` is keyed by entry id, and
+        last tick's entries are kept alive, so an id found there is that very entry.
         """
         entries: Sequence[SocketEntry] = table.entries
         if same_objects(entries, self._entries_in):
             self.reused = len(self._flows_out)
             return self._flows_out
-        self._entries_in = entries
         if any(e.direction is Direction.UNKNOWN and e.key.transport in _PORTED for e in entries):
             entries = assign_directions(entries)
-        old, old_first = self._flows, self._first
-        new: dict[int, tuple[SocketEntry, Flow]] = {}
-        first: dict[object, tuple[FlowKey, float | None]] = {}
-        out: list[Flow] = []
-        reused = 0
-        for e in entries:
-            # The inode names a live socket (cheap to hash); TIME_WAIT and psutil rows have none.
-            ident: object = e.inode or e.key
-            hit = old.get(id(e))
-            if hit is not None and hit[0] is e:
-                flow = hit[1]
-                reused += 1
-            else:
-                prev = old_first.get(ident)
-                seen = prev[1] if prev is not None and prev[0] == e.key else now
-                flow = flow_from_socket(e, now, seen, open_ended=True)
-            new[id(e)] = (e, flow)
-            first[ident] = (e.key, flow.first_seen)
-            out.append(flow)
-        self._flows, self._first, self.reused = new, first, reused
-        self._flows_out = out
+        got: list[Flow | None] = list(map(self._flows.get, map(id, entries)))
+        misses = list(itertools.compress(range(len(got)), map(operator.is_, got, _NONES)))
+        if misses:
+            # A changed socket keeps the first_seen of its last flow: found by inode (a live
+            # socket), or by key for sockets without one (TIME_WAIT, psutil rows).
+            last, flows = self._entries_in or (), self._flows_out
+            by_inode = dict(zip(map(_INODE_OF, last), flows, strict=True))
+            by_key = dict(zip(map(_KEY_OF, last), flows, strict=True))
+            for i in misses:
+                e = entries[i]
+                prev = by_inode.get(e.inode) if e.inode else by_key.get(e.key)
+                seen = prev.first_seen if prev is not None and prev.key == e.key else now
+                got[i] = flow_from_socket(e, now, seen, open_ended=True)
+        out = cast(list[Flow], got)
+        self._flows = dict(zip(map(id, entries), out, strict=True))
+        self._entries_in, self._flows_out = entries, out
+        self.reused = len(out) - len(misses)
         return out
 
     def forget_enrichment(self) -> None:
@@ -91,30 +92,25 @@ class SocketFlows:
         """Enrich every flow; an unchanged flow with an unchanged answer keeps its object.
 
         `stable`: the enricher always answers the same for the same flow, so an unchanged
-        flow is not even asked about again.
+        flow is not even asked about again (and the matching runs in C, as in `flows`).
         """
         reuse = stable or enrich is None
         if reuse and same_objects(flows, self._flows_in):
             return self._enriched_out
-        old = self._enriched
-        new: dict[int, EnrichedFlow] = {}
-        out: list[EnrichedFlow] = []
-        for f in flows:
-            prev = old.get(id(f))
-            if prev is not None and prev.flow is f and (stable or enrich is None):
-                ef = prev
-            elif enrich is None:
-                ef = EnrichedFlow(f)
-            else:
+        got: list[EnrichedFlow | None] = list(map(self._enriched.get, map(id, flows)))
+        if reuse:
+            for i in itertools.compress(range(len(got)), map(operator.is_, got, _NONES)):
+                got[i] = EnrichedFlow(flows[i]) if enrich is None else enrich(flows[i])
+        else:
+            assert enrich is not None  # noqa: S101  # reuse is False only with an enricher
+            for i, (f, prev) in enumerate(zip(flows, got, strict=True)):
                 ef = enrich(f)
-                if prev is not None and prev.flow is f and _same_remote(prev, ef):
-                    ef = prev
-            new[id(f)] = ef
-            out.append(ef)
-        self._enriched = new
-        self._flows_in = flows if reuse else None
-        self._enriched_out = tuple(out)
-        return self._enriched_out
+                got[i] = prev if prev is not None and _same_remote(prev, ef) else ef
+        out = tuple(cast(list[EnrichedFlow], got))
+        self._enriched = dict(zip(map(id, flows), out, strict=True))
+        self._flows_in = flows  # keeps them alive: an id in `_enriched` is that very flow
+        self._enriched_out = out
+        return out
 
 
 def _same_remote(a: EnrichedFlow, b: EnrichedFlow) -> bool:

@@ -29,16 +29,23 @@ class Twins:
         rules = load_rules()
         self.cached = RuleEngine(rules)
         self.scratch = RuleEngine(rules)
+        self.scratch_last: list[EnrichedFlow] = []
 
     def tick(
         self, flows: Sequence[EnrichedFlow], now: float, host: HostFacts | None = None
     ) -> list[Alert]:
         copies = [replace(ef) for ef in flows]  # equal content, new objects
+        self.scratch_last = copies
         got = self.cached.evaluate(flows, now, host)
         want = self.scratch.evaluate(copies, now, host)
         assert got == want
         assert self.scratch.classified == len(flows)
         return got
+
+
+def matched(engine: RuleEngine, ef: EnrichedFlow) -> set[str]:
+    """The rules `ef` matched in the engine's last evaluation."""
+    return {engine.rules.rules[ri].id for ri, _ in engine._seen[id(ef)].hits}
 
 
 def _open(flows: Sequence[EnrichedFlow]) -> list[EnrichedFlow]:
@@ -137,3 +144,26 @@ def test_a_window_keeps_reporting_on_ticks_where_nothing_matches() -> None:
     (closed,) = [a for a in twins.tick([], T0 + 7300) if a.rule_id == "vpngate.relay_mode"]
     assert closed.state.value == "closed"
     assert closed.last_seen == T0 + 3000
+
+
+def test_a_flow_that_only_moved_traffic_re_runs_just_the_counter_rules() -> None:
+    # The relay-list fetch rule reads byte counters; the rest of the pack does not. A new
+    # flow object whose only change is traffic keeps the other rules' answers and re-runs
+    # that one: while the exchange stays small it still matches, once it grows it does not.
+    twins = Twins()
+    fetch = _open([flow(process="vpnclient", remote_ip="90.189.249.23", country="RU")])
+    first = twins.tick(fetch, T0)
+    assert "vpngate.list_fetch" in {a.rule_id for a in first}
+    small = replace(fetch[0], flow=replace(fetch[0].flow, bytes_received=9000))
+    twins.tick([small], T0 + 1)
+    assert (twins.cached.classified, twins.cached.carried) == (1, 1)
+    assert "vpngate.list_fetch" in matched(twins.cached, small)
+    big = replace(small, flow=replace(small.flow, bytes_received=300_000))
+    twins.tick([big], T0 + 2)
+    assert (twins.cached.classified, twins.cached.carried) == (1, 1)
+    assert "vpngate.list_fetch" not in matched(twins.cached, big)
+    assert matched(twins.cached, big) == matched(twins.scratch, twins.scratch_last[0])
+    # A change beyond traffic (the SNI arrived) runs every rule again.
+    named = replace(big, flow=replace(big.flow, sni="www.vpngate.net"))
+    twins.tick([named], T0 + 3)
+    assert (twins.cached.classified, twins.cached.carried) == (1, 0)
