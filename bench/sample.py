@@ -12,13 +12,15 @@ client process, so 2N sockets plus the listener), this prints, as ms and as a ra
 
 Wall time suffers when other work shares the CPUs, so each row also gives the median CPU
 time per run (user + kernel; for `ss`, the child process's). Then netwatch's CPU use at one
-sample per second with 1,000 connections, next to the netlink dumps alone (the floor).
+sample per second with 1,000 connections (each step in its own process), next to the
+netlink dumps alone (the floor).
 Usage: python bench/sample.py [--sizes 100,1000,10000] [--repeat 15] [--cpu-seconds 30]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import socket
 import statistics
@@ -188,48 +190,70 @@ def _dump_only(_: SocketSampler) -> Callable[[], object]:
     return dump
 
 
-def cpu_at_1hz(n: int, seconds: int) -> None:
-    """Each step once a second, interleaved a third of a second apart, for `seconds`.
+CPU_STEPS = ("netlink dump alone", "sampler.sample()", "engine.tick()")
 
-    Interleaving spreads the machine's background noise over all rows alike (runs one after
-    another differed by a third here); each call's CPU time (user + kernel) is taken alone,
-    and the table gives the median and 90th percentile per call, and the mean as % of a core.
+
+def _step(name: str) -> Callable[[], object]:
+    if name == CPU_STEPS[0]:
+        return _dump_only(SocketSampler())
+    if name == CPU_STEPS[1]:
+        return SocketSampler().sample
+    return Engine(SocketSampler(), SystemClock()).tick
+
+
+def cpu_step(name: str, seconds: int, offset: float) -> None:
+    """Child process: run one step once a second for `seconds`; print each call's CPU ms.
+
+    Each step runs in its own process, as the sampler does in netwatch (one sampler per
+    process, its caches alone in that process's memory); the children run side by side,
+    a third of a second apart, so the machine's background noise falls on all alike.
+    """
+    step = _step(name)
+    step()  # the cold first sample is start-up cost, not steady state
+    calls = []
+    start = time.monotonic() + offset
+    for i in range(seconds):
+        time.sleep(max(0.0, start + i - time.monotonic()))
+        cpu0 = time.process_time()
+        step()
+        calls.append((time.process_time() - cpu0) * 1000)
+    print(json.dumps(calls))
+
+
+def cpu_at_1hz(n: int, seconds: int) -> None:
+    """Each step once a second in its own process (see `cpu_step`), for `seconds`.
+
+    Each call's CPU time (user + kernel, `time.process_time`) is taken alone; the table
+    gives the median and 90th percentile per call, and the mean as % of a core.
     """
     conns = Connections(n)
-    names = ("netlink dump alone", "sampler.sample()", "engine.tick()")
     try:
-        steps = [
-            _dump_only(SocketSampler()),
-            SocketSampler().sample,
-            Engine(SocketSampler(), SystemClock()).tick,
+        children = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--cpu-step",
+                    name,
+                    "--cpu-seconds",
+                    str(seconds),
+                    "--offset",
+                    f"{k / len(CPU_STEPS):.3f}",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            for k, name in enumerate(CPU_STEPS)
         ]
-        for step in steps:
-            step()  # the cold first sample is start-up cost, not steady state
-        per_call: list[list[float]] = [[] for _ in steps]
-        kernel: list[float] = [0.0 for _ in steps]
-        start = time.monotonic()
-        for i in range(seconds):
-            for k, step in enumerate(steps):
-                time.sleep(max(0.0, start + i + k / len(steps) - time.monotonic()))
-                usage0 = resource.getrusage(resource.RUSAGE_SELF)
-                cpu0 = time.process_time()
-                step()
-                per_call[k].append((time.process_time() - cpu0) * 1000)
-                kernel[k] += resource.getrusage(resource.RUSAGE_SELF).ru_stime - usage0.ru_stime
+        per_call = [json.loads(child.communicate()[0]) for child in children]
     finally:
         conns.close()
-    print(f"\nCPU at one sample per second, {n:,} connections, {seconds} calls each (interleaved)")
-    print(
-        f"  {'':<20} {'% of one core':>13} {'median ms/call':>15} {'p90 ms/call':>12}"
-        f" {'of which kernel':>16}"
-    )
-    for name, calls, sys_s in zip(names, per_call, kernel, strict=True):
+    print(f"\nCPU at one sample per second, {n:,} connections, {seconds} calls each")
+    print(f"  {'':<20} {'% of one core':>13} {'median ms/call':>15} {'p90 ms/call':>12}")
+    for name, calls in zip(CPU_STEPS, per_call, strict=True):
         p90 = statistics.quantiles(calls, n=10)[-1]
         mean = statistics.fmean(calls)
-        print(
-            f"  {name:<20} {mean / 10:12.2f}% {statistics.median(calls):15.2f} {p90:12.2f}"
-            f" {sys_s / len(calls) * 1000:16.2f}"
-        )
+        print(f"  {name:<20} {mean / 10:12.2f}% {statistics.median(calls):15.2f} {p90:12.2f}")
 
 
 def main() -> None:
@@ -238,7 +262,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--cpu-seconds", type=int, default=30)
     parser.add_argument("--cpu-connections", type=int, default=1000)
+    parser.add_argument("--cpu-step", choices=CPU_STEPS, help=argparse.SUPPRESS)
+    parser.add_argument("--offset", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cpu_step:
+        cpu_step(args.cpu_step, args.cpu_seconds, args.offset)
+        return
     print(
         f"netwatch socket sample bench ({psutil.cpu_count()} CPUs, Python {sys.version.split()[0]})"
     )
