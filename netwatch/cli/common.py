@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 FORMATS = ("table", "jsonl")
 
@@ -37,3 +37,18 @@ def write_lines(lines: Iterable[str]) -> None:
         out.write(line)
         out.write("\n")
     out.flush()
+
+
+def amount(unit: str, high: float, *, zero: bool = False) -> Callable[[str], float]:
+    """An argparse type for a number of `unit` above 0 (or from 0, with `zero`) to `high`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not ((value >= 0 if zero else value > 0) and value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and {high:g} {unit}")
+        return value
+
+    return parse

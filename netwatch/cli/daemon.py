@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from netwatch.cli.common import add_geoip
+from netwatch.cli.common import add_geoip, amount
 from netwatch.config import EXPORT_FORMATS, split_syslog_url
 
 FULL_SAMPLE_EVERY = 5.0
@@ -28,26 +28,6 @@ daemon's budget, while re-reading the few sockets with traffic costs microsecond
 
 GC_THRESHOLDS = (50_000, 20, 100)
 """gc thresholds for the daemon process (see `_run`)."""
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 3600 seconds")
-    return value
-
-
-def _seconds_or_zero(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 3600 seconds")
-    return value
 
 
 def _positive_int(text: str) -> int:
@@ -95,7 +75,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--socket", type=Path, metavar="PATH", help="Unix socket for dashboards")
     p.add_argument("--ticks", type=_positive_int, metavar="N", help="stop after N samples")
     p.add_argument(
-        "--interval", type=_positive_float, metavar="S", help="seconds per sample (default 1)"
+        "--interval",
+        type=amount("seconds", 3600),
+        metavar="S",
+        help="seconds per sample (default 1)",
     )
     p.add_argument(
         "--metrics-port", type=_port, metavar="P", help="serve Prometheus metrics on 127.0.0.1:P"
@@ -113,7 +96,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--retention-days",
-        type=_positive_float,
+        type=amount("days", 36500),
         metavar="D",
         help="keep alerts and flow summaries D days (default 30)",
     )
@@ -126,7 +109,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--interface", metavar="IF", help="capture on IF only (default: all)")
     p.add_argument(
         "--full-sample-every",
-        type=_seconds_or_zero,
+        type=amount("seconds", 3600, zero=True),
         metavar="S",
         help=(
             "while capturing, list every socket each S seconds and in between re-read only "

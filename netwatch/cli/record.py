@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from netwatch.cli.common import add_geoip
+from netwatch.cli.common import add_geoip, amount
 from netwatch.errors import DataFileError
 
 
@@ -24,16 +24,6 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
-
-
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds: {value}")
     return value
 
 
@@ -50,7 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument(
         "--interval",
-        type=_interval,
+        type=amount("seconds", 3600, zero=True),
         default=1.0,
         metavar="S",
         help="seconds between snapshots (default 1)",

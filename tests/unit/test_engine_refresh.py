@@ -73,14 +73,23 @@ def _key(s: socket.socket) -> FlowKey:
     return FlowKey(Transport.TCP, _end(s.getsockname()), _end(s.getpeername()))
 
 
+def _started(
+    client: socket.socket, full_every: float = 0.0
+) -> tuple[FakeClock, SeenPackets, Engine, int]:
+    """An engine on the real sampler after its first tick, and the client's bytes sent then."""
+    clock, packets = FakeClock(), SeenPackets()
+    sampler = SocketSampler(backend="netlink")
+    engine = Engine(sampler, clock, packets=packets, full_every=full_every)
+    before = _sent(engine.tick().flows, _key(client))
+    assert before is not None
+    return clock, packets, engine, before
+
+
 def test_active_connections_are_reread_and_listeners_wait_for_the_full_sample(
     conn: tuple[socket.socket, socket.socket, socket.socket],
 ) -> None:
     _, client, server = conn
-    clock, packets = FakeClock(), SeenPackets()
-    engine = Engine(SocketSampler(backend="netlink"), clock, packets=packets, full_every=10)
-    before = _sent(engine.tick().flows, _key(client))
-    assert before is not None
+    clock, packets, engine, before = _started(client, full_every=10)
     late = socket.socket()
     late.bind(("127.0.0.1", 0))
     late.listen()
@@ -104,10 +113,7 @@ def test_lost_packets_make_the_next_tick_a_full_sample(
     conn: tuple[socket.socket, socket.socket, socket.socket],
 ) -> None:
     _, client, server = conn
-    clock, packets = FakeClock(), SeenPackets()
-    engine = Engine(SocketSampler(backend="netlink"), clock, packets=packets, full_every=60)
-    before = _sent(engine.tick().flows, _key(client))
-    assert before is not None
+    clock, packets, engine, before = _started(client, full_every=60)
     _exchange(client, server, 1000)
     clock.advance(1)
     packets.drops = 5  # capture lost packets: their connections cannot be named
@@ -120,10 +126,7 @@ def test_without_full_every_each_tick_is_a_full_sample(
     conn: tuple[socket.socket, socket.socket, socket.socket],
 ) -> None:
     _, client, server = conn
-    clock, packets = FakeClock(), SeenPackets()
-    engine = Engine(SocketSampler(backend="netlink"), clock, packets=packets)
-    before = _sent(engine.tick().flows, _key(client))
-    assert before is not None
+    clock, _, engine, before = _started(client)
     _exchange(client, server, 500)
     clock.advance(1)
     assert _sent(engine.tick().flows, _key(client)) == before + 500
