@@ -74,6 +74,8 @@ _BULK = 1000
 """Entries made in one sample beyond which the cyclic garbage collector waits until they
 are all made (see `_collector_paused`)."""
 _NEW_LOOKUPS = 256
+_ABSENT_FOR = 3.0
+"""Seconds before a conversation whose socket was not found is looked up again."""
 """At most this many connections the last sample did not list are looked up per refresh
 (each may take four requests); the rest wait for the next full sample."""
 _NONES = itertools.repeat(None)
@@ -118,6 +120,8 @@ class SocketSampler:
         self._owner_refs: Mapping[int, ProcessRef] = {}
         self._last: _Last | None = None
         """The last netlink sample's records and table, for `refresh`."""
+        self._absent: dict[Conversation, float] = {}
+        """Conversations `refresh` found no socket for, until when not to ask again."""
         self._owners_version = -1
         self._listeners: dict[tuple[Transport, int], frozenset[IPAddress]] = {}
         self._endpoints: dict[bytes, Endpoint] = {}
@@ -142,6 +146,7 @@ class SocketSampler:
     def sample(self) -> SocketTable:
         """Return every inet socket now, with owners and (netlink) TCP counters."""
         taken_at = self._clock.now()
+        self._absent.clear()  # a full sample lists what there is
         if self._diag is not None:
             try:
                 with _collector_paused(not self._seen):  # a first sample: every object new
@@ -271,14 +276,16 @@ class SocketSampler:
         gone: set[tuple[int, int]] = set()
         added: dict[Transport, list[netlink.Record]] = {}
         tries = _NEW_LOOKUPS
-        for transport, local, remote in active:
+        now, absent = self._clock.monotonic(), self._absent
+        for conversation in active:
+            transport, local, remote = conversation
             at = (
                 where.get(FlowKey(transport, local, remote)) if transport is Transport.TCP else None
             )
             if at is None:
                 # An unconnected UDP socket on the local end is this conversation's socket.
                 listed = transport is Transport.UDP and table.lookup(transport, local, remote)
-                if tries > 0 and not listed:
+                if tries > 0 and not listed and absent.get(conversation, 0.0) <= now:
                     tries -= 1
                     found = diag.find(
                         _PROTOCOLS[transport],
@@ -288,6 +295,8 @@ class SocketSampler:
                     )
                     if found is not None:
                         added.setdefault(transport, []).append(found)
+                    else:  # another namespace's (a container's), or gone: not every tick
+                        absent[conversation] = now + _ABSENT_FOR
                 continue
             b, i = at
             old = batches[b][1][i]

@@ -445,3 +445,37 @@ def test_refresh_finds_a_new_udp_socket_connected_or_not() -> None:
     finally:
         for s in (connected, loose, sink):
             s.close()
+
+
+def test_refresh_does_not_ask_every_tick_about_a_conversation_without_a_socket() -> None:
+    # Traffic to this host whose socket lives in another namespace (a container's
+    # published port) would otherwise cost kernel requests on every tick.
+    from tests.clock import FakeClock
+
+    clock = FakeClock()
+    sampler = SocketSampler(backend="netlink", clock=clock)
+    sampler.sample()
+    asked: list[object] = []
+    diag = sampler._diag
+    assert diag is not None
+    real_find = diag.find
+
+    def counting_find(*args: object, **kwargs: object) -> object:
+        asked.append(args)
+        return real_find(*args, **kwargs)  # type: ignore[arg-type]
+
+    diag.find = counting_find  # type: ignore[method-assign]
+    ghost = (
+        Transport.TCP,
+        Endpoint(ipaddress.ip_address("127.0.0.1"), 1),
+        Endpoint(ipaddress.ip_address("127.0.0.1"), 2),
+    )
+    sampler.refresh([ghost])
+    sampler.refresh([ghost])
+    assert len(asked) == 1
+    clock.advance(3.5)
+    sampler.refresh([ghost])
+    assert len(asked) == 2
+    sampler.sample()  # a full sample forgets what it did not find
+    sampler.refresh([ghost])
+    assert len(asked) == 3
