@@ -9,16 +9,18 @@ skipped and counted (a newer daemon may add record types), never raised into the
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import select
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from netwatch import codec, paths
 from netwatch.daemon.server import socket_answers
-from netwatch.model import Snapshot
+from netwatch.model import Alert, Snapshot
 
 log = logging.getLogger("netwatch.daemon.client")
 
@@ -60,6 +62,8 @@ class DaemonFeed:
         self.status = "connecting"
         self.bad_lines = 0
         self.connects = 0
+        self.skipped = 0
+        """Snapshots passed over because newer ones had arrived (their alerts were kept)."""
 
     def snapshots(self) -> Iterator[Snapshot]:
         """Yield snapshots until `close()`; reconnects with backoff when the daemon is gone."""
@@ -101,7 +105,17 @@ class DaemonFeed:
         return sock
 
     def _read(self, sock: socket.socket) -> Iterator[Snapshot]:
+        """Snapshots as they arrive; when the consumer fell behind, only the newest.
+
+        Everything the socket holds is read before decoding, and of several complete lines
+        only the last is decoded in full: the dashboard wants the latest state, and at
+        10,000 flows a line is ~14 MB and takes longer to decode than a tick lasts. The
+        alerts of the lines passed over are carried into the next snapshot yielded (they
+        are the only part of a snapshot that is news rather than state), and the daemon
+        keeps seeing a client that reads, instead of dropping it as too slow.
+        """
         buf = bytearray()
+        carried: list[Alert] = []
         while not self._closed.is_set():
             try:
                 ready, _, _ = select.select([sock], [], [], 0.5)
@@ -109,24 +123,57 @@ class DaemonFeed:
                 return  # closed from another thread
             if not ready:
                 continue
-            try:
-                data = sock.recv(1 << 20)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
+            if not self._drain(sock, buf):
                 return
-            if not data:
-                return
-            buf += data
-            while (nl := buf.find(b"\n")) >= 0:
-                line = bytes(buf[:nl])
-                del buf[: nl + 1]
-                snap = self._decode(line)
-                if snap is not None:
-                    yield snap
+            lines = buf.split(b"\n")
+            buf[:] = lines.pop()  # the unfinished rest
             if len(buf) > MAX_LINE:
                 self.bad_lines += 1
                 return
+            if not lines:
+                continue
+            for skipped in lines[:-1]:
+                carried.extend(self._alerts_of(bytes(skipped)))
+            self.skipped += len(lines) - 1
+            snap = self._decode(bytes(lines[-1]))
+            if snap is None:
+                continue
+            if carried:
+                snap = replace(snap, alerts=(*carried, *snap.alerts))
+                carried = []
+            yield snap
+
+    def _drain(self, sock: socket.socket, buf: bytearray) -> bool:
+        """Append all the socket holds now to `buf`; False once the daemon has gone."""
+        while len(buf) <= MAX_LINE:
+            try:
+                data = sock.recv(1 << 20)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                return False
+            if not data:
+                return False
+            buf += data
+        return True
+
+    def _alerts_of(self, line: bytes) -> list[Alert]:
+        """The alerts of a snapshot line, without decoding its flows.
+
+        The daemon writes `alerts` as the record's last field (`SnapshotEncoder`, as
+        `codec.dumps`), and a key's quotes cannot occur unescaped inside a JSON string, so
+        the last `,"alerts":[` starts that field.
+        """
+        at = line.rfind(b',"alerts":[')
+        if at < 0 or not line.endswith(b"}"):
+            self.bad_lines += 1
+            return []
+        try:
+            items = json.loads(line[at + len(b',"alerts":') : -1])
+            return [codec.alert_from_dict(d) for d in items]
+        except (ValueError, TypeError, RecursionError, codec.CodecError):
+            self.bad_lines += 1
+            return []
 
     def _decode(self, line: bytes) -> Snapshot | None:
         try:

@@ -30,37 +30,51 @@ class SnapshotEncoder:
     """Encodes snapshots as `codec.dumps` does, reusing the text of unchanged flows."""
 
     def __init__(self) -> None:
-        self._texts: dict[int, str] = {}
+        self._texts: dict[int, bytes] = {}
         self.encoded = 0
         """Flows encoded by the last `encode` (the others came from the cache)."""
-        self._joined: tuple[tuple[EnrichedFlow, ...] | None, str] = (None, "")
+        self._joined: tuple[tuple[EnrichedFlow, ...] | None, bytes] = (None, b"")
         """The flows of the last remembered `encode` and their joined texts."""
 
     def encode(self, snap: Snapshot, remember: bool = True) -> str:
-        """The snapshot as one JSON line (no newline).
+        """The snapshot as one JSON line (no newline): `line` as text."""
+        return self.line(snap, remember)[:-1].decode("utf-8")
 
+    def line(self, snap: Snapshot, remember: bool = True) -> bytes:
+        """The snapshot as one JSON line, UTF-8, newline included: what clients are sent.
+
+        Built as bytes from the cached UTF-8 of the flows, so an unchanged tick copies its
+        flows' text once (a 10,000-flow snapshot is ~14 MB) instead of encoding it again.
         `remember=False` encodes without replacing the cache (a greeting built from an older
         snapshot must not evict the texts of the current one).
         """
         head = codec.snapshot_to_dict(replace(snap, flows=(), alerts=()))
         del head["flows"], head["alerts"]
         alerts = _dumps([codec.alert_to_dict(a) for a in snap.alerts])
-        flows = self._flows_text(snap, remember)
-        return f'{_dumps(head)[:-1]},"flows":[{flows}],"alerts":{alerts}}}'
+        return b"".join(
+            (
+                _dumps(head)[:-1].encode("utf-8"),
+                b',"flows":[',
+                self._flows_text(snap, remember),
+                b'],"alerts":',
+                alerts.encode("utf-8"),
+                b"}\n",
+            )
+        )
 
-    def _flows_text(self, snap: Snapshot, remember: bool) -> str:
-        """The flows' texts joined; last call's string when the flows are its very tuple."""
+    def _flows_text(self, snap: Snapshot, remember: bool) -> bytes:
+        """The flows' texts joined; last call's when the flows are its very tuple."""
         if snap.flows is self._joined[0]:
             self.encoded = 0
             return self._joined[1]
         flows = snap.flows
-        parts: list[str | None] = list(map(self._texts.get, map(id, flows)))  # in C
+        parts: list[bytes | None] = list(map(self._texts.get, map(id, flows)))  # in C
         misses = list(itertools.compress(range(len(parts)), map(operator.is_, parts, _NONES)))
         for i in misses:
-            parts[i] = _dumps(codec.flow_to_dict(flows[i]))
+            parts[i] = _dumps(codec.flow_to_dict(flows[i])).encode("utf-8")
         self.encoded = len(misses)
-        texts = cast(list[str], parts)
-        joined = ",".join(texts)
+        texts = cast(list[bytes], parts)
+        joined = b",".join(texts)
         if remember:
             self._texts = dict(zip(map(id, flows), texts, strict=True))
             self._joined = (flows, joined)  # keeps them alive: an id in `_texts` is that flow

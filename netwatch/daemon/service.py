@@ -240,7 +240,7 @@ class Service:
         while len(self._recent) > self.options.recent_alerts:
             self._recent.popitem(last=False)
         if self.server.clients:
-            self.server.broadcast(self._encoder.encode(snap).encode("utf-8") + b"\n")
+            self.server.broadcast(self._encoder.line(snap))
         if self.metrics is not None:
             self.metrics.observe(snap, self.server.clients)
             self.metrics.sink_drops.set(self.sinks.dropped)
@@ -257,7 +257,7 @@ class Service:
         if self._last is None:
             return None
         snap = replace(self._last, alerts=tuple(self._recent.values()))
-        return self._encoder.encode(snap, remember=False).encode("utf-8") + b"\n"
+        return self._encoder.line(snap, remember=False)
 
     def _buffer_flows(self, snap: Snapshot, now: float) -> None:
         """Note each conversation's (latest flow, first seen, last seen) for the next flush.

@@ -41,7 +41,7 @@ def test_slow_client_is_dropped_without_blocking_and_fast_one_keeps_up(tmp_path:
     def read() -> None:
         for snap in fast.snapshots():
             got.append(snap)
-            if len(got) == 40:
+            if snap.seq == 40:
                 return
 
     reader = threading.Thread(target=read)
@@ -55,7 +55,9 @@ def test_slow_client_is_dropped_without_blocking_and_fast_one_keeps_up(tmp_path:
         _serve(server, 0.02)
     assert time.monotonic() - started < 10  # never waited for the slow reader
     reader.join(10)
-    assert [s.seq for s in got] == list(range(1, 41))
+    seqs = [s.seq for s in got]
+    assert seqs == sorted(set(seqs)) and seqs[-1] == 40  # in order, the newest last
+    assert len(seqs) + fast.skipped == 40  # any not yielded were passed over for newer ones
     assert server.dropped == 1
     assert server.clients == 1
     fast.close()
@@ -206,5 +208,29 @@ def test_a_snapshot_larger_than_the_buffer_limit_still_reaches_a_reader(tmp_path
     t.join(1)
     assert [s.seq for s in got] == [1]
     assert server.dropped == 0
+    feed.close()
+    server.close()
+
+
+def test_a_consumer_that_fell_behind_gets_the_newest_snapshot_and_every_alert(
+    tmp_path: Path,
+) -> None:
+    server = SnapshotServer(tmp_path / "s.sock")
+    server.set_greeting(lambda: codec.dumps(make_snapshot(0)).encode() + b"\n")
+    feed = DaemonFeed(tmp_path / "s.sock")
+    it = feed.snapshots()
+    serving = threading.Thread(target=_serve, args=(server, 1.0))
+    serving.start()
+    assert next(it).seq == 0
+    serving.join()
+    # The dashboard is busy: five ticks arrive before it asks for the next snapshot.
+    for seq in range(1, 6):
+        alert = make_alert(alert_id=f"a{seq}", message=f'tick {seq}: "alerts":[ inside text')
+        server.broadcast(codec.dumps(make_snapshot(seq, alerts=(alert,))).encode() + b"\n")
+    _serve(server, 0.2)
+    newest = next(it)
+    assert newest.seq == 5
+    assert [a.id for a in newest.alerts] == ["a1", "a2", "a3", "a4", "a5"]
+    assert feed.skipped == 4 and feed.bad_lines == 0
     feed.close()
     server.close()
