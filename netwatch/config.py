@@ -156,7 +156,7 @@ def _endpoint(raw: Any, key: str, errs: _Errors) -> Endpoint | None:
 
 
 def _port(text: str, key: str, errs: _Errors) -> int | None:
-    if text.isdigit() and 0 < int(text) <= 65535:
+    if text.isdecimal() and 0 < int(text) <= 65535:
         return int(text)
     errs.add(key, f"{text!r} is not a port (1-65535)")
     return None
@@ -280,7 +280,7 @@ def split_syslog_url(text: str) -> tuple[str, str, str] | None:
     """
     proto, sep, rest = text.partition("://")
     host, _, port = rest.rpartition(":")
-    if not sep or proto not in ("udp", "tcp") or not host or not port.isdigit():
+    if not sep or proto not in ("udp", "tcp") or not host or not port.isdecimal():
         return None
     return proto, host, port
 

@@ -31,13 +31,13 @@ GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not text.isdecimal() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return int(text)
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) <= 65535:
+    if not text.isdecimal() or not 0 < int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
     return int(text)
 

@@ -70,7 +70,7 @@ def _fetch(url: str, timeout: float, progress: Callable[[int, int | None], None]
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310  # checked above
             total = resp.headers.get("Content-Length")
-            size = int(total) if total and total.isdigit() else None
+            size = int(total) if total and total.isdecimal() else None
             chunks: list[bytes] = []
             done = 0
             while chunk := resp.read(CHUNK):

@@ -79,7 +79,7 @@ def _iso(value: Any) -> str | None:
 def _int(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32:
         return value
-    if isinstance(value, str) and value.upper().removeprefix("AS").isdigit():
+    if isinstance(value, str) and value.upper().removeprefix("AS").isdecimal():
         return _int(int(value.upper().removeprefix("AS")))
     return None
 

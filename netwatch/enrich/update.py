@@ -89,7 +89,7 @@ def _download(url: str, dest: Path, progress: Progress | None, timeout: float) -
         reason = getattr(exc, "reason", exc)
         raise NetwatchError(f"{url}: download failed ({reason})") from None
     total_header = response.headers.get("Content-Length")
-    total = int(total_header) if total_header and total_header.isdigit() else None
+    total = int(total_header) if total_header and total_header.isdecimal() else None
     counted = _Counting(response, lambda n: progress(name, n, total) if progress else None)
     try:
         with (

@@ -52,7 +52,7 @@ class ListFormatError(DataFileError):
 
 def _int(text: str) -> int | None:
     text = text.strip()
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isdecimal() else None
 
 
 def openvpn_ports(config_b64: str) -> tuple[tuple[str, int], ...]:
@@ -67,7 +67,7 @@ def openvpn_ports(config_b64: str) -> tuple[tuple[str, int], ...]:
         words = line.split()
         if len(words) >= 2 and words[0] == "proto":
             proto = "tcp" if words[1].startswith("tcp") else "udp"
-        elif len(words) >= 3 and words[0] == "remote" and words[2].isdigit():
+        elif len(words) >= 3 and words[0] == "remote" and words[2].isdecimal():
             port = int(words[2])
             if 0 < port < 65536:
                 remotes.append(port)

@@ -62,7 +62,7 @@ def parse_softether_config(text: str, path: str) -> SoftEtherConfig:
         elif stripped == "}":
             if len(stack) >= 2 and stack[-2] == "ListenerList":
                 port = listener.get("Port", "")
-                if listener.get("Enabled", "true") == "true" and port.isdigit():
+                if listener.get("Enabled", "true") == "true" and port.isdecimal():
                     ports.append(int(port))
             if stack:
                 stack.pop()

@@ -348,7 +348,7 @@ def stat_identity(proc_root: str, pid: int) -> bytes | None:
 
 def list_pids(proc_root: str = "/proc") -> list[int]:
     """Every pid with a folder in `proc_root`, lowest first (raises OSError)."""
-    return sorted(int(n) for n in os.listdir(proc_root) if n.isdigit())
+    return sorted(int(n) for n in os.listdir(proc_root) if n.isdecimal())
 
 
 def find_holders(

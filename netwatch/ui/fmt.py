@@ -111,7 +111,7 @@ def eyes(r: RemoteInfo | None) -> str:
     """The narrowest commonly cited group (`5 Eyes` rather than `14 Eyes`), as `5Eyes`."""
     if r is None or not r.jurisdiction:
         return ""
-    ordered = sorted(r.jurisdiction, key=lambda g: int(g.split()[0]) if g[0].isdigit() else 99)
+    ordered = sorted(r.jurisdiction, key=lambda g: int(g.split()[0]) if g[0].isdecimal() else 99)
     return ordered[0].replace(" ", "")
 
 

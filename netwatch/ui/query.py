@@ -47,7 +47,7 @@ def _asn(ef: EnrichedFlow, v: str) -> bool:
     if r is None:
         return False
     number = v.removeprefix("as")
-    if number.isdigit():
+    if number.isdecimal():
         return r.asn is not None and str(r.asn) == number
     return v in _lower(r.as_org)
 

@@ -14,6 +14,11 @@ import pytest
         ["no-such-command"],
         ["snapshot", "--format", "xml"],
         ["snapshot", "--bogus"],
+        # str.isdigit() says yes to superscripts, which int() refuses: no traceback either.
+        ["daemon", "--ticks", "\u00b2"],
+        ["daemon", "--metrics-port", "\u00b2"],
+        ["daemon", "--full-sample-every", "-1"],
+        ["daemon", "--retention-days", "nan"],
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(netwatch_cmd: list[str], argv: list[str]) -> None:
