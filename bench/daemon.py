@@ -273,7 +273,7 @@ def stage_breakdown(n: int, ticks: int = 10) -> dict[str, float]:
             (time.process_time() - t) * 1000 / 30
         )
         snap = Snapshot(seq=1, taken_at=now, interval=1.0, flows=enriched)
-        timed("encode snapshot for socket clients", lambda: encoder.encode(snap))
+        timed("encode snapshot for socket clients", lambda: encoder.line(snap))
         out["sockets"] = float(len(table.entries))
         diag.close()
         store.close()

@@ -46,7 +46,7 @@ class SocketSource(Protocol):
 
 @runtime_checkable
 class RefreshingSource(SocketSource, Protocol):
-    """A socket source that can re-read just some TCP sockets (`SocketSampler.refresh`)."""
+    """A socket source that can re-read just some sockets (`SocketSampler.refresh`)."""
 
     def refresh(self, active: Iterable[tuple[Transport, Endpoint, Endpoint]]) -> SocketTable:
         """Return the last table with the sockets of these (transport, local, remote) read
