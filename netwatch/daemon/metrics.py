@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from netwatch.model import Alert, FlowKey, Snapshot
+from netwatch.model import Alert, EnrichedFlow, FlowKey, Snapshot
 
 MAX_LABELS = 50
 OTHER = "other"
@@ -85,6 +85,7 @@ class Metrics:
         self._process = _Bounded()
         self._country = _Bounded()
         self._last: dict[FlowKey, tuple[int, int]] = {}
+        self._flows: tuple[EnrichedFlow, ...] | None = None
 
     def observe(self, snap: Snapshot, clients: int = 0) -> None:
         """Update every metric from one snapshot."""
@@ -98,6 +99,9 @@ class Metrics:
         self.starts_missed.set(c.starts_missed)
         self.sample_seconds.observe(c.sample_ms / 1000.0)
         self.clients.set(clients)
+        if snap.flows is self._flows:
+            return  # last tick's very flows: no byte moved
+        self._flows = snap.flows
         current: dict[FlowKey, tuple[int, int]] = {}
         for ef in snap.flows:
             f = ef.flow
