@@ -20,7 +20,7 @@ from pathlib import Path
 
 from netwatch import codec, paths
 from netwatch.daemon.server import socket_answers
-from netwatch.model import Alert, Snapshot
+from netwatch.model import Alert, EnrichedFlow, Snapshot
 
 log = logging.getLogger("netwatch.daemon.client")
 
@@ -64,6 +64,9 @@ class DaemonFeed:
         self.connects = 0
         self.skipped = 0
         """Snapshots passed over because newer ones had arrived (their alerts were kept)."""
+        self.reused = 0
+        """Snapshots whose flows were the last one's, byte for byte, and were not decoded."""
+        self._prev: tuple[bytes, tuple[EnrichedFlow, ...]] | None = None
 
     def snapshots(self) -> Iterator[Snapshot]:
         """Yield snapshots until `close()`; reconnects with backoff when the daemon is gone."""
@@ -176,13 +179,31 @@ class DaemonFeed:
             return []
 
     def _decode(self, line: bytes) -> Snapshot | None:
+        """The snapshot of one line; its flows are last line's objects if their text is.
+
+        On a quiet machine most ticks send the very same flows. Their text lies between the
+        record's `,"flows":[` (the head before it holds no such key) and its last
+        `,"alerts":[` (the field the daemon writes last), so comparing that span with last
+        line's, a memcmp, spares decoding thousands of flows (50 ms at 2,000).
+        """
+        start, end = line.find(b',"flows":['), line.rfind(b',"alerts":[')
+        flows = memoryview(line)[start:end] if 0 < start < end else None
+        prev = self._prev
+        reuse = prev is not None and flows is not None and flows == prev[0]
+        text = line[:start] + b',"flows":[]' + line[end:] if reuse else line
         try:
-            record = codec.loads(line)
+            record = codec.loads(text)
         except codec.CodecError as exc:
             self.bad_lines += 1
             log.debug("skipped a line from the daemon: %s", exc)
             return None
-        return record if isinstance(record, Snapshot) else None
+        if not isinstance(record, Snapshot):
+            return None
+        if reuse and prev is not None:
+            self.reused += 1
+            return replace(record, flows=prev[1])
+        self._prev = None if flows is None else (bytes(flows), record.flows)
+        return record
 
     def _drop(self) -> None:
         sock, self._sock = self._sock, None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -232,5 +233,30 @@ def test_a_consumer_that_fell_behind_gets_the_newest_snapshot_and_every_alert(
     assert newest.seq == 5
     assert [a.id for a in newest.alerts] == ["a1", "a2", "a3", "a4", "a5"]
     assert feed.skipped == 4 and feed.bad_lines == 0
+    feed.close()
+    server.close()
+
+
+def test_unchanged_flows_are_not_decoded_again(tmp_path: Path) -> None:
+    server = SnapshotServer(tmp_path / "s.sock")
+    flows = tuple(make_flow(local_port=2000 + i) for i in range(30))
+    server.set_greeting(lambda: codec.dumps(make_snapshot(1, flows=flows)).encode() + b"\n")
+    feed = DaemonFeed(tmp_path / "s.sock")
+    it = feed.snapshots()
+    serving = threading.Thread(target=_serve, args=(server, 1.0))
+    serving.start()
+    first = next(it)
+    serving.join()
+    same = make_snapshot(2, flows=flows, alerts=(make_alert(alert_id="new"),))
+    server.broadcast(codec.dumps(same).encode() + b"\n")
+    _serve(server, 0.2)
+    second = next(it)
+    assert second.flows is first.flows and feed.reused == 1  # not decoded again
+    assert second == same  # and yet exactly what was sent: seq, alerts, status
+    moved = (replace(flows[0], flow=replace(flows[0].flow, bytes_sent=99)), *flows[1:])
+    server.broadcast(codec.dumps(make_snapshot(3, flows=moved)).encode() + b"\n")
+    _serve(server, 0.2)
+    third = next(it)
+    assert third.flows == moved and third.flows is not first.flows and feed.reused == 1
     feed.close()
     server.close()
