@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netwatch import codec
 from netwatch.daemon.client import DaemonFeed
@@ -258,5 +260,20 @@ def test_unchanged_flows_are_not_decoded_again(tmp_path: Path) -> None:
     _serve(server, 0.2)
     third = next(it)
     assert third.flows == moved and third.flows is not first.flows and feed.reused == 1
+    # Only the flow whose text changed was decoded again; the others are the same objects.
+    assert third.flows[0] is not first.flows[0]
+    assert all(a is b for a, b in zip(third.flows[1:], first.flows[1:], strict=True))
     feed.close()
     server.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.integers(0, 2000), st.integers(0, 40))
+def test_feed_decoding_never_raises_on_damaged_lines(noise: bytes, at: int, cut: int) -> None:
+    feed = DaemonFeed(Path("/nonexistent.sock"))
+    good = codec.dumps(make_snapshot(4, flows=(make_flow(),), alerts=(make_alert(),))).encode()
+    assert feed._decode(good) is not None
+    damaged = good[: at % len(good)] + noise + good[at % len(good) + cut :]
+    result = feed._decode(damaged)
+    assert result is None or isinstance(result, Snapshot)
+    assert feed._decode(noise) is None or noise.strip().startswith(b"{")
