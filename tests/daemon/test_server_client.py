@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -69,16 +70,24 @@ def test_slow_client_is_dropped_without_blocking_and_fast_one_keeps_up(tmp_path:
     assert not (tmp_path / "s.sock").exists()
 
 
-def test_new_client_is_greeted_with_latest_state(tmp_path: Path) -> None:
+def _greeted(
+    tmp_path: Path, greeting: Snapshot
+) -> tuple[SnapshotServer, DaemonFeed, Iterator[Snapshot], Snapshot]:
+    """A server greeting with `greeting`, a feed attached to it, and the first snapshot."""
     server = SnapshotServer(tmp_path / "s.sock")
-    greeting = make_snapshot(7, alerts=(make_alert(),))
     server.set_greeting(lambda: codec.dumps(greeting).encode() + b"\n")
     feed = DaemonFeed(tmp_path / "s.sock")
     it = feed.snapshots()
-    t = threading.Thread(target=_serve, args=(server, 1.0))
-    t.start()
+    serving = threading.Thread(target=_serve, args=(server, 1.0))
+    serving.start()
     first = next(it)
-    t.join()
+    serving.join()
+    return server, feed, it, first
+
+
+def test_new_client_is_greeted_with_latest_state(tmp_path: Path) -> None:
+    greeting = make_snapshot(7, alerts=(make_alert(),))
+    server, feed, _, first = _greeted(tmp_path, greeting)
     assert first == greeting
     feed.close()
     server.close()
@@ -218,14 +227,8 @@ def test_a_snapshot_larger_than_the_buffer_limit_still_reaches_a_reader(tmp_path
 def test_a_consumer_that_fell_behind_gets_the_newest_snapshot_and_every_alert(
     tmp_path: Path,
 ) -> None:
-    server = SnapshotServer(tmp_path / "s.sock")
-    server.set_greeting(lambda: codec.dumps(make_snapshot(0)).encode() + b"\n")
-    feed = DaemonFeed(tmp_path / "s.sock")
-    it = feed.snapshots()
-    serving = threading.Thread(target=_serve, args=(server, 1.0))
-    serving.start()
-    assert next(it).seq == 0
-    serving.join()
+    server, feed, it, first = _greeted(tmp_path, make_snapshot(0))
+    assert first.seq == 0
     # The dashboard is busy: five ticks arrive before it asks for the next snapshot.
     for seq in range(1, 6):
         alert = make_alert(alert_id=f"a{seq}", message=f'tick {seq}: "alerts":[ inside text')
@@ -240,15 +243,8 @@ def test_a_consumer_that_fell_behind_gets_the_newest_snapshot_and_every_alert(
 
 
 def test_unchanged_flows_are_not_decoded_again(tmp_path: Path) -> None:
-    server = SnapshotServer(tmp_path / "s.sock")
     flows = tuple(make_flow(local_port=2000 + i) for i in range(30))
-    server.set_greeting(lambda: codec.dumps(make_snapshot(1, flows=flows)).encode() + b"\n")
-    feed = DaemonFeed(tmp_path / "s.sock")
-    it = feed.snapshots()
-    serving = threading.Thread(target=_serve, args=(server, 1.0))
-    serving.start()
-    first = next(it)
-    serving.join()
+    server, feed, it, first = _greeted(tmp_path, make_snapshot(1, flows=flows))
     same = make_snapshot(2, flows=flows, alerts=(make_alert(alert_id="new"),))
     server.broadcast(codec.dumps(same).encode() + b"\n")
     _serve(server, 0.2)
