@@ -9,17 +9,14 @@ snapshot record. The result is byte-for-byte `codec.dumps(snapshot)`: the tests 
 
 from __future__ import annotations
 
-import itertools
 import json
-import operator
 from dataclasses import replace
 from typing import cast
 
 from netwatch import codec
-from netwatch.model import EnrichedFlow, Snapshot
+from netwatch.model import EnrichedFlow, Snapshot, keep, missing, recall
 
 _SEPARATORS = (",", ":")
-_NONES = itertools.repeat(None)
 
 
 def _dumps(obj: object) -> str:
@@ -68,14 +65,14 @@ class SnapshotEncoder:
             self.encoded = 0
             return self._joined[1]
         flows = snap.flows
-        parts: list[bytes | None] = list(map(self._texts.get, map(id, flows)))  # in C
-        misses = list(itertools.compress(range(len(parts)), map(operator.is_, parts, _NONES)))
+        parts = recall(self._texts, flows)
+        misses = missing(parts)
         for i in misses:
             parts[i] = _dumps(codec.flow_to_dict(flows[i])).encode("utf-8")
         self.encoded = len(misses)
         texts = cast(list[bytes], parts)
         joined = b",".join(texts)
         if remember:
-            self._texts = dict(zip(map(id, flows), texts, strict=True))
+            self._texts = keep(flows, texts)
             self._joined = (flows, joined)  # keeps them alive: an id in `_texts` is that flow
         return joined

@@ -13,9 +13,7 @@ config and rules on disk (a bad reload logs one line and keeps the running engin
 
 from __future__ import annotations
 
-import itertools
 import logging
-import operator
 import signal
 import socket
 from collections import OrderedDict
@@ -31,7 +29,7 @@ from netwatch.daemon.notify import Notifier
 from netwatch.daemon.server import SnapshotServer
 from netwatch.daemon.sink_worker import SinkWorker
 from netwatch.errors import NetwatchError
-from netwatch.model import Alert, EnrichedFlow, FlowKey, Snapshot
+from netwatch.model import Alert, EnrichedFlow, FlowKey, Snapshot, keep, missing, recall
 from netwatch.pipeline import Detector
 from netwatch.store import Store
 from netwatch.store.first_seen import KIND as FIRST_SEEN
@@ -79,7 +77,6 @@ class _Row:
         self.last = first
 
 
-_NONES = itertools.repeat(None)
 _LISTENING = _Row.__new__(_Row)
 """The row of a listening socket's flow: not a conversation, never saved (no fields set)."""
 
@@ -272,8 +269,8 @@ class Service:
             return
         self._stamp_rows()
         rows, flows = self._flows, snap.flows
-        got: list[_Row | None] = list(map(self._flow_rows.get, map(id, flows)))  # in C
-        for i in itertools.compress(range(len(got)), map(operator.is_, got, _NONES)):
+        got = recall(self._flow_rows, flows)
+        for i in missing(got):
             ef = flows[i]
             key = ef.flow.key
             if key.remote is None:
@@ -284,7 +281,7 @@ class Service:
                 row = rows[key] = _Row(ef, ef.flow.first_seen or now)
             row.ef = ef
             got[i] = row
-        self._flow_rows = dict(zip(map(id, flows), cast(list[_Row], got), strict=True))
+        self._flow_rows = keep(flows, cast(list[_Row], got))
         self._buffered, self._seen_at = flows, now
 
     def _stamp_rows(self) -> None:

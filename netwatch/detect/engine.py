@@ -37,6 +37,9 @@ from netwatch.model import (
     Flow,
     HostFacts,
     ProcessRef,
+    keep,
+    missing,
+    recall,
     same_objects,
 )
 
@@ -75,7 +78,6 @@ _SEEN_KEY = operator.attrgetter("ef.flow.key")
 _HITS = operator.attrgetter("hits")
 _Hit = tuple[int, int]
 """(rule number, case number) of a match."""
-_NONE = itertools.repeat(None)
 
 
 def _fields_read(node: Node) -> set[str]:
@@ -273,8 +275,8 @@ class RuleEngine:
         packet) re-runs just the rules that read counters; the rest keep last tick's
         answer. Returns the evaluations by flow id and how many flows ran conditions.
         """
-        got: list[_Seen | None] = list(map(old.get, map(id, flows)))
-        misses = list(itertools.compress(range(len(got)), map(operator.is_, got, _NONE)))
+        got = recall(old, flows)
+        misses = missing(got)
         by_key: dict[object, _Seen] | None = None
         fresh: set[int] = set()
         self.carried = 0
@@ -295,7 +297,7 @@ class RuleEngine:
             is_fresh = id(s) in fresh
             for ri, ci in s.hits:
                 per_rule[ri].append((s, ci, is_fresh))
-        return dict(zip(map(id, flows), done, strict=True)), len(misses)
+        return keep(flows, done), len(misses)
 
     def _ignored(self, rule: Rule) -> bool:
         return self.policy.action(rule.id) is Action.IGNORE

@@ -20,7 +20,7 @@ from netwatch.model.flow import (
     parse_ip,
 )
 from netwatch.model.host import HostFacts, SoftEtherConfig
-from netwatch.model.identity import same_objects
+from netwatch.model.identity import keep, missing, recall, same_objects
 from netwatch.model.packet import PacketContext, PacketFacts, PacketMeta
 from netwatch.model.remote import DataSource, EnrichedFlow, ListHit, Owner, RemoteInfo, Scope
 from netwatch.model.snapshot import Counters, Snapshot, SourceStatus
@@ -59,5 +59,8 @@ __all__ = [
     "SourceStatus",
     "Transport",
     "parse_ip",
+    "keep",
+    "missing",
+    "recall",
     "same_objects",
 ]

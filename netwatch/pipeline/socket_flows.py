@@ -11,7 +11,6 @@ snapshot's `taken_at`, which is also the time detection uses for it, as before.
 
 from __future__ import annotations
 
-import itertools
 import operator
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -24,11 +23,13 @@ from netwatch.model import (
     SocketEntry,
     SocketTable,
     Transport,
+    keep,
+    missing,
+    recall,
     same_objects,
 )
 
 _PORTED = (Transport.TCP, Transport.UDP, Transport.SCTP)
-_NONES = itertools.repeat(None)
 _INODE_OF = operator.attrgetter("inode")
 _KEY_OF = operator.attrgetter("key")
 
@@ -62,8 +63,8 @@ class SocketFlows:
             return self._flows_out
         if any(e.direction is Direction.UNKNOWN and e.key.transport in _PORTED for e in entries):
             entries = assign_directions(entries)
-        got: list[Flow | None] = list(map(self._flows.get, map(id, entries)))
-        misses = list(itertools.compress(range(len(got)), map(operator.is_, got, _NONES)))
+        got = recall(self._flows, entries)
+        misses = missing(got)
         if misses:
             # A changed socket keeps the first_seen of its last flow: found by inode (a live
             # socket), or by key for sockets without one (TIME_WAIT, psutil rows).
@@ -76,7 +77,7 @@ class SocketFlows:
                 seen = prev.first_seen if prev is not None and prev.key == e.key else now
                 got[i] = flow_from_socket(e, now, seen, open_ended=True)
         out = cast(list[Flow], got)
-        self._flows = dict(zip(map(id, entries), out, strict=True))
+        self._flows = keep(entries, out)
         self._entries_in, self._flows_out = entries, out
         self.reused = len(out) - len(misses)
         return out
@@ -97,9 +98,9 @@ class SocketFlows:
         reuse = stable or enrich is None
         if reuse and same_objects(flows, self._flows_in):
             return self._enriched_out
-        got: list[EnrichedFlow | None] = list(map(self._enriched.get, map(id, flows)))
+        got = recall(self._enriched, flows)
         if reuse:
-            for i in itertools.compress(range(len(got)), map(operator.is_, got, _NONES)):
+            for i in missing(got):
                 got[i] = EnrichedFlow(flows[i]) if enrich is None else enrich(flows[i])
         else:
             assert enrich is not None  # noqa: S101  # reuse is False only with an enricher
@@ -107,7 +108,7 @@ class SocketFlows:
                 ef = enrich(f)
                 got[i] = prev if prev is not None and _same_remote(prev, ef) else ef
         out = tuple(cast(list[EnrichedFlow], got))
-        self._enriched = dict(zip(map(id, flows), out, strict=True))
+        self._enriched = keep(flows, out)
         self._flows_in = flows  # keeps them alive: an id in `_enriched` is that very flow
         self._enriched_out = out
         return out
