@@ -67,6 +67,8 @@ TCP_STATES = {
 }
 
 
+_NOCOOKIE = 0xFFFFFFFFFFFFFFFF
+"""INET_DIAG_NOCOOKIE: match a socket by its endpoints alone."""
 _MAPPED = bytes(10) + b"\xff\xff"
 """The prefix of an IPv4-mapped IPv6 address (::ffff:a.b.c.d)."""
 
@@ -125,7 +127,8 @@ class DiagRecord(NamedTuple):
 
 
 def make_ident(sport: int, dport: int, src: bytes, dst: bytes, cookie: int) -> bytes:
-    """An `ident` in the kernel's layout, for sockets read from /proc/net text tables."""
+    """An `ident` (`inet_diag_sockid`) in the kernel's layout: for sockets read from /proc/net
+    text tables, and for the one socket a lookup asks about."""
     return (
         sport.to_bytes(2, "big")
         + dport.to_bytes(2, "big")
@@ -160,18 +163,8 @@ def build_lookup_request(
     `counters` asks for tcp_info too (TCP only).
     """
     (src, sport), (dst, dport) = local, remote
-    sockid = (
-        sport.to_bytes(2, "big")
-        + dport.to_bytes(2, "big")
-        + src.ljust(16, b"\0")
-        + dst.ljust(16, b"\0")
-        + bytes(4)
-        + b"\xff" * 8
-    )
-    ext = 1 << (INET_DIAG_INFO - 1) if counters and protocol == socket.IPPROTO_TCP else 0
-    body = _REQ.pack(family, protocol, ext, 0, 0xFFFFFFFF) + sockid
-    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0)
-    return header + body
+    sockid = make_ident(sport, dport, src, dst, _NOCOOKIE)
+    return _one_request(family, protocol, sockid, counters, seq)
 
 
 def build_reread_request(family: int, ident: bytes, seq: int = 1) -> bytes:
@@ -180,8 +173,13 @@ def build_reread_request(family: int, ident: bytes, seq: int = 1) -> bytes:
     `ident` is a record's `inet_diag_sockid` as the kernel gave it, cookie included, so the
     kernel answers for that very socket or not at all (ESTALE if its 4-tuple was reused).
     """
-    ext = 1 << (INET_DIAG_INFO - 1)
-    body = _REQ.pack(family, socket.IPPROTO_TCP, ext, 0, 0xFFFFFFFF) + ident
+    return _one_request(family, socket.IPPROTO_TCP, ident, True, seq)
+
+
+def _one_request(family: int, protocol: int, sockid: bytes, counters: bool, seq: int) -> bytes:
+    """A SOCK_DIAG_BY_FAMILY request (no dump) for the socket `sockid` names."""
+    ext = 1 << (INET_DIAG_INFO - 1) if counters and protocol == socket.IPPROTO_TCP else 0
+    body = _REQ.pack(family, protocol, ext, 0, 0xFFFFFFFF) + sockid
     header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0)
     return header + body
 
@@ -409,18 +407,9 @@ class DiagSocket:
         first packet needs to find its socket before a short exchange closes it.
         """
         self._seq += 1
-        out: list[Record] = []
-        try:
-            self._sock.send(
-                build_lookup_request(family, protocol, local, remote, self._seq, counters)
-            )
-            n = self._sock.recv_into(self._buf)
-            parse_messages(memoryview(self._buf)[:n], out, counters=counters)
-        except NetlinkUnavailableError:
-            return None  # ENOENT: no such socket (any more)
-        except OSError as exc:
-            raise NetlinkUnavailableError(exc.errno or 0, f"sock_diag: {exc}") from None
-        return DiagRecord._make(out[0]) if out else None
+        request = build_lookup_request(family, protocol, local, remote, self._seq, counters)
+        found = self._one(request, counters)
+        return DiagRecord._make(found) if found is not None else None
 
     def find(
         self,
@@ -465,17 +454,23 @@ class DiagSocket:
         request per socket instead of a walk of the whole table.
         """
         self._seq += 1
+        found = self._one(build_reread_request(family, ident, self._seq), True)
+        # The kernel may answer a lookup with the listener of that port: only the same socket.
+        return found if found is not None and found[2] == ident else None
+
+    def _one(self, request: bytes, counters: bool) -> Record | None:
+        """Send a one-socket request; its record, or None for ENOENT / ESTALE (no such
+        socket, or its 4-tuple now names another one)."""
         out: list[Record] = []
         try:
-            self._sock.send(build_reread_request(family, ident, self._seq))
+            self._sock.send(request)
             n = self._sock.recv_into(self._buf)
-            parse_messages(memoryview(self._buf)[:n], out)
+            parse_messages(memoryview(self._buf)[:n], out, counters=counters)
         except NetlinkUnavailableError:
-            return None  # ENOENT or ESTALE: closed, or its 4-tuple now names another socket
+            return None
         except OSError as exc:
             raise NetlinkUnavailableError(exc.errno or 0, f"sock_diag: {exc}") from None
-        # The kernel may answer a lookup with the listener of that port: only the same socket.
-        return out[0] if out and out[0][2] == ident else None
+        return out[0] if out else None
 
     def close(self) -> None:
         """Close the netlink socket."""
