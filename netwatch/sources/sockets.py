@@ -42,6 +42,7 @@ from netwatch.model import (
     SocketTable,
     SourceStatus,
     Transport,
+    missing,
 )
 from netwatch.sources import netlink, procnet
 from netwatch.sources.privileges import Privileges, missing_lines, probe
@@ -75,11 +76,10 @@ _BULK = 1000
 """Entries made in one sample beyond which the cyclic garbage collector waits until they
 are all made (see `_collector_paused`)."""
 _NEW_LOOKUPS = 256
+"""At most this many connections the last sample did not list are looked up per refresh
+(each may take two requests); the rest wait for the next full sample."""
 _ABSENT_FOR = 3.0
 """Seconds before a conversation whose socket was not found is looked up again."""
-"""At most this many connections the last sample did not list are looked up per refresh
-(each may take four requests); the rest wait for the next full sample."""
-_NONES = itertools.repeat(None)
 _NO_ENTRIES: dict[netlink.Record, SocketEntry] = {}
 _LISTENISH = frozenset((10, 7))  # TCP_LISTEN; TCP_CLOSE is how the kernel shows unconnected UDP
 
@@ -343,47 +343,49 @@ class SocketSampler:
         moved = frozenset() if stable else self._owner_changes(owners)
         out: list[SocketEntry | None] = []
         fresh: list[tuple[int, Transport, netlink.Record]] = []
-        spans: list[tuple[Transport, list[netlink.Record], list[SocketEntry | None]]] = []
         for transport, records in batches:
             seen = old_seen.get(transport, _NO_ENTRIES)
             got: list[SocketEntry | None] = list(map(seen.get, records))
             base = len(out)
             positions = range(len(records))
-            misses = set(itertools.compress(positions, map(operator.is_, got, _NONES)))
+            misses = set(missing(got))
             if moved:
                 misses.update(
                     itertools.compress(positions, map(moved.__contains__, map(_INODE, records)))
                 )
             fresh.extend((base + i, transport, records[i]) for i in sorted(misses))
-            spans.append((transport, records, got))
             out.extend(got)
         if not fresh and len(out) == sum(map(len, old_seen.values())):
             return cast(list[SocketEntry], out), False  # the very same sockets: keep the cache
-        new_seen: dict[Transport, dict[netlink.Record, SocketEntry]] = {}
-        listening: list[tuple[int, Transport, netlink.Record]] = []
+        listening: list[int] = []  # positions of listening sockets
         base = 0
-        for transport, records, got in spans:
+        for _, records in batches:
             listening.extend(
-                (base + i, transport, records[i])
+                base + i
                 for i in itertools.compress(
                     range(len(records)), map(_LISTENISH.__contains__, map(_STATE, records))
                 )
             )
-            new_seen[transport] = dict(zip(records, cast(list[SocketEntry], got), strict=True))
             base += len(records)
-        self._seen = new_seen
         with _collector_paused(len(fresh) >= _BULK):
-            self._build(out, fresh, listening, owners, batches, new_seen)
-        return cast(list[SocketEntry], out), True
+            self._build(out, fresh, listening, owners)
+        entries = cast(list[SocketEntry], out)
+        # The record cache, from the entries as they finally are (new, or re-judged).
+        self._seen = {}
+        base = 0
+        for transport, records in batches:
+            self._seen[transport] = dict(
+                zip(records, entries[base : base + len(records)], strict=True)
+            )
+            base += len(records)
+        return entries, True
 
     def _build(
         self,
         out: list[SocketEntry | None],
         fresh: list[tuple[int, Transport, netlink.Record]],
-        listening: list[tuple[int, Transport, netlink.Record]],
+        listening: list[int],
         owners: Mapping[int, ProcessRef],
-        batches: list[tuple[Transport, list[netlink.Record]]],
-        new_seen: dict[Transport, dict[netlink.Record, SocketEntry]],
     ) -> None:
         """Make the entries of `fresh` records in `out` (their direction needs every
         listener of the sample), and re-judge reused entries if the listeners changed."""
@@ -395,7 +397,7 @@ class SocketSampler:
             for i, transport, r in fresh
         }
         listen_keys = []
-        for i, _, _ in listening:
+        for i in listening:
             e = out[i]
             listen_keys.append((e.key, e.state) if e is not None and i not in built else built[i])
         listeners = listeners_from(listen_keys)
@@ -408,8 +410,7 @@ class SocketSampler:
                 d = infer_direction(e.key, e.state, listeners)
                 if d is not e.direction:
                     out[i] = replace(e, direction=d)
-            self._rekey(batches, out, new_seen)
-        for i, transport, r in fresh:
+        for i, _, r in fresh:
             key, state = built[i]
             keys[r[2]] = key
             acked, received, segs_out, segs_in = netlink.decode_counters(r[5])
@@ -427,7 +428,6 @@ class SocketSampler:
                 segs_in=segs_in,
             )
             out[i] = entry
-            new_seen[transport][r] = entry
 
     def _owner_changes(self, owners: Mapping[int, ProcessRef]) -> frozenset[int]:
         """Inodes whose owner is not the very object it was last sample (C-level set math)."""
@@ -435,21 +435,6 @@ class SocketSampler:
         before, self._owner_ids = self._owner_ids, now
         self._owner_refs = owners  # keeps last sample's objects alive, so their ids stay unique
         return frozenset(inode for inode, _ in now.symmetric_difference(before))
-
-    @staticmethod
-    def _rekey(
-        batches: list[tuple[Transport, list[netlink.Record]]],
-        out: list[SocketEntry | None],
-        seen: dict[Transport, dict[netlink.Record, SocketEntry]],
-    ) -> None:
-        """Point the record cache at re-classified entries (after a listener change)."""
-        at = 0
-        for transport, records in batches:
-            cache = seen[transport]
-            for r, e in zip(records, out[at : at + len(records)], strict=True):
-                if e is not None:
-                    cache[r] = e
-            at += len(records)
 
     def _key(self, transport: Transport, record: netlink.Record) -> FlowKey:
         """The socket's key, from the kernel's `inet_diag_sockid` (sport, dport, src, dst)."""
@@ -582,7 +567,7 @@ class _Last:
                 n = len(records)
                 if transport is Transport.TCP:
                     keys = map(_KEY, self.entries[at : at + n])
-                    positions.update(zip(keys, zip(itertools.repeat(b), range(n)), strict=False))
+                    positions.update(zip(keys, zip(itertools.repeat(b), range(n)), strict=True))
                 at += n
             self._positions = positions
         return self._positions
