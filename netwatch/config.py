@@ -252,17 +252,16 @@ def parse_policy(raw: Any, errs: _Errors) -> Policy:
     )
 
 
-def _number(raw: Any, key: str, errs: _Errors, low: float, high: float) -> float | None:
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not low < raw <= high:
-        errs.add(key, f"{raw!r} must be a number above {low:g} and at most {high:g}")
+def _number(
+    raw: Any, key: str, errs: _Errors, low: float, high: float, *, low_too: bool = False
+) -> float | None:
+    """A number above `low` (or from it, with `low_too`) and at most `high`."""
+    number = not isinstance(raw, bool) and isinstance(raw, int | float)
+    if not number or not (low <= raw if low_too else low < raw) or not raw <= high:
+        span = f"from {low:g} to" if low_too else f"above {low:g} and at most"
+        errs.add(key, f"{raw!r} must be a number {span} {high:g}")
         return None
     return float(raw)
-
-
-def _seconds_or_zero(raw: Any, key: str, errs: _Errors) -> float | None:
-    if raw == 0 and not isinstance(raw, bool):
-        return 0.0
-    return _number(raw, key, errs, 0, 3600)
 
 
 def _whole(raw: Any, key: str, errs: _Errors, high: int) -> int | None:
@@ -314,7 +313,7 @@ def parse_daemon(raw: Any, errs: _Errors) -> DaemonSettings:
         "export_file": lambda v, k: Path(v) if _text(v, k, errs) else None,
         "interface": lambda v, k: v if _text(v, k, errs) else None,
         "capture": lambda v, k: _flag(v, k, errs),
-        "full_sample_every": lambda v, k: _seconds_or_zero(v, k, errs),
+        "full_sample_every": lambda v, k: _number(v, k, errs, 0, 3600, low_too=True),
     }
     for name, check in checks.items():
         if name in raw:

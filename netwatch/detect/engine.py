@@ -257,7 +257,7 @@ class RuleEngine:
         findings: list[Finding] = []
         for ri, rule in enumerate(self.rules.rules):
             # Window cases report from what their groups hold even on a tick nothing matched.
-            if per_rule[ri] or (self._windowed[ri] and not self._ignored(rule)):
+            if per_rule[ri] or (self._windowed[ri] and not self._skip[ri]):
                 findings.extend(self._run(ri, rule, per_rule[ri], env))
         return closed + self.suppressor.update(findings, self._tags)
 
