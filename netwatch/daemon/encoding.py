@@ -17,6 +17,10 @@ from netwatch import codec
 from netwatch.model import EnrichedFlow, Snapshot, keep, missing, recall
 
 _SEPARATORS = (",", ":")
+FLOWS_FIELD = b',"flows":'
+ALERTS_FIELD = b',"alerts":'
+"""A snapshot line is the head's fields, then these two, alerts last (`DaemonFeed` relies
+on that to find the flows' text without decoding the line)."""
 
 
 def _dumps(obj: object) -> str:
@@ -51,9 +55,9 @@ class SnapshotEncoder:
         return b"".join(
             (
                 _dumps(head)[:-1].encode("utf-8"),
-                b',"flows":[',
+                FLOWS_FIELD + b"[",
                 self._flows_text(snap, remember),
-                b'],"alerts":',
+                b"]" + ALERTS_FIELD,
                 alerts.encode("utf-8"),
                 b"}\n",
             )
