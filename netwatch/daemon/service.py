@@ -262,12 +262,13 @@ class Service:
         Rows are found by the flow object first (an unchanged flow is last tick's object, and
         an int hashes far faster than a flow key), then by key. When the tick's flows are
         last tick's very tuple, only the time they were last seen moves (`_seen_at`); it is
-        written into their rows when the flows change or at the flush.
+        written into a row when its flow object leaves (the row of a conversation that goes
+        on is written again later) or at the flush, so a tick costs what changed.
         """
         if snap.flows is self._buffered:
             self._seen_at = now
             return
-        self._stamp_rows()
+        before, at = self._flow_rows, self._seen_at
         rows, flows = self._flows, snap.flows
         got = recall(self._flow_rows, flows)
         for i in missing(got):
@@ -282,6 +283,8 @@ class Service:
             row.ef = ef
             got[i] = row
         self._flow_rows = keep(flows, cast(list[_Row], got))
+        for gone in before.keys() - self._flow_rows.keys():  # set arithmetic in C
+            before[gone].last = at
         self._buffered, self._seen_at = flows, now
 
     def _stamp_rows(self) -> None:

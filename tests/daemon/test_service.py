@@ -129,6 +129,22 @@ def test_flow_summaries_follow_reused_and_changed_flow_objects(tmp_path: Path) -
     assert rows == [(T0, T0 + 4, 999)]
 
 
+def test_a_flow_that_left_keeps_the_time_it_was_last_seen(tmp_path: Path) -> None:
+    left, stays = make_flow(local_port=5002), make_flow(local_port=5003)
+    ticks = ((left, stays), (left, stays), (stays,), (stays,))
+    snaps = [make_snapshot(i, flows=f) for i, f in enumerate(ticks, 1)]
+    service, _ = _service(tmp_path, snaps)
+    for _ in snaps:
+        service.tick_once()
+    service.shutdown()
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "n.db")
+    rows = conn.execute("SELECT local_port, last_seen FROM flows ORDER BY local_port").fetchall()
+    conn.close()
+    assert rows == [(5002, T0 + 2), (5003, T0 + 4)]
+
+
 def test_new_client_gets_recent_alerts_and_mode_daemon(tmp_path: Path) -> None:
     snaps = [make_snapshot(1, alerts=(make_alert(alert_id="x"),)), make_snapshot(2)]
     service, _ = _service(tmp_path, snaps)
