@@ -5,7 +5,7 @@ The sample runs through the same engine the dashboard and the daemon use
 record per socket: that record is the contract `analyze`, `export` and the daemon reuse;
 the rule pack runs once over the sample and its alerts follow the flows (`type: alert`).
 What the sampler could not see (other users' processes without root) is said on one stderr
-line, with the sudo / setcap command that fixes it.
+line, with how to get the full view (sudo, or the daemon and the `netwatch` group).
 """
 
 from __future__ import annotations

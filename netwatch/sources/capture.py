@@ -35,6 +35,7 @@ from netwatch.errors import CaptureUnavailableError, UsageError
 from netwatch.model import IPAddress, PacketMeta, parse_ip
 from netwatch.sources.decode import PacketDecoder
 from netwatch.sources.packet_ring import RETIRE_MS, Frame, PacketRing
+from netwatch.sources.privileges import FULL_VIEW_HINT
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -163,8 +164,7 @@ class LiveCapture:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
         except PermissionError:
             raise CaptureUnavailableError(
-                "packet capture needs root or CAP_NET_RAW (sudo setcap cap_net_raw,cap_net_admin"
-                f"+eip on the Python binary); {WITHOUT_CAPTURE}"
+                f"packet capture needs root or CAP_NET_RAW ({FULL_VIEW_HINT}); {WITHOUT_CAPTURE}"
             ) from None
         except OSError as exc:
             raise CaptureUnavailableError(

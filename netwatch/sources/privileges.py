@@ -2,14 +2,18 @@
 
 Without root, the socket list is still complete (the kernel shows every socket to everyone),
 but /proc/<pid>/fd of other users' processes is closed, so their sockets have no process,
-and packet capture needs CAP_NET_RAW. This module says so in words a user can act on,
-including the exact `setcap` line for the interpreter that runs netwatch.
+and packet capture needs CAP_NET_RAW. This module says so in words a user can act on.
+
+It never advises `setcap` on an interpreter: in a venv `bin/python` is a symlink to the
+system's `/usr/bin/python3.x`, so capabilities given to it would give raw sockets, ptrace
+and read-any-file to every Python program of every user. The full view without root is the
+daemon (root, limited capabilities) with dashboards of the `netwatch` group attached to it,
+as OpenSnitch and Little Snitch split a privileged daemon from an unprivileged UI.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 
 from netwatch.model import SourceStatus
@@ -19,7 +23,11 @@ CAP_NET_ADMIN = 12
 CAP_NET_RAW = 13
 CAP_SYS_PTRACE = 19
 
-SETCAP = "cap_net_raw,cap_net_admin,cap_sys_ptrace,cap_dac_read_search+eip"
+FULL_VIEW_HINT = (
+    "for the full view run it with sudo, or attach to the netwatch daemon as a member of the "
+    "netwatch group (README: Running as a service)"
+)
+"""How to see everything: never capabilities on a (shared) interpreter, see the module doc."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +78,6 @@ def probe(proc_root: str = "/proc") -> Privileges:
     return Privileges(euid=os.geteuid(), caps=caps)
 
 
-def setcap_hint() -> str:
-    """How to get full visibility: sudo, or capabilities on the real interpreter."""
-    python = os.path.realpath(sys.executable)
-    return f"run with sudo, or: sudo setcap {SETCAP} {python}"
-
-
 def missing_lines(privs: Privileges, hidden_sockets: int = 0, counters: bool = True) -> list[str]:
     """One short phrase per thing this process cannot see."""
     missing: list[str] = []
@@ -95,4 +97,4 @@ def describe(status: SourceStatus) -> str | None:
     if not status.missing:
         return None
     line = f"not everything is visible: {'; '.join(status.missing)}"
-    return line if status.privileged else f"{line}; {setcap_hint()}"
+    return line if status.privileged else f"{line}; {FULL_VIEW_HINT}"

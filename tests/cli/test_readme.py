@@ -52,3 +52,15 @@ def test_readme_config_examples_are_valid_configs(repo_root: Path, tmp_path: Pat
     assert actions["geo.new_country"][2] == "ignore"
     assert "[daemon]" in daemon
     _rules_list(daemon, tmp_path)  # every [daemon] key shown is known and valid
+
+
+def test_readme_never_advises_capabilities_on_an_interpreter(repo_root: Path) -> None:
+    """A venv's python is a symlink to the system's: setcap on it reaches every user."""
+    for command in _readme_commands(repo_root):
+        assert "setcap" not in command, command
+
+
+def test_readme_states_the_python_requirement_before_the_commands(repo_root: Path) -> None:
+    text = (repo_root / "README.md").read_text(encoding="utf-8")
+    assert text.index("Python 3.11") < text.index("```sh")
+    assert text.index("git clone") < text.index("```sh")

@@ -19,6 +19,7 @@ import pytest
 from scapy.layers.dns import DNS, DNSQR
 
 from netwatch.sources.capture import LiveCapture
+from tests.advice import assert_no_capability_advice
 from tests.conftest import requires_root, requires_tools
 from tests.live.capture_lab import Watch, process_name, remote_is, wait_for_line, wait_until
 from tests.netns import HOST_IP, Lab
@@ -138,6 +139,8 @@ def test_without_cap_net_raw_says_what_still_works(repo_root: Path) -> None:
     (line,) = res.stdout.splitlines()
     assert line.startswith("CaptureUnavailableError 3 packet capture needs root or CAP_NET_RAW")
     assert "socket table" in line
+    assert "sudo" in line and "netwatch group" in line
+    assert_no_capability_advice(line)
 
 
 @requires_tools("curl", "tcpdump")  # curl: only to wait for the server

@@ -1,7 +1,8 @@
 """Without root: `snapshot` run as `nobody` lists what it can, says what is missing, no traceback.
 
 A root-owned listener (this test) must appear with `process: null`; a listener owned by
-`nobody` must be attributed to its process; stderr is one line naming sudo and setcap.
+`nobody` must be attributed to its process; stderr is one line naming sudo and the
+daemon's group, and never advising capabilities on an interpreter.
 The checkout may not be readable by `nobody` (e.g. under /root), so netwatch and psutil are
 copied to a world-readable temporary folder first.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests import nobody
+from tests.advice import assert_no_capability_advice
 from tests.conftest import requires_root, requires_tools
 
 HOLD = (
@@ -80,7 +82,8 @@ def test_snapshot_as_nobody(readable_copy: Path) -> None:
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
     assert lines[0].startswith("netwatch: ")
-    assert "sudo" in lines[0] and "setcap" in lines[0] and "cap_sys_ptrace" in lines[0]
+    assert "sudo" in lines[0] and "netwatch group" in lines[0]
+    assert_no_capability_advice(lines[0])
     records = [json.loads(line) for line in res.stdout.splitlines()]
     (root_rec,) = [r for r in records if r["transport"] == "tcp" and r["sport"] == root_port]
     assert root_rec["direction"] == "listen" and root_rec["process"] is None

@@ -17,6 +17,7 @@ from netwatch.sources.privileges import (
     missing_lines,
     probe,
 )
+from tests.advice import assert_no_capability_advice
 
 STATUS = "Name:\tpython3\nCapInh:\t0000000000000000\nCapEff:\t0000000000082000\nCapBnd:\t1ff\n"
 
@@ -50,13 +51,14 @@ def test_unprivileged_line_names_the_count_and_both_fixes() -> None:
     ]
     line = describe(SourceStatus(privileged=False, missing=tuple(lines)))
     assert line is not None and "\n" not in line
-    assert "sudo" in line and "setcap cap_net_raw,cap_net_admin,cap_sys_ptrace" in line
+    assert "sudo" in line and "netwatch group" in line
+    assert_no_capability_advice(line)
 
 
 def test_nothing_missing_means_no_line_and_privileged_gets_no_hint() -> None:
     assert describe(SourceStatus(privileged=True)) is None
     line = describe(SourceStatus(privileged=True, missing=("TCP byte counters (x)",)))
-    assert line is not None and "setcap" not in line
+    assert line is not None and "sudo" not in line
 
 
 def test_probe_reads_this_process() -> None:
