@@ -23,6 +23,31 @@ requires_root = pytest.mark.skipif(
 )
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """`--idle`: run without the background load (tests/busy.py) that a root run starts."""
+    parser.addoption(
+        "--idle",
+        action="store_true",
+        help="do not start the background load (another program's traffic) for this run",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _busy_machine(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Run every test beside another program's connections and traffic, as on a real machine.
+
+    Tests must pass on a machine that is not idle (tests/busy.py says why); as root the whole
+    session runs with that load unless `--idle` is given.
+    """
+    if not IS_ROOT or request.config.getoption("--idle"):
+        yield
+        return
+    from tests.busy import BackgroundLoad
+
+    with BackgroundLoad():
+        yield
+
+
 def requires_tools(*tools: str) -> pytest.MarkDecorator:
     """Skip with a clear reason when a program the test runs is not installed."""
     missing = [t for t in tools if shutil.which(t) is None and not Path(t).exists()]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 from pathlib import Path
 
 from tests.mmdb import write_mmdb
+from tests.records import snapshot
 
 
 def test_snapshot_uses_the_explicit_geoip_db(netwatch_cmd: list[str], tmp_path: Path) -> None:
@@ -17,17 +17,10 @@ def test_snapshot_uses_the_explicit_geoip_db(netwatch_cmd: list[str], tmp_path: 
         with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
             peer, _ = server.accept()
             with peer:
-                res = subprocess.run(
-                    [*netwatch_cmd, "snapshot", "--format", "jsonl", "--geoip-db", str(db)],
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                )
+                flows = snapshot(netwatch_cmd, "--geoip-db", str(db)).flows
             local_port = client.getsockname()[1]
-    assert res.returncode == 0, res.stderr
-    flows = [json.loads(line) for line in res.stdout.splitlines()]
     mine = [f for f in flows if f["sport"] == local_port and f["dport"] == port]
-    assert mine, res.stdout[:2000]
+    assert mine, flows[:20]
     remote = mine[0]["remote"]
     assert (remote["scope"], remote["country"], remote["asn"]) == ("loopback", "JP", 64500)
     assert remote["sources"][0]["file"] == str(db)

@@ -8,7 +8,6 @@ and psutil's name, is that); the listener is this test process. `netwatch snapsh
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -16,9 +15,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from tests.records import snapshot
 
 N = 300
 PAYLOAD = 5000
@@ -109,27 +109,13 @@ def probe(tmp_path: Path) -> Iterator[Probe]:
         p.close()
 
 
-def _snapshot(netwatch_cmd: list[str], repo_root: Path) -> list[dict[str, Any]]:
-    res = subprocess.run(
-        [*netwatch_cmd, "snapshot", "--format", "jsonl"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=repo_root,
-        check=False,
-    )
-    assert res.returncode == 0, res.stderr
-    assert "Traceback" not in res.stderr
-    return [json.loads(line) for line in res.stdout.splitlines()]
-
-
 @pytest.mark.live
 @pytest.mark.timeout(120)
 def test_300_client_sockets_attributed_with_bytes(
     probe: Probe, netwatch_cmd: list[str], repo_root: Path
 ) -> None:
-    records = _snapshot(netwatch_cmd, repo_root)
-    assert all(r["type"] == "flow" and r["schema"] == 1 for r in records)
+    records = snapshot(netwatch_cmd, cwd=repo_root).flows
+    assert all(r["schema"] == 1 for r in records)
     mine = [
         r for r in records if r["transport"] == "tcp" and probe.port in (r["sport"], r["dport"])
     ]

@@ -1,0 +1,148 @@
+"""Background load for a whole test run: another program talking to a peer namespace.
+
+No real machine is idle while its tests run: other programs hold connections and move bytes,
+and netwatch sees them (flows, `process.first_connection` alerts). A test that assumes it is
+alone (only its own flows, no alerts) passes on an idle CI box and fails on a user's machine.
+So when the suite runs as root, `tests/conftest.py` starts this load once for the session
+(`--idle` leaves it off): a namespace with a peer at `PEER_IP`, joined to this namespace by a
+veth pair, a sink server there, and a client process here that keeps `CONNECTIONS` TCP
+connections to it and sends TCP, UDP and DNS traffic every fraction of a second. Traffic goes
+only to that namespace; both processes end when the session does, or after `MAX_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import TracebackType
+
+LOCAL_IP = "192.0.2.254"
+PEER_IP = "203.0.113.254"
+CONNECTIONS = 3
+MAX_SECONDS = 3 * 3600
+"""Both processes exit by themselves after this long, even if the session never ends them."""
+
+SERVER = f"""
+import socket, selectors, sys, time, threading
+deadline = time.monotonic() + {MAX_SECONDS}
+sel = selectors.DefaultSelector()
+tcp = socket.create_server(("{PEER_IP}", 443)); tcp.setblocking(False)
+sel.register(tcp, selectors.EVENT_READ, "accept")
+for port in (443, 53):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("{PEER_IP}", port))
+    sel.register(u, selectors.EVENT_READ, "udp")
+print("ready", flush=True)
+while time.monotonic() < deadline:
+    for key, _ in sel.select(1.0):
+        s = key.fileobj
+        if key.data == "accept":
+            c, _ = s.accept(); c.setblocking(False); sel.register(c, selectors.EVENT_READ, "tcp")
+        elif key.data == "udp":
+            data, peer = s.recvfrom(2048); s.sendto(data[:64], peer)
+        else:
+            try:
+                data = s.recv(4096)
+            except OSError:
+                data = b""
+            if data:
+                s.send(data[:64])
+            else:
+                sel.unregister(s); s.close()
+"""
+
+CLIENT = f"""
+import os, socket, sys, time, threading
+deadline = time.monotonic() + {MAX_SECONDS}
+threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
+conns = [socket.create_connection(("{PEER_IP}", 443), timeout=5) for _ in range({CONNECTIONS})]
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.settimeout(0.2)
+query = bytes.fromhex("abcd01000001000000000000") + b"\\x07example\\x03com\\x00\\x00\\x01\\x00\\x01"
+print("ready", flush=True)
+n = 0
+while time.monotonic() < deadline:
+    for c in conns:
+        c.sendall(os.urandom(200)); c.recv(4096)
+    udp.sendto(os.urandom(120), ("{PEER_IP}", 443))
+    if n % 8 == 0:
+        udp.sendto(query, ("{PEER_IP}", 53))
+    n += 1
+    time.sleep(0.25)
+"""
+
+
+def _run(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+
+class BackgroundLoad:
+    """The namespace, its server and the client here; all removed on exit."""
+
+    def __init__(self) -> None:
+        tag = os.getpid() % 100000
+        self.ns = f"nwbusy{tag}"
+        self.host_if, self.peer_if = f"nwb{tag}h", f"nwb{tag}p"
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> BackgroundLoad:
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _setup(self) -> None:
+        ns, h, p = self.ns, self.host_if, self.peer_if
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        _run("ip", "netns", "add", ns)
+        _run("ip", "link", "add", h, "type", "veth", "peer", "name", p)
+        _run("ip", "link", "set", p, "netns", ns)
+        _run("ip", "addr", "add", f"{LOCAL_IP}/32", "dev", h)
+        _run("ip", "link", "set", h, "up")
+        _run("ip", "route", "add", f"{PEER_IP}/32", "dev", h, "src", LOCAL_IP)
+        inside = ["ip", "netns", "exec", ns]
+        _run(*inside, "ip", "link", "set", "lo", "up")
+        _run(*inside, "ip", "addr", "add", f"{PEER_IP}/32", "dev", p)
+        _run(*inside, "ip", "link", "set", p, "up")
+        _run(*inside, "ip", "route", "add", f"{LOCAL_IP}/32", "dev", p)
+        self._start([*inside, sys.executable, "-c", SERVER])
+        self._start([sys.executable, "-c", CLIENT])
+
+    def _start(self, argv: list[str]) -> None:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+        )
+        self._procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # bounded: both print "ready" or exit at once
+        if line.strip() != b"ready":
+            raise RuntimeError(f"background load did not start: {' '.join(argv[:4])}")
+
+    def close(self) -> None:
+        """Stop both processes (closing the client's stdin ends it) and delete the namespace."""
+        for proc in self._procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in self._procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, check=False)
