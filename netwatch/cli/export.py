@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+from netwatch import files
 from netwatch.config import EXPORT_FORMATS
 from netwatch.model import Severity
 
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     out: IO[str]
     if args.output:
         try:
-            out = args.output.open("w", encoding="utf-8", newline="")
+            out = files.open_private(args.output, "w", encoding="utf-8", newline="")
         except OSError as exc:
             raise DataFileError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     else:

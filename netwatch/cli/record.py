@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from netwatch import files
 from netwatch.cli.common import add_geoip, amount
 from netwatch.errors import DataFileError
 
@@ -89,7 +90,7 @@ def _open(name: str) -> Iterator[TextIO]:
         yield sys.stdout
         return
     try:
-        fh = Path(name).open("w", encoding="utf-8")  # noqa: SIM115  # closed below; open errors are one line
+        fh = files.open_private(Path(name), "w", encoding="utf-8")
     except OSError as exc:
         raise DataFileError(f"cannot write {name}: {exc.strerror or exc}") from None
     with fh:

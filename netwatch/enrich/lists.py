@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from netwatch import paths
+from netwatch import files, paths
 from netwatch.enrich.vpngate_list import ListFormatError, Relay
 from netwatch.errors import DataFileError
 from netwatch.model import IPAddress, ListHit, parse_ip
@@ -225,7 +225,7 @@ def load_history(name: str, base: Path | None = None) -> History:
 def save_history(history: History, base: Path | None = None) -> Path:
     """Write a history atomically (temp file + rename) and return its path."""
     path = history_path(history.name, base)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    files.make_dirs(path.parent)
     doc = {
         "schema": SCHEMA,
         "list": history.name,
@@ -233,6 +233,7 @@ def save_history(history: History, base: Path | None = None) -> Path:
         "source": history.source,
         "entries": [_entry_to_json(e) for e in history.entries.values()],
     }
+    # mkstemp creates the file 0600 whatever the umask; the rename keeps that mode.
     fd, tmp = tempfile.mkstemp(prefix=f".{history.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

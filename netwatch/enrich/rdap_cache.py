@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from netwatch import files
 from netwatch.model import IPAddress, Owner
 
 TTL = 7 * 24 * 3600.0
@@ -74,7 +75,8 @@ class OwnerCache:
     def open(cls, path: Path, clock: Callable[[], float]) -> OwnerCache | None:
         """Open (creating) the cache; None when the file cannot be used."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            files.make_dirs(path.parent)
+            files.ensure_file(path)  # SQLite would create it 0644
             conn = sqlite3.connect(path, check_same_thread=False, timeout=2.0)
             conn.executescript(_SCHEMA)
         except (OSError, sqlite3.Error):

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from netwatch import files
 from netwatch.enrich.geo import GeoDatabase, Origin
 from netwatch.errors import DataFileError, NetwatchError
 from netwatch.model import parse_ip
@@ -95,7 +96,7 @@ def _download(url: str, dest: Path, progress: Progress | None, timeout: float) -
         with (
             response,
             gzip.GzipFile(fileobj=cast(BinaryIO, counted), mode="rb") as gz,
-            dest.open("wb") as out,
+            files.open_private(dest, "wb") as out,
         ):
             while chunk := gz.read(CHUNK):
                 out.write(chunk)
@@ -155,7 +156,7 @@ def update_one(
     timeout: float = 30.0,
 ) -> Updated:
     """Fetch, verify and install one product; the old copy is kept as `.prev`."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    files.make_dirs(dest_dir)
     target = dest_dir / f"{kind.prefix}.mmdb"
     tmp = dest_dir / f".{kind.prefix}.mmdb.part"
     tried = []

@@ -11,8 +11,9 @@ import logging
 import logging.handlers
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from netwatch import files
 from netwatch.export.csv import csv_header, format_csv
 from netwatch.export.ecs import format_ecs
 from netwatch.export.jsonl import format_jsonl
@@ -48,6 +49,10 @@ class _HeaderedHandler(logging.handlers.RotatingFileHandler):
         super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         self._write_header_if_empty()
 
+    def _open(self) -> Any:
+        """Open the current file 0600 (0640 for the netwatch group), never by the umask."""
+        return files.open_private(Path(self.baseFilename), "a", shared=True, encoding=self.encoding)
+
     def _write_header_if_empty(self) -> None:
         if self._header and self.stream is not None and self.stream.tell() == 0:
             self.stream.write(self._header + "\n")
@@ -68,7 +73,7 @@ class FileSink:
         if fmt not in FORMATTERS:
             raise ValueError(f"unknown export format {fmt!r}")
         self._format = FORMATTERS[fmt]
-        path.parent.mkdir(parents=True, exist_ok=True)
+        files.make_dirs(path.parent, shared=True)
         header = csv_header().rstrip("\r\n") if fmt == "csv" else None
         self._handler = _HeaderedHandler(path, max_bytes, backups, header)
         self._handler.setFormatter(logging.Formatter("%(message)s"))

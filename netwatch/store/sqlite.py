@@ -13,20 +13,16 @@ by the `netwatch` group when it exists, else 0600. Only this package imports sql
 from __future__ import annotations
 
 import contextlib
-import grp
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from netwatch import codec
+from netwatch import codec, files
 from netwatch.errors import DataFileError
 from netwatch.model import Alert, EnrichedFlow, Severity
 from netwatch.store.migrations import SchemaTooNewError, migrate
-
-GROUP = "netwatch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,31 +41,15 @@ def flow_key_text(ef: EnrichedFlow) -> str:
     return f"{k.transport.value} {k.local} {k.remote or '-'}"
 
 
-def _group_id() -> int | None:
-    try:
-        return grp.getgrnam(GROUP).gr_gid
-    except KeyError:
-        return None
-
-
 def _create_private(path: Path) -> None:
-    """Create the db file (and its folder) so that only root and the netwatch group read it.
+    """Create the db file (and its folders) so that only root and the netwatch group read it.
 
     SQLite gives the -wal and -shm files the mode and owner of the database file, so setting
     them here covers all three.
     """
-    gid = _group_id()
-    mode = 0o640 if gid is not None else 0o600
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-    if path.exists():
-        return
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
-    try:
-        os.fchmod(fd, mode)
-        if gid is not None and os.geteuid() == 0:
-            os.fchown(fd, 0, gid)
-    finally:
-        os.close(fd)
+    files.make_dirs(path.parent, shared=True)
+    if not path.exists():
+        files.ensure_file(path, shared=True)
 
 
 def _wrap(path: Path, exc: sqlite3.Error) -> DataFileError:
