@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from mmdb_writer import MmdbU32, MMDBWriter
+from mmdb_writer import MmdbF64, MmdbU16, MmdbU32, MMDBWriter
 from netaddr import IPSet
 
 
@@ -33,6 +33,35 @@ def write_mmdb(
         if asn is not None:
             record["autonomous_system_number"] = MmdbU32(asn)
             record["autonomous_system_organization"] = org or ""
+        writer.insert_network(IPSet([cidr]), record)
+    writer.to_db_file(str(path))
+    return path
+
+
+def write_city_mmdb(
+    path: Path,
+    places: Mapping[str, tuple[str, str, str, float, float, int]],
+    database_type: str = "GeoIP2-City",
+) -> Path:
+    """Write `{cidr: (country, city, region, latitude, longitude, radius_km)}` as a City file."""
+    writer = MMDBWriter(
+        ip_version=6,
+        ipv4_compatible=True,
+        database_type=database_type,
+        languages=["en"],
+        description={"en": "netwatch test data"},
+    )
+    for cidr, (country, city, region, lat, lon, radius) in places.items():
+        record = {
+            "country": {"iso_code": country, "names": {"en": country}},
+            "city": {"names": {"en": city}},
+            "subdivisions": [{"names": {"en": region}}],
+            "location": {
+                "latitude": MmdbF64(lat),
+                "longitude": MmdbF64(lon),
+                "accuracy_radius": MmdbU16(radius),
+            },
+        }
         writer.insert_network(IPSet([cidr]), record)
     writer.to_db_file(str(path))
     return path

@@ -1,6 +1,8 @@
 """`netwatch lookup IP...`: what netwatch knows about addresses (scope, country, ASN, owner).
 
-Offline by default (bundled and discovered GeoIP data); `--rdap` adds the registered owner,
+Offline by default (bundled and discovered GeoIP data); with a City database of the user's
+(MaxMind or DB-IP City) each record also says where in the country (`place`); `--rdap` adds
+the registered owner,
 waiting at most `--rdap-timeout` seconds in total. A string that is not an IP address gives one
 line on stderr (`netwatch: lookup: 'x' is not an IP address`); the other addresses are still
 printed and the exit code is 2.
@@ -61,9 +63,19 @@ def _owner_text(owner: Any) -> str:
     return " ".join(p for p in parts if p)
 
 
+def _place_text(place: Any) -> str:
+    if place is None:
+        return "-"
+    name = ", ".join(dict.fromkeys(p for p in (place["city"], place["region"]) if p)) or "?"
+    return f"{name} (±{place['accuracy_km']} km)" if place["accuracy_km"] else name
+
+
 def _table(records: list[dict[str, Any]]) -> list[str]:
-    rows = [
-        (
+    with_place = any(r["place"] is not None for r in records)
+    columns = [*COLUMNS[:3], "PLACE", *COLUMNS[3:]] if with_place else list(COLUMNS)
+    rows = []
+    for r in records:
+        row = [
             r["ip"],
             r["scope"],
             r["country"] or "-",
@@ -71,22 +83,26 @@ def _table(records: list[dict[str, Any]]) -> list[str]:
             r["as_org"] or "-",
             ", ".join(r["jurisdiction"]) or "-",
             _owner_text(r["owner"]),
-        )
-        for r in records
-    ]
-    widths = [max(len(str(x)) for x in col) for col in zip(COLUMNS, *rows, strict=False)]
+        ]
+        if with_place:
+            row.insert(3, _place_text(r["place"]))
+        rows.append(row)
+    widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows, strict=True)]
     lines = []
-    for row in (COLUMNS, *rows):
+    for row in (columns, *rows):
         lines.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     return lines
 
 
 def run(args: argparse.Namespace) -> int:
     """Look every address up and print one record each."""
+    from dataclasses import asdict
     from pathlib import Path
 
     from netwatch import codec
+    from netwatch.enrich.city import CityFinder
     from netwatch.enrich.enricher import build_enricher
+    from netwatch.enrich.geo_paths import discover
     from netwatch.enrich.scope import scope_of
     from netwatch.model import Scope, parse_ip
 
@@ -100,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             shown = text if len(text) <= 80 else text[:77] + "..."
             sys.stderr.write(f"netwatch: lookup: {shown!r} is not an IP address\n")
     enricher = build_enricher([Path(p) for p in args.geoip_db], rdap=args.rdap)
+    cities = CityFinder.open(c.path for c in discover([Path(p) for p in args.geoip_db]))
     try:
         if args.rdap and enricher.rdap is not None:
             wanted = [ip for _, ip in good if scope_of(ip) is Scope.GLOBAL]
@@ -112,9 +129,11 @@ def run(args: argparse.Namespace) -> int:
             if owner is not None and owner["status"] == "pending":
                 owner["status"] = "unknown"
                 owner["reason"] = f"no RDAP answer within {args.rdap_timeout:g} s"
-            records.append({"query": text, **record})
+            place = cities.place(ip)
+            records.append({"query": text, **record, "place": place and asdict(place)})
     finally:
         enricher.close()
+        cities.close()
     if args.format == "jsonl":
         write_lines(json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in records)
     elif records:
