@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from netwatch.config import load_config
 from netwatch.detect.conditions import MAX_DEPTH
 from netwatch.detect.loader import check_rule_texts
 from netwatch.errors import ConfigError
+from tests.conftest import run
 
 HEAD = """[[rule]]
 id = "deep.rule"
@@ -20,10 +20,6 @@ message = "deep"
 """
 
 
-def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-
-
 def test_config_value_5000_arrays_deep_is_one_located_line(
     netwatch_cmd: list[str], tmp_path: Path
 ) -> None:
@@ -31,7 +27,7 @@ def test_config_value_5000_arrays_deep_is_one_located_line(
     path.write_text("[daemon]\ninterval = " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(ConfigError, match=rf"^{path}:2: values nested more than \d+ levels"):
         load_config(path)
-    res = _run([*netwatch_cmd, "rules", "list", "--config", str(path)])
+    res = run([*netwatch_cmd, "rules", "list", "--config", str(path)])
     assert res.returncode == 1, res.stderr
     assert res.stderr.startswith(f"netwatch: {path}:2: values nested more than")
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
@@ -49,7 +45,7 @@ def test_rule_with_400_inline_nested_all_is_one_located_line(
 ) -> None:
     path = tmp_path / "deep.toml"
     path.write_text(HEAD + f"when = {_inline_all(400)}\n")
-    res = _run([*netwatch_cmd, "rules", "check", str(path)])
+    res = run([*netwatch_cmd, "rules", "check", str(path)])
     assert res.returncode == 1, res.stderr
     assert res.stderr.startswith(f"{path}:6: values nested more than"), res.stderr
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
@@ -67,7 +63,7 @@ def test_rule_with_400_table_nested_all_is_one_located_line(
 ) -> None:
     path = tmp_path / "deep.toml"
     path.write_text(HEAD + _table_all(400))
-    res = _run([*netwatch_cmd, "rules", "check", str(path)])
+    res = run([*netwatch_cmd, "rules", "check", str(path)])
     assert res.returncode == 1, res.stderr
     assert res.stderr.startswith(f"{path}:2: rule deep.rule: when.all[0].all[0]"), res.stderr
     assert f"nested more than {MAX_DEPTH} levels deep" in res.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from netwatch import paths
 from netwatch.cli import stages
 from netwatch.config import config_files, load_config
+from tests.conftest import run
 
 SYSTEM = paths.system_config_file()
 
@@ -46,15 +46,11 @@ def test_daemon_reads_the_system_file_only(
     assert load_config(explicit, system=True).policy.home_country == "JP"
 
 
-def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-
-
 def test_daemon_never_reads_a_users_config(
     netwatch_cmd: list[str], user_config: Path, tmp_path: Path
 ) -> None:
     user_config.write_text("[policy\n")  # were it read, the daemon would stop on it
-    res = _run(
+    res = run(
         [*netwatch_cmd, "daemon", "--ticks", "1", "--interval", "0.1", "--no-capture",
          "--db", str(tmp_path / "n.db"), "--socket", str(tmp_path / "n.sock")]
     )  # fmt: skip
@@ -71,7 +67,7 @@ def test_config_show_names_file_and_line_of_every_value(
         '[[policy.expected_vpn]]\nprocess = "openvpn"\nendpoints = ["[2001:db8::1]:443"]\n'
         "[daemon]\ninterval = 7\n"
     )
-    res = _run([*netwatch_cmd, "config", "show", "--format", "jsonl"])
+    res = run([*netwatch_cmd, "config", "show", "--format", "jsonl"])
     assert res.returncode == 0, res.stderr
     shown = {r["key"]: (r["value"], r["from"]) for r in map(json.loads, res.stdout.splitlines())}
     assert shown["policy.home_country"] == ("NL", f"{user_config}:2")
@@ -82,10 +78,10 @@ def test_config_show_names_file_and_line_of_every_value(
     assert shown["daemon.interval"] == ("7", f"{user_config}:10")
     assert shown["daemon.retention_days"] == ("30", "default")
     assert shown["daemon.full_sample_every"] == ("5", "default")
-    table = _run([*netwatch_cmd, "config", "show"])
+    table = run([*netwatch_cmd, "config", "show"])
     assert table.stdout.splitlines()[0] == f"# {user_config}"
     assert any(line.split() == ["daemon.interval", "7", f"{user_config}:10"] for line in
                table.stdout.splitlines())  # fmt: skip
-    daemon = _run([*netwatch_cmd, "config", "show", "--daemon", "--format", "jsonl"])
+    daemon = run([*netwatch_cmd, "config", "show", "--daemon", "--format", "jsonl"])
     assert daemon.returncode == 0, daemon.stderr
     assert str(user_config) not in daemon.stdout

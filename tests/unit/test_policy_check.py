@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from netwatch.cli.stages import policy_and_rules
 from netwatch.dissect import labels
 from netwatch.dissect.dissector import _DNS_NAMES
 from netwatch.errors import ConfigError
+from tests.conftest import run
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -33,13 +33,7 @@ def test_unknown_rule_ids_and_protocols_are_located_lines(
 ) -> None:
     path = tmp_path / "config.toml"
     path.write_text(TYPOS)
-    res = subprocess.run(
-        [*netwatch_cmd, "rules", "list", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    res = run([*netwatch_cmd, "rules", "list", "--config", str(path)])
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     assert res.stderr.splitlines() == [
@@ -72,13 +66,7 @@ def test_every_command_that_loads_the_policy_checks_it(
     daemon = ["daemon", "--ticks", "1", "--no-capture", "--db", str(tmp_path / "n.db")]
     daemon += ["--socket", str(tmp_path / "n.sock")]
     for command in (["snapshot"], ["config", "show"], ["record", "-", "--no-capture"], daemon):
-        res = subprocess.run(
-            [*netwatch_cmd, *command, "--config", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        res = run([*netwatch_cmd, *command, "--config", str(path)])
         assert res.returncode == 1, (command, res.stderr)
         assert res.stderr.startswith(f"netwatch: {path}:2: policy.rules.vpn.unexpect"), res.stderr
 
