@@ -1,23 +1,25 @@
 """Configuration: frozen dataclasses loaded from TOML with tomllib, validated in one pass.
 
-Every problem becomes one located line (`config.toml: policy.expected_vpn[2].process: ...`)
-and all of them are reported together in one `ConfigError`. Sections are parsed by the
+Every problem becomes one located line (`config.toml:9: policy.expected_vpn[2].process: ...`)
+and all of them are reported together in one `ConfigError`; `Config.lines` keeps the line of
+every key so that later checks (rule ids, protocol labels) and `netwatch config show` can
+name it too. Sections are parsed by the
 functions in `SECTIONS`, so later sections (daemon, store, export) plug in by adding a
-dataclass field to `Config` and one entry to that table. Imports only errors and paths.
+dataclass field to `Config` and one entry to that table. Imports only errors, paths and
+tomltext.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from netwatch import paths
+from netwatch import paths, tomltext
 from netwatch.errors import ConfigError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -113,17 +115,31 @@ class Config:
     policy: Policy = field(default_factory=Policy)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     source: str = "defaults"
+    lines: Mapping[str, int] = field(default_factory=dict)
+    """Key path (`policy.rules.vpn.unexpected`) -> the line of `source` that sets it."""
+
+    def line(self, key: str) -> int | None:
+        """The line that sets `key` (or the table that holds it), None if not from a file."""
+        return tomltext.line_of(self.lines, key)
+
+    def where(self, key: str) -> str:
+        """`file:line` (or `file`) of a key, the start of its located error lines."""
+        line = self.line(key)
+        return self.source if line is None else f"{self.source}:{line}"
 
 
 class _Errors:
     """Collects located error lines while a file is parsed."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, lines: Mapping[str, int]) -> None:
         self.file = file
+        self.key_lines = lines
         self.lines: list[str] = []
 
     def add(self, key: str, message: str) -> None:
-        self.lines.append(f"{self.file}: {key}: {message}")
+        line = tomltext.line_of(self.key_lines, key)
+        where = self.file if line is None else f"{self.file}:{line}"
+        self.lines.append(f"{where}: {key}: {message}")
 
 
 def _strs(value: Any, key: str, errs: _Errors) -> tuple[str, ...]:
@@ -349,9 +365,14 @@ SECTIONS: Mapping[str, Callable[[Any, _Errors], Any]] = {
 """Top-level section name -> parser; the `Config` field has the same name."""
 
 
-def parse_config(data: Mapping[str, Any], file: str = "config.toml") -> Config:
-    """Build a `Config` from parsed TOML, raising one `ConfigError` listing every problem."""
-    errs = _Errors(file)
+def parse_config(
+    data: Mapping[str, Any], file: str = "config.toml", lines: Mapping[str, int] | None = None
+) -> Config:
+    """Build a `Config` from parsed TOML, raising one `ConfigError` listing every problem.
+
+    `lines` (from `tomltext.key_lines`) puts the line of each key into the error lines.
+    """
+    errs = _Errors(file, lines or {})
     values: dict[str, Any] = {}
     for name, raw in data.items():
         parser = SECTIONS.get(name)
@@ -362,32 +383,48 @@ def parse_config(data: Mapping[str, Any], file: str = "config.toml") -> Config:
     if errs.lines:
         # cli.main prefixes only the first line; the others get the same prefix here.
         raise ConfigError("\nnetwatch: ".join(errs.lines))
-    return Config(source=file, **values)
+    return Config(source=file, lines=dict(lines or {}), **values)
 
 
-def load_config(path: Path | None = None) -> Config:
-    """Load the config: `path`, else `$NETWATCH_CONFIG`, else the user's, else the system's.
+def config_files(path: Path | None = None, *, system: bool = False) -> list[Path]:
+    """The files `load_config` tries, in order; the first that exists is read.
+
+    `path`, else `$NETWATCH_CONFIG`, else the user's file then the system's. With `system`
+    (the daemon, which systemd starts as root) only `path` or `/etc/netwatch/config.toml`:
+    root's personal file or environment must not override what the admin set for the
+    service.
+    """
+    if path is not None:
+        return [path]
+    if system:
+        return [paths.system_config_file()]
+    env = os.environ.get("NETWATCH_CONFIG")
+    if env:
+        return [Path(env)]
+    return [paths.config_dir() / "config.toml", paths.system_config_file()]
+
+
+def load_config(path: Path | None = None, *, system: bool = False) -> Config:
+    """Load the first of `config_files(path, system=system)` that exists, else defaults.
 
     A missing explicitly named file is an error; missing discovered files mean defaults.
     """
-    explicit = path or (
-        Path(os.environ["NETWATCH_CONFIG"]) if os.environ.get("NETWATCH_CONFIG") else None
-    )
-    candidates = (
-        [explicit] if explicit else [paths.config_dir() / "config.toml", paths.system_config_file()]
-    )
-    for candidate in candidates:
-        if candidate is None or not _is_file(candidate):
-            if explicit is not None:
+    explicit = path is not None or (not system and bool(os.environ.get("NETWATCH_CONFIG")))
+    for candidate in config_files(path, system=system):
+        if not _is_file(candidate):
+            if explicit:
                 raise ConfigError(f"{candidate}: no such config file")
             continue
         try:
-            data = tomllib.loads(candidate.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{candidate}: not valid TOML: {exc}") from None
+            text = candidate.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{candidate}: cannot read: {exc}") from None
-        return parse_config(data, str(candidate))
+        try:
+            data = tomltext.parse(text)
+        except tomltext.TomlTextError as exc:
+            where = candidate if exc.line is None else f"{candidate}:{exc.line}"
+            raise ConfigError(f"{where}: {exc.message}") from None
+        return parse_config(data, str(candidate), tomltext.key_lines(text))
     return Config()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,3 +85,8 @@ def netwatch_cmd() -> list[str]:
 def repo_root() -> Iterator[Path]:
     """The project's root folder."""
     return Path(__file__).resolve().parent.parent
+
+
+def run(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a command with text output captured; a non-zero exit is the caller's to check."""
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)

@@ -25,6 +25,7 @@ COMMANDS = (
     "lookup",
     "geoip",
     "rules",
+    "config",
     "lists",
     "daemon",
     "export",

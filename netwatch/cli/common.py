@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 FORMATS = ("table", "jsonl")
 
@@ -52,3 +52,10 @@ def amount(unit: str, high: float, *, zero: bool = False) -> Callable[[str], flo
         return value
 
     return parse
+
+
+def table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns under a header; the last column is not padded."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
+    return [fmt.format(*header), *(fmt.format(*r) for r in rows)]

@@ -30,6 +30,19 @@ GC_THRESHOLDS = (50_000, 20, 100)
 """gc thresholds for the daemon process (see `_run`)."""
 
 
+DEFAULTS: dict[str, Any] = {
+    "interval": 1.0,
+    "retention_days": 30.0,
+    "max_db_mb": 256,
+    "export_file": None,
+    "export_format": "jsonl",
+    "metrics_port": None,
+    "interface": None,
+    "full_sample_every": FULL_SAMPLE_EVERY,
+}
+"""What a `[daemon]` key means when neither a flag nor the config sets it (None: off/all)."""
+
+
 def _positive_int(text: str) -> int:
     if not text.isdecimal() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
@@ -69,7 +82,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--config",
         type=Path,
         metavar="FILE",
-        help="config file: policy, and [daemon] settings that flags override",
+        help=(
+            "config file: policy, and [daemon] settings that flags override (default "
+            "/etc/netwatch/config.toml only; the daemon never reads a user's config)"
+        ),
     )
     p.add_argument("--db", type=Path, metavar="PATH", help="SQLite store (default: state dir)")
     p.add_argument("--socket", type=Path, metavar="PATH", help="Unix socket for dashboards")
@@ -123,16 +139,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def apply_settings(args: argparse.Namespace, settings: Any) -> argparse.Namespace:
     """Fill what no flag set from the config's `[daemon]` section, then the defaults."""
     out = argparse.Namespace(**vars(args))
-    for name, default in (
-        ("interval", 1.0),
-        ("retention_days", 30.0),
-        ("max_db_mb", 256),
-        ("export_file", None),
-        ("export_format", "jsonl"),
-        ("metrics_port", None),
-        ("interface", None),
-        ("full_sample_every", FULL_SAMPLE_EVERY),
-    ):
+    for name, default in DEFAULTS.items():
         if getattr(out, name) is None:
             value = getattr(settings, name)
             setattr(out, name, default if value is None else value)
@@ -146,7 +153,9 @@ def run(args: argparse.Namespace) -> int:
     """Compose the daemon and run it until stopped."""
     from netwatch.config import load_config
 
-    return _run(apply_settings(args, load_config(args.config).daemon))
+    # system=True: under systemd the daemon runs as root, whose ~/.config must not override
+    # /etc/netwatch/config.toml; only --config does (SIGHUP reloads the same file).
+    return _run(apply_settings(args, load_config(args.config, system=True).daemon))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -177,7 +186,7 @@ def _run(args: argparse.Namespace) -> int:
     first_seen = StoredFirstSeen(store)
 
     def build_detector() -> Any:
-        return stages.detector(args.config, first_seen)
+        return stages.detector(args.config, first_seen, system=True)
 
     packets = None
     try:

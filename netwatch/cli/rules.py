@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-from netwatch.cli.common import add_format, write_lines
+from netwatch.cli.common import add_format, table, write_lines
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,10 +61,9 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     """Print the rules (or the fields) as a table or JSON lines."""
-    from netwatch.config import load_config
+    from netwatch.cli.stages import policy_and_rules
     from netwatch.detect.conditions import OPS
     from netwatch.detect.fields import FIELDS, WINDOW_FIELDS, Kind
-    from netwatch.detect.loader import load_rules
 
     if args.fields:
         rows = [(n, f.kind.value, ", ".join(OPS[f.kind]), f.doc) for n, f in FIELDS.items()]
@@ -79,10 +77,10 @@ def run_list(args: argparse.Namespace) -> int:
                 for r in rows
             )
         else:
-            write_lines(_table(("FIELD", "TYPE", "OPERATORS", "DESCRIPTION"), rows))
+            write_lines(table(("FIELD", "TYPE", "OPERATORS", "DESCRIPTION"), rows))
         return 0
-    policy = load_config(args.config).policy
-    ruleset = load_rules()
+    config, ruleset = policy_and_rules(args.config)
+    policy = config.policy
     rules_rows = [
         (r.id, r.severity.value, policy.action_for(r.id).value, r.title, " ".join(r.tags))
         for r in ruleset.rules
@@ -91,11 +89,5 @@ def run_list(args: argparse.Namespace) -> int:
         keys = ("id", "severity", "action", "title", "tags")
         write_lines(json.dumps(dict(zip(keys, r, strict=True))) for r in rules_rows)
     else:
-        write_lines(_table(("RULE", "SEVERITY", "ACTION", "TITLE", "TAGS"), rules_rows))
+        write_lines(table(("RULE", "SEVERITY", "ACTION", "TITLE", "TAGS"), rules_rows))
     return 0
-
-
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
-    return [fmt.format(*header), *(fmt.format(*r) for r in rows)]

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from netwatch.config import Config
     from netwatch.detect.engine import RuleEngine
+    from netwatch.detect.rule import RuleSet
     from netwatch.enrich.enricher import Enricher
     from netwatch.pipeline.capture_flows import CaptureFlows
 
@@ -28,17 +30,30 @@ def enricher(geoip_dbs: Sequence[str], rdap: bool = False) -> Enricher:
     return build_enricher(geoip_dbs=[Path(p) for p in geoip_dbs], rdap=rdap)
 
 
-def detector(config: Path | None, first_seen: Any = None) -> RuleEngine:
-    """The bundled rule pack under the policy of `config`; netwatch's own traffic is exempt."""
-    from netwatch.config import load_config
-    from netwatch.detect.engine import RuleEngine
-    from netwatch.detect.loader import load_rules
+def policy_and_rules(config: Path | None, *, system: bool = False) -> tuple[Config, RuleSet]:
+    """The config and the bundled rule pack, checked against each other (rule ids, labels).
 
-    policy = load_config(config).policy
+    `system`: the daemon's config (`--config` or /etc only; see `config.config_files`).
+    """
+    from netwatch.config import load_config
+    from netwatch.detect.loader import load_rules
+    from netwatch.detect.policy_check import check_policy
+
+    loaded = load_config(config, system=system)
+    rules = load_rules()
+    check_policy(loaded, rules)
+    return loaded, rules
+
+
+def detector(config: Path | None, first_seen: Any = None, *, system: bool = False) -> RuleEngine:
+    """The bundled rule pack under the policy of `config`; netwatch's own traffic is exempt."""
+    from netwatch.detect.engine import RuleEngine
+
+    loaded, rules = policy_and_rules(config, system=system)
     own = frozenset({os.getpid()})
     if first_seen is None:
-        return RuleEngine(load_rules(), policy, own_pids=own)
-    return RuleEngine(load_rules(), policy, first_seen=first_seen, own_pids=own)
+        return RuleEngine(rules, loaded.policy, own_pids=own)
+    return RuleEngine(rules, loaded.policy, first_seen=first_seen, own_pids=own)
 
 
 def capture(interface: str | None = None, enabled: bool = True) -> CaptureFlows | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,12 +89,9 @@ def _enricher(args: argparse.Namespace) -> Enricher:
 
 
 def _detector(args: argparse.Namespace) -> Detector:
-    from netwatch.config import load_config
-    from netwatch.detect.engine import RuleEngine
-    from netwatch.detect.loader import load_rules
+    from netwatch.cli import stages
 
-    config = load_config(args.config)
-    return RuleEngine(load_rules(), config.policy, own_pids=frozenset({os.getpid()}))
+    return stages.detector(args.config)
 
 
 def _live_feed(args: argparse.Namespace) -> SnapshotFeed:

@@ -5,17 +5,21 @@ A condition is `{all = [...]}`, `{any = [...]}`, `{not = {...}}` or a leaf
 the field's kind (see `OPS`); a value written `"@name"` refers to a shared list from a rule
 file's `[lists]` table. Parsing reports every problem with its key path (`when.any[2].glob`)
 and never raises; compiling yields a plain closure, so evaluation costs one call per node.
-String comparisons ignore case.
+String comparisons ignore case. Regexes run on names strangers choose (SNI, Host, DNS), so they
+are compiled with RE2 (google-re2), whose matching time is linear in the name's length: a
+pattern like `(a+)+$` cannot backtrack for minutes on a hostile name. RE2 has no
+backreferences or lookaround; such patterns are refused at load with the rule's location.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import ipaddress
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 
 from netwatch.detect.fields import Env, Kind
 from netwatch.model import Evidence
@@ -114,15 +118,26 @@ def _domain_match(name: str, domains: frozenset[str]) -> bool:
     return False
 
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.case_sensitive = False
+_RE2_OPTIONS.log_errors = False  # the error is reported as a located problem instead
+
+
+def _re2_reason(exc: Exception) -> str:
+    """RE2's error text (it arrives as bytes)."""
+    reason = exc.args[0] if exc.args else exc
+    return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+
+
 def _str_test(op: str, value: Any, key: str, probs: Problems) -> Test | None:
     if op == "regex":
         if not isinstance(value, str):
             probs.add(key, "must be a regular expression string")
             return None
         try:
-            rx = re.compile(value, re.IGNORECASE)
-        except re.error as exc:
-            probs.add(key, f"is not a valid regular expression: {exc}")
+            rx = re2.compile(value, _RE2_OPTIONS)
+        except re2.error as exc:
+            probs.add(key, f"is not a valid regular expression (RE2 syntax): {_re2_reason(exc)}")
             return None
         return lambda v: v is not None and rx.search(v) is not None
     vals = _strings(value, key, probs)
@@ -296,14 +311,23 @@ def resolve_lists(
     return value
 
 
+MAX_DEPTH = 32
+"""Conditions nested deeper than this (`all` in `any` in `not` ...) are refused at load:
+parsing, compiling and explaining recurse once per level, and no real rule needs more."""
+
+
 def parse_node(
     raw: Any,
     key: str,
     fields: FieldTable,
     probs: Problems,
     lists: Mapping[str, tuple[Any, ...]] | None = None,
+    depth: int = 1,
 ) -> Node | None:
     """Parse one condition; on problems, record them and return None."""
+    if depth > MAX_DEPTH:
+        probs.add(key, f"conditions nested more than {MAX_DEPTH} levels deep")
+        return None
     if not isinstance(raw, dict) or not raw:
         probs.add(
             key, "must be a table: {all = [...]}, {any = [...]}, {not = {...}} or a field test"
@@ -316,14 +340,15 @@ def parse_node(
             return None
         g = groups[0]
         if g == "not":
-            child = parse_node(raw["not"], f"{key}.not", fields, probs, lists)
+            child = parse_node(raw["not"], f"{key}.not", fields, probs, lists, depth + 1)
             return None if child is None else Group("not", (child,))
         items = raw[g]
         if not isinstance(items, list) or not items:
             probs.add(f"{key}.{g}", "must be a non-empty list of conditions")
             return None
         children = [
-            parse_node(c, f"{key}.{g}[{i}]", fields, probs, lists) for i, c in enumerate(items)
+            parse_node(c, f"{key}.{g}[{i}]", fields, probs, lists, depth + 1)
+            for i, c in enumerate(items)
         ]
         if any(c is None for c in children):
             return None

@@ -9,13 +9,13 @@ with file, line, rule id and key, like pySigma's validators; nothing is half-loa
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from netwatch import tomltext
 from netwatch.detect.conditions import FieldTable, Problems, compile_node, parse_node
 from netwatch.detect.fields import FIELDS, WINDOW_FIELDS, Env, Kind
 from netwatch.detect.messages import template_problems
@@ -318,9 +318,9 @@ def check_rule_texts(texts: Iterable[tuple[str, str]]) -> tuple[RuleSet, list[Ru
         files.append(file)
         fc = _FileCheck(file, text)
         try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            fc.add(None, None, f"not valid TOML: {exc}")
+            data = tomltext.parse(text)
+        except tomltext.TomlTextError as exc:
+            fc.add(None, None, exc.message, exc.line)
             problems.extend(fc.problems)
             continue
         for k in sorted(set(data) - {"rule", "lists"}):

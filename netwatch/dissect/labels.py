@@ -1,11 +1,14 @@
 """Label constructors shared by the dissectors, so names, categories and the vpn flag agree.
 
 A VPN protocol label has category `vpn` and `vpn=True`; Tor has category `anonymizer` and
-`vpn=True`; everything else (tls, dns, quic, ...) is `vpn=False`. Pure; imports only the model.
+`vpn=True`; everything else (tls, dns, quic, ...) is `vpn=False`. `NAMES` lists every name a
+label can have, for checking what users write (`protocols = [...]` in the policy). Pure;
+imports only the model and the VPN host-name table.
 """
 
 from __future__ import annotations
 
+from netwatch.dissect import names
 from netwatch.model import Confidence, Evidence, Label
 
 HIGH = Confidence.HIGH
@@ -27,6 +30,21 @@ def plain(name: str, category: str, confidence: Confidence, *evidence: tuple[str
     """Return a non-VPN protocol label (`web`, `network`, ...)."""
     return Label(name, category, False, confidence, tuple(Evidence(k, v) for k, v in evidence))
 
+
+PROTOCOLS = frozenset(
+    {
+        "dns", "gre", "http", "ipsec", "l2tp", "llmnr", "mdns", "openvpn", "pptp", "quic",
+        "softether", "ssh", "sstp", "tinc", "tls", "tor", "vpngate", "wireguard",
+    }
+)  # fmt: skip
+"""Label names the dissectors give by protocol (a test checks every constructor call)."""
+
+NAMES = (
+    PROTOCOLS
+    | frozenset(names.VPN_HOST_SUFFIXES.values())
+    | frozenset(names.VPN_HOST_LABEL_PREFIXES.values())
+)
+"""Every label name: the protocols and the VPN services named by host (`nordvpn`, ...)."""
 
 _CONFIDENCE_RANK = {LOW: 0, MEDIUM: 1, HIGH: 2}
 

@@ -118,7 +118,12 @@ def test_bad_config_via_cli_is_one_line_per_problem(
     assert res.returncode == 1
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 2, res.stderr
-    assert all(line.startswith(f"netwatch: {path}: policy.") for line in lines), lines
+    assert sorted(lines) == sorted(
+        [
+            f"netwatch: {path}:2: policy.home_country: 5 is not a two-letter country code",
+            f"netwatch: {path}:4: policy.rules.a.b: 'maybe' is not one of alert, log, ignore",
+        ]
+    ), lines
     assert "Traceback" not in res.stderr
 
 

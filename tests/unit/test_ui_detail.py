@@ -53,7 +53,7 @@ def test_advice_depends_on_the_rule() -> None:
     assert advice_for(replace(make_alert("softether.server"), tags=("relay",))) is RELAY_OFF
     assert advice_for(make_alert("vpngate.list_fetch")) is LIST_FETCH
     assert "Anonymizer" in advice_for(make_alert("anon.tor"))[0]
-    assert "expected VPN" in advice_for(make_alert("vpn.unexpected_process"))[0]
+    assert "expect this program to use a VPN" in advice_for(make_alert("vpn.unexpected_process"))[0]
     assert "policy" in advice_for(make_alert("other.thing"))[0]
 
 
