@@ -70,20 +70,29 @@ def socket_answers(path: Path, timeout: float = 0.5) -> bool:
 class SnapshotServer:
     """Listens on `path`; `broadcast` queues a line for every client, `poll` moves bytes."""
 
-    def __init__(self, path: Path, max_buffer: int = MAX_BUFFER) -> None:
+    def __init__(self, path: Path, max_buffer: int = MAX_BUFFER, *, make_dir: bool = False) -> None:
+        """Bind `path`; its folder must exist unless `make_dir` (the default socket only).
+
+        A folder named on the command line that is missing is a mistake (a typo, a runtime
+        dir not yet made) to report, not to create with whatever owner and mode result.
+        """
         self.path = path
         self.max_buffer = max_buffer
         self.dropped = 0
         self._clients: dict[int, _Client] = {}
         self._sel = selectors.DefaultSelector()
         self._greeting: Callable[[], bytes | None] | None = None
-        self._listener = self._bind(path)
+        self._listener = self._bind(path, make_dir)
         self._sel.register(self._listener, selectors.EVENT_READ, "listen")
         self._wakeups: list[socket.socket] = []
 
-    def _bind(self, path: Path) -> socket.socket:
-        if not path.parent.exists():
+    def _bind(self, path: Path, make_dir: bool) -> socket.socket:
+        if not path.parent.is_dir():
+            if not make_dir:
+                raise NetwatchError(f"cannot create socket {path}: no directory {path.parent}")
             path.parent.mkdir(parents=True, mode=0o750)
+            # mkdir's mode is narrowed by the umask; the group must reach the socket inside.
+            os.chmod(path.parent, 0o750)  # noqa: S103  # group traverse is the point
             self._chown(path.parent)
         if path.exists() or path.is_symlink():
             if socket_answers(path):

@@ -339,8 +339,15 @@ def open_reader(path: Path) -> sqlite3.Connection:
 
 
 def read_alerts(path: Path, query: AlertQuery) -> Iterator[Alert]:
-    """Stream the alerts of a store file matching `query` (used by `netwatch export`)."""
-    conn = open_reader(path)
+    """Stream the alerts of a store file matching `query` (used by `netwatch export`).
+
+    The file is opened here, before the first alert is asked for, so a missing or foreign
+    store fails before the caller has written anything (a CSV header, an output file).
+    """
+    return _stream_alerts(path, open_reader(path), query)
+
+
+def _stream_alerts(path: Path, conn: sqlite3.Connection, query: AlertQuery) -> Iterator[Alert]:
     try:
         yield from select_alerts(conn, query)
     except sqlite3.Error as exc:

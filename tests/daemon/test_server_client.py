@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -173,6 +175,20 @@ def test_socket_in_use_is_refused_and_stale_one_replaced(tmp_path: Path) -> None
     stale.close()
     assert not socket_answers(path)
     SnapshotServer(path).close()
+
+
+def test_only_the_default_socket_folder_is_made(tmp_path: Path) -> None:
+    named = tmp_path / "missing" / "dir" / "s.sock"
+    with pytest.raises(NetwatchError, match=f"no directory {named.parent}$"):
+        SnapshotServer(named)
+    assert not (tmp_path / "missing").exists()
+    old = os.umask(0o077)
+    try:
+        default = SnapshotServer(tmp_path / "run" / "s.sock", make_dir=True)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o750
+    default.close()
 
 
 def test_notifier_sends_to_abstract_and_path_sockets(tmp_path: Path) -> None:
