@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 from netwatch import codec
 from netwatch.daemon.client import DaemonFeed
 from netwatch.daemon.notify import Notifier
-from netwatch.daemon.server import SnapshotServer, socket_answers
+from netwatch.daemon.server import PEER_BURST, PEER_RATE, SnapshotServer, socket_answers
 from netwatch.errors import NetwatchError
 from netwatch.model import Snapshot
 from tests.builders import make_alert, make_flow, make_snapshot
@@ -189,6 +191,75 @@ def test_only_the_default_socket_folder_is_made(tmp_path: Path) -> None:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o750
     default.close()
+
+
+# Connects and closes as fast as it can for argv[2] seconds; prints how many connects got in.
+STORM = r"""
+import socket, sys, time
+path, end, done = sys.argv[1], time.monotonic() + float(sys.argv[2]), 0
+while time.monotonic() < end:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(0.5)
+    try:
+        s.connect(path)
+        done += 1
+    except OSError:
+        pass
+    s.close()
+print(done)
+"""
+
+
+def test_an_accept_storm_is_refused_cheaply_while_ticks_and_an_attached_client_go_on(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.sock"
+    server = SnapshotServer(path)
+    greetings = 0
+
+    def greet() -> bytes:
+        nonlocal greetings
+        greetings += 1
+        return _line(0)
+
+    server.set_greeting(greet)
+    first = time.monotonic()
+    watcher = socket.socket(socket.AF_UNIX)
+    watcher.connect(str(path))
+    lines = watcher.makefile("rb")
+    _serve(server, 0.2)
+    storm_seconds, interval = 3.0, 0.1
+    storm = subprocess.Popen(
+        [sys.executable, "-c", STORM, str(path), str(storm_seconds)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    started = time.monotonic()
+    ticks: list[float] = []
+    next_tick = started
+    while storm.poll() is None and time.monotonic() - started < 30:
+        now = time.monotonic()
+        if now >= next_tick:  # the daemon loop's shape: tick when due, else serve clients
+            ticks.append(now)
+            server.broadcast(_line(len(ticks)))
+            next_tick += interval
+        server.poll(min(next_tick - now, interval))
+    elapsed = time.monotonic() - started
+    out, _ = storm.communicate(timeout=10)
+    _serve(server, 0.3)
+    served = time.monotonic() - first
+    watcher.settimeout(5)
+    got = [codec.loads(lines.readline()).seq for _ in range(len(ticks) + 1)]
+    server.close()
+    watcher.close()
+
+    assert int(out) > 10 * (PEER_BURST + PEER_RATE * elapsed)  # the storm was one
+    # Only a peer's burst and rate got a greeting (the watcher is the same uid as the storm).
+    assert greetings <= PEER_BURST + PEER_RATE * served
+    assert server.refused > 0
+    assert got == list(range(len(ticks) + 1))  # greeting, then every tick's line in order
+    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+    assert len(ticks) >= 0.5 * elapsed / interval
+    assert max(gaps) < interval + 0.5, max(gaps)
 
 
 def test_notifier_sends_to_abstract_and_path_sockets(tmp_path: Path) -> None:
