@@ -33,24 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.daemon import cpu_seconds, hold, release  # noqa: E402  # after sys.path
+from tests.daemon.harness import STORM  # noqa: E402  # after sys.path
 
 REPO = Path(__file__).resolve().parent.parent
-
-STORM = r"""
-import socket, sys, time
-path, end = sys.argv[1], time.monotonic() + float(sys.argv[2])
-done = failed = 0
-while time.monotonic() < end:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(1.0)
-    try:
-        s.connect(path)
-        done += 1
-    except OSError:
-        failed += 1
-    s.close()
-print(done, failed)
-"""
 
 
 class Watcher:
@@ -159,14 +144,14 @@ def main() -> None:
         shutil.rmtree(old, ignore_errors=True)
     cols = list(rows[0][1])
     print(f"accept storm, {args.seconds:.0f} s, {args.flows} held connections (2 sockets each)")
-    print(f"{'daemon':<12}" + "".join(f"{c:>13}" for c in cols))
+    print(f"{'daemon':<12}" + "".join(f"{c:>15}" for c in cols))
     for name, row in rows:
         print(f"{name:<12}" + "".join(_cell(row[c]) for c in cols))
 
 
 def _cell(value: float) -> str:
     """A table cell: counts as whole numbers, measures with two decimals."""
-    return f"{value:>13d}" if isinstance(value, int) else f"{value:>13.2f}"
+    return f"{value:>15d}" if isinstance(value, int) else f"{value:>15.2f}"
 
 
 if __name__ == "__main__":
