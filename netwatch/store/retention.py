@@ -116,19 +116,20 @@ def prune(store: Store, policy: Retention, now: float, stop: threading.Event | N
                     functools.partial(_delete_batch, conn, which, batch=SIZE_BATCH)
                 ):
                     break
-    _give_back(store, conn)
+    _give_back(store, conn, stop)
     return removed
 
 
-def _give_back(store: Store, conn: sqlite3.Connection) -> None:
+def _give_back(store: Store, conn: sqlite3.Connection, stop: threading.Event | None) -> None:
     """Return every free page to the file system, then cut the write-ahead log to nothing.
 
     `incremental_vacuum` frees one page per step of the statement, so it is stepped to the
     end (`fetchall`), a bounded number of pages per lock hold. The TRUNCATE checkpoint is
     what shrinks the database file (the vacuum only shortens it in the log) and the log.
+    A stop leaves the rest of the free pages to the next pass.
     """
     freed = False
-    while True:
+    while not (stop and stop.is_set()):
         with store.lock:
             if int(conn.execute("PRAGMA freelist_count").fetchone()[0]) == 0:
                 break
