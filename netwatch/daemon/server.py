@@ -79,10 +79,13 @@ class _PeerLimit:
 
 
 def _peer_uid(sock: socket.socket) -> int:
-    """The uid of the process at the other end (SO_PEERCRED; the kernel vouches for it)."""
-    _pid, uid, _gid = _UCRED.unpack(
-        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-    )
+    """The uid of the process at the other end (SO_PEERCRED; the kernel vouches for it);
+    -1, one shared bucket, in the unlikely case the kernel cannot say."""
+    try:
+        cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    except OSError:
+        return -1
+    _pid, uid, _gid = _UCRED.unpack(cred)
     return int(uid)
 
 
@@ -256,33 +259,37 @@ class SnapshotServer:
 
     def _accept(self) -> None:
         """Accept up to `ACCEPT_BATCH` waiting connects; stop listening a while after a refusal."""
-        refused = 0
+        refused, trouble = 0, ""
         for _ in range(ACCEPT_BATCH):
             try:
                 sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 break
-            except OSError as exc:  # EMFILE and kin: the backlog waits for the next poll
-                log.warning("cannot accept a client: %s", exc.strerror or exc)
+            except OSError as exc:  # EMFILE and kin: the listener would stay readable
+                trouble = f"cannot accept clients: {exc.strerror or exc}"
                 break
             if len(self._clients) >= MAX_CLIENTS or not self._limit.allow(_peer_uid(sock)):
                 sock.close()
                 refused += 1
-                continue
-            self._admit(sock)
+            else:
+                self._admit(sock)
         if refused:
-            now = self._clock()
-            if now - self._last_refusal > QUIET:  # one line per storm, not per cooldown
-                log.warning(
-                    "refusing connections: more than %d clients, or a peer opening more "
-                    "than %g a second",
-                    MAX_CLIENTS,
-                    PEER_RATE,
-                )
             self.refused += refused
-            self._last_refusal = now
-            self._sel.unregister(self._listener)
-            self._deaf_until = now + COOLDOWN
+            trouble = trouble or (
+                f"refusing connections: more than {MAX_CLIENTS} clients, or a peer opening "
+                f"more than {PEER_RATE:g} a second"
+            )
+        if trouble:
+            self._rest(trouble)
+
+    def _rest(self, why: str) -> None:
+        """Stop listening for `COOLDOWN` s; log `why` once per storm, not per cooldown."""
+        now = self._clock()
+        if now - self._last_refusal > QUIET:
+            log.warning("%s", why)
+        self._last_refusal = now
+        self._sel.unregister(self._listener)
+        self._deaf_until = now + COOLDOWN
 
     def _admit(self, sock: socket.socket) -> None:
         sock.setblocking(False)

@@ -246,6 +246,45 @@ def test_an_accept_storm_is_refused_cheaply_while_ticks_and_an_attached_client_g
     assert max(gaps) < interval + 0.5, max(gaps)
 
 
+# A server that runs out of file descriptors after a client or two, polled for 1.5 s.
+FD_STARVED = r"""
+import os, resource, sys, time
+from pathlib import Path
+from netwatch.daemon.server import SnapshotServer
+server = SnapshotServer(Path(sys.argv[1]))
+used, hard = len(os.listdir("/proc/self/fd")), resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (used + 2, hard))
+print("ready", flush=True)
+polls, end = 0, time.monotonic() + 1.5
+while time.monotonic() < end:
+    server.poll(0.05)
+    polls += 1
+print(server.clients, polls, flush=True)
+"""
+
+
+def test_running_out_of_descriptors_rests_the_listener_instead_of_crashing_or_spinning(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FD_STARVED, str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    clients = [socket.socket(socket.AF_UNIX) for _ in range(6)]
+    for c in clients:
+        c.connect(str(path))  # queued in the backlog whether accepted or not
+    out, err = proc.communicate(timeout=30)
+    for c in clients:
+        c.close()
+    assert proc.returncode == 0, err
+    accepted, polls = (int(x) for x in out.split())
+    assert 0 < accepted < 6
+    assert polls < 200  # ~30 polls of 50 ms; a listener left readable returns at once
+    assert err.count("cannot accept clients: Too many open files") == 1, err
+
+
 def test_notifier_sends_to_abstract_and_path_sockets(tmp_path: Path) -> None:
     for addr in (str(tmp_path / "notify"), "@nwdmn-test-notify"):
         rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
