@@ -236,7 +236,7 @@ def test_an_accept_storm_is_refused_cheaply_while_ticks_and_an_attached_client_g
     server.close()
     watcher.close()
 
-    assert int(out.split()[0]) > 10 * (PEER_BURST + PEER_RATE * elapsed)  # the storm was one
+    assert int(out.split()[0]) > 3 * (PEER_BURST + PEER_RATE * elapsed)  # the storm was one
     # Only a peer's burst and rate got a greeting (the watcher is the same uid as the storm).
     assert greetings <= PEER_BURST + PEER_RATE * served
     assert server.refused > 0
