@@ -204,7 +204,8 @@ def _run(args: argparse.Namespace) -> int:
             sinks.append(FileSink(args.export_file, args.export_format))
         if args.syslog:
             sinks.append(SyslogSink(args.syslog))
-        server = SnapshotServer(args.socket or paths.default_socket())
+        # Only the default socket's folder (/run/netwatch without systemd) is made here.
+        server = SnapshotServer(args.socket or paths.default_socket(), make_dir=not args.socket)
     except BaseException:
         if packets is not None:
             packets.close()

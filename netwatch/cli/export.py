@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         min_severity=Severity(args.severity) if args.severity else None,
         rule=args.rule,
     )
+    # Opens the store now: a missing or foreign one fails before any output is written.
     alerts = read_alerts(args.db or _default_db(paths.default_db()), query)
     fmt = FORMATTERS[args.format]
     out: IO[str]

@@ -6,28 +6,86 @@ reads too slowly) is dropped, never waited for. The socket file is created 0660 
 before bind, so there is no window where it is wider) and given to root and the `netwatch`
 group when that group exists; everyone else gets EACCES on connect. Clients only read;
 anything they send is discarded.
+
+A client that connects and closes in a tight loop must not take the daemon's core: accepts
+are taken in bounded batches (`ACCEPT_BATCH`, the loop gets back to its ticks in between),
+each peer uid may open `PEER_RATE` connections a second after a burst of `PEER_BURST`
+(`_PeerLimit`), and a connection over that, or past `MAX_CLIENTS`, is closed at once,
+without a greeting, and the socket is not listened to for `COOLDOWN` seconds. Waiting
+connects queue in the backlog meanwhile, which is `LISTEN_BACKLOG` long on purpose.
 """
 
 from __future__ import annotations
 
 import contextlib
-import grp
 import logging
 import os
 import selectors
 import socket
+import struct
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from netwatch import files
 from netwatch.errors import NetwatchError
 
 log = logging.getLogger("netwatch.daemon")
 
-GROUP = "netwatch"
 MAX_BUFFER = 16 * 1024 * 1024
 MAX_CLIENTS = 64
 SLACK_SNAPSHOTS = 3
+LISTEN_BACKLOG = MAX_CLIENTS
+"""Connects the kernel queues until accepted: every client reconnecting at once after a
+restart fits; more would only queue up a storm's connections for the daemon to close."""
+ACCEPT_BATCH = LISTEN_BACKLOG
+"""Most connections accepted per `poll` event: a full backlog, then back to the loop."""
+PEER_RATE = 10.0
+"""Connections a second one peer uid may open after its burst (a dashboard opens one,
+`netwatch watch` two: a probe and the feed)."""
+PEER_BURST = 20
+"""Connections one peer uid may open at once."""
+COOLDOWN = 0.2
+"""Seconds the socket is not listened to after a connection was refused; bounds the work a
+storm can cause to one backlog per `COOLDOWN`. Others' connects wait that long at most."""
+QUIET = 60.0
+"""Seconds without a refusal after which the next one is logged again."""
+_UCRED = struct.Struct("3i")
+"""struct ucred of SO_PEERCRED: pid, uid, gid."""
+
+
+class _PeerLimit:
+    """A token bucket per peer uid: `PEER_BURST` connections, refilled at `PEER_RATE` a second.
+
+    Only root and the socket's group can connect (mode 0660), so the uids are few and the
+    buckets are never trimmed.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._buckets: dict[int, tuple[float, float]] = {}
+        """uid -> (tokens, when they were counted)."""
+
+    def allow(self, uid: int) -> bool:
+        """Whether `uid` may open one more connection now (and count it if so)."""
+        now = self._clock()
+        tokens, then = self._buckets.get(uid, (float(PEER_BURST), now))
+        tokens = min(float(PEER_BURST), tokens + (now - then) * PEER_RATE)
+        ok = tokens >= 1.0
+        self._buckets[uid] = (tokens - 1.0 if ok else tokens, now)
+        return ok
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end (SO_PEERCRED; the kernel vouches for it);
+    -1, one shared bucket, in the unlikely case the kernel cannot say."""
+    try:
+        cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    except OSError:
+        return -1
+    _pid, uid, _gid = _UCRED.unpack(cred)
+    return int(uid)
 
 
 class _Client:
@@ -47,13 +105,6 @@ class _Client:
         """Bytes queued and not yet sent."""
 
 
-def _group_id() -> int | None:
-    try:
-        return grp.getgrnam(GROUP).gr_gid
-    except KeyError:
-        return None
-
-
 def socket_answers(path: Path, timeout: float = 0.5) -> bool:
     """Whether a daemon accepts connections on `path` (cli uses it to pick a feed)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -70,21 +121,41 @@ def socket_answers(path: Path, timeout: float = 0.5) -> bool:
 class SnapshotServer:
     """Listens on `path`; `broadcast` queues a line for every client, `poll` moves bytes."""
 
-    def __init__(self, path: Path, max_buffer: int = MAX_BUFFER) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_buffer: int = MAX_BUFFER,
+        *,
+        make_dir: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Bind `path`; its folder must exist unless `make_dir` (the default socket only).
+
+        A folder named on the command line that is missing is a mistake (a typo, a runtime
+        dir not yet made) to report, not to create with whatever owner and mode result.
+        """
         self.path = path
         self.max_buffer = max_buffer
         self.dropped = 0
+        self.refused = 0
+        """Connections closed at once: over their uid's rate, or past `MAX_CLIENTS`."""
+        self._clock = clock
+        self._limit = _PeerLimit(clock)
+        self._last_refusal = float("-inf")
+        self._deaf_until: float | None = None
+        """While set, the listener is out of the selector until this time (`COOLDOWN`)."""
         self._clients: dict[int, _Client] = {}
         self._sel = selectors.DefaultSelector()
         self._greeting: Callable[[], bytes | None] | None = None
-        self._listener = self._bind(path)
+        self._listener = self._bind(path, make_dir)
         self._sel.register(self._listener, selectors.EVENT_READ, "listen")
         self._wakeups: list[socket.socket] = []
 
-    def _bind(self, path: Path) -> socket.socket:
-        if not path.parent.exists():
-            path.parent.mkdir(parents=True, mode=0o750)
-            self._chown(path.parent)
+    def _bind(self, path: Path, make_dir: bool) -> socket.socket:
+        if not path.parent.is_dir():
+            if not make_dir:
+                raise NetwatchError(f"cannot create socket {path}: no directory {path.parent}")
+            files.make_dirs(path.parent, shared=True)  # 0750 root:netwatch, or 0700
         if path.exists() or path.is_symlink():
             if socket_answers(path):
                 raise NetwatchError(f"another netwatch daemon is already serving {path}")
@@ -100,13 +171,13 @@ class SnapshotServer:
             os.umask(old)
         os.chmod(path, 0o660)
         self._chown(path)
-        sock.listen(16)
+        sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
         return sock
 
     @staticmethod
     def _chown(path: Path) -> None:
-        gid = _group_id()
+        gid = files.group_id()
         if gid is not None and os.geteuid() == 0:
             os.chown(path, 0, gid)
 
@@ -121,7 +192,8 @@ class SnapshotServer:
         return len(self._clients)
 
     def set_greeting(self, make: Callable[[], bytes | None]) -> None:
-        """What a newly connected client receives first (built on connect: the latest state)."""
+        """What a newly connected client receives first (asked on connect: the latest state;
+        `make` should be cheap to call again, as the service's is within a tick)."""
         self._greeting = make
 
     def broadcast(self, line: bytes) -> None:
@@ -144,6 +216,7 @@ class SnapshotServer:
     def poll(self, timeout: float) -> bool:
         """Serve clients for up to `timeout` s; True when a wakeup fd fired."""
         woke = False
+        timeout = self._listen_again(timeout)
         for key, events in self._sel.select(max(0.0, timeout)):
             tag = key.data
             if tag == "listen":
@@ -162,14 +235,52 @@ class SnapshotServer:
                     self._flush(client)
         return woke
 
+    def _listen_again(self, timeout: float) -> float:
+        """Put the listener back after its cooldown; the select waits no longer than that."""
+        if self._deaf_until is None:
+            return timeout
+        left = self._deaf_until - self._clock()
+        if left > 0:
+            return min(timeout, left)
+        self._deaf_until = None
+        self._sel.register(self._listener, selectors.EVENT_READ, "listen")
+        return timeout
+
     def _accept(self) -> None:
-        try:
-            sock, _ = self._listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        if len(self._clients) >= MAX_CLIENTS:
-            sock.close()
-            return
+        """Accept up to `ACCEPT_BATCH` waiting connects; stop listening a while after a refusal."""
+        refused, trouble = 0, ""
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # EMFILE and kin: the listener would stay readable
+                trouble = f"cannot accept clients: {exc.strerror or exc}"
+                break
+            if len(self._clients) >= MAX_CLIENTS or not self._limit.allow(_peer_uid(sock)):
+                sock.close()
+                refused += 1
+            else:
+                self._admit(sock)
+        if refused:
+            self.refused += refused
+            trouble = trouble or (
+                f"refusing connections: more than {MAX_CLIENTS} clients, or a peer opening "
+                f"more than {PEER_RATE:g} a second"
+            )
+        if trouble:
+            self._rest(trouble)
+
+    def _rest(self, why: str) -> None:
+        """Stop listening for `COOLDOWN` s; log `why` once per storm, not per cooldown."""
+        now = self._clock()
+        if now - self._last_refusal > QUIET:
+            log.warning("%s", why)
+        self._last_refusal = now
+        self._sel.unregister(self._listener)
+        self._deaf_until = now + COOLDOWN
+
+    def _admit(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         client = _Client(sock, f"fd{sock.fileno()}")
         self._clients[sock.fileno()] = client
@@ -221,7 +332,7 @@ class SnapshotServer:
         for client in list(self._clients.values()):
             self._flush(client)
             self._close(client)
-        with contextlib.suppress(KeyError, ValueError):
+        with contextlib.suppress(KeyError, ValueError):  # not registered while cooling down
             self._sel.unregister(self._listener)
         self._listener.close()
         with contextlib.suppress(FileNotFoundError):

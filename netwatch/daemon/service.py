@@ -141,6 +141,8 @@ class Service:
         self._last_flush = clock.monotonic()
         self._recent: OrderedDict[str, Alert] = OrderedDict()
         self._last: Snapshot | None = None
+        self._greeting_line: bytes | None = None
+        """The greeting built from `_last`, once a client asked for it (`_greeting`)."""
         self._encoder = SnapshotEncoder()
         server.set_greeting(self._greeting)
 
@@ -229,6 +231,7 @@ class Service:
     def _announce(self, snap: Snapshot) -> None:
         snap = replace(snap, status=replace(snap.status, mode="daemon"))
         self._last = snap
+        self._greeting_line = None  # built again, from this tick, when a client connects
         for a in snap.alerts:
             self._recent[a.id] = a
             self._recent.move_to_end(a.id)
@@ -250,11 +253,15 @@ class Service:
             )
 
     def _greeting(self) -> bytes | None:
-        """A new client gets the latest snapshot carrying every recent alert."""
-        if self._last is None:
-            return None
-        snap = replace(self._last, alerts=tuple(self._recent.values()))
-        return self._encoder.line(snap, remember=False)
+        """A new client gets the latest snapshot carrying every recent alert.
+
+        Built once per tick, on the first connect, and shared by every client greeted in
+        that tick: a line of 10,000 flows is ~14 MB to join, and connects may come in bursts.
+        """
+        if self._greeting_line is None and self._last is not None:
+            snap = replace(self._last, alerts=tuple(self._recent.values()))
+            self._greeting_line = self._encoder.line(snap, remember=False)
+        return self._greeting_line
 
     def _buffer_flows(self, snap: Snapshot, now: float) -> None:
         """Note each conversation's (latest flow, first seen, last seen) for the next flush.

@@ -3,8 +3,15 @@
 The pruner shares the store's single writer connection and takes its lock for one small batch
 at a time, so the daemon loop never waits long behind it. Age applies to alerts and flow
 summaries (by `last_seen`); size removes the oldest flow summaries first, then the oldest
-alerts, and returns freed pages with `incremental_vacuum`. First-seen facts are kept (they
-are what makes "first connection" mean first) unless the size limit needs their room too.
+alerts. First-seen facts are kept (they are what makes "first connection" mean first) unless
+the size limit needs their room too.
+
+The size cap holds on disk, not only in used pages: the store tells the pruner after any
+commit that leaves the file above `max_bytes` (`Store.watch_size`), the pruner trims the rows
+to `TRIM` of the cap, gives every free page back to the file system (`incremental_vacuum`,
+run to the end: Python's sqlite3 frees one page per step of the statement) and truncates the
+write-ahead log. So the file and its log together stay within `max_bytes + MARGIN`, and a
+lower cap shrinks the file at the next start (the first pass runs at once).
 """
 
 from __future__ import annotations
@@ -16,13 +23,23 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netwatch.store.sqlite import Store
+from netwatch.store.sqlite import WAL_LIMIT, Store, file_bytes
 
 log = logging.getLogger("netwatch.store")
 
 BATCH = 500
 SIZE_BATCH = 50
 """Rows per transaction when trimming to size: small, so little more than needed goes."""
+TRIM = 0.9
+"""Share of the size cap that trimming goes down to: the next trim waits for a tenth of the
+cap of new rows, instead of a delete, vacuum and log truncation after every commit."""
+VACUUM_PAGES = 256
+"""Free pages given back per locked step (1 MiB at 4 KiB pages): the writer waits little."""
+MARGIN = 2 * WAL_LIMIT
+"""Bytes on disk above the cap: the write-ahead log (checkpointed at `WAL_LIMIT`) and the
+rows written before the pruner, woken by the commit that passed the cap, trims them. A
+single write larger than this (a flush of tens of thousands of flow summaries), or a reader
+holding the log open (a long export), can pass it until the next checkpoint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +49,7 @@ class Retention:
     max_age: float | None = 30 * 86400.0
     """Seconds after `last_seen` that alerts and flow summaries are kept."""
     max_bytes: int | None = 256 * 1024 * 1024
-    """Upper bound on the database file's used pages."""
+    """Cap on the database file; with its write-ahead log it stays within this + `MARGIN`."""
 
 
 def used_bytes(conn: sqlite3.Connection) -> int:
@@ -88,23 +105,44 @@ def prune(store: Store, policy: Retention, now: float, stop: threading.Event | N
         while step(lambda: _delete_batch(conn, "alerts_old", cutoff)):
             pass
     if policy.max_bytes is not None:
-        limit = policy.max_bytes
+        with store.lock:
+            over = file_bytes(conn) > policy.max_bytes
+        target = int(policy.max_bytes * TRIM)
         for which in ("flows_any", "alerts_any", "facts_any"):
-            while True:
+            while over:
                 with store.lock:
-                    over = used_bytes(conn) > limit
+                    over = used_bytes(conn) > target
                 if not over or not step(
                     functools.partial(_delete_batch, conn, which, batch=SIZE_BATCH)
                 ):
                     break
-    if removed:
-        with store.lock:
-            conn.execute("PRAGMA incremental_vacuum")
+    _give_back(store, conn, stop)
     return removed
 
 
+def _give_back(store: Store, conn: sqlite3.Connection, stop: threading.Event | None) -> None:
+    """Return every free page to the file system, then cut the write-ahead log to nothing.
+
+    `incremental_vacuum` frees one page per step of the statement, so it is stepped to the
+    end (`fetchall`), a bounded number of pages per lock hold. The TRUNCATE checkpoint is
+    what shrinks the database file (the vacuum only shortens it in the log) and the log.
+    A stop leaves the rest of the free pages to the next pass.
+    """
+    freed = False
+    while not (stop and stop.is_set()):
+        with store.lock:
+            if int(conn.execute("PRAGMA freelist_count").fetchone()[0]) == 0:
+                break
+            conn.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
+            freed = True
+    if freed:
+        with store.lock:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
 class Pruner:
-    """A daemon thread that runs `prune` every `every` seconds until stopped."""
+    """A daemon thread that runs `prune` every `every` seconds, and at once when the store
+    reports a commit past the size cap, until stopped."""
 
     def __init__(
         self, store: Store, policy: Retention, clock: Callable[[], float], every: float = 300.0
@@ -114,10 +152,14 @@ class Pruner:
         self._clock = clock
         self._every = every
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        """Set by the store when a commit passes the size cap, and by `stop`."""
         self._thread = threading.Thread(target=self._run, name="netwatch-pruner", daemon=True)
 
     def start(self) -> None:
         """Start pruning in the background (the first pass runs at once)."""
+        if self._policy.max_bytes is not None:
+            self._store.watch_size(self._policy.max_bytes, self._wake.set)
         self._thread.start()
 
     def _run(self) -> None:
@@ -128,11 +170,12 @@ class Pruner:
                     log.info("retention removed %d rows", n)
             except sqlite3.Error as exc:
                 log.warning("retention pass failed: %s", exc)
-            if self._stop.wait(self._every):
-                return
+            self._wake.wait(self._every)
+            self._wake.clear()
 
     def stop(self) -> None:
         """Stop and wait for the current batch to finish."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,11 @@ from netwatch import codec, files
 from netwatch.errors import DataFileError
 from netwatch.model import Alert, EnrichedFlow, Severity
 from netwatch.store.migrations import SchemaTooNewError, migrate
+
+WAL_LIMIT = 1024 * 1024
+"""Bytes of write-ahead log before SQLite checkpoints it into the file, and the size the log
+is cut back to afterwards (`journal_size_limit`): without the cut a WAL keeps its largest
+size forever, outside any cap on the database."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,8 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.lock = threading.Lock()
+        self._size_watch: tuple[int, Callable[[], None]] | None = None
+        """(limit in bytes, what to call past it), from `watch_size`."""
         try:
             _create_private(path)
             self._conn = sqlite3.connect(
@@ -83,6 +90,9 @@ class Store:
             raise sqlite3.OperationalError(f"cannot switch to WAL (journal_mode={mode})")
         c.execute("PRAGMA synchronous = FULL")
         c.execute("PRAGMA foreign_keys = ON")
+        c.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
+        page = int(c.execute("PRAGMA page_size").fetchone()[0])
+        c.execute(f"PRAGMA wal_autocheckpoint = {max(1, WAL_LIMIT // page)}")
         migrate(c)
 
     def close(self) -> None:
@@ -107,7 +117,7 @@ class Store:
         fact_rows = [(k, s, t, t) for k, items in facts.items() for s, t in items]
         if not rows and not fact_rows:
             return 0
-        with self.lock, self._tx():
+        with self._writing():
             for a in rows:
                 self._upsert_alert(a, now)
             if fact_rows:
@@ -161,7 +171,7 @@ class Store:
         rows = [_flow_row(ef, first, last) for ef, first, last in flows]
         if not rows:
             return 0
-        with self.lock, self._tx():
+        with self._writing():
             self._conn.executemany(
                 """INSERT INTO flows (flow_key, transport, local_ip, local_port, remote_ip,
                        remote_port, direction, process_name, process_exe, pid, country, asn,
@@ -192,11 +202,26 @@ class Store:
         rows = [(kind, s, t, t) for s, t in subjects]
         if not rows:
             return
-        with self.lock, self._tx():
+        with self._writing():
             self._conn.executemany(_FACT_UPSERT, rows)
 
-    def _tx(self) -> _Transaction:
-        return _Transaction(self._conn)
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the lock for one transaction, then see whether the file passed its size limit.
+
+        The check is two header reads, so every commit makes it: the pruner hears of the
+        overshoot at once instead of at its next period (`watch_size`).
+        """
+        with self.lock:
+            with _Transaction(self._conn):
+                yield
+            watch = self._size_watch
+            if watch is not None and file_bytes(self._conn) > watch[0]:
+                watch[1]()
+
+    def watch_size(self, limit: int, over: Callable[[], None]) -> None:
+        """Call `over` after any commit that leaves the file larger than `limit` bytes."""
+        self._size_watch = (limit, over)
 
     # ------------------------------------------------------------------ reads (writer side)
 
@@ -226,6 +251,12 @@ class Store:
     def connection_for_pruning(self) -> sqlite3.Connection:
         """The writer connection, for `retention.Pruner` (hold `lock` while using it)."""
         return self._conn
+
+
+def file_bytes(conn: sqlite3.Connection) -> int:
+    """The database's size in bytes once its log is checkpointed: pages times page size."""
+    pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+    return pages * int(conn.execute("PRAGMA page_size").fetchone()[0])
 
 
 _FACT_UPSERT = """INSERT INTO facts (kind, subject, first_seen, last_seen) VALUES (?,?,?,?)
@@ -319,8 +350,15 @@ def open_reader(path: Path) -> sqlite3.Connection:
 
 
 def read_alerts(path: Path, query: AlertQuery) -> Iterator[Alert]:
-    """Stream the alerts of a store file matching `query` (used by `netwatch export`)."""
-    conn = open_reader(path)
+    """Stream the alerts of a store file matching `query` (used by `netwatch export`).
+
+    The file is opened here, before the first alert is asked for, so a missing or foreign
+    store fails before the caller has written anything (a CSV header, an output file).
+    """
+    return _stream_alerts(path, open_reader(path), query)
+
+
+def _stream_alerts(path: Path, conn: sqlite3.Connection, query: AlertQuery) -> Iterator[Alert]:
     try:
         yield from select_alerts(conn, query)
     except sqlite3.Error as exc:

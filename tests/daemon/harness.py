@@ -47,6 +47,24 @@ time.sleep(float(sys.argv[3]))
 c.close()
 """
 
+# Connects to the Unix socket argv[1] and closes at once, as fast as it can, for argv[2]
+# seconds; prints how many connects got in and how many failed (backlog full).
+STORM = r"""
+import socket, sys, time
+path, end = sys.argv[1], time.monotonic() + float(sys.argv[2])
+done = failed = 0
+while time.monotonic() < end:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(0.5)
+    try:
+        s.connect(path)
+        done += 1
+    except OSError:
+        failed += 1
+    s.close()
+print(done, failed)
+"""
+
 
 def start_peer_server(lab: Lab, peer: Peer, port: int = PEER_PORT) -> None:
     """Start the holding server in the peer namespace and wait until it listens."""

@@ -58,6 +58,7 @@ def geo(tmp_path: Path) -> Path:
 
 def test_every_announced_alert_is_exported_after_sigterm(tmp_path: Path, geo: Path) -> None:
     db, sock = tmp_path / "state" / "n.db", tmp_path / "run" / "n.sock"
+    sock.parent.mkdir()  # a socket named on the command line goes into an existing folder
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(5)

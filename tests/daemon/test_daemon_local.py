@@ -170,6 +170,19 @@ def test_second_daemon_on_same_socket_is_one_line_error(tmp_path: Path) -> None:
         stop(first)
 
 
+def test_socket_in_a_missing_folder_is_one_line_exit_1(tmp_path: Path) -> None:
+    sock = tmp_path / "nonexistent" / "dir" / "s.sock"
+    res = subprocess.run(
+        daemon_argv(tmp_path / "n.db", sock, "--ticks", "1", "--no-capture"),
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        f"netwatch: cannot create socket {sock}: no directory {sock.parent}"
+    ]
+    assert not (tmp_path / "nonexistent").exists()
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,13 +17,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netwatch import codec
+from netwatch import codec, files
 from netwatch.daemon.client import DaemonFeed
 from netwatch.daemon.notify import Notifier
-from netwatch.daemon.server import SnapshotServer, socket_answers
+from netwatch.daemon.server import PEER_BURST, PEER_RATE, SnapshotServer, socket_answers
 from netwatch.errors import NetwatchError
 from netwatch.model import Snapshot
 from tests.builders import make_alert, make_flow, make_snapshot
+from tests.daemon.harness import STORM
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -173,6 +178,117 @@ def test_socket_in_use_is_refused_and_stale_one_replaced(tmp_path: Path) -> None
     stale.close()
     assert not socket_answers(path)
     SnapshotServer(path).close()
+
+
+def test_only_the_default_socket_folder_is_made(tmp_path: Path) -> None:
+    named = tmp_path / "missing" / "dir" / "s.sock"
+    with pytest.raises(NetwatchError, match=f"no directory {named.parent}$"):
+        SnapshotServer(named)
+    assert not (tmp_path / "missing").exists()
+    old = os.umask(0o077)
+    try:
+        default = SnapshotServer(tmp_path / "run" / "s.sock", make_dir=True)
+    finally:
+        os.umask(old)
+    made = (tmp_path / "run").stat()
+    # 0750 root:netwatch where that group exists (its members attach), else 0700: never
+    # narrowed by the umask below the owner's rwx, never open to others.
+    assert stat.S_IMODE(made.st_mode) in (0o750, 0o700)
+    assert stat.S_IMODE(made.st_mode) & 0o700 == 0o700 and not made.st_mode & 0o007
+    if stat.S_IMODE(made.st_mode) == 0o750:
+        assert made.st_gid == files.group_id()
+    default.close()
+
+
+def test_an_accept_storm_is_refused_cheaply_while_ticks_and_an_attached_client_go_on(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.sock"
+    server = SnapshotServer(path)
+    greetings = 0
+
+    def greet() -> bytes:
+        nonlocal greetings
+        greetings += 1
+        return _line(0)
+
+    server.set_greeting(greet)
+    first = time.monotonic()
+    watcher = socket.socket(socket.AF_UNIX)
+    watcher.connect(str(path))
+    lines = watcher.makefile("rb")
+    _serve(server, 0.2)
+    storm_seconds, interval = 3.0, 0.1
+    storm = subprocess.Popen(
+        [sys.executable, "-c", STORM, str(path), str(storm_seconds)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    started = time.monotonic()
+    ticks: list[float] = []
+    next_tick = started
+    while storm.poll() is None and time.monotonic() - started < 30:
+        now = time.monotonic()
+        if now >= next_tick:  # the daemon loop's shape: tick when due, else serve clients
+            ticks.append(now)
+            server.broadcast(_line(len(ticks)))
+            next_tick += interval
+        server.poll(min(next_tick - now, interval))
+    elapsed = time.monotonic() - started
+    out, _ = storm.communicate(timeout=10)
+    _serve(server, 0.3)
+    served = time.monotonic() - first
+    watcher.settimeout(5)
+    got = [codec.loads(lines.readline()).seq for _ in range(len(ticks) + 1)]
+    server.close()
+    watcher.close()
+
+    assert int(out.split()[0]) > 3 * (PEER_BURST + PEER_RATE * elapsed)  # the storm was one
+    # Only a peer's burst and rate got a greeting (the watcher is the same uid as the storm).
+    assert greetings <= PEER_BURST + PEER_RATE * served
+    assert server.refused > 0
+    assert got == list(range(len(ticks) + 1))  # greeting, then every tick's line in order
+    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+    assert len(ticks) >= 0.5 * elapsed / interval
+    assert max(gaps) < interval + 0.5, max(gaps)
+
+
+# A server that runs out of file descriptors after a client or two, polled for 1.5 s.
+FD_STARVED = r"""
+import os, resource, sys, time
+from pathlib import Path
+from netwatch.daemon.server import SnapshotServer
+server = SnapshotServer(Path(sys.argv[1]))
+used, hard = len(os.listdir("/proc/self/fd")), resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (used + 2, hard))
+print("ready", flush=True)
+polls, end = 0, time.monotonic() + 1.5
+while time.monotonic() < end:
+    server.poll(0.05)
+    polls += 1
+print(server.clients, polls, flush=True)
+"""
+
+
+def test_running_out_of_descriptors_rests_the_listener_instead_of_crashing_or_spinning(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FD_STARVED, str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    clients = [socket.socket(socket.AF_UNIX) for _ in range(6)]
+    for c in clients:
+        c.connect(str(path))  # queued in the backlog whether accepted or not
+    out, err = proc.communicate(timeout=30)
+    for c in clients:
+        c.close()
+    assert proc.returncode == 0, err
+    accepted, polls = (int(x) for x in out.split())
+    assert 0 < accepted < 6
+    assert polls < 200  # ~30 polls of 50 ms; a listener left readable returns at once
+    assert err.count("cannot accept clients: Too many open files") == 1, err
 
 
 def test_notifier_sends_to_abstract_and_path_sockets(tmp_path: Path) -> None:

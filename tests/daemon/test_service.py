@@ -7,6 +7,7 @@ client) is already committed, read back through a separate read-only connection.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -164,6 +165,43 @@ def test_new_client_gets_recent_alerts_and_mode_daemon(tmp_path: Path) -> None:
     assert got[0].seq == 2
     assert got[0].status.mode == "daemon"
     assert [a.id for a in got[0].alerts] == ["x"]
+
+
+def test_clients_greeted_in_one_tick_share_one_greeting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snaps = [make_snapshot(1, alerts=(make_alert(alert_id="x"),)), make_snapshot(2)]
+    service, _ = _service(tmp_path, snaps)
+    built: list[int] = []
+    line = service._encoder.line
+
+    def spy(snap: Snapshot, remember: bool = True) -> bytes:
+        if not remember:  # greetings only; broadcasts remember
+            built.append(snap.seq)
+        return line(snap, remember)
+
+    monkeypatch.setattr(service._encoder, "line", spy)
+
+    def greetings(n: int) -> list[bytes]:
+        clients = [socket.socket(socket.AF_UNIX) for _ in range(n)]
+        for c in clients:
+            c.connect(str(tmp_path / "n.sock"))
+            c.settimeout(5)
+        for _ in range(10):
+            service.server.poll(0.05)
+        got = [c.makefile("rb").readline() for c in clients]
+        for c in clients:
+            c.close()
+        return got
+
+    service.tick_once()
+    first = greetings(3)
+    assert built == [1]
+    assert first[0] == first[1] == first[2] and b'"seq":1,' in first[0]
+    service.tick_once()
+    assert b'"seq":2,' in greetings(2)[0]
+    assert built == [1, 2]
+    service.shutdown()
 
 
 def test_reload_swaps_detector_and_keeps_it_on_error(tmp_path: Path) -> None:

@@ -100,6 +100,19 @@ def test_missing_or_foreign_db_is_one_line_exit_1(tmp_path: Path) -> None:
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "syslog", "ecs"])
+def test_missing_db_writes_nothing_before_the_error(tmp_path: Path, fmt: str) -> None:
+    res = _export(tmp_path / "nope.db", "--format", fmt)
+    assert (res.returncode, res.stdout) == (1, "")
+    assert res.stderr.strip().splitlines() == [
+        f"netwatch: no netwatch database at {tmp_path}/nope.db"
+    ]
+    out = tmp_path / "alerts.csv"
+    res = _export(tmp_path / "nope.db", "--format", fmt, "-o", str(out))
+    assert res.returncode == 1
+    assert not out.exists()
+
+
 def test_parse_time_forms() -> None:
     now = 1_700_000_000.0
     assert parse_time("1h", now) == now - 3600

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -118,14 +119,14 @@ def test_retention_by_size_drops_oldest_first(store: Store) -> None:
     msg = "x" * 2000
     alerts = [make_alert(first_seen=T0 + i, alert_id=f"a{i:04d}", message=msg) for i in range(600)]
     store.save_alerts(alerts, now=T0)
-    prune(store, Retention(max_age=None, max_bytes=300_000), now=T0)
+    prune(store, Retention(max_age=None, max_bytes=600_000), now=T0)
     kept = [a.id for a in store.alerts()]
     assert 0 < len(kept) < 600
     assert kept == [f"a{i:04d}" for i in range(600 - len(kept), 600)]
     assert integrity_check(store.path) == "ok"
-    from netwatch.store.retention import used_bytes
+    from netwatch.store.retention import TRIM, used_bytes
 
-    assert used_bytes(store.connection_for_pruning()) <= 300_000
+    assert used_bytes(store.connection_for_pruning()) <= 600_000 * TRIM
 
 
 def test_garbage_file_is_one_clear_error(tmp_path: Path) -> None:
@@ -149,3 +150,46 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(DataFileError, match="newer"):
         Store(path)
+
+
+def _on_disk(path: Path) -> int:
+    """The store's bytes on disk: the database file and its write-ahead log."""
+    wal = path.with_name(path.name + "-wal")
+    return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+def test_size_cap_holds_under_churn_and_a_lower_cap_shrinks_the_file(tmp_path: Path) -> None:
+    from netwatch.store.retention import MARGIN, Pruner
+
+    path = tmp_path / "n.db"
+    store = Store(path)
+    cap = 2 * 1024 * 1024
+    pruner = Pruner(store, Retention(max_age=None, max_bytes=cap), lambda: T0)
+    pruner.start()
+    msg = "x" * 2000
+    peak = 0
+    deadline = time.monotonic() + 120  # a bound for a very busy machine; ~3 s when idle
+    # ~7 MB of alerts and flow summaries: the cap is passed several times over.
+    for i in range(1500):
+        a = make_alert(first_seen=T0 + i, alert_id=f"a{i:05d}", message=msg)
+        store.save_alerts([a], now=T0 + i)
+        if i % 100 == 0:
+            flows = [make_flow(local_port=1 + (i + j) % 60000) for j in range(100)]
+            store.save_flows([(f, T0 + i, T0 + i) for f in flows])
+        peak = max(peak, _on_disk(path))
+        time.sleep(0.0002)  # a writer that pauses, as the daemon loop does between ticks
+        assert time.monotonic() < deadline
+    pruner.stop()
+    assert peak <= cap + MARGIN, (peak, cap + MARGIN)
+    assert integrity_check(path) == "ok"
+    newest = store.alerts()[-1].id
+    store.close()
+    before = _on_disk(path)
+
+    store = Store(path)
+    lower = 1024 * 1024
+    prune(store, Retention(max_age=None, max_bytes=lower), now=T0)  # the pass at start
+    assert _on_disk(path) <= lower < before
+    assert store.alerts()[-1].id == newest
+    store.close()
+    assert integrity_check(path) == "ok"
