@@ -64,3 +64,12 @@ def test_readme_states_the_python_requirement_before_the_commands(repo_root: Pat
     text = (repo_root / "README.md").read_text(encoding="utf-8")
     assert text.index("Python 3.11") < text.index("```sh")
     assert text.index("git clone") < text.index("```sh")
+
+
+def test_the_units_documentation_is_a_file_the_readme_installs(repo_root: Path) -> None:
+    """`Documentation=` must name something `systemctl help netwatch` can open."""
+    unit = (repo_root / "packaging" / "systemd" / "netwatch.service").read_text(encoding="utf-8")
+    (doc,) = re.findall(r"^Documentation=file://(\S+)$", unit, flags=re.M)
+    (service_install,) = [c for c in _readme_commands(repo_root) if "systemctl enable" in c]
+    installs = re.findall(r"install -m 0644 (\S+) (\S+)", service_install)
+    assert any(dest == doc and (repo_root / src).is_file() for src, dest in installs), installs
