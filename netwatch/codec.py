@@ -422,6 +422,7 @@ def snapshot_to_dict(s: Snapshot) -> JSONDict:
             "capture_reason": st.capture_reason,
             "missing": list(st.missing),
             "geoip": st.geoip,
+            "skipped": list(st.skipped),
         },
         "counters": {
             "sockets": c.sockets,
@@ -455,6 +456,7 @@ def snapshot_from_dict(d: Any) -> Snapshot:
             capture_reason=_ostr(st, "capture_reason"),
             missing=tuple(str(x) for x in _list(st, "missing")),
             geoip=_ostr(st, "geoip"),
+            skipped=tuple(str(x) for x in _get(st, "skipped", list, opt=True) or ()),
         ),
         counters=Counters(
             sockets=_oint(c, "sockets") or 0,

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from netwatch.cli.common import add_format, add_geoip
+from netwatch.cli.common import add_format, add_geoip, report_skipped
 
 if TYPE_CHECKING:
     from netwatch.detect.engine import RuleEngine
@@ -69,9 +69,10 @@ def run(args: argparse.Namespace) -> int:
             _write_jsonl(items, sys.stdout)
         else:
             _write_table(items, sys.stdout, stats)
+        skipped = enricher.skipped()
     finally:
         enricher.close()
-    return 0
+    return report_skipped(skipped)
 
 
 def _storing(items: Iterator[Any], db: Path) -> Iterator[Any]:

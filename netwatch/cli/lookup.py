@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from netwatch.cli.common import add_format, add_geoip, write_lines
+from netwatch.cli.common import add_format, add_geoip, report_skipped, write_lines
 from netwatch.errors import EXIT_USAGE
 
 ATTRIBUTION = "IP geolocation by DB-IP (https://db-ip.com)"
@@ -113,10 +113,12 @@ def run(args: argparse.Namespace) -> int:
                 owner["status"] = "unknown"
                 owner["reason"] = f"no RDAP answer within {args.rdap_timeout:g} s"
             records.append({"query": text, **record})
+        skipped = enricher.skipped()
     finally:
         enricher.close()
     if args.format == "jsonl":
         write_lines(json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in records)
     elif records:
         write_lines(_table(records))
-    return EXIT_USAGE if bad else 0
+    code = report_skipped(skipped)
+    return EXIT_USAGE if bad else code

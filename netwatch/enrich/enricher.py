@@ -113,6 +113,16 @@ class Enricher:
             parts.append(f"{db.path.name} ({db.origin.name.lower()}, {day})")
         return "; ".join(parts) if parts else "no GeoIP data"
 
+    def skipped(self) -> tuple[str, ...]:
+        """The damaged data files left out, one line each naming the file and why.
+
+        Those found at start (`problems`) and GeoIP files whose records failed to decode
+        later, while answering (`GeoLookup.problems`): the caller keeps running without them
+        and shows these lines (status bar, metrics, one stderr line per file in commands).
+        """
+        found = {**self.problems, **self.geo.problems}
+        return tuple(found[path] for path in sorted(found))
+
     def close(self) -> None:
         """Stop the resolver and close the files."""
         if self.rdap is not None:

@@ -179,7 +179,14 @@ class GeoDatabase:
             return None
         try:
             return normalize(self.reader.get(ip))
-        except (maxminddb.InvalidDatabaseError, ValueError, RuntimeError) as exc:
+        except (
+            maxminddb.InvalidDatabaseError,
+            ValueError,
+            RuntimeError,
+            LookupError,
+            OverflowError,
+            TypeError,
+        ) as exc:
             raise DataFileError(f"{self.path}: corrupt record for {ip} ({exc})") from None
 
     def close(self) -> None:
@@ -225,8 +232,8 @@ class GeoLookup:
             try:
                 answer = db.get(target)
             except DataFileError as exc:
-                if db.origin is Origin.EXPLICIT:
-                    raise
+                # Even a file the user named: a long-running daemon must not stop for it.
+                # Commands report `problems` as one line each and exit 1 (cli.lookup).
                 self._broken[db.source.file] = str(exc)
                 continue
             if answer is None:
