@@ -189,7 +189,10 @@ def build_enricher(
     if rdap:
         from netwatch.enrich.rdap import RdapResolver
 
-        resolver = RdapResolver()
+        rdap_resolver = RdapResolver()
+        if rdap_resolver.cache is not None and rdap_resolver.cache.replaced:
+            problems[str(rdap_resolver.cache_path)] = rdap_resolver.cache.replaced
+        resolver = rdap_resolver
     return Enricher(
         GeoLookup(databases),
         rdap=resolver,
