@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from netwatch import paths
+from netwatch.clock import LATEST
 from netwatch.enrich.vpngate_list import ListFormatError, Relay
 from netwatch.errors import DataFileError, Location
 from netwatch.model import IPAddress, ListHit, parse_ip
@@ -186,8 +187,6 @@ def _entry_to_json(e: Entry) -> dict[str, Any]:
 
 EARLIEST = 946_684_800.0
 """2000-01-01: no list was fetched before; an older time is damage, not history."""
-LATEST = 4_102_444_800.0
-"""2100-01-01: a later time is damage (and would overflow date formatting near 1e300)."""
 MAX_HISTORY_BYTES = 256 * 1024 * 1024
 """A 30-day history of thousands of relays is a few MB; a larger file is not one of ours."""
 

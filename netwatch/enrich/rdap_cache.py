@@ -24,12 +24,19 @@ class _DamagedError(Exception):
     """The cache file is not an intact SQLite database (the reason is the argument)."""
 
 
+def _lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     """Open the file with the schema in place; `_DamagedError` when SQLite finds it damaged.
 
     `OperationalError` (locked, read-only, cannot open) is not damage: the file may be fine.
     """
     conn = sqlite3.connect(path, check_same_thread=False, timeout=2.0)
+    # A damaged page can hold bytes that are not UTF-8: such a row is then a miss (its JSON
+    # does not parse), not an exception out of a lookup.
+    conn.text_factory = _lenient_text
     try:
         check = conn.execute("PRAGMA quick_check").fetchone()
         if check is None or check[0] != "ok":
@@ -38,9 +45,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     except sqlite3.OperationalError:
         conn.close()
         raise
-    except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
-        conn.close()
-        raise _DamagedError(str(exc)) from None
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # not a database, malformed
+        conn.close()  # (SQLite's message quoting a damaged schema may not be UTF-8 itself)
+        raise _DamagedError(" ".join(str(exc).split())) from None
     except _DamagedError:
         conn.close()
         raise
@@ -143,7 +150,7 @@ class OwnerCache:
                         " AND expires > ? ORDER BY start DESC, last ASC LIMIT 1",
                         (ip.version, key, key, now),
                     ).fetchone()
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeDecodeError):
             return None
         return None if row is None else _decode(row[0])
 
@@ -174,7 +181,7 @@ class OwnerCache:
                             now + ttl,
                         ),
                     )
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeDecodeError):
             return
 
     def close(self) -> None:
