@@ -1,4 +1,5 @@
-"""A damaged VPN Gate or Tor history: one located line and exit 1, and the daemon keeps running.
+"""Damaged data files (list histories, GeoIP files): one located line and exit 1; the daemon
+(which keeps running) names them.
 
 Each kind of damage is written into the stored VPN Gate history for 127.0.0.1, and a loopback
 connection (or a capture of a packet to it) makes every command match that address, so a
@@ -174,3 +175,49 @@ def test_daemon_metrics_name_the_skipped_file(env: dict[str, str], tmp_path: Pat
         daemon.terminate()
         _, err = daemon.communicate(timeout=10)
     assert daemon.returncode == 0, err
+
+
+# ---------------------------------------------------------------- GeoIP files
+
+
+def _mmdb_with_bad_data(path: Path) -> Path:
+    """An mmdb that opens (metadata and tree intact, 8.8.8.8 absent, so the open-time probe
+    passes) but whose data section is overwritten: looking 127.0.0.1 up fails to decode."""
+    from tests.mmdb import write_mmdb
+
+    data = bytearray(write_mmdb(path, {"127.0.0.0/8": ("JP", 64500, "Lab")}).read_bytes())
+    start = data.find(bytes(16)) + 16  # the data section follows 16 zero bytes
+    end = data.rfind(b"\xab\xcd\xefMaxMind.com")
+    data[start:end] = b"\xff" * (end - start)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.daemon
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("loopback_pair")
+def test_daemon_keeps_running_when_a_geoip_record_fails_to_decode(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = _mmdb_with_bad_data(tmp_path / "lab.mmdb")
+    res = _run(
+        env, "daemon", "--db", str(tmp_path / "d.db"), "--socket", str(tmp_path / "d.sock"),
+        "--ticks", "3", "--interval", "0.1", "--no-capture", "--geoip-db", str(bad),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    (line,) = [x for x in res.stderr.splitlines() if "damaged data file" in x]
+    assert f": {bad}: corrupt record for 127.0.0.1" in line
+
+
+def test_lookup_names_a_discovered_damaged_geoip_file_and_exits_1(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    gdir = tmp_path / "GeoIP"
+    gdir.mkdir()
+    (gdir / "GeoLite2-City.mmdb").write_bytes(b"\xff" * 4096)
+    res = _run({**env, "GEOIPUPDATE_DB_DIR": str(gdir)}, "lookup", "8.8.8.8")
+    assert res.returncode == 1, res.stderr
+    (line,) = res.stderr.splitlines()
+    assert line.startswith(f"netwatch: skipped {gdir / 'GeoLite2-City.mmdb'}: not a valid")
+    assert "AS15169" in res.stdout  # the bundled file still answered
