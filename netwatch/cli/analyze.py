@@ -3,7 +3,8 @@
 JSONL is one codec flow record per flow (in the order flows finish), then one alert record
 per alert. The table prints one row per flow as flows finish, then the alerts, then a
 summary line. A missing, unreadable or corrupt file is one line on stderr and exit 1 (flows
-finished before the corruption was met are still printed, as tshark does).
+finished before the corruption was met are still printed, as tshark does). A damaged data
+file (list history, GeoIP file) is left out and named after the output, one line each, exit 1.
 """
 
 from __future__ import annotations

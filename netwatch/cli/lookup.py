@@ -3,7 +3,9 @@
 Offline by default (bundled and discovered GeoIP data); `--rdap` adds the registered owner,
 waiting at most `--rdap-timeout` seconds in total. A string that is not an IP address gives one
 line on stderr (`netwatch: lookup: 'x' is not an IP address`); the other addresses are still
-printed and the exit code is 2.
+printed and the exit code is 2. A damaged data file (list history, GeoIP file, RDAP cache) is
+left out: the records are printed from the others, then one `netwatch: skipped FILE: ...` line
+each, exit 1.
 """
 
 from __future__ import annotations

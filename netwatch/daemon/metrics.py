@@ -2,8 +2,9 @@
 
 Label cardinality is bounded: process and country labels keep the first `MAX_LABELS` values
 seen and fold the rest into `other`; rule ids come from the bundled pack (tens), severities
-and directions are fixed sets. Byte counters grow by each flow's increase since the previous
-tick (counters reset with the flow; a restarted flow counts from zero).
+and directions are fixed sets; `file` names one of the few data files netwatch reads. Byte
+counters grow by each flow's increase since the previous tick (counters reset with the flow;
+a restarted flow counts from zero).
 """
 
 from __future__ import annotations
