@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
+import multiprocessing
 import os
 import random
 import re
@@ -29,9 +31,10 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -152,13 +155,41 @@ class Outcome:
     failures: dict[str, tuple[int, bytes, str]] = field(default_factory=dict)
     """exception type -> (count, first input, where it was raised)."""
 
+    def add(self, other: Outcome) -> None:
+        """Fold another child's tally into this one."""
+        self.cases += other.cases
+        self.seconds += other.seconds
+        self.slowest = max(self.slowest, other.slowest)
+        for kind, (count, example, where) in other.failures.items():
+            mine = self.failures.get(kind)
+            self.failures[kind] = (
+                count + (mine[0] if mine else 0),
+                *(mine or (0, example, where))[1:],
+            )
 
-def drive(target: Target, cases: int, rng: random.Random, scratch: Path) -> Outcome:
-    """Run `cases` mutated inputs through the target; never raises."""
-    seeds = target.seeds(scratch)
-    out = Outcome()
+
+def inputs(seeds: Sequence[bytes], cases: int, seed: int) -> Iterator[bytes]:
+    """The cases of one target: the seeds, then mutations (the same for the same seed)."""
+    rng = random.Random(seed)
     for i in range(cases):
-        data = seeds[i % len(seeds)] if i < len(seeds) else mutate(rng, rng.choice(seeds), seeds)
+        yield seeds[i % len(seeds)] if i < len(seeds) else mutate(rng, rng.choice(seeds), seeds)
+
+
+REPORT_EVERY = 2000
+"""Cases between tallies sent to the parent (what a crash of the child would lose)."""
+
+
+def drive(target: Target, cases: Iterator[bytes], first: int, scratch: Path, at: Any) -> Any:
+    """Run the cases from index `first` in this (child) process; yield the tally now and then.
+
+    `at.value` is the index of the case running, so the parent can name the input that
+    killed the child (a crash in a C extension is no exception to catch).
+    """
+    out = Outcome()
+    for i, data in enumerate(cases):
+        if i < first:
+            continue
+        at.value = i
         started = time.perf_counter()
         try:
             target.run(data, scratch)
@@ -166,13 +197,61 @@ def drive(target: Target, cases: int, rng: random.Random, scratch: Path) -> Outc
             pass
         except Exception as exc:  # noqa: BLE001 - every other exception is the finding
             kind = type(exc).__name__
-            count, first, where = out.failures.get(kind, (0, data, _where(exc)))
-            out.failures[kind] = (count + 1, first, where)
+            count, example, where = out.failures.get(kind, (0, data, _where(exc)))
+            out.failures[kind] = (count + 1, example, where)
         took = time.perf_counter() - started
         out.seconds += took
         out.slowest = max(out.slowest, took)
         out.cases += 1
-    return out
+        if out.cases % REPORT_EVERY == 0:
+            yield out
+    yield out
+
+
+def _child(target: Target, args: tuple[int, int, int], seeds: list[bytes] | None, scratch: Path,
+           conn: Any, at: Any) -> None:  # fmt: skip
+    cases, seed, first = args
+    with contextlib.redirect_stderr(io.StringIO()):  # loaders may log; keep the table
+        seeds = seeds or target.seeds(scratch)
+        conn.send(seeds)
+        for tally in drive(target, inputs(seeds, cases, seed), first, scratch, at):
+            conn.send(tally)
+
+
+def run_target(target: Target, cases: int, seed: int) -> Outcome:
+    """Fuzz one target in forked children; a child that dies names its input and the rest
+    of the cases run in a new child."""
+    fork = multiprocessing.get_context("fork")
+    total, first, seeds = Outcome(), 0, None
+    while first < cases:
+        # mode 0700; in memory when possible (SQLite's fsyncs would otherwise set the pace)
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        scratch = Path(tempfile.mkdtemp(prefix="nwfuzz-", dir=shm))
+        receive, send = fork.Pipe(duplex=False)
+        at = fork.Value("q", first, lock=False)
+        child = fork.Process(
+            target=_child, args=(target, (cases, seed, first), seeds, scratch, send, at)
+        )
+        child.start()
+        send.close()
+        tally = Outcome()
+        with contextlib.suppress(EOFError):
+            seeds = receive.recv()
+            while True:
+                tally = receive.recv()
+        child.join()
+        shutil.rmtree(scratch, ignore_errors=True)
+        total.add(tally)
+        if child.exitcode == 0 or seeds is None:
+            break
+        crashed = int(at.value)
+        data = next(itertools.islice(inputs(seeds, cases, seed), crashed, None))
+        kind = f"crash (exit {child.exitcode})"
+        count, example, where = total.failures.get(kind, (0, data, f"case {crashed}"))
+        total.failures[kind] = (count + 1, example, where)
+        total.cases += crashed + 1 - first - tally.cases
+        first = crashed + 1
+    return total
 
 
 def _where(exc: Exception) -> str:
@@ -566,14 +645,7 @@ def main() -> int:
     print("-" * len(header))
     failed = 0
     for target in (t for t in TARGETS if args.only in t.name):
-        # mode 0700; in memory when possible (SQLite's fsyncs would otherwise set the pace)
-        shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
-        scratch = Path(tempfile.mkdtemp(prefix="nwfuzz-", dir=shm))
-        try:
-            with contextlib.redirect_stderr(io.StringIO()):  # loaders may log; keep the table
-                out = drive(target, args.cases, random.Random(args.seed), scratch)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        out = run_target(target, args.cases, args.seed)
         rate = out.cases / out.seconds if out.seconds else float("inf")
         found = "; ".join(
             f"{kind} x{count} ({where}) first: {first[:60]!r}"

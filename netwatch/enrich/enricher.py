@@ -152,7 +152,10 @@ def open_databases(
     databases: list[GeoDatabase] = []
     problems: dict[str, str] = {}
     for candidate in candidates:
-        origin = Origin.EXPLICIT if candidate.how == "explicit" else Origin.BUNDLED
+        # Provisional (refined by `_origin` below); it picks the reader `open` uses.
+        origin = {"explicit": Origin.EXPLICIT, "bundled": Origin.BUNDLED}.get(
+            candidate.how, Origin.DISCOVERED
+        )
         try:
             db = GeoDatabase.open(candidate.path, origin)
         except DataFileError as exc:

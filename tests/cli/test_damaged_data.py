@@ -221,3 +221,41 @@ def test_lookup_names_a_discovered_damaged_geoip_file_and_exits_1(
     (line,) = res.stderr.splitlines()
     assert line.startswith(f"netwatch: skipped {gdir / 'GeoLite2-City.mmdb'}: not a valid")
     assert "AS15169" in res.stdout  # the bundled file still answered
+
+
+PROBE = """
+import sys
+from pathlib import Path
+from netwatch.enrich.geo import GeoDatabase, GeoLookup, Origin
+from netwatch.errors import DataFileError
+from netwatch.model import parse_ip
+try:
+    db = GeoDatabase.open(Path(sys.argv[1]), Origin[sys.argv[2]])
+except DataFileError as exc:
+    print(exc)
+else:
+    lookup = GeoLookup([db])
+    lookup.lookup(parse_ip("2001:4860:4860::8888"))
+    print(*lookup.problems.values())
+"""
+
+
+@pytest.mark.parametrize("origin", ["DISCOVERED", "EXPLICIT", "UPDATED"])
+def test_a_damaged_record_type_is_a_problem_not_a_crash(
+    env: dict[str, str], tmp_path: Path, origin: str
+) -> None:
+    """maxminddb 3.2.0's C extension dies (SIGSEGV) decoding a record whose `iso_code` key's
+    control byte became 0x01 (found by bench/fuzz.py); files netwatch did not ship are read
+    with the pure-Python reader, which raises."""
+    from tests.mmdb import write_mmdb
+
+    path = write_mmdb(tmp_path / "t.mmdb", {"2001:4860::/32": ("US", 15169, "Google LLC")})
+    data = path.read_bytes()
+    at = data.index(b"Hiso_code")
+    path.write_bytes(data[:at] + b"\x01" + data[at + 1 :])
+    res = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path), origin],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, (res.returncode, res.stderr[-500:])
+    assert res.stdout.startswith(f"{path}: "), res.stdout
