@@ -90,13 +90,18 @@ _R_LINE = re.compile(r"^r \S+ \S+ \S+ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\S+) (\d+)
 _A_LINE = re.compile(r"^a \[?([0-9A-Fa-f:.]+)\]?:(\d+)\s*$")
 
 
+def _relay_port(digits: str) -> int | None:
+    """A port from its digits; None for 0 or past 65535 (the history would reject it)."""
+    port = int(digits)
+    return port if 0 < port < 65536 else None
+
+
 def _addr_port(text: str) -> tuple[IPAddress, int | None] | None:
     text = text.strip()
     m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", text) or re.match(r"^([0-9.]+):(\d+)$", text)
     try:
         if m:
-            port = int(m.group(2))
-            return parse_ip(m.group(1)), port if 0 < port < 65536 else None
+            return parse_ip(m.group(1)), _relay_port(m.group(2))
         return parse_ip(text), None
     except ValueError:
         return None
@@ -126,7 +131,7 @@ def parse_tor(data: bytes | str, source: str = "tor list") -> list[Entry]:
         for line in text.splitlines():
             if (m := _R_LINE.match(line)) or (m := _A_LINE.match(line)):
                 with contextlib.suppress(ValueError):
-                    _add(out, parse_ip(m.group(1)), int(m.group(2)) or None, False)
+                    _add(out, parse_ip(m.group(1)), _relay_port(m.group(2)), False)
             elif line.startswith("ExitAddress "):
                 hit = _addr_port(line.split()[1]) if len(line.split()) > 1 else None
                 if hit is not None:

@@ -28,6 +28,7 @@ from netwatch.enrich.lists import (
     history_path,
     load_history,
     load_matchers,
+    parse_tor,
     relay_entries,
     save_history,
 )
@@ -206,3 +207,11 @@ def test_daemon_keeps_ticking_and_logs_each_skipped_file_once(
     service.shutdown()
     logged = [r.getMessage() for r in caplog.records if r.name == "netwatch.daemon"]
     assert logged == ["skipping a damaged data file, running without it: /d/x.json: bad"]
+
+
+def test_tor_ports_out_of_range_are_dropped_so_the_history_stays_loadable(tmp_path: Path) -> None:
+    consensus = "r relay1 AAAA BBBB 2026-11-01 10:00:00 192.0.2.9 99999 0\na [2001:db8::9]:70000\n"
+    entries = parse_tor(consensus)
+    assert [e.ports for e in entries] == [(), ()]
+    save_history(History("tor", {}).merge(entries, T0, "u"), tmp_path)
+    assert len(load_history("tor", tmp_path).entries) == 2
