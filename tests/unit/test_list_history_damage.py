@@ -215,3 +215,17 @@ def test_tor_ports_out_of_range_are_dropped_so_the_history_stays_loadable(tmp_pa
     assert [e.ports for e in entries] == [(), ()]
     save_history(History("tor", {}).merge(entries, T0, "u"), tmp_path)
     assert len(load_history("tor", tmp_path).entries) == 2
+
+
+def test_the_status_line_names_skipped_files_and_the_codec_carries_them() -> None:
+    from netwatch import codec
+    from netwatch.ui.view import ViewState
+    from netwatch.ui.widgets.status_bar import status_text
+
+    skipped = ("/d/lists/tor.json: not UTF-8 text (byte 3)",)
+    snap = replace(make_snapshot(1), status=SourceStatus(skipped=skipped))
+    again = codec.loads(codec.dumps(snap))  # the daemon socket and recordings
+    assert isinstance(again, type(snap)) and again.status.skipped == skipped
+    text = status_text(again, ViewState(), 0, None).plain
+    assert "skipped damaged data: /d/lists/tor.json: not UTF-8 text (byte 3)" in text
+    assert "skipped" not in status_text(make_snapshot(2), ViewState(), 0, None).plain
