@@ -9,6 +9,10 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+LATEST = 4_102_444_800.0
+"""2100-01-01: a later time in a file netwatch reads is damage (1e300 overflows every date
+formatter: a dashboard or a daemon tick would die formatting it)."""
+
 
 class Clock(Protocol):
     """Wall time for timestamps, monotonic time for intervals."""

@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from netwatch.clock import LATEST
 from netwatch.errors import DataFileError
 from netwatch.model import (
     Alert,
@@ -97,6 +98,18 @@ def _onum(d: Mapping[str, Any], key: str) -> float | None:
     return None if v is None else float(v)
 
 
+def _time(d: Mapping[str, Any], key: str) -> float:
+    """A timestamp: also bounded (from 1970 to 2100), so no date formatter meets 1e300."""
+    value = _num(d, key)
+    if not 0.0 <= value <= LATEST:
+        raise CodecError(f"field {key!r} is not a time between 1970 and 2100: {value!r}")
+    return value
+
+
+def _otime(d: Mapping[str, Any], key: str) -> float | None:
+    return None if _get(d, key, (int, float), opt=True) is None else _time(d, key)
+
+
 def _list(d: Mapping[str, Any], key: str) -> Sequence[Any]:
     v = _get(d, key, list, opt=True)
     return () if v is None else v
@@ -169,7 +182,7 @@ def process_from_dict(d: Any) -> ProcessRef | None:
         raise CodecError("field 'cmdline' must be a list of strings")
     return ProcessRef(
         pid=_int(d, "pid"),
-        create_time=_num(d, "create_time"),
+        create_time=_time(d, "create_time"),
         name=_str(d, "name"),
         exe=_ostr(d, "exe"),
         cmdline=tuple(cmdline),
@@ -241,12 +254,12 @@ def remote_from_dict(d: Any) -> RemoteInfo | None:
         owner=owner,
         lists=tuple(
             ListHit(
-                _str(h, "list"), _ostr(h, "detail"), _onum(h, "first_seen"), _onum(h, "last_seen")
+                _str(h, "list"), _ostr(h, "detail"), _otime(h, "first_seen"), _otime(h, "last_seen")
             )
             for h in _list(d, "lists")
         ),
         sources=tuple(
-            DataSource(_str(s, "file"), _str(s, "type"), _onum(s, "built"))
+            DataSource(_str(s, "file"), _str(s, "type"), _otime(s, "built"))
             for s in _list(d, "sources")
         ),
     )
@@ -348,8 +361,8 @@ def flow_from_dict(d: Any) -> EnrichedFlow:
         state=_ostr(d, "state"),
         process=process_from_dict(d.get("process")),
         attribution=_enum(d, "attribution", Attribution, Attribution.UNKNOWN),
-        first_seen=_onum(d, "first_seen"),
-        last_seen=_onum(d, "last_seen"),
+        first_seen=_otime(d, "first_seen"),
+        last_seen=_otime(d, "last_seen"),
         bytes_sent=_oint(d, "bytes_sent"),
         bytes_received=_oint(d, "bytes_received"),
         packets_sent=_oint(d, "packets_sent"),
@@ -394,8 +407,8 @@ def alert_from_dict(d: Any) -> Alert:
         severity=_enum(d, "severity", Severity),
         identifier=_str(d, "identifier"),
         message=_str(d, "message"),
-        first_seen=_num(d, "first_seen"),
-        last_seen=_num(d, "last_seen"),
+        first_seen=_time(d, "first_seen"),
+        last_seen=_time(d, "last_seen"),
         count=_int(d, "count"),
         state=_enum(d, "state", AlertState, AlertState.OPEN),
         flow_key=key_from_dict(d.get("flow")),
@@ -422,6 +435,7 @@ def snapshot_to_dict(s: Snapshot) -> JSONDict:
             "capture_reason": st.capture_reason,
             "missing": list(st.missing),
             "geoip": st.geoip,
+            "skipped": list(st.skipped),
         },
         "counters": {
             "sockets": c.sockets,
@@ -444,7 +458,7 @@ def snapshot_from_dict(d: Any) -> Snapshot:
     c = _get(d, "counters", dict, opt=True) or {}
     return Snapshot(
         seq=_int(d, "seq"),
-        taken_at=_num(d, "taken_at"),
+        taken_at=_time(d, "taken_at"),
         interval=_num(d, "interval"),
         flows=tuple(flow_from_dict(f) for f in _list(d, "flows")),
         alerts=tuple(alert_from_dict(a) for a in _list(d, "alerts")),
@@ -455,6 +469,7 @@ def snapshot_from_dict(d: Any) -> Snapshot:
             capture_reason=_ostr(st, "capture_reason"),
             missing=tuple(str(x) for x in _list(st, "missing")),
             geoip=_ostr(st, "geoip"),
+            skipped=tuple(str(x) for x in _get(st, "skipped", list, opt=True) or ()),
         ),
         counters=Counters(
             sockets=_oint(c, "sockets") or 0,

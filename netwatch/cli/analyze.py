@@ -3,7 +3,8 @@
 JSONL is one codec flow record per flow (in the order flows finish), then one alert record
 per alert. The table prints one row per flow as flows finish, then the alerts, then a
 summary line. A missing, unreadable or corrupt file is one line on stderr and exit 1 (flows
-finished before the corruption was met are still printed, as tshark does).
+finished before the corruption was met are still printed, as tshark does). A damaged data
+file (list history, GeoIP file) is left out and named after the output, one line each, exit 1.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from netwatch.cli.common import add_format, add_geoip
+from netwatch.cli.common import add_format, add_geoip, report_skipped
 
 if TYPE_CHECKING:
     from netwatch.detect.engine import RuleEngine
@@ -69,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
             _write_jsonl(items, sys.stdout)
         else:
             _write_table(items, sys.stdout, stats)
+        skipped = enricher.skipped()
     finally:
         enricher.close()
-    return 0
+    return report_skipped(skipped)
 
 
 def _storing(items: Iterator[Any], db: Path) -> Iterator[Any]:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable, Iterable, Sequence
 
+from netwatch.errors import EXIT_RUNTIME
+
 FORMATS = ("table", "jsonl")
 
 
@@ -37,6 +39,17 @@ def write_lines(lines: Iterable[str]) -> None:
         out.write(line)
         out.write("\n")
     out.flush()
+
+
+def report_skipped(skipped: Iterable[str]) -> int:
+    """One stderr line per damaged data file a command ran without; exit 1 if there was one.
+
+    The output is still printed (what the other files know is still true), but a script must
+    see that it is incomplete: bad input anywhere is a non-zero exit.
+    """
+    lines = [f"netwatch: skipped {line}\n" for line in skipped]
+    sys.stderr.write("".join(lines))
+    return EXIT_RUNTIME if lines else 0
 
 
 def amount(unit: str, high: float, *, zero: bool = False) -> Callable[[str], float]:

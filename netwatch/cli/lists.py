@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from netwatch import __version__
-from netwatch.cli.common import add_format, write_lines
-from netwatch.errors import NetwatchError
+from netwatch.cli.common import add_format, report_skipped, write_lines
+from netwatch.errors import DataFileError, NetwatchError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -93,10 +93,12 @@ def _update_one(name: str, url: str, timeout: float) -> str:
 
     from netwatch.enrich.lists import (
         KEEP_DAYS,
+        History,
         load_history,
         parse_tor,
         relay_entries,
         save_history,
+        set_aside,
     )
     from netwatch.enrich.vpngate_list import parse_vpngate
 
@@ -116,12 +118,22 @@ def _update_one(name: str, url: str, timeout: float) -> str:
     entries = (
         relay_entries(parse_vpngate(data, source)) if name == "vpngate" else parse_tor(data, source)
     )
-    history = load_history(name)
+    note = ""
+    try:
+        history = load_history(name)
+    except DataFileError as exc:
+        # The fresh fetch is what is known good: start the history again from it, and keep
+        # the damaged file next to it for a look.
+        history = History(name, {})
+        note = f"; the damaged history was set aside as {set_aside(name)} ({exc.message})"
     merged = history.merge(entries, time.time(), url)
     path = save_history(merged)
     noun = "relays" if name == "vpngate" else "relay addresses"
     kept = len(merged.entries)
-    return f"{name}: {len(entries)} {noun} fetched, {kept} in the {KEEP_DAYS}-day history ({path})"
+    return (
+        f"{name}: {len(entries)} {noun} fetched, {kept} in the {KEEP_DAYS}-day history "
+        f"({path}){note}"
+    )
 
 
 def _stderr_console() -> Console:
@@ -151,12 +163,17 @@ def _day(ts: float | None) -> str:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    """Print each list's size, last update and file."""
+    """Print each list's size, last update and file; a damaged one is a stderr line, exit 1."""
     from netwatch.enrich.lists import LISTS, history_path, load_history
 
     rows = []
+    damaged: list[str] = []
     for name in LISTS:
-        history = load_history(name)
+        try:
+            history = load_history(name)
+        except DataFileError as exc:
+            damaged.append(str(exc))
+            continue
         rows.append(
             {
                 "list": name,
@@ -168,14 +185,14 @@ def run_status(args: argparse.Namespace) -> int:
         )
     if args.format == "jsonl":
         write_lines(json.dumps(r) for r in rows)
-        return 0
+        return report_skipped(damaged)
     lines = []
     for r in rows:
         updated = r["updated"] if isinstance(r["updated"], float) else None
         lines.append(
             f"{r['list']:8} {r['entries']:>6} addresses  updated {_day(updated)}  {r['file']}"
         )
-    if all(r["entries"] == 0 for r in rows):
+    if not damaged and all(r["entries"] == 0 for r in rows):
         lines.append("no lists stored yet; 'netwatch lists update' fetches them (opt-in)")
     write_lines(lines)
-    return 0
+    return report_skipped(damaged)

@@ -5,7 +5,9 @@ Offline by default (bundled and discovered GeoIP data); with a City database of 
 the registered owner,
 waiting at most `--rdap-timeout` seconds in total. A string that is not an IP address gives one
 line on stderr (`netwatch: lookup: 'x' is not an IP address`); the other addresses are still
-printed and the exit code is 2.
+printed and the exit code is 2. A damaged data file (list history, GeoIP file, RDAP cache) is
+left out: the records are printed from the others, then one `netwatch: skipped FILE: ...` line
+each, exit 1.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from netwatch.cli.common import add_format, add_geoip, write_lines
+from netwatch.cli.common import add_format, add_geoip, report_skipped, write_lines
 from netwatch.errors import EXIT_USAGE
 
 ATTRIBUTION = "IP geolocation by DB-IP (https://db-ip.com)"
@@ -131,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
                 owner["reason"] = f"no RDAP answer within {args.rdap_timeout:g} s"
             place = cities.place(ip)
             records.append({"query": text, **record, "place": place and asdict(place)})
+        skipped = enricher.skipped()
     finally:
         enricher.close()
         cities.close()
@@ -138,4 +141,5 @@ def run(args: argparse.Namespace) -> int:
         write_lines(json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in records)
     elif records:
         write_lines(_table(records))
-    return EXIT_USAGE if bad else 0
+    code = report_skipped(skipped)
+    return EXIT_USAGE if bad else code

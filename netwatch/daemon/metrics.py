@@ -2,8 +2,9 @@
 
 Label cardinality is bounded: process and country labels keep the first `MAX_LABELS` values
 seen and fold the rest into `other`; rule ids come from the bundled pack (tens), severities
-and directions are fixed sets. Byte counters grow by each flow's increase since the previous
-tick (counters reset with the flow; a restarted flow counts from zero).
+and directions are fixed sets; `file` names one of the few data files netwatch reads. Byte
+counters grow by each flow's increase since the previous tick (counters reset with the flow;
+a restarted flow counts from zero).
 """
 
 from __future__ import annotations
@@ -82,6 +83,13 @@ class Metrics:
             "Socket clients dropped for reading too slowly",
             registry=r,
         )
+        self.skipped = Gauge(
+            "netwatch_data_file_skipped",
+            "1 for each damaged data file (list history, GeoIP file) the daemon runs without",
+            ["file"],
+            registry=r,
+        )
+        self._skipped: tuple[str, ...] = ()
         self._process = _Bounded()
         self._country = _Bounded()
         self._last: dict[FlowKey, tuple[int, int]] = {}
@@ -99,6 +107,7 @@ class Metrics:
         self.starts_missed.set(c.starts_missed)
         self.sample_seconds.observe(c.sample_ms / 1000.0)
         self.clients.set(clients)
+        self._note_skipped(snap.status.skipped)
         if snap.flows is self._flows:
             return  # last tick's very flows: no byte moved
         self._flows = snap.flows
@@ -119,6 +128,15 @@ class Metrics:
             if d_received:
                 self.bytes.labels("received", proc, country).inc(d_received)
         self._last = current
+
+    def _note_skipped(self, skipped: tuple[str, ...]) -> None:
+        """One series per skipped file, labelled with the file (the part before `: `)."""
+        if skipped == self._skipped:
+            return
+        self._skipped = skipped
+        self.skipped.clear()
+        for line in skipped:
+            self.skipped.labels(line.partition(": ")[0]).set(1)
 
     def _count_alerts(self, alerts: Sequence[Alert]) -> None:
         for a in alerts:

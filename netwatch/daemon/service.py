@@ -143,6 +143,8 @@ class Service:
         self._last: Snapshot | None = None
         self._greeting_line: bytes | None = None
         """The greeting built from `_last`, once a client asked for it (`_greeting`)."""
+        self._skipped: frozenset[str] = frozenset()
+        """Damaged data files already logged (each is logged once, when first skipped)."""
         self._encoder = SnapshotEncoder()
         server.set_greeting(self._greeting)
 
@@ -230,6 +232,11 @@ class Service:
 
     def _announce(self, snap: Snapshot) -> None:
         snap = replace(snap, status=replace(snap.status, mode="daemon"))
+        if snap.status.skipped and not self._skipped.issuperset(snap.status.skipped):
+            for line in snap.status.skipped:
+                if line not in self._skipped:
+                    log.warning("skipping a damaged data file, running without it: %s", line)
+            self._skipped = self._skipped.union(snap.status.skipped)
         self._last = snap
         self._greeting_line = None  # built again, from this tick, when a client connects
         for a in snap.alerts:

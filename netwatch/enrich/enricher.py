@@ -113,6 +113,16 @@ class Enricher:
             parts.append(f"{db.path.name} ({db.origin.name.lower()}, {day})")
         return "; ".join(parts) if parts else "no GeoIP data"
 
+    def skipped(self) -> tuple[str, ...]:
+        """The damaged data files left out, one line each naming the file and why.
+
+        Those found at start (`problems`) and GeoIP files whose records failed to decode
+        later, while answering (`GeoLookup.problems`): the caller keeps running without them
+        and shows these lines (status bar, metrics, one stderr line per file in commands).
+        """
+        found = {**self.problems, **self.geo.problems}
+        return tuple(found[path] for path in sorted(found))
+
     def close(self) -> None:
         """Stop the resolver and close the files."""
         if self.rdap is not None:
@@ -142,7 +152,10 @@ def open_databases(
     databases: list[GeoDatabase] = []
     problems: dict[str, str] = {}
     for candidate in candidates:
-        origin = Origin.EXPLICIT if candidate.how == "explicit" else Origin.BUNDLED
+        # Provisional (refined by `_origin` below); it picks the reader `open` uses.
+        origin = {"explicit": Origin.EXPLICIT, "bundled": Origin.BUNDLED}.get(
+            candidate.how, Origin.DISCOVERED
+        )
         try:
             db = GeoDatabase.open(candidate.path, origin)
         except DataFileError as exc:
@@ -179,7 +192,10 @@ def build_enricher(
     if rdap:
         from netwatch.enrich.rdap import RdapResolver
 
-        resolver = RdapResolver()
+        rdap_resolver = RdapResolver()
+        if rdap_resolver.cache is not None and rdap_resolver.cache.replaced:
+            problems[str(rdap_resolver.cache_path)] = rdap_resolver.cache.replaced
+        resolver = rdap_resolver
     return Enricher(
         GeoLookup(databases),
         rdap=resolver,

@@ -1,11 +1,17 @@
 """GeoIP/ASN readers: open MaxMind DB files, normalise every layout, merge them per field.
 
-Reads with `maxminddb` directly (C extension, MODE_AUTO), not `geoip2`: geoip2 rejects files
-whose `database_type` lacks the method's name and silently returns None on layouts it does not
-know (geoip.md 4.3). One normaliser covers MaxMind GeoIP2/GeoLite2 Country/City/ASN/ISP,
-DB-IP, ip-location-db (`country_code`) and netwatch's own file. Answers are merged field by
-field in `Origin` order (explicit > GeoIP2 > GeoLite2 > other discovered > updated > bundled)
-and cached per address (LRU).
+Reads with `maxminddb` directly, not `geoip2`: geoip2 rejects files whose `database_type` lacks
+the method's name and silently returns None on layouts it does not know (geoip.md 4.3). Only the
+file netwatch ships is read with the C extension: a damaged data section can crash it
+(maxminddb 3.2.0: SIGSEGV decoding a record whose type byte was changed, found by
+`bench/fuzz.py`), and a crash is one no `except` can turn into a skipped file. Every other
+file goes through the pure-Python reader, which raises instead (about 17 us a lookup instead of
+2.5 us; answers are cached per address).
+
+One normaliser covers MaxMind GeoIP2/GeoLite2 Country/City/ASN/ISP, DB-IP, ip-location-db
+(`country_code`) and netwatch's own file. Answers are merged field by field in `Origin` order
+(explicit > GeoIP2 > GeoLite2 > other discovered > updated > bundled) and cached per address
+(LRU).
 """
 
 from __future__ import annotations
@@ -122,12 +128,24 @@ def normalize(record: Any) -> GeoAnswer | None:
     return GeoAnswer(country, asn, org)
 
 
+_DAMAGE = (
+    maxminddb.InvalidDatabaseError,
+    ValueError,
+    RuntimeError,  # RecursionError: pointers in a loop
+    # The pure-Python reader meets damage as whatever its decoding trips over (a metadata
+    # key that is not an argument, an index or a size past the end): found by bench/fuzz.py.
+    TypeError,
+    LookupError,
+    OverflowError,
+)
+"""What reading a damaged MaxMind DB file raises."""
+
+
 def _why(exc: Exception, path: Path) -> str:
-    """The library's reason without the path it repeats (the message already starts with it)."""
-    return (
-        str(exc).replace(f" ({path})", "").replace(str(path), "the file").strip()
-        or type(exc).__name__
-    )
+    """The library's reason without the path it repeats (the message already starts with it),
+    on one line (a damaged file's text, which the reason may quote, can hold line breaks)."""
+    text = str(exc).replace(f" ({path})", "").replace(str(path), "the file")
+    return " ".join(text.split()) or type(exc).__name__
 
 
 class GeoDatabase:
@@ -147,16 +165,21 @@ class GeoDatabase:
 
     @classmethod
     def open(cls, path: Path, origin: Origin) -> GeoDatabase:
-        """Open and sanity-check a file; any problem is a DataFileError naming the file."""
+        """Open and sanity-check a file; any problem is a DataFileError naming the file.
+
+        The bundled file is read with the C extension, any other with the pure-Python reader
+        (see the module docstring: damaged data must raise, not crash the process).
+        """
         if path.is_dir():
             raise DataFileError(f"{path}: is a directory, not a MaxMind DB file")
+        mode = maxminddb.MODE_AUTO if origin is Origin.BUNDLED else maxminddb.MODE_MMAP
         try:
-            reader = maxminddb.open_database(str(path), maxminddb.MODE_AUTO)
+            reader = maxminddb.open_database(str(path), mode)
         except FileNotFoundError:
             raise DataFileError(f"{path}: no such file") from None
         except OSError as exc:
             raise DataFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-        except (maxminddb.InvalidDatabaseError, ValueError, RuntimeError) as exc:
+        except _DAMAGE as exc:
             raise DataFileError(
                 f"{path}: not a valid MaxMind DB file ({_why(exc, path)})"
             ) from None
@@ -166,7 +189,7 @@ class GeoDatabase:
                 raise ValueError(f"unsupported ip_version {db.ip_version}")
             probe = "8.8.8.8" if db.ip_version == 4 else "2001:4860:4860::8888"
             reader.get(probe)
-        except (maxminddb.InvalidDatabaseError, ValueError, TypeError, RuntimeError) as exc:
+        except _DAMAGE as exc:
             reader.close()
             raise DataFileError(
                 f"{path}: not a valid MaxMind DB file ({_why(exc, path)})"
@@ -179,7 +202,7 @@ class GeoDatabase:
             return None
         try:
             return normalize(self.reader.get(ip))
-        except (maxminddb.InvalidDatabaseError, ValueError, RuntimeError) as exc:
+        except _DAMAGE as exc:
             raise DataFileError(f"{self.path}: corrupt record for {ip} ({exc})") from None
 
     def close(self) -> None:
@@ -225,8 +248,8 @@ class GeoLookup:
             try:
                 answer = db.get(target)
             except DataFileError as exc:
-                if db.origin is Origin.EXPLICIT:
-                    raise
+                # Even a file the user named: a long-running daemon must not stop for it.
+                # Commands report `problems` as one line each and exit 1 (cli.lookup).
                 self._broken[db.source.file] = str(exc)
                 continue
             if answer is None:

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from netwatch import files, paths
+from netwatch.clock import LATEST
 from netwatch.enrich.vpngate_list import ListFormatError, Relay
-from netwatch.errors import DataFileError
+from netwatch.errors import DataFileError, Location
 from netwatch.model import IPAddress, ListHit, parse_ip
 
 KEEP_DAYS = 30
@@ -89,13 +90,18 @@ _R_LINE = re.compile(r"^r \S+ \S+ \S+ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\S+) (\d+)
 _A_LINE = re.compile(r"^a \[?([0-9A-Fa-f:.]+)\]?:(\d+)\s*$")
 
 
+def _relay_port(digits: str) -> int | None:
+    """A port from its digits; None for 0 or past 65535 (the history would reject it)."""
+    port = int(digits)
+    return port if 0 < port < 65536 else None
+
+
 def _addr_port(text: str) -> tuple[IPAddress, int | None] | None:
     text = text.strip()
     m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", text) or re.match(r"^([0-9.]+):(\d+)$", text)
     try:
         if m:
-            port = int(m.group(2))
-            return parse_ip(m.group(1)), port if 0 < port < 65536 else None
+            return parse_ip(m.group(1)), _relay_port(m.group(2))
         return parse_ip(text), None
     except ValueError:
         return None
@@ -125,7 +131,7 @@ def parse_tor(data: bytes | str, source: str = "tor list") -> list[Entry]:
         for line in text.splitlines():
             if (m := _R_LINE.match(line)) or (m := _A_LINE.match(line)):
                 with contextlib.suppress(ValueError):
-                    _add(out, parse_ip(m.group(1)), int(m.group(2)) or None, False)
+                    _add(out, parse_ip(m.group(1)), _relay_port(m.group(2)), False)
             elif line.startswith("ExitAddress "):
                 hit = _addr_port(line.split()[1]) if len(line.split()) > 1 else None
                 if hit is not None:
@@ -184,42 +190,134 @@ def _entry_to_json(e: Entry) -> dict[str, Any]:
     }
 
 
-def _entry_from_json(d: Any) -> Entry:
-    ports = []
-    for p in d.get("ports", []):
-        proto, _, port = str(p).partition("/")
-        ports.append((proto, int(port)))
-    return Entry(
-        ip=parse_ip(str(d["ip"])),
-        first_seen=float(d["first_seen"]),
-        last_seen=float(d["last_seen"]),
-        ports=tuple(ports),
-        names=tuple(str(n) for n in d.get("names", [])),
-        country=d.get("country"),
-        exit=bool(d.get("exit", False)),
-    )
+EARLIEST = 946_684_800.0
+"""2000-01-01: no list was fetched before; an older time is damage, not history."""
+MAX_HISTORY_BYTES = 256 * 1024 * 1024
+"""A 30-day history of thousands of relays is a few MB; a larger file is not one of ours."""
+
+
+class _DamageError(Exception):
+    """One value of a history that cannot be right: where (a key path) and why."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+        self.reason = reason
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _time(d: dict[str, Any], key: str, where: str) -> float:
+    value = d.get(key)
+    # NaN fails both comparisons; bool is an int but never a time.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _DamageError(f"{where}.{key}", f"{_shown(value)} is not a time")
+    if not EARLIEST <= value <= LATEST:
+        raise _DamageError(f"{where}.{key}", f"{_shown(value)} is not a time between 2000 and 2100")
+    return float(value)
+
+
+def _strings(d: dict[str, Any], key: str, where: str) -> list[str]:
+    values = d.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise _DamageError(f"{where}.{key}", f"{_shown(values)} is not a list of strings")
+    return values
+
+
+def _port(text: str, key: str) -> tuple[str, int]:
+    proto, _, port = text.partition("/")
+    if proto not in ("tcp", "udp") or not (port.isdecimal() and 0 < int(port) < 65536):
+        raise _DamageError(key, f"{_shown(text)} is not tcp/PORT or udp/PORT (port 1-65535)")
+    return proto, int(port)
+
+
+def _entry_from_json(d: Any, where: str) -> Entry:
+    """One history entry, every value checked: damage raises `_DamageError` naming its key."""
+    if not isinstance(d, dict):
+        raise _DamageError(where, f"{_shown(d)} is not an object")
+    ip = d.get("ip")
+    try:
+        addr = parse_ip(ip) if isinstance(ip, str) else None
+    except ValueError:
+        addr = None
+    if addr is None:
+        raise _DamageError(f"{where}.ip", f"{_shown(ip)} is not an IP address")
+    first, last = _time(d, "first_seen", where), _time(d, "last_seen", where)
+    if first > last:
+        raise _DamageError(f"{where}.first_seen", "is later than last_seen")
+    ports = tuple(_port(p, f"{where}.ports") for p in _strings(d, "ports", where))
+    country = d.get("country")
+    if country is not None and not (isinstance(country, str) and len(country) == 2):
+        raise _DamageError(f"{where}.country", f"{_shown(country)} is not a two-letter code")
+    exit_ = d.get("exit", False)
+    if not isinstance(exit_, bool):
+        raise _DamageError(f"{where}.exit", f"{_shown(exit_)} is not true or false")
+    names = tuple(_strings(d, "names", where))
+    return Entry(addr, first, last, ports, names, country, exit_)
+
+
+def _history_from_json(name: str, doc: Any) -> History:
+    if not isinstance(doc, dict):
+        raise _DamageError("(top)", f"a JSON {type(doc).__name__}, not an object")
+    if doc.get("schema") != SCHEMA:
+        raise _DamageError("schema", f"unsupported schema {_shown(doc.get('schema'))}")
+    raw = doc.get("entries")
+    if not isinstance(raw, list):
+        raise _DamageError("entries", f"{_shown(raw)} is not a list")
+    entries = [_entry_from_json(d, f"entries[{i}]") for i, d in enumerate(raw)]
+    updated = None if doc.get("updated") is None else _time(doc, "updated", "(top)")
+    source = doc.get("source")
+    if source is not None and not isinstance(source, str):
+        raise _DamageError("source", f"{_shown(source)} is not a string")
+    return History(name, {e.ip: e for e in entries}, updated, source)
 
 
 def load_history(name: str, base: Path | None = None) -> History:
-    """Read a list's history; a missing file is an empty history, a corrupt one an error."""
+    """Read a list's history; a missing file is an empty history, a damaged one an error.
+
+    Every value is checked here, once, so that nothing downstream (the matcher formatting
+    dates on every tick of the daemon) meets a NaN, a negative or an overflowing time, a port
+    out of range or a value of the wrong type. The error names the file and the key (or the
+    line, for JSON that does not parse) in one line.
+    """
     path = history_path(name, base)
     try:
-        raw = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            data = fh.read(MAX_HISTORY_BYTES + 1)
     except FileNotFoundError:
         return History(name, {})
     except OSError as exc:
-        raise DataFileError(f"{path}: cannot read: {exc.strerror}") from None
+        raise DataFileError(f"cannot read: {exc.strerror or exc}", Location(str(path))) from None
+    fix = "; run 'netwatch lists update' to replace it"
+    if len(data) > MAX_HISTORY_BYTES:
+        raise DataFileError(f"larger than {MAX_HISTORY_BYTES} bytes{fix}", Location(str(path)))
     try:
-        doc = json.loads(raw)
-        if doc.get("schema") != SCHEMA:
-            raise DataFileError(f"{path}: unsupported schema {doc.get('schema')!r}")
-        entries = [_entry_from_json(d) for d in doc["entries"]]
-        updated = doc.get("updated")
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
         raise DataFileError(
-            f"{path}: corrupt list history ({type(exc).__name__}); run 'netwatch lists update'"
+            f"not UTF-8 text (byte {exc.start}){fix}", Location(str(path))
         ) from None
-    return History(name, {e.ip: e for e in entries}, updated, doc.get("source"))
+    except json.JSONDecodeError as exc:
+        raise DataFileError(
+            f"not JSON ({exc.msg}){fix}", Location(str(path), line=exc.lineno)
+        ) from None
+    except RecursionError:
+        raise DataFileError(f"not JSON (nested too deeply){fix}", Location(str(path))) from None
+    try:
+        return _history_from_json(name, doc)
+    except _DamageError as exc:
+        raise DataFileError(f"{exc.reason}{fix}", Location(str(path), key=exc.key)) from None
+
+
+def set_aside(name: str, base: Path | None = None) -> Path:
+    """Rename a damaged history to `<name>.json.damaged` (kept to look at) and return it."""
+    path = history_path(name, base)
+    aside = path.with_name(path.name + ".damaged")
+    os.replace(path, aside)
+    return aside
 
 
 def save_history(history: History, base: Path | None = None) -> Path:
@@ -287,7 +385,7 @@ def load_matchers(base: Path | None = None) -> tuple[list[HistoryMatcher], dict[
         try:
             history = load_history(name, base)
         except DataFileError as exc:
-            problems[str(history_path(name, base))] = exc.message
+            problems[str(history_path(name, base))] = str(exc)
             continue
         if history.entries:
             matchers.append(HistoryMatcher(history))

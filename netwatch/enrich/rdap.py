@@ -167,8 +167,8 @@ class RdapResolver:
         self.timeout = timeout
         self.clock = clock
         self.limiter = RateLimiter(min_interval)
-        path = cache_path if cache_path is not None else paths.cache_dir() / "rdap.sqlite3"
-        self.cache = OwnerCache.open(path, clock=clock)
+        self.cache_path = cache_path or paths.cache_dir() / "rdap.sqlite3"
+        self.cache = OwnerCache.open(self.cache_path, clock=clock)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rdap")
         self._lock = threading.Lock()
         self._pending: dict[IPAddress, Future[Owner]] = {}

@@ -1,14 +1,17 @@
 """On-disk cache of RDAP owners (SQLite under the user's cache dir), so restarts do not refetch.
 
 Answers are kept for 7 days; a definitive "no record" for 1 day. A network answer also serves
-every other address inside its range. If the cache cannot be opened (read-only home, corrupt
-file) RDAP still works, just without the disk cache.
+every other address inside its range. If the cache cannot be opened (read-only home) RDAP
+still works, just without the disk cache; a damaged file (not SQLite, or failing SQLite's
+quick check) is set aside as `<name>.damaged` and replaced by an empty cache, and `replaced`
+says so in one line. A cached answer of the wrong shape is a miss, never an error.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -16,6 +19,42 @@ from pathlib import Path
 
 from netwatch import files
 from netwatch.model import IPAddress, Owner
+
+
+class _DamagedError(Exception):
+    """The cache file is not an intact SQLite database (the reason is the argument)."""
+
+
+def _lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open the file with the schema in place; `_DamagedError` when SQLite finds it damaged.
+
+    `OperationalError` (locked, read-only, cannot open) is not damage: the file may be fine.
+    """
+    files.ensure_file(path)  # SQLite would create it 0644
+    conn = sqlite3.connect(path, check_same_thread=False, timeout=2.0)
+    # A damaged page can hold bytes that are not UTF-8: such a row is then a miss (its JSON
+    # does not parse), not an exception out of a lookup.
+    conn.text_factory = _lenient_text
+    try:
+        check = conn.execute("PRAGMA quick_check").fetchone()
+        if check is None or check[0] != "ok":
+            raise _DamagedError(f"quick check: {check[0] if check else 'no answer'}")
+        conn.executescript(_SCHEMA)
+    except sqlite3.OperationalError:
+        conn.close()
+        raise
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # not a database, malformed
+        conn.close()  # (SQLite's message quoting a damaged schema may not be UTF-8 itself)
+        raise _DamagedError(" ".join(str(exc).split())) from None
+    except _DamagedError:
+        conn.close()
+        raise
+    return conn
+
 
 TTL = 7 * 24 * 3600.0
 NEGATIVE_TTL = 24 * 3600.0
@@ -47,20 +86,24 @@ def _encode(owner: Owner) -> str:
     )
 
 
-def _decode(text: str) -> Owner | None:
+_TEXT_FIELDS = ("reason", "name", "handle", "cidr", "country")
+
+
+def _decode(text: object) -> Owner | None:
+    """A cached owner, or None (a miss) when the row is not one netwatch wrote."""
     try:
-        d = json.loads(text)
-        return Owner(
-            status=str(d["status"]),
-            reason=d.get("reason"),
-            name=d.get("name"),
-            handle=d.get("handle"),
-            cidr=d.get("cidr"),
-            country=d.get("country"),
-            abuse_emails=tuple(str(x) for x in d.get("abuse_emails") or ()),
-        )
-    except (ValueError, KeyError, TypeError):
+        d = json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
         return None
+    if not isinstance(d, dict) or d.get("status") not in ("ok", "unknown"):
+        return None
+    fields = {k: d.get(k) for k in _TEXT_FIELDS}
+    emails = d.get("abuse_emails") or []
+    if not all(v is None or isinstance(v, str) for v in fields.values()):
+        return None
+    if not isinstance(emails, list) or not all(isinstance(x, str) for x in emails):
+        return None
+    return Owner(status=d["status"], abuse_emails=tuple(emails), **fields)
 
 
 class OwnerCache:
@@ -70,18 +113,29 @@ class OwnerCache:
         self._conn = conn
         self._clock = clock
         self._lock = threading.Lock()
+        self.replaced: str | None = None
+        """One line naming a damaged cache file that was set aside for an empty one."""
 
     @classmethod
     def open(cls, path: Path, clock: Callable[[], float]) -> OwnerCache | None:
-        """Open (creating) the cache; None when the file cannot be used."""
+        """Open (creating) the cache; a damaged file is replaced, None when none can be used."""
         try:
             files.make_dirs(path.parent)
-            files.ensure_file(path)  # SQLite would create it 0644
-            conn = sqlite3.connect(path, check_same_thread=False, timeout=2.0)
-            conn.executescript(_SCHEMA)
+            return cls(_connect(path), clock)
+        except _DamagedError as exc:
+            reason = exc.args[0]
         except (OSError, sqlite3.Error):
             return None
-        return cls(conn, clock)
+        aside = path.with_name(path.name + ".damaged")
+        try:
+            os.replace(path, aside)
+            cache = cls(_connect(path), clock)
+        except (OSError, sqlite3.Error, _DamagedError):
+            return None
+        cache.replaced = (
+            f"{path}: damaged RDAP cache ({reason}); set aside as {aside}, started an empty one"
+        )
+        return cache
 
     def get(self, ip: IPAddress) -> Owner | None:
         """Return an unexpired owner for the address or for a network that contains it."""
@@ -98,7 +152,7 @@ class OwnerCache:
                         " AND expires > ? ORDER BY start DESC, last ASC LIMIT 1",
                         (ip.version, key, key, now),
                     ).fetchone()
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeDecodeError):
             return None
         return None if row is None else _decode(row[0])
 
@@ -129,7 +183,7 @@ class OwnerCache:
                             now + ttl,
                         ),
                     )
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeDecodeError):
             return
 
     def close(self) -> None:

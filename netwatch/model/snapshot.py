@@ -23,6 +23,9 @@ class SourceStatus:
     """One line per thing that could not be seen (other users' processes, byte counters...)."""
     geoip: str | None = None
     """The GeoIP data in use, with its build date."""
+    skipped: tuple[str, ...] = ()
+    """One line per damaged data file (list history, GeoIP file) that is skipped, naming the
+    file and why: the daemon keeps running without it, and says so here."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,10 @@ class Enricher(Protocol):
         """One line naming the data in use (GeoIP files and their dates) for the status bar."""
         ...
 
+    def skipped(self) -> tuple[str, ...]:
+        """One line per damaged data file that is skipped (for the status and metrics)."""
+        ...
+
 
 class Detector(Protocol):
     """Runs the rules (`detect.engine`)."""
@@ -292,6 +296,8 @@ class Engine:
             status = replace(status, capture_reason="packet capture is off")
         if self.enricher is not None and status.geoip is None:
             status = replace(status, geoip=self.enricher.describe())
+        if self.enricher is not None and (skipped := self.enricher.skipped()):
+            status = replace(status, skipped=skipped)
         return status
 
 

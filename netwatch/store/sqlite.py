@@ -57,8 +57,9 @@ def _create_private(path: Path) -> None:
         files.ensure_file(path, shared=True)
 
 
-def _wrap(path: Path, exc: sqlite3.Error) -> DataFileError:
-    return DataFileError(f"{path}: not a usable netwatch database ({exc})")
+def _wrap(path: Path, exc: Exception) -> DataFileError:
+    """One line (SQLite's own messages may quote a damaged schema across lines)."""
+    return DataFileError(f"{path}: not a usable netwatch database ({' '.join(str(exc).split())})")
 
 
 class Store:
@@ -75,8 +76,8 @@ class Store:
                 path, isolation_level=None, check_same_thread=False, timeout=10.0
             )
             self._setup()
-        except (sqlite3.Error, SchemaTooNewError) as exc:
-            raise DataFileError(f"{path}: not a usable netwatch database ({exc})") from None
+        except (sqlite3.Error, SchemaTooNewError, UnicodeDecodeError) as exc:
+            raise _wrap(path, exc) from None
         except OSError as exc:
             raise DataFileError(f"cannot open database {path}: {exc.strerror or exc}") from None
 
@@ -329,6 +330,8 @@ def select_alerts(conn: sqlite3.Connection, query: AlertQuery) -> Iterator[Alert
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY first_seen, id"
     for (record,) in conn.execute(sql, args):
+        if not isinstance(record, str | bytes):  # a damaged row: NOT NULL is not re-checked
+            raise codec.CodecError(f"stored alert record is {type(record).__name__}, not JSON")
         alert = codec.loads(record)
         if isinstance(alert, Alert):
             yield alert
@@ -341,7 +344,7 @@ def open_reader(path: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
         raise _wrap(path, exc) from None
     if version == 0:
         conn.close()
@@ -361,8 +364,10 @@ def read_alerts(path: Path, query: AlertQuery) -> Iterator[Alert]:
 def _stream_alerts(path: Path, conn: sqlite3.Connection, query: AlertQuery) -> Iterator[Alert]:
     try:
         yield from select_alerts(conn, query)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, UnicodeDecodeError) as exc:  # a damaged page can hold any bytes
         raise _wrap(path, exc) from None
+    except codec.CodecError as exc:
+        raise DataFileError(f"{path}: a damaged alert record ({exc.message})") from None
     finally:
         conn.close()
 

@@ -186,7 +186,7 @@ def test_corrupt_history_is_a_data_file_error(tmp_path: Path) -> None:
     path = tmp_path / "lists" / "vpngate.json"
     path.parent.mkdir()
     path.write_text('{"schema": 1, "entries": [{"ip": "nope"}]}')
-    with pytest.raises(DataFileError, match="corrupt list history"):
+    with pytest.raises(DataFileError, match=r"entries\[0\]\.ip: .nope. is not an IP address"):
         load_history("vpngate", tmp_path)
     matchers, problems = load_matchers(tmp_path)
     assert matchers == []

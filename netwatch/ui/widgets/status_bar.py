@@ -62,6 +62,8 @@ def status_text(
     if state.paused:
         out.append("  PAUSED", style="bold reverse yellow")
     out.append("\n")
+    if st.skipped:
+        out.append("skipped damaged data: " + "; ".join(st.skipped) + "  ", style="bold red")
     if st.missing:
         out.append("missing: " + "; ".join(st.missing), style="yellow")
     elif st.mode == "pcap":
