@@ -43,7 +43,14 @@ def state_dir() -> Path:
 
 
 def system_config_file() -> Path:
-    """Return the system-wide config file."""
+    """Return the system-wide config file: in `$CONFIGURATION_DIRECTORY`, else /etc/netwatch.
+
+    systemd sets `CONFIGURATION_DIRECTORY` for the unit (`ConfigurationDirectory=netwatch`:
+    /etc/netwatch), as it sets the state and runtime folders read above.
+    """
+    systemd = os.environ.get("CONFIGURATION_DIRECTORY")
+    if systemd and os.path.isabs(systemd.split(":")[0]):
+        return Path(systemd.split(":")[0]) / "config.toml"
     return Path("/etc") / APP / "config.toml"
 
 

@@ -59,7 +59,10 @@ def requires_tools(*tools: str) -> pytest.MarkDecorator:
 def _isolated_env(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Point HOME, XDG_* at a temp dir and drop NETWATCH_* so no user config leaks in."""
+    """Point HOME, XDG_* and the system config folder at a temp dir, drop NETWATCH_*.
+
+    No user or site config, and no folder of a running daemon, leaks into a test.
+    """
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     for var, sub in (
@@ -70,8 +73,16 @@ def _isolated_env(
         ("XDG_RUNTIME_DIR", "run"),
     ):
         monkeypatch.setenv(var, str(home / sub))
+    # The site's /etc/netwatch/config.toml (and a systemd unit's folders) must not reach
+    # the tests either: the system config is looked for in an empty folder of their own.
+    monkeypatch.setenv("CONFIGURATION_DIRECTORY", str(home / "etc-netwatch"))
     for var in list(os.environ):
-        if var.startswith("NETWATCH_") or var in ("GEOIPUPDATE_DB_DIR", "GEOIPUPDATE_CONF_FILE"):
+        if var.startswith("NETWATCH_") or var in (
+            "GEOIPUPDATE_DB_DIR",
+            "GEOIPUPDATE_CONF_FILE",
+            "STATE_DIRECTORY",
+            "RUNTIME_DIRECTORY",
+        ):
             monkeypatch.delenv(var, raising=False)
 
 

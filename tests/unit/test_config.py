@@ -147,7 +147,7 @@ def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_discovery_env_then_user_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert load_config() == Config()
+    assert load_config() == Config()  # no user file, no site file (conftest isolates both)
     user = tmp_path / ".config" / "netwatch" / "config.toml"
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
     user.parent.mkdir(parents=True)

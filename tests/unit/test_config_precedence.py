@@ -14,7 +14,13 @@ from netwatch.cli import stages
 from netwatch.config import config_files, load_config
 from tests.conftest import run
 
-SYSTEM = paths.system_config_file()
+
+def system_file() -> Path:
+    """The site's file as this test sees it: in the test's own CONFIGURATION_DIRECTORY."""
+    path = paths.system_config_file()
+    assert path.parent == Path(os.environ["CONFIGURATION_DIRECTORY"])  # never the real /etc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture
@@ -30,12 +36,9 @@ def test_daemon_reads_the_system_file_only(
     user_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NETWATCH_CONFIG", str(user_config))
-    assert config_files(system=True) == [SYSTEM]
-    system = tmp_path / "etc" / "config.toml"
-    system.parent.mkdir()
+    system = system_file()
+    assert config_files(system=True) == [system]
     system.write_text('[policy]\nhome_country = "DE"\n')
-    # The system file's place is fixed (/etc/netwatch); a test must not write there.
-    monkeypatch.setattr(paths, "system_config_file", lambda: system)
     assert load_config().policy.home_country == "NL"  # a user's commands: theirs first
     assert load_config(system=True).policy.home_country == "DE"
     assert load_config(system=True).source == str(system)
@@ -50,13 +53,16 @@ def test_daemon_never_reads_a_users_config(
     netwatch_cmd: list[str], user_config: Path, tmp_path: Path
 ) -> None:
     user_config.write_text("[policy\n")  # were it read, the daemon would stop on it
-    res = run(
-        [*netwatch_cmd, "daemon", "--ticks", "1", "--interval", "0.1", "--no-capture",
-         "--db", str(tmp_path / "n.db"), "--socket", str(tmp_path / "n.sock")]
-    )  # fmt: skip
+    argv = [*netwatch_cmd, "daemon", "--ticks", "1", "--interval", "0.1", "--no-capture",
+            "--db", str(tmp_path / "n.db"), "--socket", str(tmp_path / "n.sock")]  # fmt: skip
+    res = run(argv)
+    assert res.returncode == 0, res.stderr
     assert str(user_config) not in res.stderr
-    if not SYSTEM.exists():
-        assert res.returncode == 0, res.stderr
+    system = system_file()
+    system.write_text("[daemon]\ninterval = -1\n")  # the site's file is read: and refused
+    refused = run(argv)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"netwatch: {system}:2: daemon.interval"), refused.stderr
 
 
 def test_config_show_names_file_and_line_of_every_value(
@@ -85,3 +91,14 @@ def test_config_show_names_file_and_line_of_every_value(
     daemon = run([*netwatch_cmd, "config", "show", "--daemon", "--format", "jsonl"])
     assert daemon.returncode == 0, daemon.stderr
     assert str(user_config) not in daemon.stdout
+
+
+def test_the_site_file_is_where_systemd_says_else_in_etc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONFIGURATION_DIRECTORY", "/etc/netwatch:/etc/other")
+    assert paths.system_config_file() == Path("/etc/netwatch/config.toml")
+    monkeypatch.delenv("CONFIGURATION_DIRECTORY")
+    assert paths.system_config_file() == Path("/etc/netwatch/config.toml")
+    monkeypatch.setenv("CONFIGURATION_DIRECTORY", "/srv/nw")
+    assert paths.system_config_file() == Path("/srv/nw/config.toml")
+    monkeypatch.setenv("CONFIGURATION_DIRECTORY", "relative")  # not systemd's: ignored
+    assert paths.system_config_file() == Path("/etc/netwatch/config.toml")
