@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import signal
 import socket
@@ -66,7 +67,13 @@ def test_every_announced_alert_is_exported_after_sigterm(tmp_path: Path, geo: Pa
     with Lab("dmn") as lab:
         peer = lab.add_peer(PEER_IP)
         start_peer_server(lab, peer)
-        env = {"NOTIFY_SOCKET": str(tmp_path / "notify"), "PATH": "/usr/bin:/bin"}
+        # A bare environment, as systemd gives the unit (which sets CONFIGURATION_DIRECTORY;
+        # here the tests' own empty folder, not the machine's /etc/netwatch).
+        env = {
+            "NOTIFY_SOCKET": str(tmp_path / "notify"),
+            "PATH": "/usr/bin:/bin",
+            "CONFIGURATION_DIRECTORY": os.environ["CONFIGURATION_DIRECTORY"],
+        }
         daemon = lab.spawn(
             lab.host,
             daemon_argv(

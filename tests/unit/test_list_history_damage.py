@@ -227,5 +227,6 @@ def test_the_status_line_names_skipped_files_and_the_codec_carries_them() -> Non
     again = codec.loads(codec.dumps(snap))  # the daemon socket and recordings
     assert isinstance(again, type(snap)) and again.status.skipped == skipped
     text = status_text(again, ViewState(), 0, None).plain
-    assert "skipped damaged data: /d/lists/tor.json: not UTF-8 text (byte 3)" in text
+    assert "skipped data files: /d/lists/tor.json: not UTF-8 text (byte 3)" in text
+    assert "all sources available" not in text
     assert "skipped" not in status_text(make_snapshot(2), ViewState(), 0, None).plain

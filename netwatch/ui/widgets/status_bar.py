@@ -62,16 +62,19 @@ def status_text(
     if state.paused:
         out.append("  PAUSED", style="bold reverse yellow")
     out.append("\n")
-    if st.skipped:
-        out.append("skipped damaged data: " + "; ".join(st.skipped) + "  ", style="bold red")
+    # What cannot be seen comes first: it holds for the whole session; a skipped data file
+    # (damaged, or unreadable here) follows and names itself.
     if st.missing:
         out.append("missing: " + "; ".join(st.missing), style="yellow")
     elif st.mode == "pcap":
         out.append("processes are unknown in a capture file", style="yellow")
     elif not st.privileged and st.mode == "local":
         out.append("unprivileged: other users' processes may be unknown", style="yellow")
-    else:
+    elif not st.skipped:
         out.append("all sources available", style="green")
+    if st.skipped:
+        gap = "  " if out.plain[-1] != "\n" else ""
+        out.append(f"{gap}skipped data files: " + "; ".join(st.skipped), style="bold red")
     extras = []
     if state.grouping is not Grouping.NONE:
         extras.append(f"group: {state.grouping.value}")
