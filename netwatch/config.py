@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from netwatch import paths, tomltext
-from netwatch.errors import ConfigError
+from netwatch.errors import ConfigError, one_line
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -139,7 +139,7 @@ class _Errors:
     def add(self, key: str, message: str) -> None:
         line = tomltext.line_of(self.key_lines, key)
         where = self.file if line is None else f"{self.file}:{line}"
-        self.lines.append(f"{where}: {key}: {message}")
+        self.lines.append(f"{where}: {one_line(key)}: {one_line(message)}")
 
 
 def _strs(value: Any, key: str, errs: _Errors) -> tuple[str, ...]:

@@ -14,6 +14,17 @@ EXIT_USAGE = 2
 EXIT_NO_CAPTURE = 3
 
 
+def one_line(text: str) -> str:
+    """`text` with control characters escaped, so a quoted value cannot break the line.
+
+    Problems quote what a file says (a rule id, a placeholder, a key); a newline inside one
+    would turn one located line into two, the second naming no file.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 @dataclass(frozen=True, slots=True)
 class Location:
     """Where a problem sits: a file, and optionally a rule id, a key and a line."""

@@ -21,7 +21,7 @@ from netwatch.detect.fields import FIELDS, WINDOW_FIELDS, Env, Kind
 from netwatch.detect.messages import template_problems
 from netwatch.detect.python_rules import PYTHON_RULES
 from netwatch.detect.rule import Case, Rule, RuleSet, Window
-from netwatch.errors import Location, RuleError
+from netwatch.errors import Location, RuleError, one_line
 from netwatch.model import Severity
 
 RULE_KEYS = {
@@ -95,8 +95,9 @@ class _FileCheck:
     def add(
         self, rule_id: str | None, key: str | None, message: str, line: int | None = None
     ) -> None:
-        loc = Location(self.file, rule_id, key, line or self.line_of(rule_id))
-        self.problems.append(RuleProblem(loc, message))
+        shown_id = None if rule_id is None else one_line(rule_id)
+        loc = Location(self.file, shown_id, key and one_line(key), line or self.line_of(rule_id))
+        self.problems.append(RuleProblem(loc, one_line(message)))
 
 
 def _strings(raw: Any) -> tuple[str, ...] | None:

@@ -15,14 +15,14 @@ from collections.abc import Collection
 from netwatch.config import Config
 from netwatch.detect.rule import RuleSet
 from netwatch.dissect.labels import NAMES
-from netwatch.errors import ConfigError
+from netwatch.errors import ConfigError, one_line
 
 
 def _unknown(config: Config, key: str, what: str, value: str, known: Collection[str]) -> str:
     """One located line for a value nothing knows, with the nearest known one if any."""
     close = difflib.get_close_matches(value, sorted(known), n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
-    return f"{config.where(key)}: {key}: unknown {what} {value!r} ({hint})"
+    return f"{config.where(key)}: {one_line(key)}: unknown {what} {value!r} ({hint})"
 
 
 def policy_problems(config: Config, rules: RuleSet) -> list[str]:

@@ -46,6 +46,17 @@ def test_unknown_rule_ids_and_protocols_are_located_lines(
     ]
 
 
+def test_a_key_holding_a_newline_stays_one_located_line(
+    netwatch_cmd: list[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[policy.rules]\n"vpn.x\\ny" = "log"\n')
+    res = run([*netwatch_cmd, "rules", "list", "--config", str(path)])
+    assert res.returncode == 1
+    (line,) = res.stderr.splitlines()
+    assert line.startswith(f"netwatch: {path}:2: policy.rules.vpn.x\\ny: unknown rule id")
+
+
 def test_known_ids_and_every_label_name_load(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     names = ", ".join(f'"{n}"' for n in sorted(labels.NAMES))

@@ -253,3 +253,23 @@ def test_rule_text_parser_never_crashes(text: str) -> None:
 )
 def test_rule_file_fragments_never_crash(parts: list[str]) -> None:
     check_rule_texts([("fuzz.toml", "".join(parts))])
+
+
+@pytest.mark.parametrize("message", ['"{no\\nsuch}"', '"{x\\u0000y}"', '"{a\\tb}"'])
+def test_a_problem_quoting_a_control_character_stays_one_located_line(
+    tmp_path: Path, message: str
+) -> None:
+    """Found by bench/fuzz.py: a placeholder holding a newline split the problem in two."""
+    from netwatch.detect.loader import load_rules
+    from netwatch.errors import RuleError
+
+    path = tmp_path / "r.toml"
+    path.write_text(
+        f'[[rule]]\nid = "x.y"\nseverity = "low"\ntitle = "t"\nmessage = {message}\n'
+        'when = { field = "transport", eq = "tcp" }\n'
+    )
+    with pytest.raises(RuleError) as info:
+        load_rules([path])
+    lines = str(info.value).splitlines()
+    assert any("placeholder" in line for line in lines), lines
+    assert all(str(path) in line for line in lines), lines
