@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from netwatch.cli.common import add_format, add_geoip, write_lines
-from netwatch.model import EnrichedFlow, Snapshot
+from netwatch.model import EnrichedFlow, Snapshot, units
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,17 +75,6 @@ def sort_flows(flows: Iterable[EnrichedFlow]) -> list[EnrichedFlow]:
     return sorted(flows, key=key)
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "K", "M", "G"):
-        if value < 1024 or unit == "G":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    return f"{value:.1f}T"
-
-
 def table_row(ef: EnrichedFlow, geo: bool) -> list[str]:
     """One row of the table for one flow."""
     f, p, r = ef.flow, ef.flow.process, ef.remote
@@ -98,8 +87,8 @@ def table_row(ef: EnrichedFlow, geo: bool) -> list[str]:
         str(f.key.local),
         "*" if f.key.remote is None else str(f.key.remote),
         f.state or "-",
-        _size(f.bytes_sent),
-        _size(f.bytes_received),
+        units.short(f.bytes_sent),
+        units.short(f.bytes_received),
     ]
     if geo:
         row.append("-" if r is None or r.country is None else r.country)

@@ -11,7 +11,7 @@ import string
 from collections.abc import Mapping
 
 from netwatch.detect.fields import Env
-from netwatch.model import EnrichedFlow
+from netwatch.model import EnrichedFlow, units
 
 FLOW_PLACEHOLDERS = {
     "process": "program name (or 'an unknown program')",
@@ -60,18 +60,6 @@ def template_problems(template: str, windowed: bool) -> list[str]:
         elif n in WINDOW_PLACEHOLDERS and not windowed:
             out.append(f"placeholder {{{n}}} needs a window")
     return out
-
-
-def human_bytes(n: int | None) -> str:
-    """`5 B`, `4.2 KB`, `1.3 MB`; unknown sizes read `? B`."""
-    if n is None:
-        return "? B"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"  # pragma: no cover  # loop returns at GB
 
 
 def human_seconds(s: float | None) -> str:
@@ -144,8 +132,8 @@ def flow_values(ef: EnrichedFlow, env: Env) -> dict[str, str]:
         "sni": f.sni or "?",
         "http_request": str(getattr(f, "http_request", None) or "?"),
         "label": label,
-        "up": human_bytes(f.bytes_sent),
-        "down": human_bytes(f.bytes_received),
+        "up": units.long(f.bytes_sent),
+        "down": units.long(f.bytes_received),
         "duration": human_seconds(
             None if f.first_seen is None or f.last_seen is None else f.last_seen - f.first_seen
         ),

@@ -9,23 +9,12 @@ from __future__ import annotations
 
 import time
 
-from netwatch.model import Direction, EnrichedFlow, Owner, ProcessRef, RemoteInfo, Severity
-
-_UNITS = ("B", "K", "M", "G", "T", "P")
+from netwatch.model import Direction, EnrichedFlow, Owner, ProcessRef, RemoteInfo, Severity, units
 
 
 def size(n: float | None) -> str:
-    """Bytes in at most 5 characters, binary units: `512B`, `4.1K`, `12M`; None is `-`."""
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in _UNITS:
-        if value < 1024 or unit == _UNITS[-1]:
-            if unit == "B":
-                return f"{int(value)}B"
-            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
-        value /= 1024
-    return f"{value:.0f}P"  # pragma: no cover  # the loop returns at the last unit
+    """Bytes in at most 5 characters (`512B`, `4.2K`, `13M`: decimal, see model.units)."""
+    return units.short(n)
 
 
 def rate(bps: float | None) -> str:

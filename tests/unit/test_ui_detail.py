@@ -63,7 +63,7 @@ def test_flow_detail_and_unknown_process() -> None:
         ef, Rate(10.0, 2048.0), None, [make_alert()], now=ef.flow.first_seen + 5
     ).plain
     assert "TLS SNI       www.vpngate.net" in text
-    assert "received      4.1K (2.0K/s)" in text
+    assert "received      4.2K (2.0K/s)" in text
     assert "unknown: the socket's owner could not be seen" in text
     assert "RDAP owner    not looked up" in text
     assert "Alerts on this flow" in text

@@ -78,7 +78,7 @@ def test_cells_read_without_colour() -> None:
     assert col(vpn, "cc").startswith("RU ")
     assert col(vpn, "proto") == "openvpn [VPN]"
     assert col(vpn, "asn") == "AS12389 PJSC Rostelecom"
-    assert col(vpn, "down_rate") == "1000B"
+    assert col(vpn, "down_rate") == "1.0K"
     assert col(vpn, "up") == "200B"
     assert col(vpn, "age") == "2s"
     assert col(rows["curl"], "eyes") == "5Eyes"
@@ -165,8 +165,8 @@ def test_bytes_by_country_largest_first_and_local_scopes_named() -> None:
 
 
 def test_formatting_helpers() -> None:
-    assert fmt.size(None) == "-" and fmt.size(512) == "512B" and fmt.size(4200) == "4.1K"
-    assert fmt.size(50 * 1024 * 1024) == "50M"
+    assert fmt.size(None) == "-" and fmt.size(512) == "512B" and fmt.size(4200) == "4.2K"
+    assert fmt.size(50 * 1000 * 1000) == "50M"
     assert fmt.rate(None) == "" and fmt.rate(0.1) == "0"
     assert fmt.duration(59) == "59s" and fmt.duration(3600) == "1h" and fmt.duration(None) == "-"
     assert fmt.duration(999 * 86400) == "999d" and fmt.duration(4215 * 86400) == "11y"
