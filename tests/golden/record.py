@@ -37,11 +37,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from netwatch.enrich.vpngate_list import Relay, format_vpngate
-from netwatch.model import parse_ip
 from tests.live.capture_lab import wait_for_line, wait_until
-from tests.live.test_vpn_captures import _make_pki, _wg_keys, _wg_up
-from tests.live.test_vpngate_scenarios import VG_SERVER, _make_site_cert
+from tests.live.test_vpn_captures import (
+    _wg_keys,
+    _wg_up,
+    start_openvpn_client,
+    start_openvpn_server,
+    wait_wg_handshake,
+    wg_poke,
+)
+from tests.live.test_vpngate_scenarios import start_vg_site
 from tests.netns import HOST_IP, Lab
 
 CAPTURES = Path(__file__).resolve().parent / "captures"
@@ -98,25 +103,18 @@ def _ok(res: subprocess.CompletedProcess[str], what: str) -> str:
     return res.stdout
 
 
-def _site(lab: Lab, work: Path, server_ip: str) -> None:
-    """The VPN Gate test site (HTTP on 80, HTTPS on 443) in a peer at `server_ip`."""
-    peer = lab.add_peer(server_ip)
-    _make_site_cert(work, ["www.vpngate.net", "www.example.org"])
-    relays = [Relay("vpn123456789", parse_ip("198.51.100.99"), "KR", ports=(("tcp", 1433),))]
-    (work / "list.csv").write_text(format_vpngate(relays))
-    (work / "vg_server.py").write_text(VG_SERVER)
-    server = lab.spawn(
-        peer.ns,
-        [sys.executable, str(work / "vg_server.py"), str(work / "site.crt"),
-         str(work / "site.key"), str(work / "list.csv"), server_ip],
-        stdout=subprocess.PIPE, bufsize=0,
-    )  # fmt: skip
-    wait_for_line(server.stdout, "serving", 20)
+def _curl(lab: Lab, site: str, url: str, *options: str) -> None:
+    """curl `url` from the host, its host name resolved to `site` (the lab has no DNS)."""
+    scheme, _, rest = url.partition("://")
+    name = rest.split("/", 1)[0]
+    port = 443 if scheme == "https" else 80
+    argv = ["curl", "-sSf", "--resolve", f"{name}:{port}:{site}", *options, url]
+    _ok(lab.run(lab.host, argv), f"fetching {url}")
 
 
 def record_dns_https(lab: Lab, work: Path, out: Path) -> None:
     site = "203.0.113.80"
-    _site(lab, work, site)
+    start_vg_site(lab, work, site)
     (work / "dns_server.py").write_text(DNS_SERVER)
     (work / "dns_client.py").write_text(DNS_CLIENT)
     dns = lab.spawn(
@@ -134,47 +132,21 @@ def record_dns_https(lab: Lab, work: Path, out: Path) -> None:
             "DNS query",
         )
         assert got.strip() == site, got
-        _ok(
-            lab.run(lab.host, ["curl", "-sSf", "--resolve", f"www.example.org:443:{site}",
-                               "--cacert", str(work / "ca.crt"), "https://www.example.org/"]),
-            "HTTPS fetch",
-        )  # fmt: skip
+        _curl(lab, site, "https://www.example.org/", "--cacert", str(work / "ca.crt"))
 
 
 def record_vpngate_http(lab: Lab, work: Path, out: Path) -> None:
     site = "203.0.113.81"
-    _site(lab, work, site)
+    start_vg_site(lab, work, site)
     with Recorder(lab, out):
-        _ok(
-            lab.run(lab.host, ["curl", "-sSf", "--resolve", f"www.vpngate.net:80:{site}",
-                               "http://www.vpngate.net/api/iphone/"]),
-            "list fetch",
-        )  # fmt: skip
+        _curl(lab, site, "http://www.vpngate.net/api/iphone/")
 
 
 def record_openvpn_udp(lab: Lab, work: Path, out: Path) -> None:
     server_ip = "198.51.100.10"
-    peer = lab.add_peer(server_ip)
-    _make_pki(work)
-    pki = ["--ca", str(work / "ca.crt")]
-    common = ["openvpn", "--dev", "tun", "--verb", "3", "--data-ciphers", "AES-256-GCM"]
-    server = lab.spawn(
-        peer.ns,
-        [*common, "--proto", "udp", "--port", "1194", "--mode", "server", "--tls-server",
-         "--topology", "subnet", "--ifconfig", "10.77.0.1", "255.255.255.0", "--dh", "none",
-         *pki, "--cert", str(work / "server.crt"), "--key", str(work / "server.key")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
-    )  # fmt: skip
-    wait_for_line(server.stdout, "Initialization Sequence Completed", 20)
+    start_openvpn_server(lab, work, server_ip)
     with Recorder(lab, out):
-        client = lab.spawn(
-            lab.host,
-            [*common, "--client", "--proto", "udp", "--remote", server_ip, "1194", "--nobind",
-             "--remote-cert-tls", "server", *pki, "--cert", str(work / "client.crt"),
-             "--key", str(work / "client.key")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
-        )  # fmt: skip
-        wait_for_line(client.stdout, "Initialization Sequence Completed", 30)
+        client = start_openvpn_client(lab, work, server_ip)
         client.terminate()
         client.wait(10)
 
@@ -186,19 +158,10 @@ def record_wireguard(lab: Lab, work: Path, out: Path) -> None:
     _wg_up(lab, peer.ns, work, "peer", "10.78.0.2", host_pub, None, "10.78.0.1")
     with Recorder(lab, out):
         ifname = _wg_up(lab, lab.host, work, "host", "10.78.0.1", peer_pub, server_ip, "10.78.0.2")
-        send = (
-            "import socket; "
-            "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('10.78.0.2', 9))"
-        )
-        lab.exec_ok(lab.host, ["python3", "-c", send])
-
-        def handshake_done() -> bool:
-            res = lab.run(lab.host, ["wg", "show", ifname, "latest-handshakes"])
-            return res.returncode == 0 and res.stdout.split()[-1:] != ["0"] and bool(res.stdout)
-
-        wait_until(handshake_done, 15, "the WireGuard handshake")
+        wg_poke(lab)
+        wait_wg_handshake(lab, ifname)
         for _ in range(3):
-            lab.exec_ok(lab.host, ["python3", "-c", send])
+            wg_poke(lab)
 
 
 STRONGSWAN_CONF = """
