@@ -25,11 +25,20 @@ requires_root = pytest.mark.skipif(
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """`--idle`: run without the background load (tests/busy.py) that a root run starts."""
+    """`--idle`: run without the background load (tests/busy.py) that a root run starts.
+
+    `--golden-update`: rewrite tests/golden/expected/ from what netwatch now says about the
+    golden captures (review the diff before committing it).
+    """
     parser.addoption(
         "--idle",
         action="store_true",
         help="do not start the background load (another program's traffic) for this run",
+    )
+    parser.addoption(
+        "--golden-update",
+        action="store_true",
+        help="rewrite the golden tests' expected files instead of comparing with them",
     )
 
 

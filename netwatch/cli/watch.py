@@ -1,11 +1,11 @@
 """`netwatch [watch]`: the dashboard, on the daemon, a live in-process engine, or a recording.
 
-Picks the feed and injects it (architecture.md section 5): `--replay FILE` plays a recording,
-`--attach SOCKET` attaches to a daemon, `--live` samples in-process; with neither, it attaches
-when a daemon's socket answers (this user's or the system service's) and samples in-process
-otherwise. The in-process engine is composed like the daemon's: sockets, packet capture when
-privileged, enrichment (`--geoip-db`, RDAP only with `--rdap`), the rule pack and the policy.
-Textual, the engine and the daemon client are imported only inside `run`.
+Picks the feed and injects it (docs/architecture.md, "The dashboard and its feeds"): `--replay FILE`
+plays a recording, `--attach SOCKET` attaches to a daemon, `--live` samples in-process; with
+neither, it attaches when a daemon's socket answers (this user's or the system service's) and
+samples in-process otherwise. The in-process engine is composed like the daemon's: sockets, packet
+capture when privileged, enrichment (`--geoip-db`, RDAP only with `--rdap`), the rule pack and the
+policy. Textual, the engine and the daemon client are imported only inside `run`.
 """
 
 from __future__ import annotations

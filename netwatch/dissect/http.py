@@ -2,7 +2,7 @@
 
 Only the first bytes of each direction are looked at, so a request split over segments is read
 from the caller's small reassembly buffer. The body prefix is what the VPN Gate rule needs: the
-server list starts `*vpn_servers` (spec §1.1).
+server list starts `*vpn_servers` (the layout of https://www.vpngate.net/api/iphone/).
 """
 
 from __future__ import annotations

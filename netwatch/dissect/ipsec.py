@@ -1,6 +1,8 @@
 """IPsec: IKEv1/IKEv2 on UDP 500 and 4500, NAT-T ESP and keep-alives, raw ESP and AH.
 
-Spec §1.4 and IKE-1/ESP-1 (nDPI `ipsec.c`, SoftEther `Proto_IKE.c`). The ISAKMP header is
+Facts IKE-1/ESP-1 (docs/architecture.md), read from nDPI's `src/lib/protocols/ipsec.c`
+(https://github.com/ntop/nDPI) and SoftEther's `src/Cedar/Proto_IKE.c`
+(https://github.com/SoftEtherVPN/SoftEtherVPN). The ISAKMP header is
 28 bytes: initiator SPI, responder SPI, next payload, version (0x10 IKEv1, 0x20 IKEv2),
 exchange type, flags, message id, length. On 4500 four zero bytes (the non-ESP marker) come
 first; a non-zero first word is an ESP SPI; a lone 0xFF byte is a NAT keep-alive.

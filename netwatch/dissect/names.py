@@ -1,4 +1,4 @@
-"""Host names that identify VPN software and services, as data (spec §1.1, §1.3, §2.G).
+"""Host names that identify VPN software and services, as data (VG-CONN-2, SE-DDNS-1, CV-DNS-1).
 
 `classify_host` maps a TLS SNI or HTTP Host to a VPN label name: SoftEther's cloud services
 (DDNS, NAT-T, VPN Azure, update check), VPN Gate (`*.vpngate.net`, `vpngate.jp`,
@@ -9,8 +9,9 @@ DNS flow stays `dns`); the detection rules see the names through `dns_query`.
 
 from __future__ import annotations
 
-# suffix -> label name. Sources: vpn-detection.md §1.1 (VPN Gate), §1.3 (SoftEther),
-# §2.G CV-DNS-1 (nDPI's VPN host list).
+# suffix -> label name. Sources: SoftEther's `src/Cedar/DDNS.h`, `AzureClient.h`, `Protocol.h`
+# (https://github.com/SoftEtherVPN/SoftEtherVPN), VPN Gate's own hosts (https://www.vpngate.net/),
+# and nDPI's VPN host list `src/lib/ndpi_content_match.c.inc` (https://github.com/ntop/nDPI).
 VPN_HOST_SUFFIXES: dict[str, str] = {
     # SoftEther cloud: DDNS, NAT traversal, update check, keep-alive, VPN Azure, China mirrors
     "softether-network.net": "softether",
@@ -60,7 +61,7 @@ VPN_HOST_SUFFIXES: dict[str, str] = {
     "vyprvpn.com": "vyprvpn",
 }
 
-# name prefixes (the spec lists `anchorfree.` without a TLD)
+# name prefixes (nDPI's host list has `anchorfree.` without a TLD)
 VPN_HOST_LABEL_PREFIXES: dict[str, str] = {"anchorfree": "hotspotshield"}
 
 _MAX_NAME = 253

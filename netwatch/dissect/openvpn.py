@@ -1,4 +1,4 @@
-"""OpenVPN control channel over UDP and TCP (spec §1.4, OVPN-1/OVPN-2; `ssl_pkt.h`).
+"""OpenVPN control channel over UDP and TCP (facts OVPN-1/OVPN-2; OpenVPN's `ssl_pkt.h`).
 
 Byte 0 is `opcode << 3 | key_id`, bytes 1-8 the sender's session id. On TCP every packet has
 a 2-byte big-endian length in front. One packet that starts 0x38 proves little (random UDP does

@@ -1,4 +1,4 @@
-"""SoftEther wire signatures (spec §1.3, SE-DDNS-1, SE-AZURE-1, SE-NATT-C-1, VG-RELAY-3).
+"""SoftEther wire signatures (facts SE-DDNS-1, SE-AZURE-1, SE-NATT-C-1, VG-RELAY-3).
 
 * NAT traversal on UDP 5004 carries a clear serialised PACK (`Pack.c`): a big-endian element
   count, then per element a name (length+1, bytes), a type, a value count and the values.

@@ -1,4 +1,4 @@
-"""Tor's TLS client hello as seen on the wire (spec §1.4 Tor, TOR-2; nDPI `tls.c`).
+"""Tor's TLS client hello as seen on the wire (fact TOR-2; nDPI `src/lib/protocols/tls.c`).
 
 Tor clients put a random host name in the SNI: `www.` + random base32 (`a-z`, `2-7`) +
 `.com` or `.net`. Ordinary names also look like that (`www.4shared.com`), so the random part

@@ -1,8 +1,10 @@
 """Older tunnels with clear headers: L2TP, PPTP control, GRE (PPTP data or generic), tinc.
 
-Spec §1.4 (L2TP-1, PPTP-1, GRE-1; `Proto_L2TP.h`, Wireshark `packet-pptp.c`) and nDPI
-`tinc.c`. GRE carrying PPP (0x880B) is PPTP's data channel and so a VPN; other GRE is generic
-tunnelling (site-to-site links, EtherIP) and is labelled `gre`, category network, not VPN.
+Facts L2TP-1, PPTP-1, GRE-1 (docs/architecture.md): SoftEther's `src/Cedar/Proto_L2TP.h`
+(https://github.com/SoftEtherVPN/SoftEtherVPN), Wireshark's `epan/dissectors/packet-pptp.c`
+(https://github.com/wireshark/wireshark) and nDPI's `tinc.c` (https://github.com/ntop/nDPI). GRE
+carrying PPP (0x880B) is PPTP's data channel and so a VPN; other GRE is generic tunnelling
+(site-to-site links, EtherIP) and is labelled `gre`, category network, not VPN.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Label decisions from names: what an SNI, a QUIC hello or an HTTP request says a flow is.
 
-Order matters and is the spec's: SoftEther's deterministic markers (SNI `DDNS`, `/vpnsvc/`
+Order matters, strongest evidence first: SoftEther's deterministic markers (SNI `DDNS`, `/vpnsvc/`
 paths) first, then VPN service host names (`names.py`), then the Tor SNI shape, then TLS on
 SoftEther's own ports, and only then the plain `tls`/`quic`/`http` label. Pure functions.
 """

@@ -1,4 +1,4 @@
-"""WireGuard message types and sizes, with index matching (spec §1.4, WG-1).
+"""WireGuard message types and sizes, with index matching (fact WG-1; nDPI `wireguard.c`).
 
 Byte 0 is the type, bytes 1-3 are zero. Initiation is 148 bytes (sender index at 4),
 response 92 bytes (sender index at 4, receiver index at 8), cookie reply 64, transport at

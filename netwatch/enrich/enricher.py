@@ -173,7 +173,7 @@ def build_enricher(
     rdap: bool = False,
     lists: Sequence[ListMatcher] | None = None,
 ) -> Enricher:
-    """Discover and open the GeoIP files (geoip.md 6.4) and build the enricher.
+    """Discover and open the GeoIP files (`geo_paths`) and build the enricher.
 
     A corrupt, truncated or missing file given explicitly raises DataFileError naming it;
     broken discovered files are skipped and listed in `enricher.problems`. Without `lists`,

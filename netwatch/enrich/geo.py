@@ -1,12 +1,12 @@
 """GeoIP/ASN readers: open MaxMind DB files, normalise every layout, merge them per field.
 
-Reads with `maxminddb` directly, not `geoip2`: geoip2 rejects files whose `database_type` lacks
-the method's name and silently returns None on layouts it does not know (geoip.md 4.3). Only the
-file netwatch ships is read with the C extension: a damaged data section can crash it
-(maxminddb 3.2.0: SIGSEGV decoding a record whose type byte was changed, found by
-`bench/fuzz.py`), and a crash is one no `except` can turn into a skipped file. Every other
-file goes through the pure-Python reader, which raises instead (about 17 us a lookup instead of
-2.5 us; answers are cached per address).
+Reads with `maxminddb` directly, not `geoip2`: geoip2 rejects files whose `database_type` lacks the
+method's name and silently returns None on layouts it does not know (geoip2 5.3's `database.py`
+checks the type by substring: https://github.com/maxmind/GeoIP2-python). Only the file netwatch
+ships is read with the C extension: a damaged data section can crash it (maxminddb 3.2.0: SIGSEGV
+decoding a record whose type byte was changed, found by `bench/fuzz.py`), and a crash is one no
+`except` can turn into a skipped file. Every other file goes through the pure-Python reader, which
+raises instead (about 17 us a lookup instead of 2.5 us; answers are cached per address).
 
 One normaliser covers MaxMind GeoIP2/GeoLite2 Country/City/ASN/ISP, DB-IP, ip-location-db
 (`country_code`) and netwatch's own file. Answers are merged field by field in `Origin` order

@@ -1,10 +1,11 @@
 """Where GeoIP files are found: explicit paths, netwatch's data dir, geoipupdate dirs, bundled.
 
-Follows geoip.md 6.4: `--geoip-db` and `NETWATCH_GEOIP_DIR` (explicit), the files `netwatch
-geoip update` wrote, `$GEOIPUPDATE_DB_DIR`, the `DatabaseDirectory` of the first readable
-`GeoIP.conf`, then the default geoipupdate directories; the first hit per file name wins. The
-origin of a discovered file (GeoIP2, GeoLite2, other) is decided by its `database_type` when it
-is opened, not by its name.
+The order (docs/architecture.md, "GeoIP files"): `--geoip-db` and `NETWATCH_GEOIP_DIR` (explicit),
+the files `netwatch geoip update` wrote, `$GEOIPUPDATE_DB_DIR`, the `DatabaseDirectory` of the first
+readable `GeoIP.conf`, then the default geoipupdate directories (geoipupdate's own defaults,
+https://github.com/maxmind/geoipupdate); the first hit per file name wins. The origin of a
+discovered file (GeoIP2, GeoLite2, other) is decided by its `database_type` when it is opened, not
+by its name.
 """
 
 from __future__ import annotations

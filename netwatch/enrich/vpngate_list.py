@@ -1,10 +1,11 @@
 """The VPN Gate server list (`/api/iphone/`): parse and validate, never trust blindly.
 
-Format (vpn-detection.md 1.1): line 1 is `*vpn_servers`, line 2 a `#`-prefixed header of 15
-columns, then one CSV row per relay, then a lone `*`; rows end in CRLF. The API sometimes
-answers with an HTML placeholder page instead, so anything that is not this layout is
-rejected with one line saying where (`vpngate list: line 7: ...`). Each relay's base64
-OpenVPN config gives its OpenVPN `proto` and `port`. Pure: bytes in, relays out.
+Format (as https://www.vpngate.net/api/iphone/ serves it, and as independent parsers such as
+https://github.com/G1010yzd10/vpngate-monitor read it): line 1 is `*vpn_servers`, line 2 a
+`#`-prefixed header of 15 columns, then one CSV row per relay, then a lone `*`; rows end in CRLF.
+The API sometimes answers with an HTML placeholder page instead, so anything that is not this layout
+is rejected with one line saying where (`vpngate list: line 7: ...`). Each relay's base64 OpenVPN
+config gives its OpenVPN `proto` and `port`. Pure: bytes in, relays out.
 """
 
 from __future__ import annotations

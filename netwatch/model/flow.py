@@ -78,7 +78,7 @@ class Attribution(StrEnum):
 
 
 class Confidence(StrEnum):
-    """How sure a label or rule is, as in the detection spec."""
+    """How sure a label or rule is (each detection fact in docs/architecture.md is rated so)."""
 
     LOW = "low"
     MEDIUM = "medium"

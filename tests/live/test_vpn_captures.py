@@ -67,32 +67,50 @@ def _make_pki(d: Path) -> None:
                  "-out", f"{name}.crt", cwd=d)  # fmt: skip
 
 
+_OPENVPN = ["openvpn", "--dev", "tun", "--verb", "3", "--data-ciphers", "AES-256-GCM"]
+
+
+def start_openvpn_server(lab: Lab, work: Path, server_ip: str, proto: str = "udp") -> None:
+    """An OpenVPN server (TLS mode, `proto` udp or tcp, port 1194) in a peer at `server_ip`.
+
+    Makes the throwaway PKI in `work` that `start_openvpn_client` uses too.
+    """
+    peer = lab.add_peer(server_ip)
+    _make_pki(work)
+    server = lab.spawn(
+        peer.ns,
+        [*_OPENVPN, "--proto", "udp" if proto == "udp" else "tcp-server", "--port", "1194",
+         "--mode", "server", "--tls-server", "--topology", "subnet",
+         "--ifconfig", "10.77.0.1", "255.255.255.0", "--dh", "none", "--ca", str(work / "ca.crt"),
+         "--cert", str(work / "server.crt"), "--key", str(work / "server.key")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
+    )  # fmt: skip
+    wait_for_line(server.stdout, "Initialization Sequence Completed", 20)
+
+
+def start_openvpn_client(
+    lab: Lab, work: Path, server_ip: str, proto: str = "udp"
+) -> subprocess.Popen[bytes]:
+    """The client in the host namespace, returned once its tunnel is up."""
+    client = lab.spawn(
+        lab.host,
+        [*_OPENVPN, "--client", "--proto", "udp" if proto == "udp" else "tcp-client",
+         "--remote", server_ip, "1194", "--nobind", "--remote-cert-tls", "server",
+         "--ca", str(work / "ca.crt"), "--cert", str(work / "client.crt"),
+         "--key", str(work / "client.key")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
+    )  # fmt: skip
+    wait_for_line(client.stdout, "Initialization Sequence Completed", 30)
+    return client
+
+
 @requires_tools("openvpn", "openssl", "tcpdump")
 @pytest.mark.parametrize("proto", ["udp", "tcp"])
 def test_openvpn_tls(lab: Lab, tmp_path: Path, proto: str) -> None:
     server_ip = "198.51.100.10"
-    peer = lab.add_peer(server_ip)
-    _make_pki(tmp_path)
-    pki = ["--ca", str(tmp_path / "ca.crt")]
-    common = ["openvpn", "--dev", "tun", "--verb", "3", "--data-ciphers", "AES-256-GCM"]
-    server = lab.spawn(
-        peer.ns,
-        [*common, "--proto", "udp" if proto == "udp" else "tcp-server", "--port", "1194",
-         "--mode", "server", "--tls-server", "--topology", "subnet",
-         "--ifconfig", "10.77.0.1", "255.255.255.0", "--dh", "none",
-         *pki, "--cert", str(tmp_path / "server.crt"), "--key", str(tmp_path / "server.key")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
-    )  # fmt: skip
-    wait_for_line(server.stdout, "Initialization Sequence Completed", 20)
+    start_openvpn_server(lab, tmp_path, server_ip, proto)
     watch = Watch(lab, tmp_path).start()
-    client = lab.spawn(
-        lab.host,
-        [*common, "--client", "--proto", "udp" if proto == "udp" else "tcp-client",
-         "--remote", server_ip, "1194", "--nobind", "--remote-cert-tls", "server",
-         *pki, "--cert", str(tmp_path / "client.crt"), "--key", str(tmp_path / "client.key")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
-    )  # fmt: skip
-    wait_for_line(client.stdout, "Initialization Sequence Completed", 30)
+    start_openvpn_client(lab, tmp_path, server_ip, proto)
     wait_until(lambda: watch.snap_file.exists() or True, 1, "probe")
     watch.stop()
 
@@ -146,6 +164,26 @@ def _wg_up(lab: Lab, ns: str, d: Path, name: str, addr: str, peer_pub: str,
     return ifname
 
 
+_WG_POKE = (
+    "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('10.78.0.2', 9))"
+)
+
+
+def wg_poke(lab: Lab) -> None:
+    """One datagram from the host into the tunnel (to the peer's 10.78.0.2)."""
+    lab.exec_ok(lab.host, ["python3", "-c", _WG_POKE])
+
+
+def wait_wg_handshake(lab: Lab, ifname: str) -> None:
+    """Wait until wireguard-go on the host reports a completed handshake on `ifname`."""
+
+    def done() -> bool:
+        res = lab.run(lab.host, ["wg", "show", ifname, "latest-handshakes"])
+        return res.returncode == 0 and res.stdout.split()[-1:] != ["0"] and bool(res.stdout)
+
+    wait_until(done, 15, "the WireGuard handshake")
+
+
 @requires_tools("wireguard-go", "wg", "tcpdump")
 def test_wireguard_go(lab: Lab, tmp_path: Path) -> None:
     server_ip = "198.51.100.11"
@@ -154,19 +192,9 @@ def test_wireguard_go(lab: Lab, tmp_path: Path) -> None:
     _wg_up(lab, peer.ns, tmp_path, "peer", "10.78.0.2", host_pub, None, "10.78.0.1")
     watch = Watch(lab, tmp_path).start()
     ifname = _wg_up(lab, lab.host, tmp_path, "host", "10.78.0.1", peer_pub, server_ip, "10.78.0.2")
-    # One datagram into the tunnel makes wireguard-go do its handshake.
-    send = (
-        "import socket; "
-        "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('10.78.0.2', 9))"
-    )
-    lab.exec_ok(lab.host, ["python3", "-c", send])
-
-    def handshake_done() -> bool:
-        res = lab.run(lab.host, ["wg", "show", ifname, "latest-handshakes"])
-        return res.returncode == 0 and res.stdout.split()[-1:] != ["0"] and bool(res.stdout)
-
-    wait_until(handshake_done, 15, "the WireGuard handshake")
-    lab.exec_ok(lab.host, ["python3", "-c", send])
+    wg_poke(lab)  # one datagram into the tunnel makes wireguard-go do its handshake
+    wait_wg_handshake(lab, ifname)
+    wg_poke(lab)
     watch.stop()
 
     live = watch.flows(remote_is(server_ip, 51820))

@@ -143,22 +143,31 @@ def _program(tmp: Path, name: str) -> str:
     return str(path)
 
 
-@requires_tools("curl", "openssl", "tcpdump")
-def test_vpngate_list_fetch_is_named_live_and_found_in_captures(lab: Lab, tmp_path: Path) -> None:
-    server_ip = "203.0.113.80"
+def start_vg_site(lab: Lab, work: Path, server_ip: str) -> None:
+    """A peer at `server_ip` playing www.vpngate.net (and www.example.org) on 80 and 443.
+
+    The certificate is signed by a CA of the test's own (`work/ca.crt`); /api/iphone/ serves a
+    one-relay list, every other path a small page. The golden captures use it too.
+    """
     peer = lab.add_peer(server_ip)
-    mmdb = write_mmdb(tmp_path / "t.mmdb", {f"{server_ip}/32": ("JP", 64500, "VPN Gate Test")})
-    _make_site_cert(tmp_path, ["www.vpngate.net", "www.example.org"])
+    _make_site_cert(work, ["www.vpngate.net", "www.example.org"])
     relays = [Relay("vpn123456789", parse_ip("198.51.100.99"), "KR", ports=(("tcp", 1433),))]
-    (tmp_path / "list.csv").write_text(format_vpngate(relays))
-    (tmp_path / "vg_server.py").write_text(VG_SERVER)
+    (work / "list.csv").write_text(format_vpngate(relays))
+    (work / "vg_server.py").write_text(VG_SERVER)
     server = lab.spawn(
         peer.ns,
-        [sys.executable, str(tmp_path / "vg_server.py"), str(tmp_path / "site.crt"),
-         str(tmp_path / "site.key"), str(tmp_path / "list.csv"), server_ip],
+        [sys.executable, str(work / "vg_server.py"), str(work / "site.crt"),
+         str(work / "site.key"), str(work / "list.csv"), server_ip],
         stdout=subprocess.PIPE, bufsize=0,
     )  # fmt: skip
     wait_for_line(server.stdout, "serving", 20)
+
+
+@requires_tools("curl", "openssl", "tcpdump")
+def test_vpngate_list_fetch_is_named_live_and_found_in_captures(lab: Lab, tmp_path: Path) -> None:
+    server_ip = "203.0.113.80"
+    mmdb = write_mmdb(tmp_path / "t.mmdb", {f"{server_ip}/32": ("JP", 64500, "VPN Gate Test")})
+    start_vg_site(lab, tmp_path, server_ip)
     pcaps = {}
     for port in (80, 443):
         pcaps[port] = tmp_path / f"port{port}.pcap"

@@ -2,7 +2,8 @@
 
 Packets are built with scapy's layers where scapy has them (WireGuard, IKEv2, ISAKMP, L2TP,
 PPTP, GRE) and with struct where it does not (OpenVPN per `ssl_pkt.h`, SoftEther PACK per
-`Pack.c`), byte-exact to the layouts in vpn-detection.md §1.3-1.4.
+`Pack.c`), byte-exact to the layouts those sources give (docs/architecture.md, "Detection
+facts and their sources").
 """
 
 from __future__ import annotations

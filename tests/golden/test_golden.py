@@ -1,0 +1,116 @@
+"""Golden tests: recorded captures through `netwatch analyze`, compared with committed output.
+
+Each tests/golden/captures/NAME.pcap (recorded by tests/golden/record.py from the live tests'
+own namespace labs) runs through `netwatch analyze NAME.pcap --format jsonl --geoip-db
+golden.mmdb`, where golden.mmdb is written here with fixed data (tests/mmdb.py) mapping the
+labs' documentation addresses to countries and networks. The records must equal
+tests/golden/expected/NAME.jsonl: one record a line, keys sorted, so a changed expectation is
+a readable line diff in review. On a mismatch the failure shows a unified diff of the records
+pretty-printed (one field a line).
+
+`pytest tests/golden --golden-update` rewrites the expected files from what netwatch now says;
+read the diff before committing it.
+
+Nothing in a record should vary between runs (every time comes from the capture, every id is
+derived from the rule, the flow and its first packet time), with one exception, normalised
+explicitly in `_normalise`: the GeoIP source that names golden.mmdb carries the file's path (a
+fresh temporary folder per run) and its build time (mmdb_writer stamps the time of writing).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.live.capture_lab import analyze
+from tests.mmdb import write_mmdb
+
+HERE = Path(__file__).resolve().parent
+CAPTURES = HERE / "captures"
+EXPECTED = HERE / "expected"
+NAMES = sorted(p.stem for p in CAPTURES.glob("*.pcap"))
+
+# The labs' servers (tests/golden/record.py), each in a country and network of its own.
+NETWORKS = {
+    "203.0.113.80/31": ("JP", 64500, "VPN Gate Test"),
+    "198.51.100.10/32": ("US", 64520, "Test VPN Inc"),
+    "198.51.100.11/32": ("SE", 64530, "Tunnel Test AB"),
+    "198.51.100.13/32": ("DE", 64540, "IPsec Test GmbH"),
+}
+
+# What each capture is about: a flow with this app label must be in its expected file, so a
+# regenerated expectation that lost the point of the capture cannot pass review unseen.
+APPS = {
+    "dns_https": {"dns", "tls"},
+    "vpngate_http": {"vpngate"},
+    "openvpn_udp": {"openvpn"},
+    "wireguard": {"wireguard"},
+    "ikev2": {"ipsec"},
+}
+
+MMDB_FILE = "<golden.mmdb>"
+MMDB_BUILT = "<time golden.mmdb was written>"
+
+
+@pytest.fixture(scope="module")
+def golden_mmdb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_mmdb(tmp_path_factory.mktemp("golden") / "golden.mmdb", NETWORKS)
+
+
+def _normalise(value: Any, mmdb: Path) -> Any:
+    """`value` with golden.mmdb's path and build time (both differ per run) replaced."""
+    if isinstance(value, dict):
+        if value.get("file") == str(mmdb) and "built" in value:
+            return {**value, "file": MMDB_FILE, "built": MMDB_BUILT}
+        return {k: _normalise(v, mmdb) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalise(v, mmdb) for v in value]
+    return value
+
+
+def _lines(records: list[dict]) -> str:
+    return "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records)
+
+
+def _pretty(records: list[dict]) -> list[str]:
+    """Every record with one field a line, so a diff points at the field that changed."""
+    return [
+        line + "\n"
+        for r in records
+        for line in json.dumps(r, sort_keys=True, indent=2, ensure_ascii=False).splitlines()
+    ]
+
+
+def test_every_capture_has_an_expected_file_and_is_small(request: pytest.FixtureRequest) -> None:
+    assert NAMES, "no golden captures"
+    if not request.config.getoption("--golden-update"):  # a new capture's file is on its way
+        assert sorted(p.stem for p in EXPECTED.glob("*.jsonl")) == NAMES
+    assert set(APPS) == set(NAMES)
+    for name in NAMES:
+        assert (CAPTURES / f"{name}.pcap").stat().st_size < 100_000, name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_analyze_matches_expected(
+    name: str, golden_mmdb: Path, request: pytest.FixtureRequest
+) -> None:
+    got = _normalise(
+        analyze(CAPTURES / f"{name}.pcap", "--geoip-db", str(golden_mmdb)), golden_mmdb
+    )
+    path = EXPECTED / f"{name}.jsonl"
+    if request.config.getoption("--golden-update"):
+        EXPECTED.mkdir(exist_ok=True)
+        path.write_text(_lines(got))
+    want = [json.loads(line) for line in path.read_text().splitlines()]
+    assert path.read_text() == _lines(want), f"{path} is not one sorted-key record a line"
+    if got != want:
+        diff = difflib.unified_diff(
+            _pretty(want), _pretty(got), f"expected/{name}.jsonl", f"analyze {name}.pcap"
+        )
+        pytest.fail(f"analyze {name}.pcap differs from expected/{name}.jsonl:\n{''.join(diff)}")
+    apps = {r["app"] for r in want if r["type"] == "flow"}
+    assert APPS[name] <= apps, f"{name}: expected flows labelled {APPS[name]}, got {apps}"
