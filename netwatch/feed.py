@@ -20,6 +20,12 @@ from netwatch.model import Snapshot
 class SnapshotFeed(Protocol):
     """A blocking source of snapshots, iterated in a worker thread."""
 
+    @property
+    def status(self) -> str | None:
+        """How the feed itself is doing (a daemon link: `connected`, or why not); None for
+        feeds that cannot lose their source (a recording, an in-process engine)."""
+        ...
+
     def snapshots(self) -> Iterator[Snapshot]:
         """Yield snapshots until the feed ends or `close()` is called."""
         ...
@@ -52,6 +58,9 @@ def read_recording(path: Path) -> list[Snapshot]:
 
 class ReplayFeed:
     """Plays a fixed sequence of snapshots, optionally `pace` seconds apart."""
+
+    status: str | None = None
+    """A recording cannot lose its source (`SnapshotFeed.status`)."""
 
     def __init__(self, snapshots: Iterable[Snapshot], pace: float = 0.0, loop: bool = False):
         self._snapshots = list(snapshots)

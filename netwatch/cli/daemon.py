@@ -232,11 +232,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     early_stop.hand_over(service.request_stop)
     pruner.start()
-    try:
-        return service.run()
-    finally:
-        if packets is not None:
-            packets.close()
+    return service.run()  # its loop closes the engine, and so capture, when it ends
 
 
 class _EarlyStop:

@@ -49,6 +49,10 @@ class Ticker(Protocol):
         """Sample, enrich, detect; return the snapshot."""
         ...
 
+    def close(self) -> None:
+        """Release what sampling holds (capture threads, sockets); called once at the end."""
+        ...
+
 
 class Stoppable(Protocol):
     """A background helper (the retention pruner) stopped before the store closes."""
@@ -342,7 +346,5 @@ class Service:
         finally:
             self.sinks.close()
             self.server.close()
-            close = getattr(self.engine, "close", None)
-            if callable(close):
-                close()
+            self.engine.close()
             self.store.close()

@@ -353,7 +353,7 @@ class RuleEngine:
         if rule.python is not None:
             impl = self._python[rule.id]
             # A monotonic rule already saw (and remembered) every flow that passed last tick.
-            every = not getattr(impl, "incremental", False)
+            every = not impl.incremental
             passed = [s.ef for s, _, fresh in matched if fresh or every]
             case = rule.cases[0]
             for ef, extra in impl.select(passed, env):

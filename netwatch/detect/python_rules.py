@@ -18,6 +18,12 @@ from netwatch.model import EnrichedFlow
 class PythonRule(Protocol):
     """What a Python rule implements."""
 
+    @property
+    def incremental(self) -> bool:
+        """True when a flow shown once can never fire later, so the engine may show the rule
+        only flows that are new since the last tick; False shows it every matching flow."""
+        ...
+
     def select(self, flows: Sequence[EnrichedFlow], env: Env) -> Iterable[Selected]:
         """The flows to report, each with evidence beyond the rule's condition."""
         ...

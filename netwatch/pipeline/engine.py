@@ -65,6 +65,10 @@ class PacketFlows(Protocol):
         """Return packet, drop and queue-overflow counts so far."""
         ...
 
+    def close(self) -> None:
+        """Stop capturing (its threads and packet sockets)."""
+        ...
+
     def active(self) -> Sequence[tuple[Transport, Endpoint, Endpoint]]:
         """(transport, local, remote) of the TCP and UDP conversations that had packets
         since the last call."""
@@ -84,6 +88,15 @@ class Enricher(Protocol):
 
     def skipped(self) -> tuple[str, ...]:
         """One line per damaged data file that is skipped (for the status and metrics)."""
+        ...
+
+    def close(self) -> None:
+        """Stop background lookups and close the data files."""
+        ...
+
+    @property
+    def stable(self) -> bool:
+        """Whether a flow always gets an equal answer, so last tick's answer may be reused."""
         ...
 
 
@@ -234,7 +247,7 @@ class Engine:
             self._socket_flows.forget_enrichment()
             self._enriched_by = self.enricher
         enrich = self.enricher.enrich if self.enricher is not None else None
-        stable = bool(getattr(self.enricher, "stable", False))
+        stable = self.enricher is not None and self.enricher.stable
         enriched = self._socket_flows.enrich(flows, enrich, stable)
         alerts: tuple[Alert, ...] = ()
         if self.detector is not None:
@@ -301,8 +314,22 @@ class Engine:
         return status
 
 
+    def close(self) -> None:
+        """Release what the engine holds: capture threads, GeoIP files, RDAP lookups.
+
+        The daemon calls it once when its loop ends (`Ticker.close`); the socket source is
+        the caller's, which made it.
+        """
+        if self.packets is not None:
+            self.packets.close()
+        if self.enricher is not None:
+            self.enricher.close()
+
 class LiveFeed:
     """Ticks an engine every `interval` seconds in the caller's thread (the UI's worker)."""
+
+    status: str | None = None
+    """The engine runs in this process: nothing to lose (`SnapshotFeed.status`)."""
 
     def __init__(self, engine: Engine, interval: float = 1.0, ticks: int | None = None) -> None:
         self._engine = engine

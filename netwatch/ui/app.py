@@ -199,8 +199,8 @@ class NetwatchApp(DrillDown):
 
     def _refresh_status(self) -> None:
         note = self.note
-        feed_status = getattr(self.feed, "status", None)  # DaemonFeed says how it is doing
-        if note is None and isinstance(feed_status, str) and feed_status != "connected":
+        feed_status = self.feed.status  # a daemon link says how it is doing
+        if note is None and feed_status is not None and feed_status != "connected":
             note = feed_status
         text = status_text(self.snapshot, self.state, self.shown_flows, self.mode_label, note)
         self.status_bar.show(text)

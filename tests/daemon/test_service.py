@@ -39,6 +39,9 @@ class ScriptedEngine:
     def tick(self) -> Snapshot:
         return self.snaps.pop(0)
 
+    def close(self) -> None:
+        self.snaps.clear()
+
 
 class CheckingSink:
     """A live sink that, on every alert, checks the alert is already in the store file."""

@@ -28,6 +28,8 @@ def replay(name: str = "vpngate.jsonl") -> ReplayFeed:
 class StepFeed:
     """A feed the test advances by hand: `push(snapshot)`; `close()` ends it."""
 
+    status: str | None = None
+
     def __init__(self) -> None:
         self._queue: queue.Queue[Snapshot | None] = queue.Queue()
 
@@ -47,6 +49,8 @@ class StepFeed:
 
 class FailingFeed:
     """A feed whose source breaks after one snapshot (e.g. the daemon went away)."""
+
+    status: str | None = None
 
     def __init__(self, first: Snapshot) -> None:
         self.first = first
