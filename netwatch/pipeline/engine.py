@@ -313,7 +313,6 @@ class Engine:
             status = replace(status, skipped=skipped)
         return status
 
-
     def close(self) -> None:
         """Release what the engine holds: capture threads, GeoIP files, RDAP lookups.
 
@@ -324,6 +323,7 @@ class Engine:
             self.packets.close()
         if self.enricher is not None:
             self.enricher.close()
+
 
 class LiveFeed:
     """Ticks an engine every `interval` seconds in the caller's thread (the UI's worker)."""
