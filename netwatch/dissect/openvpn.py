@@ -17,7 +17,8 @@ tls-crypt, then appends the client's wrapped key WKc, whose last two bytes are i
 (`WKc = T || AES-256-CTR(Kc || metadata) || len`: at least a 32-byte tag, a 256-byte Kc and a
 metadata type byte; at most 1024 bytes) -- https://github.com/OpenVPN/openvpn/blob/master/doc/tls-crypt-v2.txt.
 OpenVPN 2.6 clients number that reset from `EARLY_NEG_START` (0x0f000000), so its first
-packet id is 0x0f000001 (seen with 2.6.14), to announce early negotiation --
+packet id is 0x0f000001 (seen with 2.6.14), to announce early negotiation; over TCP the
+server's reset answering it is numbered the same way --
 https://github.com/OpenVPN/openvpn/blob/master/src/openvpn/ssl_pkt.h.
 """
 
@@ -86,7 +87,9 @@ def reset_layout(packet: bytes) -> str | None:
             return "plain"
     for hmac_len in (0, *_HMAC_SIZES):
         off = 9 + hmac_len
-        if packet[off : off + 4] == b"\x00\x00\x00\x01" and _is_time(packet, off + 4):
+        packet_id = int.from_bytes(packet[off : off + 4], "big")
+        first = packet_id == 1 or (hmac_len == 0 and _early_negotiation(packet_id))
+        if first and _is_time(packet, off + 4):
             return "tls-crypt" if hmac_len == 0 else f"tls-auth hmac {hmac_len}"
     return None
 
@@ -94,7 +97,7 @@ def reset_layout(packet: bytes) -> str | None:
 def _tls_crypt_v2_layout(packet: bytes) -> str | None:
     """A tls-crypt-v2 client reset: packet id 1 (2.5) or 0x0f000001 (2.6), time, WKc at the end."""
     packet_id = int.from_bytes(packet[9:13], "big")
-    if packet_id != 1 and not (EARLY_NEG_START < packet_id <= EARLY_NEG_START + _EARLY_NEG_RESENDS):
+    if packet_id != 1 and not _early_negotiation(packet_id):
         return None
     wkc = int.from_bytes(packet[-2:], "big")
     if not _is_time(packet, 13) or not _WKC_MIN <= wkc <= _WKC_MAX:
@@ -102,6 +105,11 @@ def _tls_crypt_v2_layout(packet: bytes) -> str | None:
     if 17 + _TLS_CRYPT_TAG + wkc > len(packet):
         return None
     return "tls-crypt-v2" if packet_id == 1 else "tls-crypt-v2, early negotiation"
+
+
+def _early_negotiation(packet_id: int) -> bool:
+    """True for the first few packet ids of a 2.6 tls-crypt-v2 exchange (0x0f000001...)."""
+    return EARLY_NEG_START < packet_id <= EARLY_NEG_START + _EARLY_NEG_RESENDS
 
 
 def _is_time(packet: bytes, off: int) -> bool:

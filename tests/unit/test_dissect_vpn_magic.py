@@ -229,6 +229,18 @@ def test_openvpn_26_tls_crypt_v2_reset_is_recognised() -> None:
         )
 
 
+def test_openvpn_26_tls_crypt_v2_over_tcp_where_the_server_reset_is_numbered_alike() -> None:
+    def framed(packet: bytes) -> bytes:
+        return struct.pack(">H", len(packet)) + packet
+
+    key = _key(Transport.TCP, 54760, 1194)
+    server = _tls_crypt(8, SID_S, 0x0F000001)
+    assert openvpn.reset_layout(server) == "tls-crypt"
+    packets = [(True, framed(_v3_reset(0x0F000001))), (False, framed(server))]
+    packets.append((True, framed(_tls_crypt(4, SID_C, 0x0F000002))))
+    assert _is(_run(key, packets), "openvpn", "high")
+
+
 def test_tls_crypt_v2_reset_whose_fields_do_not_add_up_is_rejected() -> None:
     assert openvpn.reset_opcode(_v3_reset(0x0F000100)) is None  # not an early packet id
     assert openvpn.reset_opcode(_v3_reset(2)) is None
