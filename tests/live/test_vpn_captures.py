@@ -67,10 +67,14 @@ def _make_pki(d: Path) -> None:
                  "-out", f"{name}.crt", cwd=d)  # fmt: skip
 
 
-@requires_tools("openvpn", "openssl", "tcpdump")
-@pytest.mark.parametrize("proto", ["udp", "tcp"])
-def test_openvpn_tls(lab: Lab, tmp_path: Path, proto: str) -> None:
-    server_ip = "198.51.100.10"
+def openvpn_pair(
+    lab: Lab, tmp_path: Path, server_ip: str, subnet: str, proto: str,
+    server_wrap: tuple[str, ...] = (), client_wrap: tuple[str, ...] = (),
+) -> Watch:  # fmt: skip
+    """Run an OpenVPN server in a peer and a client in the host until both are up, watched.
+
+    `server_wrap`/`client_wrap` add control-channel options (`--tls-crypt-v2 KEY`).
+    """
     peer = lab.add_peer(server_ip)
     _make_pki(tmp_path)
     pki = ["--ca", str(tmp_path / "ca.crt")]
@@ -79,7 +83,7 @@ def test_openvpn_tls(lab: Lab, tmp_path: Path, proto: str) -> None:
         peer.ns,
         [*common, "--proto", "udp" if proto == "udp" else "tcp-server", "--port", "1194",
          "--mode", "server", "--tls-server", "--topology", "subnet",
-         "--ifconfig", "10.77.0.1", "255.255.255.0", "--dh", "none",
+         "--ifconfig", f"{subnet}.1", "255.255.255.0", "--dh", "none", *server_wrap,
          *pki, "--cert", str(tmp_path / "server.crt"), "--key", str(tmp_path / "server.key")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
     )  # fmt: skip
@@ -88,13 +92,20 @@ def test_openvpn_tls(lab: Lab, tmp_path: Path, proto: str) -> None:
     client = lab.spawn(
         lab.host,
         [*common, "--client", "--proto", "udp" if proto == "udp" else "tcp-client",
-         "--remote", server_ip, "1194", "--nobind", "--remote-cert-tls", "server",
+         "--remote", server_ip, "1194", "--nobind", "--remote-cert-tls", "server", *client_wrap,
          *pki, "--cert", str(tmp_path / "client.crt"), "--key", str(tmp_path / "client.key")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
     )  # fmt: skip
     wait_for_line(client.stdout, "Initialization Sequence Completed", 30)
-    wait_until(lambda: watch.snap_file.exists() or True, 1, "probe")
     watch.stop()
+    return watch
+
+
+@requires_tools("openvpn", "openssl", "tcpdump")
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_openvpn_tls(lab: Lab, tmp_path: Path, proto: str) -> None:
+    server_ip = "198.51.100.10"
+    watch = openvpn_pair(lab, tmp_path, server_ip, "10.77.0", proto)
 
     live = watch.flows(remote_is(server_ip, 1194))
     assert live, "live capture saw no flow to the OpenVPN server"
@@ -146,18 +157,12 @@ def _wg_up(lab: Lab, ns: str, d: Path, name: str, addr: str, peer_pub: str,
     return ifname
 
 
-@requires_tools("wireguard-go", "wg", "tcpdump")
-def test_wireguard_go(lab: Lab, tmp_path: Path) -> None:
-    server_ip = "198.51.100.11"
-    peer = lab.add_peer(server_ip)
-    host_pub, peer_pub = _wg_keys(lab, tmp_path, "host"), _wg_keys(lab, tmp_path, "peer")
-    _wg_up(lab, peer.ns, tmp_path, "peer", "10.78.0.2", host_pub, None, "10.78.0.1")
-    watch = Watch(lab, tmp_path).start()
-    ifname = _wg_up(lab, lab.host, tmp_path, "host", "10.78.0.1", peer_pub, server_ip, "10.78.0.2")
-    # One datagram into the tunnel makes wireguard-go do its handshake.
+def wg_handshake(lab: Lab, ifname: str, tunnel_peer: str) -> None:
+    """Send a datagram into the tunnel (wireguard-go then does its handshake), wait for the
+    handshake, and send one more so transport data follows."""
     send = (
         "import socket; "
-        "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('10.78.0.2', 9))"
+        f"socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('{tunnel_peer}', 9))"
     )
     lab.exec_ok(lab.host, ["python3", "-c", send])
 
@@ -167,6 +172,25 @@ def test_wireguard_go(lab: Lab, tmp_path: Path) -> None:
 
     wait_until(handshake_done, 15, "the WireGuard handshake")
     lab.exec_ok(lab.host, ["python3", "-c", send])
+
+
+def wg_pair(lab: Lab, tmp_path: Path, server_ip: str, subnet: str) -> tuple[Watch, str]:
+    """wireguard-go in a peer and in the host (watched), before any handshake; the host's
+    interface name. The tunnel addresses are `subnet`.1 (host) and .2 (peer)."""
+    peer = lab.add_peer(server_ip)
+    host_pub, peer_pub = _wg_keys(lab, tmp_path, "host"), _wg_keys(lab, tmp_path, "peer")
+    _wg_up(lab, peer.ns, tmp_path, "peer", f"{subnet}.2", host_pub, None, f"{subnet}.1")
+    watch = Watch(lab, tmp_path).start()
+    host = f"{subnet}.1"
+    ifname = _wg_up(lab, lab.host, tmp_path, "host", host, peer_pub, server_ip, f"{subnet}.2")
+    return watch, ifname
+
+
+@requires_tools("wireguard-go", "wg", "tcpdump")
+def test_wireguard_go(lab: Lab, tmp_path: Path) -> None:
+    server_ip = "198.51.100.11"
+    watch, ifname = wg_pair(lab, tmp_path, server_ip, "10.78.0")
+    wg_handshake(lab, ifname, "10.78.0.2")
     watch.stop()
 
     live = watch.flows(remote_is(server_ip, 51820))

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import requires_root, requires_tools
-from tests.live.capture_lab import Watch, analyze, process_name, remote_is, wait_for_line
-from tests.live.test_vpn_captures import _make_pki, _vpn_flows, _wg_keys, _wg_up, wait_until
+from tests.live.capture_lab import analyze, process_name, remote_is, wait_for_line
+from tests.live.test_vpn_captures import _vpn_flows, openvpn_pair, wg_handshake, wg_pair
 from tests.netns import HOST_IP, Lab
 
 pytestmark = [pytest.mark.live, requires_root, pytest.mark.timeout(120)]
@@ -45,36 +45,16 @@ def _evidence(flow: dict) -> dict[str, str]:
 @pytest.mark.parametrize("proto", ["udp", "tcp"])
 def test_openvpn_26_tls_crypt_v2(lab: Lab, tmp_path: Path, proto: str) -> None:
     server_ip = "198.51.100.20"
-    peer = lab.add_peer(server_ip)
-    _make_pki(tmp_path)
     server_key, client_key = tmp_path / "v2-server.key", tmp_path / "v2-client.key"
     gen = ["openvpn", "--genkey", "tls-crypt-v2-server", str(server_key)]
     subprocess.run(gen, check=True, capture_output=True, timeout=30)
     gen = ["openvpn", "--tls-crypt-v2", str(server_key), "--genkey", "tls-crypt-v2-client"]
     subprocess.run([*gen, str(client_key)], check=True, capture_output=True, timeout=30)
-    pki = ["--ca", str(tmp_path / "ca.crt")]
-    common = ["openvpn", "--dev", "tun", "--verb", "3", "--data-ciphers", "AES-256-GCM"]
-    server = lab.spawn(
-        peer.ns,
-        [*common, "--proto", "udp" if proto == "udp" else "tcp-server", "--port", "1194",
-         "--mode", "server", "--tls-server", "--topology", "subnet",
-         "--ifconfig", "10.79.0.1", "255.255.255.0", "--dh", "none", "--tls-crypt-v2",
-         str(server_key), *pki, "--cert", str(tmp_path / "server.crt"),
-         "--key", str(tmp_path / "server.key")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
-    )  # fmt: skip
-    wait_for_line(server.stdout, "Initialization Sequence Completed", 20)
-    watch = Watch(lab, tmp_path).start()
-    client = lab.spawn(
-        lab.host,
-        [*common, "--client", "--proto", "udp" if proto == "udp" else "tcp-client",
-         "--remote", server_ip, "1194", "--nobind", "--remote-cert-tls", "server",
-         "--tls-crypt-v2", str(client_key), *pki, "--cert", str(tmp_path / "client.crt"),
-         "--key", str(tmp_path / "client.key")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
-    )  # fmt: skip
-    wait_for_line(client.stdout, "Initialization Sequence Completed", 30)
-    watch.stop()
+    server_wrap, client_wrap = (
+        ("--tls-crypt-v2", str(server_key)),
+        ("--tls-crypt-v2", str(client_key)),
+    )
+    watch = openvpn_pair(lab, tmp_path, server_ip, "10.79.0", proto, server_wrap, client_wrap)
 
     owned = [f for f in watch.flows(remote_is(server_ip, 1194)) if process_name(f) == "openvpn"]
     assert any(f["app"] == "openvpn" and f["vpn"] for f in owned), owned[-1:]
@@ -102,27 +82,12 @@ DISCO_SENDER = textwrap.dedent(
 @requires_tools("wireguard-go", "wg", "tcpdump")
 def test_tailscale_disco_then_wireguard_on_one_flow(lab: Lab, tmp_path: Path) -> None:
     server_ip = "198.51.100.21"
-    peer = lab.add_peer(server_ip)
-    host_pub, peer_pub = _wg_keys(lab, tmp_path, "host"), _wg_keys(lab, tmp_path, "peer")
-    _wg_up(lab, peer.ns, tmp_path, "peer", "10.80.0.2", host_pub, None, "10.80.0.1")
-    watch = Watch(lab, tmp_path).start()
-    ifname = _wg_up(lab, lab.host, tmp_path, "host", "10.80.0.1", peer_pub, server_ip, "10.80.0.2")
+    watch, ifname = wg_pair(lab, tmp_path, server_ip, "10.80.0")
     # Path discovery first, as tailscaled does: pings both ways on the WireGuard port.
     host_disco = "ab" * 32
     lab.exec_ok(lab.host, ["python3", "-c", DISCO_SENDER, server_ip, host_disco])
-    lab.exec_ok(peer.ns, ["python3", "-c", DISCO_SENDER, HOST_IP, "cd" * 32])
-    send = (
-        "import socket; "
-        "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('10.80.0.2', 9))"
-    )
-    lab.exec_ok(lab.host, ["python3", "-c", send])
-
-    def handshake_done() -> bool:
-        res = lab.run(lab.host, ["wg", "show", ifname, "latest-handshakes"])
-        return res.returncode == 0 and res.stdout.split()[-1:] != ["0"] and bool(res.stdout)
-
-    wait_until(handshake_done, 15, "the WireGuard handshake")
-    lab.exec_ok(lab.host, ["python3", "-c", send])
+    lab.exec_ok(lab.peers[0].ns, ["python3", "-c", DISCO_SENDER, HOST_IP, "cd" * 32])
+    wg_handshake(lab, ifname, "10.80.0.2")
     watch.stop()
 
     live = watch.flows(remote_is(server_ip, 51820))
