@@ -58,8 +58,11 @@ def rank(label: Label | None) -> int:
 
 
 def improves(new: Label, old: Label | None) -> bool:
-    """True when `new` should replace `old`: it ranks higher, or it ranks the same and adds
-    evidence to all of `old`'s (Tailscale's DISCO joining an already proven WireGuard flow)."""
+    """True when `new` should replace `old`: it ranks higher, or ranks the same and adds to it.
+
+    "Adds to it" means `new` carries all of `old`'s evidence and more, as when Tailscale's
+    DISCO joins a flow already proven WireGuard: the label is refined, never weakened.
+    """
     if old is None or rank(new) > rank(old):
         return True
     return rank(new) == rank(old) and set(old.evidence) < set(new.evidence)

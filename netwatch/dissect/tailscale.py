@@ -21,7 +21,6 @@ _BOX_MIN = 16 + 2
 """Poly1305 tag plus a message's type and version bytes."""
 HEADER_LEN = len(MAGIC) + KEY_LEN + NONCE_LEN
 MIN_LEN = HEADER_LEN + _BOX_MIN
-DEFAULT_PORT = 41641
 
 
 def disco_sender(payload: bytes) -> bytes | None:
