@@ -130,7 +130,7 @@ SERVER = textwrap.dedent(
 
 CLIENT = textwrap.dedent(
     """
-    import os, socket, struct, sys
+    import os, socket, struct, sys, time
     server, other = sys.argv[1], sys.argv[2]
     cstp = (
         b"CONNECT /CSCOSSLC/tunnel HTTP/1.1\\r\\nHost: vpn.example.net\\r\\n"
@@ -147,6 +147,7 @@ CLIENT = textwrap.dedent(
         with socket.create_connection((server, 80), timeout=5) as c:
             c.sendall(request)
             c.recv(4096)
+        time.sleep(0.1)  # one connection at a time in the recording, on a busy machine too
     # A DTLS 1.0 ClientHello record (RFC 6347 4.1) to the server, then to another host.
     body = b"\\x01" + os.urandom(120)
     hello = struct.pack(">BHH", 0x16, 0xFEFF, 0) + bytes(6) + struct.pack(">H", len(body)) + body
@@ -168,7 +169,7 @@ def test_cstp_dtls_and_sstp_in_clear_with_an_ordinary_get(lab: Lab, tmp_path: Pa
     pcap = tmp_path / "clear.pcap"
     tcpdump = lab.spawn(
         lab.host,
-        ["tcpdump", "-i", "any", "-U", "--immediate-mode", "-n", "-w", str(pcap)],
+        ["tcpdump", "-i", "any", "-B", "8192", "-U", "--immediate-mode", "-n", "-w", str(pcap)],
         stderr=subprocess.PIPE,
         bufsize=0,
     )
@@ -178,9 +179,13 @@ def test_cstp_dtls_and_sstp_in_clear_with_an_ordinary_get(lab: Lab, tmp_path: Pa
     server.wait(20)
     tcpdump.terminate()
     tcpdump.wait(10)
+    assert tcpdump.stderr is not None
+    stats = tcpdump.stderr.read().decode(errors="replace")  # "N packets dropped by kernel"
 
     flows = [r for r in analyze(pcap) if r["type"] == "flow" and r["src"] == HOST_IP]
-    by_request = {f["evidence"][0]["value"]: f for f in flows if f["transport"] == "tcp"}
+    tcp = [f for f in flows if f["transport"] == "tcp" and f["evidence"]]
+    by_request = {f["evidence"][0]["value"]: f for f in tcp}
+    assert len(by_request) == 3, (by_request.keys(), stats)
     cstp = by_request["CONNECT /CSCOSSLC/tunnel HTTP/1.1"]
     assert (cstp["app"], cstp["vpn"], cstp["confidence"]) == ("anyconnect", True, "high")
     assert "x-dtls-master-secret" in _evidence(cstp)["cstp_headers"]
