@@ -44,12 +44,14 @@ from netwatch.config import load_config
 from netwatch.detect.loader import bundled_rule_files, check_rule_files
 from netwatch.dissect import (
     Dissector,
+    anyconnect,
     dns,
     http,
     ipsec,
     openvpn,
     quic,
     softether,
+    tailscale,
     tls,
     tor,
     tunnels,
@@ -313,6 +315,11 @@ def _payload_seeds(_: Path) -> list[bytes]:
         b"0 alice 17 0 2\n",  # tinc
         b"GET / HTTP/1.1\r\nHost: www.example.com\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+        "TS💬".encode() + bytes(56) + bytes(64),  # Tailscale DISCO
+        b"CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nX-CSTP-MTU: 1399\r\nX-DTLS-Port: 443\r\n\r\n",
+        b"\x16\xfe\xff\x00\x00" + bytes(6) + b"\x00\x04\x01\x00\x00\x00",  # DTLS 1.0 hello
+        b"\x50" + bytes(8) + b"\x0f\x00\x00\x01\x69\x2d\x00\x00" + bytes(318)
+        + b"\x01\x2b",  # OpenVPN 2.6 tls-crypt-v2 client reset with its WKc length
     ]  # fmt: skip
     return payloads[::7] + protocols
 
@@ -335,9 +342,19 @@ def _openvpn(data: bytes) -> None:
     openvpn.frame(data, tcp=True)
     openvpn.frame(data, tcp=False)
     openvpn.reset_opcode(data)  # (reset_layout is its helper: only for reset-sized packets)
+    if len(data) > 9:
+        openvpn.reset_layout(data)
     tracker = openvpn.OpenVpnTracker(tcp=False)
     for i in range(3):
         tracker.feed(i % 2 == 0, i, data)
+
+
+def _magic(data: bytes) -> None:
+    tailscale.disco_sender(data)
+    anyconnect.dtls_record(data)
+    request = http.parse_request(data)
+    if request is not None:
+        anyconnect.cstp_label(request.method, request.path, request.line, request.cstp_headers)
 
 
 def _wireguard(data: bytes) -> None:
@@ -353,7 +370,7 @@ _KEYS = [
         (t, ip, port)
         for t in (Transport.TCP, Transport.UDP)
         for ip in ("198.51.100.7", "2001:db8::7")
-        for port in (53, 80, 443, 500, 1194, 1701, 4500, 5555, 9001, 51820)
+        for port in (53, 80, 443, 500, 1194, 1701, 4500, 5555, 9001, 41641, 51820)
     )
 ]
 _DISSECTOR = Dissector(max_flows=32)
@@ -427,6 +444,7 @@ DISSECTORS = [
     ),
     Target("dissect.openvpn", _payload_seeds, _pure(_openvpn)),
     Target("dissect.wireguard", _payload_seeds, _pure(_wireguard)),
+    Target("dissect.magic", _payload_seeds, _pure(_magic)),
     Target("dissect.quic", _payload_seeds, _pure(_quic)),
     Target("dissect.names+tor", _payload_seeds, _pure(_text_names)),
     Target("dissect.Dissector.inspect", _payload_seeds, _pure(_inspect)),

@@ -6,13 +6,31 @@ only the first `max_packets` payload packets per direction are looked at (DNS fl
 since one socket may ask many questions), a flow whose answer is known returns `done=True`, and
 unknown transports are dismissed at once. Labels never get weaker during a flow: a VPN label
 beats a plain one, and higher confidence beats lower.
+
+WireGuard is looked for in the first `_WG_TRIES` datagrams of each direction of a UDP flow
+that nothing else has claimed, not only the first: Tailscale sends its DISCO pings on the
+socket before WireGuard's handshake, and obfuscating clients send junk first. A flow that
+carried DISCO keeps being read up to `max_packets`, and its WireGuard evidence joins the
+`tailscale` label.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
-from netwatch.dissect import http, ipsec, labels, openvpn, quic, softether, tls, tunnels, verdicts
+from netwatch.dissect import (
+    anyconnect,
+    http,
+    ipsec,
+    labels,
+    openvpn,
+    quic,
+    softether,
+    tailscale,
+    tls,
+    tunnels,
+    verdicts,
+)
 from netwatch.dissect.dns import DnsMessage, parse_dns
 from netwatch.dissect.state import FlowState, FlowStates, append_bounded
 from netwatch.dissect.wireguard import WireGuardTracker, message_type
@@ -23,6 +41,8 @@ _DNS_NAMES = {53: "dns", 5353: "mdns", 5355: "llmnr"}
 _DNS_LABELS = {name: labels.plain(name, "network", labels.HIGH) for name in _DNS_NAMES.values()}
 _MAX_DNS_PACKETS = 64
 _QUIC_TRIES = 4
+_WG_TRIES = 4
+"""Datagrams per direction in which a WireGuard message may still open the tracker."""
 _PEER_MEMORY = 1024
 _DONE = PacketFacts(done=True)
 
@@ -35,6 +55,7 @@ class Dissector:
         self._max_packets = max_packets
         self._tinc_peers: OrderedDict[tuple[str, str, int], None] = OrderedDict()
         self._softether_peers: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        self._cstp_peers: OrderedDict[tuple[str, str, int], None] = OrderedDict()
 
     def forget(self, key: FlowKey) -> None:
         """Drop what is remembered about a flow (called when the flow table expires it)."""
@@ -84,7 +105,7 @@ class Dissector:
     @staticmethod
     def _better(state: FlowState, label: Label | None) -> Label | None:
         """Return `label` if it improves on what was reported for this flow, else None."""
-        if label is None or labels.rank(label) <= labels.rank(state.best):
+        if label is None or not labels.improves(label, state.best):
             return None
         state.best = label
         return label
@@ -142,6 +163,8 @@ class Dissector:
             # After CONNECT the proxy's "200" has no body; TLS to the target follows instead.
             state.tunnel = request.method == "CONNECT"
             state.http = not state.tunnel
+            if anyconnect.offers_dtls(request.cstp_headers):
+                self._remember(self._cstp_peers, _peer_key(ctx.flow, 0))
             return PacketFacts(
                 label=self._better(state, verdicts.http_label(request)),
                 http_host=request.host,
@@ -207,8 +230,11 @@ class Dissector:
             message = parse_dns(payload)
             if message is not None:
                 return self._dns_facts(state, message, _DNS_NAMES[dns_port])
+        sender = tailscale.disco_sender(payload)  # before the trackers: DISCO interleaves
+        if sender is not None:
+            return self._disco(state, sender)
         if state.wg is not None and not state.wg.dead:
-            return self._facts(state, state.wg.feed(ctx.from_initiator, payload))
+            return self._wireguard(ctx, state, payload)
         if state.ovpn is not None and not state.ovpn.dead:
             return self._facts(state, state.ovpn.feed(ctx.from_initiator, ctx.index, payload))
         if state.quic_crypto is not None:
@@ -226,8 +252,34 @@ class Dissector:
             if label is not None:
                 return self._facts(state, label, done=label.confidence is labels.HIGH)
         if ctx.index != 0:
-            return None
+            return self._udp_later(ctx, state, payload)
         return self._udp_first(ctx, state, payload, ports)
+
+    def _udp_later(self, ctx: PacketContext, state: FlowState, data: bytes) -> PacketFacts | None:
+        """A later datagram of a flow nothing has claimed: WireGuard may start here."""
+        if state.best is not None and not state.disco:
+            return None
+        if ctx.index >= _WG_TRIES and not state.disco:
+            return None
+        if not message_type(data):
+            return None
+        return self._wireguard(ctx, state, data)
+
+    def _wireguard(self, ctx: PacketContext, state: FlowState, data: bytes) -> PacketFacts | None:
+        """Feed the WireGuard tracker (opened on first use); with DISCO it is Tailscale's."""
+        if state.wg is None or state.wg.dead:
+            state.wg = WireGuardTracker()
+        label = state.wg.feed(ctx.from_initiator, data)
+        if label is not None and state.disco:
+            label = tailscale.join(state.best, label)
+        return self._facts(state, label)
+
+    def _disco(self, state: FlowState, sender: bytes) -> PacketFacts | None:
+        """A Tailscale DISCO packet: label the flow, and keep reading it for WireGuard."""
+        if not state.disco:
+            state.disco = tailscale.disco_evidence(sender)
+            return self._facts(state, tailscale.join(state.best, tailscale.label(state.disco)))
+        return None
 
     def _udp_first(
         self, ctx: PacketContext, state: FlowState, payload: bytes, ports: tuple[int, int]
@@ -247,11 +299,14 @@ class Dissector:
             if label is not None:
                 return self._facts(state, label, done=True)
         if message_type(payload):
-            state.wg = WireGuardTracker()
-            return self._facts(state, state.wg.feed(ctx.from_initiator, payload))
+            return self._wireguard(ctx, state, payload)
         if openvpn.reset_opcode(payload) is not None:
             state.ovpn = openvpn.OpenVpnTracker(tcp=False)
             return self._facts(state, state.ovpn.feed(ctx.from_initiator, 0, payload))
+        if self._cstp_peers and ports[1] == anyconnect.DTLS_PORT:
+            record = anyconnect.dtls_record(payload)
+            if record is not None and _peer_key(ctx.flow, 0) in self._cstp_peers:
+                return self._facts(state, anyconnect.dtls_label(record), done=True)
         if (
             self._softether_peers
             and any(softether.UDP_ACCEL_LOW <= p <= softether.UDP_ACCEL_HIGH for p in ports)
@@ -348,6 +403,10 @@ def _nothing_pending(state: FlowState, ctx: PacketContext) -> bool:
         return False
     if state.client_wait or state.server_wait or state.http or state.tunnel or state.tinc_sides:
         return False
+    if state.disco:
+        return False  # Tailscale: WireGuard follows DISCO (bounded by max_packets)
+    if ctx.flow.transport is Transport.UDP and state.best is None and ctx.index + 1 < _WG_TRIES:
+        return False  # WireGuard may still start (see _udp_later)
     if (state.ovpn is not None and not state.ovpn.dead) or (
         state.wg is not None and not state.wg.dead
     ):

@@ -23,17 +23,23 @@ METHODS = (
 )
 _FIRST = frozenset(m[0] for m in METHODS)
 _MAX_LINE = 2048
+CSTP_PREFIXES = (b"x-cstp-", b"x-dtls-")
+"""Cisco AnyConnect's tunnel request headers (see `anyconnect`)."""
 BODY_PREFIX = 64
 
 
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
-    """The request line (`GET /path HTTP/1.1`), method, path and Host (lower-case, no port)."""
+    """The request line (`GET /path HTTP/1.1`), method, path and Host (lower-case, no port).
+
+    `cstp_headers` names the AnyConnect `X-CSTP-*`/`X-DTLS-*` headers present (lower-case).
+    """
 
     line: str
     method: str
     path: str
     host: str | None
+    cstp_headers: tuple[str, ...] = ()
 
 
 def looks_like_request(data: bytes) -> bool:
@@ -55,12 +61,25 @@ def parse_request(data: bytes) -> HttpRequest | None:
     host: str | None = None
     head_end = data.find(b"\r\n\r\n", eol, 8192)
     headers = data[eol : head_end if head_end >= 0 else 8192]
-    idx = headers.lower().find(b"\nhost:")
+    lower = headers.lower()
+    idx = lower.find(b"\nhost:")
     if idx >= 0:
         stop = headers.find(b"\n", idx + 6)
         value = headers[idx + 6 : stop if stop >= 0 else len(headers)]
         host = _strip_port(value.decode("latin-1").strip().lower()) or None
-    return HttpRequest(line, parts[0], parts[1], host)
+    return HttpRequest(line, parts[0], parts[1], host, _cstp_headers(lower))
+
+
+def _cstp_headers(lower: bytes) -> tuple[str, ...]:
+    """Names of the `x-cstp-*`/`x-dtls-*` headers in a lower-cased header block (at most 8)."""
+    if b"\nx-cstp-" not in lower and b"\nx-dtls-" not in lower:
+        return ()
+    names: list[str] = []
+    for line in lower.split(b"\n")[1:]:
+        name = line.split(b":", 1)[0].strip()
+        if name.startswith(CSTP_PREFIXES) and len(names) < 8:
+            names.append(name[:64].decode("latin-1"))
+    return tuple(names)
 
 
 def _strip_port(host: str) -> str:

@@ -33,8 +33,9 @@ def plain(name: str, category: str, confidence: Confidence, *evidence: tuple[str
 
 PROTOCOLS = frozenset(
     {
-        "dns", "gre", "http", "ipsec", "l2tp", "llmnr", "mdns", "openvpn", "pptp", "quic",
-        "softether", "ssh", "sstp", "tinc", "tls", "tor", "vpngate", "wireguard",
+        "anyconnect", "dns", "gre", "http", "ipsec", "l2tp", "llmnr", "mdns", "openvpn", "pptp",
+        "quic", "softether", "ssh", "sstp", "tailscale", "tinc", "tls", "tor", "vpngate",
+        "wireguard",
     }
 )  # fmt: skip
 """Label names the dissectors give by protocol (a test checks every constructor call)."""
@@ -54,3 +55,14 @@ def rank(label: Label | None) -> int:
     if label is None:
         return -1
     return (3 if label.vpn else 0) + _CONFIDENCE_RANK[label.confidence]
+
+
+def improves(new: Label, old: Label | None) -> bool:
+    """True when `new` should replace `old`: it ranks higher, or ranks the same and adds to it.
+
+    "Adds to it" means `new` carries all of `old`'s evidence and more, as when Tailscale's
+    DISCO joins a flow already proven WireGuard: the label is refined, never weakened.
+    """
+    if old is None or rank(new) > rank(old):
+        return True
+    return rank(new) == rank(old) and set(old.evidence) < set(new.evidence)

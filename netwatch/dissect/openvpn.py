@@ -11,6 +11,15 @@ that one time in 256), so a flow is only labelled once the structure repeats:
 * both sides open with matching resets but nothing echoes (tls-crypt hides the ACK) -> medium.
 
 Works with tls-auth and tls-crypt because opcode and session id stay in clear in both.
+
+tls-crypt-v2 (opcode 10, P_CONTROL_HARD_RESET_CLIENT_V3) wraps the client reset like
+tls-crypt, then appends the client's wrapped key WKc, whose last two bytes are its own length
+(`WKc = T || AES-256-CTR(Kc || metadata) || len`: at least a 32-byte tag, a 256-byte Kc and a
+metadata type byte; at most 1024 bytes) -- https://github.com/OpenVPN/openvpn/blob/master/doc/tls-crypt-v2.txt.
+OpenVPN 2.6 clients number that reset from `EARLY_NEG_START` (0x0f000000), so its first
+packet id is 0x0f000001 (seen with 2.6.14), to announce early negotiation; over TCP the
+server's reset answering it is numbered the same way --
+https://github.com/OpenVPN/openvpn/blob/master/src/openvpn/ssl_pkt.h.
 """
 
 from __future__ import annotations
@@ -53,6 +62,12 @@ def frame(payload: bytes, tcp: bool) -> bytes | None:
 
 _HMAC_SIZES = (16, 20, 32, 48, 64)
 _EPOCH_MIN, _EPOCH_MAX = 1_000_000_000, 4_200_000_000
+EARLY_NEG_START = 0x0F000000
+_EARLY_NEG_RESENDS = 8
+"""A few retransmissions of the reset (packet ids 0x0f000001..0x0f000008) still count."""
+_TLS_CRYPT_TAG = 32
+_WKC_MIN, _WKC_MAX = 32 + 256 + 1 + 2, 1024
+"""tls-crypt-v2's wrapped client key: tag, Kc, metadata type byte, length; and its cap."""
 
 
 def reset_layout(packet: bytes) -> str | None:
@@ -61,7 +76,10 @@ def reset_layout(packet: bytes) -> str | None:
     Without tls-auth the ACK array follows the session id (empty in a client reset, then a
     message packet id of 0). With tls-crypt the replay packet id (1 in the first reset) and
     a Unix time follow the session id; with tls-auth they follow an HMAC of 16-64 bytes.
+    tls-crypt-v2 client resets are checked by `_tls_crypt_v2_layout`.
     """
+    if packet[0] >> 3 == 10:
+        return _tls_crypt_v2_layout(packet)
     acks = packet[9]
     if acks <= 8:
         end = 10 + 4 * acks + (8 if acks else 0)
@@ -69,11 +87,36 @@ def reset_layout(packet: bytes) -> str | None:
             return "plain"
     for hmac_len in (0, *_HMAC_SIZES):
         off = 9 + hmac_len
-        if packet[off : off + 4] == b"\x00\x00\x00\x01" and (
-            _EPOCH_MIN <= int.from_bytes(packet[off + 4 : off + 8], "big") <= _EPOCH_MAX
-        ):
+        packet_id = int.from_bytes(packet[off : off + 4], "big")
+        first = packet_id == 1 or (hmac_len == 0 and _early_negotiation(packet_id))
+        if first and _is_time(packet, off + 4):
             return "tls-crypt" if hmac_len == 0 else f"tls-auth hmac {hmac_len}"
     return None
+
+
+def _tls_crypt_v2_layout(packet: bytes) -> str | None:
+    """A tls-crypt-v2 client reset: packet id 1 (2.5) or 0x0f000001 (2.6), time, WKc at the end."""
+    packet_id = int.from_bytes(packet[9:13], "big")
+    if packet_id != 1 and not _early_negotiation(packet_id):
+        return None
+    wkc = int.from_bytes(packet[-2:], "big")
+    if not _is_time(packet, 13) or not _WKC_MIN <= wkc <= _WKC_MAX:
+        return None
+    if 17 + _TLS_CRYPT_TAG + wkc > len(packet):
+        return None
+    return "tls-crypt-v2" if packet_id == 1 else "tls-crypt-v2, early negotiation"
+
+
+def _early_negotiation(packet_id: int) -> bool:
+    """True for the first few packet ids of a 2.6 tls-crypt-v2 exchange (0x0f000001...)."""
+    return EARLY_NEG_START < packet_id <= EARLY_NEG_START + _EARLY_NEG_RESENDS
+
+
+def _is_time(packet: bytes, off: int) -> bool:
+    """True when the 4 bytes at `off` are a plausible Unix time (tls-auth/tls-crypt replay id)."""
+    return len(packet) >= off + 4 and (
+        _EPOCH_MIN <= int.from_bytes(packet[off : off + 4], "big") <= _EPOCH_MAX
+    )
 
 
 def reset_opcode(packet: bytes) -> int | None:

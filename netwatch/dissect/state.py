@@ -40,6 +40,8 @@ class FlowState:
     """An HTTP CONNECT was seen: the client's next bytes may be a ClientHello."""
     ovpn: OpenVpnTracker | None = None
     wg: WireGuardTracker | None = None
+    disco: tuple[tuple[str, str], ...] = ()
+    """Evidence of the first Tailscale DISCO packet; WireGuard found later joins it."""
     quic_keys: InitialKeys | None = None
     quic_crypto: CryptoStream | None = None
     quic_tries: int = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from netwatch.dissect import http, labels, softether
+from netwatch.dissect import anyconnect, http, labels, softether
 from netwatch.dissect.names import classify_host
 from netwatch.dissect.tor import tor_like_sni
 from netwatch.model import IPAddress, Label
@@ -58,13 +58,16 @@ def sni_label(sni: str | None, proto: str, port: int, server: IPAddress | None =
 
 
 def http_label(request: http.HttpRequest) -> Label:
-    """Label a clear HTTP request: SoftEther paths, SSTP, VPN Gate API, VPN hosts."""
+    """Label a clear HTTP request: SoftEther paths, SSTP, AnyConnect CSTP, VPN Gate, VPN hosts."""
     path = request.path
     host = request.host or ""
     if path.startswith("/vpnsvc/"):
         return labels.vpn("softether", labels.HIGH, ("http_path", path[:128]))
     if request.method == "SSTP_DUPLEX_POST" and path.lower().startswith("/sra_{ba195980-"):
         return labels.vpn("sstp", labels.HIGH, ("http_request", request.line[:128]))
+    cstp = anyconnect.cstp_label(request.method, path, request.line, request.cstp_headers)
+    if cstp is not None:
+        return cstp
     provider = classify_host(host) if host else None
     if path.startswith("/api/iphone"):
         confidence = labels.HIGH if provider == "vpngate" else labels.MEDIUM

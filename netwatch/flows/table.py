@@ -322,14 +322,20 @@ class FlowTable:
             self.fold(state, facts)
 
     def fold(self, state: FlowState, facts: PacketFacts) -> None:
-        """Merge facts into a flow: the most confident label wins; names keep the first seen."""
+        """Merge facts into a flow: the most confident label wins; names keep the first seen.
+
+        A label as confident as the flow's that adds evidence to all of it replaces it (the
+        dissector refines: WireGuard proven, then Tailscale's DISCO on the same flow).
+        """
         label = facts.label
         if label is not None:
             old = state.label
+            same = old is not None and label.confidence.rank == old.confidence.rank
             if (
                 old is None
                 or label.confidence.rank > old.confidence.rank
-                or (label.confidence.rank == old.confidence.rank and label.vpn and not old.vpn)
+                or (same and label.vpn and not old.vpn)
+                or (same and label.vpn == old.vpn and set(old.evidence) < set(label.evidence))
             ):
                 state.label = label
         if facts.sni and state.sni is None:

@@ -70,10 +70,14 @@ def _make_pki(d: Path) -> None:
 _OPENVPN = ["openvpn", "--dev", "tun", "--verb", "3", "--data-ciphers", "AES-256-GCM"]
 
 
-def start_openvpn_server(lab: Lab, work: Path, server_ip: str, proto: str = "udp") -> None:
+def start_openvpn_server(
+    lab: Lab, work: Path, server_ip: str, proto: str = "udp", subnet: str = "10.77.0",
+    wrap: tuple[str, ...] = (),
+) -> None:  # fmt: skip
     """An OpenVPN server (TLS mode, `proto` udp or tcp, port 1194) in a peer at `server_ip`.
 
-    Makes the throwaway PKI in `work` that `start_openvpn_client` uses too.
+    Makes the throwaway PKI in `work` that `start_openvpn_client` uses too; `wrap` adds
+    control-channel options (`--tls-crypt-v2 KEY`).
     """
     peer = lab.add_peer(server_ip)
     _make_pki(work)
@@ -81,21 +85,22 @@ def start_openvpn_server(lab: Lab, work: Path, server_ip: str, proto: str = "udp
         peer.ns,
         [*_OPENVPN, "--proto", "udp" if proto == "udp" else "tcp-server", "--port", "1194",
          "--mode", "server", "--tls-server", "--topology", "subnet",
-         "--ifconfig", "10.77.0.1", "255.255.255.0", "--dh", "none", "--ca", str(work / "ca.crt"),
-         "--cert", str(work / "server.crt"), "--key", str(work / "server.key")],
+         "--ifconfig", f"{subnet}.1", "255.255.255.0", "--dh", "none", *wrap,
+         "--ca", str(work / "ca.crt"), "--cert", str(work / "server.crt"),
+         "--key", str(work / "server.key")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
     )  # fmt: skip
     wait_for_line(server.stdout, "Initialization Sequence Completed", 20)
 
 
 def start_openvpn_client(
-    lab: Lab, work: Path, server_ip: str, proto: str = "udp"
+    lab: Lab, work: Path, server_ip: str, proto: str = "udp", wrap: tuple[str, ...] = ()
 ) -> subprocess.Popen[bytes]:
     """The client in the host namespace, returned once its tunnel is up."""
     client = lab.spawn(
         lab.host,
         [*_OPENVPN, "--client", "--proto", "udp" if proto == "udp" else "tcp-client",
-         "--remote", server_ip, "1194", "--nobind", "--remote-cert-tls", "server",
+         "--remote", server_ip, "1194", "--nobind", "--remote-cert-tls", "server", *wrap,
          "--ca", str(work / "ca.crt"), "--cert", str(work / "client.crt"),
          "--key", str(work / "client.key")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
@@ -104,15 +109,23 @@ def start_openvpn_client(
     return client
 
 
+def openvpn_pair(
+    lab: Lab, tmp_path: Path, server_ip: str, subnet: str, proto: str,
+    server_wrap: tuple[str, ...] = (), client_wrap: tuple[str, ...] = (),
+) -> Watch:  # fmt: skip
+    """Run an OpenVPN server in a peer and a client in the host until both are up, watched."""
+    start_openvpn_server(lab, tmp_path, server_ip, proto, subnet, server_wrap)
+    watch = Watch(lab, tmp_path).start()
+    start_openvpn_client(lab, tmp_path, server_ip, proto, client_wrap)
+    watch.stop()
+    return watch
+
+
 @requires_tools("openvpn", "openssl", "tcpdump")
 @pytest.mark.parametrize("proto", ["udp", "tcp"])
 def test_openvpn_tls(lab: Lab, tmp_path: Path, proto: str) -> None:
     server_ip = "198.51.100.10"
-    start_openvpn_server(lab, tmp_path, server_ip, proto)
-    watch = Watch(lab, tmp_path).start()
-    start_openvpn_client(lab, tmp_path, server_ip, proto)
-    wait_until(lambda: watch.snap_file.exists() or True, 1, "probe")
-    watch.stop()
+    watch = openvpn_pair(lab, tmp_path, server_ip, "10.77.0", proto)
 
     live = watch.flows(remote_is(server_ip, 1194))
     assert live, "live capture saw no flow to the OpenVPN server"
@@ -164,14 +177,13 @@ def _wg_up(lab: Lab, ns: str, d: Path, name: str, addr: str, peer_pub: str,
     return ifname
 
 
-_WG_POKE = (
-    "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('10.78.0.2', 9))"
-)
-
-
-def wg_poke(lab: Lab) -> None:
-    """One datagram from the host into the tunnel (to the peer's 10.78.0.2)."""
-    lab.exec_ok(lab.host, ["python3", "-c", _WG_POKE])
+def wg_poke(lab: Lab, tunnel_peer: str = "10.78.0.2") -> None:
+    """One datagram from the host into the tunnel: wireguard-go then does its handshake."""
+    send = (
+        "import socket; "
+        f"socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('{tunnel_peer}', 9))"
+    )
+    lab.exec_ok(lab.host, ["python3", "-c", send])
 
 
 def wait_wg_handshake(lab: Lab, ifname: str) -> None:
@@ -184,17 +196,30 @@ def wait_wg_handshake(lab: Lab, ifname: str) -> None:
     wait_until(done, 15, "the WireGuard handshake")
 
 
+def wg_handshake(lab: Lab, ifname: str, tunnel_peer: str) -> None:
+    """Poke the tunnel, wait for the handshake, and poke once more so transport data follows."""
+    wg_poke(lab, tunnel_peer)
+    wait_wg_handshake(lab, ifname)
+    wg_poke(lab, tunnel_peer)
+
+
+def wg_pair(lab: Lab, tmp_path: Path, server_ip: str, subnet: str) -> tuple[Watch, str]:
+    """wireguard-go in a peer and in the host (watched), before any handshake; the host's
+    interface name. The tunnel addresses are `subnet`.1 (host) and .2 (peer)."""
+    peer = lab.add_peer(server_ip)
+    host_pub, peer_pub = _wg_keys(lab, tmp_path, "host"), _wg_keys(lab, tmp_path, "peer")
+    _wg_up(lab, peer.ns, tmp_path, "peer", f"{subnet}.2", host_pub, None, f"{subnet}.1")
+    watch = Watch(lab, tmp_path).start()
+    host = f"{subnet}.1"
+    ifname = _wg_up(lab, lab.host, tmp_path, "host", host, peer_pub, server_ip, f"{subnet}.2")
+    return watch, ifname
+
+
 @requires_tools("wireguard-go", "wg", "tcpdump")
 def test_wireguard_go(lab: Lab, tmp_path: Path) -> None:
     server_ip = "198.51.100.11"
-    peer = lab.add_peer(server_ip)
-    host_pub, peer_pub = _wg_keys(lab, tmp_path, "host"), _wg_keys(lab, tmp_path, "peer")
-    _wg_up(lab, peer.ns, tmp_path, "peer", "10.78.0.2", host_pub, None, "10.78.0.1")
-    watch = Watch(lab, tmp_path).start()
-    ifname = _wg_up(lab, lab.host, tmp_path, "host", "10.78.0.1", peer_pub, server_ip, "10.78.0.2")
-    wg_poke(lab)  # one datagram into the tunnel makes wireguard-go do its handshake
-    wait_wg_handshake(lab, ifname)
-    wg_poke(lab)
+    watch, ifname = wg_pair(lab, tmp_path, server_ip, "10.78.0")
+    wg_handshake(lab, ifname, "10.78.0.2")
     watch.stop()
 
     live = watch.flows(remote_is(server_ip, 51820))

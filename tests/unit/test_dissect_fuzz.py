@@ -7,12 +7,14 @@ from hypothesis import strategies as st
 
 from netwatch.dissect import (
     Dissector,
+    anyconnect,
     dns,
     http,
     ipsec,
     openvpn,
     quic,
     softether,
+    tailscale,
     tls,
     tor,
     tunnels,
@@ -46,12 +48,19 @@ PAYLOADS = st.one_of(
                 b"\xc8\x02",
                 b"\x00\x9c\x00\x01\x1a\x2b\x3c\x4d",
                 b"SSH-2.0-",
+                "TS💬".encode(),
+                b"\x50" + bytes(8) + b"\x0f\x00\x00\x01\x69\x2d\x00\x00",
+                b"CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nX-CSTP-Version: 1\r\nX-DTLS-",
+                b"\x16\xfe\xff\x00\x00",
+                b"SSTP_DUPLEX_POST /sra_{BA195980-",
             ]
         ),
         st.binary(max_size=1500),
     ).map(lambda t: t[0] + t[1]),
 )
-PORTS = st.sampled_from([0, 53, 80, 443, 500, 655, 1194, 1701, 1723, 4500, 5004, 5353, 51820, 9001])
+PORTS = st.sampled_from(
+    [0, 53, 80, 443, 500, 655, 1194, 1701, 1723, 4500, 5004, 5353, 41641, 51820, 9001]
+)
 ADDRS = st.sampled_from(["192.0.2.1", "198.51.100.2", "2001:db8::3"])
 
 
@@ -91,6 +100,13 @@ def test_protocol_parsers_never_raise(data: bytes) -> None:
     softether.azure_label(data)
     openvpn.frame(data, tcp=True)
     openvpn.reset_opcode(data)
+    if len(data) > 9:
+        openvpn.reset_layout(data)
+    tailscale.disco_sender(data)
+    anyconnect.dtls_record(data)
+    request = http.parse_request(data)
+    if request is not None:
+        anyconnect.cstp_label(request.method, request.path, request.line, request.cstp_headers)
     wireguard.message_type(data)
     quic.parse_gquic(data)
     header = quic.parse_long_header(data)

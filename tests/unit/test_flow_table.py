@@ -10,6 +10,7 @@ from netwatch.model import (
     Confidence,
     Direction,
     Endpoint,
+    Evidence,
     Label,
     PacketContext,
     PacketFacts,
@@ -309,3 +310,18 @@ def test_an_unchanged_flow_is_the_same_object_until_something_changes() -> None:
     named = state.to_flow()
     assert named is not after_packet and named.process is not None
     assert state.to_flow() is named
+
+
+def test_an_equally_confident_label_that_adds_evidence_replaces_the_flows() -> None:
+    wg = Label("wireguard", "vpn", True, Confidence.HIGH, (Evidence("message", "response"),))
+    ts = Label("tailscale", "vpn", True, Confidence.HIGH, (*wg.evidence, Evidence("disco", "y")))
+    other = Label("openvpn", "vpn", True, Confidence.HIGH, (Evidence("opcode", "x"),))
+    rec = Recorder(
+        {b"a": PacketFacts(label=wg), b"b": PacketFacts(label=ts), b"c": PacketFacts(label=other)}
+    )
+    t = FlowTable(rec)
+    f = t.ingest(pkt(C, S, payload=b"a"))
+    t.ingest(pkt(C, S, payload=b"b"))
+    assert f.label == ts  # refines: the same proof and more
+    t.ingest(pkt(C, S, payload=b"c"))
+    assert f.label == ts  # equal confidence without all of the flow's evidence: no change
