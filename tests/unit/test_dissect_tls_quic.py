@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.tls.extensions import ProtocolName, ServerName, TLS_Ext_ALPN, TLS_Ext_ServerName
 from scapy.layers.tls.handshake import TLSClientHello
 from scapy.layers.tls.record import TLS
@@ -178,6 +180,19 @@ def test_ordinary_names_are_not_tor_or_vpn() -> None:
         facts = Dissector().inspect(_ctx(key), bytes(TLS(msg=[_hello(sni)])))
         assert facts is not None and facts.label is not None
         assert not facts.label.vpn, sni
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=8))
+def test_fuzz_what_follows_a_softether_shaped_hello(segments: list[bytes]) -> None:
+    key = _key(Transport.TCP, 443)
+    assert key.remote is not None
+    d = Dissector()
+    d.inspect(_ctx(key), bytes(TLS(msg=[_hello(str(key.remote.ip), alpn=())])))
+    for i, seg in enumerate(segments, start=1):
+        facts = d.inspect(_ctx(key, i), seg)
+        if facts is not None and facts.label is not None:
+            assert facts.label.name == "softether" and facts.done
 
 
 def test_truncated_and_non_hello_records() -> None:
