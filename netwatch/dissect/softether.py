@@ -11,8 +11,9 @@
   address was typed. Ordinary apps (video, conferencing, speakers) do that too, so the SNI alone
   is only a hint; what SoftEther adds is its upload right after the handshake: the body of
   `POST /vpnsvc/connect.cgi` is a 1,411-byte GIF watermark plus 0-1,999 random bytes
-  (`Protocol.c` `ClientUploadSignature`, `WaterMark.c`, `HTTP.h` `HTTP_PACK_RAND_SIZE_MAX`),
-  sent as its own write, so one of the client's first encrypted records has that size.
+  (`Protocol.c` `ClientUploadSignature`, `WaterMark.c`, `HTTP.h` `HTTP_PACK_RAND_SIZE_MAX`,
+  https://github.com/SoftEtherVPN/SoftEtherVPN/tree/master/src), sent as its own write, so
+  one of the client's first encrypted records has that size.
 """
 
 from __future__ import annotations
