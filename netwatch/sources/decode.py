@@ -66,6 +66,23 @@ LINK_NAMES = {
 }
 """The link types `PacketDecoder` understands, with a name for messages."""
 
+OTHER_LINK_NAMES = {
+    6: "Token Ring",
+    10: "FDDI",
+    119: "802.11 Prism",
+    143: "DOCSIS",
+    163: "802.11 AVS",
+    189: "Linux USB",
+    195: "802.15.4",
+    201: "Bluetooth HCI H4",
+    220: "Linux USB (mmapped)",
+    249: "USBPcap",
+    253: "Linux netlink",
+    254: "Bluetooth Linux monitor",
+    **{147 + n: f"USER{n}" for n in range(16)},
+}
+"""Common link types netwatch does not decode, so the error can say what the file holds."""
+
 _VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 _PPP_IPV4 = frozenset((0x0021, 0x21))
 _PPP_IPV6 = frozenset((0x0057, 0x57))

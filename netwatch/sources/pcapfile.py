@@ -27,7 +27,12 @@ from typing import BinaryIO
 
 from netwatch.errors import DataFileError, Location
 from netwatch.model import PacketMeta
-from netwatch.sources.decode import LINK_NAMES, PacketDecoder, supported_link_type
+from netwatch.sources.decode import (
+    LINK_NAMES,
+    OTHER_LINK_NAMES,
+    PacketDecoder,
+    supported_link_type,
+)
 
 _CHUNK = 1 << 20
 MAX_RECORD = 1 << 24
@@ -167,7 +172,9 @@ class CaptureFile:
         linktype &= 0x0FFFFFFF  # the top bits carry FCS information
         if not supported_link_type(linktype):
             known = ", ".join(sorted({f"{name}" for name in LINK_NAMES.values()}))
-            raise self._error(f"link type {linktype} is not supported (supported: {known})")
+            name = OTHER_LINK_NAMES.get(linktype)
+            what = f"link type {linktype}" + (f" ({name})" if name else "")
+            raise self._error(f"{what} is not supported (supported: {known})")
         return linktype
 
     # ------------------------------------------------------------------ pcap

@@ -249,7 +249,7 @@ def test_a_folder_of_captures_good_cut_and_foreign(
     errors = res.stderr.strip().splitlines()
     assert len(errors) == 3, res.stderr
     assert errors[0].startswith("netwatch: warning: ") and "c-cut.pcap" in errors[0]
-    assert "d-dlt147.pcap: link type 147 is not supported" in errors[1]
+    assert "d-dlt147.pcap: link type 147 (USER0) is not supported" in errors[1]
     assert "e-garbage.cap" in errors[2]
     flows = [r for r in _records(res) if r["type"] == "flow"]
     assert {Path(r["file"]).name for r in flows} == {

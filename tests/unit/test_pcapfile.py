@@ -401,7 +401,9 @@ def test_a_file_cut_inside_its_first_record_yields_what_is_there(tmp_path: Path,
 
 def test_unsupported_link_type(tmp_path: Path) -> None:
     path = _write(tmp_path, [UDP_PKT], linktype=147)  # DLT_USER0
-    assert "link type 147 is not supported" in _one_line_error(path)
+    assert "link type 147 (USER0) is not supported" in _one_line_error(path)
+    unnamed = _write(tmp_path, [UDP_PKT], linktype=300)
+    assert "link type 300 is not supported (supported: 802.11, " in _one_line_error(unnamed)
 
 
 def test_pcapng_bad_byte_order_and_undefined_interface(tmp_path: Path) -> None:
