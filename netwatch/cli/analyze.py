@@ -1,10 +1,17 @@
-"""`netwatch analyze FILE`: a capture file through the pipeline, as flows then alerts.
+"""`netwatch analyze FILE...`: capture files through the pipeline, as flows then alerts.
 
 JSONL is one codec flow record per flow (in the order flows finish), then one alert record
 per alert. The table prints one row per flow as flows finish, then the alerts, then a
-summary line. A missing, unreadable or corrupt file is one line on stderr and exit 1 (flows
-finished before the corruption was met are still printed, as tshark does). A damaged data
-file (list history, GeoIP file) is left out and named after the output, one line each, exit 1.
+summary line. Several files (or a folder: its `*.pcap`, `*.pcapng` and `*.cap` files) are
+analysed one after the other, each on its own (flows never join across files); the table
+heads each with its name and JSONL records carry a `file` key.
+
+A missing, unreadable or corrupt file, or one whose link type netwatch cannot decode, is one
+line on stderr and exit 1, and the other files are still analysed (flows finished before the
+corruption was met are still printed, as tshark does). A file that just ends inside a record
+(a capture cut short) is read as far as it goes: one warning line, and exit 1 only when
+nothing could be read from it. A damaged data file (list history, GeoIP file) is left out and
+named after the output, one line each, exit 1.
 """
 
 from __future__ import annotations
@@ -17,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from netwatch.cli.common import add_format, add_geoip, report_skipped
+from netwatch.errors import EXIT_RUNTIME
 
 if TYPE_CHECKING:
-    from netwatch.detect.engine import RuleEngine
     from netwatch.enrich.enricher import Enricher
 
 
@@ -27,13 +34,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the `analyze` subcommand."""
     parser = sub.add_parser(
         "analyze",
-        help="run a pcap/pcapng file through the pipeline: labelled flows, then alerts",
+        help="run pcap/pcapng files through the pipeline: labelled flows, then alerts",
         description=(
-            "Read a pcap or pcapng capture and print its flows (with application labels, "
+            "Read pcap or pcapng captures and print their flows (with application labels, "
             "VPN recognition and what is known about the remote side), then the alerts."
         ),
     )
-    parser.add_argument("file", metavar="FILE", help="a pcap or pcapng capture file")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="a pcap or pcapng capture file, or a folder of them (*.pcap, *.pcapng, *.cap)",
+    )
     add_format(parser)
     add_geoip(parser)
     parser.add_argument(
@@ -45,35 +57,99 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-def build_stages(geoip_dbs: list[str]) -> tuple[Enricher, RuleEngine]:
-    """The enricher (with any `--geoip-db` files first) and the bundled rules' detector."""
-    from netwatch.detect.engine import RuleEngine
-    from netwatch.enrich.enricher import build_enricher
+def build_enricher(geoip_dbs: list[str]) -> Enricher:
+    """The enricher, with any `--geoip-db` files first (one for all the files analysed)."""
+    from netwatch.enrich.enricher import build_enricher as build
 
-    enricher = build_enricher(geoip_dbs=[Path(p) for p in geoip_dbs])
-    return enricher, RuleEngine()
+    return build(geoip_dbs=[Path(p) for p in geoip_dbs])
+
+
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
+"""The files of a folder that `analyze` reads (others, such as notes or labels, are not)."""
+
+
+def capture_paths(names: list[str]) -> list[str]:
+    """The files to analyse: each FILE as given, each folder's capture files in name order.
+
+    A folder with no capture file in it is an error, as a missing file is.
+    """
+    from netwatch.errors import DataFileError, Location
+
+    out: list[str] = []
+    for name in names:
+        path = Path(name)
+        if not path.is_dir():
+            out.append(name)
+            continue
+        try:
+            found = sorted(
+                str(p)
+                for p in path.iterdir()
+                if p.name.lower().endswith(CAPTURE_SUFFIXES) and not p.is_dir()
+            )
+        except OSError as exc:
+            raise DataFileError(f"cannot list: {exc.strerror or exc}", Location(name)) from None
+        if not found:
+            raise DataFileError(
+                "is a folder with no capture files (*.pcap, *.pcapng, *.cap)", Location(name)
+            )
+        out += found
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
-    """Analyze the file and print it in the chosen format."""
-    from netwatch.pipeline.offline import AnalysisStats, analyze_file
+    """Analyze each file and print it in the chosen format; exit 1 if any could not be."""
+    from netwatch.errors import UsageError
 
-    enricher, detector = build_stages(list(args.geoip_db))
+    paths = capture_paths(list(args.files))
+    if args.ui and len(paths) != 1:
+        raise UsageError(f"--ui shows one capture file; {len(paths)} were given")
+    enricher = build_enricher(list(args.geoip_db))
+    failed = False
     try:
-        stats = AnalysisStats()
-        items = analyze_file(args.file, enricher=enricher, detector=detector, stats=stats)
-        if args.db is not None:
-            items = _storing(items, args.db)
-        if args.ui:
-            return _run_ui(items, args.file)
-        if args.format == "jsonl":
-            _write_jsonl(items, sys.stdout)
-        else:
-            _write_table(items, sys.stdout, stats)
+        for path in paths:
+            failed |= _analyze_one(path, args, enricher, several=len(paths) > 1)
         skipped = enricher.skipped()
     finally:
         enricher.close()
-    return report_skipped(skipped)
+    return report_skipped(skipped) or (EXIT_RUNTIME if failed else 0)
+
+
+def _analyze_one(path: str, args: argparse.Namespace, enricher: Enricher, *, several: bool) -> bool:
+    """Print one file's flows and alerts; True when it could not be (fully) read.
+
+    Each file gets its own detector, so one capture's flows never raise another's alerts.
+    """
+    from netwatch.detect.engine import RuleEngine
+    from netwatch.pipeline.offline import AnalysisStats, analyze_file
+    from netwatch.sources.pcapfile import PcapError
+
+    if several and args.format != "jsonl" and not args.ui:
+        sys.stdout.write(f"==> {path} <==\n")
+    stats = AnalysisStats()
+    try:
+        items = analyze_file(path, enricher=enricher, detector=RuleEngine(), stats=stats)
+        if args.db is not None:
+            items = _storing(items, args.db)
+        if args.ui:
+            return _run_ui(items, path) != 0
+        if args.format == "jsonl":
+            _write_jsonl(items, sys.stdout, path if several else None)
+        else:
+            _write_table(items, sys.stdout, stats)
+    except PcapError as exc:
+        sys.stdout.flush()
+        sys.stderr.write(f"netwatch: {exc}\n")
+        return True
+    finally:
+        if several and args.format != "jsonl":
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+    if stats.cut_short is not None:
+        read = "nothing could be read" if stats.frames == 0 else "what it holds was analysed"
+        sys.stderr.write(f"netwatch: warning: {stats.cut_short}; {read}\n")
+        return stats.frames == 0
+    return False
 
 
 def _storing(items: Iterator[Any], db: Path) -> Iterator[Any]:
@@ -91,12 +167,15 @@ def _storing(items: Iterator[Any], db: Path) -> Iterator[Any]:
     store_alerts(db, alerts, now=time.time())
 
 
-def _write_jsonl(items: Iterator[Any], out: TextIO) -> None:
+def _write_jsonl(items: Iterator[Any], out: TextIO, file: str | None = None) -> None:
+    """One record a line; with several files, each record names its `file`."""
     from netwatch import codec
     from netwatch.model import Alert
 
     for item in items:
         record = codec.alert_to_dict(item) if isinstance(item, Alert) else codec.flow_to_dict(item)
+        if file is not None:
+            record["file"] = file
         out.write(json.dumps(record, separators=(",", ":")))
         out.write("\n")
     out.flush()

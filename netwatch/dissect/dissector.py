@@ -17,6 +17,7 @@ carried DISCO keeps being read up to `max_packets`, and its WireGuard evidence j
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 
 from netwatch.dissect import (
     anyconnect,
@@ -34,7 +35,7 @@ from netwatch.dissect import (
 from netwatch.dissect.dns import DnsMessage, parse_dns
 from netwatch.dissect.state import FlowState, FlowStates, append_bounded
 from netwatch.dissect.wireguard import WireGuardTracker, message_type
-from netwatch.model import FlowKey, Label, PacketContext, PacketFacts, Transport
+from netwatch.model import FlowKey, IPAddress, Label, PacketContext, PacketFacts, Transport
 
 DNS_PORTS = frozenset({53, 5353, 5355})
 _DNS_NAMES = {53: "dns", 5353: "mdns", 5355: "llmnr"}
@@ -125,6 +126,8 @@ class Dissector:
 
     def _tcp(self, ctx: PacketContext, state: FlowState, payload: bytes) -> PacketFacts | None:
         if ctx.from_initiator:
+            if state.watermark is not None:
+                return self._watermark(ctx.flow, state, state.watermark, payload)
             if state.client_wait:
                 return self._tcp_client(ctx, state, append_bounded(state.client_buf, payload))
             if ctx.index == 0 or (state.tunnel and tls.looks_like_handshake(payload)):
@@ -150,7 +153,12 @@ class Dissector:
             state.client_wait = False
             state.client_buf = b""  # bytes are kept only while a parser waits
             if isinstance(hello, tls.ClientHello):
-                return self._hello_facts(state, hello, "tls", ctx.flow)
+                facts = self._hello_facts(state, hello, "tls", ctx.flow)
+                if verdicts.softether_candidate(
+                    hello.sni, hello.alpn, _rport(ctx.flow), _rip(ctx.flow)
+                ):
+                    facts = self._watch_records(ctx.flow, state, facts, data)
+                return facts
             return self._tcp_first(ctx, state, data)
         if http.looks_like_request(data):
             request = http.parse_request(data)
@@ -194,6 +202,44 @@ class Dissector:
         if openvpn.frame(data, tcp=True) is not None:
             state.ovpn = openvpn.OpenVpnTracker(tcp=True)
             return self._facts(state, state.ovpn.feed(ctx.from_initiator, 0, data))
+        return None
+
+    def _watch_records(
+        self, flow: FlowKey, state: FlowState, hello: PacketFacts, data: bytes
+    ) -> PacketFacts:
+        """Keep reading a SoftEther-shaped flow: its client's next records may show the upload.
+
+        `data` is what carried the ClientHello; records after it in those bytes count too.
+        """
+        state.done = False
+        state.watermark = tls.RecordWalker()
+        state.app_records = 0
+        more = self._watermark(flow, state, state.watermark, data)
+        if more is None:
+            return replace(hello, done=False)
+        return replace(hello, label=more.label or hello.label, done=more.done)
+
+    def _watermark(
+        self, flow: FlowKey, state: FlowState, walker: tls.RecordWalker, payload: bytes
+    ) -> PacketFacts | None:
+        """Look for the watermark-sized record among the client's first application records."""
+        records = walker.feed(payload)
+        for ctype, length in records or ():
+            if ctype != 23:
+                continue
+            state.app_records += 1
+            if state.app_records > softether.WATERMARK_RECORDS:
+                break
+            if softether.watermark_sized(length):
+                state.watermark = None
+                seen = state.best.evidence if state.best is not None else ()
+                sni = next((e.value for e in seen if e.name == "sni"), "")
+                label = verdicts.softether_watermark(sni, _rport(flow), length)
+                self._remember(self._softether_peers, _peer_key(flow, 0))
+                return self._facts(state, label, done=True)
+        if records is None or state.app_records >= softether.WATERMARK_RECORDS:
+            state.watermark = None
+            return self._facts(state, None, done=True)
         return None
 
     def _http_response(self, state: FlowState, data: bytes) -> PacketFacts | None:
@@ -411,7 +457,7 @@ def _nothing_pending(state: FlowState, ctx: PacketContext) -> bool:
         state.wg is not None and not state.wg.dead
     ):
         return False
-    if state.quic_crypto is not None:
+    if state.quic_crypto is not None or state.watermark is not None:
         return False
     flow = ctx.flow
     return flow.local.port not in _KEEP_PORTS and _rport(flow) not in _KEEP_PORTS
@@ -420,6 +466,11 @@ def _nothing_pending(state: FlowState, ctx: PacketContext) -> bool:
 def _rport(flow: FlowKey) -> int:
     """The responder's port (0 when the flow has no remote side)."""
     return flow.remote.port if flow.remote is not None else 0
+
+
+def _rip(flow: FlowKey) -> IPAddress | None:
+    """The responder's address (None when the flow has no remote side)."""
+    return flow.remote.ip if flow.remote is not None else None
 
 
 def _dns_port(flow: FlowKey) -> int | None:

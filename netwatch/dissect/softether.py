@@ -7,6 +7,13 @@
   `IP=a.b.c.d,PORT=n`.
 * VPN Azure's control connection starts with the clear bytes `ACTL` on TCP 443.
 * The DDNS client and update check send TLS with SNI exactly `DDNS` (see `dissector`).
+* An SSL-VPN client puts the server string the user typed in the SNI, so a numeric one when an
+  address was typed. Ordinary apps (video, conferencing, speakers) do that too, so the SNI alone
+  is only a hint; what SoftEther adds is its upload right after the handshake: the body of
+  `POST /vpnsvc/connect.cgi` is a 1,411-byte GIF watermark plus 0-1,999 random bytes
+  (`Protocol.c` `ClientUploadSignature`, `WaterMark.c`, `HTTP.h` `HTTP_PACK_RAND_SIZE_MAX`,
+  https://github.com/SoftEtherVPN/SoftEtherVPN/tree/master/src), sent as its own write, so
+  one of the client's first encrypted records has that size.
 """
 
 from __future__ import annotations
@@ -24,6 +31,13 @@ TLS_PORTS = frozenset({992, 5555})
 """SoftEther server default ports that other TLS services rarely use (443 and 1194 are shared)."""
 UDP_ACCEL_LOW, UDP_ACCEL_HIGH = 40000, 44999
 """Server-side UDP acceleration ports (`UdpAccel.h`)."""
+WATERMARK_SIZE = 1411
+WATERMARK_PADDING = 1999
+_RECORD_OVERHEAD = (16, 64)
+"""Bytes a TLS record adds to its plaintext: 16 (ChaCha20-Poly1305) up to CBC with padding."""
+WATERMARK_RECORDS = 4
+"""How many of the client's first application-data records may carry the watermark (the
+first TLS 1.3 one is the Finished message, the next the POST's header)."""
 AZURE_MAGIC = b"ACTL"
 DDNS_SNI = "DDNS"
 _MAX_ELEMENTS = 64
@@ -119,3 +133,10 @@ def azure_label(payload: bytes) -> Label | None:
     if payload[:4] != AZURE_MAGIC:
         return None
     return labels.vpn("softether", labels.HIGH, ("azure_control", "ACTL"))
+
+
+def watermark_sized(record_length: int) -> bool:
+    """True when an encrypted record is as long as the SSL-VPN watermark upload can be."""
+    low = WATERMARK_SIZE + _RECORD_OVERHEAD[0]
+    high = WATERMARK_SIZE + WATERMARK_PADDING + _RECORD_OVERHEAD[1]
+    return low <= record_length <= high

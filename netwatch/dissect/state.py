@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from netwatch.dissect.openvpn import OpenVpnTracker
 from netwatch.dissect.quic import CryptoStream, InitialKeys
+from netwatch.dissect.tls import RecordWalker
 from netwatch.dissect.wireguard import WireGuardTracker
 from netwatch.model import FlowKey, Label
 
@@ -46,6 +47,11 @@ class FlowState:
     quic_crypto: CryptoStream | None = None
     quic_tries: int = 0
     tinc_sides: set[bool] = field(default_factory=set)
+    watermark: RecordWalker | None = None
+    """A SoftEther-shaped ClientHello was seen: the client's records are watched for the
+    watermark upload (`softether.watermark_sized`)."""
+    app_records: int = 0
+    """Application-data records the client sent since then."""
 
 
 class FlowStates:

@@ -144,3 +144,43 @@ def _alpn(body: bytes) -> tuple[str, ...]:
         out.append(name.decode("ascii", "replace"))
         off += 1 + length
     return tuple(out)
+
+
+_RECORD_TYPES: Final = frozenset((20, 21, 22, 23))
+_MAX_RECORD: Final = 16384 + 2048
+"""Largest TLS record (RFC 8446 §5.2: 2^14 plus expansion)."""
+
+
+@dataclass(slots=True)
+class RecordWalker:
+    """Follows the TLS record headers through one direction's TCP segments, in order.
+
+    Encrypted records still show their type and length in clear (RFC 8446 §5.2); a client
+    whose protocol sends a body of a known size shows that size here. `feed` returns the
+    (content type, length) of each record whose header starts in the segment, or None once
+    the bytes stop looking like TLS records (a lost segment, or not TLS at all).
+    """
+
+    skip: int = 0
+    """Bytes of the current record still to come before the next header."""
+    partial: bytes = b""
+    """The first bytes of a header split across segments."""
+
+    def feed(self, segment: bytes) -> list[tuple[int, int]] | None:
+        """The records that start in this next segment of the direction (see the class)."""
+        data = self.partial + segment  # with a partial header, `skip` is 0
+        pos = self.skip
+        self.partial = b""
+        out: list[tuple[int, int]] = []
+        n = len(data)
+        while pos + 5 <= n:
+            ctype, length = data[pos], (data[pos + 3] << 8) | data[pos + 4]
+            if ctype not in _RECORD_TYPES or data[pos + 1] != 0x03 or length > _MAX_RECORD:
+                return None
+            out.append((ctype, length))
+            pos += 5 + length
+        if pos < n:
+            self.partial, self.skip = data[pos:], 0
+        else:
+            self.skip = pos - n
+        return out

@@ -28,7 +28,8 @@ def sni_label(sni: str | None, proto: str, port: int, server: IPAddress | None =
     """Turn an SNI into a label: SoftEther DDNS, VPN host names, Tor, or plain TLS/QUIC.
 
     `server` is the responder's address: an SNI that *is* that address is a SoftEther
-    client's habit (it copies the server string the user typed; browsers never send IPs).
+    client's habit (it copies the server string the user typed), but other apps do it too,
+    so alone it only adds a `numeric_sni` hint to the plain label.
     """
     if sni == "ddns":
         return labels.vpn("softether", labels.HIGH, ("sni", "DDNS"))
@@ -42,19 +43,48 @@ def sni_label(sni: str | None, proto: str, port: int, server: IPAddress | None =
         return labels.anonymizer(
             "tor", labels.MEDIUM, ("sni", sni), ("sni_shape", "www.<random>.com/.net")
         )
-    if sni and port in softether.SERVER_PORTS and _same_address(sni, server):
-        return labels.vpn(
-            "softether",
-            labels.LOW,
-            ("sni", sni),
-            ("sni_is_server_address", "numeric SNI, which browsers never send"),
-            ("tls_port", str(port)),
-        )
+    # A numeric SNI equal to the server is only a hint (see `softether`): it is kept as
+    # evidence, and `softether_watermark` labels the flow once the upload shows.
+    hint = (
+        (("numeric_sni", "the server's own address, as SoftEther clients send; not enough alone"),)
+        if sni and port in softether.SERVER_PORTS and _same_address(sni, server)
+        else ()
+    )
     if port in softether.TLS_PORTS:  # SE-TLS-1: TLS on SoftEther's own ports; weak alone
         return labels.vpn(
-            "softether", labels.LOW, ("tls_port", str(port)), ("sni", sni or "(none)")
+            "softether", labels.LOW, ("tls_port", str(port)), ("sni", sni or "(none)"), *hint
         )
-    return labels.plain("tls", "web", labels.MEDIUM, *((("sni", sni),) if sni else ()))
+    return labels.plain("tls", "web", labels.MEDIUM, *((("sni", sni),) if sni else ()), *hint)
+
+
+def softether_candidate(
+    sni: str | None, alpn: tuple[str, ...], port: int, server: IPAddress | None
+) -> bool:
+    """True for a ClientHello shaped like SoftEther's: the server's address as SNI, on one of
+    its ports, and no ALPN (its client offers none; HTTP/2 apps and browsers do)."""
+    return (
+        sni is not None
+        and not alpn
+        and port in softether.SERVER_PORTS
+        and _same_address(sni, server)
+    )
+
+
+def softether_watermark(sni: str, port: int, record_length: int) -> Label:
+    """The SoftEther label for a candidate flow whose client sent a watermark-sized record.
+
+    The evidence names no `sni` on purpose: this is a tunnel seen, not a host name contacted.
+    """
+    return labels.vpn(
+        "softether",
+        labels.MEDIUM,
+        ("sni_is_server_address", sni),
+        ("tls_port", str(port)),
+        (
+            "watermark_record",
+            f"{record_length} bytes, the size of the SSL-VPN GIF watermark upload",
+        ),
+    )
 
 
 def http_label(request: http.HttpRequest) -> Label:

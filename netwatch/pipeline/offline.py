@@ -64,6 +64,8 @@ class AnalysisStats:
     frames: int = 0
     skipped: int = 0
     dissect_errors: int = 0
+    cut_short: str | None = None
+    """Why the file ended early (inside a record), when it did: what was there was read."""
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -144,7 +146,9 @@ def analyze_file(
 
     The file is opened (and its header checked) before this returns, so a missing or foreign
     file fails here. Corruption later in the file ends the packets where it is met: the flows
-    and alerts from what was read are still produced, then the `PcapError` is raised.
+    and alerts from what was read are still produced, then the `PcapError` is raised. A file
+    that merely ends inside a record is not an error: its flows and alerts come as usual and
+    `stats.cut_short` says so (the caller warns).
     """
     capture = CaptureFile(path)
     if inspect is None and use_dissectors:
@@ -160,6 +164,8 @@ def _stream(capture: CaptureFile, run: OfflineAnalysis) -> Iterator[EnrichedFlow
     with capture:
         yield from run.flows(_until_error(capture, errors))
         run.stats.frames, run.stats.skipped = capture.frames, capture.skipped
+        if capture.cut_short is not None:
+            run.stats.cut_short = str(capture.cut_short)
     yield from run.alerts()
     if errors:
         raise errors[0]

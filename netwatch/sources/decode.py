@@ -5,10 +5,16 @@ Headers are read with plain indexing and `int.from_bytes` rather than scapy's di
 about one for this parser, and `analyze` must move 100,000 packets a second. scapy stays the
 tool for building packets in tests; nothing here needs a layer this parser does not know.
 
-Handled link types (libpcap LINKTYPE_ numbers): Ethernet (1) with 802.1Q / 802.1ad / QinQ tags
-and PPPoE sessions, Linux cooked SLL (113) and SLL2 (276), raw IP (12, 14, 101, 228, 229),
-BSD loopback NULL (0) and LOOP (108), PPP (9), PPP in HDLC framing (50), PPPoE without
-Ethernet (51). Anything else, and every malformed header, gives `None`: garbage never raises.
+Handled link types (libpcap LINKTYPE_ numbers, https://www.tcpdump.org/linktypes.html):
+Ethernet (1) with 802.1Q / 802.1ad / QinQ tags and PPPoE sessions, Linux cooked SLL (113) and
+SLL2 (276), raw IP (12, 14, 101, 228, 229), BSD loopback NULL (0) and LOOP (108), PPP (9), PPP
+in HDLC framing (50), PPPoE without Ethernet (51), Cisco HDLC (104), 802.11 data frames with
+LLC/SNAP (105), alone or behind radiotap (127) or PPI (192; PPI around Ethernet too). Anything
+else, and every malformed header, gives `None`: garbage never raises.
+
+GTP-U (3GPP TS 29.281: UDP port 2152, a GTPv1 header, type 255 = G-PDU) is decapsulated: the
+user's own packet inside is what the flow table sees, as a mobile core's capture is about the
+subscribers' traffic, not the one tunnel between two gateways.
 
 IPv4 fragments are not reassembled: every fragment counts its bytes, and non-first fragments
 borrow the ports of their first fragment (remembered by IP id in a small bounded map) so the
@@ -33,6 +39,11 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
+LINKTYPE_C_HDLC = 104
+LINKTYPE_IEEE802_11 = 105
+LINKTYPE_RADIOTAP = 127
+LINKTYPE_PPI = 192
+GTP_U_PORT = 2152
 
 LINK_NAMES = {
     LINKTYPE_NULL: "BSD loopback",
@@ -48,8 +59,29 @@ LINK_NAMES = {
     LINKTYPE_IPV4: "raw IPv4",
     LINKTYPE_IPV6: "raw IPv6",
     LINKTYPE_LINUX_SLL2: "Linux cooked (SLL2)",
+    LINKTYPE_C_HDLC: "Cisco HDLC",
+    LINKTYPE_IEEE802_11: "802.11",
+    LINKTYPE_RADIOTAP: "802.11 radiotap",
+    LINKTYPE_PPI: "PPI",
 }
 """The link types `PacketDecoder` understands, with a name for messages."""
+
+OTHER_LINK_NAMES = {
+    6: "Token Ring",
+    10: "FDDI",
+    119: "802.11 Prism",
+    143: "DOCSIS",
+    163: "802.11 AVS",
+    189: "Linux USB",
+    195: "802.15.4",
+    201: "Bluetooth HCI H4",
+    220: "Linux USB (mmapped)",
+    249: "USBPcap",
+    253: "Linux netlink",
+    254: "Bluetooth Linux monitor",
+    **{147 + n: f"USER{n}" for n in range(16)},
+}
+"""Common link types netwatch does not decode, so the error can say what the file holds."""
 
 _VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 _PPP_IPV4 = frozenset((0x0021, 0x21))
@@ -61,6 +93,9 @@ _TRANSPORTS = {n: Transport.from_ip_proto(n) for n in range(256)}
 _IPV6_EXTENSIONS = frozenset((0, 43, 60))
 _CACHE_LIMIT = 1 << 16
 _FRAGMENT_LIMIT = 4096
+_SNAP = b"\xaa\xaa\x03\x00\x00\x00"
+_GTP_DEPTH = 2
+"""GTP-U inside GTP-U is followed this deep and no deeper (a crafted packet could nest it)."""
 
 
 def _ppp_l3(data: bytes, off: int) -> tuple[int, int]:
@@ -152,6 +187,60 @@ def _l3_ppp_ether(data: bytes) -> tuple[int, int]:
     return _ppp_l3(data, 6) if len(data) >= 8 else (-1, 0)
 
 
+def _l3_c_hdlc(data: bytes) -> tuple[int, int]:
+    """Cisco HDLC: address, control, then an ethertype (0x0800, 0x86DD)."""
+    if len(data) < 4:
+        return -1, 0
+    return _ether_l3(data, (data[2] << 8) | data[3], 4)
+
+
+def _l3_80211(data: bytes, off: int = 0) -> tuple[int, int]:
+    """An 802.11 data frame (IEEE 802.11-2020 §9.3.2.1) whose body starts with LLC/SNAP.
+
+    Management, control, null-data and protected (encrypted) frames carry no readable IP.
+    """
+    if len(data) < off + 24:
+        return -1, 0
+    fc0, fc1 = data[off], data[off + 1]
+    if (fc0 >> 2) & 3 != 2 or fc0 & 0x40 or fc1 & 0x40:  # not data, no body, or protected
+        return -1, 0
+    header = 24 + (6 if fc1 & 3 == 3 else 0)  # four addresses when both DS bits are set
+    if fc0 & 0x80:  # QoS data: a QoS control field, and an HT control field with +HTC
+        header += 2 + (4 if fc1 & 0x80 else 0)
+    body = off + header
+    if data[body : body + 6] != _SNAP or len(data) < body + 8:
+        return -1, 0
+    return _ether_l3(data, (data[body + 6] << 8) | data[body + 7], body + 8)
+
+
+def _l3_radiotap(data: bytes) -> tuple[int, int]:
+    """Radiotap (https://www.radiotap.org): version 0, pad, little-endian length, then 802.11."""
+    if len(data) < 4 or data[0] != 0:
+        return -1, 0
+    return _l3_80211(data, int.from_bytes(data[2:4], "little"))
+
+
+def _l3_ppi(data: bytes) -> tuple[int, int]:
+    """PPI (Per-Packet Information, CACE 2007): version 0, flags, length and DLT, little-endian.
+
+    The frame after the header is decoded by its own link type: 802.11 (105) mostly, or
+    Ethernet (1). A PPI inside PPI is refused, so a crafted header cannot recurse.
+    """
+    if len(data) < 8 or data[0] != 0:
+        return -1, 0
+    length = int.from_bytes(data[2:4], "little")
+    dlt = int.from_bytes(data[4:8], "little")
+    if length < 8 or dlt == LINKTYPE_PPI:
+        return -1, 0
+    if dlt == LINKTYPE_IEEE802_11:
+        return _l3_80211(data, length)
+    inner = _LINK_DECODERS.get(dlt)
+    if inner is None:
+        return -1, 0
+    off, version = inner(data[length:])
+    return (off + length, version) if off >= 0 else (-1, 0)
+
+
 _LINK_DECODERS: dict[int, Callable[[bytes], tuple[int, int]]] = {
     LINKTYPE_NULL: _l3_null,
     LINKTYPE_ETHERNET: _l3_ethernet,
@@ -166,6 +255,10 @@ _LINK_DECODERS: dict[int, Callable[[bytes], tuple[int, int]]] = {
     LINKTYPE_IPV4: _l3_raw,
     LINKTYPE_IPV6: _l3_raw,
     LINKTYPE_LINUX_SLL2: _l3_sll2,
+    LINKTYPE_C_HDLC: _l3_c_hdlc,
+    LINKTYPE_IEEE802_11: _l3_80211,
+    LINKTYPE_RADIOTAP: _l3_radiotap,
+    LINKTYPE_PPI: _l3_ppi,
 }
 
 
@@ -185,6 +278,7 @@ class PacketDecoder:
         self._ips: dict[bytes, IPAddress] = {}
         self._endpoints: dict[tuple[bytes, int], Endpoint] = {}
         self._fragments: dict[tuple[bytes, bytes, int, bytes], tuple[int, int]] = {}
+        self._gtp_depth = 0
 
     def decode(
         self, linktype: int, data: bytes, ts: float, interface: str | None = None
@@ -305,12 +399,55 @@ class PacketDecoder:
             elif proto == 17 and l4 + 8 <= end:
                 ulen = (data[l4 + 4] << 8) | data[l4 + 5]
                 stop = min(end, l4 + ulen) if ulen >= 8 else end
+                if GTP_U_PORT in (sport, dport):
+                    inner = self._gtp_u(data, l4 + 8, stop, ts, ifname)
+                    if inner is not None:
+                        return inner
                 payload = data[l4 + 8 : stop]
             elif proto == 132 and l4 + 12 <= end:
                 payload = data[l4 + 12 : end]
         else:
             payload = data[l4:end]
         return self._meta(ts, proto, src, sport, dst, dport, total, payload, flags, ifname)
+
+    def _gtp_u(
+        self, data: bytes, off: int, end: int, ts: float, ifname: str | None
+    ) -> PacketMeta | None:
+        """The IP packet inside a GTP-U G-PDU (3GPP TS 29.281 §5), or None if it is not one.
+
+        Header: flags (version 1, PT 1), type 255, length, TEID; with any of E/S/PN set, a
+        sequence number, N-PDU number and next-extension type follow, then each extension
+        header (length in 4-byte units, its last byte naming the next) until type 0.
+        """
+        if off + 8 > end or data[off] & 0xF0 != 0x30 or data[off + 1] != 0xFF:
+            return None
+        if self._gtp_depth >= _GTP_DEPTH:
+            return None
+        flags, p = data[off], off + 8
+        if flags & 0x07:
+            if p + 4 > end:
+                return None
+            next_type, p = data[p + 3], p + 4
+            while next_type:
+                if p >= end or data[p] == 0:
+                    return None
+                ext_end = p + data[p] * 4
+                if ext_end > end:
+                    return None
+                next_type, p = data[ext_end - 1], ext_end
+        if p >= end:
+            return None
+        version = data[p] >> 4
+        self._gtp_depth += 1
+        try:
+            inner = data[p:end]
+            if version == 4:
+                return self._ipv4(inner, 0, ts, ifname)
+            if version == 6:
+                return self._ipv6(inner, 0, ts, ifname)
+            return None
+        finally:
+            self._gtp_depth -= 1
 
     def _meta(
         self,

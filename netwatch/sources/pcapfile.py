@@ -2,10 +2,15 @@
 
 The file is read in large chunks and parsed with `struct`, one record at a time, so memory
 stays flat whatever the file size. Frames are decoded by `sources.decode` (the same parser as
-live capture). Every problem with the file (missing, unreadable, not a capture, a record cut
-short or impossibly long, a link type we cannot decode) raises `PcapError` with the file name
-and one line of explanation; nothing else escapes. Frames that are not IP (ARP, LLDP, ...)
-are counted in `skipped` and left out.
+live capture). Every problem with the file (missing, unreadable, not a capture, a record
+impossibly long, a link type we cannot decode) raises `PcapError` with the file name and one
+line of explanation; nothing else escapes. Frames that are not IP (ARP, LLDP, ...) are counted
+in `skipped` and left out.
+
+A file that simply ends inside a record (tcpdump killed, a download cut) is the common damage,
+and what it holds is still good: the bytes of the last record that are there are decoded like
+a frame cut by the snap length, iteration ends, and `cut_short` says what happened, so the
+caller can warn rather than fail. `read_packets` raises it as a `PcapError` at the end.
 
 pcap: all four magics (micro/nanosecond, either byte order); the link type's FCS bits ignored.
 pcapng: sections in either byte order, interface blocks with `if_tsresol`, `if_tsoffset` and
@@ -22,7 +27,12 @@ from typing import BinaryIO
 
 from netwatch.errors import DataFileError, Location
 from netwatch.model import PacketMeta
-from netwatch.sources.decode import LINK_NAMES, PacketDecoder, supported_link_type
+from netwatch.sources.decode import (
+    LINK_NAMES,
+    OTHER_LINK_NAMES,
+    PacketDecoder,
+    supported_link_type,
+)
 
 _CHUNK = 1 << 20
 MAX_RECORD = 1 << 24
@@ -81,6 +91,8 @@ class CaptureFile:
         self.path = str(path)
         self.frames = 0
         self.skipped = 0
+        self.cut_short: PcapError | None = None
+        """Set when the file ended inside a record: what was there has been read."""
         self._decoder = PacketDecoder()
         try:
             self._fh: BinaryIO = Path(path).open("rb")  # noqa: SIM115  # closed by close()
@@ -160,7 +172,9 @@ class CaptureFile:
         linktype &= 0x0FFFFFFF  # the top bits carry FCS information
         if not supported_link_type(linktype):
             known = ", ".join(sorted({f"{name}" for name in LINK_NAMES.values()}))
-            raise self._error(f"link type {linktype} is not supported (supported: {known})")
+            name = OTHER_LINK_NAMES.get(linktype)
+            what = f"link type {linktype}" + (f" ({name})" if name else "")
+            raise self._error(f"{what} is not supported (supported: {known})")
         return linktype
 
     # ------------------------------------------------------------------ pcap
@@ -178,7 +192,8 @@ class CaptureFile:
                 if not buf:
                     return
                 if len(buf) < 16:
-                    raise self._truncated()
+                    self._cut()
+                    return
             sec, frac, caplen, _origlen = unpack(buf, pos)
             if caplen > MAX_RECORD:
                 raise self._error(f"corrupt record at byte {base + pos}: length {caplen}")
@@ -186,15 +201,17 @@ class CaptureFile:
             if end > len(buf):
                 buf, base, pos = buf[pos:] + fh.read(max(_CHUNK, caplen + 16)), base + pos, 0
                 end = 16 + caplen
-                if end > len(buf):
-                    raise self._truncated()
+                if end > len(buf):  # the file ends inside this record: keep what is there
+                    self._cut()
+                    if len(buf) > 16:
+                        yield sec + frac * unit, linktype, buf[16:], None
+                    return
             yield sec + frac * unit, linktype, buf[pos + 16 : end], None
             pos = end
 
-    def _truncated(self) -> PcapError:
-        return self._error(
-            f"cut short in the middle of a packet record after {self.frames} packets"
-        )
+    def _cut(self) -> None:
+        """Note that the file ends inside a record (after the frames read so far)."""
+        self.cut_short = self._error(f"cut short inside packet record {self.frames + 1}")
 
     # ------------------------------------------------------------------ pcapng
 
@@ -222,7 +239,8 @@ class CaptureFile:
                 ifaces = []
             else:
                 if len(head) < 4:
-                    raise self._truncated()
+                    self._cut()
+                    return
                 length = struct.unpack(order + "I", head)[0]
                 body_len = length - 12
                 prefix = b""
@@ -230,15 +248,19 @@ class CaptureFile:
                 raise self._error(f"corrupt pcapng block at byte {start}: length {length}")
             body = take(body_len)
             trailer = take(4)
-            if len(body) < body_len or len(trailer) < 4:
-                raise self._truncated()
             btype = struct.unpack(order + "I", block_type)[0]
+            if len(body) < body_len or len(trailer) < 4:  # the file ends inside this block
+                self._cut()
+                if btype == 6 and len(body) > 20:
+                    yield from self._ng_block(btype, body, order, ifaces, partial=True)
+                return
             yield from self._ng_block(btype, prefix + body, order, ifaces)
             block_type = take(4)
             if not block_type:
                 return
             if len(block_type) < 4:
-                raise self._truncated()
+                self._cut()
+                return
 
     def _ng_block(
         self,
@@ -246,7 +268,10 @@ class CaptureFile:
         body: bytes,
         order: str,
         ifaces: list[tuple[int, float, float, str | None, int]],
+        partial: bool = False,
     ) -> Iterator[tuple[float, int, bytes, str | None]]:
+        """The frame of a packet block (`partial`: the file ended inside it; keep what is
+        there); interface blocks are remembered; other blocks say nothing."""
         if btype == 1:
             ifaces.append(self._ng_interface(body, order))
         elif btype in (6, 2):  # enhanced / obsolete packet block
@@ -256,7 +281,7 @@ class CaptureFile:
                 ifid, _drops, hi, lo, caplen = struct.unpack_from(order + "HHIII", body, 0)
             if ifid >= len(ifaces):
                 raise self._error(f"packet refers to undefined interface {ifid}")
-            if caplen > len(body) - 20:
+            if caplen > len(body) - 20 and not partial:
                 raise self._error(f"corrupt packet block: length {caplen}")
             linktype, unit, offset, name, _snap = ifaces[ifid]
             ts = ((hi << 32) | lo) * unit + offset
@@ -292,6 +317,11 @@ class CaptureFile:
 
 
 def read_packets(path: str | Path) -> Iterator[PacketMeta]:
-    """Yield every IP packet of a capture file, closing it when done or abandoned."""
+    """Yield every IP packet of a capture file, closing it when done or abandoned.
+
+    A file cut short yields what it holds, then raises its `cut_short` error.
+    """
     with CaptureFile(path) as capture:
         yield from capture
+        if capture.cut_short is not None:
+            raise capture.cut_short

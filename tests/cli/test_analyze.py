@@ -174,7 +174,7 @@ def test_missing_directory_and_foreign_files(
     assert "no such file" in _one_line_failure(
         _run(netwatch_cmd, repo_root, str(tmp_path / "nope.pcap"), check=False)
     )
-    assert "directory" in _one_line_failure(
+    assert "no capture files" in _one_line_failure(
         _run(netwatch_cmd, repo_root, str(tmp_path), check=False)
     )
     text = tmp_path / "notes.txt"
@@ -197,15 +197,79 @@ def test_unreadable_file(netwatch_cmd: list[str], repo_root: Path, tmp_path: Pat
     assert "permission denied" in _one_line_failure(_run(cmd, repo_root, str(path), check=False))
 
 
-def test_cut_short_file_prints_what_it_read_then_fails(
+def _warning(res: subprocess.CompletedProcess[str], code: int = 0) -> str:
+    assert res.returncode == code, (res.returncode, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("netwatch: warning: "), res.stderr
+    return lines[0]
+
+
+def test_a_file_cut_short_is_read_as_far_as_it_goes_with_a_warning(
     netwatch_cmd: list[str], repo_root: Path, tmp_path: Path
 ) -> None:
     path = _capture(tmp_path, _wireguard_handshake())
     path.write_bytes(path.read_bytes()[:-10])
     res = _run(netwatch_cmd, repo_root, str(path), "--format", "jsonl", check=False)
-    assert "cut short" in _one_line_failure(res)
+    assert "cut short inside packet record 3" in _warning(res)
     (flow,) = [r for r in _records(res) if r["type"] == "flow"]
-    assert flow["packets_sent"] + flow["packets_received"] == 2
+    assert flow["packets_sent"] + flow["packets_received"] == 3  # the cut one's headers count
+
+
+def test_a_file_cut_inside_its_first_record_is_not_rejected_whole(
+    netwatch_cmd: list[str], repo_root: Path, tmp_path: Path
+) -> None:
+    path = _capture(tmp_path, _wireguard_handshake()[:1])  # the 148-byte initiation
+    path.write_bytes(path.read_bytes()[:-100])  # its IP and UDP headers are still there
+    res = _run(netwatch_cmd, repo_root, str(path), "--format", "jsonl", check=False)
+    assert "cut short inside packet record 1" in _warning(res)
+    (flow,) = [r for r in _records(res) if r["type"] == "flow"]
+    assert (flow["dst"], flow["dport"]) == (WG_PEER, 51820)
+    # Only the record's own header left: nothing could be read, and the exit says so.
+    data = path.read_bytes()
+    path.write_bytes(data[: 24 + 16])
+    res = _run(netwatch_cmd, repo_root, str(path), "--format", "jsonl", check=False)
+    assert "nothing could be read" in _warning(res, code=1) and res.stdout == ""
+
+
+def test_a_folder_of_captures_good_cut_and_foreign(
+    netwatch_cmd: list[str], repo_root: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "captures"
+    folder.mkdir()
+    _capture(folder, _wireguard_handshake(), "a-wireguard.pcap")
+    _capture(folder, _dns_then_http(), "b-web.pcapng")
+    cut = _capture(folder, _wireguard_handshake(), "c-cut.pcap")
+    cut.write_bytes(cut.read_bytes()[:-10])
+    header = b"\xd4\xc3\xb2\xa1\x02\x00\x04\x00" + bytes(8) + b"\xff\xff\x00\x00"
+    (folder / "d-dlt147.pcap").write_bytes(header + (147).to_bytes(4, "little"))
+    (folder / "e-garbage.cap").write_bytes(os.urandom(300))
+    (folder / "labels.jsonl").write_text("{}\n")  # not a capture name: not read
+    res = _run(netwatch_cmd, repo_root, str(folder), "--format", "jsonl", check=False)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    errors = res.stderr.strip().splitlines()
+    assert len(errors) == 3, res.stderr
+    assert errors[0].startswith("netwatch: warning: ") and "c-cut.pcap" in errors[0]
+    assert "d-dlt147.pcap: link type 147 (USER0) is not supported" in errors[1]
+    assert "e-garbage.cap" in errors[2]
+    flows = [r for r in _records(res) if r["type"] == "flow"]
+    assert {Path(r["file"]).name for r in flows} == {
+        "a-wireguard.pcap",
+        "b-web.pcapng",
+        "c-cut.pcap",
+    }
+    # Each file is its own analysis: the same handshake in two files is two flows.
+    assert [r["app"] for r in flows if r["dport"] == 51820] == ["wireguard", "wireguard"]
+
+
+def test_several_files_as_a_table_each_under_its_name(
+    netwatch_cmd: list[str], repo_root: Path, tmp_path: Path
+) -> None:
+    a = _capture(tmp_path, _wireguard_handshake(), "a.pcap")
+    b = _capture(tmp_path, _dns_then_http(), "b.pcap")
+    res = _run(netwatch_cmd, repo_root, str(a), str(b))
+    heads = [line for line in res.stdout.splitlines() if line.startswith("==> ")]
+    assert heads == [f"==> {a} <==", f"==> {b} <=="]
+    assert res.stdout.count("PROTO") == 2
 
 
 @pytest.mark.parametrize(

@@ -329,3 +329,42 @@ def test_softether_client_to_server(softether: Lab, tmp_path: Path) -> None:
     assert any(
         (f["app"], f["category"], f["vpn"]) == ("softether", "vpn", True) for f in recorded
     ), [(f["app"], f["sni"], f["evidence"]) for f in recorded]
+
+
+@requires_tools("openssl", "tcpdump")
+def test_an_ordinary_https_server_asked_with_its_address_as_server_name_is_not_softether(
+    lab: Lab, tmp_path: Path
+) -> None:
+    # What a video or conferencing app or a speaker does: TLS to an address, with that address
+    # as the server name (openssl sends it; Python's ssl never puts an IP in the SNI).
+    server_ip = "198.51.100.13"
+    peer = lab.add_peer(server_ip)
+    _make_pki(tmp_path)
+    server = lab.spawn(
+        peer.ns,
+        ["openssl", "s_server", "-accept", "443", "-www", "-cert", str(tmp_path / "server.crt"),
+         "-key", str(tmp_path / "server.key")],
+        stdout=subprocess.PIPE,
+        bufsize=0,
+    )  # fmt: skip
+    wait_for_line(server.stdout, "ACCEPT", 20)
+    watch = Watch(lab, tmp_path).start()
+    res = lab.run(
+        lab.host,
+        ["openssl", "s_client", "-connect", f"{server_ip}:443", "-servername", server_ip,
+         "-quiet"],  # -quiet waits for the server to close (it does after its answer)
+        timeout=30,
+        input="GET / HTTP/1.0\r\n\r\n",
+    )  # fmt: skip
+    assert "HTTP/1.0 200 ok" in res.stdout, res.stderr[-500:]
+    watch.stop()
+
+    records = analyze(watch.pcap)
+    (flow,) = _vpn_flows(records, server_ip, 443)
+    assert flow["sni"] == server_ip
+    assert (flow["app"], flow["vpn"]) == ("tls", False), flow["evidence"]
+    assert "numeric_sni" in [e["name"] for e in flow["evidence"]]
+    vpn_alerts = [r for r in records if r["type"] == "alert" and r["rule"].startswith("vpn.")]
+    assert vpn_alerts == []
+    live = watch.flows(remote_is(server_ip, 443))
+    assert live and not any(f["vpn"] for f in live), [f["app"] for f in live]

@@ -75,6 +75,11 @@ def _pack(*elements: tuple[str, int, bytes]) -> bytes:
 
 
 def _analyze(cmd: list[str], root: Path, tmp: Path, pkts: list[Packet], mmdb: Path) -> list[dict]:
+    return [r for r in _records(cmd, root, tmp, pkts, mmdb) if r["type"] == "alert"]
+
+
+def _records(cmd: list[str], root: Path, tmp: Path, pkts: list[Packet], mmdb: Path) -> list[dict]:
+    """Every JSONL record `analyze` prints for a capture of `pkts`: flows, then alerts."""
     frames = [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / p for p in pkts]
     for i, f in enumerate(frames):
         f.time = T0 + i * 0.01
@@ -88,7 +93,7 @@ def _analyze(cmd: list[str], root: Path, tmp: Path, pkts: list[Packet], mmdb: Pa
         cwd=root,
     )
     assert res.returncode == 0, res.stderr
-    return [r for r in map(json.loads, res.stdout.splitlines()) if r["type"] == "alert"]
+    return [json.loads(line) for line in res.stdout.splitlines()]
 
 
 @pytest.fixture
@@ -98,6 +103,7 @@ def mmdb(tmp_path: Path) -> Path:
         {
             "203.0.113.0/24": ("RU", 64500, "Relay Host"),
             "198.51.100.0/24": ("JP", 64501, "Tsukuba"),
+            "192.0.2.128/25": ("US", 64502, "Relay US"),
         },
     )
 
@@ -175,3 +181,52 @@ def test_ordinary_https_browsing_raises_no_vpngate_alert(
         )
     alerts = _analyze(netwatch_cmd, repo_root, tmp_path, pkts, mmdb)
     assert [a for a in alerts if a["rule"].startswith("vpngate.")] == []
+
+
+def _record(length: int) -> bytes:
+    """An encrypted TLS application-data record: only its type and length are clear."""
+    return b"\x17\x03\x03" + length.to_bytes(2, "big") + bytes(length)
+
+
+@pytest.mark.parametrize(
+    ("records", "softether"),
+    [
+        ((69, 272, 3286), True),  # Debian's vpnclient: Finished, POST header, watermark upload
+        ((69, 310, 820), False),  # an app (video, conferencing, a speaker) with an IP as SNI
+    ],
+    ids=["softether-client", "app-with-ip-sni"],
+)
+def test_the_server_address_as_server_name_needs_the_softether_upload(
+    netwatch_cmd: list[str],
+    repo_root: Path,
+    tmp_path: Path,
+    mmdb: Path,
+    records: tuple[int, ...],
+    softether: bool,
+) -> None:
+    server = "203.0.113.85"
+    request = _hello(server) + b"".join(_record(n) for n in records)
+    pkts = _tcp_session(42100, 443, request, b"\x16\x03\x03" + bytes(1400), server=server)
+    out = _records(netwatch_cmd, repo_root, tmp_path, pkts, mmdb)
+    (flow,) = [r for r in out if r["type"] == "flow" and r["dst"] == server]
+    vpn_alerts = [r["rule"] for r in out if r["type"] == "alert" and r["rule"].startswith("vpn.")]
+    if softether:
+        assert (flow["app"], flow["vpn"], flow["confidence"]) == ("softether", True, "medium")
+        assert "vpn.unexpected" in vpn_alerts
+    else:
+        assert (flow["app"], flow["vpn"]) == ("tls", False), flow["evidence"]
+        assert "numeric_sni" in [e["name"] for e in flow["evidence"]]
+        assert vpn_alerts == []
+
+
+def test_a_tor_looking_connection_on_443_is_an_anonymizer_not_a_vpn_endpoint(
+    netwatch_cmd: list[str], repo_root: Path, tmp_path: Path, mmdb: Path
+) -> None:
+    relay = "192.0.2.200"  # a US address in the test GeoIP file: 5/9/14 Eyes
+    pkts = _tcp_session(
+        42200, 443, _hello("www.q4cyamnc6mtokjurvdclt.com"), b"\x16\x03\x03" + bytes(900), relay
+    )
+    alerts = _analyze(netwatch_cmd, repo_root, tmp_path, pkts, mmdb)
+    (tor,) = [a for a in alerts if a["rule"] == "anon.tor"]
+    assert "looks like Tor" in tor["message"] and "port 443" in tor["message"], tor["message"]
+    assert [a["message"] for a in alerts if "VPN" in a["message"]] == []

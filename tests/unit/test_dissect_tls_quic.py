@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.tls.extensions import ProtocolName, ServerName, TLS_Ext_ALPN, TLS_Ext_ServerName
 from scapy.layers.tls.handshake import TLSClientHello
 from scapy.layers.tls.record import TLS
 
 from netwatch.dissect import Dissector
 from netwatch.dissect.quic import InitialKeys, parse_gquic
-from netwatch.dissect.tls import NEED_MORE, parse_client_hello_records
-from netwatch.model import Endpoint, FlowKey, PacketContext, Transport, parse_ip
+from netwatch.dissect.tls import NEED_MORE, RecordWalker, parse_client_hello_records
+from netwatch.model import Endpoint, FlowKey, PacketContext, PacketFacts, Transport, parse_ip
 
 
 def _key(transport: Transport, sport: int = 443) -> FlowKey:
@@ -103,18 +105,69 @@ def test_tls_on_softether_ports_then_udp_acceleration_between_the_same_hosts() -
     assert d.inspect(_ctx(other), bytes(range(64))) is None
 
 
-def test_sni_that_is_the_server_address_on_443_is_softether_low() -> None:
+def _record(length: int) -> bytes:
+    """An encrypted TLS application-data record of `length` bytes (type and size are clear)."""
+    return b"\x17\x03\x03" + length.to_bytes(2, "big") + bytes(length)
+
+
+def _feed(d: Dissector, key: FlowKey, segments: list[bytes]) -> list[object]:
+    """The client's segments, numbered after the ClientHello; what each one reports."""
+    return [d.inspect(_ctx(key, i + 1), seg) for i, seg in enumerate(segments)]
+
+
+def test_sni_that_is_the_server_address_is_softether_only_with_the_watermark_upload() -> None:
+    # Recorded from Debian's vpnclient (TLS 1.3): Finished (69), the POST's header (272), then
+    # the 1,411-byte watermark plus padding (3286), whose first MSS-sized segment is enough.
     key = _key(Transport.TCP, 443)
     assert key.remote is not None
-    facts = Dissector().inspect(_ctx(key), bytes(TLS(msg=[_hello(str(key.remote.ip), alpn=())])))
-    assert facts is not None and facts.label is not None
-    assert (facts.label.name, facts.label.vpn, facts.label.confidence.value) == (
+    d = Dissector()
+    hello = d.inspect(_ctx(key), bytes(TLS(msg=[_hello(str(key.remote.ip), alpn=())])))
+    assert hello is not None and hello.label is not None and not hello.done
+    assert (hello.label.name, hello.label.vpn) == ("tls", False)
+    assert "numeric_sni" in [e.name for e in hello.label.evidence]
+    upload = _record(3286)
+    *before, last = _feed(d, key, [_record(69), _record(272), upload[:1448]])
+    assert before == [None, None]
+    assert isinstance(last, PacketFacts) and last.label is not None and last.done
+    assert (last.label.name, last.label.vpn, last.label.confidence.value) == (
         "softether",
         True,
-        "low",
+        "medium",
     )
+    assert ("watermark_record", "3286 bytes, the size of the SSL-VPN GIF watermark upload") in [
+        (e.name, e.value) for e in last.label.evidence
+    ]
+
+
+def test_an_app_sending_an_ip_as_server_name_is_not_softether() -> None:
+    # Video and conferencing apps and speakers send an IP as SNI too; without the SoftEther
+    # upload the flow stays plain TLS (the SNI is a hint in the evidence, not a VPN label).
+    key = _key(Transport.TCP, 443)
+    assert key.remote is not None
+    ip = str(key.remote.ip)
+    d = Dissector()
+    hello = d.inspect(_ctx(key), bytes(TLS(msg=[_hello(ip, alpn=())])))
+    assert hello is not None and hello.label is not None and not hello.label.vpn
+    # The fifth record has the watermark's size, but SoftEther's comes among the first four.
+    small = [_record(69), _record(180), _record(1200), _record(95) + _record(2000)]
+    reports = _feed(d, key, small)
+    assert reports[:3] == [None, None, None]
+    assert isinstance(reports[3], PacketFacts) and reports[3].done and reports[3].label is None
+    # An HTTP/2 client (ALPN offered) is not watched at all; another address as SNI is no hint.
+    h2 = Dissector().inspect(_ctx(key), bytes(TLS(msg=[_hello(ip)])))
+    assert h2 is not None and h2.done and h2.label is not None and not h2.label.vpn
     other = Dissector().inspect(_ctx(key), bytes(TLS(msg=[_hello("192.0.2.77", alpn=())])))
-    assert other is not None and other.label is not None and not other.label.vpn
+    assert other is not None and other.done and other.label is not None
+    assert "numeric_sni" not in [e.name for e in other.label.evidence]
+
+
+def test_record_walker_follows_headers_split_across_segments() -> None:
+    walker = RecordWalker()
+    stream = _record(5) + _record(300) + b"\x15\x03\x03\x00\x02\x01\x00"
+    assert walker.feed(stream[:3]) == []
+    assert walker.feed(stream[3:12]) == [(23, 5)]
+    assert walker.feed(stream[12:]) == [(23, 300), (21, 2)]
+    assert walker.feed(b"GET / HTTP/1.1\r\n") is None
 
 
 def test_ordinary_names_are_not_tor_or_vpn() -> None:
@@ -127,6 +180,19 @@ def test_ordinary_names_are_not_tor_or_vpn() -> None:
         facts = Dissector().inspect(_ctx(key), bytes(TLS(msg=[_hello(sni)])))
         assert facts is not None and facts.label is not None
         assert not facts.label.vpn, sni
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=8))
+def test_fuzz_what_follows_a_softether_shaped_hello(segments: list[bytes]) -> None:
+    key = _key(Transport.TCP, 443)
+    assert key.remote is not None
+    d = Dissector()
+    d.inspect(_ctx(key), bytes(TLS(msg=[_hello(str(key.remote.ip), alpn=())])))
+    for i, seg in enumerate(segments, start=1):
+        facts = d.inspect(_ctx(key, i), seg)
+        if facts is not None and facts.label is not None:
+            assert facts.label.name == "softether" and facts.done
 
 
 def test_truncated_and_non_hello_records() -> None:

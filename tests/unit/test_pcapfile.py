@@ -12,9 +12,22 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer
+from scapy.layers.dot11 import Dot11, Dot11QoS, RadioTap
 from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
-from scapy.layers.l2 import GRE, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether, Loopback
+from scapy.layers.l2 import (
+    GRE,
+    LLC,
+    SNAP,
+    CookedLinux,
+    CookedLinuxV2,
+    Dot1AD,
+    Dot1Q,
+    Ether,
+    Loopback,
+)
+from scapy.layers.ppi import PPI
 from scapy.layers.ppp import PPP, PPPoE
 from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap, wrpcapng
@@ -30,6 +43,12 @@ TCP_PKT = IP(src="192.0.2.1", dst="203.0.113.5") / TCP(sport=50000, dport=443, f
 def _eth() -> Ether:
     """Fixed MACs, so scapy does not look up routes or ARP for them."""
     return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+
+def _wifi_data(*, qos: bool = True) -> Packet:
+    """An 802.11 data frame to the access point (QoS or not) with its LLC/SNAP header."""
+    head = Dot11(type=2, subtype=8 if qos else 0, FCfield="to_DS")
+    return (head / Dot11QoS() if qos else head) / LLC() / SNAP()
 
 
 def _eth_parse(raw: bytes) -> Ether:
@@ -63,6 +82,11 @@ def _metas(path: Path) -> list:
         (Loopback(type=2) / UDP_PKT, 0),
         (PPP(proto=0x0021) / UDP_PKT, 9),
         (PPPoE(sessionid=9) / PPP(proto=0x0021) / UDP_PKT, 51),
+        (Raw(b"\x0f\x00\x08\x00") / UDP_PKT, 104),  # Cisco HDLC: address, control, ethertype
+        (PPI() / _wifi_data() / UDP_PKT, None),
+        (PPI(dlt=1) / _eth() / UDP_PKT, None),
+        (RadioTap() / _wifi_data() / UDP_PKT, None),
+        (_wifi_data(qos=False) / UDP_PKT, None),
     ],
     ids=[
         "ethernet",
@@ -77,6 +101,11 @@ def _metas(path: Path) -> list:
         "null",
         "ppp",
         "ppp-ether",
+        "cisco-hdlc",
+        "ppi-80211",
+        "ppi-ethernet",
+        "radiotap",
+        "80211",
     ],
 )
 def test_udp_through_each_link_type(tmp_path: Path, frame: Packet, linktype: int | None) -> None:
@@ -88,6 +117,71 @@ def test_udp_through_each_link_type(tmp_path: Path, frame: Packet, linktype: int
     assert meta.payload == b"\x38ab"
     assert meta.length == len(UDP_PKT)
     assert meta.ts == 1_700_000_000
+
+
+def test_wifi_frames_without_readable_ip_are_skipped() -> None:
+    dec = PacketDecoder()
+    ip = bytes(UDP_PKT)
+    protected = Dot11(type=2, FCfield="to_DS+protected") / LLC() / SNAP() / UDP_PKT
+    beacon = Dot11(type=0, subtype=8) / Raw(ip)
+    null = Dot11(type=2, subtype=4, FCfield="to_DS")
+    for frame in (protected, beacon, null, Dot11(type=2) / Raw(ip)):  # the last has no SNAP
+        assert dec.decode(105, bytes(frame), 0.0) is None
+        assert dec.decode(192, bytes(PPI() / frame), 0.0) is None
+    # A PPI header naming PPI again, or shorter than itself, is refused rather than followed.
+    assert dec.decode(192, bytes(PPI(dlt=192) / PPI(dlt=1) / _eth() / UDP_PKT), 0.0) is None
+    assert (
+        dec.decode(192, b"\x00\x00\x04\x00\x01\x00\x00\x00" + bytes(_eth() / UDP_PKT), 0.0) is None
+    )
+
+
+GTP_INNER = IP(src="10.45.0.7", dst="198.51.100.9") / UDP(sport=5353, dport=443) / Raw(b"quic")
+
+
+@pytest.mark.parametrize(
+    "gtp",
+    [
+        GTP_U_Header(teid=0x1234) / GTP_INNER,
+        # 5G: a PDU session container extension header (QFI 9) before the user's packet.
+        GTP_U_Header(teid=7, E=1, next_ex=0x85) / GTPPDUSessionContainer(QFI=9) / GTP_INNER,
+        GTP_U_Header(teid=7, S=1, seq=99)
+        / IPv6(src="2001:db8::7", dst="2001:db8::9")
+        / UDP(sport=5353, dport=443)
+        / Raw(b"quic"),
+    ],
+    ids=["plain", "extension-header", "sequence-ipv6"],
+)
+def test_gtp_u_is_decapsulated_to_the_users_packet(tmp_path: Path, gtp: Packet) -> None:
+    outer = IP(src="192.0.2.50", dst="192.0.2.60") / UDP(sport=2152, dport=2152) / gtp
+    (meta,) = _metas(_write(tmp_path, [_eth() / outer]))
+    assert meta.transport is Transport.UDP and meta.payload == b"quic"
+    assert (meta.src.port, meta.dst.port) == (5353, 443)
+    assert str(meta.dst.ip) in ("198.51.100.9", "2001:db8::9")
+    assert meta.length in (len(GTP_INNER), 40 + 8 + 4)  # the inner packet's own length
+
+
+def test_gtp_that_is_not_user_data_stays_the_tunnel_flow() -> None:
+    dec = PacketDecoder()
+    outer = IP(src="192.0.2.50", dst="192.0.2.60") / UDP(sport=2152, dport=2152)
+    echo = bytes(outer / GTP_U_Header(gtp_type=1, teid=0) / Raw(b"\x00" * 4))  # echo request
+    garbage = bytes(outer / GTP_U_Header(teid=1) / Raw(b"\x99" * 20))  # not IP inside
+    cut = bytes(outer / GTP_U_Header(teid=1, E=1, next_ex=0x85) / Raw(b"\x05"))  # ext cut
+    for frame in (echo, garbage, cut):
+        meta = dec.decode(101, frame, 0.0)
+        assert meta is not None and meta.dst.port == 2152 and str(meta.dst.ip) == "192.0.2.60"
+
+
+def test_gtp_nested_deeper_than_the_limit_is_not_followed() -> None:
+    pkt: Packet = GTP_INNER
+    for _ in range(40):
+        pkt = (
+            IP(src="192.0.2.50", dst="192.0.2.60")
+            / UDP(sport=2152, dport=2152)
+            / GTP_U_Header()
+            / pkt
+        )
+    meta = PacketDecoder().decode(101, bytes(pkt), 0.0)
+    assert meta is not None and meta.dst.port == 2152  # a tunnel two levels in, not a crash
 
 
 def test_ppp_with_hdlc_prefix_and_compressed_protocol() -> None:
@@ -277,17 +371,39 @@ def test_truncated_and_oversized_records(tmp_path: Path) -> None:
     data = _write(tmp_path, [_eth() / UDP_PKT, _eth() / UDP_PKT]).read_bytes()
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(data[:-5])
-    assert "cut short" in _one_line_error(cut)
+    assert "cut short inside packet record 2" in _one_line_error(cut)
     cut.write_bytes(data[:30])
-    assert "truncated" in _one_line_error(cut)
+    assert "cut short inside packet record 1" in _one_line_error(cut)
+    cut.write_bytes(data[:20])
+    assert "truncated pcap header" in _one_line_error(cut)
     huge = tmp_path / "huge.pcap"
     huge.write_bytes(data[:24] + struct.pack("<IIII", 0, 0, 0x7FFFFFFF, 60) + b"x" * 60)
     assert "corrupt record" in _one_line_error(huge)
 
 
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_a_file_cut_inside_its_first_record_yields_what_is_there(tmp_path: Path, fmt: str) -> None:
+    # The first record's header is whole and its frame stops 4 bytes short: the IP and UDP
+    # headers are there, so the packet is read like one cut by the snap length.
+    path = tmp_path / f"c.{fmt}"
+    frame = _eth() / UDP_PKT
+    frame.time = 1_700_000_000
+    (wrpcap if fmt == "pcap" else wrpcapng)(str(path), [frame])
+    data = path.read_bytes()
+    end = len(data) - (4 if fmt == "pcap" else 12)  # pcapng: also cut the block's trailer
+    path.write_bytes(data[:end])
+    with CaptureFile(path) as capture:
+        (meta,) = list(capture)
+    assert capture.cut_short is not None and "packet record 1" in str(capture.cut_short)
+    assert str(meta.dst) == "198.51.100.7:1194" and meta.payload == b"\x38ab"[: len(meta.payload)]
+    assert capture.frames == 1
+
+
 def test_unsupported_link_type(tmp_path: Path) -> None:
     path = _write(tmp_path, [UDP_PKT], linktype=147)  # DLT_USER0
-    assert "link type 147 is not supported" in _one_line_error(path)
+    assert "link type 147 (USER0) is not supported" in _one_line_error(path)
+    unnamed = _write(tmp_path, [UDP_PKT], linktype=300)
+    assert "link type 300 is not supported (supported: 802.11, " in _one_line_error(unnamed)
 
 
 def test_pcapng_bad_byte_order_and_undefined_interface(tmp_path: Path) -> None:
@@ -367,3 +483,11 @@ def test_fuzz_decoder_cooked_frames(ethertype: int, frame: bytes) -> None:
     meta = PacketDecoder().decode_cooked(ethertype, frame, 0.0, "eth0")
     if meta is not None:
         assert meta.interface == "eth0" and meta.length >= 0
+
+
+@_FUZZ
+@given(st.binary(max_size=200), st.sampled_from([0x30, 0x32, 0x34, 0x37]))
+def test_fuzz_gtp_u_payloads(tail: bytes, flags: int) -> None:
+    outer = IP(src="192.0.2.50", dst="192.0.2.60") / UDP(sport=2152, dport=2152)
+    meta = PacketDecoder().decode(101, bytes(outer / Raw(bytes([flags, 0xFF]) + tail)), 0.0)
+    assert meta is not None and meta.length >= 0

@@ -127,6 +127,16 @@ PLAIN_HOST = HostFacts(
     T0, softether=(SoftEtherConfig("/var/lib/softether/vpn_server.config", ("DEFAULT",), (443,)),)
 )
 EYES = ("5 Eyes", "9 Eyes", "14 Eyes")
+TOR_SNI = "www.q3vbzmkd4ptpbw.com"
+
+
+def tor_flow(**kw: object) -> EnrichedFlow:
+    """A flow the dissectors labelled Tor (an anonymizer label, as `labels.anonymizer` makes)."""
+    ef = flow(process=None, sni=TOR_SNI, **kw)  # type: ignore[arg-type]
+    label = make_label("tor", "anonymizer", True, evidence=(("sni", TOR_SNI),))
+    return replace(ef, flow=replace(ef.flow, label=label))
+
+
 PEERS = [
     ("198.51.100.10", "DE"),
     ("203.0.113.20", "FR"),
@@ -371,6 +381,10 @@ EXAMPLES: dict[str, tuple[list[Example], list[Example]]] = {
         [
             ex(flow(process="openvpn", country="RU"), "a VPN endpoint outside the groups"),
             ex(flow(process="firefox", country="US", jurisdiction=EYES), "not a VPN"),
+            ex(
+                tor_flow(remote_ip="203.0.113.5", country="US", jurisdiction=EYES),
+                "Tor is an anonymizer, not a VPN endpoint",
+            ),
         ],
     ),
     "anon.tor": (
@@ -382,6 +396,7 @@ EXAMPLES: dict[str, tuple[list[Example], list[Example]]] = {
                 flow(process=None, sni="www.q3vbzmkd4ptpbw.com", remote_port=9001),
                 "Tor-like random server name",
             ),
+            ex(tor_flow(remote_port=443), "a flow labelled Tor on the web port"),
         ],
         [
             ex(flow(process="firefox", sni="www.example.com"), "ordinary browsing"),
