@@ -44,6 +44,7 @@ from netwatch.config import load_config
 from netwatch.detect.loader import bundled_rule_files, check_rule_files
 from netwatch.dissect import (
     Dissector,
+    certificate,
     dns,
     http,
     ipsec,
@@ -388,6 +389,11 @@ DISSECTORS = [
                 tls.parse_handshake_stream(d[5:]),
             )
         ),
+    ),
+    Target(
+        "dissect.certificate",
+        _payload_seeds,
+        _pure(lambda d: (certificate.server_certificate(d), certificate.leaf_names(d[5:]))),
     ),
     Target(
         "dissect.http",

@@ -19,6 +19,7 @@ from netwatch.model import (
     Alert,
     AlertState,
     Attribution,
+    CertNames,
     Confidence,
     Counters,
     DataSource,
@@ -330,8 +331,26 @@ def flow_to_dict(ef: EnrichedFlow) -> JSONDict:
         "dns_name": f.dns_name,
         "sni": f.sni,
         "http_host": f.http_host,
+        "tls_cert": cert_to_dict(f.tls_cert),
         "remote": remote_to_dict(ef.remote),
     }
+
+
+def cert_to_dict(c: CertNames | None) -> JSONDict | None:
+    """Encode a server certificate's names (None when none was read)."""
+    if c is None:
+        return None
+    return {"subject": c.subject, "issuer": c.issuer, "san": list(c.san)}
+
+
+def cert_from_dict(d: Any) -> CertNames | None:
+    """Decode a `tls_cert` object; records written before it existed have none."""
+    if d is None:
+        return None
+    san = _list(d, "san")
+    if not all(isinstance(n, str) for n in san):
+        raise CodecError("field 'san' must be a list of strings")
+    return CertNames(subject=_str(d, "subject"), issuer=_str(d, "issuer"), san=tuple(san))
 
 
 def flow_from_dict(d: Any) -> EnrichedFlow:
@@ -371,6 +390,7 @@ def flow_from_dict(d: Any) -> EnrichedFlow:
         sni=_ostr(d, "sni"),
         http_host=_ostr(d, "http_host"),
         label=label,
+        tls_cert=cert_from_dict(d.get("tls_cert")),
     )
     return EnrichedFlow(flow, remote_from_dict(d.get("remote")))
 

@@ -12,7 +12,18 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from netwatch.dissect import http, ipsec, labels, openvpn, quic, softether, tls, tunnels, verdicts
+from netwatch.dissect import (
+    certificate,
+    http,
+    ipsec,
+    labels,
+    openvpn,
+    quic,
+    softether,
+    tls,
+    tunnels,
+    verdicts,
+)
 from netwatch.dissect.dns import DnsMessage, parse_dns
 from netwatch.dissect.state import FlowState, FlowStates, append_bounded
 from netwatch.dissect.wireguard import WireGuardTracker, message_type
@@ -23,6 +34,8 @@ _DNS_NAMES = {53: "dns", 5353: "mdns", 5355: "llmnr"}
 _DNS_LABELS = {name: labels.plain(name, "network", labels.HIGH) for name in _DNS_NAMES.values()}
 _MAX_DNS_PACKETS = 64
 _QUIC_TRIES = 4
+_MAX_CERT_PACKETS = 16
+"""Server segments read for a certificate (16 KB at a 1 KB MSS; the leaf comes first)."""
 _PEER_MEMORY = 1024
 _DONE = PacketFacts(done=True)
 
@@ -53,6 +66,12 @@ class Dissector:
         if ctx.index >= self._max_packets:
             if ctx.index < _MAX_DNS_PACKETS and _dns_port(ctx.flow) is not None:
                 pass  # one DNS socket may ask many questions: keep reading answers
+            elif (
+                ctx.index < _MAX_CERT_PACKETS
+                and not ctx.from_initiator
+                and self._states.waits_for_certificate(ctx.flow)
+            ):
+                pass  # a certificate chain spans several segments: keep joining them
             elif ctx.index == self._max_packets:
                 return _DONE  # tell the flow table to stop calling for this flow
             else:
@@ -108,6 +127,8 @@ class Dissector:
                 return self._tcp_client(ctx, state, append_bounded(state.client_buf, payload))
             if ctx.index == 0 or (state.tunnel and tls.looks_like_handshake(payload)):
                 return self._tcp_client(ctx, state, payload)
+        elif state.cert_wait:
+            return self._certificate(state, payload)
         elif state.server_wait or (ctx.index == 0 and state.http):
             facts = self._http_response(state, append_bounded(state.server_buf, payload))
             state.server_buf = state.server_buf if state.server_wait else b""
@@ -187,6 +208,21 @@ class Dissector:
         if body.startswith(b"*vpn_servers"):
             label = labels.vpn("vpngate", labels.HIGH, ("body_prefix", "*vpn_servers"))
         return PacketFacts(label=self._better(state, label), body_prefix=body, done=True)
+
+    def _certificate(self, state: FlowState, payload: bytes) -> PacketFacts | None:
+        """The server's side of a TLS handshake: join segments until the leaf certificate."""
+        data = (state.server_buf + payload)[: certificate.MAX_SERVER_BYTES]
+        found = certificate.server_certificate(data)
+        if found is tls.NEED_MORE:
+            state.server_buf = data
+            return None
+        state.cert_wait = False
+        state.server_buf = b""  # bytes are kept only while a parser waits
+        if not isinstance(found, certificate.LeafCertificate):
+            return self._facts(state, None, done=True)  # TLS 1.3, resumption, not TLS
+        state.done = True
+        label = self._better(state, verdicts.cert_label(found))
+        return PacketFacts(label=label, tls_cert=found.names, done=True)
 
     def _tinc(self, ctx: PacketContext, state: FlowState) -> PacketFacts | None:
         state.tinc_sides.add(ctx.from_initiator)
@@ -313,15 +349,21 @@ class Dissector:
     def _hello_facts(
         self, state: FlowState, hello: tls.ClientHello, proto: str, flow: FlowKey
     ) -> PacketFacts:
-        """Facts and label for a parsed ClientHello (TLS over TCP or QUIC)."""
-        state.done = True
+        """Facts and label for a parsed ClientHello (TLS over TCP or QUIC).
+
+        Over TCP the flow stays open for the server's certificate (clear before TLS 1.3);
+        QUIC always uses TLS 1.3, so a QUIC flow is done here.
+        """
+        wait = proto == "tls"
+        state.done = not wait
+        state.cert_wait = wait
         label = verdicts.sni_label(
             hello.sni, proto, _rport(flow), None if flow.remote is None else flow.remote.ip
         )
         if label.name == "softether" and proto == "tls":
             self._remember(self._softether_peers, _peer_key(flow, 0))
         return PacketFacts(
-            label=self._better(state, label), sni=hello.sni, alpn=hello.alpn, done=True
+            label=self._better(state, label), sni=hello.sni, alpn=hello.alpn, done=not wait
         )
 
     def _dns_facts(self, state: FlowState, message: DnsMessage, name: str) -> PacketFacts:
@@ -347,6 +389,8 @@ def _nothing_pending(state: FlowState, ctx: PacketContext) -> bool:
     if state.sides != 3 and ctx.index < 2:
         return False
     if state.client_wait or state.server_wait or state.http or state.tunnel or state.tinc_sides:
+        return False
+    if state.cert_wait:
         return False
     if (state.ovpn is not None and not state.ovpn.dead) or (
         state.wg is not None and not state.wg.dead

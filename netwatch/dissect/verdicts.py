@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 
 from netwatch.dissect import http, labels, softether
-from netwatch.dissect.names import classify_host
+from netwatch.dissect.certificate import LeafCertificate
+from netwatch.dissect.names import CERT_ORGANISATIONS, CERT_SUBJECT_UNITS, classify_host
 from netwatch.dissect.tor import tor_like_sni
 from netwatch.model import IPAddress, Label
 
@@ -55,6 +56,31 @@ def sni_label(sni: str | None, proto: str, port: int, server: IPAddress | None =
             "softether", labels.LOW, ("tls_port", str(port)), ("sni", sni or "(none)")
         )
     return labels.plain("tls", "web", labels.MEDIUM, *((("sni", sni),) if sni else ()))
+
+
+def cert_label(cert: LeafCertificate) -> Label | None:
+    """Name a VPN provider from the server's certificate, or None for an ordinary one.
+
+    Medium confidence, like a provider SNI: the certificate names the server's owner, which
+    says a VPN endpoint (or its web pages) is being talked to; it is weaker than a protocol
+    signature and stronger than an address on a list. The evidence is the matched name.
+    """
+    names = cert.names
+    unit = CERT_SUBJECT_UNITS.get((cert.subject_o.lower(), cert.subject_ou.lower()))
+    if unit is not None:
+        return labels.vpn(unit, labels.MEDIUM, ("cert_subject", names.subject))
+    for org, field_name, dn in (
+        (cert.subject_o, "cert_subject", names.subject),
+        (cert.issuer_o, "cert_issuer", names.issuer),
+    ):
+        provider = CERT_ORGANISATIONS.get(org.lower()) if org else None
+        if provider is not None:
+            return labels.vpn(provider, labels.MEDIUM, (field_name, dn))
+    for field_name, host in (("cert_cn", cert.subject_cn), *(("cert_san", n) for n in names.san)):
+        provider = classify_host(host.lstrip("*.")) if host else None
+        if provider is not None:
+            return labels.vpn(provider, labels.MEDIUM, (field_name, host))
+    return None
 
 
 def http_label(request: http.HttpRequest) -> Label:

@@ -39,7 +39,7 @@ def test_client_hello_sni_and_alpn_over_tcp_is_plain_tls() -> None:
     assert facts is not None and facts.label is not None
     assert facts.sni == "www.example.com" and facts.alpn == ("h2", "http/1.1")
     assert (facts.label.name, facts.label.category, facts.label.vpn) == ("tls", "web", False)
-    assert facts.done
+    assert not facts.done  # the server's certificate may follow in clear (TLS 1.2)
 
 
 def test_client_hello_split_over_three_segments_is_reassembled() -> None:
