@@ -221,7 +221,7 @@ class Dissector:
         if not isinstance(found, certificate.LeafCertificate):
             return self._facts(state, None, done=True)  # TLS 1.3, resumption, not TLS
         state.done = True
-        label = self._better(state, verdicts.cert_label(found))
+        label = self._better(state, verdicts.cert_label(found, state.sni))
         return PacketFacts(label=label, tls_cert=found.names, done=True)
 
     def _tinc(self, ctx: PacketContext, state: FlowState) -> PacketFacts | None:
@@ -357,6 +357,7 @@ class Dissector:
         wait = proto == "tls"
         state.done = not wait
         state.cert_wait = wait
+        state.sni = hello.sni
         label = verdicts.sni_label(
             hello.sni, proto, _rport(flow), None if flow.remote is None else flow.remote.ip
         )

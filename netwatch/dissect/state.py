@@ -38,6 +38,8 @@ class FlowState:
     """Bit 1: the initiator's first payload was seen; bit 2: the responder's."""
     cert_wait: bool = False
     """A TLS ClientHello went out: read the server's first bytes for its certificate."""
+    sni: str | None = None
+    """The ClientHello's server name, which decides how much the certificate may say."""
     tunnel: bool = False
     """An HTTP CONNECT was seen: the client's next bytes may be a ClientHello."""
     ovpn: OpenVpnTracker | None = None

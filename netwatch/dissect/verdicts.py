@@ -58,12 +58,15 @@ def sni_label(sni: str | None, proto: str, port: int, server: IPAddress | None =
     return labels.plain("tls", "web", labels.MEDIUM, *((("sni", sni),) if sni else ()))
 
 
-def cert_label(cert: LeafCertificate) -> Label | None:
+def cert_label(cert: LeafCertificate, sni: str | None = None) -> Label | None:
     """Name a VPN provider from the server's certificate, or None for an ordinary one.
 
     Medium confidence, like a provider SNI: the certificate names the server's owner, which
     says a VPN endpoint (or its web pages) is being talked to; it is weaker than a protocol
     signature and stronger than an address on a list. The evidence is the matched name.
+    Host names in the CN/SANs count only when the client sent no host name as SNI (VPN apps
+    dial their servers by address): a certificate answering for another name that also lists
+    a provider's domain is a shared (CDN) certificate, not the provider's server.
     """
     names = cert.names
     unit = CERT_SUBJECT_UNITS.get((cert.subject_o.lower(), cert.subject_ou.lower()))
@@ -76,6 +79,8 @@ def cert_label(cert: LeafCertificate) -> Label | None:
         provider = CERT_ORGANISATIONS.get(org.lower()) if org else None
         if provider is not None:
             return labels.vpn(provider, labels.MEDIUM, (field_name, dn))
+    if sni and not _is_address(sni):
+        return None
     for field_name, host in (("cert_cn", cert.subject_cn), *(("cert_san", n) for n in names.san)):
         provider = classify_host(host.lstrip("*.")) if host else None
         if provider is not None:
@@ -102,6 +107,15 @@ def http_label(request: http.HttpRequest) -> Label:
         return labels.vpn(provider, confidence, ("http_host", host))
     ev = (("http_host", host),) if host else ()
     return labels.plain("http", "web", labels.MEDIUM, *ev)
+
+
+def _is_address(sni: str) -> bool:
+    """True when an SNI is an IP literal (some VPN clients send the address they dialled)."""
+    try:
+        ipaddress.ip_address(sni.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _same_address(sni: str, server: IPAddress | None) -> bool:

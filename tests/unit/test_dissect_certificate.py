@@ -159,6 +159,19 @@ def test_providers_are_named_from_their_certificates(
     assert (cert.label.evidence[0].name, cert.label.evidence[0].value) == evidence
 
 
+def test_provider_host_names_count_only_when_no_host_name_was_asked_for() -> None:
+    # A shared (CDN) certificate that also lists a provider's domain answers for the SNI's site;
+    # a VPN app dialling its server by address sends no SNI, or the address itself.
+    shared = server_flight(der(make_cert({"CN": "cdn.example"}, None, ("*.windscribe.com",))))
+    for_site = _feed([shared], sni="www.example.com")[1]
+    assert for_site is not None and for_site.tls_cert is not None and for_site.label is None
+    by_address = _feed([shared], sni="203.0.113.9")[1]
+    assert by_address is not None and by_address.label is not None
+    assert by_address.label.name == "windscribe"
+    forti = _feed([server_flight(FORTI)], sni="vpn.example.com")[1]
+    assert forti is not None and forti.label is not None and forti.label.name == "fortinet"
+
+
 def test_tls13_server_hello_ends_the_flow_without_certificate_facts() -> None:
     flight = records(server_hello(tls13=True)) + b"\x14\x03\x03\x00\x01\x01" + b"\x17\x03\x03"
     reply = _feed([flight])[1]
