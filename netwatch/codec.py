@@ -116,6 +116,13 @@ def _list(d: Mapping[str, Any], key: str) -> Sequence[Any]:
     return () if v is None else v
 
 
+def _strs(d: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    items = _list(d, key)
+    if not all(isinstance(a, str) for a in items):
+        raise CodecError(f"field {key!r} must be a list of strings")
+    return tuple(items)
+
+
 def _enum(
     d: Mapping[str, Any], key: str, kind: Callable[[str], _T], default: _T | None = None
 ) -> _T:
@@ -178,15 +185,13 @@ def process_from_dict(d: Any) -> ProcessRef | None:
     """Decode a `process` object (None stays None)."""
     if d is None:
         return None
-    cmdline = _list(d, "cmdline")
-    if not all(isinstance(a, str) for a in cmdline):
-        raise CodecError("field 'cmdline' must be a list of strings")
+    cmdline = _strs(d, "cmdline")
     return ProcessRef(
         pid=_int(d, "pid"),
         create_time=_time(d, "create_time"),
         name=_str(d, "name"),
         exe=_ostr(d, "exe"),
-        cmdline=tuple(cmdline),
+        cmdline=cmdline,
         user=_ostr(d, "user"),
         ppid=_oint(d, "ppid"),
     )
@@ -347,10 +352,7 @@ def cert_from_dict(d: Any) -> CertNames | None:
     """Decode a `tls_cert` object; records written before it existed have none."""
     if d is None:
         return None
-    san = _list(d, "san")
-    if not all(isinstance(n, str) for n in san):
-        raise CodecError("field 'san' must be a list of strings")
-    return CertNames(subject=_str(d, "subject"), issuer=_str(d, "issuer"), san=tuple(san))
+    return CertNames(subject=_str(d, "subject"), issuer=_str(d, "issuer"), san=_strs(d, "san"))
 
 
 def flow_from_dict(d: Any) -> EnrichedFlow:

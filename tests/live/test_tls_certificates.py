@@ -10,6 +10,7 @@ flow facts and label only the FortiGate one as a VPN, with its evidence and conf
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 
 from tests.certs import FORTIGATE_SUBJECT, make_cert, write_pem
 from tests.conftest import requires_root, requires_tools
-from tests.live.capture_lab import Watch, analyze, remote_is, wait_for_line
+from tests.live.capture_lab import REPO, Watch, analyze, remote_is, wait_for_line
 from tests.netns import Lab
 
 pytestmark = [pytest.mark.live, requires_root, pytest.mark.timeout(120)]
@@ -77,6 +78,13 @@ def test_fortigate_certificate_over_tls12_is_labelled_fortinet(lab: Lab, tmp_pat
     assert (flow["app"], flow["category"], flow["vpn"]) == ("fortinet", "vpn", True)
     assert flow["confidence"] == "medium"
     assert flow["evidence"] == [{"name": "cert_subject", "value": FORTI_DN}]
+    # The table names the flow by its certificate when there is no SNI, DNS name or Host.
+    table = subprocess.run(
+        [sys.executable, "-m", "netwatch", "analyze", str(watch.pcap), "--format", "table"],
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=True,
+    ).stdout  # fmt: skip
+    (row,) = [line for line in table.splitlines() if f"{server_ip}:10443" in line]
+    assert "fortinet" in row and "CN=FGT60E0000000000" in row  # the column is cut
 
 
 @requires_tools("openssl", "curl", "tcpdump")
