@@ -59,7 +59,7 @@ def _udp(sport: int, dport: int, payload: bytes) -> bytes:
     return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
 
 
-def _server_flight() -> bytes:
+def server_flight() -> bytes:
     """A TLS 1.2 server's clear flight: ServerHello, Certificate (RSA-2048 leaf + CA), Done.
 
     The certificate is made here (public format, RFC 5246 §7.4.2) so `analyze` pays for what
@@ -106,7 +106,7 @@ def write_pcap(path: Path, packets: int, flow_len: int = 50) -> int:
     rng = random.Random(7)
     hello = b"\x16\x03\x01\x00\x40\x01\x00\x00\x3c\x03\x03" + bytes(58)
     request = b"GET / HTTP/1.1\r\nHost: bench.example\r\n\r\n"
-    flight = _server_flight()
+    flight = server_flight()
     body = bytes(rng.getrandbits(8) for _ in range(1400))
     ts = 1_700_000_000.0
     written = 0
