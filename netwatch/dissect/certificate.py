@@ -33,7 +33,8 @@ MAX_SERVER_BYTES: Final = 16384
 """Most bytes of the server's stream joined to find the leaf certificate."""
 _MAX_RECORD: Final = 16384 + 2048
 _MAX_DN: Final = 512
-_MAX_SAN: Final = 32
+_MAX_SAN: Final = 16
+"""SAN names kept: every live flow holds them (a provider's own certificates list a few)."""
 _TLS13: Final = 0x0304
 
 

@@ -3,7 +3,8 @@
 `Dissector.inspect` routes by transport and ports to the protocol modules and keeps a bounded
 LRU of per-flow state for checks that need several packets or both directions. It stays cheap:
 only the first `max_packets` payload packets per direction are looked at (DNS flows a few more,
-since one socket may ask many questions), a flow whose answer is known returns `done=True`, and
+since one socket may ask many questions; a TLS server's a few more while its certificate chain
+is joined, at most 16 KB), a flow whose answer is known returns `done=True`, and
 unknown transports are dismissed at once. Labels never get weaker during a flow: a VPN label
 beats a plain one, and higher confidence beats lower.
 """

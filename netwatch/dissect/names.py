@@ -77,8 +77,10 @@ CERT_SUBJECT_UNITS: dict[tuple[str, str], str] = {
 """(subject O, subject OU) -> label name."""
 
 CERT_ORGANISATIONS: dict[str, str] = {
-    # PIA's servers present certificates from its own CA, "O=Private Internet Access"
-    # (ca.rsa.4096.crt in https://github.com/pia-foss/manual-connections).
+    # PIA's servers present certificates from its own CA, "O=Private Internet Access":
+    # its WireGuard API (port 1337, dialled by address with the server's short name as SNI)
+    # is verified against https://github.com/pia-foss/manual-connections/blob/master/ca.rsa.4096.crt
+    # (see connect_to_wireguard_with_token.sh in that repository).
     "private internet access": "pia",
 }
 """Subject or issuer O -> label name: a provider's private CA signs only its own servers."""

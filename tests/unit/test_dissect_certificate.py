@@ -211,7 +211,7 @@ def test_certificate_longer_than_eight_segments_is_still_read() -> None:
     assert len(segments) > 8
     cert = _feed(segments)[-1]
     assert cert is not None and cert.label is not None and cert.label.name == "windscribe"
-    assert cert.tls_cert is not None and len(cert.tls_cert.san) == 32  # names kept are bounded
+    assert cert.tls_cert is not None and len(cert.tls_cert.san) == 16  # names kept are bounded
 
 
 @settings(max_examples=400, deadline=None)
