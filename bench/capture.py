@@ -59,11 +59,54 @@ def _udp(sport: int, dport: int, payload: bytes) -> bytes:
     return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
 
 
+def server_flight() -> bytes:
+    """A TLS 1.2 server's clear flight: ServerHello, Certificate (RSA-2048 leaf + CA), Done.
+
+    The certificate is made here (public format, RFC 5246 §7.4.2) so `analyze` pays for what
+    a real TLS 1.2 server makes it read: reassembly over two segments and one DER parse.
+    """
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench.example")])
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("bench.example")]), False)
+        .sign(key, hashes.SHA256())
+    )
+    leaf = cert.public_bytes(serialization.Encoding.DER)
+
+    def msg(kind: int, body: bytes) -> bytes:
+        return bytes([kind]) + len(body).to_bytes(3, "big") + body
+
+    hello = msg(2, b"\x03\x03" + bytes(32) + b"\x00\xc0\x2f\x00\x00\x00")
+    chain = b"".join(len(d).to_bytes(3, "big") + d for d in (leaf, leaf))
+    flight = hello + msg(11, len(chain).to_bytes(3, "big") + chain) + msg(14, b"")
+    return b"\x16\x03\x03" + struct.pack("!H", len(flight)) + flight
+
+
 def write_pcap(path: Path, packets: int, flow_len: int = 50) -> int:
-    """Write `packets` frames in flows of `flow_len`, interleaved 64 flows at a time."""
+    """Write `packets` frames in flows of `flow_len`, interleaved 64 flows at a time.
+
+    A third of the flows are UDP; of the TCP flows half open with a ClientHello, answered by
+    a TLS 1.2 server flight over two segments, and half with an HTTP request.
+    """
     rng = random.Random(7)
-    hello = b"\x16\x03\x01\x00\x40\x01\x00\x00\x3c\x03\x03" + bytes(53)
+    hello = b"\x16\x03\x01\x00\x40\x01\x00\x00\x3c\x03\x03" + bytes(58)
     request = b"GET / HTTP/1.1\r\nHost: bench.example\r\n\r\n"
+    flight = server_flight()
     body = bytes(rng.getrandbits(8) for _ in range(1400))
     ts = 1_700_000_000.0
     written = 0
@@ -76,9 +119,10 @@ def write_pcap(path: Path, packets: int, flow_len: int = 50) -> int:
                 flow_id += 1
                 client = bytes((10, (flow_id >> 16) & 255, (flow_id >> 8) & 255, flow_id & 255))
                 server = bytes((203, 0, 113, flow_id % 200 + 1))
-                group.append((flow_id % 3 == 0, client, server, 1024 + flow_id % 60000))
+                tls = rng.random() >= 0.5
+                group.append((flow_id % 3 == 0, tls, client, server, 1024 + flow_id % 60000))
             for i in range(flow_len):
-                for is_udp, client, server, sport in group:
+                for is_udp, tls, client, server, sport in group:
                     out = i % 2 == 0
                     src, dst = (client, server) if out else (server, client)
                     ports = (sport, 443) if out else (443, sport)
@@ -86,11 +130,12 @@ def write_pcap(path: Path, packets: int, flow_len: int = 50) -> int:
                         payload = (b"\x38" + bytes(40)) if i == 0 else body[: 100 + (i * 37) % 1200]
                         ip = _ipv4(src, dst, 17, _udp(*ports, payload))
                     else:
-                        first = request if rng.random() < 0.5 else hello
                         if i == 0:
                             seg = _tcp(*ports, 0x02, b"")
                         elif i == 2:
-                            seg = _tcp(*ports, 0x18, first)
+                            seg = _tcp(*ports, 0x18, hello if tls else request)
+                        elif tls and i in (3, 7):
+                            seg = _tcp(*ports, 0x18, flight[:1400] if i == 3 else flight[1400:])
                         elif i % 4 == 1:
                             seg = _tcp(*ports, 0x10, b"")
                         else:

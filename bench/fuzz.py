@@ -45,6 +45,7 @@ from netwatch.detect.loader import bundled_rule_files, check_rule_files
 from netwatch.dissect import (
     Dissector,
     anyconnect,
+    certificate,
     dns,
     http,
     ipsec,
@@ -324,6 +325,13 @@ def _payload_seeds(_: Path) -> list[bytes]:
     return payloads[::7] + protocols
 
 
+def _certificate_seeds(scratch: Path) -> list[bytes]:
+    import capture as capture_bench  # bench/capture.py: a TLS 1.2 server flight with a leaf
+
+    flight = capture_bench.server_flight()
+    return [flight, flight[:1400], *_payload_seeds(scratch)[:8]]
+
+
 def _text_names(data: bytes) -> None:
     text = data.decode("latin-1")
     tor.tor_like_sni(text)
@@ -405,6 +413,11 @@ DISSECTORS = [
                 tls.parse_handshake_stream(d[5:]),
             )
         ),
+    ),
+    Target(
+        "dissect.certificate",
+        _certificate_seeds,
+        _pure(lambda d: (certificate.server_certificate(d), certificate.leaf_names(d[5:]))),
     ),
     Target(
         "dissect.http",

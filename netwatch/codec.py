@@ -19,6 +19,7 @@ from netwatch.model import (
     Alert,
     AlertState,
     Attribution,
+    CertNames,
     Confidence,
     Counters,
     DataSource,
@@ -115,6 +116,13 @@ def _list(d: Mapping[str, Any], key: str) -> Sequence[Any]:
     return () if v is None else v
 
 
+def _strs(d: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    items = _list(d, key)
+    if not all(isinstance(a, str) for a in items):
+        raise CodecError(f"field {key!r} must be a list of strings")
+    return tuple(items)
+
+
 def _enum(
     d: Mapping[str, Any], key: str, kind: Callable[[str], _T], default: _T | None = None
 ) -> _T:
@@ -177,15 +185,13 @@ def process_from_dict(d: Any) -> ProcessRef | None:
     """Decode a `process` object (None stays None)."""
     if d is None:
         return None
-    cmdline = _list(d, "cmdline")
-    if not all(isinstance(a, str) for a in cmdline):
-        raise CodecError("field 'cmdline' must be a list of strings")
+    cmdline = _strs(d, "cmdline")
     return ProcessRef(
         pid=_int(d, "pid"),
         create_time=_time(d, "create_time"),
         name=_str(d, "name"),
         exe=_ostr(d, "exe"),
-        cmdline=tuple(cmdline),
+        cmdline=cmdline,
         user=_ostr(d, "user"),
         ppid=_oint(d, "ppid"),
     )
@@ -330,8 +336,23 @@ def flow_to_dict(ef: EnrichedFlow) -> JSONDict:
         "dns_name": f.dns_name,
         "sni": f.sni,
         "http_host": f.http_host,
+        "tls_cert": cert_to_dict(f.tls_cert),
         "remote": remote_to_dict(ef.remote),
     }
+
+
+def cert_to_dict(c: CertNames | None) -> JSONDict | None:
+    """Encode a server certificate's names (None when none was read)."""
+    if c is None:
+        return None
+    return {"subject": c.subject, "issuer": c.issuer, "san": list(c.san)}
+
+
+def cert_from_dict(d: Any) -> CertNames | None:
+    """Decode a `tls_cert` object; records written before it existed have none."""
+    if d is None:
+        return None
+    return CertNames(subject=_str(d, "subject"), issuer=_str(d, "issuer"), san=_strs(d, "san"))
 
 
 def flow_from_dict(d: Any) -> EnrichedFlow:
@@ -371,6 +392,7 @@ def flow_from_dict(d: Any) -> EnrichedFlow:
         sni=_ostr(d, "sni"),
         http_host=_ostr(d, "http_host"),
         label=label,
+        tls_cert=cert_from_dict(d.get("tls_cert")),
     )
     return EnrichedFlow(flow, remote_from_dict(d.get("remote")))
 

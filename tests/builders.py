@@ -5,6 +5,7 @@ from __future__ import annotations
 from netwatch.model import (
     Alert,
     Attribution,
+    CertNames,
     Confidence,
     Direction,
     Endpoint,
@@ -92,6 +93,7 @@ def make_flow(
     last_seen: float | None = T0 + 1,
     remote: RemoteInfo | None = None,
     with_remote: bool = True,
+    tls_cert: CertNames | None = None,
 ) -> EnrichedFlow:
     key = FlowKey(
         transport,
@@ -113,6 +115,7 @@ def make_flow(
         dns_name=dns_name,
         sni=sni,
         label=label,
+        tls_cert=tls_cert,
     )
     if remote is None and with_remote and remote_ip is not None:
         remote = make_remote(remote_ip)

@@ -220,7 +220,9 @@ def _flow_row(record: dict[str, Any]) -> str:
         for x in (remote.get("country"), remote.get("as_org"), *remote.get("jurisdiction", ())[:1])
         if x
     )
+    cert = record.get("tls_cert") or {}
     name = record.get("sni") or record.get("dns_name") or record.get("http_host") or ""
+    name = name or cert.get("subject") or ""  # a VPN dialled by address names itself there
     return _row(
         (
             record["transport"],

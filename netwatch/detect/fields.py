@@ -122,6 +122,16 @@ def _names(ef: EnrichedFlow, _env: Env) -> tuple[str, ...]:
     return tuple(n for n in (f.sni, f.dns_name, f.http_host) if n)
 
 
+def _cert(part: str, missing: Any = None) -> Getter:
+    """Read one part of the server certificate's names (`missing` when none was read)."""
+
+    def get(ef: EnrichedFlow, _env: Env) -> Any:
+        cert = ef.flow.tls_cert
+        return missing if cert is None else getattr(cert, part)
+
+    return get
+
+
 def _remote_ip(ef: EnrichedFlow, _env: Env) -> IPAddress | None:
     r = ef.flow.key.remote
     return None if r is None else r.ip
@@ -249,6 +259,14 @@ FIELDS: dict[str, Field] = {
             "what the dissector saw, as name=value",
         ),
         Field("sni", _S, _flow("sni"), "TLS server name"),
+        Field(
+            "tls.cert.subject",
+            _S,
+            _cert("subject"),
+            "server certificate subject (TLS <= 1.2), e.g. CN=FGT60E...,OU=FortiGate,O=Fortinet",
+        ),
+        Field("tls.cert.issuer", _S, _cert("issuer"), "server certificate issuer, RFC 4514"),
+        Field("tls.cert.san", _L, _cert("san", ()), "server certificate SAN DNS names"),
         Field("dns_name", _S, _flow("dns_name"), "name the address was looked up as"),
         Field("http_host", _S, _flow("http_host"), "HTTP Host header"),
         Field("http_request", _S, _http_request, "HTTP request line, e.g. GET /api/iphone/"),

@@ -3,7 +3,8 @@
 `Dissector.inspect` routes by transport and ports to the protocol modules and keeps a bounded
 LRU of per-flow state for checks that need several packets or both directions. It stays cheap:
 only the first `max_packets` payload packets per direction are looked at (DNS flows a few more,
-since one socket may ask many questions), a flow whose answer is known returns `done=True`, and
+since one socket may ask many questions; a TLS server's a few more while its certificate chain
+is joined, at most 16 KB), a flow whose answer is known returns `done=True`, and
 unknown transports are dismissed at once. Labels never get weaker during a flow: a VPN label
 beats a plain one, and higher confidence beats lower.
 
@@ -21,6 +22,7 @@ from dataclasses import replace
 
 from netwatch.dissect import (
     anyconnect,
+    certificate,
     http,
     ipsec,
     labels,
@@ -44,6 +46,8 @@ _MAX_DNS_PACKETS = 64
 _QUIC_TRIES = 4
 _WG_TRIES = 4
 """Datagrams per direction in which a WireGuard message may still open the tracker."""
+_MAX_CERT_PACKETS = 16
+"""Server segments read for a certificate (16 KB at a 1 KB MSS; the leaf comes first)."""
 _PEER_MEMORY = 1024
 _DONE = PacketFacts(done=True)
 
@@ -75,6 +79,12 @@ class Dissector:
         if ctx.index >= self._max_packets:
             if ctx.index < _MAX_DNS_PACKETS and _dns_port(ctx.flow) is not None:
                 pass  # one DNS socket may ask many questions: keep reading answers
+            elif (
+                ctx.index < _MAX_CERT_PACKETS
+                and not ctx.from_initiator
+                and self._states.waits_for_certificate(ctx.flow)
+            ):
+                pass  # a certificate chain spans several segments: keep joining them
             elif ctx.index == self._max_packets:
                 return _DONE  # tell the flow table to stop calling for this flow
             else:
@@ -132,6 +142,8 @@ class Dissector:
                 return self._tcp_client(ctx, state, append_bounded(state.client_buf, payload))
             if ctx.index == 0 or (state.tunnel and tls.looks_like_handshake(payload)):
                 return self._tcp_client(ctx, state, payload)
+        elif state.cert_wait:
+            return self._certificate(state, payload)
         elif state.server_wait or (ctx.index == 0 and state.http):
             facts = self._http_response(state, append_bounded(state.server_buf, payload))
             state.server_buf = state.server_buf if state.server_wait else b""
@@ -256,6 +268,21 @@ class Dissector:
         if body.startswith(b"*vpn_servers"):
             label = labels.vpn("vpngate", labels.HIGH, ("body_prefix", "*vpn_servers"))
         return PacketFacts(label=self._better(state, label), body_prefix=body, done=True)
+
+    def _certificate(self, state: FlowState, payload: bytes) -> PacketFacts | None:
+        """The server's side of a TLS handshake: join segments until the leaf certificate."""
+        data = (state.server_buf + payload)[: certificate.MAX_SERVER_BYTES]
+        found = certificate.server_certificate(data)
+        if found is tls.NEED_MORE:
+            state.server_buf = data
+            return None
+        state.cert_wait = False
+        state.server_buf = b""  # bytes are kept only while a parser waits
+        if not isinstance(found, certificate.LeafCertificate):
+            return self._facts(state, None, done=True)  # TLS 1.3, resumption, not TLS
+        state.done = True
+        label = self._better(state, verdicts.cert_label(found, state.sni))
+        return PacketFacts(label=label, tls_cert=found.names, done=True)
 
     def _tinc(self, ctx: PacketContext, state: FlowState) -> PacketFacts | None:
         state.tinc_sides.add(ctx.from_initiator)
@@ -414,15 +441,22 @@ class Dissector:
     def _hello_facts(
         self, state: FlowState, hello: tls.ClientHello, proto: str, flow: FlowKey
     ) -> PacketFacts:
-        """Facts and label for a parsed ClientHello (TLS over TCP or QUIC)."""
-        state.done = True
+        """Facts and label for a parsed ClientHello (TLS over TCP or QUIC).
+
+        Over TCP the flow stays open for the server's certificate (clear before TLS 1.3);
+        QUIC always uses TLS 1.3, so a QUIC flow is done here.
+        """
+        wait = proto == "tls"
+        state.done = not wait
+        state.cert_wait = wait
+        state.sni = hello.sni
         label = verdicts.sni_label(
             hello.sni, proto, _rport(flow), None if flow.remote is None else flow.remote.ip
         )
         if label.name == "softether" and proto == "tls":
             self._remember(self._softether_peers, _peer_key(flow, 0))
         return PacketFacts(
-            label=self._better(state, label), sni=hello.sni, alpn=hello.alpn, done=True
+            label=self._better(state, label), sni=hello.sni, alpn=hello.alpn, done=not wait
         )
 
     def _dns_facts(self, state: FlowState, message: DnsMessage, name: str) -> PacketFacts:
@@ -453,6 +487,8 @@ def _nothing_pending(state: FlowState, ctx: PacketContext) -> bool:
         return False  # Tailscale: WireGuard follows DISCO (bounded by max_packets)
     if ctx.flow.transport is Transport.UDP and state.best is None and ctx.index + 1 < _WG_TRIES:
         return False  # WireGuard may still start (see _udp_later)
+    if state.cert_wait:
+        return False
     if (state.ovpn is not None and not state.ovpn.dead) or (
         state.wg is not None and not state.wg.dead
     ):

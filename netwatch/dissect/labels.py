@@ -44,8 +44,10 @@ NAMES = (
     PROTOCOLS
     | frozenset(names.VPN_HOST_SUFFIXES.values())
     | frozenset(names.VPN_HOST_LABEL_PREFIXES.values())
+    | frozenset(names.CERT_SUBJECT_UNITS.values())
+    | frozenset(names.CERT_ORGANISATIONS.values())
 )
-"""Every label name: the protocols and the VPN services named by host (`nordvpn`, ...)."""
+"""Every label name: the protocols and the VPN services named by host or certificate."""
 
 _CONFIDENCE_RANK = {LOW: 0, MEDIUM: 1, HIGH: 2}
 

@@ -64,6 +64,28 @@ VPN_HOST_SUFFIXES: dict[str, str] = {
 # name prefixes (nDPI's host list has `anchorfree.` without a TLD)
 VPN_HOST_LABEL_PREFIXES: dict[str, str] = {"anchorfree": "hotspotshield"}
 
+# Server certificates (TLS <= 1.2 sends them in clear). The subject CN and SAN DNS names go
+# through `classify_host` like an SNI (PIA, Windscribe, Psiphon, ... by their domains); these
+# tables add the names that are not host names. Keys are lowercased attribute values.
+CERT_SUBJECT_UNITS: dict[tuple[str, str], str] = {
+    # FortiGate's factory certificate "Fortinet_Factory", which its SSL VPN (FortiClient)
+    # and admin pages serve until replaced: O=Fortinet, OU=FortiGate, CN=<serial, FGT60E...>
+    # (FortiOS Administration Guide, "Certificates": https://docs.fortinet.com/product/fortigate).
+    # Only the *subject* counts: FortiGate's TLS inspection re-signs other sites' certificates
+    # with the issuer O=Fortinet, OU=Certificate Authority, which must not say "VPN".
+    ("fortinet", "fortigate"): "fortinet",
+}
+"""(subject O, subject OU) -> label name."""
+
+CERT_ORGANISATIONS: dict[str, str] = {
+    # PIA's servers present certificates from its own CA, "O=Private Internet Access":
+    # its WireGuard API (port 1337, dialled by address with the server's short name as SNI)
+    # is verified against https://github.com/pia-foss/manual-connections/blob/master/ca.rsa.4096.crt
+    # (see connect_to_wireguard_with_token.sh in that repository).
+    "private internet access": "pia",
+}
+"""Subject or issuer O -> label name: a provider's private CA signs only its own servers."""
+
 _MAX_NAME = 253
 
 

@@ -37,6 +37,10 @@ class FlowState:
     """A clear HTTP request was seen: read the response's first bytes."""
     sides: int = 0
     """Bit 1: the initiator's first payload was seen; bit 2: the responder's."""
+    cert_wait: bool = False
+    """A TLS ClientHello went out: read the server's first bytes for its certificate."""
+    sni: str | None = None
+    """The ClientHello's server name, which decides how much the certificate may say."""
     tunnel: bool = False
     """An HTTP CONNECT was seen: the client's next bytes may be a ClientHello."""
     ovpn: OpenVpnTracker | None = None
@@ -75,6 +79,11 @@ class FlowStates:
         else:
             items.move_to_end(key)
         return state
+
+    def waits_for_certificate(self, key: FlowKey) -> bool:
+        """Whether a flow waits for the server's certificate (no state is made for asking)."""
+        state = self._items.get(key)
+        return state is not None and state.cert_wait
 
     def forget(self, key: FlowKey) -> None:
         """Drop a flow's state (the flow expired)."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 
 from netwatch.dissect import anyconnect, http, labels, softether
-from netwatch.dissect.names import classify_host
+from netwatch.dissect.certificate import LeafCertificate
+from netwatch.dissect.names import CERT_ORGANISATIONS, CERT_SUBJECT_UNITS, classify_host
 from netwatch.dissect.tor import tor_like_sni
 from netwatch.model import IPAddress, Label
 
@@ -87,6 +88,36 @@ def softether_watermark(sni: str, port: int, record_length: int) -> Label:
     )
 
 
+def cert_label(cert: LeafCertificate, sni: str | None = None) -> Label | None:
+    """Name a VPN provider from the server's certificate, or None for an ordinary one.
+
+    Medium confidence, like a provider SNI: the certificate names the server's owner, which
+    says a VPN endpoint (or its web pages) is being talked to; it is weaker than a protocol
+    signature and stronger than an address on a list. The evidence is the matched name.
+    Host names in the CN/SANs count only when the client sent no host name as SNI (VPN apps
+    dial their servers by address): a certificate answering for another name that also lists
+    a provider's domain is a shared (CDN) certificate, not the provider's server.
+    """
+    names = cert.names
+    unit = CERT_SUBJECT_UNITS.get((cert.subject_o.lower(), cert.subject_ou.lower()))
+    if unit is not None:
+        return labels.vpn(unit, labels.MEDIUM, ("cert_subject", names.subject))
+    for org, field_name, dn in (
+        (cert.subject_o, "cert_subject", names.subject),
+        (cert.issuer_o, "cert_issuer", names.issuer),
+    ):
+        provider = CERT_ORGANISATIONS.get(org.lower()) if org else None
+        if provider is not None:
+            return labels.vpn(provider, labels.MEDIUM, (field_name, dn))
+    if sni and not _is_address(sni):
+        return None
+    for field_name, host in (("cert_cn", cert.subject_cn), *(("cert_san", n) for n in names.san)):
+        provider = classify_host(host.lstrip("*.")) if host else None
+        if provider is not None:
+            return labels.vpn(provider, labels.MEDIUM, (field_name, host))
+    return None
+
+
 def http_label(request: http.HttpRequest) -> Label:
     """Label a clear HTTP request: SoftEther paths, SSTP, AnyConnect CSTP, VPN Gate, VPN hosts."""
     path = request.path
@@ -109,6 +140,15 @@ def http_label(request: http.HttpRequest) -> Label:
         return labels.vpn(provider, confidence, ("http_host", host))
     ev = (("http_host", host),) if host else ()
     return labels.plain("http", "web", labels.MEDIUM, *ev)
+
+
+def _is_address(sni: str) -> bool:
+    """True when an SNI is an IP literal (some VPN clients send the address they dialled)."""
+    try:
+        ipaddress.ip_address(sni.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _same_address(sni: str, server: IPAddress | None) -> bool:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from netwatch.model import (
     Attribution,
+    CertNames,
     Direction,
     Endpoint,
     Flow,
@@ -95,6 +96,7 @@ class FlowState:
         "process",
         "sni",
         "tcp",
+        "tls_cert",
     )
 
     def __init__(self, key: FlowKey, ip_proto: int, ts: float) -> None:
@@ -109,6 +111,7 @@ class FlowState:
         self.label: Label | None = None
         self.sni: str | None = None
         self.http_host: str | None = None
+        self.tls_cert: CertNames | None = None
         self.dns_name: str | None = None
         self.process: ProcessRef | None = None
         """The owning process once attribution found it (live capture caches it here)."""
@@ -155,7 +158,7 @@ class FlowState:
         sig = (
             initiator_is_local, self.pkts_fwd, self.pkts_rev, self.bytes_fwd, self.bytes_rev,
             self.tcp, self.last_seen, self.process, self.attribution, self.dns_name, self.sni,
-            self.http_host, self.label,
+            self.http_host, self.label, self.tls_cert,
         )  # fmt: skip
         memo = self._memo
         if memo is not None and memo[0] == sig:
@@ -189,6 +192,7 @@ class FlowState:
             sni=self.sni,
             http_host=self.http_host,
             label=self.label,
+            tls_cert=self.tls_cert,
         )
 
 
@@ -342,6 +346,8 @@ class FlowTable:
             state.sni = facts.sni
         if facts.http_host and state.http_host is None:
             state.http_host = facts.http_host
+        if facts.tls_cert is not None and state.tls_cert is None:
+            state.tls_cert = facts.tls_cert
         for name, ip in facts.dns_answers:
             self.remember_name(ip, name)
         if facts.done:

@@ -7,6 +7,7 @@ from this package so callers write `from netwatch.model import Flow`.
 from netwatch.model.alert import LOG_TAG, Alert, AlertState, Severity
 from netwatch.model.flow import (
     Attribution,
+    CertNames,
     Confidence,
     Direction,
     Endpoint,
@@ -31,6 +32,7 @@ __all__ = [
     "Alert",
     "AlertState",
     "Attribution",
+    "CertNames",
     "Confidence",
     "Counters",
     "DataSource",

@@ -163,6 +163,20 @@ class Evidence:
 
 
 @dataclass(frozen=True, slots=True)
+class CertNames:
+    """The names in a server's leaf certificate, as sent in clear before TLS 1.3.
+
+    `subject` and `issuer` are RFC 4514 strings (`CN=FGT60E...,OU=FortiGate,O=Fortinet`,
+    most specific attribute first); `san` holds the subject alternative DNS names, lowercased.
+    A VPN concentrator that names itself nowhere else (no telling SNI) often does here.
+    """
+
+    subject: str
+    issuer: str
+    san: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Label:
     """What a flow is, as the dissectors decided: application, category, VPN or not.
 
@@ -201,3 +215,5 @@ class Flow:
     sni: str | None = None
     http_host: str | None = None
     label: Label | None = None
+    tls_cert: CertNames | None = None
+    """The server's leaf certificate names (TLS 1.2 and older; TLS 1.3 encrypts them)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netwatch.model.flow import Endpoint, FlowKey, IPAddress, Label, Transport
+from netwatch.model.flow import CertNames, Endpoint, FlowKey, IPAddress, Label, Transport
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,5 +56,7 @@ class PacketFacts:
     """(name, address) pairs from A/AAAA answers, so later flows to that address get a name."""
     body_prefix: bytes | None = None
     """The first bytes of a cleartext HTTP response body (e.g. `*vpn_servers`)."""
+    tls_cert: CertNames | None = None
+    """Names in the server's leaf certificate (TLS 1.2 and older send it in clear)."""
     done: bool = False
     """The dissector needs no more packets of this flow."""

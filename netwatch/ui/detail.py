@@ -147,6 +147,10 @@ def flow_detail(
     _field(out, "DNS name", f.dns_name)
     _field(out, "TLS SNI", f.sni)
     _field(out, "HTTP host", f.http_host)
+    if f.tls_cert is not None:
+        _field(out, "cert subject", f.tls_cert.subject)
+        _field(out, "cert issuer", f.tls_cert.issuer)
+        _field(out, "cert SAN", ", ".join(f.tls_cert.san) or None)
     up = f"{fmt.size(f.bytes_sent)} ({fmt.rate(rate.up) or '-'}/s)"
     down = f"{fmt.size(f.bytes_received)} ({fmt.rate(rate.down) or '-'}/s)"
     _field(out, "sent", up)

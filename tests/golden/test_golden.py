@@ -4,9 +4,9 @@ Each tests/golden/captures/NAME.pcap (recorded by tests/golden/record.py from th
 own namespace labs) runs through `netwatch analyze NAME.pcap --format jsonl --geoip-db
 golden.mmdb`, where golden.mmdb is written here with fixed data (tests/mmdb.py) mapping the
 labs' documentation addresses to countries and networks. The records must equal
-tests/golden/expected/NAME.jsonl: one record a line, keys sorted, so a changed expectation is
-a readable line diff in review. On a mismatch the failure shows a unified diff of the records
-pretty-printed (one field a line).
+tests/golden/expected/NAME.json: a JSON array, keys sorted, one field a line, so a changed
+expectation is a diff of the fields that changed, in review as in a failing test (which shows
+the same unified diff).
 
 `pytest tests/golden --golden-update` rewrites the expected files from what netwatch now says;
 read the diff before committing it.
@@ -72,23 +72,15 @@ def _normalise(value: Any, mmdb: Path) -> Any:
     return value
 
 
-def _lines(records: list[dict]) -> str:
-    return "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records)
-
-
-def _pretty(records: list[dict]) -> list[str]:
-    """Every record with one field a line, so a diff points at the field that changed."""
-    return [
-        line + "\n"
-        for r in records
-        for line in json.dumps(r, sort_keys=True, indent=2, ensure_ascii=False).splitlines()
-    ]
+def _pretty(records: list[dict]) -> str:
+    """The records with one field a line, so a diff points at the field that changed."""
+    return json.dumps(records, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
 
 def test_every_capture_has_an_expected_file_and_is_small(request: pytest.FixtureRequest) -> None:
     assert NAMES, "no golden captures"
     if not request.config.getoption("--golden-update"):  # a new capture's file is on its way
-        assert sorted(p.stem for p in EXPECTED.glob("*.jsonl")) == NAMES
+        assert sorted(p.stem for p in EXPECTED.glob("*.json")) == NAMES
     assert set(APPS) == set(NAMES)
     for name in NAMES:
         assert (CAPTURES / f"{name}.pcap").stat().st_size < 100_000, name
@@ -101,16 +93,19 @@ def test_analyze_matches_expected(
     got = _normalise(
         analyze(CAPTURES / f"{name}.pcap", "--geoip-db", str(golden_mmdb)), golden_mmdb
     )
-    path = EXPECTED / f"{name}.jsonl"
+    path = EXPECTED / f"{name}.json"
     if request.config.getoption("--golden-update"):
         EXPECTED.mkdir(exist_ok=True)
-        path.write_text(_lines(got))
-    want = [json.loads(line) for line in path.read_text().splitlines()]
-    assert path.read_text() == _lines(want), f"{path} is not one sorted-key record a line"
+        path.write_text(_pretty(got))
+    want = json.loads(path.read_text())
+    assert path.read_text() == _pretty(want), f"{path} is not written as _pretty writes it"
     if got != want:
         diff = difflib.unified_diff(
-            _pretty(want), _pretty(got), f"expected/{name}.jsonl", f"analyze {name}.pcap"
+            _pretty(want).splitlines(keepends=True),
+            _pretty(got).splitlines(keepends=True),
+            f"expected/{name}.json",
+            f"analyze {name}.pcap",
         )
-        pytest.fail(f"analyze {name}.pcap differs from expected/{name}.jsonl:\n{''.join(diff)}")
+        pytest.fail(f"analyze {name}.pcap differs from expected/{name}.json:\n{''.join(diff)}")
     apps = {r["app"] for r in want if r["type"] == "flow"}
     assert APPS[name] <= apps, f"{name}: expected flows labelled {APPS[name]}, got {apps}"

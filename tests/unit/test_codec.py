@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from netwatch import codec
 from netwatch.model import (
     Alert,
+    CertNames,
     Counters,
     Direction,
     Endpoint,
@@ -100,6 +101,10 @@ def test_alert_and_snapshot_round_trip_through_json_lines() -> None:
         '{"schema": 1, "type": "snapshot", "seq": "one"}',
         '{"schema": 1, "type": "flow", "direction": "outbound", "transport": "tcp",'
         ' "src": "1.2.3.4", "sport": 99999}',
+        '{"schema": 1, "type": "flow", "direction": "outbound", "transport": "tcp",'
+        ' "src": "1.2.3.4", "tls_cert": {"subject": "CN=a", "issuer": 7}}',
+        '{"schema": 1, "type": "flow", "direction": "outbound", "transport": "tcp",'
+        ' "src": "1.2.3.4", "tls_cert": {"subject": "CN=a", "issuer": "CN=a", "san": [1]}}',
     ],
 )
 def test_malformed_records_raise_codec_error(line: str) -> None:
@@ -130,6 +135,9 @@ def enriched_flows(draw: st.DrawFn) -> EnrichedFlow:
         ),
         sni=draw(st.none() | texts),
         dns_name=draw(st.none() | texts),
+        tls_cert=draw(
+            st.none() | st.builds(CertNames, texts, texts, st.lists(texts, max_size=3).map(tuple))
+        ),
     )
 
 

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from netwatch.dissect import (
     Dissector,
     anyconnect,
+    certificate,
     dns,
     http,
     ipsec,
@@ -31,6 +32,7 @@ PAYLOADS = st.one_of(
             [
                 b"\x16\x03\x01",
                 b"\x16\x03\x03\x02\x00\x01\x00\x01\xfc\x03\x03",
+                b"\x16\x03\x03\x08\x00\x0b\x00\x07\xfc\x00\x07\xf9\x00\x07\xf6\x30\x82",
                 b"GET / HTTP/1.1\r\nHost: ",
                 b"HTTP/1.1 200 OK\r\n",
                 b"\x00\x0e\x38",
@@ -85,6 +87,8 @@ def test_protocol_parsers_never_raise(data: bytes) -> None:
     tls.parse_client_hello_records(data)
     tls.parse_client_hello(data)
     tls.parse_handshake_stream(data)
+    certificate.server_certificate(data)
+    certificate.leaf_names(data)
     http.parse_request(data)
     http.response_body_prefix(data)
     ipsec.ike_exchange(data)
