@@ -278,11 +278,14 @@ class Dissector:
             return None
         state.cert_wait = False
         state.server_buf = b""  # bytes are kept only while a parser waits
+        # The client's side may still be watched (SoftEther's upload follows the handshake):
+        # the flow is done only when that watch is over too.
+        done = state.watermark is None
         if not isinstance(found, certificate.LeafCertificate):
-            return self._facts(state, None, done=True)  # TLS 1.3, resumption, not TLS
-        state.done = True
+            return self._facts(state, None, done=done)  # TLS 1.3, resumption, not TLS
+        state.done = done
         label = self._better(state, verdicts.cert_label(found, state.sni))
-        return PacketFacts(label=label, tls_cert=found.names, done=True)
+        return PacketFacts(label=label, tls_cert=found.names, done=done)
 
     def _tinc(self, ctx: PacketContext, state: FlowState) -> PacketFacts | None:
         state.tinc_sides.add(ctx.from_initiator)

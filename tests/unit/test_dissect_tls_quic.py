@@ -115,6 +115,23 @@ def _feed(d: Dissector, key: FlowKey, segments: list[bytes]) -> list[object]:
     return [d.inspect(_ctx(key, i + 1), seg) for i, seg in enumerate(segments)]
 
 
+def test_the_servers_tls13_reply_does_not_end_the_watch_for_the_upload() -> None:
+    """Live order: the server's ServerHello (TLS 1.3: no certificate in clear) comes before
+    the client's upload. Reading the server's side must not mark the flow done while the
+    client's side is still watched (it did when certificate reading met the upload watch)."""
+    key = _key(Transport.TCP, 443)
+    assert key.remote is not None
+    d = Dissector()
+    hello = d.inspect(_ctx(key), bytes(TLS(msg=[_hello(str(key.remote.ip), alpn=())])))
+    assert hello is not None and not hello.done
+    server_hello_13 = b"\x16\x03\x03\x00\x7a\x02" + bytes(0x79) + _record(40)
+    reply = d.inspect(_ctx(key, 1, from_initiator=False), server_hello_13)
+    assert reply is None or not reply.done
+    *_, last = _feed(d, key, [_record(69), _record(272), _record(3286)[:1448]])
+    assert isinstance(last, PacketFacts) and last.label is not None
+    assert (last.label.name, last.done) == ("softether", True)
+
+
 def test_sni_that_is_the_server_address_is_softether_only_with_the_watermark_upload() -> None:
     # Recorded from Debian's vpnclient (TLS 1.3): Finished (69), the POST's header (272), then
     # the 1,411-byte watermark plus padding (3286), whose first MSS-sized segment is enough.
