@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from netwatch.clock import LATEST
 from netwatch.errors import DataFileError
 from netwatch.model import (
+    Action,
     Alert,
     AlertState,
     Attribution,
@@ -337,6 +338,8 @@ def flow_to_dict(ef: EnrichedFlow) -> JSONDict:
         "sni": f.sni,
         "http_host": f.http_host,
         "tls_cert": cert_to_dict(f.tls_cert),
+        "http_request": f.http_request,
+        "body_prefix": None if f.body_prefix is None else f.body_prefix.decode("latin-1"),
         "remote": remote_to_dict(ef.remote),
     }
 
@@ -353,6 +356,17 @@ def cert_from_dict(d: Any) -> CertNames | None:
     if d is None:
         return None
     return CertNames(subject=_str(d, "subject"), issuer=_str(d, "issuer"), san=_strs(d, "san"))
+
+
+def _latin1(d: Mapping[str, Any], key: str) -> bytes | None:
+    """Bytes written as a Latin-1 string (one character per byte, so any bytes round-trip)."""
+    text = _ostr(d, key)
+    if text is None:
+        return None
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise CodecError(f"field {key!r} has a character above U+00FF") from None
 
 
 def flow_from_dict(d: Any) -> EnrichedFlow:
@@ -393,6 +407,8 @@ def flow_from_dict(d: Any) -> EnrichedFlow:
         http_host=_ostr(d, "http_host"),
         label=label,
         tls_cert=cert_from_dict(d.get("tls_cert")),
+        http_request=_ostr(d, "http_request"),
+        body_prefix=_latin1(d, "body_prefix"),
     )
     return EnrichedFlow(flow, remote_from_dict(d.get("remote")))
 
@@ -417,11 +433,31 @@ def alert_to_dict(a: Alert) -> JSONDict:
         "remote": remote_to_dict(a.remote),
         "evidence": evidence_to_list(a.evidence),
         "tags": list(a.tags),
+        "action": a.action.value,
     }
+
+
+LEGACY_LOG_TAG = "log"
+"""How records written before the `action` field marked a logged alert: a `log` tag."""
+
+
+def _action_and_tags(d: Mapping[str, Any]) -> tuple[Action, tuple[str, ...]]:
+    """The alert's policy action and its rule tags, reading the older form too.
+
+    Records from before the `action` field carry the action as an extra `log` tag; they
+    decode as logged, without that tag, so old stores and exports read as new ones do.
+    """
+    tags = tuple(str(t) for t in _list(d, "tags"))
+    if d.get("action") is not None:
+        return _enum(d, "action", Action), tags
+    if LEGACY_LOG_TAG in tags:
+        return Action.LOG, tuple(t for t in tags if t != LEGACY_LOG_TAG)
+    return Action.ALERT, tags
 
 
 def alert_from_dict(d: Any) -> Alert:
     """Decode an alert record."""
+    action, tags = _action_and_tags(d)
     return Alert(
         id=_str(d, "id"),
         rule_id=_str(d, "rule"),
@@ -437,7 +473,8 @@ def alert_from_dict(d: Any) -> Alert:
         process=process_from_dict(d.get("process")),
         remote=remote_from_dict(d.get("remote")),
         evidence=evidence_from_list(_list(d, "evidence")),
-        tags=tuple(str(t) for t in _list(d, "tags")),
+        tags=tags,
+        action=action,
     )
 
 

@@ -5,8 +5,8 @@ and all of them are reported together in one `ConfigError`; `Config.lines` keeps
 every key so that later checks (rule ids, protocol labels) and `netwatch config show` can
 name it too. Sections are parsed by the
 functions in `SECTIONS`, so later sections (daemon, store, export) plug in by adding a
-dataclass field to `Config` and one entry to that table. Imports only errors, paths and
-tomltext.
+dataclass field to `Config` and one entry to that table. Imports only errors, paths,
+tomltext and the policy types of `model.policy` it builds.
 """
 
 from __future__ import annotations
@@ -15,71 +15,12 @@ import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from netwatch import paths, tomltext
 from netwatch.errors import ConfigError, one_line
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class Action(StrEnum):
-    """What to do with a rule's findings (Zeek's notice actions, reduced to three)."""
-
-    ALERT = "alert"
-    """Raise an alert the user sees."""
-    LOG = "log"
-    """Record the finding (store, export) without raising it in the dashboard."""
-    IGNORE = "ignore"
-    """Drop the finding."""
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """An expected VPN endpoint: a network and optionally one port."""
-
-    network: IPNetwork
-    port: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ExpectedVpn:
-    """One piece of VPN software the user expects; every given field must match a flow."""
-
-    name: str = ""
-    """A label for messages, e.g. `work VPN`."""
-    process: tuple[str, ...] = ()
-    """Process names (shell globs, case-insensitive), e.g. `openvpn`."""
-    path: tuple[str, ...] = ()
-    """Executable paths (shell globs), e.g. `/usr/sbin/openvpn`."""
-    protocols: tuple[str, ...] = ()
-    """Protocol labels as the dissectors name them: `openvpn`, `wireguard`, `ipsec`, ..."""
-    endpoints: tuple[Endpoint, ...] = ()
-    """Remote networks (`203.0.113.0/24`) or addresses with ports (`203.0.113.5:1194`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """Site policy: what is expected, what each rule's findings should do, what is trusted."""
-
-    expected_vpn: tuple[ExpectedVpn, ...] = ()
-    """VPN software the user runs on purpose; its traffic is not `vpn.unexpected`."""
-    rules: tuple[tuple[str, Action], ...] = ()
-    """Per-rule action (`alert`, `log`, `ignore`), by rule id; unlisted rules alert."""
-    trusted_networks: tuple[IPNetwork, ...] = ()
-    """Remote networks whose flows no rule reports on (e.g. the company's VPN range)."""
-    home_country: str | None = None
-    """ISO code of where this machine is; remote addresses elsewhere count as foreign."""
-
-    def action_for(self, rule_id: str) -> Action:
-        """Return the configured action for a rule (alert when unlisted)."""
-        for rid, action in self.rules:
-            if rid == rule_id:
-                return action
-        return Action.ALERT
-
+from netwatch.model.policy import Action, EndpointPattern, ExpectedVpn, IPNetwork, Policy
 
 EXPORT_FORMATS = ("jsonl", "csv", "syslog", "ecs")
 """The alert-log formats (`export.sinks.FORMATS` has a formatter for each; a test checks)."""
@@ -152,7 +93,7 @@ def _strs(value: Any, key: str, errs: _Errors) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _endpoint(raw: Any, key: str, errs: _Errors) -> Endpoint | None:
+def _endpoint(raw: Any, key: str, errs: _Errors) -> EndpointPattern | None:
     if not isinstance(raw, str) or not raw:
         errs.add(key, "must be an address, a network or address:port")
         return None
@@ -168,7 +109,7 @@ def _endpoint(raw: Any, key: str, errs: _Errors) -> Endpoint | None:
     except ValueError:
         errs.add(key, f"{raw!r} is not an address or network")
         return None
-    return Endpoint(net, port)
+    return EndpointPattern(net, port)
 
 
 def _port(text: str, key: str, errs: _Errors) -> int | None:
@@ -194,7 +135,7 @@ def _expected(raw: Any, key: str, errs: _Errors) -> ExpectedVpn | None:
     parts = {
         k: _strs(raw[k], f"{key}.{k}", errs) for k in ("process", "path", "protocols") if k in raw
     }
-    endpoints: list[Endpoint] = []
+    endpoints: list[EndpointPattern] = []
     if "endpoints" in raw:
         for i, e in enumerate(_strs(raw["endpoints"], f"{key}.endpoints", errs)):
             ep = _endpoint(e, f"{key}.endpoints[{i}]", errs)

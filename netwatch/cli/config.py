@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 from netwatch.cli.common import add_format, table, write_lines
 
 if TYPE_CHECKING:
-    from netwatch.config import Config, Endpoint
+    from netwatch.config import Config
     from netwatch.detect.rule import RuleSet
+    from netwatch.model import EndpointPattern
 
 DEFAULT = "default"
 """The FROM column of a value no file set."""
@@ -72,7 +73,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 def _show(value: Any) -> str:
     """A value as a user would write it (lists comma-separated, booleans lower-case)."""
-    from netwatch.config import Endpoint
+    from netwatch.model import EndpointPattern
 
     if isinstance(value, tuple):
         return ", ".join(_show(v) for v in value) or "(none)"
@@ -80,12 +81,12 @@ def _show(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, float):
         return f"{value:g}"
-    if isinstance(value, Endpoint):
+    if isinstance(value, EndpointPattern):
         return _endpoint(value)
     return "(not set)" if value is None else str(value)
 
 
-def _endpoint(e: Endpoint) -> str:
+def _endpoint(e: EndpointPattern) -> str:
     net = e.network
     host = str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
     if e.port is None:

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import cast
 
-from netwatch.config import Action, Policy
 from netwatch.detect.conditions import Leaf, Node, explain
 from netwatch.detect.fields import FIELDS, Env
 from netwatch.detect.loader import load_rules
@@ -29,13 +28,14 @@ from netwatch.detect.python_rules import PYTHON_RULES, PythonRule
 from netwatch.detect.rule import Case, Finding, Rule, RuleSet, Window
 from netwatch.detect.suppress import Suppressor
 from netwatch.model import (
-    LOG_TAG,
+    Action,
     Alert,
     Direction,
     EnrichedFlow,
     Evidence,
     Flow,
     HostFacts,
+    Policy,
     ProcessRef,
     keep,
     missing,
@@ -208,10 +208,7 @@ class RuleEngine:
         """Flows whose conditions ran in the last `evaluate` (the rest were unchanged)."""
         self.carried = 0
         """Of those, flows that only moved traffic: only counter-reading rules ran again."""
-        self._tags = {
-            r.id: (*r.tags, LOG_TAG) if self.policy.action(r.id) is Action.LOG else r.tags
-            for r in self.rules.rules
-        }
+        self._actions = {r.id: self.policy.action(r.id) for r in self.rules.rules}
 
     def evaluate(
         self, flows: Sequence[EnrichedFlow], now: float, host: HostFacts | None = None
@@ -259,7 +256,7 @@ class RuleEngine:
             # Window cases report from what their groups hold even on a tick nothing matched.
             if per_rule[ri] or (self._windowed[ri] and not self._skip[ri]):
                 findings.extend(self._run(ri, rule, per_rule[ri], env))
-        return closed + self.suppressor.update(findings, self._tags)
+        return closed + self.suppressor.update(findings, self._actions)
 
     def _match(
         self,

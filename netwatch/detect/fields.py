@@ -67,13 +67,13 @@ class Field:
 
 
 def _http_request(ef: EnrichedFlow, _env: Env) -> str | None:
-    # The flow table may carry the request line itself, or the dissector's label evidence.
-    value = getattr(ef.flow, "http_request", None)
-    if isinstance(value, str):
-        return value
+    # The flow carries the request line; records written before it did keep the dissector's
+    # label evidence.
+    if ef.flow.http_request is not None:
+        return ef.flow.http_request
     if ef.flow.label is not None:
         for e in ef.flow.label.evidence:
-            if e.name in ("http_request", "request"):
+            if e.name == "http_request":
                 return e.value
     return None
 
@@ -91,11 +91,9 @@ def _http_path(ef: EnrichedFlow, env: Env) -> str | None:
 
 
 def _body_prefix(ef: EnrichedFlow, _env: Env) -> str | None:
-    value = getattr(ef.flow, "body_prefix", None)
-    if isinstance(value, bytes):
-        return value.decode("latin-1")
-    if isinstance(value, str):
-        return value
+    # Latin-1: one character per byte, so a prefix condition reads the bytes as sent.
+    if ef.flow.body_prefix is not None:
+        return ef.flow.body_prefix.decode("latin-1")
     if ef.flow.label is not None:
         for e in ef.flow.label.evidence:
             if e.name == "body_prefix":

@@ -130,7 +130,7 @@ def flow_values(ef: EnrichedFlow, env: Env) -> dict[str, str]:
         "name": name or ("?" if remote is None else str(remote.ip)),
         "server": f"{name} at {where(ef)}" if name else where(ef),
         "sni": f.sni or "?",
-        "http_request": str(getattr(f, "http_request", None) or "?"),
+        "http_request": f.http_request or "?",
         "label": label,
         "up": units.long(f.bytes_sent),
         "down": units.long(f.bytes_received),

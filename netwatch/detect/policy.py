@@ -3,16 +3,17 @@
 Detection says what happened; policy says what to do about it (Zeek's `Notice::policy`).
 `PolicyView` answers per flow from the config's `[policy]` section: whether a flow belongs to
 expected VPN software, whether its remote side is trusted or foreign, and which action a
-rule's findings get. An unknown value never proves a match: an entry matches a flow when
-every field it names agrees with what is known, and at least one of them is known.
+rule's findings get. The policy's data types (`Policy`, `ExpectedVpn`, `EndpointPattern`,
+`Action`) are in `model/policy.py`, since `config` builds them while it parses. An unknown
+value never proves a match: an entry matches a flow when every field it names agrees with
+what is known, and at least one of them is known.
 """
 
 from __future__ import annotations
 
 import fnmatch
 
-from netwatch.config import Action, ExpectedVpn, Policy
-from netwatch.model import EnrichedFlow
+from netwatch.model import Action, EnrichedFlow, ExpectedVpn, Policy
 
 
 def _glob_any(value: str, patterns: tuple[str, ...]) -> bool:

@@ -10,11 +10,11 @@ and is reported once more as closed; the next finding opens a new alert with a n
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from netwatch.detect.rule import Finding
-from netwatch.model import Alert, AlertState
+from netwatch.model import Action, Alert, AlertState
 
 MAX_OCCURRENCES = 4096
 """Occurrences remembered per alert; older ones are forgotten (and could count again)."""
@@ -64,8 +64,14 @@ class Suppressor:
         entry.last_seen = max(entry.last_seen, at)
         return True
 
-    def update(self, findings: Iterable[Finding], tags: dict[str, tuple[str, ...]]) -> list[Alert]:
-        """Fold findings into alerts; return those opened or changed (count or message)."""
+    def update(
+        self, findings: Iterable[Finding], actions: Mapping[str, Action] | None = None
+    ) -> list[Alert]:
+        """Fold findings into alerts; return those opened or changed (count or message).
+
+        `actions` is the policy's action per rule id (unlisted rules alert); a new alert
+        carries it, so stores, exports and the dashboard tell logged findings apart.
+        """
         changed: dict[tuple[str, str], _Open] = {}
         for f in findings:
             key = (f.rule.id, f.identifier)
@@ -73,7 +79,7 @@ class Suppressor:
             if entry is not None and f.at - entry.last_seen > entry.suppress_for:
                 entry = None
             if entry is None:
-                entry = self._start(f, tags.get(f.rule.id, f.rule.tags))
+                entry = self._start(f, (actions or {}).get(f.rule.id, Action.ALERT))
                 self._open[key] = entry
                 changed[key] = entry
                 continue
@@ -110,7 +116,7 @@ class Suppressor:
             remote=(ef.remote or before.remote) if ef is not None else before.remote,
         )
 
-    def _start(self, f: Finding, tags: tuple[str, ...]) -> _Open:
+    def _start(self, f: Finding, action: Action) -> _Open:
         ef = f.flow
         message, evidence = f.text()
         count = max(1, len(set(f.occurrences)))
@@ -129,7 +135,8 @@ class Suppressor:
             process=None if ef is None else ef.flow.process,
             remote=None if ef is None else ef.remote,
             evidence=evidence,
-            tags=tags,
+            tags=f.rule.tags,
+            action=action,
         )
         entry = _Open(alert, f.rule.suppress_for, f.at, count=count)
         self._remember(entry, f.occurrences)

@@ -108,6 +108,7 @@ def ecs_document(a: Alert) -> dict[str, Any]:
             "identifier": a.identifier,
             "count": a.count,
             "state": a.state.value,
+            "action": a.action.value,
             "evidence": [{"name": e.name, "value": e.value} for e in a.evidence],
             "jurisdiction": list(a.remote.jurisdiction) if a.remote else None,
         },

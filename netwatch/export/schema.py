@@ -123,6 +123,12 @@ COLUMNS: tuple[Column, ...] = (
     Column("message", "", "one-line description", lambda a: a.message),
     Column("evidence", "", "what matched, as `name=value; ...`", evidence_text),
     Column("tags", "", "rule tags, `;`-separated", lambda a: ";".join(a.tags)),
+    Column(
+        "action",
+        "",
+        "the policy's action: alert, or log (for the record, shown dimmed)",
+        lambda a: a.action.value,
+    ),
 )
 
 HEADER: tuple[str, ...] = tuple(c.name for c in COLUMNS)

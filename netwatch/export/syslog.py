@@ -2,7 +2,7 @@
 
 Every message carries one SD element `netwatch@32473` (32473 is the enterprise number RFC 5612
 reserves for documentation; sites with their own PEN can change `SD_ID`) with the params
-`rule`, `severity`, `process`, `remote`, plus `id`, `count` and `country`. TCP uses
+`rule`, `severity`, `process`, `remote`, plus `id`, `count`, `country` and `action`. TCP uses
 octet-counting framing (RFC 6587 3.4.1), so messages may contain anything; UDP sends one
 message per datagram (RFC 5426). Senders never raise into the caller: a failure is logged and
 the message dropped, since a log pipeline that is down must not stop detection.
@@ -63,6 +63,7 @@ def format_rfc5424(
         "id": alert.id,
         "count": str(alert.count),
         "country": (alert.remote.country if alert.remote else None) or "",
+        "action": alert.action.value,
     }
     sd = "[" + SD_ID + "".join(f' {k}="{_sd_escape(v)}"' for k, v in params.items()) + "]"
     msg = " ".join(alert.message.split())

@@ -83,7 +83,9 @@ class FlowState:
         "dns_name",
         "done",
         "first_seen",
+        "body_prefix",
         "http_host",
+        "http_request",
         "idx_fwd",
         "idx_rev",
         "ip_proto",
@@ -111,6 +113,8 @@ class FlowState:
         self.label: Label | None = None
         self.sni: str | None = None
         self.http_host: str | None = None
+        self.http_request: str | None = None
+        self.body_prefix: bytes | None = None
         self.tls_cert: CertNames | None = None
         self.dns_name: str | None = None
         self.process: ProcessRef | None = None
@@ -158,7 +162,7 @@ class FlowState:
         sig = (
             initiator_is_local, self.pkts_fwd, self.pkts_rev, self.bytes_fwd, self.bytes_rev,
             self.tcp, self.last_seen, self.process, self.attribution, self.dns_name, self.sni,
-            self.http_host, self.label, self.tls_cert,
+            self.http_host, self.label, self.tls_cert, self.http_request, self.body_prefix,
         )  # fmt: skip
         memo = self._memo
         if memo is not None and memo[0] == sig:
@@ -193,6 +197,8 @@ class FlowState:
             http_host=self.http_host,
             label=self.label,
             tls_cert=self.tls_cert,
+            http_request=self.http_request,
+            body_prefix=self.body_prefix,
         )
 
 
@@ -346,6 +352,10 @@ class FlowTable:
             state.sni = facts.sni
         if facts.http_host and state.http_host is None:
             state.http_host = facts.http_host
+        if facts.http_request and state.http_request is None:
+            state.http_request = facts.http_request
+        if facts.body_prefix is not None and state.body_prefix is None:
+            state.body_prefix = facts.body_prefix
         if facts.tls_cert is not None and state.tls_cert is None:
             state.tls_cert = facts.tls_cert
         for name, ip in facts.dns_answers:

@@ -4,7 +4,7 @@ Nothing here imports from the rest of netwatch or touches the OS. Everything is 
 from this package so callers write `from netwatch.model import Flow`.
 """
 
-from netwatch.model.alert import LOG_TAG, Alert, AlertState, Severity
+from netwatch.model.alert import Alert, AlertState, Severity
 from netwatch.model.flow import (
     Attribution,
     CertNames,
@@ -23,12 +23,13 @@ from netwatch.model.flow import (
 from netwatch.model.host import HostFacts, SoftEtherConfig
 from netwatch.model.identity import keep, missing, recall, same_objects
 from netwatch.model.packet import PacketContext, PacketFacts, PacketMeta
+from netwatch.model.policy import Action, EndpointPattern, ExpectedVpn, IPNetwork, Policy
 from netwatch.model.remote import DataSource, EnrichedFlow, ListHit, Owner, RemoteInfo, Scope
 from netwatch.model.snapshot import Counters, Snapshot, SourceStatus
 from netwatch.model.sockets import SocketEntry, SocketTable
 
 __all__ = [
-    "LOG_TAG",
+    "Action",
     "Alert",
     "AlertState",
     "Attribution",
@@ -38,18 +39,22 @@ __all__ = [
     "DataSource",
     "Direction",
     "Endpoint",
+    "EndpointPattern",
     "EnrichedFlow",
     "Evidence",
+    "ExpectedVpn",
     "Flow",
     "FlowKey",
     "HostFacts",
     "IPAddress",
+    "IPNetwork",
     "Label",
     "ListHit",
     "Owner",
     "PacketContext",
     "PacketFacts",
     "PacketMeta",
+    "Policy",
     "ProcessRef",
     "RemoteInfo",
     "Scope",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from netwatch.model.flow import Evidence, FlowKey, ProcessRef
+from netwatch.model.policy import Action
 from netwatch.model.remote import RemoteInfo
 
 
@@ -31,11 +32,6 @@ class AlertState(StrEnum):
     CLOSED = "closed"
 
 
-LOG_TAG = "log"
-"""Tag on alerts whose rule the policy sets to `log`: stored and exported like any alert,
-shown dimmed below the others in the dashboard (for the record, not for attention)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One finding. Repeats with the same `identifier` raise `count`, not new alerts."""
@@ -55,3 +51,7 @@ class Alert:
     remote: RemoteInfo | None = None
     evidence: tuple[Evidence, ...] = ()
     tags: tuple[str, ...] = ()
+    action: Action = Action.ALERT
+    """What the policy does with this rule's findings: `alert`, or `log` (stored and exported
+    like any alert, shown dimmed below the others in the dashboard: for the record, not for
+    attention). Ignored findings never become alerts."""

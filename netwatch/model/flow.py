@@ -217,3 +217,9 @@ class Flow:
     label: Label | None = None
     tls_cert: CertNames | None = None
     """The server's leaf certificate names (TLS 1.2 and older; TLS 1.3 encrypts them)."""
+    http_request: str | None = None
+    """The first clear HTTP request line, e.g. `GET /api/iphone/ HTTP/1.1` (rule fields
+    `http_request`, `http_path`)."""
+    body_prefix: bytes | None = None
+    """The first bytes of the first clear HTTP response body, e.g. `*vpn_servers` (rule
+    field `http_body`)."""

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from rich.text import Text
 
-from netwatch.model import Alert, EnrichedFlow, ProcessRef, RemoteInfo, Snapshot
+from netwatch.model import Action, Alert, EnrichedFlow, ProcessRef, RemoteInfo, Snapshot
 from netwatch.ui import fmt
 from netwatch.ui.advice import advice_for
 from netwatch.ui.stats import Rate
@@ -113,6 +113,8 @@ def alert_detail(alert: Alert, snapshot: Snapshot | None, now: float) -> Text:
     out.append(f"{alert.message}\n")
     _field(out, "rule", alert.rule_id)
     _field(out, "state", alert.state.value)
+    if alert.action is Action.LOG:
+        _field(out, "policy", "log: kept for the record, not raised")
     _field(out, "seen", f"{alert.count}x, first {fmt.when(alert.first_seen)}")
     _field(
         out, "last seen", f"{fmt.when(alert.last_seen)} ({fmt.duration(now - alert.last_seen)} ago)"

@@ -9,7 +9,7 @@ import pytest
 from textual.coordinate import Coordinate
 
 from netwatch.feed import ReplayFeed
-from netwatch.model import LOG_TAG, Owner, Snapshot, SourceStatus
+from netwatch.model import Action, Owner, Snapshot, SourceStatus
 from netwatch.ui.app import NetwatchApp
 from netwatch.ui.screens.process import ProcessScreen
 from netwatch.ui.screens.text_screen import TextScreen
@@ -215,9 +215,7 @@ async def test_alerts_of_replaced_snapshots_are_not_lost() -> None:
 async def test_logged_alerts_sit_dimmed_below_those_that_want_attention() -> None:
     # The policy's `log` action: the alert is kept (and exported) but does not take the top.
     older = make_alert(alert_id="raised", rule_id="vpn.unexpected", first_seen=1_700_000_000.0)
-    newer = replace(
-        make_alert(alert_id="logged", first_seen=1_700_000_100.0), tags=("vpngate", LOG_TAG)
-    )
+    newer = replace(make_alert(alert_id="logged", first_seen=1_700_000_100.0), action=Action.LOG)
     app = NetwatchApp(ReplayFeed([make_snapshot(seq=1, alerts=(newer, older))]), now=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
         await app.workers.wait_for_complete()

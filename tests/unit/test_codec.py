@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from netwatch import codec
 from netwatch.model import (
+    Action,
     Alert,
     CertNames,
     Counters,
@@ -85,6 +86,21 @@ def test_alert_and_snapshot_round_trip_through_json_lines() -> None:
         assert codec.loads(line) == obj
 
 
+def test_alert_action_round_trips_and_older_log_tags_decode_as_logged() -> None:
+    logged = replace(make_alert(), tags=("vpngate",), action=Action.LOG)
+    record = codec.alert_to_dict(logged)
+    assert record["action"] == "log" and record["tags"] == ["vpngate"]
+    assert codec.loads(codec.dumps(logged)) == logged
+    # Written before the field: the action was an extra `log` tag, or nothing (alert).
+    del record["action"]
+    old_logged = dict(record, tags=["vpngate", "log"])
+    assert codec.alert_from_dict(old_logged) == logged
+    assert codec.alert_from_dict(record).action is Action.ALERT
+    assert codec.alert_from_dict(record).tags == ("vpngate",)
+    with pytest.raises(codec.CodecError, match="action"):
+        codec.alert_from_dict(dict(record, action="shout"))
+
+
 @pytest.mark.parametrize(
     "line",
     [
@@ -120,7 +136,7 @@ texts = st.text(max_size=20)
 def enriched_flows(draw: st.DrawFn) -> EnrichedFlow:
     direction = draw(st.sampled_from(list(Direction)))
     remote_ip = None if direction is Direction.LISTEN else str(draw(ips))
-    return make_flow(
+    ef = make_flow(
         remote_ip=remote_ip,
         remote_port=draw(st.integers(0, 65535)),
         local_ip=str(draw(ips)),
@@ -139,6 +155,11 @@ def enriched_flows(draw: st.DrawFn) -> EnrichedFlow:
             st.none() | st.builds(CertNames, texts, texts, st.lists(texts, max_size=3).map(tuple))
         ),
     )
+    http = {
+        "http_request": draw(st.none() | texts),
+        "body_prefix": draw(st.none() | st.binary(max_size=64)),
+    }
+    return replace(ef, flow=replace(ef.flow, **http))
 
 
 @given(enriched_flows())

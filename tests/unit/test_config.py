@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netwatch.config import Action, Config, load_config, parse_config
+from netwatch.config import Config, load_config, parse_config
 from netwatch.errors import ConfigError
+from netwatch.model import Action
 
 GOOD = """
 [policy]

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from netwatch.cli import build_parser
 from netwatch.cli.stages import policy_and_rules
-from netwatch.config import SECTIONS, DaemonSettings, ExpectedVpn, Policy, parse_config
+from netwatch.config import SECTIONS, DaemonSettings, parse_config
 from netwatch.detect.loader import load_rules
+from netwatch.model import ExpectedVpn, Policy
 from netwatch.ui.advice import SNIPPET_INDENT, advice_for
 from netwatch.ui.detail import alert_detail
 from tests.builders import make_alert, make_process

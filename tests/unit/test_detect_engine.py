@@ -7,11 +7,10 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netwatch.config import Action, Policy
-from netwatch.detect.engine import LOG_TAG, RuleEngine, is_netwatch_fetch
+from netwatch.detect.engine import RuleEngine, is_netwatch_fetch
 from netwatch.detect.loader import check_rule_texts, load_rules
 from netwatch.detect.novelty import MemoryFirstSeen
-from netwatch.model import AlertState, Direction, Evidence, Severity, Transport
+from netwatch.model import Action, AlertState, Direction, Evidence, Policy, Severity, Transport
 from netwatch.pipeline.engine import Detector
 from tests.builders import T0, make_process
 from tests.unit.test_rules_pack import PEERS, flow, inbound, listen
@@ -81,7 +80,11 @@ def test_policy_ignore_and_log() -> None:
     assert _engine(policy=Policy(rules=(("test.sni", Action.IGNORE),))).evaluate([a], T0) == []
     logged = _engine(policy=Policy(rules=(("test.sni", Action.LOG),))).evaluate([a], T0)
     assert len(logged) == 1
-    assert LOG_TAG in logged[0].tags
+    assert logged[0].action is Action.LOG
+    # The action is the alert's own field; the tags stay the rule's.
+    rule_tags = next(r.tags for r in _engine().rules.rules if r.id == "test.sni")
+    assert logged[0].tags == rule_tags
+    assert _engine().evaluate([a], T0)[0].action is Action.ALERT
 
 
 def test_trusted_networks_raise_nothing() -> None:

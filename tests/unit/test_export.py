@@ -23,7 +23,7 @@ from netwatch.export.jsonl import format_jsonl
 from netwatch.export.schema import COLUMNS, HEADER, describe
 from netwatch.export.sinks import FileSink
 from netwatch.export.syslog import SD_ID, format_rfc5424
-from netwatch.model import Evidence, Severity, Transport
+from netwatch.model import Action, Evidence, Severity, Transport
 from tests.builders import T0, make_alert, make_process
 
 I = ipaddress.ip_address  # noqa: E741  # short alias for the test vectors
@@ -82,6 +82,19 @@ def test_csv_header_is_fixed_and_rows_round_trip() -> None:
     assert rec["tags"] == "vpn;softether"
     assert datetime.fromisoformat(rec["first_seen"]).timestamp() == pytest.approx(T0)
     assert dict(zip(HEADER, rows[2], strict=True))["process"] == ""
+
+
+def test_every_format_shows_the_policy_action() -> None:
+    # A rule the policy sets to `log` is exported like any alert; each format says so.
+    for action in (Action.ALERT, Action.LOG):
+        a = replace(make_alert(), action=action)
+        assert json.loads(format_jsonl(a))["action"] == action.value
+        rows = list(csv.reader(io.StringIO("".join(csv_lines([a])), newline="")))
+        assert dict(zip(HEADER, rows[1], strict=True))["action"] == action.value
+        m = RFC5424.match(format_rfc5424(a, hostname="h", procid=1))
+        assert m is not None and sd_params(m["sd"])["action"] == action.value
+        assert ecs_document(a)["netwatch"]["action"] == action.value
+        assert a.tags == make_alert().tags  # the action is no tag
 
 
 def test_header_is_documented() -> None:

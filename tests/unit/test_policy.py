@@ -6,9 +6,8 @@ import ipaddress
 
 import pytest
 
-from netwatch.config import Endpoint, ExpectedVpn, Policy
 from netwatch.detect.policy import PolicyView, entry_matches
-from netwatch.model import Transport
+from netwatch.model import EndpointPattern, ExpectedVpn, Policy, Transport
 from tests.builders import make_flow, make_label, make_process, make_remote
 
 OVPN = make_flow(
@@ -40,13 +39,13 @@ NET = ipaddress.ip_network
         (ExpectedVpn(path=("/opt/*",)), OVPN, False),
         (ExpectedVpn(protocols=("openvpn",)), OVPN, True),
         (ExpectedVpn(protocols=("wireguard",)), OVPN, False),
-        (ExpectedVpn(endpoints=(Endpoint(NET("203.0.113.0/24")),)), OVPN, True),
-        (ExpectedVpn(endpoints=(Endpoint(NET("203.0.113.5/32"), 1194),)), OVPN, True),
-        (ExpectedVpn(endpoints=(Endpoint(NET("203.0.113.5/32"), 443),)), OVPN, False),
-        (ExpectedVpn(endpoints=(Endpoint(NET("2001:db8::/32")),)), OVPN, False),
+        (ExpectedVpn(endpoints=(EndpointPattern(NET("203.0.113.0/24")),)), OVPN, True),
+        (ExpectedVpn(endpoints=(EndpointPattern(NET("203.0.113.5/32"), 1194),)), OVPN, True),
+        (ExpectedVpn(endpoints=(EndpointPattern(NET("203.0.113.5/32"), 443),)), OVPN, False),
+        (ExpectedVpn(endpoints=(EndpointPattern(NET("2001:db8::/32")),)), OVPN, False),
         # Every named field must agree: the right program to the wrong server is not expected.
         (
-            ExpectedVpn(process=("openvpn",), endpoints=(Endpoint(NET("198.51.100.0/24")),)),
+            ExpectedVpn(process=("openvpn",), endpoints=(EndpointPattern(NET("198.51.100.0/24")),)),
             OVPN,
             False,
         ),

@@ -14,15 +14,16 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from netwatch.config import Endpoint as PolicyEndpoint
-from netwatch.config import ExpectedVpn, Policy
 from netwatch.detect.engine import RuleEngine
 from netwatch.detect.loader import bundled_rule_files, check_rule_files, load_rules
 from netwatch.model import (
     Direction,
+    EndpointPattern,
     EnrichedFlow,
+    ExpectedVpn,
     HostFacts,
     ListHit,
+    Policy,
     Scope,
     SoftEtherConfig,
     Transport,
@@ -166,7 +167,7 @@ WG_EXPECTED = Policy(
         ExpectedVpn(
             "wg",
             protocols=("wireguard",),
-            endpoints=(PolicyEndpoint(ipaddress.ip_network("203.0.113.5/32"), 51820),),
+            endpoints=(EndpointPattern(ipaddress.ip_network("203.0.113.5/32"), 51820),),
         ),
     )
 )

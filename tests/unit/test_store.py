@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
 import time
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from netwatch import codec
 from netwatch.errors import DataFileError
-from netwatch.model import AlertState, Evidence, Severity
+from netwatch.model import Action, AlertState, Evidence, Severity
 from netwatch.store import AlertQuery, Retention, Store, integrity_check, prune, read_alerts
 from netwatch.store.migrations import LATEST
 from netwatch.store.sqlite import dump_evidence
@@ -61,6 +63,29 @@ def test_alert_round_trips_with_evidence_and_updates_by_id(store: Store) -> None
     got = store.alerts()
     assert got == [later]
     assert dump_evidence(store.path, a.id) == []
+
+
+def test_alerts_stored_before_the_action_field_read_back_logged(tmp_path: Path) -> None:
+    # Alerts are stored as codec records: an older netwatch marked a logged alert with a
+    # `log` tag and no `action`. Build such a store file and read it with this one.
+    path = tmp_path / "old.db"
+    logged = replace(make_alert(), tags=("vpngate",), action=Action.LOG)
+    s = Store(path)
+    s.save_alerts([logged, replace(make_alert(), id="plain")], now=T0)
+    s.close()
+    old = codec.alert_to_dict(logged)
+    del old["action"]
+    old["tags"] = ["vpngate", "log"]
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE alerts SET record = ? WHERE id = ?", (json.dumps(old), logged.id))
+    conn.close()
+    s2 = Store(path)
+    got = {a.id: a for a in s2.alerts()}
+    s2.close()
+    assert got[logged.id] == logged
+    assert got["plain"].action is Action.ALERT
+    assert {a.id: a.action for a in read_alerts(path, AlertQuery())}[logged.id] is Action.LOG
 
 
 def test_queries_filter_by_time_severity_and_rule(store: Store) -> None:

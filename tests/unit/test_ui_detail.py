@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from netwatch.model import Owner
+from netwatch.model import Action, Owner
 from netwatch.ui.advice import LIST_FETCH, RELAY_OFF, advice_for
 from netwatch.ui.detail import alert_detail, flow_detail, parent_chain, process_summary
 from netwatch.ui.screens.help import help_text
@@ -22,6 +22,12 @@ def snapshot_with_parents():
         for p in (INIT, SHELL, CLIENT)
     )
     return make_snapshot(flows=flows)
+
+
+def test_the_alert_screen_says_when_the_policy_only_logs_the_rule() -> None:
+    logged = alert_detail(replace(make_alert(), action=Action.LOG), None, 0.0).plain
+    assert "policy        log: kept for the record" in logged
+    assert "policy " not in alert_detail(make_alert(), None, 0.0).plain
 
 
 def test_parent_chain_uses_what_the_snapshot_knows() -> None:

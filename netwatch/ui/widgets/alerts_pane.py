@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import DataTable
 
-from netwatch.model import LOG_TAG, Alert, AlertState
+from netwatch.model import Action, Alert, AlertState
 from netwatch.ui import fmt
 from netwatch.ui.detail import SEVERITY_STYLE
 
@@ -21,7 +21,7 @@ MAX_SHOWN = 500
 
 def logged(alert: Alert) -> bool:
     """The policy says this rule's alerts are for the record, not for attention."""
-    return LOG_TAG in alert.tags
+    return alert.action is Action.LOG
 
 
 def newest_first(alerts: Sequence[Alert]) -> list[Alert]:
