@@ -364,18 +364,8 @@ def flow_from_dict(d: Any) -> EnrichedFlow:
     remote: Endpoint | None = dst
     if direction is Direction.INBOUND and dst is not None:
         local, remote = dst, src
-    label = None
     app = _ostr(d, "app")
-    if app is not None:
-        vpn = _get(d, "vpn", bool, opt=True)
-        category = _ostr(d, "category")
-        label = Label(
-            name=app,
-            category="unknown" if category is None else category,
-            vpn=bool(vpn),
-            confidence=_enum(d, "confidence", Confidence, Confidence.MEDIUM),
-            evidence=evidence_from_list(_list(d, "evidence")),
-        )
+    label = None if app is None else _label_named(d, app)
     flow = Flow(
         key=FlowKey(_enum(d, "transport", Transport), local, remote),
         direction=direction,
@@ -417,7 +407,39 @@ def alert_to_dict(a: Alert) -> JSONDict:
         "remote": remote_to_dict(a.remote),
         "evidence": evidence_to_list(a.evidence),
         "tags": list(a.tags),
+        "label": label_to_dict(a.label),
     }
+
+
+def label_to_dict(label: Label | None) -> JSONDict | None:
+    """Encode an alert's flow label: name, category, vpn, confidence and its evidence."""
+    if label is None:
+        return None
+    return {
+        "name": label.name,
+        "category": label.category,
+        "vpn": label.vpn,
+        "confidence": label.confidence.value,
+        "evidence": evidence_to_list(label.evidence),
+    }
+
+
+def label_from_dict(d: Any) -> Label | None:
+    """Decode an alert's `label`; records written before it existed have none."""
+    return None if d is None else _label_named(d, _str(d, "name"))
+
+
+def _label_named(d: Any, name: str) -> Label:
+    """A label from the `category`, `vpn`, `confidence` and `evidence` keys of `d`, which
+    flow records (name in `app`) and alert records (name in `label.name`) share."""
+    category = _ostr(d, "category")
+    return Label(
+        name=name,
+        category="unknown" if category is None else category,
+        vpn=bool(_get(d, "vpn", bool, opt=True)),
+        confidence=_enum(d, "confidence", Confidence, Confidence.MEDIUM),
+        evidence=evidence_from_list(_list(d, "evidence")),
+    )
 
 
 def alert_from_dict(d: Any) -> Alert:
@@ -438,6 +460,7 @@ def alert_from_dict(d: Any) -> Alert:
         remote=remote_from_dict(d.get("remote")),
         evidence=evidence_from_list(_list(d, "evidence")),
         tags=tuple(str(t) for t in _list(d, "tags")),
+        label=label_from_dict(d.get("label")),
     )
 
 

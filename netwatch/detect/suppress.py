@@ -108,6 +108,7 @@ class Suppressor:
             flow_key=ef.flow.key if ef is not None else before.flow_key,
             process=(ef.flow.process or before.process) if ef is not None else before.process,
             remote=(ef.remote or before.remote) if ef is not None else before.remote,
+            label=(ef.flow.label or before.label) if ef is not None else before.label,
         )
 
     def _start(self, f: Finding, tags: tuple[str, ...]) -> _Open:
@@ -130,6 +131,7 @@ class Suppressor:
             remote=None if ef is None else ef.remote,
             evidence=evidence,
             tags=tags,
+            label=None if ef is None else ef.flow.label,
         )
         entry = _Open(alert, f.rule.suppress_for, f.at, count=count)
         self._remember(entry, f.occurrences)

@@ -95,7 +95,7 @@ def test_tls_on_softether_ports_then_udp_acceleration_between_the_same_hosts() -
     tls_key = _key(Transport.TCP, 5555)
     facts = d.inspect(_ctx(tls_key), bytes(TLS(msg=[_hello("203.0.113.9", alpn=())])))
     assert facts is not None and facts.label is not None
-    assert (facts.label.name, facts.label.confidence.value) == ("softether", "low")
+    assert (facts.label.name, facts.label.confidence.value) == ("softether", "guess")
     udp = FlowKey(
         Transport.UDP, Endpoint(parse_ip("192.0.2.10"), 35000), _key(Transport.UDP, 40123).remote
     )
