@@ -103,19 +103,8 @@ def render_table(snap: Snapshot) -> list[str]:
     """Aligned text table; country/ASN columns appear when any flow has remote info."""
     flows = sort_flows(snap.flows)
     geo = any(ef.remote is not None for ef in flows)
-    head = [
-        "PROCESS",
-        "PID",
-        "USER",
-        "PROTO",
-        "DIR",
-        "LOCAL",
-        "REMOTE",
-        "STATE",
-        "LABEL",
-        "UP",
-        "DOWN",
-    ]
+    head = ["PROCESS", "PID", "USER", "PROTO", "DIR", "LOCAL", "REMOTE", "STATE", "LABEL",
+            "UP", "DOWN"]  # fmt: skip
     if geo:
         head += ["CC", "ASN"]
     rows = [head, *(table_row(ef, geo) for ef in flows)]

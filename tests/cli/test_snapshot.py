@@ -35,19 +35,8 @@ def test_table_lists_our_listener_with_process(
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     # CC and ASN columns follow when the enricher gave any flow remote information.
-    assert lines[0].split()[:11] == [
-        "PROCESS",
-        "PID",
-        "USER",
-        "PROTO",
-        "DIR",
-        "LOCAL",
-        "REMOTE",
-        "STATE",
-        "LABEL",
-        "UP",
-        "DOWN",
-    ]
+    assert lines[0].split()[:11] == ["PROCESS", "PID", "USER", "PROTO", "DIR", "LOCAL",
+                                     "REMOTE", "STATE", "LABEL", "UP", "DOWN"]  # fmt: skip
     row = next(line for line in lines if f"127.0.0.1:{listener} " in line)
     cells = row.split()
     assert cells[1] == str(os.getpid())
