@@ -11,6 +11,8 @@ import io
 import json
 from dataclasses import replace
 
+import pytest
+
 from netwatch import codec
 from netwatch.detect.engine import RuleEngine
 from netwatch.detect.loader import check_rule_texts
@@ -135,3 +137,15 @@ def test_dashboard_details_show_label_confidence_and_evidence() -> None:
     assert "tls_port      992" in text
     text = alert_detail(make_alert(label=PORT_GUESS), None, now=T0 + 5).plain
     assert "Label" in text and "confidence    guess" in text and "tls_port      992" in text
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["softether", ["softether"], {"category": "vpn"}, {"name": 3},
+     {"name": "softether", "confidence": "sure"}, {"name": "x", "evidence": [{"name": 1}]}],
+)  # fmt: skip
+def test_a_damaged_alert_label_is_a_codec_error(bad: object) -> None:
+    record = json.loads(codec.dumps(make_alert(label=PORT_GUESS)))
+    record["label"] = bad
+    with pytest.raises(codec.CodecError):
+        codec.loads(json.dumps(record))
