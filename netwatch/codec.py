@@ -378,18 +378,8 @@ def flow_from_dict(d: Any) -> EnrichedFlow:
     remote: Endpoint | None = dst
     if direction is Direction.INBOUND and dst is not None:
         local, remote = dst, src
-    label = None
     app = _ostr(d, "app")
-    if app is not None:
-        vpn = _get(d, "vpn", bool, opt=True)
-        category = _ostr(d, "category")
-        label = Label(
-            name=app,
-            category="unknown" if category is None else category,
-            vpn=bool(vpn),
-            confidence=_enum(d, "confidence", Confidence, Confidence.MEDIUM),
-            evidence=evidence_from_list(_list(d, "evidence")),
-        )
+    label = None if app is None else _label_named(d, app)
     flow = Flow(
         key=FlowKey(_enum(d, "transport", Transport), local, remote),
         direction=direction,
@@ -434,6 +424,7 @@ def alert_to_dict(a: Alert) -> JSONDict:
         "evidence": evidence_to_list(a.evidence),
         "tags": list(a.tags),
         "action": a.action.value,
+        "label": label_to_dict(a.label),
     }
 
 
@@ -453,6 +444,37 @@ def _action_and_tags(d: Mapping[str, Any]) -> tuple[Action, tuple[str, ...]]:
     if LEGACY_LOG_TAG in tags:
         return Action.LOG, tuple(t for t in tags if t != LEGACY_LOG_TAG)
     return Action.ALERT, tags
+
+
+def label_to_dict(label: Label | None) -> JSONDict | None:
+    """Encode an alert's flow label: name, category, vpn, confidence and its evidence."""
+    if label is None:
+        return None
+    return {
+        "name": label.name,
+        "category": label.category,
+        "vpn": label.vpn,
+        "confidence": label.confidence.value,
+        "evidence": evidence_to_list(label.evidence),
+    }
+
+
+def label_from_dict(d: Any) -> Label | None:
+    """Decode an alert's `label`; records written before it existed have none."""
+    return None if d is None else _label_named(d, _str(d, "name"))
+
+
+def _label_named(d: Any, name: str) -> Label:
+    """A label from the `category`, `vpn`, `confidence` and `evidence` keys of `d`, which
+    flow records (name in `app`) and alert records (name in `label.name`) share."""
+    category = _ostr(d, "category")
+    return Label(
+        name=name,
+        category="unknown" if category is None else category,
+        vpn=bool(_get(d, "vpn", bool, opt=True)),
+        confidence=_enum(d, "confidence", Confidence, Confidence.MEDIUM),
+        evidence=evidence_from_list(_list(d, "evidence")),
+    )
 
 
 def alert_from_dict(d: Any) -> Alert:
@@ -475,6 +497,7 @@ def alert_from_dict(d: Any) -> Alert:
         evidence=evidence_from_list(_list(d, "evidence")),
         tags=tags,
         action=action,
+        label=label_from_dict(d.get("label")),
     )
 
 

@@ -130,6 +130,7 @@ def make_alert(
     first_seen: float = T0,
     count: int = 1,
     alert_id: str | None = None,
+    label: Label | None = None,
 ) -> Alert:
     flow = make_flow(process=process)
     return Alert(
@@ -146,6 +147,7 @@ def make_alert(
         process=process,
         remote=flow.remote,
         evidence=(Evidence("sni", "www.vpngate.net"),),
+        label=label,
     )
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from netwatch.cli.common import add_format, add_geoip, report_skipped
+from netwatch.cli.common import add_format, add_geoip, label_note, report_skipped
 from netwatch.errors import EXIT_RUNTIME
 
 if TYPE_CHECKING:
@@ -187,6 +187,8 @@ _COLUMNS = (
     ("RESPONDER", 40),
     ("APP", 12),
     ("VPN", 3),
+    ("CONF", 6),
+    ("BY", 24),
     ("PKTS OUT/IN", 13),
     ("BYTES OUT/IN", 17),
     ("NAME", 30),
@@ -230,6 +232,8 @@ def _flow_row(record: dict[str, Any]) -> str:
             endpoint(record["dst"], record["dport"]),
             record["app"] or "-",
             "yes" if record["vpn"] else "",
+            record["confidence"] or "",
+            ",".join(dict.fromkeys(e["name"] for e in record["evidence"])),
             f"{record['packets_sent']}/{record['packets_received']}",
             f"{record['bytes_sent']}/{record['bytes_received']}",
             name,
@@ -253,7 +257,8 @@ def _write_table(items: Iterator[Any], out: TextIO, stats: Any) -> None:
         out.write("\nALERTS\n")
         for a in alerts:
             count = f" (x{a.count})" if a.count > 1 else ""
-            out.write(f"{a.severity.value.upper():8} {a.rule_id}: {a.message}{count}\n")
+            note = label_note(a)
+            out.write(f"{a.severity.value.upper():8} {a.rule_id}: {a.message}{count}{note}\n")
     out.write(
         f"\n{stats.packets} packets, {stats.flows} flows, {len(alerts)} alerts"
         + (f", {stats.skipped} non-IP frames skipped" if stats.skipped else "")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from netwatch.errors import EXIT_RUNTIME
+
+if TYPE_CHECKING:
+    from netwatch.model import Alert
 
 FORMATS = ("table", "jsonl")
 
@@ -72,3 +76,9 @@ def table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
     return [fmt.format(*header), *(fmt.format(*r) for r in rows)]
+
+
+def label_note(a: Alert) -> str:
+    """` [label openvpn (high: opcode)]` after an alert line, so the reader sees what the
+    alert's flow was taken for and on what evidence; empty without a label."""
+    return "" if a.label is None else f" [label {a.label.summary()}]"

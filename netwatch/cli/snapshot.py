@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from netwatch.cli.common import add_format, add_geoip, write_lines
+from netwatch.cli.common import add_format, add_geoip, label_note, write_lines
 from netwatch.model import EnrichedFlow, Snapshot, units
 
 
@@ -87,6 +87,7 @@ def table_row(ef: EnrichedFlow, geo: bool) -> list[str]:
         str(f.key.local),
         "*" if f.key.remote is None else str(f.key.remote),
         f.state or "-",
+        "-" if f.label is None else f.label.summary(),
         units.short(f.bytes_sent),
         units.short(f.bytes_received),
     ]
@@ -102,7 +103,8 @@ def render_table(snap: Snapshot) -> list[str]:
     """Aligned text table; country/ASN columns appear when any flow has remote info."""
     flows = sort_flows(snap.flows)
     geo = any(ef.remote is not None for ef in flows)
-    head = ["PROCESS", "PID", "USER", "PROTO", "DIR", "LOCAL", "REMOTE", "STATE", "UP", "DOWN"]
+    head = ["PROCESS", "PID", "USER", "PROTO", "DIR", "LOCAL", "REMOTE", "STATE", "LABEL",
+            "UP", "DOWN"]  # fmt: skip
     if geo:
         head += ["CC", "ASN"]
     rows = [head, *(table_row(ef, geo) for ef in flows)]
@@ -115,13 +117,13 @@ def render_alerts(snap: Snapshot) -> list[str]:
         return []
     alerts = sorted(snap.alerts, key=lambda a: (-a.severity.rank, a.rule_id))
     return ["", f"{len(alerts)} alerts:"] + [
-        f"  [{a.severity.value.upper()}] {a.rule_id}: {a.message}" for a in alerts
+        f"  [{a.severity.value.upper()}] {a.rule_id}: {a.message}{label_note(a)}" for a in alerts
     ]
 
 
 def _align(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    right = {8, 9}  # byte columns
+    right = {9, 10}  # byte columns
     out = []
     for r in rows:
         cells = [

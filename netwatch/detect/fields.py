@@ -244,7 +244,7 @@ FIELDS: dict[str, Field] = {
             "label.confidence",
             _S,
             lambda ef, _e: None if ef.flow.label is None else ef.flow.label.confidence,
-            "low, medium, high",
+            "guess (port alone), low, medium, high",
         ),
         Field(
             "label.evidence",

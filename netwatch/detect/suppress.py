@@ -114,6 +114,7 @@ class Suppressor:
             flow_key=ef.flow.key if ef is not None else before.flow_key,
             process=(ef.flow.process or before.process) if ef is not None else before.process,
             remote=(ef.remote or before.remote) if ef is not None else before.remote,
+            label=(ef.flow.label or before.label) if ef is not None else before.label,
         )
 
     def _start(self, f: Finding, action: Action) -> _Open:
@@ -137,6 +138,7 @@ class Suppressor:
             evidence=evidence,
             tags=f.rule.tags,
             action=action,
+            label=None if ef is None else ef.flow.label,
         )
         entry = _Open(alert, f.rule.suppress_for, f.at, count=count)
         self._remember(entry, f.occurrences)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import replace
+from typing import TypeVar
 
 from netwatch.dissect import (
     anyconnect,
@@ -37,7 +38,15 @@ from netwatch.dissect import (
 from netwatch.dissect.dns import DnsMessage, parse_dns
 from netwatch.dissect.state import FlowState, FlowStates, append_bounded
 from netwatch.dissect.wireguard import WireGuardTracker, message_type
-from netwatch.model import FlowKey, IPAddress, Label, PacketContext, PacketFacts, Transport
+from netwatch.model import (
+    Confidence,
+    FlowKey,
+    IPAddress,
+    Label,
+    PacketContext,
+    PacketFacts,
+    Transport,
+)
 
 DNS_PORTS = frozenset({53, 5353, 5355})
 _DNS_NAMES = {53: "dns", 5353: "mdns", 5355: "llmnr"}
@@ -49,6 +58,7 @@ _WG_TRIES = 4
 _MAX_CERT_PACKETS = 16
 """Server segments read for a certificate (16 KB at a 1 KB MSS; the leaf comes first)."""
 _PEER_MEMORY = 1024
+_V = TypeVar("_V")
 _DONE = PacketFacts(done=True)
 
 
@@ -59,7 +69,8 @@ class Dissector:
         self._states = FlowStates(max_flows)
         self._max_packets = max_packets
         self._tinc_peers: OrderedDict[tuple[str, str, int], None] = OrderedDict()
-        self._softether_peers: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        self._softether_peers: OrderedDict[tuple[str, str, int], Confidence] = OrderedDict()
+        """Host pairs with a SoftEther TLS flow, and how sure that label was."""
         self._cstp_peers: OrderedDict[tuple[str, str, int], None] = OrderedDict()
 
     def forget(self, key: FlowKey) -> None:
@@ -184,7 +195,7 @@ class Dissector:
             state.tunnel = request.method == "CONNECT"
             state.http = not state.tunnel
             if anyconnect.offers_dtls(request.cstp_headers):
-                self._remember(self._cstp_peers, _peer_key(ctx.flow, 0))
+                self._remember(self._cstp_peers, _peer_key(ctx.flow, 0), None)
             return PacketFacts(
                 label=self._better(state, verdicts.http_label(request)),
                 http_host=request.host,
@@ -247,7 +258,7 @@ class Dissector:
                 seen = state.best.evidence if state.best is not None else ()
                 sni = next((e.value for e in seen if e.name == "sni"), "")
                 label = verdicts.softether_watermark(sni, _rport(flow), length)
-                self._remember(self._softether_peers, _peer_key(flow, 0))
+                self._remember(self._softether_peers, _peer_key(flow, 0), label.confidence)
                 return self._facts(state, label, done=True)
         if records is None or state.app_records >= softether.WATERMARK_RECORDS:
             state.watermark = None
@@ -291,7 +302,7 @@ class Dissector:
         state.tinc_sides.add(ctx.from_initiator)
         both = len(state.tinc_sides) == 2
         if both:
-            self._remember(self._tinc_peers, _peer_key(ctx.flow, _rport(ctx.flow)))
+            self._remember(self._tinc_peers, _peer_key(ctx.flow, _rport(ctx.flow)), None)
         confidence = labels.HIGH if both else labels.MEDIUM
         label = labels.vpn("tinc", confidence, ("tinc_id", "protocol 17"))
         return self._facts(state, label, done=both)
@@ -383,13 +394,14 @@ class Dissector:
             record = anyconnect.dtls_record(payload)
             if record is not None and _peer_key(ctx.flow, 0) in self._cstp_peers:
                 return self._facts(state, anyconnect.dtls_label(record), done=True)
-        if (
-            self._softether_peers
-            and any(softether.UDP_ACCEL_LOW <= p <= softether.UDP_ACCEL_HIGH for p in ports)
-            and _peer_key(ctx.flow, 0) in self._softether_peers
+        basis = self._softether_peers.get(_peer_key(ctx.flow, 0))
+        if basis is not None and any(
+            softether.UDP_ACCEL_LOW <= p <= softether.UDP_ACCEL_HIGH for p in ports
         ):
+            # No surer than the TLS flow it stands next to: a port-only guess stays a guess.
+            sure = labels.GUESS if basis is labels.GUESS else labels.MEDIUM
             label = labels.vpn(
-                "softether", labels.MEDIUM, ("udp_acceleration", "next to a SoftEther TLS flow")
+                "softether", sure, ("udp_acceleration", "next to a SoftEther TLS flow")
             )
             return self._facts(state, label, done=True)
         if self._tinc_peers and (
@@ -433,10 +445,11 @@ class Dissector:
 
     @staticmethod
     def _remember(
-        peers: OrderedDict[tuple[str, str, int], None], key: tuple[str, str, int]
+        peers: OrderedDict[tuple[str, str, int], _V], key: tuple[str, str, int], value: _V
     ) -> None:
-        """Add a host pair to a bounded memory used to label related flows."""
-        peers[key] = None
+        """Add a host pair (with what is known of it) to a bounded memory used to label
+        related flows."""
+        peers[key] = value
         peers.move_to_end(key)
         if len(peers) > _PEER_MEMORY:
             peers.popitem(last=False)
@@ -457,7 +470,9 @@ class Dissector:
             hello.sni, proto, _rport(flow), None if flow.remote is None else flow.remote.ip
         )
         if label.name == "softether" and proto == "tls":
-            self._remember(self._softether_peers, _peer_key(flow, 0))
+            known = self._softether_peers.get(_peer_key(flow, 0), labels.GUESS)
+            sure = max(known, label.confidence, key=lambda c: c.rank)
+            self._remember(self._softether_peers, _peer_key(flow, 0), sure)
         return PacketFacts(
             label=self._better(state, label), sni=hello.sni, alpn=hello.alpn, done=not wait
         )

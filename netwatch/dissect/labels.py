@@ -14,6 +14,8 @@ from netwatch.model import Confidence, Evidence, Label
 HIGH = Confidence.HIGH
 MEDIUM = Confidence.MEDIUM
 LOW = Confidence.LOW
+GUESS = Confidence.GUESS
+"""For labels resting on a port number alone: the weakest evidence there is."""
 
 
 def vpn(name: str, confidence: Confidence, *evidence: tuple[str, str]) -> Label:
@@ -49,14 +51,12 @@ NAMES = (
 )
 """Every label name: the protocols and the VPN services named by host or certificate."""
 
-_CONFIDENCE_RANK = {LOW: 0, MEDIUM: 1, HIGH: 2}
-
 
 def rank(label: Label | None) -> int:
     """Order labels: any VPN label beats any plain one, then higher confidence wins."""
     if label is None:
         return -1
-    return (3 if label.vpn else 0) + _CONFIDENCE_RANK[label.confidence]
+    return (len(Confidence) if label.vpn else 0) + label.confidence.rank
 
 
 def improves(new: Label, old: Label | None) -> bool:

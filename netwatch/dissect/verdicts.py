@@ -53,7 +53,7 @@ def sni_label(sni: str | None, proto: str, port: int, server: IPAddress | None =
     )
     if port in softether.TLS_PORTS:  # SE-TLS-1: TLS on SoftEther's own ports; weak alone
         return labels.vpn(
-            "softether", labels.LOW, ("tls_port", str(port)), ("sni", sni or "(none)"), *hint
+            "softether", labels.GUESS, ("tls_port", str(port)), ("sni", sni or "(none)"), *hint
         )
     return labels.plain("tls", "web", labels.MEDIUM, *((("sni", sni),) if sni else ()), *hint)
 

@@ -5,7 +5,8 @@ Field choices follow ECS 8.x: `event.kind: alert`, `event.category: [network]`,
 `geo.country_iso_code` and `as.number`/`as.organization.name`, `network.transport` (lower
 case), `network.community_id` (`export.community_id`), `message`. The local side is `source`
 (alerts do not say who initiated; netwatch watches its own host). Null values are left out,
-as ECS producers do; netwatch-specific fields live under `netwatch.*`.
+as ECS producers do; netwatch-specific fields live under `netwatch.*`, the flow's label as
+`netwatch.label.{name,category,vpn,confidence,evidence}`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from netwatch import codec
 from netwatch.export.community_id import PROTO_NUMBERS, community_id_v1
 from netwatch.export.schema import iso_time
 from netwatch.model import Alert, RemoteInfo
@@ -111,6 +113,7 @@ def ecs_document(a: Alert) -> dict[str, Any]:
             "action": a.action.value,
             "evidence": [{"name": e.name, "value": e.value} for e in a.evidence],
             "jurisdiction": list(a.remote.jurisdiction) if a.remote else None,
+            "label": codec.label_to_dict(a.label),
         },
     }
     return _prune(doc)

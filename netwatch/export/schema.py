@@ -7,11 +7,11 @@ README point here. Changing a name or the order is a breaking change of the CSV 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from netwatch.model import Alert
+from netwatch.model import Alert, Evidence
 
 Value = str | int | float | None
 
@@ -47,9 +47,29 @@ def remote_port(a: Alert) -> int | None:
     return a.flow_key.remote.port
 
 
-def evidence_text(a: Alert) -> str:
+def pairs_text(items: Iterable[Evidence]) -> str:
     """Evidence as `name=value; name=value` (CSV and syslog have no nested values)."""
-    return "; ".join(f"{e.name}={e.value}" for e in a.evidence)
+    return "; ".join(f"{e.name}={e.value}" for e in items)
+
+
+def evidence_text(a: Alert) -> str:
+    """The rule's evidence: the conditions that matched, as `name=value; ...`."""
+    return pairs_text(a.evidence)
+
+
+def label_name(a: Alert) -> str | None:
+    """What the alert's flow was taken for (`openvpn`, `tls`, ...), None without a label."""
+    return None if a.label is None else a.label.name
+
+
+def label_confidence(a: Alert) -> str | None:
+    """How sure that label is: guess (port alone), low, medium or high."""
+    return None if a.label is None else a.label.confidence.value
+
+
+def label_evidence_text(a: Alert) -> str | None:
+    """What the dissector saw to give the label, as `name=value; ...`."""
+    return None if a.label is None else pairs_text(a.label.evidence)
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -128,6 +148,11 @@ COLUMNS: tuple[Column, ...] = (
         "",
         "the policy's action: alert, or log (for the record, shown dimmed)",
         lambda a: a.action.value,
+    ),
+    Column("label", "", "what the flow was recognised as (openvpn, tls, ...)", label_name),
+    Column("label_confidence", "", "guess (port alone), low, medium or high", label_confidence),
+    Column(
+        "label_evidence", "", "what the label rests on, as `name=value; ...`", label_evidence_text
     ),
 )
 

@@ -2,7 +2,8 @@
 
 Every message carries one SD element `netwatch@32473` (32473 is the enterprise number RFC 5612
 reserves for documentation; sites with their own PEN can change `SD_ID`) with the params
-`rule`, `severity`, `process`, `remote`, plus `id`, `count`, `country` and `action`. TCP uses
+`rule`, `severity`, `process`, `remote`, plus `id`, `count`, `country`, `action` and the flow's
+`label`, `label_confidence` and `label_evidence`. TCP uses
 octet-counting framing (RFC 6587 3.4.1), so messages may contain anything; UDP sends one
 message per datagram (RFC 5426). Senders never raise into the caller: a failure is logged and
 the message dropped, since a log pipeline that is down must not stop detection.
@@ -15,7 +16,13 @@ import os
 import socket
 from dataclasses import dataclass
 
-from netwatch.export.schema import iso_time, remote_ip
+from netwatch.export.schema import (
+    iso_time,
+    label_confidence,
+    label_evidence_text,
+    label_name,
+    remote_ip,
+)
 from netwatch.model import Alert, Severity
 
 log = logging.getLogger("netwatch.export.syslog")
@@ -64,6 +71,9 @@ def format_rfc5424(
         "count": str(alert.count),
         "country": (alert.remote.country if alert.remote else None) or "",
         "action": alert.action.value,
+        "label": label_name(alert) or "",
+        "label_confidence": label_confidence(alert) or "",
+        "label_evidence": label_evidence_text(alert) or "",
     }
     sd = "[" + SD_ID + "".join(f' {k}="{_sd_escape(v)}"' for k, v in params.items()) + "]"
     msg = " ".join(alert.message.split())

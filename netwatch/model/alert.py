@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from netwatch.model.flow import Evidence, FlowKey, ProcessRef
+from netwatch.model.flow import Evidence, FlowKey, Label, ProcessRef
 from netwatch.model.policy import Action
 from netwatch.model.remote import RemoteInfo
 
@@ -55,3 +55,6 @@ class Alert:
     """What the policy does with this rule's findings: `alert`, or `log` (stored and exported
     like any alert, shown dimmed below the others in the dashboard: for the record, not for
     attention). Ignored findings never become alerts."""
+    label: Label | None = None
+    """The flow's label when the alert was raised or last updated: what the flow was taken
+    for, how sure, and on what evidence, so an alert can be weighed without its flow."""

@@ -78,16 +78,25 @@ class Attribution(StrEnum):
 
 
 class Confidence(StrEnum):
-    """How sure a label or rule is (each detection fact in docs/architecture.md is rated so)."""
+    """How sure a label or rule is (each detection fact in docs/architecture.md is rated so).
 
+    The levels follow the kind of evidence: a protocol's own signature is `high`, a
+    certificate or SNI naming the service `medium`, an address on a list `low`, and a port
+    alone (anyone can run anything on port 992) only a `guess`.
+    """
+
+    GUESS = "guess"
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
 
     @property
     def rank(self) -> int:
-        """Return 0, 1, 2 for low, medium, high, to compare confidences."""
-        return ("low", "medium", "high").index(self.value)
+        """Return 0 to 3 for guess, low, medium, high, to compare confidences."""
+        return _CONFIDENCE_ORDER.index(self.value)
+
+
+_CONFIDENCE_ORDER = ("guess", "low", "medium", "high")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +199,17 @@ class Label:
     vpn: bool = False
     confidence: Confidence = Confidence.MEDIUM
     evidence: tuple[Evidence, ...] = ()
+
+    @property
+    def evidence_kinds(self) -> tuple[str, ...]:
+        """The kinds of evidence, once each in order (`sni`, `opcode`, ...): what a label
+        rests on, short enough for a table cell where the values would not fit."""
+        return tuple(dict.fromkeys(e.name for e in self.evidence))
+
+    def summary(self) -> str:
+        """One line for tables and alert lists: `openvpn (high: opcode, session_id)`."""
+        kinds = ", ".join(self.evidence_kinds)
+        return f"{self.name} ({self.confidence}{': ' + kinds if kinds else ''})"
 
 
 @dataclass(frozen=True, slots=True)

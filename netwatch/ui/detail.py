@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from rich.text import Text
 
-from netwatch.model import Action, Alert, EnrichedFlow, ProcessRef, RemoteInfo, Snapshot
+from netwatch.model import Action, Alert, EnrichedFlow, Label, ProcessRef, RemoteInfo, Snapshot
 from netwatch.ui import fmt
 from netwatch.ui.advice import advice_for
 from netwatch.ui.stats import Rate
@@ -104,6 +104,18 @@ def remote_section(out: Text, r: RemoteInfo | None) -> None:
         _field(out, "source", f"{s.type} {s.file} ({built})")
 
 
+def label_section(out: Text, lab: Label | None) -> None:
+    """What the flow was recognised as, how sure (`guess` when only the port says so), and
+    each piece of evidence the label rests on."""
+    if lab is None:
+        return
+    _heading(out, "Label")
+    _field(out, "protocol", f"{lab.name} ({lab.category})")
+    _field(out, "confidence", lab.confidence.value)
+    for e in lab.evidence:
+        _field(out, e.name, e.value)
+
+
 def alert_detail(alert: Alert, snapshot: Snapshot | None, now: float) -> Text:
     """The alert screen: what, evidence, process, remote, flow, and what to do about it."""
     out = Text()
@@ -128,6 +140,7 @@ def alert_detail(alert: Alert, snapshot: Snapshot | None, now: float) -> Text:
         out.append(f"{e.value}\n")
     if not alert.evidence:
         out.append("  (none recorded)\n")
+    label_section(out, alert.label)
     process_section(out, alert.process, snapshot)
     remote_section(out, alert.remote)
     _heading(out, "What to do")
@@ -161,12 +174,7 @@ def flow_detail(
     first = None if f.first_seen is None else now - f.first_seen
     _field(out, "age", fmt.duration(first))
     _field(out, "attribution", f.attribution.value)
-    if f.label is not None:
-        _heading(out, "Label")
-        lab = f.label
-        _field(out, "protocol", f"{lab.name} ({lab.category}, confidence {lab.confidence})")
-        for e in lab.evidence:
-            _field(out, e.name, e.value)
+    label_section(out, f.label)
     process_section(out, f.process, snapshot)
     remote_section(out, ef.remote)
     related = [a for a in alerts if a.flow_key == f.key]

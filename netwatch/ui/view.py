@@ -51,6 +51,7 @@ FLOW_COLUMNS: tuple[Column, ...] = (
     Column("down_rate", "Down/s", 7, numeric=True),
     Column("up_rate", "Up/s", 7, numeric=True),
     Column("proto", "Proto", 14),
+    Column("conf", "Conf", 6),
     Column("host", "Host (DNS/SNI)", 20),
     Column("dir", "Dir", 4),
     Column("age", "Age", 4, numeric=True),
@@ -149,6 +150,7 @@ _CELLS: dict[str, Cell] = {
     "host": lambda ef, _r, _n: ef.flow.dns_name or ef.flow.sni or ef.flow.http_host or "",
     "cc": lambda ef, _r, _n: fmt.place(ef),
     "proto": lambda ef, _r, _n: fmt.proto(ef, 14),
+    "conf": lambda ef, _r, _n: "" if ef.flow.label is None else ef.flow.label.confidence.value,
     "down_rate": lambda _e, r, _n: fmt.rate(r.down),
     "up_rate": lambda _e, r, _n: fmt.rate(r.up),
     "age": lambda ef, _r, n: fmt.duration(_age(ef, n)),
@@ -166,6 +168,8 @@ def _flow_sort_value(col: str, ef: EnrichedFlow, rate: Rate, now: float) -> Any:
     f = ef.flow
     if col == "down_rate":
         return rate.down
+    if col == "conf":
+        return None if f.label is None else f.label.confidence.rank
     if col == "up_rate":
         return rate.up
     if col == "down":

@@ -156,6 +156,13 @@ def test_table_is_readable(
     row = lines[1]
     assert f"{HOST}:45000" in row and f"{WG_PEER}:51820" in row
     assert "wireguard" in row and "yes" in row and "SE" in row
+    # The label's confidence and the kinds of evidence it rests on have their own columns.
+    head = lines[0].split()
+    assert head[head.index("VPN") + 1 : head.index("VPN") + 3] == ["CONF", "BY"]
+    assert " high " in row and "message" in row
+    # An alert line names the flow's label, confidence and evidence kinds too.
+    alerts = [line for line in lines if " vpn." in line]
+    assert all("[label wireguard (high: message" in line for line in alerts)
     assert lines[-1] == "3 packets, 1 flows, 0 alerts" or lines[-1].startswith("3 packets, 1 flows")
 
 

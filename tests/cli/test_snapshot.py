@@ -35,22 +35,12 @@ def test_table_lists_our_listener_with_process(
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     # CC and ASN columns follow when the enricher gave any flow remote information.
-    assert lines[0].split()[:10] == [
-        "PROCESS",
-        "PID",
-        "USER",
-        "PROTO",
-        "DIR",
-        "LOCAL",
-        "REMOTE",
-        "STATE",
-        "UP",
-        "DOWN",
-    ]
+    assert lines[0].split()[:11] == ["PROCESS", "PID", "USER", "PROTO", "DIR", "LOCAL",
+                                     "REMOTE", "STATE", "LABEL", "UP", "DOWN"]  # fmt: skip
     row = next(line for line in lines if f"127.0.0.1:{listener} " in line)
     cells = row.split()
     assert cells[1] == str(os.getpid())
-    assert cells[3:8] == ["tcp", "listen", f"127.0.0.1:{listener}", "*", "LISTEN"]
+    assert cells[3:9] == ["tcp", "listen", f"127.0.0.1:{listener}", "*", "LISTEN", "-"]
     summary = [line for line in lines if "sockets, sampled in" in line]
     assert len(summary) == 1 and summary[0].endswith("ms")  # other programs' alerts may follow
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +111,16 @@ def test_analyze_matches_expected(
         pytest.fail(f"analyze {name}.pcap differs from expected/{name}.json:\n{''.join(diff)}")
     apps = {r["app"] for r in want if r["type"] == "flow"}
     assert APPS[name] <= apps, f"{name}: expected flows labelled {APPS[name]}, got {apps}"
+
+
+def test_corpus_score_finds_every_labelled_flow_right() -> None:
+    """`bench/corpus_score.py` on these captures, labelled by what record.py ran to make them
+    (captures/labels.jsonl): every VPN flow called VPN, no other flow, none missing."""
+    root = HERE.parent.parent
+    res = subprocess.run(
+        [sys.executable, str(root / "bench" / "corpus_score.py"), str(CAPTURES)],
+        capture_output=True, text=True, timeout=120, cwd=root, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "| 12 | 12 | 0 | 0 | 0 |" in res.stdout
+    assert "| 4 | 100.0% | 100.0% (5/5) | 7 | 0 | 0.0% |" in res.stdout

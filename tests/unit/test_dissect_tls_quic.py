@@ -90,17 +90,32 @@ def test_provider_and_tor_like_snis() -> None:
     assert (tor.label.name, tor.label.category, tor.label.vpn) == ("tor", "anonymizer", True)
 
 
+def test_udp_acceleration_next_to_a_proven_softether_flow_is_medium() -> None:
+    d = Dissector()
+    facts = d.inspect(_ctx(_key(Transport.TCP, 443)), bytes(TLS(msg=[_hello("DDNS")])))
+    assert facts is not None and facts.label is not None
+    assert (facts.label.name, facts.label.confidence.value) == ("softether", "high")
+    udp = FlowKey(
+        Transport.UDP, Endpoint(parse_ip("192.0.2.10"), 35000), _key(Transport.UDP, 40123).remote
+    )
+    accel = d.inspect(_ctx(udp), bytes(range(64)))
+    assert accel is not None and accel.label is not None
+    assert (accel.label.name, accel.label.confidence.value) == ("softether", "medium")
+
+
 def test_tls_on_softether_ports_then_udp_acceleration_between_the_same_hosts() -> None:
     d = Dissector()
     tls_key = _key(Transport.TCP, 5555)
     facts = d.inspect(_ctx(tls_key), bytes(TLS(msg=[_hello("203.0.113.9", alpn=())])))
     assert facts is not None and facts.label is not None
-    assert (facts.label.name, facts.label.confidence.value) == ("softether", "low")
+    assert (facts.label.name, facts.label.confidence.value) == ("softether", "guess")
     udp = FlowKey(
         Transport.UDP, Endpoint(parse_ip("192.0.2.10"), 35000), _key(Transport.UDP, 40123).remote
     )
     accel = d.inspect(_ctx(udp), bytes(range(64)))
     assert accel is not None and accel.label is not None and accel.label.name == "softether"
+    # Two ports between the same hosts are still only ports: no surer than the TLS guess.
+    assert accel.label.confidence.value == "guess"
     other = FlowKey(Transport.UDP, Endpoint(parse_ip("192.0.2.99"), 35000), udp.remote)
     assert d.inspect(_ctx(other), bytes(range(64))) is None
 

@@ -77,6 +77,8 @@ def test_cells_read_without_colour() -> None:
     assert col(vpn, "proc") == "vpnclient 20"
     assert col(vpn, "cc").startswith("RU ")
     assert col(vpn, "proto") == "openvpn [VPN]"
+    assert col(vpn, "conf") == "high"
+    assert col(rows["curl"], "conf") == ""
     assert col(vpn, "asn") == "AS12389 PJSC Rostelecom"
     assert col(vpn, "down_rate") == "1.0K"
     assert col(vpn, "up") == "200B"
