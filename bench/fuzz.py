@@ -69,6 +69,8 @@ from netwatch.enrich.lists import (
     relay_entries,
     save_history,
 )
+from netwatch.enrich.provider_formats import PARSERS
+from netwatch.enrich.ranges import BUNDLED, RangeMatcher, load_ranges, range_path
 from netwatch.enrich.rdap_cache import OwnerCache
 from netwatch.enrich.vpngate_list import Relay, format_vpngate, parse_vpngate
 from netwatch.errors import DataFileError, NetwatchError
@@ -644,10 +646,50 @@ def _recording_seeds(_: Path) -> list[bytes]:
     return ["".join(codec.dumps(s) + "\n" for s in snaps).encode()]
 
 
+def _ranges_seeds(_: Path) -> list[bytes]:
+    return [BUNDLED.read_bytes()]
+
+
+def _load_ranges(data: bytes, scratch: Path) -> None:
+    path = range_path("mullvad", scratch)
+    path.parent.mkdir(exist_ok=True)
+    _write(path.parent, path.name, data)
+    try:
+        found = load_ranges("mullvad", scratch)
+    except DataFileError as exc:
+        _one_line_naming(str(exc), str(path))
+        raise
+    matcher = RangeMatcher([found] if found else [])
+    for r in found.ranges if found else ():  # what the enricher does for traffic to it
+        matcher.match(r.network.network_address, 443)
+        matcher.label(r.network.network_address, 443, Transport.UDP)
+
+
+PROVIDER_SEEDS = {
+    "mullvad": b'[{"hostname":"se-got-wg-001","type":"wireguard","ipv4_addr_in":"198.51.100.7",'
+    b'"ipv6_addr_in":"2001:db8:7::1"}]',
+    "protonvpn": b'{"LogicalServers":[{"Name":"CH#1","Servers":[{"EntryIP":"203.0.113.10",'
+    b'"ExitIP":"203.0.113.11"}]}]}',
+    "nordvpn": b'[{"hostname":"de1.nordvpn.com","station":"192.0.2.21",'
+    b'"ips":[{"ip":{"ip":"192.0.2.22","version":4}}]}]',
+    "icloud-private-relay": b"192.0.2.128/25,US,US-CA,Los Angeles,\n2001:db8:1200::/40,DE,,,\n",
+}
+
+
 FILES = [
     Target("file.list_history", _history_seeds, _load_history, (DataFileError,)),
     Target("file.vpngate_list", _vpngate_seeds, _parse_list(parse_vpngate), (DataFileError,)),
     Target("file.tor_list", _tor_seeds, _parse_list(parse_tor), (DataFileError,)),
+    Target("file.provider_ranges", _ranges_seeds, _load_ranges, (DataFileError,)),
+    *(
+        Target(
+            f"file.{name}_list",
+            lambda _s, seed=PROVIDER_SEEDS[name]: [seed],
+            _parse_list(parse),
+            (DataFileError,),
+        )
+        for name, parse in PARSERS.items()
+    ),
     Target("file.config", _config_seeds, _loader(load_config, "config.toml"), (NetwatchError,)),
     Target("file.rules", _rules_seeds, _check_rules),
     Target("file.mmdb", _mmdb_seeds, _loader(_open_mmdb, "geo.mmdb"), (DataFileError,)),

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -67,11 +67,12 @@ class RangeList:
     ranges: tuple[ProviderRange, ...]
     source: str
     fetched: float
+    day: str = field(init=False, compare=False)
+    """The fetch (or check) date, `YYYY-MM-DD` UTC: formatted once, shown in every hit."""
 
-    @property
-    def day(self) -> str:
-        """The fetch (or check) date, `YYYY-MM-DD` UTC."""
-        return datetime.fromtimestamp(self.fetched, UTC).strftime("%Y-%m-%d")
+    def __post_init__(self) -> None:
+        day = datetime.fromtimestamp(self.fetched, UTC).strftime("%Y-%m-%d")
+        object.__setattr__(self, "day", day)
 
 
 def make_network(text: str) -> Network | None:
