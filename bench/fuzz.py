@@ -33,8 +33,9 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -80,6 +81,7 @@ from netwatch.sources.pcapfile import CaptureFile
 from netwatch.store import AlertQuery, Store, read_alerts
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 T0 = 1_700_000_000.0
 TOKENS = [
     b"NaN", b"Infinity", b"-Infinity", b"1e300", b"-1", b"0", b"65536", b"99999999999999999999",
@@ -482,15 +484,21 @@ def _history_seeds(scratch: Path) -> list[bytes]:
     return [save_history(h, base).read_bytes() for h in (history, later)]
 
 
-def _load_history(data: bytes, scratch: Path) -> None:
-    path = history_path("vpngate", scratch)
+def _stored(path: Path, data: bytes, load: Callable[[], T]) -> T:
+    """Write `data` as a list file at `path` and load it: damage must be one line naming it."""
     path.parent.mkdir(exist_ok=True)
     _write(path.parent, path.name, data)
     try:
-        history = load_history("vpngate", scratch)
+        return load()
     except DataFileError as exc:
         _one_line_naming(str(exc), str(path))
         raise
+
+
+def _load_history(data: bytes, scratch: Path) -> None:
+    history = _stored(
+        history_path("vpngate", scratch), data, partial(load_history, "vpngate", scratch)
+    )
     matcher = HistoryMatcher(history)
     for ip in history.entries:  # what the daemon does on every tick with traffic to it
         matcher.match(ip, 443)
@@ -651,14 +659,7 @@ def _ranges_seeds(_: Path) -> list[bytes]:
 
 
 def _load_ranges(data: bytes, scratch: Path) -> None:
-    path = range_path("mullvad", scratch)
-    path.parent.mkdir(exist_ok=True)
-    _write(path.parent, path.name, data)
-    try:
-        found = load_ranges("mullvad", scratch)
-    except DataFileError as exc:
-        _one_line_naming(str(exc), str(path))
-        raise
+    found = _stored(range_path("mullvad", scratch), data, partial(load_ranges, "mullvad", scratch))
     matcher = RangeMatcher([found] if found else [])
     for r in found.ranges if found else ():  # what the enricher does for traffic to it
         matcher.match(r.network.network_address, 443)

@@ -15,11 +15,12 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from netwatch import files, paths
 from netwatch.clock import LATEST
@@ -27,6 +28,7 @@ from netwatch.enrich.vpngate_list import ListFormatError, Relay
 from netwatch.errors import DataFileError, Location
 from netwatch.model import IPAddress, ListHit, parse_ip
 
+T = TypeVar("T")
 KEEP_DAYS = 30
 """Addresses not seen in a fetch for this long are forgotten (relays get re-assigned)."""
 LISTS = ("vpngate", "tor")
@@ -402,11 +404,20 @@ def load_matchers(base: Path | None = None) -> tuple[list[HistoryMatcher], dict[
     matchers: list[HistoryMatcher] = []
     problems: dict[str, str] = {}
     for name in LISTS:
-        try:
-            history = load_history(name, base)
-        except DataFileError as exc:
-            problems[str(history_path(name, base))] = str(exc)
-            continue
-        if history.entries:
+        path = history_path(name, base)
+        history = load_or_note(partial(load_history, name, base), path, problems)
+        if history is not None and history.entries:
             matchers.append(HistoryMatcher(history))
     return matchers, problems
+
+
+def load_or_note(load: Callable[[], T], path: Path, problems: dict[str, str]) -> T | None:
+    """Run one list file's loader; a damaged file is noted in `problems` and gives None.
+
+    The enricher runs on without it, and shows the line (status bar, metrics, stderr).
+    """
+    try:
+        return load()
+    except DataFileError as exc:
+        problems[str(path)] = str(exc)
+        return None

@@ -21,6 +21,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from netwatch.enrich.lists import (
     _strings,
     _time,
     lists_dir,
+    load_or_note,
     read_json,
     write_json,
 )
@@ -183,22 +185,12 @@ def load_range_matcher(
     base: Path | None = None, bundled: Path = BUNDLED
 ) -> tuple[RangeMatcher | None, dict[str, str]]:
     """A matcher over the bundled and every stored list, and per-file problems (skipped)."""
-    found: list[RangeList] = []
     problems: dict[str, str] = {}
-    try:
-        found.append(load_bundled(bundled))
-    except DataFileError as exc:
-        problems[str(bundled)] = str(exc)
-    for provider in FETCHED:
-        try:
-            got = load_ranges(provider, base)
-        except DataFileError as exc:
-            problems[str(range_path(provider, base))] = str(exc)
-            continue
-        if got is not None:
-            found.append(got)
-    found = [rl for rl in found if rl.ranges]
-    return (RangeMatcher(found) if found else None), problems
+    found = [load_or_note(partial(load_bundled, bundled), bundled, problems)] + [
+        load_or_note(partial(load_ranges, p, base), range_path(p, base), problems) for p in FETCHED
+    ]
+    lists = [rl for rl in found if rl is not None and rl.ranges]
+    return (RangeMatcher(lists) if lists else None), problems
 
 
 # ---------------------------------------------------------------- matching

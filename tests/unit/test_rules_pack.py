@@ -160,6 +160,14 @@ def ex(flows: EnrichedFlow | list[EnrichedFlow], why: str, **kw: object) -> Exam
     return Example(flows if isinstance(flows, list) else [flows], why=why, **kw)  # type: ignore[arg-type]
 
 
+WG_HANDSHAKE = flow(
+    process=None,
+    transport=Transport.UDP,
+    remote_ip="203.0.113.5",
+    remote_port=51820,
+    label=("wireguard", True, (("handshake", "initiation"),)),
+)
+"""A WireGuard handshake to 203.0.113.5:51820 seen in a capture (no process)."""
 MULLVAD_EXPECTED = Policy(expected_vpn=(ExpectedVpn("mine", protocols=("mullvad",)),))
 BY_ADDRESS = flow(
     process="python3",
@@ -336,13 +344,7 @@ EXAMPLES: dict[str, tuple[list[Example], list[Example]]] = {
                 "openvpn talking, no policy",
             ),
             ex(
-                flow(
-                    process=None,
-                    transport=Transport.UDP,
-                    remote_ip="203.0.113.5",
-                    remote_port=51820,
-                    label=("wireguard", True, (("handshake", "initiation"),)),
-                ),
+                WG_HANDSHAKE,
                 "a WireGuard handshake in a pcap",
             ),
             ex(
@@ -358,13 +360,7 @@ EXAMPLES: dict[str, tuple[list[Example], list[Example]]] = {
                 policy=OPENVPN_EXPECTED,
             ),
             ex(
-                flow(
-                    process=None,
-                    transport=Transport.UDP,
-                    remote_ip="203.0.113.5",
-                    remote_port=51820,
-                    label=("wireguard", True, (("handshake", "initiation"),)),
-                ),
+                WG_HANDSHAKE,
                 "WireGuard to the expected endpoint",
                 policy=WG_EXPECTED,
             ),
@@ -391,13 +387,7 @@ EXAMPLES: dict[str, tuple[list[Example], list[Example]]] = {
         ],
         [
             ex(
-                flow(
-                    process=None,
-                    transport=Transport.UDP,
-                    remote_ip="203.0.113.5",
-                    remote_port=51820,
-                    label=("wireguard", True, (("handshake", "initiation"),)),
-                ),
+                WG_HANDSHAKE,
                 "a WireGuard signature: vpn.unexpected reports it instead",
             ),
             ex(BY_ADDRESS, "Mullvad expected by policy", policy=MULLVAD_EXPECTED),
