@@ -52,7 +52,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     lists_sub = parser.add_subparsers(dest="lists_command", metavar="SUBCOMMAND", required=True)
     update = lists_sub.add_parser(
-        "update", help="download the VPN Gate list and Tor relay data now (never automatic)"
+        "update",
+        help="download the VPN Gate list and Tor relay data (--only ranges: the VPN providers' "
+        "server lists) now (never automatic)",
     )
     update.add_argument(
         "--only",

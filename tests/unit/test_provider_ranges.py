@@ -470,3 +470,32 @@ def test_lists_update_of_one_provider_rejects_a_page_in_one_line(
     usage = _run([*netwatch_cmd, "lists", "update", "--only", "ranges", "--url", base])
     assert usage.returncode != 0 and "--url needs --only" in usage.stderr
     assert "Traceback" not in usage.stderr
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        (b'{"schema": 1, "provider": "mullvad", "ranges": [', "not JSON"),
+        (
+            b'{"schema": 1, "provider": "mullvad", "source": "s", "fetched": NaN, "ranges": []}',
+            "fetched",
+        ),
+        (
+            b'{"schema": 1, "provider": "mullvad", "source": "s", "fetched": 1700000000,'
+            b' "ranges": [{"prefix": "127.0.0.0/0", "ports": []}]}',
+            "ranges[0].prefix",
+        ),
+    ],
+)
+def test_a_damaged_range_file_is_one_skipped_line_in_lookup_and_status(
+    netwatch_cmd: list[str], data: bytes, where: str
+) -> None:
+    path = range_path("mullvad")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    for args in (["lookup", "127.0.0.1", "--format", "jsonl"], ["lists", "status"]):
+        res = _run([*netwatch_cmd, *args])
+        assert res.returncode == 1 and "Traceback" not in res.stderr
+        (line,) = res.stderr.splitlines()
+        assert line.startswith(f"netwatch: skipped {path}:") and where in line, line
+        assert res.stdout  # the other files still answered
