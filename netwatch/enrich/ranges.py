@@ -78,11 +78,15 @@ class RangeList:
 
 
 def make_network(text: str) -> Network | None:
-    """A prefix or address as a network (host bits dropped); None for garbage or too wide."""
+    """A prefix or address as a network (host bits dropped, IPv4-mapped IPv6 unmapped, as
+    `model.parse_ip` does for flows); None for garbage or a prefix too wide to be a provider's."""
     try:
-        net = ipaddress.ip_network(text.strip(), strict=False)
+        net: Network = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         return None
+    mapped = net.network_address.ipv4_mapped if net.version == 6 else None
+    if mapped is not None and net.prefixlen >= 96:  # flows carry such addresses unmapped
+        net = ipaddress.IPv4Network((mapped, net.prefixlen - 96))
     return net if net.prefixlen >= SHORTEST[net.version] else None
 
 

@@ -110,6 +110,13 @@ def test_nordvpn_servers_give_station_and_ips() -> None:
     assert {r.note for r in ranges} == {"de1.nordvpn.com", "us2.nordvpn.com"}
 
 
+def test_ipv4_mapped_entries_are_unmapped_as_flows_are() -> None:
+    ranges = parse_nordvpn('[{"station": "::ffff:192.0.2.9", "ipv6_station": "::ffff:0:0/120"}]')
+    assert _nets(ranges) == {"192.0.2.9/32", "0.0.0.0/24"}
+    matcher = RangeMatcher([RangeList("nordvpn", tuple(ranges), "s", T0)])
+    assert [h.list for h in matcher.match(parse_ip("::ffff:192.0.2.9"), None)] == ["nordvpn"]
+
+
 def test_icloud_egress_csv_gives_prefixes_with_places() -> None:
     ranges = parse_icloud(ICLOUD)
     assert _nets(ranges) == {"192.0.2.128/25", "2001:db8:1200::/40"}
