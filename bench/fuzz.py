@@ -33,8 +33,9 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -69,6 +70,8 @@ from netwatch.enrich.lists import (
     relay_entries,
     save_history,
 )
+from netwatch.enrich.provider_formats import PARSERS
+from netwatch.enrich.ranges import BUNDLED, RangeMatcher, load_ranges, range_path
 from netwatch.enrich.rdap_cache import OwnerCache
 from netwatch.enrich.vpngate_list import Relay, format_vpngate, parse_vpngate
 from netwatch.errors import DataFileError, NetwatchError
@@ -78,6 +81,7 @@ from netwatch.sources.pcapfile import CaptureFile
 from netwatch.store import AlertQuery, Store, read_alerts
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 T0 = 1_700_000_000.0
 TOKENS = [
     b"NaN", b"Infinity", b"-Infinity", b"1e300", b"-1", b"0", b"65536", b"99999999999999999999",
@@ -480,15 +484,21 @@ def _history_seeds(scratch: Path) -> list[bytes]:
     return [save_history(h, base).read_bytes() for h in (history, later)]
 
 
-def _load_history(data: bytes, scratch: Path) -> None:
-    path = history_path("vpngate", scratch)
+def _stored(path: Path, data: bytes, load: Callable[[], T]) -> T:
+    """Write `data` as a list file at `path` and load it: damage must be one line naming it."""
     path.parent.mkdir(exist_ok=True)
     _write(path.parent, path.name, data)
     try:
-        history = load_history("vpngate", scratch)
+        return load()
     except DataFileError as exc:
         _one_line_naming(str(exc), str(path))
         raise
+
+
+def _load_history(data: bytes, scratch: Path) -> None:
+    history = _stored(
+        history_path("vpngate", scratch), data, partial(load_history, "vpngate", scratch)
+    )
     matcher = HistoryMatcher(history)
     for ip in history.entries:  # what the daemon does on every tick with traffic to it
         matcher.match(ip, 443)
@@ -644,10 +654,43 @@ def _recording_seeds(_: Path) -> list[bytes]:
     return ["".join(codec.dumps(s) + "\n" for s in snaps).encode()]
 
 
+def _ranges_seeds(_: Path) -> list[bytes]:
+    return [BUNDLED.read_bytes()]
+
+
+def _load_ranges(data: bytes, scratch: Path) -> None:
+    found = _stored(range_path("mullvad", scratch), data, partial(load_ranges, "mullvad", scratch))
+    matcher = RangeMatcher([found] if found else [])
+    for r in found.ranges if found else ():  # what the enricher does for traffic to it
+        matcher.match(r.network.network_address, 443)
+        matcher.label(r.network.network_address, 443, Transport.UDP)
+
+
+PROVIDER_SEEDS = {
+    "mullvad": b'[{"hostname":"se-got-wg-001","type":"wireguard","ipv4_addr_in":"198.51.100.7",'
+    b'"ipv6_addr_in":"2001:db8:7::1"}]',
+    "protonvpn": b'{"LogicalServers":[{"Name":"CH#1","Servers":[{"EntryIP":"203.0.113.10",'
+    b'"ExitIP":"203.0.113.11"}]}]}',
+    "nordvpn": b'[{"hostname":"de1.nordvpn.com","station":"192.0.2.21",'
+    b'"ips":[{"ip":{"ip":"192.0.2.22","version":4}}]}]',
+    "icloud-private-relay": b"192.0.2.128/25,US,US-CA,Los Angeles,\n2001:db8:1200::/40,DE,,,\n",
+}
+
+
 FILES = [
     Target("file.list_history", _history_seeds, _load_history, (DataFileError,)),
     Target("file.vpngate_list", _vpngate_seeds, _parse_list(parse_vpngate), (DataFileError,)),
     Target("file.tor_list", _tor_seeds, _parse_list(parse_tor), (DataFileError,)),
+    Target("file.provider_ranges", _ranges_seeds, _load_ranges, (DataFileError,)),
+    *(
+        Target(
+            f"file.{name}_list",
+            lambda _s, seed=PROVIDER_SEEDS[name]: [seed],
+            _parse_list(parse),
+            (DataFileError,),
+        )
+        for name, parse in PARSERS.items()
+    ),
     Target("file.config", _config_seeds, _loader(load_config, "config.toml"), (NetwatchError,)),
     Target("file.rules", _rules_seeds, _check_rules),
     Target("file.mmdb", _mmdb_seeds, _loader(_open_mmdb, "geo.mmdb"), (DataFileError,)),

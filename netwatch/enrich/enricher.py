@@ -13,19 +13,23 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from netwatch.enrich.geo import GeoDatabase, GeoLookup, Origin
 from netwatch.enrich.geo_paths import Candidate, discover
 from netwatch.errors import DataFileError
 from netwatch.model import (
+    Confidence,
     EnrichedFlow,
+    Evidence,
     Flow,
     IPAddress,
+    Label,
     ListHit,
     Owner,
     RemoteInfo,
     Scope,
+    Transport,
     parse_ip,
 )
 
@@ -35,6 +39,15 @@ class ListMatcher(Protocol):
 
     def match(self, ip: IPAddress, port: int | None) -> tuple[ListHit, ...]:
         """Return the hits for this address (and port, when the list knows ports)."""
+        ...
+
+
+@runtime_checkable
+class AddressLabeller(ListMatcher, Protocol):
+    """A list that also says what a flow to a listed address is (VPN provider ranges)."""
+
+    def label(self, ip: IPAddress, port: int | None, transport: Transport) -> Label | None:
+        """Return a label for a flow to this address, port and transport, if the list says."""
         ...
 
 
@@ -70,6 +83,7 @@ class Enricher:
         self._fixed_lists = fixed_lists or not lists
         self.rdap = rdap
         self.lists = tuple(lists)
+        self._labellers = tuple(m for m in self.lists if isinstance(m, AddressLabeller))
         self.problems = dict(problems or {})
         """Discovered files that could not be opened (path -> reason), for `geoip status`."""
 
@@ -103,7 +117,33 @@ class Enricher:
         remote = flow.key.remote
         if remote is None:
             return EnrichedFlow(flow)
-        return EnrichedFlow(flow, self.remote_info(remote.ip, remote.port or None))
+        info = self.remote_info(remote.ip, remote.port or None)
+        if info.lists and self._labellers:
+            flow = self._address_label(flow)
+        return EnrichedFlow(flow, info)
+
+    def _address_label(self, flow: Flow) -> Flow:
+        """Label a flow by where it goes when nothing better says what it is.
+
+        Only a provider's address list says so, hence low confidence: a VPN label from a
+        signature, certificate or name stays, a guess from a port alone gives way
+        (signature > certificate/name > address list > port), and any VPN label beats a
+        plain one (as `dissect.labels.improves` ranks them). A plain label (`tls`, `quic`)
+        or a port guess that gives way is kept as `protocol` evidence.
+        """
+        old, remote = flow.label, flow.key.remote
+        if remote is None or (old is not None and old.vpn and not _port_guess(old)):
+            return flow
+        for labeller in self._labellers:
+            new = labeller.label(remote.ip, remote.port or None, flow.key.transport)
+            if new is None:
+                continue
+            if old is not None:
+                new = dataclasses.replace(
+                    new, evidence=(*new.evidence, Evidence("protocol", old.name))
+                )
+            return dataclasses.replace(flow, label=new)
+        return flow
 
     def describe(self) -> str:
         """One line for the status bar: the files in use with their data dates."""
@@ -128,6 +168,13 @@ class Enricher:
         if self.rdap is not None:
             self.rdap.close()
         self.geo.close()
+
+
+def _port_guess(label: Label) -> bool:
+    """A VPN label from a port alone (`tls_port`, SE-TLS-1): weaker than an address list."""
+    return label.confidence is Confidence.LOW and any(
+        e.name.endswith("_port") for e in label.evidence
+    )
 
 
 def _origin(candidate: Candidate, db_type: str) -> Origin:
@@ -177,17 +224,21 @@ def build_enricher(
 
     A corrupt, truncated or missing file given explicitly raises DataFileError naming it;
     broken discovered files are skipped and listed in `enricher.problems`. Without `lists`,
-    the VPN Gate and Tor histories stored by `netwatch lists update` are matched, so every
-    command that enriches also knows list membership; a broken list file is skipped and
+    the VPN Gate and Tor histories stored by `netwatch lists update`, the VPN providers'
+    ranges it fetched and the bundled WARP ranges are matched, so every command that enriches
+    also knows list membership; a broken list file is skipped and
     listed in `problems` like a broken discovered database.
     """
     databases, problems = open_databases(list(discover(geoip_dbs)))
     loaded = lists is None  # the stored histories, read once here and never changed after
     if lists is None:
         from netwatch.enrich.lists import load_matchers
+        from netwatch.enrich.ranges import load_range_matcher
 
-        lists, list_problems = load_matchers()
-        problems = {**problems, **list_problems}
+        histories, list_problems = load_matchers()
+        ranges, range_problems = load_range_matcher()
+        lists = [*histories, *([ranges] if ranges is not None else [])]
+        problems = {**problems, **list_problems, **range_problems}
     resolver: OwnerResolver | None = None
     if rdap:
         from netwatch.enrich.rdap import RdapResolver

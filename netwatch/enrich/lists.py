@@ -15,11 +15,12 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from netwatch import files, paths
 from netwatch.clock import LATEST
@@ -27,6 +28,7 @@ from netwatch.enrich.vpngate_list import ListFormatError, Relay
 from netwatch.errors import DataFileError, Location
 from netwatch.model import IPAddress, ListHit, parse_ip
 
+T = TypeVar("T")
 KEEP_DAYS = 30
 """Addresses not seen in a fetch for this long are forgotten (relays get re-assigned)."""
 LISTS = ("vpngate", "tor")
@@ -285,17 +287,36 @@ def load_history(name: str, base: Path | None = None) -> History:
     """
     path = history_path(name, base)
     try:
+        doc = read_json(path, "; run 'netwatch lists update' to replace it")
+    except FileNotFoundError:
+        return History(name, {})
+    try:
+        return _history_from_json(name, doc)
+    except _DamageError as exc:
+        raise DataFileError(
+            f"{exc.reason}; run 'netwatch lists update' to replace it",
+            Location(str(path), key=exc.key),
+        ) from None
+
+
+def read_json(path: Path, fix: str) -> Any:
+    """A list file's JSON document; FileNotFoundError when absent, else one located error.
+
+    Shared by every list file (histories, provider ranges): a file that is too large, not
+    UTF-8 or not JSON is a `DataFileError` naming the file (and the line, when JSON says
+    where), with `fix` saying what replaces it.
+    """
+    try:
         with path.open("rb") as fh:
             data = fh.read(MAX_HISTORY_BYTES + 1)
     except FileNotFoundError:
-        return History(name, {})
+        raise
     except OSError as exc:
         raise DataFileError(f"cannot read: {exc.strerror or exc}", Location(str(path))) from None
-    fix = "; run 'netwatch lists update' to replace it"
     if len(data) > MAX_HISTORY_BYTES:
         raise DataFileError(f"larger than {MAX_HISTORY_BYTES} bytes{fix}", Location(str(path)))
     try:
-        doc = json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise DataFileError(
             f"not UTF-8 text (byte {exc.start}){fix}", Location(str(path))
@@ -306,10 +327,6 @@ def load_history(name: str, base: Path | None = None) -> History:
         ) from None
     except RecursionError:
         raise DataFileError(f"not JSON (nested too deeply){fix}", Location(str(path))) from None
-    try:
-        return _history_from_json(name, doc)
-    except _DamageError as exc:
-        raise DataFileError(f"{exc.reason}{fix}", Location(str(path), key=exc.key)) from None
 
 
 def set_aside(name: str, base: Path | None = None) -> Path:
@@ -323,7 +340,6 @@ def set_aside(name: str, base: Path | None = None) -> Path:
 def save_history(history: History, base: Path | None = None) -> Path:
     """Write a history atomically (temp file + rename) and return its path."""
     path = history_path(history.name, base)
-    files.make_dirs(path.parent)
     doc = {
         "schema": SCHEMA,
         "list": history.name,
@@ -331,8 +347,15 @@ def save_history(history: History, base: Path | None = None) -> Path:
         "source": history.source,
         "entries": [_entry_to_json(e) for e in history.entries.values()],
     }
+    write_json(path, doc)
+    return path
+
+
+def write_json(path: Path, doc: Any) -> None:
+    """Write a list file atomically (temp file + rename), 0600 whatever the umask."""
+    files.make_dirs(path.parent)
     # mkstemp creates the file 0600 whatever the umask; the rename keeps that mode.
-    fd, tmp = tempfile.mkstemp(prefix=f".{history.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, separators=(",", ":"))
@@ -341,7 +364,6 @@ def save_history(history: History, base: Path | None = None) -> Path:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return path
 
 
 # ---------------------------------------------------------------- matching
@@ -382,11 +404,20 @@ def load_matchers(base: Path | None = None) -> tuple[list[HistoryMatcher], dict[
     matchers: list[HistoryMatcher] = []
     problems: dict[str, str] = {}
     for name in LISTS:
-        try:
-            history = load_history(name, base)
-        except DataFileError as exc:
-            problems[str(history_path(name, base))] = str(exc)
-            continue
-        if history.entries:
+        path = history_path(name, base)
+        history = load_or_note(partial(load_history, name, base), path, problems)
+        if history is not None and history.entries:
             matchers.append(HistoryMatcher(history))
     return matchers, problems
+
+
+def load_or_note(load: Callable[[], T], path: Path, problems: dict[str, str]) -> T | None:
+    """Run one list file's loader; a damaged file is noted in `problems` and gives None.
+
+    The enricher runs on without it, and shows the line (status bar, metrics, stderr).
+    """
+    try:
+        return load()
+    except DataFileError as exc:
+        problems[str(path)] = str(exc)
+        return None

@@ -161,6 +161,23 @@ def ex(flows: EnrichedFlow | list[EnrichedFlow], why: str, **kw: object) -> Exam
     return Example(flows if isinstance(flows, list) else [flows], why=why, **kw)  # type: ignore[arg-type]
 
 
+WG_HANDSHAKE = flow(
+    process=None,
+    transport=Transport.UDP,
+    remote_ip="203.0.113.5",
+    remote_port=51820,
+    label=("wireguard", True, (("handshake", "initiation"),)),
+)
+"""A WireGuard handshake to 203.0.113.5:51820 seen in a capture (no process)."""
+MULLVAD_EXPECTED = Policy(expected_vpn=(ExpectedVpn("mine", protocols=("mullvad",)),))
+BY_ADDRESS = flow(
+    process="python3",
+    transport=Transport.UDP,
+    remote_ip="198.51.100.7",
+    remote_port=51820,
+    label=("mullvad", True, (("address_list", "mullvad 198.51.100.7/32 (https://x, 2026-12-02)"),)),
+)
+"""A flow labelled by a provider's address list only (`enrich.ranges`)."""
 OPENVPN_EXPECTED = Policy(expected_vpn=(ExpectedVpn("work", process=("openvpn",)),))
 WG_EXPECTED = Policy(
     expected_vpn=(
@@ -328,13 +345,7 @@ EXAMPLES: dict[str, tuple[list[Example], list[Example]]] = {
                 "openvpn talking, no policy",
             ),
             ex(
-                flow(
-                    process=None,
-                    transport=Transport.UDP,
-                    remote_ip="203.0.113.5",
-                    remote_port=51820,
-                    label=("wireguard", True, (("handshake", "initiation"),)),
-                ),
+                WG_HANDSHAKE,
                 "a WireGuard handshake in a pcap",
             ),
             ex(
@@ -350,13 +361,7 @@ EXAMPLES: dict[str, tuple[list[Example], list[Example]]] = {
                 policy=OPENVPN_EXPECTED,
             ),
             ex(
-                flow(
-                    process=None,
-                    transport=Transport.UDP,
-                    remote_ip="203.0.113.5",
-                    remote_port=51820,
-                    label=("wireguard", True, (("handshake", "initiation"),)),
-                ),
+                WG_HANDSHAKE,
                 "WireGuard to the expected endpoint",
                 policy=WG_EXPECTED,
             ),
@@ -370,6 +375,24 @@ EXAMPLES: dict[str, tuple[list[Example], list[Example]]] = {
                 "fetching the VPN Gate list is not using a VPN",
             ),
             ex(listen("openvpn", 1194, ip="127.0.0.1"), "a loopback-only listener"),
+            ex(BY_ADDRESS, "only an address list says VPN: vpn.provider_address reports it"),
+        ],
+    ),
+    "vpn.provider_address": (
+        [
+            ex(BY_ADDRESS, "UDP to an address in Mullvad's list, no signature"),
+            ex(
+                replace(BY_ADDRESS, flow=replace(BY_ADDRESS.flow, direction=Direction.INBOUND)),
+                "a peer coming from a provider's range (iCloud Private Relay egress)",
+            ),
+        ],
+        [
+            ex(
+                WG_HANDSHAKE,
+                "a WireGuard signature: vpn.unexpected reports it instead",
+            ),
+            ex(BY_ADDRESS, "Mullvad expected by policy", policy=MULLVAD_EXPECTED),
+            ex(flow(process="firefox", sni="www.example.com"), "ordinary browsing"),
         ],
     ),
     "vpn.endpoint_jurisdiction": (
