@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
+from netwatch.flows.table import FlowState
 from netwatch.model import (
     Attribution,
     Direction,
@@ -125,3 +126,13 @@ def assign_directions(entries: Sequence[SocketEntry]) -> list[SocketEntry]:
 def listening_ports(entries: Iterable[SocketEntry]) -> set[tuple[str, int]]:
     """The (transport, port) pairs something listens on: accepted sockets share them."""
     return {(t.value, port) for t, port in listeners_of(entries)}
+
+
+def orient(state: FlowState) -> Flow:
+    """A packet flow seen from the side that looks local, for a capture file (no sockets).
+
+    When the initiator is a global address and the responder is not, the responder is this
+    side and the flow is inbound; otherwise the initiator is local and the flow outbound.
+    """
+    initiator_local = not (state.initiator.ip.is_global and not state.responder.ip.is_global)
+    return state.to_flow(initiator_is_local=initiator_local)
