@@ -1,4 +1,4 @@
-"""Socket table -> flows, who initiated each socket, and the join of flows to processes.
+"""Socket table -> flows, who initiated each socket, and the join of packet flows to processes.
 
 Pure: takes socket entries (already sampled by `sources`) and returns model objects. The
 join lives here, not in the display (bandwhich keeps it in its UI state; we do not).
@@ -12,16 +12,17 @@ address and port is one something listens on was accepted, so the peer initiated
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from netwatch.flows.table import FlowState
+from netwatch.flows.table import FlowState, Owner
 from netwatch.model import (
     Attribution,
     Direction,
     Flow,
     FlowKey,
     IPAddress,
+    ProcessRef,
     SocketEntry,
     SocketTable,
     Transport,
@@ -128,11 +129,65 @@ def listening_ports(entries: Iterable[SocketEntry]) -> set[tuple[str, int]]:
     return {(t.value, port) for t, port in listeners_of(entries)}
 
 
+ConnectOwner = Callable[[FlowKey], ProcessRef | None]
+"""The process caught starting this connection from here, if any (`sources.connect_owners`)."""
+
+
+def attribute(
+    state: FlowState,
+    table: SocketTable,
+    local: frozenset[IPAddress],
+    connect_owner: ConnectOwner | None = None,
+) -> Owner:
+    """Who owns this packet flow now, and which side is this host; the flow is not changed.
+
+    A process found earlier stays (attribution `cached` once its socket is gone). Otherwise
+    the socket table is asked, on each side whose address is this host's, initiator first;
+    then `connect_owner` for a connection from here that no sample listed. Failing those,
+    the side is still decided when one address is this host's. Returns the flow's very
+    `owner` when nothing changed, so its `to_flow` keeps last tick's object.
+    """
+    owner = state.owner
+    transport = state.key.transport
+    ini, resp = state.initiator, state.responder
+    if owner.local_is_initiator is not None and owner.process is not None:
+        here, there = (ini, resp) if owner.local_is_initiator else (resp, ini)
+        if table.lookup(transport, here, there) is not None:
+            return _found_by(owner, Attribution.SOCKET)
+        if owner.attribution is not Attribution.CONNECT:
+            return _found_by(owner, Attribution.CACHED)
+        return owner
+    for initiator_local, here, there in ((True, ini, resp), (False, resp, ini)):
+        if here.ip not in local:
+            continue
+        entry = table.lookup(transport, here, there)
+        if entry is not None and entry.process is not None:
+            return Owner(entry.process, Attribution.SOCKET, initiator_local)
+    if connect_owner is not None and ini.ip in local:
+        proc = connect_owner(FlowKey(transport, ini, resp))
+        if proc is not None:
+            return Owner(proc, Attribution.CONNECT, True)
+    if owner.local_is_initiator is None:
+        if ini.ip in local:
+            return replace(owner, local_is_initiator=True)
+        if resp.ip in local:
+            return replace(owner, local_is_initiator=False)
+    return owner
+
+
+def _found_by(owner: Owner, attribution: Attribution) -> Owner:
+    return owner if owner.attribution is attribution else replace(owner, attribution=attribution)
+
+
 def orient(state: FlowState) -> Flow:
-    """A packet flow seen from the side that looks local, for a capture file (no sockets).
+    """A packet flow seen from this host: the side attribution decided, else judged from
+    the addresses (a capture file has no sockets; neither end may be ours when traffic is
+    forwarded or bridged).
 
     When the initiator is a global address and the responder is not, the responder is this
     side and the flow is inbound; otherwise the initiator is local and the flow outbound.
     """
-    initiator_local = not (state.initiator.ip.is_global and not state.responder.ip.is_global)
-    return state.to_flow(initiator_is_local=initiator_local)
+    initiator_local = state.owner.local_is_initiator
+    if initiator_local is None:
+        initiator_local = not (state.initiator.ip.is_global and not state.responder.ip.is_global)
+    return state.to_flow(initiator_local)
