@@ -15,7 +15,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from netwatch.flows.table import FlowState, Owner
+from netwatch.flows.table import FlowOwner, FlowState
 from netwatch.model import (
     Attribution,
     Direction,
@@ -37,16 +37,22 @@ Listeners = Mapping[tuple[Transport, int], frozenset[IPAddress]]
 
 
 def flow_from_socket(
-    entry: SocketEntry, now: float, first_seen: float | None = None, open_ended: bool = False
+    entry: SocketEntry,
+    now: float,
+    first_seen: float | None = None,
+    open_ended: bool = False,
+    direction: Direction | None = None,
 ) -> Flow:
     """Turn one socket into a flow as seen from its local process.
 
     `open_ended` leaves `last_seen` None (the live engine: the socket is open as of the
     snapshot, whose `taken_at` says when), so an unchanged socket's flow stays the same object.
+    `direction`, when given, replaces the entry's (the engine judges it without copying the
+    entry, which would lose its identity).
     """
     return Flow(
         key=entry.key,
-        direction=entry.direction,
+        direction=entry.direction if direction is None else direction,
         state=entry.state,
         process=entry.process,
         attribution=Attribution.SOCKET if entry.process else Attribution.UNKNOWN,
@@ -138,7 +144,7 @@ def attribute(
     table: SocketTable,
     local: frozenset[IPAddress],
     connect_owner: ConnectOwner | None = None,
-) -> Owner:
+) -> FlowOwner:
     """Who owns this packet flow now, and which side is this host; the flow is not changed.
 
     A process found earlier stays (attribution `cached` once its socket is gone). Otherwise
@@ -162,11 +168,11 @@ def attribute(
             continue
         entry = table.lookup(transport, here, there)
         if entry is not None and entry.process is not None:
-            return Owner(entry.process, Attribution.SOCKET, initiator_local)
+            return FlowOwner(entry.process, Attribution.SOCKET, initiator_local)
     if connect_owner is not None and ini.ip in local:
         proc = connect_owner(FlowKey(transport, ini, resp))
         if proc is not None:
-            return Owner(proc, Attribution.CONNECT, True)
+            return FlowOwner(proc, Attribution.CONNECT, True)
     if owner.local_is_initiator is None:
         if ini.ip in local:
             return replace(owner, local_is_initiator=True)
@@ -175,7 +181,7 @@ def attribute(
     return owner
 
 
-def _found_by(owner: Owner, attribution: Attribution) -> Owner:
+def _found_by(owner: FlowOwner, attribution: Attribution) -> FlowOwner:
     return owner if owner.attribution is attribution else replace(owner, attribution=attribution)
 
 

@@ -70,7 +70,7 @@ def _first_speaker_is_responder(pkt: PacketMeta) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Owner:
+class FlowOwner:
     """Who owns a packet flow and which side of it is this host, as attribution decided.
 
     `flows.attribution.attribute` decides it and the table keeps it on the flow
@@ -84,7 +84,7 @@ class Owner:
     """Which side is this host (None: not known yet)."""
 
 
-UNOWNED = Owner()
+UNOWNED = FlowOwner()
 
 
 class FlowState:
@@ -383,7 +383,7 @@ class FlowTable:
             state.done = True
 
     @staticmethod
-    def own(state: FlowState, owner: Owner) -> None:
+    def own(state: FlowState, owner: FlowOwner) -> None:
         """Keep what attribution decided about a flow (`flows.attribution.attribute`)."""
         state.owner = owner
 

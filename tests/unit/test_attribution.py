@@ -16,7 +16,7 @@ from netwatch.flows.attribution import (
     listening_ports,
     orient,
 )
-from netwatch.flows.table import FlowState, FlowTable, Owner
+from netwatch.flows.table import FlowOwner, FlowState, FlowTable
 from netwatch.model import (
     Attribution,
     Direction,
@@ -206,12 +206,12 @@ def test_attribute_returns_the_owner_and_leaves_the_flow_as_it_was() -> None:
     table = SocketTable(taken_at=T0, entries=(replace(entry, process=curl),))
     local = frozenset({here.ip})
     owner = attribute(state, table, local)
-    assert owner == Owner(curl, Attribution.SOCKET, True)
-    assert state.owner == Owner() and state.process is None  # untouched until the table owns it
+    assert owner == FlowOwner(curl, Attribution.SOCKET, True)
+    assert state.owner == FlowOwner() and state.process is None  # untouched until the table owns it
     FlowTable.own(state, owner)
     assert attribute(state, table, local) is owner  # unchanged: the very value, for identity
     gone = attribute(state, SocketTable(taken_at=T0, entries=()), local)
-    assert gone == Owner(curl, Attribution.CACHED, True) and state.owner is owner
+    assert gone == FlowOwner(curl, Attribution.CACHED, True) and state.owner is owner
     assert orient(state).process is curl and orient(state).direction is Direction.OUTBOUND
 
 
@@ -222,10 +222,10 @@ def test_attribute_takes_the_connect_owner_and_orients_by_local_address() -> Non
     caught = {FlowKey(Transport.TCP, a, b): vpn for a, b in ((here, there), (there, here))}.get
     state = _packet_flow(there, here)  # the peer initiated: this host is the responder
     owner = attribute(state, empty, frozenset({here.ip}), caught)
-    assert owner == Owner(None, Attribution.UNKNOWN, False)  # connect owners are for ours only
+    assert owner == FlowOwner(None, Attribution.UNKNOWN, False)  # connect owners are for ours only
     FlowTable.own(state, owner)
     assert orient(state).direction is Direction.INBOUND and orient(state).key.local == here
     mine = _packet_flow(here, there)
-    assert attribute(mine, empty, frozenset({here.ip}), caught) == Owner(
+    assert attribute(mine, empty, frozenset({here.ip}), caught) == FlowOwner(
         vpn, Attribution.CONNECT, True
     )
