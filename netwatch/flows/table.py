@@ -136,21 +136,6 @@ class FlowState:
         """The last `to_flow` answer and what it was made from (see `to_flow`)."""
 
     @property
-    def process(self) -> ProcessRef | None:
-        """The owning process, once attribution found it."""
-        return self.owner.process
-
-    @property
-    def attribution(self) -> Attribution:
-        """How the owning process was found."""
-        return self.owner.attribution
-
-    @property
-    def local_is_initiator(self) -> bool | None:
-        """Which side is this host, once attribution decided it (None: not yet known)."""
-        return self.owner.local_is_initiator
-
-    @property
     def initiator(self) -> Endpoint:
         """The endpoint that spoke first."""
         return self.key.local

@@ -207,7 +207,7 @@ def test_attribute_returns_the_owner_and_leaves_the_flow_as_it_was() -> None:
     local = frozenset({here.ip})
     owner = attribute(state, table, local)
     assert owner == FlowOwner(curl, Attribution.SOCKET, True)
-    assert state.owner == FlowOwner() and state.process is None  # untouched until the table owns it
+    assert state.owner == FlowOwner()  # untouched until the table owns it
     FlowTable.own(state, owner)
     assert attribute(state, table, local) is owner  # unchanged: the very value, for identity
     gone = attribute(state, SocketTable(taken_at=T0, entries=()), local)
