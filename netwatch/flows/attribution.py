@@ -15,7 +15,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from netwatch.flows.table import FlowOwner, FlowState
+from netwatch.flows.table import FlowOwner, FlowState, FlowTable
 from netwatch.model import (
     Attribution,
     Direction,
@@ -159,16 +159,19 @@ def attribute(
     if owner.local_is_initiator is not None and owner.process is not None:
         here, there = (ini, resp) if owner.local_is_initiator else (resp, ini)
         if table.lookup(transport, here, there) is not None:
-            return _found_by(owner, Attribution.SOCKET)
-        if owner.attribution is not Attribution.CONNECT:
-            return _found_by(owner, Attribution.CACHED)
-        return owner
-    for initiator_local, here, there in ((True, ini, resp), (False, resp, ini)):
-        if here.ip not in local:
-            continue
-        entry = table.lookup(transport, here, there)
-        if entry is not None and entry.process is not None:
-            return FlowOwner(entry.process, Attribution.SOCKET, initiator_local)
+            found = Attribution.SOCKET
+        elif owner.attribution is not Attribution.CONNECT:
+            found = Attribution.CACHED
+        else:
+            return owner
+        return owner if owner.attribution is found else replace(owner, attribution=found)
+    # The initiator's side first, then the responder's (unrolled: every flow, every tick).
+    entry = table.lookup(transport, ini, resp) if ini.ip in local else None
+    if entry is not None and entry.process is not None:
+        return FlowOwner(entry.process, Attribution.SOCKET, True)
+    entry = table.lookup(transport, resp, ini) if resp.ip in local else None
+    if entry is not None and entry.process is not None:
+        return FlowOwner(entry.process, Attribution.SOCKET, False)
     if connect_owner is not None and ini.ip in local:
         proc = connect_owner(FlowKey(transport, ini, resp))
         if proc is not None:
@@ -181,8 +184,25 @@ def attribute(
     return owner
 
 
-def _found_by(owner: FlowOwner, attribution: Attribution) -> FlowOwner:
-    return owner if owner.attribution is attribution else replace(owner, attribution=attribution)
+def attributed_flows(
+    states: Iterable[FlowState],
+    table: SocketTable,
+    local: frozenset[IPAddress],
+    connect_owner: ConnectOwner | None = None,
+) -> list[Flow]:
+    """Each packet flow seen from this host, owned by its process (`attribute`); the flow
+    table keeps each new owner (`FlowTable.own`). A flow whose owner and traffic did not
+    change is last tick's very object (`FlowState.to_flow`). One loop, for live capture's
+    every flow every tick."""
+    out: list[Flow] = []
+    append = out.append
+    for state in states:
+        owner = attribute(state, table, local, connect_owner)
+        if owner is not state.owner:
+            FlowTable.own(state, owner)
+        here = owner.local_is_initiator
+        append(state.to_flow(_initiator_looks_local(state) if here is None else here))
+    return out
 
 
 def orient(state: FlowState) -> Flow:
@@ -195,5 +215,9 @@ def orient(state: FlowState) -> Flow:
     """
     initiator_local = state.owner.local_is_initiator
     if initiator_local is None:
-        initiator_local = not (state.initiator.ip.is_global and not state.responder.ip.is_global)
+        initiator_local = _initiator_looks_local(state)
     return state.to_flow(initiator_local)
+
+
+def _initiator_looks_local(state: FlowState) -> bool:
+    return not (state.initiator.ip.is_global and not state.responder.ip.is_global)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from netwatch.errors import CaptureUnavailableError
-from netwatch.flows.attribution import attribute, orient
+from netwatch.flows.attribution import attributed_flows
 from netwatch.flows.table import FlowState, FlowTable, Inspector
 from netwatch.model import (
     Counters,
@@ -124,14 +124,7 @@ class CaptureFlows:
         if starts is not None:
             starts.hint(table)
         connect = self._connect_owner if starts is not None else None
-        own = self.table.own
-        flows: list[Flow] = []
-        for s in (*self.table.live(), *gone):
-            owner = attribute(s, table, local, connect)
-            if owner is not s.owner:
-                own(s, owner)
-            flows.append(orient(s))
-        return flows
+        return attributed_flows((*self.table.live(), *gone), table, local, connect)
 
     def _connect_owner(self, key: FlowKey) -> ProcessRef | None:
         """The owner `starts` caught for a connection it watches (TCP and UDP)."""
