@@ -2,8 +2,8 @@
 
 Who initiated each socket is decided here, not by the sampler (whose entries are the kernel's
 view, direction `unknown`): from the listening sockets of the whole table
-(`flows.attribution.infer_direction`), for new or changed sockets only, and for every socket
-again when the listeners changed (rare), so an unchanged socket costs nothing.
+(`flows.attribution.infer_direction`), for new or changed sockets only, and again for the
+sockets on a port whose listeners changed, so an unchanged socket costs nothing.
 
 The sampler hands back the very same `SocketEntry` object for a socket whose kernel record
 (state, counters) and owner did not change. For those the engine reuses last tick's `Flow`
@@ -36,6 +36,7 @@ from netwatch.model import (
 )
 
 _REMOTE_OF = operator.attrgetter("key.remote")
+_LOCAL_PORT_OF = operator.attrgetter("key.local.port")
 _NONES = itertools.repeat(None)
 _INODE_OF = operator.attrgetter("inode")
 _KEY_OF = operator.attrgetter("key")
@@ -70,11 +71,13 @@ class SocketFlows:
         if same_objects(entries, self._entries_in):
             self.reused = len(self._flows_out)
             return self._flows_out
-        listeners, rejudge = self._listeners_now(entries)
+        listeners, moved = self._listeners_now(entries)
         got = recall(self._flows, entries)
         misses = missing(got)
-        if rejudge:  # a listener opened or closed: reused flows may change direction (rare)
-            for i, f in enumerate(got):
+        if moved:  # a listener opened or closed: reused flows on its port may change direction
+            ports = map(_LOCAL_PORT_OF, entries)
+            for i in itertools.compress(range(len(entries)), map(moved.__contains__, ports)):
+                f = got[i]
                 if f is not None:
                     d = _direction(entries[i], listeners)
                     if d is not f.direction:
@@ -96,21 +99,24 @@ class SocketFlows:
         self.reused = len(out) - len(misses)
         return out
 
-    def _listeners_now(self, entries: Sequence[SocketEntry]) -> tuple[Listeners, bool]:
-        """This table's listeners, and whether they differ from last tick's.
+    def _listeners_now(self, entries: Sequence[SocketEntry]) -> tuple[Listeners, frozenset[int]]:
+        """This table's listeners, and the ports whose listeners differ from last tick's.
 
         Only unconnected sockets can listen; they are picked out in C, and looked at in
-        Python only when they are not last tick's very entries.
+        Python only when they are not last tick's very entries. Unconnected UDP sockets
+        (DNS lookups) come and go every tick, so only flows on a changed port are re-judged.
         """
-        unconnected = list(
-            itertools.compress(entries, map(operator.is_, map(_REMOTE_OF, entries), _NONES))
-        )
+        remotes = map(_REMOTE_OF, entries)
+        unconnected = list(itertools.compress(entries, map(operator.is_, remotes, _NONES)))
         if same_objects(unconnected, self._unconnected):
-            return self._listeners, False
-        listeners = listeners_of(unconnected)
-        changed = listeners != self._listeners
+            return self._listeners, frozenset()
+        listeners, before = listeners_of(unconnected), self._listeners
+        moved = frozenset(
+            port for (t, port) in before.keys() | listeners.keys()
+            if before.get((t, port)) != listeners.get((t, port))
+        )  # fmt: skip
         self._unconnected, self._listeners = unconnected, listeners
-        return listeners, changed
+        return listeners, moved
 
     def forget_enrichment(self) -> None:
         """Drop last tick's enriched flows (the enricher was replaced)."""

@@ -199,3 +199,10 @@ def test_directions_are_judged_in_flows_and_rejudged_only_when_listeners_change(
     assert second[out.key] is first[out.key]  # its direction did not change: the same object
     third = {f.flow.key: f.flow for f in engine.tick().flows}
     assert third[accepted.key] is second[accepted.key]
+    # A DNS lookup's unconnected UDP socket on another port: nothing else is re-judged.
+    lookup = Endpoint(ipaddress.ip_address("10.0.0.2"), 53123)
+    dns = SocketEntry(FlowKey(Transport.UDP, lookup, None), None, Direction.UNKNOWN)
+    sockets.entries = (accepted, out, dns)
+    fourth = {f.flow.key: f.flow for f in engine.tick().flows}
+    assert fourth[dns.key].direction is Direction.LISTEN
+    assert fourth[accepted.key] is third[accepted.key] and fourth[out.key] is third[out.key]
