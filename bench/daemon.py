@@ -226,8 +226,8 @@ def stage_breakdown(n: int, ticks: int = 10) -> dict[str, float]:
     from netwatch.daemon.encoding import SnapshotEncoder
     from netwatch.detect.engine import RuleEngine
     from netwatch.enrich.enricher import build_enricher
+    from netwatch.flows.socket_flows import SocketFlows
     from netwatch.model import Snapshot
-    from netwatch.pipeline.socket_flows import SocketFlows
     from netwatch.sources import netlink
     from netwatch.sources.sockets import SocketSampler
     from netwatch.store import Store, StoredFirstSeen

@@ -1,4 +1,4 @@
-"""Socket table -> flows, who initiated each socket, and the join of flows to processes.
+"""Socket table -> flows, who initiated each socket, and the join of packet flows to processes.
 
 Pure: takes socket entries (already sampled by `sources`) and returns model objects. The
 join lives here, not in the display (bandwhich keeps it in its UI state; we do not).
@@ -12,15 +12,17 @@ address and port is one something listens on was accepted, so the peer initiated
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
+from netwatch.flows.table import FlowOwner, FlowState, FlowTable
 from netwatch.model import (
     Attribution,
     Direction,
     Flow,
     FlowKey,
     IPAddress,
+    ProcessRef,
     SocketEntry,
     SocketTable,
     Transport,
@@ -35,16 +37,22 @@ Listeners = Mapping[tuple[Transport, int], frozenset[IPAddress]]
 
 
 def flow_from_socket(
-    entry: SocketEntry, now: float, first_seen: float | None = None, open_ended: bool = False
+    entry: SocketEntry,
+    now: float,
+    first_seen: float | None = None,
+    open_ended: bool = False,
+    direction: Direction | None = None,
 ) -> Flow:
     """Turn one socket into a flow as seen from its local process.
 
     `open_ended` leaves `last_seen` None (the live engine: the socket is open as of the
     snapshot, whose `taken_at` says when), so an unchanged socket's flow stays the same object.
+    `direction`, when given, replaces the entry's (the engine judges it without copying the
+    entry, which would lose its identity).
     """
     return Flow(
         key=entry.key,
-        direction=entry.direction,
+        direction=entry.direction if direction is None else direction,
         state=entry.state,
         process=entry.process,
         attribution=Attribution.SOCKET if entry.process else Attribution.UNKNOWN,
@@ -125,3 +133,91 @@ def assign_directions(entries: Sequence[SocketEntry]) -> list[SocketEntry]:
 def listening_ports(entries: Iterable[SocketEntry]) -> set[tuple[str, int]]:
     """The (transport, port) pairs something listens on: accepted sockets share them."""
     return {(t.value, port) for t, port in listeners_of(entries)}
+
+
+ConnectOwner = Callable[[FlowKey], ProcessRef | None]
+"""The process caught starting this connection from here, if any (`sources.connect_owners`)."""
+
+
+def attribute(
+    state: FlowState,
+    table: SocketTable,
+    local: frozenset[IPAddress],
+    connect_owner: ConnectOwner | None = None,
+) -> FlowOwner:
+    """Who owns this packet flow now, and which side is this host; the flow is not changed.
+
+    A process found earlier stays (attribution `cached` once its socket is gone). Otherwise
+    the socket table is asked, on each side whose address is this host's, initiator first;
+    then `connect_owner` for a connection from here that no sample listed. Failing those,
+    the side is still decided when one address is this host's. Returns the flow's very
+    `owner` when nothing changed, so its `to_flow` keeps last tick's object.
+    """
+    owner = state.owner
+    transport = state.key.transport
+    ini, resp = state.initiator, state.responder
+    if owner.local_is_initiator is not None and owner.process is not None:
+        here, there = (ini, resp) if owner.local_is_initiator else (resp, ini)
+        if table.lookup(transport, here, there) is not None:
+            found = Attribution.SOCKET
+        elif owner.attribution is not Attribution.CONNECT:
+            found = Attribution.CACHED
+        else:
+            return owner
+        return owner if owner.attribution is found else replace(owner, attribution=found)
+    # The initiator's side first, then the responder's (unrolled: every flow, every tick).
+    entry = table.lookup(transport, ini, resp) if ini.ip in local else None
+    if entry is not None and entry.process is not None:
+        return FlowOwner(entry.process, Attribution.SOCKET, True)
+    entry = table.lookup(transport, resp, ini) if resp.ip in local else None
+    if entry is not None and entry.process is not None:
+        return FlowOwner(entry.process, Attribution.SOCKET, False)
+    if connect_owner is not None and ini.ip in local:
+        proc = connect_owner(FlowKey(transport, ini, resp))
+        if proc is not None:
+            return FlowOwner(proc, Attribution.CONNECT, True)
+    if owner.local_is_initiator is None:
+        if ini.ip in local:
+            return replace(owner, local_is_initiator=True)
+        if resp.ip in local:
+            return replace(owner, local_is_initiator=False)
+    return owner
+
+
+def attributed_flows(
+    states: Iterable[FlowState],
+    table: SocketTable,
+    local: frozenset[IPAddress],
+    connect_owner: ConnectOwner | None = None,
+) -> list[Flow]:
+    """Each packet flow seen from this host, owned by its process (`attribute`); the flow
+    table keeps each new owner (`FlowTable.own`). A flow whose owner and traffic did not
+    change is last tick's very object (`FlowState.to_flow`). One loop, for live capture's
+    every flow every tick."""
+    out: list[Flow] = []
+    append = out.append
+    for state in states:
+        owner = attribute(state, table, local, connect_owner)
+        if owner is not state.owner:
+            FlowTable.own(state, owner)
+        here = owner.local_is_initiator
+        append(state.to_flow(_initiator_looks_local(state) if here is None else here))
+    return out
+
+
+def orient(state: FlowState) -> Flow:
+    """A packet flow seen from this host: the side attribution decided, else judged from
+    the addresses (a capture file has no sockets; neither end may be ours when traffic is
+    forwarded or bridged).
+
+    When the initiator is a global address and the responder is not, the responder is this
+    side and the flow is inbound; otherwise the initiator is local and the flow outbound.
+    """
+    initiator_local = state.owner.local_is_initiator
+    if initiator_local is None:
+        initiator_local = _initiator_looks_local(state)
+    return state.to_flow(initiator_local)
+
+
+def _initiator_looks_local(state: FlowState) -> bool:
+    return not (state.initiator.ip.is_global and not state.responder.ip.is_global)

@@ -69,15 +69,32 @@ def _first_speaker_is_responder(pkt: PacketMeta) -> bool:
     return sport < 1024 <= dport
 
 
+@dataclass(frozen=True, slots=True)
+class FlowOwner:
+    """Who owns a packet flow and which side of it is this host, as attribution decided.
+
+    `flows.attribution.attribute` decides it and the table keeps it on the flow
+    (`FlowTable.own`), so a process found while its socket was open survives the socket
+    closing. Frozen, so callers hand the table a new value instead of editing its flows.
+    """
+
+    process: ProcessRef | None = None
+    attribution: Attribution = Attribution.UNKNOWN
+    local_is_initiator: bool | None = None
+    """Which side is this host (None: not known yet)."""
+
+
+UNOWNED = FlowOwner()
+
+
 class FlowState:
-    """One live flow, mutable inside the table; callers read it and may cache a process.
+    """One live flow, mutable inside the table only; callers read it.
 
     `key` has the initiator as `local`. Counters named `*_fwd` run initiator -> responder.
     """
 
     __slots__ = (
         "_memo",
-        "attribution",
         "bytes_fwd",
         "bytes_rev",
         "dns_name",
@@ -92,10 +109,9 @@ class FlowState:
         "key",
         "label",
         "last_seen",
-        "local_is_initiator",
+        "owner",
         "pkts_fwd",
         "pkts_rev",
-        "process",
         "sni",
         "tcp",
         "tls_cert",
@@ -117,11 +133,9 @@ class FlowState:
         self.body_prefix: bytes | None = None
         self.tls_cert: CertNames | None = None
         self.dns_name: str | None = None
-        self.process: ProcessRef | None = None
-        """The owning process once attribution found it (live capture caches it here)."""
-        self.attribution = Attribution.UNKNOWN
-        self.local_is_initiator: bool | None = None
-        """Which side is this host, once attribution decided it (None: not yet known)."""
+        self.owner = UNOWNED
+        """The owning process and this host's side, once attribution found them
+        (`FlowTable.own`; live capture only)."""
         self._memo: tuple[tuple[object, ...], Flow] | None = None
         """The last `to_flow` answer and what it was made from (see `to_flow`)."""
 
@@ -161,7 +175,7 @@ class FlowState:
         """
         sig = (
             initiator_is_local, self.pkts_fwd, self.pkts_rev, self.bytes_fwd, self.bytes_rev,
-            self.tcp, self.last_seen, self.process, self.attribution, self.dns_name, self.sni,
+            self.tcp, self.last_seen, self.owner, self.dns_name, self.sni,
             self.http_host, self.label, self.tls_cert, self.http_request, self.body_prefix,
         )  # fmt: skip
         memo = self._memo
@@ -184,8 +198,8 @@ class FlowState:
             key=key,
             direction=direction,
             state=self.tcp_state,
-            process=self.process,
-            attribution=self.attribution,
+            process=self.owner.process,
+            attribution=self.owner.attribution,
             first_seen=self.first_seen,
             last_seen=self.last_seen,
             bytes_sent=sent[0],
@@ -362,6 +376,11 @@ class FlowTable:
             self.remember_name(ip, name)
         if facts.done:
             state.done = True
+
+    @staticmethod
+    def own(state: FlowState, owner: FlowOwner) -> None:
+        """Keep what attribution decided about a flow (`flows.attribution.attribute`)."""
+        state.owner = owner
 
     def remember_name(self, ip: IPAddress, name: str) -> None:
         """Note that `name` resolved to `ip`, so flows to `ip` get `dns_name` (bounded)."""

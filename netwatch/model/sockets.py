@@ -24,6 +24,8 @@ class SocketEntry:
     key: FlowKey
     state: str | None
     direction: Direction
+    """`unknown` from the sampler: who initiated a socket is judged from the whole table's
+    listeners, in `flows` (`flows.socket_flows`, `flows.attribution.infer_direction`)."""
     process: ProcessRef | None = None
     inode: int | None = None
     uid: int | None = None

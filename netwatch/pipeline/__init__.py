@@ -12,7 +12,6 @@ from netwatch.pipeline.engine import (
     LiveFeed,
     PacketFlows,
     SocketSource,
-    merge_flows,
 )
 
 __all__ = [
@@ -22,5 +21,4 @@ __all__ = [
     "LiveFeed",
     "PacketFlows",
     "SocketSource",
-    "merge_flows",
 ]

@@ -2,11 +2,11 @@
 
 `CaptureFlows` is the engine's `PacketFlows`. Each tick it decodes what the capture thread
 queued, feeds the flow table (which runs the dissectors), expires idle flows, and turns every
-live flow into a `Flow` seen from this host. The owning process comes from the socket table
-(`SocketTable.lookup`, trying the initiator's side first, then the responder's, each only if
-that address is one of this host's); once found, the process is cached on the flow so it
-survives the socket closing (attribution `cached`). Flows expired this tick are reported one
-last time so short conversations are not missed between ticks.
+live flow into a `Flow` seen from this host. `flows.attribution.attribute` decides the owning
+process from the socket table (trying the initiator's side first, then the responder's, each
+only if that address is one of this host's); the table keeps it on the flow so it survives the
+socket closing (attribution `cached`). Flows expired this tick are reported one last time so
+short conversations are not missed between ticks.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ import time
 from collections.abc import Callable, Sequence
 
 from netwatch.errors import CaptureUnavailableError
+from netwatch.flows.attribution import attributed_flows
 from netwatch.flows.table import FlowState, FlowTable, Inspector
 from netwatch.model import (
-    Attribution,
     Counters,
     Endpoint,
     Flow,
     FlowKey,
     IPAddress,
+    ProcessRef,
     SocketTable,
     Transport,
 )
@@ -122,7 +123,14 @@ class CaptureFlows:
         starts = self.starts
         if starts is not None:
             starts.hint(table)
-        return [attribute(s, table, local, starts) for s in (*self.table.live(), *gone)]
+        connect = self._connect_owner if starts is not None else None
+        return attributed_flows((*self.table.live(), *gone), table, local, connect)
+
+    def _connect_owner(self, key: FlowKey) -> ProcessRef | None:
+        """The owner `starts` caught for a connection it watches (TCP and UDP)."""
+        if self.starts is None or key.transport not in WATCHED:
+            return None
+        return self.starts.owner(key)
 
     def counters(self) -> Counters:
         """Packets seen, kernel drops and queue overflows since capture started."""
@@ -145,48 +153,3 @@ class CaptureFlows:
         self.capture.stop()
         if self.starts is not None:
             self.starts.stop()
-
-
-def attribute(
-    state: FlowState,
-    table: SocketTable,
-    local: frozenset[IPAddress],
-    starts: ConnectionOwners | None = None,
-) -> Flow:
-    """The flow seen from this host, with its owning process when the socket table has it
-    (or, for a connection from here that no sample listed, when `starts` caught it)."""
-    transport = state.key.transport
-    ini, resp = state.initiator, state.responder
-    if state.local_is_initiator is not None and state.process is not None:
-        here, there = (ini, resp) if state.local_is_initiator else (resp, ini)
-        entry = table.lookup(transport, here, there)
-        if entry is not None:
-            state.attribution = Attribution.SOCKET
-        elif state.attribution is not Attribution.CONNECT:
-            state.attribution = Attribution.CACHED
-        return state.to_flow(state.local_is_initiator)
-    for initiator_local, here, there in ((True, ini, resp), (False, resp, ini)):
-        if here.ip not in local:
-            continue
-        entry = table.lookup(transport, here, there)
-        if entry is not None and entry.process is not None:
-            state.process = entry.process
-            state.attribution = Attribution.SOCKET
-            state.local_is_initiator = initiator_local
-            return state.to_flow(initiator_local)
-    if starts is not None and transport in WATCHED and ini.ip in local:
-        proc = starts.owner(FlowKey(transport, ini, resp))
-        if proc is not None:
-            state.process = proc
-            state.attribution = Attribution.CONNECT
-            state.local_is_initiator = True
-            return state.to_flow(True)
-    if state.local_is_initiator is None:
-        if ini.ip in local:
-            state.local_is_initiator = True
-        elif resp.ip in local:
-            state.local_is_initiator = False
-    if state.local_is_initiator is not None:
-        return state.to_flow(state.local_is_initiator)
-    # Neither end is ours (forwarded or bridged traffic): the analyze rule decides.
-    return state.to_flow(not (ini.ip.is_global and not resp.ip.is_global))

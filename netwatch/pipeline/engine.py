@@ -8,7 +8,6 @@ inputs and the daemon, `snapshot` and the dashboard's `LiveFeed` share one engin
 
 from __future__ import annotations
 
-import itertools
 import operator
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,20 +15,20 @@ from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
 from netwatch.clock import Clock
+from netwatch.flows.merge import MergeMemo, merge_flows
+from netwatch.flows.socket_flows import SocketFlows
 from netwatch.model import (
     Alert,
     Counters,
     Endpoint,
     EnrichedFlow,
     Flow,
-    FlowKey,
     HostFacts,
     Snapshot,
     SocketTable,
     SourceStatus,
     Transport,
 )
-from netwatch.pipeline.socket_flows import SocketFlows
 
 
 class SocketSource(Protocol):
@@ -118,7 +117,6 @@ class HostFactsSource(Protocol):
         ...
 
 
-_KEY = operator.attrgetter("key")
 _PROCESS = operator.attrgetter("flow.process")
 
 REREAD_COST = 5
@@ -126,65 +124,6 @@ REREAD_COST = 5
 FULL_FIXED_COST = 200
 """A full sample of an empty table (hash-table walks, /proc/net reads: ~0.3 ms) costs about
 as much as this many sockets of one. Beyond that many re-reads, a full sample is cheaper."""
-
-MergeMemo = dict[int, tuple[Flow, Flow, Flow]]
-"""id(packet flow) -> (packet flow, socket twin, their merge), for one tick."""
-
-
-def merge_flows(
-    socket_flows: Sequence[Flow],
-    packet_flows: Sequence[Flow],
-    last: MergeMemo | None = None,
-    memo: MergeMemo | None = None,
-) -> list[Flow]:
-    """Join the two views of the same conversations by key.
-
-    The socket table knows the process and TCP byte counters; packets know labels, names and
-    UDP/other bytes. A packet flow with a socket twin takes the socket's process; byte counts
-    keep the larger (both count the same bytes, each misses some: sockets opened before capture,
-    packets dropped by the kernel). When both twins are last tick's objects (`last`), so is
-    their merge; `memo` collects this tick's merges for the next call.
-    """
-    if not packet_flows:
-        return list(socket_flows)
-    by_key = dict(zip(map(_KEY, socket_flows), socket_flows, strict=True))  # in C
-    merged: list[Flow] = []
-    seen: set[FlowKey] = set()
-    for pf in packet_flows:
-        sf = by_key.get(pf.key)
-        if sf is None:
-            merged.append(pf)
-            continue
-        seen.add(pf.key)
-        hit = last.get(id(pf)) if last is not None else None
-        both = hit[2] if hit is not None and hit[0] is pf and hit[1] is sf else _merge(pf, sf)
-        if memo is not None:
-            memo[id(pf)] = (pf, sf, both)
-        merged.append(both)
-    unmatched = map(operator.not_, map(seen.__contains__, map(_KEY, socket_flows)))
-    merged.extend(itertools.compress(socket_flows, unmatched))
-    return merged
-
-
-def _merge(pf: Flow, sf: Flow) -> Flow:
-    """The packet flow with its socket twin's process, state and larger byte counts."""
-    return replace(
-        pf,
-        direction=sf.direction,
-        state=sf.state,
-        process=sf.process or pf.process,
-        attribution=sf.attribution if sf.process else pf.attribution,
-        bytes_sent=_max(sf.bytes_sent, pf.bytes_sent),
-        bytes_received=_max(sf.bytes_received, pf.bytes_received),
-    )
-
-
-def _max(a: int | None, b: int | None) -> int | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return max(a, b)
 
 
 class Engine:

@@ -5,21 +5,20 @@ This is what `netwatch analyze` runs. It streams: flows leave the table when the
 is bounded by the flows live at any moment, not by the file. Alerts come last, once per
 alert id in its final state, because a rule may update an alert with every later flow.
 
-A capture has no socket table, so "local" is decided from addresses: when the initiator is a
-global address and the responder is not, the responder is this side and the flow is inbound;
-otherwise the initiator is local and the flow outbound.
+A capture has no socket table, so which side is local is judged from the addresses alone
+(`flows.attribution.orient`).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
+from netwatch.dissect import Dissector
+from netwatch.flows.attribution import orient
 from netwatch.flows.table import FlowState, FlowTable, Inspector
-from netwatch.model import Alert, EnrichedFlow, Flow, FlowKey, IPAddress, PacketMeta
+from netwatch.model import Alert, EnrichedFlow, FlowKey, PacketMeta
 from netwatch.pipeline.engine import Detector, Enricher
 from netwatch.sources.pcapfile import CaptureFile, PcapError
 
@@ -27,31 +26,10 @@ TICK_SECONDS = 1.0
 """How often, in capture time, idle flows are expired and emitted."""
 
 
-def default_inspector() -> tuple[Inspector | None, Callable[[FlowKey], None] | None]:
-    """The dissector's `inspect` and its per-flow `forget`, or (None, None) if not built yet."""
-    try:
-        module = importlib.import_module("netwatch.dissect")
-    except ImportError:
-        return None, None
-    factory = getattr(module, "Dissector", None)
-    if factory is None:
-        return None, None
-    dissector = factory()
-    forget = getattr(dissector, "forget", None)
-    return (
-        cast(Inspector, dissector.inspect),
-        cast(Callable[[FlowKey], None] | None, forget),
-    )
-
-
-def _looks_local(ip: IPAddress) -> bool:
-    return not ip.is_global
-
-
-def orient(state: FlowState) -> Flow:
-    """The flow seen from the side that looks local (see the module docstring)."""
-    initiator_local = not (state.initiator.ip.is_global and _looks_local(state.responder.ip))
-    return state.to_flow(initiator_is_local=initiator_local)
+def default_inspector() -> tuple[Inspector, Callable[[FlowKey], None]]:
+    """A new dissector's `inspect` and its per-flow `forget` (one dissector per flow table)."""
+    dissector = Dissector()
+    return dissector.inspect, dissector.forget
 
 
 @dataclass

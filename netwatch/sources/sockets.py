@@ -25,18 +25,15 @@ import operator
 import socket
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
 from typing import cast
 
 import psutil
 
 from netwatch.clock import Clock, SystemClock
-from netwatch.flows.attribution import assign_directions, infer_direction, listeners_from
 from netwatch.model import (
     Direction,
     Endpoint,
     FlowKey,
-    IPAddress,
     ProcessRef,
     SocketEntry,
     SocketTable,
@@ -81,7 +78,6 @@ _NEW_LOOKUPS = 256
 _ABSENT_FOR = 3.0
 """Seconds before a conversation whose socket was not found is looked up again."""
 _NO_ENTRIES: dict[netlink.Record, SocketEntry] = {}
-_LISTENISH = frozenset((10, 7))  # TCP_LISTEN; TCP_CLOSE is how the kernel shows unconnected UDP
 
 
 def _state(transport: Transport, state: int) -> str | None:
@@ -124,7 +120,6 @@ class SocketSampler:
         self._absent: dict[Conversation, float] = {}
         """Conversations `refresh` found no socket for, until when not to ask again."""
         self._owners_version = -1
-        self._listeners: dict[tuple[Transport, int], frozenset[IPAddress]] = {}
         self._endpoints: dict[bytes, Endpoint] = {}
         self._hidden = 0
         self.backend = "psutil"
@@ -335,9 +330,8 @@ class SocketSampler:
         inode, counters) and so is its owner. The match runs in C (`map` over dict lookups
         keyed by the whole record), so a socket that did not change costs no Python bytecode:
         at 1 Hz most sockets of a busy machine are idle, and the per-socket Python loop this
-        replaced was a third of the sample. New or changed sockets are built once their
-        direction is known, which needs the listening sockets of the whole sample; reused
-        entries are re-classified only when the listeners changed.
+        replaced was a third of the sample. Entries are the kernel's view: who initiated a
+        socket is judged later, from the whole table (`flows.socket_flows`).
         """
         old_seen = self._seen
         moved = frozenset() if stable else self._owner_changes(owners)
@@ -357,20 +351,10 @@ class SocketSampler:
             out.extend(got)
         if not fresh and len(out) == sum(map(len, old_seen.values())):
             return cast(list[SocketEntry], out), False  # the very same sockets: keep the cache
-        listening: list[int] = []  # positions of listening sockets
-        base = 0
-        for _, records in batches:
-            listening.extend(
-                base + i
-                for i in itertools.compress(
-                    range(len(records)), map(_LISTENISH.__contains__, map(_STATE, records))
-                )
-            )
-            base += len(records)
         with _collector_paused(len(fresh) >= _BULK):
-            self._build(out, fresh, listening, owners)
+            self._build(out, fresh, owners)
         entries = cast(list[SocketEntry], out)
-        # The record cache, from the entries as they finally are (new, or re-judged).
+        # The record cache, from the entries as they finally are.
         self._seen = {}
         base = 0
         for transport, records in batches:
@@ -384,41 +368,21 @@ class SocketSampler:
         self,
         out: list[SocketEntry | None],
         fresh: list[tuple[int, Transport, netlink.Record]],
-        listening: list[int],
         owners: Mapping[int, ProcessRef],
     ) -> None:
-        """Make the entries of `fresh` records in `out` (their direction needs every
-        listener of the sample), and re-judge reused entries if the listeners changed."""
+        """Make the entries of `fresh` records in `out`."""
         keys = self._keys
         if len(keys) > 2 * len(out) + 1024:
             keys.clear()  # forget closed sockets' keys now and then, not every sample
-        built = {
-            i: (keys.get(r[2]) or self._key(transport, r), _state(transport, r[1]))
-            for i, transport, r in fresh
-        }
-        listen_keys = []
-        for i in listening:
-            e = out[i]
-            listen_keys.append((e.key, e.state) if e is not None and i not in built else built[i])
-        listeners = listeners_from(listen_keys)
-        if listeners != self._listeners:
-            self._listeners = listeners
-            # A listener opened or closed: reused entries may change direction (rare).
-            for i, e in enumerate(out):
-                if e is None or i in built:
-                    continue
-                d = infer_direction(e.key, e.state, listeners)
-                if d is not e.direction:
-                    out[i] = replace(e, direction=d)
-        for i, _, r in fresh:
-            key, state = built[i]
+        for i, transport, r in fresh:
+            key = keys.get(r[2]) or self._key(transport, r)
             keys[r[2]] = key
             acked, received, segs_out, segs_in = netlink.decode_counters(r[5])
             proc = owners.get(r[4])
             entry = SocketEntry(
                 key=key,
-                state=state,
-                direction=infer_direction(key, state, listeners),
+                state=_state(transport, r[1]),
+                direction=Direction.UNKNOWN,
                 process=proc,
                 inode=r[4] or None,
                 uid=r[3],
@@ -504,7 +468,7 @@ class SocketSampler:
                 )
             )
         self._hidden = sum(1 for e in entries if e.process is None)
-        return assign_directions(entries)
+        return entries
 
 
 def _packet_entries(

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from netwatch.flows.attribution import (
     assign_directions,
+    attribute,
     flows_from_sockets,
     infer_direction,
     listeners_of,
     listening_ports,
+    orient,
 )
+from netwatch.flows.table import FlowOwner, FlowState, FlowTable
 from netwatch.model import (
     Attribution,
     Direction,
     Endpoint,
     FlowKey,
+    PacketMeta,
     SocketEntry,
     SocketTable,
     Transport,
@@ -184,3 +190,42 @@ def test_every_socket_gets_exactly_one_consistent_direction(rows: list[tuple]) -
             assert e.key.remote is None
         if e.direction in (Direction.INBOUND, Direction.OUTBOUND):
             assert e.key.remote is not None
+
+
+def _packet_flow(src: Endpoint, dst: Endpoint) -> FlowState:
+    table = FlowTable()
+    return table.ingest(PacketMeta(T0, Transport.TCP, src, dst, 60, b"", ip_proto=6, tcp_flags=2))
+
+
+def test_attribute_returns_the_owner_and_leaves_the_flow_as_it_was() -> None:
+    """Attribution is a pure answer: the table, not the caller, stores it on the flow."""
+    here, there = ep("192.0.2.1", 40000), ep("198.51.100.7", 443)
+    state = _packet_flow(here, there)
+    curl = make_process("curl")
+    entry = SocketEntry(FlowKey(Transport.TCP, here, there), "ESTABLISHED", Direction.OUTBOUND)
+    table = SocketTable(taken_at=T0, entries=(replace(entry, process=curl),))
+    local = frozenset({here.ip})
+    owner = attribute(state, table, local)
+    assert owner == FlowOwner(curl, Attribution.SOCKET, True)
+    assert state.owner == FlowOwner()  # untouched until the table owns it
+    FlowTable.own(state, owner)
+    assert attribute(state, table, local) is owner  # unchanged: the very value, for identity
+    gone = attribute(state, SocketTable(taken_at=T0, entries=()), local)
+    assert gone == FlowOwner(curl, Attribution.CACHED, True) and state.owner is owner
+    assert orient(state).process is curl and orient(state).direction is Direction.OUTBOUND
+
+
+def test_attribute_takes_the_connect_owner_and_orients_by_local_address() -> None:
+    here, there = ep("192.0.2.1", 40000), ep("198.51.100.7", 443)
+    vpn = make_process("openvpn")
+    empty = SocketTable(taken_at=T0, entries=())
+    caught = {FlowKey(Transport.TCP, a, b): vpn for a, b in ((here, there), (there, here))}.get
+    state = _packet_flow(there, here)  # the peer initiated: this host is the responder
+    owner = attribute(state, empty, frozenset({here.ip}), caught)
+    assert owner == FlowOwner(None, Attribution.UNKNOWN, False)  # connect owners are for ours only
+    FlowTable.own(state, owner)
+    assert orient(state).direction is Direction.INBOUND and orient(state).key.local == here
+    mine = _packet_flow(here, there)
+    assert attribute(mine, empty, frozenset({here.ip}), caught) == FlowOwner(
+        vpn, Attribution.CONNECT, True
+    )

@@ -6,6 +6,7 @@ attribution and the engine's merge are the real ones.
 
 from __future__ import annotations
 
+from netwatch.flows.merge import merge_flows
 from netwatch.model import (
     Attribution,
     Direction,
@@ -18,7 +19,6 @@ from netwatch.model import (
     parse_ip,
 )
 from netwatch.pipeline.capture_flows import CaptureFlows
-from netwatch.pipeline.engine import merge_flows
 from netwatch.sources.capture import CaptureStats
 from tests.builders import make_process
 

@@ -175,3 +175,34 @@ def test_a_replaced_enricher_answers_for_every_flow_again() -> None:
     assert again.flow is first.flow
     assert again.remote is not None and again.remote.owner is not None
     assert again.remote.owner.name == "Example Net"
+
+
+def test_directions_are_judged_in_flows_and_rejudged_only_when_listeners_change() -> None:
+    """The sampler's entries say nothing of who initiated; the flows stage judges it from the
+    table's listeners, keeps last tick's flow for an unchanged socket, and replaces it only
+    when a listener opened or closed changes its direction."""
+    engine, sockets, _clock, _owners = _engine()
+    here = Endpoint(ipaddress.ip_address("10.0.0.2"), 22)
+    peer = Endpoint(ipaddress.ip_address("10.0.0.9"), 50000)
+    listener = SocketEntry(FlowKey(Transport.TCP, here, None), "LISTEN", Direction.UNKNOWN)
+    accepted = SocketEntry(FlowKey(Transport.TCP, here, peer), "ESTABLISHED", Direction.UNKNOWN)
+    out = replace(_entry(443, inode=7), direction=Direction.UNKNOWN)
+    sockets.entries = (listener, accepted, out)
+    first = {f.flow.key: f.flow for f in engine.tick().flows}
+    assert first[accepted.key].direction is Direction.INBOUND
+    assert first[out.key].direction is Direction.OUTBOUND
+    assert first[listener.key].direction is Direction.LISTEN
+    sockets.entries = (accepted, out)  # the listener closed: the same entries otherwise
+    second = {f.flow.key: f.flow for f in engine.tick().flows}
+    assert second[accepted.key].direction is Direction.OUTBOUND
+    assert second[accepted.key].first_seen == first[accepted.key].first_seen
+    assert second[out.key] is first[out.key]  # its direction did not change: the same object
+    third = {f.flow.key: f.flow for f in engine.tick().flows}
+    assert third[accepted.key] is second[accepted.key]
+    # A DNS lookup's unconnected UDP socket on another port: nothing else is re-judged.
+    lookup = Endpoint(ipaddress.ip_address("10.0.0.2"), 53123)
+    dns = SocketEntry(FlowKey(Transport.UDP, lookup, None), None, Direction.UNKNOWN)
+    sockets.entries = (accepted, out, dns)
+    fourth = {f.flow.key: f.flow for f in engine.tick().flows}
+    assert fourth[dns.key].direction is Direction.LISTEN
+    assert fourth[accepted.key] is third[accepted.key] and fourth[out.key] is third[out.key]

@@ -292,6 +292,7 @@ def test_totals_are_conserved(packets: list[tuple[int, int, Transport, int, int]
 
 
 def test_an_unchanged_flow_is_the_same_object_until_something_changes() -> None:
+    from netwatch.flows.table import FlowOwner
     from netwatch.model import Attribution
     from tests.builders import make_process
 
@@ -306,7 +307,7 @@ def test_an_unchanged_flow_is_the_same_object_until_something_changes() -> None:
     t.ingest(pkt(S, C, 1.1, flags=0x12, length=60))
     after_packet = state.to_flow()
     assert after_packet is not again and after_packet.packets_received == 1
-    state.process, state.attribution = make_process("curl"), Attribution.CONNECT
+    t.own(state, FlowOwner(make_process("curl"), Attribution.CONNECT))
     named = state.to_flow()
     assert named is not after_packet and named.process is not None
     assert state.to_flow() is named

@@ -18,9 +18,12 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from netwatch.flows.attribution import assign_directions
+from netwatch.flows.socket_flows import SocketFlows
 from netwatch.model import (
     Direction,
     Endpoint,
+    Flow,
     FlowKey,
     ProcessRef,
     SocketEntry,
@@ -43,6 +46,13 @@ def by_port(
         if e.key.transport is transport
         and (e.key.local.port == port or (e.key.remote is not None and e.key.remote.port == port))
     ]
+
+
+def judged(table: SocketTable) -> SocketTable:
+    """The table with each socket's direction as the engine judges it (`flows`): the sampler
+    gives the kernel's view, where who initiated a socket is not yet known."""
+    assert all(e.direction is Direction.UNKNOWN for e in table.entries)
+    return SocketTable(taken_at=table.taken_at, entries=tuple(assign_directions(table.entries)))
 
 
 @pytest.fixture
@@ -73,7 +83,7 @@ def test_tcp_listener_client_and_accepted_socket(
     listener, client, _server = tcp_pair
     port = listener.getsockname()[1]
     family = listener.family
-    table = SocketSampler(backend=backend).sample()
+    table = judged(SocketSampler(backend=backend).sample())
     mine = by_port(table, port)
     assert len(mine) == 3
     directions = {e.direction: e for e in mine}
@@ -111,7 +121,7 @@ def test_udp_unconnected_is_listen_connected_is_outbound(
         server.bind((host, 0))
         port = server.getsockname()[1]
         client.connect((host, port))
-        table = SocketSampler(backend=backend).sample()
+        table = judged(SocketSampler(backend=backend).sample())
     mine = by_port(table, port, Transport.UDP)
     assert len(mine) == 2
     listen = next(e for e in mine if e.key.remote is None)
@@ -133,7 +143,7 @@ def test_dual_stack_listener_accepts_ipv4_as_unmapped_inbound() -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
             server, _ = listener.accept()
             with server:
-                table = SocketSampler(backend="netlink").sample()
+                table = judged(SocketSampler(backend="netlink").sample())
                 cport = client.getsockname()[1]
     mine = by_port(table, port)
     inbound = [e for e in mine if e.direction is Direction.INBOUND]
@@ -158,10 +168,10 @@ def test_unchanged_sockets_reuse_their_entries(tcp_pair: tuple[socket.socket, ..
     server.sendall(b"d")
     client.recv(16)
     third = {e.key: e for e in by_port(sampler.sample(), port)}
-    out = next(e for e in third.values() if e.direction is Direction.OUTBOUND)
+    out = next(e for e in third.values() if e.key.local.port == client.getsockname()[1])
     assert out.bytes_sent is not None and out.bytes_sent >= 3500
     assert out is not first[out.key] and out.process is first[out.key].process
-    listen = next(e for e in third.values() if e.direction is Direction.LISTEN)
+    listen = next(e for e in third.values() if e.key.remote is None)
     assert listen is first[listen.key]
     # A new connection is a socket the cache has not seen: it is looked up and attributed.
     with socket.create_connection(("127.0.0.1", port), timeout=5) as extra:
@@ -171,7 +181,7 @@ def test_unchanged_sockets_reuse_their_entries(tcp_pair: tuple[socket.socket, ..
             eport = extra.getsockname()[1]
     new = [e for e in by_port(fourth, port) if e.key.local.port == eport]
     assert len(new) == 1 and new[0].process is not None and new[0].process.pid == ME
-    assert new[0].direction is Direction.OUTBOUND
+    assert new[0].direction is Direction.UNKNOWN  # judged from the whole table, in flows
 
 
 class KillFirst:
@@ -226,8 +236,8 @@ def test_psutil_and_netlink_list_the_same_tcp_and_udp_endpoints() -> None:
         lst.bind(("127.0.0.1", 0))
         lst.listen()
         udp.bind(("::1", 0))
-        nl = SocketSampler(backend="netlink").sample()
-        ps = SocketSampler(backend="psutil").sample()
+        nl = judged(SocketSampler(backend="netlink").sample())
+        ps = judged(SocketSampler(backend="psutil").sample())
 
     def keys(t: SocketTable) -> set[tuple[object, ...]]:
         return {
@@ -314,10 +324,10 @@ def test_socket_reopened_on_the_same_fd_is_attributed_at_once() -> None:
         child.wait(10)
 
 
-def test_a_closed_listener_reclassifies_reused_entries_once() -> None:
-    # The accepted socket is unchanged in the kernel, but without its listener it can no
-    # longer be told apart from one this machine initiated; the sampler must re-judge it
-    # and then keep the re-judged entry for later samples.
+def test_a_closed_listener_reclassifies_reused_flows_once() -> None:
+    # The accepted socket is unchanged in the kernel (the sampler keeps its entry), but
+    # without its listener it can no longer be told apart from one this machine initiated;
+    # the flows stage must re-judge it and then keep the re-judged flow for later samples.
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -325,20 +335,25 @@ def test_a_closed_listener_reclassifies_reused_entries_once() -> None:
     client = socket.create_connection(("127.0.0.1", port), timeout=5)
     server, _ = listener.accept()
     try:
-        sampler = SocketSampler(backend="netlink")
+        sampler, socket_flows = SocketSampler(backend="netlink"), SocketFlows()
 
-        def accepted(table: SocketTable) -> SocketEntry:
-            (found,) = [
-                e for e in by_port(table, port) if e.key.local.port == port and e.key.remote
+        def accepted() -> tuple[SocketEntry, Flow]:
+            table = sampler.sample()
+            flows = socket_flows.flows(table, table.taken_at)
+            ((entry, flow),) = [
+                (e, f)
+                for e, f in zip(table.entries, flows, strict=True)
+                if e.key.local.port == port and e.key.remote
             ]
-            return found
+            return entry, flow
 
-        before = accepted(sampler.sample())
+        entry, before = accepted()
         assert before.direction is Direction.INBOUND
         listener.close()
-        after = accepted(sampler.sample())
-        assert after.direction is Direction.OUTBOUND and after.key is before.key
-        assert accepted(sampler.sample()) is after
+        same, after = accepted()
+        assert same is entry and after.direction is Direction.OUTBOUND
+        assert after.first_seen == before.first_seen and after.key is before.key
+        assert accepted()[1] is after
     finally:
         for s in (client, server, listener):
             s.close()
@@ -354,8 +369,8 @@ def test_refresh_rereads_only_the_named_sockets(tcp_pair: tuple[socket.socket, .
     port = listener.getsockname()[1]
     sampler = SocketSampler(backend="netlink")
     first = sampler.sample()
-    out = next(e for e in by_port(first, port) if e.direction is Direction.OUTBOUND)
-    inbound = next(e for e in by_port(first, port) if e.direction is Direction.INBOUND)
+    out = next(e for e in by_port(first, port) if e.key.local.port == client.getsockname()[1])
+    inbound = next(e for e in by_port(first, port) if e.key.local.port == port and e.key.remote)
     assert sampler.refresh([]) is first  # nothing had packets: the very same table
     client.sendall(b"e" * 2000)
     got = 0
@@ -366,7 +381,7 @@ def test_refresh_rereads_only_the_named_sockets(tcp_pair: tuple[socket.socket, .
     second = sampler.refresh([_active(out)])
     again = next(e for e in by_port(second, port) if e.key == out.key)
     assert again is not out and again.bytes_sent == out.bytes_sent + 2000  # type: ignore[operator]
-    assert again.process is out.process and again.direction is Direction.OUTBOUND
+    assert again.process is out.process and again.key is out.key
     # The accepted side was not asked about: it keeps last sample's entry and counters.
     assert next(e for e in by_port(second, port) if e.key == inbound.key) is inbound
     kept = {id(e) for e in second.entries}
@@ -394,7 +409,7 @@ def test_refresh_finds_new_connections_and_drops_closed_ones() -> None:
     try:
         both = [(Transport.TCP, local, remote), (Transport.TCP, remote, local)]
         table = sampler.refresh(both)
-        new = [e for e in by_port(table, port) if e.key.remote is not None]
+        new = [e for e in by_port(judged(table), port) if e.key.remote is not None]
         assert {e.direction for e in new} == {Direction.OUTBOUND, Direction.INBOUND}
         assert all(e.process is not None and e.process.pid == ME for e in new)
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -1,5 +1,10 @@
 """Socket table -> flows -> enriched flows, reusing last tick's objects for unchanged sockets.
 
+Who initiated each socket is decided here, not by the sampler (whose entries are the kernel's
+view, direction `unknown`): from the listening sockets of the whole table
+(`flows.attribution.infer_direction`), for new or changed sockets only, and again for the
+sockets on a port whose listeners changed, so an unchanged socket costs nothing.
+
 The sampler hands back the very same `SocketEntry` object for a socket whose kernel record
 (state, counters) and owner did not change. For those the engine reuses last tick's `Flow`
 and, when the enricher answers with the same `RemoteInfo`, last tick's `EnrichedFlow`, so
@@ -11,25 +16,28 @@ snapshot's `taken_at`, which is also the time detection uses for it, as before.
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import cast
 
-from netwatch.flows.attribution import assign_directions, flow_from_socket
+from netwatch.flows.attribution import Listeners, flow_from_socket, infer_direction, listeners_of
 from netwatch.model import (
     Direction,
     EnrichedFlow,
     Flow,
     SocketEntry,
     SocketTable,
-    Transport,
     keep,
     missing,
     recall,
     same_objects,
 )
 
-_PORTED = (Transport.TCP, Transport.UDP, Transport.SCTP)
+_REMOTE_OF = operator.attrgetter("key.remote")
+_LOCAL_PORT_OF = operator.attrgetter("key.local.port")
+_NONES = itertools.repeat(None)
 _INODE_OF = operator.attrgetter("inode")
 _KEY_OF = operator.attrgetter("key")
 
@@ -49,6 +57,8 @@ class SocketFlows:
         self._flows_out: list[Flow] = []
         self._flows_in: Sequence[Flow] | None = None
         self._enriched_out: tuple[EnrichedFlow, ...] = ()
+        self._unconnected: list[SocketEntry] = []
+        self._listeners: Listeners = {}
 
     def flows(self, table: SocketTable, now: float) -> list[Flow]:
         """One flow per socket; a socket whose entry object is unchanged keeps its flow.
@@ -61,10 +71,17 @@ class SocketFlows:
         if same_objects(entries, self._entries_in):
             self.reused = len(self._flows_out)
             return self._flows_out
-        if any(e.direction is Direction.UNKNOWN and e.key.transport in _PORTED for e in entries):
-            entries = assign_directions(entries)
+        listeners, moved = self._listeners_now(entries)
         got = recall(self._flows, entries)
         misses = missing(got)
+        if moved:  # a listener opened or closed: reused flows on its port may change direction
+            ports = map(_LOCAL_PORT_OF, entries)
+            for i in itertools.compress(range(len(entries)), map(moved.__contains__, ports)):
+                f = got[i]
+                if f is not None:
+                    d = _direction(entries[i], listeners)
+                    if d is not f.direction:
+                        got[i] = replace(f, direction=d)
         if misses:
             # A changed socket keeps the first_seen of its last flow: found by inode (a live
             # socket), or by key for sockets without one (TIME_WAIT, psutil rows).
@@ -75,12 +92,31 @@ class SocketFlows:
                 e = entries[i]
                 prev = by_inode.get(e.inode) if e.inode else by_key.get(e.key)
                 seen = prev.first_seen if prev is not None and prev.key == e.key else now
-                got[i] = flow_from_socket(e, now, seen, open_ended=True)
+                got[i] = flow_from_socket(e, now, seen, True, _direction(e, listeners))
         out = cast(list[Flow], got)
         self._flows = keep(entries, out)
         self._entries_in, self._flows_out = entries, out
         self.reused = len(out) - len(misses)
         return out
+
+    def _listeners_now(self, entries: Sequence[SocketEntry]) -> tuple[Listeners, frozenset[int]]:
+        """This table's listeners, and the ports whose listeners differ from last tick's.
+
+        Only unconnected sockets can listen; they are picked out in C, and looked at in
+        Python only when they are not last tick's very entries. Unconnected UDP sockets
+        (DNS lookups) come and go every tick, so only flows on a changed port are re-judged.
+        """
+        remotes = map(_REMOTE_OF, entries)
+        unconnected = list(itertools.compress(entries, map(operator.is_, remotes, _NONES)))
+        if same_objects(unconnected, self._unconnected):
+            return self._listeners, frozenset()
+        listeners, before = listeners_of(unconnected), self._listeners
+        moved = frozenset(
+            port for (t, port) in before.keys() | listeners.keys()
+            if before.get((t, port)) != listeners.get((t, port))
+        )  # fmt: skip
+        self._unconnected, self._listeners = unconnected, listeners
+        return listeners, moved
 
     def forget_enrichment(self) -> None:
         """Drop last tick's enriched flows (the enricher was replaced)."""
@@ -112,6 +148,13 @@ class SocketFlows:
         self._flows_in = flows  # keeps them alive: an id in `_enriched` is that very flow
         self._enriched_out = out
         return out
+
+
+def _direction(entry: SocketEntry, listeners: Listeners) -> Direction:
+    """The entry's direction when its source knew it, else judged from the listeners."""
+    if entry.direction is not Direction.UNKNOWN:
+        return entry.direction
+    return infer_direction(entry.key, entry.state, listeners)
 
 
 def _same_remote(a: EnrichedFlow, b: EnrichedFlow) -> bool:
