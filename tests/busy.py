@@ -13,13 +13,12 @@ when the session does, or after `MAX_SECONDS`.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from types import TracebackType
+
+from tests.netns import stop_all
 
 ADDRESSES = [(f"192.0.2.{n}", f"203.0.113.{n}") for n in range(254, 229, -1)]
 """(local, peer) pairs to try, from the top: another test session running at the same time
@@ -142,17 +141,7 @@ class BackgroundLoad:
 
     def close(self) -> None:
         """Stop both processes (closing the client's stdin ends it) and delete the namespace."""
-        for proc in self._procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for proc in self._procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_all(self._procs)
+        self._procs.clear()
         subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, check=False)

@@ -13,19 +13,24 @@ from mmdb_writer import MmdbF64, MmdbU16, MmdbU32, MMDBWriter
 from netaddr import IPSet
 
 
-def write_mmdb(
-    path: Path,
-    networks: Mapping[str, tuple[str | None, int | None, str | None]],
-    database_type: str = "netwatch-Country-ASN (compat=GeoLite2-ASN)",
-) -> Path:
-    """Write `{cidr: (country, asn, as_org)}` as a GeoIP2-field-named mmdb at `path`."""
-    writer = MMDBWriter(
+def _writer(database_type: str) -> MMDBWriter:
+    """An IPv6 tree with the IPv4 space mapped in, as MaxMind's own files are."""
+    return MMDBWriter(
         ip_version=6,
         ipv4_compatible=True,
         database_type=database_type,
         languages=["en"],
         description={"en": "netwatch test data"},
     )
+
+
+def write_mmdb(
+    path: Path,
+    networks: Mapping[str, tuple[str | None, int | None, str | None]],
+    database_type: str = "netwatch-Country-ASN (compat=GeoLite2-ASN)",
+) -> Path:
+    """Write `{cidr: (country, asn, as_org)}` as a GeoIP2-field-named mmdb at `path`."""
+    writer = _writer(database_type)
     for cidr, (country, asn, org) in networks.items():
         record: dict[str, object] = {}
         if country:
@@ -44,13 +49,7 @@ def write_city_mmdb(
     database_type: str = "GeoIP2-City",
 ) -> Path:
     """Write `{cidr: (country, city, region, latitude, longitude, radius_km)}` as a City file."""
-    writer = MMDBWriter(
-        ip_version=6,
-        ipv4_compatible=True,
-        database_type=database_type,
-        languages=["en"],
-        description={"en": "netwatch test data"},
-    )
+    writer = _writer(database_type)
     for cidr, (country, city, region, lat, lon, radius) in places.items():
         record = {
             "country": {"iso_code": country, "names": {"en": country}},
