@@ -61,11 +61,13 @@ def create_fd(path: Path, flags: int, shared: bool = False) -> int:
     """Open `path` with `os.open` flags, creating it 0600 (0640 root:netwatch when `shared`).
 
     The mode is set with fchmod after the open, so neither the umask nor an older, looser
-    file decides it.
+    file decides it. A symlink in the last place is refused (ELOOP, an `OSError` the callers
+    report as one line): the daemon runs as root, and a link planted where its export file
+    goes would otherwise have it chmod and append to whatever file the link names.
     """
     gid = _for_group(shared)
     mode = 0o640 if gid is not None else 0o600
-    fd = os.open(path, flags | os.O_CLOEXEC, mode)
+    fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     try:
         os.fchmod(fd, mode)
         if gid is not None:

@@ -144,3 +144,27 @@ def test_an_older_loose_file_is_tightened_when_written(tmp_path: Path) -> None:
     with files.open_private(out, "w") as fh:
         fh.write(json.dumps({"x": 1}))
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_a_symlink_where_a_file_goes_is_refused(tmp_path: Path) -> None:
+    """Root writes the export file: a planted link must not make it chmod or fill another file."""
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    victim.chmod(0o644)
+    link = tmp_path / "alerts.jsonl"
+    link.symlink_to(victim)
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):
+        files.open_private(link, "a")
+    assert victim.read_text() == "keep\n" and stat.S_IMODE(victim.stat().st_mode) == 0o644
+
+
+def test_export_to_a_symlink_is_one_line(netwatch_cmd: list[str], tmp_path: Path) -> None:
+    db = tmp_path / "store.db"
+    run(netwatch_cmd, "daemon", "--ticks", "1", "--interval", "0.1", "--no-capture",
+        "--db", str(db), "--socket", str(tmp_path / "nw.sock"))  # fmt: skip
+    (tmp_path / "out").symlink_to(tmp_path / "elsewhere")
+    res = run(netwatch_cmd, "export", "--db", str(db), "--format", "csv", "-o",
+              str(tmp_path / "out"))  # fmt: skip
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "elsewhere").exists()
