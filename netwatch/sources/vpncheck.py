@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess  # noqa: S404 - dpkg-query is run with a fixed argument list, no shell
+import subprocess
 from collections.abc import Iterable, Sequence
 
 import psutil
@@ -36,30 +36,28 @@ VPN_PACKAGES: dict[str, tuple[str, ...]] = {
 _SOFTETHER = frozenset({"vpnserver", "vpnclient", "vpnbridge"})
 
 
-def installed_packages(
-    names: Sequence[str], status_of: dict[str, tuple[str, str]] | None = None
-) -> tuple[dict[str, str], str]:
+def installed_packages(names: Sequence[str]) -> tuple[dict[str, str], str]:
     """Installed package -> version, from `dpkg-query`; and a problem line ('' if none).
 
-    `status_of` maps a name to (status, version) instead of asking dpkg (for tests).
+    Removed packages whose config files remain (`config-files`) are not installed.
     """
-    if status_of is None:
-        dpkg = shutil.which("dpkg-query")
-        if dpkg is None:
-            return {}, "no dpkg-query: installed packages not checked (not a Debian system?)"
-        res = subprocess.run(  # noqa: S603 - fixed argv, package names from VPN_PACKAGES
-            [dpkg, "-W", "-f", "${Package}\t${db:Status-Status}\t${Version}\n", *names],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        status_of = {}
-        for line in res.stdout.splitlines():
-            parts = line.split("\t")
-            if len(parts) == 3:
-                status_of[parts[0]] = (parts[1], parts[2])
-    return {n: v for n, (st, v) in status_of.items() if st == "installed"}, ""
+    dpkg = shutil.which("dpkg-query")
+    if dpkg is None:
+        return {}, "no dpkg-query: installed packages not checked (not a Debian system?)"
+    # Unknown names make dpkg-query exit 1 after listing the known ones: stdout is the answer.
+    res = subprocess.run(  # noqa: S603 - fixed argv, package names from VPN_PACKAGES
+        [dpkg, "-W", "-f", "${Package}\t${db:Status-Status}\t${Version}\n", *names],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    out = {}
+    for line in res.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[1] == "installed":
+            out[parts[0]] = parts[2]
+    return out, ""
 
 
 def running_programs() -> dict[str, list[str]]:
