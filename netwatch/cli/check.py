@@ -102,31 +102,22 @@ def render(findings: Sequence[Finding]) -> list[str]:
     out: list[str] = []
     pad = " " * INDENT
     for f in findings:
-        out += textwrap.wrap(
-            f.title,
-            WIDTH,
-            initial_indent=f"{f.severity.value.upper():<{INDENT}}",
-            subsequent_indent=pad,
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
+        out += _wrap(f.title, f"{f.severity.value.upper():<{INDENT}}", pad)
         for line in f.evidence:
-            out += textwrap.wrap(
-                line,
-                WIDTH,
-                initial_indent=pad + "- ",
-                subsequent_indent=pad + "  ",
-                break_long_words=False,
-                break_on_hyphens=False,
-            )
+            out += _wrap(line, pad + "- ", pad + "  ")
         if f.advice:
-            out += textwrap.wrap(
-                "What to do: " + f.advice,
-                WIDTH,
-                initial_indent=pad,
-                subsequent_indent=pad,
-                break_long_words=False,
-                break_on_hyphens=False,
-            )
+            out += _wrap("What to do: " + f.advice, pad, pad)
         out.append("")
     return out[:-1]
+
+
+def _wrap(text: str, first: str, rest: str) -> list[str]:
+    """`text` wrapped to `WIDTH`, never splitting a path, a host name or a command."""
+    return textwrap.wrap(
+        text,
+        WIDTH,
+        initial_indent=first,
+        subsequent_indent=rest,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
