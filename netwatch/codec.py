@@ -28,6 +28,7 @@ from netwatch.model import (
     Endpoint,
     EnrichedFlow,
     Evidence,
+    Finding,
     Flow,
     FlowKey,
     Label,
@@ -564,6 +565,22 @@ def snapshot_from_dict(d: Any) -> Snapshot:
             starts_missed=_oint(c, "starts_missed") or 0,
         ),
     )
+
+
+# ---------------------------------------------------------------- check findings
+
+
+def finding_to_dict(f: Finding) -> JSONDict:
+    """A `netwatch check` finding as one JSONL record (write-only: nothing reads them back)."""
+    return {
+        "schema": SCHEMA,
+        "type": "finding",
+        "id": f.id,
+        "severity": f.severity.value,
+        "title": f.title,
+        "evidence": list(f.evidence),
+        "advice": f.advice,
+    }
 
 
 # ---------------------------------------------------------------- any record

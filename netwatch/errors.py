@@ -12,6 +12,8 @@ from dataclasses import dataclass
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_NO_CAPTURE = 3
+EXIT_HIGH_FINDING = 4
+"""`netwatch check` found something high (a VPN Gate relay): not an error, but not safe."""
 
 
 def one_line(text: str) -> str:

@@ -30,6 +30,7 @@ COMMANDS = (
     "daemon",
     "export",
     "record",
+    "check",
 )
 
 EXIT_INTERNAL = 70

@@ -73,7 +73,7 @@ SERVICE_DB = Path("/var/lib/netwatch/netwatch.db")
 """Where the systemd unit's daemon keeps its store (StateDirectory=netwatch)."""
 
 
-def _default_db(own: Path) -> Path:
+def default_store(own: Path) -> Path:
     """This user's store if it exists, else the system service's (for `sudo netwatch export`)."""
     return own if own.exists() or not SERVICE_DB.exists() else SERVICE_DB
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         rule=args.rule,
     )
     # Opens the store now: a missing or foreign one fails before any output is written.
-    alerts = read_alerts(args.db or _default_db(paths.default_db()), query)
+    alerts = read_alerts(args.db or default_store(paths.default_db()), query)
     fmt = FORMATTERS[args.format]
     out: IO[str]
     if args.output:

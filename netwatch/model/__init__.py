@@ -20,7 +20,15 @@ from netwatch.model.flow import (
     Transport,
     parse_ip,
 )
-from netwatch.model.host import HostFacts, SoftEtherConfig
+from netwatch.model.host import (
+    CheckFacts,
+    Finding,
+    HostFacts,
+    InstalledVpn,
+    Listener,
+    SoftEtherAccount,
+    SoftEtherConfig,
+)
 from netwatch.model.identity import keep, missing, recall, same_objects
 from netwatch.model.packet import PacketContext, PacketFacts, PacketMeta
 from netwatch.model.policy import Action, EndpointPattern, ExpectedVpn, IPNetwork, Policy
@@ -45,7 +53,11 @@ __all__ = [
     "ExpectedVpn",
     "Flow",
     "FlowKey",
+    "CheckFacts",
+    "Finding",
     "HostFacts",
+    "InstalledVpn",
+    "Listener",
     "IPAddress",
     "IPNetwork",
     "Label",
@@ -60,6 +72,7 @@ __all__ = [
     "Scope",
     "Severity",
     "Snapshot",
+    "SoftEtherAccount",
     "SoftEtherConfig",
     "SocketEntry",
     "SocketTable",

@@ -7,6 +7,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from netwatch.model.alert import Severity
+
+
+@dataclass(frozen=True, slots=True)
+class SoftEtherAccount:
+    """A SoftEther client's VPN connection setting (`AccountDatabase` in `vpn_client.config`)."""
+
+    name: str
+    hostname: str = ""
+    port: int | None = None
+    hub: str = ""
+    startup: bool = False
+    """`StartupAccount`: the client connects it when the service starts."""
+    retries: int = 0
+    """`NumRetry`: how often it reconnects after a drop (4294967295 means for ever)."""
+
 
 @dataclass(frozen=True, slots=True)
 class SoftEtherConfig:
@@ -19,6 +35,10 @@ class SoftEtherConfig:
     """Enabled `ListenerList` ports."""
     vpngate: bool = False
     """The file declares a `VPNGATE` hub (or mentions VPNGATE at all, for client configs)."""
+    accounts: tuple[SoftEtherAccount, ...] = ()
+    """Client connection settings (`vpn_client.config`)."""
+    damage: str = ""
+    """Why the file does not read as a SoftEther config (`line 7: '}' closes no block`), or ''."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +53,49 @@ class HostFacts:
     def vpngate_configs(self) -> tuple[SoftEtherConfig, ...]:
         """The config files that set this machine up as a VPN Gate relay."""
         return tuple(c for c in self.softether if c.vpngate)
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledVpn:
+    """A VPN or anonymizer package installed on this machine, and its programs that run now."""
+
+    package: str
+    version: str
+    running: tuple[str, ...] = ()
+    """`name (pid N)` of each running process of the package's programs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A socket waiting for others to connect (TCP LISTEN) or to send (unconnected UDP)."""
+
+    transport: str
+    """`tcp` or `udp`."""
+    address: str
+    port: int
+    process: str = ""
+    """The owning program's name, '' when it could not be seen (another user's, without root)."""
+    pid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckFacts:
+    """Everything `netwatch check` looked at, gathered by `sources.vpncheck`; judged in `detect`."""
+
+    host: HostFacts
+    packages: tuple[InstalledVpn, ...] = ()
+    listeners: tuple[Listener, ...] = ()
+    problems: tuple[str, ...] = ()
+    """What could not be looked at (no dpkg, no permission to see sockets), one line each."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One answer of `netwatch check`: what was found, how much it matters, what to do."""
+
+    id: str
+    """Kind and subject, e.g. `softether.vpngate_relay:/var/lib/softether/vpn_server.config`."""
+    severity: Severity
+    title: str
+    evidence: tuple[str, ...] = ()
+    advice: str = ""

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from netwatch.model import HostFacts, SoftEtherConfig
+from netwatch.model import HostFacts, SoftEtherAccount, SoftEtherConfig
 
 CONFIG_NAMES = ("vpn_server.config", "vpn_client.config", "vpn_bridge.config")
 CONFIG_DIRS = (
@@ -39,16 +39,21 @@ _ITEM = re.compile(r"^\s*(bool|uint|uint64|string|byte)\s+(\S+)\s+(.*?)\s*$")
 
 
 def parse_softether_config(text: str, path: str) -> SoftEtherConfig:
-    """Hub names, enabled listener ports and whether a VPNGATE hub is declared.
+    """Hub names, enabled listener ports, client accounts and whether a VPNGATE hub is declared.
 
     The format is nested `declare <name>` blocks in braces with typed items (`src/Mayaqua/Cfg.h`).
+    What the file holds is read even when it is damaged; `damage` says where it first went wrong,
+    so a check can name the file and line instead of trusting a half-read file in silence.
     """
     stack: list[str] = []
     pending: str | None = None
     hubs: list[str] = []
     listener: dict[str, str] = {}
     ports: list[int] = []
-    for line in text.splitlines():
+    account: dict[str, str] = {}
+    accounts: list[SoftEtherAccount] = []
+    damage = ""
+    for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if m := _DECLARE.match(line):
             pending = m.group(1)
@@ -59,17 +64,60 @@ def parse_softether_config(text: str, path: str) -> SoftEtherConfig:
                 hubs.append(stack[-1])
             if len(stack) >= 2 and stack[-2] == "ListenerList":
                 listener = {}
+            if len(stack) >= 2 and stack[-2] == "AccountDatabase":
+                account = {"": stack[-1]}
         elif stripped == "}":
             if len(stack) >= 2 and stack[-2] == "ListenerList":
                 port = listener.get("Port", "")
                 if listener.get("Enabled", "true") == "true" and port.isdecimal():
                     ports.append(int(port))
+            if len(stack) >= 2 and stack[-2] == "AccountDatabase":
+                accounts.append(_account(account))
             if stack:
                 stack.pop()
-        elif (m := _ITEM.match(line)) and len(stack) >= 2 and stack[-2] == "ListenerList":
-            listener[m.group(2)] = m.group(3)
+            elif not damage:
+                damage = f"line {number}: '}}' closes no block"
+        elif m := _ITEM.match(line):
+            if len(stack) >= 2 and stack[-2] == "ListenerList":
+                listener[m.group(2)] = m.group(3)
+            elif _in_account(stack):
+                account[m.group(2)] = m.group(3)
+        elif "\0" in line and not damage:
+            damage = f"line {number}: binary data, not a SoftEther text config"
+    if not damage and stack:
+        damage = f"end of file inside the '{stack[-1]}' block (the file is cut short)"
+    if not damage and text.strip("\ufeff \t\r\n") and "root" not in _roots(text):
+        damage = "no 'declare root' block: not a SoftEther config"
     vpngate = "VPNGATE" in hubs or (path.endswith("vpn_client.config") and "VPNGATE" in text)
-    return SoftEtherConfig(path, tuple(hubs), tuple(dict.fromkeys(ports)), vpngate)
+    return SoftEtherConfig(
+        path, tuple(hubs), tuple(dict.fromkeys(ports)), vpngate, tuple(accounts), damage
+    )
+
+
+def _in_account(stack: list[str]) -> bool:
+    """Inside an `AccountDatabase` entry, directly or in its `ClientOption` block."""
+    return (len(stack) >= 2 and stack[-2] == "AccountDatabase") or (
+        len(stack) >= 3 and stack[-3] == "AccountDatabase" and stack[-1] == "ClientOption"
+    )
+
+
+def _roots(text: str) -> set[str]:
+    """The names declared at the top of the file (a SoftEther config has exactly `root`)."""
+    return {m.group(1) for line in text.splitlines()[:50] if (m := _DECLARE.match(line))}
+
+
+def _account(items: dict[str, str]) -> SoftEtherAccount:
+    """An account from its items: `StartupAccount` at its level, the rest in `ClientOption`."""
+    port = items.get("Port", "")
+    retries = items.get("NumRetry", "")
+    return SoftEtherAccount(
+        name=items.get("AccountName") or items[""],
+        hostname=items.get("Hostname", ""),
+        port=int(port) if port.isdecimal() and int(port) < 65536 else None,
+        hub=items.get("HubName", ""),
+        startup=items.get("StartupAccount") == "true",
+        retries=int(retries) if retries.isdecimal() and len(retries) < 12 else 0,
+    )
 
 
 def config_paths(exes: Iterable[str] = (), dirs: Iterable[str] = CONFIG_DIRS) -> list[Path]:

@@ -1,0 +1,123 @@
+"""`netwatch check`: "is my PC safe?", the VPN checklist run by the machine.
+
+Looks at installed VPN software and whether it runs, SoftEther config files (read only: a
+VPNGATE relay hub, client connections to VPN Gate or set to start and reconnect by
+themselves), VPN programs' listening ports, and recent VPN alerts in the store. Prints one
+block per finding (severity, what, evidence, what to do) or JSONL. Exit 4 when anything is
+high, else 1 when something could not be read, else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from netwatch.cli.common import add_format, write_lines
+from netwatch.cli.export import parse_time
+
+if TYPE_CHECKING:
+    from netwatch.model import Alert, Finding
+
+WIDTH = 100
+INDENT = 10
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the `check` subcommand."""
+    p = sub.add_parser(
+        "check",
+        help="is my PC safe? VPN software, SoftEther relay and client settings, VPN alerts",
+        description=(
+            "Check this machine for VPN software, a VPN Gate relay, VPN connections that start "
+            "by themselves, VPN programs' listening ports and recent VPN alerts. Exit 4 when a "
+            "high finding is made, 1 when something could not be read, 0 otherwise."
+        ),
+    )
+    add_format(p)
+    p.add_argument("--db", type=Path, metavar="PATH", help="SQLite store (default: state dir)")
+    p.add_argument(
+        "--since",
+        type=parse_time,
+        metavar="AGE",
+        help="alerts seen at or after this time or age (default 7d)",
+    )
+    p.add_argument(
+        "--softether-dir",
+        action="append",
+        metavar="DIR",
+        help="look for SoftEther config files here instead of the usual places (repeatable)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Gather, judge, print; the exit code says whether anything high was found."""
+    import json
+
+    from netwatch import codec
+    from netwatch.detect.check import check, incomplete, worst
+    from netwatch.errors import EXIT_HIGH_FINDING, EXIT_RUNTIME
+    from netwatch.model import Severity
+    from netwatch.sources.hostfacts import CONFIG_DIRS
+    from netwatch.sources.vpncheck import gather
+
+    now = time.time()
+    facts = gather(now, args.softether_dir or CONFIG_DIRS)
+    since = now - 7 * 86400 if args.since is None else args.since
+    alerts, notes, damaged = _recent_alerts(args.db, since)
+    findings = check(facts, alerts, notes, damaged)
+    if args.format == "jsonl":
+        write_lines(json.dumps(codec.finding_to_dict(f), ensure_ascii=False) for f in findings)
+    else:
+        write_lines(render(findings))
+    if worst(findings) in (Severity.HIGH, Severity.CRITICAL):
+        return EXIT_HIGH_FINDING
+    return EXIT_RUNTIME if incomplete(findings) else 0
+
+
+def _recent_alerts(db: Path | None, since: float) -> tuple[list[Alert], list[str], list[str]]:
+    """The store's alerts since `since`; a missing store is a note, a damaged one a problem."""
+    from netwatch import paths
+    from netwatch.cli.export import default_store
+    from netwatch.errors import NetwatchError
+    from netwatch.store import AlertQuery, read_alerts
+
+    path = db or default_store(paths.default_db())
+    if not path.exists():
+        return [], [f"no alert store at {path}: recent VPN alerts not checked"], []
+    try:
+        return list(read_alerts(path, AlertQuery(since=since))), [], []
+    except NetwatchError as exc:
+        return [], [], [str(exc)]
+
+
+def render(findings: Sequence[Finding]) -> list[str]:
+    """One block per finding, wrapped to 100 columns: severity, title, evidence, advice."""
+    if not findings:
+        return ["nothing found: no VPN software, relay, VPN listener or recent VPN alert"]
+    out: list[str] = []
+    pad = " " * INDENT
+    for f in findings:
+        out += _wrap(f.title, f"{f.severity.value.upper():<{INDENT}}", pad)
+        for line in f.evidence:
+            out += _wrap(line, pad + "- ", pad + "  ")
+        if f.advice:
+            out += _wrap("What to do: " + f.advice, pad, pad)
+        out.append("")
+    return out[:-1]
+
+
+def _wrap(text: str, first: str, rest: str) -> list[str]:
+    """`text` wrapped to `WIDTH`, never splitting a path, a host name or a command."""
+    return textwrap.wrap(
+        text,
+        WIDTH,
+        initial_indent=first,
+        subsequent_indent=rest,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )

@@ -1,0 +1,124 @@
+"""What `netwatch check` looks at on this machine: VPN packages, their processes, listeners.
+
+Only gathers facts (read-only: `dpkg-query`, the process and socket tables, the SoftEther
+config files through `sources.hostfacts`); `detect.check` judges them, so the judging is
+tested on recorded facts. Whatever cannot be looked at becomes a line in `problems`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterable, Sequence
+
+import psutil
+
+from netwatch.model import CheckFacts, InstalledVpn, Listener
+from netwatch.sources.hostfacts import CONFIG_DIRS, config_paths, read_host_facts
+
+VPN_PACKAGES: dict[str, tuple[str, ...]] = {
+    "softether-vpnserver": ("vpnserver",),
+    "softether-vpnclient": ("vpnclient",),
+    "softether-vpnbridge": ("vpnbridge",),
+    "softether-vpncmd": (),
+    "openvpn": ("openvpn",),
+    "wireguard-tools": (),
+    "strongswan": ("charon", "charon-systemd", "starter"),
+    "strongswan-charon": ("charon",),
+    "strongswan-swanctl": ("charon-systemd",),
+    "libreswan": ("pluto",),
+    "openconnect": ("openconnect",),
+    "tor": ("tor",),
+}
+"""Debian packages of VPN and anonymizer software, and the process names their programs run as."""
+
+_SOFTETHER = frozenset({"vpnserver", "vpnclient", "vpnbridge"})
+
+
+def installed_packages(names: Sequence[str]) -> tuple[dict[str, str], str]:
+    """Installed package -> version, from `dpkg-query`; and a problem line ('' if none).
+
+    Removed packages whose config files remain (`config-files`) are not installed.
+    """
+    dpkg = shutil.which("dpkg-query")
+    if dpkg is None:
+        return {}, "no dpkg-query: installed packages not checked (not a Debian system?)"
+    # Unknown names make dpkg-query exit 1 after listing the known ones: stdout is the answer.
+    res = subprocess.run(  # noqa: S603 - fixed argv, package names from VPN_PACKAGES
+        [dpkg, "-W", "-f", "${Package}\t${db:Status-Status}\t${Version}\n", *names],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    out = {}
+    for line in res.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[1] == "installed":
+            out[parts[0]] = parts[2]
+    return out, ""
+
+
+def running_programs() -> dict[str, list[str]]:
+    """Process name -> `name (pid N)` for every process (psutil; unseen names are skipped)."""
+    out: dict[str, list[str]] = {}
+    for proc in psutil.process_iter(["name", "pid"]):
+        name = proc.info.get("name") or ""
+        if name:
+            out.setdefault(name, []).append(f"{name} (pid {proc.info['pid']})")
+    return out
+
+
+def listeners() -> tuple[list[Listener], str]:
+    """Listening TCP and unconnected UDP sockets with their owners; and a problem line."""
+    try:
+        conns = psutil.net_connections(kind="inet")
+    except psutil.AccessDenied:
+        return [], "socket owners need root: listening ports not checked"
+    names: dict[int, str] = {}
+    out: list[Listener] = []
+    for c in conns:
+        tcp = c.type == socket.SOCK_STREAM
+        if (tcp and c.status != psutil.CONN_LISTEN) or (not tcp and c.raddr) or not c.laddr:
+            continue
+        name = ""
+        if c.pid is not None:
+            if c.pid not in names:
+                try:
+                    names[c.pid] = psutil.Process(c.pid).name()
+                except psutil.Error:
+                    names[c.pid] = ""
+            name = names[c.pid]
+        ip, port = c.laddr[0], c.laddr[1]
+        out.append(Listener("tcp" if tcp else "udp", str(ip), int(port), name, c.pid))
+    return out, ""
+
+
+def gather(now: float, softether_dirs: Iterable[str] = CONFIG_DIRS) -> CheckFacts:
+    """Look at the packages, processes, listening sockets and SoftEther config files."""
+    problems: list[str] = []
+    versions, problem = installed_packages(list(VPN_PACKAGES))
+    if problem:
+        problems.append(problem)
+    running = running_programs()
+    packages = tuple(
+        InstalledVpn(
+            pkg,
+            version,
+            tuple(p for prog in VPN_PACKAGES.get(pkg, ()) for p in running.get(prog, [])),
+        )
+        for pkg, version in sorted(versions.items())
+    )
+    socks, problem = listeners()
+    if problem:
+        problems.append(problem)
+    exes = sorted(
+        {
+            exe
+            for proc in psutil.process_iter(["name", "exe"])
+            if (proc.info.get("name") or "") in _SOFTETHER and (exe := proc.info.get("exe"))
+        }
+    )
+    host = read_host_facts(now, config_paths(exes, softether_dirs))
+    return CheckFacts(host, packages, tuple(socks), tuple(problems))
