@@ -88,10 +88,24 @@ def parse_softether_config(text: str, path: str) -> SoftEtherConfig:
         damage = f"end of file inside the '{stack[-1]}' block (the file is cut short)"
     if not damage and text.strip("\ufeff \t\r\n") and "root" not in _roots(text):
         damage = "no 'declare root' block: not a SoftEther config"
-    vpngate = "VPNGATE" in hubs or (path.endswith("vpn_client.config") and "VPNGATE" in text)
+    vpngate = "VPNGATE" in hubs or (path.endswith("vpn_client.config") and _client_relay(text))
     return SoftEtherConfig(
         path, tuple(hubs), tuple(dict.fromkeys(ports)), vpngate, tuple(accounts), damage
     )
+
+
+_ACCOUNT_HUB = re.compile(r"^\s*string\s+HubName\s+VPNGATE\s*$", re.MULTILINE)
+
+
+def _client_relay(text: str) -> bool:
+    """A client config that mentions VPNGATE other than as a connection's hub name.
+
+    Where the in-client VPN Gate Service keeps its settings is not established, so any
+    mention counts, except `HubName VPNGATE` in a connection: VPN Gate's public relays all
+    serve a hub of that name, so a client merely *using* a relay has it (a connection the
+    check reports on its own, at medium), and it does not make this PC a relay.
+    """
+    return "VPNGATE" in _ACCOUNT_HUB.sub("", text)
 
 
 def _in_account(stack: list[str]) -> bool:

@@ -37,6 +37,15 @@ def test_client_accounts_are_parsed() -> None:
     assert parse_softether_config(SERVER_CONFIG, SERVER).damage == ""
 
 
+def test_a_client_using_a_vpngate_relay_is_not_itself_a_relay() -> None:
+    using = parse_softether_config(client_config(VPNGATE_ACCOUNT), CLIENT)
+    assert not using.vpngate  # HubName VPNGATE: every public relay serves that hub
+    relay = client_config(VPNGATE_ACCOUNT).replace(
+        "\tdeclare Config", "\tdeclare VPNGATE\n\t{\n\t}\n\tdeclare Config"
+    )
+    assert parse_softether_config(relay, CLIENT).vpngate  # any other mention still counts
+
+
 def test_vpngate_hub_is_high_with_advice() -> None:
     (f,) = check(_facts((SERVER, SERVER_CONFIG)))
     assert f.severity is Severity.HIGH
