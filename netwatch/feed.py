@@ -3,18 +3,24 @@
 The UI depends on this module and the model only. `pipeline.LiveFeed` samples in-process,
 `daemon.client.DaemonFeed` reads the daemon socket, and `ReplayFeed` plays recorded
 snapshots (a JSONL file written by `netwatch record`, or a list built by tests).
+`FindingsSource` is the same seam for the check screen: `cli.watch` injects a callable that
+runs `netwatch check`'s collector.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from netwatch import codec
 from netwatch.errors import DataFileError
-from netwatch.model import Snapshot
+from netwatch.model import Finding, Snapshot
+
+FindingsSource = Callable[[], Sequence[Finding]]
+"""Looks at this machine and returns `netwatch check`'s findings, worst first. Blocking (it
+reads packages, processes and files): the check screen calls it in a thread worker."""
 
 
 class SnapshotFeed(Protocol):

@@ -59,17 +59,11 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from netwatch import codec
-    from netwatch.detect.check import check, incomplete, worst
+    from netwatch.detect.check import incomplete, worst
     from netwatch.errors import EXIT_HIGH_FINDING, EXIT_RUNTIME
     from netwatch.model import Severity
-    from netwatch.sources.hostfacts import CONFIG_DIRS
-    from netwatch.sources.vpncheck import gather
 
-    now = time.time()
-    facts = gather(now, args.softether_dir or CONFIG_DIRS)
-    since = now - 7 * 86400 if args.since is None else args.since
-    alerts, notes, damaged = _recent_alerts(args.db, since)
-    findings = check(facts, alerts, notes, damaged)
+    findings = check_machine(args.db, args.since, args.softether_dir)
     if args.format == "jsonl":
         write_lines(json.dumps(codec.finding_to_dict(f), ensure_ascii=False) for f in findings)
     else:
@@ -77,6 +71,22 @@ def run(args: argparse.Namespace) -> int:
     if worst(findings) in (Severity.HIGH, Severity.CRITICAL):
         return EXIT_HIGH_FINDING
     return EXIT_RUNTIME if incomplete(findings) else 0
+
+
+def check_machine(
+    db: Path | None = None, since: float | None = None, softether_dirs: Sequence[str] | None = None
+) -> list[Finding]:
+    """Look at this machine and judge it: `netwatch check`, and the dashboard's check screen.
+
+    `since` defaults to 7 days ago, `softether_dirs` to the usual SoftEther places."""
+    from netwatch.detect.check import check
+    from netwatch.sources.hostfacts import CONFIG_DIRS
+    from netwatch.sources.vpncheck import gather
+
+    now = time.time()
+    facts = gather(now, softether_dirs or CONFIG_DIRS)
+    alerts, notes, damaged = _recent_alerts(db, now - 7 * 86400 if since is None else since)
+    return check(facts, alerts, notes, damaged)
 
 
 def _recent_alerts(db: Path | None, since: float) -> tuple[list[Alert], list[str], list[str]]:

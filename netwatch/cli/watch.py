@@ -6,6 +6,10 @@ neither, it attaches when a daemon's socket answers (this user's or the system s
 samples in-process otherwise. The in-process engine is composed like the daemon's: sockets, packet
 capture when privileged, enrichment (`--geoip-db`, RDAP only with `--rdap`), the rule pack and the
 policy. Textual, the engine and the daemon client are imported only inside `run`.
+
+The check screen (`v`) runs `netwatch check` on this machine when it opens: in local and
+daemon mode (the daemon socket is local, so it is the same machine); a replay is another
+time, maybe another machine, so there the screen says the check is unavailable.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from netwatch.cli.common import add_geoip
 from netwatch.errors import CaptureUnavailableError, NetwatchError, UsageError
 
 if TYPE_CHECKING:
-    from netwatch.feed import SnapshotFeed
+    from netwatch.feed import FindingsSource, SnapshotFeed
     from netwatch.pipeline import Detector, Enricher, PacketFlows
 
 log = logging.getLogger("netwatch.watch")
@@ -135,6 +139,13 @@ def choose_feed(
     return (feed if feed is not None else _live_feed(args)), mode
 
 
+def check_source(mode: str) -> FindingsSource | None:
+    """What the check screen runs: this machine's check, except in a replay (module docstring)."""
+    from netwatch.cli.check import check_machine
+
+    return None if mode == "replay" else check_machine
+
+
 def run(args: argparse.Namespace) -> int:
     """Open the dashboard on the chosen feed."""
     if not args.interval > 0:
@@ -142,5 +153,5 @@ def run(args: argparse.Namespace) -> int:
     feed, mode = choose_feed(args)
     from netwatch.ui import run_dashboard
 
-    run_dashboard(feed, mode)
+    run_dashboard(feed, mode, check=check_source(mode))
     return 0

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from netwatch.errors import NetwatchError
 
 if TYPE_CHECKING:
-    from netwatch.feed import SnapshotFeed
+    from netwatch.feed import FindingsSource, SnapshotFeed
     from netwatch.model import Snapshot
 
 
@@ -24,14 +24,17 @@ def run_dashboard(
     *,
     title: str = "netwatch",
     now: Callable[[], float] | None = None,
+    check: FindingsSource | None = None,
 ) -> None:
-    """Open the dashboard on `feed` until the user quits; the feed is closed afterwards."""
+    """Open the dashboard on `feed` until the user quits; the feed is closed afterwards.
+
+    `check` runs `netwatch check` for the check screen; None says it is unavailable."""
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         feed.close()
         raise NetwatchError("the dashboard needs a terminal; run it without --ui for text")
     from netwatch.ui.app import NetwatchApp
 
-    app = NetwatchApp(feed, mode_label=mode_label, title=title, now=now)
+    app = NetwatchApp(feed, mode_label=mode_label, title=title, now=now, check=check)
     try:
         app.run()
     finally:

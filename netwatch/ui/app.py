@@ -20,12 +20,13 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Input
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from netwatch.feed import SnapshotFeed
+from netwatch.feed import FindingsSource, SnapshotFeed
 from netwatch.model import Alert, Snapshot
 from netwatch.ui import query, view
 from netwatch.ui.commands import DashboardCommands
 from netwatch.ui.drilldown import DrillDown
 from netwatch.ui.messages import AlertsChanged, FeedEnded, SnapshotReady
+from netwatch.ui.screens.check import CheckScreen
 from netwatch.ui.screens.help import HelpScreen
 from netwatch.ui.stats import (
     History,
@@ -58,6 +59,7 @@ class NetwatchApp(DrillDown):
         Binding("a", "focus_alerts", "Alerts"),
         Binding("t", "focus_table", "Table", show=False),
         Binding("c", "charts", "Charts", show=False),
+        Binding("v", "check", "Check"),
     ]
 
     def __init__(
@@ -67,9 +69,11 @@ class NetwatchApp(DrillDown):
         now: Callable[[], float] | None = None,
         mode_label: str | None = None,
         title: str = "netwatch",
+        check: FindingsSource | None = None,
     ) -> None:
         super().__init__()
         self.feed = feed
+        self.check_source = check
         self.now_provider = now
         self.mode_label = mode_label
         self.title = title
@@ -232,6 +236,7 @@ class NetwatchApp(DrillDown):
             "focus_alerts",
             "focus_table",
             "charts",
+            "check",
         }
     )
     """Actions that act on the dashboard screen; hidden and off while a drill-down is open."""
@@ -243,6 +248,10 @@ class NetwatchApp(DrillDown):
     def action_help(self) -> None:
         """Show keys, filter language and columns."""
         self.push_screen(HelpScreen())
+
+    def action_check(self) -> None:
+        """Open the check screen: this machine's VPN findings (unavailable without a source)."""
+        self.push_screen(CheckScreen(self.check_source))
 
     def action_filter(self) -> None:
         """Open the filter input."""

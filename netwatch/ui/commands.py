@@ -1,4 +1,4 @@
-"""Command palette entries (ctrl+p): sort by any column, group, pause, filter, help."""
+"""Command palette entries (ctrl+p): sort by any column, group, pause, filter, check, help."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class DashboardCommands(Provider):
             ("Pause / resume rendering", app.action_pause, "freeze the table; sampling goes on"),
             ("Filter flows", app.action_filter, "proc:NAME country:CC vpn:true port:N -term"),
             ("Help", app.action_help, "keys, filter language, columns"),
+            ("Check this PC", app.action_check, "VPN software, relay, listeners, VPN alerts"),
             ("Show / hide charts", app.action_charts, "throughput and bytes by country"),
             ("Reverse sort order", app.action_reverse, "ascending / descending"),
         ]

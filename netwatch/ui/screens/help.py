@@ -20,6 +20,7 @@ KEYS = (
     ("o", "process view of the selected flow's process"),
     ("a / t", "focus the alerts pane / the table"),
     ("c", "show or hide the charts"),
+    ("v", "check: is this PC safe? VPN software, relay, listeners (R runs it again)"),
     ("ctrl+p", "command palette"),
 )
 
