@@ -13,15 +13,20 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from netwatch.model import Finding, Severity
 from netwatch.ui.app import NetwatchApp
+from netwatch.ui.screens.check import CheckScreen
 from tests.tui.helpers import NOW, StepFeed, recording, wait_for
 
 pytestmark = pytest.mark.tui
 
 
-def dashboard(name: str = "vpngate.jsonl", mode: str = "replay") -> tuple[NetwatchApp, Any]:
+def dashboard(
+    name: str = "vpngate.jsonl", mode: str = "replay", findings: list[Finding] | None = None
+) -> tuple[NetwatchApp, Any]:
     feed = StepFeed()
-    app = NetwatchApp(feed, now=lambda: NOW, mode_label=mode)
+    check = None if findings is None else lambda: findings
+    app = NetwatchApp(feed, now=lambda: NOW, mode_label=mode, check=check)
     app.filter_box.cursor_blink = False
     snaps = recording(name)
 
@@ -72,3 +77,30 @@ def test_process_view(snap_compare: Any) -> None:
     app, play = dashboard()
     keys = ("slash", *"proc:vpnserver", "enter", "o")
     assert snap_compare(app, terminal_size=(100, 30), run_before=then(play, *keys))
+
+
+FINDINGS = [
+    Finding(
+        "softether.vpngate_relay:/var/lib/softether/vpn_server.config",
+        Severity.HIGH,
+        "VPN Gate relay: a VPNGATE hub in the SoftEther server",
+        ("/var/lib/softether/vpn_server.config: hub VPNGATE", "vpnserver (pid 812) is running"),
+        "Delete the VPNGATE hub (vpncmd localhost /SERVER /CMD HubDelete VPNGATE) and stop the "
+        "server for good: systemctl disable --now softether-vpnserver.",
+    ),
+    Finding("package:openvpn", Severity.INFO, "openvpn 2.6.3 is installed, not running"),
+]
+
+
+def test_check_screen_80x24(snap_compare: Any) -> None:
+    app, play = dashboard(mode="local", findings=FINDINGS)
+
+    async def open_check(pilot: Pilot[None]) -> None:
+        await play(pilot)
+        await pilot.press("v")
+        screen = app.screen
+        assert isinstance(screen, CheckScreen)
+        await wait_for(pilot, lambda: screen.done)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_check)

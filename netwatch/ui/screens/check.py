@@ -46,7 +46,7 @@ def finding_detail(f: Finding) -> Text:
             out.append(f"  - {line}\n")
     if f.advice:
         out.append("\nWhat to do\n", style="bold underline")
-        out.append(f"  {f.advice}\n")
+        out.append(f"{f.advice}\n")
     return out
 
 
