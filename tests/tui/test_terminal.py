@@ -224,3 +224,26 @@ def test_unprivileged_dashboard_says_what_is_missing(terminal: Terminal, repo_ro
         assert "capture off" in screen
         assert "Traceback" not in screen
         quit_and_check_shell(terminal)
+
+
+def test_check_screen_is_unavailable_in_a_replay(terminal: Terminal) -> None:
+    terminal.type(netwatch("--replay", str(DATA / "vpngate.jsonl"), "--interval", "0.2"))
+    terminal.wait_for("vpnclient 4242")
+    terminal.keys("v")
+    terminal.wait_for("The check is not available here")
+    terminal.keys("Escape")
+    terminal.wait_for("vpnclient 4242")
+    quit_and_check_shell(terminal)
+
+
+def test_check_screen_checks_this_machine_live(terminal: Terminal, tmp_path: Path) -> None:
+    runtime = tmp_path / "run"  # no daemon socket: local mode, the check runs off the UI thread
+    runtime.mkdir()
+    terminal.type(f"RUNTIME_DIRECTORY={runtime} " + netwatch("--live", "--no-capture"))
+    terminal.wait_for("LOCAL")
+    terminal.keys("v")
+    screen = terminal.wait_for(r"\d+ finding\(s\)|Nothing found", limit=60, regex=True)
+    assert "Check: is this PC safe?" in screen and "Traceback" not in screen
+    terminal.keys("Escape")
+    terminal.wait_for("LOCAL")
+    quit_and_check_shell(terminal)
