@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from rich.text import Text
+from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from netwatch.cli.check import check_machine
@@ -45,6 +46,16 @@ def text_of(app: NetwatchApp, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())
 
 
+async def open_check(app: NetwatchApp, pilot: Pilot[None], limit: float = 10.0) -> CheckScreen:
+    """Press `v` and wait until the check's result (or failure) is on the screen."""
+    await pilot.press("v")
+    screen = app.screen
+    assert isinstance(screen, CheckScreen)
+    await wait_for(pilot, lambda: screen.done, limit)
+    await pilot.pause()
+    return screen
+
+
 def rows(app: NetwatchApp) -> list[list[str]]:
     table = app.screen.query_one("#check-findings", DataTable)
     return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
@@ -59,11 +70,7 @@ async def test_v_opens_the_findings_with_severity_words_and_escape_closes() -> N
 
     app = NetwatchApp(replay(), now=lambda: NOW, check=source)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("v")
-        screen = app.screen
-        assert isinstance(screen, CheckScreen)
-        await wait_for(pilot, lambda: screen.done)
-        await pilot.pause()
+        await open_check(app, pilot)
         assert calls == [False]  # called once, off the UI thread
         assert rows(app) == [
             ["CRITICAL", "This computer is a VPN Gate relay"],
@@ -88,10 +95,7 @@ async def test_v_opens_the_findings_with_severity_words_and_escape_closes() -> N
 async def test_severity_is_coloured() -> None:
     app = NetwatchApp(replay(), now=lambda: NOW, check=lambda: [RELAY, PACKAGE])
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("v")
-        screen = app.screen
-        assert isinstance(screen, CheckScreen)
-        await wait_for(pilot, lambda: screen.done)
+        screen = await open_check(app, pilot)
         table = screen.query_one("#check-findings", DataTable)
         cells = [table.get_row_at(i)[0] for i in range(2)]
         assert all(isinstance(c, Text) for c in cells)
@@ -101,11 +105,7 @@ async def test_severity_is_coloured() -> None:
 async def test_an_empty_check_says_nothing_was_found() -> None:
     app = NetwatchApp(replay(), now=lambda: NOW, check=list)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("v")
-        screen = app.screen
-        assert isinstance(screen, CheckScreen)
-        await wait_for(pilot, lambda: screen.done)
-        await pilot.pause()
+        await open_check(app, pilot)
         assert text_of(app, "#check-status") == NOTHING_FOUND
         assert rows(app) == []
 
@@ -126,11 +126,7 @@ async def test_a_failing_check_is_one_line_not_a_crash() -> None:
 
     app = NetwatchApp(replay(), now=lambda: NOW, check=source)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("v")
-        screen = app.screen
-        assert isinstance(screen, CheckScreen)
-        await wait_for(pilot, lambda: screen.done)
-        await pilot.pause()
+        await open_check(app, pilot)
         status = text_of(app, "#check-status")
         assert status == "The check failed: /var/lib/softether: Permission denied"
         await pilot.press("escape", "q")
@@ -152,11 +148,7 @@ async def test_the_real_check_finds_a_relay_config_on_the_screen(tmp_path: Path)
     with softether_lock():  # a live SoftEther test's running vpnserver would add its own dir
         app = NetwatchApp(replay(), now=lambda: NOW, check=source)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("v")
-            screen = app.screen
-            assert isinstance(screen, CheckScreen)
-            await wait_for(pilot, lambda: screen.done, limit=60)
-            await pilot.pause()
+            await open_check(app, pilot, limit=60)
             found = [r for r in rows(app) if "VPN Gate relay" in r[1]]
             assert [r[0] for r in found] == ["HIGH"], rows(app)
             assert f"no alert store at {tmp_path}" in " ".join(r[1] for r in rows(app))
