@@ -41,6 +41,10 @@ class PolicyLike(Protocol):
         """Whether the remote country differs from the home country (known countries only)."""
         ...
 
+    def outside_tunnel(self, ef: EnrichedFlow) -> bool:
+        """Whether the flow left by a non-tunnel interface while `[policy.tunnel]` requires one."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Env:
@@ -278,6 +282,14 @@ FIELDS: dict[str, Field] = {
         Field("packets_received", _N, _flow("packets_received"), "packets received"),
         Field("duration", _N, _duration, "seconds between first and last packet"),
         Field("policy.expected", _B, lambda ef, env: env.policy.expected(ef), "policy expects it"),
+        Field(
+            "policy.outside_tunnel",
+            _B,
+            lambda ef, env: env.policy.outside_tunnel(ef),
+            "left by a non-tunnel interface while [policy.tunnel] requires the tunnel",
+        ),
+        Field("interface", _S, _flow("interface"), "interface the flow was captured on"),
+        Field("egress_by", _S, _flow("egress_by"), "how the interface was found: capture"),
         Field("host.vpngate_hub", _B, _vpngate_hub, "a SoftEther config declares a VPNGATE hub"),
     )
 }
