@@ -6,7 +6,7 @@ every key so that later checks (rule ids, protocol labels) and `netwatch config 
 name it too. Sections are parsed by the
 functions in `SECTIONS`, so later sections (daemon, store, export) plug in by adding a
 dataclass field to `Config` and one entry to that table. Imports only errors, paths,
-tomltext and the policy types of `model.policy` it builds.
+tomltext and the policy types of `model` (`model/policy.py`) it builds.
 """
 
 from __future__ import annotations
@@ -20,14 +20,7 @@ from typing import Any
 
 from netwatch import paths, tomltext
 from netwatch.errors import ConfigError, one_line
-from netwatch.model.policy import (
-    Action,
-    EndpointPattern,
-    ExpectedVpn,
-    IPNetwork,
-    Policy,
-    TunnelPolicy,
-)
+from netwatch.model import Action, EndpointPattern, ExpectedVpn, IPNetwork, Policy, TunnelPolicy
 
 EXPORT_FORMATS = ("jsonl", "csv", "syslog", "ecs")
 """The alert-log formats (`export.sinks.FORMATS` has a formatter for each; a test checks)."""
