@@ -188,6 +188,8 @@ TUNNEL = Policy(
     )
 )
 """`[policy.tunnel]`: traffic must go by wg*/tun*; the LAN may go direct."""
+OPTIONAL_TUNNEL = Policy(tunnel=TunnelPolicy(required=False))
+"""`[policy.tunnel]` that is not required: traffic must use the tunnel only while it is up."""
 
 
 def by(interface: str | None, scope: Scope = Scope.GLOBAL, **kw: object) -> EnrichedFlow:
@@ -479,14 +481,19 @@ EXAMPLES: dict[str, tuple[list[Example], list[Example]]] = {
                 "documentation addresses count as the internet",
                 policy=TUNNEL,
             ),
+            ex(
+                [by("wg0", remote_ip="198.51.100.80"), by("eth0")],
+                "not required, but the tunnel is up (a flow uses wg0)",
+                policy=OPTIONAL_TUNNEL,
+            ),
         ],
         [
             ex(by("wg0"), "through the tunnel", policy=TUNNEL),
             ex(by("eth0"), "no [policy.tunnel]"),
+            ex(by("eth0"), "the tunnel is neither required nor up", policy=OPTIONAL_TUNNEL),
             ex(
-                by("eth0"),
-                "the tunnel is not required",
-                policy=Policy(tunnel=TunnelPolicy(required=False)),
+                [by("wg0", remote_ip="198.51.100.80"), by("eth0")],
+                "a tunnel is up but no [policy.tunnel] says to use it",
             ),
             ex(by(None), "interface unknown (no capture)", policy=TUNNEL),
             ex(
