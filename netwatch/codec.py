@@ -341,6 +341,8 @@ def flow_to_dict(ef: EnrichedFlow) -> JSONDict:
         "tls_cert": cert_to_dict(f.tls_cert),
         "http_request": f.http_request,
         "body_prefix": None if f.body_prefix is None else f.body_prefix.decode("latin-1"),
+        "interface": f.interface,
+        "egress_by": f.egress_by,
         "remote": remote_to_dict(ef.remote),
     }
 
@@ -400,6 +402,8 @@ def flow_from_dict(d: Any) -> EnrichedFlow:
         tls_cert=cert_from_dict(d.get("tls_cert")),
         http_request=_ostr(d, "http_request"),
         body_prefix=_latin1(d, "body_prefix"),
+        interface=_ostr(d, "interface"),
+        egress_by=_ostr(d, "egress_by"),
     )
     return EnrichedFlow(flow, remote_from_dict(d.get("remote")))
 

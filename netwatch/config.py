@@ -6,7 +6,7 @@ every key so that later checks (rule ids, protocol labels) and `netwatch config 
 name it too. Sections are parsed by the
 functions in `SECTIONS`, so later sections (daemon, store, export) plug in by adding a
 dataclass field to `Config` and one entry to that table. Imports only errors, paths,
-tomltext and the policy types of `model.policy` it builds.
+tomltext and the policy types of `model` (`model/policy.py`) it builds.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from netwatch import paths, tomltext
 from netwatch.errors import ConfigError, one_line
-from netwatch.model.policy import Action, EndpointPattern, ExpectedVpn, IPNetwork, Policy
+from netwatch.model import Action, EndpointPattern, ExpectedVpn, IPNetwork, Policy, TunnelPolicy
 
 EXPORT_FORMATS = ("jsonl", "csv", "syslog", "ecs")
 """The alert-log formats (`export.sinks.FORMATS` has a formatter for each; a test checks)."""
@@ -153,7 +153,8 @@ def _expected(raw: Any, key: str, errs: _Errors) -> ExpectedVpn | None:
     )
 
 
-_POLICY_KEYS = {"expected_vpn", "rules", "trusted_networks", "home_country"}
+_POLICY_KEYS = {"expected_vpn", "rules", "trusted_networks", "home_country", "tunnel"}
+_TUNNEL_KEYS = {"required", "interfaces", "allowed_networks"}
 
 
 def _section(raw: Any, name: str, keys: set[str], errs: _Errors) -> bool:
@@ -189,14 +190,7 @@ def parse_policy(raw: Any, errs: _Errors) -> Policy:
             rules.append((rid, Action(act)))
         except ValueError:
             errs.add(f"policy.rules.{rid}", f"{act!r} is not one of alert, log, ignore")
-    nets: list[IPNetwork] = []
-    for i, n in enumerate(
-        _strs(raw.get("trusted_networks", []) or [], "policy.trusted_networks", errs)
-    ):
-        try:
-            nets.append(ipaddress.ip_network(n, strict=False))
-        except ValueError:
-            errs.add(f"policy.trusted_networks[{i}]", f"{n!r} is not a network")
+    nets = _networks(raw.get("trusted_networks", []) or [], "policy.trusted_networks", errs)
     home = raw.get("home_country")
     if home is not None and not (isinstance(home, str) and len(home) == 2 and home.isalpha()):
         errs.add("policy.home_country", f"{home!r} is not a two-letter country code")
@@ -206,7 +200,35 @@ def parse_policy(raw: Any, errs: _Errors) -> Policy:
         rules=tuple(rules),
         trusted_networks=tuple(nets),
         home_country=home.upper() if isinstance(home, str) else None,
+        tunnel=_tunnel(raw["tunnel"], errs) if "tunnel" in raw else None,
     )
+
+
+def _networks(value: Any, key: str, errs: _Errors) -> tuple[IPNetwork, ...]:
+    """A network (`192.168.1.0/24`, or one address) or a list of them."""
+    nets: list[IPNetwork] = []
+    for i, n in enumerate(_strs(value, key, errs)):
+        try:
+            nets.append(ipaddress.ip_network(n, strict=False))
+        except ValueError:
+            errs.add(f"{key}[{i}]", f"{n!r} is not a network")
+    return tuple(nets)
+
+
+def _tunnel(raw: Any, errs: _Errors) -> TunnelPolicy | None:
+    """Parse `[policy.tunnel]`; None when it is not a table."""
+    if not _section(raw, "policy.tunnel", _TUNNEL_KEYS, errs):
+        return None
+    default = TunnelPolicy()
+    required = raw.get("required", default.required)
+    if not isinstance(required, bool):
+        errs.add("policy.tunnel.required", f"{required!r} is not true or false")
+        required = default.required
+    interfaces = default.interfaces
+    if "interfaces" in raw:
+        interfaces = _strs(raw["interfaces"], "policy.tunnel.interfaces", errs) or interfaces
+    allowed = _networks(raw.get("allowed_networks", []), "policy.tunnel.allowed_networks", errs)
+    return TunnelPolicy(required=required, interfaces=interfaces, allowed_networks=allowed)
 
 
 def _number(

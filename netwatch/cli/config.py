@@ -98,6 +98,7 @@ def effective_values(config: Config, rules: RuleSet) -> Iterator[tuple[str, str,
     """(key, value, FILE:LINE or `default`) for every setting netwatch acts on."""
     from netwatch.cli.daemon import DEFAULTS
     from netwatch.config import DaemonSettings
+    from netwatch.model import TunnelPolicy
 
     def row(key: str, value: Any, is_set: bool) -> tuple[str, str, str]:
         return key, _show(value), config.where(key) if is_set else DEFAULT
@@ -105,6 +106,9 @@ def effective_values(config: Config, rules: RuleSet) -> Iterator[tuple[str, str,
     policy = config.policy
     yield row("policy.home_country", policy.home_country, policy.home_country is not None)
     yield row("policy.trusted_networks", policy.trusted_networks, bool(policy.trusted_networks))
+    tunnel = policy.tunnel or TunnelPolicy()
+    for name in ("required", "interfaces", "allowed_networks"):
+        yield row(f"policy.tunnel.{name}", getattr(tunnel, name), policy.tunnel is not None)
     for i, entry in enumerate(policy.expected_vpn):
         for name in ("name", "process", "path", "protocols", "endpoints"):
             value = getattr(entry, name)

@@ -197,6 +197,7 @@ class RuleEngine:
         self._flows: Sequence[EnrichedFlow] | None = None
         """Last call's flows; when this call's are the very same, so are their matches."""
         self._listening: dict[int, tuple[str, ...]] = {}
+        self._tunnel_up = False
         self._per_rule: list[list[tuple[_Seen, int, bool]]] = []
         self._counting: list[bool] = []
         """Per rule: whether a condition reads traffic counters (see `COUNTER_FIELDS`)."""
@@ -223,12 +224,13 @@ class RuleEngine:
         """
         same_flows = same_objects(flows, self._flows)
         listening = self._listening if same_flows else _listening(flows)
-        self._flows, self._listening = flows, listening
-        env = Env(self.policy, now, host, listening)
+        tunnel_up = self._tunnel_up if same_flows else self.policy.tunnel_up(flows)
+        self._flows, self._listening, self._tunnel_up = flows, listening, tunnel_up
+        env = Env(self.policy, now, host, listening, tunnel_up)
         closed = self.suppressor.expire(now)
         # Host facts carry their own time: only what they say counts as a change.
         facts = None if host is None else replace(host, taken_at=0.0)
-        context = (facts, listening, self.rules, self.policy, self.own_pids)
+        context = (facts, listening, tunnel_up, self.rules, self.policy, self.own_pids)
         old = self._seen if self._same_context(context) else {}
         self._context = context
         per_rule: list[list[tuple[_Seen, int, bool]]] = [[] for _ in self.rules.rules]

@@ -41,6 +41,10 @@ class PolicyLike(Protocol):
         """Whether the remote country differs from the home country (known countries only)."""
         ...
 
+    def outside_tunnel(self, ef: EnrichedFlow, tunnel_up: bool = False) -> bool:
+        """Whether the flow left by a non-tunnel interface while the tunnel is required or up."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Env:
@@ -51,6 +55,8 @@ class Env:
     host: HostFacts | None = None
     listening: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     """This tick's non-loopback listening sockets by pid, as `tcp/443`."""
+    tunnel_up: bool = False
+    """Whether this tick's flows show a `[policy.tunnel]` interface carrying traffic."""
 
 
 Getter = Callable[[EnrichedFlow, Env], Any]
@@ -278,6 +284,14 @@ FIELDS: dict[str, Field] = {
         Field("packets_received", _N, _flow("packets_received"), "packets received"),
         Field("duration", _N, _duration, "seconds between first and last packet"),
         Field("policy.expected", _B, lambda ef, env: env.policy.expected(ef), "policy expects it"),
+        Field(
+            "policy.outside_tunnel",
+            _B,
+            lambda ef, env: env.policy.outside_tunnel(ef, env.tunnel_up),
+            "left by a non-tunnel interface while [policy.tunnel]'s tunnel is required or up",
+        ),
+        Field("interface", _S, _flow("interface"), "interface the flow was captured on"),
+        Field("egress_by", _S, _flow("egress_by"), "how the interface was found: capture"),
         Field("host.vpngate_hub", _B, _vpngate_hub, "a SoftEther config declares a VPNGATE hub"),
     )
 }

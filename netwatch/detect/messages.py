@@ -35,6 +35,7 @@ FLOW_PLACEHOLDERS = {
     "down": "bytes received, human-readable",
     "duration": "flow duration, human-readable",
     "vpngate_config": "SoftEther config file with a VPNGATE hub",
+    "interface": "the interface the flow left by (as captured)",
 }
 WINDOW_PLACEHOLDERS = {
     "peers": "distinct remote addresses in the window",
@@ -138,6 +139,7 @@ def flow_values(ef: EnrichedFlow, env: Env) -> dict[str, str]:
             None if f.first_seen is None or f.last_seen is None else f.last_seen - f.first_seen
         ),
         "vpngate_config": ", ".join(c.path for c in configs) or "?",
+        "interface": f.interface or "an unknown interface",
     }
 
 

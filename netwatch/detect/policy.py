@@ -7,11 +7,17 @@ rule's findings get. The policy's data types (`Policy`, `ExpectedVpn`, `Endpoint
 `Action`) are in `model/policy.py`, since `config` builds them while it parses. An unknown
 value never proves a match: an entry matches a flow when every field it names agrees with
 what is known, and at least one of them is known.
+
+`outside_tunnel` answers `[policy.tunnel]` (issue 15, "Leaks"): a flow that left by an
+interface that is not a tunnel's while the policy requires the tunnel, or while it is up (this
+tick's flows use a tunnel interface). Whether its remote side is worth reporting (global
+address, DNS port) is the rules' business (`rules/vpn.toml`).
 """
 
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 
 from netwatch.model import Action, EnrichedFlow, ExpectedVpn, Policy
 
@@ -76,6 +82,33 @@ class PolicyView:
             return False
         ip = remote.ip
         return any(n.version == ip.version and ip in n for n in self.policy.trusted_networks)
+
+    def tunnel_up(self, flows: Iterable[EnrichedFlow]) -> bool:
+        """Whether any flow was captured on a `[policy.tunnel]` interface (the tunnel is up)."""
+        tunnel = self.policy.tunnel
+        if tunnel is None:
+            return False
+        globs = tunnel.interfaces
+        return any(
+            ef.flow.interface is not None and _glob_any(ef.flow.interface, globs) for ef in flows
+        )
+
+    def outside_tunnel(self, ef: EnrichedFlow, tunnel_up: bool = False) -> bool:
+        """Whether the flow left outside the tunnel while `[policy.tunnel]` requires it or
+        the tunnel is up (`tunnel_up`: this tick's flows use a tunnel interface).
+
+        Only flows whose interface is known count (an unknown interface proves nothing), and
+        never loopback (`lo`) or a remote address in `allowed_networks` (the LAN may go direct).
+        """
+        tunnel = self.policy.tunnel
+        f = ef.flow
+        iface, remote = f.interface, f.key.remote
+        if tunnel is None or not (tunnel.required or tunnel_up) or iface is None or remote is None:
+            return False
+        if iface == "lo" or _glob_any(iface, tunnel.interfaces) or remote.ip.is_loopback:
+            return False
+        ip = remote.ip
+        return not any(n.version == ip.version and ip in n for n in tunnel.allowed_networks)
 
     def foreign(self, ef: EnrichedFlow) -> bool:
         """Whether the remote country is known and not the home country.

@@ -105,6 +105,7 @@ class FlowState:
         "http_request",
         "idx_fwd",
         "idx_rev",
+        "interface",
         "ip_proto",
         "key",
         "label",
@@ -133,6 +134,9 @@ class FlowState:
         self.body_prefix: bytes | None = None
         self.tls_cert: CertNames | None = None
         self.dns_name: str | None = None
+        self.interface: str | None = None
+        """The interface of the packet that opened the flow (set once: a flow keeps its
+        route, and the egress interface is what `vpn.leak` asks)."""
         self.owner = UNOWNED
         """The owning process and this host's side, once attribution found them
         (`FlowTable.own`; live capture only)."""
@@ -213,6 +217,8 @@ class FlowState:
             tls_cert=self.tls_cert,
             http_request=self.http_request,
             body_prefix=self.body_prefix,
+            interface=self.interface,
+            egress_by=None if self.interface is None else "capture",
         )
 
 
@@ -318,6 +324,7 @@ class FlowTable:
         key = FlowKey(pkt.transport, src, dst)
         state = FlowState(key, pkt.ip_proto, pkt.ts)
         state.dns_name = self._names.get(dst.ip) or self._names.get(src.ip)
+        state.interface = pkt.interface
         proto = pkt.ip_proto
         self._index[_pair_key(proto, src, dst)] = (state, True)
         self._index[_pair_key(proto, dst, src)] = (state, False)

@@ -31,7 +31,14 @@ from netwatch.model.host import (
 )
 from netwatch.model.identity import keep, missing, recall, same_objects
 from netwatch.model.packet import PacketContext, PacketFacts, PacketMeta
-from netwatch.model.policy import Action, EndpointPattern, ExpectedVpn, IPNetwork, Policy
+from netwatch.model.policy import (
+    Action,
+    EndpointPattern,
+    ExpectedVpn,
+    IPNetwork,
+    Policy,
+    TunnelPolicy,
+)
 from netwatch.model.remote import DataSource, EnrichedFlow, ListHit, Owner, RemoteInfo, Scope
 from netwatch.model.snapshot import Counters, Snapshot, SourceStatus
 from netwatch.model.sockets import SocketEntry, SocketTable
@@ -78,6 +85,7 @@ __all__ = [
     "SocketTable",
     "SourceStatus",
     "Transport",
+    "TunnelPolicy",
     "parse_ip",
     "keep",
     "missing",

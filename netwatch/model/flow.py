@@ -243,3 +243,8 @@ class Flow:
     body_prefix: bytes | None = None
     """The first bytes of the first clear HTTP response body, e.g. `*vpn_servers` (rule
     field `http_body`)."""
+    interface: str | None = None
+    """The network interface the flow's packets were captured on (None without capture)."""
+    egress_by: str | None = None
+    """How `interface` was found: `capture` (the captured packet's interface); a route lookup
+    would say `route`. None when no interface is known."""

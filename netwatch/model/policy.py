@@ -55,6 +55,22 @@ class ExpectedVpn:
 
 
 @dataclass(frozen=True, slots=True)
+class TunnelPolicy:
+    """`[policy.tunnel]`: traffic must go through a VPN tunnel (issue 15, "Leaks").
+
+    A flow that leaves by an interface matching none of `interfaces` (and not loopback) to an
+    address outside `allowed_networks` is a leak while `required` is set.
+    """
+
+    required: bool = False
+    """Whether every flow must leave through the tunnel (`vpn.leak`, `vpn.dns_leak`)."""
+    interfaces: tuple[str, ...] = ("wg*", "tun*")
+    """Tunnel interface names (shell globs), e.g. `wg*`, `tun*`, `ppp*`."""
+    allowed_networks: tuple[IPNetwork, ...] = ()
+    """Remote networks that may be reached directly, e.g. the LAN `192.168.1.0/24`."""
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Site policy: what is expected, what each rule's findings should do, what is trusted."""
 
@@ -66,6 +82,8 @@ class Policy:
     """Remote networks whose flows no rule reports on (e.g. the company's VPN range)."""
     home_country: str | None = None
     """ISO code of where this machine is; remote addresses elsewhere count as foreign."""
+    tunnel: TunnelPolicy | None = None
+    """`[policy.tunnel]`, when the config has one."""
 
     def action_for(self, rule_id: str) -> Action:
         """Return the configured action for a rule (alert when unlisted)."""

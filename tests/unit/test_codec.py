@@ -158,8 +158,21 @@ def enriched_flows(draw: st.DrawFn) -> EnrichedFlow:
     http = {
         "http_request": draw(st.none() | texts),
         "body_prefix": draw(st.none() | st.binary(max_size=64)),
+        "interface": draw(st.none() | texts),
+        "egress_by": draw(st.none() | st.just("capture")),
     }
     return replace(ef, flow=replace(ef.flow, **http))
+
+
+def test_egress_interface_round_trips_and_old_records_have_none() -> None:
+    ef = make_flow()
+    ef = replace(ef, flow=replace(ef.flow, interface="wg0", egress_by="capture"))
+    d = codec.flow_to_dict(ef)
+    assert (d["interface"], d["egress_by"]) == ("wg0", "capture")
+    assert codec.flow_from_dict(d) == ef
+    del d["interface"], d["egress_by"]  # a record written before the fields existed
+    old = codec.flow_from_dict(d).flow
+    assert (old.interface, old.egress_by) == (None, None)
 
 
 @given(enriched_flows())

@@ -169,7 +169,8 @@ toml_values = st.recursive(
                 ["policy", "expected_vpn", "process", "path", "protocols", "endpoints", "name",
                  "rules", "trusted_networks", "home_country", "vpn.unexpected", "x",
                  "interval", "retention_days", "max_db_mb", "export_file", "export_format",
-                 "syslog", "metrics_port", "capture", "interface"]
+                 "syslog", "metrics_port", "capture", "interface", "tunnel", "required",
+                 "interfaces", "allowed_networks"]
             ),
             children,
             max_size=4,

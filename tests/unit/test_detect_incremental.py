@@ -19,7 +19,16 @@ from netwatch.detect.loader import load_rules
 from netwatch.model import Alert, Direction, EnrichedFlow, HostFacts
 from tests.builders import T0
 from tests.unit.test_detect_engine import flows_strategy
-from tests.unit.test_rules_pack import PEERS, PLAIN_HOST, VPNGATE_HOST, flow, inbound, listen
+from tests.unit.test_rules_pack import (
+    OPTIONAL_TUNNEL,
+    PEERS,
+    PLAIN_HOST,
+    VPNGATE_HOST,
+    by,
+    flow,
+    inbound,
+    listen,
+)
 
 
 class Twins:
@@ -167,3 +176,12 @@ def test_a_flow_that_only_moved_traffic_re_runs_just_the_counter_rules() -> None
     named = replace(big, flow=replace(big.flow, sni="www.vpngate.net"))
     twins.tick([named], T0 + 3)
     assert (twins.cached.classified, twins.cached.carried) == (1, 0)
+
+
+def test_a_tunnel_coming_up_re_runs_the_conditions_of_unchanged_flows() -> None:
+    engine = RuleEngine(load_rules(), OPTIONAL_TUNNEL)
+    direct = by("eth0")
+    assert not [a for a in engine.evaluate([direct], T0) if a.rule_id == "vpn.leak"]
+    tunnel = by("wg0", remote_ip="198.51.100.80")
+    alerts = engine.evaluate([direct, tunnel], T0 + 1)
+    assert [a.flow_key for a in alerts if a.rule_id == "vpn.leak"] == [direct.flow.key]

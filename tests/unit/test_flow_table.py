@@ -326,3 +326,17 @@ def test_an_equally_confident_label_that_adds_evidence_replaces_the_flows() -> N
     assert f.label == ts  # refines: the same proof and more
     t.ingest(pkt(C, S, payload=b"c"))
     assert f.label == ts  # equal confidence without all of the flow's evidence: no change
+
+
+def test_flow_keeps_the_interface_its_first_packet_was_captured_on() -> None:
+    t = FlowTable()
+    first = PacketMeta(0.0, Transport.TCP, C, S, 60, tcp_flags=0x02, ip_proto=6, interface="eth0")
+    t.ingest(first)
+    t.ingest(PacketMeta(0.1, Transport.TCP, S, C, 60, tcp_flags=0x12, ip_proto=6))
+    (state,) = t.live()
+    out = state.to_flow()
+    assert (out.interface, out.egress_by) == ("eth0", "capture")
+    assert state.to_flow(initiator_is_local=False).interface == "eth0"
+    t.ingest(pkt(C, Endpoint(S.ip, 444), 0.2))  # a pcap without interfaces
+    plain = [s.to_flow() for s in t.live() if s.key.remote == Endpoint(S.ip, 444)]
+    assert [(f.interface, f.egress_by) for f in plain] == [(None, None)]

@@ -27,6 +27,7 @@ from netwatch.model import (
     Scope,
     SoftEtherConfig,
     Transport,
+    TunnelPolicy,
 )
 from tests.builders import T0, make_flow, make_label, make_process, make_remote
 
@@ -178,6 +179,35 @@ BY_ADDRESS = flow(
     label=("mullvad", True, (("address_list", "mullvad 198.51.100.7/32 (https://x, 2026-12-02)"),)),
 )
 """A flow labelled by a provider's address list only (`enrich.ranges`)."""
+
+TUNNEL = Policy(
+    tunnel=TunnelPolicy(
+        required=True,
+        interfaces=("wg*", "tun*"),
+        allowed_networks=(ipaddress.ip_network("192.168.1.0/24"),),
+    )
+)
+"""`[policy.tunnel]`: traffic must go by wg*/tun*; the LAN may go direct."""
+OPTIONAL_TUNNEL = Policy(tunnel=TunnelPolicy(required=False))
+"""`[policy.tunnel]` that is not required: traffic must use the tunnel only while it is up."""
+
+
+def by(interface: str | None, scope: Scope = Scope.GLOBAL, **kw: object) -> EnrichedFlow:
+    """A flow captured on `interface`, its remote of the given scope."""
+    ef = flow(**kw)  # type: ignore[arg-type]
+    remote = None if ef.remote is None else replace(ef.remote, scope=scope)
+    egress = None if interface is None else "capture"
+    return replace(ef, flow=replace(ef.flow, interface=interface, egress_by=egress), remote=remote)
+
+
+def dns_by(interface: str, remote_ip: str = "198.51.100.53", **kw: object) -> EnrichedFlow:
+    """A DNS query over UDP captured on `interface`."""
+    return by(
+        interface, process="systemd-resolved", remote_ip=remote_ip, remote_port=53,
+        transport=Transport.UDP, **kw,
+    )  # fmt: skip
+
+
 OPENVPN_EXPECTED = Policy(expected_vpn=(ExpectedVpn("work", process=("openvpn",)),))
 WG_EXPECTED = Policy(
     expected_vpn=(
@@ -441,6 +471,88 @@ EXAMPLES: dict[str, tuple[list[Example], list[Example]]] = {
             ),
             ex(flow(process=None), "no process known"),
             ex(flow(process="curl", remote_ip="127.0.0.1"), "loopback"),
+        ],
+    ),
+    "vpn.leak": (
+        [
+            ex(by("eth0", process="curl"), "curl to the internet by eth0", policy=TUNNEL),
+            ex(
+                by("veth0", Scope.DOCUMENTATION, remote_ip="203.0.113.9"),
+                "documentation addresses count as the internet",
+                policy=TUNNEL,
+            ),
+            ex(
+                [by("wg0", remote_ip="198.51.100.80"), by("eth0")],
+                "not required, but the tunnel is up (a flow uses wg0)",
+                policy=OPTIONAL_TUNNEL,
+            ),
+        ],
+        [
+            ex(by("wg0"), "through the tunnel", policy=TUNNEL),
+            ex(by("eth0"), "no [policy.tunnel]"),
+            ex(by("eth0"), "the tunnel is neither required nor up", policy=OPTIONAL_TUNNEL),
+            ex(
+                [by("wg0", remote_ip="198.51.100.80"), by("eth0")],
+                "a tunnel is up but no [policy.tunnel] says to use it",
+            ),
+            ex(by(None), "interface unknown (no capture)", policy=TUNNEL),
+            ex(
+                by("eth0", Scope.PRIVATE, remote_ip="192.168.1.1"),
+                "the LAN, an allowed network",
+                policy=TUNNEL,
+            ),
+            ex(
+                by("eth0", Scope.PRIVATE, remote_ip="10.9.9.9"),
+                "a private address outside allowed_networks is not the internet",
+                policy=TUNNEL,
+            ),
+            ex(by("lo", Scope.LOOPBACK, remote_ip="127.0.0.1"), "loopback", policy=TUNNEL),
+            ex(
+                by(
+                    "eth0",
+                    process="wireguard",
+                    transport=Transport.UDP,
+                    remote_port=51820,
+                    label=("wireguard", True, (("handshake", "initiation"),)),
+                ),
+                "the tunnel's own outer packets leave by eth0",
+                policy=TUNNEL,
+            ),
+            ex(
+                by("eth0", direction=Direction.INBOUND),
+                "an inbound flow is not traffic this host sent out",
+                policy=TUNNEL,
+            ),
+            ex(dns_by("eth0"), "DNS: vpn.dns_leak reports it", policy=TUNNEL),
+        ],
+    ),
+    "vpn.dns_leak": (
+        [
+            ex(dns_by("eth0"), "a DNS query to a public resolver by eth0", policy=TUNNEL),
+            ex(
+                dns_by("eth0", remote_ip="10.0.0.1"),
+                "a resolver on a private network not allowed",
+                policy=TUNNEL,
+            ),
+            ex(
+                replace(
+                    dns_by("eth0"),
+                    flow=replace(
+                        dns_by("eth0").flow,
+                        key=replace(dns_by("eth0").flow.key, transport=Transport.TCP),
+                    ),
+                ),
+                "DNS over TCP",
+                policy=TUNNEL,
+            ),
+        ],
+        [
+            ex(dns_by("wg0"), "DNS through the tunnel", policy=TUNNEL),
+            ex(dns_by("tun3"), "DNS through an OpenVPN tunnel", policy=TUNNEL),
+            ex(dns_by("eth0"), "no [policy.tunnel]"),
+            ex(dns_by("eth0", remote_ip="192.168.1.1"), "a LAN resolver, allowed", policy=TUNNEL),
+            ex(dns_by("lo", remote_ip="127.0.0.53"), "the local stub resolver", policy=TUNNEL),
+            ex(by("eth0"), "not DNS: vpn.leak reports it", policy=TUNNEL),
         ],
     ),
     "geo.new_country": (
