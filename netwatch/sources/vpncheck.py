@@ -8,14 +8,14 @@ tested on recorded facts. Whatever cannot be looked at becomes a line in `proble
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterable, Sequence
 
 import psutil
 
-from netwatch.model import CheckFacts, InstalledVpn, Listener
+from netwatch.model import CheckFacts, InstalledVpn, Listener, Transport
 from netwatch.sources.hostfacts import CONFIG_DIRS, config_paths, read_host_facts
+from netwatch.sources.sockets import SocketSampler
 
 VPN_PACKAGES: dict[str, tuple[str, ...]] = {
     "softether-vpnserver": ("vpnserver",),
@@ -71,27 +71,27 @@ def running_programs() -> dict[str, list[str]]:
 
 
 def listeners() -> tuple[list[Listener], str]:
-    """Listening TCP and unconnected UDP sockets with their owners; and a problem line."""
+    """Listening TCP and unconnected UDP sockets with their owners; and a problem line.
+
+    Read through the socket sampler the dashboard and daemon use (sock_diag, one /proc walk
+    for owners), not a second listing of the machine's sockets.
+    """
+    sampler = SocketSampler()
     try:
-        conns = psutil.net_connections(kind="inet")
-    except psutil.AccessDenied:
-        return [], "socket owners need root: listening ports not checked"
-    names: dict[int, str] = {}
+        table = sampler.sample()
+    finally:
+        sampler.close()
     out: list[Listener] = []
-    for c in conns:
-        tcp = c.type == socket.SOCK_STREAM
-        if (tcp and c.status != psutil.CONN_LISTEN) or (not tcp and c.raddr) or not c.laddr:
+    for e in table.entries:
+        k = e.key
+        tcp = k.transport is Transport.TCP
+        if k.remote is not None or not (tcp or k.transport is Transport.UDP):
             continue
-        name = ""
-        if c.pid is not None:
-            if c.pid not in names:
-                try:
-                    names[c.pid] = psutil.Process(c.pid).name()
-                except psutil.Error:
-                    names[c.pid] = ""
-            name = names[c.pid]
-        ip, port = c.laddr[0], c.laddr[1]
-        out.append(Listener("tcp" if tcp else "udp", str(ip), int(port), name, c.pid))
+        if tcp and e.state != "LISTEN":
+            continue
+        p = e.process
+        name, pid = (p.name, p.pid) if p is not None else ("", None)
+        out.append(Listener(k.transport.value, str(k.local.ip), k.local.port, name, pid))
     return out, ""
 
 
