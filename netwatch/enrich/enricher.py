@@ -132,7 +132,7 @@ class Enricher:
         or a port guess that gives way is kept as `protocol` evidence.
         """
         old, remote = flow.label, flow.key.remote
-        if remote is None or (old is not None and old.vpn and not _port_guess(old)):
+        if remote is None or (old is not None and old.vpn and not _below_a_list(old)):
             return flow
         for labeller in self._labellers:
             new = labeller.label(remote.ip, remote.port or None, flow.key.transport)
@@ -170,11 +170,14 @@ class Enricher:
         self.geo.close()
 
 
-def _port_guess(label: Label) -> bool:
-    """A VPN label from a port alone (`tls_port`, SE-TLS-1): weaker than an address list."""
-    return label.confidence is Confidence.LOW and any(
-        e.name.endswith("_port") for e in label.evidence
-    )
+def _below_a_list(label: Label) -> bool:
+    """A label weaker than an address list (`low`): a guess from a port alone (SE-TLS-1).
+
+    Decided by the confidence order itself (`Confidence.rank`), not by the evidence's names:
+    the port guess is `guess` since that level exists, and a check for `low` plus a `_port`
+    evidence name no longer matched it.
+    """
+    return label.confidence.rank < Confidence.LOW.rank
 
 
 def _origin(candidate: Candidate, db_type: str) -> Origin:

@@ -380,8 +380,8 @@ def test_a_plain_label_gives_way_and_is_kept_as_evidence() -> None:
 
 
 def test_an_address_list_wins_over_a_guess_from_a_port_alone() -> None:
-    guess = make_label(
-        "softether", confidence=Confidence.LOW, evidence=(("tls_port", "5555"), ("sni", "(none)"))
+    guess = make_label(  # as dissect.verdicts labels TLS on a SoftEther port
+        "softether", confidence=Confidence.GUESS, evidence=(("tls_port", "5555"), ("sni", "(none)"))
     )
     flow = make_flow(remote_ip="198.51.100.7", remote_port=5555, label=guess).flow
     label = _enricher().enrich(flow).flow.label
