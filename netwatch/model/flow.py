@@ -248,3 +248,13 @@ class Flow:
     egress_by: str | None = None
     """How `interface` was found: `capture` (the captured packet's interface); a route lookup
     would say `route`. None when no interface is known."""
+    serial: int = field(default=0, compare=False)
+    """The change contract (docs/architecture.md, section 4): a number for this conversation
+    that stays the same for as long as the engine that made it sees it (0: not numbered, a
+    flow built by hand or read from a file). Not part of equality: two flows with the same
+    values are equal whatever their numbers."""
+    rev_facts: int = field(default=0, compare=False)
+    """Moves (by at least one) whenever anything but the traffic changes: state, process,
+    attribution, names, label, certificate, interface."""
+    rev_traffic: int = field(default=0, compare=False)
+    """Moves whenever the traffic changes: byte and packet counters, `last_seen`."""

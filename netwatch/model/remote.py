@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from netwatch.model.flow import Flow, IPAddress
@@ -77,3 +77,12 @@ class EnrichedFlow:
 
     flow: Flow
     remote: RemoteInfo | None = None
+    rev_remote: int = field(default=0, compare=False)
+    """Moves whenever `remote` changes for the same flow serial (a late RDAP owner, a list
+    update); with the flow's own revisions it says whether anything changed (`version`)."""
+
+    @property
+    def version(self) -> tuple[int, int, int, int]:
+        """(serial, rev_facts, rev_traffic, rev_remote): equal versions mean the same values."""
+        f = self.flow
+        return (f.serial, f.rev_facts, f.rev_traffic, self.rev_remote)
