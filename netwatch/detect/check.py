@@ -8,13 +8,15 @@ traffic leaves through this computer's address (https://www.vpngate.net/en/about
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import fnmatch
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from netwatch.errors import one_line
 from netwatch.model import (
     Alert,
     CheckFacts,
+    DefaultRoute,
     Finding,
     HostFacts,
     InstalledVpn,
@@ -22,6 +24,7 @@ from netwatch.model import (
     Severity,
     SoftEtherAccount,
     SoftEtherConfig,
+    TunnelPolicy,
 )
 
 VPN_PROGRAMS = frozenset(
@@ -62,6 +65,22 @@ ADVICE_UNREAD = (
     "netwatch could not read all of this file, so what it says was not checked. Run the check "
     "as root; if the file is damaged, the program that owns it may not read it either."
 )
+ADVICE_ROUTE = (
+    "Traffic that should go through the VPN can leave by the physical interface, where your "
+    "provider and network see it with your real address. Turn on the VPN client's kill switch "
+    "or 'block connections without VPN', and if IPv6 is the gap, let the VPN carry IPv6 or turn "
+    "IPv6 off on the physical interface (sysctl net.ipv6.conf.IFACE.disable_ipv6=1)."
+)
+ADVICE_NO_POLICY = (
+    "A VPN tunnel is up, but netwatch was not told that traffic must use it, so it does not "
+    "alert when traffic goes around it. Add [policy.tunnel] with required = true to the config "
+    "(netwatch config show prints where it is) to get vpn.leak and vpn.dns_leak alerts."
+)
+ADVICE_FOREIGN = (
+    "A SoftEther connection setting sends this computer's traffic to a server in another "
+    "country, whose law and operator then see it. If you did not set this up, delete it "
+    "(vpncmd localhost /CLIENT /CMD AccountDelete NAME)."
+)
 ADVICE_ALERT = (
     "netwatch saw this traffic recently. Look at the alerts (netwatch export --rule RULE) to see "
     "which program it was, then follow the advice for that program above."
@@ -73,15 +92,20 @@ def check(
     alerts: Iterable[Alert] = (),
     notes: Sequence[str] = (),
     damaged: Sequence[str] = (),
+    *,
+    tunnel: TunnelPolicy | None = None,
+    home_country: str | None = None,
 ) -> list[Finding]:
     """Every finding, worst first.
 
     `notes` are things not checked (a missing store, info); `damaged` are inputs that could not
-    be read (a damaged store, low), which make the check incomplete.
+    be read (a damaged store, low), which make the check incomplete. `tunnel` and
+    `home_country` are the site policy's (`[policy.tunnel]`, `home_country`).
     """
     found = [
         *package_findings(facts.packages),
-        *config_findings(facts.host),
+        *config_findings(facts.host, dict(facts.countries), home_country),
+        *tunnel_findings(facts.interfaces, facts.routes, tunnel),
         *listener_findings(facts.listeners),
         *alert_findings(alerts),
         *(
@@ -120,8 +144,13 @@ def package_findings(packages: Iterable[InstalledVpn]) -> list[Finding]:
     ]
 
 
-def config_findings(host: HostFacts) -> list[Finding]:
-    """SoftEther files: relay hubs, client accounts, and files that could not be read."""
+def config_findings(
+    host: HostFacts, countries: Mapping[str, str] | None = None, home: str | None = None
+) -> list[Finding]:
+    """SoftEther files: relay hubs, client accounts (and those whose server is abroad:
+    `countries` maps server addresses to countries, `home` is the user's country), and files
+    that could not be read."""
+    countries = countries or {}
     found = [
         Finding(f"unreadable:{i}", Severity.LOW, "could not read", (one_line(p),), ADVICE_UNREAD)
         for i, p in enumerate(host.problems)
@@ -141,6 +170,95 @@ def config_findings(host: HostFacts) -> list[Finding]:
         if "VPNGATE" in cfg.hubs:
             found.append(_relay(cfg, path))
         found += [_account(a, path) for a in cfg.accounts if _account_reasons(a)]
+        found += [
+            _foreign(a, path, country, home)
+            for a in cfg.accounts
+            if (country := countries.get(a.hostname.strip())) and home and country != home
+        ]
+    return found
+
+
+def _foreign(a: SoftEtherAccount, path: str, country: str, home: str) -> Finding:
+    name = one_line(a.name)
+    server = one_line(a.hostname)
+    return Finding(
+        f"softether.foreign_server:{path}:{name}",
+        Severity.MEDIUM,
+        f"SoftEther connection {name!r} goes to a server in {country}",
+        (f"{path}: account {name}, server {server}", f"{server} is in {country}, home is {home}"),
+        ADVICE_FOREIGN.replace("NAME", name),
+    )
+
+
+def tunnel_findings(
+    interfaces: Sequence[str], routes: Sequence[DefaultRoute], policy: TunnelPolicy | None
+) -> list[Finding]:
+    """Whether internet traffic would go around a VPN tunnel, from the default routes.
+
+    Judged only when routes were looked at and either a tunnel policy exists or a tunnel
+    interface is up (no tunnel, no policy: there is nothing to leak around). The policy's
+    interface globs say what a tunnel is (`wg*`, `tun*` without a policy).
+    """
+    globs = (policy or TunnelPolicy()).interfaces
+    tunnels = [i for i in interfaces if any(fnmatch.fnmatchcase(i, g) for g in globs)]
+    required = policy is not None and policy.required
+    if not routes or (policy is None and not tunnels):
+        return []
+
+    def via_tunnel(r: DefaultRoute) -> bool:
+        return r.interface is not None and any(fnmatch.fnmatchcase(r.interface, g) for g in globs)
+
+    by_family = {r.family: r for r in routes}
+    v4 = by_family.get("ipv4")
+    found: list[Finding] = []
+    evidence = tuple(f"{r.family}: default route by {r.interface or 'none'}" for r in routes)
+    up = ", ".join(tunnels) or "none"
+    for r in routes:
+        if r.interface is None or via_tunnel(r):
+            continue
+        if r.family == "ipv6" and v4 is not None and via_tunnel(v4):
+            found.append(
+                Finding(
+                    "tunnel.ipv6_leak",
+                    Severity.HIGH,
+                    f"IPv6 goes around the tunnel: it leaves by {r.interface} while IPv4 "
+                    f"goes through {v4.interface}",
+                    (*evidence, f"tunnel interfaces up: {up}"),
+                    ADVICE_ROUTE.replace("IFACE", r.interface),
+                )
+            )
+        elif required or tunnels:
+            why = "the tunnel is required" if required else f"{up} is up"
+            found.append(
+                Finding(
+                    f"tunnel.outside:{r.family}",
+                    Severity.HIGH if required else Severity.LOW,
+                    f"{r.family.replace('ip', 'IP')} traffic to the internet leaves by "
+                    f"{r.interface}, not a tunnel, although {why}",
+                    (*evidence, f"tunnel interfaces up: {up}"),
+                    ADVICE_ROUTE.replace("IFACE", r.interface),
+                )
+            )
+    if not found:
+        carried = ", ".join(sorted({r.interface for r in routes if r.interface})) or "no route"
+        found.append(
+            Finding(
+                "tunnel.ok",
+                Severity.INFO,
+                f"internet traffic goes through {carried}",
+                (*evidence, f"tunnel interfaces up: {up}"),
+            )
+        )
+    if policy is None:
+        found.append(
+            Finding(
+                "tunnel.no_policy",
+                Severity.INFO,
+                "a tunnel is up but no [policy.tunnel] says traffic must use it",
+                (f"tunnel interfaces up: {up}",),
+                ADVICE_NO_POLICY,
+            )
+        )
     return found
 
 

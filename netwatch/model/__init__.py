@@ -22,6 +22,7 @@ from netwatch.model.flow import (
 )
 from netwatch.model.host import (
     CheckFacts,
+    DefaultRoute,
     Finding,
     HostFacts,
     InstalledVpn,
@@ -61,6 +62,7 @@ __all__ = [
     "Flow",
     "FlowKey",
     "CheckFacts",
+    "DefaultRoute",
     "Finding",
     "HostFacts",
     "InstalledVpn",

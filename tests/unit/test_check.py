@@ -10,7 +10,16 @@ from hypothesis import strategies as st
 from netwatch import codec
 from netwatch.cli.check import WIDTH, render
 from netwatch.detect.check import check, incomplete, worst
-from netwatch.model import CheckFacts, HostFacts, InstalledVpn, Listener, Severity
+from netwatch.model import (
+    CheckFacts,
+    DefaultRoute,
+    Finding,
+    HostFacts,
+    InstalledVpn,
+    Listener,
+    Severity,
+    TunnelPolicy,
+)
 from netwatch.sources.hostfacts import parse_softether_config, read_host_facts
 from tests.builders import make_alert
 from tests.softether_files import SERVER_CONFIG, client_config
@@ -226,3 +235,76 @@ def test_client_config_parser_and_checks_never_crash(text: str) -> None:
     found = check(CheckFacts(HostFacts(1.0, (cfg,))))
     render(found)
     assert "\n" not in cfg.damage
+
+
+# --- the tunnel's state and servers abroad (issue 15: leaks, foreign servers) -------------
+
+
+def _routes(v4: str | None, v6: str | None) -> tuple[DefaultRoute, ...]:
+    return (DefaultRoute("ipv4", v4), DefaultRoute("ipv6", v6))
+
+
+def _tunnel(found: list[Finding]) -> dict[str, Severity]:
+    return {f.id: f.severity for f in found if f.id.startswith("tunnel.")}
+
+
+def test_ipv6_direct_beside_an_ipv4_tunnel_is_a_high_leak() -> None:
+    facts = CheckFacts(
+        HostFacts(1.0), interfaces=("eth0", "lo", "wg0"), routes=_routes("wg0", "eth0")
+    )
+    found = check(facts, tunnel=TunnelPolicy(required=True))
+    assert _tunnel(found) == {"tunnel.ipv6_leak": Severity.HIGH}
+    (leak,) = (f for f in found if f.id == "tunnel.ipv6_leak")
+    assert "eth0" in leak.title and "wg0" in leak.title
+    assert "net.ipv6.conf.eth0.disable_ipv6" in leak.advice
+
+
+def test_a_required_tunnel_that_is_not_up_is_high_for_each_family_that_leaves() -> None:
+    facts = CheckFacts(HostFacts(1.0), interfaces=("eth0", "lo"), routes=_routes("eth0", None))
+    found = check(facts, tunnel=TunnelPolicy(required=True))
+    assert _tunnel(found) == {"tunnel.outside:ipv4": Severity.HIGH}
+    assert worst(found) is Severity.HIGH
+
+
+def test_a_split_tunnel_without_requirement_is_only_low() -> None:
+    facts = CheckFacts(HostFacts(1.0), interfaces=("eth0", "tun0"), routes=_routes("eth0", None))
+    found = check(facts, tunnel=TunnelPolicy(required=False))
+    assert _tunnel(found) == {"tunnel.outside:ipv4": Severity.LOW}
+
+
+def test_everything_through_the_tunnel_is_info_and_says_the_policy_is_missing() -> None:
+    facts = CheckFacts(HostFacts(1.0), interfaces=("eth0", "wg0"), routes=_routes("wg0", "wg0"))
+    assert _tunnel(check(facts)) == {"tunnel.ok": Severity.INFO, "tunnel.no_policy": Severity.INFO}
+    assert _tunnel(check(facts, tunnel=TunnelPolicy(required=True))) == {"tunnel.ok": Severity.INFO}
+
+
+def test_the_policy_globs_say_what_a_tunnel_is() -> None:
+    facts = CheckFacts(
+        HostFacts(1.0), interfaces=("eth0", "vpn_se"), routes=_routes("vpn_se", None)
+    )
+    policy = TunnelPolicy(required=True, interfaces=("vpn_*",))
+    assert _tunnel(check(facts, tunnel=policy)) == {"tunnel.ok": Severity.INFO}
+    assert _tunnel(check(facts, tunnel=TunnelPolicy(required=True))) == {
+        "tunnel.outside:ipv4": Severity.HIGH
+    }
+
+
+def test_no_tunnel_and_no_policy_or_no_routes_say_nothing() -> None:
+    plain = CheckFacts(HostFacts(1.0), interfaces=("eth0",), routes=_routes("eth0", "eth0"))
+    assert _tunnel(check(plain)) == {}
+    unseen = CheckFacts(HostFacts(1.0), interfaces=("wg0",))
+    assert _tunnel(check(unseen, tunnel=TunnelPolicy(required=True))) == {}
+
+
+ABROAD = ("relay", "203.0.113.50", "DEFAULT", False, 0)
+
+
+def test_a_connection_to_a_server_abroad_is_medium_only_with_a_home_country() -> None:
+    facts = _facts((CLIENT, client_config(ABROAD)), countries=(("203.0.113.50", "RU"),))
+    found = check(facts, home_country="DE")
+    (f,) = (f for f in found if f.id.startswith("softether.foreign_server"))
+    assert f.severity is Severity.MEDIUM and "RU" in f.title
+    assert any("home is DE" in e for e in f.evidence)
+    assert not [f for f in check(facts) if f.id.startswith("softether.foreign_server")]
+    home = check(facts, home_country="RU")
+    assert not [f for f in home if f.id.startswith("softether.foreign_server")]
