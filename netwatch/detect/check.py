@@ -105,7 +105,7 @@ def check(
     found = [
         *package_findings(facts.packages),
         *config_findings(facts.host, dict(facts.countries), home_country),
-        *tunnel_findings(facts.interfaces, facts.routes, tunnel),
+        *tunnel_findings(facts.host.interfaces, facts.host.routes, tunnel),
         *listener_findings(facts.listeners),
         *alert_findings(alerts),
         *(

@@ -356,7 +356,11 @@ class RuleEngine:
             passed = [s.ef for s, _, fresh in matched if fresh or every]
             case = rule.cases[0]
             for ef, extra in impl.select(passed, env):
-                finding = self._flow_finding(rule, case, ef, env, extra)
+                ids = None
+                if impl.repeats:  # each tick's report is news: its evidence moved
+                    identifier, occurrence = _ids(rule, ef, env)
+                    ids = (identifier, f"{occurrence}@{env.now}")
+                finding = self._flow_finding(rule, case, ef, env, extra, ids)
                 if finding is not None:
                     yield finding
             return

@@ -45,6 +45,18 @@ class PolicyLike(Protocol):
         """Whether the flow left by a non-tunnel interface while the tunnel is required or up."""
         ...
 
+    def tunnel_interfaces(self) -> tuple[str, ...] | None:
+        """`[policy.tunnel]`'s interface globs; None without a tunnel policy."""
+        ...
+
+    def tunnel_present(self, host: HostFacts | None) -> bool:
+        """Whether a `[policy.tunnel]` interface exists."""
+        ...
+
+    def tunnel_ipv6(self, host: HostFacts | None) -> bool:
+        """Whether the tunnel carries IPv6 (its IPv6 default route is a tunnel's)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Env:
@@ -227,6 +239,12 @@ FIELDS: dict[str, Field] = {
         Field("remote.ip", _I, _remote_ip, "remote address"),
         Field("remote.port", _N, _remote_port, "remote port"),
         Field(
+            "remote.family",
+            _N,
+            lambda ef, _e: None if ef.flow.key.remote is None else ef.flow.key.remote.ip.version,
+            "4 or 6: the remote address's IP version",
+        ),
+        Field(
             "remote.scope",
             _S,
             lambda ef, _e: None if ef.remote is None else ef.remote.scope,
@@ -287,8 +305,22 @@ FIELDS: dict[str, Field] = {
         Field(
             "policy.outside_tunnel",
             _B,
-            lambda ef, env: env.policy.outside_tunnel(ef, env.tunnel_up),
+            lambda ef, env: env.policy.outside_tunnel(
+                ef, env.tunnel_up or env.policy.tunnel_present(env.host)
+            ),
             "left by a non-tunnel interface while [policy.tunnel]'s tunnel is required or up",
+        ),
+        Field(
+            "tunnel.present",
+            _B,
+            lambda _ef, env: env.policy.tunnel_present(env.host),
+            "an interface matching [policy.tunnel]'s globs exists",
+        ),
+        Field(
+            "tunnel.ipv6",
+            _B,
+            lambda _ef, env: env.policy.tunnel_ipv6(env.host),
+            "the tunnel carries IPv6 (the IPv6 default route is a tunnel interface's)",
         ),
         Field("interface", _S, _flow("interface"), "interface the flow was captured on"),
         Field("egress_by", _S, _flow("egress_by"), "how the interface was found: capture"),

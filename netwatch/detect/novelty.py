@@ -59,6 +59,8 @@ class FirstConnection:
     incremental = True
     """A flow it was shown once can never fire later (its program is then stored), so the
     engine shows it only flows that are new since the last tick."""
+    repeats = False
+    """Reported once per flow."""
 
     def __init__(self, store: FirstSeenStore) -> None:
         self.store = store
@@ -85,6 +87,8 @@ class NewCountry:
 
     incremental = True
     """As for `FirstConnection`: a flow once shown has its program and country stored."""
+    repeats = False
+    """Reported once per flow."""
 
     def __init__(self, store: FirstSeenStore) -> None:
         self.store = store

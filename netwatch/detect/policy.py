@@ -10,8 +10,10 @@ what is known, and at least one of them is known.
 
 `outside_tunnel` answers `[policy.tunnel]` (issue 15, "Leaks"): a flow that left by an
 interface that is not a tunnel's while the policy requires the tunnel, or while it is up (this
-tick's flows use a tunnel interface). Whether its remote side is worth reporting (global
-address, DNS port) is the rules' business (`rules/vpn.toml`).
+tick's flows use a tunnel interface, or a tunnel interface exists: `tunnel_present`). Whether
+its remote side is worth reporting (global address, DNS port) is the rules' business
+(`rules/vpn.toml`); `tunnel_ipv6` says whether the tunnel carries IPv6 at all, which separates
+`vpn.ipv6_leak` from `vpn.leak`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 
-from netwatch.model import Action, EnrichedFlow, ExpectedVpn, Policy
+from netwatch.model import Action, EnrichedFlow, ExpectedVpn, HostFacts, Policy
 
 
 def _glob_any(value: str, patterns: tuple[str, ...]) -> bool:
@@ -91,6 +93,31 @@ class PolicyView:
         globs = tunnel.interfaces
         return any(
             ef.flow.interface is not None and _glob_any(ef.flow.interface, globs) for ef in flows
+        )
+
+    def tunnel_interfaces(self) -> tuple[str, ...] | None:
+        """`[policy.tunnel]`'s interface globs; None without a tunnel policy."""
+        tunnel = self.policy.tunnel
+        return None if tunnel is None else tunnel.interfaces
+
+    def tunnel_present(self, host: HostFacts | None) -> bool:
+        """Whether an interface matching `[policy.tunnel]`'s globs exists (host facts)."""
+        tunnel = self.policy.tunnel
+        if tunnel is None or host is None:
+            return False
+        return any(_glob_any(i, tunnel.interfaces) for i in host.interfaces)
+
+    def tunnel_ipv6(self, host: HostFacts | None) -> bool:
+        """Whether the tunnel carries IPv6: the IPv6 default route leaves by a tunnel
+        interface. Unknown routes (no host facts) count as not carrying it."""
+        tunnel = self.policy.tunnel
+        if tunnel is None or host is None:
+            return False
+        return any(
+            r.family == "ipv6"
+            and r.interface is not None
+            and _glob_any(r.interface, tunnel.interfaces)
+            for r in host.routes
         )
 
     def outside_tunnel(self, ef: EnrichedFlow, tunnel_up: bool = False) -> bool:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from netwatch.detect.fields import Env
 from netwatch.detect.novelty import FirstConnection, FirstSeenStore, NewCountry, Selected
+from netwatch.detect.tunnel import TunnelDown
 from netwatch.model import EnrichedFlow
 
 
@@ -24,6 +25,13 @@ class PythonRule(Protocol):
         only flows that are new since the last tick; False shows it every matching flow."""
         ...
 
+    @property
+    def repeats(self) -> bool:
+        """True when a flow reported once is news again on every tick it is selected (its
+        evidence moves, e.g. bytes sent in the clear): each tick counts as one occurrence,
+        so the alert's evidence and count follow it. False: one occurrence per flow."""
+        ...
+
     def select(self, flows: Sequence[EnrichedFlow], env: Env) -> Iterable[Selected]:
         """The flows to report, each with evidence beyond the rule's condition."""
         ...
@@ -32,5 +40,6 @@ class PythonRule(Protocol):
 PYTHON_RULES: dict[str, Callable[[FirstSeenStore], PythonRule]] = {
     "first_connection": FirstConnection,
     "new_country": NewCountry,
+    "tunnel_down": TunnelDown,
 }
 """Implementation name -> factory."""

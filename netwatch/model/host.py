@@ -42,12 +42,27 @@ class SoftEtherConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DefaultRoute:
+    """Where traffic to the internet leaves for one address family (the kernel's route
+    lookup of a public address; nothing is sent)."""
+
+    family: str
+    """`ipv4` or `ipv6`."""
+    interface: str | None
+    """The output interface, None when the family has no route (it cannot leak either)."""
+
+
+@dataclass(frozen=True, slots=True)
 class HostFacts:
     """What the host check found; `problems` says what could not be read and why."""
 
     taken_at: float
     softether: tuple[SoftEtherConfig, ...] = ()
     problems: tuple[str, ...] = ()
+    interfaces: tuple[str, ...] = ()
+    """The network interfaces that exist now (a tunnel's among them while it is up)."""
+    routes: tuple[DefaultRoute, ...] = ()
+    """The default route of each family; empty when routes were not looked at."""
 
     @property
     def vpngate_configs(self) -> tuple[SoftEtherConfig, ...]:
@@ -79,17 +94,6 @@ class Listener:
 
 
 @dataclass(frozen=True, slots=True)
-class DefaultRoute:
-    """Where traffic to the internet leaves for one address family (the kernel's route
-    lookup of a public address; nothing is sent)."""
-
-    family: str
-    """`ipv4` or `ipv6`."""
-    interface: str | None
-    """The output interface, None when the family has no route (it cannot leak either)."""
-
-
-@dataclass(frozen=True, slots=True)
 class CheckFacts:
     """Everything `netwatch check` looked at, gathered by `sources.vpncheck`; judged in `detect`."""
 
@@ -98,10 +102,6 @@ class CheckFacts:
     listeners: tuple[Listener, ...] = ()
     problems: tuple[str, ...] = ()
     """What could not be looked at (no dpkg, no permission to see sockets), one line each."""
-    interfaces: tuple[str, ...] = ()
-    """The network interfaces that exist now (tunnels among them)."""
-    routes: tuple[DefaultRoute, ...] = ()
-    """The default route of each family; empty when routes were not looked at."""
     countries: tuple[tuple[str, str], ...] = ()
     """(server address, country) of SoftEther connection settings whose server is an address
     that the GeoIP data places; host names are not resolved (the check sends nothing)."""

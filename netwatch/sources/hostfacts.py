@@ -1,4 +1,5 @@
-"""Host facts: a read-only look at SoftEther config files for a VPN Gate relay hub (VG-RELAY-5).
+"""Host facts: a read-only look at SoftEther config files for a VPN Gate relay hub (VG-RELAY-5),
+and the interfaces and default routes a tunnel's rules need.
 
 Enabling the VPN Gate Service creates a virtual hub named `VPNGATE`; SoftEther saves it as a
 `declare VPNGATE` block inside `declare VirtualHUB` in `vpn_server.config` (or, for the relay
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from netwatch.model import HostFacts, SoftEtherAccount, SoftEtherConfig
+from netwatch.sources.routes import RouteLookup, default_routes, interfaces
 
 CONFIG_NAMES = ("vpn_server.config", "vpn_client.config", "vpn_bridge.config")
 CONFIG_DIRS = (
@@ -175,11 +178,16 @@ class HostFactsReader:
         self,
         dirs: Iterable[str] = CONFIG_DIRS,
         refresh: float = REFRESH_SECONDS,
+        *,
+        links: bool = True,
     ) -> None:
         self.dirs = tuple(dirs)
         self.refresh = refresh
         self.exes: set[str] = set()
         self._last: HostFacts | None = None
+        self._routes = RouteLookup() if links else None
+        """Interfaces and default routes are looked at every tick (a tunnel going down shows
+        at once; `if_nameindex` and cached route lookups cost microseconds)."""
 
     def facts(self, now: float, exes: Iterable[str] = ()) -> HostFacts:
         """The host facts, reread when older than `refresh` or a new SoftEther program runs.
@@ -195,4 +203,13 @@ class HostFactsReader:
             self._last = None
         if self._last is None or now - self._last.taken_at >= self.refresh:
             self._last = read_host_facts(now, config_paths(sorted(self.exes), self.dirs))
+        if self._routes is not None:
+            links, routes = interfaces(), default_routes(self._routes)
+            if (links, routes) != (self._last.interfaces, self._last.routes):
+                self._last = replace(self._last, interfaces=links, routes=routes)
         return self._last
+
+    def close(self) -> None:
+        """Close the route lookup's netlink socket."""
+        if self._routes is not None:
+            self._routes.close()

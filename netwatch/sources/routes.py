@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from netwatch.model import IPAddress
+from netwatch.model import DefaultRoute, IPAddress
 
 NETLINK_ROUTE = 0
 RTM_NEWROUTE = 24
@@ -156,3 +156,29 @@ class RouteLookup:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+PROBES = (("ipv4", "1.1.1.1"), ("ipv6", "2606:4700:4700::1111"))
+"""Public addresses whose route stands for "the internet" (`ip route get 1.1.1.1`). Only the
+kernel's routing table is asked; no packet is sent to them."""
+
+
+def interfaces() -> tuple[str, ...]:
+    """The names of the network interfaces that exist now, sorted."""
+    try:
+        return tuple(sorted(name for _, name in socket.if_nameindex()))
+    except OSError:
+        return ()
+
+
+def default_routes(
+    lookup: RouteLookup | None = None, probes: tuple[tuple[str, str], ...] = PROBES
+) -> tuple[DefaultRoute, ...]:
+    """Which interface internet traffic of each family leaves by (None: no route)."""
+    own = lookup is None
+    ask = lookup or RouteLookup()
+    try:
+        return tuple(DefaultRoute(family, ask.egress(addr)) for family, addr in probes)
+    finally:
+        if own:
+            ask.close()

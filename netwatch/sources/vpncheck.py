@@ -10,15 +10,15 @@ looked at becomes a line in `problems`.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import psutil
 
-from netwatch.model import CheckFacts, DefaultRoute, InstalledVpn, Listener, Transport
+from netwatch.model import CheckFacts, InstalledVpn, Listener, Transport
 from netwatch.sources.hostfacts import CONFIG_DIRS, config_paths, read_host_facts
-from netwatch.sources.routes import RouteLookup
+from netwatch.sources.routes import default_routes, interfaces
 from netwatch.sources.sockets import SocketSampler
 
 VPN_PACKAGES: dict[str, tuple[str, ...]] = {
@@ -38,27 +38,6 @@ VPN_PACKAGES: dict[str, tuple[str, ...]] = {
 """Debian packages of VPN and anonymizer software, and the process names their programs run as."""
 
 _SOFTETHER = frozenset({"vpnserver", "vpnclient", "vpnbridge"})
-
-PROBES = (("ipv4", "1.1.1.1"), ("ipv6", "2606:4700:4700::1111"))
-"""Public addresses whose route stands for "the internet" (`ip route get 1.1.1.1`). Only the
-kernel's routing table is asked; no packet is sent to them."""
-
-
-def interfaces() -> tuple[str, ...]:
-    """The names of the network interfaces that exist now."""
-    try:
-        return tuple(sorted(name for _, name in socket.if_nameindex()))
-    except OSError:
-        return ()
-
-
-def default_routes(probes: Sequence[tuple[str, str]] = PROBES) -> tuple[DefaultRoute, ...]:
-    """Which interface internet traffic of each family leaves by (None: no route)."""
-    lookup = RouteLookup()
-    try:
-        return tuple(DefaultRoute(family, lookup.egress(addr)) for family, addr in probes)
-    finally:
-        lookup.close()
 
 
 def installed_packages(names: Sequence[str]) -> tuple[dict[str, str], str]:
@@ -146,4 +125,5 @@ def gather(now: float, softether_dirs: Iterable[str] = CONFIG_DIRS) -> CheckFact
         }
     )
     host = read_host_facts(now, config_paths(exes, softether_dirs))
-    return CheckFacts(host, packages, tuple(socks), tuple(problems), interfaces(), default_routes())
+    host = replace(host, interfaces=interfaces(), routes=default_routes())
+    return CheckFacts(host, packages, tuple(socks), tuple(problems))

@@ -11,7 +11,9 @@ tunnelled traffic nor for wireguard-go's own outer packets, which leave by the v
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +102,90 @@ def test_leaks_outside_the_tunnel_are_named_and_tunnelled_traffic_is_not(
     )
     assert proc_name(dns[0]) == "leaker", dns[0]
     assert not [a for a in alerts if a["rule"].startswith("vpn.") and inside in a["message"]]
+
+
+# --- IPv6 around an IPv4-only tunnel, and the tunnel going down (no kill switch) ----------
+
+SENDER = r"""
+import ctypes, socket, sys, time
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)  # PR_SET_NAME
+family = socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET
+target, seconds = (sys.argv[2], int(sys.argv[3])), float(sys.argv[4])
+s = socket.socket(family, socket.SOCK_DGRAM)
+end = time.monotonic() + seconds
+while time.monotonic() < end:  # bounded: `seconds`, 20 datagrams a second
+    try:
+        s.sendto(b"p" * 200, target)  # unconnected: each datagram takes today's route
+    except OSError:  # no route for a moment while the tunnel goes away
+        pass
+    time.sleep(0.05)
+"""
+
+COUNT_IN = """
+table inet nwcount {{
+    counter clear {{ }}
+    chain input {{
+        type filter hook input priority 0; policy accept;
+        ip saddr {src} udp dport {port} counter name clear
+    }}
+}}
+"""
+
+
+def _counted(lab: Lab, ns: str) -> int:
+    """Bytes the peer's nftables counter saw (IP packets, headers included)."""
+    res = lab.run(ns, ["nft", "-j", "list", "counter", "inet", "nwcount", "clear"])
+    assert res.returncode == 0, res.stderr
+    for item in json.loads(res.stdout)["nftables"]:
+        if "counter" in item:
+            return int(item["counter"]["bytes"])
+    raise AssertionError(res.stdout)
+
+
+@requires_tools("wireguard-go", "wg", "nft")
+def test_ipv6_around_an_ipv4_tunnel_and_the_tunnel_going_down(lab: Lab, tmp_path: Path) -> None:
+    server, direct, direct6 = "198.51.100.41", "203.0.113.97", "2001:db8:97::7"
+    peer = lab.add_peer(server)
+    outside = lab.add_peer(direct, ip6=direct6)
+    host_pub, peer_pub = _wg_keys(lab, tmp_path, "host"), _wg_keys(lab, tmp_path, "peer")
+    _wg_up(lab, peer.ns, tmp_path, "peer", "10.82.0.2", host_pub, None, "10.82.0.1")
+    wg = _wg_up(lab, lab.host, tmp_path, "host", "10.82.0.1", peer_pub, server, "10.82.0.2")
+    h = lab.host
+    # A full IPv4 tunnel: the default route is wg's; the physical link is the fallback the
+    # kernel takes once wg is gone. IPv6 keeps its default route by the physical link.
+    lab.exec_ok(h, ["wg", "set", wg, "peer", peer_pub, "allowed-ips", "0.0.0.0/0"])
+    lab.exec_ok(h, ["ip", "route", "del", f"{direct}/32"])
+    lab.exec_ok(h, ["ip", "route", "add", "default", "dev", wg, "metric", "10"])
+    lab.exec_ok(h, ["ip", "route", "add", "default", "dev", outside.host_if, "src", "192.0.2.1",
+                    "metric", "500"])  # fmt: skip
+    lab.exec_ok(h, ["ip", "-6", "route", "add", "default", "dev", outside.host_if])
+    rules = tmp_path / "count.nft"
+    rules.write_text(COUNT_IN.format(src="192.0.2.1", port=9998))
+    lab.exec_ok(outside.ns, ["nft", "-f", str(rules)])
+    mmdb = write_mmdb(
+        tmp_path / "t.mmdb",
+        {f"{ip}/32": ("NL", 64530 + i, f"Net {i}") for i, ip in enumerate((server, direct))}
+        | {f"{direct6}/128": ("NL", 64539, "Net 6")},
+    )
+    nw = Netwatch(lab, tmp_path, mmdb, ticks=12, config=POLICY)
+    script = tmp_path / "sender.py"
+    script.write_text(SENDER)
+    six = lab.spawn(h, [sys.executable, str(script), "leaker6", direct6, "9997", "4"])
+    four = lab.spawn(h, [sys.executable, str(script), "clearsend", direct, "9998", "7"])
+    time.sleep(2.5)
+    lab.exec_ok(h, ["ip", "link", "del", wg])  # the tunnel goes away mid-transfer
+    assert six.wait(20) == 0 and four.wait(20) == 0
+    alerts = nw.alerts()
+
+    v6 = by_rule(alerts, "vpn.ipv6_leak")
+    assert v6 and all(proc_name(a) == "leaker6" for a in v6), [a["rule"] for a in alerts]
+    assert outside.host_if in v6[0]["message"], v6[0]["message"]
+    assert not [a for a in by_rule(alerts, "vpn.leak") if proc_name(a) == "leaker6"]
+
+    down = [a for a in by_rule(alerts, "vpn.tunnel_down") if proc_name(a) == "clearsend"]
+    assert down, [(a["rule"], proc_name(a)) for a in alerts]
+    evidence = {e["name"]: e["value"] for e in down[-1]["evidence"]}
+    assert evidence["interface"] == outside.host_if, evidence
+    counted = _counted(lab, outside.ns)
+    assert counted > 0
+    assert abs(int(evidence["sent_in_clear"]) - counted) <= 0.02 * counted, (evidence, counted)

@@ -250,7 +250,7 @@ def _tunnel(found: list[Finding]) -> dict[str, Severity]:
 
 def test_ipv6_direct_beside_an_ipv4_tunnel_is_a_high_leak() -> None:
     facts = CheckFacts(
-        HostFacts(1.0), interfaces=("eth0", "lo", "wg0"), routes=_routes("wg0", "eth0")
+        HostFacts(1.0, interfaces=("eth0", "lo", "wg0"), routes=_routes("wg0", "eth0"))
     )
     found = check(facts, tunnel=TunnelPolicy(required=True))
     assert _tunnel(found) == {"tunnel.ipv6_leak": Severity.HIGH}
@@ -260,27 +260,27 @@ def test_ipv6_direct_beside_an_ipv4_tunnel_is_a_high_leak() -> None:
 
 
 def test_a_required_tunnel_that_is_not_up_is_high_for_each_family_that_leaves() -> None:
-    facts = CheckFacts(HostFacts(1.0), interfaces=("eth0", "lo"), routes=_routes("eth0", None))
+    facts = CheckFacts(HostFacts(1.0, interfaces=("eth0", "lo"), routes=_routes("eth0", None)))
     found = check(facts, tunnel=TunnelPolicy(required=True))
     assert _tunnel(found) == {"tunnel.outside:ipv4": Severity.HIGH}
     assert worst(found) is Severity.HIGH
 
 
 def test_a_split_tunnel_without_requirement_is_only_low() -> None:
-    facts = CheckFacts(HostFacts(1.0), interfaces=("eth0", "tun0"), routes=_routes("eth0", None))
+    facts = CheckFacts(HostFacts(1.0, interfaces=("eth0", "tun0"), routes=_routes("eth0", None)))
     found = check(facts, tunnel=TunnelPolicy(required=False))
     assert _tunnel(found) == {"tunnel.outside:ipv4": Severity.LOW}
 
 
 def test_everything_through_the_tunnel_is_info_and_says_the_policy_is_missing() -> None:
-    facts = CheckFacts(HostFacts(1.0), interfaces=("eth0", "wg0"), routes=_routes("wg0", "wg0"))
+    facts = CheckFacts(HostFacts(1.0, interfaces=("eth0", "wg0"), routes=_routes("wg0", "wg0")))
     assert _tunnel(check(facts)) == {"tunnel.ok": Severity.INFO, "tunnel.no_policy": Severity.INFO}
     assert _tunnel(check(facts, tunnel=TunnelPolicy(required=True))) == {"tunnel.ok": Severity.INFO}
 
 
 def test_the_policy_globs_say_what_a_tunnel_is() -> None:
     facts = CheckFacts(
-        HostFacts(1.0), interfaces=("eth0", "vpn_se"), routes=_routes("vpn_se", None)
+        HostFacts(1.0, interfaces=("eth0", "vpn_se"), routes=_routes("vpn_se", None))
     )
     policy = TunnelPolicy(required=True, interfaces=("vpn_*",))
     assert _tunnel(check(facts, tunnel=policy)) == {"tunnel.ok": Severity.INFO}
@@ -290,9 +290,9 @@ def test_the_policy_globs_say_what_a_tunnel_is() -> None:
 
 
 def test_no_tunnel_and_no_policy_or_no_routes_say_nothing() -> None:
-    plain = CheckFacts(HostFacts(1.0), interfaces=("eth0",), routes=_routes("eth0", "eth0"))
+    plain = CheckFacts(HostFacts(1.0, interfaces=("eth0",), routes=_routes("eth0", "eth0")))
     assert _tunnel(check(plain)) == {}
-    unseen = CheckFacts(HostFacts(1.0), interfaces=("wg0",))
+    unseen = CheckFacts(HostFacts(1.0, interfaces=("wg0",)))
     assert _tunnel(check(unseen, tunnel=TunnelPolicy(required=True))) == {}
 
 

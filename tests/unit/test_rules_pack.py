@@ -17,6 +17,7 @@ import pytest
 from netwatch.detect.engine import RuleEngine
 from netwatch.detect.loader import bundled_rule_files, check_rule_files, load_rules
 from netwatch.model import (
+    DefaultRoute,
     Direction,
     EndpointPattern,
     EnrichedFlow,
@@ -156,6 +157,7 @@ class Example:
     policy: Policy | None = None
     before: list[EnrichedFlow] = field(default_factory=list)
     why: str = ""
+    before_host: HostFacts | None = None
 
 
 def ex(flows: EnrichedFlow | list[EnrichedFlow], why: str, **kw: object) -> Example:
@@ -198,6 +200,27 @@ def by(interface: str | None, scope: Scope = Scope.GLOBAL, **kw: object) -> Enri
     remote = None if ef.remote is None else replace(ef.remote, scope=scope)
     egress = None if interface is None else "capture"
     return replace(ef, flow=replace(ef.flow, interface=interface, egress_by=egress), remote=remote)
+
+
+def links(*interfaces: str, v4: str | None = "wg0", v6: str | None = "eth0") -> HostFacts:
+    """Host facts with these interfaces and default routes (IPv4 by `v4`, IPv6 by `v6`)."""
+    return HostFacts(
+        T0, interfaces=interfaces, routes=(DefaultRoute("ipv4", v4), DefaultRoute("ipv6", v6))
+    )
+
+
+V6 = {"remote_ip": "2001:db8:77::9", "local_ip": "2001:db8:1::13"}
+"""An IPv6 conversation (documentation addresses)."""
+TUNNEL_UP = links("eth0", "lo", "wg0")
+"""wg0 exists; IPv4 goes through it, IPv6 by eth0 (an IPv4-only tunnel)."""
+TUNNEL_GONE = links("eth0", "lo", v4="eth0")
+"""wg0 is gone: everything leaves by eth0."""
+
+
+def later(ef: EnrichedFlow, sent: int) -> EnrichedFlow:
+    """The same flow a tick later, having sent `sent` bytes in all."""
+    f = ef.flow
+    return replace(ef, flow=replace(f, bytes_sent=sent, last_seen=(f.last_seen or T0) + 10))
 
 
 def dns_by(interface: str, remote_ip: str = "198.51.100.53", **kw: object) -> EnrichedFlow:
@@ -497,6 +520,12 @@ EXAMPLES: dict[str, tuple[list[Example], list[Example]]] = {
             ),
             ex(by(None), "interface unknown (no capture)", policy=TUNNEL),
             ex(
+                by("eth0", Scope.DOCUMENTATION, **V6),
+                "IPv6 beside an IPv4-only tunnel: vpn.ipv6_leak reports it",
+                policy=TUNNEL,
+                host=TUNNEL_UP,
+            ),
+            ex(
                 by("eth0", Scope.PRIVATE, remote_ip="192.168.1.1"),
                 "the LAN, an allowed network",
                 policy=TUNNEL,
@@ -555,6 +584,77 @@ EXAMPLES: dict[str, tuple[list[Example], list[Example]]] = {
             ex(by("eth0"), "not DNS: vpn.leak reports it", policy=TUNNEL),
         ],
     ),
+    "vpn.ipv6_leak": (
+        [
+            ex(
+                by("eth0", Scope.DOCUMENTATION, **V6),
+                "IPv6 by eth0 while the tunnel carries only IPv4",
+                policy=TUNNEL,
+                host=TUNNEL_UP,
+            ),
+            ex(
+                by("eth0", Scope.DOCUMENTATION, **V6),
+                "no routes known: the tunnel is not known to carry IPv6",
+                policy=TUNNEL,
+            ),
+        ],
+        [
+            ex(
+                by("eth0", Scope.DOCUMENTATION, **V6),
+                "the tunnel carries IPv6 too: vpn.leak reports it",
+                policy=TUNNEL,
+                host=links("eth0", "wg0", v6="wg0"),
+            ),
+            ex(by("wg0", Scope.DOCUMENTATION, **V6), "IPv6 through the tunnel", policy=TUNNEL),
+            ex(by("eth0"), "IPv4 by eth0: vpn.leak reports it", policy=TUNNEL, host=TUNNEL_UP),
+            ex(by("eth0", Scope.DOCUMENTATION, **V6), "no [policy.tunnel]", host=TUNNEL_UP),
+        ],
+    ),
+    "vpn.tunnel_down": (
+        [
+            ex(
+                later(by("eth0", remote_ip="198.51.100.70"), 9000),
+                "wg0 was there a tick ago and is gone; curl goes on by eth0",
+                policy=OPTIONAL_TUNNEL,
+                before=[by("wg0", remote_ip="198.51.100.71")],
+                before_host=TUNNEL_UP,
+                host=TUNNEL_GONE,
+            ),
+        ],
+        [
+            ex(
+                later(by("eth0", remote_ip="198.51.100.70"), 9000),
+                "the tunnel never existed: nothing went down",
+                policy=OPTIONAL_TUNNEL,
+                before=[by("eth0", remote_ip="198.51.100.71")],
+                before_host=TUNNEL_GONE,
+                host=TUNNEL_GONE,
+            ),
+            ex(
+                later(by("eth0", remote_ip="198.51.100.70"), 9000),
+                "the tunnel is still up",
+                policy=OPTIONAL_TUNNEL,
+                before=[by("wg0", remote_ip="198.51.100.71")],
+                before_host=TUNNEL_UP,
+                host=TUNNEL_UP,
+            ),
+            ex(
+                later(by("eth0", remote_ip="198.51.100.70"), 9000),
+                "no [policy.tunnel]: netwatch does not know what the tunnel is",
+                before=[by("wg0", remote_ip="198.51.100.71")],
+                before_host=TUNNEL_UP,
+                host=TUNNEL_GONE,
+            ),
+            ex(
+                later(by("wg0", remote_ip="198.51.100.70"), 9000),
+                "a flow that went by the tunnel is not in the clear",
+                policy=OPTIONAL_TUNNEL,
+                before=[by("wg0", remote_ip="198.51.100.71")],
+                before_host=TUNNEL_UP,
+                host=TUNNEL_GONE,
+            ),
+        ],
+    ),
     "geo.new_country": (
         [
             ex(
@@ -581,7 +681,7 @@ EXAMPLES: dict[str, tuple[list[Example], list[Example]]] = {
 def run(example: Example) -> list[str]:
     engine = RuleEngine(load_rules(), example.policy)
     if example.before:
-        engine.evaluate(example.before, T0 - 10)
+        engine.evaluate(example.before, T0 - 10, example.before_host)
     alerts = engine.evaluate(example.flows, T0 + 5, example.host)
     return [a.rule_id for a in alerts]
 
