@@ -39,6 +39,7 @@ from netwatch.model.policy import (
     Policy,
     TunnelPolicy,
 )
+from netwatch.model.provider import Audit, Fact, Incident, ProviderFacts
 from netwatch.model.remote import DataSource, EnrichedFlow, ListHit, Owner, RemoteInfo, Scope
 from netwatch.model.snapshot import Counters, Snapshot, SourceStatus
 from netwatch.model.sockets import SocketEntry, SocketTable
@@ -46,6 +47,7 @@ from netwatch.model.sockets import SocketEntry, SocketTable
 __all__ = [
     "Action",
     "Alert",
+    "Audit",
     "AlertState",
     "Attribution",
     "CertNames",
@@ -57,6 +59,7 @@ __all__ = [
     "EndpointPattern",
     "EnrichedFlow",
     "Evidence",
+    "Fact",
     "ExpectedVpn",
     "Flow",
     "FlowKey",
@@ -66,6 +69,7 @@ __all__ = [
     "InstalledVpn",
     "Listener",
     "IPAddress",
+    "Incident",
     "IPNetwork",
     "Label",
     "ListHit",
@@ -75,6 +79,7 @@ __all__ = [
     "PacketMeta",
     "Policy",
     "ProcessRef",
+    "ProviderFacts",
     "RemoteInfo",
     "Scope",
     "Severity",
