@@ -20,6 +20,7 @@ from netwatch.model import (
     Alert,
     AlertState,
     Attribution,
+    Audit,
     CertNames,
     Confidence,
     Counters,
@@ -28,13 +29,16 @@ from netwatch.model import (
     Endpoint,
     EnrichedFlow,
     Evidence,
+    Fact,
     Finding,
     Flow,
     FlowKey,
+    Incident,
     Label,
     ListHit,
     Owner,
     ProcessRef,
+    ProviderFacts,
     RemoteInfo,
     Scope,
     Severity,
@@ -233,7 +237,74 @@ def remote_to_dict(r: RemoteInfo | None) -> JSONDict | None:
             for h in r.lists
         ],
         "sources": [{"file": s.file, "type": s.type, "built": s.built} for s in r.sources],
+        **({} if r.provider is None else {"provider": provider_to_dict(r.provider)}),
     }
+
+
+def provider_to_dict(p: ProviderFacts) -> JSONDict:
+    """Encode a provider's facts (left out of a remote record when there is none)."""
+    return {
+        "id": p.id,
+        "name": p.name,
+        "kind": p.kind,
+        "operator": p.operator,
+        "country": p.country,
+        "country_note": p.country_note,
+        "groups": list(p.groups),
+        "logging": p.logging,
+        "source": p.source,
+        "checked": p.checked,
+        "facts": [{"text": f.text, "url": f.url, "checked": f.checked} for f in p.facts],
+        "audits": [
+            {
+                "auditor": a.auditor,
+                "year": a.year,
+                "scope": a.scope,
+                "url": a.url,
+                "checked": a.checked,
+            }
+            for a in p.audits
+        ],  # fmt: skip
+        "incidents": [
+            {"year": i.year, "what": i.what, "url": i.url, "checked": i.checked}
+            for i in p.incidents
+        ],
+    }
+
+
+def provider_from_dict(d: Any) -> ProviderFacts | None:
+    """Decode a provider object (None stays None)."""
+    if d is None:
+        return None
+    return ProviderFacts(
+        id=_str(d, "id"),
+        name=_str(d, "name"),
+        kind=_str(d, "kind"),
+        operator=_str(d, "operator"),
+        country=_ostr(d, "country"),
+        groups=_strs(d, "groups"),
+        logging=_ostr(d, "logging"),
+        source=_str(d, "source"),
+        checked=_str(d, "checked"),
+        facts=tuple(
+            Fact(_str(f, "text"), _str(f, "url"), _str(f, "checked")) for f in _list(d, "facts")
+        ),
+        audits=tuple(
+            Audit(
+                _str(a, "auditor"),
+                _int(a, "year"),
+                _str(a, "scope"),
+                _str(a, "url"),
+                _str(a, "checked"),
+            )
+            for a in _list(d, "audits")
+        ),  # fmt: skip
+        incidents=tuple(
+            Incident(_int(i, "year"), _str(i, "what"), _str(i, "url"), _str(i, "checked"))
+            for i in _list(d, "incidents")
+        ),
+        country_note=_ostr(d, "country_note"),
+    )
 
 
 def remote_from_dict(d: Any) -> RemoteInfo | None:
@@ -270,6 +341,7 @@ def remote_from_dict(d: Any) -> RemoteInfo | None:
             DataSource(_str(s, "file"), _str(s, "type"), _otime(s, "built"))
             for s in _list(d, "sources")
         ),
+        provider=provider_from_dict(d.get("provider")),
     )
 
 

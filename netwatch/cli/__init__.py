@@ -31,6 +31,7 @@ COMMANDS = (
     "export",
     "record",
     "check",
+    "providers",
 )
 
 EXIT_INTERNAL = 70

@@ -1,9 +1,11 @@
 """`netwatch lookup IP...`: what netwatch knows about addresses (scope, country, ASN, owner).
 
 Offline by default (bundled and discovered GeoIP data); with a City database of the user's
-(MaxMind or DB-IP City) each record also says where in the country (`place`); `--rdap` adds
-the registered owner,
-waiting at most `--rdap-timeout` seconds in total. A string that is not an IP address gives one
+(MaxMind or DB-IP City) each record also says where in the country (`place`); an address on
+a VPN provider's list (VPN Gate, Tor, a provider's ranges) names that provider (`provider`,
+the PROVIDER column; `netwatch providers NAME` prints its facts); `--rdap` adds the
+registered owner, waiting at most `--rdap-timeout` seconds in total. A string that is not an
+IP address gives one
 line on stderr (`netwatch: lookup: 'x' is not an IP address`); the other addresses are still
 printed and the exit code is 2. A damaged data file (list history, GeoIP file, RDAP cache) is
 left out: the records are printed from the others, then one `netwatch: skipped FILE: ...` line
@@ -72,9 +74,19 @@ def _place_text(place: Any) -> str:
     return f"{name} (±{place['accuracy_km']} km)" if place["accuracy_km"] else name
 
 
+def _provider_text(provider: Any) -> str:
+    """`VPN Gate (JP; 0 audits; 0 incidents)` for the PROVIDER column."""
+    bits = [provider["country"] or "-", f"{len(provider['audits'])} audits"]
+    bits.append(f"{len(provider['incidents'])} incidents")
+    return f"{provider['name']} ({'; '.join(bits)})"
+
+
 def _table(records: list[dict[str, Any]]) -> list[str]:
     with_place = any(r["place"] is not None for r in records)
+    with_provider = any(r.get("provider") is not None for r in records)
     columns = [*COLUMNS[:3], "PLACE", *COLUMNS[3:]] if with_place else list(COLUMNS)
+    if with_provider:
+        columns.append("PROVIDER")
     rows = []
     for r in records:
         row = [
@@ -88,6 +100,9 @@ def _table(records: list[dict[str, Any]]) -> list[str]:
         ]
         if with_place:
             row.insert(3, _place_text(r["place"]))
+        if with_provider:
+            p = r.get("provider")
+            row.append("-" if p is None else _provider_text(p))
         rows.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows, strict=True)]
     lines = []

@@ -36,6 +36,9 @@ FLOW_PLACEHOLDERS = {
     "duration": "flow duration, human-readable",
     "vpngate_config": "SoftEther config file with a VPNGATE hub",
     "interface": "the interface the flow left by (as captured)",
+    "provider": "who runs the far end, e.g. VPN Gate (University of Tsukuba, JP, no audit; "
+    "logs kept ≥3 months), or 'an unknown operator'",
+    "provider_note": "', run by <provider>,' when netwatch knows the operator, else nothing",
 }
 WINDOW_PLACEHOLDERS = {
     "peers": "distinct remote addresses in the window",
@@ -115,6 +118,9 @@ def flow_values(ef: EnrichedFlow, env: Env) -> dict[str, str]:
     configs = env.host.vpngate_configs if env.host is not None else ()
     label = f.label.name if f.label is not None else f.key.transport.value
     name = f.sni or f.dns_name or f.http_host
+    provider = r.provider if r is not None else None
+    if provider is not None and not provider.has_operator:
+        provider = None  # self-hosted, Tor, a gateway product: no operator to name
     return {
         "process": process_name(ef),
         "pid": "?" if p is None else str(p.pid),
@@ -140,6 +146,8 @@ def flow_values(ef: EnrichedFlow, env: Env) -> dict[str, str]:
         ),
         "vpngate_config": ", ".join(c.path for c in configs) or "?",
         "interface": f.interface or "an unknown interface",
+        "provider": provider.summary if provider is not None else "an unknown operator",
+        "provider_note": f", run by {provider.summary}," if provider is not None else "",
     }
 
 

@@ -1,9 +1,11 @@
-"""The enrichment stage: a flow's remote address -> `RemoteInfo` (geo, ASN, groups, owner, lists).
+"""The enrichment stage: a flow's remote address -> `RemoteInfo` (geo, ASN, groups, owner, lists,
+provider).
 
 `Enricher` implements the pipeline's Enricher protocol. Geo answers come from `GeoLookup`
 (cached per address); the RDAP owner comes from an optional resolver that never blocks (it
 answers `pending` until its background lookup is done); list membership comes from
-`ListMatcher`s (VPN Gate, Tor, ...). `build_enricher` is the composition helper the CLI and the
+`ListMatcher`s (VPN Gate, Tor, ...); who runs a VPN flow's far end comes from the
+provider table (`providers`). `build_enricher` is the composition helper the CLI and the
 pipeline use: it discovers the data files and opens them.
 """
 
@@ -13,7 +15,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from netwatch.enrich.geo import GeoDatabase, GeoLookup, Origin
 from netwatch.enrich.geo_paths import Candidate, discover
@@ -32,6 +34,9 @@ from netwatch.model import (
     Transport,
     parse_ip,
 )
+
+if TYPE_CHECKING:
+    from netwatch.enrich.providers import ProviderTable
 
 
 class ListMatcher(Protocol):
@@ -78,6 +83,7 @@ class Enricher:
         problems: Mapping[str, str] | None = None,
         *,
         fixed_lists: bool = False,
+        providers: ProviderTable | None = None,
     ) -> None:
         self.geo = geo if isinstance(geo, GeoLookup) else GeoLookup(geo)
         self._fixed_lists = fixed_lists or not lists
@@ -86,6 +92,9 @@ class Enricher:
         self._labellers = tuple(m for m in self.lists if isinstance(m, AddressLabeller))
         self.problems = dict(problems or {})
         """Discovered files that could not be opened (path -> reason), for `geoip status`."""
+        self.providers = providers
+        """Who runs VPNs and anonymizers (`enrich/providers.toml`); None: no provider facts."""
+        self._with_provider: dict[tuple[int, str], tuple[RemoteInfo, RemoteInfo]] = {}
 
     @property
     def stable(self) -> bool:
@@ -110,7 +119,8 @@ class Enricher:
             hits += matcher.match(addr, port)
         if owner is None and not hits:
             return info
-        return dataclasses.replace(info, owner=owner, lists=hits)
+        provider = self.providers.for_lists(hits) if self.providers is not None else None
+        return dataclasses.replace(info, owner=owner, lists=hits, provider=provider)
 
     def enrich(self, flow: Flow) -> EnrichedFlow:
         """Return the flow with its RemoteInfo (None for listening sockets)."""
@@ -120,7 +130,32 @@ class Enricher:
         info = self.remote_info(remote.ip, remote.port or None)
         if info.lists and self._labellers:
             flow = self._address_label(flow)
+        if self.providers is not None:
+            info = self._provider_of(flow, info)
         return EnrichedFlow(flow, info)
+
+    def _provider_of(self, flow: Flow, info: RemoteInfo) -> RemoteInfo:
+        """`info` with the provider of this flow (`ProviderTable.for_flow`).
+
+        The same address answers with the same `RemoteInfo` object tick after tick (GeoIP
+        answers are cached), and the stages after this one recognise unchanged flows by
+        identity, so the copy with a provider is kept per (answer, provider) too.
+        """
+        assert self.providers is not None  # noqa: S101  # checked by the caller
+        found = self.providers.for_flow(flow, info.lists)
+        if found is info.provider:
+            return info
+        if found is None:
+            return dataclasses.replace(info, provider=None)
+        key = (id(info), found.id)
+        kept = self._with_provider.get(key)
+        if kept is not None and kept[0] is info:
+            return kept[1]
+        if len(self._with_provider) >= _PROVIDER_MEMO:
+            self._with_provider.clear()
+        out = dataclasses.replace(info, provider=found)
+        self._with_provider[key] = (info, out)
+        return out
 
     def _address_label(self, flow: Flow) -> Flow:
         """Label a flow by where it goes when nothing better says what it is.
@@ -168,6 +203,10 @@ class Enricher:
         if self.rdap is not None:
             self.rdap.close()
         self.geo.close()
+
+
+_PROVIDER_MEMO = 4096
+"""Remembered (answer, provider) copies; more distinct VPN endpoints than this start afresh."""
 
 
 def _below_a_list(label: Label) -> bool:
@@ -250,10 +289,13 @@ def build_enricher(
         if rdap_resolver.cache is not None and rdap_resolver.cache.replaced:
             problems[str(rdap_resolver.cache_path)] = rdap_resolver.cache.replaced
         resolver = rdap_resolver
+    from netwatch.enrich.providers import bundled as bundled_providers
+
     return Enricher(
         GeoLookup(databases),
         rdap=resolver,
         lists=lists,
         problems=problems,
         fixed_lists=loaded,
+        providers=bundled_providers(),
     )

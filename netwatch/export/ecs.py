@@ -6,7 +6,9 @@ Field choices follow ECS 8.x: `event.kind: alert`, `event.category: [network]`,
 case), `network.community_id` (`export.community_id`), `message`. The local side is `source`
 (alerts do not say who initiated; netwatch watches its own host). Null values are left out,
 as ECS producers do; netwatch-specific fields live under `netwatch.*`, the flow's label as
-`netwatch.label.{name,category,vpn,confidence,evidence}`.
+`netwatch.label.{name,category,vpn,confidence,evidence}`, the far end's operator as
+`netwatch.provider.{id,name,kind,operator,country,groups,logging,audits,incidents,...}` with
+`audit_count` and `incident_count` (ECS's `organization.*` is the observer's own).
 """
 
 from __future__ import annotations
@@ -42,6 +44,16 @@ def _peer(ip: str | None, port: int | None, remote: RemoteInfo | None) -> dict[s
         geo = {"country_iso_code": remote.country}
         as_ = {"number": remote.asn, "organization": {"name": remote.as_org}}
     return {"ip": ip, "port": port, "geo": geo, "as": as_}
+
+
+def _provider(a: Alert) -> dict[str, Any] | None:
+    """`netwatch.provider.*`: ECS's `organization.*` describes the observer's own
+    organisation, not the peer's, so the far end's operator is a netwatch custom field."""
+    p = a.remote.provider if a.remote else None
+    if p is None:
+        return None
+    d = codec.provider_to_dict(p)
+    return {**d, "audit_count": len(p.audits), "incident_count": len(p.incidents)}
 
 
 def _community_id(a: Alert) -> str | None:
@@ -114,6 +126,7 @@ def ecs_document(a: Alert) -> dict[str, Any]:
             "evidence": [{"name": e.name, "value": e.value} for e in a.evidence],
             "jurisdiction": list(a.remote.jurisdiction) if a.remote else None,
             "label": codec.label_to_dict(a.label),
+            "provider": _provider(a),
         },
     }
     return _prune(doc)

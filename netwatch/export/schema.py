@@ -57,6 +57,36 @@ def evidence_text(a: Alert) -> str:
     return pairs_text(a.evidence)
 
 
+def provider_name(a: Alert) -> str | None:
+    """Who runs the far end (`VPN Gate`, `Mullvad VPN`), when netwatch knows the provider."""
+    p = a.remote.provider if a.remote else None
+    return None if p is None else p.name
+
+
+def provider_country(a: Alert) -> str | None:
+    """The provider operator's country (not the server's: see `country`)."""
+    p = a.remote.provider if a.remote else None
+    return None if p is None else p.country
+
+
+def provider_groups(a: Alert) -> str | None:
+    """The 5/9/14 Eyes groups of the operator's country, `;`-separated."""
+    p = a.remote.provider if a.remote else None
+    return None if p is None else ";".join(p.groups)
+
+
+def provider_audits(a: Alert) -> int | None:
+    """How many independent audits the provider published (None: no provider known)."""
+    p = a.remote.provider if a.remote else None
+    return None if p is None else len(p.audits)
+
+
+def provider_incidents(a: Alert) -> int | None:
+    """How many public cases of logs or keys handed over, seized or found absent."""
+    p = a.remote.provider if a.remote else None
+    return None if p is None else len(p.incidents)
+
+
 def label_name(a: Alert) -> str | None:
     """What the alert's flow was taken for (`openvpn`, `tls`, ...), None without a label."""
     return None if a.label is None else a.label.name
@@ -153,6 +183,23 @@ COLUMNS: tuple[Column, ...] = (
     Column("label_confidence", "", "guess (port alone), low, medium or high", label_confidence),
     Column(
         "label_evidence", "", "what the label rests on, as `name=value; ...`", label_evidence_text
+    ),
+    Column("provider", "", "who runs the far end (VPN Gate, Mullvad VPN, ...)", provider_name),
+    Column(
+        "provider_country",
+        "ISO 3166-1 alpha-2",
+        "the provider operator's country",
+        provider_country,
+    ),
+    Column(
+        "provider_groups", "", "5/9/14 Eyes groups of that country, `;`-separated", provider_groups
+    ),
+    Column("provider_audits", "audits", "independent audits it published", provider_audits),
+    Column(
+        "provider_incidents",
+        "incidents",
+        "public cases of logs or keys handed over, seized or found absent",
+        provider_incidents,
     ),
 )
 

@@ -3,7 +3,9 @@
 Every message carries one SD element `netwatch@32473` (32473 is the enterprise number RFC 5612
 reserves for documentation; sites with their own PEN can change `SD_ID`) with the params
 `rule`, `severity`, `process`, `remote`, plus `id`, `count`, `country`, `action` and the flow's
-`label`, `label_confidence` and `label_evidence`. TCP uses
+`label`, `label_confidence` and `label_evidence`, and, when the far end's provider is known,
+`provider`, `provider_country`, `provider_groups`, `provider_audits` and
+`provider_incidents` (counts). TCP uses
 octet-counting framing (RFC 6587 3.4.1), so messages may contain anything; UDP sends one
 message per datagram (RFC 5426). Senders never raise into the caller: a failure is logged and
 the message dropped, since a log pipeline that is down must not stop detection.
@@ -21,6 +23,11 @@ from netwatch.export.schema import (
     label_confidence,
     label_evidence_text,
     label_name,
+    provider_audits,
+    provider_country,
+    provider_groups,
+    provider_incidents,
+    provider_name,
     remote_ip,
 )
 from netwatch.model import Alert, Severity
@@ -74,10 +81,27 @@ def format_rfc5424(
         "label": label_name(alert) or "",
         "label_confidence": label_confidence(alert) or "",
         "label_evidence": label_evidence_text(alert) or "",
+        **_provider_params(alert),
     }
     sd = "[" + SD_ID + "".join(f' {k}="{_sd_escape(v)}"' for k, v in params.items()) + "]"
     msg = " ".join(alert.message.split())
     return f"<{pri}>1 {iso_time(alert.last_seen)} {host} {APP_NAME} {pid} {MSGID} {sd} {msg}"
+
+
+def _provider_params(alert: Alert) -> dict[str, str]:
+    """`provider`, `provider_country`, `provider_groups`, `provider_audits` and
+    `provider_incidents`, only when the provider is known (an SD-PARAM may not be absent-
+    valued, and an empty one would read as "no audits")."""
+    name = provider_name(alert)
+    if name is None:
+        return {}
+    return {
+        "provider": name,
+        "provider_country": provider_country(alert) or "",
+        "provider_groups": provider_groups(alert) or "",
+        "provider_audits": str(provider_audits(alert)),
+        "provider_incidents": str(provider_incidents(alert)),
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from netwatch.model.policy import (
     Policy,
     TunnelPolicy,
 )
+from netwatch.model.provider import Audit, Fact, Incident, ProviderFacts
 from netwatch.model.remote import DataSource, EnrichedFlow, ListHit, Owner, RemoteInfo, Scope
 from netwatch.model.snapshot import Counters, Snapshot, SourceStatus
 from netwatch.model.sockets import SocketEntry, SocketTable
@@ -47,6 +48,7 @@ from netwatch.model.sockets import SocketEntry, SocketTable
 __all__ = [
     "Action",
     "Alert",
+    "Audit",
     "AlertState",
     "Attribution",
     "CertNames",
@@ -58,6 +60,7 @@ __all__ = [
     "EndpointPattern",
     "EnrichedFlow",
     "Evidence",
+    "Fact",
     "ExpectedVpn",
     "Flow",
     "FlowKey",
@@ -68,6 +71,7 @@ __all__ = [
     "InstalledVpn",
     "Listener",
     "IPAddress",
+    "Incident",
     "IPNetwork",
     "Label",
     "ListHit",
@@ -77,6 +81,7 @@ __all__ = [
     "PacketMeta",
     "Policy",
     "ProcessRef",
+    "ProviderFacts",
     "RemoteInfo",
     "Scope",
     "Severity",

@@ -1,4 +1,5 @@
-"""What netwatch knows about a remote address: scope, country, ASN, owner, jurisdiction, lists."""
+"""What netwatch knows about a remote address: scope, country, ASN, owner, jurisdiction, lists,
+and the VPN provider that runs it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from netwatch.model.flow import Flow, IPAddress
+from netwatch.model.provider import ProviderFacts
 
 
 class Scope(StrEnum):
@@ -69,6 +71,10 @@ class RemoteInfo:
     owner: Owner | None = None
     lists: tuple[ListHit, ...] = ()
     sources: tuple[DataSource, ...] = ()
+    provider: ProviderFacts | None = None
+    """Who runs the far end, when netwatch recognises the operator: by the address's lists
+    (VPN Gate, Tor, a provider's ranges), the flow's server names, or its VPN label
+    (`enrich/providers.py`). None for addresses and flows with no VPN operator in view."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Each function takes model objects plus the latest snapshot (for the parent chain and a
 process's other flows) and returns a `Text` a screen puts in a scrollable view; tests read the
 plain text. Jurisdiction groups are labelled "commonly cited" because the 5/9/14 Eyes lists
-are journalism, not treaty text.
+are journalism, not treaty text. A recognised VPN provider gets its own section: operator,
+country and groups, logging, audits and incidents, each with its source.
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from collections.abc import Iterable, Sequence
 
 from rich.text import Text
 
-from netwatch.model import Action, Alert, EnrichedFlow, Label, ProcessRef, RemoteInfo, Snapshot
+from netwatch.model import (
+    Action,
+    Alert,
+    EnrichedFlow,
+    Label,
+    ProcessRef,
+    ProviderFacts,
+    RemoteInfo,
+    Snapshot,
+)
 from netwatch.ui import fmt
 from netwatch.ui.advice import advice_for
 from netwatch.ui.stats import Rate
@@ -104,6 +114,32 @@ def remote_section(out: Text, r: RemoteInfo | None) -> None:
         _field(out, "source", f"{s.type} {s.file} ({built})")
 
 
+def provider_section(out: Text, p: ProviderFacts | None) -> None:
+    """Provider: who runs the far end, its country and groups, what it logs, its audits and
+    incidents, each with the page it rests on (nothing when no provider is recognised)."""
+    if p is None:
+        return
+    _heading(out, "Provider")
+    _field(out, "name", p.name)
+    _field(out, "operator", p.operator)
+    if p.has_operator:
+        groups = ", ".join(p.groups) if p.groups else "none"
+        _field(out, "country", p.country or p.country_note or "not established")
+        _field(out, "groups", f"{groups} (commonly cited groupings)")
+    _field(out, "logging", p.logging)
+    _field(out, "source", f"{p.source} (checked {p.checked})")
+    for f in p.facts:
+        _field(out, "fact", f"{f.text} ({f.url}, checked {f.checked})")
+    if p.has_operator and not p.audits:
+        _field(out, "audits", "none published")
+    for a in p.audits:
+        _field(out, "audit", f"{a.auditor} {a.year}: {a.scope} ({a.url})")
+    if p.has_operator and not p.incidents:
+        _field(out, "incidents", "none known")
+    for i in p.incidents:
+        _field(out, "incident", f"{i.year}: {i.what} ({i.url})")
+
+
 def label_section(out: Text, lab: Label | None) -> None:
     """What the flow was recognised as, how sure (`guess` when only the port says so), and
     each piece of evidence the label rests on."""
@@ -143,6 +179,7 @@ def alert_detail(alert: Alert, snapshot: Snapshot | None, now: float) -> Text:
     label_section(out, alert.label)
     process_section(out, alert.process, snapshot)
     remote_section(out, alert.remote)
+    provider_section(out, alert.remote.provider if alert.remote else None)
     _heading(out, "What to do")
     for line in advice_for(alert):
         out.append(f"  {line}\n")
@@ -177,6 +214,7 @@ def flow_detail(
     label_section(out, f.label)
     process_section(out, f.process, snapshot)
     remote_section(out, ef.remote)
+    provider_section(out, ef.remote.provider if ef.remote else None)
     related = [a for a in alerts if a.flow_key == f.key]
     if related:
         _heading(out, "Alerts on this flow")
