@@ -30,7 +30,7 @@ from netwatch.daemon.server import SnapshotServer
 from netwatch.daemon.sink_worker import SinkWorker
 from netwatch.errors import NetwatchError
 from netwatch.model import Alert, EnrichedFlow, FlowKey, Snapshot
-from netwatch.model.versions import Version, keep, missing, recall, versions
+from netwatch.model.versions import UNNUMBERED, Version, keep, missing, recall, versions
 from netwatch.pipeline import Detector
 from netwatch.store import Store
 from netwatch.store.first_seen import KIND as FIRST_SEEN
@@ -142,6 +142,9 @@ class Service:
         self._buffered: list[Version] | None = None
         """The versions `_flow_rows` were made from (None: some flow was not numbered);
         `_seen_at` is when they were last seen."""
+        self._strays: list[_Row] = []
+        """Rows of last tick's flows that had no serial (not kept by version): stamped as
+        last seen at the next tick, and again at the flush while they go on."""
         self._seen_at = 0.0
         self._last_flush = clock.monotonic()
         self._recent: OrderedDict[str, Alert] = OrderedDict()
@@ -290,6 +293,8 @@ class Service:
             return
         before, at = self._flow_rows, self._seen_at
         rows, flows = self._flows, snap.flows
+        for stray in self._strays:  # rows of unnumbered flows are never recalled: see below
+            stray.last = at
         got = recall(self._flow_rows, tick)
         for i in missing(got):
             ef = flows[i]
@@ -302,7 +307,11 @@ class Service:
                 row = rows[key] = _Row(ef, ef.flow.first_seen or now)
             row.ef = ef
             got[i] = row
-        self._flow_rows, numbered = keep(tick, cast(list[_Row], got))
+        made = cast(list[_Row], got)
+        self._flow_rows, numbered = keep(tick, made)
+        self._strays = [] if numbered else [
+            made[i] for i in range(len(tick)) if tick[i] == UNNUMBERED and made[i] is not _LISTENING
+        ]  # fmt: skip
         for gone in before.keys() - self._flow_rows.keys():  # set arithmetic in C
             before[gone].last = at
         self._buffered, self._seen_at = (tick if numbered else None), now
@@ -310,6 +319,8 @@ class Service:
     def _stamp_rows(self) -> None:
         """Write the time the buffered flows were last seen into their rows."""
         at = self._seen_at
+        for row in self._strays:
+            row.last = at
         for row in self._flow_rows.values():
             row.last = at  # (the _LISTENING placeholder is never saved)
 
@@ -320,6 +331,7 @@ class Service:
             self.store.save_flows((r.ef, r.first, r.last) for r in self._flows.values())
             self._flows.clear()
             self._flow_rows.clear()
+            self._strays = []
             self._buffered = None
         self._last_flush = self.clock.monotonic()
 
