@@ -94,7 +94,7 @@ class Enricher:
         """Discovered files that could not be opened (path -> reason), for `geoip status`."""
         self.providers = providers
         """Who runs VPNs and anonymizers (`enrich/providers.toml`); None: no provider facts."""
-        self._with_provider: dict[tuple[int, str], tuple[RemoteInfo, RemoteInfo]] = {}
+        self._with_provider: dict[tuple[object, str], tuple[RemoteInfo, RemoteInfo]] = {}
 
     @property
     def stable(self) -> bool:
@@ -138,8 +138,9 @@ class Enricher:
         """`info` with the provider of this flow (`ProviderTable.for_flow`).
 
         The same address answers with the same `RemoteInfo` object tick after tick (GeoIP
-        answers are cached), and the stages after this one recognise unchanged flows by
-        identity, so the copy with a provider is kept per (answer, provider) too.
+        answers are cached), and the enrich stage compares last tick's answer by identity
+        before it compares values (`flows.socket_flows`), so the copy with a provider is kept
+        per (remote endpoint, provider) and handed on while the answer is the same object.
         """
         assert self.providers is not None  # noqa: S101  # checked by the caller
         found = self.providers.for_flow(flow, info.lists)
@@ -147,7 +148,8 @@ class Enricher:
             return info
         if found is None:
             return dataclasses.replace(info, provider=None)
-        key = (id(info), found.id)
+        remote = flow.key.remote
+        key = (None if remote is None else (remote.ip, remote.port), found.id)
         kept = self._with_provider.get(key)
         if kept is not None and kept[0] is info:
             return kept[1]
