@@ -29,10 +29,14 @@ def group_id() -> int | None:
 
 
 def _for_group(shared: bool) -> int | None:
-    """The group to share with: only when asked, the group exists and root can hand it over."""
-    if not shared or os.geteuid() != 0:
+    """The group to share with: only when asked and the group exists, and either root can
+    hand it over or this process runs as that group (the daemon's analyzer)."""
+    if not shared:
         return None
-    return group_id()
+    gid = group_id()
+    if gid is None or (os.geteuid() != 0 and os.getegid() != gid):
+        return None
+    return gid
 
 
 def make_dirs(path: Path, shared: bool = False) -> None:
@@ -53,7 +57,7 @@ def make_dirs(path: Path, shared: bool = False) -> None:
         except FileExistsError:
             continue
         os.chmod(folder, mode)
-        if gid is not None:
+        if gid is not None and os.geteuid() == 0:
             os.chown(folder, 0, gid)
 
 
@@ -70,7 +74,7 @@ def create_fd(path: Path, flags: int, shared: bool = False) -> int:
     fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     try:
         os.fchmod(fd, mode)
-        if gid is not None:
+        if gid is not None and os.geteuid() == 0:
             os.fchown(fd, 0, gid)
     except PermissionError:
         pass  # another user's file that we may write to: its owner chose its mode
