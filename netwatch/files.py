@@ -11,6 +11,7 @@ rest of netwatch.
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 from pathlib import Path
@@ -73,6 +74,11 @@ def create_fd(path: Path, flags: int, shared: bool = False) -> int:
     mode = 0o640 if gid is not None else 0o600
     fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     try:
+        if os.geteuid() == 0 and os.fstat(fd).st_nlink > 1:
+            # A hard link planted in a folder another user may write (the daemon's export
+            # folder, which its unprivileged analyzer owns) would otherwise have root
+            # chmod and chown the file it points at.
+            raise OSError(errno.EMLINK, f"{path} has more than one hard link; refusing it")
         os.fchmod(fd, mode)
         if gid is not None and os.geteuid() == 0:
             os.fchown(fd, 0, gid)

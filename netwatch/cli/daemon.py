@@ -250,7 +250,9 @@ def _run(args: argparse.Namespace) -> int:
             sinks.append(SyslogSink(args.syslog))
         # Only the default socket's folder (/run/netwatch without systemd) is made here.
         server = SnapshotServer(args.socket or paths.default_socket(), make_dir=not args.socket)
+        notifier = Notifier()
         if link is not None and user is not None:
+            notifier.connect()
             made = server.path.lstat()
             link.own_socket(made.st_dev, made.st_ino)
             split.become_analyzer(user, link)  # before any thread starts (they would keep root)
@@ -276,7 +278,7 @@ def _run(args: argparse.Namespace) -> int:
         clock,
         options=ServiceOptions(interval=args.interval, ticks=args.ticks),
         sinks=SinkWorker(sinks),
-        notifier=Notifier(),
+        notifier=notifier,
         metrics=metrics,
         first_seen=first_seen,
         background=(pruner,),

@@ -73,11 +73,6 @@ def analyzer_user() -> AnalyzerUser:
         pw = pwd.getpwnam(ANALYZER_USER)
     except KeyError:
         pw = pwd.getpwnam(FALLBACK_USER)
-        log.warning(
-            "no %r system user: the analyzer runs as %r (README: Running as a service)",
-            ANALYZER_USER,
-            FALLBACK_USER,
-        )
     return AnalyzerUser(pw.pw_name, pw.pw_uid, group if group is not None else pw.pw_gid)
 
 
@@ -148,6 +143,12 @@ def become_analyzer(user: AnalyzerUser, link: CollectorLink) -> None:
     for name in PRELOAD:
         importlib.import_module(name)
     become(user.uid, user.gid)
+    if user.name != ANALYZER_USER:  # said only once the daemon runs: a start error is one line
+        log.warning(
+            "no %r system user: the analyzer runs as %r (README: Running as a service)",
+            ANALYZER_USER,
+            user.name,
+        )
     log.info(
         "privileges split: collector pid %s (root, capture and /proc capabilities only), "
         "analyzer pid %s (user %s, no capabilities)",
