@@ -25,6 +25,7 @@ from netwatch.model import (
     Confidence,
     Counters,
     DataSource,
+    DefaultRoute,
     Direction,
     Endpoint,
     EnrichedFlow,
@@ -33,6 +34,7 @@ from netwatch.model import (
     Finding,
     Flow,
     FlowKey,
+    HostFacts,
     Incident,
     Label,
     ListHit,
@@ -43,6 +45,9 @@ from netwatch.model import (
     Scope,
     Severity,
     Snapshot,
+    SocketEntry,
+    SoftEtherAccount,
+    SoftEtherConfig,
     SourceStatus,
     Transport,
     parse_ip,
@@ -704,3 +709,140 @@ def loads(line: str | bytes) -> Record:
     except RecursionError:
         raise CodecError("not a JSON record: nested too deeply") from None
     return decode(data)
+
+
+# ================================================================ privilege split
+# Records the privileged collector hands the unprivileged analyzer over their socketpair
+# (`sources/collector.py` writes them, `sources/remote.py` reads them). Kept in one block at
+# the end of the file so the delta protocol's framing can take it over in one place.
+
+
+def socket_entry_to_list(e: SocketEntry, proc: int | None) -> list[Any]:
+    """A socket entry as a compact list; its process is `proc`, a handle into the process
+    table sent beside it (each process is sent once, not once per socket)."""
+    return [
+        key_to_dict(e.key),
+        e.state,
+        e.direction.value,
+        proc,
+        e.inode,
+        e.uid,
+        e.bytes_sent,
+        e.bytes_received,
+        e.segs_out,
+        e.segs_in,
+    ]
+
+
+def _oint_at(items: Sequence[Any], i: int) -> int | None:
+    value = items[i]
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise CodecError(f"socket entry field {i}: expected a whole number, got {value!r}")
+
+
+def socket_entry_from_list(items: Any, procs: Mapping[int, ProcessRef]) -> SocketEntry:
+    """Decode `socket_entry_to_list`; the process handle is looked up in `procs`."""
+    if not isinstance(items, list) or len(items) != 10:
+        raise CodecError("a socket entry is a list of 10 fields")
+    key = key_from_dict(items[0])
+    if key is None:
+        raise CodecError("a socket entry needs a key")
+    state = items[1]
+    if state is not None and not isinstance(state, str):
+        raise CodecError(f"socket entry state: expected text, got {state!r}")
+    try:
+        direction = Direction(items[2])
+    except ValueError:
+        raise CodecError(f"socket entry direction: {items[2]!r}") from None
+    handle = _oint_at(items, 3)
+    if handle is not None and handle not in procs:
+        raise CodecError(f"socket entry names process {handle}, which was never sent")
+    return SocketEntry(
+        key=key,
+        state=state,
+        direction=direction,
+        process=None if handle is None else procs[handle],
+        inode=_oint_at(items, 4),
+        uid=_oint_at(items, 5),
+        bytes_sent=_oint_at(items, 6),
+        bytes_received=_oint_at(items, 7),
+        segs_out=_oint_at(items, 8),
+        segs_in=_oint_at(items, 9),
+    )
+
+
+def status_to_dict(st: SourceStatus) -> JSONDict:
+    """A source status (what the sampler can see), as the snapshot record carries it."""
+    out = snapshot_to_dict(Snapshot(0, 0.0, 0.0, (), (), st, Counters()))["status"]
+    return dict(out)
+
+
+def status_from_dict(d: Any) -> SourceStatus:
+    """Decode `status_to_dict`."""
+    return snapshot_from_dict({"seq": 0, "taken_at": 0.0, "interval": 0.0, "flows": [],
+                               "alerts": [], "status": d}).status  # fmt: skip
+
+
+def host_facts_to_dict(h: HostFacts) -> JSONDict:
+    """Host facts (the SoftEther configs read on this machine, its interfaces and routes)."""
+    return {
+        "taken_at": h.taken_at,
+        "problems": list(h.problems),
+        "interfaces": list(h.interfaces),
+        "routes": [{"family": r.family, "interface": r.interface} for r in h.routes],
+        "softether": [
+            {
+                "path": c.path,
+                "hubs": list(c.hubs),
+                "listener_ports": list(c.listener_ports),
+                "vpngate": c.vpngate,
+                "damage": c.damage,
+                "accounts": [
+                    {
+                        "name": a.name,
+                        "hostname": a.hostname,
+                        "port": a.port,
+                        "hub": a.hub,
+                        "startup": a.startup,
+                        "retries": a.retries,
+                    }
+                    for a in c.accounts
+                ],
+            }
+            for c in h.softether
+        ],
+    }
+
+
+def host_facts_from_dict(d: Any) -> HostFacts:
+    """Decode `host_facts_to_dict`."""
+    configs = []
+    for c in _list(d, "softether"):
+        accounts = tuple(
+            SoftEtherAccount(
+                name=_str(a, "name"),
+                hostname=_str(a, "hostname"),
+                port=_oint(a, "port"),
+                hub=_str(a, "hub"),
+                startup=bool(_get(a, "startup", bool, opt=False)),
+                retries=_int(a, "retries"),
+            )
+            for a in _list(c, "accounts")
+        )
+        configs.append(
+            SoftEtherConfig(
+                path=_str(c, "path"),
+                hubs=_strs(c, "hubs"),
+                listener_ports=tuple(_int({"p": p}, "p") for p in _list(c, "listener_ports")),
+                vpngate=bool(_get(c, "vpngate", bool, opt=False)),
+                accounts=accounts,
+                damage=_str(c, "damage"),
+            )
+        )
+    routes = tuple(
+        DefaultRoute(_str(r, "family"), _ostr(r, "interface"))
+        for r in (_list(d, "routes") if "routes" in d else ())
+    )
+    interfaces = _strs(d, "interfaces") if "interfaces" in d else ()
+    return HostFacts(_time(d, "taken_at"), tuple(configs), _strs(d, "problems"), interfaces, routes)

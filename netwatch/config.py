@@ -382,13 +382,19 @@ def load_config(path: Path | None = None, *, system: bool = False) -> Config:
             text = candidate.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{candidate}: cannot read: {exc}") from None
-        try:
-            data = tomltext.parse(text)
-        except tomltext.TomlTextError as exc:
-            where = candidate if exc.line is None else f"{candidate}:{exc.line}"
-            raise ConfigError(f"{where}: {exc.message}") from None
-        return parse_config(data, str(candidate), tomltext.key_lines(text))
+        return config_from_text(text, str(candidate))
     return Config()
+
+
+def config_from_text(text: str, source: str) -> Config:
+    """Parse the text of config file `source` (read elsewhere: the daemon's analyzer has its
+    collector read the file, which its own user may not)."""
+    try:
+        data = tomltext.parse(text)
+    except tomltext.TomlTextError as exc:
+        where = source if exc.line is None else f"{source}:{exc.line}"
+        raise ConfigError(f"{where}: {exc.message}") from None
+    return parse_config(data, source, tomltext.key_lines(text))
 
 
 def _is_file(path: Path) -> bool:

@@ -11,6 +11,7 @@ rest of netwatch.
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 from pathlib import Path
@@ -29,10 +30,14 @@ def group_id() -> int | None:
 
 
 def _for_group(shared: bool) -> int | None:
-    """The group to share with: only when asked, the group exists and root can hand it over."""
-    if not shared or os.geteuid() != 0:
+    """The group to share with: only when asked and the group exists, and either root can
+    hand it over or this process runs as that group (the daemon's analyzer)."""
+    if not shared:
         return None
-    return group_id()
+    gid = group_id()
+    if gid is None or (os.geteuid() != 0 and os.getegid() != gid):
+        return None
+    return gid
 
 
 def make_dirs(path: Path, shared: bool = False) -> None:
@@ -53,7 +58,7 @@ def make_dirs(path: Path, shared: bool = False) -> None:
         except FileExistsError:
             continue
         os.chmod(folder, mode)
-        if gid is not None:
+        if gid is not None and os.geteuid() == 0:
             os.chown(folder, 0, gid)
 
 
@@ -69,8 +74,13 @@ def create_fd(path: Path, flags: int, shared: bool = False) -> int:
     mode = 0o640 if gid is not None else 0o600
     fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     try:
+        if os.geteuid() == 0 and os.fstat(fd).st_nlink > 1:
+            # A hard link planted in a folder another user may write (the daemon's export
+            # folder, which its unprivileged analyzer owns) would otherwise have root
+            # chmod and chown the file it points at.
+            raise OSError(errno.EMLINK, f"{path} has more than one hard link; refusing it")
         os.fchmod(fd, mode)
-        if gid is not None:
+        if gid is not None and os.geteuid() == 0:
             os.fchown(fd, 0, gid)
     except PermissionError:
         pass  # another user's file that we may write to: its owner chose its mode

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -132,6 +133,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "the connections that had packets (default 5; 0: every tick)"
         ),
     )
+    p.add_argument(
+        "--no-privsep",
+        action="store_true",
+        help=(
+            "as root, run everything in one root process instead of a privileged collector "
+            "and an unprivileged analyzer (for debugging)"
+        ),
+    )
     add_geoip(p)
     p.set_defaults(func=run)
 
@@ -162,13 +171,17 @@ def _run(args: argparse.Namespace) -> int:
     from netwatch import paths
     from netwatch.cli import stages
     from netwatch.clock import SystemClock
+    from netwatch.config import Config, config_files, config_from_text
+    from netwatch.daemon import split
     from netwatch.daemon.metrics import Metrics
     from netwatch.daemon.notify import Notifier
     from netwatch.daemon.server import SnapshotServer
     from netwatch.daemon.service import Service, ServiceOptions
     from netwatch.daemon.sink_worker import SinkWorker
+    from netwatch.errors import ConfigError
     from netwatch.export.sinks import FileSink, Sink, SyslogSink
     from netwatch.pipeline.build import build_live_engine
+    from netwatch.sources.remote import CollectorLink, RemoteHostFacts
     from netwatch.store import Pruner, Retention, Store, StoredFirstSeen
 
     logging.basicConfig(
@@ -182,21 +195,52 @@ def _run(args: argparse.Namespace) -> int:
     gc.set_threshold(*GC_THRESHOLDS)
     early_stop = _EarlyStop()
     clock = SystemClock()
-    store = Store(args.db or paths.default_db())
+    # As root the daemon splits (docs/architecture.md, section 7): the collector is forked
+    # first, before any thread or file exists; this process opens what needs privileges and
+    # then becomes the unprivileged analyzer. A user's own daemon has nothing to give up.
+    link: CollectorLink | None = None
+    user = None
+    if os.geteuid() == 0 and not args.no_privsep:
+        user = split.analyzer_user()
+        link = split.start_collector(
+            config_files(args.config, system=True)[0],
+            watch_starts=not args.no_capture,
+            socket_path=args.socket or paths.default_socket(),
+        )
+    try:
+        store = Store(args.db or paths.default_db())
+    except BaseException:
+        _close_link(link)
+        raise
     first_seen = StoredFirstSeen(store)
+    own = () if link is None or link.pid is None else (link.pid,)
 
     def build_detector() -> Any:
-        return stages.detector(args.config, first_seen, system=True)
+        loaded = None
+        if link is not None and os.geteuid() != 0:  # reload in the analyzer: ask the collector
+            source, text = link.config_text()
+            if text is not None and source is not None:
+                loaded = config_from_text(text, source)
+            elif args.config is not None:
+                raise ConfigError(f"{args.config}: no such config file")
+            else:
+                loaded = Config()
+        return stages.detector(args.config, first_seen, system=True, loaded=loaded, own_pids=own)
 
     packets = None
     try:
         detector = build_detector()
-        packets = stages.capture(args.interface, enabled=not args.no_capture)
+        if link is None:
+            packets = stages.capture(args.interface, enabled=not args.no_capture)
+        elif not args.no_capture:
+            packets = split.open_capture(args.interface, link)
         engine = build_live_engine(
             clock=clock,
+            sockets=None if link is None else link.sockets,
             enricher=stages.enricher(args.geoip_db),
             detector=detector,
             packets=packets,
+            host=None if link is None else RemoteHostFacts(link),
             full_every=args.full_sample_every,
         )
         sinks: list[Sink] = []
@@ -206,10 +250,19 @@ def _run(args: argparse.Namespace) -> int:
             sinks.append(SyslogSink(args.syslog))
         # Only the default socket's folder (/run/netwatch without systemd) is made here.
         server = SnapshotServer(args.socket or paths.default_socket(), make_dir=not args.socket)
+        notifier = Notifier()
+        if link is not None and user is not None:
+            notifier.connect()
+            made = server.path.lstat()
+            link.own_socket(made.st_dev, made.st_ino)
+            split.become_analyzer(user, link)  # before any thread starts (they would keep root)
+            if packets is not None:
+                packets.capture.start()
     except BaseException:
         if packets is not None:
             packets.close()
         store.close()
+        _close_link(link)
         raise
     metrics = None
     if args.metrics_port:
@@ -225,14 +278,28 @@ def _run(args: argparse.Namespace) -> int:
         clock,
         options=ServiceOptions(interval=args.interval, ticks=args.ticks),
         sinks=SinkWorker(sinks),
-        notifier=Notifier(),
+        notifier=notifier,
         metrics=metrics,
         first_seen=first_seen,
         background=(pruner,),
     )
     early_stop.hand_over(service.request_stop)
     pruner.start()
-    return service.run()  # its loop closes the engine, and so capture, when it ends
+    try:
+        return service.run()  # its loop closes the engine, and so capture, when it ends
+    finally:
+        _close_link(link)
+
+
+def _close_link(link: Any) -> None:
+    """Close the channel to the collector (it exits on end of stream) and reap it."""
+    if link is None:
+        return
+    from netwatch.daemon.split import reap
+
+    link.close()
+    if link.pid is not None:
+        reap(link.pid)
 
 
 class _EarlyStop:

@@ -30,27 +30,39 @@ def enricher(geoip_dbs: Sequence[str], rdap: bool = False) -> Enricher:
     return build_enricher(geoip_dbs=[Path(p) for p in geoip_dbs], rdap=rdap)
 
 
-def policy_and_rules(config: Path | None, *, system: bool = False) -> tuple[Config, RuleSet]:
+def policy_and_rules(
+    config: Path | None, *, system: bool = False, loaded: Config | None = None
+) -> tuple[Config, RuleSet]:
     """The config and the bundled rule pack, checked against each other (rule ids, labels).
 
     `system`: the daemon's config (`--config` or /etc only; see `config.config_files`).
+    `loaded`: the config already read (the daemon's analyzer has its collector read it).
     """
     from netwatch.config import load_config
     from netwatch.detect.loader import load_rules
     from netwatch.detect.policy_check import check_policy
 
-    loaded = load_config(config, system=system)
+    if loaded is None:
+        loaded = load_config(config, system=system)
     rules = load_rules()
     check_policy(loaded, rules)
     return loaded, rules
 
 
-def detector(config: Path | None, first_seen: Any = None, *, system: bool = False) -> RuleEngine:
-    """The bundled rule pack under the policy of `config`; netwatch's own traffic is exempt."""
+def detector(
+    config: Path | None,
+    first_seen: Any = None,
+    *,
+    system: bool = False,
+    loaded: Config | None = None,
+    own_pids: Sequence[int] = (),
+) -> RuleEngine:
+    """The bundled rule pack under the policy of `config`; netwatch's own traffic is exempt
+    (this process's, and `own_pids`: the daemon's collector)."""
     from netwatch.detect.engine import RuleEngine
 
-    loaded, rules = policy_and_rules(config, system=system)
-    own = frozenset({os.getpid()})
+    loaded, rules = policy_and_rules(config, system=system, loaded=loaded)
+    own = frozenset({os.getpid(), *own_pids})
     if first_seen is None:
         return RuleEngine(rules, loaded.policy, own_pids=own)
     return RuleEngine(rules, loaded.policy, first_seen=first_seen, own_pids=own)

@@ -19,6 +19,7 @@ class Notifier:
         env = os.environ if env is None else env
         addr = env.get("NOTIFY_SOCKET", "")
         self._addr = "\0" + addr[1:] if addr.startswith("@") else addr
+        self._sock: socket.socket | None = None
         self.watchdog_interval: float | None = None
         usec = env.get("WATCHDOG_USEC", "")
         pid = env.get("WATCHDOG_PID", "")
@@ -34,13 +35,33 @@ class Notifier:
         """Send `KEY=value` lines in one datagram; True when it was sent."""
         if not self._addr:
             return False
+        data = "\n".join(lines).encode("utf-8")
+        if self._sock is not None:
+            try:
+                self._sock.send(data, socket.MSG_DONTWAIT)
+                return True
+            except OSError:
+                pass  # systemd re-executed (a new socket file): try the path
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
                 # Never block the loop on a reader that does not keep up.
-                s.sendto("\n".join(lines).encode("utf-8"), socket.MSG_DONTWAIT, self._addr)
+                s.sendto(data, socket.MSG_DONTWAIT, self._addr)
         except OSError:
             return False
         return True
+
+    def connect(self) -> None:
+        """Connect to the notify socket now and keep the connection: the daemon's analyzer
+        connects as root before it drops, since its own user may not reach the socket's path
+        (a datagram socket's permission is checked when it connects)."""
+        if self._addr and self._sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            try:
+                sock.connect(self._addr)
+            except OSError:
+                sock.close()
+                return
+            self._sock = sock
 
     def ready(self, status: str) -> None:
         """Startup finished."""

@@ -335,6 +335,8 @@ class SnapshotServer:
         with contextlib.suppress(KeyError, ValueError):  # not registered while cooling down
             self._sel.unregister(self._listener)
         self._listener.close()
-        with contextlib.suppress(FileNotFoundError):
+        # PermissionError: the daemon's unprivileged analyzer in root's folder (systemd
+        # removes /run/netwatch at stop; the next start replaces a stale socket).
+        with contextlib.suppress(FileNotFoundError, PermissionError):
             self.path.unlink()
         self._sel.close()

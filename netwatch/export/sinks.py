@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,6 +20,8 @@ from netwatch.export.ecs import format_ecs
 from netwatch.export.jsonl import format_jsonl
 from netwatch.export.syslog import SyslogSender, SyslogTarget, format_rfc5424
 from netwatch.model import Alert
+
+log = logging.getLogger("netwatch.export")
 
 FORMATTERS: dict[str, Callable[[Alert], str]] = {
     "jsonl": format_jsonl,
@@ -46,6 +49,7 @@ class _HeaderedHandler(logging.handlers.RotatingFileHandler):
 
     def __init__(self, path: Path, max_bytes: int, backups: int, header: str | None) -> None:
         self._header = header
+        self._warned = False
         super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         self._write_header_if_empty()
 
@@ -59,7 +63,22 @@ class _HeaderedHandler(logging.handlers.RotatingFileHandler):
             self.stream.flush()
 
     def doRollover(self) -> None:  # noqa: N802  # overrides the stdlib name
-        """Rotate, then start the new file with the header."""
+        """Rotate, then start the new file with the header.
+
+        Rotating renames files in the export file's folder. The daemon's unprivileged
+        analyzer appends to a file root opened for it, in a folder it may not write: there
+        it keeps appending past the size (one warning) instead of losing the file it cannot
+        reopen.
+        """
+        folder = os.path.dirname(self.baseFilename) or "."
+        if not os.access(folder, os.W_OK | os.X_OK):
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "cannot rotate %s: its folder is not writable by this user; appending on",
+                    self.baseFilename,
+                )
+            return
         super().doRollover()
         self._write_header_if_empty()
 

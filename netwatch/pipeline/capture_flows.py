@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from netwatch.errors import CaptureUnavailableError
 from netwatch.flows.attribution import attributed_flows
@@ -31,11 +32,32 @@ from netwatch.model import (
 )
 from netwatch.pipeline.offline import default_inspector
 from netwatch.sources.capture import LiveCapture, local_addresses
-from netwatch.sources.connect_owners import WATCHED, ConnectionOwners
+from netwatch.sources.connect_owners import WATCHED, ConnectionOwners, StartStats
 from netwatch.sources.netlink import NetlinkUnavailableError
 
 ADDRESS_REFRESH = 10.0
 """Seconds between re-reading this host's interface addresses."""
+
+
+class StartOwners(Protocol):
+    """Owners of connections caught as they started: `ConnectionOwners` in this process,
+    or the daemon's analyzer's view of its collector's watcher (`sources.remote`)."""
+
+    def owner(self, key: FlowKey) -> ProcessRef | None:
+        """The process that opened `key`, if its start was caught."""
+        ...
+
+    def hint(self, table: SocketTable) -> None:
+        """The latest socket sample."""
+        ...
+
+    def stats(self) -> StartStats:
+        """Starts seen, attributed and missed so far."""
+        ...
+
+    def stop(self) -> None:
+        """Stop watching."""
+        ...
 
 
 class CaptureFlows:
@@ -49,7 +71,7 @@ class CaptureFlows:
         forget: Callable[[FlowKey], None] | None = None,
         idle_timeout: float = 120.0,
         addresses: Callable[[], frozenset[IPAddress]] = local_addresses,
-        starts: ConnectionOwners | None = None,
+        starts: StartOwners | None = None,
     ) -> None:
         self.capture = capture
         self.starts = starts

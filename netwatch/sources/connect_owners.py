@@ -30,7 +30,7 @@ import socket
 import struct
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -134,6 +134,8 @@ class ConnectionOwners:
         self._table: SocketTable | None = None
         self._procs: dict[int, tuple[bytes, ProcessRef]] = {}
         self._seen = self._attributed = self._missed = 0
+        self._new: deque[tuple[FlowKey, ProcessRef]] = deque(maxlen=max_kept)
+        """Owners found since `drain` last ran (the daemon's collector passes them on)."""
         self._capture: LiveCapture | None = None
         self._diag: netlink.DiagSocket | None = None
         self._thread: threading.Thread | None = None
@@ -153,6 +155,14 @@ class ConnectionOwners:
     def stats(self) -> StartStats:
         """What was seen and attributed so far."""
         return StartStats(self._seen, self._attributed, self._missed)
+
+    def drain(self) -> list[tuple[FlowKey, ProcessRef]]:
+        """The owners found since the last call (for a process that attributes elsewhere)."""
+        out, new = [], self._new
+        with contextlib.suppress(IndexError):  # deque ends are thread-safe: none is lost
+            while True:
+                out.append(new.popleft())
+        return out
 
     # ------------------------------------------------------------ the thread
 
@@ -273,6 +283,7 @@ class ConnectionOwners:
     def _remember(self, key: FlowKey, ref: ProcessRef, now: float) -> None:
         found = self._found
         found[key] = (ref, now)
+        self._new.append((key, ref))
         while found and (
             len(found) > self.max_kept or next(iter(found.values()))[1] < now - self.keep
         ):

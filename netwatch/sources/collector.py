@@ -1,0 +1,287 @@
+"""The daemon's privileged half: reads what needs capabilities and hands it over as records.
+
+It runs in a child forked by `netwatch daemon` as root (docs/architecture.md, section 7) and
+keeps only `COLLECTOR_CAPS`. It answers the analyzer's requests on their socketpair, one at a
+time, in the order they come:
+
+* `sample` / `refresh`: the socket table (`sources.sockets.SocketSampler`), sent as a first
+  full table and after that as upserts and removals of the entries that changed. The sampler
+  hands back last sample's very entry object for a socket whose kernel record and owner did
+  not change, so "changed" is an `is` test per entry, made in C; entries are named by their
+  inode (unique while the socket lives) or, for the few without one (TIME_WAIT, psutil), by
+  their key. Processes are sent once, in a table, and referenced by a number. With the
+  answer go the owners of connections the start watcher (`sources.connect_owners`) caught
+  since the last answer, its counters and the sampler's status when it changed.
+* `facts`: the host facts (`sources.hostfacts`: SoftEther configs, which may be root's).
+* `config`: the text of the daemon's config file, fixed at start, so that SIGHUP reloads a
+  file the analyzer's user may not read; the analyzer parses it.
+* `socket`: the device and inode of the dashboards' socket the daemon bound (as root) at a
+  path fixed at start; when the collector exits it removes that very file, which the
+  analyzer may not (the folder is root's), and nothing else.
+
+It parses nothing that strangers send: packets are dissected in the analyzer, and the start
+watcher decodes only the headers of this host's own outgoing SYNs and DNS queries that its
+BPF filter lets through. When the analyzer closes the socketpair (it exited or died) the
+collector exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import itertools
+import logging
+import operator
+import signal
+import socket
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from netwatch import codec
+from netwatch.errors import CaptureUnavailableError
+from netwatch.model import Endpoint, ProcessRef, SocketEntry, SocketTable, Transport
+from netwatch.sources.channel import Channel, ChannelClosedError
+from netwatch.sources.connect_owners import ConnectionOwners
+from netwatch.sources.hostfacts import HostFactsReader
+from netwatch.sources.netlink import NetlinkUnavailableError
+from netwatch.sources.privdrop import die_with_parent, keep_only
+from netwatch.sources.privileges import (
+    CAP_DAC_READ_SEARCH,
+    CAP_NET_ADMIN,
+    CAP_NET_RAW,
+    CAP_SYS_PTRACE,
+)
+from netwatch.sources.sockets import SocketSampler
+
+log = logging.getLogger("netwatch.collector")
+
+COLLECTOR_CAPS = frozenset({CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH})
+"""What the collector keeps, and why each:
+
+* CAP_NET_RAW: the connection-start watcher opens its packet socket (SYNs, DNS queries);
+* CAP_NET_ADMIN: that socket's receive buffer past `rmem_max` (SO_RCVBUFFORCE);
+* CAP_SYS_PTRACE: read `/proc/<pid>/fd` and `exe` of other users' processes (socket owners);
+* CAP_DAC_READ_SEARCH: enter those `fd` folders (mode 0500, owned by the process's user),
+  and read SoftEther configs whatever their mode.
+
+sock_diag dumps and `/proc/net` need none. Everything else (CAP_SETUID, CAP_CHOWN, ...) is
+gone from every set, including the bounding set, and `no_new_privs` is set."""
+
+_INODE = operator.attrgetter("inode")
+_NO_ENTRIES: dict[Any, SocketEntry] = {}
+PROCESS_TABLE_LIMIT = 8192
+"""Past this many sent processes (plus one per entry) the table starts afresh (`procs_reset`)."""
+
+
+class TableDiff:
+    """Turns each socket table into the upserts and removals since the last one sent."""
+
+    def __init__(self) -> None:
+        self._sent: dict[Any, SocketEntry] = {}
+        self._procs: dict[ProcessRef, int] = {}
+        self._next_proc = itertools.count(1)
+
+    def message(self, table: SocketTable) -> dict[str, Any]:
+        """The `table` message: `full` the first time, else what changed."""
+        entries = table.entries
+        handles = list(map(_INODE, entries))
+        if None in handles or 0 in handles:
+            handles = _named(entries, handles)
+        now = dict(zip(handles, entries, strict=True))
+        if len(now) != len(entries):  # an inode listed twice: name every entry by its key
+            handles = _named(entries, [None] * len(entries))
+            now = dict(zip(handles, entries, strict=True))
+        before = self._sent
+        full = not before
+        if full:
+            changed: Sequence[Any] = handles
+        else:
+            same = map(operator.is_, map(before.get, handles), entries)
+            changed = [h for h, s in zip(handles, same, strict=True) if not s]
+        removed = list(before.keys() - now.keys()) if before else []
+        self._sent = now
+        out: dict[str, Any] = {"taken_at": table.taken_at}
+        if len(self._procs) > PROCESS_TABLE_LIMIT + len(entries):
+            self._procs.clear()
+            out["procs_reset"] = True
+        procs: list[list[Any]] = []
+        upserts = []
+        for h in changed:
+            e = now[h]
+            ref = None
+            if e.process is not None:
+                ref = self._procs.get(e.process)
+                if ref is None:
+                    ref = self._procs[e.process] = next(self._next_proc)
+                    procs.append([ref, codec.process_to_dict(e.process)])
+            upserts.append([h, codec.socket_entry_to_list(e, ref)])
+        if full:
+            out["full"] = True
+        if procs:
+            out["procs"] = procs
+        if upserts:
+            out["upserts"] = upserts
+        if removed:
+            out["removed"] = removed
+        return out
+
+
+def _named(entries: Sequence[SocketEntry], inodes: list[Any]) -> list[Any]:
+    """Handles for entries without an inode: their key as text, numbered when repeated."""
+    out: list[Any] = []
+    seen: dict[str, int] = {}
+    for e, inode in zip(entries, inodes, strict=True):
+        if inode:
+            out.append(inode)
+            continue
+        k = e.key
+        name = f"{k.transport.value} {k.local} {k.remote} {e.inode}"
+        n = seen[name] = seen.get(name, 0) + 1
+        out.append(name if n == 1 else f"{name} #{n}")
+    return out
+
+
+def _conversation(item: Any) -> tuple[Transport, Endpoint, Endpoint]:
+    t, lip, lport, rip, rport = item
+    return (
+        Transport(t),
+        Endpoint(ipaddress.ip_address(lip), int(lport)),
+        Endpoint(ipaddress.ip_address(rip), int(rport)),
+    )
+
+
+class Collector:
+    """Serves one analyzer on `channel` until it goes away."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        *,
+        config_file: Path | None,
+        watch_starts: bool,
+        socket_path: Path | None = None,
+        sampler: SocketSampler | None = None,
+        host: HostFactsReader | None = None,
+    ) -> None:
+        self.channel = channel
+        self.config_file = config_file
+        self.sampler = sampler or SocketSampler()
+        self.host = host or HostFactsReader(links=False)  # the analyzer reads links itself
+        self.starts: ConnectionOwners | None = None
+        self._watch_starts = watch_starts
+        self._diff = TableDiff()
+        self._status: dict[str, Any] | None = None
+        self.socket_path = socket_path
+        self._socket_id: tuple[int, int] | None = None
+
+    def start_watcher(self) -> None:
+        """Start the connection-start watcher (its thread gets this thread's credentials)."""
+        if self._watch_starts:
+            # Without it, attribution falls back to the socket samples alone.
+            with contextlib.suppress(CaptureUnavailableError, NetlinkUnavailableError):
+                self.starts = ConnectionOwners().start()
+
+    def serve(self) -> None:
+        """Answer requests until the analyzer closes the channel."""
+        while True:
+            try:
+                request = self.channel.recv()
+            except ChannelClosedError:
+                return
+            self.channel.send(self.answer(request))
+
+    def answer(self, request: Any) -> dict[str, Any]:
+        """The answer to one request (an unknown request gets an `error`)."""
+        op = request.get("op") if isinstance(request, dict) else None
+        if op == "sample":
+            return self._table(self.sampler.sample())
+        if op == "refresh":
+            active = [_conversation(c) for c in request.get("active", ())]
+            return self._table(self.sampler.refresh(active))
+        if op == "facts":
+            facts = self.host.facts(float(request["now"]), [str(e) for e in request["exes"]])
+            return {"facts": codec.host_facts_to_dict(facts)}
+        if op == "config":
+            return self._config()
+        if op == "socket":
+            self._socket_id = (int(request["dev"]), int(request["ino"]))
+            return {}
+        return {"error": f"unknown request {op!r}"}
+
+    def _table(self, table: SocketTable) -> dict[str, Any]:
+        out = self._diff.message(table)
+        status = codec.status_to_dict(self.sampler.status())
+        if status != self._status:
+            out["status"] = self._status = status
+        starts = self.starts
+        if starts is not None:
+            starts.hint(table)
+            found = starts.drain()
+            if found:
+                out["starts"] = [[codec.key_to_dict(k), codec.process_to_dict(p)] for k, p in found]
+            st = starts.stats()
+            out["start_stats"] = [st.seen, st.attributed, st.missed]
+        return out
+
+    def _config(self) -> dict[str, Any]:
+        path = self.config_file
+        if path is None:
+            return {"path": None, "text": None}
+        try:
+            if not path.is_file():
+                return {"path": str(path), "text": None}
+            return {"path": str(path), "text": path.read_text(encoding="utf-8")}
+        except (OSError, UnicodeDecodeError) as exc:
+            return {"path": str(path), "problem": f"{path}: cannot read: {exc}"}
+
+    def close(self) -> None:
+        """Stop the watcher and close the sampler's sockets."""
+        if self.starts is not None:
+            self.starts.stop()
+        self.sampler.close()
+        path, made = self.socket_path, self._socket_id
+        if path is not None and made is not None:
+            with contextlib.suppress(OSError):
+                st = path.lstat()
+                if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == made:
+                    path.unlink()
+
+
+def run_collector(
+    sock: socket.socket, config_file: Path | None, watch_starts: bool, socket_path: Path | None
+) -> int:
+    """The collector child's whole life: give up privileges, serve, exit (the exit code).
+
+    Called right after the fork, before any thread exists. SIGTERM and SIGINT end it quietly
+    (systemd sends SIGTERM to both processes; a terminal's Ctrl-C reaches both); SIGHUP is
+    the analyzer's (reload) and ignored here. It also ends when the analyzer does: the kernel
+    sends SIGTERM when its parent dies, and the socketpair reads end of stream.
+    """
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    channel = Channel(sock)
+    try:
+        collector = Collector(
+            channel, config_file=config_file, watch_starts=watch_starts, socket_path=socket_path
+        )
+        keep_only(COLLECTOR_CAPS)
+        die_with_parent(signal.SIGTERM)
+        collector.start_watcher()
+    except Exception as exc:  # noqa: BLE001  # one line to the analyzer's log, then exit 1
+        log.error("collector cannot start: %s", exc)
+        with contextlib.suppress(ChannelClosedError):
+            channel.send({"error": f"collector cannot start: {exc}"})
+        return 1
+    with contextlib.suppress(ChannelClosedError):
+        channel.send({"ready": True, "caps": sorted(COLLECTOR_CAPS)})
+    try:
+        collector.serve()
+    except ChannelClosedError:
+        pass
+    finally:
+        collector.close()
+    return 0

@@ -1,0 +1,86 @@
+"""The collector's socket table reaches the analyzer's side whole, then as changes only.
+
+A real `SocketSampler` on this host serves a `RemoteSockets` over a real socketpair (the
+collector in a thread here, a forked process in the daemon): the first answer is the full
+table, an unchanged socket stays the very same entry object on the analyzer's side, and a
+connection opened or closed between samples arrives as an upsert or a removal.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from netwatch.model import SocketTable, Transport
+from netwatch.sources.channel import Channel, frame, unframe
+from netwatch.sources.collector import Collector
+from netwatch.sources.remote import CollectorLink
+
+
+@pytest.fixture
+def link() -> Iterator[tuple[CollectorLink, list[dict[str, object]]]]:
+    ours, theirs = socket.socketpair()
+    collector = Collector(Channel(theirs), config_file=None, watch_starts=False)
+    answers: list[dict[str, object]] = []
+    real_answer = collector.answer
+
+    def answer(request: object) -> dict[str, object]:
+        out = real_answer(request)
+        answers.append(unframe(frame(out)))
+        return out
+
+    collector.answer = answer  # type: ignore[method-assign]  # records what went on the wire
+    thread = threading.Thread(target=collector.serve, daemon=True)
+    thread.start()
+    link = CollectorLink(Channel(ours, timeout=10))
+    yield link, answers
+    link.close()
+    thread.join(5)
+    collector.close()
+
+
+def _conversations(table: SocketTable, port: int) -> set[tuple[int, int | None]]:
+    return {
+        (e.key.local.port, e.key.remote.port if e.key.remote else None)
+        for e in table.entries
+        if e.key.transport is Transport.TCP
+        and (e.key.local.port == port or (e.key.remote and e.key.remote.port == port))
+    }
+
+
+def test_full_table_then_only_changes(link: tuple[CollectorLink, list[dict[str, object]]]) -> None:
+    remote, answers = link
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    try:
+        first = remote.sockets.sample()
+        assert answers[-1].get("full") is True
+        assert _conversations(first, port) == {(port, None)}
+        assert len(first.entries) == len(answers[-1]["upserts"])  # type: ignore[arg-type]
+
+        second = remote.sockets.sample()
+        unchanged = {e.inode: e for e in first.entries if e.inode}
+        assert "full" not in answers[-1]
+        same = [e for e in second.entries if e.inode in unchanged]
+        assert same and all(unchanged[e.inode] is e for e in same if e.key.local.port == port)
+
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted = server.accept()[0]
+        third = remote.sockets.sample()
+        ports = (client.getsockname()[1], port)
+        assert _conversations(third, port) >= {(port, None), ports, ports[::-1]}
+        upserted = answers[-1]["upserts"]
+        assert 2 <= len(upserted) < len(third.entries)  # type: ignore[arg-type]
+        owners = {e.process.pid for e in third.entries if e.process and e.key.local.port in ports}
+        assert owners, "the sockets are named for this process through the channel"
+
+        client.close()
+        accepted.close()
+        fourth = remote.sockets.sample()
+        assert ports not in _conversations(fourth, port) or answers[-1].get("upserts")
+        assert answers[-1].get("removed") or answers[-1].get("upserts")
+    finally:
+        server.close()
