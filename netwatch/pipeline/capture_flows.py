@@ -82,6 +82,11 @@ class CaptureFlows:
         self._addrs_at = float("-inf")
         self._touched: set[FlowState] | None = None
         """Flows that had packets since `active` last ran (kept once it was asked)."""
+        self._pumped = False
+        """`active` moved the queue into the table this tick: `flows` must not take more.
+        A packet queued after the engine looked its conversation's socket up would show
+        its flow this tick with no owner (a new socket the sample has not seen); it waits
+        for the next tick instead, when its socket is looked up first."""
 
     @classmethod
     def open(
@@ -124,6 +129,7 @@ class CaptureFlows:
         if self._touched is None:
             self._touched = set()
         self.pump()
+        self._pumped = True
         local = self._local()
         out: list[tuple[Transport, Endpoint, Endpoint]] = []
         for state in self._touched:
@@ -143,7 +149,9 @@ class CaptureFlows:
     ) -> Sequence[Flow]:
         """The live packet flows (and those that ended this tick), attributed through `table`,
         numbered by `serials` (the engine's book, shared with the socket flows)."""
-        self.pump()
+        if not self._pumped:
+            self.pump()
+        self._pumped = False
         gone = self.table.tick(now)
         local = self._local()
         starts = self.starts

@@ -112,10 +112,16 @@ ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)  # PR_SET_NAME
 family = socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET
 target, seconds = (sys.argv[2], int(sys.argv[3])), float(sys.argv[4])
 s = socket.socket(family, socket.SOCK_DGRAM)
+connected = sys.argv[5:] == ["connect"]
+if connected:
+    s.connect(target)
 end = time.monotonic() + seconds
 while time.monotonic() < end:  # bounded: `seconds`, 20 datagrams a second
     try:
-        s.sendto(b"p" * 200, target)  # unconnected: each datagram takes today's route
+        if connected:
+            s.send(b"p" * 200)
+        else:
+            s.sendto(b"p" * 200, target)  # unconnected: each datagram takes today's route
     except OSError:  # no route for a moment while the tunnel goes away
         pass
     time.sleep(0.05)
@@ -167,10 +173,13 @@ def test_ipv6_around_an_ipv4_tunnel_and_the_tunnel_going_down(lab: Lab, tmp_path
         {f"{ip}/32": ("NL", 64530 + i, f"Net {i}") for i, ip in enumerate((server, direct))}
         | {f"{direct6}/128": ("NL", 64539, "Net 6")},
     )
-    nw = Netwatch(lab, tmp_path, mmdb, ticks=12, config=POLICY)
     script = tmp_path / "sender.py"
     script.write_text(SENDER)
-    six = lab.spawn(h, [sys.executable, str(script), "leaker6", direct6, "9997", "4"])
+    # The IPv6 sender starts before the daemon, so its first full socket sample lists it: a
+    # socket that starts between full samples is not always named yet over IPv6 (an
+    # attribution gap of its own, not what this test is about).
+    six = lab.spawn(h, [sys.executable, str(script), "leaker6", direct6, "9997", "12"])
+    nw = Netwatch(lab, tmp_path, mmdb, ticks=12, config=POLICY)
     four = lab.spawn(h, [sys.executable, str(script), "clearsend", direct, "9998", "7"])
     time.sleep(2.5)
     lab.exec_ok(h, ["ip", "link", "del", wg])  # the tunnel goes away mid-transfer
@@ -178,7 +187,9 @@ def test_ipv6_around_an_ipv4_tunnel_and_the_tunnel_going_down(lab: Lab, tmp_path
     alerts = nw.alerts()
 
     v6 = by_rule(alerts, "vpn.ipv6_leak")
-    assert v6 and all(proc_name(a) == "leaker6" for a in v6), [a["rule"] for a in alerts]
+    assert v6 and all(proc_name(a) == "leaker6" for a in v6), [
+        (proc_name(a), a["flow"]) for a in v6
+    ]
     assert outside.host_if in v6[0]["message"], v6[0]["message"]
     assert not [a for a in by_rule(alerts, "vpn.leak") if proc_name(a) == "leaker6"]
 

@@ -195,3 +195,24 @@ def test_a_merge_of_twins_with_unchanged_revisions_is_last_ticks_merge() -> None
     assert changed.bytes_sent == 5000 and changed.serial == first.serial
     assert changed.rev_facts == first.rev_facts
     assert changed.rev_traffic != first.rev_traffic
+
+
+def test_packets_queued_after_the_socket_lookup_wait_for_the_next_tick() -> None:
+    """A conversation whose first packet arrives after `active` (the engine's socket
+    lookup) would show with no owner this tick; it waits one tick instead."""
+    flows, cap = _flows()
+    a, b = Endpoint(HOST, 40000), Endpoint(PEER, 9997)
+    cap.queue.append(_udp(a, b, 1.0))
+    assert flows.active() == [(Transport.UDP, a, b)]
+    late = Endpoint(HOST, 40001)
+    cap.queue.append(_udp(late, b, 1.1))  # queued after the lookup
+    first = flows.flows(_table(), 1.2)
+    assert [f.key.local.port for f in first] == [40000]
+    assert (Transport.UDP, late, b) in flows.active()
+    assert sorted(f.key.local.port for f in flows.flows(_table(), 2.2)) == [40000, 40001]
+
+
+def test_without_a_lookup_the_tick_takes_every_queued_packet() -> None:
+    flows, cap = _flows()
+    cap.queue.append(_udp(Endpoint(HOST, 40000), Endpoint(PEER, 9997), 1.0))
+    assert [f.key.local.port for f in flows.flows(_table(), 1.2)] == [40000]
