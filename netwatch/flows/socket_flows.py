@@ -23,10 +23,12 @@ from dataclasses import replace
 from typing import cast
 
 from netwatch.flows.attribution import Listeners, flow_from_socket, infer_direction, listeners_of
+from netwatch.flows.serials import SerialBook, fresh_rev, numbered
 from netwatch.model import (
     Direction,
     EnrichedFlow,
     Flow,
+    RemoteInfo,
     SocketEntry,
     SocketTable,
     keep,
@@ -40,6 +42,10 @@ _LOCAL_PORT_OF = operator.attrgetter("key.local.port")
 _NONES = itertools.repeat(None)
 _INODE_OF = operator.attrgetter("inode")
 _KEY_OF = operator.attrgetter("key")
+_SERIAL_OF = operator.attrgetter("serial")
+_SERIAL_OF_EF = operator.attrgetter("flow.serial")
+_FLOW_VERSION = operator.attrgetter("serial", "rev_facts", "rev_traffic")
+_UNNUMBERED = (0, 0, 0)
 
 Enrich = Callable[[Flow], EnrichedFlow]
 
@@ -47,15 +53,20 @@ Enrich = Callable[[Flow], EnrichedFlow]
 class SocketFlows:
     """Keeps last tick's entry -> flow -> enriched flow, by object identity, for one engine."""
 
-    def __init__(self) -> None:
+    def __init__(self, serials: SerialBook | None = None) -> None:
+        self.serials = SerialBook() if serials is None else serials
+        """Where each socket's conversation gets its serial (shared with the packet flows)."""
         self._flows: dict[int, Flow] = {}
         """id of last tick's entries (kept alive in `_entries_in`) -> their flows."""
-        self._enriched: dict[int, EnrichedFlow] = {}
+        self._enriched: dict[tuple[int, int, int], EnrichedFlow] = {}
+        """Last tick's enriched flows by their flow's (serial, rev_facts, rev_traffic)."""
+        self._versions_in: list[tuple[int, int, int]] | None = None
+        self.unchanged = False
+        """Whether the last `enrich` handed back last tick's tuple whole (every version equal)."""
         self.reused = 0
         """How many flows of the last tick were last tick's objects (tests, bench)."""
         self._entries_in: Sequence[SocketEntry] | None = None
         self._flows_out: list[Flow] = []
-        self._flows_in: Sequence[Flow] | None = None
         self._enriched_out: tuple[EnrichedFlow, ...] = ()
         self._unconnected: list[SocketEntry] = []
         self._listeners: Listeners = {}
@@ -81,18 +92,22 @@ class SocketFlows:
                 if f is not None:
                     d = _direction(entries[i], listeners)
                     if d is not f.direction:
-                        got[i] = replace(f, direction=d)
+                        got[i] = replace(f, direction=d, rev_facts=fresh_rev())
         if misses:
             # A changed socket keeps the first_seen of its last flow: found by inode (a live
             # socket), or by key for sockets without one (TIME_WAIT, psutil rows).
             last, flows = self._entries_in or (), self._flows_out
             by_inode = dict(zip(map(_INODE_OF, last), flows, strict=True))
             by_key = dict(zip(map(_KEY_OF, last), flows, strict=True))
+            by_serial = dict(zip(map(_SERIAL_OF, flows), flows, strict=True))
+            serial_of = self.serials.serial
             for i in misses:
                 e = entries[i]
                 prev = by_inode.get(e.inode) if e.inode else by_key.get(e.key)
                 seen = prev.first_seen if prev is not None and prev.key == e.key else now
-                got[i] = flow_from_socket(e, now, seen, True, _direction(e, listeners))
+                flow = flow_from_socket(e, now, seen, True, _direction(e, listeners))
+                serial = serial_of(_conversation(e))
+                got[i] = numbered(flow, serial, by_serial.get(serial))
         out = cast(list[Flow], got)
         self._flows = keep(entries, out)
         self._entries_in, self._flows_out = entries, out
@@ -119,35 +134,52 @@ class SocketFlows:
         return listeners, moved
 
     def forget_enrichment(self) -> None:
-        """Drop last tick's enriched flows (the enricher was replaced)."""
+        """Drop last tick's enrichment answers (the enricher was replaced)."""
         self._enriched = {}
-        self._flows_in = None
+        self._versions_in = None
 
     def enrich(
         self, flows: Sequence[Flow], enrich: Enrich | None, stable: bool = False
     ) -> tuple[EnrichedFlow, ...]:
-        """Enrich every flow; an unchanged flow with an unchanged answer keeps its object.
+        """Enrich every flow; `rev_remote` moves only when a serial's answer changed.
 
-        `stable`: the enricher always answers the same for the same flow, so an unchanged
-        flow is not even asked about again (and the matching runs in C, as in `flows`).
+        Last tick's enriched flows are found by the flow's (serial, rev_facts, rev_traffic),
+        in C. `stable`: the enricher always answers the same for the same flow, so a flow
+        with last tick's revisions is not even asked about again, and when every flow has
+        last tick's revisions the whole tuple is last tick's. Flows without a serial (0:
+        not numbered) are never taken for another.
         """
         reuse = stable or enrich is None
-        if reuse and same_objects(flows, self._flows_in):
+        versions = list(map(_FLOW_VERSION, flows))
+        if reuse and versions == self._versions_in:
+            self.unchanged = True
             return self._enriched_out
-        got = recall(self._enriched, flows)
-        if reuse:
-            for i in missing(got):
-                got[i] = EnrichedFlow(flows[i]) if enrich is None else enrich(flows[i])
-        else:
-            assert enrich is not None  # noqa: S101  # reuse is False only with an enricher
-            for i, (f, prev) in enumerate(zip(flows, got, strict=True)):
-                ef = enrich(f)
-                got[i] = prev if prev is not None and _same_remote(prev, ef) else ef
+        self.unchanged = False
+        last_out, cache = self._enriched_out, self._enriched
+        by_serial: dict[int, EnrichedFlow] | None = None
+        got: list[EnrichedFlow | None] = list(map(cache.get, versions))
+        for i in range(len(got)) if not reuse else missing_at(got):
+            f = flows[i]
+            ef = EnrichedFlow(f) if enrich is None else enrich(f)
+            prev = got[i]
+            if prev is None:
+                if by_serial is None:  # once per tick, in C, only when something changed
+                    by_serial = dict(zip(map(_SERIAL_OF_EF, last_out), last_out, strict=True))
+                prev = by_serial.get(f.serial) if f.serial else None
+            got[i] = _answered(f, ef.remote, prev)
         out = tuple(cast(list[EnrichedFlow], got))
-        self._enriched = keep(flows, out)
-        self._flows_in = flows  # keeps them alive: an id in `_enriched` is that very flow
+        self._enriched = dict(zip(versions, out, strict=True))
+        stray = self._enriched.pop(_UNNUMBERED, None) is not None
+        self._versions_in = None if stray else versions
         self._enriched_out = out
         return out
+
+
+def _conversation(entry: SocketEntry) -> object:
+    """What names the socket's conversation in the serial book: its key, and for an
+    unconnected socket its inode too (several may share a port: SO_REUSEPORT)."""
+    key = entry.key
+    return key if key.remote is not None else (key, entry.inode)
 
 
 def _direction(entry: SocketEntry, listeners: Listeners) -> Direction:
@@ -157,5 +189,19 @@ def _direction(entry: SocketEntry, listeners: Listeners) -> Direction:
     return infer_direction(entry.key, entry.state, listeners)
 
 
-def _same_remote(a: EnrichedFlow, b: EnrichedFlow) -> bool:
-    return a.remote is b.remote or a.remote == b.remote
+def _answered(flow: Flow, remote: RemoteInfo | None, prev: EnrichedFlow | None) -> EnrichedFlow:
+    """The enriched flow, keeping `prev`'s `rev_remote` (the same serial's last answer) when
+    the answer is equal, and `prev` itself when the flow's revisions are equal too."""
+    if prev is None or not flow.serial or prev.flow.serial != flow.serial:
+        return EnrichedFlow(flow, remote, fresh_rev())
+    if not (prev.remote is remote or prev.remote == remote):
+        return EnrichedFlow(flow, remote, fresh_rev())
+    p = prev.flow
+    if p.rev_facts == flow.rev_facts and p.rev_traffic == flow.rev_traffic:
+        return prev
+    return EnrichedFlow(flow, remote, prev.rev_remote)
+
+
+def missing_at(found: Sequence[object | None]) -> list[int]:
+    """The positions of None in `found` (walked in C)."""
+    return list(itertools.compress(range(len(found)), map(operator.is_, found, _NONES)))
