@@ -11,9 +11,10 @@ reads them back into whole `Snapshot`s. Pure: no I/O, no clock.
 
 Records (`"schema": 2`):
 
-* `state`: `seq`, `taken_at`, `interval`, `status`, `counters`, `processes` (every process
-  a flow refers to: `{"id", ...the codec process object}`), `flows` (entries, below, in the
-  snapshot's order), `alerts` (codec alert records without `schema`/`type`).
+* `state`: `stream` (a name for the encoder, when it was given one), `seq`, `taken_at`,
+  `interval`, `status`, `counters`, `processes` (every process a flow refers to: `{"id",
+  ...the codec process object}`), `flows` (entries, below, in the snapshot's order),
+  `alerts` (codec alert records without `schema`/`type`).
 * `delta`: `seq`, `prev` (the `seq` of the record it follows: a reader that missed one
   knows), `taken_at`, `interval`, `counters`, `status` only when it changed, `processes`
   new since the record before, `gone` (process ids no flow refers to any more, freed),
@@ -100,7 +101,11 @@ class StreamEncoder:
     client (the same bytes) and a new client `state()` (see `netwatch.daemon.service`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stream: str | None = None) -> None:
+        self.stream = stream
+        """Names this stream in its states: serials are only unique within one engine, so a
+        reader reuses flows it holds across states only when they name the same stream (a
+        daemon restarted under a reader numbers its flows anew). None: never reused."""
         self._entries: dict[int, _Entry] = {}
         """The flows last sent, by wire serial, in the snapshot's order."""
         self._versions: list[Version] | None = None
@@ -142,6 +147,8 @@ class StreamEncoder:
         if last is None:
             raise ValueError("state() before any snapshot was encoded")
         record = _head(last, "state")
+        if self.stream is not None:
+            record["stream"] = self.stream
         record["status"] = codec.status_to_dict(last.status)
         record["counters"] = codec.counters_to_dict(last.counters)
         record["processes"] = list(self._proc_records.values())
@@ -294,8 +301,9 @@ class StreamDecoder:
     """Reads one stream back: `apply` each record, `snapshot()` for the state it leaves.
 
     A flow that did not change is the very object the decoder built before (and a quiet
-    tick gives the very same `flows` tuple), so a reader's caches keep working. A `state`
-    reuses the objects of flows whose serial and revisions it already holds. A schema-1
+    tick gives the very same `flows` tuple), so a reader's caches keep working. A `state` of
+    the same named stream as the last one reuses the objects of flows whose serial and
+    revisions it already holds (a resync costs what changed, not every flow). A schema-1
     `snapshot` record (an old recording) decodes to itself; a delta after it is out of step.
     Malformed records raise `CodecError` and change nothing; a delta that does not follow
     the last record raises `OutOfStepError`, and so does every delta after a malformed one, until
@@ -311,6 +319,8 @@ class StreamDecoder:
         """The last record's snapshot (its flows may be stale: see `_tuple`)."""
         self._seq: int | None = None
         """The seq a delta must name as `prev`; None when out of step."""
+        self._stream: str | None = None
+        """The `stream` of the last state (None: unnamed, nothing is reused across states)."""
 
     @property
     def synced(self) -> bool:
@@ -375,7 +385,11 @@ class StreamDecoder:
         status = codec.status_from_dict(codec.get_object(d, "status") or {})
         head = codec.tick_from_dict(d, status, _alerts(d))
         procs = _processes(d, {})
-        before: dict[int, EnrichedFlow] = self._flows
+        stream = d.get("stream")
+        if stream is not None and not isinstance(stream, str):
+            raise CodecError("field 'stream' must be a string")
+        same = stream is not None and stream == self._stream
+        before: dict[int, EnrichedFlow] = self._flows if same else {}
         flows: dict[int, EnrichedFlow] = {}
         for item in codec.get_list(d, "flows"):
             serial, revs = _serial(item)
@@ -391,7 +405,7 @@ class StreamDecoder:
             new = _whole(body, codec.get_object(item, "remote"), serial, revs, procs)
             flows[serial] = held if held is not None and held == new else new
         self._flows, self._procs, self._tuple = flows, procs, None
-        self._last, self._seq = head, head.seq
+        self._last, self._seq, self._stream = head, head.seq, stream
 
     def _delta(self, d: JSONDict) -> None:
         last = self._last

@@ -14,6 +14,7 @@ config and rules on disk (a bad reload logs one line and keeps the running engin
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import socket
 from collections import OrderedDict
@@ -150,7 +151,7 @@ class Service:
         """The `state` built from `_last`, once a client asked for it (`_greeting`)."""
         self._skipped: frozenset[str] = frozenset()
         """Damaged data files already logged (each is logged once, when first skipped)."""
-        self._stream = StreamEncoder()
+        self._stream = StreamEncoder(stream=secrets.token_hex(8))
         """The one stream every client reads: its deltas are the same bytes for all."""
         self._streamed: Snapshot | None = None
         """The last snapshot `_stream` encoded: it skips ticks while no client listens."""

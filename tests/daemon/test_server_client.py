@@ -53,7 +53,7 @@ class _Daemon:
     """A stream as the service keeps one: a shared encoder, states on demand."""
 
     def __init__(self, server: SnapshotServer, first: Snapshot) -> None:
-        self.encoder = StreamEncoder()
+        self.encoder = StreamEncoder(stream="test")
         self.encoder.encode(first)
         self.server = server
         self.states = 0

@@ -185,12 +185,28 @@ def test_a_new_order_is_sent_when_it_is_not_the_old_one() -> None:
 
 def test_a_state_after_deltas_keeps_the_objects_whose_revisions_it_holds() -> None:
     flows = base_flows()
-    enc, dec = StreamEncoder(), StreamDecoder()
+    enc, dec = StreamEncoder(stream="daemon-1"), StreamDecoder()
     first = dec.decode(wire(enc.encode(make_snapshot(1, flows=flows))))
     enc.delta(make_snapshot(2, flows=(busier(flows[0]), *flows[1:])))
     again = dec.decode(wire(enc.state()))  # a resync: the reader missed tick 2
     assert again.flows[0] == busier(flows[0]) and again.flows[0] is not first.flows[0]
     assert all(a is b for a, b in zip(again.flows[1:], first.flows[1:], strict=True))
+
+
+def test_a_state_of_another_stream_reuses_nothing_though_serials_and_revisions_match() -> None:
+    dec = StreamDecoder()
+    old = dec.decode(
+        wire(StreamEncoder(stream="before").encode(make_snapshot(1, flows=base_flows())))
+    )
+    # The daemon restarted: its new engine numbers other conversations from 1 again.
+    other = tuple(
+        numbered(make_flow(local_port=50000 + i, remote_ip="203.0.113.5"), serial=i + 1)
+        for i in range(6)
+    )
+    assert [f.version for f in other] == [f.version for f in old.flows]
+    dec.restart()
+    got = dec.decode(wire(StreamEncoder(stream="after").encode(make_snapshot(1, flows=other))))
+    assert got.flows == other
 
 
 def test_a_delta_that_does_not_follow_is_out_of_step_until_the_next_state() -> None:
