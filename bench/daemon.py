@@ -281,6 +281,11 @@ def stage_breakdown(n: int, ticks: int = 10) -> dict[str, float]:
             "encode the tick's delta for socket clients", lambda: codec.frame(encoder.delta(snap))
         )
         timed("encode a state for a new client", lambda: codec.frame(encoder.state()))
+        out["state for a new client [bytes]"] = float(len(codec.frame(encoder.state())))
+        out["quiet tick's delta [bytes]"] = float(len(codec.frame(encoder.delta(snap))))
+        out["schema-1 whole-snapshot line, as sent before [bytes]"] = float(
+            len(codec.dumps(snap).encode()) + 1
+        )
         out["sockets"] = float(len(table.entries))
         diag.close()
         store.close()
@@ -384,9 +389,18 @@ def run(args: argparse.Namespace) -> None:
     print("| stage | " + " | ".join(f"{n:,} conns" for n in counts) + " |")
     print("|---|" + "---:|" * len(counts))
     for name in stages[counts[0]]:
-        if name == "sockets":
+        if name == "sockets" or name.endswith("[bytes]"):
             continue
         print(f"| {name} | " + " | ".join(f"{stages[n][name]:.1f}" for n in counts) + " |")
+    print()
+    print("Bytes a client is sent (the delta protocol, netwatch.stream), from the same sample")
+    print()
+    print("| record | " + " | ".join(f"{n:,} conns" for n in counts) + " |")
+    print("|---|" + "---:|" * len(counts))
+    for name in stages[counts[0]]:
+        if name.endswith("[bytes]"):
+            row = " | ".join(f"{stages[n][name]:,.0f}" for n in counts)
+            print(f"| {name[: -len(' [bytes]')]} | {row} |")
 
 
 if __name__ == "__main__":
