@@ -2,9 +2,10 @@
 
 Used by `--format jsonl`, the store, the exporters, and (through `netwatch.stream`) the
 daemon socket and recordings, so a flow looks the same everywhere. It owns the framing of
-records on a byte stream too: `frame` writes one, `FrameReader` reads them back. In the flow record `src`/`sport` is the initiator: for an
-inbound flow that is the remote side. Addresses are strings here and `ipaddress` objects
-everywhere else. Decoding validates and raises `CodecError` (one line), never KeyError.
+records on a byte stream too: `frame` writes one, `FrameReader` reads them back. In the flow
+record `src`/`sport` is the initiator: for an inbound flow that is the remote side.
+Addresses are strings here and `ipaddress` objects everywhere else. Decoding validates and
+raises `CodecError` (one line), never KeyError.
 """
 
 from __future__ import annotations
