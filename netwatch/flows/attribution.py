@@ -47,9 +47,9 @@ def flow_from_socket(
     """Turn one socket into a flow as seen from its local process.
 
     `open_ended` leaves `last_seen` None (the live engine: the socket is open as of the
-    snapshot, whose `taken_at` says when), so an unchanged socket's flow stays the same object.
-    `direction`, when given, replaces the entry's (the engine judges it without copying the
-    entry, which would lose its identity).
+    snapshot, whose `taken_at` says when), so an unchanged socket's flow keeps its values
+    (and its revisions). `direction`, when given, replaces the entry's (the engine judges it
+    without copying the entry).
     """
     return Flow(
         key=entry.key,
