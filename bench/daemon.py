@@ -222,8 +222,8 @@ def stage_breakdown(n: int, ticks: int = 10) -> dict[str, float]:
     sys.path.insert(0, str(REPO))
     import socket as _socket
 
+    from netwatch import codec
     from netwatch.clock import SystemClock
-    from netwatch.daemon.encoding import SnapshotEncoder
     from netwatch.detect.engine import RuleEngine
     from netwatch.enrich.enricher import build_enricher
     from netwatch.flows.socket_flows import SocketFlows
@@ -231,6 +231,7 @@ def stage_breakdown(n: int, ticks: int = 10) -> dict[str, float]:
     from netwatch.sources import netlink
     from netwatch.sources.sockets import SocketSampler
     from netwatch.store import Store, StoredFirstSeen
+    from netwatch.stream import StreamEncoder
 
     holders = hold(n)
     work = Path(tempfile.mkdtemp(prefix="nwbench-"))
@@ -241,7 +242,7 @@ def stage_breakdown(n: int, ticks: int = 10) -> dict[str, float]:
         enricher = build_enricher()
         detector = RuleEngine(first_seen=StoredFirstSeen(store))
         socket_flows = SocketFlows()
-        encoder = SnapshotEncoder()
+        encoder = StreamEncoder()
         diag = netlink.DiagSocket()
         out: dict[str, float] = {}
 
@@ -276,7 +277,15 @@ def stage_breakdown(n: int, ticks: int = 10) -> dict[str, float]:
             (time.process_time() - t) * 1000 / 30
         )
         snap = Snapshot(seq=1, taken_at=now, interval=1.0, flows=enriched)
-        timed("encode snapshot for socket clients", lambda: encoder.line(snap))
+        timed(
+            "encode the tick's delta for socket clients", lambda: codec.frame(encoder.delta(snap))
+        )
+        timed("encode a state for a new client", lambda: codec.frame(encoder.state()))
+        out["state for a new client [bytes]"] = float(len(codec.frame(encoder.state())))
+        out["quiet tick's delta [bytes]"] = float(len(codec.frame(encoder.delta(snap))))
+        out["schema-1 whole-snapshot line, as sent before [bytes]"] = float(
+            len(codec.dumps(snap).encode()) + 1
+        )
         out["sockets"] = float(len(table.entries))
         diag.close()
         store.close()
@@ -380,9 +389,18 @@ def run(args: argparse.Namespace) -> None:
     print("| stage | " + " | ".join(f"{n:,} conns" for n in counts) + " |")
     print("|---|" + "---:|" * len(counts))
     for name in stages[counts[0]]:
-        if name == "sockets":
+        if name == "sockets" or name.endswith("[bytes]"):
             continue
         print(f"| {name} | " + " | ".join(f"{stages[n][name]:.1f}" for n in counts) + " |")
+    print()
+    print("Bytes a client is sent (the delta protocol, netwatch.stream), from the same sample")
+    print()
+    print("| record | " + " | ".join(f"{n:,} conns" for n in counts) + " |")
+    print("|---|" + "---:|" * len(counts))
+    for name in stages[counts[0]]:
+        if name.endswith("[bytes]"):
+            row = " | ".join(f"{stages[n][name]:,.0f}" for n in counts)
+            print(f"| {name[: -len(' [bytes]')]} | {row} |")
 
 
 if __name__ == "__main__":

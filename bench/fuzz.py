@@ -648,10 +648,16 @@ def _read_capture(path: Path) -> None:
 
 def _recording_seeds(_: Path) -> list[bytes]:
     sys.path.insert(0, str(REPO))
+    from netwatch.stream import StreamEncoder
     from tests.builders import make_alert, make_flow, make_snapshot
 
-    snaps = [make_snapshot(i, flows=(make_flow(),), alerts=(make_alert(),)) for i in (1, 2)]
-    return ["".join(codec.dumps(s) + "\n" for s in snaps).encode()]
+    snaps = [
+        make_snapshot(i, flows=(make_flow(bytes_sent=i),), alerts=(make_alert(),)) for i in (1, 2)
+    ]
+    encoder = StreamEncoder()
+    stream = b"".join(codec.frame(encoder.encode(s)) for s in snaps)  # what `record` writes
+    old = "".join(codec.dumps(s) + "\n" for s in snaps).encode()  # schema 1, still read
+    return [stream, old]
 
 
 def _ranges_seeds(_: Path) -> list[bytes]:

@@ -1,9 +1,11 @@
 """The one serializer: model objects to JSON-safe dicts and back, with a schema version.
 
-Used by `--format jsonl`, the store, the exporters, the daemon socket and recordings, so a
-flow looks the same everywhere. In the flow record `src`/`sport` is the initiator: for an
-inbound flow that is the remote side. Addresses are strings here and `ipaddress` objects
-everywhere else. Decoding validates and raises `CodecError` (one line), never KeyError.
+Used by `--format jsonl`, the store, the exporters, and (through `netwatch.stream`) the
+daemon socket and recordings, so a flow looks the same everywhere. It owns the framing of
+records on a byte stream too: `frame` writes one, `FrameReader` reads them back. In the flow
+record `src`/`sport` is the initiator: for an inbound flow that is the remote side.
+Addresses are strings here and `ipaddress` objects everywhere else. Decoding validates and
+raises `CodecError` (one line), never KeyError.
 """
 
 from __future__ import annotations
@@ -162,6 +164,40 @@ def _port(d: Mapping[str, Any], key: str) -> int:
     if not 0 <= port <= 65535:
         raise CodecError(f"field {key!r} is not a port: {port}")
     return port
+
+
+def get_int(d: Mapping[str, Any], key: str) -> int:
+    """A whole number that must be there (`CodecError` if missing or not whole)."""
+    return _int(d, key)
+
+
+def get_optional_int(d: Mapping[str, Any], key: str) -> int | None:
+    """A whole number or null."""
+    return _oint(d, key)
+
+
+def get_object(d: Mapping[str, Any], key: str) -> JSONDict | None:
+    """A JSON object or null."""
+    return _get(d, key, dict, opt=True)  # type: ignore[no-any-return]  # checked to be a dict
+
+
+def get_list(d: Mapping[str, Any], key: str) -> Sequence[Any]:
+    """A JSON list; missing or null is empty."""
+    return _list(d, key)
+
+
+def tick_from_dict(
+    d: Mapping[str, Any], status: SourceStatus, alerts: tuple[Alert, ...]
+) -> Snapshot:
+    """A snapshot without flows from a record's `seq`, `taken_at`, `interval`, `counters`."""
+    return Snapshot(
+        seq=_int(d, "seq"),
+        taken_at=_time(d, "taken_at"),
+        interval=_num(d, "interval"),
+        alerts=alerts,
+        status=status,
+        counters=counters_from_dict(get_object(d, "counters") or {}),
+    )
 
 
 # ---------------------------------------------------------------- parts
@@ -451,6 +487,22 @@ def _latin1(d: Mapping[str, Any], key: str) -> bytes | None:
 
 def flow_from_dict(d: Any) -> EnrichedFlow:
     """Decode a flow record back into an `EnrichedFlow`."""
+    return EnrichedFlow(
+        flow_of(d, process_from_dict(d.get("process"))),
+        remote_from_dict(d.get("remote")),
+    )
+
+
+def flow_of(
+    d: Any,
+    process: ProcessRef | None,
+    *,
+    serial: int = 0,
+    rev_facts: int = 0,
+    rev_traffic: int = 0,
+) -> Flow:
+    """The `Flow` of a flow record's fields, its process given (the delta protocol sends
+    processes once and refers to them, `netwatch.stream`), and its change-contract numbers."""
     direction = _enum(d, "direction", Direction)
     src = Endpoint(_ip(d, "src"), _port(d, "sport"))
     dst = None if _ostr(d, "dst") is None else Endpoint(_ip(d, "dst"), _port(d, "dport"))
@@ -460,11 +512,11 @@ def flow_from_dict(d: Any) -> EnrichedFlow:
         local, remote = dst, src
     app = _ostr(d, "app")
     label = None if app is None else _label_named(d, app)
-    flow = Flow(
+    return Flow(
         key=FlowKey(_enum(d, "transport", Transport), local, remote),
         direction=direction,
         state=_ostr(d, "state"),
-        process=process_from_dict(d.get("process")),
+        process=process,
         attribution=_enum(d, "attribution", Attribution, Attribution.UNKNOWN),
         first_seen=_otime(d, "first_seen"),
         last_seen=_otime(d, "last_seen"),
@@ -481,8 +533,36 @@ def flow_from_dict(d: Any) -> EnrichedFlow:
         body_prefix=_latin1(d, "body_prefix"),
         interface=_ostr(d, "interface"),
         egress_by=_ostr(d, "egress_by"),
+        serial=serial,
+        rev_facts=rev_facts,
+        rev_traffic=rev_traffic,
     )
-    return EnrichedFlow(flow, remote_from_dict(d.get("remote")))
+
+
+TRAFFIC_FIELDS = ("bytes_sent", "bytes_received", "packets_sent", "packets_received", "last_seen")
+"""What `Flow.rev_traffic` covers: a flow whose other revisions stayed may send only these."""
+
+
+def traffic_to_dict(f: Flow) -> JSONDict:
+    """A flow's traffic fields (`TRAFFIC_FIELDS`), as in its flow record."""
+    return {
+        "bytes_sent": f.bytes_sent,
+        "bytes_received": f.bytes_received,
+        "packets_sent": f.packets_sent,
+        "packets_received": f.packets_received,
+        "last_seen": f.last_seen,
+    }
+
+
+def traffic_from_dict(d: Any) -> dict[str, Any]:
+    """Decode a traffic object into `Flow` field values (for `dataclasses.replace`)."""
+    return {
+        "bytes_sent": _oint(d, "bytes_sent"),
+        "bytes_received": _oint(d, "bytes_received"),
+        "packets_sent": _oint(d, "packets_sent"),
+        "packets_received": _oint(d, "packets_received"),
+        "last_seen": _otime(d, "last_seen"),
+    }
 
 
 def alert_to_dict(a: Alert) -> JSONDict:
@@ -583,34 +663,75 @@ def alert_from_dict(d: Any) -> Alert:
     )
 
 
+def status_to_dict(st: SourceStatus) -> JSONDict:
+    """Encode what the sources could see (a snapshot's `status`)."""
+    return {
+        "mode": st.mode,
+        "privileged": st.privileged,
+        "capture": st.capture,
+        "capture_reason": st.capture_reason,
+        "missing": list(st.missing),
+        "geoip": st.geoip,
+        "skipped": list(st.skipped),
+    }
+
+
+def status_from_dict(st: Any) -> SourceStatus:
+    """Decode a `status` object (missing fields take their defaults)."""
+    return SourceStatus(
+        mode=_ostr(st, "mode") or "local",
+        privileged=bool(_get(st, "privileged", bool, opt=True)),
+        capture=bool(_get(st, "capture", bool, opt=True)),
+        capture_reason=_ostr(st, "capture_reason"),
+        missing=tuple(str(x) for x in _list(st, "missing")),
+        geoip=_ostr(st, "geoip"),
+        skipped=tuple(str(x) for x in _get(st, "skipped", list, opt=True) or ()),
+    )
+
+
+def counters_to_dict(c: Counters) -> JSONDict:
+    """Encode a tick's sizes and losses (a snapshot's `counters`)."""
+    return {
+        "sockets": c.sockets,
+        "flows": c.flows,
+        "packets": c.packets,
+        "capture_drops": c.capture_drops,
+        "queue_drops": c.queue_drops,
+        "sample_ms": c.sample_ms,
+        "starts_named": c.starts_named,
+        "starts_missed": c.starts_missed,
+    }
+
+
+def counters_from_dict(c: Any) -> Counters:
+    """Decode a `counters` object (missing fields are zero)."""
+    return Counters(
+        sockets=_oint(c, "sockets") or 0,
+        flows=_oint(c, "flows") or 0,
+        packets=_oint(c, "packets") or 0,
+        capture_drops=_oint(c, "capture_drops") or 0,
+        queue_drops=_oint(c, "queue_drops") or 0,
+        sample_ms=_onum(c, "sample_ms") or 0.0,
+        starts_named=_oint(c, "starts_named") or 0,
+        starts_missed=_oint(c, "starts_missed") or 0,
+    )
+
+
 def snapshot_to_dict(s: Snapshot) -> JSONDict:
-    """Encode a whole tick (`type: snapshot`), as the daemon socket and recordings carry it."""
-    st, c = s.status, s.counters
+    """Encode a whole tick as one flat record (`type: snapshot`, schema 1).
+
+    The format of recordings and of the daemon socket before the delta protocol
+    (`netwatch.stream`, schema 2); kept so that old recordings still read, and for tests that
+    look at a tick as one JSON object.
+    """
     return {
         "schema": SCHEMA,
         "type": "snapshot",
         "seq": s.seq,
         "taken_at": s.taken_at,
         "interval": s.interval,
-        "status": {
-            "mode": st.mode,
-            "privileged": st.privileged,
-            "capture": st.capture,
-            "capture_reason": st.capture_reason,
-            "missing": list(st.missing),
-            "geoip": st.geoip,
-            "skipped": list(st.skipped),
-        },
-        "counters": {
-            "sockets": c.sockets,
-            "flows": c.flows,
-            "packets": c.packets,
-            "capture_drops": c.capture_drops,
-            "queue_drops": c.queue_drops,
-            "sample_ms": c.sample_ms,
-            "starts_named": c.starts_named,
-            "starts_missed": c.starts_missed,
-        },
+        "status": status_to_dict(s.status),
+        "counters": counters_to_dict(s.counters),
         "flows": [flow_to_dict(f) for f in s.flows],
         "alerts": [alert_to_dict(a) for a in s.alerts],
     }
@@ -618,33 +739,14 @@ def snapshot_to_dict(s: Snapshot) -> JSONDict:
 
 def snapshot_from_dict(d: Any) -> Snapshot:
     """Decode a snapshot record."""
-    st = _get(d, "status", dict, opt=True) or {}
-    c = _get(d, "counters", dict, opt=True) or {}
     return Snapshot(
         seq=_int(d, "seq"),
         taken_at=_time(d, "taken_at"),
         interval=_num(d, "interval"),
         flows=tuple(flow_from_dict(f) for f in _list(d, "flows")),
         alerts=tuple(alert_from_dict(a) for a in _list(d, "alerts")),
-        status=SourceStatus(
-            mode=_ostr(st, "mode") or "local",
-            privileged=bool(_get(st, "privileged", bool, opt=True)),
-            capture=bool(_get(st, "capture", bool, opt=True)),
-            capture_reason=_ostr(st, "capture_reason"),
-            missing=tuple(str(x) for x in _list(st, "missing")),
-            geoip=_ostr(st, "geoip"),
-            skipped=tuple(str(x) for x in _get(st, "skipped", list, opt=True) or ()),
-        ),
-        counters=Counters(
-            sockets=_oint(c, "sockets") or 0,
-            flows=_oint(c, "flows") or 0,
-            packets=_oint(c, "packets") or 0,
-            capture_drops=_oint(c, "capture_drops") or 0,
-            queue_drops=_oint(c, "queue_drops") or 0,
-            sample_ms=_onum(c, "sample_ms") or 0.0,
-            starts_named=_oint(c, "starts_named") or 0,
-            starts_missed=_oint(c, "starts_missed") or 0,
-        ),
+        status=status_from_dict(_get(d, "status", dict, opt=True) or {}),
+        counters=counters_from_dict(_get(d, "counters", dict, opt=True) or {}),
     )
 
 
@@ -697,18 +799,26 @@ def decode(d: Any) -> Record:
 
 def dumps(obj: Record) -> str:
     """Encode a record as one compact JSON line (no newline)."""
-    return json.dumps(encode(obj), separators=(",", ":"), ensure_ascii=False)
+    return _text(encode(obj))
+
+
+def _text(record: JSONDict) -> str:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
 
 
 def loads(line: str | bytes) -> Record:
     """Decode one JSON line; any malformed input raises `CodecError`."""
+    return decode(parse(line))
+
+
+def parse(line: str | bytes | bytearray) -> Any:
+    """The JSON value of one line; malformed input raises `CodecError`."""
     try:
-        data = json.loads(line)
+        return json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CodecError(f"not a JSON record: {exc}") from None
     except RecursionError:
         raise CodecError("not a JSON record: nested too deeply") from None
-    return decode(data)
 
 
 # ================================================================ privilege split
@@ -770,18 +880,6 @@ def socket_entry_from_list(items: Any, procs: Mapping[int, ProcessRef]) -> Socke
         segs_out=_oint_at(items, 8),
         segs_in=_oint_at(items, 9),
     )
-
-
-def status_to_dict(st: SourceStatus) -> JSONDict:
-    """A source status (what the sampler can see), as the snapshot record carries it."""
-    out = snapshot_to_dict(Snapshot(0, 0.0, 0.0, (), (), st, Counters()))["status"]
-    return dict(out)
-
-
-def status_from_dict(d: Any) -> SourceStatus:
-    """Decode `status_to_dict`."""
-    return snapshot_from_dict({"seq": 0, "taken_at": 0.0, "interval": 0.0, "flows": [],
-                               "alerts": [], "status": d}).status  # fmt: skip
 
 
 def host_facts_to_dict(h: HostFacts) -> JSONDict:
@@ -846,3 +944,74 @@ def host_facts_from_dict(d: Any) -> HostFacts:
     )
     interfaces = _strs(d, "interfaces") if "interfaces" in d else ()
     return HostFacts(_time(d, "taken_at"), tuple(configs), _strs(d, "problems"), interfaces, routes)
+
+
+# ---------------------------------------------------------------- framing
+
+MAX_FRAME = 64 * 1024 * 1024
+"""Longest line a `FrameReader` takes (a `state` of 10,000 flows is about 8 MB)."""
+
+
+def frame(record: JSONDict) -> bytes:
+    """One record as it crosses a socket or fills a recording: compact JSON, UTF-8, newline.
+
+    JSON escapes every control character inside strings, so the newline only ends records.
+    """
+    return (_text(record) + "\n").encode("utf-8")
+
+
+class FrameReader:
+    """Turns a byte stream back into records: feed it bytes as they come, get the JSON
+    objects of the lines they complete.
+
+    A line longer than `max_frame` is passed over up to its newline, and a line that is not
+    a JSON object is passed over; both are counted in `bad`, never raised, so a reader of a
+    socket keeps going after damage. Blank lines are ignored.
+    """
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self.bad = 0
+        self._buf = bytearray()
+        self._scanned = 0
+        """Bytes of `_buf` already known to hold no newline (a long line comes in chunks)."""
+        self._skipping = False
+        """Inside a line that was too long: drop bytes up to its newline."""
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an unfinished line held."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[JSONDict]:
+        """The records completed by `data`, in order."""
+        buf = self._buf
+        buf += data
+        out: list[JSONDict] = []
+        start = 0
+        while (end := buf.find(b"\n", max(start, self._scanned))) >= 0:
+            line, start, self._scanned = buf[start:end], end + 1, 0
+            if self._skipping:
+                self._skipping = False
+            elif line.strip():
+                self._take(line, out)
+        del buf[:start]
+        self._scanned = len(buf)
+        if len(buf) > self.max_frame:
+            if not self._skipping:
+                self.bad += 1
+            self._skipping = True
+            buf.clear()
+            self._scanned = 0
+        return out
+
+    def _take(self, line: bytearray, out: list[JSONDict]) -> None:
+        try:
+            value = parse(line)
+        except CodecError:
+            self.bad += 1
+            return
+        if isinstance(value, dict):
+            out.append(value)
+        else:
+            self.bad += 1

@@ -2,7 +2,8 @@
 
 The UI depends on this module and the model only. `pipeline.LiveFeed` samples in-process,
 `daemon.client.DaemonFeed` reads the daemon socket, and `ReplayFeed` plays recorded
-snapshots (a JSONL file written by `netwatch record`, or a list built by tests).
+snapshots (a file written by `netwatch record`: the delta protocol of `netwatch.stream`, or
+one whole snapshot per line from before it; or a list built by tests).
 `FindingsSource` is the same seam for the check screen: `cli.watch` injects a callable that
 runs `netwatch check`'s collector.
 """
@@ -17,6 +18,7 @@ from typing import Protocol
 from netwatch import codec
 from netwatch.errors import DataFileError
 from netwatch.model import Finding, Snapshot
+from netwatch.stream import StreamDecoder
 
 FindingsSource = Callable[[], Sequence[Finding]]
 """Looks at this machine and returns `netwatch check`'s findings, worst first. Blocking (it
@@ -42,23 +44,23 @@ class SnapshotFeed(Protocol):
 
 
 def read_recording(path: Path) -> list[Snapshot]:
-    """Read a JSONL recording of snapshots; a bad line is a `DataFileError` naming the line."""
+    """Read a recording: a `state` line, then `delta` lines (`netwatch.stream`), or an old
+    recording of one schema-1 snapshot per line. A bad line is a `DataFileError` naming it."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DataFileError(f"cannot read recording {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise DataFileError(f"{path}: not a text recording") from None
+    decoder = StreamDecoder()
     out: list[Snapshot] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            record = codec.loads(line)
+            out.append(decoder.decode(codec.parse(line)))
         except codec.CodecError as exc:
             raise DataFileError(f"{path}:{number}: {exc.message}") from None
-        if isinstance(record, Snapshot):
-            out.append(record)
     return out
 
 

@@ -1,7 +1,9 @@
-"""`netwatch record OUT --ticks N`: write live snapshots as JSONL, one `codec` line per tick.
+"""`netwatch record OUT --ticks N`: write live snapshots as the daemon streams them.
 
-Recordings replay through `feed.ReplayFeed` (dashboard `--replay`, tests), so this is how
-test fixtures of real machines are made. `OUT` may be `-` for stdout.
+A recording is the delta protocol of `netwatch.stream`, one JSON line per tick: a full
+`state` first, then one `delta` per tick. Recordings replay through `feed.ReplayFeed`
+(dashboard `--replay`, tests), so this is how test fixtures of real machines are made.
+`OUT` may be `-` for stdout.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "record",
         help="write live snapshots to a JSONL file",
-        description="Sample N ticks and write each snapshot as one JSON line.",
+        description="Sample N ticks and write them as JSON lines: the whole first snapshot, "
+        "then what changed each tick.",
     )
     parser.add_argument("out", metavar="OUT", help="output file, or - for stdout")
     parser.add_argument(
@@ -61,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from netwatch.pipeline.build import build_live_engine
     from netwatch.pipeline.engine import LiveFeed
     from netwatch.sources.privileges import describe
+    from netwatch.stream import StreamEncoder
 
     note = None
     detector = stages.detector(args.config)
@@ -69,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
         packets = stages.capture(enabled=not args.no_capture)
         try:
             engine = build_live_engine(enricher=enricher, detector=detector, packets=packets)
+            encoder = StreamEncoder()
             for snap in LiveFeed(engine, interval=args.interval, ticks=args.ticks).snapshots():
-                out.write(codec.dumps(snap))
-                out.write("\n")
+                out.write(codec.frame(encoder.encode(snap)).decode("utf-8"))
                 out.flush()
                 note = describe(snap.status)
         finally:

@@ -1,15 +1,17 @@
 """`DaemonFeed`: the dashboard's `SnapshotFeed` over the daemon's Unix socket.
 
-Reads JSON lines, decodes them through `codec`, and yields snapshots. When the daemon goes
+Reads the daemon's stream (`netwatch.stream`: a `state`, then one `delta` per tick) through
+`codec.FrameReader` and `stream.StreamDecoder`, and yields snapshots. When the daemon goes
 away (restart, upgrade) it reconnects with exponential backoff until `close()`; `status`
 says in words what the feed is doing so the UI can show it. Lines that do not decode are
-skipped and counted (a newer daemon may add record types), never raised into the UI.
+skipped and counted (a newer daemon may add record types), never raised into the UI; when a
+delta cannot be applied (one was lost) the feed reconnects, and the daemon's greeting is a
+fresh state.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import select
 import socket
@@ -19,14 +21,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from netwatch import codec, paths
-from netwatch.daemon.encoding import ALERTS_FIELD, FLOWS_FIELD
 from netwatch.daemon.server import socket_answers
 from netwatch.model import Alert, EnrichedFlow, Snapshot
+from netwatch.stream import OutOfStepError, StreamDecoder
 
 log = logging.getLogger("netwatch.daemon.client")
 
-MAX_LINE = 64 * 1024 * 1024
-_JSON = json.JSONDecoder()
+MAX_LINE = codec.MAX_FRAME
+READ_BATCH = 4 * 1024 * 1024
+"""Bytes read from the socket before the records they hold are applied."""
 SERVICE_SOCKET = Path("/run/netwatch/netwatch.sock")
 """Where the systemd unit's daemon listens (RuntimeDirectory=netwatch)."""
 
@@ -65,14 +68,17 @@ class DaemonFeed:
         self.bad_lines = 0
         self.connects = 0
         self.skipped = 0
-        """Snapshots passed over because newer ones had arrived (their alerts were kept)."""
+        """Records applied without being yielded, because newer ones had arrived (their
+        alerts were carried into the next snapshot yielded)."""
         self.reused = 0
-        """Snapshots whose flows were the last one's, byte for byte, and were not decoded."""
-        self._body = b""
-        self._flows: tuple[EnrichedFlow, ...] = ()
-        """Last line's flows text and what it decoded to."""
-        self._texts: dict[str, EnrichedFlow] = {}
-        """Each flow of the last line by its own text."""
+        """Snapshots yielded whose flows were the last one's very tuple (a quiet tick)."""
+        self.resyncs = 0
+        """Times a delta could not be applied and the feed reconnected for a fresh state."""
+        self._decoder = StreamDecoder()
+        """Kept across reconnects: a new state reuses the flow objects it already holds."""
+        self._flows: tuple[EnrichedFlow, ...] | None = None
+        self._lost = False
+        """The connection's stream lost step (`OutOfStepError`)."""
 
     def snapshots(self) -> Iterator[Snapshot]:
         """Yield snapshots until `close()`; reconnects with backoff when the daemon is gone."""
@@ -96,7 +102,10 @@ class DaemonFeed:
                 yield snap
             self._drop()
             if not self._closed.is_set():
-                self.status = "daemon closed the connection; reconnecting"
+                if self._lost:
+                    self.status = "a delta was lost; reconnecting for a fresh state"
+                else:
+                    self.status = "daemon closed the connection; reconnecting"
                 if self._closed.wait(delay):
                     return
 
@@ -116,15 +125,16 @@ class DaemonFeed:
     def _read(self, sock: socket.socket) -> Iterator[Snapshot]:
         """Snapshots as they arrive; when the consumer fell behind, only the newest.
 
-        Everything the socket holds is read before decoding, and of several complete lines
-        only the last is decoded in full: the dashboard wants the latest state, and at
-        10,000 flows a line is ~14 MB and takes longer to decode than a tick lasts. The
-        alerts of the lines passed over are carried into the next snapshot yielded (they
-        are the only part of a snapshot that is news rather than state), and the daemon
-        keeps seeing a client that reads, instead of dropping it as too slow.
+        Everything the socket holds is read and every record applied (a delta cannot be
+        skipped: each says what changed since the one before, and applying one costs what
+        changed), but only the newest snapshot is built and yielded. The alerts of the
+        records passed over are carried into it (they are news, not state), and the daemon
+        keeps seeing a client that reads. A delta that does not follow (one was lost, or a
+        line was damaged) ends the connection: the daemon greets the next with a state.
         """
-        buf = bytearray()
-        carried: list[Alert] = []
+        reader = codec.FrameReader(MAX_LINE)
+        self._decoder.restart()
+        self._lost = False
         while not self._closed.is_set():
             try:
                 ready, _, _ = select.select([sock], [], [], 0.5)
@@ -132,105 +142,60 @@ class DaemonFeed:
                 return  # closed from another thread
             if not ready:
                 continue
-            if not self._drain(sock, buf):
+            data, alive = self._drain(sock)
+            bad = reader.bad
+            records = reader.feed(data)
+            self.bad_lines += reader.bad - bad
+            alerts = self._apply(records)
+            if alerts:
+                snap = self._decoder.snapshot()
+                if snap.flows is self._flows:
+                    self.reused += 1
+                self._flows = snap.flows
+                self.skipped += len(alerts) - 1
+                if len(alerts) > 1:
+                    carried = [a for tick in alerts[:-1] for a in tick]
+                    snap = replace(snap, alerts=(*carried, *snap.alerts))
+                yield snap
+            if not alive or self._lost:
                 return
-            lines = buf.split(b"\n")
-            buf[:] = lines.pop()  # the unfinished rest
-            if len(buf) > MAX_LINE:
-                self.bad_lines += 1
-                return
-            if not lines:
-                continue
-            for skipped in lines[:-1]:
-                carried.extend(self._alerts_of(bytes(skipped)))
-            self.skipped += len(lines) - 1
-            snap = self._decode(bytes(lines[-1]))
-            if snap is None:
-                continue
-            if carried:
-                snap = replace(snap, alerts=(*carried, *snap.alerts))
-                carried = []
-            yield snap
 
-    def _drain(self, sock: socket.socket, buf: bytearray) -> bool:
-        """Append all the socket holds now to `buf`; False once the daemon has gone."""
-        while len(buf) <= MAX_LINE:
+    def _apply(self, records: list[codec.JSONDict]) -> list[tuple[Alert, ...]]:
+        """Apply `records` in order; the alerts of each one applied. Stops at a delta that
+        does not follow (`_lost`); other bad records are counted and passed over."""
+        alerts: list[tuple[Alert, ...]] = []
+        for record in records:
+            try:
+                self._decoder.apply(record)
+            except OutOfStepError as exc:
+                self.bad_lines += 1
+                self.resyncs += 1
+                self._lost = True
+                log.debug("lost step with the daemon: %s", exc)
+                break
+            except codec.CodecError as exc:
+                self.bad_lines += 1
+                log.debug("skipped a line from the daemon: %s", exc)
+                continue
+            alerts.append(self._decoder.alerts)
+        return alerts
+
+    def _drain(self, sock: socket.socket) -> tuple[bytes, bool]:
+        """What the socket holds now, up to `READ_BATCH`; and False once the daemon has gone."""
+        parts: list[bytes] = []
+        size = 0
+        while size < READ_BATCH:
             try:
                 data = sock.recv(1 << 20)
             except (BlockingIOError, InterruptedError):
-                return True
+                break
             except OSError:
-                return False
+                return b"".join(parts), False
             if not data:
-                return False
-            buf += data
-        return True
-
-    def _alerts_of(self, line: bytes) -> tuple[Alert, ...]:
-        """The alerts of a snapshot line, without decoding its flows."""
-        start, end = _flows_span(line)
-        try:
-            head = codec.loads(_without_flows(line, start, end)) if 0 < start < end else None
-        except (codec.CodecError, ValueError, RecursionError):
-            head = None
-        if not isinstance(head, Snapshot):
-            self.bad_lines += 1
-            return ()
-        return head.alerts
-
-    def _decode(self, line: bytes) -> Snapshot | None:
-        """The snapshot of one line, decoding only the flows whose text changed.
-
-        Building flow objects is most of a decode (49 of 56 ms at 2,000 flows; the JSON
-        parse is 7). When the flows' text (`_flows_span`) is last line's, byte for byte (a
-        quiet tick: one memcmp), last snapshot's flows are reused whole; otherwise each flow
-        whose own text is unchanged keeps its object (`_flows_of`). Any other layout is
-        decoded whole.
-        """
-        start, end = _flows_span(line)
-        try:
-            if not 0 < start < end:
-                record = codec.loads(line)
-                return record if isinstance(record, Snapshot) else None
-            record = codec.loads(_without_flows(line, start, end))
-            if not isinstance(record, Snapshot):
-                return None
-            body = memoryview(line)[start + len(FLOWS_FIELD) : end]
-            if body == self._body:
-                self.reused += 1
-                flows = self._flows
-            else:
-                flows = self._flows_of(bytes(body).decode("utf-8"))
-                self._body, self._flows = bytes(body), flows
-        except (codec.CodecError, ValueError, IndexError, RecursionError) as exc:
-            self.bad_lines += 1
-            log.debug("skipped a line from the daemon: %s", exc)
-            return None
-        return replace(record, flows=flows)
-
-    def _flows_of(self, text: str) -> tuple[EnrichedFlow, ...]:
-        """Decode a JSON array of flow records, reusing last line's flow for each element
-        whose text is the same (raises ValueError, IndexError or CodecError if malformed)."""
-        known, texts = self._texts, {}
-        out: list[EnrichedFlow] = []
-        pos, end = 1, len(text) - 1
-        if text[0] != "[" or text[end] != "]":
-            raise ValueError("flows are not a JSON array")
-        while pos < end:
-            obj, after = _JSON.raw_decode(text, pos)
-            span = text[pos:after]
-            ef = known.get(span)
-            if ef is None:
-                ef = codec.flow_from_dict(obj)
-            texts[span] = ef
-            out.append(ef)
-            pos = after
-            if text[pos] == ",":
-                pos += 1
-            elif pos != end:
-                raise ValueError(f"expected ',' at {pos} in the flows")
-        self._texts = texts
-        return tuple(out)
+                return b"".join(parts), False
+            parts.append(data)
+            size += len(data)
+        return b"".join(parts), True
 
     def _drop(self) -> None:
         sock, self._sock = self._sock, None
@@ -245,19 +210,3 @@ class DaemonFeed:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-
-
-def _flows_span(line: bytes) -> tuple[int, int]:
-    """Where the `flows` field of a snapshot line starts and where it ends (-1 if absent).
-
-    The daemon writes the head's fields, then `flows`, then `alerts` last (`SnapshotEncoder`,
-    as `codec.dumps`); a key's quotes cannot occur unescaped inside a JSON string, and no
-    head field holds a list named `flows`, so the first `,"flows":[` and the last
-    `,"alerts":[` bound the flows' text.
-    """
-    return line.find(FLOWS_FIELD + b"["), line.rfind(ALERTS_FIELD + b"[")
-
-
-def _without_flows(line: bytes, start: int, end: int) -> bytes:
-    """The line with an empty flows list: the head and alerts decode on their own."""
-    return line[:start] + FLOWS_FIELD + b"[]" + line[end:]

@@ -79,9 +79,9 @@ class Metrics:
         self.sink_drops = Gauge(
             "netwatch_sink_drops", "Alerts the live sinks' queue could not take", registry=r
         )
-        self.client_drops = Gauge(
-            "netwatch_slow_clients_dropped",
-            "Socket clients dropped for reading too slowly",
+        self.client_resyncs = Gauge(
+            "netwatch_client_resyncs",
+            "Times a socket client that fell behind was sent a fresh state instead",
             registry=r,
         )
         self.skipped = Gauge(

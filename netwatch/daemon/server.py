@@ -1,8 +1,13 @@
-"""The daemon's Unix socket: JSON lines of codec snapshots to every connected client.
+"""The daemon's Unix socket: the snapshot stream (`netwatch.stream`) to every client.
 
-Non-blocking and driven by the service loop's `poll`, so no thread and no lock. Each client
-has an output buffer; a client that lets it grow past `max_buffer` and three snapshots (it
-reads too slowly) is dropped, never waited for. The socket file is created 0660 (umask set
+Non-blocking and driven by the service loop's `poll`, so no thread and no lock. The server
+moves frames and knows two kinds: the greeting (a `state` record, asked of the service when
+a client needs one) and the broadcast lines (each tick's `delta`, the same bytes for every
+client). A client that has had no greeting yet (it connected before the first tick) gets
+the greeting instead of a broadcast. A client that lets its buffer grow past `max_buffer`
+plus three greetings (it reads too slowly) is never waited for and never dropped for it: what
+it has pending is discarded (but the rest of a frame it is in the middle of) and it gets a
+fresh greeting, a resync (`resyncs` counts them). The socket file is created 0660 (umask set
 before bind, so there is no window where it is wider) and given to root and the `netwatch`
 group when that group exists; everyone else gets EACCES on connect. Clients only read;
 anything they send is discarded.
@@ -35,7 +40,9 @@ log = logging.getLogger("netwatch.daemon")
 
 MAX_BUFFER = 16 * 1024 * 1024
 MAX_CLIENTS = 64
-SLACK_SNAPSHOTS = 3
+SLACK_STATES = 3
+"""A client may lag this many greetings' worth of bytes, however large one is (a `state` of
+10,000 flows is ~7 MB), before it is resynced."""
 LISTEN_BACKLOG = MAX_CLIENTS
 """Connects the kernel queues until accepted: every client reconnecting at once after a
 restart fits; more would only queue up a storm's connections for the daemon to close."""
@@ -91,11 +98,11 @@ def _peer_uid(sock: socket.socket) -> int:
 class _Client:
     """One connected client and what is queued for it.
 
-    Lines are queued as they are (one snapshot of 10,000 flows is ~14 MB), never copied
-    into one growing buffer: the first is sent from a moving view until it is gone.
+    Frames are queued as they are (a `state` of 10,000 flows is ~7 MB), never copied into
+    one growing buffer: the first is sent from a moving view until it is gone.
     """
 
-    __slots__ = ("name", "pending", "queue", "sock")
+    __slots__ = ("greeted", "name", "partial", "pending", "queue", "resyncs", "sock")
 
     def __init__(self, sock: socket.socket, name: str) -> None:
         self.sock = sock
@@ -103,6 +110,11 @@ class _Client:
         self.queue: deque[memoryview] = deque()
         self.pending = 0
         """Bytes queued and not yet sent."""
+        self.partial = False
+        """The first queued frame is partly sent: it must be finished whatever happens."""
+        self.greeted = False
+        """It had its greeting (broadcast lines before that would mean nothing to it)."""
+        self.resyncs = 0
 
 
 def socket_answers(path: Path, timeout: float = 0.5) -> bool:
@@ -136,7 +148,10 @@ class SnapshotServer:
         """
         self.path = path
         self.max_buffer = max_buffer
-        self.dropped = 0
+        self.resyncs = 0
+        """Times a client that fell behind had its pending data replaced by a greeting."""
+        self._greeting_size = 0
+        """Bytes of the last greeting queued (a client may lag `SLACK_STATES` of them)."""
         self.refused = 0
         """Connections closed at once: over their uid's rate, or past `MAX_CLIENTS`."""
         self._clock = clock
@@ -192,26 +207,59 @@ class SnapshotServer:
         return len(self._clients)
 
     def set_greeting(self, make: Callable[[], bytes | None]) -> None:
-        """What a newly connected client receives first (asked on connect: the latest state;
-        `make` should be cheap to call again, as the service's is within a tick)."""
+        """What a client receives first, and again when it fell behind: the stream's
+        `state` (None while there is none). Asked on connect and on resync, so `make` should
+        be cheap to call again (the service builds it once per tick). Without a greeting
+        every client gets the broadcast lines from its first."""
         self._greeting = make
 
     def broadcast(self, line: bytes) -> None:
-        """Queue one line for every client and try to send it at once."""
+        """Queue one line for every greeted client (a greeting for the others) and try to
+        send it at once."""
         for client in list(self._clients.values()):
-            self._queue(client, line)
+            if client.greeted:
+                self._queue(client, line)
+            else:
+                self._greet(client)
+
+    def _greet(self, client: _Client) -> None:
+        """Queue the greeting, if there is one yet; the client is greeted from then on."""
+        first = self._greeting() if self._greeting else None
+        if self._greeting is None or first:
+            client.greeted = True
+        if first:
+            self._greeting_size = len(first)
+            self._queue(client, first)
 
     def _queue(self, client: _Client, data: bytes) -> None:
         client.queue.append(memoryview(data))
         client.pending += len(data)
-        # A client may always lag a few snapshots, however large one snapshot is (10,000
-        # connections encode to ~14 MB); beyond that it is too slow and is dropped.
-        if client.pending > max(self.max_buffer, SLACK_SNAPSHOTS * len(data)):
-            self.dropped += 1
-            log.warning("dropped slow client %s (%d bytes unread)", client.name, client.pending)
-            self._close(client)
-            return
+        if client.pending > SLACK_STATES * max(self._greeting_size, len(data)) + self.max_buffer:
+            self._resync(client)
         self._flush(client)
+
+    def _resync(self, client: _Client) -> None:
+        """The client fell behind: discard what it has pending, but the rest of a frame it
+        is in the middle of, and queue a fresh greeting. Never waits, never drops it."""
+        queue = client.queue
+        kept = queue[0] if client.partial and queue else None
+        queue.clear()
+        client.pending = 0
+        if kept is not None:
+            queue.append(kept)
+            client.pending = len(kept)
+        self.resyncs += 1
+        client.resyncs += 1
+        log_at = logging.WARNING if client.resyncs == 1 else logging.DEBUG
+        log.log(log_at, "client %s fell behind: sending it a fresh state", client.name)
+        client.greeted = False
+        first = self._greeting() if self._greeting else None
+        if first:
+            queue.append(memoryview(first))
+            client.pending += len(first)
+            client.greeted = True
+        elif self._greeting is None:
+            client.greeted = True  # a raw line stream: the client just lost those lines
 
     def poll(self, timeout: float) -> bool:
         """Serve clients for up to `timeout` s; True when a wakeup fd fired."""
@@ -285,9 +333,7 @@ class SnapshotServer:
         client = _Client(sock, f"fd{sock.fileno()}")
         self._clients[sock.fileno()] = client
         self._sel.register(sock, selectors.EVENT_READ, "client")
-        first = self._greeting() if self._greeting else None
-        if first:
-            self._queue(client, first)
+        self._greet(client)
 
     def _read(self, client: _Client) -> None:
         try:
@@ -314,8 +360,10 @@ class SnapshotServer:
             client.pending -= sent
             if sent == len(queue[0]):
                 queue.popleft()
+                client.partial = False
             else:
                 queue[0] = queue[0][sent:]
+                client.partial = True
         want = selectors.EVENT_READ | (selectors.EVENT_WRITE if queue else 0)
         self._sel.modify(client.sock, want, "client")
 

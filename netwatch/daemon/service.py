@@ -1,4 +1,4 @@
-"""The daemon loop: tick the engine, commit alerts, then announce them; serve snapshots.
+"""The daemon loop: tick the engine, commit alerts, then announce them; stream snapshots.
 
 A plain loop in the main thread (never Textual). Order per tick is the durability contract:
 the engine ticks, the tick's alerts are committed to the store (synchronous=FULL), and only
@@ -14,6 +14,7 @@ config and rules on disk (a bad reload logs one line and keeps the running engin
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import socket
 from collections import OrderedDict
@@ -22,8 +23,8 @@ from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Protocol, cast
 
+from netwatch import codec
 from netwatch.clock import Clock
-from netwatch.daemon.encoding import SnapshotEncoder
 from netwatch.daemon.metrics import Metrics
 from netwatch.daemon.notify import Notifier
 from netwatch.daemon.server import SnapshotServer
@@ -34,6 +35,7 @@ from netwatch.model.versions import UNNUMBERED, Version, keep, missing, recall, 
 from netwatch.pipeline import Detector
 from netwatch.store import Store
 from netwatch.store.first_seen import KIND as FIRST_SEEN
+from netwatch.stream import StreamEncoder
 
 log = logging.getLogger("netwatch.daemon")
 
@@ -150,10 +152,13 @@ class Service:
         self._recent: OrderedDict[str, Alert] = OrderedDict()
         self._last: Snapshot | None = None
         self._greeting_line: bytes | None = None
-        """The greeting built from `_last`, once a client asked for it (`_greeting`)."""
+        """The `state` built from `_last`, once a client asked for it (`_greeting`)."""
         self._skipped: frozenset[str] = frozenset()
         """Damaged data files already logged (each is logged once, when first skipped)."""
-        self._encoder = SnapshotEncoder()
+        self._stream = StreamEncoder(stream=secrets.token_hex(8))
+        """The one stream every client reads: its deltas are the same bytes for all."""
+        self._streamed: Snapshot | None = None
+        """The last snapshot `_stream` encoded: it skips ticks while no client listens."""
         server.set_greeting(self._greeting)
 
     # ------------------------------------------------------------------ signals
@@ -255,11 +260,11 @@ class Service:
         while len(self._recent) > self.options.recent_alerts:
             self._recent.popitem(last=False)
         if self.server.clients:
-            self.server.broadcast(self._encoder.line(snap))
+            self.server.broadcast(self._delta(snap))
         if self.metrics is not None:
             self.metrics.observe(snap, self.server.clients)
             self.metrics.sink_drops.set(self.sinks.dropped)
-            self.metrics.client_drops.set(self.server.dropped)
+            self.metrics.client_resyncs.set(self.server.resyncs)
         if self.notifier.enabled:
             self.notifier.watchdog()
             self.notifier.status(
@@ -267,15 +272,26 @@ class Service:
                 f"{self.server.clients} clients"
             )
 
-    def _greeting(self) -> bytes | None:
-        """A new client gets the latest snapshot carrying every recent alert.
+    def _delta(self, snap: Snapshot) -> bytes:
+        """The tick's `delta` line, encoded once for every client."""
+        line = codec.frame(self._stream.delta(snap))
+        self._streamed = snap
+        return line
 
-        Built once per tick, on the first connect, and shared by every client greeted in
-        that tick: a line of 10,000 flows is ~14 MB to join, and connects may come in bursts.
+    def _greeting(self) -> bytes | None:
+        """A new client (or one that fell behind) gets the latest state with every recent
+        alert, as one `state` record; the deltas that follow are the shared ones.
+
+        Built once per tick, on the first ask, and shared by every client greeted in that
+        tick: at 10,000 flows a state is ~7 MB, and connects may come in bursts. While no
+        client was attached the stream skipped ticks; it catches up here first (a delta
+        nobody is sent), so its process table and flows are the latest snapshot's.
         """
-        if self._greeting_line is None and self._last is not None:
-            snap = replace(self._last, alerts=tuple(self._recent.values()))
-            self._greeting_line = self._encoder.line(snap, remember=False)
+        last = self._last
+        if self._greeting_line is None and last is not None:
+            if self._streamed is not last:
+                self._delta(last)
+            self._greeting_line = codec.frame(self._stream.state(tuple(self._recent.values())))
         return self._greeting_line
 
     def _buffer_flows(self, snap: Snapshot, now: float) -> None:

@@ -1,7 +1,9 @@
-"""The socket server and DaemonFeed in-process: fan-out, slow clients dropped, reconnects."""
+"""The socket server and DaemonFeed in-process: fan-out, slow clients resynced, reconnects."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import stat
@@ -22,16 +24,47 @@ from netwatch.daemon.client import DaemonFeed
 from netwatch.daemon.notify import Notifier
 from netwatch.daemon.server import PEER_BURST, PEER_RATE, SnapshotServer, socket_answers
 from netwatch.errors import NetwatchError
-from netwatch.model import Snapshot
+from netwatch.model import EnrichedFlow, Snapshot
+from netwatch.stream import StreamDecoder, StreamEncoder
 from tests.builders import make_alert, make_flow, make_snapshot
 from tests.daemon.harness import STORM
 
 pytestmark = pytest.mark.timeout(60)
 
 
+def _flows(n: int, rev: int = 1) -> tuple[EnrichedFlow, ...]:
+    """`n` numbered flows at revision `rev` (their server name says which)."""
+    return tuple(
+        _numbered(make_flow(local_port=1000 + i, sni=f"rev{rev}.example"), i + 1, rev)
+        for i in range(n)
+    )
+
+
+def _numbered(ef: EnrichedFlow, serial: int, rev: int) -> EnrichedFlow:
+    return replace(ef, flow=replace(ef.flow, serial=serial, rev_facts=rev))
+
+
 def _line(seq: int, flows: int = 1) -> bytes:
-    snap = make_snapshot(seq, flows=tuple(make_flow(local_port=1000 + i) for i in range(flows)))
-    return codec.dumps(snap).encode() + b"\n"
+    """A stream of its own: one `state` line (what a greeting is)."""
+    return codec.frame(StreamEncoder().encode(make_snapshot(seq, flows=_flows(flows))))
+
+
+class _Daemon:
+    """A stream as the service keeps one: a shared encoder, states on demand."""
+
+    def __init__(self, server: SnapshotServer, first: Snapshot) -> None:
+        self.encoder = StreamEncoder(stream="test")
+        self.encoder.encode(first)
+        self.server = server
+        self.states = 0
+        server.set_greeting(self.state)
+
+    def state(self) -> bytes:
+        self.states += 1
+        return codec.frame(self.encoder.state())
+
+    def tick(self, snap: Snapshot) -> None:
+        self.server.broadcast(codec.frame(self.encoder.delta(snap)))
 
 
 def _serve(server: SnapshotServer, seconds: float) -> None:
@@ -40,10 +73,13 @@ def _serve(server: SnapshotServer, seconds: float) -> None:
         server.poll(0.02)
 
 
-def test_slow_client_is_dropped_without_blocking_and_fast_one_keeps_up(tmp_path: Path) -> None:
+def test_a_slow_client_is_resynced_never_dropped_and_a_fast_one_keeps_up(
+    tmp_path: Path,
+) -> None:
     server = SnapshotServer(tmp_path / "s.sock", max_buffer=256 * 1024)
+    daemon = _Daemon(server, make_snapshot(0, flows=_flows(50)))
     slow = socket.socket(socket.AF_UNIX)
-    slow.connect(str(tmp_path / "s.sock"))  # never reads
+    slow.connect(str(tmp_path / "s.sock"))  # does not read, for now
     fast = DaemonFeed(tmp_path / "s.sock")
     got: list[Snapshot] = []
 
@@ -57,18 +93,30 @@ def test_slow_client_is_dropped_without_blocking_and_fast_one_keeps_up(tmp_path:
     reader.start()
     _serve(server, 0.5)
     assert server.clients == 2
-    line = _line(1, flows=50)
     started = time.monotonic()
     for seq in range(1, 41):
-        server.broadcast(line.replace(b'"seq":1,', f'"seq":{seq},'.encode()))
+        daemon.tick(make_snapshot(seq, flows=_flows(50, rev=seq + 1)))  # every flow changed
         _serve(server, 0.02)
     assert time.monotonic() - started < 10  # never waited for the slow reader
     reader.join(10)
     seqs = [s.seq for s in got]
     assert seqs == sorted(set(seqs)) and seqs[-1] == 40  # in order, the newest last
-    assert len(seqs) + fast.skipped == 40  # any not yielded were passed over for newer ones
-    assert server.dropped == 1
-    assert server.clients == 1
+    assert got[-1].flows == _flows(50, rev=41)
+    assert fast.resyncs == 0 and fast.bad_lines == 0
+    assert server.resyncs >= 1  # the slow one fell behind: a fresh state, not a drop
+    assert server.clients == 2
+    # What the slow client was sent is still one whole stream, ending at the newest tick.
+    slow.setblocking(False)
+    frames, decoder, newest = codec.FrameReader(), StreamDecoder(), -1
+    deadline = time.monotonic() + 10
+    while newest != 40 and time.monotonic() < deadline:
+        server.poll(0.02)
+        with contextlib.suppress(BlockingIOError):
+            for record in frames.feed(slow.recv(1 << 20)):
+                decoder.apply(record)  # a resync never cuts a frame: nothing raises
+                newest = decoder.snapshot().seq
+    assert newest == 40 and frames.bad == 0
+    assert decoder.snapshot().flows == _flows(50, rev=41)
     fast.close()
     server.close()
     slow.close()
@@ -77,24 +125,44 @@ def test_slow_client_is_dropped_without_blocking_and_fast_one_keeps_up(tmp_path:
 
 def _greeted(
     tmp_path: Path, greeting: Snapshot
-) -> tuple[SnapshotServer, DaemonFeed, Iterator[Snapshot], Snapshot]:
-    """A server greeting with `greeting`, a feed attached to it, and the first snapshot."""
+) -> tuple[SnapshotServer, _Daemon, DaemonFeed, Iterator[Snapshot], Snapshot]:
+    """A server whose stream starts at `greeting`, a feed attached, and its first snapshot."""
     server = SnapshotServer(tmp_path / "s.sock")
-    server.set_greeting(lambda: codec.dumps(greeting).encode() + b"\n")
+    daemon = _Daemon(server, greeting)
     feed = DaemonFeed(tmp_path / "s.sock")
     it = feed.snapshots()
     serving = threading.Thread(target=_serve, args=(server, 1.0))
     serving.start()
     first = next(it)
     serving.join()
-    return server, feed, it, first
+    return server, daemon, feed, it, first
 
 
 def test_new_client_is_greeted_with_latest_state(tmp_path: Path) -> None:
-    greeting = make_snapshot(7, alerts=(make_alert(),))
-    server, feed, _, first = _greeted(tmp_path, greeting)
+    greeting = make_snapshot(7, flows=_flows(3), alerts=(make_alert(),))
+    server, _, feed, _, first = _greeted(tmp_path, greeting)
     assert first == greeting
     feed.close()
+    server.close()
+
+
+def test_a_client_that_connects_before_the_first_tick_is_greeted_by_it(tmp_path: Path) -> None:
+    server = SnapshotServer(tmp_path / "s.sock")
+    encoder = StreamEncoder()
+    server.set_greeting(lambda: codec.frame(encoder.state()) if encoder.started else None)
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(str(tmp_path / "s.sock"))
+    _serve(server, 0.2)  # accepted; nothing to greet with yet
+    server.broadcast(codec.frame(encoder.delta(make_snapshot(1, flows=_flows(2)))))
+    _serve(server, 0.2)
+    server.broadcast(codec.frame(encoder.delta(make_snapshot(2, flows=_flows(2, rev=2)))))
+    _serve(server, 0.2)
+    client.settimeout(5)
+    lines = client.makefile("rb")
+    decoder = StreamDecoder()
+    assert decoder.decode(json.loads(lines.readline())).seq == 1  # the state, not a delta
+    assert decoder.decode(json.loads(lines.readline())).flows == _flows(2, rev=2)
+    client.close()
     server.close()
 
 
@@ -238,7 +306,7 @@ def test_an_accept_storm_is_refused_cheaply_while_ticks_and_an_attached_client_g
     _serve(server, 0.3)
     served = time.monotonic() - first
     watcher.settimeout(5)
-    got = [codec.loads(lines.readline()).seq for _ in range(len(ticks) + 1)]
+    got = [json.loads(lines.readline())["seq"] for _ in range(len(ticks) + 1)]
     server.close()
     watcher.close()
 
@@ -319,39 +387,40 @@ def test_find_daemon_socket(tmp_path: Path) -> None:
     server.close()
 
 
-def test_a_snapshot_larger_than_the_buffer_limit_still_reaches_a_reader(tmp_path: Path) -> None:
+def test_a_state_larger_than_the_buffer_limit_still_reaches_a_reader(tmp_path: Path) -> None:
     server = SnapshotServer(tmp_path / "s.sock", max_buffer=1024)
+    daemon = _Daemon(server, make_snapshot(1, flows=_flows(40)))
+    assert len(daemon.state()) > 1024
     feed = DaemonFeed(tmp_path / "s.sock")
     got: list[Snapshot] = []
     t = threading.Thread(target=lambda: got.append(next(iter(feed.snapshots()))))
     t.start()
     deadline = time.monotonic() + 10
-    while server.clients == 0 and time.monotonic() < deadline:
-        server.poll(0.05)
-    line = _line(1, flows=40)
-    assert len(line) > 1024
-    server.broadcast(line)
     while t.is_alive() and time.monotonic() < deadline:
         server.poll(0.05)
     t.join(1)
     assert [s.seq for s in got] == [1]
-    assert server.dropped == 0
+    assert server.resyncs == 0
     feed.close()
     server.close()
 
 
-def test_a_consumer_that_fell_behind_gets_the_newest_snapshot_and_every_alert(
+def test_a_consumer_that_fell_behind_applies_every_delta_and_gets_every_alert(
     tmp_path: Path,
 ) -> None:
-    server, feed, it, first = _greeted(tmp_path, make_snapshot(0))
+    server, daemon, feed, it, first = _greeted(tmp_path, make_snapshot(0, flows=_flows(4)))
     assert first.seq == 0
-    # The dashboard is busy: five ticks arrive before it asks for the next snapshot.
+    # The dashboard is busy: five ticks arrive before it asks for the next snapshot, each
+    # changing a flow. None may be skipped: each says what changed since the one before.
+    flows = list(_flows(4))
     for seq in range(1, 6):
+        i = seq % 4
+        flows[i] = _numbered(make_flow(local_port=1000 + i, sni=f"t{seq}"), i + 1, seq + 1)
         alert = make_alert(alert_id=f"a{seq}", message=f'tick {seq}: "alerts":[ inside text')
-        server.broadcast(codec.dumps(make_snapshot(seq, alerts=(alert,))).encode() + b"\n")
+        daemon.tick(make_snapshot(seq, flows=tuple(flows), alerts=(alert,)))
     _serve(server, 0.2)
     newest = next(it)
-    assert newest.seq == 5
+    assert newest.seq == 5 and newest.flows == tuple(flows)
     assert [a.id for a in newest.alerts] == ["a1", "a2", "a3", "a4", "a5"]
     assert feed.skipped == 4 and feed.bad_lines == 0
     feed.close()
@@ -359,33 +428,53 @@ def test_a_consumer_that_fell_behind_gets_the_newest_snapshot_and_every_alert(
 
 
 def test_unchanged_flows_are_not_decoded_again(tmp_path: Path) -> None:
-    flows = tuple(make_flow(local_port=2000 + i) for i in range(30))
-    server, feed, it, first = _greeted(tmp_path, make_snapshot(1, flows=flows))
+    flows = _flows(30)
+    server, daemon, feed, it, first = _greeted(tmp_path, make_snapshot(1, flows=flows))
     same = make_snapshot(2, flows=flows, alerts=(make_alert(alert_id="new"),))
-    server.broadcast(codec.dumps(same).encode() + b"\n")
+    daemon.tick(same)
     _serve(server, 0.2)
     second = next(it)
     assert second.flows is first.flows and feed.reused == 1  # not decoded again
     assert second == same  # and yet exactly what was sent: seq, alerts, status
-    moved = (replace(flows[0], flow=replace(flows[0].flow, bytes_sent=99)), *flows[1:])
-    server.broadcast(codec.dumps(make_snapshot(3, flows=moved)).encode() + b"\n")
+    f0 = flows[0].flow
+    moved = (replace(flows[0], flow=replace(f0, bytes_sent=99, rev_traffic=1)), *flows[1:])
+    daemon.tick(make_snapshot(3, flows=moved))
     _serve(server, 0.2)
     third = next(it)
     assert third.flows == moved and third.flows is not first.flows and feed.reused == 1
-    # Only the flow whose text changed was decoded again; the others are the same objects.
+    # Only the flow that changed was decoded again; the others are the same objects.
     assert third.flows[0] is not first.flows[0]
     assert all(a is b for a, b in zip(third.flows[1:], first.flows[1:], strict=True))
     feed.close()
     server.close()
 
 
+def test_a_lost_delta_makes_the_feed_come_back_for_a_fresh_state(tmp_path: Path) -> None:
+    server, daemon, feed, it, _ = _greeted(tmp_path, make_snapshot(1, flows=_flows(3)))
+    daemon.encoder.delta(make_snapshot(2, flows=_flows(3, rev=2)))  # never sent: lost
+    daemon.tick(make_snapshot(3, flows=_flows(3, rev=3)))
+    got: list[Snapshot] = []
+    t = threading.Thread(target=lambda: got.append(next(it)))
+    t.start()
+    deadline = time.monotonic() + 10
+    while t.is_alive() and time.monotonic() < deadline:
+        server.poll(0.05)
+    t.join(1)
+    assert [s.seq for s in got] == [3] and got[0].flows == _flows(3, rev=3)
+    assert feed.resyncs == 1 and feed.connects == 2  # reconnected; greeted with a state
+    feed.close()
+    server.close()
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=300), st.integers(0, 2000), st.integers(0, 40))
+@given(st.binary(max_size=300), st.integers(0, 4000), st.integers(0, 40))
 def test_feed_decoding_never_raises_on_damaged_lines(noise: bytes, at: int, cut: int) -> None:
-    feed = DaemonFeed(Path("/nonexistent.sock"))
-    good = codec.dumps(make_snapshot(4, flows=(make_flow(),), alerts=(make_alert(),))).encode()
-    assert feed._decode(good) is not None
+    encoder = StreamEncoder()
+    good = codec.frame(encoder.encode(make_snapshot(4, flows=_flows(2), alerts=(make_alert(),))))
+    good += codec.frame(encoder.delta(make_snapshot(5, flows=_flows(2, rev=2))))
     damaged = good[: at % len(good)] + noise + good[at % len(good) + cut :]
-    result = feed._decode(damaged)
-    assert result is None or isinstance(result, Snapshot)
-    assert feed._decode(noise) is None or noise.strip().startswith(b"{")
+    feed = DaemonFeed(Path("/nonexistent.sock"))
+    feed._decoder.restart()
+    alerts = feed._apply(codec.FrameReader().feed(damaged))  # never raises
+    if alerts:
+        assert isinstance(feed._decoder.snapshot(), Snapshot)

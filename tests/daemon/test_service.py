@@ -7,6 +7,7 @@ client) is already committed, read back through a separate read-only connection.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from netwatch.codec import JSONDict
 from netwatch.daemon.client import DaemonFeed
 from netwatch.daemon.server import SnapshotServer
 from netwatch.daemon.service import Service, ServiceOptions
@@ -23,6 +25,7 @@ from netwatch.model import Alert, EnrichedFlow, Snapshot
 from netwatch.pipeline import Detector
 from netwatch.store import AlertQuery, Store, read_alerts
 from netwatch.store.retention import Pruner, Retention
+from netwatch.stream import StreamDecoder
 from tests.builders import T0, make_alert, make_flow, make_snapshot
 from tests.clock import FakeClock
 
@@ -173,20 +176,52 @@ def test_new_client_gets_recent_alerts_and_mode_daemon(tmp_path: Path) -> None:
     assert [a.id for a in got[0].alerts] == ["x"]
 
 
+def test_an_attached_client_follows_every_tick_through_the_shared_deltas(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    a, b = make_flow(local_port=6001), make_flow(local_port=6002)
+    b2 = replace(b, flow=replace(b.flow, bytes_sent=4242))
+    ticks = [(a,), (a, b), (a, b2), (b2,), (b2,)]
+    snaps = [make_snapshot(i, flows=f) for i, f in enumerate(ticks, 1)]
+    service, _ = _service(tmp_path, snaps)
+    service.tick_once()
+    service.tick_once()  # ticks nobody listens to: the stream catches up at the greeting
+    clients = [socket.socket(socket.AF_UNIX) for _ in range(2)]
+    for c in clients:
+        c.connect(str(tmp_path / "n.sock"))
+        c.settimeout(5)
+    lines = [c.makefile("rb") for c in clients]
+    for _ in range(5):
+        service.server.poll(0.02)
+    for _ in snaps[2:]:
+        service.tick_once()
+        service.server.poll(0.05)
+    got = [[ln.readline() for _ in range(4)] for ln in lines]
+    for c in clients:
+        c.close()
+    service.shutdown()
+    assert got[0] == got[1]  # one encoding of each tick, the same bytes for every client
+    decoder = StreamDecoder()
+    decoded = [decoder.decode(json.loads(line)) for line in got[0]]
+    assert [json.loads(line)["type"] for line in got[0]] == ["state", "delta", "delta", "delta"]
+    assert [s.flows for s in decoded] == list(ticks[1:])
+    assert all(s.status.mode == "daemon" for s in decoded)
+
+
 def test_clients_greeted_in_one_tick_share_one_greeting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     snaps = [make_snapshot(1, alerts=(make_alert(alert_id="x"),)), make_snapshot(2)]
     service, _ = _service(tmp_path, snaps)
     built: list[int] = []
-    line = service._encoder.line
+    state = service._stream.state
 
-    def spy(snap: Snapshot, remember: bool = True) -> bytes:
-        if not remember:  # greetings only; broadcasts remember
-            built.append(snap.seq)
-        return line(snap, remember)
+    def spy(alerts: Sequence[Alert] | None = None) -> JSONDict:
+        record = state(alerts)
+        built.append(record["seq"])
+        return record
 
-    monkeypatch.setattr(service._encoder, "line", spy)
+    monkeypatch.setattr(service._stream, "state", spy)
 
     def greetings(n: int) -> list[bytes]:
         clients = [socket.socket(socket.AF_UNIX) for _ in range(n)]
@@ -203,9 +238,9 @@ def test_clients_greeted_in_one_tick_share_one_greeting(
     service.tick_once()
     first = greetings(3)
     assert built == [1]
-    assert first[0] == first[1] == first[2] and b'"seq":1,' in first[0]
+    assert first[0] == first[1] == first[2] and b'"type":"state","seq":1,' in first[0]
     service.tick_once()
-    assert b'"seq":2,' in greetings(2)[0]
+    assert b'"type":"state","seq":2,' in greetings(2)[0]
     assert built == [1, 2]
     service.shutdown()
 

@@ -19,13 +19,16 @@ from netwatch.errors import DataFileError
 from netwatch.feed import read_recording
 from netwatch.model import Snapshot
 from netwatch.store import Store
+from netwatch.stream import StreamEncoder
 from netwatch.ui.fmt import when
 from tests.builders import T0, make_alert, make_flow, make_snapshot
 
-RECORDING = "".join(
-    codec.dumps(make_snapshot(i, flows=(make_flow(),), alerts=(make_alert(),))) + "\n"
-    for i in (1, 2)
-).encode()
+SNAPSHOTS = [
+    make_snapshot(i, flows=(make_flow(bytes_sent=i),), alerts=(make_alert(),)) for i in (1, 2)
+]
+_ENCODER = StreamEncoder()
+RECORDING = b"".join(codec.frame(_ENCODER.encode(s)) for s in SNAPSHOTS)
+"""What `netwatch record` writes: a state, then a delta (which carries the changed flow)."""
 
 
 def _times(snap: Snapshot) -> list[float | None]:
@@ -40,6 +43,24 @@ def _times(snap: Snapshot) -> list[float | None]:
             out += [s.built for s in ef.remote.sources]
             out += [t for h in ef.remote.lists for t in (h.first_seen, h.last_seen)]
     return out
+
+
+def test_a_recording_replays_its_snapshots_and_an_old_one_of_whole_snapshots_too(
+    tmp_path: Path,
+) -> None:
+    new, old = tmp_path / "new.jsonl", tmp_path / "old.jsonl"
+    new.write_bytes(RECORDING)
+    old.write_text("".join(codec.dumps(s) + "\n" for s in SNAPSHOTS))  # schema 1
+    assert read_recording(new) == read_recording(old) == SNAPSHOTS
+    assert [json.loads(x)["type"] for x in RECORDING.splitlines()] == ["state", "delta"]
+
+
+def test_a_recording_that_lost_a_line_names_the_line_after_the_gap(tmp_path: Path) -> None:
+    path = tmp_path / "rec.jsonl"
+    more = codec.frame(_ENCODER.delta(make_snapshot(3)))
+    path.write_bytes(RECORDING.splitlines(keepends=True)[0] + more)
+    with pytest.raises(DataFileError, match=r"rec.jsonl:2: a delta that does not follow"):
+        read_recording(path)
 
 
 @pytest.mark.parametrize("value", [1e300, -1.0, 5e9])

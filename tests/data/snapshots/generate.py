@@ -1,9 +1,10 @@
 """Writes the recorded snapshots the TUI tests replay: `python -m tests.data.snapshots.generate`.
 
-Built with tests/builders.py and written through netwatch.codec, exactly like `netwatch
-record` output. A VPN Gate story in four ticks: a browser, a resolver, an unattributed DNS
-flow, SoftEther's client fetching the relay list from a Russian address (alert at tick 2,
-repeated at tick 3), then the server acting as a relay for a stranger (high alert at tick 4).
+Built with tests/builders.py and written through netwatch.stream (a state, then deltas),
+exactly like `netwatch record` output. A VPN Gate story in four ticks: a browser, a
+resolver, an unattributed DNS flow, SoftEther's client fetching the relay list from a
+Russian address (alert at tick 2, repeated at tick 3), then the server acting as a relay
+for a stranger (high alert at tick 4).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from netwatch.model import (
     SourceStatus,
     Transport,
 )
+from netwatch.stream import StreamEncoder
 from tests.builders import T0, make_flow, make_label, make_process, make_remote
 
 HERE = Path(__file__).parent
@@ -278,8 +280,8 @@ def privileged() -> list[Snapshot]:
 
 
 def write(name: str, snaps: list[Snapshot]) -> None:
-    text = "".join(codec.dumps(s) + "\n" for s in snaps)
-    (HERE / name).write_text(text, encoding="utf-8")
+    encoder = StreamEncoder()
+    (HERE / name).write_bytes(b"".join(codec.frame(encoder.encode(s)) for s in snaps))
 
 
 if __name__ == "__main__":
