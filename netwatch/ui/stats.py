@@ -12,6 +12,9 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import compress, repeat
+from operator import add, attrgetter, itemgetter, ne, sub, truediv
+from typing import overload
 
 from netwatch.model import EnrichedFlow, FlowKey, Snapshot
 
@@ -41,27 +44,113 @@ def row_key(key: FlowKey) -> str:
     return f"{key.transport.value}|{key.local}|{remote}"
 
 
+class RateColumns(Sequence[Rate]):
+    """Rates aligned with a snapshot's flows, kept as two columns of numbers.
+
+    A `Rate` object is made for a position only when it is asked for (the table asks for the
+    rows on screen), so 10,000 flows cost two lists a tick, not 10,000 objects; the view sorts
+    on `downs` or `ups` directly.
+    """
+
+    __slots__ = ("_made", "downs", "ups")
+
+    def __init__(self, ups: list[float | None], downs: list[float | None]) -> None:
+        self.ups = ups
+        self.downs = downs
+        self._made: dict[int, Rate] = {}
+
+    def __len__(self) -> int:
+        return len(self.ups)
+
+    @overload
+    def __getitem__(self, index: int) -> Rate: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Rate]: ...
+    def __getitem__(self, index: int | slice) -> Rate | list[Rate]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        made = self._made.get(index)
+        if made is None:
+            made = self._made[index] = Rate(self.ups[index], self.downs[index])
+        return made
+
+
 class RateTracker:
     """Remembers the previous snapshot's byte counters and turns the next into rates.
 
-    After `update`, `keys` and the returned list are aligned with the snapshot's flows, and
-    `rates` maps row keys to rates.
+    After `update`, `keys`, `latest` (the returned rates) and `moved` (bytes each flow moved
+    so far, unknown counters as 0) are aligned with the snapshot's flows, `rates` maps row
+    keys to rates, and `active` lists the positions whose rate may be non-zero (None: any
+    may be), so the history sums only those.
+
+    Two paths give the same numbers. When every flow carries its own serial (the change
+    contract, docs/architecture.md section 4), everything is remembered by serial and only
+    flows whose revisions moved are looked at: a flow whose `rev_traffic` did not move has
+    the very counters it had, so its rate is the delta 0 (0.0, or None for an unknown
+    counter) without reading it, and one whose `rev_facts` did not move keeps its row key.
+    Even the flows that moved are handled in C-level walks (`map` over the columns of
+    counters), so a tick is a few passes over the snapshot, not a Python loop per flow.
+    Without serials (hand-built flows, old recordings, a serial seen twice) each flow is
+    looked up by its row key, one by one, as before serials existed.
     """
 
     def __init__(self) -> None:
         self._prev: dict[str, tuple[int | None, int | None]] = {}
         self._prev_at: float | None = None
-        self.rates: dict[str, Rate] = {}
+        self._rates: dict[str, Rate] | None = {}
+        self.latest: Sequence[Rate] = []
         self.keys: list[str] = []
+        self.moved: list[int] = []
+        self.active: list[int] | None = None
+        # The serial path's memory, each keyed by serial: last tick's revisions (serial,
+        # rev_facts, rev_traffic), the row key, the counters, the bytes moved, the rate shown.
+        self._token_of: dict[int, tuple[int, int, int]] = {}
+        self._key_of: dict[int, str] = {}
+        self._sent_of: dict[int, int | None] = {}
+        self._received_of: dict[int, int | None] = {}
+        self._moved_of: dict[int, int] = {}
+        self._up_of: dict[int, float | None] = {}
+        self._down_of: dict[int, float | None] = {}
+        self._moving: list[int] = []
 
-    def update(self, snapshot: Snapshot) -> list[Rate]:
+    @property
+    def rates(self) -> dict[str, Rate]:
+        """Rates by row key (made on first use: the dashboard reads `latest` instead)."""
+        if self._rates is None:
+            self._rates = dict(zip(self.keys, self.latest, strict=True))
+        return self._rates
+
+    def rate_of(self, key: str) -> Rate:
+        """The rate of the flow with this row key (no rate when it is not in the snapshot)."""
+        return self.rates.get(key) or _NONE
+
+    def update(self, snapshot: Snapshot) -> Sequence[Rate]:
         """Compute rates for this snapshot's flows; a flow seen for the first time has none."""
         seconds = 0.0 if self._prev_at is None else snapshot.taken_at - self._prev_at
-        keys = [row_key(ef.flow.key) for ef in snapshot.flows]
+        flows = snapshot.flows
+        tokens = list(map(_TOKEN, flows))
+        serials = list(map(_FIRST, tokens))
+        numbered = set(serials)
+        if len(numbered) == len(flows) and 0 not in numbered:
+            self._by_serial(flows, tokens, serials, numbered, seconds)
+        else:
+            self._by_key(flows, seconds)
+        self._prev_at = snapshot.taken_at
+        self._rates = None
+        return self.latest
+
+    def _by_key(self, flows: Sequence[EnrichedFlow], seconds: float) -> None:
+        """Every flow by row key: the path for flows without (unique) serials."""
+        if self._sent_of:  # coming from the serial path: its counters by row key
+            key_of, received_of = self._key_of, self._received_of
+            self._prev = {key_of[s]: (n, received_of[s]) for s, n in self._sent_of.items()}
+            self._forget(set(self._sent_of))
+            self._moving = []
+        keys = [row_key(ef.flow.key) for ef in flows]
         out: list[Rate] = []
         current: dict[str, tuple[int | None, int | None]] = {}
         prev = self._prev
-        for key, ef in zip(keys, snapshot.flows, strict=True):
+        for key, ef in zip(keys, flows, strict=True):
             f = ef.flow
             current[key] = (f.bytes_sent, f.bytes_received)
             before = prev.get(key)
@@ -74,12 +163,99 @@ class RateTracker:
                     _delta(f.bytes_received, before[1], seconds),
                 )
             )
-        self._prev, self._prev_at = current, snapshot.taken_at
-        self.keys, self.rates = keys, dict(zip(keys, out, strict=True))
-        return out
+        self._prev = current
+        self.keys, self.latest, self.active = keys, out, None
+        self.moved = [(f.bytes_sent or 0) + (f.bytes_received or 0) for f in map(_FLOW, flows)]
+
+    def _by_serial(
+        self,
+        flows: Sequence[EnrichedFlow],
+        tokens: list[tuple[int, int, int]],
+        serials: list[int],
+        numbered: set[int],
+        seconds: float,
+    ) -> None:
+        """Only flows whose revisions moved are visited, and those mostly in C."""
+        token_of, key_of = self._token_of, self._key_of
+        sent_of, received_of, moved_of = self._sent_of, self._received_of, self._moved_of
+        up_of, down_of = self._up_of, self._down_of
+        # Positions whose (serial, rev_facts, rev_traffic) is not last tick's for that serial.
+        changed = list(compress(range(len(flows)), map(ne, map(token_of.get, serials), tokens)))
+        moving: list[int] = []  # positions whose traffic moved, or that are new
+        for i in changed:
+            serial, facts, traffic = tokens[i]
+            before = token_of.get(serial)
+            if before is None or before[1] != facts:
+                key_of[serial] = row_key(flows[i].flow.key)
+            if before is None or before[2] != traffic:
+                moving.append(i)
+        token_of.update(
+            zip(map(serials.__getitem__, changed), map(tokens.__getitem__, changed), strict=True)
+        )
+        # Rates shown last tick by flows that stand still now fall back to the delta 0.
+        for serial in set(self._moving).difference(map(serials.__getitem__, moving)):
+            if serial in sent_of:
+                up_of[serial] = None if sent_of[serial] is None else 0.0
+                down_of[serial] = None if received_of[serial] is None else 0.0
+        movers = list(map(flows.__getitem__, moving))
+        ms = list(map(serials.__getitem__, moving))
+        sent = list(map(_SENT, movers))
+        received = list(map(_RECEIVED, movers))
+        if self._prev:  # coming from the key path: its counters for serials new here
+            for serial, ef in zip(ms, movers, strict=True):
+                if serial not in sent_of:
+                    before_key = self._prev.get(row_key(ef.flow.key))
+                    if before_key is not None:
+                        sent_of[serial], received_of[serial] = before_key
+            self._prev = {}
+        ups = _deltas(sent, list(map(sent_of.get, ms)), seconds)
+        downs = _deltas(received, list(map(received_of.get, ms)), seconds)
+        sent_of.update(zip(ms, sent, strict=True))
+        received_of.update(zip(ms, received, strict=True))
+        if None in sent or None in received:
+            moved_of.update(
+                (s, (a or 0) + (b or 0)) for s, a, b in zip(ms, sent, received, strict=True)
+            )
+        else:
+            moved_of.update(zip(ms, map(add, sent, received), strict=True))
+        up_of.update(zip(ms, ups, strict=True))
+        down_of.update(zip(ms, downs, strict=True))
+        if len(token_of) > len(numbered):  # flows went away: forget them
+            self._forget(token_of.keys() - numbered)
+        self._moving = ms
+        self.keys = list(map(key_of.__getitem__, serials))
+        self.moved = list(map(moved_of.__getitem__, serials))
+        if seconds > 0:
+            self.latest = RateColumns(
+                list(map(up_of.__getitem__, serials)), list(map(down_of.__getitem__, serials))
+            )
+        else:  # no time passed: no rate (as `_delta` says), and none shown next tick either
+            self.latest = RateColumns([None] * len(flows), [None] * len(flows))
+            self._moving = serials
+        self.active = moving
+
+    def _forget(self, serials: Iterable[int]) -> None:
+        for serial in serials:
+            del self._token_of[serial], self._key_of[serial], self._moved_of[serial]
+            del self._sent_of[serial], self._received_of[serial]
+            del self._up_of[serial], self._down_of[serial]
+
+
+def _deltas(now: list[int | None], before: list[int | None], seconds: float) -> list[float | None]:
+    """`_delta` for two columns of counters: in C when no counter is unknown."""
+    if seconds <= 0:
+        return [None] * len(now)
+    if None in now or None in before:
+        return [_delta(a, b, seconds) for a, b in zip(now, before, strict=True)]
+    return list(map(truediv, map(max, map(sub, now, before), repeat(0)), repeat(seconds)))
 
 
 _NONE = Rate()
+_TOKEN = attrgetter("flow.serial", "flow.rev_facts", "flow.rev_traffic")
+_FIRST = itemgetter(0)
+_FLOW = attrgetter("flow")
+_SENT = attrgetter("flow.bytes_sent")
+_RECEIVED = attrgetter("flow.bytes_received")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,16 +281,29 @@ class History:
         self.total: deque[Point] = deque(maxlen=window)
         self.by_process: dict[str, deque[Point]] = {}
 
-    def add(self, snapshot: Snapshot, rates: Sequence[Rate]) -> None:
+    def add(
+        self, snapshot: Snapshot, rates: Sequence[Rate], active: Sequence[int] | None = None
+    ) -> None:
         """Append this snapshot's totals (`rates` aligned with its flows); processes absent
-        this time get a zero point."""
+        this time get a zero point.
+
+        `active` (`RateTracker.active`) lists the only positions whose rate can be non-zero;
+        the others add nothing, so on a quiet tick the sums visit a handful of flows.
+        """
         per: dict[str, list[float]] = {}
         up_total = down_total = 0.0
-        for ef, rate in zip(snapshot.flows, rates, strict=True):
-            up, down = rate.up or 0.0, rate.down or 0.0
+        flows = snapshot.flows
+        if isinstance(rates, RateColumns):
+            ups, downs = rates.ups, rates.downs
+        else:
+            ups, downs = [r.up for r in rates], [r.down for r in rates]
+        for i in range(len(flows)) if active is None else active:
+            up, down = ups[i] or 0.0, downs[i] or 0.0
+            if not (up or down):
+                continue
             up_total += up
             down_total += down
-            acc = per.setdefault(process_name(ef), [0.0, 0.0])
+            acc = per.setdefault(process_name(flows[i]), [0.0, 0.0])
             acc[0] += up
             acc[1] += down
         at = snapshot.taken_at
