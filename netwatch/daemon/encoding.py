@@ -1,10 +1,10 @@
 """Snapshot -> JSON line for socket clients, encoding each unchanged flow only once.
 
-The engine hands back last tick's `EnrichedFlow` object for a flow that did not change, so
-the text of such a flow is last tick's text. `SnapshotEncoder` keeps, for the flows of the
-latest snapshot only (so it stays bounded), the encoded text by object identity (the cache
-holds the object, so its id cannot be reused while cached) and splices the texts into the
-snapshot record. The result is byte-for-byte `codec.dumps(snapshot)`: the tests hold it to that.
+A flow with last tick's version (`EnrichedFlow.version`, docs/architecture.md section 4) has
+last tick's values, so its text is last tick's text. `SnapshotEncoder` keeps, for the flows
+of the latest snapshot only (so it stays bounded), the encoded text by version and splices
+the texts into the snapshot record. The result is byte-for-byte `codec.dumps(snapshot)`:
+the tests hold it to that.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from dataclasses import replace
 from typing import cast
 
 from netwatch import codec
-from netwatch.model import EnrichedFlow, Snapshot, keep, missing, recall
+from netwatch.model import Snapshot
+from netwatch.model.versions import Version, keep, missing, recall, versions
 
 _SEPARATORS = (",", ":")
 FLOWS_FIELD = b',"flows":'
@@ -31,11 +32,12 @@ class SnapshotEncoder:
     """Encodes snapshots as `codec.dumps` does, reusing the text of unchanged flows."""
 
     def __init__(self) -> None:
-        self._texts: dict[int, bytes] = {}
+        self._texts: dict[Version, bytes] = {}
         self.encoded = 0
         """Flows encoded by the last `encode` (the others came from the cache)."""
-        self._joined: tuple[tuple[EnrichedFlow, ...] | None, bytes] = (None, b"")
-        """The flows of the last remembered `encode` and their joined texts."""
+        self._joined: tuple[list[Version] | None, bytes] = (None, b"")
+        """The flow versions of the last remembered `encode` (None: some flow was not
+        numbered) and their joined texts."""
 
     def encode(self, snap: Snapshot, remember: bool = True) -> str:
         """The snapshot as one JSON line (no newline): `line` as text."""
@@ -64,12 +66,13 @@ class SnapshotEncoder:
         )
 
     def _flows_text(self, snap: Snapshot, remember: bool) -> bytes:
-        """The flows' texts joined; last call's when the flows are its very tuple."""
-        if snap.flows is self._joined[0]:
+        """The flows' texts joined; last call's when the flows have its versions."""
+        flows = snap.flows
+        tick = versions(flows)
+        if tick == self._joined[0]:
             self.encoded = 0
             return self._joined[1]
-        flows = snap.flows
-        parts = recall(self._texts, flows)
+        parts = recall(self._texts, tick)
         misses = missing(parts)
         for i in misses:
             parts[i] = _dumps(codec.flow_to_dict(flows[i])).encode("utf-8")
@@ -77,6 +80,6 @@ class SnapshotEncoder:
         texts = cast(list[bytes], parts)
         joined = b",".join(texts)
         if remember:
-            self._texts = keep(flows, texts)
-            self._joined = (flows, joined)  # keeps them alive: an id in `_texts` is that flow
+            self._texts, numbered = keep(tick, texts)
+            self._joined = (tick if numbered else None, joined)
         return joined

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from netwatch.model import Alert, EnrichedFlow, FlowKey, Snapshot
+from netwatch.model import Alert, FlowKey, Snapshot
+from netwatch.model.versions import UNNUMBERED, Version, versions
 
 MAX_LABELS = 50
 OTHER = "other"
@@ -93,7 +94,8 @@ class Metrics:
         self._process = _Bounded()
         self._country = _Bounded()
         self._last: dict[FlowKey, tuple[int, int]] = {}
-        self._flows: tuple[EnrichedFlow, ...] | None = None
+        self._versions: list[Version] | None = None
+        """Last snapshot's flow versions: equal versions, equal counters (no byte moved)."""
 
     def observe(self, snap: Snapshot, clients: int = 0) -> None:
         """Update every metric from one snapshot."""
@@ -108,9 +110,10 @@ class Metrics:
         self.sample_seconds.observe(c.sample_ms / 1000.0)
         self.clients.set(clients)
         self._note_skipped(snap.status.skipped)
-        if snap.flows is self._flows:
-            return  # last tick's very flows: no byte moved
-        self._flows = snap.flows
+        tick = versions(snap.flows)
+        if tick == self._versions:
+            return  # last tick's versions: no byte moved
+        self._versions = None if UNNUMBERED in tick else tick
         current: dict[FlowKey, tuple[int, int]] = {}
         for ef in snap.flows:
             f = ef.flow

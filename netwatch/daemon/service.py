@@ -29,7 +29,8 @@ from netwatch.daemon.notify import Notifier
 from netwatch.daemon.server import SnapshotServer
 from netwatch.daemon.sink_worker import SinkWorker
 from netwatch.errors import NetwatchError
-from netwatch.model import Alert, EnrichedFlow, FlowKey, Snapshot, keep, missing, recall
+from netwatch.model import Alert, EnrichedFlow, FlowKey, Snapshot
+from netwatch.model.versions import UNNUMBERED, Version, keep, missing, recall, versions
 from netwatch.pipeline import Detector
 from netwatch.store import Store
 from netwatch.store.first_seen import KIND as FIRST_SEEN
@@ -136,11 +137,14 @@ class Service:
         self._reload = False
         self._flows: dict[FlowKey, _Row] = {}
         """Each conversation's latest flow, first and last seen, until the next flush."""
-        self._flow_rows: dict[int, _Row] = {}
-        """Last tick's flow objects by id -> their row (`_buffered` keeps the objects alive,
-        so an id found here is that very object)."""
-        self._buffered: tuple[EnrichedFlow, ...] | None = None
-        """The flows `_flow_rows` were made from; `_seen_at` is when they were last seen."""
+        self._flow_rows: dict[Version, _Row] = {}
+        """Last tick's flow versions (`EnrichedFlow.version`) -> their row."""
+        self._buffered: list[Version] | None = None
+        """The versions `_flow_rows` were made from (None: some flow was not numbered);
+        `_seen_at` is when they were last seen."""
+        self._strays: list[_Row] = []
+        """Rows of last tick's flows that had no serial (not kept by version): stamped as
+        last seen at the next tick, and again at the flush while they go on."""
         self._seen_at = 0.0
         self._last_flush = clock.monotonic()
         self._recent: OrderedDict[str, Alert] = OrderedDict()
@@ -277,18 +281,21 @@ class Service:
     def _buffer_flows(self, snap: Snapshot, now: float) -> None:
         """Note each conversation's (latest flow, first seen, last seen) for the next flush.
 
-        Rows are found by the flow object first (an unchanged flow is last tick's object, and
-        an int hashes far faster than a flow key), then by key. When the tick's flows are
-        last tick's very tuple, only the time they were last seen moves (`_seen_at`); it is
-        written into a row when its flow object leaves (the row of a conversation that goes
+        Rows are found by the flow's version first (an unchanged flow keeps its version, and
+        a tuple of ints hashes far faster than a flow key), then by key. When the tick's
+        versions are last tick's, only the time they were last seen moves (`_seen_at`); it is
+        written into a row when its version leaves (the row of a conversation that goes
         on is written again later) or at the flush, so a tick costs what changed.
         """
-        if snap.flows is self._buffered:
+        tick = versions(snap.flows)
+        if tick == self._buffered:
             self._seen_at = now
             return
         before, at = self._flow_rows, self._seen_at
         rows, flows = self._flows, snap.flows
-        got = recall(self._flow_rows, flows)
+        for stray in self._strays:  # rows of unnumbered flows are never recalled: see below
+            stray.last = at
+        got = recall(self._flow_rows, tick)
         for i in missing(got):
             ef = flows[i]
             key = ef.flow.key
@@ -300,14 +307,20 @@ class Service:
                 row = rows[key] = _Row(ef, ef.flow.first_seen or now)
             row.ef = ef
             got[i] = row
-        self._flow_rows = keep(flows, cast(list[_Row], got))
+        made = cast(list[_Row], got)
+        self._flow_rows, numbered = keep(tick, made)
+        self._strays = [] if numbered else [
+            made[i] for i in range(len(tick)) if tick[i] == UNNUMBERED and made[i] is not _LISTENING
+        ]  # fmt: skip
         for gone in before.keys() - self._flow_rows.keys():  # set arithmetic in C
             before[gone].last = at
-        self._buffered, self._seen_at = flows, now
+        self._buffered, self._seen_at = (tick if numbered else None), now
 
     def _stamp_rows(self) -> None:
         """Write the time the buffered flows were last seen into their rows."""
         at = self._seen_at
+        for row in self._strays:
+            row.last = at
         for row in self._flow_rows.values():
             row.last = at  # (the _LISTENING placeholder is never saved)
 
@@ -318,6 +331,7 @@ class Service:
             self.store.save_flows((r.ef, r.first, r.last) for r in self._flows.values())
             self._flows.clear()
             self._flow_rows.clear()
+            self._strays = []
             self._buffered = None
         self._last_flush = self.clock.monotonic()
 

@@ -15,7 +15,7 @@ import ipaddress
 import itertools
 import operator
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 from netwatch.detect.conditions import Leaf, Node, explain
@@ -33,15 +33,11 @@ from netwatch.model import (
     Direction,
     EnrichedFlow,
     Evidence,
-    Flow,
     HostFacts,
     Policy,
     ProcessRef,
-    keep,
-    missing,
-    recall,
-    same_objects,
 )
+from netwatch.model.versions import Version, keep, missing, recall, versions
 
 
 def is_netwatch_fetch(process: ProcessRef | None) -> bool:
@@ -69,12 +65,7 @@ COUNTER_FIELDS = frozenset(
     ("bytes_sent", "bytes_received", "bytes_total", "packets_sent", "packets_received", "duration")
 )
 """Rule fields that move with a flow's traffic (`duration` runs to its last packet)."""
-_MOVING = frozenset(("bytes_sent", "bytes_received", "packets_sent", "packets_received"))
-_STILL = operator.attrgetter(
-    *(f.name for f in fields(Flow) if f.name not in _MOVING and f.name != "last_seen")
-)
-"""Every `Flow` attribute but the traffic counters and `last_seen`, as one tuple."""
-_SEEN_KEY = operator.attrgetter("ef.flow.key")
+_SEEN_SERIAL = operator.attrgetter("ef.flow.serial")
 _HITS = operator.attrgetter("hits")
 _Hit = tuple[int, int]
 """(rule number, case number) of a match."""
@@ -88,10 +79,14 @@ def _fields_read(node: Node) -> set[str]:
 
 
 def _moved_only(before: EnrichedFlow, now: EnrichedFlow) -> bool:
-    """Whether `now` is `before` with only its traffic counters (and last packet) moved."""
-    return (before.remote is now.remote or before.remote == now.remote) and _STILL(
-        before.flow
-    ) == _STILL(now.flow)
+    """Whether `now` is `before`'s conversation with only its traffic (counters, last packet)
+    moved: the same serial, facts and answer revisions (docs/architecture.md, section 4)."""
+    b, n = before.flow, now.flow
+    return (
+        b.serial == n.serial != 0
+        and b.rev_facts == n.rev_facts
+        and before.rev_remote == now.rev_remote
+    )
 
 
 def _value_text(value: object) -> str:
@@ -191,11 +186,12 @@ class RuleEngine:
             r.id: PYTHON_RULES[r.python](self.first_seen) for r in self.rules.rules if r.python
         }
         self._windows: dict[tuple[str, int], dict[tuple[str, ...], _Group]] = {}
-        self._seen: dict[int, _Seen] = {}
-        """Last tick's flows by object id (each holds its flow, so ids are not reused)."""
+        self._seen: dict[Version, _Seen] = {}
+        """Last tick's evaluations by flow version (`EnrichedFlow.version`)."""
         self._context: tuple[object, ...] | None = None
-        self._flows: Sequence[EnrichedFlow] | None = None
-        """Last call's flows; when this call's are the very same, so are their matches."""
+        self._versions: list[Version] | None = None
+        """Last call's flow versions (None: some flow was not numbered); when this call's
+        are equal, so are the flows and their matches."""
         self._listening: dict[int, tuple[str, ...]] = {}
         self._tunnel_up = False
         self._per_rule: list[list[tuple[_Seen, int, bool]]] = []
@@ -216,16 +212,17 @@ class RuleEngine:
     ) -> list[Alert]:
         """Return the alerts raised, updated or closed by this tick's flows.
 
-        Incremental: which case of which rule a flow matches depends only on the flow object
-        and the context (host facts, listening sockets, rules, policy), so a flow that is last
-        tick's very object under the same context takes its matches from last tick instead of
+        Incremental: which case of which rule a flow matches depends only on the flow's values
+        and the context (host facts, listening sockets, rules, policy), so a flow with last
+        tick's version under the same context takes its matches from last tick instead of
         re-running the conditions. Everything after that (suppression touches, windows,
         findings and their order) runs exactly as for a new flow.
         """
-        same_flows = same_objects(flows, self._flows)
+        tick = versions(flows)
+        same_flows = tick == self._versions
         listening = self._listening if same_flows else _listening(flows)
         tunnel_up = self._tunnel_up if same_flows else self.policy.tunnel_up(flows)
-        self._flows, self._listening, self._tunnel_up = flows, listening, tunnel_up
+        self._listening, self._tunnel_up = listening, tunnel_up
         env = Env(self.policy, now, host, listening, tunnel_up)
         closed = self.suppressor.expire(now)
         # Host facts carry their own time: only what they say counts as a change.
@@ -244,13 +241,14 @@ class RuleEngine:
         self._skip = [self._ignored(r) for r in self.rules.rules]
         classified = 0
         if same_flows and old and len(self._per_rule) == len(per_rule):
-            # Last tick's very flows under the same context: last tick's matches, none fresh
+            # Last tick's versions under the same context: last tick's matches, none fresh
             # (a C-level check instead of a Python loop over every flow).
-            seen = old
+            seen, numbered = old, True
             per_rule = [[(s, ci, False) for s, ci, _ in hits] for hits in self._per_rule]
         else:
-            seen, classified = self._match(flows, old, env, per_rule)
+            seen, numbered, classified = self._match(flows, tick, old, env, per_rule)
         self._seen = seen
+        self._versions = tick if numbered else None
         self._per_rule = per_rule
         self.classified = classified
         findings: list[Finding] = []
@@ -263,40 +261,42 @@ class RuleEngine:
     def _match(
         self,
         flows: Sequence[EnrichedFlow],
-        old: dict[int, _Seen],
+        tick: list[Version],
+        old: dict[Version, _Seen],
         env: Env,
         per_rule: list[list[tuple[_Seen, int, bool]]],
-    ) -> tuple[dict[int, _Seen], int]:
-        """Each flow's matches (last tick's for last tick's objects), filed into `per_rule`.
+    ) -> tuple[dict[Version, _Seen], bool, int]:
+        """Each flow's matches (last tick's for last tick's versions), filed into `per_rule`.
 
-        Finding last tick's object runs in C (`old` holds those flows, so an id in it is
-        that very object). A new object whose only change is traffic (counters, last
-        packet) re-runs just the rules that read counters; the rest keep last tick's
-        answer. Returns the evaluations by flow id and how many flows ran conditions.
+        Finding last tick's versions runs in C. A flow whose only change is traffic
+        (`rev_traffic` moved; counters, last packet) re-runs just the rules that read
+        counters; the rest keep last tick's answer for its serial. Returns the evaluations by
+        version, whether every flow was numbered, and how many flows ran conditions.
         """
-        got = recall(old, flows)
+        got = recall(old, tick)
         misses = missing(got)
-        by_key: dict[object, _Seen] | None = None
-        fresh: set[int] = set()
+        by_serial: dict[int, _Seen] | None = None
+        fresh = [False] * len(got)
         self.carried = 0
         for i in misses:
             ef = flows[i]
-            if by_key is None:  # built once per tick, in C, only when something changed
-                by_key = dict(zip(map(_SEEN_KEY, old.values()), old.values(), strict=True))
-            prev = by_key.get(ef.flow.key)
+            if by_serial is None:  # built once per tick, in C, only when something changed
+                by_serial = dict(zip(map(_SEEN_SERIAL, old.values()), old.values(), strict=True))
+            prev = by_serial.get(ef.flow.serial)
             if prev is not None and _moved_only(prev.ef, ef):
                 s = self._reclassify(prev, ef, env)
                 self.carried += 1
             else:
                 s = self._classify(ef, env)
             got[i] = s
-            fresh.add(id(s))
+            fresh[i] = True
         done = cast(list[_Seen], got)
-        for s in itertools.compress(done, map(_HITS, done)):
-            is_fresh = id(s) in fresh
+        hits = list(map(_HITS, done))
+        for s, is_fresh in itertools.compress(zip(done, fresh, strict=True), hits):
             for ri, ci in s.hits:
                 per_rule[ri].append((s, ci, is_fresh))
-        return keep(flows, done), len(misses)
+        seen, numbered = keep(tick, done)
+        return seen, numbered, len(misses)
 
     def _ignored(self, rule: Rule) -> bool:
         return self.policy.action(rule.id) is Action.IGNORE

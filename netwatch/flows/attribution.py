@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
+from netwatch.flows.serials import SerialOf
 from netwatch.flows.table import FlowOwner, FlowState, FlowTable
 from netwatch.model import (
     Attribution,
@@ -46,9 +47,9 @@ def flow_from_socket(
     """Turn one socket into a flow as seen from its local process.
 
     `open_ended` leaves `last_seen` None (the live engine: the socket is open as of the
-    snapshot, whose `taken_at` says when), so an unchanged socket's flow stays the same object.
-    `direction`, when given, replaces the entry's (the engine judges it without copying the
-    entry, which would lose its identity).
+    snapshot, whose `taken_at` says when), so an unchanged socket's flow keeps its values
+    (and its revisions). `direction`, when given, replaces the entry's (the engine judges it
+    without copying the entry).
     """
     return Flow(
         key=entry.key,
@@ -189,11 +190,12 @@ def attributed_flows(
     table: SocketTable,
     local: frozenset[IPAddress],
     connect_owner: ConnectOwner | None = None,
+    serial_of: SerialOf | None = None,
 ) -> list[Flow]:
     """Each packet flow seen from this host, owned by its process (`attribute`); the flow
-    table keeps each new owner (`FlowTable.own`). A flow whose owner and traffic did not
-    change is last tick's very object (`FlowState.to_flow`). One loop, for live capture's
-    every flow every tick."""
+    table keeps each new owner (`FlowTable.own`), and a new owner moves the flow's
+    `rev_facts` (`FlowState.to_flow`, serials from `serial_of`). One loop, for live
+    capture's every flow every tick."""
     out: list[Flow] = []
     append = out.append
     for state in states:
@@ -201,7 +203,7 @@ def attributed_flows(
         if owner is not state.owner:
             FlowTable.own(state, owner)
         here = owner.local_is_initiator
-        append(state.to_flow(_initiator_looks_local(state) if here is None else here))
+        append(state.to_flow(_initiator_looks_local(state) if here is None else here, serial_of))
     return out
 
 

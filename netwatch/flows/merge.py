@@ -1,9 +1,10 @@
 """Joining the two views of one conversation: its socket's flow and its packets' flow.
 
 The socket table knows the owning process and TCP byte counters; capture knows labels, names
-and the bytes of UDP and other protocols. The live engine merges them each tick; an unchanged
-pair of twins keeps last tick's merge (object identity, `model.identity`), so the stages after
-it skip unchanged flows.
+and the bytes of UDP and other protocols. The live engine merges them each tick. Both twins
+carry the serial of their conversation (one serial book numbers both views, by key), and the
+merge is that serial's flow; a pair whose revisions are last tick's keeps last tick's merge,
+and a new merge moves only the revisions of the parts that changed (`flows.serials`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import operator
 from collections.abc import Sequence
 from dataclasses import replace
 
+from netwatch.flows.serials import numbered
 from netwatch.model import Flow, FlowKey
 
 _KEY = operator.attrgetter("key")
 
-MergeMemo = dict[int, tuple[Flow, Flow, Flow]]
-"""id(packet flow) -> (packet flow, socket twin, their merge), for one tick."""
+MergeMemo = dict[int, tuple[tuple[int, int, int, int], Flow]]
+"""serial -> (the twins' revisions: packet facts and traffic, socket facts and traffic; their
+merge), for one tick."""
 
 
 def merge_flows(
@@ -32,8 +35,8 @@ def merge_flows(
     The socket table knows the process and TCP byte counters; packets know labels, names and
     UDP/other bytes. A packet flow with a socket twin takes the socket's process; byte counts
     keep the larger (both count the same bytes, each misses some: sockets opened before capture,
-    packets dropped by the kernel). When both twins are last tick's objects (`last`), so is
-    their merge; `memo` collects this tick's merges for the next call.
+    packets dropped by the kernel). When both twins have last tick's revisions (`last`), the
+    merge is last tick's; `memo` collects this tick's merges for the next call.
     """
     if not packet_flows:
         return list(socket_flows)
@@ -46,10 +49,15 @@ def merge_flows(
             merged.append(pf)
             continue
         seen.add(pf.key)
-        hit = last.get(id(pf)) if last is not None else None
-        both = hit[2] if hit is not None and hit[0] is pf and hit[1] is sf else _merge(pf, sf)
+        serial = pf.serial
+        revs = (pf.rev_facts, pf.rev_traffic, sf.rev_facts, sf.rev_traffic)
+        hit = last.get(serial) if last is not None and serial else None
+        if hit is not None and hit[0] == revs:
+            both = hit[1]
+        else:
+            both = numbered(_merge(pf, sf), serial, sf if hit is None else hit[1])
         if memo is not None:
-            memo[id(pf)] = (pf, sf, both)
+            memo[serial] = (revs, both)
         merged.append(both)
     unmatched = map(operator.not_, map(seen.__contains__, map(_KEY, socket_flows)))
     merged.extend(itertools.compress(socket_flows, unmatched))

@@ -1,17 +1,19 @@
-"""Socket table -> flows -> enriched flows, reusing last tick's objects for unchanged sockets.
+"""Socket table -> flows -> enriched flows, numbered, reusing last tick's for unchanged sockets.
 
 Who initiated each socket is decided here, not by the sampler (whose entries are the kernel's
 view, direction `unknown`): from the listening sockets of the whole table
 (`flows.attribution.infer_direction`), for new or changed sockets only, and again for the
 sockets on a port whose listeners changed, so an unchanged socket costs nothing.
 
-The sampler hands back the very same `SocketEntry` object for a socket whose kernel record
-(state, counters) and owner did not change. For those the engine reuses last tick's `Flow`
-and, when the enricher answers with the same `RemoteInfo`, last tick's `EnrichedFlow`, so
-the stages after it (detection, the daemon's JSON encoding) can recognise unchanged flows by
-identity and skip them. A socket flow's `first_seen` is the sample that first listed that
-socket (kept per key and inode); its `last_seen` is None: the socket is open as of the
-snapshot's `taken_at`, which is also the time detection uses for it, as before.
+The sampler hands on a socket whose kernel record (state, counters) and owner did not change
+with its entry's `stamp`. For those this stage reuses last tick's `Flow` (found by stamp),
+and, when the flow's revisions and the enricher's answer are unchanged, last tick's
+`EnrichedFlow`; a changed socket's flow gets its serial from the engine's serial book and
+revisions that move only for the parts that changed (`flows.serials`), so the stages after
+it (detection, the daemon) recognise unchanged flows by their version. A socket flow's
+`first_seen` is the sample that first listed that socket (kept per key and inode); its
+`last_seen` is None: the socket is open as of the snapshot's `taken_at`, which is also the
+time detection uses for it, as before.
 """
 
 from __future__ import annotations
@@ -23,16 +25,14 @@ from dataclasses import replace
 from typing import cast
 
 from netwatch.flows.attribution import Listeners, flow_from_socket, infer_direction, listeners_of
+from netwatch.flows.serials import SerialBook, fresh_rev, numbered
 from netwatch.model import (
     Direction,
     EnrichedFlow,
     Flow,
+    RemoteInfo,
     SocketEntry,
     SocketTable,
-    keep,
-    missing,
-    recall,
-    same_objects,
 )
 
 _REMOTE_OF = operator.attrgetter("key.remote")
@@ -40,40 +40,54 @@ _LOCAL_PORT_OF = operator.attrgetter("key.local.port")
 _NONES = itertools.repeat(None)
 _INODE_OF = operator.attrgetter("inode")
 _KEY_OF = operator.attrgetter("key")
+_SERIAL_OF = operator.attrgetter("serial")
+_STAMP_OF = operator.attrgetter("stamp")
+_SERIAL_OF_EF = operator.attrgetter("flow.serial")
+_FLOW_VERSION = operator.attrgetter("serial", "rev_facts", "rev_traffic")
+_UNNUMBERED = (0, 0, 0)
 
 Enrich = Callable[[Flow], EnrichedFlow]
 
 
 class SocketFlows:
-    """Keeps last tick's entry -> flow -> enriched flow, by object identity, for one engine."""
+    """Keeps last tick's entry -> flow -> enriched flow, by stamp and version, for one engine."""
 
-    def __init__(self) -> None:
+    def __init__(self, serials: SerialBook | None = None) -> None:
+        self.serials = SerialBook() if serials is None else serials
+        """Where each socket's conversation gets its serial (shared with the packet flows)."""
         self._flows: dict[int, Flow] = {}
-        """id of last tick's entries (kept alive in `_entries_in`) -> their flows."""
-        self._enriched: dict[int, EnrichedFlow] = {}
+        """Last tick's entries' stamps (`SocketEntry.stamp`) -> their flows."""
+        self._stamps_in: list[int] | None = None
+        self._enriched: dict[tuple[int, int, int], EnrichedFlow] = {}
+        """Last tick's enriched flows by their flow's (serial, rev_facts, rev_traffic)."""
+        self._versions_in: list[tuple[int, int, int]] | None = None
+        self.unchanged = False
+        """Whether the last `enrich` handed back last tick's tuple whole (every version equal)."""
         self.reused = 0
-        """How many flows of the last tick were last tick's objects (tests, bench)."""
-        self._entries_in: Sequence[SocketEntry] | None = None
+        """How many flows of the last tick were last tick's (tests, bench)."""
+        self._entries_in: Sequence[SocketEntry] = ()
         self._flows_out: list[Flow] = []
-        self._flows_in: Sequence[Flow] | None = None
         self._enriched_out: tuple[EnrichedFlow, ...] = ()
-        self._unconnected: list[SocketEntry] = []
+        self._unconnected: list[int] = []
+        """The stamps of last tick's unconnected sockets (the only ones that can listen)."""
         self._listeners: Listeners = {}
 
     def flows(self, table: SocketTable, now: float) -> list[Flow]:
-        """One flow per socket; a socket whose entry object is unchanged keeps its flow.
+        """One flow per socket; a socket whose entry has last tick's stamp keeps its flow.
 
-        Returns last tick's very list when every entry is last tick's (do not mutate it).
-        Matching entries to last tick's flows runs in C: `_flows` is keyed by entry id, and
-        last tick's entries are kept alive, so an id found there is that very entry.
+        Returns last tick's list when every entry has last tick's stamp (do not mutate it).
+        Matching entries to last tick's flows runs in C: `_flows` is keyed by entry stamp.
+        A changed socket's flow is numbered (`flows.serials`): its serial from the book, and
+        revisions that move only for the parts that changed.
         """
         entries: Sequence[SocketEntry] = table.entries
-        if same_objects(entries, self._entries_in):
+        stamps = list(map(_STAMP_OF, entries))
+        if stamps == self._stamps_in:
             self.reused = len(self._flows_out)
             return self._flows_out
         listeners, moved = self._listeners_now(entries)
-        got = recall(self._flows, entries)
-        misses = missing(got)
+        got: list[Flow | None] = list(map(self._flows.get, stamps))
+        misses = missing_at(got)
         if moved:  # a listener opened or closed: reused flows on its port may change direction
             ports = map(_LOCAL_PORT_OF, entries)
             for i in itertools.compress(range(len(entries)), map(moved.__contains__, ports)):
@@ -81,20 +95,26 @@ class SocketFlows:
                 if f is not None:
                     d = _direction(entries[i], listeners)
                     if d is not f.direction:
-                        got[i] = replace(f, direction=d)
+                        got[i] = replace(f, direction=d, rev_facts=fresh_rev())
         if misses:
             # A changed socket keeps the first_seen of its last flow: found by inode (a live
             # socket), or by key for sockets without one (TIME_WAIT, psutil rows).
-            last, flows = self._entries_in or (), self._flows_out
+            last, flows = self._entries_in, self._flows_out
             by_inode = dict(zip(map(_INODE_OF, last), flows, strict=True))
             by_key = dict(zip(map(_KEY_OF, last), flows, strict=True))
+            by_serial = dict(zip(map(_SERIAL_OF, flows), flows, strict=True))
+            serial_of = self.serials.serial
             for i in misses:
                 e = entries[i]
                 prev = by_inode.get(e.inode) if e.inode else by_key.get(e.key)
                 seen = prev.first_seen if prev is not None and prev.key == e.key else now
-                got[i] = flow_from_socket(e, now, seen, True, _direction(e, listeners))
+                flow = flow_from_socket(e, now, seen, True, _direction(e, listeners))
+                serial = serial_of(_conversation(e))
+                got[i] = numbered(flow, serial, by_serial.get(serial))
         out = cast(list[Flow], got)
-        self._flows = keep(entries, out)
+        self._flows = dict(zip(stamps, out, strict=True))
+        stray = self._flows.pop(0, None) is not None  # unstamped entries: never taken as known
+        self._stamps_in = None if stray else stamps
         self._entries_in, self._flows_out = entries, out
         self.reused = len(out) - len(misses)
         return out
@@ -103,51 +123,69 @@ class SocketFlows:
         """This table's listeners, and the ports whose listeners differ from last tick's.
 
         Only unconnected sockets can listen; they are picked out in C, and looked at in
-        Python only when they are not last tick's very entries. Unconnected UDP sockets
-        (DNS lookups) come and go every tick, so only flows on a changed port are re-judged.
+        Python only when their stamps are not last tick's. Unconnected UDP sockets (DNS
+        lookups) come and go every tick, so only flows on a changed port are re-judged.
         """
         remotes = map(_REMOTE_OF, entries)
         unconnected = list(itertools.compress(entries, map(operator.is_, remotes, _NONES)))
-        if same_objects(unconnected, self._unconnected):
+        stamps = list(map(_STAMP_OF, unconnected))
+        if stamps == self._unconnected and 0 not in stamps:
             return self._listeners, frozenset()
         listeners, before = listeners_of(unconnected), self._listeners
         moved = frozenset(
             port for (t, port) in before.keys() | listeners.keys()
             if before.get((t, port)) != listeners.get((t, port))
         )  # fmt: skip
-        self._unconnected, self._listeners = unconnected, listeners
+        self._unconnected, self._listeners = stamps, listeners
         return listeners, moved
 
     def forget_enrichment(self) -> None:
-        """Drop last tick's enriched flows (the enricher was replaced)."""
+        """Drop last tick's enrichment answers (the enricher was replaced)."""
         self._enriched = {}
-        self._flows_in = None
+        self._versions_in = None
 
     def enrich(
         self, flows: Sequence[Flow], enrich: Enrich | None, stable: bool = False
     ) -> tuple[EnrichedFlow, ...]:
-        """Enrich every flow; an unchanged flow with an unchanged answer keeps its object.
+        """Enrich every flow; `rev_remote` moves only when a serial's answer changed.
 
-        `stable`: the enricher always answers the same for the same flow, so an unchanged
-        flow is not even asked about again (and the matching runs in C, as in `flows`).
+        Last tick's enriched flows are found by the flow's (serial, rev_facts, rev_traffic),
+        in C. `stable`: the enricher always answers the same for the same flow, so a flow
+        with last tick's revisions is not even asked about again, and when every flow has
+        last tick's revisions the whole tuple is last tick's. Flows without a serial (0:
+        not numbered) are never taken for another.
         """
         reuse = stable or enrich is None
-        if reuse and same_objects(flows, self._flows_in):
+        versions = list(map(_FLOW_VERSION, flows))
+        if reuse and versions == self._versions_in:
+            self.unchanged = True
             return self._enriched_out
-        got = recall(self._enriched, flows)
-        if reuse:
-            for i in missing(got):
-                got[i] = EnrichedFlow(flows[i]) if enrich is None else enrich(flows[i])
-        else:
-            assert enrich is not None  # noqa: S101  # reuse is False only with an enricher
-            for i, (f, prev) in enumerate(zip(flows, got, strict=True)):
-                ef = enrich(f)
-                got[i] = prev if prev is not None and _same_remote(prev, ef) else ef
+        self.unchanged = False
+        last_out, cache = self._enriched_out, self._enriched
+        by_serial: dict[int, EnrichedFlow] | None = None
+        got: list[EnrichedFlow | None] = list(map(cache.get, versions))
+        for i in range(len(got)) if not reuse else missing_at(got):
+            f = flows[i]
+            ef = EnrichedFlow(f) if enrich is None else enrich(f)
+            prev = got[i]
+            if prev is None:
+                if by_serial is None:  # once per tick, in C, only when something changed
+                    by_serial = dict(zip(map(_SERIAL_OF_EF, last_out), last_out, strict=True))
+                prev = by_serial.get(f.serial) if f.serial else None
+            got[i] = _answered(f, ef.remote, prev)
         out = tuple(cast(list[EnrichedFlow], got))
-        self._enriched = keep(flows, out)
-        self._flows_in = flows  # keeps them alive: an id in `_enriched` is that very flow
+        self._enriched = dict(zip(versions, out, strict=True))
+        stray = self._enriched.pop(_UNNUMBERED, None) is not None
+        self._versions_in = None if stray else versions
         self._enriched_out = out
         return out
+
+
+def _conversation(entry: SocketEntry) -> object:
+    """What names the socket's conversation in the serial book: its key, and for an
+    unconnected socket its inode too (several may share a port: SO_REUSEPORT)."""
+    key = entry.key
+    return key if key.remote is not None else (key, entry.inode)
 
 
 def _direction(entry: SocketEntry, listeners: Listeners) -> Direction:
@@ -157,5 +195,19 @@ def _direction(entry: SocketEntry, listeners: Listeners) -> Direction:
     return infer_direction(entry.key, entry.state, listeners)
 
 
-def _same_remote(a: EnrichedFlow, b: EnrichedFlow) -> bool:
-    return a.remote is b.remote or a.remote == b.remote
+def _answered(flow: Flow, remote: RemoteInfo | None, prev: EnrichedFlow | None) -> EnrichedFlow:
+    """The enriched flow, keeping `prev`'s `rev_remote` (the same serial's last answer) when
+    the answer is equal, and `prev` itself when the flow's revisions are equal too."""
+    if prev is None or not flow.serial or prev.flow.serial != flow.serial:
+        return EnrichedFlow(flow, remote, fresh_rev())
+    if not (prev.remote is remote or prev.remote == remote):
+        return EnrichedFlow(flow, remote, fresh_rev())
+    p = prev.flow
+    if p.rev_facts == flow.rev_facts and p.rev_traffic == flow.rev_traffic:
+        return prev
+    return EnrichedFlow(flow, remote, prev.rev_remote)
+
+
+def missing_at(found: Sequence[object | None]) -> list[int]:
+    """The positions of None in `found` (walked in C)."""
+    return list(itertools.compress(range(len(found)), map(operator.is_, found, _NONES)))

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from netwatch.flows.serials import SerialOf, new_serial, numbered
 from netwatch.model import (
     Attribution,
     CertNames,
@@ -170,12 +171,13 @@ class FlowState:
             return "SYN_RECV"
         return "ESTABLISHED"
 
-    def to_flow(self, initiator_is_local: bool = True) -> Flow:
+    def to_flow(self, initiator_is_local: bool = True, serial_of: SerialOf | None = None) -> Flow:
         """This flow as a model `Flow`, seen from the initiator or from the responder.
 
-        A flow that has not changed since the last call gets the very same object back: live
-        capture asks every tick for every live flow, and the stages after it (enrichment,
-        detection, the daemon's encoding) skip work for objects they saw last tick.
+        The change contract (`flows.serials`): the flow's serial comes from `serial_of`
+        (the engine's serial book, by the seen-from key) or, without one, is new; its
+        revisions move only with the parts that changed since the last call. A flow that has
+        not changed since then is the very same object again (nothing is rebuilt).
         """
         sig = (
             initiator_is_local, self.pkts_fwd, self.pkts_rev, self.bytes_fwd, self.bytes_rev,
@@ -186,6 +188,17 @@ class FlowState:
         if memo is not None and memo[0] == sig:
             return memo[1]
         flow = self._make_flow(initiator_is_local)
+        prev = memo[1] if memo is not None and memo[0][0] == initiator_is_local else None
+        if prev is not None:
+            serial = prev.serial
+        elif serial_of is not None:
+            key = flow.key
+            serial = serial_of(
+                key if key.transport is not Transport.OTHER else (self.ip_proto, key)
+            )
+        else:
+            serial = new_serial()
+        flow = numbered(flow, serial, prev)
         self._memo = (sig, flow)
         return flow
 

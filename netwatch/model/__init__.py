@@ -29,7 +29,6 @@ from netwatch.model.host import (
     SoftEtherAccount,
     SoftEtherConfig,
 )
-from netwatch.model.identity import keep, missing, recall, same_objects
 from netwatch.model.packet import PacketContext, PacketFacts, PacketMeta
 from netwatch.model.policy import (
     Action,
@@ -87,8 +86,4 @@ __all__ = [
     "Transport",
     "TunnelPolicy",
     "parse_ip",
-    "keep",
-    "missing",
-    "recall",
-    "same_objects",
 ]

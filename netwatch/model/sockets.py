@@ -35,6 +35,11 @@ class SocketEntry:
     """From tcp_info `bytes_received`."""
     segs_out: int | None = None
     segs_in: int | None = None
+    stamp: int = field(default=0, compare=False)
+    """A number the sampler gives each entry it makes, never given twice in a process (0: not
+    stamped, e.g. built by hand). The sampler hands on an unchanged socket's entry with its
+    stamp, so a stage after it finds last sample's answer for the entry by its stamp
+    (`flows.socket_flows`); a changed socket is a new entry with a new stamp."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,15 @@ class SocketTable:
         default=None, init=False, repr=False, compare=False
     )
     """(transport, IP version, port) -> the socket bound to that version's wildcard address."""
+    _pids: frozenset[int] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def owner_pids(self) -> frozenset[int]:
+        """The pids owning sockets in this table (computed on first use)."""
+        pids = self._pids
+        if pids is None:
+            pids = frozenset(e.process.pid for e in self.entries if e.process is not None)
+            object.__setattr__(self, "_pids", pids)
+        return pids
 
     def _index(self) -> dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry]:
         """Index entries by (transport, local, remote) on first lookup, not per sample:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from netwatch.errors import CaptureUnavailableError
 from netwatch.flows.attribution import attributed_flows
+from netwatch.flows.serials import SerialBook
 from netwatch.flows.table import FlowState, FlowTable, Inspector
 from netwatch.model import (
     Counters,
@@ -115,8 +116,11 @@ class CaptureFlows:
         self._touched = set()
         return out
 
-    def flows(self, table: SocketTable, now: float) -> Sequence[Flow]:
-        """The live packet flows (and those that ended this tick), attributed through `table`."""
+    def flows(
+        self, table: SocketTable, now: float, serials: SerialBook | None = None
+    ) -> Sequence[Flow]:
+        """The live packet flows (and those that ended this tick), attributed through `table`,
+        numbered by `serials` (the engine's book, shared with the socket flows)."""
         self.pump()
         gone = self.table.tick(now)
         local = self._local()
@@ -124,7 +128,8 @@ class CaptureFlows:
         if starts is not None:
             starts.hint(table)
         connect = self._connect_owner if starts is not None else None
-        return attributed_flows((*self.table.live(), *gone), table, local, connect)
+        serial_of = serials.serial if serials is not None else None
+        return attributed_flows((*self.table.live(), *gone), table, local, connect, serial_of)
 
     def _connect_owner(self, key: FlowKey) -> ProcessRef | None:
         """The owner `starts` caught for a connection it watches (TCP and UDP)."""

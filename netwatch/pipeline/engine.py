@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from netwatch.clock import Clock
 from netwatch.flows.merge import MergeMemo, merge_flows
+from netwatch.flows.serials import SerialBook
 from netwatch.flows.socket_flows import SocketFlows
 from netwatch.model import (
     Alert,
@@ -56,8 +57,9 @@ class RefreshingSource(SocketSource, Protocol):
 class PacketFlows(Protocol):
     """Flows observed on the wire since capture started (`sources.capture` + `flows.table`)."""
 
-    def flows(self, table: SocketTable, now: float) -> Sequence[Flow]:
-        """Return the live packet flows, attributed to processes through `table`."""
+    def flows(self, table: SocketTable, now: float, serials: SerialBook) -> Sequence[Flow]:
+        """Return the live packet flows, attributed to processes through `table` and
+        numbered by `serials` (the book the socket flows use: twins share a serial)."""
         ...
 
     def counters(self) -> Counters:
@@ -161,9 +163,11 @@ class Engine:
         self._status = status
         self._seq = 0
         self._last_tick: float | None = None
-        self._socket_flows = SocketFlows()
+        self.serials = SerialBook()
+        """Serials of the conversations in the last snapshot (socket and packet views)."""
+        self._socket_flows = SocketFlows(self.serials)
         self._enriched_by: Enricher | None = None
-        self._exes_of: tuple[tuple[EnrichedFlow, ...] | None, frozenset[str]] = (None, frozenset())
+        self._exes_of: frozenset[str] | None = None
         self._merged: MergeMemo = {}
         """Last tick's merges of packet flows with their socket twins (`merge_flows`)."""
 
@@ -176,7 +180,8 @@ class Engine:
         counters = Counters()
         if self.packets is not None:
             memo: MergeMemo = {}
-            flows = merge_flows(flows, self.packets.flows(table, now), self._merged, memo)
+            packet_flows = self.packets.flows(table, now, self.serials)
+            flows = merge_flows(flows, packet_flows, self._merged, memo)
             self._merged = memo
             counters = self.packets.counters()
             drops = counters.capture_drops + counters.queue_drops
@@ -187,6 +192,7 @@ class Engine:
             self._enriched_by = self.enricher
         enrich = self.enricher.enrich if self.enricher is not None else None
         stable = self.enricher is not None and self.enricher.stable
+        self.serials.retain(flows)
         enriched = self._socket_flows.enrich(flows, enrich, stable)
         alerts: tuple[Alert, ...] = ()
         if self.detector is not None:
@@ -211,14 +217,12 @@ class Engine:
         )
 
     def _exes(self, flows: tuple[EnrichedFlow, ...]) -> frozenset[str]:
-        """The executables behind this tick's flows (for the host facts), kept while the
-        flows are last tick's very tuple."""
-        if flows is not self._exes_of[0]:
-            procs = list(map(_PROCESS, flows))
-            unique = dict(zip(map(id, procs), procs, strict=True)).values()  # in C
-            exes = frozenset(p.exe for p in unique if p is not None and p.exe)
-            self._exes_of = (flows, exes)
-        return self._exes_of[1]
+        """The executables behind this tick's flows (for the host facts), kept while every
+        flow has last tick's revisions (`SocketFlows.unchanged`)."""
+        if self._exes_of is None or not self._socket_flows.unchanged:
+            exes = {p.exe for p in map(_PROCESS, flows) if p is not None and p.exe}
+            self._exes_of = frozenset(exes)
+        return self._exes_of
 
     def _sample(self, started: float) -> SocketTable:
         """A full socket sample, or (see `full_every`) a refresh of the active sockets."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from netwatch.dissect import Dissector
 from netwatch.flows.attribution import orient
+from netwatch.flows.serials import fresh_rev
 from netwatch.flows.table import FlowState, FlowTable, Inspector
 from netwatch.model import Alert, EnrichedFlow, FlowKey, PacketMeta
 from netwatch.pipeline.engine import Detector, Enricher
@@ -93,10 +94,11 @@ class OfflineAnalysis:
             return
         states.sort(key=lambda s: s.first_seen)
         enricher = self.enricher
-        batch = [
-            enricher.enrich(orient(s)) if enricher is not None else EnrichedFlow(orient(s))
-            for s in states
-        ]
+        batch: list[EnrichedFlow] = []
+        for s in states:
+            flow = orient(s)  # numbered: a serial of its own, fresh revisions
+            remote = enricher.enrich(flow).remote if enricher is not None else None
+            batch.append(EnrichedFlow(flow, remote, fresh_rev()))
         self.stats.flows += len(batch)
         if self.detector is not None:
             for alert in self.detector.evaluate(batch, now):

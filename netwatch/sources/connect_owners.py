@@ -132,7 +132,6 @@ class ConnectionOwners:
         self._recent: OrderedDict[int, None] = OrderedDict()
         """pids that opened connections lately, most recent last."""
         self._table: SocketTable | None = None
-        self._table_pids: tuple[SocketTable | None, frozenset[int]] = (None, frozenset())
         self._procs: dict[int, tuple[bytes, ProcessRef]] = {}
         self._seen = self._attributed = self._missed = 0
         self._capture: LiveCapture | None = None
@@ -329,12 +328,7 @@ class ConnectionOwners:
     def _table_owner_pids(self) -> frozenset[int]:
         """The pids owning sockets in the latest sample (computed once per sample)."""
         table = self._table
-        if table is None:
-            return frozenset()
-        if self._table_pids[0] is not table:
-            pids = frozenset(e.process.pid for e in table.entries if e.process is not None)
-            self._table_pids = (table, pids)
-        return self._table_pids[1]
+        return frozenset() if table is None else table.owner_pids()
 
     def _newest_pids_of(self, uids: set[int], limit: int) -> list[int]:
         """The `limit` highest pids (newest, until pids wrap) owned by one of `uids`."""

@@ -39,7 +39,6 @@ from netwatch.model import (
     SocketTable,
     SourceStatus,
     Transport,
-    missing,
 )
 from netwatch.sources import netlink, procnet
 from netwatch.sources.privileges import Privileges, missing_lines, probe
@@ -78,6 +77,9 @@ _NEW_LOOKUPS = 256
 _ABSENT_FOR = 3.0
 """Seconds before a conversation whose socket was not found is looked up again."""
 _NO_ENTRIES: dict[netlink.Record, SocketEntry] = {}
+_NONES = itertools.repeat(None)
+_STAMPS = itertools.count(1)
+"""Stamps of the entries every sampler in this process makes (`SocketEntry.stamp`)."""
 
 
 def _state(transport: Transport, state: int) -> str | None:
@@ -113,8 +115,10 @@ class SocketSampler:
         """Last sample's entry for each kernel record, per transport (see `_entries`)."""
         self._keys: dict[bytes, FlowKey] = {}
         """Socket ident -> key, so a socket whose counters moved keeps its key object."""
-        self._owner_ids: set[tuple[int, int]] = set()
         self._owner_refs: Mapping[int, ProcessRef] = {}
+        """Last sample's owners by inode, to find the inodes whose owner changed."""
+        self._packet_seen: dict[tuple[int, int, int], SocketEntry] = {}
+        """Last sample's packet-socket entries by their /proc row."""
         self._last: _Last | None = None
         """The last netlink sample's records and table, for `refresh`."""
         self._absent: dict[Conversation, float] = {}
@@ -224,7 +228,9 @@ class SocketSampler:
         self._owners_version = self._owners.version
         entries, changed = self._entries(batches, owners, stable)
         if changed or packet_rows:
-            entries.extend(_packet_entries(packet_rows, owners))
+            packets = _packet_entries(packet_rows, owners, self._packet_seen)
+            self._packet_seen = dict(zip(packet_rows, packets, strict=True))
+            entries.extend(packets)
             self._count_hidden(entries)
         self._last = _Last(batches, packet_rows, entries)
         return entries
@@ -254,17 +260,17 @@ class SocketSampler:
             batches = self._reread(diag, last, table, wanted)
         except netlink.NetlinkUnavailableError:
             return self.sample()  # the next sample falls back as a full one would
-        if batches is last.batches:
+        if batches is None:  # nothing read again had changed
             return table
         entries = self._table_from(batches, last.packet_rows)
         return self._last_table(taken_at, entries)
 
     def _reread(
         self, diag: netlink.DiagSocket, last: _Last, table: SocketTable, active: list[Conversation]
-    ) -> list[tuple[Transport, list[netlink.Record]]]:
+    ) -> list[tuple[Transport, list[netlink.Record]]] | None:
         """Last sample's records with those of `active` re-read, dropped or added.
 
-        Returns last sample's very list when nothing changed.
+        Returns None when nothing read again had changed.
         """
         batches = list(last.batches)
         where = last.tcp_positions()
@@ -307,7 +313,7 @@ class SocketSampler:
             else:
                 batches[b][1][i] = new
         if not (copied or added):
-            return last.batches
+            return None
         for b in {b for b, _ in gone}:
             kept = [r for i, r in enumerate(batches[b][1]) if (b, i) not in gone]
             batches[b] = (Transport.TCP, kept)
@@ -330,8 +336,10 @@ class SocketSampler:
         inode, counters) and so is its owner. The match runs in C (`map` over dict lookups
         keyed by the whole record), so a socket that did not change costs no Python bytecode:
         at 1 Hz most sockets of a busy machine are idle, and the per-socket Python loop this
-        replaced was a third of the sample. Entries are the kernel's view: who initiated a
-        socket is judged later, from the whole table (`flows.socket_flows`).
+        replaced was a third of the sample. A reused entry keeps its `stamp`, a new one gets
+        a new stamp: that is how the stages after the sampler know an unchanged socket.
+        Entries are the kernel's view: who initiated a socket is judged later, from the whole
+        table (`flows.socket_flows`).
         """
         old_seen = self._seen
         moved = frozenset() if stable else self._owner_changes(owners)
@@ -342,7 +350,7 @@ class SocketSampler:
             got: list[SocketEntry | None] = list(map(seen.get, records))
             base = len(out)
             positions = range(len(records))
-            misses = set(missing(got))
+            misses = set(itertools.compress(positions, map(operator.is_, got, _NONES)))
             if moved:
                 misses.update(
                     itertools.compress(positions, map(moved.__contains__, map(_INODE, records)))
@@ -390,15 +398,23 @@ class SocketSampler:
                 bytes_received=received,
                 segs_out=segs_out,
                 segs_in=segs_in,
+                stamp=next(_STAMPS),
             )
             out[i] = entry
 
     def _owner_changes(self, owners: Mapping[int, ProcessRef]) -> frozenset[int]:
-        """Inodes whose owner is not the very object it was last sample (C-level set math)."""
-        now = set(zip(owners.keys(), map(id, owners.values()), strict=True))
-        before, self._owner_ids = self._owner_ids, now
-        self._owner_refs = owners  # keeps last sample's objects alive, so their ids stay unique
-        return frozenset(inode for inode, _ in now.symmetric_difference(before))
+        """Inodes whose owner differs from last sample's, by value.
+
+        The owner cache hands on an unchanged process's `ProcessRef`, so most owners are
+        last sample's objects: `is` rules those out in C, and only the rest are compared.
+        """
+        before, self._owner_refs = self._owner_refs, owners
+        inodes = list(owners)
+        refs = list(map(owners.__getitem__, inodes))
+        maybe = itertools.compress(inodes, map(operator.is_not, map(before.get, inodes), refs))
+        changed = {i for i in maybe if before.get(i) != owners[i]}
+        changed.update(before.keys() - owners.keys())  # set arithmetic in C
+        return frozenset(changed)
 
     def _key(self, transport: Transport, record: netlink.Record) -> FlowKey:
         """The socket's key, from the kernel's `inet_diag_sockid` (sport, dport, src, dst)."""
@@ -472,20 +488,30 @@ class SocketSampler:
 
 
 def _packet_entries(
-    rows: list[tuple[int, int, int]], owners: Mapping[int, ProcessRef]
+    rows: list[tuple[int, int, int]],
+    owners: Mapping[int, ProcessRef],
+    seen: Mapping[tuple[int, int, int], SocketEntry],
 ) -> list[SocketEntry]:
-    """AF_PACKET sockets have no addresses: local is 0.0.0.0 with the ethertype as port."""
-    return [
-        SocketEntry(
-            key=FlowKey(Transport.PACKET, Endpoint(_UNSPECIFIED, proto), None),
-            state=None,
-            direction=Direction.UNKNOWN,
-            process=owners.get(inode),
-            inode=inode or None,
-            uid=uid,
-        )
-        for proto, uid, inode in rows
-    ]
+    """AF_PACKET sockets have no addresses: local is 0.0.0.0 with the ethertype as port.
+
+    A row whose entry in `seen` (last sample's) has an equal owner keeps that entry."""
+    out = []
+    for row in rows:
+        proto, uid, inode = row
+        proc = owners.get(inode)
+        entry = seen.get(row)
+        if entry is None or not (entry.process is proc or entry.process == proc):
+            entry = SocketEntry(
+                key=FlowKey(Transport.PACKET, Endpoint(_UNSPECIFIED, proto), None),
+                state=None,
+                direction=Direction.UNKNOWN,
+                process=proc,
+                inode=inode or None,
+                uid=uid,
+                stamp=next(_STAMPS),
+            )
+        out.append(entry)
+    return out
 
 
 def _proc_records(name: str, family: int) -> list[netlink.Record]:

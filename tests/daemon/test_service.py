@@ -112,11 +112,14 @@ def test_flow_summaries_are_flushed_at_shutdown(tmp_path: Path) -> None:
     assert (first, last) == (T0, T0 + 3)  # builder's first_seen, last tick's time
 
 
-def test_flow_summaries_follow_reused_and_changed_flow_objects(tmp_path: Path) -> None:
+def test_flow_summaries_follow_unchanged_and_changed_flow_versions(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    same = make_flow(local_port=5001, bytes_sent=10)  # the engine hands the same object back
-    moved = replace(same, flow=replace(same.flow, bytes_sent=999))
+    from netwatch.flows.serials import fresh_rev, new_serial
+
+    same = make_flow(local_port=5001, bytes_sent=10)  # numbered as the engine numbers it
+    same = replace(same, flow=replace(same.flow, serial=new_serial(), rev_facts=1, rev_traffic=2))
+    moved = replace(same, flow=replace(same.flow, bytes_sent=999, rev_traffic=fresh_rev()))
     snaps = [make_snapshot(i, flows=(f,)) for i, f in enumerate((same, same, moved, moved), 1)]
     service, _ = _service(tmp_path, snaps)
     service.tick_once()

@@ -171,24 +171,27 @@ def test_a_connection_no_sample_listed_takes_the_owner_caught_at_its_start() -> 
     assert again.attribution is Attribution.CONNECT  # not "cached": no sample ever had it
 
 
-def test_a_merge_of_unchanged_twins_is_last_ticks_object() -> None:
+def test_a_merge_of_twins_with_unchanged_revisions_is_last_ticks_merge() -> None:
     from dataclasses import replace
 
+    from netwatch.flows.serials import fresh_rev
     from netwatch.pipeline.engine import MergeMemo
 
     flows, cap = _flows()
     me, them = Endpoint(HOST, 40000), Endpoint(PEER, 443)
     cap.queue += [_udp(me, them, 1.0), _udp(them, me, 1.1)]
     (pf,) = flows.flows(_table(), now=1.2)
-    sf = replace(pf, process=VPN, attribution=Attribution.SOCKET)  # its socket-table twin
+    sf = replace(pf, process=VPN, attribution=Attribution.SOCKET, rev_facts=fresh_rev())
     memo1: MergeMemo = {}
     (first,) = merge_flows([sf], [pf], {}, memo1)
-    assert first.process == VPN
-    (pf2,) = flows.flows(_table(), now=2.2)  # no new packets: the same packet flow
-    assert pf2 is pf
+    assert first.process == VPN and first.serial == pf.serial != 0
+    (pf2,) = flows.flows(_table(), now=2.2)  # no new packets: the same revisions
+    assert (pf2.serial, pf2.rev_facts, pf2.rev_traffic) == (pf.serial, pf.rev_facts, pf.rev_traffic)
     memo2: MergeMemo = {}
     (again,) = merge_flows([sf], [pf2], memo1, memo2)
     assert again is first
-    sf2 = replace(sf, bytes_sent=5000)  # the socket twin changed
+    sf2 = replace(sf, bytes_sent=5000, rev_traffic=fresh_rev())  # the socket twin's counters
     (changed,) = merge_flows([sf2], [pf2], memo2, {})
-    assert changed is not first and changed.bytes_sent == 5000
+    assert changed.bytes_sent == 5000 and changed.serial == first.serial
+    assert changed.rev_facts == first.rev_facts
+    assert changed.rev_traffic != first.rev_traffic

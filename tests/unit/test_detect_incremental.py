@@ -1,9 +1,12 @@
-"""Incremental detection: unchanged flow objects skip their conditions, nothing else changes.
+"""Incremental detection: flows with last tick's version skip their conditions, nothing else
+changes.
 
-Each test runs two rule engines side by side on the same ticks: one is handed the same flow
-objects tick after tick (so it reuses last tick's matches, as in the live engine), the other
-fresh copies every tick (so it evaluates every condition, as before the cache). Their alerts
-must be equal on every tick, and the first must really have skipped the unchanged flows.
+Each test runs two rule engines side by side on the same ticks: one is handed the flows
+numbered as the live engine numbers them (docs/architecture.md section 4: a serial per
+conversation, revisions that move only with the parts that changed), so it reuses last
+tick's matches; the other unnumbered copies every tick (so it evaluates every condition, as
+before the cache). Their alerts must be equal on every tick, and the first must really have
+skipped the unchanged flows.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from hypothesis import strategies as st
 
 from netwatch.detect.engine import RuleEngine
 from netwatch.detect.loader import load_rules
-from netwatch.model import Alert, Direction, EnrichedFlow, HostFacts
+from netwatch.flows.serials import fresh_rev, new_serial, revisions
+from netwatch.model import Alert, Direction, EnrichedFlow, FlowKey, HostFacts
 from tests.builders import T0
 from tests.unit.test_detect_engine import flows_strategy
 from tests.unit.test_rules_pack import (
@@ -31,6 +35,41 @@ from tests.unit.test_rules_pack import (
 )
 
 
+def renumbered(ef: EnrichedFlow) -> EnrichedFlow:
+    """A copy with a serial and revisions never seen before: never taken for last tick's."""
+    flow = replace(ef.flow, serial=new_serial(), rev_facts=fresh_rev(), rev_traffic=fresh_rev())
+    return replace(ef, flow=flow, rev_remote=fresh_rev())
+
+
+class Numbering:
+    """Numbers flows as the engine's stages do: a serial per conversation (key, and the
+    how-many-th flow with that key in the tick), revisions moved only by changed parts."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[FlowKey, int], EnrichedFlow] = {}
+
+    def __call__(self, flows: Sequence[EnrichedFlow]) -> list[EnrichedFlow]:
+        out, now, seen = [], {}, {}  # type: ignore[var-annotated]
+        for ef in flows:
+            n = seen[ef.flow.key] = seen.get(ef.flow.key, -1) + 1
+            prev = self.last.get((ef.flow.key, n))
+            f = ef.flow
+            if prev is None:
+                flow = replace(
+                    f, serial=new_serial(), rev_facts=fresh_rev(), rev_traffic=fresh_rev()
+                )
+                numbered = EnrichedFlow(flow, ef.remote, fresh_rev())
+            else:
+                facts, traffic = revisions(f, prev.flow)
+                flow = replace(f, serial=prev.flow.serial, rev_facts=facts, rev_traffic=traffic)
+                same = prev.remote == ef.remote
+                numbered = EnrichedFlow(flow, ef.remote, prev.rev_remote if same else fresh_rev())
+            now[(ef.flow.key, n)] = numbered
+            out.append(numbered)
+        self.last = now
+        return out
+
+
 class Twins:
     """An incremental engine and a from-scratch one, fed the same ticks."""
 
@@ -39,13 +78,14 @@ class Twins:
         self.cached = RuleEngine(rules)
         self.scratch = RuleEngine(rules)
         self.scratch_last: list[EnrichedFlow] = []
+        self.number = Numbering()
 
     def tick(
         self, flows: Sequence[EnrichedFlow], now: float, host: HostFacts | None = None
     ) -> list[Alert]:
-        copies = [replace(ef) for ef in flows]  # equal content, new objects
+        copies = [renumbered(ef) for ef in flows]  # equal content, new conversations
         self.scratch_last = copies
-        got = self.cached.evaluate(flows, now, host)
+        got = self.cached.evaluate(self.number(flows), now, host)
         want = self.scratch.evaluate(copies, now, host)
         assert got == want
         assert self.scratch.classified == len(flows)
@@ -53,8 +93,9 @@ class Twins:
 
 
 def matched(engine: RuleEngine, ef: EnrichedFlow) -> set[str]:
-    """The rules `ef` matched in the engine's last evaluation."""
-    return {engine.rules.rules[ri].id for ri, _ in engine._seen[id(ef)].hits}
+    """The rules `ef` (its conversation's flow) matched in the engine's last evaluation."""
+    (seen,) = [s for s in engine._seen.values() if s.ef.flow.key == ef.flow.key]
+    return {engine.rules.rules[ri].id for ri, _ in seen.hits}
 
 
 def _open(flows: Sequence[EnrichedFlow]) -> list[EnrichedFlow]:

@@ -25,7 +25,7 @@ class SeenPackets:
         self.pairs: list[tuple[Transport, Endpoint, Endpoint]] = []
         self.drops = 0
 
-    def flows(self, table: SocketTable, now: float) -> Sequence[Flow]:
+    def flows(self, table: SocketTable, now: float, serials: object = None) -> Sequence[Flow]:
         return ()
 
     def counters(self) -> Counters:

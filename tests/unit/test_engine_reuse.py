@@ -1,4 +1,4 @@
-"""The engine reuses last tick's flow objects for unchanged sockets, and only for those."""
+"""The engine keeps last tick's flows (and their versions) for unchanged sockets, only for those."""
 
 from __future__ import annotations
 
@@ -88,8 +88,8 @@ def test_an_unchanged_socket_keeps_its_flow_objects_and_first_seen() -> None:
     b2 = replace(b, bytes_sent=5000)  # counters moved: the sampler hands a new entry
     sockets.entries = (a, b2)
     second = engine.tick().flows
-    assert second[0] is first[0]
-    assert second[1] is not first[1]
+    assert second[0].version == first[0].version
+    assert second[1].version != first[1].version
     assert second[1].flow.bytes_sent == 5000
     assert first[1].flow.bytes_sent == 100
     assert [ef.flow.first_seen for ef in second] == [t0, t0]
@@ -105,7 +105,7 @@ def test_an_equal_but_new_entry_is_rebuilt_from_its_own_content() -> None:
     moved = replace(a, state="CLOSE_WAIT")
     sockets.entries = (moved,)
     second = engine.tick().flows[0]
-    assert second is not first
+    assert second.version[1] != first.version[1]
     assert second.flow.state == "CLOSE_WAIT"
 
 
@@ -127,9 +127,8 @@ def test_a_changed_enrichment_answer_replaces_the_enriched_flow() -> None:
     owners.name = "Example Net"  # the background RDAP lookup finished
     clock.advance(1)
     resolved = engine.tick().flows[0]
-    assert same is first
-    assert resolved is not first
-    assert resolved.flow is first.flow
+    assert same.version == first.version
+    assert resolved.version[:3] == first.version[:3] and resolved.rev_remote != first.rev_remote
     assert first.remote is not None and first.remote.owner is not None
     assert first.remote.owner.status == "pending"
     assert resolved.remote is not None and resolved.remote.owner is not None
@@ -157,7 +156,7 @@ def test_a_stable_enricher_is_not_asked_again_about_unchanged_flows() -> None:
     sockets.entries = (a, replace(b, bytes_received=77))
     second = engine.tick().flows
     assert enricher.calls == 3
-    assert second[0] is first[0]
+    assert second[0].version == first[0].version
     assert second[1].flow.bytes_received == 77
     assert second[1].remote == first[1].remote
 
@@ -171,8 +170,7 @@ def test_a_replaced_enricher_answers_for_every_flow_again() -> None:
     owners.name = "Example Net"
     engine.enricher = Enricher(GeoLookup(()), rdap=owners)
     again = engine.tick().flows[0]
-    assert again is not first
-    assert again.flow is first.flow
+    assert again.version[:3] == first.version[:3] and again.rev_remote != first.rev_remote
     assert again.remote is not None and again.remote.owner is not None
     assert again.remote.owner.name == "Example Net"
 
@@ -184,9 +182,14 @@ def test_directions_are_judged_in_flows_and_rejudged_only_when_listeners_change(
     engine, sockets, _clock, _owners = _engine()
     here = Endpoint(ipaddress.ip_address("10.0.0.2"), 22)
     peer = Endpoint(ipaddress.ip_address("10.0.0.9"), 50000)
-    listener = SocketEntry(FlowKey(Transport.TCP, here, None), "LISTEN", Direction.UNKNOWN)
-    accepted = SocketEntry(FlowKey(Transport.TCP, here, peer), "ESTABLISHED", Direction.UNKNOWN)
-    out = replace(_entry(443, inode=7), direction=Direction.UNKNOWN)
+    # Stamped as the sampler stamps them: an unchanged socket keeps its entry's stamp.
+    listener = SocketEntry(
+        FlowKey(Transport.TCP, here, None), "LISTEN", Direction.UNKNOWN, stamp=1001
+    )
+    accepted = SocketEntry(
+        FlowKey(Transport.TCP, here, peer), "ESTABLISHED", Direction.UNKNOWN, stamp=1002
+    )
+    out = replace(_entry(443, inode=7), direction=Direction.UNKNOWN, stamp=1003)
     sockets.entries = (listener, accepted, out)
     first = {f.flow.key: f.flow for f in engine.tick().flows}
     assert first[accepted.key].direction is Direction.INBOUND
@@ -196,13 +199,21 @@ def test_directions_are_judged_in_flows_and_rejudged_only_when_listeners_change(
     second = {f.flow.key: f.flow for f in engine.tick().flows}
     assert second[accepted.key].direction is Direction.OUTBOUND
     assert second[accepted.key].first_seen == first[accepted.key].first_seen
-    assert second[out.key] is first[out.key]  # its direction did not change: the same object
+    assert second[accepted.key].rev_facts != first[accepted.key].rev_facts
+    assert _v(second[out.key]) == _v(first[out.key])  # its direction did not change
+    assert engine._socket_flows.reused == 2
     third = {f.flow.key: f.flow for f in engine.tick().flows}
-    assert third[accepted.key] is second[accepted.key]
+    assert _v(third[accepted.key]) == _v(second[accepted.key])
     # A DNS lookup's unconnected UDP socket on another port: nothing else is re-judged.
     lookup = Endpoint(ipaddress.ip_address("10.0.0.2"), 53123)
-    dns = SocketEntry(FlowKey(Transport.UDP, lookup, None), None, Direction.UNKNOWN)
+    dns = SocketEntry(FlowKey(Transport.UDP, lookup, None), None, Direction.UNKNOWN, stamp=1004)
     sockets.entries = (accepted, out, dns)
     fourth = {f.flow.key: f.flow for f in engine.tick().flows}
     assert fourth[dns.key].direction is Direction.LISTEN
-    assert fourth[accepted.key] is third[accepted.key] and fourth[out.key] is third[out.key]
+    assert _v(fourth[accepted.key]) == _v(third[accepted.key])
+    assert _v(fourth[out.key]) == _v(third[out.key])
+    assert engine._socket_flows.reused == 2
+
+
+def _v(flow: Flow) -> tuple[int, int, int]:
+    return (flow.serial, flow.rev_facts, flow.rev_traffic)

@@ -26,7 +26,7 @@ class RecordedSockets:
 class NoPackets:
     """A packet stage that saw nothing: only its presence matters to the status."""
 
-    def flows(self, table: SocketTable, now: float) -> Sequence[Flow]:
+    def flows(self, table: SocketTable, now: float, serials: object = None) -> Sequence[Flow]:
         return ()
 
     def counters(self) -> Counters:
