@@ -41,6 +41,46 @@ def _cell(text: str, column: Column, vpn: bool) -> Text:
     return Text(text, style=style, justify="right" if column.numeric else "left", no_wrap=True)
 
 
+class _RowIndex(TwoWayDict[RowKey, int]):
+    """DataTable's row index (row key <-> position) as `apply` leaves it, made without a walk
+    in Python: positions by the key's text (a `RowKey` finds its `str`: same hash, and
+    `RowKey.__eq__` takes a `str`), and keys by position read from the order when asked
+    (DataTable asks for the rows it paints). Changed through DataTable's own methods
+    (`add_row` after `apply`), it becomes a plain two-way dict first."""
+
+    def __init__(self, index: dict[str, int], order: list[str], keys: dict[str, RowKey]) -> None:
+        super().__init__({})
+        self._forward = index  # type: ignore[assignment]  # str keys, see above
+        self._order: list[str] | None = order
+        self._keys = keys
+
+    def _plain(self) -> None:
+        if self._order is not None:
+            self._reverse = dict(enumerate(map(self._keys.__getitem__, self._order)))
+            self._forward = dict(self._forward)  # no longer `apply`'s index
+            self._order = None
+
+    def __setitem__(self, key: RowKey, value: int) -> None:
+        self._plain()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: RowKey) -> None:
+        self._plain()
+        super().__delitem__(key)
+
+    def get_key(self, value: int) -> RowKey | None:
+        order = self._order
+        if order is None:
+            return super().get_key(value)
+        return self._keys[order[value]] if 0 <= value < len(order) else None
+
+    def contains_value(self, value: int) -> bool:
+        order = self._order
+        if order is None:
+            return super().contains_value(value)
+        return 0 <= value < len(order)
+
+
 class _Shown(Mapping[str, Row]):
     """`FlowsTable.shown`: the rows in view order, looked up by key."""
 
@@ -145,11 +185,8 @@ class FlowsTable(DataTable[Text]):
             table_rows[rk] = by_text[key] = TableRow(rk, 1)
         self.order = order
         self.view = rows
-        locations: TwoWayDict[RowKey, int] = TwoWayDict({})
-        # Keyed by the text: a RowKey looks up its str (same hash, RowKey.__eq__ takes str).
-        forward = self._index = dict(zip(order, range(len(order)), strict=True))
-        locations._forward = forward  # type: ignore[assignment]  # str keys, see above
-        locations._reverse = dict(enumerate(map(keys.__getitem__, order)))
+        self._index = dict(zip(order, range(len(order)), strict=True))
+        locations = _RowIndex(self._index, order, keys)
         self._row_locations = self._locations = locations
         self._offsets = self._ordered = None
         self._update_count += 1
@@ -179,6 +216,19 @@ class FlowsTable(DataTable[Text]):
         if self._offsets is None:
             self._offsets = list(zip(map(self._keys.__getitem__, self.order), repeat(0)))
         return self._offsets
+
+    def _get_offsets(self, y: int) -> tuple[RowKey, int]:
+        """The row at line `y` and the line within it (always 0), read from the order: the
+        painted lines need no list of every row's offsets."""
+        if not self._applied():
+            return super()._get_offsets(y)
+        if self.show_header:
+            if y < self.header_height:
+                return self._header_row_key, y
+            y -= self.header_height
+        if not 0 <= y < len(self.order):
+            raise LookupError(f"Y coord {y!r} is greater than total height")
+        return self._keys[self.order[y]], 0
 
     @property
     def _total_row_height(self) -> int:
