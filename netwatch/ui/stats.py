@@ -1,8 +1,9 @@
 """Numbers the dashboard derives across snapshots: per-flow rates, throughput history, totals.
 
-Pure and Textual-free. Rates come from consecutive snapshots by flow key (bytes now minus
-bytes in the previous snapshot, over the difference of `taken_at`), so a replayed recording
-shows the same rates as it did live. The history keeps a bounded window of totals for the
+Pure and Textual-free. Rates come from consecutive snapshots (bytes now minus bytes in the
+previous snapshot, over the difference of `taken_at`), so a replayed recording shows the same
+rates as it did live; flows are matched by serial when the change contract numbers them
+(only flows whose revisions moved are looked at) and by flow key otherwise. The history keeps a bounded window of totals for the
 charts: overall and per process name.
 """
 
