@@ -3,8 +3,8 @@
 Pure and Textual-free. Rates come from consecutive snapshots (bytes now minus bytes in the
 previous snapshot, over the difference of `taken_at`), so a replayed recording shows the same
 rates as it did live; flows are matched by serial when the change contract numbers them
-(only flows whose revisions moved are looked at) and by flow key otherwise. The history keeps a bounded window of totals for the
-charts: overall and per process name.
+(only flows whose revisions moved are looked at) and by flow key otherwise. The history
+keeps a bounded window of totals for the charts: overall and per process name.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import compress, repeat
-from operator import add, attrgetter, is_, itemgetter, ne, sub, truediv
+from operator import add, attrgetter, is_, ne, sub, truediv
 from typing import cast, overload
 
-from netwatch.model import EnrichedFlow, FlowKey, Snapshot
+from netwatch.model import EnrichedFlow, Flow, FlowKey, Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +130,11 @@ class RateTracker:
         """Compute rates for this snapshot's flows; a flow seen for the first time has none."""
         seconds = 0.0 if self._prev_at is None else snapshot.taken_at - self._prev_at
         flows = snapshot.flows
-        tokens = list(map(_TOKEN, flows))
-        serials = list(map(_FIRST, tokens))
+        bare = list(map(_FLOW, flows))  # then one plain attribute per walk: no tuple per flow
+        serials = list(map(_SERIAL, bare))
         numbered = set(serials)
         if len(numbered) == len(flows) and 0 not in numbered:
-            self._by_serial(flows, tokens, serials, numbered, seconds)
+            self._by_serial(flows, bare, serials, numbered, seconds)
         else:
             self._by_key(flows, seconds)
         self._prev_at = snapshot.taken_at
@@ -172,7 +172,7 @@ class RateTracker:
     def _by_serial(
         self,
         flows: Sequence[EnrichedFlow],
-        tokens: list[tuple[int, int, int, int | None, int | None]],
+        bare: list[Flow],
         serials: list[int],
         numbered: set[int],
         seconds: float,
@@ -184,12 +184,12 @@ class RateTracker:
         everything = range(len(flows))
         # Positions whose rev_facts (rev_traffic) is not last tick's for that serial; a new
         # serial has neither.
-        facts = list(map(_SECOND, tokens))
+        facts = list(map(_FACTS, bare))
         renamed = list(compress(everything, map(ne, map(facts_of.get, serials), facts)))
-        traffic = list(map(_THIRD, tokens))
+        traffic = list(map(_TRAFFIC, bare))
         moving = list(compress(everything, map(ne, map(traffic_of.get, serials), traffic)))
         for i in renamed:
-            key_of[serials[i]] = row_key(flows[i].flow.key)
+            key_of[serials[i]] = row_key(bare[i].key)
         facts_of.update(
             zip(map(serials.__getitem__, renamed), map(facts.__getitem__, renamed), strict=True)
         )
@@ -202,9 +202,9 @@ class RateTracker:
                 up_of[serial] = None if sent_of[serial] is None else 0.0
                 down_of[serial] = None if received_of[serial] is None else 0.0
         ms = list(map(serials.__getitem__, moving))
-        moved_tokens = list(map(tokens.__getitem__, moving))
-        sent = list(map(_FOURTH, moved_tokens))
-        received = list(map(_FIFTH, moved_tokens))
+        movers = list(map(bare.__getitem__, moving))
+        sent = list(map(_SENT, movers))
+        received = list(map(_RECEIVED, movers))
         if self._prev:  # coming from the key path: its counters for serials new here
             for serial, i in zip(ms, moving, strict=True):
                 if serial not in sent_of:
@@ -265,20 +265,13 @@ def _deltas(now: list[int | None], before: list[int | None], seconds: float) -> 
 
 
 _NONE = Rate()
-_TOKEN = attrgetter(
-    "flow.serial", "flow.rev_facts", "flow.rev_traffic", "flow.bytes_sent", "flow.bytes_received"
-)
-"""What the rates read from a flow, in one pass over the snapshot (each flow is visited once:
-at 10,000 flows the walk itself, a cache miss or two per flow, is much of the cost)."""
-_FIRST = itemgetter(0)
-_SECOND = itemgetter(1)
-_THIRD = itemgetter(2)
-_FOURTH = itemgetter(3)
-_FIFTH = itemgetter(4)
+_SERIAL = attrgetter("serial")
+_FACTS = attrgetter("rev_facts")
+_TRAFFIC = attrgetter("rev_traffic")
 _FLOW = attrgetter("flow")
 _PROCESS = attrgetter("flow.process")
-_SENT = attrgetter("flow.bytes_sent")
-_RECEIVED = attrgetter("flow.bytes_received")
+_SENT = attrgetter("bytes_sent")
+_RECEIVED = attrgetter("bytes_received")
 
 
 @dataclass(frozen=True, slots=True)
