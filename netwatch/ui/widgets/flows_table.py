@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from itertools import repeat
 from operator import attrgetter
 
+from rich.cells import cell_len, set_cell_size
 from rich.console import RenderableType
 from rich.segment import Segment
 from rich.style import Style
@@ -34,10 +35,12 @@ _ROW_KEY = attrgetter("key")
 _MAX_LOOKS = 20_000
 """Rendered cells kept (a screenful is a few hundred; the cache is dropped when full)."""
 _NO_STYLE = Style()
+_VPN_COLUMNS = ("proto", "group")
+"""The columns `_cell` styles for VPN rows."""
 
 
 def _cell(text: str, column: Column, vpn: bool) -> Text:
-    style = VPN_STYLE if vpn and column.key in ("proto", "group") else ""
+    style = VPN_STYLE if vpn and column.key in _VPN_COLUMNS else ""
     return Text(text, style=style, justify="right" if column.numeric else "left", no_wrap=True)
 
 
@@ -273,8 +276,13 @@ class FlowsTable(DataTable[Text]):
         if not (0 <= row_index < len(self.order) and column_index >= 0):  # header, label
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         row = self.view[row_index]
+        text = row.cells[column_index]
+        column = self.columns_spec[column_index]
+        plain = not (row.vpn and column.key in _VPN_COLUMNS) and text.isprintable()
+        if plain and not (self.fixed_rows or self.fixed_columns):
+            return self._plain_cell(row_index, column_index, base_style, width, cursor, hover, text)
         look = (
-            row.cells[column_index],
+            text,
             row.vpn,
             column_index,
             width,
@@ -303,6 +311,59 @@ class FlowsTable(DataTable[Text]):
         return [
             [Segment(seg.text, (seg.style or _NO_STYLE) + at) for seg in line] for line in lines
         ]
+
+    def _plain_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool,
+        hover: bool,
+        text: str,
+    ) -> SegmentLines:
+        """A cell of unstyled, printable text, drawn without rich's render pipeline.
+
+        It is what `DataTable._render_cell` draws for our `_cell` Text (one line, no wrap,
+        padded by `cell_padding`, justified, cropped with rich's cell widths) in the same
+        style (base style with the click metadata, then the cursor or hover style, then the
+        post style); `tests/tui/test_flows_table_cells.py` compares the two. A repaint draws
+        a few hundred cells, and rich's general pipeline took most of it.
+        """
+        pad = self.cell_padding
+        room = width - 2 * pad
+        if room <= 0:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        component, post = self._get_styles_to_render_cell(
+            False,
+            False,
+            False,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
+        )
+        at = self._metas.get((row_index, column_index))
+        if at is None:
+            at = self._metas[row_index, column_index] = Style.from_meta(
+                {"row": row_index, "column": column_index}
+            )
+        style = base_style + at + component
+        if post:
+            style += post
+        if self.columns_spec[column_index].numeric:  # rich strips a right-justified line
+            text = text.rstrip()
+        used = cell_len(text)
+        if used >= room:
+            text = set_cell_size(text, room)
+        elif self.columns_spec[column_index].numeric:
+            text = " " * (room - used) + text
+        else:
+            text += " " * (room - used)
+        margin = " " * pad
+        return [[Segment(margin + text + margin, style)]]
 
     def _clear_caches(self) -> None:
         super()._clear_caches()
