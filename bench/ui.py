@@ -142,7 +142,7 @@ async def run_size(n: int, ticks: int, scenario: str) -> dict[str, list[float]]:
         for index, snap in enumerate(snaps):
             w0 = time.perf_counter()
             c0 = time.process_time()
-            history.add(snap, rates.update(snap), rates.active)
+            history.add(snap, rates.update(snap), rates.active, rates.names)
             c1 = time.process_time()
             rows = view.build_rows(snap, state, {}, T0, rates.keys, rates.latest, rates.moved)
             c2 = time.process_time()

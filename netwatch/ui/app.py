@@ -149,7 +149,8 @@ class NetwatchApp(DrillDown):
         snap = message.snapshot
         self.snapshot = snap
         self.snapshots_seen += 1
-        self.history.add(snap, self.rates.update(snap), self.rates.active)
+        rates = self.rates
+        self.history.add(snap, rates.update(snap), rates.active, rates.names)
         self.rated = snap
         if not self.state.paused:
             self.render_snapshot()

@@ -82,7 +82,8 @@ class RateTracker:
     After `update`, `keys`, `latest` (the returned rates) and `moved` (bytes each flow moved
     so far, unknown counters as 0) are aligned with the snapshot's flows, `rates` maps row
     keys to rates, and `active` lists the positions whose rate may be non-zero (None: any
-    may be), so the history sums only those.
+    may be), so the history sums only those, with `names` their process names (`process_name`,
+    kept by serial and read again only when `rev_facts` moved).
 
     Two paths give the same numbers. When every flow carries its own serial (the change
     contract, docs/architecture.md section 4), everything is remembered by serial and only
@@ -103,11 +104,13 @@ class RateTracker:
         self.keys: list[str] = []
         self.moved: list[int] = []
         self.active: list[int] | None = None
+        self.names: list[str] | None = None
         # The serial path's memory, each keyed by serial: last tick's rev_facts and
         # rev_traffic, the row key, the counters, the bytes moved, the rate shown.
         self._facts_of: dict[int, int] = {}
         self._traffic_of: dict[int, int] = {}
         self._key_of: dict[int, str] = {}
+        self._name_of: dict[int, str] = {}
         self._sent_of: dict[int, int | None] = {}
         self._received_of: dict[int, int | None] = {}
         self._moved_of: dict[int, int] = {}
@@ -166,7 +169,7 @@ class RateTracker:
                 )
             )
         self._prev = current
-        self.keys, self.latest, self.active = keys, out, None
+        self.keys, self.latest, self.active, self.names = keys, out, None, None
         self.moved = [(f.bytes_sent or 0) + (f.bytes_received or 0) for f in map(_FLOW, flows)]
 
     def _by_serial(
@@ -188,8 +191,11 @@ class RateTracker:
         renamed = list(compress(everything, map(ne, map(facts_of.get, serials), facts)))
         traffic = list(map(_TRAFFIC, bare))
         moving = list(compress(everything, map(ne, map(traffic_of.get, serials), traffic)))
+        name_of = self._name_of
         for i in renamed:
-            key_of[serials[i]] = row_key(bare[i].key)
+            flow = bare[i]
+            key_of[serials[i]] = row_key(flow.key)
+            name_of[serials[i]] = "?" if flow.process is None else flow.process.name
         facts_of.update(
             zip(map(serials.__getitem__, renamed), map(facts.__getitem__, renamed), strict=True)
         )
@@ -237,10 +243,12 @@ class RateTracker:
             self.latest = RateColumns([None] * len(flows), [None] * len(flows))
             self._moving = serials
         self.active = moving
+        self.names = list(map(name_of.__getitem__, ms))
 
     def _forget(self, serials: Iterable[int]) -> None:
         for serial in serials:
             del self._facts_of[serial], self._traffic_of[serial], self._key_of[serial]
+            del self._name_of[serial]
             del self._moved_of[serial]
             del self._sent_of[serial], self._received_of[serial]
             del self._up_of[serial], self._down_of[serial]
@@ -269,7 +277,6 @@ _SERIAL = attrgetter("serial")
 _FACTS = attrgetter("rev_facts")
 _TRAFFIC = attrgetter("rev_traffic")
 _FLOW = attrgetter("flow")
-_PROCESS = attrgetter("flow.process")
 _SENT = attrgetter("bytes_sent")
 _RECEIVED = attrgetter("bytes_received")
 
@@ -298,13 +305,18 @@ class History:
         self.by_process: dict[str, deque[Point]] = {}
 
     def add(
-        self, snapshot: Snapshot, rates: Sequence[Rate], active: Sequence[int] | None = None
+        self,
+        snapshot: Snapshot,
+        rates: Sequence[Rate],
+        active: Sequence[int] | None = None,
+        names: Sequence[str] | None = None,
     ) -> None:
         """Append this snapshot's totals (`rates` aligned with its flows); processes absent
         this time get a zero point.
 
         `active` (`RateTracker.active`) lists the only positions whose rate can be non-zero;
         the others add nothing, so on a quiet tick the sums visit a handful of flows.
+        `names` (`RateTracker.names`), aligned with `active`, are their process names.
         """
         per: dict[str, list[float]] = {}
         up_total = down_total = 0.0
@@ -314,19 +326,16 @@ class History:
         else:
             ups, downs = [r.up for r in rates], [r.down for r in rates]
         positions = range(len(flows)) if active is None else active
-        processes = map(_PROCESS, map(flows.__getitem__, positions))
-        for up, down, process in zip(
-            map(ups.__getitem__, positions),
-            map(downs.__getitem__, positions),
-            processes,
-            strict=True,
+        if names is None or active is None:
+            names = list(map(process_name, map(flows.__getitem__, positions)))
+        for up, down, name in zip(
+            map(ups.__getitem__, positions), map(downs.__getitem__, positions), names, strict=True
         ):
             up, down = up or 0.0, down or 0.0
             if not (up or down):
                 continue
             up_total += up
             down_total += down
-            name = "?" if process is None else process.name  # process_name, inlined
             acc = per.get(name)
             if acc is None:
                 per[name] = [up, down]

@@ -124,7 +124,7 @@ def tracked(snaps: list[Snapshot]) -> tuple[list[list[tuple[float | None, float 
     out = []
     for snap in snaps:
         rates = tracker.update(snap)
-        history.add(snap, rates, tracker.active)
+        history.add(snap, rates, tracker.active, tracker.names)
         assert tracker.keys == [row_key(ef.flow.key) for ef in snap.flows]
         assert tracker.moved == [
             (ef.flow.bytes_sent or 0) + (ef.flow.bytes_received or 0) for ef in snap.flows
