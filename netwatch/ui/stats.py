@@ -126,8 +126,16 @@ class RateTracker:
         return self._rates
 
     def rate_of(self, key: str) -> Rate:
-        """The rate of the flow with this row key (no rate when it is not in the snapshot)."""
-        return self.rates.get(key) or _NONE
+        """The rate of the flow with this row key (no rate when it is not in the snapshot).
+
+        An open detail screen asks each tick: one scan of the keys in C (the last flow with
+        the key, as in `rates`), not a `Rate` made for each of 10,000 flows.
+        """
+        if self._rates is not None:
+            return self._rates.get(key) or _NONE
+        if key not in self.keys:
+            return _NONE
+        return self.latest[len(self.keys) - 1 - self.keys[::-1].index(key)]
 
     def update(self, snapshot: Snapshot) -> Sequence[Rate]:
         """Compute rates for this snapshot's flows; a flow seen for the first time has none."""

@@ -15,7 +15,7 @@ from dataclasses import replace
 from netwatch.model import Direction, EnrichedFlow, Snapshot
 from netwatch.ui import view
 from netwatch.ui.query import matches, parse
-from netwatch.ui.stats import History, RateTracker, row_key
+from netwatch.ui.stats import History, Rate, RateTracker, row_key
 from tests.builders import make_flow, make_label, make_process, make_snapshot
 
 T0 = 1_700_000_000.0
@@ -222,3 +222,15 @@ def test_row_order_by_serial_is_the_plain_order() -> None:
             assert [r.key for r in fast] == want
             assert [r.key for r in slow] == want
             assert [r.cells for r in fast] == [r.cells for r in slow]
+
+
+def test_rate_of_a_key_is_its_rate_in_the_mapping() -> None:
+    snaps = numbered_snapshots(seed=5)
+    tracker = RateTracker()
+    for snap in snaps:
+        tracker.update(snap)
+        for ef in snap.flows[:10]:
+            key = row_key(ef.flow.key)
+            fast = tracker.rate_of(key)
+            assert fast == tracker.rates[key] and tracker.rate_of(key) is fast
+    assert tracker.rate_of("tcp|0.0.0.0:1|*") == Rate()
