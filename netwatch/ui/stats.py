@@ -210,13 +210,15 @@ class RateTracker:
         traffic_of.update(
             zip(map(serials.__getitem__, moving), map(traffic.__getitem__, moving), strict=True)
         )
+        everyone = len(moving) == len(flows)  # a busy tick: skip the walks that pick movers
         # Rates shown last tick by flows that stand still now fall back to the delta 0.
-        for serial in set(self._moving).difference(map(serials.__getitem__, moving)):
-            if serial in sent_of:
-                up_of[serial] = None if sent_of[serial] is None else 0.0
-                down_of[serial] = None if received_of[serial] is None else 0.0
-        ms = list(map(serials.__getitem__, moving))
-        movers = list(map(bare.__getitem__, moving))
+        if not everyone:
+            for serial in set(self._moving).difference(map(serials.__getitem__, moving)):
+                if serial in sent_of:
+                    up_of[serial] = None if sent_of[serial] is None else 0.0
+                    down_of[serial] = None if received_of[serial] is None else 0.0
+        ms = serials if everyone else list(map(serials.__getitem__, moving))
+        movers = bare if everyone else list(map(bare.__getitem__, moving))
         sent = list(map(_SENT, movers))
         received = list(map(_RECEIVED, movers))
         if self._prev:  # coming from the key path: its counters for serials new here
@@ -231,19 +233,20 @@ class RateTracker:
         sent_of.update(zip(ms, sent, strict=True))
         received_of.update(zip(ms, received, strict=True))
         if None in sent or None in received:
-            moved_of.update(
-                (s, (a or 0) + (b or 0)) for s, a, b in zip(ms, sent, received, strict=True)
-            )
+            totals = [(a or 0) + (b or 0) for a, b in zip(sent, received, strict=True)]
         else:
-            moved_of.update(zip(ms, map(add, sent, received), strict=True))
+            totals = list(map(add, sent, received))
+        moved_of.update(zip(ms, totals, strict=True))
         up_of.update(zip(ms, ups, strict=True))
         down_of.update(zip(ms, downs, strict=True))
         if len(facts_of) > len(numbered):  # flows went away: forget them
             self._forget(facts_of.keys() - numbered)
         self._moving = ms
         self.keys = list(map(key_of.__getitem__, serials))
-        self.moved = list(map(moved_of.__getitem__, serials))
-        if seconds > 0:
+        self.moved = totals if everyone else list(map(moved_of.__getitem__, serials))
+        if seconds > 0 and everyone:
+            self.latest = RateColumns(ups, downs)
+        elif seconds > 0:
             self.latest = RateColumns(
                 list(map(up_of.__getitem__, serials)), list(map(down_of.__getitem__, serials))
             )
@@ -270,7 +273,9 @@ def _deltas(now: list[int | None], before: list[int | None], seconds: float) -> 
     if None in now:
         return [_delta(a, b, seconds) for a, b in zip(now, before, strict=True)]
     new = list(compress(range(len(before)), map(is_, before, repeat(None))))
-    known = cast("list[int]", before if not new else [0 if b is None else b for b in before])
+    known = cast("list[int]", before if not new else list(before))
+    for i in new:
+        known[i] = 0
     moved = list(map(sub, cast("list[int]", now), known))  # no None in either (checked above)
     if moved and min(moved) < 0:  # a counter went back (reset): clamp, as `_delta` does
         moved = list(map(max, moved, repeat(0)))

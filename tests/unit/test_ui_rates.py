@@ -12,6 +12,8 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+import pytest
+
 from netwatch.model import Direction, EnrichedFlow, Snapshot
 from netwatch.ui import view
 from netwatch.ui.query import matches, parse
@@ -22,8 +24,8 @@ T0 = 1_700_000_000.0
 NAMES = ("curl", "firefox", "sshd", "vpnclient")
 
 
-def _flow(i: int, serial: int) -> EnrichedFlow:
-    listening = i % 11 == 0  # a listener: no counters
+def _flow(i: int, serial: int, listeners: bool = True) -> EnrichedFlow:
+    listening = listeners and i % 11 == 0  # a listener: no counters
     ef = make_flow(
         None if listening else f"93.0.{i // 250}.{i % 250}",
         0 if listening else 443,
@@ -55,11 +57,13 @@ def _new_facts(ef: EnrichedFlow) -> EnrichedFlow:
     return replace(ef, flow=replace(f, label=label, state="FIN_WAIT1", rev_facts=f.rev_facts + 1))
 
 
-def numbered_snapshots(ticks: int = 12, n: int = 60, seed: int = 7) -> list[Snapshot]:
-    """A busy little host: each tick about half the flows move, a few change facts only,
-    a few are replaced (new serial, new key); one tick repeats the time (no rate)."""
+def numbered_snapshots(
+    ticks: int = 12, n: int = 60, seed: int = 7, moving: float = 0.5, listeners: bool = True
+) -> list[Snapshot]:
+    """A busy little host: each tick about half the flows move (`moving`), a few change facts
+    only, a few are replaced (new serial, new key); one tick repeats the time (no rate)."""
     rng = random.Random(seed)
-    flows = [_flow(i, i + 1) for i in range(n)]
+    flows = [_flow(i, i + 1, listeners) for i in range(n)]
     made = n
     out = []
     taken_at = T0
@@ -67,12 +71,12 @@ def numbered_snapshots(ticks: int = 12, n: int = 60, seed: int = 7) -> list[Snap
         if tick > 1:
             for pos in range(len(flows)):
                 roll = rng.random()
-                if roll < 0.5:
+                if roll < moving:
                     flows[pos] = _moved(flows[pos], rng)
-                elif roll < 0.55:
+                if moving < roll < moving + 0.05:
                     flows[pos] = _new_facts(flows[pos])
-                elif roll < 0.6:
-                    flows[pos] = _flow(made, made + 1)
+                elif roll > 0.95:
+                    flows[pos] = _flow(made, made + 1, listeners)
                     made += 1
             rng.shuffle(flows)
             taken_at += 0.0 if tick == 6 else rng.choice((1.0, 2.0))
@@ -133,8 +137,12 @@ def tracked(snaps: list[Snapshot]) -> tuple[list[list[tuple[float | None, float 
     return out, history
 
 
-def test_rates_by_serial_are_the_plain_rates_and_the_key_paths() -> None:
-    snaps = numbered_snapshots()
+@pytest.mark.parametrize(
+    "snaps",
+    [numbered_snapshots(), numbered_snapshots(seed=9, moving=1.0, listeners=False)],
+    ids=["some-move", "all-move"],
+)
+def test_rates_by_serial_are_the_plain_rates_and_the_key_paths(snaps: list[Snapshot]) -> None:
     by_serial, history = tracked(snaps)
     by_key, key_history = tracked([unnumbered(s) for s in snaps])
     expected = plain_rates(snaps)
