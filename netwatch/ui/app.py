@@ -149,7 +149,8 @@ class NetwatchApp(DrillDown):
         snap = message.snapshot
         self.snapshot = snap
         self.snapshots_seen += 1
-        self.history.add(snap, self.rates.update(snap))
+        rates = self.rates
+        self.history.add(snap, rates.update(snap), rates.active, rates.names)
         self.rated = snap
         if not self.state.paused:
             self.render_snapshot()
@@ -184,8 +185,13 @@ class NetwatchApp(DrillDown):
         table = self.table
         table.set_columns(view.columns_for(self.state.grouping))
         table.set_sort_marker(self.state.sort, self.state.reverse)
-        keys = self.rates.keys if snap is self.rated else None
-        rows = view.build_rows(snap, self.state, self.rates.rates, self.now(), keys)
+        rates = self.rates
+        if snap is self.rated:  # the tracker's keys and rates are this snapshot's, in order
+            rows = view.build_rows(
+                snap, self.state, {}, self.now(), rates.keys, rates.latest, rates.moved
+            )
+        else:
+            rows = view.build_rows(snap, self.state, rates.rates, self.now())
         table.apply(rows)
         self.shown_flows = view.flow_count(rows)
         self._render_charts()

@@ -17,7 +17,7 @@ from netwatch.model import Alert, EnrichedFlow, RemoteInfo, Snapshot
 from netwatch.ui import detail
 from netwatch.ui.screens.process import ProcessScreen
 from netwatch.ui.screens.text_screen import TextScreen
-from netwatch.ui.stats import Rate, RateTracker, process_name, row_key
+from netwatch.ui.stats import RateTracker, process_name, row_key
 
 
 def latest_remote(snapshot: Snapshot | None, remote: RemoteInfo | None) -> RemoteInfo | None:
@@ -63,7 +63,7 @@ class DrillDown(App[None]):
         def build() -> Text:
             snap = self.snapshot
             latest = next((f for f in snap.flows if f.flow.key == key), ef) if snap else ef
-            rate = self.rates.rates.get(row_key(key)) or Rate()
+            rate = self.rates.rate_of(row_key(key))
             return detail.flow_detail(latest, rate, snap, self.alerts.values(), self.now())
 
         self.push_screen(TextScreen(f"Flow: {row_key(key)}", build))

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from operator import attrgetter
+from typing import Any, overload
 
 from netwatch.model import Direction, EnrichedFlow, Snapshot
 from netwatch.ui import fmt
 from netwatch.ui.query import Query, matches
-from netwatch.ui.stats import Rate, process_name, row_key
+from netwatch.ui.stats import Rate, RateColumns, process_name, row_key
 
 
 class Grouping(StrEnum):
@@ -97,17 +98,18 @@ class Row:
     """One table row: its stable key, what it stands for, and its cells.
 
     Flow rows format their cells only when asked (the table asks for the rows on screen), so
-    a 10,000-flow snapshot costs one sort, not 150,000 formatted strings.
+    a 10,000-flow snapshot costs one sort, not 150,000 formatted strings; for the same reason
+    a flow row reads its VPN mark from its flow's label only when asked.
     """
 
-    __slots__ = ("_cells", "flow", "group", "key", "now", "rate", "vpn")
+    __slots__ = ("_cells", "_vpn", "flow", "group", "key", "now", "rate")
 
     def __init__(
         self,
         key: str,
         cells: tuple[str, ...] | None = None,
         *,
-        vpn: bool = False,
+        vpn: bool | None = None,
         flow: EnrichedFlow | None = None,
         group: str | None = None,
         rate: Rate | None = None,
@@ -115,11 +117,19 @@ class Row:
     ) -> None:
         self.key = key
         self._cells = cells
-        self.vpn = vpn
+        self._vpn = vpn
         self.flow = flow
         self.group = group
         self.rate = rate or _NO_RATE
         self.now = now
+
+    @property
+    def vpn(self) -> bool:
+        """True when the row stands for VPN traffic (a flow's label says so)."""
+        if self._vpn is None:
+            label = None if self.flow is None else self.flow.flow.label
+            self._vpn = label is not None and label.vpn
+        return self._vpn
 
     @property
     def cells(self) -> tuple[str, ...]:
@@ -131,6 +141,51 @@ class Row:
 
     def __repr__(self) -> str:
         return f"Row({self.key!r})"
+
+
+class FlowRows(Sequence[Row]):
+    """Flow rows in display order, each made when first asked for.
+
+    The table asks for the rows on screen and the view only sorts positions, so a tick of
+    10,000 flows makes a few dozen `Row` objects instead of 10,000. `keys` are the rows' keys
+    in order (what `FlowsTable.apply` needs from every row).
+    """
+
+    __slots__ = ("_flows", "_made", "_now", "_positions", "_rates", "keys")
+
+    def __init__(
+        self,
+        keys: list[str],
+        positions: list[int],
+        flows: Sequence[EnrichedFlow],
+        rates: Sequence[Rate],
+        now: float,
+    ) -> None:
+        self.keys = keys
+        self._positions = positions
+        self._flows = flows
+        self._rates = rates
+        self._now = now
+        self._made: dict[int, Row] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @overload
+    def __getitem__(self, index: int) -> Row: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Row]: ...
+    def __getitem__(self, index: int | slice) -> Row | list[Row]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        if index < 0:
+            index += len(self.keys)
+        row = self._made.get(index)
+        if row is None:
+            at = self._positions[index]
+            row = Row(self.keys[index], flow=self._flows[at], rate=self._rates[at], now=self._now)
+            self._made[index] = row
+        return row
 
 
 _NO_RATE = Rate()
@@ -192,19 +247,47 @@ def _flow_sort_value(col: str, ef: EnrichedFlow, rate: Rate, now: float) -> Any:
     return text.lower() if text else None
 
 
-def _moved(row: Row) -> int:
-    f = row.flow.flow if row.flow is not None else None
-    return 0 if f is None else (f.bytes_sent or 0) + (f.bytes_received or 0)
+_FLOW = attrgetter("flow")
+_DOWN = attrgetter("down")
+_UP = attrgetter("up")
 
 
-def _sorted(items: list[tuple[Any, Row]], reverse: bool) -> list[Row]:
-    """Sort by value; ties (and the first tick, when no rate is known yet) put the flows that
-    moved most bytes first, then key order; rows without a value always come last."""
-    items.sort(key=lambda it: (-_moved(it[1]), it[1].key))
-    known = [it for it in items if it[0] is not None]
-    unknown = [it[1] for it in items if it[0] is None]
-    known.sort(key=lambda it: it[0], reverse=reverse)
-    return [it[1] for it in known] + unknown
+def _order(
+    positions: Sequence[int],
+    values: Sequence[Any] | Mapping[int, Any],
+    moved: Sequence[int],
+    ids: Sequence[str],
+    reverse: bool,
+) -> list[int]:
+    """`positions` sorted by value; ties (and the first tick, when no rate is known yet) put
+    the flows that moved most bytes first, then key order; values None always come last.
+
+    Three stable sorts with one plain key each (key text, bytes moved, value), every key read
+    with `__getitem__` of a list or dict by position, so CPython compares in C, with its
+    type-specialised comparisons, instead of calling Python or comparing a tuple per flow.
+    """
+    order = sorted(positions, key=ids.__getitem__)
+    order.sort(key=moved.__getitem__, reverse=True)
+    unknown: list[int] = []
+    if None in (values.values() if isinstance(values, Mapping) else values):
+        unknown = [i for i in order if values[i] is None]
+        order = [i for i in order if values[i] is not None]
+    order.sort(key=values.__getitem__, reverse=reverse)
+    return order + unknown if unknown else order
+
+
+def _unique(keys: Sequence[str], positions: Sequence[int]) -> list[str]:
+    """Row ids for keys: two sockets can share a key (SO_REUSEPORT listeners, the same tuple in
+    two network namespaces); both are shown (in `positions`), and row keys must stay unique."""
+    seen: dict[str, int] = {}
+    out = list(keys)
+    for i in positions:
+        key = keys[i]
+        dup = seen.get(key, 0)
+        seen[key] = dup + 1
+        if dup:
+            out[i] = f"{key}#{dup + 1}"
+    return out
 
 
 def flow_rows(
@@ -213,29 +296,47 @@ def flow_rows(
     rates: Mapping[str, Rate],
     now: float,
     keys: Sequence[str] | None = None,
-) -> list[Row]:
-    """One row per flow that passes the filter, sorted as the state says."""
+    aligned: Sequence[Rate] | None = None,
+    moved: Sequence[int] | None = None,
+) -> FlowRows:
+    """One row per flow that passes the filter, sorted as the state says.
+
+    `aligned` and `moved`, when given, hold each flow's rate and bytes moved so far in order
+    (`RateTracker.latest` and `.moved`), which saves a lookup by key and a visit per flow;
+    otherwise rates are looked up in `rates`. Rates as `stats.RateColumns` sort by their
+    column of numbers without a `Rate` being made.
+    """
     valid = {c.key for c in FLOW_COLUMNS}
     col = state.sort if state.sort in valid else "down_rate"
-    items: list[tuple[Any, Row]] = []
-    filtering = not state.query.empty
     if keys is None:
         keys = [row_key(ef.flow.key) for ef in flows]
-    seen: dict[str, int] = {}
-    for key, ef in zip(keys, flows, strict=True):
-        if filtering and not matches(state.query, ef):
-            continue
-        f = ef.flow
-        rate = rates.get(key, _NO_RATE)
-        label = f.label
-        # Two sockets can share a key (SO_REUSEPORT listeners, the same tuple in two network
-        # namespaces); both are shown, and row keys must stay unique.
-        dup = seen.get(key, 0)
-        seen[key] = dup + 1
-        row_id = key if not dup else f"{key}#{dup + 1}"
-        row = Row(row_id, vpn=label is not None and label.vpn, flow=ef, rate=rate, now=now)
-        items.append((_flow_sort_value(col, ef, rate, now), row))
-    return _sorted(items, state.reverse)
+    if aligned is None:
+        aligned = [rates.get(key, _NO_RATE) for key in keys]
+    if moved is None:
+        moved = [(f.bytes_sent or 0) + (f.bytes_received or 0) for f in map(_FLOW, flows)]
+    positions: Sequence[int] = range(len(flows))
+    if not state.query.empty:
+        positions = [i for i, ef in enumerate(flows) if matches(state.query, ef)]
+    ids = keys if len(set(keys)) == len(keys) else _unique(keys, positions)
+    values: Sequence[Any] | Mapping[int, Any]
+    if col in ("down_rate", "up_rate"):
+        if isinstance(aligned, RateColumns):
+            values = aligned.downs if col == "down_rate" else aligned.ups
+        else:
+            values = list(map(_DOWN if col == "down_rate" else _UP, aligned))
+    else:  # no other column reads the rate
+        values = {i: _flow_sort_value(col, flows[i], _NO_RATE, now) for i in positions}
+    order = _order(positions, values, moved, ids, state.reverse)
+    return FlowRows(list(map(ids.__getitem__, order)), order, flows, aligned, now)
+
+
+def _sorted(items: list[tuple[Any, Row]], reverse: bool) -> list[Row]:
+    """Sort group rows by value, ties in key order; rows without a value always come last."""
+    items.sort(key=lambda it: it[1].key)
+    known = [it for it in items if it[0] is not None]
+    unknown = [it[1] for it in items if it[0] is None]
+    known.sort(key=lambda it: it[0], reverse=reverse)
+    return [it[1] for it in known] + unknown
 
 
 def group_name(ef: EnrichedFlow, grouping: Grouping) -> str:
@@ -272,16 +373,19 @@ def group_rows(
     state: ViewState,
     rates: Mapping[str, Rate],
     keys: Sequence[str] | None = None,
+    aligned: Sequence[Rate] | None = None,
 ) -> list[Row]:
     """One row per group (process, country or ASN) of the flows that pass the filter."""
     accs: dict[str, _Acc] = {}
-    if keys is None:
-        keys = [row_key(ef.flow.key) for ef in flows]
-    for key, ef in zip(keys, flows, strict=True):
+    if aligned is None:
+        if keys is None:
+            keys = [row_key(ef.flow.key) for ef in flows]
+        aligned = [rates.get(key, _NO_RATE) for key in keys]
+    for rate, ef in zip(aligned, flows, strict=True):
         if not state.query.empty and not matches(state.query, ef):
             continue
         acc = accs.setdefault(group_name(ef, state.grouping), _Acc())
-        f, rate = ef.flow, rates.get(key, _NO_RATE)
+        f = ef.flow
         acc.flows += 1
         acc.up_rate += rate.up or 0.0
         acc.down_rate += rate.down or 0.0
@@ -326,19 +430,25 @@ def build_rows(
     rates: Mapping[str, Rate],
     now: float,
     keys: Sequence[str] | None = None,
-) -> list[Row]:
+    aligned: Sequence[Rate] | None = None,
+    moved: Sequence[int] | None = None,
+) -> Sequence[Row]:
     """The rows to show for a snapshot under the current view state.
 
-    `rates` is keyed by row key (`stats.row_key`); `keys`, when given, are the flows' row
-    keys in order (RateTracker already computed them, so no FlowKey is hashed twice).
+    `rates` is keyed by row key (`stats.row_key`); `keys`, `aligned` and `moved`, when
+    given, are the flows' row keys, rates and bytes moved in order (`RateTracker.keys`,
+    `.latest` and `.moved`: it already made them, so no FlowKey is hashed twice and no rate
+    is looked up by key).
     """
     if state.grouping is Grouping.NONE:
-        return flow_rows(snapshot.flows, state, rates, now, keys)
-    return group_rows(snapshot.flows, state, rates, keys)
+        return flow_rows(snapshot.flows, state, rates, now, keys, aligned, moved)
+    return group_rows(snapshot.flows, state, rates, keys, aligned)
 
 
 def flow_count(rows: Sequence[Row]) -> int:
     """How many flows the rows stand for (a group row counts its flows)."""
+    if isinstance(rows, FlowRows):
+        return len(rows)
     return sum(int(r.cells[1]) if r.group is not None else 1 for r in rows)
 
 
