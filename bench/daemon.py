@@ -3,7 +3,8 @@
 Two holder processes open N loopback TCP connections (both ends, 2N sockets) and keep
 them for the run; `netwatch daemon --interval 1` runs with a temp store and socket for
 `--seconds` (60 by default) after a short warm-up. CPU is utime+stime from /proc over the
-window; RSS is the peak of VmRSS sampled every second. A second window (`--client-seconds`)
+window; RSS is the peak of VmRSS sampled every second; both count the daemon's children too
+(as root the daemon is an analyzer and its forked collector). A second window (`--client-seconds`)
 has one client attached that reads every snapshot, as the dashboard does. For comparison,
 `ss -tanp` (the native tool, also listing processes) is run once per second for 10 s over
 the same sockets.
@@ -100,16 +101,37 @@ def release(holders: list[subprocess.Popen[bytes]]) -> None:
         proc.wait(10)
 
 
+def family(pid: int) -> list[int]:
+    """`pid` and its children: the daemon's analyzer and, as root, its forked collector."""
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        kids = []
+    return [pid, *map(int, kids)]
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    """utime + stime of `pid` and its children (both halves of a split daemon)."""
+    total = 0.0
+    for p in family(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """VmRSS of `pid` and its children, MB."""
+    total = 0.0
+    for p in family(pid):
+        try:
+            lines = Path(f"/proc/{p}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(ln.split()[1]) / 1024 for ln in lines if ln.startswith("VmRSS:"))
+    return total
 
 
 def measure_daemon(

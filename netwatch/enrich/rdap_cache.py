@@ -9,6 +9,7 @@ says so in one line. A cached answer of the wrong shape is a miss, never an erro
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -72,8 +73,18 @@ def _hex(ip: IPAddress) -> str:
     return f"{int(ip):032x}"
 
 
+_DIGEST = 16
+"""Hex digits of the SHA-256 prefix each row carries: a damaged byte inside a row (a disk or
+copy error that SQLite's own structure checks do not see) makes the row a miss, never a
+wrong owner."""
+
+
+def _digest(body: str) -> str:
+    return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST]
+
+
 def _encode(owner: Owner) -> str:
-    return json.dumps(
+    body = json.dumps(
         {
             "status": owner.status,
             "reason": owner.reason,
@@ -84,15 +95,22 @@ def _encode(owner: Owner) -> str:
             "abuse_emails": list(owner.abuse_emails),
         }
     )
+    return f"{_digest(body)} {body}"
 
 
 _TEXT_FIELDS = ("reason", "name", "handle", "cidr", "country")
 
 
 def _decode(text: object) -> Owner | None:
-    """A cached owner, or None (a miss) when the row is not one netwatch wrote."""
+    """A cached owner, or None (a miss) when the row is not one netwatch wrote, or its digest
+    does not match (damaged, or written by a netwatch before rows carried one)."""
+    if not isinstance(text, str) or len(text) < _DIGEST + 1 or text[_DIGEST] != " ":
+        return None
+    body = text[_DIGEST + 1 :]
+    if _digest(body) != text[:_DIGEST]:
+        return None
     try:
-        d = json.loads(text) if isinstance(text, str) else None
+        d = json.loads(body)
     except (ValueError, RecursionError):
         return None
     if not isinstance(d, dict) or d.get("status") not in ("ok", "unknown"):

@@ -1,17 +1,16 @@
 """The socketpair between the daemon's collector and analyzer: one JSON object per line.
 
 Both ends block; the analyzer's reads time out (`Channel(timeout=...)`) so a stuck
-collector can never hang the daemon. The framing is `frame` / `unframe`, the only two
-functions that know it, so the codec's own framing (issue 12, the delta protocol) can
-replace it in one place.
+collector can never hang the daemon. The framing is the codec's (`codec.frame`, the one the
+daemon's clients and recordings use); `frame` / `unframe` here only adapt its errors.
 """
 
 from __future__ import annotations
 
-import json
 import socket
 from typing import Any
 
+from netwatch import codec
 from netwatch.errors import NetwatchError
 
 MAX_LINE = 256 * 1024 * 1024
@@ -23,14 +22,17 @@ class ChannelClosedError(NetwatchError):
     """The other process closed its end, died, stopped answering or sent garbage."""
 
 
-def frame(message: Any) -> bytes:
-    """One message as bytes on the wire."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+def frame(message: codec.JSONDict) -> bytes:
+    """One message as bytes on the wire (`codec.frame`)."""
+    return codec.frame(message)
 
 
 def unframe(line: bytes) -> Any:
     """The message of one line (`frame`'s inverse); raises `ValueError` if malformed."""
-    return json.loads(line)
+    try:
+        return codec.parse(line)
+    except codec.CodecError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class Channel:

@@ -119,3 +119,23 @@ def test_lookup_with_a_damaged_cache_is_one_line_exit_1() -> None:
         env={**os.environ, "PYTHONPATH": root},
     )  # fmt: skip
     assert (res.returncode, res.stderr) == (0, "")
+
+
+def test_a_changed_byte_inside_a_row_is_a_miss_not_a_wrong_owner(tmp_path: Path) -> None:
+    """Hypothesis found it: a damaged digit of the stored cidr ('90.189...' -> ' 0.189...')
+    left valid JSON, and the cache served the wrong network. Rows carry a digest now."""
+    path = tmp_path / "rdap.sqlite3"
+    _good_cache(path)
+    with sqlite3.connect(path) as conn:
+        changed = conn.execute(
+            "UPDATE owners SET data = replace(data, '90.189.128', ' 0.189.128')"
+        ).rowcount
+        conn.execute("UPDATE networks SET data = replace(data, '90.189.128', ' 0.189.128')")
+    conn.close()
+    assert changed == 1
+    cache = OwnerCache.open(path, _clock)
+    assert cache is not None
+    assert cache.get(IP) is None
+    cache.put(IP, OWNER)
+    assert cache.get(IP) == OWNER
+    cache.close()
