@@ -46,19 +46,29 @@ time.sleep(60)
 
 
 @pytest.fixture(scope="module")
-def netwatch_user() -> pwd.struct_passwd:
-    """The `netwatch` group and system user, created as README's install line does if missing."""
+def netwatch_user() -> Iterator[pwd.struct_passwd]:
+    """The `netwatch` group and system user, created as README's install line does if
+    missing, and removed again afterwards if this test made them (the test run must not
+    leave the machine with a user and group it did not ask for)."""
+    made_group = subprocess.run(["getent", "group", "netwatch"], capture_output=True).returncode
     subprocess.run(["groupadd", "-f", "--system", "netwatch"], check=True, timeout=30)
+    made_user = False
     try:
-        return pwd.getpwnam("netwatch")
+        pwd.getpwnam("netwatch")
     except KeyError:
-        pass
-    subprocess.run(
-        ["useradd", "--system", "--gid", "netwatch", "--no-create-home",
-         "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", "netwatch"],
-        check=True, timeout=30,
-    )  # fmt: skip
-    return pwd.getpwnam("netwatch")
+        subprocess.run(
+            ["useradd", "--system", "--gid", "netwatch", "--no-create-home",
+             "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", "netwatch"],
+            check=True, timeout=30,
+        )  # fmt: skip
+        made_user = True
+    try:
+        yield pwd.getpwnam("netwatch")
+    finally:
+        if made_user:
+            subprocess.run(["userdel", "netwatch"], check=False, timeout=30)
+        if made_group:
+            subprocess.run(["groupdel", "netwatch"], check=False, timeout=30)
 
 
 def _status(pid: int) -> dict[str, str]:
