@@ -322,8 +322,13 @@ FIELDS: dict[str, Field] = {
             lambda _ef, env: env.policy.tunnel_ipv6(env.host),
             "the tunnel carries IPv6 (the IPv6 default route is a tunnel interface's)",
         ),
-        Field("interface", _S, _flow("interface"), "interface the flow was captured on"),
-        Field("egress_by", _S, _flow("egress_by"), "how the interface was found: capture"),
+        Field("interface", _S, _flow("interface"), "interface the flow left by"),
+        Field(
+            "egress_by",
+            _S,
+            _flow("egress_by"),
+            "how the interface was found: capture (its first packet) or route (a route lookup)",
+        ),
         Field("host.vpngate_hub", _B, _vpngate_hub, "a SoftEther config declares a VPNGATE hub"),
     )
 }

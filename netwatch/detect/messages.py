@@ -35,7 +35,7 @@ FLOW_PLACEHOLDERS = {
     "down": "bytes received, human-readable",
     "duration": "flow duration, human-readable",
     "vpngate_config": "SoftEther config file with a VPNGATE hub",
-    "interface": "the interface the flow left by (as captured)",
+    "interface": "the interface the flow left by (as captured, or as routed without capture)",
     "provider": "who runs the far end, e.g. VPN Gate (University of Tsukuba, JP, no audit; "
     "logs kept ≥3 months), or 'an unknown operator'",
     "provider_note": "', run by <provider>,' when netwatch knows the operator, else nothing",

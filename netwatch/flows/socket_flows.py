@@ -11,7 +11,9 @@ and, when the flow's revisions and the enricher's answer are unchanged, last tic
 `EnrichedFlow`; a changed socket's flow gets its serial from the engine's serial book and
 revisions that move only for the parts that changed (`flows.serials`), so the stages after
 it (detection, the daemon) recognise unchanged flows by their version. A socket flow's
-`first_seen` is the sample that first listed that socket (kept per key and inode); its
+`first_seen` is the sample that first listed that socket (kept per key and inode); without
+capture, a connected socket's `interface` is where the kernel routes its remote address
+(`egress`, `egress_by = "route"`), asked when the socket is new or changed; its
 `last_seen` is None: the socket is open as of the snapshot's `taken_at`, which is also the
 time detection uses for it, as before.
 """
@@ -30,6 +32,7 @@ from netwatch.model import (
     Direction,
     EnrichedFlow,
     Flow,
+    IPAddress,
     RemoteInfo,
     SocketEntry,
     SocketTable,
@@ -47,13 +50,18 @@ _FLOW_VERSION = operator.attrgetter("serial", "rev_facts", "rev_traffic")
 _UNNUMBERED = (0, 0, 0)
 
 Enrich = Callable[[Flow], EnrichedFlow]
+Egress = Callable[[IPAddress], str | None]
+"""The interface a packet to an address leaves by (the kernel's route lookup, `sources.routes`)."""
 
 
 class SocketFlows:
     """Keeps last tick's entry -> flow -> enriched flow, by stamp and version, for one engine."""
 
-    def __init__(self, serials: SerialBook | None = None) -> None:
+    def __init__(self, serials: SerialBook | None = None, egress: Egress | None = None) -> None:
         self.serials = SerialBook() if serials is None else serials
+        self.egress = egress
+        """Without capture, where each connected socket's traffic leaves (`Flow.interface`,
+        `egress_by = "route"`), asked once per new or changed socket; None: not asked."""
         """Where each socket's conversation gets its serial (shared with the packet flows)."""
         self._flows: dict[int, Flow] = {}
         """Last tick's entries' stamps (`SocketEntry.stamp`) -> their flows."""
@@ -109,6 +117,8 @@ class SocketFlows:
                 prev = by_inode.get(e.inode) if e.inode else by_key.get(e.key)
                 seen = prev.first_seen if prev is not None and prev.key == e.key else now
                 flow = flow_from_socket(e, now, seen, True, _direction(e, listeners))
+                if self.egress is not None and e.key.remote is not None:
+                    flow = _routed(flow, self.egress)
                 serial = serial_of(_conversation(e))
                 got[i] = numbered(flow, serial, by_serial.get(serial))
         out = cast(list[Flow], got)
@@ -193,6 +203,15 @@ def _direction(entry: SocketEntry, listeners: Listeners) -> Direction:
     if entry.direction is not Direction.UNKNOWN:
         return entry.direction
     return infer_direction(entry.key, entry.state, listeners)
+
+
+def _routed(flow: Flow, egress: Egress) -> Flow:
+    """The flow with the interface its remote address is routed by (loopback is `lo`)."""
+    remote = flow.key.remote
+    if remote is None or remote.ip.is_loopback:
+        return flow
+    iface = egress(remote.ip)
+    return flow if iface is None else replace(flow, interface=iface, egress_by="route")
 
 
 def _answered(flow: Flow, remote: RemoteInfo | None, prev: EnrichedFlow | None) -> EnrichedFlow:

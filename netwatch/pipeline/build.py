@@ -18,6 +18,7 @@ from netwatch.pipeline.engine import (
     SocketSource,
 )
 from netwatch.sources.hostfacts import HostFactsReader
+from netwatch.sources.routes import RouteLookup
 from netwatch.sources.sockets import SocketSampler
 
 
@@ -42,6 +43,9 @@ def build_live_engine(
     source = sockets or SocketSampler(backend=socket_backend, clock=clock)
     if host is None and detector is not None:
         host = HostFactsReader()
+    # Without capture, leak rules still learn where traffic leaves: the kernel's route
+    # lookup (no privilege needed; cached per address).
+    egress = RouteLookup().egress if packets is None and detector is not None else None
     return Engine(
         source,
         clock,
@@ -50,4 +54,5 @@ def build_live_engine(
         detector=detector,
         host=host,
         full_every=full_every,
+        egress=egress,
     )

@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 from netwatch.clock import Clock
 from netwatch.flows.merge import MergeMemo, merge_flows
 from netwatch.flows.serials import SerialBook
-from netwatch.flows.socket_flows import SocketFlows
+from netwatch.flows.socket_flows import Egress, SocketFlows
 from netwatch.model import (
     Alert,
     Counters,
@@ -142,6 +142,7 @@ class Engine:
         status: SourceStatus | None = None,
         host: HostFactsSource | None = None,
         full_every: float = 0.0,
+        egress: Egress | None = None,
     ) -> None:
         self.sockets = sockets
         self.full_every = full_every
@@ -165,7 +166,9 @@ class Engine:
         self._last_tick: float | None = None
         self.serials = SerialBook()
         """Serials of the conversations in the last snapshot (socket and packet views)."""
-        self._socket_flows = SocketFlows(self.serials)
+        self._socket_flows = SocketFlows(self.serials, egress if packets is None else None)
+        """`egress`: where socket flows leave when capture is off (capture knows it better:
+        the interface a flow's first packet was seen on)."""
         self._enriched_by: Enricher | None = None
         self._exes_of: frozenset[str] | None = None
         self._merged: MergeMemo = {}

@@ -200,3 +200,23 @@ def test_ipv6_around_an_ipv4_tunnel_and_the_tunnel_going_down(lab: Lab, tmp_path
     counted = _counted(lab, outside.ns)
     assert counted > 0
     assert abs(int(evidence["sent_in_clear"]) - counted) <= 0.02 * counted, (evidence, counted)
+
+
+def test_without_capture_a_leak_is_found_by_the_route_lookup(lab: Lab, tmp_path: Path) -> None:
+    """`--no-capture`: the socket's interface comes from the kernel's route lookup, and the
+    alert says so (`egress_by = route`)."""
+    direct = "203.0.113.66"
+    outside = lab.add_peer(direct)
+    mmdb = write_mmdb(tmp_path / "t.mmdb", {f"{direct}/32": ("NL", 64540, "Net 66")})
+    script = tmp_path / "sender.py"
+    script.write_text(SENDER)
+    lab.spawn(
+        lab.host, [sys.executable, str(script), "routedleak", direct, "9996", "10", "connect"]
+    )
+    nw = Netwatch(lab, tmp_path, mmdb, ticks=4, config=POLICY, extra=("--no-capture",))
+    alerts = nw.alerts()
+    leaks = [a for a in by_rule(alerts, "vpn.leak") if proc_name(a) == "routedleak"]
+    assert leaks, [(a["rule"], proc_name(a)) for a in alerts]
+    evidence = {e["name"]: e["value"] for e in leaks[0]["evidence"]}
+    assert evidence["egress_by"] == "route", evidence
+    assert evidence["interface"] == outside.host_if, evidence

@@ -53,7 +53,15 @@ def lab() -> Iterator[Lab]:
 class Netwatch:
     """`netwatch daemon --ticks N` in the lab's host namespace; alerts from its export file."""
 
-    def __init__(self, lab: Lab, workdir: Path, mmdb: Path, ticks: int, config: str = "") -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        workdir: Path,
+        mmdb: Path,
+        ticks: int,
+        config: str = "",
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.lab, self.workdir = lab, workdir
         self.export = workdir / "alerts.jsonl"
         cfg = workdir / "config.toml"
@@ -62,6 +70,7 @@ class Netwatch:
             sys.executable, "-m", "netwatch", "daemon", "--ticks", str(ticks), "--interval", "1",
             "--db", str(workdir / "nw.db"), "--socket", str(workdir / "nw.sock"),
             "--export-file", str(self.export), "--geoip-db", str(mmdb), "--config", str(cfg),
+            *extra,
         ]  # fmt: skip
         self.proc = lab.spawn(lab.host, argv, stderr=subprocess.PIPE, cwd=REPO, bufsize=0)
         wait_for_line(self.proc.stderr, "daemon ready", 40)
