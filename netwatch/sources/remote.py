@@ -42,6 +42,7 @@ from netwatch.sources.channel import Channel, ChannelClosedError
 from netwatch.sources.connect_owners import StartStats
 from netwatch.sources.hostfacts import REFRESH_SECONDS
 from netwatch.sources.routes import RouteLookup, default_routes, interfaces
+from netwatch.sources.sockets import new_stamp
 
 ANSWER_TIMEOUT = 30.0
 """Seconds the analyzer waits for an answer before it gives the collector up (a full
@@ -148,7 +149,11 @@ class RemoteSockets:
         for handle in removed:
             entries.pop(handle, None)
         for handle, items in upserts:
-            entries[handle] = codec.socket_entry_from_list(items, procs)
+            # A new stamp per upserted entry, as the local sampler gives a changed socket:
+            # the flow stage knows an unchanged socket by its stamp (an unstamped entry
+            # would be rebuilt, enriched and judged again every tick).
+            entry = codec.socket_entry_from_list(items, procs)
+            entries[handle] = replace(entry, stamp=new_stamp())
         if "status" in answer:
             self._status = codec.status_from_dict(answer["status"])
         taken_at = float(answer["taken_at"])

@@ -82,6 +82,12 @@ _STAMPS = itertools.count(1)
 """Stamps of the entries every sampler in this process makes (`SocketEntry.stamp`)."""
 
 
+def new_stamp() -> int:
+    """A stamp no entry of this process has had (`SocketEntry.stamp`): for entries made
+    elsewhere, e.g. decoded from the privileged collector (`sources.remote`)."""
+    return next(_STAMPS)
+
+
 def _state(transport: Transport, state: int) -> str | None:
     if transport is Transport.TCP:
         return netlink.TCP_STATES.get(state, str(state))

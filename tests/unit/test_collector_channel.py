@@ -84,3 +84,23 @@ def test_full_table_then_only_changes(link: tuple[CollectorLink, list[dict[str, 
         assert answers[-1].get("removed") or answers[-1].get("upserts")
     finally:
         server.close()
+
+
+def test_entries_through_the_channel_keep_stamps_so_flows_are_reused(
+    link: tuple[CollectorLink, list[dict[str, object]]],
+) -> None:
+    """An unchanged socket must reach the flow stage as a known entry (its stamp), or the
+    analyzer rebuilds, enriches and judges every flow on every tick."""
+    from netwatch.flows.socket_flows import SocketFlows
+
+    remote, _ = link
+    server = socket.create_server(("127.0.0.1", 0))
+    try:
+        first = remote.sockets.sample()
+        assert first.entries and all(e.stamp for e in first.entries)
+        flows = SocketFlows()
+        flows.flows(first, 1.0)
+        flows.flows(remote.sockets.sample(), 2.0)
+        assert flows.reused >= len(first.entries) - 2  # at most a socket or two changed
+    finally:
+        server.close()
