@@ -82,17 +82,45 @@ class TableDiff:
         self._sent: dict[Any, SocketEntry] = {}
         self._procs: dict[ProcessRef, int] = {}
         self._next_proc = itertools.count(1)
+        self._by_inode = False
+        """Whether the last full diff named each entry that has an inode by that inode (not
+        so when an inode was listed twice); the shortcut keys on it."""
+        self._entries: tuple[SocketEntry, ...] | None = None
+        """The entries of the last table sent: the sampler hands on the very tuple when a
+        refresh changed nothing, and keeps the order when it only re-read sockets."""
 
     def message(self, table: SocketTable) -> dict[str, Any]:
-        """The `table` message: `full` the first time, else what changed."""
+        """The `table` message: `full` the first time, else what changed.
+
+        Two shortcuts keep an idle or mostly idle tick from walking every socket in Python:
+        the very tuple of last time means nothing changed, and a table of the same length
+        whose changed positions are the same sockets (same inode) re-read means just those
+        are upserts (found in C, position by position). Anything else takes the full diff.
+        """
         entries = table.entries
+        last = self._entries
+        if last is not None and entries is last:
+            return {"taken_at": table.taken_at}
+        if last is not None and self._by_inode and len(entries) == len(last):
+            moved = list(
+                itertools.compress(range(len(entries)), map(operator.is_not, entries, last))
+            )
+            if all(_same_socket(last[i], entries[i]) for i in moved):
+                sent = self._sent
+                for i in moved:
+                    sent[entries[i].inode] = entries[i]
+                self._entries = entries
+                return self._out(table, [entries[i].inode for i in moved], sent, [], False)
+        self._entries = entries
         handles = list(map(_INODE, entries))
-        if None in handles or 0 in handles:
+        self._by_inode = True
+        if None in handles or 0 in handles:  # entries with an inode keep it as their handle
             handles = _named(entries, handles)
         now = dict(zip(handles, entries, strict=True))
         if len(now) != len(entries):  # an inode listed twice: name every entry by its key
             handles = _named(entries, [None] * len(entries))
             now = dict(zip(handles, entries, strict=True))
+            self._by_inode = False
         before = self._sent
         full = not before
         if full:
@@ -102,8 +130,19 @@ class TableDiff:
             changed = [h for h, s in zip(handles, same, strict=True) if not s]
         removed = list(before.keys() - now.keys()) if before else []
         self._sent = now
+        return self._out(table, changed, now, removed, full)
+
+    def _out(
+        self,
+        table: SocketTable,
+        changed: Sequence[Any],
+        now: dict[Any, SocketEntry],
+        removed: list[Any],
+        full: bool,
+    ) -> dict[str, Any]:
+        """The message for these changed handles (entries in `now`) and removals."""
         out: dict[str, Any] = {"taken_at": table.taken_at}
-        if len(self._procs) > PROCESS_TABLE_LIMIT + len(entries):
+        if len(self._procs) > PROCESS_TABLE_LIMIT + len(table.entries):
             self._procs.clear()
             out["procs_reset"] = True
         procs: list[list[Any]] = []
@@ -126,6 +165,11 @@ class TableDiff:
         if removed:
             out["removed"] = removed
         return out
+
+
+def _same_socket(before: SocketEntry, after: SocketEntry) -> bool:
+    """The same kernel socket read again (an inode names it), so its handle is unchanged."""
+    return bool(before.inode) and before.inode == after.inode and before.key == after.key
 
 
 def _named(entries: Sequence[SocketEntry], inodes: list[Any]) -> list[Any]:

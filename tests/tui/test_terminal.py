@@ -247,3 +247,37 @@ def test_check_screen_checks_this_machine_live(terminal: Terminal, tmp_path: Pat
     terminal.keys("Escape")
     terminal.wait_for("LOCAL")
     quit_and_check_shell(terminal)
+
+
+def test_a_flow_detail_names_its_vpn_provider_in_a_real_terminal(
+    terminal: Terminal, tmp_path: Path
+) -> None:
+    """Issue 15: the dashboard says who runs the VPN a flow goes to. The recording is written
+    by the test through the stream encoder, with the provider the bundled facts file gives."""
+    from dataclasses import replace
+
+    from netwatch import codec
+    from netwatch.enrich.providers import bundled
+    from netwatch.stream import StreamEncoder
+    from tests.builders import T0, make_flow, make_process, make_remote, make_snapshot
+
+    vpngate = bundled().named("vpngate")
+    assert vpngate is not None
+    remote = replace(make_remote("203.0.113.9", country="JP"), provider=vpngate)
+    flow = make_flow(remote_ip="203.0.113.9", process=make_process("vpnclient"), remote=remote)
+    recording = tmp_path / "provider.jsonl"
+    encoder = StreamEncoder()
+    recording.write_bytes(
+        b"".join(
+            codec.frame(encoder.encode(make_snapshot(seq=i, flows=(flow,), taken_at=T0 + i)))
+            for i in (1, 2)
+        )
+    )
+    terminal.type(netwatch("--replay", str(recording), "--interval", "0.2"))
+    terminal.wait_for("vpnclient")
+    terminal.keys("Enter")
+    screen = terminal.wait_for("University of Tsukuba")
+    assert "Provider" in screen and "JP" in screen
+    terminal.keys("Escape")
+    terminal.wait_for("REPLAY")
+    quit_and_check_shell(terminal)

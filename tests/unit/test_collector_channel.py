@@ -8,16 +8,20 @@ connection opened or closed between samples arrives as an upsert or a removal.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from netwatch.model import SocketTable, Transport
+from netwatch.model import Direction, Endpoint, FlowKey, SocketEntry, SocketTable, Transport
 from netwatch.sources.channel import Channel, frame, unframe
-from netwatch.sources.collector import Collector
-from netwatch.sources.remote import CollectorLink
+from netwatch.sources.collector import Collector, TableDiff
+from netwatch.sources.remote import CollectorLink, RemoteSockets
 
 
 @pytest.fixture
@@ -104,3 +108,56 @@ def test_entries_through_the_channel_keep_stamps_so_flows_are_reused(
         assert flows.reused >= len(first.entries) - 2  # at most a socket or two changed
     finally:
         server.close()
+
+
+def _sock(inode: int, sent: int) -> SocketEntry:
+    key = FlowKey(
+        Transport.TCP,
+        Endpoint(ipaddress.ip_address("127.0.0.1"), 20000 + inode % 30000),
+        Endpoint(ipaddress.ip_address("127.0.0.1"), 443),
+    )
+    return SocketEntry(
+        key=key, state="ESTABLISHED", direction=Direction.UNKNOWN, inode=inode, bytes_sent=sent
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["same", "reread", "add", "drop", "timewait"]),
+            st.integers(0, 40),
+        ),
+        max_size=12,
+    )
+)
+def test_table_messages_rebuild_every_table_on_the_other_side(
+    steps: list[tuple[str, int]],
+) -> None:
+    """Whatever the sampler hands on (the same tuple, sockets re-read in place, sockets come
+    and gone, inode-less TIME_WAIT rows), the analyzer's side holds exactly that table."""
+    diff, remote = TableDiff(), RemoteSockets(None)  # type: ignore[arg-type]  # no link needed
+    entries = tuple(_sock(i, 0) for i in range(1, 8))
+    for op, n in [("start", 0), *steps]:
+        if op == "reread" and entries:
+            i = n % len(entries)
+            e = entries[i]
+            entries = (
+                *entries[:i],
+                replace(e, bytes_sent=(e.bytes_sent or 0) + 1),
+                *entries[i + 1 :],
+            )
+        elif op == "add":
+            entries = (*entries, _sock(100 + n, 0))
+        elif op == "drop" and entries:
+            i = n % len(entries)
+            entries = entries[:i] + entries[i + 1 :]
+        elif op == "timewait":
+            entries = (*entries, replace(_sock(200 + n, 0), inode=0, state="TIME_WAIT"))
+        table = SocketTable(taken_at=float(len(entries)), entries=entries)
+        message = unframe(frame(diff.message(table)))
+        got = remote._decode(message)
+        want = sorted((e.key.local.port, e.inode, e.bytes_sent, e.state) for e in entries)
+        assert (
+            sorted((e.key.local.port, e.inode, e.bytes_sent, e.state) for e in got.entries) == want
+        )
