@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import pytest
 from netwatch.sources.collector import COLLECTOR_CAPS
 from tests.conftest import requires_root
 from tests.daemon.harness import REPO, Collector, daemon_argv, make_programs, stop
+from tests.daemon.test_daemon_local import _wait_for
 
 pytestmark = [pytest.mark.daemon, pytest.mark.timeout(120), requires_root]
 
@@ -86,15 +86,6 @@ def _children(pid: int) -> list[int]:
             except OSError:
                 continue
     return out
-
-
-def _wait_for(cond: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture

@@ -28,8 +28,6 @@ from netwatch.model import (
     PacketFacts,
     PacketMeta,
     SocketEntry,
-    SocketTable,
-    SourceStatus,
     Transport,
 )
 from netwatch.pipeline import Engine
@@ -38,22 +36,10 @@ from netwatch.pipeline.offline import OfflineAnalysis
 from netwatch.sources.capture import CaptureStats
 from tests.builders import make_process
 from tests.clock import FakeClock
+from tests.unit.test_engine_reuse import ScriptedSockets
 
 HOST = ipaddress.ip_address("10.0.0.2")
 PEER = ipaddress.ip_address("8.8.8.8")
-
-
-class ScriptedSockets:
-    """A socket source replaying the entries the test sets (the OS stays outside)."""
-
-    def __init__(self) -> None:
-        self.entries: tuple[SocketEntry, ...] = ()
-
-    def sample(self) -> SocketTable:
-        return SocketTable(taken_at=0.0, entries=self.entries)
-
-    def status(self) -> SourceStatus:
-        return SourceStatus()
 
 
 class QueuedPackets:
