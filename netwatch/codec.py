@@ -399,6 +399,9 @@ def key_to_dict(k: FlowKey | None) -> JSONDict | None:
     }
 
 
+_KEY_FIELDS = ("transport", "local_ip", "local_port", "remote_ip", "remote_port")
+
+
 def key_from_dict(d: Any) -> FlowKey | None:
     """Decode a flow key (None stays None)."""
     if d is None:
@@ -827,11 +830,19 @@ def parse(line: str | bytes | bytearray) -> Any:
 # the end of the file so the delta protocol's framing can take it over in one place.
 
 
-def socket_entry_to_list(e: SocketEntry, proc: int | None) -> list[Any]:
+def socket_entry_to_list(
+    e: SocketEntry, proc: int | None, keys: dict[FlowKey, JSONDict] | None = None
+) -> list[Any]:
     """A socket entry as a compact list; its process is `proc`, a handle into the process
-    table sent beside it (each process is sent once, not once per socket)."""
+    table sent beside it (each process is sent once, not once per socket). `keys` keeps
+    encoded keys, so a socket re-read tick after tick has its key encoded once."""
+    key = None if keys is None else keys.get(e.key)
+    if key is None:
+        key = key_to_dict(e.key)
+        if keys is not None and key is not None:
+            keys[e.key] = key
     return [
-        key_to_dict(e.key),
+        key,
         e.state,
         e.direction.value,
         proc,
@@ -851,13 +862,33 @@ def _oint_at(items: Sequence[Any], i: int) -> int | None:
     raise CodecError(f"socket entry field {i}: expected a whole number, got {value!r}")
 
 
-def socket_entry_from_list(items: Any, procs: Mapping[int, ProcessRef]) -> SocketEntry:
-    """Decode `socket_entry_to_list`; the process handle is looked up in `procs`."""
+KeyCache = dict[tuple[Any, ...], FlowKey]
+"""Decoded flow keys by their encoded fields: a re-read socket's key is the same text tick
+after tick, and parsing its addresses is most of decoding an entry."""
+
+
+def socket_entry_from_list(
+    items: Any, procs: Mapping[int, ProcessRef], keys: KeyCache | None = None
+) -> SocketEntry:
+    """Decode `socket_entry_to_list`; the process handle is looked up in `procs`, the key
+    in `keys` first (and kept there) when given."""
     if not isinstance(items, list) or len(items) != 10:
         raise CodecError("a socket entry is a list of 10 fields")
-    key = key_from_dict(items[0])
+    raw = items[0]
+    memo: tuple[Any, ...] | None = None
+    key = None
+    if keys is not None and isinstance(raw, dict) and len(raw) == 5:
+        memo = tuple(map(raw.get, _KEY_FIELDS))
+        if all(v is None or isinstance(v, str | int) for v in memo):
+            key = keys.get(memo)
+        else:
+            memo = None
     if key is None:
-        raise CodecError("a socket entry needs a key")
+        key = key_from_dict(raw)
+        if key is None:
+            raise CodecError("a socket entry needs a key")
+        if memo is not None and keys is not None:
+            keys[memo] = key
     state = items[1]
     if state is not None and not isinstance(state, str):
         raise CodecError(f"socket entry state: expected text, got {state!r}")

@@ -41,7 +41,7 @@ from typing import Any
 
 from netwatch import codec
 from netwatch.errors import CaptureUnavailableError
-from netwatch.model import Endpoint, ProcessRef, SocketEntry, SocketTable, Transport
+from netwatch.model import Endpoint, FlowKey, ProcessRef, SocketEntry, SocketTable, Transport
 from netwatch.sources.channel import Channel, ChannelClosedError
 from netwatch.sources.connect_owners import ConnectionOwners
 from netwatch.sources.hostfacts import HostFactsReader
@@ -82,6 +82,8 @@ class TableDiff:
         self._sent: dict[Any, SocketEntry] = {}
         self._procs: dict[ProcessRef, int] = {}
         self._next_proc = itertools.count(1)
+        self._keys: dict[FlowKey, dict[str, Any]] = {}
+        """Encoded keys by key: a re-read socket's key is encoded once."""
         self._by_inode = False
         """Whether the last full diff named each entry that has an inode by that inode (not
         so when an inode was listed twice); the shortcut keys on it."""
@@ -147,6 +149,9 @@ class TableDiff:
             out["procs_reset"] = True
         procs: list[list[Any]] = []
         upserts = []
+        keys = self._keys
+        if len(keys) > 2 * len(table.entries) + 1024:
+            keys.clear()
         for h in changed:
             e = now[h]
             ref = None
@@ -155,7 +160,7 @@ class TableDiff:
                 if ref is None:
                     ref = self._procs[e.process] = next(self._next_proc)
                     procs.append([ref, codec.process_to_dict(e.process)])
-            upserts.append([h, codec.socket_entry_to_list(e, ref)])
+            upserts.append([h, codec.socket_entry_to_list(e, ref, keys)])
         if full:
             out["full"] = True
         if procs:

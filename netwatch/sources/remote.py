@@ -106,6 +106,8 @@ class RemoteSockets:
         self._link = link
         self._entries: dict[Any, SocketEntry] = {}
         self._procs: dict[int, ProcessRef] = {}
+        self._keys: codec.KeyCache = {}
+        """Decoded keys of the sockets sent so far (`codec.socket_entry_from_list`)."""
         self._status = SourceStatus(mode="local")
         self._table: SocketTable | None = None
 
@@ -144,6 +146,9 @@ class RemoteSockets:
             if ref is not None:
                 procs[int(handle)] = ref
         entries = self._entries
+        keys = self._keys
+        if len(keys) > 2 * len(entries) + 1024:  # bounded: keys of gone sockets go
+            keys.clear()
         upserts = answer.get("upserts", ())
         removed = answer.get("removed", ())
         for handle in removed:
@@ -152,7 +157,7 @@ class RemoteSockets:
             # A new stamp per upserted entry, as the local sampler gives a changed socket:
             # the flow stage knows an unchanged socket by its stamp (an unstamped entry
             # would be rebuilt, enriched and judged again every tick).
-            entry = codec.socket_entry_from_list(items, procs)
+            entry = codec.socket_entry_from_list(items, procs, keys)
             entries[handle] = replace(entry, stamp=new_stamp())
         if "status" in answer:
             self._status = codec.status_from_dict(answer["status"])
