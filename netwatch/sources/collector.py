@@ -72,6 +72,8 @@ gone from every set, including the bounding set, and `no_new_privs` is set."""
 _INODE = operator.attrgetter("inode")
 _NO_ENTRIES: dict[Any, SocketEntry] = {}
 PROCESS_TABLE_LIMIT = 8192
+CONVERSATION_MEMO = 65536
+"""Parsed refresh conversations kept at most before the memory starts afresh."""
 """Past this many sent processes (plus one per entry) the table starts afresh (`procs_reset`)."""
 
 
@@ -221,6 +223,7 @@ class Collector:
         self.starts: ConnectionOwners | None = None
         self._watch_starts = watch_starts
         self._diff = TableDiff()
+        self._parsed: dict[tuple[Any, ...], tuple[Transport, Endpoint, Endpoint]] = {}
         self._status: dict[str, Any] | None = None
         self.socket_path = socket_path
         self._socket_id: tuple[int, int] | None = None
@@ -247,8 +250,7 @@ class Collector:
         if op == "sample":
             return self._table(self.sampler.sample())
         if op == "refresh":
-            active = [_conversation(c) for c in request.get("active", ())]
-            return self._table(self.sampler.refresh(active))
+            return self._table(self.sampler.refresh(self._conversations(request)))
         if op == "facts":
             facts = self.host.facts(float(request["now"]), [str(e) for e in request["exes"]])
             return {"facts": codec.host_facts_to_dict(facts)}
@@ -258,6 +260,23 @@ class Collector:
             self._socket_id = (int(request["dev"]), int(request["ino"]))
             return {}
         return {"error": f"unknown request {op!r}"}
+
+    def _conversations(self, request: dict[str, Any]) -> list[tuple[Transport, Endpoint, Endpoint]]:
+        """The active conversations of a refresh request, parsed once per conversation (the
+        same sockets are active tick after tick; the memory is bounded)."""
+        memo = self._parsed
+        if len(memo) > CONVERSATION_MEMO:
+            memo.clear()
+        out = []
+        for item in request.get("active", ()):
+            key = tuple(item) if isinstance(item, list) else None
+            found = memo.get(key) if key is not None else None
+            if found is None:
+                found = _conversation(item)
+                if key is not None:
+                    memo[key] = found
+            out.append(found)
+        return out
 
     def _table(self, table: SocketTable) -> dict[str, Any]:
         out = self._diff.message(table)

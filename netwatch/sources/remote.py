@@ -106,6 +106,8 @@ class RemoteSockets:
         self._link = link
         self._entries: dict[Any, SocketEntry] = {}
         self._procs: dict[int, ProcessRef] = {}
+        self._wire: dict[tuple[Transport, Endpoint, Endpoint], list[Any]] = {}
+        """Active conversations as a refresh request sends them, formatted once each."""
         self._keys: codec.KeyCache = {}
         """Decoded keys of the sockets sent so far (`codec.socket_entry_from_list`)."""
         self._status = SourceStatus(mode="local")
@@ -117,10 +119,18 @@ class RemoteSockets:
 
     def refresh(self, active: Iterable[tuple[Transport, Endpoint, Endpoint]]) -> SocketTable:
         """The last table with these conversations' sockets read again by the collector."""
-        wanted = [
-            [t.value, str(local.ip), local.port, str(remote.ip), remote.port]
-            for t, local, remote in active
-        ]
+        memo = self._wire
+        if len(memo) > 65536:
+            memo.clear()
+        wanted = []
+        for conversation in active:
+            item = memo.get(conversation)
+            if item is None:
+                t, local, remote = conversation
+                item = memo[conversation] = [
+                    t.value, str(local.ip), local.port, str(remote.ip), remote.port
+                ]  # fmt: skip
+            wanted.append(item)
         return self._apply(self._link.ask({"op": "refresh", "active": wanted}))
 
     def status(self) -> SourceStatus:
