@@ -104,8 +104,12 @@ def test_entries_through_the_channel_keep_stamps_so_flows_are_reused(
         assert first.entries and all(e.stamp for e in first.entries)
         flows = SocketFlows()
         flows.flows(first, 1.0)
-        flows.flows(remote.sockets.sample(), 2.0)
-        assert flows.reused >= len(first.entries) - 2  # at most a socket or two changed
+        second = remote.sockets.sample()
+        alive = {id(e) for e in first.entries}  # both tables hold their entries meanwhile
+        kept = sum(id(e) in alive for e in second.entries)
+        assert kept >= 1  # our listening socket did not change (others on a busy host may)
+        flows.flows(second, 2.0)
+        assert flows.reused == kept
     finally:
         server.close()
 
