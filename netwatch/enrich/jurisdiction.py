@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from netwatch.enrich.datafile import read_toml
 from netwatch.errors import DataFileError, Location
 
 _ISO = re.compile(r"^[A-Z]{2}$")
@@ -83,13 +84,7 @@ def load(path: Path | None = None) -> Jurisdictions:
     """Load a jurisdiction file (the bundled one when `path` is None)."""
     if path is None:
         return bundled()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataFileError(f"cannot read: {exc.strerror}", Location(str(path))) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DataFileError(f"not valid TOML: {exc}", Location(str(path))) from None
-    return parse(data, str(path))
+    return parse(read_toml(path), str(path))
 
 
 @cache

@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from netwatch.enrich.datafile import read_toml
 from netwatch.enrich.jurisdiction import Jurisdictions
 from netwatch.enrich.jurisdiction import bundled as bundled_jurisdictions
 from netwatch.errors import DataFileError, Location, one_line
@@ -310,14 +311,7 @@ def load(path: Path | None = None) -> ProviderTable:
     """Load a providers file (the bundled one when `path` is None)."""
     if path is None:
         return bundled()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataFileError(f"cannot read: {exc.strerror}", Location(str(path))) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else one_line(str(exc))
-        raise DataFileError(f"not valid TOML: {reason}", Location(str(path))) from None
-    return parse(data, str(path))
+    return parse(read_toml(path), str(path))
 
 
 @cache

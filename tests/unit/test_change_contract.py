@@ -22,9 +22,7 @@ from netwatch.model import (
     Endpoint,
     EnrichedFlow,
     FlowKey,
-    IPAddress,
     Label,
-    Owner,
     PacketFacts,
     PacketMeta,
     SocketEntry,
@@ -36,7 +34,7 @@ from netwatch.pipeline.offline import OfflineAnalysis
 from netwatch.sources.capture import CaptureStats
 from tests.builders import make_process
 from tests.clock import FakeClock
-from tests.unit.test_engine_reuse import ScriptedSockets
+from tests.unit.test_engine_reuse import ScriptedSockets, SlowOwners
 
 HOST = ipaddress.ip_address("10.0.0.2")
 PEER = ipaddress.ip_address("8.8.8.8")
@@ -56,24 +54,6 @@ class QueuedPackets:
         return CaptureStats(frames=0, kernel_drops=0, queue_drops=0, queued=0)
 
     def stop(self) -> None:
-        return None
-
-
-class SlowOwners:
-    """An RDAP resolver stand-in (the RDAP server is outside): pending until named."""
-
-    def __init__(self) -> None:
-        self.name: str | None = None
-
-    def owner(self, ip: IPAddress) -> Owner:
-        if self.name is None:
-            return Owner(status="pending")
-        return Owner(status="ok", name=self.name)
-
-    def wait(self, ips: object, timeout: float) -> None:
-        return None
-
-    def close(self) -> None:
         return None
 
 

@@ -71,3 +71,13 @@ def test_bad_files_give_one_located_error(tmp_path: Path, text: str, where: str)
 def test_parse_rejects_non_table_groups() -> None:
     with pytest.raises(DataFileError, match="must be a table"):
         parse({"group": ["x"]}, "inline")
+
+
+def test_a_file_nested_beyond_the_recursion_limit_is_one_located_line(tmp_path: Path) -> None:
+    """tomllib recurses per nested array: a hostile replacement file is a DataFileError that
+    names the file, not a RecursionError traceback (the provider file's loader had this)."""
+    path = tmp_path / "deep.toml"
+    path.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(DataFileError) as err:
+        load(path)
+    assert str(path) in str(err.value) and "nested too deeply" in str(err.value)
