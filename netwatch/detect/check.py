@@ -8,10 +8,10 @@ traffic leaves through this computer's address (https://www.vpngate.net/en/about
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
+from netwatch.detect.policy import glob_any
 from netwatch.errors import one_line
 from netwatch.model import (
     Alert,
@@ -200,13 +200,13 @@ def tunnel_findings(
     interface globs say what a tunnel is (`wg*`, `tun*` without a policy).
     """
     globs = (policy or TunnelPolicy()).interfaces
-    tunnels = [i for i in interfaces if any(fnmatch.fnmatchcase(i, g) for g in globs)]
+    tunnels = [i for i in interfaces if glob_any(i, globs)]
     required = policy is not None and policy.required
     if not routes or (policy is None and not tunnels):
         return []
 
     def via_tunnel(r: DefaultRoute) -> bool:
-        return r.interface is not None and any(fnmatch.fnmatchcase(r.interface, g) for g in globs)
+        return r.interface is not None and glob_any(r.interface, globs)
 
     by_family = {r.family: r for r in routes}
     v4 = by_family.get("ipv4")

@@ -24,7 +24,8 @@ from collections.abc import Iterable
 from netwatch.model import Action, EnrichedFlow, ExpectedVpn, HostFacts, Policy
 
 
-def _glob_any(value: str, patterns: tuple[str, ...]) -> bool:
+def glob_any(value: str, patterns: tuple[str, ...]) -> bool:
+    """Whether `value` matches one of the shell globs (case-sensitive: interface names)."""
     return any(fnmatch.fnmatchcase(value, p) for p in patterns)
 
 
@@ -33,13 +34,13 @@ def entry_matches(entry: ExpectedVpn, ef: EnrichedFlow) -> bool:
     f = ef.flow
     known = 0
     if entry.process and f.process is not None:
-        if not _glob_any(f.process.name.lower(), entry.process):
+        if not glob_any(f.process.name.lower(), entry.process):
             return False
         known += 1
     if entry.path:
         exe = f.process.exe if f.process is not None else None
         if exe is not None:
-            if not _glob_any(exe, entry.path):
+            if not glob_any(exe, entry.path):
                 return False
             known += 1
     if entry.protocols and f.label is not None:
@@ -92,7 +93,7 @@ class PolicyView:
             return False
         globs = tunnel.interfaces
         return any(
-            ef.flow.interface is not None and _glob_any(ef.flow.interface, globs) for ef in flows
+            ef.flow.interface is not None and glob_any(ef.flow.interface, globs) for ef in flows
         )
 
     def tunnel_interfaces(self) -> tuple[str, ...] | None:
@@ -105,7 +106,7 @@ class PolicyView:
         tunnel = self.policy.tunnel
         if tunnel is None or host is None:
             return False
-        return any(_glob_any(i, tunnel.interfaces) for i in host.interfaces)
+        return any(glob_any(i, tunnel.interfaces) for i in host.interfaces)
 
     def tunnel_ipv6(self, host: HostFacts | None) -> bool:
         """Whether the tunnel carries IPv6: the IPv6 default route leaves by a tunnel
@@ -116,7 +117,7 @@ class PolicyView:
         return any(
             r.family == "ipv6"
             and r.interface is not None
-            and _glob_any(r.interface, tunnel.interfaces)
+            and glob_any(r.interface, tunnel.interfaces)
             for r in host.routes
         )
 
@@ -132,7 +133,7 @@ class PolicyView:
         iface, remote = f.interface, f.key.remote
         if tunnel is None or not (tunnel.required or tunnel_up) or iface is None or remote is None:
             return False
-        if iface == "lo" or _glob_any(iface, tunnel.interfaces) or remote.ip.is_loopback:
+        if iface == "lo" or glob_any(iface, tunnel.interfaces) or remote.ip.is_loopback:
             return False
         ip = remote.ip
         return not any(n.version == ip.version and ip in n for n in tunnel.allowed_networks)

@@ -10,12 +10,12 @@ until the tunnel comes back. Flows' interfaces come from capture (`Flow.interfac
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from netwatch.detect.fields import Env
 from netwatch.detect.novelty import FirstSeenStore, Selected
+from netwatch.detect.policy import glob_any
 from netwatch.model import EnrichedFlow, Evidence, FlowKey
 
 
@@ -72,8 +72,4 @@ class TunnelDown:
 def _outside(ef: EnrichedFlow, globs: tuple[str, ...]) -> bool:
     """Whether the flow left by a known interface that is neither loopback nor a tunnel."""
     iface = ef.flow.interface
-    return (
-        iface is not None
-        and iface != "lo"
-        and not any(fnmatch.fnmatchcase(iface, g) for g in globs)
-    )
+    return iface is not None and iface != "lo" and not glob_any(iface, globs)

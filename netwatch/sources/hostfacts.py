@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 
 from netwatch.model import HostFacts, SoftEtherAccount, SoftEtherConfig
-from netwatch.sources.routes import RouteLookup, default_routes, interfaces
+from netwatch.sources.routes import RouteLookup, with_links
 
 CONFIG_NAMES = ("vpn_server.config", "vpn_client.config", "vpn_bridge.config")
 CONFIG_DIRS = (
@@ -204,12 +203,5 @@ class HostFactsReader:
         if self._last is None or now - self._last.taken_at >= self.refresh:
             self._last = read_host_facts(now, config_paths(sorted(self.exes), self.dirs))
         if self._routes is not None:
-            links, routes = interfaces(), default_routes(self._routes)
-            if (links, routes) != (self._last.interfaces, self._last.routes):
-                self._last = replace(self._last, interfaces=links, routes=routes)
+            self._last = with_links(self._last, self._routes)
         return self._last
-
-    def close(self) -> None:
-        """Close the route lookup's netlink socket."""
-        if self._routes is not None:
-            self._routes.close()

@@ -41,7 +41,7 @@ from netwatch.model import (
 from netwatch.sources.channel import Channel, ChannelClosedError
 from netwatch.sources.connect_owners import StartStats
 from netwatch.sources.hostfacts import REFRESH_SECONDS
-from netwatch.sources.routes import RouteLookup, default_routes, interfaces
+from netwatch.sources.routes import RouteLookup, with_links
 from netwatch.sources.sockets import new_stamp
 
 ANSWER_TIMEOUT = 30.0
@@ -247,8 +247,5 @@ class RemoteHostFacts:
             except (codec.CodecError, KeyError, TypeError) as exc:
                 raise ChannelClosedError(f"the collector sent bad host facts: {exc}") from None
             self._exes = wanted
-        links, routes = interfaces(), default_routes(self._routes)
-        if (links, routes) != (last.interfaces, last.routes):
-            last = replace(last, interfaces=links, routes=routes)
-        self._last = last
-        return last
+        self._last = with_links(last, self._routes)
+        return self._last

@@ -21,14 +21,14 @@ import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 
-from netwatch.model import DefaultRoute, IPAddress
+from netwatch.model import DefaultRoute, HostFacts, IPAddress
+from netwatch.sources.netlink import NLM_F_REQUEST, NLMSG_ERROR
 
 NETLINK_ROUTE = 0
 RTM_NEWROUTE = 24
 RTM_GETROUTE = 26
-NLMSG_ERROR = 2
-NLM_F_REQUEST = 0x1
 RTA_DST = 1
 RTA_OIF = 4
 
@@ -182,3 +182,12 @@ def default_routes(
     finally:
         if own:
             ask.close()
+
+
+def with_links(facts: HostFacts, lookup: RouteLookup | None = None) -> HostFacts:
+    """`facts` with this machine's interfaces and default routes now; the very object when
+    they did not change, so the detection context stays the same (`HostFacts` equality)."""
+    links, routes = interfaces(), default_routes(lookup)
+    if (links, routes) == (facts.interfaces, facts.routes):
+        return facts
+    return replace(facts, interfaces=links, routes=routes)

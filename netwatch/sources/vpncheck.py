@@ -12,13 +12,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 
 import psutil
 
 from netwatch.model import CheckFacts, InstalledVpn, Listener, Transport
 from netwatch.sources.hostfacts import CONFIG_DIRS, config_paths, read_host_facts
-from netwatch.sources.routes import default_routes, interfaces
+from netwatch.sources.routes import with_links
 from netwatch.sources.sockets import SocketSampler
 
 VPN_PACKAGES: dict[str, tuple[str, ...]] = {
@@ -125,5 +124,5 @@ def gather(now: float, softether_dirs: Iterable[str] = CONFIG_DIRS) -> CheckFact
         }
     )
     host = read_host_facts(now, config_paths(exes, softether_dirs))
-    host = replace(host, interfaces=interfaces(), routes=default_routes())
+    host = with_links(host)
     return CheckFacts(host, packages, tuple(socks), tuple(problems))

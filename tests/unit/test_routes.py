@@ -79,3 +79,13 @@ def test_parse_never_raises(data: bytes) -> None:
 def test_parse_reads_any_oif_behind_any_attribute_bytes(oif: int, junk: bytes) -> None:
     got = routes.parse_reply(_reply(oif, extra=junk))
     assert got == (oif if oif > 0 else None)
+
+
+def test_with_links_hands_back_the_same_facts_while_nothing_changed() -> None:
+    from netwatch.model import HostFacts
+
+    lookup = routes.RouteLookup()
+    facts = routes.with_links(HostFacts(1.0), lookup)
+    assert "lo" in facts.interfaces and len(facts.routes) == 2
+    assert routes.with_links(facts, lookup) is facts  # the detection context stays the same
+    lookup.close()
