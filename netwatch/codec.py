@@ -25,6 +25,7 @@ from netwatch.model import (
     Audit,
     CertNames,
     Confidence,
+    Container,
     Counters,
     DataSource,
     DefaultRoute,
@@ -459,6 +460,8 @@ def flow_to_dict(ef: EnrichedFlow) -> JSONDict:
         "body_prefix": None if f.body_prefix is None else f.body_prefix.decode("latin-1"),
         "interface": f.interface,
         "egress_by": f.egress_by,
+        "forwarded": f.forwarded,
+        "container": container_to_dict(f.container),
         "remote": remote_to_dict(ef.remote),
     }
 
@@ -475,6 +478,25 @@ def cert_from_dict(d: Any) -> CertNames | None:
     if d is None:
         return None
     return CertNames(subject=_str(d, "subject"), issuer=_str(d, "issuer"), san=_strs(d, "san"))
+
+
+def container_to_dict(c: Container | None) -> JSONDict | None:
+    """Encode a flow's network namespace (None: the host's own)."""
+    if c is None:
+        return None
+    return {"netns": c.netns, "name": c.name, "runtime": c.runtime}
+
+
+def container_from_dict(d: Any) -> Container | None:
+    """Decode a `container` object; records written before it existed have none."""
+    if d is None:
+        return None
+    if not isinstance(d, Mapping):
+        raise CodecError("container: expected an object")
+    netns = _oint(d, "netns")
+    if netns is None:
+        raise CodecError("container: netns missing")
+    return Container(netns=netns, name=_ostr(d, "name"), runtime=_ostr(d, "runtime"))
 
 
 def _latin1(d: Mapping[str, Any], key: str) -> bytes | None:
@@ -536,6 +558,8 @@ def flow_of(
         body_prefix=_latin1(d, "body_prefix"),
         interface=_ostr(d, "interface"),
         egress_by=_ostr(d, "egress_by"),
+        forwarded=d.get("forwarded") is True,
+        container=container_from_dict(d.get("container")),
         serial=serial,
         rev_facts=rev_facts,
         rev_traffic=rev_traffic,

@@ -195,6 +195,14 @@ def _label(attr: str) -> Getter:
     return get
 
 
+def _container_name(ef: EnrichedFlow, _env: Env) -> str | None:
+    """The container's name, or `netns:INODE` when only its namespace is known."""
+    c = ef.flow.container
+    if c is None:
+        return None
+    return c.name if c.name is not None else f"netns:{c.netns}"
+
+
 def _flow(attr: str) -> Getter:
     def get(ef: EnrichedFlow, _env: Env) -> Any:
         return getattr(ef.flow, attr)
@@ -328,6 +336,19 @@ FIELDS: dict[str, Field] = {
             _S,
             _flow("egress_by"),
             "how the interface was found: capture (its first packet) or route (a route lookup)",
+        ),
+        Field(
+            "forwarded",
+            _B,
+            lambda ef, _env: ef.flow.forwarded,
+            "routed through this host (a container, VM or client behind it), not a local socket",
+        ),
+        Field("container", _S, _container_name, "the container (its name, else netns:INODE)"),
+        Field(
+            "container.runtime",
+            _S,
+            lambda ef, _env: None if ef.flow.container is None else ef.flow.container.runtime,
+            "the container runtime (docker, podman, libvirt, systemd-nspawn), when known",
         ),
         Field("host.vpngate_hub", _B, _vpngate_hub, "a SoftEther config declares a VPNGATE hub"),
     )

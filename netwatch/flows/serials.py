@@ -34,6 +34,7 @@ _SERIAL = operator.attrgetter("serial")
 FACTS = operator.attrgetter(
     "key", "direction", "state", "process", "attribution", "first_seen", "dns_name", "sni",
     "http_host", "label", "tls_cert", "http_request", "body_prefix", "interface", "egress_by",
+    "forwarded", "container",
 )  # fmt: skip
 """Every part of a flow that `rev_facts` covers (all but the traffic and the numbers)."""
 TRAFFIC = operator.attrgetter(

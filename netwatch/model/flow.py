@@ -73,6 +73,9 @@ class Attribution(StrEnum):
     """The socket was gone, but an earlier sample had attributed this flow."""
     CONNECT = "connect"
     """Found as the connection started (its first packet); no sample listed its socket."""
+    GUESSED = "guessed"
+    """Paired with the one socket that could carry it (a raw, ping or packet socket of the
+    right protocol or interface), not by an exact address match: probably right, not proven."""
     UNKNOWN = "unknown"
     """No process could be found (other user without privileges, raw traffic, pcap)."""
 
@@ -186,6 +189,20 @@ class CertNames:
 
 
 @dataclass(frozen=True, slots=True)
+class Container:
+    """The network namespace a flow's socket lives in, when it is not the host's own.
+
+    `netns` is the namespace's inode (`/proc/<pid>/ns/net`), which identifies it on this
+    boot; `name` and `runtime` are filled when a runtime label or the cgroup path gives them
+    (`docker`, `podman`, `libvirt`, `systemd-nspawn`), else None.
+    """
+
+    netns: int
+    name: str | None = None
+    runtime: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Label:
     """What a flow is, as the dissectors decided: application, category, VPN or not.
 
@@ -248,6 +265,11 @@ class Flow:
     egress_by: str | None = None
     """How `interface` was found: `capture` (the captured packet's interface); a route lookup
     would say `route`. None when no interface is known."""
+    forwarded: bool = False
+    """The packets were routed through this host (arrived on one interface, left by another),
+    not sent or received by a local socket: counted once, at the interface they left by."""
+    container: Container | None = None
+    """The network namespace (container) whose socket this is; None for the host's own."""
     serial: int = field(default=0, compare=False)
     """The change contract (docs/architecture.md, section 4): a number for this conversation
     that stays the same for as long as the engine that made it sees it (0: not numbered, a

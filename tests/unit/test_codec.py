@@ -15,6 +15,7 @@ from netwatch.model import (
     Action,
     Alert,
     CertNames,
+    Container,
     Counters,
     Direction,
     Endpoint,
@@ -160,6 +161,11 @@ def enriched_flows(draw: st.DrawFn) -> EnrichedFlow:
         "body_prefix": draw(st.none() | st.binary(max_size=64)),
         "interface": draw(st.none() | texts),
         "egress_by": draw(st.none() | st.just("capture")),
+        "forwarded": draw(st.booleans()),
+        "container": draw(
+            st.none()
+            | st.builds(Container, st.integers(1, 2**40), st.none() | texts, st.none() | texts)
+        ),
     }
     return replace(ef, flow=replace(ef.flow, **http))
 
@@ -173,6 +179,21 @@ def test_egress_interface_round_trips_and_old_records_have_none() -> None:
     del d["interface"], d["egress_by"]  # a record written before the fields existed
     old = codec.flow_from_dict(d).flow
     assert (old.interface, old.egress_by) == (None, None)
+
+
+def test_container_and_forwarded_round_trip_and_old_records_have_none() -> None:
+    ef = make_flow()
+    box = Container(netns=4026532999, name="web", runtime="podman")
+    ef = replace(ef, flow=replace(ef.flow, forwarded=True, container=box))
+    d = codec.flow_to_dict(ef)
+    assert d["forwarded"] is True
+    assert d["container"] == {"netns": 4026532999, "name": "web", "runtime": "podman"}
+    assert codec.flow_from_dict(d) == ef
+    del d["forwarded"], d["container"]  # a record written before the fields existed
+    old = codec.flow_from_dict(d).flow
+    assert (old.forwarded, old.container) == (False, None)
+    with pytest.raises(codec.CodecError):
+        codec.flow_from_dict({**d, "container": {"name": "x"}})
 
 
 @given(enriched_flows())
