@@ -33,6 +33,7 @@ from netwatch.dissect import (
     tailscale,
     tls,
     tunnels,
+    ultrasurf,
     verdicts,
 )
 from netwatch.dissect.dns import DnsMessage, parse_dns
@@ -206,7 +207,7 @@ class Dissector:
     def _tcp_first(self, ctx: PacketContext, state: FlowState, data: bytes) -> PacketFacts | None:
         """First payload of a direction that is neither TLS nor HTTP."""
         if ctx.from_initiator:
-            label = softether.azure_label(data) or tunnels.pptp_label(data)
+            label = softether.azure_label(data) or tunnels.pptp_label(data) or ultrasurf.label(data)
             if label is not None:
                 return self._facts(state, label, done=True)
         if data.startswith(b"SSH-"):
