@@ -133,6 +133,7 @@ class DesktopChannel:
         self._buses = buses
         self._open: dict[str, _Bus] = {}
         self._ids: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._early: OrderedDict[tuple[str, int], str] = OrderedDict()
         self._lock = threading.Lock()
         self._unreachable: set[str] = set()
         self.opened: list[subprocess.Popen[bytes]] = []
@@ -171,16 +172,30 @@ class DesktopChannel:
             "susssasa{sv}i",
             (APP_NAME, 0, "network-wired", note.title, body, actions, hints, -1),
         )
+        key, alert = (address, int(nid)), note.alerts[0].id
         with self._lock:
-            self._ids[(address, int(nid))] = note.alerts[0].id
+            self._ids[key] = alert
             while len(self._ids) > IDS_KEPT:
                 self._ids.popitem(last=False)
+            early = self._early.pop(key, None)
+        if early is not None:  # picked before Notify's reply reached this thread
+            self._run_open(alert, early)
 
     def _action(self, address: str, nid: int, key: str) -> None:
         """Run `open_command` for the alert whose notification the user acted on."""
         with self._lock:
             alert = self._ids.get((address, nid))
-        if alert is None or key != OPEN_ACTION or not self.open_command:
+            if alert is None:
+                # The signal can overtake Notify's reply (it is read by the router's thread
+                # while the sender still waits to be woken): keep it for `_notify`.
+                self._early[(address, nid)] = key
+                while len(self._early) > IDS_KEPT:
+                    self._early.popitem(last=False)
+                return
+        self._run_open(alert, key)
+
+    def _run_open(self, alert: str, key: str) -> None:
+        if key != OPEN_ACTION or not self.open_command:
             return
         argv = [a.replace("{alert}", alert) for a in self.open_command]
         try:

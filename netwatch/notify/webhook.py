@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from netwatch.model import Severity
 from netwatch.notify.note import Note
@@ -48,6 +48,22 @@ def redact(url: str) -> str:
         port = ""
     tail = "/…" if parts.path not in ("", "/") or parts.query else ""
     return f"{parts.scheme}://{host}{port}{tail}"
+
+
+def _split_userinfo(url: str) -> tuple[str, str | None]:
+    """The URL without `user:password@`, and that as a Basic `Authorization` value.
+
+    urllib takes no credentials from a URL; a receiver behind basic auth (ntfy with access
+    control, a reverse proxy) is given them the way a browser would.
+    """
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    user = unquote(parts.username)
+    password = unquote(parts.password or "")
+    netloc = parts.netloc.rpartition("@")[2]
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return urlunsplit(parts._replace(netloc=netloc)), f"Basic {token}"
 
 
 def _header_text(text: str) -> str:
@@ -88,7 +104,7 @@ class WebhookChannel:
         backoff: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._url = url
+        self._url, self._auth = _split_userinfo(url)
         self.shape = shape
         self.retries = retries
         self.timeout = timeout
@@ -103,6 +119,8 @@ class WebhookChannel:
     def send(self, note: Note) -> None:
         """POST; raise OSError (naming only the redacted URL) once every try failed."""
         body, headers = request_parts(note, self.shape)
+        if self._auth:
+            headers["Authorization"] = self._auth
         wait = self.backoff
         problem, attempt = "", 0
         for attempt in range(self.retries + 1):
