@@ -164,7 +164,10 @@ def run(args: argparse.Namespace) -> int:
 
     # system=True: under systemd the daemon runs as root, whose ~/.config must not override
     # /etc/netwatch/config.toml; only --config does (SIGHUP reloads the same file).
-    return _run(apply_settings(args, load_config(args.config, system=True).daemon))
+    config = load_config(args.config, system=True)
+    settings = apply_settings(args, config.daemon)
+    settings.notify = config.notify  # read now: the analyzer may not read the file later
+    return _run(settings)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -264,6 +267,8 @@ def _run(args: argparse.Namespace) -> int:
         store.close()
         _close_link(link)
         raise
+    # After the drop (threads start here, with the analyzer's credentials): section 7.
+    notifications = _notifications(getattr(args, "notify", None), clock)
     metrics = None
     if args.metrics_port:
         metrics = Metrics()
@@ -278,6 +283,7 @@ def _run(args: argparse.Namespace) -> int:
         clock,
         options=ServiceOptions(interval=args.interval, ticks=args.ticks),
         sinks=SinkWorker(sinks),
+        notifications=notifications,
         notifier=notifier,
         metrics=metrics,
         first_seen=first_seen,
@@ -289,6 +295,32 @@ def _run(args: argparse.Namespace) -> int:
         return service.run()  # its loop closes the engine, and so capture, when it ends
     finally:
         _close_link(link)
+
+
+def _notifications(settings: Any, clock: Any) -> Any:
+    """One worker per `[notify]` channel (none when the section names no channel)."""
+    from netwatch.notify.worker import ChannelWorker, Notifications
+
+    if settings is None or not settings.enabled:
+        return Notifications(())
+    from netwatch.notify.command import CommandChannel
+    from netwatch.notify.desktop import DesktopChannel
+    from netwatch.notify.webhook import WebhookChannel
+
+    workers = []
+    if settings.desktop is not None:
+        desktop = DesktopChannel(settings.desktop.open_command)
+        workers.append(ChannelWorker(desktop, settings.desktop.selection, settings, clock))
+    if settings.webhook is not None:
+        w = settings.webhook
+        hook = WebhookChannel(w.url, w.shape, retries=w.retries, timeout=w.timeout)
+        workers.append(ChannelWorker(hook, w.selection, settings, clock))
+    if settings.command is not None:
+        c = settings.command
+        workers.append(
+            ChannelWorker(CommandChannel(c.argv, c.timeout), c.selection, settings, clock)
+        )
+    return Notifications(workers)
 
 
 def _close_link(link: Any) -> None:

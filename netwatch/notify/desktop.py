@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import subprocess
 import threading
 from collections import OrderedDict
@@ -136,6 +137,7 @@ class DesktopChannel:
         self._early: OrderedDict[tuple[str, int], str] = OrderedDict()
         self._lock = threading.Lock()
         self._unreachable: set[str] = set()
+        self._told_none = False
         self.opened: list[subprocess.Popen[bytes]] = []
         """Programs `open_command` started (reaped at close)."""
 
@@ -143,7 +145,15 @@ class DesktopChannel:
         """Notify every reachable session bus; OSError only when none took the note."""
         problems: list[str] = []
         delivered = 0
-        for address in self._buses():
+        buses = self._buses()
+        if not buses and not self._told_none:
+            self._told_none = True
+            log.warning(
+                "desktop notifications: no session bus under /run/user is reachable as uid %d "
+                "(no one logged in, or this process may not enter their folders)",
+                os.geteuid(),
+            )
+        for address in buses:
             try:
                 self._notify(address, note)
             except Exception as exc:  # jeepney raises its own classes besides OSError
