@@ -210,10 +210,20 @@ def _run(args: argparse.Namespace) -> int:
             watch_starts=not args.no_capture,
             socket_path=args.socket or paths.default_socket(),
         )
+    notify = getattr(args, "notify", None)
+    desktop_helper = None
+    if os.geteuid() == 0 and notify is not None and notify.desktop is not None:
+        # Root talks to no user's desktop itself: a helper forked now, single-threaded,
+        # delivers each note as its user (daemon/desktop_helper.py; section 7).
+        from netwatch.daemon.desktop_helper import start_desktop_helper
+
+        desktop_helper = start_desktop_helper(notify.desktop.open_command)
     try:
         store = Store(args.db or paths.default_db())
     except BaseException:
         _close_link(link)
+        if desktop_helper is not None:
+            desktop_helper.close()
         raise
     first_seen = StoredFirstSeen(store)
     own = () if link is None or link.pid is None else (link.pid,)
@@ -266,9 +276,11 @@ def _run(args: argparse.Namespace) -> int:
             packets.close()
         store.close()
         _close_link(link)
+        if desktop_helper is not None:
+            desktop_helper.close()
         raise
     # After the drop (threads start here, with the analyzer's credentials): section 7.
-    notifications = _notifications(getattr(args, "notify", None), clock)
+    notifications = _notifications(notify, clock, desktop_helper)
     metrics = None
     if args.metrics_port:
         metrics = Metrics()
@@ -297,8 +309,12 @@ def _run(args: argparse.Namespace) -> int:
         _close_link(link)
 
 
-def _notifications(settings: Any, clock: Any) -> Any:
-    """One worker per `[notify]` channel (none when the section names no channel)."""
+def _notifications(settings: Any, clock: Any, desktop_helper: Any = None) -> Any:
+    """One worker per `[notify]` channel (none when the section names no channel).
+
+    The desktop channel is the root helper's (`desktop_helper`) when the daemon started as
+    root, else this process's own connection to the buses it can reach (its user's).
+    """
     from netwatch.notify.worker import ChannelWorker, Notifications
 
     if settings is None or not settings.enabled:
@@ -309,7 +325,7 @@ def _notifications(settings: Any, clock: Any) -> Any:
 
     workers = []
     if settings.desktop is not None:
-        desktop = DesktopChannel(settings.desktop.open_command)
+        desktop = desktop_helper or DesktopChannel(settings.desktop.open_command)
         workers.append(ChannelWorker(desktop, settings.desktop.selection, settings, clock))
     if settings.webhook is not None:
         w = settings.webhook

@@ -26,7 +26,7 @@ import os
 import subprocess
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +82,7 @@ class _Bus:
             NOTIFICATIONS_PATH, bus_name=NOTIFICATIONS, interface=NOTIFICATIONS
         )
         try:
-            rule = MatchRule(
-                type="signal",
-                interface=NOTIFICATIONS,
-                member="ActionInvoked",
-                path=NOTIFICATIONS_PATH,
-            )
+            rule = MatchRule(type="signal", interface=NOTIFICATIONS, path=NOTIFICATIONS_PATH)
             Proxy(message_bus, self.router, timeout=REPLY_TIMEOUT).AddMatch(rule)
             self._filter = self.router.filter(rule, queue=_ActionQueue(on_action))
             caps = self.call("GetCapabilities", "", ())
@@ -109,15 +104,23 @@ class _Bus:
 
 
 class _ActionQueue:
-    """Takes the router's matched `ActionInvoked` signals (in its receiver thread)."""
+    """Takes the router's matched signals (in its receiver thread): `ActionInvoked` (id,
+    action key) and `NotificationClosed` (id, reason), the latter as action key ""."""
 
     def __init__(self, on_action: Callable[[int, str], None]) -> None:
         self._on_action = on_action
 
     def put_nowait(self, msg: Any) -> None:
+        from jeepney import HeaderFields
+
+        member = msg.header.fields.get(HeaderFields.member)
         body = msg.body
-        if len(body) == 2 and isinstance(body[0], int) and isinstance(body[1], str):
+        if len(body) != 2 or not isinstance(body[0], int):
+            return
+        if member == "ActionInvoked" and isinstance(body[1], str):
             self._on_action(body[0], body[1])
+        elif member == "NotificationClosed":
+            self._on_action(body[0], "")
 
 
 class DesktopChannel:
@@ -129,8 +132,15 @@ class DesktopChannel:
         self,
         open_command: Sequence[str] = (),
         buses: Callable[[], list[str]] = session_buses,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.open_command = list(open_command)
+        self.env = None if env is None else dict(env)
+        """The environment `open_command` runs in (None: this process's)."""
+        self.offered = 0
+        """Notifications sent with the "open" action."""
+        self.answered = threading.Semaphore(0)
+        """Released once for each of those the user acted on or that was closed."""
         self._buses = buses
         self._open: dict[str, _Bus] = {}
         self._ids: OrderedDict[tuple[str, int], str] = OrderedDict()
@@ -183,6 +193,9 @@ class DesktopChannel:
             (APP_NAME, 0, "network-wired", note.title, body, actions, hints, -1),
         )
         key, alert = (address, int(nid)), note.alerts[0].id
+        if not actions:
+            return
+        self.offered += 1
         with self._lock:
             self._ids[key] = alert
             while len(self._ids) > IDS_KEPT:
@@ -194,7 +207,7 @@ class DesktopChannel:
     def _action(self, address: str, nid: int, key: str) -> None:
         """Run `open_command` for the alert whose notification the user acted on."""
         with self._lock:
-            alert = self._ids.get((address, nid))
+            alert = self._ids.pop((address, nid), None)
             if alert is None:
                 # The signal can overtake Notify's reply (it is read by the router's thread
                 # while the sender still waits to be woken): keep it for `_notify`.
@@ -205,6 +218,7 @@ class DesktopChannel:
         self._run_open(alert, key)
 
     def _run_open(self, alert: str, key: str) -> None:
+        self.answered.release()
         if key != OPEN_ACTION or not self.open_command:
             return
         argv = [a.replace("{alert}", alert) for a in self.open_command]
@@ -212,6 +226,7 @@ class DesktopChannel:
             self.opened.append(
                 subprocess.Popen(  # noqa: S603  # argv from the admin's config, no shell
                     argv,
+                    env=self.env,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
