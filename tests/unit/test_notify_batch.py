@@ -12,10 +12,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from netwatch.config import NotifySettings, Selection
 from netwatch.model import Action, AlertState, Severity
 from netwatch.notify.batch import Batcher, Chooser
 from netwatch.notify.command import CommandChannel
+from netwatch.notify.note import single
 from netwatch.notify.worker import ChannelWorker
 from tests.builders import make_alert
 from tests.clock import FakeClock
@@ -82,3 +85,28 @@ def test_chooser_by_rule_glob_severity_action_and_once_per_alert() -> None:
     assert not chooser.wants(replace(logged, action=Action.LOG))
     assert not chooser.wants(replace(logged, state=AlertState.CLOSED))
     assert chooser.wants(logged)
+
+
+def test_command_failures_are_errors_the_worker_counts(tmp_path: Path) -> None:
+    note_of = make_alert(severity=Severity.HIGH)
+    failing = ChannelWorker(
+        CommandChannel([sys.executable, "-c", "import sys; sys.exit(3)"], timeout=30),
+        Selection(),
+        NotifySettings(),
+        FakeClock(),
+        start=False,
+    )
+    slow = ChannelWorker(
+        CommandChannel([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.2),
+        Selection(),
+        NotifySettings(),
+        FakeClock(),
+        start=False,
+    )
+    missing = CommandChannel([str(tmp_path / "no-such-program")], timeout=1)
+    for worker in (failing, slow):
+        worker.put(note_of)
+        worker.drain()
+        assert (worker.sent, worker.failed) == (0, 1)
+    with pytest.raises(OSError, match="no-such-program"):
+        missing.send(single(note_of))

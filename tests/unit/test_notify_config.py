@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tomllib
@@ -113,3 +114,23 @@ def test_bad_notify_config_is_one_line_and_exit_code(tmp_path: Path) -> None:
         f"netwatch: {cfg}:2: notify.webhook.url: must be an http:// or https:// URL with a "
         "host (value not shown)"
     ]
+
+
+def test_config_show_lists_notify_with_the_url_redacted(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(GOOD)
+    done = subprocess.run(
+        [sys.executable, "-m", "netwatch", "config", "show", "--config", str(cfg)]
+        + ["--format", "jsonl"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {r["key"]: (r["value"], r["from"]) for r in map(json.loads, done.stdout.splitlines())}
+    assert rows["notify.min_severity"] == ("high", f"{cfg}:4")
+    assert rows["notify.webhook.url"] == ("https://ntfy.example/…", f"{cfg}:12")
+    assert rows["notify.webhook.min_severity"] == ("critical", f"{cfg}:15")
+    assert rows["notify.command.argv"] == ("/usr/local/bin/page, --quiet", f"{cfg}:18")
+    assert rows["notify.queue"] == ("1000", "default")
+    assert "secret-topic" not in done.stdout
