@@ -78,6 +78,12 @@ class ChannelWorker:
             self.queue.put_nowait(alert)
         except queue.Full:
             self.dropped += 1
+            if self.dropped == 1:  # once: the count is in `dropped` from then on
+                log.warning(
+                    "notifications via %s: queue full (%d), dropping alerts until it drains",
+                    self.channel.name,
+                    self.queue.maxsize,
+                )
 
     def handle(self, alert: Alert | None, now: float) -> None:
         """Process one queued alert (None: only a due digest) at monotonic time `now`."""
