@@ -1,5 +1,8 @@
 """A real daemon (as root: privilege split) tells a command and a webhook about an alert.
 
+With `[notify.desktop]` it also forks the desktop helper, which must hold only CAP_SETGID and
+CAP_SETUID and end with the daemon (its deliveries are tested in test_desktop_helper.py).
+
 A program connects out to this host's own non-loopback address (its first connection:
 `process.first_connection`); the daemon's analyzer, running as an unprivileged user, runs
 the `[notify.command]` program with the note as JSON on stdin and POSTs it to a webhook on
@@ -79,7 +82,8 @@ def test_daemon_notifies_a_command_and_a_webhook(open_dir: Path) -> None:
         "[daemon]\ncapture = false\ninterval = 0.3\n\n"
         '[notify]\nrules = ["process.first_connection"]\nmin_severity = "info"\n\n'
         f'[notify.command]\nargv = ["/bin/sh", "-c", "cat >> {notes}; echo >> {notes}"]\n\n'
-        f'[notify.webhook]\nurl = "http://127.0.0.1:{hook.server_address[1]}/hook/s3cret"\n'
+        f'[notify.webhook]\nurl = "http://127.0.0.1:{hook.server_address[1]}/hook/s3cret"\n\n'
+        "[notify.desktop]\n"
     )
     listener = socket.create_server((addr, 0))
     daemon = subprocess.Popen(
@@ -91,6 +95,8 @@ def test_daemon_notifies_a_command_and_a_webhook(open_dir: Path) -> None:
     client = server_side = None
     try:
         time.sleep(1.5)  # the daemon's first ticks see the programs already running
+        kids = {c: (_status(c, "CapEff"), _status(c, "NoNewPrivs")) for c in _children(daemon.pid)}
+        helpers = [c for c, (caps, _nnp) in kids.items() if caps == f"{0xC0:016x}"]
         # a program connecting out: its first connection is news
         port = listener.getsockname()[1]
         client = subprocess.Popen(["bash", "-c", f"exec 3<>/dev/tcp/{addr}/{port}; sleep 30"])
@@ -118,3 +124,31 @@ def test_daemon_notifies_a_command_and_a_webhook(open_dir: Path) -> None:
     posted = [json.loads(b) for b in _Hook.bodies]
     assert any(n["alerts"][0]["rule"] == "process.first_connection" for n in posted)
     assert "s3cret" not in log
+    # the desktop helper: a child of the daemon keeping only CAP_SETGID and CAP_SETUID
+    assert len(helpers) == 1, log
+    assert kids[helpers[0]][1] == "1"
+    assert not Path(f"/proc/{helpers[0]}").exists()  # gone with the daemon
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdecimal():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _status(pid: int, field: str) -> str:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        if line.startswith(f"{field}:"):
+            return line.split(":", 1)[1].strip()
+    return ""
