@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import pwd
+import re
 import signal
 import socket
 import sys
@@ -52,6 +53,8 @@ MAX_NOTE = 64 * 1024
 """Largest datagram the helper reads; bodies are cut to `MAX_TEXT` before sending."""
 MAX_TEXT = 4000
 SEND_TIMEOUT = 2.0
+ALERT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}")
+"""An alert id as `detect.suppress.alert_id` makes them; the helper takes no other."""
 JEEPNEY = ("jeepney", "jeepney.io.threading", "jeepney.bus_messages", "jeepney.wrappers")
 """Imported before any user switch: a user may not be able to read the interpreter's
 folder."""
@@ -171,6 +174,8 @@ def decode_note(data: bytes) -> Note | None:
         severity = Severity(record["severity"])
     except (ValueError, KeyError, TypeError, codec.CodecError):
         return None
+    if not ALERT_ID.fullmatch(alert.id):
+        return None  # it becomes an argument of open_command: rule:digest:time, nothing else
     return Note(title[:MAX_TEXT], body[:MAX_TEXT], severity, (alert,))
 
 

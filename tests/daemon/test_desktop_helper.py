@@ -12,15 +12,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from netwatch.daemon.desktop_helper import HelperChannel, decode_note
+from netwatch.notify.note import single
+from tests.builders import make_alert
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = ROOT / "tests" / "notification_server.py"
@@ -123,3 +129,23 @@ def test_helper_delivers_as_the_bus_owner(nobody_session: tuple[Path, Path]) -> 
     assert got["summary"] == "netwatch: vpngate.list_fetch"
     assert got["actions"] == ["open", "Open in netwatch"]
     assert opened.read_text() == f"{NOBODY} vpn.leak:ab:1\n"  # run as the user, for the alert
+
+
+def _datagram(alert_id: str) -> bytes:
+    """What the analyzer's `HelperChannel` sends for an alert with this id."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        HelperChannel(ours, pid=-1).send(single(replace(make_alert(), id=alert_id)))
+        return theirs.recv(65536)
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_the_helper_takes_only_well_formed_notes() -> None:
+    good = decode_note(_datagram("vpn.leak:0a1b2c3d4e:1700000000"))
+    assert good is not None and good.alerts[0].id == "vpn.leak:0a1b2c3d4e:1700000000"
+    assert good.title == "netwatch: vpngate.list_fetch"
+    assert decode_note(_datagram("--output=/etc/passwd")) is None  # would be an option
+    assert decode_note(b"{not json") is None
+    assert decode_note(b'{"title": "t"}') is None
