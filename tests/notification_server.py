@@ -1,5 +1,6 @@
 """A small freedesktop notification server for tests: owns org.freedesktop.Notifications on
-the bus named by argv[1] and appends every Notify call to the file argv[2] as a JSON line.
+the bus named by argv[1] and appends every Notify call to the file argv[2] as a JSON line;
+argv[3], if given, is its comma-separated capabilities (default `actions,body`).
 
 It lists the `actions` capability and, for a notification that offers actions, invokes the
 first one at once (signals `ActionInvoked` to the sender), as a user clicking it would.
@@ -20,7 +21,7 @@ NAME = "org.freedesktop.Notifications"
 PATH = "/org/freedesktop/Notifications"
 
 
-def main(address: str, record: str) -> None:
+def main(address: str, record: str, caps: list[str]) -> None:
     conn = open_dbus_connection(bus=address)
     reply = conn.send_and_get_reply(message_bus.RequestName(NAME, 4))  # 4: do not queue
     if reply.body != (1,):  # 1: primary owner
@@ -33,7 +34,7 @@ def main(address: str, record: str) -> None:
             continue
         member = msg.header.fields.get(HeaderFields.member)
         if member == "GetCapabilities":
-            conn.send(new_method_return(msg, "as", (["actions", "body"],)))
+            conn.send(new_method_return(msg, "as", (caps,)))
         elif member == "GetServerInformation":
             conn.send(new_method_return(msg, "ssss", ("recorder", "netwatch-tests", "1", "1.2")))
         elif member == "Notify":
@@ -63,4 +64,8 @@ def main(address: str, record: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(
+        sys.argv[1],
+        sys.argv[2],
+        sys.argv[3].split(",") if len(sys.argv) > 3 else ["actions", "body"],
+    )

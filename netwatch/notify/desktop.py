@@ -21,6 +21,7 @@ id) as the daemon's own user.
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 import os
 import subprocess
@@ -187,6 +188,8 @@ class DesktopChannel:
             actions = [OPEN_ACTION, "Open in netwatch"]
         hints = {"urgency": ("y", urgency(note.severity)), "category": ("s", "network")}
         body = note.body if "body" in bus.capabilities else ""
+        if "body-markup" in bus.capabilities:  # the server reads the body as markup
+            body = html.escape(body, quote=False)
         (nid,) = bus.call(
             "Notify",
             "susssasa{sv}i",

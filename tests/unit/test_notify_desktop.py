@@ -28,8 +28,11 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def bus(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """(address of a fresh session bus with the recording server on it, its record file)."""
+def bus(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, Path]]:
+    """(address of a fresh session bus with the recording server on it, its record file).
+
+    Parametrized indirectly, the server lists those capabilities."""
+    caps = getattr(request, "param", "actions,body")
     address = f"unix:path={tmp_path / 'bus'}"
     daemon = subprocess.Popen(
         ["dbus-daemon", "--session", "--nofork", "--nopidfile", f"--address={address}"],
@@ -43,7 +46,9 @@ def bus(tmp_path: Path) -> Iterator[tuple[str, Path]]:
                 break
             time.sleep(0.02)
         server = subprocess.Popen(
-            [sys.executable, str(SERVER), address, str(record)], stdout=subprocess.PIPE, text=True
+            [sys.executable, str(SERVER), address, str(record), caps],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert server.stdout is not None and server.stdout.readline() == "ready\n"
         yield address, record
@@ -131,3 +136,16 @@ def test_session_buses_are_found_under_run_user(tmp_path: Path) -> None:
     finally:
         for s in socks:
             s.close()
+
+
+@pytest.mark.parametrize("bus", ["body,body-markup"], indirect=True)
+def test_markup_servers_get_the_text_escaped_and_no_action(bus: tuple[str, Path]) -> None:
+    address, record = bus
+    channel = DesktopChannel(open_command=["true"], buses=lambda: [address])
+    try:
+        channel.send(single(make_alert(message="<b>evil</b> & co")))
+    finally:
+        channel.close()
+    (got,) = (json.loads(line) for line in record.read_text().splitlines())
+    assert got["body"] == "&lt;b&gt;evil&lt;/b&gt; &amp; co"
+    assert got["actions"] == []  # the server lists no "actions"
