@@ -1,6 +1,7 @@
 """A small freedesktop notification server for tests: owns org.freedesktop.Notifications on
 the bus named by argv[1] and appends every Notify call to the file argv[2] as a JSON line;
-argv[3], if given, is its comma-separated capabilities (default `actions,body`).
+argv[3], if given, is its comma-separated capabilities (default `actions,body`). It also
+owns org.freedesktop.systemd1 and answers the Manager's `Environment` with a display.
 
 It lists the `actions` capability and, for a notification that offers actions, invokes the
 first one at once (signals `ActionInvoked` to the sender), as a user clicking it would.
@@ -26,6 +27,8 @@ def main(address: str, record: str, caps: list[str]) -> None:
     reply = conn.send_and_get_reply(message_bus.RequestName(NAME, 4))  # 4: do not queue
     if reply.body != (1,):  # 1: primary owner
         raise SystemExit(f"could not own {NAME}: {reply.body}")
+    # Also stands in for the user's systemd manager, whose Environment names the display.
+    conn.send_and_get_reply(message_bus.RequestName("org.freedesktop.systemd1", 4))
     print("ready", flush=True)
     next_id = 0
     while True:
@@ -35,6 +38,9 @@ def main(address: str, record: str, caps: list[str]) -> None:
         member = msg.header.fields.get(HeaderFields.member)
         if member == "GetCapabilities":
             conn.send(new_method_return(msg, "as", (caps,)))
+        elif member == "Get" and msg.body == ("org.freedesktop.systemd1.Manager", "Environment"):
+            env = ["DISPLAY=:7", "WAYLAND_DISPLAY=wayland-7", "LD_PRELOAD=/tmp/evil.so"]
+            conn.send(new_method_return(msg, "v", (("as", env),)))
         elif member == "GetServerInformation":
             conn.send(new_method_return(msg, "ssss", ("recorder", "netwatch-tests", "1", "1.2")))
         elif member == "Notify":

@@ -10,7 +10,8 @@ note and each logged-in user forks a short-lived child that becomes that user fo
 (`sources.privdrop.become`), connects to the user's bus as the user, sends the note
 (`notify.desktop.DesktopChannel`) and, where the "open" action was offered, waits up to
 `ACTION_WAIT` seconds for the user to pick it and runs `open_command` as that user, in that
-user's session environment. Root's own session (`/run/user/0`) is not notified.
+user's session environment (bus, runtime folder, home, and the display the user's systemd
+manager names). Root's own session (`/run/user/0`) is not notified.
 
 The analyzer's desktop worker (rate limit, digest, queue) hands each note over a
 SOCK_SEQPACKET socketpair (`HelperChannel`): one datagram per note, the codec's alert record

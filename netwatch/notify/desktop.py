@@ -43,6 +43,8 @@ APP_NAME = "netwatch"
 REPLY_TIMEOUT = 5.0
 """Seconds to wait for a notification server's reply (a hung desktop must not hang us)."""
 OPEN_ACTION = "open"
+SESSION_VARS = ("DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY")
+"""What a graphical `open_command` needs from the user's session, beyond `env`."""
 IDS_KEPT = 1000
 """Notification ids remembered per bus, to find the alert an action was picked on."""
 
@@ -91,6 +93,31 @@ class _Bus:
         except BaseException:
             self.close()
             raise
+
+    def session_env(self) -> dict[str, str]:
+        """`SESSION_VARS` from the user's systemd manager (`systemctl --user
+        show-environment`), where desktops import them; {} where there is none."""
+        from jeepney import DBusAddress, Properties
+        from jeepney.wrappers import unwrap_msg
+
+        manager = DBusAddress(
+            "/org/freedesktop/systemd1",
+            bus_name="org.freedesktop.systemd1",
+            interface="org.freedesktop.systemd1.Manager",
+        )
+        try:
+            msg = Properties(manager).get("Environment")
+            ((_sig, items),) = unwrap_msg(
+                self.router.send_and_get_reply(msg, timeout=REPLY_TIMEOUT)
+            )
+        except Exception:  # no systemd user manager on this bus: no display to name
+            return {}
+        found = {}
+        for item in items if isinstance(items, list) else ():
+            name, _, value = str(item).partition("=")
+            if name in SESSION_VARS:
+                found[name] = value
+        return found
 
     def call(self, method: str, signature: str, body: tuple[Any, ...]) -> Any:
         from jeepney import new_method_call
@@ -145,6 +172,7 @@ class DesktopChannel:
         self._buses = buses
         self._open: dict[str, _Bus] = {}
         self._ids: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._session_env: dict[str, dict[str, str]] = {}
         self._early: OrderedDict[tuple[str, int], str] = OrderedDict()
         self._lock = threading.Lock()
         self._unreachable: set[str] = set()
@@ -183,6 +211,10 @@ class DesktopChannel:
         bus = self._open.get(address)
         if bus is None:
             bus = self._open[address] = _Bus(address, lambda i, k: self._action(address, i, k))
+            if self.env is not None and self.open_command:
+                # asked here, not when the action comes: that runs on the router's thread,
+                # which a call would wait on
+                self._session_env[address] = bus.session_env()
         actions: list[str] = []
         if self.open_command and "actions" in bus.capabilities:
             actions = [OPEN_ACTION, "Open in netwatch"]
@@ -205,7 +237,7 @@ class DesktopChannel:
                 self._ids.popitem(last=False)
             early = self._early.pop(key, None)
         if early is not None:  # picked before Notify's reply reached this thread
-            self._run_open(alert, early)
+            self._run_open(address, alert, early)
 
     def _action(self, address: str, nid: int, key: str) -> None:
         """Run `open_command` for the alert whose notification the user acted on."""
@@ -218,18 +250,19 @@ class DesktopChannel:
                 while len(self._early) > IDS_KEPT:
                     self._early.popitem(last=False)
                 return
-        self._run_open(alert, key)
+        self._run_open(address, alert, key)
 
-    def _run_open(self, alert: str, key: str) -> None:
+    def _run_open(self, address: str, alert: str, key: str) -> None:
         self.answered.release()
         if key != OPEN_ACTION or not self.open_command:
             return
         argv = [a.replace("{alert}", alert) for a in self.open_command]
+        env = None if self.env is None else {**self.env, **self._session_env.get(address, {})}
         try:
             self.opened.append(
                 subprocess.Popen(  # noqa: S603  # argv from the admin's config, no shell
                     argv,
-                    env=self.env,
+                    env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

@@ -63,7 +63,7 @@ for _ in range(1000):
 link.close()
 """
 
-WRITE_UID = ["/bin/sh", "-c", 'echo "$(id -u) $1" >> "$0"']
+WRITE_UID = ["/bin/sh", "-c", 'echo "$(id -u) $1 $DISPLAY" >> "$0"']
 
 
 def _as_nobody(argv: list[str], **kw: Any) -> subprocess.Popen[str]:
@@ -128,7 +128,8 @@ def test_helper_delivers_as_the_bus_owner(nobody_session: tuple[Path, Path]) -> 
     (got,) = (json.loads(line) for line in (out / "received.jsonl").read_text().splitlines())
     assert got["summary"] == "netwatch: vpngate.list_fetch"
     assert got["actions"] == ["open", "Open in netwatch"]
-    assert opened.read_text() == f"{NOBODY} vpn.leak:ab:1\n"  # run as the user, for the alert
+    # run as the user, for the alert, on the display the user's session names
+    assert opened.read_text() == f"{NOBODY} vpn.leak:ab:1 :7\n"
 
 
 def _datagram(alert_id: str) -> bytes:

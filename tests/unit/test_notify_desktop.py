@@ -149,3 +149,23 @@ def test_markup_servers_get_the_text_escaped_and_no_action(bus: tuple[str, Path]
     (got,) = (json.loads(line) for line in record.read_text().splitlines())
     assert got["body"] == "&lt;b&gt;evil&lt;/b&gt; &amp; co"
     assert got["actions"] == []  # the server lists no "actions"
+
+
+def test_open_command_gets_the_sessions_display_and_nothing_else(
+    bus: tuple[str, Path], tmp_path: Path
+) -> None:
+    # As the root helper runs it: a given environment, plus the display variables the user's
+    # systemd manager names (the test server stands in for it), nothing else of its list.
+    address, _record = bus
+    opened = tmp_path / "opened"
+    show = 'echo "$DISPLAY $WAYLAND_DISPLAY ${LD_PRELOAD:-unset}" >> "$0"'
+    channel = DesktopChannel(
+        open_command=["/bin/sh", "-c", show, str(opened)],
+        buses=lambda: [address],
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    try:
+        channel.send(single(make_alert()))
+        assert _wait_for(opened, 1) == ":7 wayland-7 unset\n"
+    finally:
+        channel.close()
