@@ -94,9 +94,19 @@ def test_daemon_notifies_a_command_and_a_webhook(open_dir: Path) -> None:
     )
     client = server_side = None
     try:
-        time.sleep(1.5)  # the daemon's first ticks see the programs already running
-        kids = {c: (_status(c, "CapEff"), _status(c, "NoNewPrivs")) for c in _children(daemon.pid)}
-        helpers = [c for c, (caps, _nnp) in kids.items() if caps == f"{0xC0:016x}"]
+        kids: dict[int, tuple[str, str]] = {}
+        helpers: list[int] = []
+        for _ in range(600):  # until the daemon is ready and its helper is found
+            if (open_dir / "n.sock").exists():
+                kids = {
+                    c: (_status(c, "CapEff"), _status(c, "NoNewPrivs"))
+                    for c in _children(daemon.pid)
+                }
+                helpers = [c for c, (caps, _nnp) in kids.items() if caps == f"{0xC0:016x}"]
+                if helpers:
+                    break
+            time.sleep(0.05)
+        time.sleep(1.0)  # the daemon's first ticks see the programs already running
         # a program connecting out: its first connection is news
         port = listener.getsockname()[1]
         client = subprocess.Popen(["bash", "-c", f"exec 3<>/dev/tcp/{addr}/{port}; sleep 30"])
