@@ -164,7 +164,10 @@ def run(args: argparse.Namespace) -> int:
 
     # system=True: under systemd the daemon runs as root, whose ~/.config must not override
     # /etc/netwatch/config.toml; only --config does (SIGHUP reloads the same file).
-    return _run(apply_settings(args, load_config(args.config, system=True).daemon))
+    config = load_config(args.config, system=True)
+    settings = apply_settings(args, config.daemon)
+    settings.notify = config.notify  # read now: the analyzer may not read the file later
+    return _run(settings)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -207,10 +210,20 @@ def _run(args: argparse.Namespace) -> int:
             watch_starts=not args.no_capture,
             socket_path=args.socket or paths.default_socket(),
         )
+    notify = getattr(args, "notify", None)
+    desktop_helper = None
+    if os.geteuid() == 0 and notify is not None and notify.desktop is not None:
+        # Root talks to no user's desktop itself: a helper forked now, single-threaded,
+        # delivers each note as its user (daemon/desktop_helper.py; section 7).
+        from netwatch.daemon.desktop_helper import start_desktop_helper
+
+        desktop_helper = start_desktop_helper(notify.desktop.open_command)
     try:
         store = Store(args.db or paths.default_db())
     except BaseException:
         _close_link(link)
+        if desktop_helper is not None:
+            desktop_helper.close()
         raise
     first_seen = StoredFirstSeen(store)
     own = () if link is None or link.pid is None else (link.pid,)
@@ -263,7 +276,11 @@ def _run(args: argparse.Namespace) -> int:
             packets.close()
         store.close()
         _close_link(link)
+        if desktop_helper is not None:
+            desktop_helper.close()
         raise
+    # After the drop (threads start here, with the analyzer's credentials): section 7.
+    notifications = _notifications(notify, clock, desktop_helper)
     metrics = None
     if args.metrics_port:
         metrics = Metrics()
@@ -278,6 +295,7 @@ def _run(args: argparse.Namespace) -> int:
         clock,
         options=ServiceOptions(interval=args.interval, ticks=args.ticks),
         sinks=SinkWorker(sinks),
+        notifications=notifications,
         notifier=notifier,
         metrics=metrics,
         first_seen=first_seen,
@@ -289,6 +307,36 @@ def _run(args: argparse.Namespace) -> int:
         return service.run()  # its loop closes the engine, and so capture, when it ends
     finally:
         _close_link(link)
+
+
+def _notifications(settings: Any, clock: Any, desktop_helper: Any = None) -> Any:
+    """One worker per `[notify]` channel (none when the section names no channel).
+
+    The desktop channel is the root helper's (`desktop_helper`) when the daemon started as
+    root, else this process's own connection to the buses it can reach (its user's).
+    """
+    from netwatch.notify.worker import ChannelWorker, Notifications
+
+    if settings is None or not settings.enabled:
+        return Notifications(())
+    from netwatch.notify.command import CommandChannel
+    from netwatch.notify.desktop import DesktopChannel
+    from netwatch.notify.webhook import WebhookChannel
+
+    workers = []
+    if settings.desktop is not None:
+        desktop = desktop_helper or DesktopChannel(settings.desktop.open_command)
+        workers.append(ChannelWorker(desktop, settings.desktop.selection, settings, clock))
+    if settings.webhook is not None:
+        w = settings.webhook
+        hook = WebhookChannel(w.url, w.shape, retries=w.retries, timeout=w.timeout)
+        workers.append(ChannelWorker(hook, w.selection, settings, clock))
+    if settings.command is not None:
+        c = settings.command
+        workers.append(
+            ChannelWorker(CommandChannel(c.argv, c.timeout), c.selection, settings, clock)
+        )
+    return Notifications(workers)
 
 
 def _close_link(link: Any) -> None:

@@ -32,6 +32,7 @@ from netwatch.daemon.sink_worker import SinkWorker
 from netwatch.errors import NetwatchError
 from netwatch.model import Alert, EnrichedFlow, FlowKey, Snapshot
 from netwatch.model.versions import UNNUMBERED, Version, keep, missing, recall, versions
+from netwatch.notify.worker import Notifications
 from netwatch.pipeline import Detector
 from netwatch.store import Store
 from netwatch.store.first_seen import KIND as FIRST_SEEN
@@ -117,6 +118,7 @@ class Service:
         *,
         options: ServiceOptions = ServiceOptions(),
         sinks: SinkWorker | None = None,
+        notifications: Notifications | None = None,
         notifier: Notifier | None = None,
         metrics: Metrics | None = None,
         first_seen: FactQueue | None = None,
@@ -131,6 +133,9 @@ class Service:
         self.clock = clock
         self.options = options
         self.sinks = sinks or SinkWorker(())
+        self.notifications = notifications or Notifications(())
+        """People told of alerts (`[notify]`): each channel's queue and thread, never the
+        tick's time."""
         self.notifier = notifier or Notifier({})
         self.metrics = metrics
         self.ticks_done = 0
@@ -256,6 +261,7 @@ class Service:
             self._recent[a.id] = a
             self._recent.move_to_end(a.id)
             self.sinks.put(a)
+            self.notifications.submit(a)
             self.announced += 1
         while len(self._recent) > self.options.recent_alerts:
             self._recent.popitem(last=False)
@@ -375,6 +381,7 @@ class Service:
             self.flush_flows()
         finally:
             self.sinks.close()
+            self.notifications.close()
             self.server.close()
             self.engine.close()
             self.store.close()

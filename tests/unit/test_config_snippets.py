@@ -21,6 +21,7 @@ from netwatch.cli import build_parser
 from netwatch.cli.stages import policy_and_rules
 from netwatch.config import SECTIONS, DaemonSettings, parse_config
 from netwatch.detect.loader import load_rules
+from netwatch.errors import ConfigError
 from netwatch.model import ExpectedVpn, Policy
 from netwatch.ui.advice import SNIPPET_INDENT, advice_for
 from netwatch.ui.detail import alert_detail
@@ -56,7 +57,12 @@ def _check_named_parts(text: str) -> None:
                 parse_config({header.split(".")[0]: {header.split(".")[1]: []}})
             else:
                 section, _, sub = header.partition(".")
-                parse_config({section: {sub: {}} if sub else {}})
+                problem = ""
+                try:
+                    parse_config({section: {sub: {}} if sub else {}})
+                except ConfigError as exc:  # a real table may need a key (notify.webhook: url)
+                    problem = str(exc)
+                assert "unknown" not in problem, part
         else:
             section, key = part.split(".", 1)
             assert section in SECTIONS, part
