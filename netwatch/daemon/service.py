@@ -262,9 +262,12 @@ class Service:
         if self.server.clients:
             self.server.broadcast(self._delta(snap))
         if self.metrics is not None:
-            self.metrics.observe(snap, self.server.clients)
-            self.metrics.sink_drops.set(self.sinks.dropped)
-            self.metrics.client_resyncs.set(self.server.resyncs)
+            self.metrics.observe(
+                snap,
+                self.server.clients,
+                sink_drops=self.sinks.dropped,
+                client_resyncs=self.server.resyncs,
+            )
         if self.notifier.enabled:
             self.notifier.watchdog()
             self.notifier.status(
