@@ -4,7 +4,10 @@ A plain loop in the main thread (never Textual). Order per tick is the durabilit
 the engine ticks, the tick's alerts are committed to the store (synchronous=FULL), and only
 then are they announced (socket clients, live sinks, metrics). So every alert a client has
 seen is on disk, even if the daemon is killed right after. Flow summaries are batched and
-written every `flow_flush` seconds and at shutdown: they are bulky and not a promise.
+written every `flow_flush` seconds and at shutdown: they are bulky and not a promise. The
+flow log for a SIEM (`export.flowlog`: a record when a conversation ends and every
+`active_timeout` while it goes on, a last one for each open conversation at shutdown) is
+handed to its own sink worker each tick, never waited for.
 
 Signals only set flags; `signal.set_wakeup_fd` wakes the select in `SnapshotServer.poll`, so
 SIGTERM/SIGINT stop within one tick plus the flush, and SIGHUP rebuilds the engine from the
@@ -30,6 +33,7 @@ from netwatch.daemon.notify import Notifier
 from netwatch.daemon.server import SnapshotServer
 from netwatch.daemon.sink_worker import SinkWorker
 from netwatch.errors import NetwatchError
+from netwatch.export.flowlog import FlowReport, FlowReporter
 from netwatch.model import Alert, EnrichedFlow, FlowKey, Snapshot
 from netwatch.model.versions import UNNUMBERED, Version, keep, missing, recall, versions
 from netwatch.pipeline import Detector
@@ -116,7 +120,8 @@ class Service:
         clock: Clock,
         *,
         options: ServiceOptions = ServiceOptions(),
-        sinks: SinkWorker | None = None,
+        sinks: SinkWorker[Alert] | None = None,
+        flow_log: tuple[FlowReporter, SinkWorker[FlowReport]] | None = None,
         notifier: Notifier | None = None,
         metrics: Metrics | None = None,
         first_seen: FactQueue | None = None,
@@ -130,7 +135,9 @@ class Service:
         self.server = server
         self.clock = clock
         self.options = options
-        self.sinks = sinks or SinkWorker(())
+        self.sinks: SinkWorker[Alert] = sinks or SinkWorker(())
+        self.flow_log = flow_log
+        """When a flow record is due (`FlowReporter`) and who writes it (`FlowFileSink`s)."""
         self.notifier = notifier or Notifier({})
         self.metrics = metrics
         self.ticks_done = 0
@@ -237,6 +244,10 @@ class Service:
         facts = {FIRST_SEEN: self.first_seen.take_pending()} if self.first_seen else {}
         self.store.save_tick(snap.alerts, facts, now)
         self._buffer_flows(snap, now)
+        if self.flow_log is not None:
+            reporter, writer = self.flow_log
+            for report in reporter.observe(snap.flows, now):
+                writer.put(report)
         if self.clock.monotonic() - self._last_flush >= self.options.flow_flush:
             self.flush_flows()
         self._announce(snap)
@@ -377,6 +388,11 @@ class Service:
         try:
             self.flush_flows()
         finally:
+            if self.flow_log is not None:
+                reporter, writer = self.flow_log
+                for report in reporter.finish(self.clock.now()):
+                    writer.put(report)
+                writer.close()
             self.sinks.close()
             self.server.close()
             self.engine.close()

@@ -21,6 +21,7 @@ from netwatch.daemon.server import SnapshotServer
 from netwatch.daemon.service import Service, ServiceOptions
 from netwatch.daemon.sink_worker import SinkWorker
 from netwatch.errors import ConfigError
+from netwatch.export.flowlog import FlowReport, FlowReporter, Reason
 from netwatch.model import Alert, EnrichedFlow, Snapshot
 from netwatch.pipeline import Detector
 from netwatch.store import AlertQuery, Store, read_alerts
@@ -277,3 +278,33 @@ def test_run_stops_after_ticks_and_pruner_stops_first(tmp_path: Path) -> None:
     assert service.run() == 0
     assert service.ticks_done == 3
     assert not (tmp_path / "n.sock").exists()
+
+
+class RecordingFlowSink:
+    """A flow sink that keeps what it is given (the file sink is tested on its own)."""
+
+    def __init__(self) -> None:
+        self.got: list[FlowReport] = []
+
+    def emit(self, item: FlowReport) -> None:
+        self.got.append(item)
+
+    def close(self) -> None:
+        pass
+
+
+def test_flow_log_gets_ended_conversations_and_the_open_ones_at_shutdown(tmp_path: Path) -> None:
+    a, b = make_flow(local_port=6001), make_flow(local_port=6002)
+    snaps = [make_snapshot(1, flows=(a, b)), make_snapshot(2, flows=(b,)),
+             make_snapshot(3, flows=(b,))]  # fmt: skip
+    sink = RecordingFlowSink()
+    service, _ = _service(
+        tmp_path, snaps, flow_log=(FlowReporter(active_timeout=0), SinkWorker([sink]))
+    )
+    for _ in snaps:
+        service.tick_once()
+    service.shutdown()
+    assert [(r.flow.flow.key.local.port, r.reason) for r in sink.got] == [
+        (6001, Reason.END),
+        (6002, Reason.SHUTDOWN),
+    ]
