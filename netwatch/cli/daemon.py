@@ -199,7 +199,7 @@ def _run(args: argparse.Namespace) -> int:
     from netwatch.daemon.service import Service, ServiceOptions
     from netwatch.daemon.sink_worker import SinkWorker
     from netwatch.errors import ConfigError
-    from netwatch.export.flowlog import FlowReporter
+    from netwatch.export.flowlog import FlowReport, FlowReporter
     from netwatch.export.sinks import FileSink, FlowFileSink, Sink, SyslogSink
     from netwatch.model import Alert
     from netwatch.pipeline.build import build_live_engine
@@ -270,13 +270,9 @@ def _run(args: argparse.Namespace) -> int:
             sinks.append(FileSink(args.export_file, args.export_format))
         if args.syslog:
             sinks.append(SyslogSink(args.syslog))
-        flow_log = None
+        flow_sinks: list[Sink[FlowReport]] = []
         if args.flow_export_file:  # opened here, as root, like the alert export (section 7)
-            flow_sink = FlowFileSink(args.flow_export_file, args.flow_export_format)
-            flow_log = (
-                FlowReporter(args.flow_export_every),
-                SinkWorker([flow_sink], name="netwatch-flowlog"),
-            )
+            flow_sinks.append(FlowFileSink(args.flow_export_file, args.flow_export_format))
         # Only the default socket's folder (/run/netwatch without systemd) is made here.
         server = SnapshotServer(args.socket or paths.default_socket(), make_dir=not args.socket)
         notifier = Notifier()
@@ -306,8 +302,12 @@ def _run(args: argparse.Namespace) -> int:
         server,
         clock,
         options=ServiceOptions(interval=args.interval, ticks=args.ticks),
-        sinks=SinkWorker(sinks),
-        flow_log=flow_log,
+        sinks=SinkWorker(sinks),  # threads start only now: after the analyzer's switch
+        flow_log=(
+            (FlowReporter(args.flow_export_every), SinkWorker(flow_sinks, name="netwatch-flowlog"))
+            if flow_sinks
+            else None
+        ),
         notifier=notifier,
         metrics=metrics,
         first_seen=first_seen,

@@ -10,18 +10,20 @@ records is the conversation's traffic, never counted twice; the codec record of 
 format also carries the running totals. At shutdown every open conversation gets a last
 record (`shutdown`), so nothing the daemon saw is lost from the log.
 
-Listening sockets are not conversations and are never reported. Pure: the caller gives the
-time and the tick's flows.
+Listening sockets are not conversations and are never reported. A conversation's socket
+outlives its owner and its counters (a TCP socket in TIME_WAIT has neither): the record keeps
+the last counts and the last owner seen (attribution `cached`), so what the process moved
+is not lost from the log. Pure: the caller gives the time and the tick's flows.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from netwatch.model import EnrichedFlow, FlowKey
+from netwatch.model import Attribution, EnrichedFlow, FlowKey
 from netwatch.model.versions import UNNUMBERED, Version, versions
 
 ACTIVE_TIMEOUT = 300.0
@@ -48,6 +50,26 @@ Counts = tuple[int | None, int | None, int | None, int | None]
 def _counts(ef: EnrichedFlow) -> Counts:
     f = ef.flow
     return (f.bytes_sent, f.bytes_received, f.packets_sent, f.packets_received)
+
+
+def _known(new: Counts, old: Counts) -> Counts:
+    """Each counter as now, or as last known where the source no longer says."""
+    if None not in new:
+        return new
+    return (
+        old[0] if new[0] is None else new[0],
+        old[1] if new[1] is None else new[1],
+        old[2] if new[2] is None else new[2],
+        old[3] if new[3] is None else new[3],
+    )
+
+
+def _owned(ef: EnrichedFlow, before: EnrichedFlow) -> EnrichedFlow:
+    """`ef`, with `before`'s process when the socket no longer names one (cached)."""
+    f, p = ef.flow, before.flow.process
+    if f.process is not None or p is None:
+        return ef
+    return replace(ef, flow=replace(f, process=p, attribution=Attribution.CACHED))
 
 
 def _grown(now: int | None, before: int | None) -> int | None:
@@ -93,10 +115,12 @@ class _Open:
     at start-up with an old first packet is not reported at once for its whole past).
     """
 
-    __slots__ = ("ef", "noted", "reported", "since")
+    __slots__ = ("counts", "ef", "noted", "reported", "since")
 
     def __init__(self, ef: EnrichedFlow, since: float, noted: float) -> None:
         self.ef = ef
+        self.counts = _counts(ef)
+        """The latest counters known (`_known`): what the next record reports up to."""
         self.reported: Counts = (None, None, None, None)
         self.since = since
         self.noted = noted
@@ -142,8 +166,9 @@ class FlowReporter:
             if entry is None:
                 first = ef.flow.first_seen
                 open_[key] = _Open(ef, now if first is None else min(first, now), now)
-            else:
-                entry.ef = ef
+            elif entry.ef is not ef:
+                entry.ef = _owned(ef, entry.ef)
+                entry.counts = _known(_counts(ef), entry.counts)
         gone = open_.keys() - seen
         return [self._report(open_.pop(k), Reason.END, now) for k in gone]
 
@@ -169,7 +194,7 @@ class FlowReporter:
     @staticmethod
     def _report(entry: _Open, reason: Reason, now: float) -> FlowReport:
         ef = entry.ef
-        counts = _counts(ef)
+        counts = entry.counts
         before = entry.reported
         last = ef.flow.last_seen
         end = now if reason is Reason.ACTIVE or last is None else max(last, entry.since)

@@ -17,8 +17,8 @@ from netwatch.config import FLOW_EXPORT_FORMATS
 from netwatch.export.flowlog import FlowReporter, Reason
 from netwatch.export.jsonl import flow_report_to_dict
 from netwatch.export.sinks import FLOW_FORMATS, FlowFileSink
-from netwatch.model import EnrichedFlow
-from tests.builders import T0, make_flow
+from netwatch.model import Attribution, EnrichedFlow
+from tests.builders import T0, make_flow, make_process
 
 
 def _flow(port: int, sent: int, received: int, serial: int, rev: int, **kw: Any) -> EnrichedFlow:
@@ -125,3 +125,17 @@ def test_flow_file_sink_rotates(tmp_path: Path) -> None:
     assert rotated == ["flows.jsonl", "flows.jsonl.1", "flows.jsonl.2"]
     for p in tmp_path.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) in (0o600, 0o640)
+
+
+def test_a_socket_that_outlives_its_owner_and_counters_keeps_what_was_known() -> None:
+    r = FlowReporter(active_timeout=0)
+    owned = _flow(1, 3000, 40, 1, 1, process=make_process("curl"))
+    r.observe((owned,), T0 + 1)
+    time_wait = replace(owned.flow, state="TIME_WAIT", process=None, bytes_sent=None,
+                        bytes_received=None, rev_traffic=2)  # fmt: skip
+    r.observe((replace(owned, flow=time_wait),), T0 + 2)
+    (rep,) = r.observe((), T0 + 3)
+    assert (rep.bytes_sent, rep.bytes_received) == (3000, 40)
+    assert rep.flow.flow.process is not None and rep.flow.flow.process.name == "curl"
+    assert rep.flow.flow.attribution is Attribution.CACHED
+    assert rep.flow.flow.state == "TIME_WAIT"
