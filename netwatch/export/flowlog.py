@@ -22,9 +22,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import cast
 
 from netwatch.model import Attribution, EnrichedFlow, FlowKey
-from netwatch.model.versions import UNNUMBERED, Version, versions
+from netwatch.model.versions import UNNUMBERED, Version, keep, missing, recall, versions
 
 ACTIVE_TIMEOUT = 300.0
 """Default seconds between interim records of a conversation that goes on (five minutes:
@@ -126,12 +127,20 @@ class _Open:
         self.noted = noted
 
 
+_LISTENING = _Open.__new__(_Open)
+"""The row of a listening socket's flow: not a conversation, never reported (no fields set)."""
+
+
 class FlowReporter:
     """Decides when each conversation gets a flow record (see the module doc).
 
     `active_timeout` 0 turns interim records off (one record per conversation, at its end).
-    A tick whose flow versions are last tick's (nothing changed) costs only the check of
-    the oldest open period; otherwise the tick's flows are walked once.
+    The change contract keeps a tick cheap (docs/architecture.md, section 4): a tick whose
+    flow versions are last tick's costs one comparison and the check of the oldest open
+    period; otherwise only the flows whose version moved are looked at. Conversations ended
+    only when there are fewer conversations in the tick than open ones; then those whose
+    last version left with no new one in its place are the ended ones (a tick with an
+    unnumbered flow, serial 0, compares keys instead).
     """
 
     def __init__(self, active_timeout: float = ACTIVE_TIMEOUT) -> None:
@@ -140,6 +149,10 @@ class FlowReporter:
         """Open conversations in due order (`_Open.noted`; an interim record moves one to
         the end)."""
         self._versions: list[Version] | None = None
+        self._rows: dict[Version, _Open] = {}
+        """Last tick's flow versions -> their conversation (`_LISTENING` for listeners)."""
+        self._numbered = False
+        """Whether every flow of last tick was numbered (`_rows` holds them all)."""
 
     def __len__(self) -> int:
         return len(self._open)
@@ -156,21 +169,38 @@ class FlowReporter:
         return out
 
     def _update(self, flows: Sequence[EnrichedFlow], now: float) -> list[FlowReport]:
-        open_, seen = self._open, set()
-        for ef in flows:
+        open_, before = self._open, self._rows
+        tick = versions(flows)
+        got = recall(before, tick)
+        for i in missing(got):  # new conversations and new versions of known ones
+            ef = flows[i]
             key = ef.flow.key
             if key.remote is None:
-                continue  # a listening socket: not a conversation
-            seen.add(key)
+                got[i] = _LISTENING  # a listening socket: not a conversation
+                continue
             entry = open_.get(key)
             if entry is None:
                 first = ef.flow.first_seen
-                open_[key] = _Open(ef, now if first is None else min(first, now), now)
+                entry = open_[key] = _Open(ef, now if first is None else min(first, now), now)
             elif entry.ef is not ef:
                 entry.ef = _owned(ef, entry.ef)
                 entry.counts = _known(_counts(ef), entry.counts)
-        gone = open_.keys() - seen
-        return [self._report(open_.pop(k), Reason.END, now) for k in gone]
+            got[i] = entry
+        made = cast(list[_Open], got)
+        rows, numbered = keep(tick, made)
+        if len(open_) == len(made) - made.count(_LISTENING):
+            gone = []  # every open conversation has its flow in this tick: none ended
+        elif numbered and self._numbered:
+            gone = [
+                e.ef.flow.key
+                for v in before.keys() - rows.keys()  # set arithmetic in C
+                if (e := before[v]) is not _LISTENING and e.ef.version not in rows
+            ]
+        else:  # an unnumbered flow has no version to be found by: compare keys
+            alive = {e.ef.flow.key for e in made if e is not _LISTENING}
+            gone = list(open_.keys() - alive)
+        self._rows, self._numbered = rows, numbered
+        return [self._report(open_.pop(k), Reason.END, now) for k in gone if k in open_]
 
     def _interim(self, now: float) -> list[FlowReport]:
         out: list[FlowReport] = []
@@ -188,7 +218,7 @@ class FlowReporter:
         """The last record of every open conversation (the daemon is stopping)."""
         out = [self._report(e, Reason.SHUTDOWN, now) for e in self._open.values()]
         self._open.clear()
-        self._versions = None
+        self._versions, self._rows, self._numbered = None, {}, False
         return out
 
     @staticmethod
