@@ -12,6 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from netwatch import codec
 from netwatch.config import FLOW_EXPORT_FORMATS
 from netwatch.export.flowlog import FlowReporter, Reason
@@ -139,3 +142,45 @@ def test_a_socket_that_outlives_its_owner_and_counters_keeps_what_was_known() ->
     assert rep.flow.flow.process is not None and rep.flow.flow.process.name == "curl"
     assert rep.flow.flow.attribution is Attribution.CACHED
     assert rep.flow.flow.state == "TIME_WAIT"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.dictionaries(st.integers(1, 6), st.integers(0, 3), max_size=6), max_size=12),
+    st.booleans(),
+)
+def test_ended_conversations_and_their_bytes_match_a_plain_model(
+    ticks: list[dict[int, int]], numbered: bool
+) -> None:
+    """Random ticks (port -> bytes added this tick): each conversation is reported ended
+    exactly in the tick after its last one, and its records add up to what it moved, on
+    the change-contract path (numbered flows) and the key path (unnumbered) alike."""
+    r = FlowReporter(active_timeout=2.5)
+    totals: dict[int, int] = {}
+    serials: dict[int, int] = {}
+    next_serial = 1
+    reported: dict[int, int] = {}
+    moved: dict[int, int] = {}
+    for t, tick in enumerate([*ticks, {}], start=1):
+        flows = []
+        for port, added in sorted(tick.items()):
+            if port not in totals:  # a new conversation: a new serial, as the engine gives
+                serials[port], next_serial = next_serial, next_serial + 1
+                totals[port] = 0
+            totals[port] += added
+            moved[port] = moved.get(port, 0) + added
+            if numbered:
+                f = _flow(port, totals[port], 0, serials[port], totals[port])
+            else:  # built by hand: no serial and no revisions (`model.versions.UNNUMBERED`)
+                f = _flow(port, totals[port], 0, 0, 0)
+            flows.append(f)
+        out = r.observe(tuple(flows), T0 + t)
+        ended = {rep.flow.flow.key.local.port for rep in out if rep.reason is Reason.END}
+        assert ended == set(totals) - set(tick)
+        for rep in out:
+            port = rep.flow.flow.key.local.port
+            reported[port] = reported.get(port, 0) + (rep.bytes_sent or 0)
+        for port in ended:
+            del totals[port]
+    assert len(r) == 0
+    assert reported == moved
