@@ -194,6 +194,8 @@ def test_socket_in_a_missing_folder_is_one_line_exit_1(tmp_path: Path) -> None:
         ["--metrics-port", "70000"],
         ["--syslog", "http://x"],
         ["--export-format", "xml"],
+        ["--flow-export-format", "csv"],
+        ["--flow-export-every", "-1"],
     ],
 )
 def test_bad_daemon_flags_are_one_line_exit_2(argv: list[str], tmp_path: Path) -> None:
