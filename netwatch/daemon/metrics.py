@@ -112,6 +112,11 @@ class Metrics:
             "Times a socket client that fell behind was sent a fresh state instead",
             registry=r,
         )
+        self.flow_log_drops = Counter(
+            "netwatch_flow_log_drops",
+            "Flow records the flow log's queue could not take",
+            registry=r,
+        )
         self.skipped = Gauge(
             "netwatch_data_file_skipped",
             "1 for each damaged data file (list history, GeoIP file) the daemon runs without",
@@ -127,10 +132,17 @@ class Metrics:
         """Last snapshot's flow versions: equal versions, equal counters (no byte moved)."""
 
     def observe(
-        self, snap: Snapshot, clients: int = 0, *, sink_drops: int = 0, client_resyncs: int = 0
+        self,
+        snap: Snapshot,
+        clients: int = 0,
+        *,
+        sink_drops: int = 0,
+        client_resyncs: int = 0,
+        flow_log_drops: int = 0,
     ) -> None:
         """Update every metric from one snapshot, and the daemon's own running totals
-        (`SinkWorker.dropped`, `SnapshotServer.resyncs`)."""
+        (`SinkWorker.dropped` of the alert sinks and of the flow log,
+        `SnapshotServer.resyncs`)."""
         self._count_alerts(snap.alerts)
         c = snap.counters
         self.flows.set(c.flows)
@@ -142,6 +154,7 @@ class Metrics:
         advance(self.starts_missed, "starts_missed", c.starts_missed)
         advance(self.sink_drops, "sink_drops", sink_drops)
         advance(self.client_resyncs, "client_resyncs", client_resyncs)
+        advance(self.flow_log_drops, "flow_log_drops", flow_log_drops)
         self.sample_seconds.observe(c.sample_ms / 1000.0)
         self.clients.set(clients)
         self._note_skipped(snap.status.skipped)

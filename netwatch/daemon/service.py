@@ -46,6 +46,10 @@ log = logging.getLogger("netwatch.daemon")
 SERVE_SHARE = 0.2
 """Least share of an interval between ticks that is left to serving socket clients."""
 
+SHUTDOWN_WAIT = 5.0
+"""Seconds the flow log's last records (one per open conversation) may wait for its writer
+at shutdown, instead of being dropped when they outnumber its queue."""
+
 
 class Ticker(Protocol):
     """What the loop needs from the engine: one snapshot per call, a swappable detector."""
@@ -278,6 +282,7 @@ class Service:
                 self.server.clients,
                 sink_drops=self.sinks.dropped,
                 client_resyncs=self.server.resyncs,
+                flow_log_drops=0 if self.flow_log is None else self.flow_log[1].dropped,
             )
         if self.notifier.enabled:
             self.notifier.watchdog()
@@ -391,8 +396,8 @@ class Service:
             if self.flow_log is not None:
                 reporter, writer = self.flow_log
                 for report in reporter.finish(self.clock.now()):
-                    writer.put(report)
-                writer.close()
+                    writer.put(report, wait=SHUTDOWN_WAIT)
+                writer.close(timeout=SHUTDOWN_WAIT)
             self.sinks.close()
             self.server.close()
             self.engine.close()

@@ -36,12 +36,16 @@ class SinkWorker(Generic[_Item]):
         if self._sinks:
             self._thread.start()
 
-    def put(self, item: _Item) -> None:
-        """Queue an alert (or flow record) for every sink (never blocks)."""
+    def put(self, item: _Item, wait: float = 0.0) -> None:
+        """Queue an alert (or flow record) for every sink; never blocks in the loop (`wait`
+        0). At shutdown a caller may wait up to `wait` seconds for room instead."""
         if not self._sinks:
             return
         try:
-            self._queue.put_nowait(item)
+            if wait > 0:
+                self._queue.put(item, timeout=wait)
+            else:
+                self._queue.put_nowait(item)
         except queue.Full:
             self.dropped += 1
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -308,3 +309,23 @@ def test_flow_log_gets_ended_conversations_and_the_open_ones_at_shutdown(tmp_pat
         (6001, Reason.END),
         (6002, Reason.SHUTDOWN),
     ]
+
+
+class SlowFlowSink(RecordingFlowSink):
+    """Takes a little while per record, like a file on a busy disk."""
+
+    def emit(self, item: FlowReport) -> None:
+        time.sleep(0.002)
+        super().emit(item)
+
+
+def test_every_open_conversation_gets_its_last_record_even_past_the_queue(tmp_path: Path) -> None:
+    flows = tuple(make_flow(local_port=7000 + i) for i in range(50))
+    sink = SlowFlowSink()
+    writer: SinkWorker[FlowReport] = SinkWorker([sink], maxsize=2)
+    service, _ = _service(tmp_path, [make_snapshot(1, flows=flows)],
+                          flow_log=(FlowReporter(), writer))  # fmt: skip
+    service.tick_once()
+    service.shutdown()
+    assert writer.dropped == 0
+    assert sorted(r.flow.flow.key.local.port for r in sink.got) == [7000 + i for i in range(50)]
