@@ -47,8 +47,9 @@ SERVE_SHARE = 0.2
 """Least share of an interval between ticks that is left to serving socket clients."""
 
 SHUTDOWN_WAIT = 5.0
-"""Seconds the flow log's last records (one per open conversation) may wait for its writer
-at shutdown, instead of being dropped when they outnumber its queue."""
+"""Seconds, in all, that the flow log's last records (one per open conversation) may wait
+for its writer at shutdown instead of being dropped when they outnumber its queue; past
+that they are dropped (counted), so a stuck writer cannot hold up the stop."""
 
 
 class Ticker(Protocol):
@@ -395,9 +396,10 @@ class Service:
         finally:
             if self.flow_log is not None:
                 reporter, writer = self.flow_log
+                deadline = self.clock.monotonic() + SHUTDOWN_WAIT
                 for report in reporter.finish(self.clock.now()):
-                    writer.put(report, wait=SHUTDOWN_WAIT)
-                writer.close(timeout=SHUTDOWN_WAIT)
+                    writer.put(report, wait=max(0.0, deadline - self.clock.monotonic()))
+                writer.close(timeout=max(0.1, deadline - self.clock.monotonic()))
             self.sinks.close()
             self.server.close()
             self.engine.close()

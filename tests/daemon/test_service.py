@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from netwatch.clock import SystemClock
 from netwatch.codec import JSONDict
 from netwatch.daemon.client import DaemonFeed
 from netwatch.daemon.server import SnapshotServer
@@ -329,3 +330,37 @@ def test_every_open_conversation_gets_its_last_record_even_past_the_queue(tmp_pa
     service.shutdown()
     assert writer.dropped == 0
     assert sorted(r.flow.flow.key.local.port for r in sink.got) == [7000 + i for i in range(50)]
+
+
+class StuckFlowSink(RecordingFlowSink):
+    """Never finishes writing (a hung disk): the stop must not wait for it for long."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def emit(self, item: FlowReport) -> None:
+        self.release.wait(30)
+
+
+def test_a_stuck_flow_writer_holds_up_the_stop_only_for_the_shutdown_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import netwatch.daemon.service as service_module
+
+    monkeypatch.setattr(service_module, "SHUTDOWN_WAIT", 0.5)
+    flows = tuple(make_flow(local_port=7000 + i) for i in range(200))
+    sink = StuckFlowSink()
+    writer: SinkWorker[FlowReport] = SinkWorker([sink], maxsize=2)
+    store = Store(tmp_path / "n.db")
+    service = Service(
+        ScriptedEngine([make_snapshot(1, flows=flows)]), None, store,
+        SnapshotServer(tmp_path / "n.sock"), SystemClock(), flow_log=(FlowReporter(), writer),
+    )  # fmt: skip
+    service.tick_once()
+    started = time.monotonic()
+    service.shutdown()
+    took = time.monotonic() - started
+    sink.release.set()
+    assert took < 3.0, took
+    assert writer.dropped >= 190  # counted, not silent
