@@ -400,6 +400,9 @@ class Service:
                 for report in reporter.finish(self.clock.now()):
                     writer.put(report, wait=max(0.0, deadline - self.clock.monotonic()))
                 writer.close(timeout=max(0.1, deadline - self.clock.monotonic()))
+                if writer.dropped:
+                    dropped = writer.dropped
+                    log.warning("flow log: %d records dropped: its writer fell behind", dropped)
             self.sinks.close()
             self.server.close()
             self.engine.close()

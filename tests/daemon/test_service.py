@@ -344,7 +344,7 @@ class StuckFlowSink(RecordingFlowSink):
 
 
 def test_a_stuck_flow_writer_holds_up_the_stop_only_for_the_shutdown_wait(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import netwatch.daemon.service as service_module
 
@@ -364,3 +364,4 @@ def test_a_stuck_flow_writer_holds_up_the_stop_only_for_the_shutdown_wait(
     sink.release.set()
     assert took < 3.0, took
     assert writer.dropped >= 190  # counted, not silent
+    assert f"flow log: {writer.dropped} records dropped" in caplog.text
