@@ -112,6 +112,11 @@ class Metrics:
             "Times a socket client that fell behind was sent a fresh state instead",
             registry=r,
         )
+        self.clients_refused = Counter(
+            "netwatch_socket_clients_refused",
+            "Connections to the daemon's socket refused (too many clients, or a peer's rate)",
+            registry=r,
+        )
         self.flow_log_drops = Counter(
             "netwatch_flow_log_drops",
             "Flow records the flow log's queue could not take",
@@ -138,11 +143,12 @@ class Metrics:
         *,
         sink_drops: int = 0,
         client_resyncs: int = 0,
+        clients_refused: int = 0,
         flow_log_drops: int = 0,
     ) -> None:
         """Update every metric from one snapshot, and the daemon's own running totals
         (`SinkWorker.dropped` of the alert sinks and of the flow log,
-        `SnapshotServer.resyncs`)."""
+        `SnapshotServer.resyncs` and `.refused`)."""
         self._count_alerts(snap.alerts)
         c = snap.counters
         self.flows.set(c.flows)
@@ -154,6 +160,7 @@ class Metrics:
         advance(self.starts_missed, "starts_missed", c.starts_missed)
         advance(self.sink_drops, "sink_drops", sink_drops)
         advance(self.client_resyncs, "client_resyncs", client_resyncs)
+        advance(self.clients_refused, "clients_refused", clients_refused)
         advance(self.flow_log_drops, "flow_log_drops", flow_log_drops)
         self.sample_seconds.observe(c.sample_ms / 1000.0)
         self.clients.set(clients)

@@ -283,6 +283,7 @@ class Service:
                 self.server.clients,
                 sink_drops=self.sinks.dropped,
                 client_resyncs=self.server.resyncs,
+                clients_refused=self.server.refused,
                 flow_log_drops=0 if self.flow_log is None else self.flow_log[1].dropped,
             )
         if self.notifier.enabled:

@@ -26,6 +26,7 @@ RUNNING_TOTALS = (
     "netwatch_connection_starts_missed",
     "netwatch_sink_drops",
     "netwatch_client_resyncs",
+    "netwatch_socket_clients_refused",
     "netwatch_flow_log_drops",
 )
 """Families that count since the daemon started: counters, exposed as `<name>_total`."""
@@ -156,7 +157,7 @@ def _busy_metrics() -> Metrics:
         make_snapshot(1, flows=flows, alerts=(make_alert(),)),
         counters=Counters(capture_drops=3, queue_drops=1, starts_named=2, starts_missed=1),
     )
-    m.observe(snap, clients=1, sink_drops=1, client_resyncs=1, flow_log_drops=2)
+    m.observe(snap, clients=1, sink_drops=1, client_resyncs=1, clients_refused=3, flow_log_drops=2)
     snap2 = replace(snap, seq=2, status=replace(snap.status, skipped=("GeoLite2-ASN.mmdb: bad",)))
     m.observe(snap2, clients=1, sink_drops=2, client_resyncs=1)
     return m
