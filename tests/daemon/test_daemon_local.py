@@ -271,6 +271,14 @@ def test_metrics_endpoint_on_localhost(tmp_path: Path) -> None:
     assert daemon.returncode == 0
     assert b"netwatch_flows " in body
     assert b"netwatch_socket_clients" in body
+    assert b"# TYPE netwatch_capture_drops_total counter" in body
+    promtool = shutil.which("promtool")
+    if promtool is not None:  # Debian's prometheus package; tests/daemon/test_metrics.py too
+        lint = subprocess.run(  # noqa: S603  # promtool from PATH, the daemon's text on stdin
+            [promtool, "check", "metrics"], input=body, capture_output=True, timeout=60,
+            check=False,
+        )  # fmt: skip
+        assert lint.returncode == 0 and not lint.stdout.strip(), lint
 
 
 def test_daemon_settings_come_from_the_config_and_flags_win(tmp_path: Path) -> None:
