@@ -56,7 +56,7 @@ ECS_VERSION = "8.11.0"
 class EcsHost:
     """This machine as `host.*` and `observer.*` describe it (read once: `this_host`)."""
 
-    hostname: str
+    hostname: str | None
     architecture: str | None = None
     os_type: str | None = None
     os_kernel: str | None = None
@@ -68,7 +68,7 @@ def this_host() -> EcsHost:
     u = platform.uname()
     system = u.system.lower() or None
     return EcsHost(
-        hostname=socket.gethostname(),
+        hostname=socket.gethostname() or None,
         architecture=u.machine or None,
         os_type=system if system in ("linux", "macos", "unix", "windows") else None,
         os_kernel=u.release or None,
