@@ -32,6 +32,8 @@ from netwatch.model import (
 
 EXPORT_FORMATS = ("jsonl", "csv", "syslog", "ecs")
 """The alert-log formats (`export.sinks.FORMATS` has a formatter for each; a test checks)."""
+FLOW_EXPORT_FORMATS = ("jsonl", "ecs")
+"""The flow-log formats (`export.sinks.FLOW_FORMATS`; a test checks)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,11 @@ class DaemonSettings:
     interface: str | None = None
     full_sample_every: float | None = None
     """Seconds between full socket samples while capture runs (0: every tick)."""
+    flow_export_file: Path | None = None
+    """Where flow records go for a SIEM (`export.flowlog`), rotated like `export_file`."""
+    flow_export_format: str | None = None
+    flow_export_every: float | None = None
+    """Seconds between interim records of a conversation that goes on (0: only at its end)."""
 
 
 WEBHOOK_SHAPES = ("json", "ntfy", "slack")
@@ -376,6 +383,9 @@ def parse_daemon(raw: Any, errs: _Errors) -> DaemonSettings:
         "interface": lambda v, k: v if _text(v, k, errs) else None,
         "capture": lambda v, k: _flag(v, k, errs),
         "full_sample_every": lambda v, k: _number(v, k, errs, 0, 3600, low_too=True),
+        "flow_export_file": lambda v, k: Path(v) if _text(v, k, errs) else None,
+        "flow_export_format": lambda v, k: _choice(v, k, errs, FLOW_EXPORT_FORMATS),
+        "flow_export_every": lambda v, k: _number(v, k, errs, 0, 86400, low_too=True),
     }
     for name, check in checks.items():
         if name in raw:

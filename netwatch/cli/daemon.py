@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 from netwatch.cli.common import add_geoip, amount
-from netwatch.config import EXPORT_FORMATS, split_syslog_url
+from netwatch.config import EXPORT_FORMATS, FLOW_EXPORT_FORMATS, split_syslog_url
 
 FULL_SAMPLE_EVERY = 5.0
 """Default seconds between full socket samples in the daemon while capture runs (see
@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "metrics_port": None,
     "interface": None,
     "full_sample_every": FULL_SAMPLE_EVERY,
+    "flow_export_file": None,
+    "flow_export_format": "jsonl",
+    "flow_export_every": 300.0,
 }
 """What a `[daemon]` key means when neither a flag nor the config sets it (None: off/all)."""
 
@@ -112,6 +115,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--syslog", type=_syslog_target, metavar="URL", help="send alerts to udp://H:P or tcp://H:P"
     )
     p.add_argument(
+        "--flow-export-file",
+        type=Path,
+        metavar="FILE",
+        help="append flow records for a SIEM to FILE (rotated): one when a conversation ends",
+    )
+    p.add_argument(
+        "--flow-export-format",
+        choices=FLOW_EXPORT_FORMATS,
+        help="format of --flow-export-file (default jsonl)",
+    )
+    p.add_argument(
+        "--flow-export-every",
+        type=amount("seconds", 86400, zero=True),
+        metavar="S",
+        help="also a record every S seconds while a conversation goes on (default 300; 0: off)",
+    )
+    p.add_argument(
         "--retention-days",
         type=amount("days", 36500),
         metavar="D",
@@ -182,7 +202,9 @@ def _run(args: argparse.Namespace) -> int:
     from netwatch.daemon.service import Service, ServiceOptions
     from netwatch.daemon.sink_worker import SinkWorker
     from netwatch.errors import ConfigError
-    from netwatch.export.sinks import FileSink, Sink, SyslogSink
+    from netwatch.export.flowlog import FlowReport, FlowReporter
+    from netwatch.export.sinks import FileSink, FlowFileSink, Sink, SyslogSink
+    from netwatch.model import Alert
     from netwatch.pipeline.build import build_live_engine
     from netwatch.sources.remote import CollectorLink, RemoteHostFacts
     from netwatch.store import Pruner, Retention, Store, StoredFirstSeen
@@ -256,11 +278,14 @@ def _run(args: argparse.Namespace) -> int:
             host=None if link is None else RemoteHostFacts(link),
             full_every=args.full_sample_every,
         )
-        sinks: list[Sink] = []
+        sinks: list[Sink[Alert]] = []
         if args.export_file:
             sinks.append(FileSink(args.export_file, args.export_format))
         if args.syslog:
             sinks.append(SyslogSink(args.syslog))
+        flow_sinks: list[Sink[FlowReport]] = []
+        if args.flow_export_file:  # opened here, as root, like the alert export (section 7)
+            flow_sinks.append(FlowFileSink(args.flow_export_file, args.flow_export_format))
         # Only the default socket's folder (/run/netwatch without systemd) is made here.
         server = SnapshotServer(args.socket or paths.default_socket(), make_dir=not args.socket)
         notifier = Notifier()
@@ -294,7 +319,12 @@ def _run(args: argparse.Namespace) -> int:
         server,
         clock,
         options=ServiceOptions(interval=args.interval, ticks=args.ticks),
-        sinks=SinkWorker(sinks),
+        sinks=SinkWorker(sinks),  # threads start only now: after the analyzer's switch
+        flow_log=(
+            (FlowReporter(args.flow_export_every), SinkWorker(flow_sinks, name="netwatch-flowlog"))
+            if flow_sinks
+            else None
+        ),
         notifications=notifications,
         notifier=notifier,
         metrics=metrics,

@@ -45,7 +45,13 @@ def _named_config_parts(text: str) -> list[str]:
     that prose names; a dotted name counts when its last part is a config key's name."""
     tables = [m.group(0) for m in HEADER.finditer(text) if m.group(1).split(".")[0] in SECTIONS
               or m.group(1).startswith(("detect", "config"))]  # fmt: skip
-    keys = [d for d in DOTTED.findall(text) if d.split(".")[-1] in KEY_NAMES]
+    # A config key is named under its section (`daemon.interval`); ECS names such as
+    # `container.name` end in a key's name too but are not config.
+    keys = [
+        d
+        for d in DOTTED.findall(text)
+        if d.split(".")[-1] in KEY_NAMES and d.split(".")[0] in SECTIONS
+    ]
     return tables + keys
 
 
