@@ -122,6 +122,11 @@ class Metrics:
             "Flow records the flow log's queue could not take",
             registry=r,
         )
+        self.notify_drops = Counter(
+            "netwatch_notify_drops",
+            "Notifications a channel's queue could not take (a receiver too slow or dead)",
+            registry=r,
+        )
         self.skipped = Gauge(
             "netwatch_data_file_skipped",
             "1 for each damaged data file (list history, GeoIP file) the daemon runs without",
@@ -145,10 +150,11 @@ class Metrics:
         client_resyncs: int = 0,
         clients_refused: int = 0,
         flow_log_drops: int = 0,
+        notify_drops: int = 0,
     ) -> None:
         """Update every metric from one snapshot, and the daemon's own running totals
         (`SinkWorker.dropped` of the alert sinks and of the flow log,
-        `SnapshotServer.resyncs` and `.refused`)."""
+        `SnapshotServer.resyncs` and `.refused`, `Notifications.dropped`)."""
         self._count_alerts(snap.alerts)
         c = snap.counters
         self.flows.set(c.flows)
@@ -162,6 +168,7 @@ class Metrics:
         advance(self.client_resyncs, "client_resyncs", client_resyncs)
         advance(self.clients_refused, "clients_refused", clients_refused)
         advance(self.flow_log_drops, "flow_log_drops", flow_log_drops)
+        advance(self.notify_drops, "notify_drops", notify_drops)
         self.sample_seconds.observe(c.sample_ms / 1000.0)
         self.clients.set(clients)
         self._note_skipped(snap.status.skipped)

@@ -291,6 +291,7 @@ class Service:
                 client_resyncs=self.server.resyncs,
                 clients_refused=self.server.refused,
                 flow_log_drops=0 if self.flow_log is None else self.flow_log[1].dropped,
+                notify_drops=self.notifications.dropped,
             )
         if self.notifier.enabled:
             self.notifier.watchdog()

@@ -28,6 +28,7 @@ RUNNING_TOTALS = (
     "netwatch_client_resyncs",
     "netwatch_socket_clients_refused",
     "netwatch_flow_log_drops",
+    "netwatch_notify_drops",
 )
 """Families that count since the daemon started: counters, exposed as `<name>_total`."""
 
@@ -157,7 +158,15 @@ def _busy_metrics() -> Metrics:
         make_snapshot(1, flows=flows, alerts=(make_alert(),)),
         counters=Counters(capture_drops=3, queue_drops=1, starts_named=2, starts_missed=1),
     )
-    m.observe(snap, clients=1, sink_drops=1, client_resyncs=1, clients_refused=3, flow_log_drops=2)
+    m.observe(
+        snap,
+        clients=1,
+        sink_drops=1,
+        client_resyncs=1,
+        clients_refused=3,
+        flow_log_drops=2,
+        notify_drops=4,
+    )
     snap2 = replace(snap, seq=2, status=replace(snap.status, skipped=("GeoLite2-ASN.mmdb: bad",)))
     m.observe(snap2, clients=1, sink_drops=2, client_resyncs=1)
     return m
@@ -177,3 +186,11 @@ def test_promtool_check_metrics_is_clean() -> None:
     )
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
     assert done.stdout.strip() == b"" and done.stderr.strip() == b"", done
+
+
+def test_notification_drops_are_a_running_total() -> None:
+    m = Metrics()
+    snap = make_snapshot(1)
+    m.observe(snap, notify_drops=4)
+    m.observe(replace(snap, seq=2), notify_drops=9)
+    assert _value(m, "netwatch_notify_drops_total") == 9.0
