@@ -10,6 +10,32 @@ Time is whatever the packets say (`PacketMeta.ts`) or what the caller passes to 
 the table never reads a clock. Memory is bounded by the number of live flows: idle flows
 leave through `tick`, and `max_flows` caps the table even when nothing goes idle.
 
+**Counting every packet once.** Live capture listens on every interface, so a packet this host
+routes or bridges is seen more than once: arriving on one interface (a container's veth, a
+tunnel) and leaving by another, sometimes on a bridge and on its port too. Where the source
+says which copy a frame is (`PacketMeta.pkttype`, `ifindex`: live capture and Linux cooked
+capture files), a packet is counted at the first copy that carries it into the host, on the
+interface it arrives by, and every later copy is recognised and not counted:
+
+* a copy of the same flow and direction, the same size, on another interface, right after the
+  previous copy (within `COPY_WINDOW`), is that packet again (routed, bridged, bonded);
+* a copy leaving (`PACKET_OUTGOING`) in a direction that arrived here is a routed packet on
+  its way out, even when other frames came in between;
+* behind NAT (`local` known: this host's addresses), a copy with this host's address right
+  after a copy of the same packet without one (same size, one endpoint kept, one arriving
+  and one leaving) is the translated twin: the untranslated flow, whose addresses are the
+  sender's own (a container's socket), carries the bytes; the translated flow is marked
+  (`FlowState.nat_copy`, and `forwarded`) and keeps only what was not recognised. Each
+  packet is judged on its own: a wrong match costs one packet, never a whole flow.
+
+A flow is `forwarded` when one of its packets was seen arriving and leaving, when it was
+translated, or when neither of its addresses is this host's (`local`). A forwarded flow's
+`interface` becomes the one its first packet left by (what the leak rules ask). Why the
+arriving copy: it comes first, so nothing is counted and then taken back for routed traffic;
+it is there even when the host drops the packet instead of forwarding it, or when only the
+inner interface is captured; and it carries the sender's untranslated addresses. Frames whose
+source does not say which copy they are (`pkttype` None) are all counted, as before.
+
 The dissector is injected as a function (`inspect(ctx, payload) -> PacketFacts | None`) so
 this module does not import `netwatch.dissect`, its sibling layer.
 """
@@ -35,12 +61,16 @@ from netwatch.model import (
     ProcessRef,
     Transport,
 )
+from netwatch.model.packet import PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OUTGOING
 
 Inspector = Callable[[PacketContext, bytes], PacketFacts | None]
 """A dissector: sees a payload with its place in the flow, returns facts or None."""
 
 SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
 _NAME_CACHE = 1 << 16
+COPY_WINDOW = 0.002
+"""Seconds within which two copies of one packet are seen: the kernel hands a routed packet
+to the capture arriving and leaving within microseconds, in the same softirq."""
 
 
 def _pair_key(proto: int, src: Endpoint, dst: Endpoint) -> tuple[int, int, int, int, int]:
@@ -100,6 +130,11 @@ class FlowState:
         "bytes_rev",
         "dns_name",
         "done",
+        "egress",
+        "entered_fwd",
+        "entered_rev",
+        "forwarded",
+        "nat_copy",
         "first_seen",
         "body_prefix",
         "http_host",
@@ -141,6 +176,17 @@ class FlowState:
         self.owner = UNOWNED
         """The owning process and this host's side, once attribution found them
         (`FlowTable.own`; live capture only)."""
+        self.entered_fwd: int | None = None
+        self.entered_rev: int | None = None
+        """The interface index each direction first arrived by (None: not seen arriving)."""
+        self.forwarded = False
+        """The flow passes through this host (routed, bridged or translated), see the module
+        docstring."""
+        self.egress = False
+        """`interface` is already the one a forwarded flow leaves by."""
+        self.nat_copy = False
+        """This flow is the translated twin of a forwarded flow (NAT): the packets
+        recognised as twins are counted on that flow, not here."""
         self._memo: tuple[tuple[object, ...], Flow] | None = None
         """The last `to_flow` answer and what it was made from (see `to_flow`)."""
 
@@ -183,6 +229,7 @@ class FlowState:
             initiator_is_local, self.pkts_fwd, self.pkts_rev, self.bytes_fwd, self.bytes_rev,
             self.tcp, self.last_seen, self.owner, self.dns_name, self.sni,
             self.http_host, self.label, self.tls_cert, self.http_request, self.body_prefix,
+            self.forwarded, self.interface,
         )  # fmt: skip
         memo = self._memo
         if memo is not None and memo[0] == sig:
@@ -232,6 +279,7 @@ class FlowState:
             body_prefix=self.body_prefix,
             interface=self.interface,
             egress_by=None if self.interface is None else "capture",
+            forwarded=self.forwarded,
         )
 
 
@@ -245,6 +293,8 @@ class TableStats:
     evicted: int
     packets: int
     dissect_errors: int
+    copies: int = 0
+    """Packets seen again on another interface (routed, bridged, translated), not counted."""
 
 
 class FlowTable:
@@ -285,7 +335,12 @@ class FlowTable:
         self._names: dict[IPAddress, str] = {}
         self._evicted: list[FlowState] = []
         self._created = self._expired = self._evicted_count = 0
-        self._packets = self._dissect_errors = 0
+        self._packets = self._dissect_errors = self._copies = 0
+        self.local: frozenset[IPAddress] = frozenset()
+        """This host's addresses (live capture keeps them current); empty when not known, as
+        for a capture file: then NAT twins are not recognised and `forwarded` needs proof."""
+        self._last: tuple[PacketMeta, FlowState, bool, bool] | None = None
+        """The previous copy that said which copy it was: (packet, flow, forward, counted)."""
 
     def __len__(self) -> int:
         return len(self._flows)
@@ -304,6 +359,12 @@ class FlowTable:
         ts = pkt.ts
         if ts > state.last_seen:
             state.last_seen = ts
+        if pkt.pkttype is not None:
+            counted = self._counts(pkt, state, fwd)
+            self._last = (pkt, state, fwd, counted)
+            if not counted:
+                self._copies += 1
+                return state
         payload = pkt.payload
         index = 0
         if fwd:
@@ -328,6 +389,103 @@ class FlowTable:
         ):
             self._dissect(state, PacketContext(state.key, fwd, index, ts), payload)
         return state
+
+    def _counts(self, pkt: PacketMeta, state: FlowState, fwd: bool) -> bool:
+        """Whether this copy of a packet is the one that counts (module docstring)."""
+        leaving = pkt.pkttype == PACKET_OUTGOING
+        last = self._last
+        if last is not None:
+            prev, prev_state, prev_fwd, prev_counted = last
+            if (
+                prev.length == pkt.length
+                and prev.ifindex != pkt.ifindex
+                and pkt.ts - prev.ts <= COPY_WINDOW
+                and prev.ip_proto == pkt.ip_proto
+            ):
+                prev_leaving = prev.pkttype == PACKET_OUTGOING
+                if prev_state is state:
+                    if prev_fwd is fwd:  # the same packet on another interface
+                        if leaving and not prev_leaving:
+                            self._passes(state, fwd, pkt)
+                        return False
+                elif self.local and leaving and not prev_leaving:
+                    twin = self._nat_twin(prev, pkt)
+                    if twin is not None:
+                        return self._translated(
+                            twin, pkt, state, fwd, prev_state, prev_fwd, prev_counted
+                        )
+        if leaving:
+            if (state.entered_fwd if fwd else state.entered_rev) is not None:
+                self._passes(state, fwd, pkt)  # arrived here earlier: routed on its way out
+                return False
+            return True
+        if fwd:
+            if state.entered_fwd is None:
+                state.entered_fwd = pkt.ifindex
+        elif state.entered_rev is None:
+            state.entered_rev = pkt.ifindex
+        local = self.local
+        if (
+            local
+            and not state.forwarded
+            and pkt.pkttype != PACKET_BROADCAST
+            and pkt.pkttype != PACKET_MULTICAST
+            and pkt.src.ip not in local
+            and pkt.dst.ip not in local
+            and not pkt.dst.ip.is_multicast
+            and not pkt.src.ip.is_unspecified
+        ):
+            state.forwarded = True  # neither end is this host: passing through
+        return True
+
+    def _nat_twin(self, arrived: PacketMeta, left: PacketMeta) -> bool | None:
+        """Whether `left` is `arrived` translated: True when `arrived` had neither of this
+        host's addresses (the untranslated one), False when `left` has neither; None when the
+        two are not one packet (both endpoints changed or neither, or no side is this host's)."""
+        if (arrived.src == left.src) == (arrived.dst == left.dst):
+            return None
+        local = self.local
+        arrived_passing = arrived.src.ip not in local and arrived.dst.ip not in local
+        left_passing = left.src.ip not in local and left.dst.ip not in local
+        if arrived_passing == left_passing:
+            return None
+        return arrived_passing
+
+    def _translated(
+        self,
+        arrived_untranslated: bool,
+        pkt: PacketMeta,
+        state: FlowState,
+        fwd: bool,
+        prev_state: FlowState,
+        prev_fwd: bool,
+        prev_counted: bool,
+    ) -> bool:
+        """Keep a NAT pair's bytes on the untranslated flow; mark the translated one."""
+        if arrived_untranslated:  # counted on arrival (e.g. a container's, before SNAT)
+            prev_state.forwarded = state.forwarded = state.nat_copy = True
+            if prev_fwd and not prev_state.egress:
+                prev_state.interface, prev_state.egress = pkt.interface, True
+            return False
+        if prev_counted:  # arrived translated (e.g. a reply before un-SNAT): take it back
+            if prev_fwd:
+                prev_state.pkts_fwd -= 1
+                prev_state.bytes_fwd -= pkt.length
+            else:
+                prev_state.pkts_rev -= 1
+                prev_state.bytes_rev -= pkt.length
+        prev_state.forwarded = prev_state.nat_copy = state.forwarded = True
+        if fwd and not state.egress:
+            state.interface, state.egress = pkt.interface, True
+        return True
+
+    @staticmethod
+    def _passes(state: FlowState, fwd: bool, pkt: PacketMeta) -> None:
+        """A packet of `state` was seen arriving and now leaving: the flow is forwarded, and
+        leaves by this copy's interface."""
+        state.forwarded = True
+        if fwd and not state.egress:
+            state.interface, state.egress = pkt.interface, True
 
     def _create(self, pkt: PacketMeta) -> tuple[FlowState, bool]:
         src, dst = pkt.src, pkt.dst
@@ -474,4 +632,5 @@ class FlowTable:
             evicted=self._evicted_count,
             packets=self._packets,
             dissect_errors=self._dissect_errors,
+            copies=self._copies,
         )
