@@ -15,15 +15,21 @@ routes or bridges is seen more than once: arriving on one interface (a container
 tunnel) and leaving by another, sometimes on a bridge and on its port too. Where the source
 says which copy a frame is (`PacketMeta.pkttype`, `ifindex`: live capture and Linux cooked
 capture files), a packet is counted at the first copy that carries it into the host, on the
-interface it arrives by, and every later copy is recognised and not counted:
+interface it arrives by, and every later copy is recognised and not counted. Later copies
+are compared with the last arriving copy that counted: every copy of a packet follows the one
+that brought it in, while two arriving or two leaving copies in a row may as well be two
+packets of one stream.
 
-* a copy of the same flow and direction, the same size, on another interface, right after the
-  previous copy (within `COPY_WINDOW`), is that packet again (routed, bridged, bonded);
-* a copy leaving (`PACKET_OUTGOING`) in a direction that arrived here is a routed packet on
-  its way out, even when other frames came in between;
-* behind NAT (`local` known: this host's addresses), a copy with this host's address right
-  after a copy of the same packet without one (same size, one endpoint kept, one arriving
-  and one leaving) is the translated twin: the untranslated flow, whose addresses are the
+* a leaving copy (`PACKET_OUTGOING`) of the same flow, direction and size as that arriving
+  copy, on another interface, within `COPY_WINDOW`, is that packet routed or bridged out;
+  so is any leaving copy in a direction that has arrived here (when other frames came
+  between the two);
+* an arriving copy right after a bridge port's copy (`PACKET_OTHERHOST`) of the same packet
+  is the bridge's own copy of it;
+* behind NAT, a leaving copy right after an arriving one of the same size, with one
+  endpoint kept and the other changed (and, when this host's addresses are known as `local`,
+  one of the two with this host's address and the other with neither), is the translated
+  twin (`_nat_twin` says which is which): the untranslated flow, whose addresses are the
   sender's own (a container's socket), carries the bytes; the translated flow is marked
   (`FlowState.nat_copy`, and `forwarded`) and keeps only what was not recognised. Each
   packet is judged on its own: a wrong match costs one packet, never a whole flow.
@@ -32,9 +38,10 @@ A flow is `forwarded` when one of its packets was seen arriving and leaving, whe
 translated, or when neither of its addresses is this host's (`local`). A forwarded flow's
 `interface` becomes the one its first packet left by (what the leak rules ask). Why the
 arriving copy: it comes first, so nothing is counted and then taken back for routed traffic;
-it is there even when the host drops the packet instead of forwarding it, or when only the
-inner interface is captured; and it carries the sender's untranslated addresses. Frames whose
-source does not say which copy they are (`pkttype` None) are all counted, as before.
+and it is there even when the host drops the packet instead of forwarding it, or when only the
+inner interface is captured. Why the untranslated flow under NAT: its addresses are those of
+the socket behind it (a container's), which is what names the process. Frames whose source
+does not say which copy they are (`pkttype` None) are all counted, as before.
 
 The dissector is injected as a function (`inspect(ctx, payload) -> PacketFacts | None`) so
 this module does not import `netwatch.dissect`, its sibling layer.
@@ -61,7 +68,12 @@ from netwatch.model import (
     ProcessRef,
     Transport,
 )
-from netwatch.model.packet import PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OUTGOING
+from netwatch.model.packet import (
+    PACKET_BROADCAST,
+    PACKET_MULTICAST,
+    PACKET_OTHERHOST,
+    PACKET_OUTGOING,
+)
 
 Inspector = Callable[[PacketContext, bytes], PacketFacts | None]
 """A dissector: sees a payload with its place in the flow, returns facts or None."""
@@ -339,8 +351,9 @@ class FlowTable:
         self.local: frozenset[IPAddress] = frozenset()
         """This host's addresses (live capture keeps them current); empty when not known, as
         for a capture file: then NAT twins are not recognised and `forwarded` needs proof."""
-        self._last: tuple[PacketMeta, FlowState, bool, bool] | None = None
-        """The previous copy that said which copy it was: (packet, flow, forward, counted)."""
+        self._arrived: tuple[PacketMeta, FlowState, bool, bool] | None = None
+        """The last arriving copy that counted: (packet, flow, forward, matched: a translated
+        copy of it was already seen)."""
 
     def __len__(self) -> int:
         return len(self._flows)
@@ -359,12 +372,9 @@ class FlowTable:
         ts = pkt.ts
         if ts > state.last_seen:
             state.last_seen = ts
-        if pkt.pkttype is not None:
-            counted = self._counts(pkt, state, fwd)
-            self._last = (pkt, state, fwd, counted)
-            if not counted:
-                self._copies += 1
-                return state
+        if pkt.pkttype is not None and not self._counts(pkt, state, fwd):
+            self._copies += 1
+            return state
         payload = pkt.payload
         index = 0
         if fwd:
@@ -391,34 +401,47 @@ class FlowTable:
         return state
 
     def _counts(self, pkt: PacketMeta, state: FlowState, fwd: bool) -> bool:
-        """Whether this copy of a packet is the one that counts (module docstring)."""
-        leaving = pkt.pkttype == PACKET_OUTGOING
-        last = self._last
-        if last is not None:
-            prev, prev_state, prev_fwd, prev_counted = last
-            if (
-                prev.length == pkt.length
-                and prev.ifindex != pkt.ifindex
-                and pkt.ts - prev.ts <= COPY_WINDOW
-                and prev.ip_proto == pkt.ip_proto
-            ):
-                prev_leaving = prev.pkttype == PACKET_OUTGOING
-                if prev_state is state:
-                    if prev_fwd is fwd:  # the same packet on another interface
-                        if leaving and not prev_leaving:
-                            self._passes(state, fwd, pkt)
+        """Whether this copy of a packet is the one that counts (module docstring).
+
+        Copies are compared with the last arriving copy that counted (`_arrived`): every
+        later copy of a packet follows the one that brought it in, while two arriving copies
+        or two leaving copies in a row may as well be two packets of one stream.
+        """
+        arrived = self._arrived
+        if pkt.pkttype == PACKET_OUTGOING:
+            if arrived is not None:
+                first, first_state, first_fwd, matched = arrived
+                if (
+                    first.length == pkt.length
+                    and first.ifindex != pkt.ifindex
+                    and pkt.ts - first.ts <= COPY_WINDOW
+                    and first.ip_proto == pkt.ip_proto
+                ):
+                    if first_state is state and first_fwd is fwd:
+                        self._passes(state, fwd, pkt)  # routed or bridged on its way out
                         return False
-                elif self.local and leaving and not prev_leaving:
-                    twin = self._nat_twin(prev, pkt)
-                    if twin is not None:
-                        return self._translated(
-                            twin, pkt, state, fwd, prev_state, prev_fwd, prev_counted
-                        )
-        if leaving:
+                    if first_state is not state:
+                        twin = self._nat_twin(first, pkt)
+                        if twin is not None:
+                            if matched:  # a further copy of a packet already translated
+                                return False
+                            self._arrived = (first, first_state, first_fwd, True)
+                            return self._translated(twin, pkt, state, fwd, first_state, first_fwd)
             if (state.entered_fwd if fwd else state.entered_rev) is not None:
                 self._passes(state, fwd, pkt)  # arrived here earlier: routed on its way out
                 return False
             return True
+        if (
+            arrived is not None
+            and arrived[0].pkttype == PACKET_OTHERHOST
+            and pkt.pkttype != PACKET_OTHERHOST
+            and arrived[1] is state
+            and arrived[2] is fwd
+            and arrived[0].length == pkt.length
+            and arrived[0].ifindex != pkt.ifindex
+            and pkt.ts - arrived[0].ts <= COPY_WINDOW
+        ):
+            return False  # a bridge port's copy came first; this is the bridge's
         if fwd:
             if state.entered_fwd is None:
                 state.entered_fwd = pkt.ifindex
@@ -436,20 +459,31 @@ class FlowTable:
             and not pkt.src.ip.is_unspecified
         ):
             state.forwarded = True  # neither end is this host: passing through
+        self._arrived = (pkt, state, fwd, False)
         return True
 
     def _nat_twin(self, arrived: PacketMeta, left: PacketMeta) -> bool | None:
-        """Whether `left` is `arrived` translated: True when `arrived` had neither of this
-        host's addresses (the untranslated one), False when `left` has neither; None when the
-        two are not one packet (both endpoints changed or neither, or no side is this host's)."""
-        if (arrived.src == left.src) == (arrived.dst == left.dst):
+        """Whether `left` is `arrived` translated, and which of the two is untranslated:
+        True for `arrived`, False for `left`; None when they are not one packet.
+
+        Linux rewrites a source on the way out (SNAT, and a DNAT reply un-translated) and a
+        destination on the way in (DNAT, and a SNAT reply un-translated), so when the source
+        changed the arriving copy is the inner one, and when the destination changed the
+        leaving copy is. With this host's addresses known (`local`), the inner copy must have
+        neither of them and the outer one must have one.
+        """
+        src_kept, dst_kept = arrived.src == left.src, arrived.dst == left.dst
+        if src_kept == dst_kept:
             return None
+        inner, outer = (arrived, left) if dst_kept else (left, arrived)
         local = self.local
-        arrived_passing = arrived.src.ip not in local and arrived.dst.ip not in local
-        left_passing = left.src.ip not in local and left.dst.ip not in local
-        if arrived_passing == left_passing:
+        if local and (
+            inner.src.ip in local
+            or inner.dst.ip in local
+            or (outer.src.ip not in local and outer.dst.ip not in local)
+        ):
             return None
-        return arrived_passing
+        return dst_kept
 
     def _translated(
         self,
@@ -459,7 +493,6 @@ class FlowTable:
         fwd: bool,
         prev_state: FlowState,
         prev_fwd: bool,
-        prev_counted: bool,
     ) -> bool:
         """Keep a NAT pair's bytes on the untranslated flow; mark the translated one."""
         if arrived_untranslated:  # counted on arrival (e.g. a container's, before SNAT)
@@ -467,13 +500,13 @@ class FlowTable:
             if prev_fwd and not prev_state.egress:
                 prev_state.interface, prev_state.egress = pkt.interface, True
             return False
-        if prev_counted:  # arrived translated (e.g. a reply before un-SNAT): take it back
-            if prev_fwd:
-                prev_state.pkts_fwd -= 1
-                prev_state.bytes_fwd -= pkt.length
-            else:
-                prev_state.pkts_rev -= 1
-                prev_state.bytes_rev -= pkt.length
+        # It arrived translated (a reply before un-SNAT) and was counted there: move it.
+        if prev_fwd:
+            prev_state.pkts_fwd -= 1
+            prev_state.bytes_fwd -= pkt.length
+        else:
+            prev_state.pkts_rev -= 1
+            prev_state.bytes_rev -= pkt.length
         prev_state.forwarded = prev_state.nat_copy = state.forwarded = True
         if fwd and not state.egress:
             state.interface, state.egress = pkt.interface, True

@@ -100,6 +100,17 @@ def test_a_routed_packet_is_counted_once_and_its_flow_is_forwarded() -> None:
     assert flow.forwarded and flow.bytes_sent == 50 * 1028 and flow.interface == "veth-b"
 
 
+def test_a_stream_of_equal_datagrams_counts_every_one() -> None:
+    # Back to back, each arriving then leaving: the next datagram's arriving copy comes
+    # right after the last one's leaving copy, the same size on another interface.
+    table = _table()
+    for i in range(200):
+        table.ingest(_pkt(i * 1e-5, A, B, PACKET_HOST, IF_A))
+        table.ingest(_pkt(i * 1e-5 + 2e-6, A, B, PACKET_OUTGOING, IF_B))
+    state = _flow(table, A, B)
+    assert (state.pkts_fwd, state.bytes_fwd, table.stats().copies) == (200, 200 * 1028, 200)
+
+
 def test_routed_copies_are_recognised_without_the_hosts_addresses() -> None:
     # A capture file has no address list: the copies alone prove the packet passed through.
     table = _table(frozenset())
@@ -201,6 +212,37 @@ def test_masquerade_counts_each_packet_once_on_the_untranslated_flow() -> None:
     assert inner.interface == "veth-b", "the untranslated flow leaves by the outer interface"
     total = sum(s.bytes_fwd + s.bytes_rev for s in table.live())
     assert total == 30 * (1028 + 100), "the totals hold every byte once"
+
+
+def test_masquerade_is_recognised_without_the_hosts_addresses() -> None:
+    # A capture file: which copy is inner follows from which endpoint NAT changed.
+    table = _table(frozenset())
+    for p in _snat(10):
+        table.ingest(p)
+    inner, outer = _flow(table, A, B), _flow(table, H, B)
+    assert (inner.pkts_fwd, inner.pkts_rev, inner.forwarded) == (10, 10, True)
+    assert outer.pkts_fwd + outer.pkts_rev == 0 and outer.nat_copy
+
+
+def test_masquerade_behind_a_bridge_counts_each_packet_once() -> None:
+    # Docker's default: the container's frame is seen on its veth (a bridge port), on the
+    # bridge, then masqueraded out; the answer comes in, is un-masqueraded and leaves by the
+    # bridge and then by the port. Streams of equal sizes, back to back.
+    table = _table()
+    veth, bridge = IF_A, 11
+    for i in range(40):
+        t = i * 1e-4
+        table.ingest(_pkt(t, A, B, PACKET_OTHERHOST, veth))
+        table.ingest(_pkt(t + 1e-6, A, B, PACKET_HOST, bridge))
+        table.ingest(_pkt(t + 2e-6, H, B, PACKET_OUTGOING, IF_B))
+    for i in range(40):
+        t = 1 + i * 1e-4
+        table.ingest(_pkt(t, B, H, PACKET_HOST, IF_B, 300))
+        table.ingest(_pkt(t + 1e-6, B, A, PACKET_OUTGOING, bridge, 300))
+        table.ingest(_pkt(t + 2e-6, B, A, PACKET_OUTGOING, veth, 300))
+    inner, outer = _flow(table, A, B), _flow(table, H, B)
+    assert (inner.pkts_fwd, inner.pkts_rev) == (40, 40)
+    assert outer.pkts_fwd + outer.pkts_rev == 0 and outer.nat_copy
 
 
 def test_port_forwarding_counts_each_packet_once_on_the_inner_flow() -> None:
