@@ -1,8 +1,9 @@
 """Routed traffic counted once: netwatch in a router namespace, traffic between two others.
 
 The lab's host namespace plays a machine that routes for a container (ip_forward is on in
-that namespace only, never in the real host's): peer A sends a fixed number of UDP datagrams
-to peer B through it, once routed as is and once masqueraded to the router's address.
+that namespace only, never in the real host's): peer A sends a fixed number of UDP datagrams,
+or a TCP transfer of a known size, to peer B through it, once routed as is and once
+masqueraded to the router's address.
 netwatch's live engine runs in the router (`tests.live.capture_probe`), where every datagram
 is seen arriving on A's veth and leaving by B's. The reference is an nftables counter in B's
 input hook, read from the kernel, not from netwatch: netwatch's bytes for the conversation
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.live, requires_root, pytest.mark.timeout(120)]
 
 A_IP, B_IP, PORT = "203.0.113.41", "198.51.100.41", 5001
 COUNT, PAYLOAD = 2000, 1000
+TCP_BYTES = 4 << 20
 
 SINK = f"""
 import socket
@@ -37,6 +39,26 @@ s.bind(("{B_IP}", {PORT}))
 print("bound", flush=True)
 while True:
     s.recv(65536)
+"""
+TCP_SINK = f"""
+import socket
+srv = socket.create_server(("{B_IP}", {PORT}))
+print("bound", flush=True)
+c, _ = srv.accept()
+while c.recv(1 << 16):
+    pass
+"""
+TCP_SENDER = f"""
+import socket, time
+s = socket.socket()
+s.bind(("{A_IP}", 40001))
+s.connect(("{B_IP}", {PORT}))
+for _ in range({TCP_BYTES} >> 15):  # paced, so that tcpdump beside netwatch keeps up
+    s.sendall(b"t" * (1 << 15))
+    time.sleep(0.004)
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+s.close()
 """
 SENDER = f"""
 import socket, time
@@ -71,14 +93,19 @@ def _by_flow(watch: Watch) -> dict[tuple, dict]:
     return out
 
 
-def _total(f: dict) -> int:
-    return int(f["bytes_sent"]) + int(f["bytes_received"])
+def _sent(f: dict) -> int:
+    """Bytes from A's side to B's: what B's input counter sees."""
+    return int(f["bytes_sent"] if f["src"] != B_IP else f["bytes_received"])
 
 
 @requires_tools("nft", "tcpdump")
-@pytest.mark.parametrize("nat", [False, True], ids=["routed", "masquerade"])
+@pytest.mark.parametrize(
+    ("proto", "nat"),
+    [("udp", False), ("udp", True), ("tcp", False), ("tcp", True)],
+    ids=["udp-routed", "udp-masquerade", "tcp-routed", "tcp-masquerade"],
+)
 def test_a_routed_conversation_is_counted_once_and_marked_forwarded(
-    tmp_path: Path, nat: bool
+    tmp_path: Path, proto: str, nat: bool
 ) -> None:
     with Lab("fwd") as lab:
         a = lab.add_peer(A_IP)
@@ -88,7 +115,7 @@ def test_a_routed_conversation_is_counted_once_and_marked_forwarded(
             b.ns,
             "add table inet nwref",
             "add chain inet nwref input { type filter hook input priority 0 ; }",
-            f"add rule inet nwref input udp dport {PORT} counter",
+            f"add rule inet nwref input {proto} dport {PORT} counter",
         )
         if nat:
             _nft(
@@ -98,22 +125,26 @@ def test_a_routed_conversation_is_counted_once_and_marked_forwarded(
                 "add chain ip nwnat post { type nat hook postrouting priority 100 ; }",
                 f"add rule ip nwnat post oifname {b.host_if} snat to {HOST_IP}",
             )
-        sink = lab.spawn(b.ns, [sys.executable, "-c", SINK], stdout=-1, bufsize=0)
+        sink_code, sender = (SINK, SENDER) if proto == "udp" else (TCP_SINK, TCP_SENDER)
+        sink = lab.spawn(b.ns, [sys.executable, "-c", sink_code], stdout=-1, bufsize=0)
         assert sink.stdout is not None and sink.stdout.readline().strip() == b"bound"
-        watch = Watch(lab, tmp_path, bpf=f"udp port {PORT}").start()
-        res = lab.run(a.ns, [sys.executable, "-c", SENDER], timeout=60)
+        watch = Watch(lab, tmp_path, bpf=f"{proto} port {PORT}").start()
+        res = lab.run(a.ns, [sys.executable, "-c", sender], timeout=60)
         assert res.returncode == 0, res.stderr
         watch.stop()
         packets, reference = _counted_bytes(lab, b.ns)
-    assert packets == COUNT, "every datagram reached B (the reference counts them all)"
+    if proto == "udp":
+        assert packets == COUNT, "every datagram reached B (the reference counts them all)"
+    else:
+        assert reference > TCP_BYTES, "the whole transfer reached B"
     flows = _by_flow(watch)
-    counted = sum(_total(f) for f in flows.values())
+    counted = sum(_sent(f) for f in flows.values())
     assert abs(counted - reference) <= reference * 0.1, (
         f"netwatch counted {counted} bytes, B's counter {reference}: {flows}"
     )
     inner = flows[(A_IP, 40001, B_IP, PORT)]
     assert inner["forwarded"] is True
-    assert _total(inner) >= reference * 0.9, "the untranslated flow carries the bytes"
+    assert _sent(inner) >= reference * 0.9, "the untranslated flow carries the bytes"
     assert inner["interface"] == b.host_if, "a forwarded flow's interface is where it leaves"
     if nat:
         outer = [f for k, f in flows.items() if k[0] == HOST_IP]
@@ -128,7 +159,7 @@ def test_a_routed_conversation_is_counted_once_and_marked_forwarded(
         for m in read_packets(watch.pcap)
         if m.pkttype == PACKET_HOST and str(m.src.ip) == A_IP and m.dst.port == PORT
     ]
-    assert len(arrived) >= COUNT // 2, "the recording holds most of the datagrams"
+    assert len(arrived) >= packets // 2, "the recording holds most of the packets"
     offline = [r for r in analyze(watch.pcap) if r["type"] == "flow" and r["src"] == A_IP]
     offline = [r for r in offline if remote_is(B_IP, PORT)(r)]
     assert sum(int(r["packets_sent"]) for r in offline) == len(arrived), offline
