@@ -445,8 +445,19 @@ class FlowTable:
         if fwd:
             if state.entered_fwd is None:
                 state.entered_fwd = pkt.ifindex
+                self._judge(state, pkt)
         elif state.entered_rev is None:
             state.entered_rev = pkt.ifindex
+            self._judge(state, pkt)
+        self._arrived = (pkt, state, fwd, False)
+        return True
+
+    def _judge(self, state: FlowState, pkt: PacketMeta) -> None:
+        """A direction's first arriving copy: neither end this host's means passing through.
+
+        Once per direction, not per packet: the answer is the addresses', and hashing two
+        addresses costs as much as the rest of counting a packet.
+        """
         local = self.local
         if (
             local
@@ -458,9 +469,7 @@ class FlowTable:
             and not pkt.dst.ip.is_multicast
             and not pkt.src.ip.is_unspecified
         ):
-            state.forwarded = True  # neither end is this host: passing through
-        self._arrived = (pkt, state, fwd, False)
-        return True
+            state.forwarded = True
 
     def _nat_twin(self, arrived: PacketMeta, left: PacketMeta) -> bool | None:
         """Whether `left` is `arrived` translated, and which of the two is untranslated:
