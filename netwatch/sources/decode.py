@@ -19,7 +19,8 @@ subscribers' traffic, not the one tunnel between two gateways.
 Linux cooked headers (SLL, SLL2) and live capture also say which copy of a packet a frame is
 (`PacketMeta.pkttype`: arriving, leaving, passing by) and on which interface (SLL2 and live
 capture: `PacketMeta.ifindex`), so the flow table can count a routed packet once
-(`flows.table`, "Counting every packet once").
+(`flows.table`, "Counting every packet once"). The loopback's leaving copy in such a file is
+left out (`None`), as live capture leaves it out: loopback shows every packet twice.
 
 IPv4 fragments are not reassembled: every fragment counts its bytes, and non-first fragments
 borrow the ports of their first fragment (remembered by IP id in a small bounded map) so the
@@ -267,19 +268,33 @@ _LINK_DECODERS: dict[int, Callable[[bytes], tuple[int, int]]] = {
 }
 
 
+_ARPHRD_LOOPBACK = 772
+_PACKET_OUTGOING = 4
+_LOOPBACK_LEAVING = -1
+"""`_direction`'s answer for the loopback's leaving copy."""
+
+
 def _direction(linktype: int, data: bytes) -> tuple[int | None, int]:
     """(packet type, interface index) from the Linux cooked headers that carry them.
 
-    SLL (113) starts with the packet type (2 bytes, big-endian) and has no interface; SLL2
-    (276) has the interface index at bytes 4-7 and the packet type at byte 10
-    (https://www.tcpdump.org/linktypes/LINKTYPE_LINUX_SLL2.html). Other link types do not
-    say which copy a frame is: (None, 0). The caller has checked the header's length.
+    SLL (113) starts with the packet type (2 bytes, big-endian) and the link's ARPHRD type,
+    and has no interface; SLL2 (276) has the interface index at bytes 4-7, the ARPHRD type
+    at 8-9 and the packet type at byte 10
+    (https://www.tcpdump.org/linktypes/LINKTYPE_LINUX_SLL.html, LINKTYPE_LINUX_SLL2.html).
+    Loopback shows each packet leaving and then arriving: the leaving copy is
+    `_LOOPBACK_LEAVING`, left out as live capture leaves it out (`sources.capture`). Other
+    link types do not say which copy a frame is: (None, 0). The caller checked the length.
     """
     if linktype == LINKTYPE_LINUX_SLL:
-        return (data[0] << 8) | data[1], 0
-    if linktype == LINKTYPE_LINUX_SLL2:
-        return data[10], int.from_bytes(data[4:8], "big")
-    return None, 0
+        pkttype, hatype, ifindex = (data[0] << 8) | data[1], (data[2] << 8) | data[3], 0
+    elif linktype == LINKTYPE_LINUX_SLL2:
+        pkttype, hatype = data[10], (data[8] << 8) | data[9]
+        ifindex = int.from_bytes(data[4:8], "big")
+    else:
+        return None, 0
+    if pkttype == _PACKET_OUTGOING and hatype == _ARPHRD_LOOPBACK:
+        return _LOOPBACK_LEAVING, ifindex
+    return pkttype, ifindex
 
 
 def supported_link_type(linktype: int) -> bool:
@@ -315,6 +330,8 @@ class PacketDecoder:
         if off < 0:
             return None
         self._pkttype, self._ifindex = _direction(linktype, data)
+        if self._pkttype == _LOOPBACK_LEAVING:
+            return None
         if version == 4:
             return self._ipv4(data, off, ts, interface)
         return self._ipv6(data, off, ts, interface)

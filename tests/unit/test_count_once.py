@@ -326,3 +326,31 @@ def test_analyze_of_a_routers_any_capture_counts_once(tmp_path: Path) -> None:
         (flow,) = [ef.flow for ef in run.flows(read_packets(_cooked(tmp_path, v2)))]
         assert (flow.packets_sent + flow.packets_received, flow.forwarded) == (20, True)
         assert flow.bytes_sent + flow.bytes_received == 20 * 1028
+
+
+def test_loopback_in_an_any_capture_counts_once(tmp_path: Path) -> None:
+    # `tcpdump -i any` records loopback traffic leaving and then arriving; live capture
+    # keeps only the arriving copy, and so does reading the file.
+    here, there = Endpoint(HOST, 40000), Endpoint(HOST, 53)
+    frames = []
+    for i, (pkttype, v2) in enumerate(
+        [
+            (PACKET_OUTGOING, True),
+            (PACKET_HOST, True),
+            (PACKET_OUTGOING, False),
+            (PACKET_HOST, False),
+        ]
+    ):
+        head = (
+            CookedLinuxV2(proto=0x0800, ifindex=1, pkttype=pkttype, lladdrtype=772)
+            if v2
+            else CookedLinux(proto=0x0800, pkttype=pkttype, lladdrtype=772)
+        )
+        frame = head / _udp(here, there, 60)
+        frame.time = 1_700_000_000 + i * 1e-5
+        frames.append(frame)
+    path = tmp_path / "lo.pcap"
+    wrpcap(str(path), frames[:2])
+    assert [m.pkttype for m in read_packets(path)] == [PACKET_HOST]
+    wrpcap(str(path), frames[2:])
+    assert [m.pkttype for m in read_packets(path)] == [PACKET_HOST]
