@@ -25,7 +25,9 @@ packets of one stream.
   so is any leaving copy in a direction that has arrived here (when other frames came
   between the two);
 * an arriving copy right after a bridge port's copy (`PACKET_OTHERHOST`) of the same packet
-  is the bridge's own copy of it;
+  is the bridge's own copy of it; a packet this host sends through a bridge leaves by the
+  bridge and then by a port, so a leaving copy right after the last counted leaving copy of
+  the same flow, direction and size, on another interface, is the port's;
 * behind NAT, a leaving copy right after an arriving one of the same size, with one
   endpoint kept and the other changed (and, when this host's addresses are known as `local`,
   one of the two with this host's address and the other with neither), is the translated
@@ -351,6 +353,10 @@ class FlowTable:
         self.local: frozenset[IPAddress] = frozenset()
         """This host's addresses (live capture keeps them current); empty when not known, as
         for a capture file: then NAT twins are not recognised and `forwarded` needs proof."""
+        self._left: PacketMeta | None = None
+        self._left_state: FlowState | None = None
+        """The last leaving copy that counted, and its flow: a packet this host sends through
+        a bridge leaves by the bridge and then by a port."""
         self._arrived: tuple[PacketMeta, FlowState, bool, bool] | None = None
         """The last arriving copy that counted: (packet, flow, forward, matched: a translated
         copy of it was already seen)."""
@@ -430,6 +436,17 @@ class FlowTable:
             if (state.entered_fwd if fwd else state.entered_rev) is not None:
                 self._passes(state, fwd, pkt)  # arrived here earlier: routed on its way out
                 return False
+            left = self._left
+            if (
+                left is not None
+                and self._left_state is state
+                and left.ifindex != pkt.ifindex
+                and left.length == pkt.length
+                and pkt.ts - left.ts <= COPY_WINDOW
+                and left.src == pkt.src
+            ):
+                return False  # sent by a bridge, and now by its port
+            self._left, self._left_state = pkt, state
             return True
         if (
             arrived is not None

@@ -163,6 +163,18 @@ def test_a_bridged_packet_counts_once_on_the_port_it_arrived_by() -> None:
     assert state.forwarded and state.interface == "veth-b"
 
 
+def test_this_hosts_packets_to_a_container_on_a_bridge_count_once() -> None:
+    # Sent by the bridge, then by the container's port; back to back, equal sizes.
+    table = _table()
+    here, box = Endpoint(HOST, 41000), Endpoint(parse_ip("203.0.113.5"), 80)
+    for i in range(30):
+        t = i * 1e-5
+        table.ingest(_pkt(t, here, box, PACKET_OUTGOING, 11))
+        table.ingest(_pkt(t + 1e-6, here, box, PACKET_OUTGOING, IF_A))
+    state = _flow(table, here, box)
+    assert (state.pkts_fwd, state.forwarded, table.stats().copies) == (30, False, 30)
+
+
 def test_a_packet_to_this_host_through_a_bridge_is_not_forwarded() -> None:
     table = _table()
     here = Endpoint(HOST, 53)
