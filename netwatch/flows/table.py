@@ -24,10 +24,13 @@ packets of one stream.
   copy, on another interface, within `COPY_WINDOW`, is that packet routed or bridged out;
   so is any leaving copy in a direction that has arrived here (when other frames came
   between the two);
-* an arriving copy right after a bridge port's copy (`PACKET_OTHERHOST`) of the same packet
-  is the bridge's own copy of it; a packet this host sends through a bridge leaves by the
-  bridge and then by a port, so a leaving copy right after the last counted leaving copy of
-  the same flow, direction and size, on another interface, is the port's;
+* a packet arriving through a bridge is seen on the port and then on the bridge (as
+  `PACKET_HOST` on both when the bridge has its port's link address, `PACKET_OTHERHOST` on
+  the port when not), so an arriving copy of the same flow, direction and size as that last
+  counted arriving copy, on another interface, within `COPY_WINDOW`, is the bridge's; a
+  packet this host sends through a bridge leaves by the bridge and then by a port, so a
+  leaving copy right after the last counted leaving copy of the same flow, direction and
+  size, on another interface, is the port's;
 * behind NAT, a leaving copy right after an arriving one of the same size, with one
   endpoint kept and the other changed (and, when this host's addresses are known as `local`,
   one of the two with this host's address and the other with neither), is the translated
@@ -70,12 +73,7 @@ from netwatch.model import (
     ProcessRef,
     Transport,
 )
-from netwatch.model.packet import (
-    PACKET_BROADCAST,
-    PACKET_MULTICAST,
-    PACKET_OTHERHOST,
-    PACKET_OUTGOING,
-)
+from netwatch.model.packet import PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OUTGOING
 
 Inspector = Callable[[PacketContext, bytes], PacketFacts | None]
 """A dissector: sees a payload with its place in the flow, returns facts or None."""
@@ -450,12 +448,10 @@ class FlowTable:
             return True
         if (
             arrived is not None
-            and arrived[0].pkttype == PACKET_OTHERHOST
-            and pkt.pkttype != PACKET_OTHERHOST
             and arrived[1] is state
             and arrived[2] is fwd
-            and arrived[0].length == pkt.length
             and arrived[0].ifindex != pkt.ifindex
+            and arrived[0].length == pkt.length
             and pkt.ts - arrived[0].ts <= COPY_WINDOW
         ):
             return False  # a bridge port's copy came first; this is the bridge's

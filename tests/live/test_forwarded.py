@@ -164,3 +164,71 @@ def test_a_routed_conversation_is_counted_once_and_marked_forwarded(
     offline = [r for r in offline if remote_is(B_IP, PORT)(r)]
     assert sum(int(r["packets_sent"]) for r in offline) == len(arrived), offline
     assert all(r["forwarded"] for r in offline), offline
+
+
+C_IP, BRIDGE_IP = "203.0.113.62", "203.0.113.1"
+HOST_TO_C = f"""
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range({COUNT}):
+    s.sendto(b"h" * {PAYLOAD}, ("{C_IP}", {PORT}))
+    if i % 10 == 9:
+        time.sleep(0.005)
+"""
+
+
+@requires_tools("nft", "tcpdump")
+def test_a_container_behind_a_bridge_is_counted_once(tmp_path: Path) -> None:
+    # As docker and podman do: the container's veth is a port of a bridge in the router,
+    # which holds the gateway address. Its datagrams to B arrive on the port and on the
+    # bridge and leave by B's veth; the router's own datagrams to it leave by the bridge and
+    # by the port. Each is counted once (the old code counted both twice).
+    with Lab("fwbr") as lab:
+        b = lab.add_peer(B_IP)
+        c = lab.add_ns("c")
+        ident = lab.host[-6:-1]
+        bridge, port, inside = f"nwb{ident}"[:15], f"nwq{ident}"[:15], f"nwr{ident}"[:15]
+        lab.exec_ok(lab.host, ["ip", "link", "add", bridge, "type", "bridge"])
+        lab.exec_ok(lab.host, ["ip", "link", "add", port, "type", "veth", "peer", inside])
+        lab.exec_ok(lab.host, ["ip", "link", "set", inside, "netns", c])
+        for ns, argv in (
+            (lab.host, f"ip link set {port} master {bridge}"),
+            (lab.host, f"ip link set {port} up"),
+            (lab.host, f"ip link set {bridge} up"),
+            (lab.host, f"ip addr add {BRIDGE_IP}/24 dev {bridge}"),
+            (c, "ip link set lo up"),
+            (c, f"ip link set {inside} up"),
+            (c, f"ip addr add {C_IP}/24 dev {inside}"),
+            (c, f"ip route add default via {BRIDGE_IP}"),
+        ):
+            lab.exec_ok(ns, argv.split())
+        for ns in (b.ns, c):
+            _nft(
+                lab,
+                ns,
+                "add table inet nwref",
+                "add chain inet nwref input { type filter hook input priority 0 ; }",
+                f"add rule inet nwref input udp dport {PORT} counter",
+            )
+        for ns, ip in ((b.ns, B_IP), (c, C_IP)):
+            code = SINK.replace(B_IP, ip)
+            sink = lab.spawn(ns, [sys.executable, "-c", code], stdout=-1, bufsize=0)
+            assert sink.stdout is not None and sink.stdout.readline().strip() == b"bound"
+        watch = Watch(lab, tmp_path, bpf=f"udp port {PORT}").start()
+        sender = SENDER.replace(A_IP, C_IP)
+        res = lab.run(c, [sys.executable, "-c", sender], timeout=60)
+        assert res.returncode == 0, res.stderr
+        res = lab.run(lab.host, [sys.executable, "-c", HOST_TO_C], timeout=60)
+        assert res.returncode == 0, res.stderr
+        watch.stop()
+        (_, to_b), (_, to_c) = _counted_bytes(lab, b.ns), _counted_bytes(lab, c)
+    last: dict[tuple, dict] = {}
+    for f in watch.flows(lambda f: f["dport"] == PORT):
+        last[(f["src"], f["sport"], f["dst"], f["dport"])] = f
+    routed = [f for f in last.values() if f["src"] == C_IP]
+    mine = [f for f in last.values() if f["dst"] == C_IP]
+    assert routed and all(f["forwarded"] for f in routed), last
+    assert mine and not any(f["forwarded"] for f in mine), last
+    for flows, reference in ((routed, to_b), (mine, to_c)):
+        counted = sum(int(f["bytes_sent"]) for f in flows)
+        assert abs(counted - reference) <= reference * 0.1, (counted, reference, flows)

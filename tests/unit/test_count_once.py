@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import CookedLinux, CookedLinuxV2
 from scapy.packet import Raw
@@ -146,13 +147,15 @@ def test_this_hosts_own_traffic_counts_every_packet() -> None:
     assert table.stats().copies == 0
 
 
-def test_a_bridged_packet_counts_once_on_the_port_it_arrived_by() -> None:
-    # A container on a bridge: its frame is seen on its veth (a bridge port, for another
-    # link address), then on the bridge (for this host, to be routed), then leaving.
+@pytest.mark.parametrize("port_sees", [PACKET_OTHERHOST, PACKET_HOST], ids=["other", "host"])
+def test_a_bridged_packet_counts_once_on_the_port_it_arrived_by(port_sees: int) -> None:
+    # A container on a bridge: its frame is seen on its veth (a bridge port: for another
+    # link address, or for this host when the bridge took the port's address), then on the
+    # bridge (for this host, to be routed), then leaving.
     table = _table()
     for i in range(8):
         t = i * 0.01
-        table.ingest(_pkt(t, A, B, PACKET_OTHERHOST, IF_A))
+        table.ingest(_pkt(t, A, B, port_sees, IF_A))
         table.ingest(_pkt(t + 1e-5, A, B, PACKET_HOST, 11))
         table.ingest(_pkt(t + 2e-5, A, B, PACKET_OUTGOING, IF_B))
         table.ingest(_pkt(t + 0.005, B, A, PACKET_HOST, IF_B, 60))
