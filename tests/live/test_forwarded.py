@@ -178,11 +178,12 @@ for i in range({COUNT}):
 
 
 @requires_tools("nft", "tcpdump")
-def test_a_container_behind_a_bridge_is_counted_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("nat", [False, True], ids=["routed", "masquerade"])
+def test_a_container_behind_a_bridge_is_counted_once(tmp_path: Path, nat: bool) -> None:
     # As docker and podman do: the container's veth is a port of a bridge in the router,
-    # which holds the gateway address. Its datagrams to B arrive on the port and on the
-    # bridge and leave by B's veth; the router's own datagrams to it leave by the bridge and
-    # by the port. Each is counted once (the old code counted both twice).
+    # which holds the gateway address (and masquerades, as docker does). Its datagrams to B
+    # arrive on the port and on the bridge and leave by B's veth; the router's own datagrams
+    # to it leave by the bridge and by the port. Each is counted once (the old code: twice).
     with Lab("fwbr") as lab:
         b = lab.add_peer(B_IP)
         c = lab.add_ns("c")
@@ -202,6 +203,14 @@ def test_a_container_behind_a_bridge_is_counted_once(tmp_path: Path) -> None:
             (c, f"ip route add default via {BRIDGE_IP}"),
         ):
             lab.exec_ok(ns, argv.split())
+        if nat:
+            _nft(
+                lab,
+                lab.host,
+                "add table ip nwnat",
+                "add chain ip nwnat post { type nat hook postrouting priority 100 ; }",
+                f"add rule ip nwnat post oifname {b.host_if} snat to {HOST_IP}",
+            )
         for ns in (b.ns, c):
             _nft(
                 lab,
@@ -225,9 +234,11 @@ def test_a_container_behind_a_bridge_is_counted_once(tmp_path: Path) -> None:
     last: dict[tuple, dict] = {}
     for f in watch.flows(lambda f: f["dport"] == PORT):
         last[(f["src"], f["sport"], f["dst"], f["dport"])] = f
-    routed = [f for f in last.values() if f["src"] == C_IP]
+    routed = [f for f in last.values() if f["dst"] == B_IP]
     mine = [f for f in last.values() if f["dst"] == C_IP]
     assert routed and all(f["forwarded"] for f in routed), last
+    inner = [f for f in routed if f["src"] == C_IP]
+    assert sum(int(f["bytes_sent"]) for f in inner) >= to_b * 0.9, "the inner flow carries it"
     assert mine and not any(f["forwarded"] for f in mine), last
     for flows, reference in ((routed, to_b), (mine, to_c)):
         counted = sum(int(f["bytes_sent"]) for f in flows)
