@@ -407,9 +407,10 @@ class FlowTable:
     def _counts(self, pkt: PacketMeta, state: FlowState, fwd: bool) -> bool:
         """Whether this copy of a packet is the one that counts (module docstring).
 
-        Copies are compared with the last arriving copy that counted (`_arrived`): every
-        later copy of a packet follows the one that brought it in, while two arriving copies
-        or two leaving copies in a row may as well be two packets of one stream.
+        Copies are compared with the last arriving copy that counted (`_arrived`) and the
+        last leaving copy that counted (`_left`), never just the previous frame: every later
+        copy of a packet follows the one that counted, while two frames in a row may as well
+        be two packets of one stream.
         """
         arrived = self._arrived
         if pkt.pkttype == PACKET_OUTGOING:
@@ -455,6 +456,11 @@ class FlowTable:
             and pkt.ts - arrived[0].ts <= COPY_WINDOW
         ):
             return False  # a bridge port's copy came first; this is the bridge's
+        if pkt.pkttype == PACKET_BROADCAST or pkt.pkttype == PACKET_MULTICAST:
+            # Delivered here, never routed; and other hosts' broadcasts may share a flow
+            # with this host's own (DHCP: 0.0.0.0:68 -> 255.255.255.255:67 from everyone).
+            self._arrived = (pkt, state, fwd, False)
+            return True
         if fwd:
             if state.entered_fwd is None:
                 state.entered_fwd = pkt.ifindex
@@ -475,8 +481,6 @@ class FlowTable:
         if (
             local
             and not state.forwarded
-            and pkt.pkttype != PACKET_BROADCAST
-            and pkt.pkttype != PACKET_MULTICAST
             and pkt.src.ip not in local
             and pkt.dst.ip not in local
             and not pkt.dst.ip.is_multicast

@@ -20,6 +20,7 @@ from netwatch.flows.attribution import orient
 from netwatch.flows.table import FlowState, FlowTable
 from netwatch.model import Endpoint, PacketMeta, Transport, parse_ip
 from netwatch.model.packet import (
+    PACKET_BROADCAST,
     PACKET_HOST,
     PACKET_MULTICAST,
     PACKET_OTHERHOST,
@@ -192,6 +193,18 @@ def test_a_multicast_from_a_neighbour_is_not_forwarded() -> None:
     mdns = Endpoint(parse_ip("224.0.0.251"), 5353)
     table.ingest(_pkt(0.0, A, mdns, PACKET_MULTICAST, IF_A, 90))
     assert not _flow(table, A, mdns).forwarded
+
+
+def test_another_hosts_broadcast_does_not_hide_this_hosts_own() -> None:
+    # DHCP: every client sends 0.0.0.0:68 -> 255.255.255.255:67, so a neighbour's discover
+    # and this host's own are one flow; the neighbour's arrived, this host's leaves.
+    table = _table()
+    client = Endpoint(parse_ip("0.0.0.0"), 68)
+    everyone = Endpoint(parse_ip("255.255.255.255"), 67)
+    table.ingest(_pkt(0.0, client, everyone, PACKET_BROADCAST, IF_A, 328))
+    table.ingest(_pkt(1.0, client, everyone, PACKET_OUTGOING, IF_A, 328))
+    state = _flow(table, client, everyone)
+    assert (state.pkts_fwd, state.forwarded) == (2, False)
 
 
 def test_neither_address_local_marks_forwarded_from_one_copy() -> None:
