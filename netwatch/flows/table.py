@@ -70,6 +70,18 @@ def _first_speaker_is_responder(pkt: PacketMeta) -> bool:
     return sport < 1024 <= dport
 
 
+_ECHO_TYPES = {1: (8, 0), 58: (128, 129)}
+"""Echo request and reply types: ICMP (RFC 792) and ICMPv6 (RFC 4443 §4)."""
+
+
+def echo_id(ip_proto: int, message: bytes) -> int | None:
+    """The identifier of an ICMP or ICMPv6 echo request or reply (bytes 4-5), else None."""
+    types = _ECHO_TYPES.get(ip_proto)
+    if types is None or len(message) < 8 or message[0] not in types:
+        return None
+    return (message[4] << 8) | message[5]
+
+
 @dataclass(frozen=True, slots=True)
 class FlowOwner:
     """Who owns a packet flow and which side of it is this host, as attribution decided.
@@ -100,6 +112,7 @@ class FlowState:
         "bytes_rev",
         "dns_name",
         "done",
+        "echo_id",
         "first_seen",
         "body_prefix",
         "http_host",
@@ -135,6 +148,9 @@ class FlowState:
         self.body_prefix: bytes | None = None
         self.tls_cert: CertNames | None = None
         self.dns_name: str | None = None
+        self.echo_id: int | None = None
+        """ICMP/ICMPv6 only: the echo identifier of the flow's first echo request or reply,
+        which a ping socket's local "port" is (`flows.raw_pairing`)."""
         self.interface: str | None = None
         """The interface of the packet that opened the flow (set once: a flow keeps its
         route, and the egress interface is what `vpn.leak` asks)."""
@@ -339,6 +355,8 @@ class FlowTable:
         state.dns_name = self._names.get(dst.ip) or self._names.get(src.ip)
         state.interface = pkt.interface
         proto = pkt.ip_proto
+        if proto == 1 or proto == 58:
+            state.echo_id = echo_id(proto, pkt.payload)
         self._index[_pair_key(proto, src, dst)] = (state, True)
         self._index[_pair_key(proto, dst, src)] = (state, False)
         self._flows[self._flow_id(state)] = state

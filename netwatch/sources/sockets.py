@@ -123,7 +123,7 @@ class SocketSampler:
         """Socket ident -> key, so a socket whose counters moved keeps its key object."""
         self._owner_refs: Mapping[int, ProcessRef] = {}
         """Last sample's owners by inode, to find the inodes whose owner changed."""
-        self._packet_seen: dict[tuple[int, int, int], SocketEntry] = {}
+        self._packet_seen: dict[procnet.PacketRow, SocketEntry] = {}
         """Last sample's packet-socket entries by their /proc row."""
         self._last: _Last | None = None
         """The last netlink sample's records and table, for `refresh`."""
@@ -222,13 +222,13 @@ class SocketSampler:
     def _table_from(
         self,
         batches: list[tuple[Transport, list[netlink.Record]]],
-        packet_rows: list[tuple[int, int, int]],
+        packet_rows: list[procnet.PacketRow],
     ) -> list[SocketEntry]:
         """Entries for these kernel records, owners attached; kept for `refresh`."""
         inodes: set[int] = set()
         for _, records in batches:
             inodes.update(map(_INODE, records))
-        inodes.update(inode for _, _, inode in packet_rows)
+        inodes.update(row.inode for row in packet_rows)
         owners = self._owners.owners(inodes)
         stable = self._owners.version == self._owners_version
         self._owners_version = self._owners.version
@@ -494,30 +494,42 @@ class SocketSampler:
 
 
 def _packet_entries(
-    rows: list[tuple[int, int, int]],
+    rows: list[procnet.PacketRow],
     owners: Mapping[int, ProcessRef],
-    seen: Mapping[tuple[int, int, int], SocketEntry],
+    seen: Mapping[procnet.PacketRow, SocketEntry],
 ) -> list[SocketEntry]:
-    """AF_PACKET sockets have no addresses: local is 0.0.0.0 with the ethertype as port.
+    """AF_PACKET sockets have no addresses: local is 0.0.0.0 with the ethertype as port, and
+    `interface` names the interface a socket is bound to (None: every interface).
 
     A row whose entry in `seen` (last sample's) has an equal owner keeps that entry."""
     out = []
     for row in rows:
-        proto, uid, inode = row
-        proc = owners.get(inode)
+        proc = owners.get(row.inode)
         entry = seen.get(row)
         if entry is None or not (entry.process is proc or entry.process == proc):
             entry = SocketEntry(
-                key=FlowKey(Transport.PACKET, Endpoint(_UNSPECIFIED, proto), None),
+                key=FlowKey(Transport.PACKET, Endpoint(_UNSPECIFIED, row.protocol), None),
                 state=None,
                 direction=Direction.UNKNOWN,
                 process=proc,
-                inode=inode or None,
-                uid=uid,
+                inode=row.inode or None,
+                uid=row.uid,
                 stamp=next(_STAMPS),
+                interface=interface_name(row.ifindex),
             )
         out.append(entry)
     return out
+
+
+def interface_name(ifindex: int) -> str | None:
+    """The name of interface `ifindex` (None for 0, every interface); an index no interface
+    has now (it went away) is named `#<index>`, which no packet's interface matches."""
+    if ifindex == 0:
+        return None
+    try:
+        return socket.if_indextoname(ifindex)
+    except (OSError, OverflowError, ValueError):
+        return f"#{ifindex}"
 
 
 def _proc_records(name: str, family: int) -> list[netlink.Record]:
@@ -538,7 +550,7 @@ class _Last:
     def __init__(
         self,
         batches: list[tuple[Transport, list[netlink.Record]]],
-        packet_rows: list[tuple[int, int, int]],
+        packet_rows: list[procnet.PacketRow],
         entries: list[SocketEntry],
     ) -> None:
         self.batches = batches

@@ -1,0 +1,176 @@
+"""Owners for flows no port names: pairing with raw, ping and packet sockets (pure).
+
+A TCP or UDP flow is joined to its socket by its two endpoints. ICMP, ICMPv6, IP protocol
+253 and other protocols without ports, and frames a program writes itself to an AF_PACKET
+socket, have no such socket. What the sampler lists instead (`SocketTable.portless`):
+
+* a ping socket (`SOCK_DGRAM`, ICMP or ICMPv6; /proc/net/icmp, icmp6): its local "port" is
+  the echo identifier the kernel writes into every echo request it sends, so a flow whose
+  echo id is that port and whose local address the socket is bound to (or the wildcard) is
+  paired exactly: attribution `socket`;
+* a raw socket (/proc/net/raw, raw6): its local "port" is its IP protocol; it sees every
+  packet of that protocol to its bound address (or every address), whoever sent it: the
+  kernel's own ICMP replies and errors too. A flow of that protocol is paired with it as a
+  guess (`guessed`), unless the socket is bound to this flow's local address and connected
+  to its peer and is the only candidate (`socket`);
+* a packet socket (/proc/net/packet): no address at all, only the interface it is bound to
+  (or none) and the ethertype it receives. A flow seen on an interface is paired with the
+  packet sockets bound to that interface or, when none is, with the unbound ones that see
+  it (every ethertype, the flow's, or none: a socket that only sends). Always `guessed`:
+  the kernel records no sender for a frame written to a packet socket (it is captured like
+  any other outgoing frame), and a passive sniffer's socket looks the same as an injector's.
+  netwatch's own capture sockets (`own_pids`) are never candidates.
+
+When the candidates belong to more than one process the flow stays unknown: two programs that
+could each have sent it are no answer. Candidates of one process (one program with two raw
+sockets) give that process. Only a flow with an address of this host is paired, on that side
+(a forwarded or bridged flow has no process here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from netwatch.flows.table import FlowOwner, FlowState
+from netwatch.model import (
+    Attribution,
+    Endpoint,
+    IPAddress,
+    ProcessRef,
+    SocketEntry,
+    SocketTable,
+    Transport,
+)
+
+ETH_P_ALL = 0x0003
+"""A packet socket of this protocol receives every frame (linux/if_ether.h)."""
+_ETHERTYPES = {4: 0x0800, 6: 0x86DD}
+"""The ethertype of an IPv4 and an IPv6 packet (linux/if_ether.h ETH_P_IP, ETH_P_IPV6)."""
+_PING = {1: Transport.ICMP, 58: Transport.ICMPV6}
+"""IP protocol -> the transport the sampler lists that protocol's ping sockets as."""
+_PORTED = frozenset((6, 17))
+"""TCP and UDP flows are joined to their sockets by port; raw sockets are not asked."""
+
+
+def pair_portless(
+    state: FlowState,
+    table: SocketTable,
+    local: frozenset[IPAddress],
+    own_pids: frozenset[int] = frozenset(),
+) -> FlowOwner | None:
+    """The owner of a flow paired with a ping, raw or packet socket, or None.
+
+    Tries this host's side (initiator first, as `flows.attribution.attribute` does) with
+    the ping and raw sockets of the flow's IP protocol, then the packet sockets of the
+    interface the flow was seen on. See the module docstring for what counts as exact.
+    """
+    sockets = table.portless()
+    if not sockets:
+        return None
+    ini, resp = state.initiator, state.responder
+    proto = state.ip_proto
+    if proto not in _PORTED:
+        for here, there, initiator in ((ini, resp, True), (resp, ini, False)):
+            if here.ip not in local:
+                continue
+            # The kernel answers echo requests and sends ICMP errors itself: a raw ICMP
+            # socket is a candidate only for what this host started (a ping socket's echo
+            # id is exact either way).
+            raw = initiator or proto not in _PING
+            found = _by_protocol(sockets, proto, state.echo_id, here, there, raw)
+            if found is not None:
+                process, attribution = found
+                return FlowOwner(process, attribution, initiator)
+    if state.interface is None or ini.ip not in local:
+        return None  # frames a program writes leave from here: this host started the flow
+    owner = _by_interface(sockets, state.interface, ini, own_pids)
+    if owner is None:
+        return None
+    return FlowOwner(owner, Attribution.GUESSED, True)
+
+
+def _by_protocol(
+    sockets: Iterable[SocketEntry],
+    proto: int,
+    echo: int | None,
+    here: Endpoint,
+    there: Endpoint,
+    raw: bool,
+) -> tuple[ProcessRef, Attribution] | None:
+    """The ping or (when `raw`) raw socket that carries protocol `proto` between `here` and
+    `there`."""
+    ping = _PING.get(proto)
+    candidates: list[SocketEntry] = []
+    for e in sockets:
+        kind = e.key.transport
+        if kind is Transport.RAW:
+            if not raw or e.key.local.port != proto:
+                continue
+        elif kind is ping:
+            if echo is not None and e.key.local.port != echo:
+                continue
+        else:
+            continue
+        if not _reaches(e, here, there):
+            continue
+        if kind is ping and echo is not None and e.process is not None:
+            return e.process, Attribution.SOCKET  # the kernel wrote this id: exact
+        candidates.append(e)
+    process = _one_owner(candidates)
+    if process is None:
+        return None
+    exact = (
+        len(candidates) == 1
+        and candidates[0].key.local.ip == here.ip
+        and candidates[0].key.remote is not None
+        and candidates[0].key.remote.ip == there.ip
+    )
+    return process, Attribution.SOCKET if exact else Attribution.GUESSED
+
+
+def _reaches(entry: SocketEntry, here: Endpoint, there: Endpoint) -> bool:
+    """A raw or ping socket sees this flow: same IP version, bound to `here` or to no address,
+    and connected to `there` or to nothing."""
+    bound = entry.key.local.ip
+    if bound.version != here.ip.version:
+        return False
+    if bound != here.ip and bound.packed.count(0) != len(bound.packed):
+        return False
+    peer = entry.key.remote
+    return peer is None or peer.ip == there.ip or peer.ip.packed.count(0) == len(peer.ip.packed)
+
+
+def _by_interface(
+    sockets: Iterable[SocketEntry], interface: str, here: Endpoint, own_pids: frozenset[int]
+) -> ProcessRef | None:
+    """The one process whose packet sockets could have written this flow's frames on
+    `interface`: those bound to it, else the unbound ones that see its ethertype (or send
+    only)."""
+    bound: list[SocketEntry] = []
+    unbound: list[SocketEntry] = []
+    ethertype = _ETHERTYPES[here.ip.version]
+    for e in sockets:
+        if e.key.transport is not Transport.PACKET:
+            continue
+        if e.process is not None and e.process.pid in own_pids:
+            continue  # netwatch's own capture and start-watcher sockets
+        if e.interface == interface:
+            bound.append(e)
+        elif e.interface is None and e.key.local.port in (ETH_P_ALL, ethertype, 0):
+            unbound.append(e)
+    return _one_owner(bound or unbound)
+
+
+def _one_owner(candidates: list[SocketEntry]) -> ProcessRef | None:
+    """The process that owns every candidate; None when there are none, when one's owner is
+    unknown, or when they belong to different processes."""
+    if not candidates:
+        return None
+    first = candidates[0].process
+    if first is None:
+        return None
+    for e in candidates[1:]:
+        proc = e.process
+        if proc is None or (proc.pid, proc.create_time) != (first.pid, first.create_time):
+            return None
+    return first

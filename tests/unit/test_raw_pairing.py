@@ -1,0 +1,249 @@
+"""Flows without ports paired with raw, ping and packet sockets (pure; flows.raw_pairing).
+
+Each test builds the socket table the sampler would list (raw sockets with their protocol as
+local port, ping sockets with their echo id, packet sockets with their ethertype and bound
+interface) and the packet flow capture would make, and asks `attribute` for the owner.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from netwatch.flows.attribution import attribute
+from netwatch.flows.table import FlowTable, echo_id
+from netwatch.model import (
+    Attribution,
+    Direction,
+    Endpoint,
+    FlowKey,
+    PacketMeta,
+    ProcessRef,
+    SocketEntry,
+    SocketTable,
+    Transport,
+    parse_ip,
+)
+from tests.builders import T0, make_process
+
+HERE, PEER = "192.0.2.1", "198.51.100.7"
+HERE6, PEER6 = "2001:db8::1", "2001:db8::7"
+LOCAL = frozenset({parse_ip(HERE), parse_ip(HERE6)})
+PINGER = make_process("rawpinger", pid=501)
+OTHER = make_process("monitor", pid=502)
+NETWATCH = make_process("netwatch", pid=999)
+
+
+def ep(ip: str, port: int = 0) -> Endpoint:
+    return Endpoint(parse_ip(ip), port)
+
+
+def raw(
+    proto: int,
+    proc: ProcessRef | None,
+    bound: str = "0.0.0.0",
+    peer: str | None = None,
+    transport: Transport = Transport.RAW,
+) -> SocketEntry:
+    """A raw socket (or, with `transport` icmp/icmpv6, a ping socket whose id is `proto`)."""
+    key = FlowKey(transport, ep(bound, proto), None if peer is None else ep(peer))
+    return SocketEntry(key=key, state=None, direction=Direction.UNKNOWN, process=proc, inode=7)
+
+
+def packet(
+    proc: ProcessRef | None, ethertype: int = 3, interface: str | None = None
+) -> SocketEntry:
+    key = FlowKey(Transport.PACKET, ep("0.0.0.0", ethertype), None)
+    return SocketEntry(
+        key=key, state=None, direction=Direction.UNKNOWN, process=proc, interface=interface
+    )
+
+
+def table(*entries: SocketEntry) -> SocketTable:
+    return SocketTable(taken_at=T0, entries=entries)
+
+
+def icmp_echo(ident: int, v6: bool = False) -> bytes:
+    return struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, ident, 1) + b"x" * 56
+
+
+def flow(
+    proto: int,
+    payload: bytes = b"",
+    src: str = HERE,
+    dst: str = PEER,
+    sport: int = 0,
+    dport: int = 0,
+    interface: str | None = "veth0",
+):
+    meta = PacketMeta(
+        T0,
+        Transport.from_ip_proto(proto),
+        ep(src, sport),
+        ep(dst, dport),
+        20 + len(payload),
+        payload,
+        ip_proto=proto,
+        interface=interface,
+    )
+    return FlowTable().ingest(meta)
+
+
+def owner_of(state, tab: SocketTable, own: frozenset[int] = frozenset()):
+    return attribute(state, tab, LOCAL, None, own)
+
+
+# ------------------------------------------------------------------ ICMP and other protocols
+
+
+def test_icmp_echo_over_the_one_raw_icmp_socket_is_a_guess() -> None:
+    got = owner_of(flow(1, icmp_echo(4321)), table(raw(1, PINGER)))
+    assert (got.process, got.attribution, got.local_is_initiator) == (
+        PINGER,
+        Attribution.GUESSED,
+        True,
+    )
+
+
+def test_ping_socket_whose_port_is_the_echo_id_is_exact() -> None:
+    state = flow(1, icmp_echo(4321))
+    tab = table(
+        raw(1, OTHER),  # could carry it, but the kernel wrote id 4321 for the ping socket
+        raw(77, OTHER, transport=Transport.ICMP),  # another ping socket
+        raw(4321, PINGER, transport=Transport.ICMP),
+    )
+    got = owner_of(state, tab)
+    assert (got.process, got.attribution) == (PINGER, Attribution.SOCKET)
+
+
+def test_icmpv6_ping_socket_and_families_kept_apart() -> None:
+    state = flow(58, icmp_echo(9, v6=True), src=HERE6, dst=PEER6)
+    v4_raw = raw(58, OTHER)  # an IPv4 socket cannot carry an IPv6 flow
+    v6_ping = raw(9, PINGER, bound="::", transport=Transport.ICMPV6)
+    got = owner_of(state, table(v4_raw, v6_ping))
+    assert (got.process, got.attribution) == (PINGER, Attribution.SOCKET)
+    assert owner_of(state, table(v4_raw)).process is None
+
+
+def test_raw_socket_bound_elsewhere_or_connected_elsewhere_is_no_candidate() -> None:
+    state = flow(253, b"data")
+    assert owner_of(state, table(raw(253, PINGER, bound="192.0.2.99"))).process is None
+    assert owner_of(state, table(raw(253, PINGER, peer="203.0.113.5"))).process is None
+    assert owner_of(state, table(raw(254, PINGER))).process is None
+
+
+def test_raw_socket_bound_and_connected_to_the_flow_alone_is_exact() -> None:
+    got = owner_of(flow(253, b"data"), table(raw(253, PINGER, bound=HERE, peer=PEER)))
+    assert (got.process, got.attribution) == (PINGER, Attribution.SOCKET)
+
+
+def test_protocol_253_with_candidates_of_two_processes_stays_unknown() -> None:
+    state = flow(253, b"data")
+    assert owner_of(state, table(raw(253, PINGER), raw(253, OTHER))).process is None
+    # Two sockets of the one process: that process, still a guess.
+    got = owner_of(state, table(raw(253, PINGER), raw(253, PINGER, bound=HERE)))
+    assert (got.process, got.attribution) == (PINGER, Attribution.GUESSED)
+    # A candidate whose owner is hidden (another user, no privileges): no answer.
+    assert owner_of(state, table(raw(253, PINGER), raw(253, None))).process is None
+
+
+def test_inbound_echo_the_kernel_answers_is_not_the_raw_sockets() -> None:
+    # The peer pings us: the kernel replies; a raw ICMP socket only watches.
+    state = flow(1, icmp_echo(5), src=PEER, dst=HERE)
+    got = owner_of(state, table(raw(1, OTHER)))
+    assert got.process is None and got.local_is_initiator is False
+
+
+def test_forwarded_flow_is_never_paired() -> None:
+    state = flow(1, icmp_echo(5), src="198.51.100.20", dst=PEER)
+    assert owner_of(state, table(raw(1, PINGER), packet(PINGER, 0, "veth0"))).process is None
+
+
+# ------------------------------------------------------------------ packet sockets
+
+
+def test_udp_frames_on_the_interface_of_the_one_bound_packet_socket() -> None:
+    state = flow(17, b"payload", sport=40000, dport=9999)
+    tab = table(packet(NETWATCH), packet(PINGER, 0, "veth0"), packet(OTHER, 3, "eth9"))
+    got = owner_of(state, tab, frozenset({NETWATCH.pid}))
+    assert (got.process, got.attribution, got.local_is_initiator) == (
+        PINGER,
+        Attribution.GUESSED,
+        True,
+    )
+
+
+def test_unbound_packet_socket_only_when_none_is_bound_and_never_netwatchs_own() -> None:
+    state = flow(17, b"payload", sport=40000, dport=9999)
+    own = frozenset({NETWATCH.pid})
+    assert owner_of(state, table(packet(NETWATCH)), own).process is None
+    got = owner_of(state, table(packet(NETWATCH), packet(PINGER, 0)), own)
+    assert (got.process, got.attribution) == (PINGER, Attribution.GUESSED)
+    # An unbound socket of another ethertype (ARP) does not see the flow.
+    assert owner_of(state, table(packet(PINGER, 0x0806)), own).process is None
+    # Two processes that could each have written it: unknown.
+    assert owner_of(state, table(packet(PINGER, 0), packet(OTHER, 3)), own).process is None
+    # One bound to the flow's interface wins over the unbound ones.
+    got = owner_of(state, table(packet(OTHER, 3), packet(PINGER, 0, "veth0")), own)
+    assert got.process == PINGER
+
+
+def test_packet_guess_needs_an_interface_and_a_flow_started_here() -> None:
+    tab = table(packet(PINGER, 0, "veth0"))
+    assert owner_of(flow(17, b"p", sport=4000, dport=9999, interface=None), tab).process is None
+    inbound = flow(17, b"p", src=PEER, dst=HERE, sport=4000, dport=9999)
+    assert owner_of(inbound, tab).process is None
+
+
+def test_a_socket_found_later_replaces_the_guess_and_a_guess_outlives_its_socket() -> None:
+    state = flow(17, b"payload", sport=40000, dport=9999)
+    guess = owner_of(state, table(packet(PINGER, 0, "veth0")))
+    FlowTable.own(state, guess)
+    assert owner_of(state, table()) is guess  # the packet socket closed: the guess stays
+    udp = SocketEntry(
+        key=FlowKey(Transport.UDP, ep(HERE, 40000), ep(PEER, 9999)),
+        state="ESTABLISHED",
+        direction=Direction.UNKNOWN,
+        process=OTHER,
+    )
+    exact = owner_of(state, table(udp, packet(PINGER, 0, "veth0")))
+    assert (exact.process, exact.attribution) == (OTHER, Attribution.SOCKET)
+
+
+def test_echo_id_read_from_echo_messages_only() -> None:
+    assert echo_id(1, icmp_echo(0xBEEF)) == 0xBEEF
+    assert echo_id(58, icmp_echo(7, v6=True)) == 7
+    assert echo_id(1, struct.pack("!BBHHH", 3, 3, 0, 1, 2)) is None  # unreachable
+    assert echo_id(1, b"\x08\x00") is None
+    assert echo_id(17, icmp_echo(1)) is None
+    assert flow(1, icmp_echo(31)).echo_id == 31
+
+
+# ------------------------------------------------------------------ across the privilege split
+
+
+def test_portless_sockets_cross_the_collector_channel_with_their_interface() -> None:
+    """The daemon's analyzer pairs from the table the collector sent: a packet socket's
+    bound interface must survive the channel (an eleventh field), and the pairing on the
+    decoded table gives what it gives on the sampler's."""
+    from netwatch.sources.channel import frame, unframe
+    from netwatch.sources.collector import TableDiff
+    from netwatch.sources.remote import RemoteSockets
+
+    sent = table(
+        packet(NETWATCH),
+        SocketEntry(
+            key=FlowKey(Transport.PACKET, ep("0.0.0.0", 0), None),
+            state=None,
+            direction=Direction.UNKNOWN,
+            process=PINGER,
+            inode=11,
+            interface="veth0",
+        ),
+        raw(253, PINGER),
+    )
+    diff, remote = TableDiff(), RemoteSockets(None)  # type: ignore[arg-type]  # no link needed
+    got = remote._decode(unframe(frame(diff.message(sent))))
+    assert sorted(e.interface or "" for e in got.portless()) == ["", "", "veth0"]
+    state = flow(17, b"payload", sport=40000, dport=9999)
+    assert owner_of(state, got, frozenset({NETWATCH.pid})).process == PINGER
+    assert owner_of(flow(253, b"x"), got).process == PINGER
