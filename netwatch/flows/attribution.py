@@ -170,6 +170,14 @@ def attribute(
         here, there = (ini, resp) if owner.local_is_initiator else (resp, ini)
         if table.lookup(transport, here, there) is not None:
             found = Attribution.SOCKET
+        elif owner.attribution is Attribution.SOCKET and transport not in _PORTED:
+            # Paired exactly with a ping or raw socket, which `lookup` does not find: still
+            # `socket` while that pairing still holds.
+            again = pair_portless(state, table, local, own_pids)
+            if again is not None and again.process == owner.process:
+                found = again.attribution
+            else:
+                found = Attribution.CACHED
         elif owner.attribution is not Attribution.CONNECT:
             found = Attribution.CACHED
         else:

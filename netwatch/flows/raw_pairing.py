@@ -73,10 +73,10 @@ def pair_portless(
         for here, there, initiator in ((ini, resp, True), (resp, ini, False)):
             if here.ip not in local:
                 continue
-            # The kernel answers echo requests and sends ICMP errors itself: a raw ICMP
-            # socket is a candidate only for what this host started (a ping socket's echo
-            # id is exact either way).
-            raw = initiator or proto not in _PING
+            # The kernel answers echo requests, sends ICMP errors and neighbour discovery
+            # itself: a raw ICMP socket is a candidate only for a unicast flow this host
+            # started (a ping socket's echo id is exact either way).
+            raw = proto not in _PING or (initiator and not there.ip.is_multicast)
             found = _by_protocol(sockets, proto, state.echo_id, here, there, raw)
             if found is not None:
                 process, attribution = found
@@ -107,13 +107,13 @@ def _by_protocol(
             if not raw or e.key.local.port != proto:
                 continue
         elif kind is ping:
-            if echo is not None and e.key.local.port != echo:
-                continue
+            if echo is None or e.key.local.port != echo:
+                continue  # a ping socket sends echo requests only, each with its id
         else:
             continue
         if not _reaches(e, here, there):
             continue
-        if kind is ping and echo is not None and e.process is not None:
+        if kind is ping and e.process is not None:
             return e.process, Attribution.SOCKET  # the kernel wrote this id: exact
         candidates.append(e)
     process = _one_owner(candidates)

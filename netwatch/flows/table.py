@@ -60,8 +60,12 @@ def _first_speaker_is_responder(pkt: PacketMeta) -> bool:
     SYN seen) and UDP use ports: a well-known source port talking to an unprivileged one is a
     server answering. TCP also treats a registered port (< 32768) talking to an ephemeral one
     (>= 32768, Linux's default range) as the server, since a TCP client never picks a low port.
+    ICMP and ICMPv6 have no ports: an echo reply, or a neighbour advertisement (which comes
+    before the first echo over IPv6 when the neighbour cache is cold), is the responder's.
     """
     sport, dport = pkt.src.port, pkt.dst.port
+    if pkt.ip_proto == 1 or pkt.ip_proto == 58:
+        return pkt.payload[:1] in _ICMP_ANSWERS
     if pkt.ip_proto == 6:
         flags = pkt.tcp_flags
         if flags & SYN:
@@ -70,6 +74,9 @@ def _first_speaker_is_responder(pkt: PacketMeta) -> bool:
     return sport < 1024 <= dport
 
 
+_ICMP_ANSWERS = frozenset((b"\x00", b"\x81", b"\x88"))
+"""ICMP echo reply (0), ICMPv6 echo reply (129) and neighbour advertisement (136): the
+first message of a flow that is one of these was sent by its responder."""
 _ECHO_TYPES = {1: (8, 0), 58: (128, 129)}
 """Echo request and reply types: ICMP (RFC 792) and ICMPv6 (RFC 4443 §4)."""
 
@@ -382,6 +389,13 @@ class FlowTable:
             return
         if facts is not None:
             self.fold(state, facts)
+        proto = state.ip_proto
+        if (proto == 1 or proto == 58) and state.echo_id is None:
+            # An ICMP flow often opens with something else (a neighbour advertisement, an
+            # error): look at its next messages too, within `dissect_packets`.
+            state.echo_id = echo_id(proto, payload)
+            if state.echo_id is None:
+                state.done = False
 
     def fold(self, state: FlowState, facts: PacketFacts) -> None:
         """Merge facts into a flow: the most confident label wins; names keep the first seen.

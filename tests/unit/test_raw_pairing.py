@@ -247,3 +247,45 @@ def test_portless_sockets_cross_the_collector_channel_with_their_interface() -> 
     state = flow(17, b"payload", sport=40000, dport=9999)
     assert owner_of(state, got, frozenset({NETWATCH.pid})).process == PINGER
     assert owner_of(flow(253, b"x"), got).process == PINGER
+
+
+# ------------------------------------------------------------------ echo ids over a flow's life
+
+
+def test_ping_pairing_stays_socket_while_the_socket_lives_then_cached() -> None:
+    state = flow(1, icmp_echo(4321))
+    tab = table(raw(4321, PINGER, transport=Transport.ICMP))
+    first = owner_of(state, tab)
+    FlowTable.own(state, first)
+    assert owner_of(state, tab) is first  # next tick, same socket: unchanged, `socket`
+    gone = owner_of(state, table())
+    assert (gone.process, gone.attribution) == (PINGER, Attribution.CACHED)
+
+
+def test_ping_socket_is_no_candidate_for_a_flow_without_its_echo() -> None:
+    # Neighbour solicitation to a multicast group: the kernel's, not the ping program's.
+    ns = struct.pack("!BBHI", 135, 0, 0, 0) + parse_ip(PEER6).packed
+    state = flow(58, ns, src=HERE6, dst="ff02::1:ff00:7")
+    tab = table(raw(77, PINGER, bound="::", transport=Transport.ICMPV6), raw(58, OTHER, bound="::"))
+    assert owner_of(state, tab).process is None
+
+
+def test_ipv6_flow_opened_by_a_neighbour_advertisement_is_still_ours_and_paired() -> None:
+    """Over IPv6 the peer's neighbour advertisement is the first packet of the flow when
+    the cache is cold; the echo id comes with the next message."""
+    from netwatch.pipeline.offline import default_inspector
+
+    inspect, _ = default_inspector()
+    flows = FlowTable(inspect)
+    na = struct.pack("!BBHI", 136, 0, 0, 0x60000000) + parse_ip(PEER6).packed
+    for src, dst, msg in ((PEER6, HERE6, na), (HERE6, PEER6, icmp_echo(9, v6=True))):
+        state = flows.ingest(
+            PacketMeta(T0, Transport.ICMPV6, ep(src), ep(dst), 40 + len(msg), msg, ip_proto=58)
+        )
+    assert state.initiator == ep(HERE6) and state.echo_id == 9
+    got = owner_of(state, table(raw(9, PINGER, bound="::", transport=Transport.ICMPV6)))
+    assert (got.process, got.attribution, got.local_is_initiator) == (
+        PINGER,
+        Attribution.SOCKET,
+        True,
+    )
