@@ -13,6 +13,9 @@ socket, have no such socket. What the sampler lists instead (`SocketTable.portle
   kernel's own ICMP replies and errors too. A flow of that protocol is paired with it as a
   guess (`guessed`), unless the socket is bound to this flow's local address and connected
   to its peer and is the only candidate (`socket`);
+* a raw socket of protocol 255 (IPPROTO_RAW) writes whole IP packets of any protocol and
+  receives nothing: for a flow this host started that nothing else names, it is a guess
+  (`guessed`), asked before packet sockets since it cannot be a sniffer;
 * a packet socket (/proc/net/packet): no address at all, only the interface it is bound to
   (or none) and the ethertype it receives. A flow seen on an interface is paired with the
   packet sockets bound to that interface or, when none is, with the unbound ones that see
@@ -42,6 +45,9 @@ from netwatch.model import (
     Transport,
 )
 
+IPPROTO_RAW = 255
+"""A raw socket of this protocol sends whole IP packets of any protocol and receives none
+(raw(7)); scapy's `send` writes through one."""
 ETH_P_ALL = 0x0003
 """A packet socket of this protocol receives every frame (linux/if_ether.h)."""
 _ETHERTYPES = {4: 0x0800, 6: 0x86DD}
@@ -61,8 +67,10 @@ def pair_portless(
     """The owner of a flow paired with a ping, raw or packet socket, or None.
 
     Tries this host's side (initiator first, as `flows.attribution.attribute` does) with
-    the ping and raw sockets of the flow's IP protocol, then the packet sockets of the
-    interface the flow was seen on. See the module docstring for what counts as exact.
+    the ping and raw sockets of the flow's IP protocol; then, for a flow this host started,
+    the IPPROTO_RAW sockets (send-only, any protocol), and when there are none the packet
+    sockets of the interface the flow was seen on. See the module docstring for what counts
+    as exact.
     """
     sockets = table.portless()
     if not sockets:
@@ -81,9 +89,20 @@ def pair_portless(
             if found is not None:
                 process, attribution = found
                 return FlowOwner(process, attribution, initiator)
-    if state.interface is None or ini.ip not in local:
-        return None  # frames a program writes leave from here: this host started the flow
-    owner = _by_interface(sockets, state.interface, ini, own_pids)
+    if ini.ip not in local:
+        return None  # what a program writes whole leaves from here: this host started it
+    # IPPROTO_RAW sockets only send (whole IP packets, any protocol): a sender for sure,
+    # where a packet socket may be a sniffer; so they are asked first.
+    hdrincl = [
+        e
+        for e in sockets
+        if e.key.transport is Transport.RAW
+        and e.key.local.port == IPPROTO_RAW
+        and _reaches(e, ini, resp)
+    ]
+    owner = _one_owner(hdrincl)
+    if owner is None and state.interface is not None and not hdrincl:
+        owner = _by_interface(sockets, state.interface, ini, own_pids)
     if owner is None:
         return None
     return FlowOwner(owner, Attribution.GUESSED, True)

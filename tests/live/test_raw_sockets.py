@@ -1,13 +1,18 @@
 """Live: traffic a program sends over raw and packet sockets is named after that program.
 
-Three rows of issue 13's table, each in a lab the test builds (host 192.0.2.1, one peer on
-a documentation address): a program copied under a distinct name sends, for about two
-seconds and a bounded number of packets,
+The three raw rows of issue 13's table and three more ways to send without a TCP or UDP
+socket, each in a lab the test builds (host 192.0.2.1, one peer on a documentation address):
+a program copied under a distinct name sends, for about two seconds and a bounded number of
+packets,
 
 * ICMP echo requests over a raw ICMP socket (`rawpinger`),
 * IP protocol 253 (RFC 3692, for experiments) over a raw socket (`proto253`),
 * UDP in Ethernet frames it builds itself and writes to an AF_PACKET socket bound to the
-  host's end of the veth (`frameinject`).
+  host's end of the veth (`frameinject`),
+* UDP in whole IP packets written to an IPPROTO_RAW socket, as scapy's `send` does
+  (`hdrsender`),
+* ICMP and ICMPv6 echo requests over ping sockets (`sockpinger`, `sockpinger6`), which the
+  kernel stamps with the socket's echo id: an exact pairing, `socket`.
 
 netwatch's live engine runs in the host namespace (`tests.live.capture_probe`, no tcpdump
 beside it: its packet socket would be a second candidate for the frames). The byte reference
@@ -108,6 +113,20 @@ for seq in range(count):
     time.sleep(gap)
 """
 
+HDRINCL = """
+import socket, struct, sys, time
+peer, count, gap = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)  # sends only
+for seq in range(count):
+    payload = b"whole IP packet %d " % seq + b"=" * 50
+    udp = struct.pack("!HHHH", 40001, 9998, 8 + len(payload), 0) + payload
+    # Length, checksum, id and (0.0.0.0) source are the kernel's to fill in (raw(7)).
+    head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 0, 0, 0, 64, 17, 0, bytes(4),
+                       socket.inet_aton(peer))
+    s.sendto(head + udp, (peer, 0))
+    time.sleep(gap)
+"""
+
 PEER_IP, PEER_IP6 = "203.0.113.53", "2001:db8::53"
 
 
@@ -133,6 +152,9 @@ SCENARIOS = {
     ),
     "af-packet": Scenario(
         "frameinject", INJECT, "udp", f"ip saddr {HOST_IP} udp dport 9999", "drop", "guessed"
+    ),
+    "ipproto-raw": Scenario(
+        "hdrsender", HDRINCL, "udp", f"ip saddr {HOST_IP} udp dport 9998", "drop", "guessed"
     ),
     # A ping socket's echo id is written by the kernel: an exact pairing.
     "ping-socket": Scenario(

@@ -289,3 +289,18 @@ def test_ipv6_flow_opened_by_a_neighbour_advertisement_is_still_ours_and_paired(
         Attribution.SOCKET,
         True,
     )
+
+
+def test_ipproto_raw_sender_is_asked_before_packet_sockets() -> None:
+    state = flow(17, b"payload", sport=40000, dport=9999)
+    hdrincl = raw(255, PINGER)
+    got = owner_of(state, table(packet(OTHER, 3, "veth0"), hdrincl))
+    assert (got.process, got.attribution) == (PINGER, Attribution.GUESSED)
+    # Two processes with such sockets: no answer, and no falling back to packet sockets.
+    both = table(packet(OTHER, 3, "veth0"), hdrincl, raw(255, OTHER))
+    assert owner_of(state, both).process is None
+    # Bound to another address of this host: it cannot have sent it.
+    assert owner_of(state, table(raw(255, PINGER, bound="192.0.2.99"))).process is None
+    # Not for a flow the peer started.
+    inbound = flow(17, b"p", src=PEER, dst=HERE, sport=4000, dport=9999)
+    assert owner_of(inbound, table(hdrincl)).process is None
