@@ -196,7 +196,11 @@ def attribute(
             return FlowOwner(proc, Attribution.CONNECT, True)
     paired = pair_portless(state, table, local, own_pids)
     if paired is not None:
-        return owner if paired == owner else paired
+        if paired == owner or (
+            owner.attribution is Attribution.GUESSED and paired.attribution is owner.attribution
+        ):
+            return owner  # a guess gives way to an exact answer only (`flows.raw_pairing`)
+        return paired
     if owner.process is not None:
         return owner  # an earlier guess whose socket is gone: still the best answer
     if owner.local_is_initiator is None:

@@ -25,7 +25,10 @@ socket, have no such socket. What the sampler lists instead (`SocketTable.portle
   netwatch's own capture sockets (`own_pids`) are never candidates.
 
 When the candidates belong to more than one process the flow stays unknown: two programs that
-could each have sent it are no answer. Candidates of one process (one program with two raw
+could each have sent it are no answer. A guess is made only from a table taken after the
+flow began and while it was still sending, and once made it is replaced only by an exact
+answer, never by another guess: when its sender exits, the sockets left (a sniffer's)
+would otherwise take the flow over. Candidates of one process (one program with two raw
 sockets) give that process. Only a flow with an address of this host is paired, on that side
 (a forwarded or bridged flow has no process here).
 """
@@ -54,6 +57,9 @@ _ETHERTYPES = {4: 0x0800, 6: 0x86DD}
 """The ethertype of an IPv4 and an IPv6 packet (linux/if_ether.h ETH_P_IP, ETH_P_IPV6)."""
 _PING = {1: Transport.ICMP, 58: Transport.ICMPV6}
 """IP protocol -> the transport the sampler lists that protocol's ping sockets as."""
+RECENT = 2.0
+"""Seconds: a flow whose last packet is older than this when the table was taken is not
+given a new guess (its sender may have exited, leaving other programs' sockets behind)."""
 _PORTED = frozenset((6, 17))
 """TCP and UDP flows are joined to their sockets by port; raw sockets are not asked."""
 
@@ -77,6 +83,10 @@ def pair_portless(
         return None
     ini, resp = state.initiator, state.responder
     proto = state.ip_proto
+    # A guess needs a table that can hold the sender's socket: one taken after the flow
+    # began (else wait a tick) and while it was still sending (else its sender may be gone
+    # and the socket left is only a sniffer's).
+    fresh = state.first_seen <= table.taken_at <= state.last_seen + RECENT
     if proto not in _PORTED:
         for here, there, initiator in ((ini, resp, True), (resp, ini, False)):
             if here.ip not in local:
@@ -86,10 +96,10 @@ def pair_portless(
             # started (a ping socket's echo id is exact either way).
             raw = proto not in _PING or (initiator and not there.ip.is_multicast)
             found = _by_protocol(sockets, proto, state.echo_id, here, there, raw)
-            if found is not None:
+            if found is not None and (fresh or found[1] is Attribution.SOCKET):
                 process, attribution = found
                 return FlowOwner(process, attribution, initiator)
-    if ini.ip not in local:
+    if not fresh or ini.ip not in local:
         return None  # what a program writes whole leaves from here: this host started it
     # IPPROTO_RAW sockets only send (whole IP packets, any protocol): a sender for sure,
     # where a packet socket may be a sniffer; so they are asked first.

@@ -1,6 +1,6 @@
 """Live: traffic a program sends over raw and packet sockets is named after that program.
 
-The three raw rows of issue 13's table and three more ways to send without a TCP or UDP
+The three raw rows of issue 13's table and four more ways to send without a TCP or UDP
 socket, each in a lab the test builds (host 192.0.2.1, one peer on a documentation address):
 a program copied under a distinct name sends, for about two seconds and a bounded number of
 packets,
@@ -8,7 +8,7 @@ packets,
 * ICMP echo requests over a raw ICMP socket (`rawpinger`),
 * IP protocol 253 (RFC 3692, for experiments) over a raw socket (`proto253`),
 * UDP in Ethernet frames it builds itself and writes to an AF_PACKET socket bound to the
-  host's end of the veth (`frameinject`),
+  host's end of the veth (`frameinject`), or bound to none (`anyinject`),
 * UDP in whole IP packets written to an IPPROTO_RAW socket, as scapy's `send` does
   (`hdrsender`),
 * ICMP and ICMPv6 echo requests over ping sockets (`sockpinger`, `sockpinger6`), which the
@@ -75,7 +75,7 @@ for seq in range(count):
 
 INJECT = """
 import socket, struct, sys, time
-peer, count, gap, ifname, dst_mac, src_ip = sys.argv[1:7]
+peer, count, gap, ifname, dst_mac, src_ip, mode = sys.argv[1:8]
 count, gap = int(count), float(gap)
 
 def checksum(data):
@@ -84,8 +84,10 @@ def checksum(data):
     return ~(s + (s >> 16)) & 0xFFFF
 
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # sends only: receives nothing
-s.bind((ifname, 0))
-src_mac = s.getsockname()[4]
+if mode == "bound":
+    s.bind((ifname, 0))
+with open(f"/sys/class/net/{ifname}/address") as fh:
+    src_mac = bytes.fromhex(fh.read().strip().replace(":", ""))
 for seq in range(count):
     payload = b"injected frame %d " % seq + b"-" * 60
     udp = struct.pack("!HHHH", 40000, 9999, 8 + len(payload), 0) + payload
@@ -95,7 +97,7 @@ for seq in range(count):
     )
     head = head[:10] + struct.pack("!H", checksum(head)) + head[12:]
     frame = bytes.fromhex(dst_mac.replace(":", "")) + src_mac + b"\\x08\\x00" + head + udp
-    s.send(frame)
+    s.sendto(frame, (ifname, 0))  # bound or not, the frame names its interface
     time.sleep(gap)
 """
 
@@ -153,6 +155,11 @@ SCENARIOS = {
     "af-packet": Scenario(
         "frameinject", INJECT, "udp", f"ip saddr {HOST_IP} udp dport 9999", "drop", "guessed"
     ),
+    # Not bound to an interface: a candidate among the unbound packet sockets, where the
+    # probe's own capture and start-watcher sockets are too (and are left out).
+    "af-packet-unbound": Scenario(
+        "anyinject", INJECT, "udp", f"ip saddr {HOST_IP} udp dport 9999", "drop", "guessed"
+    ),
     "ipproto-raw": Scenario(
         "hdrsender", HDRINCL, "udp", f"ip saddr {HOST_IP} udp dport 9998", "drop", "guessed"
     ),
@@ -203,9 +210,10 @@ def test_program_behind_raw_ping_or_packet_socket_is_named(tmp_path: Path, scena
         shutil.copy2(sys.executable, program)
         (tmp_path / "program.py").write_text(sc.script)
         argv = [str(program), str(tmp_path / "program.py"), sc.peer, str(COUNT), str(GAP)]
-        if scenario == "af-packet":
+        if scenario.startswith("af-packet"):
             mac = lab.run(peer.ns, ["cat", f"/sys/class/net/{peer.peer_if}/address"])
-            argv += [peer.host_if, mac.stdout.strip(), HOST_IP]
+            mode = "unbound" if scenario.endswith("unbound") else "bound"
+            argv += [peer.host_if, mac.stdout.strip(), HOST_IP, mode]
         watch = Watch(lab, tmp_path, interval=0.3, record=False).start()
         res = lab.run(lab.host, argv, timeout=30)
         assert res.returncode == 0, res.stderr

@@ -304,3 +304,32 @@ def test_ipproto_raw_sender_is_asked_before_packet_sockets() -> None:
     # Not for a flow the peer started.
     inbound = flow(17, b"p", src=PEER, dst=HERE, sport=4000, dport=9999)
     assert owner_of(inbound, table(hdrincl)).process is None
+
+
+# ------------------------------------------------------------------ when a guess is made
+
+
+def test_no_guess_from_a_table_older_than_the_flow_or_long_after_it_went_quiet() -> None:
+    from netwatch.flows.raw_pairing import RECENT
+
+    state = flow(253, b"data")
+    candidates = (raw(253, PINGER),)
+    before = SocketTable(taken_at=T0 - 0.5, entries=candidates)  # sampled before it began
+    assert owner_of(state, before).process is None
+    quiet = SocketTable(taken_at=T0 + RECENT + 1, entries=candidates)  # sender may be gone
+    assert owner_of(state, quiet).process is None
+    assert owner_of(state, SocketTable(taken_at=T0 + RECENT, entries=candidates)).process
+    # An exact answer needs no such care: the kernel wrote the echo id.
+    ping = flow(1, icmp_echo(4321))
+    exact = SocketTable(taken_at=T0 - 0.5, entries=(raw(4321, PINGER, transport=Transport.ICMP),))
+    assert owner_of(ping, exact).attribution is Attribution.SOCKET
+
+
+def test_a_guess_is_not_taken_over_by_the_sockets_left_when_its_sender_exits() -> None:
+    state = flow(17, b"payload", sport=40000, dport=9999)
+    own = frozenset({NETWATCH.pid})
+    guess = owner_of(state, table(packet(PINGER, 0, "veth0"), packet(OTHER, 3)), own)
+    assert guess.process == PINGER
+    FlowTable.own(state, guess)
+    # The injector exited; a sniffer's unbound socket is all that is left.
+    assert owner_of(state, table(packet(OTHER, 3)), own) is guess
