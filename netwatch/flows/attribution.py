@@ -194,7 +194,9 @@ def attribute(
         proc = connect_owner(FlowKey(transport, ini, resp))
         if proc is not None:
             return FlowOwner(proc, Attribution.CONNECT, True)
-    paired = pair_portless(state, table, local, own_pids)
+    paired = pair_portless(state, table, local, own_pids, not owner.contested)
+    if paired is not None and paired.contested and owner.process is not None:
+        paired = None  # an earlier guess stands (see below)
     if paired is not None:
         if paired == owner or (
             owner.attribution is Attribution.GUESSED and paired.attribution is owner.attribution

@@ -69,6 +69,7 @@ def pair_portless(
     table: SocketTable,
     local: frozenset[IPAddress],
     own_pids: frozenset[int] = frozenset(),
+    guess: bool = True,
 ) -> FlowOwner | None:
     """The owner of a flow paired with a ping, raw or packet socket, or None.
 
@@ -76,7 +77,8 @@ def pair_portless(
     the ping and raw sockets of the flow's IP protocol; then, for a flow this host started,
     the IPPROTO_RAW sockets (send-only, any protocol), and when there are none the packet
     sockets of the interface the flow was seen on. See the module docstring for what counts
-    as exact.
+    as exact. Without `guess` only an exact answer is given. Candidates of several processes
+    give an owner with no process that is `contested`, so that no later guess is made.
     """
     sockets = table.portless()
     if not sockets:
@@ -86,7 +88,8 @@ def pair_portless(
     # A guess needs a table that can hold the sender's socket: one taken after the flow
     # began (else wait a tick) and while it was still sending (else its sender may be gone
     # and the socket left is only a sniffer's).
-    fresh = state.first_seen <= table.taken_at <= state.last_seen + RECENT
+    fresh = guess and state.first_seen <= table.taken_at <= state.last_seen + RECENT
+    contested: bool | None = None
     if proto not in _PORTED:
         for here, there, initiator in ((ini, resp, True), (resp, ini, False)):
             if here.ip not in local:
@@ -96,26 +99,36 @@ def pair_portless(
             # started (a ping socket's echo id is exact either way).
             raw = proto not in _PING or (initiator and not there.ip.is_multicast)
             found = _by_protocol(sockets, proto, state.echo_id, here, there, raw)
-            if found is not None and (fresh or found[1] is Attribution.SOCKET):
-                process, attribution = found
+            if found is None:
+                continue
+            process, attribution = found
+            if process is not None and (fresh or attribution is Attribution.SOCKET):
                 return FlowOwner(process, attribution, initiator)
-    if not fresh or ini.ip not in local:
-        return None  # what a program writes whole leaves from here: this host started it
-    # IPPROTO_RAW sockets only send (whole IP packets, any protocol): a sender for sure,
-    # where a packet socket may be a sniffer; so they are asked first.
-    hdrincl = [
-        e
-        for e in sockets
-        if e.key.transport is Transport.RAW
-        and e.key.local.port == IPPROTO_RAW
-        and _reaches(e, ini, resp)
-    ]
-    owner = _one_owner(hdrincl)
-    if owner is None and state.interface is not None and not hdrincl:
-        owner = _by_interface(sockets, state.interface, ini, own_pids)
-    if owner is None:
+            if process is None and fresh:
+                contested = initiator
+                break
+    if contested is None and fresh and ini.ip in local:
+        # What a program writes whole leaves from here: this host started it. IPPROTO_RAW
+        # sockets only send (whole IP packets, any protocol): a sender for sure, where a
+        # packet socket may be a sniffer; so they are asked first.
+        hdrincl = [
+            e
+            for e in sockets
+            if e.key.transport is Transport.RAW
+            and e.key.local.port == IPPROTO_RAW
+            and _reaches(e, ini, resp)
+        ]
+        candidates = hdrincl
+        if not hdrincl and state.interface is not None:
+            candidates = _by_interface(sockets, state.interface, ini, own_pids)
+        owner = _one_owner(candidates)
+        if owner is not None:
+            return FlowOwner(owner, Attribution.GUESSED, True)
+        if candidates:
+            contested = True
+    if contested is None:
         return None
-    return FlowOwner(owner, Attribution.GUESSED, True)
+    return FlowOwner(None, Attribution.UNKNOWN, contested, contested=True)
 
 
 def _by_protocol(
@@ -125,9 +138,9 @@ def _by_protocol(
     here: Endpoint,
     there: Endpoint,
     raw: bool,
-) -> tuple[ProcessRef, Attribution] | None:
+) -> tuple[ProcessRef | None, Attribution] | None:
     """The ping or (when `raw`) raw socket that carries protocol `proto` between `here` and
-    `there`."""
+    `there`: None when there is none, a None process when candidates disagree."""
     ping = _PING.get(proto)
     candidates: list[SocketEntry] = []
     for e in sockets:
@@ -145,9 +158,11 @@ def _by_protocol(
         if kind is ping and e.process is not None:
             return e.process, Attribution.SOCKET  # the kernel wrote this id: exact
         candidates.append(e)
+    if not candidates:
+        return None
     process = _one_owner(candidates)
     if process is None:
-        return None
+        return None, Attribution.UNKNOWN  # several processes, or a hidden one: contested
     exact = (
         len(candidates) == 1
         and candidates[0].key.local.ip == here.ip
@@ -171,10 +186,9 @@ def _reaches(entry: SocketEntry, here: Endpoint, there: Endpoint) -> bool:
 
 def _by_interface(
     sockets: Iterable[SocketEntry], interface: str, here: Endpoint, own_pids: frozenset[int]
-) -> ProcessRef | None:
-    """The one process whose packet sockets could have written this flow's frames on
-    `interface`: those bound to it, else the unbound ones that see its ethertype (or send
-    only)."""
+) -> list[SocketEntry]:
+    """The packet sockets that could have written this flow's frames on `interface`: those
+    bound to it, else the unbound ones that see its ethertype (or send only)."""
     bound: list[SocketEntry] = []
     unbound: list[SocketEntry] = []
     ethertype = _ETHERTYPES[here.ip.version]
@@ -187,7 +201,7 @@ def _by_interface(
             bound.append(e)
         elif e.interface is None and e.key.local.port in (ETH_P_ALL, ethertype, 0):
             unbound.append(e)
-    return _one_owner(bound or unbound)
+    return bound or unbound
 
 
 def _one_owner(candidates: list[SocketEntry]) -> ProcessRef | None:

@@ -102,6 +102,10 @@ class FlowOwner:
     attribution: Attribution = Attribution.UNKNOWN
     local_is_initiator: bool | None = None
     """Which side is this host (None: not known yet)."""
+    contested: bool = False
+    """Sockets of more than one process (or of a hidden one) could have carried this flow
+    when a guess was tried (`flows.raw_pairing`): no guess is made for it, ever; an exact
+    answer still may come."""
 
 
 UNOWNED = FlowOwner()

@@ -333,3 +333,26 @@ def test_a_guess_is_not_taken_over_by_the_sockets_left_when_its_sender_exits() -
     FlowTable.own(state, guess)
     # The injector exited; a sniffer's unbound socket is all that is left.
     assert owner_of(state, table(packet(OTHER, 3)), own) is guess
+
+
+def test_once_contested_no_guess_is_made_when_one_candidate_exits() -> None:
+    state = flow(17, b"payload", sport=40000, dport=9999)
+    own = frozenset({NETWATCH.pid})
+    first = owner_of(state, table(packet(PINGER, 0), packet(OTHER, 3)), own)
+    assert first.process is None and first.contested and first.local_is_initiator is True
+    FlowTable.own(state, first)
+    # The injector exited; the sniffer's socket alone must not inherit its flow.
+    assert owner_of(state, table(packet(OTHER, 3)), own) is first
+    # An exact answer still comes through.
+    udp = SocketEntry(
+        key=FlowKey(Transport.UDP, ep(HERE, 40000), ep(PEER, 9999)),
+        state="ESTABLISHED",
+        direction=Direction.UNKNOWN,
+        process=PINGER,
+    )
+    assert owner_of(state, table(udp, packet(OTHER, 3)), own).process == PINGER
+    # Likewise for raw sockets of one protocol.
+    raw_flow = flow(253, b"data")
+    contested = owner_of(raw_flow, table(raw(253, PINGER), raw(253, OTHER)))
+    FlowTable.own(raw_flow, contested)
+    assert contested.contested and owner_of(raw_flow, table(raw(253, OTHER))) is contested
