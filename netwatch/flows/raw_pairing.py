@@ -36,6 +36,7 @@ sockets) give that process. Only a flow with an address of this host is paired, 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 from netwatch.flows.table import FlowOwner, FlowState
 from netwatch.model import (
@@ -61,6 +62,7 @@ RECENT = 2.0
 """Seconds: a flow whose last packet is older than this when the table was taken is not
 given a new guess (its sender may have exited, leaving other programs' sockets behind)."""
 _PORTED = frozenset((6, 17))
+Verdict = Literal["none", "wait", "contested", "found"]
 """TCP and UDP flows are joined to their sockets by port; raw sockets are not asked."""
 
 
@@ -90,6 +92,7 @@ def pair_portless(
     # and the socket left is only a sniffer's).
     fresh = guess and state.first_seen <= table.taken_at <= state.last_seen + RECENT
     contested: bool | None = None
+    answered = False
     if proto not in _PORTED:
         for here, there, initiator in ((ini, resp, True), (resp, ini, False)):
             if here.ip not in local:
@@ -98,19 +101,21 @@ def pair_portless(
             # itself: a raw ICMP socket is a candidate only for a unicast flow this host
             # started (a ping socket's echo id is exact either way).
             raw = proto not in _PING or (initiator and not there.ip.is_multicast)
-            found = _by_protocol(sockets, proto, state.echo_id, here, there, raw)
-            if found is None:
+            verdict, process, attribution = _by_protocol(
+                sockets, proto, state.echo_id, here, there, raw
+            )
+            if verdict == "none":
                 continue
-            process, attribution = found
             if process is not None and (fresh or attribution is Attribution.SOCKET):
                 return FlowOwner(process, attribution, initiator)
-            if process is None and fresh:
+            if verdict == "contested" and fresh:
                 contested = initiator
-                break
-    if contested is None and fresh and ini.ip in local:
-        # What a program writes whole leaves from here: this host started it. IPPROTO_RAW
-        # sockets only send (whole IP packets, any protocol): a sender for sure, where a
-        # packet socket may be a sniffer; so they are asked first.
+            answered = True  # or its candidates' owners are not known yet: next tick
+            break
+    if not answered and fresh and ini.ip in local:
+        # What a program writes whole leaves from here: this host started it.
+        # IPPROTO_RAW sockets only send (whole IP packets, any protocol): a sender for
+        # sure, where a packet socket may be a sniffer; so they are asked first.
         hdrincl = [
             e
             for e in sockets
@@ -121,10 +126,10 @@ def pair_portless(
         candidates = hdrincl
         if not hdrincl and state.interface is not None:
             candidates = _by_interface(sockets, state.interface, ini, own_pids)
-        owner = _one_owner(candidates)
+        owner, disagree = _one_owner(candidates)
         if owner is not None:
             return FlowOwner(owner, Attribution.GUESSED, True)
-        if candidates:
+        if disagree:
             contested = True
     if contested is None:
         return None
@@ -138,9 +143,10 @@ def _by_protocol(
     here: Endpoint,
     there: Endpoint,
     raw: bool,
-) -> tuple[ProcessRef | None, Attribution] | None:
+) -> tuple[Verdict, ProcessRef | None, Attribution]:
     """The ping or (when `raw`) raw socket that carries protocol `proto` between `here` and
-    `there`: None when there is none, a None process when candidates disagree."""
+    `there`, with how sure that is; `none` when no socket could, `wait` when an owner is
+    not known (yet), `contested` when they are several processes."""
     ping = _PING.get(proto)
     candidates: list[SocketEntry] = []
     for e in sockets:
@@ -156,20 +162,20 @@ def _by_protocol(
         if not _reaches(e, here, there):
             continue
         if kind is ping and e.process is not None:
-            return e.process, Attribution.SOCKET  # the kernel wrote this id: exact
+            return "found", e.process, Attribution.SOCKET  # the kernel wrote this id: exact
         candidates.append(e)
     if not candidates:
-        return None
-    process = _one_owner(candidates)
+        return "none", None, Attribution.UNKNOWN
+    process, disagree = _one_owner(candidates)
     if process is None:
-        return None, Attribution.UNKNOWN  # several processes, or a hidden one: contested
+        return ("contested" if disagree else "wait"), None, Attribution.UNKNOWN
     exact = (
         len(candidates) == 1
         and candidates[0].key.local.ip == here.ip
         and candidates[0].key.remote is not None
         and candidates[0].key.remote.ip == there.ip
     )
-    return process, Attribution.SOCKET if exact else Attribution.GUESSED
+    return "found", process, Attribution.SOCKET if exact else Attribution.GUESSED
 
 
 def _reaches(entry: SocketEntry, here: Endpoint, there: Endpoint) -> bool:
@@ -204,16 +210,16 @@ def _by_interface(
     return bound or unbound
 
 
-def _one_owner(candidates: list[SocketEntry]) -> ProcessRef | None:
-    """The process that owns every candidate; None when there are none, when one's owner is
-    unknown, or when they belong to different processes."""
-    if not candidates:
-        return None
-    first = candidates[0].process
-    if first is None:
-        return None
-    for e in candidates[1:]:
-        proc = e.process
-        if proc is None or (proc.pid, proc.create_time) != (first.pid, first.create_time):
-            return None
-    return first
+def _one_owner(candidates: list[SocketEntry]) -> tuple[ProcessRef | None, bool]:
+    """(the process that owns every candidate, whether two known owners disagree).
+
+    No owner when there is no candidate, when they disagree, or when one's owner is not
+    known: a new socket's owner may be found by the next sample, a hidden one never, and
+    neither is a reason to guess another process or to give up for good.
+    """
+    owners = {(e.process.pid, e.process.create_time): e.process for e in candidates if e.process}
+    if len(owners) > 1:
+        return None, True
+    if not owners or any(e.process is None for e in candidates):
+        return None, False
+    return next(iter(owners.values())), False

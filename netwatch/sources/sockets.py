@@ -215,8 +215,7 @@ class SocketSampler:
                     raise
                 self._udp_diag = False  # udp_diag not loaded: /proc/net/udp has the same rows
                 batches.append((transport, _proc_records(_UDP_FILES[family], family)))
-        for name, family, transport in _PROC_TABLES:
-            batches.append((transport, _proc_records(name, family)))
+        batches.extend(_proc_batches())
         return self._table_from(batches, procnet.read_packet_sockets())
 
     def _table_from(
@@ -268,7 +267,11 @@ class SocketSampler:
             return self.sample()  # the next sample falls back as a full one would
         if batches is None:  # nothing read again had changed
             return table
-        entries = self._table_from(batches, last.packet_rows)
+        # Raw, ping and packet sockets are read again too (five small /proc files): a flow
+        # is paired with them as of the table's time (`flows.raw_pairing`), so a table
+        # stamped now must not hold the last full sample's.
+        batches[-len(_PROC_TABLES) :] = _proc_batches()
+        entries = self._table_from(batches, procnet.read_packet_sockets())
         return self._last_table(taken_at, entries)
 
     def _reread(
@@ -530,6 +533,11 @@ def interface_name(ifindex: int) -> str | None:
         return socket.if_indextoname(ifindex)
     except (OSError, OverflowError, ValueError):
         return f"#{ifindex}"
+
+
+def _proc_batches() -> list[tuple[Transport, list[netlink.Record]]]:
+    """The raw and ping socket tables, as the last batches of a sample."""
+    return [(t, _proc_records(name, family)) for name, family, t in _PROC_TABLES]
 
 
 def _proc_records(name: str, family: int) -> list[netlink.Record]:

@@ -236,7 +236,14 @@ def test_a_raw_socket_sender_is_named_through_the_split(
                         return True
             return False
 
-        assert feed.wait_for(named, 20), "the raw sender's flow was not named for its process"
+        ok = feed.wait_for(named, 20)
+        seen = {
+            (str(ef.flow.key.local), str(ef.flow.key.remote), ef.flow.attribution.value)
+            for snap in feed.snapshots
+            for ef in snap.flows
+            if ef.flow.key.transport is Transport.OTHER
+        }
+        assert ok, f"the raw sender's flow was not named for its process: {seen}"
     finally:
         feed.close()
         sender.kill()

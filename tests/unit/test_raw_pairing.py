@@ -356,3 +356,14 @@ def test_once_contested_no_guess_is_made_when_one_candidate_exits() -> None:
     contested = owner_of(raw_flow, table(raw(253, PINGER), raw(253, OTHER)))
     FlowTable.own(raw_flow, contested)
     assert contested.contested and owner_of(raw_flow, table(raw(253, OTHER))) is contested
+
+
+def test_an_owner_not_known_yet_is_waited_for_not_contested() -> None:
+    # A new socket whose owner the sample did not find yet (or a hidden one): no answer,
+    # and no other program is guessed in its place, but the flow is not given up on.
+    state = flow(253, b"data")
+    wait = owner_of(state, table(raw(253, None), packet(OTHER, 3)))
+    assert wait.process is None and not wait.contested
+    FlowTable.own(state, wait)
+    got = owner_of(state, table(raw(253, PINGER), packet(OTHER, 3)))
+    assert (got.process, got.attribution) == (PINGER, Attribution.GUESSED)
