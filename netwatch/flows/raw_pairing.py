@@ -194,7 +194,8 @@ def _by_interface(
     sockets: Iterable[SocketEntry], interface: str, here: Endpoint, own_pids: frozenset[int]
 ) -> list[SocketEntry]:
     """The packet sockets that could have written this flow's frames on `interface`: those
-    bound to it, else the unbound ones that see its ethertype (or send only)."""
+    that only send (protocol 0: they receive nothing, so they are no sniffer's), else those
+    bound to it, else the unbound ones that see its ethertype."""
     bound: list[SocketEntry] = []
     unbound: list[SocketEntry] = []
     ethertype = _ETHERTYPES[here.ip.version]
@@ -207,7 +208,8 @@ def _by_interface(
             bound.append(e)
         elif e.interface is None and e.key.local.port in (ETH_P_ALL, ethertype, 0):
             unbound.append(e)
-    return bound or unbound
+    senders = [e for e in (*bound, *unbound) if e.key.local.port == 0]
+    return senders or bound or unbound
 
 
 def _one_owner(candidates: list[SocketEntry]) -> tuple[ProcessRef | None, bool]:

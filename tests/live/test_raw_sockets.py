@@ -83,9 +83,11 @@ def checksum(data):
     s = (s >> 16) + (s & 0xFFFF)
     return ~(s + (s >> 16)) & 0xFFFF
 
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # sends only: receives nothing
 if mode == "bound":
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # sends only: receives nothing
     s.bind((ifname, 0))
+else:  # unbound, and receiving IPv4 like a sniffer would (so it is no send-only socket)
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
 with open(f"/sys/class/net/{ifname}/address") as fh:
     src_mac = bytes.fromhex(fh.read().strip().replace(":", ""))
 for seq in range(count):
@@ -155,8 +157,9 @@ SCENARIOS = {
     "af-packet": Scenario(
         "frameinject", INJECT, "udp", f"ip saddr {HOST_IP} udp dport 9999", "drop", "guessed"
     ),
-    # Not bound to an interface: a candidate among the unbound packet sockets, where the
-    # probe's own capture and start-watcher sockets are too (and are left out).
+    # Not bound to an interface and receiving IPv4: a candidate among the unbound packet
+    # sockets that see the flow, where the probe's own capture and start-watcher sockets
+    # are too (and are left out: without that the flow is contested, unknown).
     "af-packet-unbound": Scenario(
         "anyinject", INJECT, "udp", f"ip saddr {HOST_IP} udp dport 9999", "drop", "guessed"
     ),

@@ -181,7 +181,7 @@ def test_unbound_packet_socket_only_when_none_is_bound_and_never_netwatchs_own()
     # An unbound socket of another ethertype (ARP) does not see the flow.
     assert owner_of(state, table(packet(PINGER, 0x0806)), own).process is None
     # Two processes that could each have written it: unknown.
-    assert owner_of(state, table(packet(PINGER, 0), packet(OTHER, 3)), own).process is None
+    assert owner_of(state, table(packet(PINGER, 0x0800), packet(OTHER, 3)), own).process is None
     # One bound to the flow's interface wins over the unbound ones.
     got = owner_of(state, table(packet(OTHER, 3), packet(PINGER, 0, "veth0")), own)
     assert got.process == PINGER
@@ -338,7 +338,7 @@ def test_a_guess_is_not_taken_over_by_the_sockets_left_when_its_sender_exits() -
 def test_once_contested_no_guess_is_made_when_one_candidate_exits() -> None:
     state = flow(17, b"payload", sport=40000, dport=9999)
     own = frozenset({NETWATCH.pid})
-    first = owner_of(state, table(packet(PINGER, 0), packet(OTHER, 3)), own)
+    first = owner_of(state, table(packet(PINGER, 0x0800), packet(OTHER, 3)), own)
     assert first.process is None and first.contested and first.local_is_initiator is True
     FlowTable.own(state, first)
     # The injector exited; the sniffer's socket alone must not inherit its flow.
@@ -367,3 +367,11 @@ def test_an_owner_not_known_yet_is_waited_for_not_contested() -> None:
     FlowTable.own(state, wait)
     got = owner_of(state, table(raw(253, PINGER), packet(OTHER, 3)))
     assert (got.process, got.attribution) == (PINGER, Attribution.GUESSED)
+
+
+def test_a_send_only_packet_socket_is_preferred_to_sniffers() -> None:
+    state = flow(17, b"payload", sport=40000, dport=9999)
+    sniffer = packet(OTHER, 3, "veth0")  # tcpdump -i veth0
+    got = owner_of(state, table(sniffer, packet(PINGER, 0)))  # an unbound injector
+    assert (got.process, got.attribution) == (PINGER, Attribution.GUESSED)
+    assert owner_of(state, table(sniffer)).process == OTHER  # alone, the sniffer: a guess
