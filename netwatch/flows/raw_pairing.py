@@ -17,20 +17,24 @@ socket, have no such socket. What the sampler lists instead (`SocketTable.portle
   receives nothing: for a flow this host started that nothing else names, it is a guess
   (`guessed`), asked before packet sockets since it cannot be a sniffer;
 * a packet socket (/proc/net/packet): no address at all, only the interface it is bound to
-  (or none) and the ethertype it receives. A flow seen on an interface is paired with the
-  packet sockets bound to that interface or, when none is, with the unbound ones that see
-  it (every ethertype, the flow's, or none: a socket that only sends). Always `guessed`:
+  (or none) and the ethertype it receives. A flow this host started on an interface is
+  paired with the packet sockets that only send (protocol 0) bound to it or to none, else
+  those bound to that interface, else the unbound ones that see it (every ethertype or the
+  flow's). Always `guessed`:
   the kernel records no sender for a frame written to a packet socket (it is captured like
   any other outgoing frame), and a passive sniffer's socket looks the same as an injector's.
   netwatch's own capture sockets (`own_pids`) are never candidates.
 
-When the candidates belong to more than one process the flow stays unknown: two programs that
-could each have sent it are no answer. A guess is made only from a table taken after the
-flow began and while it was still sending, and once made it is replaced only by an exact
-answer, never by another guess: when its sender exits, the sockets left (a sniffer's)
-would otherwise take the flow over. Candidates of one process (one program with two raw
-sockets) give that process. Only a flow with an address of this host is paired, on that side
-(a forwarded or bridged flow has no process here).
+When the candidates belong to more than one process the flow stays unknown, for good
+(`FlowOwner.contested`): two programs that could each have sent it are no answer, and when
+one exits the other must not inherit it. A candidate whose owner is not known (a socket the
+owner cache has not found yet, or another user's without privileges) leaves the flow
+unknown for now. A guess is made only from a table taken after the flow began and while it
+was still sending (`RECENT`), and once made it is replaced only by an exact answer, never
+by another guess: when its sender exits, the sockets left (a sniffer's) would otherwise
+take the flow over. Candidates of one process (one program with two raw sockets) give that
+process. Only a flow with an address of this host is paired, on that side (a forwarded or
+bridged flow has no process here).
 """
 
 from __future__ import annotations
