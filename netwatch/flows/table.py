@@ -103,9 +103,8 @@ class FlowOwner:
     local_is_initiator: bool | None = None
     """Which side is this host (None: not known yet)."""
     contested: bool = False
-    """Sockets of more than one process (or of a hidden one) could have carried this flow
-    when a guess was tried (`flows.raw_pairing`): no guess is made for it, ever; an exact
-    answer still may come."""
+    """Sockets of more than one process could have carried this flow when a guess was tried
+    (`flows.raw_pairing`): no guess is made for it, ever; an exact answer still may come."""
 
 
 UNOWNED = FlowOwner()
@@ -160,8 +159,8 @@ class FlowState:
         self.tls_cert: CertNames | None = None
         self.dns_name: str | None = None
         self.echo_id: int | None = None
-        """ICMP/ICMPv6 only: the echo identifier of the flow's first echo request or reply,
-        which a ping socket's local "port" is (`flows.raw_pairing`)."""
+        """ICMP/ICMPv6 only: the echo identifier of the first echo request or reply seen in
+        the flow, which a ping socket's local "port" is (`flows.raw_pairing`)."""
         self.interface: str | None = None
         """The interface of the packet that opened the flow (set once: a flow keeps its
         route, and the egress interface is what `vpn.leak` asks)."""
