@@ -861,12 +861,18 @@ def socket_entry_to_list(
 ) -> list[Any]:
     """A socket entry as a compact list; its process is `proc`, a handle into the process
     table sent beside it (each process is sent once, not once per socket). `keys` keeps
-    encoded keys, so a socket re-read tick after tick has its key encoded once."""
+    encoded keys, so a socket re-read tick after tick has its key encoded once. A packet
+    socket's bound interface is an eleventh field, sent only when it has one."""
     key = None if keys is None else keys.get(e.key)
     if key is None:
         key = key_to_dict(e.key)
         if keys is not None and key is not None:
             keys[e.key] = key
+    if e.interface is not None:
+        return [
+            key, e.state, e.direction.value, proc, e.inode, e.uid, e.bytes_sent,
+            e.bytes_received, e.segs_out, e.segs_in, e.interface,
+        ]  # fmt: skip
     return [
         key,
         e.state,
@@ -898,8 +904,11 @@ def socket_entry_from_list(
 ) -> SocketEntry:
     """Decode `socket_entry_to_list`; the process handle is looked up in `procs`, the key
     in `keys` first (and kept there) when given."""
-    if not isinstance(items, list) or len(items) != 10:
-        raise CodecError("a socket entry is a list of 10 fields")
+    if not isinstance(items, list) or len(items) not in (10, 11):
+        raise CodecError("a socket entry is a list of 10 or 11 fields")
+    interface = items[10] if len(items) == 11 else None
+    if interface is not None and not isinstance(interface, str):
+        raise CodecError(f"socket entry interface: expected text, got {interface!r}")
     raw = items[0]
     memo: tuple[Any, ...] | None = None
     key = None
@@ -936,6 +945,7 @@ def socket_entry_from_list(
         bytes_received=_oint_at(items, 7),
         segs_out=_oint_at(items, 8),
         segs_in=_oint_at(items, 9),
+        interface=interface,
     )
 
 

@@ -135,7 +135,8 @@ def open_capture(interface: str | None, link: CollectorLink) -> CaptureFlows | N
     with contextlib.suppress(OSError):  # kernels before 3.9: no lock, nothing else changes
         capture.packet_socket.setsockopt(socket.SOL_SOCKET, SO_LOCK_FILTER, 1)
     inspect, forget = default_inspector()
-    return CaptureFlows(capture, inspect=inspect, forget=forget, starts=link.starts)
+    own = frozenset((os.getpid(), link.pid)) if link.pid is not None else None
+    return CaptureFlows(capture, inspect=inspect, forget=forget, starts=link.starts, own_pids=own)
 
 
 def become_analyzer(user: AnalyzerUser, link: CollectorLink) -> None:

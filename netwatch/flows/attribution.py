@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
+from netwatch.flows.raw_pairing import pair_portless
 from netwatch.flows.serials import SerialOf
 from netwatch.flows.table import FlowOwner, FlowState, FlowTable
 from netwatch.model import (
@@ -145,22 +146,38 @@ def attribute(
     table: SocketTable,
     local: frozenset[IPAddress],
     connect_owner: ConnectOwner | None = None,
+    own_pids: frozenset[int] = frozenset(),
 ) -> FlowOwner:
     """Who owns this packet flow now, and which side is this host; the flow is not changed.
 
     A process found earlier stays (attribution `cached` once its socket is gone). Otherwise
     the socket table is asked, on each side whose address is this host's, initiator first;
-    then `connect_owner` for a connection from here that no sample listed. Failing those,
-    the side is still decided when one address is this host's. Returns the flow's very
-    `owner` when nothing changed, so its `to_flow` keeps last tick's object.
+    then `connect_owner` for a connection from here that no sample listed; then the raw,
+    ping and packet sockets that could carry it (`flows.raw_pairing`; packet sockets of
+    the pids in `own_pids`, netwatch's own, are left out). A guessed owner is asked again
+    each tick (an exact answer replaces it) and stays when nothing better is found.
+    Failing all, the side is still decided when one address is this host's. Returns the
+    flow's very `owner` when nothing changed, so its `to_flow` keeps last tick's object.
     """
     owner = state.owner
     transport = state.key.transport
     ini, resp = state.initiator, state.responder
-    if owner.local_is_initiator is not None and owner.process is not None:
+    if (
+        owner.local_is_initiator is not None
+        and owner.process is not None
+        and owner.attribution is not Attribution.GUESSED
+    ):
         here, there = (ini, resp) if owner.local_is_initiator else (resp, ini)
         if table.lookup(transport, here, there) is not None:
             found = Attribution.SOCKET
+        elif owner.attribution is Attribution.SOCKET and transport not in _PORTED:
+            # Paired exactly with a ping or raw socket, which `lookup` does not find: still
+            # `socket` while that pairing still holds.
+            again = pair_portless(state, table, local, own_pids)
+            if again is not None and again.process == owner.process:
+                found = again.attribution
+            else:
+                found = Attribution.CACHED
         elif owner.attribution is not Attribution.CONNECT:
             found = Attribution.CACHED
         else:
@@ -177,6 +194,17 @@ def attribute(
         proc = connect_owner(FlowKey(transport, ini, resp))
         if proc is not None:
             return FlowOwner(proc, Attribution.CONNECT, True)
+    paired = pair_portless(state, table, local, own_pids, not owner.contested)
+    if paired is not None and paired.contested and owner.process is not None:
+        paired = None  # an earlier guess stands (see below)
+    if paired is not None:
+        if paired == owner or (
+            owner.attribution is Attribution.GUESSED and paired.attribution is owner.attribution
+        ):
+            return owner  # a guess gives way to an exact answer only (`flows.raw_pairing`)
+        return paired
+    if owner.process is not None:
+        return owner  # an earlier guess whose socket is gone: still the best answer
     if owner.local_is_initiator is None:
         if ini.ip in local:
             return replace(owner, local_is_initiator=True)
@@ -191,6 +219,7 @@ def attributed_flows(
     local: frozenset[IPAddress],
     connect_owner: ConnectOwner | None = None,
     serial_of: SerialOf | None = None,
+    own_pids: frozenset[int] = frozenset(),
 ) -> list[Flow]:
     """Each packet flow seen from this host, owned by its process (`attribute`); the flow
     table keeps each new owner (`FlowTable.own`), and a new owner moves the flow's
@@ -199,7 +228,7 @@ def attributed_flows(
     out: list[Flow] = []
     append = out.append
     for state in states:
-        owner = attribute(state, table, local, connect_owner)
+        owner = attribute(state, table, local, connect_owner, own_pids)
         if owner is not state.owner:
             FlowTable.own(state, owner)
         here = owner.local_is_initiator

@@ -102,14 +102,33 @@ def _first_speaker_is_responder(pkt: PacketMeta) -> bool:
     SYN seen) and UDP use ports: a well-known source port talking to an unprivileged one is a
     server answering. TCP also treats a registered port (< 32768) talking to an ephemeral one
     (>= 32768, Linux's default range) as the server, since a TCP client never picks a low port.
+    ICMP and ICMPv6 have no ports: an echo reply, or a neighbour advertisement (which comes
+    before the first echo over IPv6 when the neighbour cache is cold), is the responder's.
     """
     sport, dport = pkt.src.port, pkt.dst.port
+    if pkt.ip_proto == 1 or pkt.ip_proto == 58:
+        return pkt.payload[:1] in _ICMP_ANSWERS
     if pkt.ip_proto == 6:
         flags = pkt.tcp_flags
         if flags & SYN:
             return bool(flags & ACK)
         return (sport < 1024 <= dport) or (sport < 32768 <= dport)
     return sport < 1024 <= dport
+
+
+_ICMP_ANSWERS = frozenset((b"\x00", b"\x81", b"\x88"))
+"""ICMP echo reply (0), ICMPv6 echo reply (129) and neighbour advertisement (136): the
+first message of a flow that is one of these was sent by its responder."""
+_ECHO_TYPES = {1: (8, 0), 58: (128, 129)}
+"""Echo request and reply types: ICMP (RFC 792) and ICMPv6 (RFC 4443 §4)."""
+
+
+def echo_id(ip_proto: int, message: bytes) -> int | None:
+    """The identifier of an ICMP or ICMPv6 echo request or reply (bytes 4-5), else None."""
+    types = _ECHO_TYPES.get(ip_proto)
+    if types is None or len(message) < 8 or message[0] not in types:
+        return None
+    return (message[4] << 8) | message[5]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +144,9 @@ class FlowOwner:
     attribution: Attribution = Attribution.UNKNOWN
     local_is_initiator: bool | None = None
     """Which side is this host (None: not known yet)."""
+    contested: bool = False
+    """Sockets of more than one process could have carried this flow when a guess was tried
+    (`flows.raw_pairing`): no guess is made for it, ever; an exact answer still may come."""
 
 
 UNOWNED = FlowOwner()
@@ -147,6 +169,7 @@ class FlowState:
         "entered_rev",
         "forwarded",
         "nat_copy",
+        "echo_id",
         "first_seen",
         "body_prefix",
         "http_host",
@@ -182,6 +205,9 @@ class FlowState:
         self.body_prefix: bytes | None = None
         self.tls_cert: CertNames | None = None
         self.dns_name: str | None = None
+        self.echo_id: int | None = None
+        """ICMP/ICMPv6 only: the echo identifier of the first echo request or reply seen in
+        the flow, which a ping socket's local "port" is (`flows.raw_pairing`)."""
         self.interface: str | None = None
         """The interface of the packet that opened the flow (set once: a flow keeps its
         route, and the egress interface is what `vpn.leak` asks)."""
@@ -556,6 +582,8 @@ class FlowTable:
         state.dns_name = self._names.get(dst.ip) or self._names.get(src.ip)
         state.interface = pkt.interface
         proto = pkt.ip_proto
+        if proto == 1 or proto == 58:
+            state.echo_id = echo_id(proto, pkt.payload)
         self._index[_pair_key(proto, src, dst)] = (state, True)
         self._index[_pair_key(proto, dst, src)] = (state, False)
         self._flows[self._flow_id(state)] = state
@@ -581,6 +609,13 @@ class FlowTable:
             return
         if facts is not None:
             self.fold(state, facts)
+        proto = state.ip_proto
+        if (proto == 1 or proto == 58) and state.echo_id is None:
+            # An ICMP flow often opens with something else (a neighbour advertisement, an
+            # error): look at its next messages too, within `dissect_packets`.
+            state.echo_id = echo_id(proto, payload)
+            if state.echo_id is None:
+                state.done = False
 
     def fold(self, state: FlowState, facts: PacketFacts) -> None:
         """Merge facts into a flow: the most confident label wins; names keep the first seen.

@@ -7,12 +7,19 @@ attribute packet flows to processes).
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import operator
 from dataclasses import dataclass, field
 
 from netwatch.model.flow import Direction, Endpoint, FlowKey, IPAddress, ProcessRef, Transport
 
 # A socket bound to :: also receives IPv4 (dual stack), whose addresses we keep unmapped.
 _UNSPECIFIED: frozenset[IPAddress] = frozenset((ipaddress.IPv4Address(0), ipaddress.IPv6Address(0)))
+PORTLESS = frozenset((Transport.RAW, Transport.ICMP, Transport.ICMPV6, Transport.PACKET))
+"""Socket kinds the sampler lists with no ports: raw (the protocol as local port), ping
+(`icmp`/`icmpv6`, the echo id as local port) and packet (the ethertype as local port)."""
+_KEY = operator.attrgetter("key")
+_TRANSPORT = operator.attrgetter("transport")
 _WILDCARD_VERSIONS: dict[int, tuple[int, ...]] = {4: (4, 6), 6: (6,)}
 """An IPv4 flow may reach a socket on 0.0.0.0 or (dual-stack) on ::; an IPv6 one only ::."""
 
@@ -35,6 +42,9 @@ class SocketEntry:
     """From tcp_info `bytes_received`."""
     segs_out: int | None = None
     segs_in: int | None = None
+    interface: str | None = None
+    """For an AF_PACKET socket (transport `packet`, the ethertype it receives as local port):
+    the interface it is bound to, None when it is bound to none (it sees every interface)."""
     stamp: int = field(default=0, compare=False)
     """A number the sampler gives each entry it makes, never given twice in a process (0: not
     stamped, e.g. built by hand). The sampler hands on an unchanged socket's entry with its
@@ -56,6 +66,9 @@ class SocketTable:
     )
     """(transport, IP version, port) -> the socket bound to that version's wildcard address."""
     _pids: frozenset[int] | None = field(default=None, init=False, repr=False, compare=False)
+    _portless: tuple[SocketEntry, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def owner_pids(self) -> frozenset[int]:
         """The pids owning sockets in this table (computed on first use)."""
@@ -64,6 +77,17 @@ class SocketTable:
             pids = frozenset(e.process.pid for e in self.entries if e.process is not None)
             object.__setattr__(self, "_pids", pids)
         return pids
+
+    def portless(self) -> tuple[SocketEntry, ...]:
+        """The raw, ping and packet sockets: those a flow is paired with by protocol, echo id
+        or interface rather than by its ports (`flows.raw_pairing`). Found on first use, in C:
+        a busy table has tens of thousands of TCP sockets and a handful of these."""
+        found = self._portless
+        if found is None:
+            kinds = map(_TRANSPORT, map(_KEY, self.entries))
+            found = tuple(itertools.compress(self.entries, map(PORTLESS.__contains__, kinds)))
+            object.__setattr__(self, "_portless", found)
+        return found
 
     def _index(self) -> dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry]:
         """Index entries by (transport, local, remote) on first lookup, not per sample:

@@ -14,6 +14,7 @@ forwarded (`flows.table`).
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -76,8 +77,12 @@ class CaptureFlows:
         idle_timeout: float = 120.0,
         addresses: Callable[[], frozenset[IPAddress]] = local_addresses,
         starts: StartOwners | None = None,
+        own_pids: frozenset[int] | None = None,
     ) -> None:
         self.capture = capture
+        self.own_pids = frozenset((os.getpid(),)) if own_pids is None else own_pids
+        """netwatch's own processes (this one; the daemon's collector too): their packet
+        sockets (capture, the start watcher) are never a flow's guessed owner."""
         self.starts = starts
         """Owners of outgoing connections caught as they started (None: not running)."""
         self.table = FlowTable(inspect, idle_timeout=idle_timeout, on_expire=forget)
@@ -164,7 +169,9 @@ class CaptureFlows:
             starts.hint(table)
         connect = self._connect_owner if starts is not None else None
         serial_of = serials.serial if serials is not None else None
-        return attributed_flows((*self.table.live(), *gone), table, local, connect, serial_of)
+        return attributed_flows(
+            (*self.table.live(), *gone), table, local, connect, serial_of, self.own_pids
+        )
 
     def _connect_owner(self, key: FlowKey) -> ProcessRef | None:
         """The owner `starts` caught for a connection it watches (TCP and UDP)."""

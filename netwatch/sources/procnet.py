@@ -8,9 +8,11 @@ lines are skipped, never raised.
 from __future__ import annotations
 
 import os
+import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,7 @@ def _hex_addr(text: str) -> bytes:
 
 
 _LITTLE = struct.pack("=I", 1) == struct.pack("<I", 1)
+_WIDTH: dict[int, int] = {socket.AF_INET: 4, socket.AF_INET6: 16}
 
 
 def parse_proc_net(text: str, family: int) -> Iterator[ProcNetRow]:
@@ -47,7 +50,7 @@ def parse_proc_net(text: str, family: int) -> Iterator[ProcNetRow]:
         try:
             lhex, lport = parts[1].split(":")
             rhex, rport = parts[2].split(":")
-            yield ProcNetRow(
+            row = ProcNetRow(
                 family=family,
                 src=_hex_addr(lhex),
                 lport=int(lport, 16),
@@ -59,6 +62,16 @@ def parse_proc_net(text: str, family: int) -> Iterator[ProcNetRow]:
             )
         except ValueError:
             continue
+        # Out of range is as malformed as unparsable: a port must fit the kernel's 16 bits.
+        if (
+            len(row.src) == len(row.dst) == _WIDTH.get(family)
+            and 0 <= row.lport <= 0xFFFF
+            and 0 <= row.rport <= 0xFFFF
+            and 0 <= row.state <= 0xFF
+            and 0 <= row.uid <= 0xFFFFFFFF
+            and 0 <= row.inode <= 0xFFFFFFFFFFFFFFFF
+        ):
+            yield row
 
 
 def read_proc_net(name: str, family: int, root: str = "/proc/net") -> list[ProcNetRow]:
@@ -70,21 +83,39 @@ def read_proc_net(name: str, family: int, root: str = "/proc/net") -> list[ProcN
         return []
 
 
-def read_packet_sockets(root: str = "/proc/net") -> list[tuple[int, int, int]]:
-    """(ethertype, uid, inode) of every AF_PACKET socket in /proc/net/packet."""
-    try:
-        with open(os.path.join(root, "packet"), encoding="ascii", errors="replace") as fh:
-            lines = fh.read().splitlines()[1:]
-    except OSError:
-        return []
+class PacketRow(NamedTuple):
+    """One AF_PACKET socket of /proc/net/packet (a tuple, so a row can key a cache)."""
+
+    protocol: int
+    """The ethertype it receives (0x0003 ETH_P_ALL: every frame; 0: none, a sender)."""
+    ifindex: int
+    """The interface it is bound to; 0: every interface."""
+    uid: int
+    inode: int
+
+
+def parse_packet_sockets(text: str) -> list[PacketRow]:
+    """Rows of /proc/net/packet (`sk RefCnt Type Proto Iface R Rmem User Inode`, the
+    kernel's `packet_seq_show`); malformed lines are skipped."""
     out = []
-    for line in lines:
+    for line in text.splitlines()[1:]:
         parts = line.split()
         if len(parts) < 9:
             continue
         try:
             # The kernel prints ntohs(protocol): the ethertype itself (0003 = ETH_P_ALL).
-            out.append((int(parts[3], 16), int(parts[7]), int(parts[8])))
+            row = PacketRow(int(parts[3], 16), int(parts[4]), int(parts[7]), int(parts[8]))
         except ValueError:
             continue
+        if min(row) >= 0:
+            out.append(row)
     return out
+
+
+def read_packet_sockets(root: str = "/proc/net") -> list[PacketRow]:
+    """Every AF_PACKET socket of this network namespace, from /proc/net/packet."""
+    try:
+        with open(os.path.join(root, "packet"), encoding="ascii", errors="replace") as fh:
+            return parse_packet_sockets(fh.read())
+    except OSError:
+        return []

@@ -123,7 +123,7 @@ class SocketSampler:
         """Socket ident -> key, so a socket whose counters moved keeps its key object."""
         self._owner_refs: Mapping[int, ProcessRef] = {}
         """Last sample's owners by inode, to find the inodes whose owner changed."""
-        self._packet_seen: dict[tuple[int, int, int], SocketEntry] = {}
+        self._packet_seen: dict[procnet.PacketRow, SocketEntry] = {}
         """Last sample's packet-socket entries by their /proc row."""
         self._last: _Last | None = None
         """The last netlink sample's records and table, for `refresh`."""
@@ -215,20 +215,19 @@ class SocketSampler:
                     raise
                 self._udp_diag = False  # udp_diag not loaded: /proc/net/udp has the same rows
                 batches.append((transport, _proc_records(_UDP_FILES[family], family)))
-        for name, family, transport in _PROC_TABLES:
-            batches.append((transport, _proc_records(name, family)))
+        batches.extend(_proc_batches())
         return self._table_from(batches, procnet.read_packet_sockets())
 
     def _table_from(
         self,
         batches: list[tuple[Transport, list[netlink.Record]]],
-        packet_rows: list[tuple[int, int, int]],
+        packet_rows: list[procnet.PacketRow],
     ) -> list[SocketEntry]:
         """Entries for these kernel records, owners attached; kept for `refresh`."""
         inodes: set[int] = set()
         for _, records in batches:
             inodes.update(map(_INODE, records))
-        inodes.update(inode for _, _, inode in packet_rows)
+        inodes.update(row.inode for row in packet_rows)
         owners = self._owners.owners(inodes)
         stable = self._owners.version == self._owners_version
         self._owners_version = self._owners.version
@@ -268,7 +267,11 @@ class SocketSampler:
             return self.sample()  # the next sample falls back as a full one would
         if batches is None:  # nothing read again had changed
             return table
-        entries = self._table_from(batches, last.packet_rows)
+        # Raw, ping and packet sockets are read again too (five small /proc files): a flow
+        # is paired with them as of the table's time (`flows.raw_pairing`), so a table
+        # stamped now must not hold the last full sample's.
+        batches[-len(_PROC_TABLES) :] = _proc_batches()
+        entries = self._table_from(batches, procnet.read_packet_sockets())
         return self._last_table(taken_at, entries)
 
     def _reread(
@@ -494,30 +497,47 @@ class SocketSampler:
 
 
 def _packet_entries(
-    rows: list[tuple[int, int, int]],
+    rows: list[procnet.PacketRow],
     owners: Mapping[int, ProcessRef],
-    seen: Mapping[tuple[int, int, int], SocketEntry],
+    seen: Mapping[procnet.PacketRow, SocketEntry],
 ) -> list[SocketEntry]:
-    """AF_PACKET sockets have no addresses: local is 0.0.0.0 with the ethertype as port.
+    """AF_PACKET sockets have no addresses: local is 0.0.0.0 with the ethertype as port, and
+    `interface` names the interface a socket is bound to (None: every interface).
 
     A row whose entry in `seen` (last sample's) has an equal owner keeps that entry."""
     out = []
     for row in rows:
-        proto, uid, inode = row
-        proc = owners.get(inode)
+        proc = owners.get(row.inode)
         entry = seen.get(row)
         if entry is None or not (entry.process is proc or entry.process == proc):
             entry = SocketEntry(
-                key=FlowKey(Transport.PACKET, Endpoint(_UNSPECIFIED, proto), None),
+                key=FlowKey(Transport.PACKET, Endpoint(_UNSPECIFIED, row.protocol), None),
                 state=None,
                 direction=Direction.UNKNOWN,
                 process=proc,
-                inode=inode or None,
-                uid=uid,
+                inode=row.inode or None,
+                uid=row.uid,
                 stamp=next(_STAMPS),
+                interface=interface_name(row.ifindex),
             )
         out.append(entry)
     return out
+
+
+def interface_name(ifindex: int) -> str | None:
+    """The name of interface `ifindex` (None for 0, every interface); an index no interface
+    has now (it went away) is named `#<index>`, which no packet's interface matches."""
+    if ifindex == 0:
+        return None
+    try:
+        return socket.if_indextoname(ifindex)
+    except (OSError, OverflowError, ValueError):
+        return f"#{ifindex}"
+
+
+def _proc_batches() -> list[tuple[Transport, list[netlink.Record]]]:
+    """The raw and ping socket tables, as the last batches of a sample."""
+    return [(t, _proc_records(name, family)) for name, family, t in _PROC_TABLES]
 
 
 def _proc_records(name: str, family: int) -> list[netlink.Record]:
@@ -538,7 +558,7 @@ class _Last:
     def __init__(
         self,
         batches: list[tuple[Transport, list[netlink.Record]]],
-        packet_rows: list[tuple[int, int, int]],
+        packet_rows: list[procnet.PacketRow],
         entries: list[SocketEntry],
     ) -> None:
         self.batches = batches

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from netwatch.model import Attribution, Transport
 from netwatch.sources.collector import COLLECTOR_CAPS
 from tests.conftest import requires_root
 from tests.daemon.harness import REPO, Collector, daemon_argv, make_programs, stop
@@ -197,6 +198,56 @@ def test_a_loopback_connection_is_named_through_the_split(
             if p is not None:
                 p.kill()
                 p.wait(5)
+
+
+# Sends IP protocol 253 (RFC 3692) to 127.0.0.1 over a raw socket, five a second; bounded
+# at 20 s.
+RAW_SENDER = r"""
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 253)
+for i in range(100):
+    s.sendto(b"netwatch privsep raw %d" % i, ("127.0.0.1", 0))
+    time.sleep(0.2)
+"""
+
+
+def test_a_raw_socket_sender_is_named_through_the_split(
+    tmp_path: Path, daemon: subprocess.Popen[bytes]
+) -> None:
+    """The collector lists raw sockets with their protocol (`/proc/net/raw`); the analyzer
+    pairs the protocol-253 flow capture sees with the one raw socket of that protocol
+    (`flows.raw_pairing`, a guess)."""
+    (prog,) = make_programs(tmp_path / "bin", 1, prefix="nwrawsep")
+    env = dict(os.environ, PYTHONHOME=sys.base_prefix)
+    sender = subprocess.Popen([str(prog), "-c", RAW_SENDER], env=env)
+    feed = Collector(tmp_path / "n.sock")
+    try:
+
+        def named(c: Collector) -> bool:
+            for snap in c.snapshots[-3:]:
+                for ef in snap.flows:
+                    f = ef.flow
+                    if (
+                        f.key.transport is Transport.OTHER
+                        and f.process is not None
+                        and f.process.pid == sender.pid
+                        and f.attribution is Attribution.GUESSED
+                    ):
+                        return True
+            return False
+
+        ok = feed.wait_for(named, 20)
+        seen = {
+            (str(ef.flow.key.local), str(ef.flow.key.remote), ef.flow.attribution.value)
+            for snap in feed.snapshots
+            for ef in snap.flows
+            if ef.flow.key.transport is Transport.OTHER
+        }
+        assert ok, f"the raw sender's flow was not named for its process: {seen}"
+    finally:
+        feed.close()
+        sender.kill()
+        sender.wait(5)
 
 
 def test_no_privsep_keeps_one_root_process(tmp_path: Path) -> None:

@@ -34,6 +34,9 @@ class Watch:
     full_every: float = 0.0
     """Seconds between full socket samples (`Engine.full_every`; 0: every tick)."""
     snapshots: list[dict] = field(default_factory=list)
+    record: bool = True
+    """Run tcpdump beside the probe (off where its packet socket must not be there: the
+    AF_PACKET attribution test counts the packet sockets of the namespace)."""
 
     def __post_init__(self) -> None:
         self.snap_file = self.workdir / "snapshots.jsonl"
@@ -41,13 +44,15 @@ class Watch:
 
     def start(self) -> Watch:
         argv = ["tcpdump", "-i", "any", "-U", "--immediate-mode", "-n", "-w", str(self.pcap)]
-        self._tcpdump = self.lab.spawn(
-            self.lab.host,
-            [*argv, *([self.bpf] if self.bpf else [])],
-            stderr=subprocess.PIPE,
-            bufsize=0,
-        )
-        wait_for_line(self._tcpdump.stderr, "listening on", 20)
+        self._tcpdump: subprocess.Popen[bytes] | None = None
+        if self.record:
+            self._tcpdump = self.lab.spawn(
+                self.lab.host,
+                [*argv, *([self.bpf] if self.bpf else [])],
+                stderr=subprocess.PIPE,
+                bufsize=0,
+            )
+            wait_for_line(self._tcpdump.stderr, "listening on", 20)
         probe = [sys.executable, "-m", "tests.live.capture_probe", str(self.snap_file)]
         probe += ["--interval", str(self.interval), "--full-every", str(self.full_every)]
         if self.bpf:
@@ -70,8 +75,9 @@ class Watch:
         self._probe.stdin.flush()
         wait_for_line(self._probe.stdout, "done", 30)
         self._probe.wait(10)
-        self._tcpdump.terminate()
-        self._tcpdump.wait(10)
+        if self._tcpdump is not None:
+            self._tcpdump.terminate()
+            self._tcpdump.wait(10)
         self.snapshots = [json.loads(x) for x in self.snap_file.read_text().splitlines()]
         return self.snapshots
 

@@ -214,7 +214,8 @@ def test_packet_sockets_from_proc(tmp_path: Path) -> None:
         "garbage line\n"
     )
     rows = procnet.read_packet_sockets(str(tmp_path))
-    assert rows == [(3, 0, 71023), (0x0800, 1000, 71030)]
+    assert rows == [(3, 2, 0, 71023), (0x0800, 0, 1000, 71030)]
+    assert (rows[0].protocol, rows[0].ifindex, rows[1].uid) == (3, 2, 1000)
     assert procnet.read_packet_sockets(str(tmp_path / "missing")) == []
 
 
