@@ -69,6 +69,26 @@ class Metrics:
             "Outgoing connection starts whose process was not found then",
             registry=r,
         )
+        self.starts_missed_by = Counter(
+            "netwatch_connection_starts_missed_by_cause",
+            "Connection starts whose process was not found then, by why: budget (a fair share"
+            " or the CPU budget ran out), gone (socket or process gone), queue (dropped unread)",
+            ["cause"],
+            registry=r,
+        )
+        self._missed_by = (0, 0, 0)
+        self.share_bytes = Gauge(
+            "netwatch_last_minute_bytes",
+            "Bytes moved in the last minute, by whether their process is known, guessed or unknown",
+            ["owner"],
+            registry=r,
+        )
+        self.share_flows = Gauge(
+            "netwatch_last_minute_flows",
+            "Flows seen in the last minute, by whether their process is known, guessed or unknown",
+            ["owner"],
+            registry=r,
+        )
         self.sample_seconds = Histogram(
             "netwatch_sample_duration_seconds",
             "Time one engine tick took",
@@ -107,6 +127,15 @@ class Metrics:
         self.queue_drops.set(c.queue_drops)
         self.starts_named.set(c.starts_named)
         self.starts_missed.set(c.starts_missed)
+        self._count_missed((c.starts_missed_budget, c.starts_missed_gone, c.starts_missed_queue))
+        sh = c.share
+        for owner, n_bytes, n_flows in (
+            ("known", sh.bytes_known, sh.flows_known),
+            ("guessed", sh.bytes_guessed, sh.flows_guessed),
+            ("unknown", sh.bytes_unknown, sh.flows_unknown),
+        ):
+            self.share_bytes.labels(owner).set(n_bytes)
+            self.share_flows.labels(owner).set(n_flows)
         self.sample_seconds.observe(c.sample_ms / 1000.0)
         self.clients.set(clients)
         self._note_skipped(snap.status.skipped)
@@ -131,6 +160,14 @@ class Metrics:
             if d_received:
                 self.bytes.labels("received", proc, country).inc(d_received)
         self._last = current
+
+    def _count_missed(self, now: tuple[int, int, int]) -> None:
+        """Grow the per-cause counters by the running totals' growth (a total that went down
+        means the watcher restarted: it counts from zero)."""
+        for cause, old, new in zip(("budget", "gone", "queue"), self._missed_by, now, strict=True):
+            if new != old:
+                self.starts_missed_by.labels(cause).inc(new - old if new > old else new)
+        self._missed_by = now
 
     def _note_skipped(self, skipped: tuple[str, ...]) -> None:
         """One series per skipped file, labelled with the file (the part before `: `)."""

@@ -26,6 +26,40 @@ class SourceStatus:
     skipped: tuple[str, ...] = ()
     """One line per damaged data file (list history, GeoIP file) that is skipped, naming the
     file and why: the daemon keeps running without it, and says so here."""
+    starts: str | None = None
+    """What names connections too short for a socket sample (`exec events + connection
+    starts`, `connection starts`, `socket samples only`); None where that does not apply."""
+
+
+@dataclass(frozen=True, slots=True)
+class NamedShare:
+    """How much of the last minute's traffic has a known process: bytes moved and flows seen,
+    split by whether the owner is known, guessed (`Attribution.GUESSED`) or unknown.
+
+    An honest figure next to every name shown: a table full of names says nothing about the
+    bytes nobody could attribute.
+    """
+
+    bytes_known: int = 0
+    bytes_guessed: int = 0
+    bytes_unknown: int = 0
+    flows_known: int = 0
+    flows_guessed: int = 0
+    flows_unknown: int = 0
+
+    def bytes_share(self) -> tuple[float, float, float] | None:
+        """(known, guessed, unknown) as fractions of the bytes, None when nothing moved."""
+        total = self.bytes_known + self.bytes_guessed + self.bytes_unknown
+        if not total:
+            return None
+        return (self.bytes_known / total, self.bytes_guessed / total, self.bytes_unknown / total)
+
+    def flows_share(self) -> tuple[float, float, float] | None:
+        """(known, guessed, unknown) as fractions of the flows, None when there were none."""
+        total = self.flows_known + self.flows_guessed + self.flows_unknown
+        if not total:
+            return None
+        return (self.flows_known / total, self.flows_guessed / total, self.flows_unknown / total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +77,14 @@ class Counters:
     starts_missed: int = 0
     """Outgoing connection starts whose process was not found then (closed at once, another
     namespace's, or past the CPU cap); the socket samples may still have named them."""
+    starts_missed_budget: int = 0
+    """Of `starts_missed`: refused by their conversation's fair share or the CPU budget."""
+    starts_missed_gone: int = 0
+    """Of `starts_missed`: the socket or its process was gone when looked up."""
+    starts_missed_queue: int = 0
+    """Of `starts_missed`: dropped unread (over the CPU cap, or by the kernel)."""
+    share: NamedShare = NamedShare()
+    """The last minute's bytes and flows by whether their process is known."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,8 @@ COLLECTOR_CAPS = frozenset({CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_PTRACE, CAP_DAC_
 """What the collector keeps, and why each:
 
 * CAP_NET_RAW: the connection-start watcher opens its packet socket (SYNs, DNS queries);
-* CAP_NET_ADMIN: that socket's receive buffer past `rmem_max` (SO_RCVBUFFORCE);
+* CAP_NET_ADMIN: that socket's receive buffer past `rmem_max` (SO_RCVBUFFORCE), and the
+  process-events connector's subscription (`sources.proc_events`);
 * CAP_SYS_PTRACE: read `/proc/<pid>/fd` and `exe` of other users' processes (socket owners);
 * CAP_DAC_READ_SEARCH: enter those `fd` folders (mode 0500, owned by the process's user),
   and read SoftEther configs whatever their mode.
@@ -289,8 +290,7 @@ class Collector:
             found = starts.drain()
             if found:
                 out["starts"] = [[codec.key_to_dict(k), codec.process_to_dict(p)] for k, p in found]
-            st = starts.stats()
-            out["start_stats"] = [st.seen, st.attributed, st.missed]
+            out["start_stats"] = starts.stats().wire()
         return out
 
     def _config(self) -> dict[str, Any]:

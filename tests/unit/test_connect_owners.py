@@ -22,8 +22,10 @@ from netwatch.model import Endpoint, FlowKey, ProcessRef, Transport
 from netwatch.sources import netlink
 from netwatch.sources.capture import compile_bpf
 from netwatch.sources.connect_owners import (
-    START_FILTER,
-    START_PROGRAM,
+    DNS_FILTER,
+    DNS_PROGRAM,
+    SYN_FILTER,
+    SYN_PROGRAM,
     ConnectionOwners,
     outgoing_start,
 )
@@ -78,12 +80,17 @@ def test_garbage_never_raises(ethertype: int, data: bytes) -> None:
     assert key is None or key.transport in (Transport.TCP, Transport.UDP)
 
 
-def test_the_built_in_syn_program_is_what_libpcap_compiles_for_the_filter() -> None:
+@pytest.mark.parametrize(
+    ("program", "expression"), [(SYN_PROGRAM, SYN_FILTER), (DNS_PROGRAM, DNS_FILTER)]
+)
+def test_the_built_in_programs_are_what_libpcap_compiles_for_the_filters(
+    program: bytes, expression: str
+) -> None:
     # Two instructions first (outgoing only, else jump to the final "ret 0"), then libpcap's.
-    compiled = compile_bpf(START_FILTER)
-    assert START_PROGRAM[16:] == compiled
-    assert START_PROGRAM[-8:] == struct.pack("HBBI", 0x06, 0, 0, 0)  # where the jump lands
-    assert struct.unpack("HBBI", START_PROGRAM[8:16])[2] == len(compiled) // 8 - 1
+    compiled = compile_bpf(expression)
+    assert program[16:] == compiled
+    assert program[-8:] == struct.pack("HBBI", 0x06, 0, 0, 0)  # where the jump lands
+    assert struct.unpack("HBBI", program[8:16])[2] == len(compiled) // 8 - 1
 
 
 def test_lookup_request_is_an_inet_diag_req_v2_for_one_socket() -> None:
