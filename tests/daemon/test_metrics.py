@@ -9,7 +9,7 @@ from dataclasses import replace
 from prometheus_client import generate_latest
 
 from netwatch.daemon.metrics import MAX_LABELS, Metrics
-from netwatch.model import Counters
+from netwatch.model import Counters, NamedShare
 from tests.builders import make_alert, make_flow, make_process, make_snapshot
 
 
@@ -31,6 +31,7 @@ def test_counts_alerts_flows_bytes_and_drops() -> None:
     m.observe(snap, clients=2)
     assert _value(m, "netwatch_connection_starts_named") == 5
     assert _value(m, "netwatch_connection_starts_missed") == 1
+
     f1b = make_flow(process=curl, bytes_sent=150, bytes_received=1000)
     m.observe(make_snapshot(2, flows=(f1b,)), clients=2)
     sent = {"direction": "sent", "process": "curl", "country": "RU"}
@@ -69,3 +70,22 @@ def test_served_on_localhost() -> None:
     m.serve(port)
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()  # noqa: S310  # loopback
     assert b'netwatch_alerts_total{rule="vpngate.list_fetch",severity="medium"} 1.0' in body
+
+
+def test_missed_starts_by_cause_are_counters_and_the_share_is_a_gauge_per_owner() -> None:
+    m = Metrics()
+    c = Counters(starts_missed=5, starts_missed_budget=3, starts_missed_gone=2,
+                 share=NamedShare(bytes_known=900, bytes_unknown=100, flows_known=9,
+                                  flows_guessed=1))  # fmt: skip
+    m.observe(replace(make_snapshot(1), counters=c))
+    m.observe(replace(make_snapshot(2), counters=replace(c, starts_missed_budget=7)))
+    cause = "netwatch_connection_starts_missed_by_cause_total"
+    assert _value(m, cause, {"cause": "budget"}) == 7
+    assert _value(m, cause, {"cause": "gone"}) == 2
+    assert _value(m, cause, {"cause": "queue"}) in (None, 0)
+    # The watcher restarted (the collector came back): its totals count from zero.
+    m.observe(replace(make_snapshot(3), counters=replace(c, starts_missed_budget=1)))
+    assert _value(m, cause, {"cause": "budget"}) == 8
+    assert _value(m, "netwatch_last_minute_bytes", {"owner": "known"}) == 900
+    assert _value(m, "netwatch_last_minute_bytes", {"owner": "unknown"}) == 100
+    assert _value(m, "netwatch_last_minute_flows", {"owner": "guessed"}) == 1

@@ -1,0 +1,88 @@
+"""Short-lived processes, fast connections and a flood: who opened each connection (issue 13).
+
+Each scenario runs in a lab (`tests/starts_lab.py`: a host namespace and a peer with sinks at
+a documentation address) with distinctly named programs, and asks the start watcher (with
+process events, as the daemon's collector runs it) who opened each connection the programs
+report. Timing matters here: a 2-core machine running the suite's background load
+(tests/busy.py) or other work starves the watcher's thread now and then. So each row asserts
+the acceptance figure only when the suite runs with `--idle` (the load absent), and a
+documented tolerance otherwise; the flood row asserts all 20 either way, since what it tests
+(a flood must not blind the watcher) does not depend on the machine's speed: each connection
+there stays open 50 ms.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from netwatch.sources.connect_owners import MECHANISM_EVENTS
+from tests.conftest import requires_root
+from tests.starts_lab import StartsLab, start_watcher
+
+pytestmark = [pytest.mark.live, requires_root, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartsLab]:
+    with StartsLab.open(tmp_path_factory.mktemp("starts")) as sl:
+        yield sl
+
+
+@pytest.fixture
+def idle(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--idle"))
+
+
+def _named(lab: StartsLab, scenario: str) -> tuple[int, int, str]:
+    owners = start_watcher(lab.lab, events=True)
+    try:
+        time.sleep(0.2)
+        ports, name = getattr(lab, scenario)(), {
+            "sequence": "seqsend", "one_process": "manyconn", "burst": "burstproc",
+            "flood_and_connect": "quietconn",
+        }[scenario]  # fmt: skip
+        named = lab.named(owners, ports, name)
+        return named, len(ports), owners.stats().mechanism
+    finally:
+        owners.stop()
+
+
+def test_twenty_short_lived_processes_in_sequence_are_named(lab: StartsLab, idle: bool) -> None:
+    named, made, mechanism = _named(lab, "sequence")
+    assert made == 20 and mechanism == MECHANISM_EVENTS
+    assert named >= (19 if idle else 14), f"{named}/{made} named"
+
+
+def test_sixty_fast_connections_from_one_process_are_named(lab: StartsLab, idle: bool) -> None:
+    # Each exchange takes well under a millisecond on the veth: some sockets are gone before
+    # any user-space watcher can ask for them; the process is known from the first one.
+    named, made, _ = _named(lab, "one_process")
+    assert made == 60
+    assert named >= (54 if idle else 36), f"{named}/{made} named"
+
+
+def test_thirty_processes_at_once_are_named(lab: StartsLab, idle: bool) -> None:
+    named, made, _ = _named(lab, "burst")
+    assert made == 30
+    # The acceptance figure (28 of 30) holds on a quiet 2-core machine; under the suite's
+    # load 30 interpreters starting at once take the cores from the watcher for a while.
+    assert named >= (28 if idle else 18), f"{named}/{made} named"
+
+
+def test_a_dns_flood_does_not_hide_another_programs_connections(lab: StartsLab) -> None:
+    owners = start_watcher(lab.lab, events=True)
+    try:
+        time.sleep(0.2)
+        ports = lab.flood_and_connect()
+        named = lab.named(owners, ports, "quietconn")
+        stats = owners.stats()
+    finally:
+        owners.stop()
+    assert len(ports) == 20
+    assert named == 20, f"{named}/20 named during the flood ({stats})"
+    # The flood was seen and refused for what it is, not silently dropped.
+    assert stats.missed_budget + stats.missed_queue > 1000, stats
+    assert stats.missed == stats.missed_budget + stats.missed_gone + stats.missed_queue
