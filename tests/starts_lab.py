@@ -102,9 +102,11 @@ def in_netns(name: str) -> Iterator[None]:
 
 def start_watcher(lab: Lab, events: bool) -> ConnectionOwners:
     """A running watcher for the lab's host namespace; with process events if `events`."""
+    from netwatch.sources.connect_owners import watcher_priority
     from netwatch.sources.proc_events import ProcessEvents
 
-    proc_events = ProcessEvents().start() if events else None
+    with watcher_priority():  # as `ConnectionOwners.start` does for the ones it starts
+        proc_events = ProcessEvents().start() if events else None
     with in_netns(lab.host):
         return ConnectionOwners(events=proc_events).start(events=False)
 

@@ -117,7 +117,34 @@ MECHANISM_STARTS = "connection starts"
 MECHANISM_SAMPLES = "socket samples only"
 """What names short connections, best first: process events (the connector) with the start
 watcher, the start watcher searching /proc alone, or the 1 s socket samples alone."""
+WATCHER_NICE = -10
+"""The watcher's threads' nice value. A burst of 30 programs starting at once on two cores
+would otherwise leave a nice-0 thread a thirtieth of the CPU, and the sockets it must look up
+close while it waits; the thread caps its own CPU use (`cap`), so a high priority cannot let
+it take more than that."""
 _Decode = Callable[[int, bytes, float, str | None], PacketMeta | None]
+
+
+@contextlib.contextmanager
+def watcher_priority() -> Iterator[None]:
+    """Threads started in the body run at `WATCHER_NICE` (nice is per thread on Linux, and
+    inherited by the threads it starts); this thread gets its own back after.
+
+    Needs CAP_SYS_NICE when entered (the daemon's collector enters it before it gives up its
+    capabilities; going back to a higher nice needs none); without, nothing changes.
+    """
+    tid = threading.get_native_id()
+    try:
+        old = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(old, WATCHER_NICE))
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, old)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +259,7 @@ class ConnectionOwners:
         self._syn: LiveCapture | None = None
         self._dns: LiveCapture | None = None
         self._dns_paused = False
+        self._netns: int | None = None
         self._diag: netlink.DiagSocket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -290,6 +318,8 @@ class ConnectionOwners:
         except CaptureUnavailableError:
             syn.stop()
             raise
+        with contextlib.suppress(OSError):  # the namespace whose sockets it looks up
+            self._netns = os.stat("/proc/thread-self/ns/net").st_ino
         try:
             self._diag = netlink.DiagSocket()
         except netlink.NetlinkUnavailableError:
@@ -297,11 +327,13 @@ class ConnectionOwners:
             dns.stop()
             raise
         self._syn, self._dns = syn, dns
-        if events and self.events is None:
-            with contextlib.suppress(ProcEventsUnavailableError):
-                self.events = ProcessEvents(reader=self._reader, proc_root=self._root).start()
-        self._thread = threading.Thread(target=self._run, name="netwatch-connects", daemon=True)
-        self._thread.start()
+        with watcher_priority():
+            if events and self.events is None:
+                with contextlib.suppress(ProcEventsUnavailableError):
+                    proc = ProcessEvents(reader=self._reader, proc_root=self._root)
+                    self.events = proc.start()
+            self._thread = threading.Thread(target=self._run, name="netwatch-connects", daemon=True)
+            self._thread.start()
         return self
 
     def stop(self) -> None:
@@ -414,10 +446,10 @@ class ConnectionOwners:
         if not wanted:
             return
         holders = {i: self._inodes[i] for i in wanted if i in self._inodes}
-        fresh = self.events.fresh() if self.events is not None else []
-        # Who connected lately, then (with process events) the processes started lately:
-        # a burst of short-lived commands is found here, before any budget is asked.
-        quick = [*reversed(self._recent), *fresh[:NEW_PROCESSES]]
+        fresh = self.events.fresh(netns=self._netns) if self.events is not None else []
+        # Who connected lately, then (with process events) the processes started lately in
+        # this namespace: a burst of short-lived commands is found here, before any budget.
+        quick = list(dict.fromkeys([*reversed(self._recent), *fresh[:NEW_PROCESSES]]))
         holders.update(find_holders(wanted.keys() - holders.keys(), quick, self._root))
         # Before the wider search: a socket whose fd was closed meanwhile has no holder left.
         left = {

@@ -18,6 +18,7 @@ details are read only if the watcher asks for them.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -118,6 +119,8 @@ class _Seen:
     ident: bytes | None = None
     """Its /proc stat identity when `ref` was read (changes on exec and on pid reuse)."""
     ref: ProcessRef | None = None
+    netns: int | None = None
+    """Its network namespace (the inode of /proc/<pid>/ns/net), read with `ref`."""
     ended: float | None = None
 
 
@@ -223,17 +226,24 @@ class ProcessEvents:
         ref = self._reader.read(pid)
         if ref is not None:
             entry.ident, entry.ref = ident, ref
+            try:
+                entry.netns = os.stat(f"{self._root}/{pid}/ns/net").st_ino
+            except OSError:
+                entry.netns = None
 
-    def fresh(self, now: float | None = None) -> list[int]:
+    def fresh(self, now: float | None = None, netns: int | None = None) -> list[int]:
         """The processes that started in the last `fresh_for` seconds and have not exited,
-        newest first."""
+        newest first; with `netns`, not those known to live in another network namespace
+        (containers, other test labs: their sockets are not the watcher's to find)."""
         now = time.monotonic() if now is None else now
         out = []
         with self._lock:
             for pid, entry in reversed(self._seen.items()):
                 if now - entry.started > self.fresh_for:
                     break
-                if entry.ended is None:
+                if entry.ended is None and (
+                    netns is None or entry.netns is None or entry.netns == netns
+                ):
                     out.append(pid)
         return out
 
