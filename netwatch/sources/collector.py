@@ -43,7 +43,7 @@ from netwatch import codec
 from netwatch.errors import CaptureUnavailableError
 from netwatch.model import Endpoint, FlowKey, ProcessRef, SocketEntry, SocketTable, Transport
 from netwatch.sources.channel import Channel, ChannelClosedError
-from netwatch.sources.connect_owners import ConnectionOwners
+from netwatch.sources.connect_owners import ConnectionOwners, watcher_priority
 from netwatch.sources.hostfacts import HostFactsReader
 from netwatch.sources.netlink import NetlinkUnavailableError
 from netwatch.sources.privdrop import die_with_parent, keep_only
@@ -336,9 +336,10 @@ def run_collector(
         collector = Collector(
             channel, config_file=config_file, watch_starts=watch_starts, socket_path=socket_path
         )
-        keep_only(COLLECTOR_CAPS)
-        die_with_parent(signal.SIGTERM)
-        collector.start_watcher()
+        with watcher_priority():  # raised while CAP_SYS_NICE is still held; kept by its threads
+            keep_only(COLLECTOR_CAPS)
+            die_with_parent(signal.SIGTERM)
+            collector.start_watcher()
     except Exception as exc:  # noqa: BLE001  # one line to the analyzer's log, then exit 1
         log.error("collector cannot start: %s", exc)
         with contextlib.suppress(ChannelClosedError):
