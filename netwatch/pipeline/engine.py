@@ -31,6 +31,7 @@ from netwatch.model import (
     SourceStatus,
     Transport,
 )
+from netwatch.model.snapshot import STARTS_SAMPLES
 
 
 class SocketSource(Protocol):
@@ -270,8 +271,10 @@ class Engine:
             packets = self.packets
             starts = packets.starts_mechanism if isinstance(packets, WatchesStarts) else None
             status = replace(status, capture=True, capture_reason=None, starts=starts)
-        elif status.capture_reason is None:
-            status = replace(status, capture_reason="packet capture is off")
+        else:
+            status = replace(status, starts=STARTS_SAMPLES)
+            if status.capture_reason is None:
+                status = replace(status, capture_reason="packet capture is off")
         if self.enricher is not None and status.geoip is None:
             status = replace(status, geoip=self.enricher.describe())
         if self.enricher is not None and (skipped := self.enricher.skipped()):

@@ -41,6 +41,7 @@ from typing import Any
 
 from netwatch.errors import CaptureUnavailableError
 from netwatch.model import FlowKey, PacketMeta, ProcessRef, SocketTable, Transport
+from netwatch.model.snapshot import STARTS_EVENTS, STARTS_SAMPLES, STARTS_WATCH
 from netwatch.sources import netlink
 from netwatch.sources.capture import LiveCapture
 from netwatch.sources.decode import PacketDecoder
@@ -112,11 +113,10 @@ WATCHED = frozenset((Transport.TCP, Transport.UDP))
 """Transports whose starts are watched (TCP connects; UDP for DNS queries, see `outgoing_start`)."""
 NEW_PROCESSES = 32
 """How many of the newest processes of the socket's user are searched (without process events)."""
-MECHANISM_EVENTS = "exec events + connection starts"
-MECHANISM_STARTS = "connection starts"
-MECHANISM_SAMPLES = "socket samples only"
-"""What names short connections, best first: process events (the connector) with the start
-watcher, the start watcher searching /proc alone, or the 1 s socket samples alone."""
+MECHANISM_EVENTS = STARTS_EVENTS
+MECHANISM_STARTS = STARTS_WATCH
+MECHANISM_SAMPLES = STARTS_SAMPLES
+"""What names short connections, best first (`model.snapshot.STARTS_*`)."""
 WATCHER_NICE = -10
 """The watcher's threads' nice value. A burst of 30 programs starting at once on two cores
 would otherwise leave a nice-0 thread a thirtieth of the CPU, and the sockets it must look up
