@@ -60,13 +60,17 @@ data = b"x" * size
 for _ in range(count):
     s = socket.create_connection((ip, 8080), timeout=20)
     print(s.getsockname()[1], flush=True)
-    s.sendall(data); s.shutdown(socket.SHUT_WR)
-    while s.recv(1 << 16):
-        pass
-    if life != "-":  # a process whose life is its connection: it ends when the process does
+    s.sendall(data)
+    # Open (held) until the process's life is over or for `hold`: once both ends have sent
+    # their FIN the kernel swaps the socket for a time-wait entry with no inode, whatever the
+    # program still holds, so the FIN waits for that.
+    if life != "-":
         low, high = (float(x) for x in life.split(":"))
         time.sleep(max(0.0, born + random.uniform(low, high) - time.monotonic()))
     time.sleep(hold)
+    s.shutdown(socket.SHUT_WR)
+    while s.recv(1 << 16):
+        pass
     s.close()
     time.sleep(gap)
 """
@@ -149,8 +153,10 @@ class StartsLab:
         gap: float = 0.0,
     ) -> list[str]:  # fmt: skip
         """The argv of a client program `name` making `count` connections of `size` bytes, one
-        after another, `gap` seconds apart; each kept open `hold` seconds after its answer, the
-        last until the process has lived `life` (`low:high` seconds, drawn at random)."""
+        after another, `gap` seconds apart; each kept open `hold` seconds after sending, the
+        last until the process has lived `life` (`low:high` seconds, drawn at random): a
+        short-lived process whose connection lasts as long as it does. Without either, a
+        connection is over within a millisecond on the veth (the fast-connection rows)."""
         return [str(self.program(name)), str(self.folder / "client.py"), self.peer.ip,
                 str(count), str(size), life, str(hold), str(gap)]  # fmt: skip
 

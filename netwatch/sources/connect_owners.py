@@ -459,7 +459,8 @@ class ConnectionOwners:
         }
         self._cut = False
         if left:
-            holders.update(find_holders(left, self._candidates(uids, set(quick)), self._root))
+            more = self._candidates(uids, set(quick), fresh[NEW_PROCESSES:])
+            holders.update(find_holders(left, more, self._root))
         now = time.monotonic()
         for inode, key in wanted.items():
             pid = holders.get(inode)
@@ -508,17 +509,18 @@ class ConnectionOwners:
             self._procs[pid] = (ident, ref)
         return ref
 
-    def _candidates(self, uids: set[int], tried: set[int]) -> Iterator[int]:
+    def _candidates(self, uids: set[int], tried: set[int], fresh: list[int]) -> Iterator[int]:
         """Who else may hold a new connection, likeliest first (each pid once).
 
-        After the processes searched first by the caller (`tried`): without process events,
-        the newest processes of the socket's user that the last sample did not know (a
-        command just started, like `curl`); then the owners in the last sample. Read lazily,
-        and stopped once this second's CPU budget is spent (a connection storm is then left
-        to the samples, and counted as missed for the budget).
+        After the processes searched first by the caller (`tried`): the rest of the processes
+        started lately (`fresh`, from process events), or without process events the newest
+        processes of the socket's user that the last sample did not know (a command just
+        started, like `curl`); then the owners in the last sample. Read lazily, and stopped
+        once this second's CPU budget is spent (a connection storm is then left to the
+        samples, and counted as missed for the budget).
         """
         known = self._table_owner_pids()
-        newest = self._newest_pids_of(uids, NEW_PROCESSES) if self.events is None else []
+        newest = self._newest_pids_of(uids, NEW_PROCESSES) if self.events is None else fresh
         for pid in newest:
             if pid not in known and pid not in tried:
                 if self._over_budget(self.budget):

@@ -236,15 +236,24 @@ class ProcessEvents:
         newest first; with `netns`, not those known to live in another network namespace
         (containers, other test labs: their sockets are not the watcher's to find)."""
         now = time.monotonic() if now is None else now
-        out = []
         with self._lock:
+            young = []
             for pid, entry in reversed(self._seen.items()):
                 if now - entry.started > self.fresh_for:
                     break
-                if entry.ended is None and (
-                    netns is None or entry.netns is None or entry.netns == netns
-                ):
-                    out.append(pid)
+                if entry.ended is None:
+                    young.append((pid, entry))
+        if netns is None:
+            return [pid for pid, _ in young]
+        out = []
+        for pid, entry in young:
+            if entry.netns is None:  # not read at its exec (over budget): one stat now
+                try:
+                    entry.netns = os.stat(f"{self._root}/{pid}/ns/net").st_ino
+                except OSError:
+                    continue  # gone
+            if entry.netns == netns:
+                out.append(pid)
         return out
 
     def remembered(self, pid: int, ident: bytes | None) -> ProcessRef | None:
