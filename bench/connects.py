@@ -200,7 +200,9 @@ def watching(
 
     def sample() -> None:
         while not stop.wait(1.0):
-            for entry in sampler.sample().entries:
+            with in_netns(lab.lab.host):  # sockets it opens lazily must be the lab's
+                table = sampler.sample()
+            for entry in table.entries:
                 if entry.process is not None:
                     seen[entry.key] = entry.process.name
 
