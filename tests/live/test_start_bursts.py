@@ -14,8 +14,12 @@ with or without load).
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -75,15 +79,41 @@ def test_thirty_processes_at_once_are_named(lab: StartsLab, idle: bool) -> None:
 
 def test_a_dns_flood_does_not_hide_another_programs_connections(lab: StartsLab, idle: bool) -> None:
     owners = start_watcher(lab.lab, events=True)
+    assert owners._thread is not None and owners._thread.ident is not None
+    clock = time.pthread_getcpuclockid(owners._thread.ident)
     try:
         time.sleep(0.2)
+        cpu0, wall0 = time.clock_gettime(clock), time.monotonic()
         ports = lab.flood_and_connect()
+        cpu, wall = time.clock_gettime(clock) - cpu0, time.monotonic() - wall0
         named = lab.named(owners, ports, "quietconn")
         stats = owners.stats()
     finally:
         owners.stop()
     assert len(ports) == 20
+    # The flood cost the watcher no more than its cap (5% of a core, plus one batch's worth).
+    assert cpu <= owners.cap * wall + 0.01, f"{cpu:.3f} s CPU in {wall:.2f} s"
     assert named >= (20 if idle else 18), f"{named}/20 named during the flood ({stats})"
     # The flood was seen and refused for what it is, not silently dropped.
     assert stats.missed_budget + stats.missed_queue > 1000, stats
     assert stats.missed == stats.missed_budget + stats.missed_gone + stats.missed_queue
+
+
+def test_process_events_remember_a_program_that_has_already_exited(tmp_path: Path) -> None:
+    from netwatch.sources.proc_events import ProcessEvents
+
+    program = tmp_path / "blinkexit"  # a copy of the interpreter: its own name
+    shutil.copy2(sys.executable, program)
+    events = ProcessEvents().start()
+    try:
+        time.sleep(0.1)
+        ran = subprocess.Popen([str(program), "-c", "import time; time.sleep(0.3)"])
+        time.sleep(0.15)
+        assert ran.pid in events.fresh(), "a live new process is listed as new"
+        ran.wait(10)
+        time.sleep(0.1)
+        ref = events.remembered(ran.pid, None)  # gone from /proc: named from its exec
+    finally:
+        events.stop()
+    assert ref is not None and ref.name == "blinkexit" and ref.exe == str(program)
+    assert ran.pid not in events.fresh()  # ended: no fds left to search
