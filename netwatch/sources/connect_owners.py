@@ -330,7 +330,7 @@ class ConnectionOwners:
         with watcher_priority():
             if events and self.events is None:
                 with contextlib.suppress(ProcEventsUnavailableError):
-                    proc = ProcessEvents(reader=self._reader, proc_root=self._root)
+                    proc = ProcessEvents(proc_root=self._root)
                     self.events = proc.start()
             self._thread = threading.Thread(target=self._run, name="netwatch-connects", daemon=True)
             self._thread.start()

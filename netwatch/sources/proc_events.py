@@ -19,6 +19,7 @@ details are read only if the watcher asks for them.
 from __future__ import annotations
 
 import os
+import pwd
 import socket
 import struct
 import threading
@@ -26,8 +27,10 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import psutil
+
 from netwatch.model import ProcessRef
-from netwatch.sources.processes import ProcessReader, PsutilReader, stat_identity
+from netwatch.sources.processes import ProcessReader, stat_identity
 
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = 1
@@ -42,6 +45,71 @@ _CN_MSG = struct.Struct("=IIIIHH")
 _EVENT_HEAD = struct.Struct("=IIQ")
 _TWO = struct.Struct("=II")
 _FOUR = struct.Struct("=IIII")
+
+
+class ExecReader:
+    """Reads a new process's details straight from /proc, as `PsutilReader` would give them.
+
+    Called for every exec on the machine, so it reads the four files it needs and nothing
+    else (a third of psutil's cost): the name psutil gives (`comm`, or the command's base name
+    when `comm` is cut at 15 characters), the exe link, the command line, the real user and
+    the start time on psutil's clock (boot time plus start ticks), so a process read here and
+    one read by the socket sampler compare equal.
+    """
+
+    def __init__(self, proc_root: str = "/proc") -> None:
+        self._root = proc_root
+        self._users: dict[int, str | None] = {}
+        self._ticks = os.sysconf("SC_CLK_TCK")
+        self._boot = psutil.boot_time()
+
+    def read(self, pid: int) -> ProcessRef | None:
+        """The process's details; None when it is gone or unreadable."""
+        base = f"{self._root}/{pid}"
+        try:
+            with open(f"{base}/stat", "rb") as fh:
+                stat = fh.read()
+            with open(f"{base}/status", "rb") as fh:
+                status = fh.read()
+            with open(f"{base}/cmdline", "rb") as fh:
+                raw = fh.read()
+        except OSError:
+            return None
+        close = stat.rfind(b")")
+        fields = stat[close + 2 :].split()
+        uid_at = status.find(b"\nUid:")
+        if close < 0 or len(fields) < 20 or uid_at < 0:
+            return None
+        name = os.fsdecode(stat[stat.find(b"(") + 1 : close])
+        cmdline = tuple(os.fsdecode(a) for a in raw.rstrip(b"\0").split(b"\0")) if raw else ()
+        if len(name) >= 15 and cmdline:
+            longer = os.path.basename(cmdline[0])
+            if longer.startswith(name):
+                name = longer
+        try:
+            exe: str | None = os.readlink(f"{base}/exe")
+        except OSError:
+            exe = None
+        if exe and exe.endswith(" (deleted)") and not os.path.exists(exe):
+            exe = exe[: -len(" (deleted)")]
+        uid = int(status[uid_at + 6 :].split(None, 1)[0])
+        return ProcessRef(
+            pid=pid,
+            create_time=int(fields[19]) / self._ticks + self._boot,
+            name=name,
+            exe=exe or None,
+            cmdline=cmdline,
+            user=self._user(uid),
+            ppid=int(fields[1]),
+        )
+
+    def _user(self, uid: int) -> str | None:
+        if uid not in self._users:
+            try:
+                self._users[uid] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                self._users[uid] = str(uid)
+        return self._users[uid]
 
 
 class ProcEventsUnavailableError(OSError):
@@ -137,7 +205,7 @@ class ProcessEvents:
         fresh_for: float = 10.0,
         budget: float = 0.01,
     ) -> None:
-        self._reader: ProcessReader = reader or PsutilReader()
+        self._reader: ProcessReader = reader or ExecReader(proc_root)
         self._root = proc_root
         self.keep = keep
         self.max_kept = max_kept

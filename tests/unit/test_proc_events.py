@@ -3,7 +3,13 @@ recorded bytes and fuzzed; and the memory of new processes the start watcher ask
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,11 +23,13 @@ from netwatch.sources.proc_events import (
     PROC_EVENT_EXEC,
     PROC_EVENT_EXIT,
     PROC_EVENT_FORK,
+    ExecReader,
     ProcessEvents,
     ProcEvent,
     listen_message,
     parse_events,
 )
+from netwatch.sources.processes import PsutilReader
 
 PROC_EVENT_UID = 0x00000004
 
@@ -141,3 +149,21 @@ def test_old_exits_are_forgotten_and_memory_is_bounded(tmp_path: object) -> None
     assert len(events._seen) <= 50
     events.note(ProcEvent("fork", 5, 1), 100.0)  # everything that ended long ago goes
     assert list(events._seen) == [5]
+
+
+def test_the_exec_reader_gives_what_psutil_gives(tmp_path: Path) -> None:
+    # The socket sampler names processes through psutil; a process named at its exec must
+    # compare equal, long names (comm cut at 15 characters) included.
+    program = tmp_path / "a-rather-long-program-name"
+    shutil.copy2(sys.executable, program)
+    child = subprocess.Popen([str(program), "-c", "import time; time.sleep(5)"])
+    try:
+        time.sleep(0.2)
+        for pid in (os.getpid(), child.pid, 1):
+            assert ExecReader().read(pid) == PsutilReader().read(pid)
+        ref = ExecReader().read(child.pid)
+        assert ref is not None and ref.name == "a-rather-long-program-name"
+    finally:
+        child.kill()
+        child.wait()
+    assert ExecReader().read(child.pid) is None  # reaped: gone
