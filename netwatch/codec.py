@@ -41,6 +41,7 @@ from netwatch.model import (
     Incident,
     Label,
     ListHit,
+    NamedShare,
     Owner,
     ProcessRef,
     ProviderFacts,
@@ -702,6 +703,7 @@ def status_to_dict(st: SourceStatus) -> JSONDict:
         "missing": list(st.missing),
         "geoip": st.geoip,
         "skipped": list(st.skipped),
+        "starts": st.starts,
     }
 
 
@@ -715,6 +717,7 @@ def status_from_dict(st: Any) -> SourceStatus:
         missing=tuple(str(x) for x in _list(st, "missing")),
         geoip=_ostr(st, "geoip"),
         skipped=tuple(str(x) for x in _get(st, "skipped", list, opt=True) or ()),
+        starts=_ostr(st, "starts"),
     )
 
 
@@ -729,7 +732,29 @@ def counters_to_dict(c: Counters) -> JSONDict:
         "sample_ms": c.sample_ms,
         "starts_named": c.starts_named,
         "starts_missed": c.starts_missed,
+        "starts_missed_budget": c.starts_missed_budget,
+        "starts_missed_gone": c.starts_missed_gone,
+        "starts_missed_queue": c.starts_missed_queue,
+        "share": share_to_list(c.share),
     }
+
+
+_SHARE_FIELDS = ("bytes_known", "bytes_guessed", "bytes_unknown",
+                 "flows_known", "flows_guessed", "flows_unknown")  # fmt: skip
+
+
+def share_to_list(s: NamedShare) -> list[int]:
+    """Encode a `NamedShare` as its six counts, in field order."""
+    return [getattr(s, name) for name in _SHARE_FIELDS]
+
+
+def share_from_list(items: Any) -> NamedShare:
+    """Decode `share_to_list` (anything else, as from an older writer, is an empty share)."""
+    if not isinstance(items, list) or len(items) != len(_SHARE_FIELDS):
+        return NamedShare()
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in items):
+        raise CodecError("share: six counts expected")
+    return NamedShare(*items)
 
 
 def counters_from_dict(c: Any) -> Counters:
@@ -743,6 +768,10 @@ def counters_from_dict(c: Any) -> Counters:
         sample_ms=_onum(c, "sample_ms") or 0.0,
         starts_named=_oint(c, "starts_named") or 0,
         starts_missed=_oint(c, "starts_missed") or 0,
+        starts_missed_budget=_oint(c, "starts_missed_budget") or 0,
+        starts_missed_gone=_oint(c, "starts_missed_gone") or 0,
+        starts_missed_queue=_oint(c, "starts_missed_queue") or 0,
+        share=share_from_list(c.get("share") if isinstance(c, Mapping) else None),
     )
 
 

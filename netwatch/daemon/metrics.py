@@ -97,6 +97,25 @@ class Metrics:
             "Outgoing connection starts whose process was not found then",
             registry=r,
         )
+        self.starts_missed_by = Counter(
+            "netwatch_connection_starts_missed_by_cause",
+            "Connection starts whose process was not found then, by why: budget (a fair share"
+            " or the CPU budget ran out), gone (socket or process gone), queue (dropped unread)",
+            ["cause"],
+            registry=r,
+        )
+        self.share_bytes = Gauge(
+            "netwatch_last_minute_bytes",
+            "Bytes moved in the last minute, by whether their process is known, guessed or unknown",
+            ["owner"],
+            registry=r,
+        )
+        self.share_flows = Gauge(
+            "netwatch_last_minute_flows",
+            "Flows seen in the last minute, by whether their process is known, guessed or unknown",
+            ["owner"],
+            registry=r,
+        )
         self.sample_seconds = Histogram(
             "netwatch_sample_duration_seconds",
             "Time one engine tick took",
@@ -164,11 +183,23 @@ class Metrics:
         advance(self.queue_drops, "queue_drops", c.queue_drops)
         advance(self.starts_named, "starts_named", c.starts_named)
         advance(self.starts_missed, "starts_missed", c.starts_missed)
+        by = self.starts_missed_by
+        advance(by.labels("budget"), "starts_missed_budget", c.starts_missed_budget)
+        advance(by.labels("gone"), "starts_missed_gone", c.starts_missed_gone)
+        advance(by.labels("queue"), "starts_missed_queue", c.starts_missed_queue)
         advance(self.sink_drops, "sink_drops", sink_drops)
         advance(self.client_resyncs, "client_resyncs", client_resyncs)
         advance(self.clients_refused, "clients_refused", clients_refused)
         advance(self.flow_log_drops, "flow_log_drops", flow_log_drops)
         advance(self.notify_drops, "notify_drops", notify_drops)
+        sh = c.share
+        for owner, n_bytes, n_flows in (
+            ("known", sh.bytes_known, sh.flows_known),
+            ("guessed", sh.bytes_guessed, sh.flows_guessed),
+            ("unknown", sh.bytes_unknown, sh.flows_unknown),
+        ):
+            self.share_bytes.labels(owner).set(n_bytes)
+            self.share_flows.labels(owner).set(n_flows)
         self.sample_seconds.observe(c.sample_ms / 1000.0)
         self.clients.set(clients)
         self._note_skipped(snap.status.skipped)

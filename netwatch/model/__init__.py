@@ -42,7 +42,7 @@ from netwatch.model.policy import (
 )
 from netwatch.model.provider import Audit, Fact, Incident, ProviderFacts
 from netwatch.model.remote import DataSource, EnrichedFlow, ListHit, Owner, RemoteInfo, Scope
-from netwatch.model.snapshot import Counters, Snapshot, SourceStatus
+from netwatch.model.snapshot import Counters, NamedShare, Snapshot, SourceStatus
 from netwatch.model.sockets import SocketEntry, SocketTable
 
 __all__ = [
@@ -77,6 +77,7 @@ __all__ = [
     "Label",
     "ListHit",
     "Owner",
+    "NamedShare",
     "PacketContext",
     "PacketFacts",
     "PacketMeta",

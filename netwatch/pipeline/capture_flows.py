@@ -35,7 +35,12 @@ from netwatch.model import (
 )
 from netwatch.pipeline.offline import default_inspector
 from netwatch.sources.capture import LiveCapture, local_addresses
-from netwatch.sources.connect_owners import WATCHED, ConnectionOwners, StartStats
+from netwatch.sources.connect_owners import (
+    MECHANISM_SAMPLES,
+    WATCHED,
+    ConnectionOwners,
+    StartStats,
+)
 from netwatch.sources.netlink import NetlinkUnavailableError
 
 ADDRESS_REFRESH = 1.0
@@ -179,16 +184,24 @@ class CaptureFlows:
             return None
         return self.starts.owner(key)
 
+    @property
+    def starts_mechanism(self) -> str:
+        """What names connections too short for a sample (`connect_owners.MECHANISM_*`)."""
+        return MECHANISM_SAMPLES if self.starts is None else self.starts.stats().mechanism
+
     def counters(self) -> Counters:
         """Packets seen, kernel drops and queue overflows since capture started."""
         st = self.capture.stats()
-        starts = self.starts.stats() if self.starts is not None else None
+        starts = self.starts.stats() if self.starts is not None else StartStats(0, 0, 0)
         return Counters(
             packets=self.table.stats().packets,
             capture_drops=st.kernel_drops,
             queue_drops=st.queue_drops,
-            starts_named=starts.attributed if starts else 0,
-            starts_missed=starts.missed if starts else 0,
+            starts_named=starts.attributed,
+            starts_missed=starts.missed,
+            starts_missed_budget=starts.missed_budget,
+            starts_missed_gone=starts.missed_gone,
+            starts_missed_queue=starts.missed_queue,
         )
 
     def settle(self, timeout: float = 1.0) -> bool:

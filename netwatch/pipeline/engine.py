@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 from netwatch.clock import Clock
 from netwatch.flows.merge import MergeMemo, merge_flows
 from netwatch.flows.serials import SerialBook
+from netwatch.flows.share import ShareWindow
 from netwatch.flows.socket_flows import Egress, SocketFlows
 from netwatch.model import (
     Alert,
@@ -30,6 +31,7 @@ from netwatch.model import (
     SourceStatus,
     Transport,
 )
+from netwatch.model.snapshot import STARTS_SAMPLES
 
 
 class SocketSource(Protocol):
@@ -73,6 +75,16 @@ class PacketFlows(Protocol):
     def active(self) -> Sequence[tuple[Transport, Endpoint, Endpoint]]:
         """(transport, local, remote) of the TCP and UDP conversations that had packets
         since the last call."""
+        ...
+
+
+@runtime_checkable
+class WatchesStarts(Protocol):
+    """Packet flows that say what names connections too short for a sample."""
+
+    @property
+    def starts_mechanism(self) -> str:
+        """`exec events + connection starts`, `connection starts` or `socket samples only`."""
         ...
 
 
@@ -171,6 +183,8 @@ class Engine:
         the interface a flow's first packet was seen on)."""
         self._enriched_by: Enricher | None = None
         self._exes_of: frozenset[str] | None = None
+        self._share = ShareWindow()
+        """The last minute's bytes and flows by whether their process is known."""
         self._merged: MergeMemo = {}
         """Last tick's merges of packet flows with their socket twins (`merge_flows`)."""
 
@@ -215,7 +229,11 @@ class Engine:
             alerts=alerts,
             status=self._status or self._live_status(),
             counters=replace(
-                counters, sockets=len(table.entries), flows=len(enriched), sample_ms=sample_ms
+                counters,
+                sockets=len(table.entries),
+                flows=len(enriched),
+                sample_ms=sample_ms,
+                share=self._share.observe(enriched, started),
             ),
         )
 
@@ -250,9 +268,13 @@ class Engine:
         """The sampler's view of privileges, plus whether capture runs and the GeoIP data."""
         status = self.sockets.status()
         if self.packets is not None:
-            status = replace(status, capture=True, capture_reason=None)
-        elif status.capture_reason is None:
-            status = replace(status, capture_reason="packet capture is off")
+            packets = self.packets
+            starts = packets.starts_mechanism if isinstance(packets, WatchesStarts) else None
+            status = replace(status, capture=True, capture_reason=None, starts=starts)
+        else:
+            status = replace(status, starts=STARTS_SAMPLES)
+            if status.capture_reason is None:
+                status = replace(status, capture_reason="packet capture is off")
         if self.enricher is not None and status.geoip is None:
             status = replace(status, geoip=self.enricher.describe())
         if self.enricher is not None and (skipped := self.enricher.skipped()):

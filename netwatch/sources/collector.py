@@ -43,7 +43,7 @@ from netwatch import codec
 from netwatch.errors import CaptureUnavailableError
 from netwatch.model import Endpoint, FlowKey, ProcessRef, SocketEntry, SocketTable, Transport
 from netwatch.sources.channel import Channel, ChannelClosedError
-from netwatch.sources.connect_owners import ConnectionOwners
+from netwatch.sources.connect_owners import ConnectionOwners, watcher_priority
 from netwatch.sources.hostfacts import HostFactsReader
 from netwatch.sources.netlink import NetlinkUnavailableError
 from netwatch.sources.privdrop import die_with_parent, keep_only
@@ -61,7 +61,8 @@ COLLECTOR_CAPS = frozenset({CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_PTRACE, CAP_DAC_
 """What the collector keeps, and why each:
 
 * CAP_NET_RAW: the connection-start watcher opens its packet socket (SYNs, DNS queries);
-* CAP_NET_ADMIN: that socket's receive buffer past `rmem_max` (SO_RCVBUFFORCE);
+* CAP_NET_ADMIN: that socket's receive buffer past `rmem_max` (SO_RCVBUFFORCE), and the
+  process-events connector's subscription (`sources.proc_events`);
 * CAP_SYS_PTRACE: read `/proc/<pid>/fd` and `exe` of other users' processes (socket owners);
 * CAP_DAC_READ_SEARCH: enter those `fd` folders (mode 0500, owned by the process's user),
   and read SoftEther configs whatever their mode.
@@ -289,8 +290,7 @@ class Collector:
             found = starts.drain()
             if found:
                 out["starts"] = [[codec.key_to_dict(k), codec.process_to_dict(p)] for k, p in found]
-            st = starts.stats()
-            out["start_stats"] = [st.seen, st.attributed, st.missed]
+            out["start_stats"] = starts.stats().wire()
         return out
 
     def _config(self) -> dict[str, Any]:
@@ -336,9 +336,10 @@ def run_collector(
         collector = Collector(
             channel, config_file=config_file, watch_starts=watch_starts, socket_path=socket_path
         )
-        keep_only(COLLECTOR_CAPS)
-        die_with_parent(signal.SIGTERM)
-        collector.start_watcher()
+        with watcher_priority():  # raised while CAP_SYS_NICE is still held; kept by its threads
+            keep_only(COLLECTOR_CAPS)
+            die_with_parent(signal.SIGTERM)
+            collector.start_watcher()
     except Exception as exc:  # noqa: BLE001  # one line to the analyzer's log, then exit 1
         log.error("collector cannot start: %s", exc)
         with contextlib.suppress(ChannelClosedError):

@@ -6,19 +6,22 @@ samples, so capture sees its packets but no sample ever lists its socket or proc
 as OpenSnitch's /proc method does, connection starts are watched, the kernel is asked for that
 one socket at once, and the process holding it is found before it closes.
 
-A second packet socket with a BPF filter takes only outgoing TCP SYNs and DNS queries (the
+Two more packet sockets with BPF filters take only outgoing TCP SYNs and DNS queries (the
 kernel filters, so ordinary traffic costs nothing here; a program's own DNS lookup uses a UDP
-socket that lives for one answer), read by a thread. For each it asks sock_diag for
-that one socket at once (`DiagSocket.lookup`: one request, whatever the socket count), then
-reads fd links to find the holder of its inode: first the processes that connected lately,
-then the socket user's processes the last sample did not know, newest pid first (a command
-just started, like `curl`), then the owners in the last sample. What it finds is kept by flow
-key for `keep` seconds for `CaptureFlows` to attribute the flow with. The wider searches may
-use 2% of a core and all of it 5% (`budget`, `cap`): in a connection storm the rest is left
-to the samples and counted as missed. `bench/connects.py` measures it: against a server that
-answers in 30 ms, every connection is named at 10 and 100 a second (0.4% and about 3.5% of a
-core), and the cost stays near 5.5% at 2,000 a second; against one that answers at once (the
-socket gone within a millisecond) three in four are named at 10 a second. Incoming
+socket that lives for one answer), read by a thread, SYNs first. Each start passes a gate
+(`start_gate`): a repeat of a flow seen moments ago is skipped, and each conversation class has
+its own token bucket, so a flood from one program spends its own share, not everyone's. For
+each start let through it asks sock_diag for that one socket at once (`DiagSocket.lookup`: one
+request, whatever the socket count), then reads fd links to find the holder of its inode: a
+socket already named is named again at once; then the processes that connected lately, then
+the processes that started lately (`proc_events`: the kernel's process-events connector, when
+it may be subscribed to; without it, the socket user's processes the last sample did not know,
+newest pid first, found by listing /proc), then the owners in the last sample. A holder that
+has exited by the time its details are read is named from what process events read at its
+exec. What it finds is kept by flow key for `keep` seconds for `CaptureFlows` to attribute the
+flow with. The wider searches may use 2% of a core and all of it 5% (`budget`, `cap`; DNS
+queries half of that): in a connection storm the rest is left to the samples and counted as
+missed, per cause (`StartStats`). `bench/connects.py` measures it per mechanism. Incoming
 connections need none of this: their listener is in every sample.
 """
 
@@ -26,18 +29,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
 import struct
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from netwatch.errors import CaptureUnavailableError
 from netwatch.model import FlowKey, PacketMeta, ProcessRef, SocketTable, Transport
+from netwatch.model.snapshot import STARTS_EVENTS, STARTS_SAMPLES, STARTS_WATCH
 from netwatch.sources import netlink
 from netwatch.sources.capture import LiveCapture
 from netwatch.sources.decode import PacketDecoder
+from netwatch.sources.proc_events import ProcessEvents, ProcEventsUnavailableError
 from netwatch.sources.processes import (
     ProcessReader,
     PsutilReader,
@@ -45,53 +53,130 @@ from netwatch.sources.processes import (
     list_pids,
     stat_identity,
 )
+from netwatch.sources.start_gate import Cause, StartGate, Verdict
 
 PACKET_OUTGOING = 4
-START_FILTER = (
+SYN_FILTER = (
     "(ip and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn)"
     " or (ip6 and ip6[6] == 6 and ip6[53] & 0x12 == 0x02)"
-    " or (udp dst port 53)"
 )
-"""Connection starts: TCP SYN without ACK (IPv6 without extension headers), and DNS queries
-(a program's own lookups use a UDP socket that lives for one answer)."""
-_START_COMPILED = b"".join(
+"""Connection starts over TCP: a SYN without ACK (IPv6 without extension headers)."""
+DNS_FILTER = "udp dst port 53"
+"""DNS queries: a program's own lookups use a UDP socket that lives for one answer."""
+_SYN_COMPILED = b"".join(
     struct.pack("HBBI", *insn)
     for insn in (
-        (0x30, 0, 0, 0x0), (0x54, 0, 0, 0xF0), (0x15, 0, 14, 0x40), (0x30, 0, 0, 0x9),
-        (0x15, 0, 6, 0x6), (0x28, 0, 0, 0x6), (0x45, 23, 0, 0x1FFF), (0xB1, 0, 0, 0x0),
-        (0x50, 0, 0, 0xD), (0x54, 0, 0, 0x12), (0x15, 18, 19, 0x2), (0x15, 0, 18, 0x11),
-        (0x28, 0, 0, 0x6), (0x45, 16, 0, 0x1FFF), (0xB1, 0, 0, 0x0), (0x48, 0, 0, 0x2),
-        (0x15, 12, 13, 0x35), (0x30, 0, 0, 0x0), (0x54, 0, 0, 0xF0), (0x15, 0, 10, 0x60),
-        (0x30, 0, 0, 0x6), (0x15, 0, 3, 0x6), (0x30, 0, 0, 0x35), (0x54, 0, 0, 0x12),
-        (0x15, 4, 0, 0x2), (0x30, 0, 0, 0x6), (0x15, 0, 3, 0x11), (0x28, 0, 0, 0x2A),
+        (0x30, 0, 0, 0x0), (0x54, 0, 0, 0xF0), (0x15, 0, 8, 0x40), (0x30, 0, 0, 0x9),
+        (0x15, 0, 15, 0x6), (0x28, 0, 0, 0x6), (0x45, 13, 0, 0x1FFF), (0xB1, 0, 0, 0x0),
+        (0x50, 0, 0, 0xD), (0x54, 0, 0, 0x12), (0x15, 8, 9, 0x2), (0x30, 0, 0, 0x0),
+        (0x54, 0, 0, 0xF0), (0x15, 0, 6, 0x60), (0x30, 0, 0, 0x6), (0x15, 0, 4, 0x6),
+        (0x30, 0, 0, 0x35), (0x54, 0, 0, 0x12), (0x15, 0, 1, 0x2), (0x6, 0, 0, 0xFFFF),
+        (0x6, 0, 0, 0x0),
+    )
+)  # fmt: skip
+_DNS_COMPILED = b"".join(
+    struct.pack("HBBI", *insn)
+    for insn in (
+        (0x30, 0, 0, 0x0), (0x54, 0, 0, 0xF0), (0x15, 0, 4, 0x60), (0x30, 0, 0, 0x6),
+        (0x15, 0, 13, 0x11), (0x28, 0, 0, 0x2A), (0x15, 10, 11, 0x35), (0x30, 0, 0, 0x0),
+        (0x54, 0, 0, 0xF0), (0x15, 0, 8, 0x40), (0x30, 0, 0, 0x9), (0x15, 0, 6, 0x11),
+        (0x28, 0, 0, 0x6), (0x45, 4, 0, 0x1FFF), (0xB1, 0, 0, 0x0), (0x48, 0, 0, 0x2),
         (0x15, 0, 1, 0x35), (0x6, 0, 0, 0xFFFF), (0x6, 0, 0, 0x0),
     )
 )  # fmt: skip
-"""`START_FILTER` as libpcap compiles it for raw IP (a test checks they agree). Kept compiled
-so the daemon does not load scapy and libpcap (about 24 MB) for one fixed filter."""
-START_PROGRAM = (
-    struct.pack("HBBI", 0x20, 0, 0, 0xFFFFF004)  # A = packet type (SKF_AD_OFF + SKF_AD_PKTTYPE)
-    + struct.pack("HBBI", 0x15, 0, len(_START_COMPILED) // 8 - 1, PACKET_OUTGOING)  # else ret 0
-    + _START_COMPILED
-)
-"""Outgoing packets only (the kernel drops others' SYNs and loopback's arriving copy), then
-`START_FILTER`. libpcap has no `outbound` for raw IP, so the two instructions are written here."""
+"""`SYN_FILTER` and `DNS_FILTER` as libpcap compiles them for raw IP (a test checks they
+agree). Kept compiled so the daemon does not load scapy and libpcap (about 24 MB) for two
+fixed filters. Two packet sockets, not one: each has its own receive buffer, so a flood of
+DNS queries can fill only its own and never push out a SYN waiting to be named."""
+
+
+def outgoing_program(compiled: bytes) -> bytes:
+    """`compiled` (libpcap's, for raw IP) for outgoing packets only.
+
+    libpcap has no `outbound` for raw IP, so the two instructions are written here: the packet
+    type (the kernel drops others' SYNs and loopback's arriving copy), else the final `ret 0`.
+    """
+    return (
+        struct.pack("HBBI", 0x20, 0, 0, 0xFFFFF004)  # A = packet type (SKF_AD_PKTTYPE)
+        + struct.pack("HBBI", 0x15, 0, len(compiled) // 8 - 1, PACKET_OUTGOING)
+        + compiled
+    )
+
+
+SYN_PROGRAM = outgoing_program(_SYN_COMPILED)
+DNS_PROGRAM = outgoing_program(_DNS_COMPILED)
+DNS_SHARE = 0.5
+"""The part of the CPU cap that reading DNS queries may use; SYNs may use all of it."""
 _SYN, _ACK = 0x02, 0x10
 DNS_PORT = 53
 WATCHED = frozenset((Transport.TCP, Transport.UDP))
 """Transports whose starts are watched (TCP connects; UDP for DNS queries, see `outgoing_start`)."""
 NEW_PROCESSES = 32
-"""How many of the newest processes of the socket's user are searched."""
+"""How many of the newest processes of the socket's user are searched (without process events)."""
+MECHANISM_EVENTS = STARTS_EVENTS
+MECHANISM_STARTS = STARTS_WATCH
+MECHANISM_SAMPLES = STARTS_SAMPLES
+"""What names short connections, best first (`model.snapshot.STARTS_*`)."""
+WATCHER_NICE = -10
+"""The watcher's threads' nice value. A burst of 30 programs starting at once on two cores
+would otherwise leave a nice-0 thread a thirtieth of the CPU, and the sockets it must look up
+close while it waits; the thread caps its own CPU use (`cap`), so a high priority cannot let
+it take more than that."""
 _Decode = Callable[[int, bytes, float, str | None], PacketMeta | None]
+
+
+@contextlib.contextmanager
+def watcher_priority() -> Iterator[None]:
+    """Threads started in the body run at `WATCHER_NICE` (nice is per thread on Linux, and
+    inherited by the threads it starts); this thread gets its own back after.
+
+    Needs CAP_SYS_NICE when entered (the daemon's collector enters it before it gives up its
+    capabilities; going back to a higher nice needs none); without, nothing changes.
+    """
+    tid = threading.get_native_id()
+    try:
+        old = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(old, WATCHER_NICE))
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, old)
 
 
 @dataclass(frozen=True, slots=True)
 class StartStats:
-    """Counts since start: connection starts seen, attributed, and not (socket or owner gone)."""
+    """Counts since start: connection starts seen, attributed, and not, with why not."""
 
     seen: int
     attributed: int
     missed: int
+    """All misses: the sum of the three causes below."""
+    missed_budget: int = 0
+    """Refused by their conversation's fair share, or the search's CPU budget ran out."""
+    missed_gone: int = 0
+    """The socket or its holder was gone when looked up (or in another namespace)."""
+    missed_queue: int = 0
+    """Dropped unread: queued while over the CPU cap, or dropped by the kernel."""
+    mechanism: str = MECHANISM_STARTS
+    """What names short connections (`MECHANISM_*`)."""
+
+    def wire(self) -> list[int | str]:
+        """As the collector sends it to the analyzer (`from_wire` reads it back)."""
+        return [self.seen, self.attributed, self.missed, self.missed_budget,
+                self.missed_gone, self.missed_queue, self.mechanism]  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, items: Sequence[object]) -> StartStats:
+        """Read `wire()` (an older collector sends the first three numbers only)."""
+        nums = [int(n) for n in items[:6] if isinstance(n, int | float | str)]
+        nums += [0] * (6 - len(nums))
+        mech = items[6] if len(items) > 6 and isinstance(items[6], str) else MECHANISM_STARTS
+        seen, named, missed, budget, gone, queue = nums[:6]
+        return cls(seen, named, missed, budget, gone, queue, mech)
 
 
 def outgoing_start(meta: PacketMeta | None) -> FlowKey | None:
@@ -103,6 +188,28 @@ def outgoing_start(meta: PacketMeta | None) -> FlowKey | None:
         return FlowKey(Transport.TCP, meta.src, meta.dst)
     if meta.transport is Transport.UDP and meta.dst.port == DNS_PORT:
         return FlowKey(Transport.UDP, meta.src, meta.dst)
+    return None
+
+
+def start_ids(data: bytes) -> tuple[bytes, bytes] | None:
+    """(flow identity, conversation class) of a raw IP packet, straight from its bytes: the
+    protocol, addresses and ports; the class leaves out this host's address and port.
+
+    Cheap enough to run on every datagram of a flood before anything is decoded or looked up
+    (`start_gate.StartGate` takes both). None for what is not IPv4 or IPv6 with ports.
+    """
+    if not data:
+        return None
+    version = data[0] >> 4
+    if version == 4:
+        ihl = (data[0] & 0x0F) * 4
+        if ihl < 20 or len(data) < ihl + 4:
+            return None
+        proto, dst, ports = data[9:10], data[16:20], data[ihl : ihl + 4]
+        return proto + data[12:16] + dst + ports, proto + dst + ports[2:]
+    if version == 6 and len(data) >= 44:
+        proto, dst, ports = data[6:7], data[24:40], data[40:44]
+        return proto + data[8:24] + dst + ports, proto + dst + ports[2:]
     return None
 
 
@@ -118,6 +225,8 @@ class ConnectionOwners:
         max_kept: int = 8192,
         budget: float = 0.02,
         cap: float = 0.05,
+        gate: StartGate | None = None,
+        events: ProcessEvents | None = None,
     ) -> None:
         self._reader: ProcessReader = reader or PsutilReader()
         self._root = proc_root
@@ -127,16 +236,30 @@ class ConnectionOwners:
         """CPU seconds per second the wider /proc searches may use (0.02: 2% of a core)."""
         self.cap = cap
         """CPU seconds per second all of it may use; past it, starts are left to the samples."""
+        self.gate = gate or StartGate()
+        """Repeats and fair shares per conversation, before any lookup."""
+        self.events = events
+        """Process events (the connector), when subscribed: new processes searched first,
+        and remembered after they exit."""
         self._window = (float("-inf"), 0.0)
         self._found: OrderedDict[FlowKey, tuple[ProcessRef, float]] = OrderedDict()
         self._recent: OrderedDict[int, None] = OrderedDict()
         """pids that opened connections lately, most recent last."""
+        self._inodes: OrderedDict[int, int] = OrderedDict()
+        """Socket inode -> the pid found holding it: a socket that starts another flow (a
+        UDP socket asking a second resolver) is named without a search."""
         self._table: SocketTable | None = None
         self._procs: dict[int, tuple[bytes, ProcessRef]] = {}
-        self._seen = self._attributed = self._missed = 0
+        self._seen = self._attributed = 0
+        self._missed: dict[Cause, int] = dict.fromkeys(Cause, 0)
+        self._cut = False
+        """The last search stopped at the budget (its misses are the budget's, not gone)."""
         self._new: deque[tuple[FlowKey, ProcessRef]] = deque(maxlen=max_kept)
         """Owners found since `drain` last ran (the daemon's collector passes them on)."""
-        self._capture: LiveCapture | None = None
+        self._syn: LiveCapture | None = None
+        self._dns: LiveCapture | None = None
+        self._dns_paused = False
+        self._netns: int | None = None
         self._diag: netlink.DiagSocket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -152,9 +275,26 @@ class ConnectionOwners:
         """The latest sample: its socket owners are the likeliest to connect next."""
         self._table = table
 
+    @property
+    def mechanism(self) -> str:
+        """What names short connections here (`MECHANISM_*`)."""
+        return MECHANISM_EVENTS if self.events is not None else MECHANISM_STARTS
+
     def stats(self) -> StartStats:
-        """What was seen and attributed so far."""
-        return StartStats(self._seen, self._attributed, self._missed)
+        """What was seen and attributed so far, and why the rest was missed."""
+        missed = dict(self._missed)
+        for capture in (self._syn, self._dns):
+            if capture is not None:
+                missed[Cause.QUEUE] += capture.stats().kernel_drops
+        return StartStats(
+            self._seen + missed[Cause.QUEUE] - self._missed[Cause.QUEUE],
+            self._attributed,
+            sum(missed.values()),
+            missed[Cause.BUDGET],
+            missed[Cause.GONE],
+            missed[Cause.QUEUE],
+            self.mechanism,
+        )
 
     def drain(self) -> list[tuple[FlowKey, ProcessRef]]:
         """The owners found since the last call (for a process that attributes elsewhere)."""
@@ -166,48 +306,73 @@ class ConnectionOwners:
 
     # ------------------------------------------------------------ the thread
 
-    def start(self) -> ConnectionOwners:
-        """Open the SYN socket and the sock_diag socket, then start the thread.
+    def start(self, *, events: bool = True) -> ConnectionOwners:
+        """Open the SYN and DNS sockets and the sock_diag socket, subscribe to process events
+        (when `events` and allowed; without them the search reads /proc), start the thread.
 
         Raises `CaptureUnavailableError` (no CAP_NET_RAW) or `NetlinkUnavailableError`.
         """
-        capture = LiveCapture(program=START_PROGRAM, ring=False, rcvbuf=1 << 20).open()
+        syn = LiveCapture(program=SYN_PROGRAM, ring=False, rcvbuf=1 << 20).open()
+        try:
+            dns = LiveCapture(program=DNS_PROGRAM, ring=False, rcvbuf=1 << 20).open()
+        except CaptureUnavailableError:
+            syn.stop()
+            raise
+        with contextlib.suppress(OSError):  # the namespace whose sockets it looks up
+            self._netns = os.stat("/proc/thread-self/ns/net").st_ino
         try:
             self._diag = netlink.DiagSocket()
         except netlink.NetlinkUnavailableError:
-            capture.stop()
+            syn.stop()
+            dns.stop()
             raise
-        self._capture = capture
-        self._thread = threading.Thread(target=self._run, name="netwatch-connects", daemon=True)
-        self._thread.start()
+        self._syn, self._dns = syn, dns
+        with watcher_priority():
+            if events and self.events is None:
+                with contextlib.suppress(ProcEventsUnavailableError):
+                    proc = ProcessEvents(proc_root=self._root)
+                    self.events = proc.start()
+            self._thread = threading.Thread(target=self._run, name="netwatch-connects", daemon=True)
+            self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop the thread and close both sockets."""
+        """Stop the threads and close the sockets."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(2.0)
-        if self._capture is not None:
-            self._capture.stop()
+        for capture in (self._syn, self._dns):
+            if capture is not None:
+                capture.stop()
         if self._diag is not None:
             self._diag.close()
+        if self.events is not None:
+            self.events.stop()
 
     def _run(self) -> None:
-        capture = self._capture
-        assert capture is not None  # noqa: S101  # start() opened it
-        sock = capture.packet_socket
+        assert self._syn is not None  # noqa: S101  # start() opened it
+        assert self._dns is not None  # noqa: S101  # start() opened it
+        syn, dns = self._syn.packet_socket, self._dns.packet_socket
         decode = PacketDecoder().decode_cooked
         while not self._stop.is_set():
             if self._over_budget(self.cap):
                 # A connection storm: sleep out this second (the kernel drops what overflows
-                # the socket buffer), then drop what queued; the samples take over meanwhile.
+                # the socket buffers), then drop what queued; the samples take over meanwhile.
                 self._stop.wait(max(0.0, 1.0 - (time.monotonic() - self._window[0])))
-                self._drop_queued(sock)
+                self._drop_queued(syn)
+                self._drop_queued(dns)
+                self._dns_paused = False
                 continue
+            if self._dns_paused and not self._over_budget(0.0):
+                self._drop_queued(dns)  # a new second: what waited is stale
+                self._dns_paused = False
+            if not self._dns_paused and self._over_budget(self.cap * DNS_SHARE):
+                self._dns_paused = True  # DNS queries had their share: SYNs only till then
+            socks = [syn] if self._dns_paused else [syn, dns]
             try:
-                batch = self._gather(sock, decode)
-            except OSError:
-                return  # the socket was closed under us (stop)
+                batch = self._gather(socks, decode)
+            except (OSError, ValueError):
+                return  # a socket was closed under us (stop)
             if batch:
                 with contextlib.suppress(OSError):  # a failed lookup never ends the thread
                     self._resolve(batch)
@@ -215,66 +380,100 @@ class ConnectionOwners:
     def _drop_queued(self, sock: socket.socket) -> None:
         """Read and discard every queued connection start, counting them as missed."""
         sock.settimeout(0.0)
-        with contextlib.suppress(BlockingIOError, InterruptedError):
+        with contextlib.suppress(BlockingIOError, InterruptedError, OSError):
             for _ in range(1 << 16):
                 sock.recv(1)
                 self._seen += 1
-                self._missed += 1
+                self._missed[Cause.QUEUE] += 1
 
-    def _gather(self, sock: socket.socket, decode: _Decode) -> list[FlowKey]:
-        """Wait (up to 0.2 s) for a connection start, then take the ones already queued.
+    def _gather(self, socks: list[socket.socket], decode: _Decode) -> list[FlowKey]:
+        """Wait (up to 0.2 s) for a connection start, then take the ones already queued,
+        SYNs first; each passes the gate (repeats and fair shares) before it is decoded.
 
         No waiting for more: the socket must still be open when it is looked up.
         """
         batch: list[FlowKey] = []
-        sock.settimeout(0.2)
-        while True:
-            try:
-                data, addr = sock.recvfrom(256)
-            except (TimeoutError, BlockingIOError):
-                return batch
-            if addr[2] == PACKET_OUTGOING:  # the filter keeps only these; kept as a guard
-                key = outgoing_start(decode(addr[1], data, 0.0, addr[0]))
-                if key is not None and key not in self._found:
-                    batch.append(key)
-            if len(batch) >= 64:
-                return batch
+        ready = select.select(socks, [], [], 0.2)[0]
+        for sock in socks:  # the SYN socket first
+            if sock not in ready:
+                continue
             sock.settimeout(0.0)
+            for _ in range(256):
+                try:
+                    data, addr = sock.recvfrom(256)
+                except (BlockingIOError, InterruptedError):
+                    break
+                key = self._take(data, addr, decode)
+                if key is not None:
+                    batch.append(key)
+                    if len(batch) >= 64:
+                        return batch
+        return batch
+
+    def _take(self, data: bytes, addr: tuple[Any, ...], decode: _Decode) -> FlowKey | None:
+        """The flow key of a start to look up, or None (not a start, a repeat, refused)."""
+        if addr[2] != PACKET_OUTGOING:  # the filter keeps only these; kept as a guard
+            return None
+        ids = start_ids(data)
+        if ids is None:
+            return None
+        verdict = self.gate.admit(ids[0], ids[1], time.monotonic())
+        if verdict is Verdict.REPEAT:
+            return None
+        self._seen += 1
+        if verdict is Verdict.REFUSED:
+            self._missed[Cause.BUDGET] += 1
+            return None
+        key = outgoing_start(decode(addr[1], data, 0.0, addr[0]))
+        if key is None or key in self._found:
+            self._seen -= 1  # not a start after all, or one already named
+            return None
+        return key
 
     def _resolve(self, keys: list[FlowKey]) -> None:
         """Find the socket of each started connection, then the process holding it."""
         diag = self._diag
         assert diag is not None  # noqa: S101  # start() opened it
-        self._seen += len(keys)
         wanted: dict[int, FlowKey] = {}
         uids: set[int] = set()
         for key in keys:
             rec = _lookup(diag, key)
             if rec is None or not rec.inode:
-                self._missed += 1  # closed already, or another namespace's
+                self._missed[Cause.GONE] += 1  # closed already, or another namespace's
                 continue
             wanted[rec.inode] = key
             uids.add(rec.uid)
         if not wanted:
             return
-        holders = find_holders(wanted, list(reversed(self._recent)), self._root)
+        holders = {i: self._inodes[i] for i in wanted if i in self._inodes}
+        fresh = self.events.fresh(netns=self._netns) if self.events is not None else []
+        # Who connected lately, then (with process events) the processes started lately in
+        # this namespace: a burst of short-lived commands is found here, before any budget.
+        quick = list(dict.fromkeys([*reversed(self._recent), *fresh[:NEW_PROCESSES]]))
+        holders.update(find_holders(wanted.keys() - holders.keys(), quick, self._root))
         # Before the wider search: a socket whose fd was closed meanwhile has no holder left.
         left = {
             inode: key
             for inode, key in wanted.items()
             if inode not in holders and _still_held(diag, key, inode)
         }
+        self._cut = False
         if left:
-            holders.update(find_holders(left, self._candidates(uids), self._root))
+            more = self._candidates(uids, set(quick), fresh[NEW_PROCESSES:])
+            holders.update(find_holders(left, more, self._root))
         now = time.monotonic()
         for inode, key in wanted.items():
             pid = holders.get(inode)
             ref = self._process(pid) if pid is not None else None
             if pid is None or ref is None:
-                self._missed += 1
+                cut = self._cut and inode in left
+                self._missed[Cause.BUDGET if cut else Cause.GONE] += 1
                 continue
             self._attributed += 1
             self._remember(key, ref, now)
+            self._inodes[inode] = pid
+            while len(self._inodes) > self.max_kept:
+                self._inodes.popitem(last=False)
             self._recent[pid] = None
             self._recent.move_to_end(pid)
             while len(self._recent) > 8:
@@ -291,8 +490,13 @@ class ConnectionOwners:
 
     def _process(self, pid: int) -> ProcessRef | None:
         """Details of `pid`, read once per process (its /proc stat identity: name and start
-        time, as `SocketOwners` keys them, changes on pid reuse and on exec)."""
+        time, as `SocketOwners` keys them, changes on pid reuse and on exec); a process that
+        exited since it was found is named from what process events read when it started."""
         ident = stat_identity(self._root, pid)
+        if self.events is not None:
+            ref = self.events.remembered(pid, ident)
+            if ref is not None:
+                return ref
         if ident is None:
             return None
         cached = self._procs.get(pid)
@@ -305,26 +509,29 @@ class ConnectionOwners:
             self._procs[pid] = (ident, ref)
         return ref
 
-    def _candidates(self, uids: set[int]) -> Iterator[int]:
-        """Who most likely holds a new connection, likeliest first (each pid once).
+    def _candidates(self, uids: set[int], tried: set[int], fresh: list[int]) -> Iterator[int]:
+        """Who else may hold a new connection, likeliest first (each pid once).
 
-        After the processes that connected lately (searched first, by the caller): the newest
+        After the processes searched first by the caller (`tried`): the rest of the processes
+        started lately (`fresh`, from process events), or without process events the newest
         processes of the socket's user that the last sample did not know (a command just
-        started, like `curl`), then the owners in the last sample. Read lazily, and stopped
+        started, like `curl`); then the owners in the last sample. Read lazily, and stopped
         once this second's CPU budget is spent (a connection storm is then left to the
-        samples, and counted as missed).
+        samples, and counted as missed for the budget).
         """
-        tried = set(self._recent)  # searched already
         known = self._table_owner_pids()
-        for pid in self._newest_pids_of(uids, NEW_PROCESSES):
+        newest = self._newest_pids_of(uids, NEW_PROCESSES) if self.events is None else fresh
+        for pid in newest:
             if pid not in known and pid not in tried:
                 if self._over_budget(self.budget):
+                    self._cut = True
                     return
                 tried.add(pid)
                 yield pid
         for pid in known:
             if pid not in tried:
                 if self._over_budget(self.budget):
+                    self._cut = True
                     return
                 yield pid
 

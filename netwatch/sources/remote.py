@@ -205,7 +205,7 @@ class RemoteStarts:
         ):
             found.popitem(last=False)
         if "start_stats" in answer:
-            self._stats = StartStats(*(int(n) for n in answer["start_stats"]))
+            self._stats = StartStats.from_wire(answer["start_stats"])
 
     def owner(self, key: FlowKey) -> ProcessRef | None:
         """The process that opened `key` (this host first), if its start was caught."""

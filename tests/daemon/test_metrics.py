@@ -14,7 +14,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from netwatch.daemon.metrics import MAX_LABELS, Metrics
-from netwatch.model import Counters, Scope
+from netwatch.model import Counters, NamedShare, Scope
 from tests.builders import make_alert, make_flow, make_process, make_remote, make_snapshot
 
 RUNNING_TOTALS = (
@@ -24,6 +24,7 @@ RUNNING_TOTALS = (
     "netwatch_queue_drops",
     "netwatch_connection_starts_named",
     "netwatch_connection_starts_missed",
+    "netwatch_connection_starts_missed_by_cause",
     "netwatch_sink_drops",
     "netwatch_client_resyncs",
     "netwatch_socket_clients_refused",
@@ -194,3 +195,22 @@ def test_notification_drops_are_a_running_total() -> None:
     m.observe(snap, notify_drops=4)
     m.observe(replace(snap, seq=2), notify_drops=9)
     assert _value(m, "netwatch_notify_drops_total") == 9.0
+
+
+def test_missed_starts_by_cause_are_counters_and_the_share_is_a_gauge_per_owner() -> None:
+    m = Metrics()
+    c = Counters(starts_missed=5, starts_missed_budget=3, starts_missed_gone=2,
+                 share=NamedShare(bytes_known=900, bytes_unknown=100, flows_known=9,
+                                  flows_guessed=1))  # fmt: skip
+    m.observe(replace(make_snapshot(1), counters=c))
+    m.observe(replace(make_snapshot(2), counters=replace(c, starts_missed_budget=7)))
+    cause = "netwatch_connection_starts_missed_by_cause_total"
+    assert _value(m, cause, {"cause": "budget"}) == 7
+    assert _value(m, cause, {"cause": "gone"}) == 2
+    assert _value(m, cause, {"cause": "queue"}) in (None, 0)
+    # The watcher restarted (the collector came back): its totals count from zero.
+    m.observe(replace(make_snapshot(3), counters=replace(c, starts_missed_budget=1)))
+    assert _value(m, cause, {"cause": "budget"}) == 8
+    assert _value(m, "netwatch_last_minute_bytes", {"owner": "known"}) == 900
+    assert _value(m, "netwatch_last_minute_bytes", {"owner": "unknown"}) == 100
+    assert _value(m, "netwatch_last_minute_flows", {"owner": "guessed"}) == 1

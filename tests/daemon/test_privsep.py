@@ -250,6 +250,31 @@ def test_a_raw_socket_sender_is_named_through_the_split(
         sender.wait(5)
 
 
+def test_the_collector_names_short_lived_processes_from_process_events(
+    tmp_path: Path, daemon: subprocess.Popen[bytes]
+) -> None:
+    # The connector needs CAP_NET_ADMIN, which the collector keeps: the status says process
+    # events are in use, and only the watcher's threads run at its raised priority.
+    from netwatch.sources.connect_owners import MECHANISM_EVENTS, WATCHER_NICE
+
+    feed = Collector(tmp_path / "n.sock")
+    try:
+        assert feed.wait_for(lambda c: bool(c.snapshots), 20)
+        assert feed.snapshots[-1].status.starts == MECHANISM_EVENTS
+    finally:
+        feed.close()
+    collector = _collector_of(daemon)
+    nice = {}
+    for tid in os.listdir(f"/proc/{collector}/task"):
+        with open(f"/proc/{collector}/task/{tid}/stat", "rb") as fh:
+            stat = fh.read()
+        nice[int(tid)] = int(stat[stat.rfind(b")") + 2 :].split()[16])
+    assert nice.pop(collector) == 0, nice  # the main thread (the sampler) got its own back
+    # The start watcher's and the process-events reader's threads (Python 3.11 does not
+    # name threads for the kernel: they are told apart from the main thread only).
+    assert list(nice.values()).count(WATCHER_NICE) >= 2, nice
+
+
 def test_no_privsep_keeps_one_root_process(tmp_path: Path) -> None:
     sock = tmp_path / "n.sock"
     proc = subprocess.Popen(

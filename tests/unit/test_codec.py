@@ -22,7 +22,9 @@ from netwatch.model import (
     EnrichedFlow,
     Flow,
     FlowKey,
+    NamedShare,
     Snapshot,
+    SourceStatus,
     Transport,
 )
 from tests.builders import make_alert, make_flow, make_label, make_process, make_snapshot
@@ -79,12 +81,23 @@ def test_alert_and_snapshot_round_trip_through_json_lines() -> None:
     alert = make_alert(process=make_process("vpnserver"), count=3)
     snap = make_snapshot(flows=(make_flow(), make_flow(local_port=2)), alerts=(alert,))
     counted = Counters(sockets=9, flows=2, packets=40, capture_drops=1, queue_drops=2,
-                       sample_ms=3.5, starts_named=7, starts_missed=3)  # fmt: skip
-    snap = replace(snap, counters=counted)
+                       sample_ms=3.5, starts_named=7, starts_missed=3, starts_missed_budget=1,
+                       starts_missed_gone=1, starts_missed_queue=1,
+                       share=NamedShare(10, 2, 3, 4, 5, 6))  # fmt: skip
+    snap = replace(snap, counters=counted, status=SourceStatus(starts="connection starts"))
     for obj in (alert, snap, snap.flows[0]):
         line = codec.dumps(obj)
         assert "\n" not in line
         assert codec.loads(line) == obj
+
+
+def test_counters_from_before_the_share_decode_with_an_empty_share() -> None:
+    old = {"sockets": 1, "starts_missed": 2}
+    decoded = codec.counters_from_dict(old)
+    assert decoded.share == NamedShare() and decoded.starts_missed_budget == 0
+    assert codec.status_from_dict({"mode": "daemon"}).starts is None
+    with pytest.raises(codec.CodecError):
+        codec.counters_from_dict({"share": [1, 2, 3, 4, 5, -6]})
 
 
 def test_alert_action_round_trips_and_older_log_tags_decode_as_logged() -> None:

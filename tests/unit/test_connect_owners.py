@@ -7,10 +7,12 @@ tests/live/test_capture.py; these are its parts on recorded or local inputs.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -22,10 +24,15 @@ from netwatch.model import Endpoint, FlowKey, ProcessRef, Transport
 from netwatch.sources import netlink
 from netwatch.sources.capture import compile_bpf
 from netwatch.sources.connect_owners import (
-    START_FILTER,
-    START_PROGRAM,
+    DNS_FILTER,
+    DNS_PROGRAM,
+    MECHANISM_EVENTS,
+    SYN_FILTER,
+    SYN_PROGRAM,
     ConnectionOwners,
+    StartStats,
     outgoing_start,
+    start_ids,
 )
 from netwatch.sources.decode import PacketDecoder
 from netwatch.sources.processes import find_holders
@@ -78,12 +85,17 @@ def test_garbage_never_raises(ethertype: int, data: bytes) -> None:
     assert key is None or key.transport in (Transport.TCP, Transport.UDP)
 
 
-def test_the_built_in_syn_program_is_what_libpcap_compiles_for_the_filter() -> None:
+@pytest.mark.parametrize(
+    ("program", "expression"), [(SYN_PROGRAM, SYN_FILTER), (DNS_PROGRAM, DNS_FILTER)]
+)
+def test_the_built_in_programs_are_what_libpcap_compiles_for_the_filters(
+    program: bytes, expression: str
+) -> None:
     # Two instructions first (outgoing only, else jump to the final "ret 0"), then libpcap's.
-    compiled = compile_bpf(START_FILTER)
-    assert START_PROGRAM[16:] == compiled
-    assert START_PROGRAM[-8:] == struct.pack("HBBI", 0x06, 0, 0, 0)  # where the jump lands
-    assert struct.unpack("HBBI", START_PROGRAM[8:16])[2] == len(compiled) // 8 - 1
+    compiled = compile_bpf(expression)
+    assert program[16:] == compiled
+    assert program[-8:] == struct.pack("HBBI", 0x06, 0, 0, 0)  # where the jump lands
+    assert struct.unpack("HBBI", program[8:16])[2] == len(compiled) // 8 - 1
 
 
 def test_lookup_request_is_an_inet_diag_req_v2_for_one_socket() -> None:
@@ -182,3 +194,67 @@ def test_kept_owners_expire_by_age_and_count() -> None:
     assert [owners.owner(k) is not None for k in keys[:5]] == [False, False, True, True, True]
     owners._remember(keys[5], ref, 100.0)  # everything older than 90 s goes
     assert [owners.owner(k) is not None for k in keys] == [False] * 5 + [True]
+
+
+@pytest.mark.parametrize(
+    ("ethertype", "packet"),
+    [
+        (
+            ETH_IPV4,
+            IP(src="192.0.2.1", dst="203.0.113.80") / TCP(sport=40000, dport=443, flags="S"),
+        ),
+        (
+            ETH_IPV4,
+            IP(src="192.0.2.1", dst="198.51.100.53", ihl=6, options=b"\x01\x01\x01\x00")
+            / UDP(sport=5, dport=53),
+        ),
+        (ETH_IPV6, IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP(sport=5, dport=80, flags="S")),
+    ],
+    ids=["syn4", "dns4-options", "syn6"],
+)  # fmt: skip
+def test_start_ids_name_the_same_flow_as_the_decoder(ethertype: int, packet: object) -> None:
+    raw = bytes(packet)  # type: ignore[call-overload]
+    key = _decode(ethertype, raw)
+    ids = start_ids(raw)
+    assert key is not None and key.remote is not None and ids is not None
+    flow, klass = ids
+    ip_len = 4 if ethertype == ETH_IPV4 else 16
+    assert flow[1 : 1 + ip_len] == key.local.ip.packed
+    assert flow[1 + ip_len : 1 + 2 * ip_len] == key.remote.ip.packed
+    assert struct.unpack("!HH", flow[-4:]) == (key.local.port, key.remote.port)
+    assert klass == flow[:1] + key.remote.ip.packed + struct.pack("!H", key.remote.port)
+
+
+@given(st.binary(max_size=80))
+def test_start_ids_never_raise_on_garbage(data: bytes) -> None:
+    ids = start_ids(data)
+    assert ids is None or len(ids[0]) in (13, 37)
+
+
+def test_start_stats_cross_the_channel_whole_and_read_an_older_collectors_three() -> None:
+    stats = StartStats(10, 6, 4, 1, 2, 1, MECHANISM_EVENTS)
+    assert StartStats.from_wire(json.loads(json.dumps(stats.wire()))) == stats
+    old = StartStats.from_wire([10, 6, 4])
+    assert (old.seen, old.attributed, old.missed, old.missed_budget) == (10, 6, 4, 0)
+
+
+def test_a_holder_gone_before_its_details_are_read_is_named_from_its_exec(
+    tmp_path: Path,
+) -> None:
+    from netwatch.sources.proc_events import ProcessEvents, ProcEvent
+
+    class Reader:  # stands in for psutil: what it read when the process was still there
+        def read(self, pid: int) -> ProcessRef | None:
+            return ProcessRef(pid=pid, create_time=1.0, name="shortlived")
+
+    (tmp_path / "900").mkdir()
+    (tmp_path / "900" / "stat").write_bytes(b"900 (shortlived) S " + b"1 " * 20)
+    events = ProcessEvents(reader=Reader(), proc_root=str(tmp_path))
+    events.note(ProcEvent("exec", 900), 0.0)
+    events.note(ProcEvent("exit", 900), 0.1)
+    (tmp_path / "900" / "stat").unlink()  # gone from /proc before the watcher asked
+    (tmp_path / "900").rmdir()
+    owners = ConnectionOwners(reader=Reader(), proc_root=str(tmp_path), events=events)
+    ref = owners._process(900)
+    assert ref is not None and ref.name == "shortlived"
+    assert ConnectionOwners(reader=Reader(), proc_root=str(tmp_path))._process(900) is None

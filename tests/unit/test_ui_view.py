@@ -220,3 +220,24 @@ def test_status_line_counts_connection_starts_it_could_not_name() -> None:
     assert "unnamed" not in status_text(quiet, ViewState(), 0, None).plain
     missed = replace(quiet, counters=Counters(starts_named=40, starts_missed=3))
     assert "unnamed starts 3" in status_text(missed, ViewState(), 0, None).plain
+
+
+def test_status_line_says_why_starts_went_unnamed_what_names_them_and_the_share() -> None:
+    from dataclasses import replace
+
+    from netwatch.model import Counters, NamedShare, SourceStatus
+    from netwatch.ui.view import ViewState
+    from netwatch.ui.widgets.status_bar import status_text
+    from tests.builders import make_snapshot
+
+    snap = replace(
+        make_snapshot(),
+        status=SourceStatus(mode="daemon", privileged=True, capture=True,
+                            starts="exec events + connection starts"),
+        counters=Counters(starts_missed=6, starts_missed_budget=4, starts_missed_gone=2,
+                          share=NamedShare(bytes_known=90, bytes_guessed=5, bytes_unknown=5)),
+    )  # fmt: skip
+    text = status_text(snap, ViewState(), 0, None).plain
+    assert "unnamed starts 6 (budget 4, gone 2, queue 0)" in text
+    assert "short connections: exec events + connection starts" in text
+    assert "last min bytes: 90% named, 5% guessed, 5% unknown" in text

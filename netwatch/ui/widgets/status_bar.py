@@ -56,7 +56,18 @@ def status_text(
     drops = c.capture_drops + c.queue_drops
     out.append(f"  drops {drops}", style="bold red" if drops else "")
     if c.starts_missed:
-        out.append(f"  unnamed starts {c.starts_missed}", style="yellow")
+        causes = (
+            f"budget {c.starts_missed_budget}, gone {c.starts_missed_gone},"
+            f" queue {c.starts_missed_queue}"
+        )
+        out.append(f"  unnamed starts {c.starts_missed} ({causes})", style="yellow")
+    share = c.share.bytes_share()
+    if share is not None:
+        known, guessed, unknown = share
+        out.append(
+            f"  last min bytes: {known:.0%} named, {guessed:.0%} guessed, {unknown:.0%} unknown",
+            style="yellow" if unknown >= 0.05 else "",
+        )
     out.append(f"  flows {shown}/{len(snapshot.flows)}")
     out.append(f"  GeoIP: {geoip_label(snapshot)}")
     if state.paused:
@@ -72,6 +83,9 @@ def status_text(
         out.append("unprivileged: other users' processes may be unknown", style="yellow")
     elif not st.skipped:
         out.append("all sources available", style="green")
+    if st.starts:
+        gap = "  " if out.plain[-1] != "\n" else ""
+        out.append(f"{gap}short connections: {st.starts}")
     if st.skipped:
         gap = "  " if out.plain[-1] != "\n" else ""
         out.append(f"{gap}skipped data files: " + "; ".join(st.skipped), style="bold red")

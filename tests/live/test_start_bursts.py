@@ -1,0 +1,121 @@
+"""Short-lived processes, fast connections and a flood: who opened each connection (issue 13).
+
+Each scenario runs in a lab (`tests/starts_lab.py`: a host namespace and a peer with sinks at
+a documentation address) with distinctly named programs, and asks the start watcher (with
+process events, as the daemon's collector runs it) who opened each connection the programs
+report. Timing matters here: a 2-core machine running the suite's background load
+(tests/busy.py) or other work starves the watcher's thread now and then. So each row asserts
+the acceptance figure only when the suite runs with `--idle` (the load absent), and a
+documented tolerance otherwise. The flood row's connections each stay open 50 ms, so what it
+tests (a flood must not blind the watcher) depends little on the machine's speed: all 20 with
+the load absent, at least 18 with it (the code before the fair shares named 11 of 20 here,
+with or without load).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netwatch.sources.connect_owners import MECHANISM_EVENTS
+from tests.conftest import requires_root
+from tests.starts_lab import StartsLab, start_watcher
+
+pytestmark = [pytest.mark.live, requires_root, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartsLab]:
+    with StartsLab.open(tmp_path_factory.mktemp("starts")) as sl:
+        yield sl
+
+
+@pytest.fixture
+def idle(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--idle"))
+
+
+def _named(lab: StartsLab, scenario: str) -> tuple[int, int, str]:
+    owners = start_watcher(lab.lab, events=True)
+    try:
+        time.sleep(0.2)
+        ports, name = getattr(lab, scenario)(), {
+            "sequence": "seqsend", "one_process": "manyconn", "burst": "burstproc",
+            "flood_and_connect": "quietconn",
+        }[scenario]  # fmt: skip
+        named = lab.named(owners, ports, name)
+        return named, len(ports), owners.stats().mechanism
+    finally:
+        owners.stop()
+
+
+def test_twenty_short_lived_processes_in_sequence_are_named(lab: StartsLab, idle: bool) -> None:
+    named, made, mechanism = _named(lab, "sequence")
+    assert made == 20 and mechanism == MECHANISM_EVENTS
+    assert named >= (19 if idle else 14), f"{named}/{made} named"
+
+
+def test_sixty_fast_connections_from_one_process_are_named(lab: StartsLab, idle: bool) -> None:
+    # Each exchange takes well under a millisecond on the veth: some sockets are gone before
+    # any user-space watcher can ask for them; the process is known from the first one.
+    named, made, _ = _named(lab, "one_process")
+    assert made == 60
+    # Not a fix test: the code before this work named 58-60 here too; it guards the fast
+    # path (the process known from its first connection) against regressions.
+    assert named >= (48 if idle else 36), f"{named}/{made} named"
+
+
+def test_thirty_processes_at_once_are_named(lab: StartsLab, idle: bool) -> None:
+    named, made, _ = _named(lab, "burst")
+    assert made == 30
+    # The acceptance figure (28 of 30) holds on a quiet 2-core machine; under the suite's
+    # load 30 interpreters starting at once take the cores from the watcher for a while.
+    assert named >= (28 if idle else 18), f"{named}/{made} named"
+
+
+def test_a_dns_flood_does_not_hide_another_programs_connections(lab: StartsLab, idle: bool) -> None:
+    owners = start_watcher(lab.lab, events=True)
+    assert owners._thread is not None and owners._thread.ident is not None
+    clock = time.pthread_getcpuclockid(owners._thread.ident)
+    try:
+        time.sleep(0.2)
+        cpu0, wall0 = time.clock_gettime(clock), time.monotonic()
+        ports = lab.flood_and_connect()
+        cpu, wall = time.clock_gettime(clock) - cpu0, time.monotonic() - wall0
+        named = lab.named(owners, ports, "quietconn")
+        stats = owners.stats()
+    finally:
+        owners.stop()
+    assert len(ports) == 20
+    # The flood cost the watcher no more than its cap (5% of a core, plus one batch's worth).
+    assert cpu <= owners.cap * wall + 0.01, f"{cpu:.3f} s CPU in {wall:.2f} s"
+    assert named >= (20 if idle else 18), f"{named}/20 named during the flood ({stats})"
+    # The flood was seen and refused for what it is, not silently dropped.
+    assert stats.missed_budget + stats.missed_queue > 1000, stats
+    assert stats.missed == stats.missed_budget + stats.missed_gone + stats.missed_queue
+
+
+def test_process_events_remember_a_program_that_has_already_exited(tmp_path: Path) -> None:
+    from netwatch.sources.proc_events import ProcessEvents
+
+    program = tmp_path / "blinkexit"  # a copy of the interpreter: its own name
+    shutil.copy2(sys.executable, program)
+    events = ProcessEvents().start()
+    try:
+        time.sleep(0.1)
+        ran = subprocess.Popen([str(program), "-c", "import time; time.sleep(0.3)"])
+        time.sleep(0.15)
+        assert ran.pid in events.fresh(), "a live new process is listed as new"
+        ran.wait(10)
+        time.sleep(0.1)
+        ref = events.remembered(ran.pid, None)  # gone from /proc: named from its exec
+    finally:
+        events.stop()
+    assert ref is not None and ref.name == "blinkexit" and ref.exe == str(program)
+    assert ran.pid not in events.fresh()  # ended: no fds left to search

@@ -1,0 +1,60 @@
+"""The honest share: the last minute's bytes and flows by known, guessed and unknown owner."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from netwatch.flows.share import ShareWindow
+from netwatch.model import Attribution, EnrichedFlow, NamedShare
+from tests.builders import make_flow, make_process
+
+
+def _flow(port: int, sent: int, received: int, owner: str | None = "curl", serial: int = 0,
+          rev: int = 0, guessed: bool = False) -> EnrichedFlow:  # fmt: skip
+    ef = make_flow(local_port=port, bytes_sent=sent, bytes_received=received,
+                   process=None if owner is None else make_process(owner))  # fmt: skip
+    flow = ef.flow
+    if guessed:
+        flow = replace(flow, attribution=Attribution.GUESSED)
+    flow = replace(flow, serial=serial, rev_traffic=rev)
+    return replace(ef, flow=flow)
+
+
+def test_bytes_count_their_growth_in_the_class_the_owner_has() -> None:
+    w = ShareWindow()
+    assert w.observe([_flow(1, 100, 900), _flow(2, 50, 50, owner=None)], 0.0) == NamedShare(
+        bytes_known=1000, bytes_unknown=100, flows_known=1, flows_unknown=1
+    )
+    # The same counters again: nothing moved; the second flow grows and is now guessed.
+    share = w.observe([_flow(1, 100, 900), _flow(2, 60, 90, guessed=True)], 1.0)
+    assert share == NamedShare(bytes_known=1000, bytes_guessed=50, bytes_unknown=100,
+                               flows_known=1, flows_guessed=1)  # fmt: skip
+    assert share.bytes_share() == (1000 / 1150, 50 / 1150, 100 / 1150)
+    assert share.flows_share() == (0.5, 0.5, 0.0)
+
+
+def test_the_window_forgets_bytes_and_flows_older_than_a_minute() -> None:
+    w = ShareWindow(window=60.0)
+    w.observe([_flow(1, 0, 1000, owner=None)], 0.0)
+    w.observe([_flow(2, 0, 10)], 30.0)
+    assert w.observe([_flow(2, 0, 20)], 61.0) == NamedShare(bytes_known=20, flows_known=1)
+    assert w.observe([], 200.0) == NamedShare()
+    assert NamedShare().bytes_share() is None and NamedShare().flows_share() is None
+
+
+def test_a_restarted_flow_counts_from_zero() -> None:
+    w = ShareWindow()
+    w.observe([_flow(1, 500, 500)], 0.0)
+    assert w.observe([_flow(1, 10, 0)], 1.0).bytes_known == 1010
+
+
+def test_idle_flows_with_last_ticks_versions_stay_counted_past_the_window() -> None:
+    # 1,000 idle connections: every tick has the same versions; they stay in the share
+    # (still seen) and no byte is counted twice.
+    w = ShareWindow(window=60.0)
+    flows = [_flow(p, 5, 5, serial=p, rev=1) for p in range(1, 1001)]
+    first = w.observe(flows, 0.0)
+    assert first == NamedShare(bytes_known=10_000, flows_known=1000)
+    for t in range(1, 120):
+        share = w.observe(flows, float(t))
+    assert share == NamedShare(flows_known=1000)  # the bytes moved two minutes ago
