@@ -20,6 +20,7 @@ from netwatch.flows.table import FlowOwner, FlowState, FlowTable
 from netwatch.model import (
     Attribution,
     Direction,
+    Endpoint,
     Flow,
     FlowKey,
     IPAddress,
@@ -63,6 +64,7 @@ def flow_from_socket(
         bytes_received=entry.bytes_received,
         packets_sent=entry.segs_out,
         packets_received=entry.segs_in,
+        container=entry.container,
     )
 
 
@@ -136,6 +138,34 @@ def listening_ports(entries: Iterable[SocketEntry]) -> set[tuple[str, int]]:
     return {(t.value, port) for t, port in listeners_of(entries)}
 
 
+def contained_owner(
+    table: SocketTable, transport: Transport, ini: Endpoint, resp: Endpoint
+) -> tuple[SocketEntry, bool] | None:
+    """The socket of another namespace (a container) behind this packet flow, and whether
+    it is the initiator's: the flow's own ends first (a routed container), then the other
+    view of a connection the host translates (`SocketTable.translated`: masquerade shows
+    the host's address outside, a published port the host's inside). None if neither."""
+    hit = _either_side(table, transport, ini, resp)
+    if hit is not None:
+        return hit
+    other = table.translated(transport, ini, resp)
+    if other is None:
+        return None
+    return _either_side(table, transport, other[1], other[2])
+
+
+def _either_side(
+    table: SocketTable, transport: Transport, ini: Endpoint, resp: Endpoint
+) -> tuple[SocketEntry, bool] | None:
+    entry = table.lookup_contained(transport, ini, resp)
+    if entry is not None:
+        return entry, True
+    entry = table.lookup_contained(transport, resp, ini)
+    if entry is not None:
+        return entry, False
+    return None
+
+
 ConnectOwner = Callable[[FlowKey], ProcessRef | None]
 """The process caught starting this connection from here, if any (`sources.connect_owners`)."""
 
@@ -150,16 +180,22 @@ def attribute(
 
     A process found earlier stays (attribution `cached` once its socket is gone). Otherwise
     the socket table is asked, on each side whose address is this host's, initiator first;
-    then `connect_owner` for a connection from here that no sample listed. Failing those,
-    the side is still decided when one address is this host's. Returns the flow's very
-    `owner` when nothing changed, so its `to_flow` keeps last tick's object.
+    then `connect_owner` for a connection from here that no sample listed; then the sockets
+    of other namespaces (`contained_owner`: a container behind this host, routed or
+    translated). Failing those, the side is still decided when one address is this host's.
+    Returns the flow's very `owner` when nothing changed, so its `to_flow` keeps last
+    tick's object.
     """
     owner = state.owner
     transport = state.key.transport
     ini, resp = state.initiator, state.responder
     if owner.local_is_initiator is not None and owner.process is not None:
         here, there = (ini, resp) if owner.local_is_initiator else (resp, ini)
-        if table.lookup(transport, here, there) is not None:
+        if owner.container is not None:
+            listed = contained_owner(table, transport, ini, resp) is not None
+        else:
+            listed = table.lookup(transport, here, there) is not None
+        if listed:
             found = Attribution.SOCKET
         elif owner.attribution is not Attribution.CONNECT:
             found = Attribution.CACHED
@@ -177,6 +213,11 @@ def attribute(
         proc = connect_owner(FlowKey(transport, ini, resp))
         if proc is not None:
             return FlowOwner(proc, Attribution.CONNECT, True)
+    if table.has_contained():
+        inside = contained_owner(table, transport, ini, resp)
+        if inside is not None and inside[0].process is not None:
+            entry, initiated = inside
+            return FlowOwner(entry.process, Attribution.SOCKET, initiated, entry.container)
     if owner.local_is_initiator is None:
         if ini.ip in local:
             return replace(owner, local_is_initiator=True)

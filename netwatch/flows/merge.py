@@ -72,6 +72,7 @@ def _merge(pf: Flow, sf: Flow) -> Flow:
         state=sf.state,
         process=sf.process or pf.process,
         attribution=sf.attribution if sf.process else pf.attribution,
+        container=sf.container or pf.container,
         bytes_sent=_max(sf.bytes_sent, pf.bytes_sent),
         bytes_received=_max(sf.bytes_received, pf.bytes_received),
     )

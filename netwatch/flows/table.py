@@ -23,6 +23,7 @@ from netwatch.flows.serials import SerialOf, new_serial, numbered
 from netwatch.model import (
     Attribution,
     CertNames,
+    Container,
     Direction,
     Endpoint,
     Flow,
@@ -83,6 +84,8 @@ class FlowOwner:
     attribution: Attribution = Attribution.UNKNOWN
     local_is_initiator: bool | None = None
     """Which side is this host (None: not known yet)."""
+    container: Container | None = None
+    """The network namespace (container) whose socket owns the flow; None: the host's."""
 
 
 UNOWNED = FlowOwner()
@@ -232,6 +235,7 @@ class FlowState:
             body_prefix=self.body_prefix,
             interface=self.interface,
             egress_by=None if self.interface is None else "capture",
+            container=self.owner.container,
         )
 
 

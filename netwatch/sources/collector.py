@@ -225,6 +225,7 @@ class Collector:
         self._diff = TableDiff()
         self._parsed: dict[tuple[Any, ...], tuple[Transport, Endpoint, Endpoint]] = {}
         self._status: dict[str, Any] | None = None
+        self._nat: tuple[Any, ...] = ()
         self.socket_path = socket_path
         self._socket_id: tuple[int, int] | None = None
 
@@ -280,6 +281,9 @@ class Collector:
 
     def _table(self, table: SocketTable) -> dict[str, Any]:
         out = self._diff.message(table)
+        if table.nat != self._nat:  # containers' translated connections (netns helper)
+            self._nat = table.nat
+            out["nat"] = codec.nat_to_list(table.nat)
         status = codec.status_to_dict(self.sampler.status())
         if status != self._status:
             out["status"] = self._status = status

@@ -12,6 +12,8 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from netwatch.sources import netlink
+
 
 @dataclass(frozen=True, slots=True)
 class ProcNetRow:
@@ -88,3 +90,9 @@ def read_packet_sockets(root: str = "/proc/net") -> list[tuple[int, int, int]]:
         except ValueError:
             continue
     return out
+
+
+def as_record(row: ProcNetRow) -> netlink.Record:
+    """A /proc/net row in the shape of a diag record (no counters; the inode as cookie)."""
+    ident = netlink.make_ident(row.lport, row.rport, row.src, row.dst, row.inode)
+    return (row.family, row.state, ident, row.uid, row.inode, b"")
