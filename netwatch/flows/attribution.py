@@ -142,27 +142,28 @@ def contained_owner(
     table: SocketTable, transport: Transport, ini: Endpoint, resp: Endpoint
 ) -> tuple[SocketEntry, bool] | None:
     """The socket of another namespace (a container) behind this packet flow, and whether
-    it is the initiator's: the flow's own ends first (a routed container), then the other
-    view of a connection the host translates (`SocketTable.translated`: masquerade shows
-    the host's address outside, a published port the host's inside). None if neither."""
-    hit = _either_side(table, transport, ini, resp)
-    if hit is not None:
-        return hit
+    it is the initiator's.
+
+    Two views of the flow are tried: its own ends (a container routed through this host)
+    and, when the host translates the connection, its other view (`SocketTable.translated`:
+    under masquerade the outside view has the host's address, the inside one the
+    container's). The initiator's side is tried in both views before the responder's: when
+    both ends are namespaces on this machine, the flow is the initiator's, as for the host's
+    own sockets; and under masquerade the far end's accepted socket names the host's
+    address, which must not win over the container that opened the connection.
+    """
+    views = [(ini, resp)]
     other = table.translated(transport, ini, resp)
-    if other is None:
-        return None
-    return _either_side(table, transport, other[1], other[2])
-
-
-def _either_side(
-    table: SocketTable, transport: Transport, ini: Endpoint, resp: Endpoint
-) -> tuple[SocketEntry, bool] | None:
-    entry = table.lookup_contained(transport, ini, resp)
-    if entry is not None:
-        return entry, True
-    entry = table.lookup_contained(transport, resp, ini)
-    if entry is not None:
-        return entry, False
+    if other is not None:
+        views.append((other[1], other[2]))
+    for here, there in views:
+        entry = table.lookup_contained(transport, here, there)
+        if entry is not None:
+            return entry, True
+    for here, there in views:
+        entry = table.lookup_contained(transport, there, here)
+        if entry is not None:
+            return entry, False
     return None
 
 
@@ -192,7 +193,13 @@ def attribute(
     if owner.local_is_initiator is not None and owner.process is not None:
         here, there = (ini, resp) if owner.local_is_initiator else (resp, ini)
         if owner.container is not None:
-            listed = contained_owner(table, transport, ini, resp) is not None
+            inside = contained_owner(table, transport, ini, resp)
+            if inside is not None and inside[0].process not in (None, owner.process):
+                # A better socket than the one first found: the initiator's namespace was
+                # listed after the far end's (namespaces are looked for every few seconds).
+                entry, initiated = inside
+                return FlowOwner(entry.process, Attribution.SOCKET, initiated, entry.container)
+            listed = inside is not None
         else:
             listed = table.lookup(transport, here, there) is not None
         if listed:
