@@ -197,8 +197,8 @@ def attribute(
             if inside is not None and inside[0].process not in (None, owner.process):
                 # A better socket than the one first found: the initiator's namespace was
                 # listed after the far end's (namespaces are looked for every few seconds).
-                entry, initiated = inside
-                return FlowOwner(entry.process, Attribution.SOCKET, initiated, entry.container)
+                better, initiated = inside
+                return FlowOwner(better.process, Attribution.SOCKET, initiated, better.container)
             listed = inside is not None
         else:
             listed = table.lookup(transport, here, there) is not None
@@ -223,8 +223,8 @@ def attribute(
     if table.has_contained():
         inside = contained_owner(table, transport, ini, resp)
         if inside is not None and inside[0].process is not None:
-            entry, initiated = inside
-            return FlowOwner(entry.process, Attribution.SOCKET, initiated, entry.container)
+            held, initiated = inside
+            return FlowOwner(held.process, Attribution.SOCKET, initiated, held.container)
     if owner.local_is_initiator is None:
         if ini.ip in local:
             return replace(owner, local_is_initiator=True)
