@@ -46,6 +46,11 @@ from netwatch.sources import netlink, procnet
 
 RESCAN = 2.0
 """Seconds between looks for namespaces that appeared or went."""
+LIST_EVERY = 2.0
+"""Seconds a namespace's socket list is kept before it is listed again. Each listing walks
+the kernel's socket hash tables (shared by every namespace) once per dump: about 6 ms of
+CPU per namespace on the 2-core test machine (`bench/namespaces.py`), so a container's
+sockets are at most this old; capture gives its flows' bytes meanwhile."""
 MAX_NAMESPACES = 256
 """Namespaces listed at most; more are counted (`skipped`), lowest inode first listed."""
 _CONFIG_LIMIT = 1 << 20
@@ -199,6 +204,8 @@ class _Namespace:
     pid: int
     container: Container
     diag: netlink.DiagSocket | None
+    listed: list[Batch] | None = None
+    due: float = float("-inf")
 
 
 class Namespaces:
@@ -210,19 +217,24 @@ class Namespaces:
         *,
         monotonic: Callable[[], float] = time.monotonic,
         rescan: float = RESCAN,
+        list_every: float = LIST_EVERY,
         run_netns: str = "/run/netns",
         docker_root: str = "/var/lib/docker/containers",
+        enter: bool = True,
     ) -> None:
         self._root = proc_root
         self._monotonic = monotonic
         self._rescan = rescan
+        self._list_every = list_every
         self._run_netns = run_netns
         self._docker_root = docker_root
         self._own = netns_inode(f"{proc_root}/self/ns/net")
         self._known: dict[int, _Namespace] = {}
         self._next = float("-inf")
-        self._setns = True
+        self._setns = enter
         """False once entering a namespace was refused (no CAP_SYS_ADMIN): /proc from then."""
+        self.entered = 0
+        """How many listed namespaces are read with sock_diag inside them (the rest: /proc)."""
         self.skipped = 0
         """Namespaces in use but not listed (over `MAX_NAMESPACES`) at the last look."""
 
@@ -237,15 +249,7 @@ class Namespaces:
         if now < self._next:
             return
         self._next = now + self._rescan
-        found: dict[int, int] = {}
-        try:
-            pids = sorted(int(n) for n in os.listdir(self._root) if n.isdecimal())
-        except OSError:
-            pids = []
-        for pid in pids:
-            inode = netns_inode(f"{self._root}/{pid}/ns/net")
-            if inode is not None and inode != self._own:
-                found.setdefault(inode, pid)  # the lowest pid: the container's first process
+        found = self.in_use()
         wanted = sorted(found)[:MAX_NAMESPACES]
         self.skipped = len(found) - len(wanted)
         for inode in [i for i in self._known if i not in found]:
@@ -263,6 +267,19 @@ class Namespaces:
             pid = found[inode]
             container = self._name(inode, pid, names.get(inode))
             self._known[inode] = _Namespace(inode, pid, container, self._open(pid, inode))
+
+    def in_use(self) -> dict[int, int]:
+        """netns inode -> its lowest pid (the container's first process), ours left out."""
+        found: dict[int, int] = {}
+        try:
+            pids = sorted(int(n) for n in os.listdir(self._root) if n.isdecimal())
+        except OSError:
+            pids = []
+        for pid in pids:
+            inode = netns_inode(f"{self._root}/{pid}/ns/net")
+            if inode is not None and inode != self._own:
+                found.setdefault(inode, pid)
+        return found
 
     def _name(self, inode: int, pid: int, netns_name: str | None) -> Container:
         try:
@@ -299,11 +316,16 @@ class Namespaces:
         return diag
 
     def batches(self) -> list[Batch]:
-        """Every listed namespace's TCP and UDP records, with its container."""
+        """Every listed namespace's TCP and UDP records, with its container: listed again
+        when `list_every` seconds have passed, else the same lists as last time."""
         self._look()
+        now = self._monotonic()
         out: list[Batch] = []
         for ns in list(self._known.values()):
-            out.extend(self._records(ns))
+            if ns.listed is None or now >= ns.due:
+                ns.listed, ns.due = self._records(ns), now + self._list_every
+            out.extend(ns.listed)
+        self.entered = sum(ns.diag is not None for ns in self._known.values())
         return out
 
     def _records(self, ns: _Namespace) -> list[Batch]:

@@ -111,7 +111,7 @@ class SocketSampler:
         clock: Clock | None = None,
         proc_root: str = "/proc",
         reader: ProcessReader | None = None,
-        namespaces: bool = True,
+        namespaces: Namespaces | bool = True,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown socket backend {backend!r}")
@@ -149,13 +149,20 @@ class SocketSampler:
                 self._diag = netlink.DiagSocket()
                 self.backend = "netlink"
                 if namespaces:
-                    self._namespaces = Namespaces(proc_root)
+                    self._namespaces = (
+                        namespaces if isinstance(namespaces, Namespaces) else Namespaces(proc_root)
+                    )
             except netlink.NetlinkUnavailableError as exc:
                 if backend == "netlink":
                     raise
                 self._fallback_reason = str(exc)
         elif backend == "netlink":
             raise netlink.NetlinkUnavailableError(0, "netlink needs Linux")
+
+    @property
+    def namespaces(self) -> Namespaces | None:
+        """The other network namespaces listed with the host's sockets (None: not listed)."""
+        return self._namespaces
 
     @property
     def owners(self) -> SocketOwners:
