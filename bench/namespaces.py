@@ -85,7 +85,8 @@ def main() -> int:
                 stdout=subprocess.PIPE,
             )
             procs.append(p)
-            assert p.stdout is not None and p.stdout.readline().strip() == b"ready"
+            if p.stdout is None or p.stdout.readline().strip() != b"ready":
+                raise RuntimeError(f"the socket holder in {name} did not start")
         mine = {os.stat(f"/run/netns/{name}").st_ino for name in names}
         host = SocketSampler(namespaces=False)
         entered = SocketSampler(namespaces=Only(mine, rescan=3600, list_every=0))
@@ -100,7 +101,8 @@ def main() -> int:
         ):
             ms = cpu(sampler.sample, args.repeat)
             ns = sampler.namespaces
-            assert ns is not None
+            if ns is None:
+                raise RuntimeError("no netlink here: namespaces are not listed")
             contained = sum(e.container is not None for e in sampler.sample().entries)
             rows.append((label, ms, len(ns.containers), contained))
         look = Namespaces(rescan=0)

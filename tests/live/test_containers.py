@@ -53,7 +53,7 @@ SENDER = """
 import socket, sys, time
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
 s.sendall(b"c" * int(sys.argv[3]))
-time.sleep(3.0)
+time.sleep(5.0)
 s.close()
 """
 
