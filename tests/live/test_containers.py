@@ -23,6 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from netwatch.model import Container, Transport
+from netwatch.sources.namespaces import Namespaces
+from netwatch.sources.sockets import SocketSampler
 from tests.conftest import requires_root, requires_tools
 from tests.live.capture_lab import Watch, process_name, remote_is, wait_for_line
 from tests.netns import Lab
@@ -139,3 +142,57 @@ def test_container_process_named_with_its_namespace(tmp_path: Path, masquerade: 
     assert abs(biggest["bytes_sent"] - reference) <= 0.1 * reference, (biggest, reference)
     assert biggest["container"]["name"] == ctr.ns
     assert biggest["container"]["runtime"] == "netns"
+
+
+HOLDER = """
+import socket, time
+srv = socket.socket(); srv.bind(("127.0.0.1", 9401)); srv.listen()
+c = socket.create_connection(("127.0.0.1", 9401)); a, _ = srv.accept(); c.sendall(b"x" * 5000)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("enter", [True, False], ids=["sock_diag-inside", "proc-net"])
+def test_sampler_lists_a_container_s_sockets_with_owner_and_name(
+    tmp_path: Path, enter: bool
+) -> None:
+    """Both ways of listing a namespace: sock_diag inside it (root) and `/proc/<pid>/net`
+    (the daemon's collector, which keeps no CAP_SYS_ADMIN); only the first has counters."""
+    with Lab("ctr") as lab:
+        ns = lab.add_ns("c")
+        lab.exec_ok(ns, ["ip", "link", "set", "lo", "up"])
+        program = tmp_path / "ctrholder"
+        shutil.copy2(sys.executable, program)
+        holder = lab.spawn(
+            ns,
+            ["unshare", "--pid", "--fork", "--mount-proc", str(program), "-c", HOLDER],
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
+        wait_for_line(holder.stdout, "ready", 20)
+        netns = os.stat(f"/run/netns/{ns}").st_ino
+        sampler = SocketSampler(namespaces=Namespaces(enter=enter))
+        try:
+            entries = [
+                e
+                for e in sampler.sample().entries
+                if e.container is not None and e.container.netns == netns
+            ]
+            listed = sampler.namespaces
+            assert listed is not None
+            entered = listed.entered
+        finally:
+            sampler.close()
+    assert {e.container for e in entries} == {Container(netns, ns, "netns")}
+    ports = {
+        (e.key.local.port, None if e.key.remote is None else e.key.remote.port) for e in entries
+    }
+    assert {(9401, None), (9401, next(p for p, r in ports if r == 9401))} <= ports
+    assert {e.process.name for e in entries if e.process is not None} == {"ctrholder"}
+    assert all(e.process is not None for e in entries if e.key.transport is Transport.TCP)
+    client = next(e for e in entries if e.key.remote is not None and e.key.remote.port == 9401)
+    if enter:
+        assert entered >= 1 and (client.bytes_sent or 0) >= 5000  # bytes_acked counts the SYN
+    else:
+        assert entered == 0 and client.bytes_sent is None
