@@ -2,11 +2,11 @@
 
 A container's sockets live in its own network namespace, which sock_diag in the host's
 namespace does not list. `Namespaces` finds the namespaces processes use (`/proc/*/ns/net`,
-by inode, the sampler's own left out), and lists each one's TCP and UDP sockets:
+by inode; the sampler's own and pid 1's left out), and lists each one's TCP and UDP sockets:
 
 * with sock_diag inside it: a helper thread enters the namespace (`setns`) and opens a
   NETLINK_SOCK_DIAG socket there, then ends; the socket stays bound to the namespace it was
-  made in, so it is kept and asked every full sample like the host's (counters included).
+  made in, so it is kept and asked at each listing like the host's (counters included).
   `setns` needs CAP_SYS_ADMIN;
 * without that (the daemon's collector keeps no CAP_SYS_ADMIN, section 7 of
   docs/architecture.md): from `/proc/<pid>/net/{tcp,tcp6,udp,udp6}` of a process inside it,
@@ -23,7 +23,8 @@ container's name when that file exists, and an `ip netns` name (`/run/netns/<nam
 the rest. No daemon is asked.
 
 Cost is bounded: the namespaces are looked for at most every `RESCAN` seconds (one `stat`
-per process), at most `MAX_NAMESPACES` are listed, and a namespace whose processes are gone
+per process), at most `MAX_NAMESPACES` are listed, each at most every `LIST_EVERY` seconds
+(its last list is handed on in between), and a namespace whose processes are gone
 has its socket closed (the socket would keep the namespace alive).
 """
 
@@ -228,7 +229,9 @@ class Namespaces:
         self._list_every = list_every
         self._run_netns = run_netns
         self._docker_root = docker_root
-        self._own = netns_inode(f"{proc_root}/self/ns/net")
+        self._own = {netns_inode(f"{proc_root}/self/ns/net"), netns_inode(f"{proc_root}/1/ns/net")}
+        """Ours, and the machine's (pid 1's: not a container when netwatch itself runs in a
+        namespace of its own, as benches and tests do)."""
         self._known: dict[int, _Namespace] = {}
         self._next = float("-inf")
         self._setns = enter
@@ -269,7 +272,8 @@ class Namespaces:
             self._known[inode] = _Namespace(inode, pid, container, self._open(pid, inode))
 
     def in_use(self) -> dict[int, int]:
-        """netns inode -> its lowest pid (the container's first process), ours left out."""
+        """netns inode -> its lowest pid (the container's first process), ours and pid 1's
+        left out."""
         found: dict[int, int] = {}
         try:
             pids = sorted(int(n) for n in os.listdir(self._root) if n.isdecimal())
@@ -277,7 +281,7 @@ class Namespaces:
             pids = []
         for pid in pids:
             inode = netns_inode(f"{self._root}/{pid}/ns/net")
-            if inode is not None and inode != self._own:
+            if inode is not None and inode not in self._own:
                 found.setdefault(inode, pid)
         return found
 
