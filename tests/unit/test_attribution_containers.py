@@ -177,3 +177,19 @@ def test_contained_lookups_only_answer_with_a_socket_on_one_end(
         e, initiated = found
         assert e.container is not None
         assert (e.key.local, e.key.remote) == ((a, b) if initiated else (b, a))
+
+
+def test_a_masqueraded_flow_and_its_container_socket_are_one_flow() -> None:
+    """Capture sees the connection under the host's address, the container's socket under
+    its own: joined through the translation, they are one flow (not the bytes twice)."""
+    sender = entry(INSIDE, PEER, CTR, "ctrsender")
+    original, translated = (Transport.TCP, INSIDE, PEER), (Transport.TCP, OUTSIDE, PEER)
+    table = SocketTable(T0, (sender,), nat=((original, translated),))
+    socket_flows = SocketFlows().flows(table, T0)
+    state = packet_flow(OUTSIDE, PEER)
+    FlowTable.own(state, attribute(state, table, LOCAL))
+    packet_flows = attributed_flows([state], table, LOCAL)
+    assert len(merge_flows(socket_flows, packet_flows)) == 2  # without the translations
+    (one,) = merge_flows(socket_flows, packet_flows, translated=table.translated)
+    assert one.key.local == OUTSIDE and one.container == CTR
+    assert one.process == sender.process and one.state == "ESTABLISHED"
