@@ -14,6 +14,7 @@ Reading is bounded (`MAX_LINES`), root-only (the file is 0440 root), per network
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from netwatch.model import ConnectionView, Endpoint, Transport
 
@@ -21,51 +22,86 @@ PATH = "/proc/net/nf_conntrack"
 MAX_LINES = 65536
 """Lines read at most per call: the kernel's default table size on a small machine."""
 _TRANSPORTS = {"tcp": Transport.TCP, "udp": Transport.UDP}
+Translation = tuple[ConnectionView, ConnectionView]
+"""(original view, translated view) of one connection."""
+
+
+_LINE = re.compile(
+    r"^\S+\s+\d+\s+(tcp|udp)\s+\d+\s+\d+\s+(?:[A-Z_]+\s+)?"
+    r"src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+) (?:\[\w+\] )?"
+    r"src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+)",
+    re.MULTILINE | re.ASCII,
+)
+"""One TCP or UDP connection: its original tuple, then its reply tuple (an `[UNREPLIED]`
+mark may sit between them). Matched in C over the whole table: most lines are connections
+nobody translates, and those cost no Python work beyond a tuple comparison."""
+
+Fields = tuple[str, str, str, str, str, str, str, str, str]
 
 
 def parse_translations(
-    text: str, limit: int = MAX_LINES
-) -> tuple[tuple[ConnectionView, ConnectionView], ...]:
+    text: str, limit: int = MAX_LINES, memo: dict[Fields, Translation | None] | None = None
+) -> tuple[Translation, ...]:
     """(original view, translated view) of each translated TCP/UDP connection in `text`.
 
     A view is (transport, initiator's end, responder's end). The original is the tuple the
     initiator sent; the translated one is the reply tuple read backwards (what the other
-    side of the translation sees). Connections nobody translated are left out.
+    side of the translation sees). Connections nobody translated are left out. `memo` keeps
+    parsed connections between calls (a connection stays in the table for minutes).
     """
-    out: list[tuple[ConnectionView, ConnectionView]] = []
-    for line in text.splitlines()[:limit]:
-        parts = line.split()
-        if len(parts) < 4:
-            continue
-        transport = _TRANSPORTS.get(parts[2])
-        if transport is None:
-            continue
-        fields = [p.split("=", 1) for p in parts if p.count("=") == 1 and p[0] != "["]
-        tup = [v for k, v in fields if k in ("src", "dst", "sport", "dport")]
-        if len(tup) != 8:
-            continue
-        src, dst, sport, dport, rsrc, rdst, rsport, rdport = tup
-        if (src, dst, sport, dport) == (rdst, rsrc, rdport, rsport):
+    out: list[Translation] = []
+    for n, fields in enumerate(_LINE.findall(text)):
+        if n >= limit:
+            break
+        _, src, dst, sport, dport, rsrc, rdst, rsport, rdport = fields
+        if src == rdst and dst == rsrc and sport == rdport and dport == rsport:
             continue  # not translated: the reply is the original turned round
-        try:
-            original = (
-                transport,
-                Endpoint(ipaddress.ip_address(src), int(sport)),
-                Endpoint(ipaddress.ip_address(dst), int(dport)),
-            )
-            translated = (
-                transport,
-                Endpoint(ipaddress.ip_address(rdst), int(rdport)),
-                Endpoint(ipaddress.ip_address(rsrc), int(rsport)),
-            )
-        except ValueError:
-            continue
-        out.append((original, translated))
+        if memo is not None and fields in memo:
+            found = memo[fields]
+        else:
+            found = _translation(fields)
+            if memo is not None:
+                memo[fields] = found
+        if found is not None:
+            out.append(found)
     return tuple(out)
 
 
-def read_translations(path: str = PATH) -> tuple[tuple[ConnectionView, ConnectionView], ...]:
-    """`parse_translations` of the conntrack table; empty when it cannot be read."""
+def _translation(fields: Fields) -> Translation | None:
+    proto, src, dst, sport, dport, rsrc, rdst, rsport, rdport = fields
+    transport = _TRANSPORTS[proto]
+    try:
+        return (
+            (transport, _endpoint(src, sport), _endpoint(dst, dport)),
+            (transport, _endpoint(rdst, rdport), _endpoint(rsrc, rsport)),
+        )
+    except ValueError:
+        return None
+
+
+def _endpoint(ip: str, port: str) -> Endpoint:
+    number = int(port)
+    if number > 65535:
+        raise ValueError(port)
+    return Endpoint(ipaddress.ip_address(ip), number)
+
+
+class Conntrack:
+    """Reads the translations again and again, parsing each connection once."""
+
+    def __init__(self, path: str = PATH) -> None:
+        self.path = path
+        self._memo: dict[Fields, Translation | None] = {}
+
+    def translations(self) -> tuple[Translation, ...]:
+        """`parse_translations` of the table now; empty when it cannot be read."""
+        text = _read(self.path)
+        if len(self._memo) > 2 * MAX_LINES:
+            self._memo.clear()
+        return parse_translations(text, memo=self._memo) if text else ()
+
+
+def _read(path: str) -> str:
     try:
         with open(path, encoding="ascii", errors="replace") as fh:
             lines = []
@@ -75,5 +111,5 @@ def read_translations(path: str = PATH) -> tuple[tuple[ConnectionView, Connectio
                     break
                 lines.append(line)
     except OSError:
-        return ()
-    return parse_translations("".join(lines))
+        return ""
+    return "".join(lines)

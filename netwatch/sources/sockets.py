@@ -130,6 +130,7 @@ class SocketSampler:
         """Other network namespaces (containers) whose sockets are listed too (Linux)."""
         self._nat: tuple[tuple[ConnectionView, ConnectionView], ...] = ()
         """The host's translated connections (conntrack), read while containers exist."""
+        self._conntrack = conntrack.Conntrack()
         self._keys: dict[bytes, FlowKey] = {}
         """Socket ident -> key, so a socket whose counters moved keeps its key object."""
         self._owner_refs: Mapping[int, ProcessRef] = {}
@@ -243,7 +244,7 @@ class SocketSampler:
             contained = self._namespaces.batches()
             batches.extend(contained)
             # Translations matter only for traffic from behind this host (containers).
-            self._nat = conntrack.read_translations() if contained else ()
+            self._nat = self._conntrack.translations() if contained else ()
         return self._table_from(batches, procnet.read_packet_sockets())
 
     def _table_from(

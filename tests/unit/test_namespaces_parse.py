@@ -128,7 +128,7 @@ def test_conntrack_parser_never_raises(text: str) -> None:
 
 @given(st.lists(st.sampled_from(CONNTRACK.split()), max_size=40))
 def test_conntrack_parser_on_shuffled_fields(words: list[str]) -> None:
-    for original, translated in parse_translations("ipv4 2 tcp 6 " + " ".join(words)):
+    for original, translated in parse_translations("ipv4 2 tcp 6 9 " + " ".join(words)):
         assert original[0] is Transport.TCP and original != translated
 
 
