@@ -36,6 +36,10 @@ _PORTED = (Transport.TCP, Transport.UDP, Transport.SCTP)
 
 Listeners = Mapping[tuple[Transport, int], frozenset[IPAddress]]
 """(transport, port) -> addresses listened on (a wildcard address covers every address)."""
+AllListeners = tuple[Listeners, Mapping[int, Listeners]]
+"""This host's listeners, and each other network namespace's (container's) by its inode: a
+socket is judged by its own namespace's listeners only."""
+_NO_LISTENERS: Listeners = {}
 
 
 def flow_from_socket(
@@ -92,8 +96,29 @@ def is_listening(transport: Transport, state: str | None, remote_known: bool) ->
 def listeners_of(
     entries: Iterable[SocketEntry],
 ) -> dict[tuple[Transport, int], frozenset[IPAddress]]:
-    """Index the listening sockets of a table by (transport, port)."""
-    return listeners_from((e.key, e.state) for e in entries)
+    """Index this host's listening sockets by (transport, port); another namespace's
+    (`SocketEntry.container`) listen there, not here (`all_listeners`)."""
+    return listeners_from((e.key, e.state) for e in entries if e.container is None)
+
+
+def all_listeners(entries: Iterable[SocketEntry]) -> AllListeners:
+    """This host's listeners, and each other namespace's: a container listening on
+    `0.0.0.0:50000` does not make the host's connection from port 50000 an accepted one."""
+    host: list[SocketEntry] = []
+    inside: dict[int, list[SocketEntry]] = {}
+    for e in entries:
+        if e.container is None:
+            host.append(e)
+        else:
+            inside.setdefault(e.container.netns, []).append(e)
+    return listeners_of(host), {ns: listeners_from((e.key, e.state) for e in es)
+                                for ns, es in inside.items()}  # fmt: skip
+
+
+def listeners_for(entry: SocketEntry, listeners: AllListeners) -> Listeners:
+    """The listeners of the entry's own namespace."""
+    c = entry.container
+    return listeners[0] if c is None else listeners[1].get(c.netns, _NO_LISTENERS)
 
 
 def listeners_from(
@@ -125,10 +150,10 @@ def infer_direction(key: FlowKey, state: str | None, listeners: Listeners) -> Di
 
 def assign_directions(entries: Sequence[SocketEntry]) -> list[SocketEntry]:
     """Return the entries with `direction` set by `infer_direction` (unchanged ones reused)."""
-    listeners = listeners_of(entries)
+    listeners = all_listeners(entries)
     out: list[SocketEntry] = []
     for e in entries:
-        d = infer_direction(e.key, e.state, listeners)
+        d = infer_direction(e.key, e.state, listeners_for(e, listeners))
         out.append(e if d is e.direction else replace(e, direction=d))
     return out
 

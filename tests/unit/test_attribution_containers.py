@@ -193,3 +193,19 @@ def test_a_masqueraded_flow_and_its_container_socket_are_one_flow() -> None:
     (one,) = merge_flows(socket_flows, packet_flows, translated=table.translated)
     assert one.key.local == OUTSIDE and one.container == CTR
     assert one.process == sender.process and one.state == "ESTABLISHED"
+
+
+def test_directions_are_judged_by_each_namespace_s_own_listeners() -> None:
+    """A container listening on 0.0.0.0:50000 does not make the host's connection from its
+    ephemeral port 50000 an accepted one, nor the host's listener a container's."""
+    listener = entry(ep("0.0.0.0", 50000), None, CTR, "server", state="LISTEN")
+    host_client = entry(ep("192.0.2.1", 50000), PEER, None, "curl")
+    host_listener = entry(ep("0.0.0.0", 8080), None, None, "web", state="LISTEN")
+    ctr_client = entry(ep("172.17.0.2", 8080), PEER, CTR, "ctrsender")
+    accepted = entry(ep("172.17.0.2", 50000), PEER, CTR, "server")
+    table = SocketTable(T0, (listener, host_client, host_listener, ctr_client, accepted))
+    flows = {f.process.name if f.process else "": f for f in SocketFlows().flows(table, T0)}
+    assert flows["curl"].direction is Direction.OUTBOUND
+    assert flows["ctrsender"].direction is Direction.OUTBOUND
+    served = [f for f in SocketFlows().flows(table, T0) if f.key == accepted.key]
+    assert [f.direction for f in served] == [Direction.INBOUND]
