@@ -50,7 +50,7 @@ class Only(Namespaces):
         super().__init__(**kw)  # type: ignore[arg-type]  # rescan and enter only
         self.inodes = inodes
 
-    def in_use(self) -> dict[int, int]:
+    def in_use(self) -> dict[int, list[int]]:
         return {i: p for i, p in super().in_use().items() if i in self.inodes}
 
 

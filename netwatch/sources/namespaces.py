@@ -54,6 +54,8 @@ CPU per namespace on the 2-core test machine (`bench/namespaces.py`), so a conta
 sockets are at most this old; capture gives its flows' bytes meanwhile."""
 MAX_NAMESPACES = 256
 """Namespaces listed at most; more are counted (`skipped`), lowest inode first listed."""
+_NAME_TRIES = 4
+"""Processes of a namespace whose cgroup is read, lowest pid first, to name its container."""
 _CONFIG_LIMIT = 1 << 20
 """docker's config.v2.json read at most this far (it is a few KB)."""
 
@@ -263,18 +265,19 @@ class Namespaces:
         for inode in wanted:
             known = self._known.get(inode)
             if known is not None:
-                known.pid = found[inode]
+                known.pid = found[inode][0]
                 continue
             if names is None:
                 names = _ip_netns_names(self._run_netns)
-            pid = found[inode]
-            container = self._name(inode, pid, names.get(inode))
+            pids = found[inode]
+            pid = pids[0]
+            container = self._name(inode, pids, names.get(inode))
             self._known[inode] = _Namespace(inode, pid, container, self._open(pid, inode))
 
-    def in_use(self) -> dict[int, int]:
-        """netns inode -> its lowest pid (the container's first process), ours and pid 1's
-        left out."""
-        found: dict[int, int] = {}
+    def in_use(self) -> dict[int, list[int]]:
+        """netns inode -> its lowest pids (the container's first processes; at most
+        `_NAME_TRIES`), ours and pid 1's left out."""
+        found: dict[int, list[int]] = {}
         try:
             pids = sorted(int(n) for n in os.listdir(self._root) if n.isdecimal())
         except OSError:
@@ -282,15 +285,24 @@ class Namespaces:
         for pid in pids:
             inode = netns_inode(f"{self._root}/{pid}/ns/net")
             if inode is not None and inode not in self._own:
-                found.setdefault(inode, pid)
+                pids = found.setdefault(inode, [])
+                if len(pids) < _NAME_TRIES:
+                    pids.append(pid)
         return found
 
-    def _name(self, inode: int, pid: int, netns_name: str | None) -> Container:
-        try:
-            with open(f"{self._root}/{pid}/cgroup", encoding="utf-8", errors="replace") as fh:
-                parsed = parse_cgroup(fh.read(65536))
-        except OSError:
-            parsed = None
+    def _name(self, inode: int, pids: list[int], netns_name: str | None) -> Container:
+        """The container from the cgroup of the namespace's first processes (a helper such
+        as a port forwarder may join the namespace from outside the container's cgroup),
+        else its `ip netns` name."""
+        parsed = None
+        for pid in pids:
+            try:
+                with open(f"{self._root}/{pid}/cgroup", encoding="utf-8", errors="replace") as fh:
+                    parsed = parse_cgroup(fh.read(65536))
+            except OSError:
+                continue
+            if parsed is not None:
+                break
         if parsed is not None:
             runtime, ident = parsed
             name: str | None = None

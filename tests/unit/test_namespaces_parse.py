@@ -11,6 +11,7 @@ reply tuple).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from hypothesis import given
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from netwatch import codec
 from netwatch.model import Container, Direction, Endpoint, FlowKey, SocketEntry, Transport, parse_ip
 from netwatch.sources.conntrack import parse_translations
-from netwatch.sources.namespaces import docker_name, parse_cgroup
+from netwatch.sources.namespaces import Namespaces, docker_name, parse_cgroup
 
 ID = "3f4e1b2c9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f"
 
@@ -142,3 +143,51 @@ def test_socket_entries_and_translations_cross_the_channel() -> None:
     assert len(codec.socket_entry_to_list(host, None)) == 10  # unchanged for the host's own
     nat = parse_translations(CONNTRACK)
     assert codec.nat_from_list(json.loads(json.dumps(codec.nat_to_list(nat)))) == nat
+
+
+TCP_ROW = (
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
+    "timeout inode\n"
+    "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0  "
+    "      0 424242 1 0000000000000000 100 0 0 10 0\n"
+)
+
+
+def test_namespaces_found_named_and_listed_from_a_proc_tree(tmp_path: Path) -> None:
+    """A /proc-shaped tree (the `ns/net` links are files: a shared namespace is a hard
+    link, so `stat` gives one inode): ours and pid 1's are left out, each other namespace is
+    named from the first cgroup a runtime names (a helper process first here), docker's
+    name from its own file, else the `ip netns` name; its sockets from `/proc/<pid>/net`."""
+    proc, run, docker = tmp_path / "proc", tmp_path / "netns", tmp_path / "docker"
+    run.mkdir()
+    (docker / ID).mkdir(parents=True)
+    (docker / ID / "config.v2.json").write_text(json.dumps({"Name": "/web"}))
+
+    def process(pid: str, cgroup: str, net: Path | None = None) -> Path:
+        (proc / pid / "ns").mkdir(parents=True)
+        (proc / pid / "net").mkdir()
+        (proc / pid / "net" / "tcp").write_text(TCP_ROW)
+        (proc / pid / "cgroup").write_text(cgroup)
+        link = proc / pid / "ns" / "net"
+        if net is None:
+            link.write_text("")
+        else:
+            os.link(net, link)
+        return link
+
+    host = process("1", "0::/init.scope")
+    process("2", "0::/")  # the sampler's own namespace, not pid 1's
+    (proc / "self").symlink_to(proc / "2")
+    process("3", "0::/", host)
+    helper = process("300", "0::/user.slice/rootlessport.scope")  # joined from outside
+    process("301", f"0::/system.slice/docker-{ID}.scope", helper)
+    lab = process("400", "0::/")
+    os.link(lab, run / "lab1")
+    ns = Namespaces(str(proc), run_netns=str(run), docker_root=str(docker), enter=False)
+    batches = ns.batches()
+    assert sorted(c.summary() for c in ns.containers) == ["lab1 (netns)", "web (docker)"]
+    assert ns.entered == 0
+    listed = {(c.name, t) for t, records, c in batches if records}
+    assert listed == {("web", Transport.TCP), ("lab1", Transport.TCP)}
+    (record,) = next(r for t, r, c in batches if c.name == "web" and t is Transport.TCP)
+    assert record[4] == 424242  # the socket's inode, for the owner map
