@@ -10,6 +10,9 @@ client process, so 2N sockets plus the listener), this prints, as ms and as a ra
 * psutil.net_connections("tcp") alone (attribution, no byte counters);
 * `ss -tanpi` run as a command (attribution and tcp_info), output to /dev/null.
 
+netwatch's rows list this namespace's sockets only, as `ss` and psutil do (other network
+namespaces, containers, are measured by bench/namespaces.py).
+
 Wall time suffers when other work shares the CPUs, so each row also gives the median CPU
 time per run (user + kernel; for `ss`, the child process's). Then netwatch's CPU use at one
 sample per second with 1,000 connections (each step in its own process), next to the
@@ -144,13 +147,13 @@ def row(name: str, timing: Timing, ss: Timing) -> str:
 def measure(n: int, repeat: int) -> None:
     conns = Connections(n)
     try:
-        sampler = SocketSampler()
+        sampler = SocketSampler(namespaces=False)
         table = sampler.sample()  # warms the owner cache; the cold cost is measured below
         sockets = len(table.entries)
         with_counters = sum(1 for e in table.entries if e.bytes_sent is not None)
         attributed = sum(1 for e in table.entries if e.process is not None)
         warm = timed(sampler.sample, repeat)
-        cold = timed(lambda: SocketSampler().sample(), max(3, repeat // 5))
+        cold = timed(lambda: SocketSampler(namespaces=False).sample(), max(3, repeat // 5))
         engine = Engine(sampler, SystemClock())
         ticks = timed(engine.tick, repeat)
         ps = timed(lambda: psutil.net_connections("tcp"), repeat)
@@ -195,10 +198,10 @@ CPU_STEPS = ("netlink dump alone", "sampler.sample()", "engine.tick()")
 
 def _step(name: str) -> Callable[[], object]:
     if name == CPU_STEPS[0]:
-        return _dump_only(SocketSampler())
+        return _dump_only(SocketSampler(namespaces=False))
     if name == CPU_STEPS[1]:
-        return SocketSampler().sample
-    return Engine(SocketSampler(), SystemClock()).tick
+        return SocketSampler(namespaces=False).sample
+    return Engine(SocketSampler(namespaces=False), SystemClock()).tick
 
 
 def cpu_step(name: str, seconds: int, offset: float) -> None:

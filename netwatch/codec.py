@@ -25,6 +25,7 @@ from netwatch.model import (
     Audit,
     CertNames,
     Confidence,
+    ConnectionView,
     Container,
     Counters,
     DataSource,
@@ -890,19 +891,15 @@ def socket_entry_to_list(
 ) -> list[Any]:
     """A socket entry as a compact list; its process is `proc`, a handle into the process
     table sent beside it (each process is sent once, not once per socket). `keys` keeps
-    encoded keys, so a socket re-read tick after tick has its key encoded once. A packet
-    socket's bound interface is an eleventh field, sent only when it has one."""
+    encoded keys, so a socket re-read tick after tick has its key encoded once. Optional
+    tail fields, sent only when needed: a packet socket's bound interface (eleventh) and a
+    container's socket's container (twelfth; the eleventh is then null when unbound)."""
     key = None if keys is None else keys.get(e.key)
     if key is None:
         key = key_to_dict(e.key)
         if keys is not None and key is not None:
             keys[e.key] = key
-    if e.interface is not None:
-        return [
-            key, e.state, e.direction.value, proc, e.inode, e.uid, e.bytes_sent,
-            e.bytes_received, e.segs_out, e.segs_in, e.interface,
-        ]  # fmt: skip
-    return [
+    out = [
         key,
         e.state,
         e.direction.value,
@@ -914,6 +911,11 @@ def socket_entry_to_list(
         e.segs_out,
         e.segs_in,
     ]
+    if e.container is not None:
+        out += [e.interface, container_to_dict(e.container)]
+    elif e.interface is not None:
+        out.append(e.interface)
+    return out
 
 
 def _oint_at(items: Sequence[Any], i: int) -> int | None:
@@ -933,9 +935,9 @@ def socket_entry_from_list(
 ) -> SocketEntry:
     """Decode `socket_entry_to_list`; the process handle is looked up in `procs`, the key
     in `keys` first (and kept there) when given."""
-    if not isinstance(items, list) or len(items) not in (10, 11):
-        raise CodecError("a socket entry is a list of 10 or 11 fields")
-    interface = items[10] if len(items) == 11 else None
+    if not isinstance(items, list) or len(items) not in (10, 11, 12):
+        raise CodecError("a socket entry is a list of 10 to 12 fields")
+    interface = items[10] if len(items) >= 11 else None
     if interface is not None and not isinstance(interface, str):
         raise CodecError(f"socket entry interface: expected text, got {interface!r}")
     raw = items[0]
@@ -975,7 +977,42 @@ def socket_entry_from_list(
         segs_out=_oint_at(items, 8),
         segs_in=_oint_at(items, 9),
         interface=interface,
+        container=container_from_dict(items[11]) if len(items) == 12 else None,
     )
+
+
+def nat_to_list(nat: Sequence[tuple[ConnectionView, ConnectionView]]) -> list[Any]:
+    """A socket table's translated connections (`SocketTable.nat`) as lists."""
+    return [[_view_to_list(a), _view_to_list(b)] for a, b in nat]
+
+
+def _view_to_list(view: ConnectionView) -> list[Any]:
+    t, ini, resp = view
+    return [t.value, str(ini.ip), ini.port, str(resp.ip), resp.port]
+
+
+def nat_from_list(items: Any) -> tuple[tuple[ConnectionView, ConnectionView], ...]:
+    """Decode `nat_to_list`."""
+    if not isinstance(items, list):
+        raise CodecError("nat: expected a list")
+    out = []
+    for pair in items:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise CodecError("nat: each entry is a pair of views")
+        out.append((_view_from_list(pair[0]), _view_from_list(pair[1])))
+    return tuple(out)
+
+
+def _view_from_list(items: Any) -> ConnectionView:
+    if not isinstance(items, list) or len(items) != 5:
+        raise CodecError("nat: a view is a list of 5 fields")
+    t, ip1, port1, ip2, port2 = items
+    if not all(isinstance(p, int) and not isinstance(p, bool) for p in (port1, port2)):
+        raise CodecError("nat: ports are whole numbers")
+    try:
+        return (Transport(t), Endpoint(parse_ip(ip1), port1), Endpoint(parse_ip(ip2), port2))
+    except (ValueError, TypeError):
+        raise CodecError(f"nat: bad view {items!r}") from None
 
 
 def host_facts_to_dict(h: HostFacts) -> JSONDict:

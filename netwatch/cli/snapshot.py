@@ -1,5 +1,8 @@
 """`netwatch snapshot`: one sample of the live sockets, as a table or as JSON flow records.
 
+A container's socket (another network namespace's) shows its process as `name@container`
+(the container's name, else its namespace's inode); the JSON record has `container`.
+
 The sample runs through the same engine the dashboard and the daemon use
 (`pipeline.build.build_live_engine`). `--format jsonl` writes one `codec.flow_to_dict`
 record per socket: that record is the contract `analyze`, `export` and the daemon reuse;
@@ -78,8 +81,10 @@ def sort_flows(flows: Iterable[EnrichedFlow]) -> list[EnrichedFlow]:
 def table_row(ef: EnrichedFlow, geo: bool) -> list[str]:
     """One row of the table for one flow."""
     f, p, r = ef.flow, ef.flow.process, ef.remote
+    c = f.container
+    name = "?" if p is None else p.name
     row = [
-        "?" if p is None else p.name,
+        name if c is None else f"{name}@{c.name or c.netns}",
         "-" if p is None else str(p.pid),
         "-" if p is None or p.user is None else p.user,
         f.key.transport.value,

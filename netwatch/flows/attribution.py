@@ -21,6 +21,7 @@ from netwatch.flows.table import FlowOwner, FlowState, FlowTable
 from netwatch.model import (
     Attribution,
     Direction,
+    Endpoint,
     Flow,
     FlowKey,
     IPAddress,
@@ -36,6 +37,10 @@ _PORTED = (Transport.TCP, Transport.UDP, Transport.SCTP)
 
 Listeners = Mapping[tuple[Transport, int], frozenset[IPAddress]]
 """(transport, port) -> addresses listened on (a wildcard address covers every address)."""
+AllListeners = tuple[Listeners, Mapping[int, Listeners]]
+"""This host's listeners, and each other network namespace's (container's) by its inode: a
+socket is judged by its own namespace's listeners only."""
+_NO_LISTENERS: Listeners = {}
 
 
 def flow_from_socket(
@@ -64,6 +69,7 @@ def flow_from_socket(
         bytes_received=entry.bytes_received,
         packets_sent=entry.segs_out,
         packets_received=entry.segs_in,
+        container=entry.container,
     )
 
 
@@ -91,8 +97,29 @@ def is_listening(transport: Transport, state: str | None, remote_known: bool) ->
 def listeners_of(
     entries: Iterable[SocketEntry],
 ) -> dict[tuple[Transport, int], frozenset[IPAddress]]:
-    """Index the listening sockets of a table by (transport, port)."""
-    return listeners_from((e.key, e.state) for e in entries)
+    """Index this host's listening sockets by (transport, port); another namespace's
+    (`SocketEntry.container`) listen there, not here (`all_listeners`)."""
+    return listeners_from((e.key, e.state) for e in entries if e.container is None)
+
+
+def all_listeners(entries: Iterable[SocketEntry]) -> AllListeners:
+    """This host's listeners, and each other namespace's: a container listening on
+    `0.0.0.0:50000` does not make the host's connection from port 50000 an accepted one."""
+    host: list[SocketEntry] = []
+    inside: dict[int, list[SocketEntry]] = {}
+    for e in entries:
+        if e.container is None:
+            host.append(e)
+        else:
+            inside.setdefault(e.container.netns, []).append(e)
+    return listeners_of(host), {ns: listeners_from((e.key, e.state) for e in es)
+                                for ns, es in inside.items()}  # fmt: skip
+
+
+def listeners_for(entry: SocketEntry, listeners: AllListeners) -> Listeners:
+    """The listeners of the entry's own namespace."""
+    c = entry.container
+    return listeners[0] if c is None else listeners[1].get(c.netns, _NO_LISTENERS)
 
 
 def listeners_from(
@@ -124,10 +151,10 @@ def infer_direction(key: FlowKey, state: str | None, listeners: Listeners) -> Di
 
 def assign_directions(entries: Sequence[SocketEntry]) -> list[SocketEntry]:
     """Return the entries with `direction` set by `infer_direction` (unchanged ones reused)."""
-    listeners = listeners_of(entries)
+    listeners = all_listeners(entries)
     out: list[SocketEntry] = []
     for e in entries:
-        d = infer_direction(e.key, e.state, listeners)
+        d = infer_direction(e.key, e.state, listeners_for(e, listeners))
         out.append(e if d is e.direction else replace(e, direction=d))
     return out
 
@@ -135,6 +162,35 @@ def assign_directions(entries: Sequence[SocketEntry]) -> list[SocketEntry]:
 def listening_ports(entries: Iterable[SocketEntry]) -> set[tuple[str, int]]:
     """The (transport, port) pairs something listens on: accepted sockets share them."""
     return {(t.value, port) for t, port in listeners_of(entries)}
+
+
+def contained_owner(
+    table: SocketTable, transport: Transport, ini: Endpoint, resp: Endpoint
+) -> tuple[SocketEntry, bool] | None:
+    """The socket of another namespace (a container) behind this packet flow, and whether
+    it is the initiator's.
+
+    Two views of the flow are tried: its own ends (a container routed through this host)
+    and, when the host translates the connection, its other view (`SocketTable.translated`:
+    under masquerade the outside view has the host's address, the inside one the
+    container's). The initiator's side is tried in both views before the responder's: when
+    both ends are namespaces on this machine, the flow is the initiator's, as for the host's
+    own sockets; and under masquerade the far end's accepted socket names the host's
+    address, which must not win over the container that opened the connection.
+    """
+    views = [(ini, resp)]
+    other = table.translated(transport, ini, resp)
+    if other is not None:
+        views.append((other[1], other[2]))
+    for here, there in views:
+        entry = table.lookup_contained(transport, here, there)
+        if entry is not None:
+            return entry, True
+    for here, there in views:
+        entry = table.lookup_contained(transport, there, here)
+        if entry is not None:
+            return entry, False
+    return None
 
 
 ConnectOwner = Callable[[FlowKey], ProcessRef | None]
@@ -152,12 +208,14 @@ def attribute(
 
     A process found earlier stays (attribution `cached` once its socket is gone). Otherwise
     the socket table is asked, on each side whose address is this host's, initiator first;
-    then `connect_owner` for a connection from here that no sample listed; then the raw,
-    ping and packet sockets that could carry it (`flows.raw_pairing`; packet sockets of
-    the pids in `own_pids`, netwatch's own, are left out). A guessed owner is asked again
-    each tick (an exact answer replaces it) and stays when nothing better is found.
-    Failing all, the side is still decided when one address is this host's. Returns the
-    flow's very `owner` when nothing changed, so its `to_flow` keeps last tick's object.
+    then `connect_owner` for a connection from here that no sample listed; then the sockets
+    of other namespaces (`contained_owner`: a container behind this host, routed or
+    translated); then the raw, ping and packet sockets that could carry it
+    (`flows.raw_pairing`; packet sockets of the pids in `own_pids`, netwatch's own, are left
+    out). A guessed owner is asked again each tick (an exact answer replaces it) and stays
+    when nothing better is found. Failing all, the side is still decided when one address is
+    this host's. Returns the flow's very `owner` when nothing changed, so its `to_flow` keeps
+    last tick's object.
     """
     owner = state.owner
     transport = state.key.transport
@@ -168,7 +226,19 @@ def attribute(
         and owner.attribution is not Attribution.GUESSED
     ):
         here, there = (ini, resp) if owner.local_is_initiator else (resp, ini)
-        if table.lookup(transport, here, there) is not None:
+        if owner.container is not None:
+            inside = contained_owner(table, transport, ini, resp)
+            if inside is not None and inside[0].process not in (None, owner.process):
+                # A better socket than the one first found: the initiator's namespace was
+                # listed after the far end's (namespaces are looked for every few seconds).
+                better, initiated = inside
+                return FlowOwner(
+                    better.process, Attribution.SOCKET, initiated, container=better.container
+                )
+            listed = inside is not None
+        else:
+            listed = table.lookup(transport, here, there) is not None
+        if listed:
             found = Attribution.SOCKET
         elif owner.attribution is Attribution.SOCKET and transport not in _PORTED:
             # Paired exactly with a ping or raw socket, which `lookup` does not find: still
@@ -194,6 +264,11 @@ def attribute(
         proc = connect_owner(FlowKey(transport, ini, resp))
         if proc is not None:
             return FlowOwner(proc, Attribution.CONNECT, True)
+    if table.has_contained():
+        inside = contained_owner(table, transport, ini, resp)
+        if inside is not None and inside[0].process is not None:
+            held, initiated = inside
+            return FlowOwner(held.process, Attribution.SOCKET, initiated, container=held.container)
     paired = pair_portless(state, table, local, own_pids, not owner.contested)
     if paired is not None and paired.contested and owner.process is not None:
         paired = None  # an earlier guess stands (see below)

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from netwatch.flows.serials import numbered
-from netwatch.model import Flow, FlowKey
+from netwatch.model import ConnectionView, Endpoint, Flow, FlowKey, Transport
 
 _KEY = operator.attrgetter("key")
 
+Translated = Callable[[Transport, Endpoint, Endpoint], ConnectionView | None]
+"""The other view of a connection the host translates (`SocketTable.translated`)."""
 MergeMemo = dict[int, tuple[tuple[int, int, int, int], Flow]]
 """serial -> (the twins' revisions: packet facts and traffic, socket facts and traffic; their
 merge), for one tick."""
@@ -29,6 +31,7 @@ def merge_flows(
     packet_flows: Sequence[Flow],
     last: MergeMemo | None = None,
     memo: MergeMemo | None = None,
+    translated: Translated | None = None,
 ) -> list[Flow]:
     """Join the two views of the same conversations by key.
 
@@ -37,6 +40,10 @@ def merge_flows(
     keep the larger (both count the same bytes, each misses some: sockets opened before capture,
     packets dropped by the kernel). When both twins have last tick's revisions (`last`), the
     merge is last tick's; `memo` collects this tick's merges for the next call.
+
+    With `translated`, a packet flow without a twin under its own key is joined to the
+    socket of its connection's other view: a container's socket behind masquerade or a
+    published port, seen by capture under the host's address, is one flow, not two.
     """
     if not packet_flows:
         return list(socket_flows)
@@ -45,10 +52,12 @@ def merge_flows(
     seen: set[FlowKey] = set()
     for pf in packet_flows:
         sf = by_key.get(pf.key)
+        if sf is None and translated is not None and pf.key.remote is not None:
+            sf = _translated_twin(pf.key, by_key, translated)
         if sf is None:
             merged.append(pf)
             continue
-        seen.add(pf.key)
+        seen.add(sf.key)
         serial = pf.serial
         revs = (pf.rev_facts, pf.rev_traffic, sf.rev_facts, sf.rev_traffic)
         hit = last.get(serial) if last is not None and serial else None
@@ -64,6 +73,19 @@ def merge_flows(
     return merged
 
 
+def _translated_twin(
+    key: FlowKey, by_key: dict[FlowKey, Flow], translated: Translated
+) -> Flow | None:
+    """The socket flow of the other view of `key`'s connection, seen from either end."""
+    assert key.remote is not None  # noqa: S101  # checked by the caller
+    t = key.transport
+    other = translated(t, key.local, key.remote) or translated(t, key.remote, key.local)
+    if other is None:
+        return None
+    _, a, b = other
+    return by_key.get(FlowKey(t, a, b)) or by_key.get(FlowKey(t, b, a))
+
+
 def _merge(pf: Flow, sf: Flow) -> Flow:
     """The packet flow with its socket twin's process, state and larger byte counts."""
     return replace(
@@ -72,6 +94,7 @@ def _merge(pf: Flow, sf: Flow) -> Flow:
         state=sf.state,
         process=sf.process or pf.process,
         attribution=sf.attribution if sf.process else pf.attribution,
+        container=sf.container or pf.container,
         bytes_sent=_max(sf.bytes_sent, pf.bytes_sent),
         bytes_received=_max(sf.bytes_received, pf.bytes_received),
     )

@@ -26,7 +26,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import cast
 
-from netwatch.flows.attribution import Listeners, flow_from_socket, infer_direction, listeners_of
+from netwatch.flows.attribution import (
+    AllListeners,
+    Listeners,
+    all_listeners,
+    flow_from_socket,
+    infer_direction,
+    listeners_for,
+)
 from netwatch.flows.serials import SerialBook, fresh_rev, numbered
 from netwatch.model import (
     Direction,
@@ -78,7 +85,7 @@ class SocketFlows:
         self._enriched_out: tuple[EnrichedFlow, ...] = ()
         self._unconnected: list[int] = []
         """The stamps of last tick's unconnected sockets (the only ones that can listen)."""
-        self._listeners: Listeners = {}
+        self._listeners: AllListeners = ({}, {})
 
     def flows(self, table: SocketTable, now: float) -> list[Flow]:
         """One flow per socket; a socket whose entry has last tick's stamp keeps its flow.
@@ -129,7 +136,7 @@ class SocketFlows:
         self.reused = len(out) - len(misses)
         return out
 
-    def _listeners_now(self, entries: Sequence[SocketEntry]) -> tuple[Listeners, frozenset[int]]:
+    def _listeners_now(self, entries: Sequence[SocketEntry]) -> tuple[AllListeners, frozenset[int]]:
         """This table's listeners, and the ports whose listeners differ from last tick's.
 
         Only unconnected sockets can listen; they are picked out in C, and looked at in
@@ -141,13 +148,12 @@ class SocketFlows:
         stamps = list(map(_STAMP_OF, unconnected))
         if stamps == self._unconnected and 0 not in stamps:
             return self._listeners, frozenset()
-        listeners, before = listeners_of(unconnected), self._listeners
-        moved = frozenset(
-            port for (t, port) in before.keys() | listeners.keys()
-            if before.get((t, port)) != listeners.get((t, port))
-        )  # fmt: skip
+        listeners, before = all_listeners(unconnected), self._listeners
+        moved = _moved(before[0], listeners[0])
+        for ns in before[1].keys() | listeners[1].keys():  # containers' own listeners
+            moved |= _moved(before[1].get(ns, {}), listeners[1].get(ns, {}))
         self._unconnected, self._listeners = stamps, listeners
-        return listeners, moved
+        return listeners, frozenset(moved)
 
     def forget_enrichment(self) -> None:
         """Drop last tick's enrichment answers (the enricher was replaced)."""
@@ -198,11 +204,20 @@ def _conversation(entry: SocketEntry) -> object:
     return key if key.remote is not None else (key, entry.inode)
 
 
-def _direction(entry: SocketEntry, listeners: Listeners) -> Direction:
-    """The entry's direction when its source knew it, else judged from the listeners."""
+def _moved(before: Listeners, now: Listeners) -> set[int]:
+    """The ports whose listeners differ."""
+    return {
+        port for (t, port) in before.keys() | now.keys()
+        if before.get((t, port)) != now.get((t, port))
+    }  # fmt: skip
+
+
+def _direction(entry: SocketEntry, listeners: AllListeners) -> Direction:
+    """The entry's direction when its source knew it, else judged from the listeners of
+    its own namespace."""
     if entry.direction is not Direction.UNKNOWN:
         return entry.direction
-    return infer_direction(entry.key, entry.state, listeners)
+    return infer_direction(entry.key, entry.state, listeners_for(entry, listeners))
 
 
 def _routed(flow: Flow, egress: Egress) -> Flow:

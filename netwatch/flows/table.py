@@ -55,12 +55,13 @@ this module does not import `netwatch.dissect`, its sibling layer.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netwatch.flows.serials import SerialOf, new_serial, numbered
 from netwatch.model import (
     Attribution,
     CertNames,
+    Container,
     Direction,
     Endpoint,
     Flow,
@@ -144,9 +145,12 @@ class FlowOwner:
     attribution: Attribution = Attribution.UNKNOWN
     local_is_initiator: bool | None = None
     """Which side is this host (None: not known yet)."""
-    contested: bool = False
+    contested: bool = field(default=False, kw_only=True)
     """Sockets of more than one process could have carried this flow when a guess was tried
     (`flows.raw_pairing`): no guess is made for it, ever; an exact answer still may come."""
+    container: Container | None = field(default=None, kw_only=True)
+    """The network namespace (container) whose socket owns the flow; None: the host's.
+    (`contested` and `container` are keyword-only: two branches added them side by side.)"""
 
 
 UNOWNED = FlowOwner()
@@ -318,6 +322,7 @@ class FlowState:
             interface=self.interface,
             egress_by=None if self.interface is None else "capture",
             forwarded=self.forwarded,
+            container=self.owner.container,
         )
 
 

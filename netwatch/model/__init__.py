@@ -43,7 +43,7 @@ from netwatch.model.policy import (
 from netwatch.model.provider import Audit, Fact, Incident, ProviderFacts
 from netwatch.model.remote import DataSource, EnrichedFlow, ListHit, Owner, RemoteInfo, Scope
 from netwatch.model.snapshot import Counters, NamedShare, Snapshot, SourceStatus
-from netwatch.model.sockets import SocketEntry, SocketTable
+from netwatch.model.sockets import ConnectionView, SocketEntry, SocketTable
 
 __all__ = [
     "Action",
@@ -92,6 +92,7 @@ __all__ = [
     "SoftEtherConfig",
     "SocketEntry",
     "SocketTable",
+    "ConnectionView",
     "SourceStatus",
     "Transport",
     "TunnelPolicy",

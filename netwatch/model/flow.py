@@ -201,6 +201,11 @@ class Container:
     name: str | None = None
     runtime: str | None = None
 
+    def summary(self) -> str:
+        """One line for tables and detail screens: `web (docker)`, or `netns:4026532533`."""
+        name = self.name or f"netns:{self.netns}"
+        return f"{name} ({self.runtime})" if self.runtime else name
+
 
 @dataclass(frozen=True, slots=True)
 class Label:

@@ -11,7 +11,15 @@ import itertools
 import operator
 from dataclasses import dataclass, field
 
-from netwatch.model.flow import Direction, Endpoint, FlowKey, IPAddress, ProcessRef, Transport
+from netwatch.model.flow import (
+    Container,
+    Direction,
+    Endpoint,
+    FlowKey,
+    IPAddress,
+    ProcessRef,
+    Transport,
+)
 
 # A socket bound to :: also receives IPv4 (dual stack), whose addresses we keep unmapped.
 _UNSPECIFIED: frozenset[IPAddress] = frozenset((ipaddress.IPv4Address(0), ipaddress.IPv6Address(0)))
@@ -45,6 +53,9 @@ class SocketEntry:
     interface: str | None = None
     """For an AF_PACKET socket (transport `packet`, the ethertype it receives as local port):
     the interface it is bound to, None when it is bound to none (it sees every interface)."""
+    container: Container | None = None
+    """The network namespace (container) the socket lives in; None for this host's own.
+    Its sockets are listed with sock_diag inside that namespace (`sources.namespaces`)."""
     stamp: int = field(default=0, compare=False)
     """A number the sampler gives each entry it makes, never given twice in a process (0: not
     stamped, e.g. built by hand). The sampler hands on an unchanged socket's entry with its
@@ -52,12 +63,26 @@ class SocketEntry:
     (`flows.socket_flows`); a changed socket is a new entry with a new stamp."""
 
 
+ConnectionView = tuple[Transport, Endpoint, Endpoint]
+"""(transport, initiator's end, responder's end) of one view of a connection."""
+
+
 @dataclass(frozen=True)
 class SocketTable:
-    """All sockets of one sample, indexed for lookup by endpoint."""
+    """All sockets of one sample, indexed for lookup by endpoint.
+
+    The host's own sockets answer `lookup`; sockets of other network namespaces
+    (containers, `SocketEntry.container`) answer only `lookup_contained`, so a container's
+    listener is never taken for the owner of a host connection on the same port. `nat`
+    holds the connections the host translates (conntrack: the original view and the
+    translated one), so a flow seen under the host's translated address can be traced back
+    to the container's socket.
+    """
 
     taken_at: float
     entries: tuple[SocketEntry, ...]
+    nat: tuple[tuple[ConnectionView, ConnectionView], ...] = ()
+    """(original, translated) views of each translated connection (`sources.conntrack`)."""
     _by_pair: dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -67,6 +92,12 @@ class SocketTable:
     """(transport, IP version, port) -> the socket bound to that version's wildcard address."""
     _pids: frozenset[int] | None = field(default=None, init=False, repr=False, compare=False)
     _portless: tuple[SocketEntry, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _contained: dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _nat: dict[ConnectionView, ConnectionView] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
@@ -97,6 +128,8 @@ class SocketTable:
             index = {}
             wild: dict[tuple[Transport, int, int], SocketEntry] = {}
             for e in self.entries:
+                if e.container is not None:
+                    continue  # another namespace's: `lookup_contained`
                 key = e.key
                 index.setdefault((key.transport, key.local, key.remote), e)
                 if key.remote is None and key.local.ip in _UNSPECIFIED:
@@ -124,3 +157,47 @@ class SocketTable:
             if hit is not None:
                 return hit
         return None
+
+    def has_contained(self) -> bool:
+        """Whether the table holds any other namespace's socket (cheap after the first call)."""
+        return bool(self._contained_index()) or bool(self.nat)
+
+    def _contained_index(self) -> dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry]:
+        index = self._contained
+        if index is None:
+            index = {}
+            for e in self.entries:
+                if e.container is not None:
+                    key = e.key
+                    index.setdefault((key.transport, key.local, key.remote), e)
+            object.__setattr__(self, "_contained", index)
+        return index
+
+    def lookup_contained(
+        self, transport: Transport, local: Endpoint, remote: Endpoint | None
+    ) -> SocketEntry | None:
+        """`lookup` among other namespaces' sockets: the exact pair, then an unconnected
+        socket bound to exactly the local end. Not a socket bound to the wildcard address:
+        the table does not hold each namespace's addresses, so a container's `0.0.0.0:443`
+        could be taken for the owner of any flow on port 443 (accepted TCP connections
+        are exact pairs; a container's UDP server on the wildcard stays unattributed)."""
+        idx = self._contained_index()
+        if not idx:
+            return None
+        return idx.get((transport, local, remote)) or idx.get((transport, local, None))
+
+    def translated(
+        self, transport: Transport, ini: Endpoint, resp: Endpoint
+    ) -> ConnectionView | None:
+        """The other view of a translated connection seen as `ini` -> `resp`: its original
+        view for the translated one and the other way round; None when not translated."""
+        if not self.nat:
+            return None
+        index = self._nat
+        if index is None:
+            index = {}
+            for original, translated in self.nat:
+                index[translated] = original
+                index[original] = translated
+            object.__setattr__(self, "_nat", index)
+        return index.get((transport, ini, resp))

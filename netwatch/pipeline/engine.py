@@ -198,7 +198,8 @@ class Engine:
         if self.packets is not None:
             memo: MergeMemo = {}
             packet_flows = self.packets.flows(table, now, self.serials)
-            flows = merge_flows(flows, packet_flows, self._merged, memo)
+            nat = table.translated if table.nat else None  # containers behind NAT
+            flows = merge_flows(flows, packet_flows, self._merged, memo, nat)
             self._merged = memo
             counters = self.packets.counters()
             drops = counters.capture_drops + counters.queue_drops

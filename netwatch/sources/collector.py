@@ -45,6 +45,7 @@ from netwatch.model import Endpoint, FlowKey, ProcessRef, SocketEntry, SocketTab
 from netwatch.sources.channel import Channel, ChannelClosedError
 from netwatch.sources.connect_owners import ConnectionOwners, watcher_priority
 from netwatch.sources.hostfacts import HostFactsReader
+from netwatch.sources.namespaces import Namespaces
 from netwatch.sources.netlink import NetlinkUnavailableError
 from netwatch.sources.privdrop import die_with_parent, keep_only
 from netwatch.sources.privileges import (
@@ -67,7 +68,13 @@ COLLECTOR_CAPS = frozenset({CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_PTRACE, CAP_DAC_
 * CAP_DAC_READ_SEARCH: enter those `fd` folders (mode 0500, owned by the process's user),
   and read SoftEther configs whatever their mode.
 
-sock_diag dumps and `/proc/net` need none. Everything else (CAP_SETUID, CAP_CHOWN, ...) is
+sock_diag dumps and `/proc/net` need none. Not CAP_SYS_ADMIN, though listing a container's
+sockets with sock_diag means entering its network namespace (`setns`), which needs it: it is
+the widest capability there is (mounts, BPF, namespaces), and the service's unit forbids
+`setns` anyway (`RestrictNamespaces=yes`). The collector lists other namespaces' sockets from
+`/proc/<pid>/net` instead (`sources.namespaces`, `enter=False`): the same sockets and
+owners, without tcp_info counters (capture counts their bytes), at about three times the
+CPU per listing (bench/namespaces.py). Everything else (CAP_SETUID, CAP_CHOWN, ...) is
 gone from every set, including the bounding set, and `no_new_privs` is set."""
 
 _INODE = operator.attrgetter("inode")
@@ -219,13 +226,14 @@ class Collector:
     ) -> None:
         self.channel = channel
         self.config_file = config_file
-        self.sampler = sampler or SocketSampler()
+        self.sampler = sampler or SocketSampler(namespaces=Namespaces(enter=False))
         self.host = host or HostFactsReader(links=False)  # the analyzer reads links itself
         self.starts: ConnectionOwners | None = None
         self._watch_starts = watch_starts
         self._diff = TableDiff()
         self._parsed: dict[tuple[Any, ...], tuple[Transport, Endpoint, Endpoint]] = {}
         self._status: dict[str, Any] | None = None
+        self._nat: tuple[Any, ...] = ()
         self.socket_path = socket_path
         self._socket_id: tuple[int, int] | None = None
 
@@ -281,6 +289,9 @@ class Collector:
 
     def _table(self, table: SocketTable) -> dict[str, Any]:
         out = self._diff.message(table)
+        if table.nat != self._nat:  # containers' translated connections (netns helper)
+            self._nat = table.nat
+            out["nat"] = codec.nat_to_list(table.nat)
         status = codec.status_to_dict(self.sampler.status())
         if status != self._status:
             out["status"] = self._status = status

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from netwatch.sources import netlink
+
 
 @dataclass(frozen=True, slots=True)
 class ProcNetRow:
@@ -119,3 +121,9 @@ def read_packet_sockets(root: str = "/proc/net") -> list[PacketRow]:
             return parse_packet_sockets(fh.read())
     except OSError:
         return []
+
+
+def as_record(row: ProcNetRow) -> netlink.Record:
+    """A /proc/net row in the shape of a diag record (no counters; the inode as cookie)."""
+    ident = netlink.make_ident(row.lport, row.rport, row.src, row.dst, row.inode)
+    return (row.family, row.state, ident, row.uid, row.inode, b"")

@@ -29,6 +29,7 @@ from typing import Any
 from netwatch import codec
 from netwatch.errors import ConfigError
 from netwatch.model import (
+    ConnectionView,
     Endpoint,
     FlowKey,
     HostFacts,
@@ -112,6 +113,7 @@ class RemoteSockets:
         """Decoded keys of the sockets sent so far (`codec.socket_entry_from_list`)."""
         self._status = SourceStatus(mode="local")
         self._table: SocketTable | None = None
+        self._nat: tuple[tuple[ConnectionView, ConnectionView], ...] = ()
 
     def sample(self) -> SocketTable:
         """A full sample, taken by the collector."""
@@ -171,11 +173,14 @@ class RemoteSockets:
             entries[handle] = replace(entry, stamp=new_stamp())
         if "status" in answer:
             self._status = codec.status_from_dict(answer["status"])
+        nat = self._nat
+        if "nat" in answer:  # containers' translated connections, sent when they change
+            nat = self._nat = codec.nat_from_list(answer["nat"])
         taken_at = float(answer["taken_at"])
         last = self._table
         if last is not None and not upserts and not removed and last.taken_at == taken_at:
             return last  # a refresh that changed nothing: the sampler's very table
-        self._table = SocketTable(taken_at=taken_at, entries=tuple(entries.values()))
+        self._table = SocketTable(taken_at=taken_at, entries=tuple(entries.values()), nat=nat)
         return self._table
 
     def close(self) -> None:

@@ -31,6 +31,8 @@ import psutil
 
 from netwatch.clock import Clock, SystemClock
 from netwatch.model import (
+    ConnectionView,
+    Container,
     Direction,
     Endpoint,
     FlowKey,
@@ -40,7 +42,8 @@ from netwatch.model import (
     SourceStatus,
     Transport,
 )
-from netwatch.sources import netlink, procnet
+from netwatch.sources import conntrack, netlink, procnet
+from netwatch.sources.namespaces import Namespaces
 from netwatch.sources.privileges import Privileges, missing_lines, probe
 from netwatch.sources.processes import ProcessReader, PsutilReader, SocketOwners
 
@@ -58,6 +61,7 @@ _PROC_TABLES = (
     ("icmp", socket.AF_INET, Transport.ICMP),
     ("icmp6", socket.AF_INET6, Transport.ICMPV6),
 )
+_PROC_TRANSPORTS = frozenset(t for _, _, t in _PROC_TABLES)
 _UDP_FILES: dict[int, str] = {socket.AF_INET: "udp", socket.AF_INET6: "udp6"}
 _UNSPECIFIED = ipaddress.IPv4Address(0)
 
@@ -77,6 +81,8 @@ _NEW_LOOKUPS = 256
 _ABSENT_FOR = 3.0
 """Seconds before a conversation whose socket was not found is looked up again."""
 _NO_ENTRIES: dict[netlink.Record, SocketEntry] = {}
+Batch = tuple[Transport, list[netlink.Record], Container | None]
+"""The records of one transport, and the namespace they are from (None: this host's)."""
 _NONES = itertools.repeat(None)
 _STAMPS = itertools.count(1)
 """Stamps of the entries every sampler in this process makes (`SocketEntry.stamp`)."""
@@ -106,6 +112,7 @@ class SocketSampler:
         clock: Clock | None = None,
         proc_root: str = "/proc",
         reader: ProcessReader | None = None,
+        namespaces: Namespaces | bool = True,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown socket backend {backend!r}")
@@ -117,8 +124,14 @@ class SocketSampler:
         self._udp_diag = True
         self._tcp_both = True
         self._fallback_reason: str | None = None
-        self._seen: dict[Transport, dict[netlink.Record, SocketEntry]] = {}
-        """Last sample's entry for each kernel record, per transport (see `_entries`)."""
+        self._seen: dict[tuple[Transport, Container | None], dict[netlink.Record, SocketEntry]]
+        self._seen = {}
+        """Last sample's entry for each kernel record, per transport and namespace."""
+        self._namespaces: Namespaces | None = None
+        """Other network namespaces (containers) whose sockets are listed too (Linux)."""
+        self._nat: tuple[tuple[ConnectionView, ConnectionView], ...] = ()
+        """The host's translated connections (conntrack), read while containers exist."""
+        self._conntrack = conntrack.Conntrack()
         self._keys: dict[bytes, FlowKey] = {}
         """Socket ident -> key, so a socket whose counters moved keeps its key object."""
         self._owner_refs: Mapping[int, ProcessRef] = {}
@@ -137,12 +150,21 @@ class SocketSampler:
             try:
                 self._diag = netlink.DiagSocket()
                 self.backend = "netlink"
+                if namespaces:
+                    self._namespaces = (
+                        namespaces if isinstance(namespaces, Namespaces) else Namespaces(proc_root)
+                    )
             except netlink.NetlinkUnavailableError as exc:
                 if backend == "netlink":
                     raise
                 self._fallback_reason = str(exc)
         elif backend == "netlink":
             raise netlink.NetlinkUnavailableError(0, "netlink needs Linux")
+
+    @property
+    def namespaces(self) -> Namespaces | None:
+        """The other network namespaces listed with the host's sockets (None: not listed)."""
+        return self._namespaces
 
     @property
     def owners(self) -> SocketOwners:
@@ -168,7 +190,7 @@ class SocketSampler:
         return self._last_table(taken_at, entries)
 
     def _last_table(self, taken_at: float, entries: list[SocketEntry]) -> SocketTable:
-        table = SocketTable(taken_at=taken_at, entries=tuple(entries))
+        table = SocketTable(taken_at=taken_at, entries=tuple(entries), nat=self._nat)
         if self._last is not None:
             self._last.made = table
         return table
@@ -192,40 +214,47 @@ class SocketSampler:
         if self._diag is not None:
             self._diag.close()
             self._diag = None
+        if self._namespaces is not None:
+            self._namespaces.close()
 
     # ------------------------------------------------------------ netlink
 
     def _sample_netlink(self, diag: netlink.DiagSocket) -> list[SocketEntry]:
-        batches: list[tuple[Transport, list[netlink.Record]]] = []
+        batches: list[Batch] = []
         dumps: Sequence[tuple[int, int, Transport]] = _DUMPS
         if self._tcp_both:
             try:
-                batches.append((Transport.TCP, diag.dump_tcp()))
+                batches.append((Transport.TCP, diag.dump_tcp(), None))
                 dumps = _DUMPS[2:]
             except netlink.NetlinkUnavailableError:
                 self._tcp_both = False  # no compat request here: one dump per family
         for family, proto, transport in dumps:
             if transport is Transport.UDP and not self._udp_diag:
-                batches.append((transport, _proc_records(_UDP_FILES[family], family)))
+                batches.append((transport, _proc_records(_UDP_FILES[family], family), None))
                 continue
             try:
-                batches.append((transport, diag.dump(family, proto)))
+                batches.append((transport, diag.dump(family, proto), None))
             except netlink.NetlinkUnavailableError:
                 if transport is not Transport.UDP:
                     raise
                 self._udp_diag = False  # udp_diag not loaded: /proc/net/udp has the same rows
-                batches.append((transport, _proc_records(_UDP_FILES[family], family)))
+                batches.append((transport, _proc_records(_UDP_FILES[family], family), None))
         batches.extend(_proc_batches())
+        if self._namespaces is not None:
+            contained = self._namespaces.batches()
+            batches.extend(contained)
+            # Translations matter only for traffic from behind this host (containers).
+            self._nat = self._conntrack.translations() if contained else ()
         return self._table_from(batches, procnet.read_packet_sockets())
 
     def _table_from(
         self,
-        batches: list[tuple[Transport, list[netlink.Record]]],
+        batches: list[Batch],
         packet_rows: list[procnet.PacketRow],
     ) -> list[SocketEntry]:
         """Entries for these kernel records, owners attached; kept for `refresh`."""
         inodes: set[int] = set()
-        for _, records in batches:
+        for _, records, _ns in batches:
             inodes.update(map(_INODE, records))
         inodes.update(row.inode for row in packet_rows)
         owners = self._owners.owners(inodes)
@@ -270,13 +299,14 @@ class SocketSampler:
         # Raw, ping and packet sockets are read again too (five small /proc files): a flow
         # is paired with them as of the table's time (`flows.raw_pairing`), so a table
         # stamped now must not hold the last full sample's.
-        batches[-len(_PROC_TABLES) :] = _proc_batches()
+        fresh = iter(_proc_batches())  # the host's raw and ping tables, in the same order
+        batches = [next(fresh) if b[2] is None and b[0] in _PROC_TRANSPORTS else b for b in batches]
         entries = self._table_from(batches, procnet.read_packet_sockets())
         return self._last_table(taken_at, entries)
 
     def _reread(
         self, diag: netlink.DiagSocket, last: _Last, table: SocketTable, active: list[Conversation]
-    ) -> list[tuple[Transport, list[netlink.Record]]] | None:
+    ) -> list[Batch] | None:
         """Last sample's records with those of `active` re-read, dropped or added.
 
         Returns None when nothing read again had changed.
@@ -286,6 +316,8 @@ class SocketSampler:
         copied: set[int] = set()
         gone: set[tuple[int, int]] = set()
         added: dict[Transport, list[netlink.Record]] = {}
+        # A container's sockets are re-read with its namespace's next full sample; the
+        # host's sock_diag socket cannot see them.
         tries = _NEW_LOOKUPS
         now, absent = self._clock.monotonic(), self._absent
         for conversation in active:
@@ -316,7 +348,7 @@ class SocketSampler:
                 continue
             if b not in copied:
                 copied.add(b)
-                batches[b] = (Transport.TCP, list(batches[b][1]))
+                batches[b] = (Transport.TCP, list(batches[b][1]), None)
             if new is None:
                 gone.add(at)
             else:
@@ -325,17 +357,17 @@ class SocketSampler:
             return None
         for b in {b for b, _ in gone}:
             kept = [r for i, r in enumerate(batches[b][1]) if (b, i) not in gone]
-            batches[b] = (Transport.TCP, kept)
+            batches[b] = (Transport.TCP, kept, batches[b][2])
         for transport, records in added.items():
-            b = next(i for i, (t, _) in enumerate(batches) if t is transport)
+            b = next(i for i, (t, _, ns) in enumerate(batches) if t is transport and ns is None)
             idents = set(map(_IDENT, batches[b][1]))
             fresh = [r for r in records if r[2] not in idents]
-            batches[b] = (transport, [*batches[b][1], *fresh])
+            batches[b] = (transport, [*batches[b][1], *fresh], None)
         return batches
 
     def _entries(
         self,
-        batches: list[tuple[Transport, list[netlink.Record]]],
+        batches: list[Batch],
         owners: Mapping[int, ProcessRef],
         stable: bool,
     ) -> tuple[list[SocketEntry], bool]:
@@ -353,9 +385,9 @@ class SocketSampler:
         old_seen = self._seen
         moved = frozenset() if stable else self._owner_changes(owners)
         out: list[SocketEntry | None] = []
-        fresh: list[tuple[int, Transport, netlink.Record]] = []
-        for transport, records in batches:
-            seen = old_seen.get(transport, _NO_ENTRIES)
+        fresh: list[tuple[int, Transport, netlink.Record, Container | None]] = []
+        for transport, records, ns in batches:
+            seen = old_seen.get((transport, ns), _NO_ENTRIES)
             got: list[SocketEntry | None] = list(map(seen.get, records))
             base = len(out)
             positions = range(len(records))
@@ -364,7 +396,7 @@ class SocketSampler:
                 misses.update(
                     itertools.compress(positions, map(moved.__contains__, map(_INODE, records)))
                 )
-            fresh.extend((base + i, transport, records[i]) for i in sorted(misses))
+            fresh.extend((base + i, transport, records[i], ns) for i in sorted(misses))
             out.extend(got)
         if not fresh and len(out) == sum(map(len, old_seen.values())):
             return cast(list[SocketEntry], out), False  # the very same sockets: keep the cache
@@ -374,8 +406,8 @@ class SocketSampler:
         # The record cache, from the entries as they finally are.
         self._seen = {}
         base = 0
-        for transport, records in batches:
-            self._seen[transport] = dict(
+        for transport, records, ns in batches:
+            self._seen.setdefault((transport, ns), {}).update(
                 zip(records, entries[base : base + len(records)], strict=True)
             )
             base += len(records)
@@ -384,14 +416,14 @@ class SocketSampler:
     def _build(
         self,
         out: list[SocketEntry | None],
-        fresh: list[tuple[int, Transport, netlink.Record]],
+        fresh: list[tuple[int, Transport, netlink.Record, Container | None]],
         owners: Mapping[int, ProcessRef],
     ) -> None:
         """Make the entries of `fresh` records in `out`."""
         keys = self._keys
         if len(keys) > 2 * len(out) + 1024:
             keys.clear()  # forget closed sockets' keys now and then, not every sample
-        for i, transport, r in fresh:
+        for i, transport, r, ns in fresh:
             key = keys.get(r[2]) or self._key(transport, r)
             keys[r[2]] = key
             acked, received, segs_out, segs_in = netlink.decode_counters(r[5])
@@ -407,6 +439,7 @@ class SocketSampler:
                 bytes_received=received,
                 segs_out=segs_out,
                 segs_in=segs_in,
+                container=ns,
                 stamp=next(_STAMPS),
             )
             out[i] = entry
@@ -535,19 +568,14 @@ def interface_name(ifindex: int) -> str | None:
         return f"#{ifindex}"
 
 
-def _proc_batches() -> list[tuple[Transport, list[netlink.Record]]]:
-    """The raw and ping socket tables, as the last batches of a sample."""
-    return [(t, _proc_records(name, family)) for name, family, t in _PROC_TABLES]
+def _proc_batches() -> list[Batch]:
+    """The host's raw and ping socket tables, as batches of a sample (after its TCP and UDP
+    dumps, before other namespaces' batches)."""
+    return [(t, _proc_records(name, family), None) for name, family, t in _PROC_TABLES]
 
 
 def _proc_records(name: str, family: int) -> list[netlink.Record]:
-    return [_row_record(r) for r in procnet.read_proc_net(name, family)]
-
-
-def _row_record(row: procnet.ProcNetRow) -> netlink.Record:
-    """A /proc/net row in the shape of a diag record (no counters; the inode as cookie)."""
-    ident = netlink.make_ident(row.lport, row.rport, row.src, row.dst, row.inode)
-    return (row.family, row.state, ident, row.uid, row.inode, b"")
+    return [procnet.as_record(r) for r in procnet.read_proc_net(name, family)]
 
 
 class _Last:
@@ -557,7 +585,7 @@ class _Last:
 
     def __init__(
         self,
-        batches: list[tuple[Transport, list[netlink.Record]]],
+        batches: list[Batch],
         packet_rows: list[procnet.PacketRow],
         entries: list[SocketEntry],
     ) -> None:
@@ -579,9 +607,9 @@ class _Last:
         if self._positions is None:
             positions: dict[FlowKey, tuple[int, int]] = {}
             at = 0
-            for b, (transport, records) in enumerate(self.batches):
+            for b, (transport, records, ns) in enumerate(self.batches):
                 n = len(records)
-                if transport is Transport.TCP:
+                if transport is Transport.TCP and ns is None:  # the host's: `refresh` re-reads
                     keys = map(_KEY, self.entries[at : at + n])
                     positions.update(zip(keys, zip(itertools.repeat(b), range(n)), strict=True))
                 at += n

@@ -211,6 +211,8 @@ def flow_detail(
     first = None if f.first_seen is None else now - f.first_seen
     _field(out, "age", fmt.duration(first))
     _field(out, "attribution", f.attribution.value)
+    if f.container is not None:
+        _field(out, "container", f.container.summary())
     label_section(out, f.label)
     process_section(out, f.process, snapshot)
     remote_section(out, ef.remote)

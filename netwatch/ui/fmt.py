@@ -125,11 +125,14 @@ def direction(d: Direction) -> str:
 
 
 def badges(ef: EnrichedFlow) -> list[str]:
-    """Word badges for a flow: `VPN`/`ANON` from its label, list memberships (`VPNGATE`)."""
+    """Word badges for a flow: `VPN`/`ANON` from its label, `CTR` for a container's (another
+    network namespace's) socket, list memberships (`VPNGATE`)."""
     out = []
     label = ef.flow.label
     if label is not None and label.vpn:
         out.append("ANON" if label.category == "anonymizer" else "VPN")
+    if ef.flow.container is not None:
+        out.append("CTR")
     if ef.remote is not None:
         out += [h.list.upper() for h in ef.remote.lists]
     return out

@@ -27,6 +27,7 @@ from netwatch.sources.collector import COLLECTOR_CAPS
 from tests.conftest import requires_root
 from tests.daemon.harness import REPO, Collector, daemon_argv, make_programs, stop
 from tests.daemon.test_daemon_local import _wait_for
+from tests.netns import Lab
 
 pytestmark = [pytest.mark.daemon, pytest.mark.timeout(120), requires_root]
 
@@ -288,3 +289,53 @@ def test_no_privsep_keeps_one_root_process(tmp_path: Path) -> None:
             s.connect(str(sock))  # it serves
     finally:
         stop(proc)
+
+
+# Holds a loopback connection inside a container's namespace; bounded at 60 s.
+CONTAINED = r"""
+import socket, time
+srv = socket.socket(); srv.bind(("127.0.0.1", 9402)); srv.listen()
+c = socket.create_connection(("127.0.0.1", 9402)); a, _ = srv.accept()
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_container_s_connection_is_named_through_the_split(
+    tmp_path: Path, daemon: subprocess.Popen[bytes]
+) -> None:
+    """The collector keeps no CAP_SYS_ADMIN, so it lists the container's namespace from
+    `/proc/<pid>/net`; the flow still has its program and its namespace."""
+    (program,) = make_programs(tmp_path / "bin", 1, prefix="nwpctr")
+    env = dict(os.environ, PYTHONHOME=sys.base_prefix)
+    feed = Collector(tmp_path / "n.sock")
+    with Lab("psep") as lab:
+        ns = lab.add_ns("c")
+        lab.exec_ok(ns, ["ip", "link", "set", "lo", "up"])
+        holder = lab.spawn(
+            ns,
+            ["unshare", "--pid", "--fork", "--mount-proc", str(program), "-c", CONTAINED],
+            stdout=subprocess.PIPE,
+            env=env,
+            bufsize=0,
+        )
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"ready"
+        netns = os.stat(f"/run/netns/{ns}").st_ino
+
+        def named(c: Collector) -> bool:
+            return any(
+                ef.flow.process is not None
+                and ef.flow.process.name == program.name
+                and ef.flow.container is not None
+                and ef.flow.container.netns == netns
+                and ef.flow.container.name == ns
+                and ef.flow.key.remote is not None
+                for snap in c.snapshots[-3:]
+                for ef in snap.flows
+            )
+
+        try:
+            assert feed.wait_for(named, 20), "the container's connection was not named"
+        finally:
+            feed.close()

@@ -33,6 +33,8 @@ class Watch:
     """Seconds between the probe's ticks (netwatch's default is 1)."""
     full_every: float = 0.0
     """Seconds between full socket samples (`Engine.full_every`; 0: every tick)."""
+    interface: str | None = None
+    """The one interface netwatch captures on (None: every interface)."""
     snapshots: list[dict] = field(default_factory=list)
     record: bool = True
     """Run tcpdump beside the probe (off where its packet socket must not be there: the
@@ -57,6 +59,8 @@ class Watch:
         probe += ["--interval", str(self.interval), "--full-every", str(self.full_every)]
         if self.bpf:
             probe += ["--filter", self.bpf]
+        if self.interface:
+            probe += ["--interface", self.interface]
         self._probe = self.lab.spawn(
             self.lab.host,
             probe,

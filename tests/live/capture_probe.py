@@ -1,7 +1,7 @@
 """Run inside a lab namespace: the live engine with packet capture, one snapshot per tick.
 
     ip netns exec NS python -m tests.live.capture_probe OUT [--filter BPF] [--interval S]
-        [--full-every S]
+        [--full-every S] [--interface IF]
 
 Prints `ready` once capture runs, ticks the real engine (socket sampler + `CaptureFlows`)
 until a line arrives on stdin (or `--max-seconds` pass), then writes every snapshot to OUT as
@@ -28,8 +28,9 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=0.3)
     ap.add_argument("--max-seconds", type=float, default=60.0)
     ap.add_argument("--full-every", type=float, default=0.0)
+    ap.add_argument("--interface", default=None, help="capture on this interface only")
     args = ap.parse_args()
-    packets = CaptureFlows.open(bpf=args.filter)
+    packets = CaptureFlows.open(interface=args.interface, bpf=args.filter)
     engine = build_live_engine(packets=packets, full_every=args.full_every)
     snapshots = [engine.tick()]
     print("ready", flush=True)

@@ -76,8 +76,8 @@ def test_interface_names_of_packet_sockets() -> None:
 
 def _entries(rows: list[procnet.ProcNetRow], transport: Transport) -> list[SocketEntry]:
     sampler = sockets.SocketSampler(backend="psutil")
-    records = [sockets._row_record(r) for r in rows]
-    out, _ = sampler._entries([(transport, records)], {}, True)
+    records = [procnet.as_record(r) for r in rows]
+    out, _ = sampler._entries([(transport, records, None)], {}, True)
     return out
 
 

@@ -44,6 +44,7 @@ def by_port(
         e
         for e in table.entries
         if e.key.transport is transport
+        and e.container is None  # other labs' namespaces may use the same port
         and (e.key.local.port == port or (e.key.remote is not None and e.key.remote.port == port))
     ]
 

@@ -98,3 +98,21 @@ def test_help_lists_keys_and_the_filter_language() -> None:
     text = help_text().plain
     for needle in ("/ ", "pause rendering", "proc:NAME", "-term", "command palette", "[VPN]"):
         assert needle in text
+
+
+def test_a_container_s_flow_is_shown_with_its_container() -> None:
+    """The flow screen, the table's badge and `snapshot`'s process cell name the container."""
+    from netwatch.cli.snapshot import table_row
+    from netwatch.model import Container
+    from netwatch.ui import fmt
+
+    ef = make_flow("203.0.113.9", 443, process=CLIENT)
+    assert "container" not in flow_detail(ef, Rate(), None, (), 0.0).plain
+    assert "CTR" not in fmt.badges(ef) and table_row(ef, geo=False)[0] == "vpnclient"
+    web = replace(ef, flow=replace(ef.flow, container=Container(7, "web", "docker")))
+    assert "container     web (docker)" in flow_detail(web, Rate(), None, (), 0.0).plain
+    assert "CTR" in fmt.badges(web) and fmt.proto(web).endswith("[CTR]")
+    assert table_row(web, geo=False)[0] == "vpnclient@web"
+    bare = replace(ef, flow=replace(ef.flow, container=Container(4026532533)))
+    assert "container     netns:4026532533" in flow_detail(bare, Rate(), None, (), 0.0).plain
+    assert table_row(bare, geo=False)[0] == "vpnclient@4026532533"

@@ -27,7 +27,11 @@ KEYS = (
 COLUMNS = (
     ("Dir", "out = this host connected, in = a peer connected here, lstn = listening"),
     ("Cty", "country code (always) and flag; lan/lo for local addresses"),
-    ("Proto", "what the dissectors recognised; [VPN] [ANON] badges, [VPNGATE] [TOR] lists"),
+    (
+        "Proto",
+        "what the dissectors recognised; [VPN] [ANON] badges, [CTR] a container's flow, "
+        "[VPNGATE] [TOR] lists",
+    ),
     ("Up/s Down/s", "bytes per second since the previous snapshot"),
     ("Eyes", "the narrowest commonly cited 5/9/14 Eyes grouping of the country"),
     ("?", "process unknown: another user's socket without privileges, or raw traffic"),
