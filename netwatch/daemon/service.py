@@ -4,7 +4,8 @@ A plain loop in the main thread (never Textual). Order per tick is the durabilit
 the engine ticks, the tick's alerts are committed to the store (synchronous=FULL), and only
 then are they announced (socket clients, live sinks, metrics). So every alert a client has
 seen is on disk, even if the daemon is killed right after. Flow summaries are batched and
-written every `flow_flush` seconds and at shutdown: they are bulky and not a promise.
+written every `flow_flush` seconds and at shutdown, with the usage history's rows
+(`store/rollup.py`) in the same transaction: they are bulky and not a promise.
 
 Signals only set flags; `signal.set_wakeup_fd` wakes the select in `SnapshotServer.poll`, so
 SIGTERM/SIGINT stop within one tick plus the flush, and SIGHUP rebuilds the engine from the
@@ -35,6 +36,7 @@ from netwatch.model.versions import UNNUMBERED, Version, keep, missing, recall, 
 from netwatch.pipeline import Detector
 from netwatch.store import Store
 from netwatch.store.first_seen import KIND as FIRST_SEEN
+from netwatch.store.rollup import Rollups
 from netwatch.stream import StreamEncoder
 
 log = logging.getLogger("netwatch.daemon")
@@ -148,6 +150,8 @@ class Service:
         """Rows of last tick's flows that had no serial (not kept by version): stamped as
         last seen at the next tick, and again at the flush while they go on."""
         self._seen_at = 0.0
+        self.usage = Rollups()
+        """Per-minute usage history from each tick's flow deltas, written at the flush."""
         self._last_flush = clock.monotonic()
         self._recent: OrderedDict[str, Alert] = OrderedDict()
         self._last: Snapshot | None = None
@@ -237,6 +241,7 @@ class Service:
         facts = {FIRST_SEEN: self.first_seen.take_pending()} if self.first_seen else {}
         self.store.save_tick(snap.alerts, facts, now)
         self._buffer_flows(snap, now)
+        self.usage.add(snap.flows, now)
         if self.clock.monotonic() - self._last_flush >= self.options.flow_flush:
             self.flush_flows()
         self._announce(snap)
@@ -341,10 +346,11 @@ class Service:
             row.last = at  # (the _LISTENING placeholder is never saved)
 
     def flush_flows(self) -> None:
-        """Write the buffered flow summaries."""
+        """Write the buffered flow summaries and the usage rows, in one transaction."""
         self._stamp_rows()
-        if self._flows:
-            self.store.save_flows((r.ef, r.first, r.last) for r in self._flows.values())
+        usage = self.usage.take()
+        if self._flows or usage:
+            self.store.save_flows(((r.ef, r.first, r.last) for r in self._flows.values()), usage)
             self._flows.clear()
             self._flow_rows.clear()
             self._strays = []

@@ -243,9 +243,10 @@ def test_flags_win_over_daemon_settings_which_win_over_defaults() -> None:
     flags = argparse.Namespace(
         interval=None, retention_days=2.0, max_db_mb=None, export_file=None,
         export_format=None, metrics_port=None, interface=None, syslog=None, no_capture=False,
-        full_sample_every=None,
+        full_sample_every=None, hourly_after_days=None,
     )  # fmt: skip
     got = apply_settings(flags, settings)
+    assert got.hourly_after_days == 1.0
     assert got.full_sample_every == 0.0  # zero is a setting (every tick), not "unset"
     assert apply_settings(flags, parse_config({}).daemon).full_sample_every == 5.0
     assert (got.interval, got.retention_days, got.max_db_mb, got.export_format) == (

@@ -1,0 +1,160 @@
+"""Usage history rollups: bytes and new connections per minute and per who-talked-to-whom.
+
+Pure (no sqlite3, no clock): the daemon hands `Rollups.add` each tick's flows and the tick's
+time, and takes the finished rows at its flow-summary flush (`take`), which the store writes
+in the same transaction as the summaries (`Store.save_flows`). The history is what moved in
+each tick, not the counters' running totals, so it adds up over any time range:
+
+* the bytes of a conversation in a tick are its counters minus the counters it had last tick,
+  found by its serial (docs/architecture.md section 4). A flow whose `rev_traffic` is last
+  tick's has by the change contract the same counters, so it is skipped without reading them;
+  a whole tick whose versions are last tick's costs one list comparison. A flow without a
+  serial (0) is followed by its key and its counters are compared every tick;
+* a counter that went down (a socket closed and its key reused) counts from zero again;
+* a conversation new to the book counts all its bytes and one connection, except on the
+  first tick after a start: those conversations were open before, and their counters hold
+  traffic from before (counting them would put hours of a long download into one minute).
+
+Rows are keyed by the minute (`SPAN`) and by `Dims`: process name and executable, remote
+address, country, ASN, AS organisation, provider, transport and label. Listening sockets are
+not conversations and are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from netwatch.model import EnrichedFlow, FlowKey
+from netwatch.model.versions import Version, versions
+
+SPAN = 60
+"""Seconds per fresh row; kept for the configured age (`Retention.hourly_after`)."""
+HOUR = 3600
+DAY = 86400
+SPANS = (DAY, HOUR, SPAN)
+"""Every row is written at each of these spans (coarsest first): a long window is read from
+day rows and only its ragged ends from hour and minute rows (`usage.plan`)."""
+
+Dims = tuple[
+    str | None, str | None, str | None, str | None, int | None, str | None, str | None, str,
+    str | None,
+]  # fmt: skip
+"""(process name, exe, remote address, country, ASN, AS org, provider, transport, label)."""
+DIM_NAMES = (
+    "process_name",
+    "process_exe",
+    "remote_ip",
+    "country",
+    "asn",
+    "as_org",
+    "provider",
+    "transport",
+    "label",
+)
+"""The column of each position of `Dims`, in the store and in `netwatch history` output."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One bucket of one `Dims`: bytes both ways and conversations that began in it."""
+
+    bucket: int
+    """Start of the bucket, whole Unix seconds (a multiple of `span`)."""
+    span: int
+    dims: Dims
+    bytes_out: int
+    bytes_in: int
+    connections: int
+
+
+def dims_of(ef: EnrichedFlow) -> Dims:
+    """The rollup key of one flow."""
+    f, r = ef.flow, ef.remote
+    p = f.process
+    k = f.key
+    return (
+        p.name if p else None,
+        p.exe if p else None,
+        None if k.remote is None else str(k.remote.ip),
+        r.country if r else None,
+        r.asn if r else None,
+        r.as_org if r else None,
+        r.provider.name if r and r.provider else None,
+        k.transport.value,
+        f.label.name if f.label else None,
+    )
+
+
+class _Seen:
+    """What the book remembers of one conversation: its traffic revision and counters."""
+
+    __slots__ = ("rev", "sent", "received")
+
+    def __init__(self, rev: int, sent: int, received: int) -> None:
+        self.rev = rev
+        self.sent = sent
+        self.received = received
+
+
+class Rollups:
+    """Per-minute usage built from tick deltas, held until `take`."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int | FlowKey, _Seen] = {}
+        self._last: list[Version] | None = None
+        self._started = False
+        self._pending: dict[tuple[int, Dims], list[int]] = {}
+        """(minute, dims) -> [bytes out, bytes in, connections]."""
+
+    def add(self, flows: Sequence[EnrichedFlow], now: float) -> None:
+        """Account one tick taken at `now` (seconds)."""
+        tick = versions(flows)
+        if tick == self._last and 0 not in (v[0] for v in tick):
+            return  # nothing moved: equal versions promise equal counters
+        counting = self._started
+        self._started = True
+        bucket = int(now) // SPAN * SPAN
+        before = self._seen
+        seen: dict[int | FlowKey, _Seen] = {}
+        pending = self._pending
+        for ef in flows:
+            f = ef.flow
+            key = f.key
+            if key.remote is None:
+                continue
+            ident: int | FlowKey = f.serial or key
+            old = before.get(ident)
+            if old is not None and f.serial and old.rev == f.rev_traffic:
+                seen[ident] = old
+                continue
+            sent = f.bytes_sent or 0
+            received = f.bytes_received or 0
+            seen[ident] = _Seen(f.rev_traffic, sent, received)
+            if not counting:
+                continue
+            if old is None:
+                d_out, d_in, new = sent, received, 1
+            else:
+                d_out = sent - old.sent if sent >= old.sent else sent
+                d_in = received - old.received if received >= old.received else received
+                new = 0
+            if d_out or d_in or new:
+                acc = pending.setdefault((bucket, dims_of(ef)), [0, 0, 0])
+                acc[0] += d_out
+                acc[1] += d_in
+                acc[2] += new
+        self._seen = seen
+        self._last = tick
+
+    def take(self) -> list[UsageRow]:
+        """The rows accounted since the last call, oldest first; the book keeps its counters."""
+        rows = [
+            UsageRow(bucket, SPAN, dims, v[0], v[1], v[2])
+            for (bucket, dims), v in sorted(self._pending.items(), key=lambda kv: kv[0][0])
+        ]
+        self._pending.clear()
+        return rows
+
+    def __len__(self) -> int:
+        return len(self._pending)
