@@ -409,6 +409,8 @@ class UsageAnswer:
 
     totals: list[UsageTotal]
     spans: list[int]
+    coarse: bool = False
+    """An end of the window fell inside an hour whose minutes are gone: it counted whole."""
 
 
 def read_usage(path: Path, query: UsageQuery) -> UsageAnswer:
@@ -420,7 +422,7 @@ def read_usage(path: Path, query: UsageQuery) -> UsageAnswer:
     conn = open_reader(path)
     try:
         if not _has_usage(conn):
-            return UsageAnswer([], [])
+            return UsageAnswer([], [], False)
         return UsageAnswer(*query_usage(conn, query))
     except (sqlite3.Error, UnicodeDecodeError) as exc:
         raise _wrap(path, exc) from None

@@ -177,10 +177,19 @@ def plan(since: int, until: int, oldest_minute: int | None, width: int | None = 
     """Which rows answer [since, until): whole days, then whole hours, then minutes at the
     ends. `width` (a time grouping) rules out spans coarser than it. An end older than the
     oldest minute row is read from its hour row, which counts whole."""
+    return plan_window(since, until, oldest_minute, width)[0]
+
+
+def plan_window(
+    since: int, until: int, oldest_minute: int | None, width: int | None = None
+) -> tuple[Plan, bool]:
+    """`plan`, and whether an end of the window was read from a whole hour (coarse)."""
     spans = [s for s in (DAY, HOUR) if width is None or (s <= width and width % s == 0)]
     out: Plan = []
+    coarse = False
 
     def cover(lo: int, hi: int, level: int) -> None:
+        nonlocal coarse
         if lo >= hi:
             return
         if level == len(spans):  # minutes, or (hour by hour) the hour row where they are gone
@@ -189,6 +198,7 @@ def plan(since: int, until: int, oldest_minute: int | None, width: int | None = 
                 end = min(hi, hour + HOUR)
                 if oldest_minute is None or lo < oldest_minute:
                     out.append((HOUR, hour, hour + HOUR))
+                    coarse = coarse or lo > hour or end < hour + HOUR
                 else:
                     out.append((SPAN, lo - lo % SPAN, end))
                 lo = end
@@ -204,30 +214,43 @@ def plan(since: int, until: int, oldest_minute: int | None, width: int | None = 
 
     cover(since, until, 0)
     # Two ends in one hour read that hour row twice: keep one.
-    return sorted(set(out))
+    return sorted(set(out)), coarse
 
 
 def _bounds(conn: sqlite3.Connection) -> tuple[int, int] | None:
-    """[first bucket start, last bucket end) over every span, or None when empty."""
-    got = conn.execute(
-        "SELECT min(bucket), max(bucket + span) FROM usage WHERE span = ?", (DAY,)
-    ).fetchone()
-    return None if got[0] is None else (int(got[0]), int(got[1]))
+    """[first bucket start, last bucket end) of the history, or None when empty: by hour
+    rows (every row has one until age pruning takes it), else by day rows, and the end by
+    the newest minute row when there is one."""
+    ends: dict[int, tuple[int, int]] = {}
+    for span in SPANS:
+        lo, hi = conn.execute(
+            "SELECT min(bucket), max(bucket) FROM usage WHERE span = ?", (span,)
+        ).fetchone()
+        if lo is not None:
+            ends[span] = (int(lo), int(hi) + span)
+    if not ends:
+        return None
+    first = ends[HOUR] if HOUR in ends else ends[DAY] if DAY in ends else ends[SPAN]
+    last = ends.get(SPAN, first)
+    return first[0], max(last[1], first[0] + 1)
 
 
-def query_usage(conn: sqlite3.Connection, q: UsageQuery) -> tuple[list[UsageTotal], list[int]]:
-    """Totals per group, largest first (by time: oldest first), and the spans read."""
+def query_usage(
+    conn: sqlite3.Connection, q: UsageQuery
+) -> tuple[list[UsageTotal], list[int], bool]:
+    """Totals per group, largest first (by time: oldest first), the spans read, and whether
+    an end of the window counted a whole hour (its minutes were gone)."""
     bounds = _bounds(conn)
     if bounds is None:
-        return [], []
+        return [], [], False
     since = bounds[0] if q.since is None else max(int(q.since), bounds[0])
     until = bounds[1] if q.until is None else min(-(-q.until // 1), bounds[1])
     if since >= until:
-        return [], []
+        return [], [], False
     width = TIME_BY.get(q.by)
     if q.step:
         width = q.step if width is None else min(width, q.step)
-    parts = plan(int(since), int(until), oldest_minute(conn), width)
+    parts, coarse = plan_window(int(since), int(until), oldest_minute(conn), width)
     rows_sql = " UNION ALL ".join(
         "SELECT span, bucket, dim, bytes_out, bytes_in, connections FROM usage "
         "WHERE span = ? AND bucket >= ? AND bucket < ?"
@@ -278,4 +301,4 @@ def query_usage(conn: sqlite3.Connection, q: UsageQuery) -> tuple[list[UsageTota
         out.sort(key=lambda t: (-t.total, str(t.key)))
         if q.top is not None:
             out = out[: q.top]
-    return out, sorted({p[0] for p in parts})
+    return out, sorted({p[0] for p in parts}), coarse
