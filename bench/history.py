@@ -26,9 +26,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netwatch.store import Retention, Store, prune  # noqa: E402  # after sys.path
-from netwatch.store.rollup import HOUR, SPAN, Dims, UsageRow  # noqa: E402  # after sys.path
+from netwatch.store.rollup import (  # noqa: E402  # after sys.path
+    HOUR,
+    SPAN,
+    Dims,
+    UsageQuery,  # noqa: E402  # after sys.path
+    UsageRow,
+)
 from netwatch.store.sqlite import read_usage  # noqa: E402  # after sys.path
-from netwatch.store.usage import UsageQuery  # noqa: E402  # after sys.path
 
 COUNTRIES = ("US", "DE", "JP", "NL", "FR", "GB", "SE", "CH", "CA", "SG", "RU", "BR")
 

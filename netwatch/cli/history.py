@@ -26,7 +26,7 @@ from netwatch import files
 from netwatch.cli.export import default_store, parse_time
 
 if TYPE_CHECKING:
-    from netwatch.store.usage import UsageTotal
+    from netwatch.store.rollup import UsageTotal
 
 BY_CHOICES = (
     "process",
@@ -75,7 +75,7 @@ def _top(text: str) -> int:
 
 def key_fields(by: str) -> tuple[str, ...]:
     """The fields that name a group of `by`."""
-    from netwatch.store.usage import BY
+    from netwatch.store.rollup import BY
 
     return BY.get(by, ("start",))
 
@@ -191,8 +191,8 @@ def run(args: argparse.Namespace) -> int:
 
     from netwatch import paths
     from netwatch.errors import DataFileError
+    from netwatch.store.rollup import UsageQuery
     from netwatch.store.sqlite import read_usage
-    from netwatch.store.usage import UsageQuery
 
     if args.since is not None and args.until is not None and args.since >= args.until:
         raise DataFileError("--since must be before --until")

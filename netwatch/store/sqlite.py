@@ -23,14 +23,8 @@ from netwatch import codec, files
 from netwatch.errors import DataFileError
 from netwatch.model import Alert, EnrichedFlow, Severity
 from netwatch.store.migrations import SchemaTooNewError, migrate
-from netwatch.store.rollup import Dims, UsageRow
-from netwatch.store.usage import (
-    UsageQuery,
-    UsageTotal,
-    load_dims,
-    query_usage,
-    write_usage,
-)
+from netwatch.store.rollup import Away, Dims, UsageAnswer, UsageQuery, UsageRow, UsageTotal
+from netwatch.store.usage import load_dims, query_usage, usage_bounds, write_usage
 
 WAL_LIMIT = 1024 * 1024
 """Bytes of write-ahead log before SQLite checkpoints it into the file, and the size the log
@@ -403,16 +397,6 @@ def _stream_alerts(path: Path, conn: sqlite3.Connection, query: AlertQuery) -> I
         conn.close()
 
 
-@dataclass(frozen=True, slots=True)
-class UsageAnswer:
-    """What `read_usage` found: the totals and which spans (60, 3600, 86400 s) it read."""
-
-    totals: list[UsageTotal]
-    spans: list[int]
-    coarse: bool = False
-    """An end of the window fell inside an hour whose minutes are gone: it counted whole."""
-
-
 def read_usage(path: Path, query: UsageQuery) -> UsageAnswer:
     """Usage totals of a store file (`netwatch history`, the dashboard's history screen).
 
@@ -432,22 +416,55 @@ def read_usage(path: Path, query: UsageQuery) -> UsageAnswer:
         conn.close()
 
 
-def read_facts(path: Path, kind: str, since: float | None = None) -> dict[str, float]:
-    """The facts of `kind` first seen at or after `since`, with when (the dashboard's "while
-    you were away": new programs, new countries)."""
+def read_bounds(path: Path) -> tuple[int, int] | None:
+    """[start, end) of a store file's usage history, or None when it has none."""
     conn = open_reader(path)
     try:
-        cur = conn.execute(
-            "SELECT subject, first_seen FROM facts WHERE kind = ? AND first_seen >= ?",
-            (kind, -1.0 if since is None else since),
-        )
-        return {str(s): float(t) for s, t in cur}
+        return usage_bounds(conn) if _has_usage(conn) else None
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
+        raise _wrap(path, exc) from None
+    except (TypeError, ValueError) as exc:
+        raise DataFileError(f"{path}: a damaged usage row ({exc})") from None
+    finally:
+        conn.close()
+
+
+def read_away(path: Path, since: float, kind: str = "first_seen") -> Away:
+    """What happened since `since` (the dashboard's "while you were away"), from the facts the
+    novelty rules keep (`program:<prog>`, `country:<prog>|CC`, kind `kind`) and the alerts."""
+    conn = open_reader(path)
+    try:
+        programs: list[tuple[str, float]] = []
+        countries: dict[str, float] = {}
+        for subject, first in conn.execute(
+            "SELECT subject, first_seen FROM facts WHERE kind = ? AND "
+            "(subject LIKE 'program:%' OR subject LIKE 'country:%')",
+            (kind,),
+        ):
+            text, when = str(subject), float(first)
+            if text.startswith("program:"):
+                if when >= since:
+                    programs.append((text.removeprefix("program:"), when))
+            else:
+                cc = text.rpartition("|")[2]
+                countries[cc] = min(when, countries.get(cc, when))
+        alerts = tuple(select_alerts(conn, AlertQuery(since=since)))
     except (sqlite3.Error, UnicodeDecodeError) as exc:
         raise _wrap(path, exc) from None
     except (TypeError, ValueError) as exc:
         raise DataFileError(f"{path}: a damaged fact row ({exc})") from None
+    except codec.CodecError as exc:
+        raise DataFileError(f"{path}: a damaged alert record ({exc.message})") from None
     finally:
         conn.close()
+    return Away(
+        since=since,
+        programs=tuple(sorted(programs, key=lambda p: p[1])),
+        countries=tuple(
+            sorted(((c, t) for c, t in countries.items() if t >= since), key=lambda p: p[1])
+        ),  # fmt: skip
+        alerts=alerts,
+    )
 
 
 def _has_usage(conn: sqlite3.Connection) -> bool:

@@ -20,63 +20,20 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from netwatch.store.rollup import DAY, DIM_NAMES, HOUR, SPAN, SPANS, Dims, UsageRow
-
-BY: dict[str, tuple[str, ...]] = {
-    "process": ("process_name", "process_exe"),
-    "country": ("country",),
-    "asn": ("asn", "as_org"),
-    "provider": ("provider",),
-    "remote": ("remote_ip", "country", "as_org"),
-    "label": ("label",),
-    "transport": ("transport",),
-}
-"""`netwatch history --by` and the dashboard's top lists: the dims columns of each grouping."""
-TIME_BY = {"hour": HOUR, "day": 86400}
-"""Groupings by time: the bucket width in seconds (UTC)."""
-
-
-@dataclass(frozen=True, slots=True)
-class UsageQuery:
-    """A window, a grouping and filters; None is "any"."""
-
-    since: float | None = None
-    until: float | None = None
-    by: str = "process"
-    """A key of `BY` or `TIME_BY`."""
-    step: int | None = None
-    """Also group by time buckets of this many seconds (the dashboard's chart)."""
-    process: str | None = None
-    """Process name or executable path."""
-    country: str | None = None
-    remote: str | None = None
-    top: int | None = None
-    """Keep only the largest groups by total bytes."""
-
-
-@dataclass(frozen=True, slots=True)
-class UsageTotal:
-    """One group of a query: its key values, bytes, new connections and the time it spans."""
-
-    key: tuple[str | int | None, ...]
-    """The `BY` columns' values, or (bucket start,) for `TIME_BY`."""
-    bytes_out: int
-    bytes_in: int
-    connections: int
-    first: int
-    """Start of the oldest bucket that counted."""
-    last: int
-    """End of the newest bucket that counted."""
-    at: int | None = None
-    """Start of the `UsageQuery.step` bucket, when the query asked for one."""
-
-    @property
-    def total(self) -> int:
-        """Bytes both ways."""
-        return self.bytes_out + self.bytes_in
-
+from netwatch.store.rollup import (
+    BY,
+    DAY,
+    DIM_NAMES,
+    HOUR,
+    SPAN,
+    SPANS,
+    TIME_BY,
+    Dims,
+    UsageQuery,
+    UsageRow,
+    UsageTotal,
+)
 
 # ---------------------------------------------------------------------- writing
 
@@ -217,7 +174,7 @@ def plan_window(
     return sorted(set(out)), coarse
 
 
-def _bounds(conn: sqlite3.Connection) -> tuple[int, int] | None:
+def usage_bounds(conn: sqlite3.Connection) -> tuple[int, int] | None:
     """[first bucket start, last bucket end) of the history, or None when empty: by hour
     rows (every row has one until age pruning takes it), else by day rows, and the end by
     the newest minute row when there is one."""
@@ -240,7 +197,7 @@ def query_usage(
 ) -> tuple[list[UsageTotal], list[int], bool]:
     """Totals per group, largest first (by time: oldest first), the spans read, and whether
     an end of the window counted a whole hour (its minutes were gone)."""
-    bounds = _bounds(conn)
+    bounds = usage_bounds(conn)
     if bounds is None:
         return [], [], False
     since = bounds[0] if q.since is None else max(int(q.since), bounds[0])

@@ -143,8 +143,8 @@ def test_usage_history_is_written_with_the_flow_summaries(tmp_path: Path) -> Non
     from dataclasses import replace
 
     from netwatch.flows.serials import fresh_rev, new_serial
+    from netwatch.store.rollup import UsageQuery
     from netwatch.store.sqlite import read_usage
-    from netwatch.store.usage import UsageQuery
 
     f = make_flow(local_port=5004, bytes_sent=100, bytes_received=1000)
     f = replace(f, flow=replace(f.flow, serial=new_serial(), rev_facts=1, rev_traffic=fresh_rev()))

@@ -12,9 +12,8 @@ from netwatch.errors import DataFileError
 from netwatch.model import EnrichedFlow
 from netwatch.store import Retention, Store, prune
 from netwatch.store.migrations import LATEST, MIGRATIONS
-from netwatch.store.rollup import DAY, HOUR, SPAN, Rollups, UsageRow
+from netwatch.store.rollup import DAY, HOUR, SPAN, Rollups, UsageQuery, UsageRow
 from netwatch.store.sqlite import read_usage
-from netwatch.store.usage import UsageQuery
 from tests.builders import T0, make_flow, make_process, make_remote
 
 BASE = 1_700_002_800  # a whole hour (T0 is not)
@@ -228,3 +227,27 @@ def test_a_damaged_usage_table_is_one_clear_line(tmp_path: Path) -> None:
     path.write_bytes(b"garbage" * 1000)
     with pytest.raises(DataFileError, match="not a usable netwatch database"):
         read_usage(path, UsageQuery())
+
+
+def test_while_you_were_away_names_new_programs_new_countries_and_alerts(tmp_path: Path) -> None:
+    from netwatch.store.sqlite import read_away
+    from tests.builders import make_alert
+
+    store = Store(tmp_path / "n.db")
+    facts = [
+        ("program:/usr/bin/a", T0 - 100), ("program:/usr/bin/b", T0 + 10),
+        ("country:/usr/bin/a|US", T0 - 50), ("country:/usr/bin/b|RU", T0 + 20),
+        ("country:/usr/bin/a|RU", T0 + 30), ("country:/usr/bin/b|US", T0 + 40),
+        ("countries:/usr/bin/b", T0 + 10),
+    ]  # fmt: skip
+    store.save_tick(
+        [make_alert(alert_id="old", first_seen=T0 - 500), make_alert(alert_id="new",
+                                                                     first_seen=T0 + 5)],
+        {"first_seen": facts},
+        T0,
+    )  # fmt: skip
+    store.close()
+    away = read_away(tmp_path / "n.db", T0)
+    assert away.programs == (("/usr/bin/b", T0 + 10),)
+    assert away.countries == (("RU", T0 + 20),)  # US was known before
+    assert [a.id for a in away.alerts] == ["new"]
