@@ -26,7 +26,7 @@ from netwatch import files
 from netwatch.cli.export import default_store, parse_time
 
 if TYPE_CHECKING:
-    from netwatch.store.rollup import UsageTotal
+    from netwatch.store.rollup import Away, UsageAnswer, UsageQuery, UsageTotal
 
 BY_CHOICES = (
     "process",
@@ -236,3 +236,58 @@ def run(args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             out.close()
     return 0
+
+
+class StoreHistory:
+    """The dashboard's history source on a store file (`ui.screens.history.HistorySource`).
+
+    Each call opens the file read-only and closes it (the daemon may be writing; WAL lets
+    both run); a missing or damaged file is a `DataFileError` line the screen shows.
+    """
+
+    def __init__(self, path: Path, away_since: float | None) -> None:
+        self.path = path
+        self.away_since = away_since
+
+    def usage(self, query: UsageQuery) -> UsageAnswer:
+        """Totals for `query`."""
+        from netwatch.store.sqlite import read_usage
+
+        return read_usage(self.path, query)
+
+    def bounds(self) -> tuple[int, int] | None:
+        """[start, end) of the stored history."""
+        from netwatch.store.sqlite import read_bounds
+
+        return read_bounds(self.path)
+
+    def away(self) -> Away | None:
+        """New programs, countries and alerts since the dashboard was last opened on it."""
+        from netwatch.store.sqlite import read_away
+
+        return None if self.away_since is None else read_away(self.path, self.away_since)
+
+
+def last_attached(store: Path, now: float, state: Path) -> float | None:
+    """When a dashboard was last opened on `store` (None: never), and remember `now`.
+
+    Kept per user in `state` (a small JSON file, 0600): the store may be the system daemon's,
+    which a dashboard only reads. A damaged file is started again (it only holds these times).
+    """
+    key = str(store.resolve())
+    seen: dict[str, float] = {}
+    try:
+        raw = json.loads(state.read_text(encoding="utf-8"))
+        if isinstance(raw, dict):
+            seen = {str(k): float(v) for k, v in raw.get("last_attached", {}).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        seen = {}
+    before = seen.get(key)
+    seen[key] = now
+    try:
+        files.make_dirs(state.parent)
+        with files.open_private(state, "w", encoding="utf-8") as out:
+            json.dump({"last_attached": seen}, out)
+    except OSError:
+        pass  # a read-only home: "while you were away" then counts from the last success
+    return before
