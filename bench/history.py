@@ -11,8 +11,10 @@ after `hourly_after`), measures again, writes the days before as hour rows and o
 of minute rows after them (the store as the daemon keeps `--days` days: the last day per
 minute). Then it times the queries `netwatch history` runs
 (`store.sqlite.read_usage`, each on a fresh read-only connection, as the command does).
+`--tick-flows N` also times `Rollups.add` per tick in CPU time at N numbered flows, busy
+(every flow moved) and quiet (5 % moved), as the daemon calls it every tick.
 
-    python bench/history.py [--connections 1000] [--days 30] [--db FILE]
+    python bench/history.py [--connections 1000] [--days 30] [--db FILE] [--tick-flows 10000]
 """
 
 from __future__ import annotations
@@ -93,12 +95,53 @@ def fill(path: Path, n: int, days: int, now: int) -> dict[str, float]:
     return out
 
 
+def tick_cost(n: int, share: float, ticks: int = 50) -> float:
+    """Milliseconds of CPU per `Rollups.add` at `n` flows of which `share` move each tick,
+    with the tick's versions handed in (the daemon reads them once for the flow summaries
+    and the history)."""
+    from dataclasses import replace
+
+    from netwatch.flows.serials import fresh_rev, new_serial
+    from netwatch.model.versions import versions
+    from netwatch.store.rollup import Rollups
+    from tests.builders import make_flow, make_process
+
+    procs = [make_process(f"prog{i}") for i in range(40)]
+    flows = []
+    for i in range(n):
+        ef = make_flow(
+            process=procs[i % 40], local_port=10_000 + i % 50_000,
+            remote_ip=f"198.{18 + i // 65536}.{i // 256 % 256}.{i % 256}",
+        )  # fmt: skip
+        f = replace(ef.flow, serial=new_serial(), rev_facts=fresh_rev(), rev_traffic=fresh_rev())
+        flows.append(replace(ef, flow=f))
+    book = Rollups()
+    book.add(flows, 0.0)
+    step = max(1, round(1 / share))
+    took = 0.0
+    for t in range(1, ticks + 1):
+        for i in range(t % step, n, step):
+            f = flows[i].flow
+            moved = replace(f, bytes_sent=(f.bytes_sent or 0) + 1500, rev_traffic=fresh_rev())
+            flows[i] = replace(flows[i], flow=moved)
+        tick = versions(flows)
+        start = time.process_time()
+        book.add(flows, float(t), tick)
+        took += time.process_time() - start
+    return took / ticks * 1000
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--connections", type=int, default=1000)
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--db", type=Path, help="keep the store here (default: a temp folder)")
+    ap.add_argument("--tick-flows", type=int, default=0, help="also time Rollups.add per tick")
     args = ap.parse_args()
+    if args.tick_flows:
+        for name, share in (("busy", 1.0), ("quiet", 0.05)):
+            ms = tick_cost(args.tick_flows, share)
+            print(f"Rollups.add {name:5} at {args.tick_flows} flows  {ms:6.2f} ms CPU per tick")
     now = 1_780_000_000 // HOUR * HOUR
     with tempfile.TemporaryDirectory() as tmp:
         path = args.db or Path(tmp) / "history.db"

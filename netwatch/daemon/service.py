@@ -240,8 +240,9 @@ class Service:
         now = snap.taken_at
         facts = {FIRST_SEEN: self.first_seen.take_pending()} if self.first_seen else {}
         self.store.save_tick(snap.alerts, facts, now)
-        self._buffer_flows(snap, now)
-        self.usage.add(snap.flows, now)
+        tick = versions(snap.flows)  # read once for the summaries and the usage history
+        self._buffer_flows(snap, now, tick)
+        self.usage.add(snap.flows, now, tick)
         if self.clock.monotonic() - self._last_flush >= self.options.flow_flush:
             self.flush_flows()
         self._announce(snap)
@@ -299,7 +300,7 @@ class Service:
             self._greeting_line = codec.frame(self._stream.state(tuple(self._recent.values())))
         return self._greeting_line
 
-    def _buffer_flows(self, snap: Snapshot, now: float) -> None:
+    def _buffer_flows(self, snap: Snapshot, now: float, tick: list[Version]) -> None:
         """Note each conversation's (latest flow, first seen, last seen) for the next flush.
 
         Rows are found by the flow's version first (an unchanged flow keeps its version, and
@@ -308,7 +309,6 @@ class Service:
         written into a row when its version leaves (the row of a conversation that goes
         on is written again later) or at the flush, so a tick costs what changed.
         """
-        tick = versions(snap.flows)
         if tick == self._buffered:
             self._seen_at = now
             return

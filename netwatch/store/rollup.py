@@ -6,10 +6,11 @@ in the same transaction as the summaries (`Store.save_flows`). The history is wh
 each tick, not the counters' running totals, so it adds up over any time range:
 
 * the bytes of a conversation in a tick are its counters minus the counters it had last tick,
-  found by its serial (docs/architecture.md section 4). A flow whose `rev_traffic` is last
-  tick's has by the change contract the same counters, so it is skipped without reading them;
-  a whole tick whose versions are last tick's costs one list comparison. A flow without a
-  serial (0) is followed by its key and its counters are compared every tick;
+  found by its serial (docs/architecture.md section 4). A flow whose version is last tick's
+  has by the change contract the same counters, so only flows whose version moved are
+  visited (found in C, `model.versions`), and of those only the ones whose `rev_traffic`
+  moved are counted; a whole tick whose versions are last tick's costs one list comparison.
+  A flow without a serial (0) is followed by its key and its counters compared every tick;
 * a counter that went down (a socket closed and its key reused) counts from zero again;
 * a conversation new to the book counts all its bytes and one connection, except on the
   first tick after a start: those conversations were open before, and their counters hold
@@ -24,9 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from netwatch.model import Alert, EnrichedFlow, FlowKey
-from netwatch.model.versions import Version, versions
+from netwatch.model.versions import Version, keep, missing, recall, versions
 
 SPAN = 60
 """Seconds per fresh row; kept for the configured age (`Retention.hourly_after`)."""
@@ -89,48 +91,72 @@ def dims_of(ef: EnrichedFlow) -> Dims:
 class _Seen:
     """What the book remembers of one conversation: its traffic revision and counters."""
 
-    __slots__ = ("rev", "sent", "received")
+    __slots__ = ("dims", "facts", "received", "rev", "sent")
 
     def __init__(self, rev: int, sent: int, received: int) -> None:
         self.rev = rev
         self.sent = sent
         self.received = received
+        self.facts = (0, 0)
+        """(rev_facts, rev_remote) that `dims` was made from (0: not made)."""
+        self.dims: Dims | None = None
+
+
+_LISTENING = _Seen(-1, 0, 0)
+"""The answer for a listening socket's flow: not a conversation, never counted."""
 
 
 class Rollups:
     """Per-minute usage built from tick deltas, held until `take`."""
 
     def __init__(self) -> None:
-        self._seen: dict[int | FlowKey, _Seen] = {}
+        self._known: dict[Version, _Seen] = {}
+        """Last tick's answers by flow version: a flow with last tick's version moved nothing."""
+        self._by_conversation: dict[int | FlowKey, _Seen] = {}
+        """Counters by serial (by key for an unnumbered flow), for a flow whose version moved;
+        rebuilt from `_known` when it holds many conversations that left."""
         self._last: list[Version] | None = None
+        self._numbered = False
+        """Whether every flow of the last tick had a serial (only then may it be skipped)."""
         self._started = False
         self._pending: dict[tuple[int, Dims], list[int]] = {}
         """(minute, dims) -> [bytes out, bytes in, connections]."""
 
-    def add(self, flows: Sequence[EnrichedFlow], now: float) -> None:
-        """Account one tick taken at `now` (seconds)."""
-        tick = versions(flows)
-        if tick == self._last and 0 not in (v[0] for v in tick):
+    def add(
+        self, flows: Sequence[EnrichedFlow], now: float, tick: list[Version] | None = None
+    ) -> None:
+        """Account one tick taken at `now` (seconds); `tick` is `versions(flows)` when the
+        caller has it already (reading 10,000 versions costs milliseconds).
+
+        Only the flows whose version moved are visited (`recall`/`missing`, in C), so a tick
+        costs what changed; of those, a flow whose serial and `rev_traffic` are the ones the
+        book holds moved facts or its remote, not bytes.
+        """
+        if tick is None:
+            tick = versions(flows)
+        if tick == self._last and self._numbered:
             return  # nothing moved: equal versions promise equal counters
         counting = self._started
         self._started = True
         bucket = int(now) // SPAN * SPAN
-        before = self._seen
-        seen: dict[int | FlowKey, _Seen] = {}
+        got: list[_Seen | None] = recall(self._known, tick)
+        by_conv = self._by_conversation
         pending = self._pending
-        for ef in flows:
+        for i in missing(got):
+            ef = flows[i]
             f = ef.flow
             key = f.key
             if key.remote is None:
+                got[i] = _LISTENING
                 continue
             ident: int | FlowKey = f.serial or key
-            old = before.get(ident)
+            old = by_conv.get(ident)
             if old is not None and f.serial and old.rev == f.rev_traffic:
-                seen[ident] = old
+                got[i] = old
                 continue
             sent = f.bytes_sent or 0
             received = f.bytes_received or 0
-            seen[ident] = _Seen(f.rev_traffic, sent, received)
+            seen = got[i] = by_conv[ident] = _Seen(f.rev_traffic, sent, received)
             if not counting:
                 continue
             if old is None:
@@ -140,12 +166,26 @@ class Rollups:
                 d_in = received - old.received if received >= old.received else received
                 new = 0
             if d_out or d_in or new:
-                acc = pending.setdefault((bucket, dims_of(ef)), [0, 0, 0])
+                # The key's text is made once per facts and remote revision (numbered flows).
+                facts = (f.rev_facts, ef.rev_remote)
+                if old is not None and old.dims is not None and f.serial and old.facts == facts:
+                    dims = old.dims
+                else:
+                    dims = dims_of(ef)
+                seen.dims, seen.facts = dims, facts
+                acc = pending.setdefault((bucket, dims), [0, 0, 0])
                 acc[0] += d_out
                 acc[1] += d_in
                 acc[2] += new
-        self._seen = seen
+        answers = cast(list[_Seen], got)
+        self._known, self._numbered = keep(tick, answers)
         self._last = tick
+        if len(by_conv) > 2 * len(flows) + 1024:  # conversations that left: forget them
+            self._by_conversation = {
+                (ef.flow.serial or ef.flow.key): seen
+                for ef, seen in zip(flows, answers, strict=True)
+                if seen is not _LISTENING
+            }
 
     def take(self) -> list[UsageRow]:
         """The rows accounted since the last call, oldest first; the book keeps its counters."""

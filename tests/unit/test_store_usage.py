@@ -251,3 +251,11 @@ def test_while_you_were_away_names_new_programs_new_countries_and_alerts(tmp_pat
     assert away.programs == (("/usr/bin/b", T0 + 10),)
     assert away.countries == (("RU", T0 + 20),)  # US was known before
     assert [a.id for a in away.alerts] == ["new"]
+
+
+def test_conversations_that_left_are_forgotten() -> None:
+    book = Rollups()
+    for i in range(3000):  # one short conversation per tick, each a new serial
+        book.add([numbered(CURL, 10 + i, 10 + i, 5, 5)], BASE + i)
+    assert len(book._by_conversation) <= 2 + 1024  # noqa: SLF001  # the memory bound itself
+    assert sum(r.connections for r in book.take()) == 2999  # the first tick is the baseline
