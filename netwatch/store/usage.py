@@ -180,10 +180,11 @@ def usage_bounds(conn: sqlite3.Connection) -> tuple[int, int] | None:
     the newest minute row when there is one."""
     ends: dict[int, tuple[int, int]] = {}
     for span in SPANS:
-        lo, hi = conn.execute(
-            "SELECT min(bucket), max(bucket) FROM usage WHERE span = ?", (span,)
-        ).fetchone()
-        if lo is not None:
+        # Two statements: SQLite answers a lone min() or max() with one index seek, but
+        # both in one statement by scanning the span's rows.
+        lo = conn.execute("SELECT min(bucket) FROM usage WHERE span = ?", (span,)).fetchone()[0]
+        hi = conn.execute("SELECT max(bucket) FROM usage WHERE span = ?", (span,)).fetchone()[0]
+        if lo is not None and hi is not None:
             ends[span] = (int(lo), int(hi) + span)
     if not ends:
         return None
