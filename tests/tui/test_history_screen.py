@@ -5,6 +5,7 @@ unavailable and damaged stores are one line."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
@@ -157,3 +158,19 @@ def test_last_attached_is_remembered_per_store(tmp_path: Path, store: Path) -> N
     source = history_source(store, "replay", END + 10.0)  # --db: also in a replay
     assert isinstance(source, StoreHistory) and source.away_since == END - 86400 + 10.0
     assert history_source(None, "replay", END) is None
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_history_screen_snapshot(snap_compare: Any, store: Path, size: tuple[int, int]) -> None:
+    """How it looks (pytest-textual-snapshot; `--snapshot-update` after a deliberate change)."""
+    app = app_on(store)
+
+    async def open_it(pilot: Pilot[None]) -> None:
+        await open_history(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, HistoryScreen)
+        await wait_for(pilot, lambda: "192.0.2" in text_of(app, "#history-where") or
+                       "198.51" in text_of(app, "#history-where"), 20)  # fmt: skip
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=open_it)
