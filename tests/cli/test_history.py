@@ -122,3 +122,12 @@ def test_missing_and_damaged_stores_are_one_line(netwatch_cmd: list[str], tmp_pa
     res = history(netwatch_cmd, "--db", str(bad))
     assert res.returncode == 1
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_watch_with_a_missing_store_is_one_line(netwatch_cmd: list[str], tmp_path: Path) -> None:
+    res = subprocess.run(
+        [*netwatch_cmd, "watch", "--db", str(tmp_path / "none.db"), "--live"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"netwatch: no netwatch database at {tmp_path / 'none.db'}"
