@@ -147,7 +147,7 @@ def test_history_by_process_and_country_matches_the_wire(tmp_path: Path) -> None
                         PEERS[cc],
                         str(PORT),
                         *map(str, SIZES[cc]),
-                        "2.0",
+                        "4.0",  # hold: the daemon (0.5 s ticks) reads the final counters
                     ],
                     env=_python_env(),
                 )  # fmt: skip
