@@ -614,6 +614,7 @@ def alert_to_dict(a: Alert) -> JSONDict:
         "tags": list(a.tags),
         "action": a.action.value,
         "label": label_to_dict(a.label),
+        "direction": None if a.direction is None else a.direction.value,
     }
 
 
@@ -687,6 +688,7 @@ def alert_from_dict(d: Any) -> Alert:
         tags=tags,
         action=action,
         label=label_from_dict(d.get("label")),
+        direction=None if d.get("direction") is None else _enum(d, "direction", Direction),
     )
 
 

@@ -20,10 +20,20 @@ from typing import Any
 
 from netwatch import paths, tomltext
 from netwatch.errors import ConfigError, one_line
-from netwatch.model import Action, EndpointPattern, ExpectedVpn, IPNetwork, Policy, TunnelPolicy
+from netwatch.model import (
+    Action,
+    EndpointPattern,
+    ExpectedVpn,
+    IPNetwork,
+    Policy,
+    Severity,
+    TunnelPolicy,
+)
 
 EXPORT_FORMATS = ("jsonl", "csv", "syslog", "ecs")
 """The alert-log formats (`export.sinks.FORMATS` has a formatter for each; a test checks)."""
+FLOW_EXPORT_FORMATS = ("jsonl", "ecs")
+"""The flow-log formats (`export.sinks.FLOW_FORMATS`; a test checks)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +59,85 @@ class DaemonSettings:
     interface: str | None = None
     full_sample_every: float | None = None
     """Seconds between full socket samples while capture runs (0: every tick)."""
+    flow_export_file: Path | None = None
+    """Where flow records go for a SIEM (`export.flowlog`), rotated like `export_file`."""
+    flow_export_format: str | None = None
+    flow_export_every: float | None = None
+    """Seconds between interim records of a conversation that goes on (0: only at its end)."""
+
+
+WEBHOOK_SHAPES = ("json", "ntfy", "slack")
+"""Webhook bodies: netwatch's own JSON, ntfy's (text body, Title/Priority/Tags headers),
+Slack-compatible (`{"text": ...}`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which alerts a notification channel takes: rule-id globs and a least severity.
+
+    None in a channel's own selection means "as `[notify]` says" (`NotifySettings.selection`).
+    """
+
+    rules: tuple[str, ...] | None = None
+    """fnmatch globs on the rule id (`vpn.*`); an alert matching none is not notified."""
+    min_severity: Severity | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DesktopSettings:
+    """`[notify.desktop]`: freedesktop notifications on each logged-in user's session bus."""
+
+    selection: Selection = field(default_factory=Selection)
+    open_command: tuple[str, ...] = ()
+    """argv run (no shell) when the user picks the notification's "open" action; empty: no
+    action is offered. `{alert}` in an argument becomes the alert's id."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """`[notify.webhook]`: an HTTP POST per notification, retried with backoff."""
+
+    url: str
+    shape: str = "json"
+    retries: int = 3
+    """Attempts after the first one fails."""
+    timeout: float = 5.0
+    selection: Selection = field(default_factory=Selection)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSettings:
+    """`[notify.command]`: an argv run (no shell) with the notification as JSON on stdin."""
+
+    argv: tuple[str, ...]
+    timeout: float = 10.0
+    selection: Selection = field(default_factory=Selection)
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """The `[notify]` section: which alerts tell someone, how often, and through what.
+
+    A channel is on when its table is there. `window` and `burst` are the rate limit: each
+    channel sends at most `burst` single messages per `window` seconds, and what comes
+    beyond that in the window goes out as one digest when the window ends.
+    """
+
+    selection: Selection = field(
+        default_factory=lambda: Selection(rules=("*",), min_severity=Severity.MEDIUM)
+    )
+    window: float = 60.0
+    burst: int = 3
+    queue: int = 1000
+    """Alerts waiting per channel; beyond that they are dropped and counted."""
+    desktop: DesktopSettings | None = None
+    webhook: WebhookSettings | None = None
+    command: CommandSettings | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any channel is configured."""
+        return any(c is not None for c in (self.desktop, self.webhook, self.command))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +146,7 @@ class Config:
 
     policy: Policy = field(default_factory=Policy)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
     source: str = "defaults"
     lines: Mapping[str, int] = field(default_factory=dict)
     """Key path (`policy.rules.vpn.unexpected`) -> the line of `source` that sets it."""
@@ -296,6 +386,9 @@ def parse_daemon(raw: Any, errs: _Errors) -> DaemonSettings:
         "interface": lambda v, k: v if _text(v, k, errs) else None,
         "capture": lambda v, k: _flag(v, k, errs),
         "full_sample_every": lambda v, k: _number(v, k, errs, 0, 3600, low_too=True),
+        "flow_export_file": lambda v, k: Path(v) if _text(v, k, errs) else None,
+        "flow_export_format": lambda v, k: _choice(v, k, errs, FLOW_EXPORT_FORMATS),
+        "flow_export_every": lambda v, k: _number(v, k, errs, 0, 86400, low_too=True),
     }
     for name, check in checks.items():
         if name in raw:
@@ -324,9 +417,118 @@ def _flag(raw: Any, key: str, errs: _Errors) -> bool | None:
     return raw
 
 
+_SELECTION_KEYS = {"rules", "min_severity"}
+_NOTIFY_KEYS = _SELECTION_KEYS | {"window", "burst", "queue", "desktop", "webhook", "command"}
+_CHANNEL_KEYS = {
+    "desktop": _SELECTION_KEYS | {"open_command"},
+    "webhook": _SELECTION_KEYS | {"url", "shape", "retries", "timeout"},
+    "command": _SELECTION_KEYS | {"argv", "timeout"},
+}
+SEVERITIES = tuple(s.value for s in Severity)
+
+
+def _selection(raw: Mapping[str, Any], name: str, errs: _Errors) -> Selection:
+    rules = _strs(raw["rules"], f"{name}.rules", errs) or None if "rules" in raw else None
+    severity = None
+    if "min_severity" in raw:
+        chosen = _choice(raw["min_severity"], f"{name}.min_severity", errs, SEVERITIES)
+        severity = Severity(chosen) if chosen is not None else None
+    return Selection(rules=rules, min_severity=severity)
+
+
+def _argv(raw: Any, key: str, errs: _Errors) -> tuple[str, ...]:
+    """A non-empty list of strings, run without a shell (a lone string would be one word)."""
+    if not isinstance(raw, list) or not raw or not all(isinstance(v, str) and v for v in raw):
+        errs.add(key, "must be a non-empty list of strings (the program, then its arguments)")
+        return ()
+    return tuple(raw)
+
+
+def _url(raw: Any, key: str, errs: _Errors) -> str | None:
+    """An http or https URL with a host; the message never repeats it (it may hold a secret)."""
+    from urllib.parse import urlsplit
+
+    ok = isinstance(raw, str) and raw.isprintable() and " " not in raw
+    try:
+        parts = urlsplit(raw) if ok else None
+        port_ok = parts is not None and (parts.port is None or parts.port > 0)
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        errs.add(key, "must be an http:// or https:// URL with a host (value not shown)")
+        return None
+    return str(raw)
+
+
+def _notify_channel(raw: Any, kind: str, errs: _Errors) -> Any:
+    name = f"notify.{kind}"
+    if not _section(raw, name, _CHANNEL_KEYS[kind], errs):
+        return None
+    sel = _selection(raw, name, errs)
+    if kind == "desktop":
+        cmd = (
+            _argv(raw["open_command"], f"{name}.open_command", errs)
+            if "open_command" in raw
+            else ()
+        )
+        return DesktopSettings(selection=sel, open_command=cmd)
+    timeout = None
+    if "timeout" in raw:
+        timeout = _number(raw["timeout"], f"{name}.timeout", errs, 0, 600)
+    if kind == "command":
+        if "argv" not in raw:
+            errs.add(name, "needs argv (the program to run, then its arguments)")
+            return None
+        argv = _argv(raw["argv"], f"{name}.argv", errs)
+        if not argv:
+            return None
+        return CommandSettings(argv=argv, timeout=timeout or 10.0, selection=sel)
+    if "url" not in raw:
+        errs.add(name, "needs url")
+        return None
+    url = _url(raw["url"], f"{name}.url", errs)
+    shape = _choice(raw.get("shape", "json"), f"{name}.shape", errs, WEBHOOK_SHAPES)
+    retries = 3
+    if "retries" in raw:
+        r = raw["retries"]
+        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= 20:
+            errs.add(f"{name}.retries", f"{r!r} must be a whole number from 0 to 20")
+        else:
+            retries = r
+    if url is None or shape is None:
+        return None
+    return WebhookSettings(
+        url=url, shape=shape, retries=retries, timeout=timeout or 5.0, selection=sel
+    )
+
+
+def parse_notify(raw: Any, errs: _Errors) -> NotifySettings:
+    """Parse the `[notify]` table: selection, rate limit, and one table per channel."""
+    if not _section(raw, "notify", _NOTIFY_KEYS, errs):
+        return NotifySettings()
+    default = NotifySettings()
+    sel = _selection(raw, "notify", errs)
+    selection = Selection(
+        rules=sel.rules or default.selection.rules,
+        min_severity=sel.min_severity or default.selection.min_severity,
+    )
+    window = _number(raw["window"], "notify.window", errs, 0, 86400) if "window" in raw else None
+    burst = _whole(raw["burst"], "notify.burst", errs, 1000) if "burst" in raw else None
+    size = _whole(raw["queue"], "notify.queue", errs, 1_000_000) if "queue" in raw else None
+    channels = {k: _notify_channel(raw[k], k, errs) for k in _CHANNEL_KEYS if k in raw}
+    return NotifySettings(
+        selection=selection,
+        window=window or default.window,
+        burst=burst or default.burst,
+        queue=size or default.queue,
+        **channels,
+    )
+
+
 SECTIONS: Mapping[str, Callable[[Any, _Errors], Any]] = {
     "policy": parse_policy,
     "daemon": parse_daemon,
+    "notify": parse_notify,
 }
 """Top-level section name -> parser; the `Config` field has the same name."""
 

@@ -148,6 +148,7 @@ def make_alert(
         remote=flow.remote,
         evidence=(Evidence("sni", "www.vpngate.net"),),
         label=label,
+        direction=flow.flow.direction,
     )
 
 

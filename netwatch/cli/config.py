@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,3 +126,38 @@ def effective_values(config: Config, rules: RuleSet) -> Iterator[tuple[str, str,
             yield row(key, "true (when privileged)", False)
         else:
             yield row(key, DEFAULTS.get(f.name), False)
+    yield from _notify_values(config, row)
+
+
+def _notify_values(
+    config: Config, row: Callable[[str, Any, bool], tuple[str, str, str]]
+) -> Iterator[tuple[str, str, str]]:
+    """`[notify]` rows; a webhook's URL only redacted (it is a credential)."""
+    from netwatch.config import NotifySettings
+    from netwatch.notify.webhook import redact
+
+    n, default = config.notify, NotifySettings()
+    sel = n.selection
+    yield row("notify.rules", sel.rules, config.line("notify.rules") is not None)
+    severity = sel.min_severity.value if sel.min_severity else None
+    yield row("notify.min_severity", severity, config.line("notify.min_severity") is not None)
+    for name in ("window", "burst", "queue"):
+        value = getattr(n, name)
+        yield row(f"notify.{name}", value, value != getattr(default, name))
+    channels: dict[str, Any] = {"desktop": n.desktop, "webhook": n.webhook, "command": n.command}
+    for kind, channel in channels.items():
+        if channel is None:
+            yield row(f"notify.{kind}", "off", False)
+            continue
+        for f in fields(channel):
+            value = getattr(channel, f.name)
+            key = f"notify.{kind}.{f.name}"
+            if f.name == "selection":
+                for part in ("rules", "min_severity"):
+                    own = getattr(value, part)
+                    if own is not None:
+                        shown = own.value if part == "min_severity" else own
+                        yield row(f"notify.{kind}.{part}", shown, True)
+                continue
+            shown = redact(value) if f.name == "url" else value
+            yield row(key, shown, config.line(key) is not None)

@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 from netwatch.cli.common import add_geoip, amount
-from netwatch.config import EXPORT_FORMATS, split_syslog_url
+from netwatch.config import EXPORT_FORMATS, FLOW_EXPORT_FORMATS, split_syslog_url
 
 FULL_SAMPLE_EVERY = 5.0
 """Default seconds between full socket samples in the daemon while capture runs (see
@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "metrics_port": None,
     "interface": None,
     "full_sample_every": FULL_SAMPLE_EVERY,
+    "flow_export_file": None,
+    "flow_export_format": "jsonl",
+    "flow_export_every": 300.0,
 }
 """What a `[daemon]` key means when neither a flag nor the config sets it (None: off/all)."""
 
@@ -113,6 +116,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--syslog", type=_syslog_target, metavar="URL", help="send alerts to udp://H:P or tcp://H:P"
     )
     p.add_argument(
+        "--flow-export-file",
+        type=Path,
+        metavar="FILE",
+        help="append flow records for a SIEM to FILE (rotated): one when a conversation ends",
+    )
+    p.add_argument(
+        "--flow-export-format",
+        choices=FLOW_EXPORT_FORMATS,
+        help="format of --flow-export-file (default jsonl)",
+    )
+    p.add_argument(
+        "--flow-export-every",
+        type=amount("seconds", 86400, zero=True),
+        metavar="S",
+        help="also a record every S seconds while a conversation goes on (default 300; 0: off)",
+    )
+    p.add_argument(
         "--retention-days",
         type=amount("days", 36500),
         metavar="D",
@@ -171,7 +191,10 @@ def run(args: argparse.Namespace) -> int:
 
     # system=True: under systemd the daemon runs as root, whose ~/.config must not override
     # /etc/netwatch/config.toml; only --config does (SIGHUP reloads the same file).
-    return _run(apply_settings(args, load_config(args.config, system=True).daemon))
+    config = load_config(args.config, system=True)
+    settings = apply_settings(args, config.daemon)
+    settings.notify = config.notify  # read now: the analyzer may not read the file later
+    return _run(settings)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -186,7 +209,9 @@ def _run(args: argparse.Namespace) -> int:
     from netwatch.daemon.service import Service, ServiceOptions
     from netwatch.daemon.sink_worker import SinkWorker
     from netwatch.errors import ConfigError
-    from netwatch.export.sinks import FileSink, Sink, SyslogSink
+    from netwatch.export.flowlog import FlowReport, FlowReporter
+    from netwatch.export.sinks import FileSink, FlowFileSink, Sink, SyslogSink
+    from netwatch.model import Alert
     from netwatch.pipeline.build import build_live_engine
     from netwatch.sources.remote import CollectorLink, RemoteHostFacts
     from netwatch.store import Pruner, Retention, Store, StoredFirstSeen
@@ -214,10 +239,20 @@ def _run(args: argparse.Namespace) -> int:
             watch_starts=not args.no_capture,
             socket_path=args.socket or paths.default_socket(),
         )
+    notify = getattr(args, "notify", None)
+    desktop_helper = None
+    if os.geteuid() == 0 and notify is not None and notify.desktop is not None:
+        # Root talks to no user's desktop itself: a helper forked now, single-threaded,
+        # delivers each note as its user (daemon/desktop_helper.py; section 7).
+        from netwatch.daemon.desktop_helper import start_desktop_helper
+
+        desktop_helper = start_desktop_helper(notify.desktop.open_command)
     try:
         store = Store(args.db or paths.default_db())
     except BaseException:
         _close_link(link)
+        if desktop_helper is not None:
+            desktop_helper.close()
         raise
     first_seen = StoredFirstSeen(store)
     own = () if link is None or link.pid is None else (link.pid,)
@@ -250,11 +285,14 @@ def _run(args: argparse.Namespace) -> int:
             host=None if link is None else RemoteHostFacts(link),
             full_every=args.full_sample_every,
         )
-        sinks: list[Sink] = []
+        sinks: list[Sink[Alert]] = []
         if args.export_file:
             sinks.append(FileSink(args.export_file, args.export_format))
         if args.syslog:
             sinks.append(SyslogSink(args.syslog))
+        flow_sinks: list[Sink[FlowReport]] = []
+        if args.flow_export_file:  # opened here, as root, like the alert export (section 7)
+            flow_sinks.append(FlowFileSink(args.flow_export_file, args.flow_export_format))
         # Only the default socket's folder (/run/netwatch without systemd) is made here.
         server = SnapshotServer(args.socket or paths.default_socket(), make_dir=not args.socket)
         notifier = Notifier()
@@ -270,7 +308,11 @@ def _run(args: argparse.Namespace) -> int:
             packets.close()
         store.close()
         _close_link(link)
+        if desktop_helper is not None:
+            desktop_helper.close()
         raise
+    # After the drop (threads start here, with the analyzer's credentials): section 7.
+    notifications = _notifications(notify, clock, desktop_helper)
     metrics = None
     if args.metrics_port:
         metrics = Metrics()
@@ -288,7 +330,13 @@ def _run(args: argparse.Namespace) -> int:
         server,
         clock,
         options=ServiceOptions(interval=args.interval, ticks=args.ticks),
-        sinks=SinkWorker(sinks),
+        sinks=SinkWorker(sinks),  # threads start only now: after the analyzer's switch
+        flow_log=(
+            (FlowReporter(args.flow_export_every), SinkWorker(flow_sinks, name="netwatch-flowlog"))
+            if flow_sinks
+            else None
+        ),
+        notifications=notifications,
         notifier=notifier,
         metrics=metrics,
         first_seen=first_seen,
@@ -300,6 +348,36 @@ def _run(args: argparse.Namespace) -> int:
         return service.run()  # its loop closes the engine, and so capture, when it ends
     finally:
         _close_link(link)
+
+
+def _notifications(settings: Any, clock: Any, desktop_helper: Any = None) -> Any:
+    """One worker per `[notify]` channel (none when the section names no channel).
+
+    The desktop channel is the root helper's (`desktop_helper`) when the daemon started as
+    root, else this process's own connection to the buses it can reach (its user's).
+    """
+    from netwatch.notify.worker import ChannelWorker, Notifications
+
+    if settings is None or not settings.enabled:
+        return Notifications(())
+    from netwatch.notify.command import CommandChannel
+    from netwatch.notify.desktop import DesktopChannel
+    from netwatch.notify.webhook import WebhookChannel
+
+    workers = []
+    if settings.desktop is not None:
+        desktop = desktop_helper or DesktopChannel(settings.desktop.open_command)
+        workers.append(ChannelWorker(desktop, settings.desktop.selection, settings, clock))
+    if settings.webhook is not None:
+        w = settings.webhook
+        hook = WebhookChannel(w.url, w.shape, retries=w.retries, timeout=w.timeout)
+        workers.append(ChannelWorker(hook, w.selection, settings, clock))
+    if settings.command is not None:
+        c = settings.command
+        workers.append(
+            ChannelWorker(CommandChannel(c.argv, c.timeout), c.selection, settings, clock)
+        )
+    return Notifications(workers)
 
 
 def _close_link(link: Any) -> None:

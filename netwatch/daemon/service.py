@@ -5,7 +5,10 @@ the engine ticks, the tick's alerts are committed to the store (synchronous=FULL
 then are they announced (socket clients, live sinks, metrics). So every alert a client has
 seen is on disk, even if the daemon is killed right after. Flow summaries are batched and
 written every `flow_flush` seconds and at shutdown, with the usage history's rows
-(`store/rollup.py`) in the same transaction: they are bulky and not a promise.
+(`store/rollup.py`) in the same transaction: they are bulky and not a promise. The
+flow log for a SIEM (`export.flowlog`: a record when a conversation ends and every
+`active_timeout` while it goes on, a last one for each open conversation at shutdown) is
+handed to its own sink worker each tick, never waited for.
 
 Signals only set flags; `signal.set_wakeup_fd` wakes the select in `SnapshotServer.poll`, so
 SIGTERM/SIGINT stop within one tick plus the flush, and SIGHUP rebuilds the engine from the
@@ -31,8 +34,10 @@ from netwatch.daemon.notify import Notifier
 from netwatch.daemon.server import SnapshotServer
 from netwatch.daemon.sink_worker import SinkWorker
 from netwatch.errors import NetwatchError
+from netwatch.export.flowlog import FlowReport, FlowReporter
 from netwatch.model import Alert, EnrichedFlow, FlowKey, Snapshot
 from netwatch.model.versions import UNNUMBERED, Version, keep, missing, recall, versions
+from netwatch.notify.worker import Notifications
 from netwatch.pipeline import Detector
 from netwatch.store import Store
 from netwatch.store.first_seen import KIND as FIRST_SEEN
@@ -43,6 +48,11 @@ log = logging.getLogger("netwatch.daemon")
 
 SERVE_SHARE = 0.2
 """Least share of an interval between ticks that is left to serving socket clients."""
+
+SHUTDOWN_WAIT = 5.0
+"""Seconds, in all, that the flow log's last records (one per open conversation) may wait
+for its writer at shutdown instead of being dropped when they outnumber its queue; past
+that they are dropped (counted), so a stuck writer cannot hold up the stop."""
 
 
 class Ticker(Protocol):
@@ -118,7 +128,9 @@ class Service:
         clock: Clock,
         *,
         options: ServiceOptions = ServiceOptions(),
-        sinks: SinkWorker | None = None,
+        sinks: SinkWorker[Alert] | None = None,
+        flow_log: tuple[FlowReporter, SinkWorker[FlowReport]] | None = None,
+        notifications: Notifications | None = None,
         notifier: Notifier | None = None,
         metrics: Metrics | None = None,
         first_seen: FactQueue | None = None,
@@ -132,7 +144,12 @@ class Service:
         self.server = server
         self.clock = clock
         self.options = options
-        self.sinks = sinks or SinkWorker(())
+        self.sinks: SinkWorker[Alert] = sinks or SinkWorker(())
+        self.flow_log = flow_log
+        """When a flow record is due (`FlowReporter`) and who writes it (`FlowFileSink`s)."""
+        self.notifications = notifications or Notifications(())
+        """People told of alerts (`[notify]`): each channel's queue and thread, never the
+        tick's time."""
         self.notifier = notifier or Notifier({})
         self.metrics = metrics
         self.ticks_done = 0
@@ -243,6 +260,10 @@ class Service:
         tick = versions(snap.flows)  # read once for the summaries and the usage history
         self._buffer_flows(snap, now, tick)
         self.usage.add(snap.flows, now, tick)
+        if self.flow_log is not None:
+            reporter, writer = self.flow_log
+            for report in reporter.observe(snap.flows, now):
+                writer.put(report)
         if self.clock.monotonic() - self._last_flush >= self.options.flow_flush:
             self.flush_flows()
         self._announce(snap)
@@ -262,15 +283,22 @@ class Service:
             self._recent[a.id] = a
             self._recent.move_to_end(a.id)
             self.sinks.put(a)
+            self.notifications.submit(a)
             self.announced += 1
         while len(self._recent) > self.options.recent_alerts:
             self._recent.popitem(last=False)
         if self.server.clients:
             self.server.broadcast(self._delta(snap))
         if self.metrics is not None:
-            self.metrics.observe(snap, self.server.clients)
-            self.metrics.sink_drops.set(self.sinks.dropped)
-            self.metrics.client_resyncs.set(self.server.resyncs)
+            self.metrics.observe(
+                snap,
+                self.server.clients,
+                sink_drops=self.sinks.dropped,
+                client_resyncs=self.server.resyncs,
+                clients_refused=self.server.refused,
+                flow_log_drops=0 if self.flow_log is None else self.flow_log[1].dropped,
+                notify_drops=self.notifications.dropped,
+            )
         if self.notifier.enabled:
             self.notifier.watchdog()
             self.notifier.status(
@@ -380,7 +408,17 @@ class Service:
         try:
             self.flush_flows()
         finally:
+            if self.flow_log is not None:
+                reporter, writer = self.flow_log
+                deadline = self.clock.monotonic() + SHUTDOWN_WAIT
+                for report in reporter.finish(self.clock.now()):
+                    writer.put(report, wait=max(0.0, deadline - self.clock.monotonic()))
+                writer.close(timeout=max(0.1, deadline - self.clock.monotonic()))
+                if writer.dropped:
+                    dropped = writer.dropped
+                    log.warning("flow log: %d records dropped: its writer fell behind", dropped)
             self.sinks.close()
+            self.notifications.close()
             self.server.close()
             self.engine.close()
             self.store.close()

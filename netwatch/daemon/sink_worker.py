@@ -2,7 +2,8 @@
 
 The loop only enqueues; a slow or dead syslog server therefore never delays a tick. The queue
 is bounded: when it is full the alert is counted in `dropped` (it is already in the store, so
-`netwatch export` still has it).
+`netwatch export` still has it). The flow log (`export.flowlog` records) has a worker of its
+own, so a burst of ended conversations never crowds alerts out of their queue.
 """
 
 from __future__ import annotations
@@ -12,41 +13,50 @@ import logging
 import queue
 import threading
 from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 from netwatch.export.sinks import Sink
-from netwatch.model import Alert
 
 log = logging.getLogger("netwatch.daemon")
 
 
-class SinkWorker:
+_Item = TypeVar("_Item")
+
+
+class SinkWorker(Generic[_Item]):
     """One thread, one bounded queue, many sinks."""
 
-    def __init__(self, sinks: Sequence[Sink], maxsize: int = 10_000) -> None:
+    def __init__(
+        self, sinks: Sequence[Sink[_Item]], maxsize: int = 10_000, name: str = "netwatch-sinks"
+    ) -> None:
         self._sinks = list(sinks)
-        self._queue: queue.Queue[Alert | None] = queue.Queue(maxsize)
+        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize)
         self.dropped = 0
-        self._thread = threading.Thread(target=self._run, name="netwatch-sinks", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         if self._sinks:
             self._thread.start()
 
-    def put(self, alert: Alert) -> None:
-        """Queue an alert for every sink (never blocks)."""
+    def put(self, item: _Item, wait: float = 0.0) -> None:
+        """Queue an alert (or flow record) for every sink; never blocks in the loop (`wait`
+        0). At shutdown a caller may wait up to `wait` seconds for room instead."""
         if not self._sinks:
             return
         try:
-            self._queue.put_nowait(alert)
+            if wait > 0:
+                self._queue.put(item, timeout=wait)
+            else:
+                self._queue.put_nowait(item)
         except queue.Full:
             self.dropped += 1
 
     def _run(self) -> None:
         while True:
-            alert = self._queue.get()
-            if alert is None:
+            item = self._queue.get()
+            if item is None:
                 return
             for sink in self._sinks:
                 try:
-                    sink.emit(alert)
+                    sink.emit(item)
                 except Exception as exc:  # noqa: BLE001  # one bad sink must not stop the others
                     log.warning("sink %s failed: %s", type(sink).__name__, exc)
 

@@ -115,6 +115,7 @@ class Suppressor:
             process=(ef.flow.process or before.process) if ef is not None else before.process,
             remote=(ef.remote or before.remote) if ef is not None else before.remote,
             label=(ef.flow.label or before.label) if ef is not None else before.label,
+            direction=ef.flow.direction if ef is not None else before.direction,
         )
 
     def _start(self, f: Finding, action: Action) -> _Open:
@@ -139,6 +140,7 @@ class Suppressor:
             tags=f.rule.tags,
             action=action,
             label=None if ef is None else ef.flow.label,
+            direction=None if ef is None else ef.flow.direction,
         )
         entry = _Open(alert, f.rule.suppress_for, f.at, count=count)
         self._remember(entry, f.occurrences)

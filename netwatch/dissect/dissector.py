@@ -33,6 +33,7 @@ from netwatch.dissect import (
     tailscale,
     tls,
     tunnels,
+    ultrasurf,
     verdicts,
 )
 from netwatch.dissect.dns import DnsMessage, parse_dns
@@ -72,6 +73,8 @@ class Dissector:
         self._softether_peers: OrderedDict[tuple[str, str, int], Confidence] = OrderedDict()
         """Host pairs with a SoftEther TLS flow, and how sure that label was."""
         self._cstp_peers: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        self._forti_peers: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        """Host pairs and port of a TLS flow whose certificate is a FortiGate's (FORTI-1)."""
 
     def forget(self, key: FlowKey) -> None:
         """Drop what is remembered about a flow (called when the flow table expires it)."""
@@ -154,7 +157,7 @@ class Dissector:
             if ctx.index == 0 or (state.tunnel and tls.looks_like_handshake(payload)):
                 return self._tcp_client(ctx, state, payload)
         elif state.cert_wait:
-            return self._certificate(state, payload)
+            return self._certificate(state, payload, ctx.flow)
         elif state.server_wait or (ctx.index == 0 and state.http):
             facts = self._http_response(state, append_bounded(state.server_buf, payload))
             state.server_buf = state.server_buf if state.server_wait else b""
@@ -206,7 +209,7 @@ class Dissector:
     def _tcp_first(self, ctx: PacketContext, state: FlowState, data: bytes) -> PacketFacts | None:
         """First payload of a direction that is neither TLS nor HTTP."""
         if ctx.from_initiator:
-            label = softether.azure_label(data) or tunnels.pptp_label(data)
+            label = softether.azure_label(data) or tunnels.pptp_label(data) or ultrasurf.label(data)
             if label is not None:
                 return self._facts(state, label, done=True)
         if data.startswith(b"SSH-"):
@@ -280,7 +283,7 @@ class Dissector:
             label = labels.vpn("vpngate", labels.HIGH, ("body_prefix", "*vpn_servers"))
         return PacketFacts(label=self._better(state, label), body_prefix=body, done=True)
 
-    def _certificate(self, state: FlowState, payload: bytes) -> PacketFacts | None:
+    def _certificate(self, state: FlowState, payload: bytes, flow: FlowKey) -> PacketFacts | None:
         """The server's side of a TLS handshake: join segments until the leaf certificate."""
         data = (state.server_buf + payload)[: certificate.MAX_SERVER_BYTES]
         found = certificate.server_certificate(data)
@@ -295,7 +298,10 @@ class Dissector:
         if not isinstance(found, certificate.LeafCertificate):
             return self._facts(state, None, done=done)  # TLS 1.3, resumption, not TLS
         state.done = done
-        label = self._better(state, verdicts.cert_label(found, state.sni))
+        named = verdicts.cert_label(found, state.sni)
+        if named is not None and named.name == "fortinet":
+            self._remember(self._forti_peers, _peer_key(flow, _rport(flow)), None)
+        label = self._better(state, named)
         return PacketFacts(label=label, tls_cert=found.names, done=done)
 
     def _tinc(self, ctx: PacketContext, state: FlowState) -> PacketFacts | None:
@@ -394,6 +400,10 @@ class Dissector:
             record = anyconnect.dtls_record(payload)
             if record is not None and _peer_key(ctx.flow, 0) in self._cstp_peers:
                 return self._facts(state, anyconnect.dtls_label(record), done=True)
+        if self._forti_peers and ctx.from_initiator:
+            record = anyconnect.dtls_record(payload)
+            if record is not None and _peer_key(ctx.flow, ports[1]) in self._forti_peers:
+                return self._facts(state, verdicts.forti_dtls_label(record), done=True)
         basis = self._softether_peers.get(_peer_key(ctx.flow, 0))
         if basis is not None and any(
             softether.UDP_ACCEL_LOW <= p <= softether.UDP_ACCEL_HIGH for p in ports

@@ -36,8 +36,8 @@ def plain(name: str, category: str, confidence: Confidence, *evidence: tuple[str
 PROTOCOLS = frozenset(
     {
         "anyconnect", "dns", "gre", "http", "ipsec", "l2tp", "llmnr", "mdns", "openvpn", "pptp",
-        "quic", "softether", "ssh", "sstp", "tailscale", "tinc", "tls", "tor", "vpngate",
-        "wireguard",
+        "quic", "softether", "ssh", "sstp", "tailscale", "tinc", "tls", "tor", "ultrasurf",
+        "vpngate", "wireguard",
     }
 )  # fmt: skip
 """Label names the dissectors give by protocol (a test checks every constructor call)."""

@@ -118,6 +118,23 @@ def cert_label(cert: LeafCertificate, sni: str | None = None) -> Label | None:
     return None
 
 
+def forti_dtls_label(record: str) -> Label:
+    """FortiClient's DTLS tunnel (fact FORTI-1): a DTLS record from the client to the same
+    server address and port as a TLS flow whose certificate was a FortiGate's.
+
+    FortiGate SSL VPN may carry its tunnel over DTLS 1.2 on UDP, on the port of the SSL VPN
+    itself, after the HTTPS login; the DTLS handshake is standard and Fortinet's own hello
+    (`GFtype clthello`) travels inside it, encrypted. So the clear proof is the pairing with
+    the certificate, and the label is no surer than the certificate's (medium).
+    """
+    return labels.vpn(
+        "fortinet",
+        labels.MEDIUM,
+        ("dtls_record", record),
+        ("fortigate_session", "same hosts and port as a FortiGate certificate"),
+    )
+
+
 def http_label(request: http.HttpRequest) -> Label:
     """Label a clear HTTP request: SoftEther paths, SSTP, AnyConnect CSTP, VPN Gate, VPN hosts."""
     path = request.path

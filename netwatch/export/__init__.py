@@ -1,5 +1,6 @@
-"""Exporters: alerts as JSONL, CSV, syslog (RFC 5424) and ECS NDJSON, and live sinks.
+"""Exporters: alerts as JSONL, CSV, syslog (RFC 5424) and ECS NDJSON, flow logs, and live sinks.
 
 `schema` holds the one column table; each format module turns an `Alert` into a line;
-`sinks` writes them to rotating files or syslog for the daemon. Nothing here touches the store.
+`flowlog` decides when a flow record is due, and `jsonl` and `ecs` format those too; `sinks`
+writes them to rotating files or syslog for the daemon. Nothing here touches the store.
 """

@@ -2,7 +2,9 @@
 
 `FileSink` appends one formatted line per alert to a file and rotates it by size through the
 standard library's `RotatingFileHandler` (no hand-written rotation). `SyslogSink` wraps the
-syslog sender. Both share the `Sink` protocol the daemon's sink worker drives.
+syslog sender. `FlowFileSink` writes flow records (`export.flowlog`) the same way, with the
+same rotation and file modes, as JSONL or ECS (`FLOW_FORMATS`). All share the `Sink`
+protocol the daemon's sink workers drive.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import logging.handlers
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from netwatch import files
 from netwatch.export.csv import csv_header, format_csv
-from netwatch.export.ecs import format_ecs
-from netwatch.export.jsonl import format_jsonl
+from netwatch.export.ecs import format_ecs, format_ecs_flow
+from netwatch.export.flowlog import FlowReport
+from netwatch.export.jsonl import format_flow_jsonl, format_jsonl
 from netwatch.export.syslog import SyslogSender, SyslogTarget, format_rfc5424
 from netwatch.model import Alert
 
@@ -31,12 +34,22 @@ FORMATTERS: dict[str, Callable[[Alert], str]] = {
 }
 FORMATS = tuple(FORMATTERS)
 
+FLOW_FORMATTERS: dict[str, Callable[[FlowReport], str]] = {
+    "jsonl": format_flow_jsonl,
+    "ecs": format_ecs_flow,
+}
+FLOW_FORMATS = tuple(FLOW_FORMATTERS)
 
-class Sink(Protocol):
-    """Receives every alert the daemon announces, after it is stored."""
+_Item = TypeVar("_Item")
+_In = TypeVar("_In", contravariant=True)
 
-    def emit(self, alert: Alert) -> None:
-        """Deliver one alert (must not raise on I/O trouble)."""
+
+class Sink(Protocol[_In]):
+    """Receives every alert the daemon announces, after it is stored (or, for flow sinks,
+    every flow record)."""
+
+    def emit(self, item: _In) -> None:
+        """Deliver one item (must not raise on I/O trouble)."""
         ...
 
     def close(self) -> None:
@@ -83,7 +96,37 @@ class _HeaderedHandler(logging.handlers.RotatingFileHandler):
         self._write_header_if_empty()
 
 
-class FileSink:
+class _LineFile(Generic[_Item]):
+    """Appends one formatted line per item to `path`, rotating at `max_bytes` keeping
+    `backups` files, every file with an explicit mode (`files.open_private`)."""
+
+    def __init__(
+        self,
+        path: Path,
+        formatter: Callable[[_Item], str],
+        max_bytes: int,
+        backups: int,
+        header: str | None = None,
+    ) -> None:
+        self._format = formatter
+        files.make_dirs(path.parent, shared=True)
+        self._handler = _HeaderedHandler(path, max_bytes, backups, header)
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        self._handler.terminator = "\n"
+
+    def emit(self, item: _Item) -> None:
+        """Write one line and flush it."""
+        record = logging.LogRecord("netwatch.sink", logging.INFO, "", 0, "%s", None, None)
+        record.msg = self._format(item)
+        record.args = None
+        self._handler.emit(record)
+
+    def close(self) -> None:
+        """Close the current file."""
+        self._handler.close()
+
+
+class FileSink(_LineFile[Alert]):
     """Appends formatted alerts to `path`, rotating at `max_bytes` keeping `backups` files."""
 
     def __init__(
@@ -91,23 +134,19 @@ class FileSink:
     ) -> None:
         if fmt not in FORMATTERS:
             raise ValueError(f"unknown export format {fmt!r}")
-        self._format = FORMATTERS[fmt]
-        files.make_dirs(path.parent, shared=True)
         header = csv_header().rstrip("\r\n") if fmt == "csv" else None
-        self._handler = _HeaderedHandler(path, max_bytes, backups, header)
-        self._handler.setFormatter(logging.Formatter("%(message)s"))
-        self._handler.terminator = "\n"
+        super().__init__(path, FORMATTERS[fmt], max_bytes, backups, header)
 
-    def emit(self, alert: Alert) -> None:
-        """Write one line and flush it."""
-        record = logging.LogRecord("netwatch.sink", logging.INFO, "", 0, "%s", None, None)
-        record.msg = self._format(alert)
-        record.args = None
-        self._handler.emit(record)
 
-    def close(self) -> None:
-        """Close the current file."""
-        self._handler.close()
+class FlowFileSink(_LineFile[FlowReport]):
+    """Appends flow records to `path` as JSONL or ECS, rotated and moded like `FileSink`."""
+
+    def __init__(
+        self, path: Path, fmt: str, max_bytes: int = 10 * 1024 * 1024, backups: int = 5
+    ) -> None:
+        if fmt not in FLOW_FORMATTERS:
+            raise ValueError(f"unknown flow export format {fmt!r}")
+        super().__init__(path, FLOW_FORMATTERS[fmt], max_bytes, backups)
 
 
 class SyslogSink:

@@ -10,6 +10,44 @@ Time is whatever the packets say (`PacketMeta.ts`) or what the caller passes to 
 the table never reads a clock. Memory is bounded by the number of live flows: idle flows
 leave through `tick`, and `max_flows` caps the table even when nothing goes idle.
 
+**Counting every packet once.** Live capture listens on every interface, so a packet this host
+routes or bridges is seen more than once: arriving on one interface (a container's veth, a
+tunnel) and leaving by another, sometimes on a bridge and on its port too. Where the source
+says which copy a frame is (`PacketMeta.pkttype`, `ifindex`: live capture and Linux cooked
+capture files), a packet is counted at the first copy that carries it into the host, on the
+interface it arrives by, and every later copy is recognised and not counted. Later copies
+are compared with the last arriving copy that counted: every copy of a packet follows the one
+that brought it in, while two arriving or two leaving copies in a row may as well be two
+packets of one stream.
+
+* a leaving copy (`PACKET_OUTGOING`) of the same flow, direction and size as that arriving
+  copy, on another interface, within `COPY_WINDOW`, is that packet routed or bridged out;
+  so is any leaving copy in a direction that has arrived here (when other frames came
+  between the two);
+* a packet arriving through a bridge is seen on the port and then on the bridge (as
+  `PACKET_HOST` on both when the bridge has its port's link address, `PACKET_OTHERHOST` on
+  the port when not), so an arriving copy of the same flow, direction and size as that last
+  counted arriving copy, on another interface, within `COPY_WINDOW`, is the bridge's; a
+  packet this host sends through a bridge leaves by the bridge and then by a port, so a
+  leaving copy right after the last counted leaving copy of the same flow, direction and
+  size, on another interface, is the port's;
+* behind NAT, a leaving copy right after an arriving one of the same size, with one
+  endpoint kept and the other changed (and, when this host's addresses are known as `local`,
+  one of the two with this host's address and the other with neither), is the translated
+  twin (`_nat_twin` says which is which): the untranslated flow, whose addresses are the
+  sender's own (a container's socket), carries the bytes; the translated flow is marked
+  (`FlowState.nat_copy`, and `forwarded`) and keeps only what was not recognised. Each
+  packet is judged on its own: a wrong match costs one packet, never a whole flow.
+
+A flow is `forwarded` when one of its packets was seen arriving and leaving, when it was
+translated, or when neither of its addresses is this host's (`local`). A forwarded flow's
+`interface` becomes the one its first packet left by (what the leak rules ask). Why the
+arriving copy: it comes first, so nothing is counted and then taken back for routed traffic;
+and it is there even when the host drops the packet instead of forwarding it, or when only the
+inner interface is captured. Why the untranslated flow under NAT: its addresses are those of
+the socket behind it (a container's), which is what names the process. Frames whose source
+does not say which copy they are (`pkttype` None) are all counted, as before.
+
 The dissector is injected as a function (`inspect(ctx, payload) -> PacketFacts | None`) so
 this module does not import `netwatch.dissect`, its sibling layer.
 """
@@ -35,12 +73,16 @@ from netwatch.model import (
     ProcessRef,
     Transport,
 )
+from netwatch.model.packet import PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OUTGOING
 
 Inspector = Callable[[PacketContext, bytes], PacketFacts | None]
 """A dissector: sees a payload with its place in the flow, returns facts or None."""
 
 SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
 _NAME_CACHE = 1 << 16
+COPY_WINDOW = 0.002
+"""Seconds within which two copies of one packet are seen: the kernel hands a routed packet
+to the capture arriving and leaving within microseconds, in the same softirq."""
 
 
 def _pair_key(proto: int, src: Endpoint, dst: Endpoint) -> tuple[int, int, int, int, int]:
@@ -100,6 +142,11 @@ class FlowState:
         "bytes_rev",
         "dns_name",
         "done",
+        "egress",
+        "entered_fwd",
+        "entered_rev",
+        "forwarded",
+        "nat_copy",
         "first_seen",
         "body_prefix",
         "http_host",
@@ -141,6 +188,17 @@ class FlowState:
         self.owner = UNOWNED
         """The owning process and this host's side, once attribution found them
         (`FlowTable.own`; live capture only)."""
+        self.entered_fwd: int | None = None
+        self.entered_rev: int | None = None
+        """The interface index each direction first arrived by (None: not seen arriving)."""
+        self.forwarded = False
+        """The flow passes through this host (routed, bridged or translated), see the module
+        docstring."""
+        self.egress = False
+        """`interface` is already the one a forwarded flow leaves by."""
+        self.nat_copy = False
+        """This flow is the translated twin of a forwarded flow (NAT): the packets
+        recognised as twins are counted on that flow, not here."""
         self._memo: tuple[tuple[object, ...], Flow] | None = None
         """The last `to_flow` answer and what it was made from (see `to_flow`)."""
 
@@ -183,6 +241,7 @@ class FlowState:
             initiator_is_local, self.pkts_fwd, self.pkts_rev, self.bytes_fwd, self.bytes_rev,
             self.tcp, self.last_seen, self.owner, self.dns_name, self.sni,
             self.http_host, self.label, self.tls_cert, self.http_request, self.body_prefix,
+            self.forwarded, self.interface,
         )  # fmt: skip
         memo = self._memo
         if memo is not None and memo[0] == sig:
@@ -232,6 +291,7 @@ class FlowState:
             body_prefix=self.body_prefix,
             interface=self.interface,
             egress_by=None if self.interface is None else "capture",
+            forwarded=self.forwarded,
         )
 
 
@@ -245,6 +305,8 @@ class TableStats:
     evicted: int
     packets: int
     dissect_errors: int
+    copies: int = 0
+    """Packets seen again on another interface (routed, bridged, translated), not counted."""
 
 
 class FlowTable:
@@ -285,7 +347,17 @@ class FlowTable:
         self._names: dict[IPAddress, str] = {}
         self._evicted: list[FlowState] = []
         self._created = self._expired = self._evicted_count = 0
-        self._packets = self._dissect_errors = 0
+        self._packets = self._dissect_errors = self._copies = 0
+        self.local: frozenset[IPAddress] = frozenset()
+        """This host's addresses (live capture keeps them current); empty when not known, as
+        for a capture file: then NAT twins are not recognised and `forwarded` needs proof."""
+        self._left: PacketMeta | None = None
+        self._left_state: FlowState | None = None
+        """The last leaving copy that counted, and its flow: a packet this host sends through
+        a bridge leaves by the bridge and then by a port."""
+        self._arrived: tuple[PacketMeta, FlowState, bool, bool] | None = None
+        """The last arriving copy that counted: (packet, flow, forward, matched: a translated
+        copy of it was already seen)."""
 
     def __len__(self) -> int:
         return len(self._flows)
@@ -304,6 +376,9 @@ class FlowTable:
         ts = pkt.ts
         if ts > state.last_seen:
             state.last_seen = ts
+        if pkt.pkttype is not None and not self._counts(pkt, state, fwd):
+            self._copies += 1
+            return state
         payload = pkt.payload
         index = 0
         if fwd:
@@ -328,6 +403,148 @@ class FlowTable:
         ):
             self._dissect(state, PacketContext(state.key, fwd, index, ts), payload)
         return state
+
+    def _counts(self, pkt: PacketMeta, state: FlowState, fwd: bool) -> bool:
+        """Whether this copy of a packet is the one that counts (module docstring).
+
+        Copies are compared with the last arriving copy that counted (`_arrived`) and the
+        last leaving copy that counted (`_left`), never just the previous frame: every later
+        copy of a packet follows the one that counted, while two frames in a row may as well
+        be two packets of one stream.
+        """
+        arrived = self._arrived
+        if pkt.pkttype == PACKET_OUTGOING:
+            if arrived is not None:
+                first, first_state, first_fwd, matched = arrived
+                if (
+                    first.length == pkt.length
+                    and first.ifindex != pkt.ifindex
+                    and pkt.ts - first.ts <= COPY_WINDOW
+                    and first.ip_proto == pkt.ip_proto
+                ):
+                    if first_state is state and first_fwd is fwd:
+                        self._passes(state, fwd, pkt)  # routed or bridged on its way out
+                        return False
+                    if first_state is not state:
+                        twin = self._nat_twin(first, pkt)
+                        if twin is not None:
+                            if matched:  # a further copy of a packet already translated
+                                return False
+                            self._arrived = (first, first_state, first_fwd, True)
+                            return self._translated(twin, pkt, state, fwd, first_state, first_fwd)
+            if (state.entered_fwd if fwd else state.entered_rev) is not None:
+                self._passes(state, fwd, pkt)  # arrived here earlier: routed on its way out
+                return False
+            left = self._left
+            if (
+                left is not None
+                and self._left_state is state
+                and left.ifindex != pkt.ifindex
+                and left.length == pkt.length
+                and pkt.ts - left.ts <= COPY_WINDOW
+                and left.src == pkt.src
+            ):
+                return False  # sent by a bridge, and now by its port
+            self._left, self._left_state = pkt, state
+            return True
+        if (
+            arrived is not None
+            and arrived[1] is state
+            and arrived[2] is fwd
+            and arrived[0].ifindex != pkt.ifindex
+            and arrived[0].length == pkt.length
+            and pkt.ts - arrived[0].ts <= COPY_WINDOW
+        ):
+            return False  # a bridge port's copy came first; this is the bridge's
+        if pkt.pkttype == PACKET_BROADCAST or pkt.pkttype == PACKET_MULTICAST:
+            # Delivered here, never routed; and other hosts' broadcasts may share a flow
+            # with this host's own (DHCP: 0.0.0.0:68 -> 255.255.255.255:67 from everyone).
+            self._arrived = (pkt, state, fwd, False)
+            return True
+        if fwd:
+            if state.entered_fwd is None:
+                state.entered_fwd = pkt.ifindex
+                self._judge(state, pkt)
+        elif state.entered_rev is None:
+            state.entered_rev = pkt.ifindex
+            self._judge(state, pkt)
+        self._arrived = (pkt, state, fwd, False)
+        return True
+
+    def _judge(self, state: FlowState, pkt: PacketMeta) -> None:
+        """A direction's first arriving copy: neither end this host's means passing through.
+
+        Once per direction, not per packet: the answer is the addresses', and hashing two
+        addresses costs as much as the rest of counting a packet.
+        """
+        local = self.local
+        if (
+            local
+            and not state.forwarded
+            and pkt.src.ip not in local
+            and pkt.dst.ip not in local
+            and not pkt.dst.ip.is_multicast
+            and not pkt.src.ip.is_unspecified
+        ):
+            state.forwarded = True
+
+    def _nat_twin(self, arrived: PacketMeta, left: PacketMeta) -> bool | None:
+        """Whether `left` is `arrived` translated, and which of the two is untranslated:
+        True for `arrived`, False for `left`; None when they are not one packet.
+
+        Linux rewrites a source on the way out (SNAT, and a DNAT reply un-translated) and a
+        destination on the way in (DNAT, and a SNAT reply un-translated), so when the source
+        changed the arriving copy is the inner one, and when the destination changed the
+        leaving copy is. With this host's addresses known (`local`), the inner copy must have
+        neither of them and the outer one must have one.
+        """
+        src_kept, dst_kept = arrived.src == left.src, arrived.dst == left.dst
+        if src_kept == dst_kept:
+            return None
+        inner, outer = (arrived, left) if dst_kept else (left, arrived)
+        local = self.local
+        if local and (
+            inner.src.ip in local
+            or inner.dst.ip in local
+            or (outer.src.ip not in local and outer.dst.ip not in local)
+        ):
+            return None
+        return dst_kept
+
+    def _translated(
+        self,
+        arrived_untranslated: bool,
+        pkt: PacketMeta,
+        state: FlowState,
+        fwd: bool,
+        prev_state: FlowState,
+        prev_fwd: bool,
+    ) -> bool:
+        """Keep a NAT pair's bytes on the untranslated flow; mark the translated one."""
+        if arrived_untranslated:  # counted on arrival (e.g. a container's, before SNAT)
+            prev_state.forwarded = state.forwarded = state.nat_copy = True
+            if prev_fwd and not prev_state.egress:
+                prev_state.interface, prev_state.egress = pkt.interface, True
+            return False
+        # It arrived translated (a reply before un-SNAT) and was counted there: move it.
+        if prev_fwd:
+            prev_state.pkts_fwd -= 1
+            prev_state.bytes_fwd -= pkt.length
+        else:
+            prev_state.pkts_rev -= 1
+            prev_state.bytes_rev -= pkt.length
+        prev_state.forwarded = prev_state.nat_copy = state.forwarded = True
+        if fwd and not state.egress:
+            state.interface, state.egress = pkt.interface, True
+        return True
+
+    @staticmethod
+    def _passes(state: FlowState, fwd: bool, pkt: PacketMeta) -> None:
+        """A packet of `state` was seen arriving and now leaving: the flow is forwarded, and
+        leaves by this copy's interface."""
+        state.forwarded = True
+        if fwd and not state.egress:
+            state.interface, state.egress = pkt.interface, True
 
     def _create(self, pkt: PacketMeta) -> tuple[FlowState, bool]:
         src, dst = pkt.src, pkt.dst
@@ -474,4 +691,5 @@ class FlowTable:
             evicted=self._evicted_count,
             packets=self._packets,
             dissect_errors=self._dissect_errors,
+            copies=self._copies,
         )

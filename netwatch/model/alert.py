@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from netwatch.model.flow import Evidence, FlowKey, Label, ProcessRef
+from netwatch.model.flow import Direction, Evidence, FlowKey, Label, ProcessRef
 from netwatch.model.policy import Action
 from netwatch.model.remote import RemoteInfo
 
@@ -58,3 +58,7 @@ class Alert:
     label: Label | None = None
     """The flow's label when the alert was raised or last updated: what the flow was taken
     for, how sure, and on what evidence, so an alert can be weighed without its flow."""
+    direction: Direction | None = None
+    """Who initiated the alert's flow (`Flow.direction`): exports put the initiator first,
+    as ECS's `source`, so an inbound connection's remote side is the source. None when the
+    alert has no flow, or for records written before the field existed."""

@@ -27,6 +27,22 @@ class PacketMeta:
     tcp_flags: int = 0
     ip_proto: int = 0
     interface: str | None = None
+    pkttype: int | None = None
+    """Which copy of the packet this is, as Linux's packet socket says (`sll_pkttype`: one
+    of the `PACKET_*` numbers below): arriving for this host, leaving it, or passing by.
+    None when the source does not say (most capture files), and then every copy counts."""
+    ifindex: int = 0
+    """The index of the interface the copy was seen on (0: not known)."""
+
+
+PACKET_HOST = 0
+"""A copy arriving, addressed to this host's link address (for this host, or to be routed)."""
+PACKET_BROADCAST = 1
+PACKET_MULTICAST = 2
+PACKET_OTHERHOST = 3
+"""A copy arriving for another link address (a bridge port's view, or promiscuous mode)."""
+PACKET_OUTGOING = 4
+"""A copy leaving by an interface (sent here, routed, or bridged out)."""
 
 
 @dataclass(frozen=True, slots=True)

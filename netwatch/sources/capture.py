@@ -12,6 +12,10 @@ scapy's own `L2ListenSocket` is not used: it binds to one interface (the default
 when none is named), and its `recv` dissects every frame with scapy layers, which
 `bench/capture.py` measures at more than ten times the cost of the struct parser.
 
+Each frame keeps the packet socket's `sll_pkttype` and `sll_ifindex` (`PacketMeta.pkttype`,
+`ifindex`): a routed packet is seen arriving on one interface and leaving by another, and the
+flow table counts it once from them (`flows.table`).
+
 Nothing is lost silently: the kernel's drop count (PACKET_STATISTICS) and the frames turned
 away because the queue was full are both counted and reported by `stats()`, as is the reason
 if the reader thread had to stop (the interface went away). Without
@@ -115,7 +119,10 @@ class LiveCapture:
         self._ring: PacketRing | None = None
         self.bpf = bpf
         self.queue_size = queue_size
-        self._queue: collections.deque[tuple[float, int, bytes, str]] = collections.deque()
+        self._queue: collections.deque[tuple[float, int, bytes, str, int, int]] = (
+            collections.deque()
+        )
+        """(time, ethertype, IP bytes, interface name, packet type, interface index)."""
         self._decoder = PacketDecoder()
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -215,6 +222,7 @@ class LiveCapture:
         recv = sock.recvfrom
         clock = time.time
         only = self.interface
+        indexes: dict[str, int] = {}
         while not stop.is_set():
             try:
                 data, addr = recv(_SNAPLEN)
@@ -234,7 +242,15 @@ class LiveCapture:
             if len(queue) >= limit:
                 self._queue_drops += 1
                 continue
-            queue.append((clock(), addr[1], data, addr[0]))
+            name = addr[0]
+            index = indexes.get(name)
+            if index is None:
+                try:
+                    index = socket.if_nametoindex(name)
+                except OSError:
+                    index = 0
+                indexes[name] = index
+            queue.append((clock(), addr[1], data, name, addr[2], index))
 
     def _run_ring(self) -> None:
         ring = self._ring
@@ -260,7 +276,7 @@ class LiveCapture:
                 except OSError:
                     name = str(ifindex)
                 names[ifindex] = name
-            queue.append((ts, ethertype, data, name))
+            queue.append((ts, ethertype, data, name, pkttype, ifindex))
 
         while not stop.is_set():
             if not ring.read(handle, _IDLE_WAIT):
@@ -293,8 +309,8 @@ class LiveCapture:
         out: list[PacketMeta] = []
         n = len(queue) if limit is None else min(limit, len(queue))
         for _ in range(n):
-            ts, ethertype, data, ifname = queue.popleft()
-            meta = decode(ethertype, data, ts, ifname)
+            ts, ethertype, data, ifname, pkttype, ifindex = queue.popleft()
+            meta = decode(ethertype, data, ts, ifname, pkttype, ifindex)
             if meta is not None:
                 out.append(meta)
         return out

@@ -16,6 +16,12 @@ GTP-U (3GPP TS 29.281: UDP port 2152, a GTPv1 header, type 255 = G-PDU) is decap
 user's own packet inside is what the flow table sees, as a mobile core's capture is about the
 subscribers' traffic, not the one tunnel between two gateways.
 
+Linux cooked headers (SLL, SLL2) and live capture also say which copy of a packet a frame is
+(`PacketMeta.pkttype`: arriving, leaving, passing by) and on which interface (SLL2 and live
+capture: `PacketMeta.ifindex`), so the flow table can count a routed packet once
+(`flows.table`, "Counting every packet once"). The loopback's leaving copy in such a file is
+left out (`None`), as live capture leaves it out: loopback shows every packet twice.
+
 IPv4 fragments are not reassembled: every fragment counts its bytes, and non-first fragments
 borrow the ports of their first fragment (remembered by IP id in a small bounded map) so the
 bytes land on the right flow. Only the first fragment's payload reaches the dissectors.
@@ -262,6 +268,35 @@ _LINK_DECODERS: dict[int, Callable[[bytes], tuple[int, int]]] = {
 }
 
 
+_ARPHRD_LOOPBACK = 772
+_PACKET_OUTGOING = 4
+_LOOPBACK_LEAVING = -1
+"""`_direction`'s answer for the loopback's leaving copy."""
+
+
+def _direction(linktype: int, data: bytes) -> tuple[int | None, int]:
+    """(packet type, interface index) from the Linux cooked headers that carry them.
+
+    SLL (113) starts with the packet type (2 bytes, big-endian) and the link's ARPHRD type,
+    and has no interface; SLL2 (276) has the interface index at bytes 4-7, the ARPHRD type
+    at 8-9 and the packet type at byte 10
+    (https://www.tcpdump.org/linktypes/LINKTYPE_LINUX_SLL.html, LINKTYPE_LINUX_SLL2.html).
+    Loopback shows each packet leaving and then arriving: the leaving copy is
+    `_LOOPBACK_LEAVING`, left out as live capture leaves it out (`sources.capture`). Other
+    link types do not say which copy a frame is: (None, 0). The caller checked the length.
+    """
+    if linktype == LINKTYPE_LINUX_SLL:
+        pkttype, hatype, ifindex = (data[0] << 8) | data[1], (data[2] << 8) | data[3], 0
+    elif linktype == LINKTYPE_LINUX_SLL2:
+        pkttype, hatype = data[10], (data[8] << 8) | data[9]
+        ifindex = int.from_bytes(data[4:8], "big")
+    else:
+        return None, 0
+    if pkttype == _PACKET_OUTGOING and hatype == _ARPHRD_LOOPBACK:
+        return _LOOPBACK_LEAVING, ifindex
+    return pkttype, ifindex
+
+
 def supported_link_type(linktype: int) -> bool:
     """Say whether frames of this link type can be decoded."""
     return linktype in _LINK_DECODERS
@@ -279,6 +314,10 @@ class PacketDecoder:
         self._endpoints: dict[tuple[bytes, int], Endpoint] = {}
         self._fragments: dict[tuple[bytes, bytes, int, bytes], tuple[int, int]] = {}
         self._gtp_depth = 0
+        self._pkttype: int | None = None
+        self._ifindex = 0
+        """Which copy the frame being decoded is (`PacketMeta.pkttype`), and where it was
+        seen: set per frame by `decode` / `decode_cooked`, read by `_meta`."""
 
     def decode(
         self, linktype: int, data: bytes, ts: float, interface: str | None = None
@@ -290,17 +329,28 @@ class PacketDecoder:
         off, version = link(data)
         if off < 0:
             return None
+        self._pkttype, self._ifindex = _direction(linktype, data)
+        if self._pkttype == _LOOPBACK_LEAVING:
+            return None
         if version == 4:
             return self._ipv4(data, off, ts, interface)
         return self._ipv6(data, off, ts, interface)
 
     def decode_cooked(
-        self, ethertype: int, data: bytes, ts: float, interface: str | None = None
+        self,
+        ethertype: int,
+        data: bytes,
+        ts: float,
+        interface: str | None = None,
+        pkttype: int | None = None,
+        ifindex: int = 0,
     ) -> PacketMeta | None:
-        """Decode a frame whose link header was removed (an AF_PACKET SOCK_DGRAM read)."""
+        """Decode a frame whose link header was removed (an AF_PACKET SOCK_DGRAM read);
+        `pkttype` and `ifindex` are the packet socket's `sll_pkttype` and `sll_ifindex`."""
         off, version = _ether_l3(data, ethertype, 0)
         if off < 0:
             return None
+        self._pkttype, self._ifindex = pkttype, ifindex
         if version == 4:
             return self._ipv4(data, off, ts, interface)
         return self._ipv6(data, off, ts, interface)
@@ -472,4 +522,6 @@ class PacketDecoder:
             flags,
             proto,
             ifname,
+            self._pkttype,
+            self._ifindex,
         )

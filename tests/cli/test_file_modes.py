@@ -69,9 +69,11 @@ def test_daemon_store_and_export_file(
         "--socket", str(tmp_path / "nw.sock"),
         "--export-file", str(made / "export" / "alerts.csv"),
         "--export-format", "csv",
+        "--flow-export-file", str(made / "flows" / "flows.ndjson"),
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert (made / "export" / "alerts.csv").read_text().startswith("id,rule,")
+    assert (made / "flows" / "flows.ndjson").exists()
     assert (made / "state" / "netwatch.db").exists()
     assert loose(made) == []
 

@@ -12,6 +12,7 @@ import signal
 import socket
 import stat
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,6 +194,8 @@ def test_socket_in_a_missing_folder_is_one_line_exit_1(tmp_path: Path) -> None:
         ["--metrics-port", "70000"],
         ["--syslog", "http://x"],
         ["--export-format", "xml"],
+        ["--flow-export-format", "csv"],
+        ["--flow-export-every", "-1"],
     ],
 )
 def test_bad_daemon_flags_are_one_line_exit_2(argv: list[str], tmp_path: Path) -> None:
@@ -267,6 +271,14 @@ def test_metrics_endpoint_on_localhost(tmp_path: Path) -> None:
     assert daemon.returncode == 0
     assert b"netwatch_flows " in body
     assert b"netwatch_socket_clients" in body
+    assert b"# TYPE netwatch_capture_drops_total counter" in body
+    promtool = shutil.which("promtool")
+    if promtool is not None:  # Debian's prometheus package; tests/daemon/test_metrics.py too
+        lint = subprocess.run(  # noqa: S603  # promtool from PATH, the daemon's text on stdin
+            [promtool, "check", "metrics"], input=body, capture_output=True, timeout=60,
+            check=False,
+        )  # fmt: skip
+        assert lint.returncode == 0 and not lint.stdout.strip(), lint
 
 
 def test_daemon_settings_come_from_the_config_and_flags_win(tmp_path: Path) -> None:
@@ -330,3 +342,64 @@ def test_a_bad_daemon_setting_is_one_located_line_exit_1(tmp_path: Path) -> None
     assert len(lines) == 2, res.stderr
     assert "daemon.interval" in lines[0] and "daemon.syslog" in lines[1]
     assert not (tmp_path / "n.db").exists(), "nothing is opened before the config is good"
+
+
+def _ports(doc: dict[str, Any]) -> set[int]:
+    return {doc.get(side, {}).get("port") for side in ("source", "destination")} - {None}
+
+
+def test_flow_log_records_a_closed_connection_and_open_ones_at_stop(tmp_path: Path) -> None:
+    """A loopback connection this test holds: one ECS record when it closes, valid field by
+    field against the ECS reference; the conversations still open get one at the stop."""
+    import json
+
+    from tests.unit.test_ecs_fields import problems
+
+    flows = tmp_path / "out" / "flows.ndjson"
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        peer, _ = server.accept()
+        client.sendall(b"x" * 3000)
+        peer.recv(4096)
+        daemon = subprocess.Popen(
+            daemon_argv(tmp_path / "n.db", tmp_path / "n.sock", "--interval", "0.2",
+                        "--no-capture", "--flow-export-file", str(flows),
+                        "--flow-export-format", "ecs", "--flow-export-every", "0"),
+            cwd=REPO,
+        )  # fmt: skip
+        collector = Collector(tmp_path / "n.sock")
+        try:
+
+            def seen(c: Collector) -> bool:
+                snaps = c.snapshots[-1:]
+                return any(f.flow.key.local.port == port for s in snaps for f in s.flows)
+
+            assert collector.wait_for(seen, 30)  # the daemon saw the connection open
+            collector.close()
+            # a reset, not a FIN: no TIME_WAIT socket lingers on for a minute
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+            peer.close()
+
+            def ended() -> list[dict[str, Any]]:
+                lines = flows.read_text("utf-8").splitlines() if flows.exists() else []
+                return [d for d in map(json.loads, lines) if _ports(d) & {port}]
+
+            assert _wait_for(lambda: len(ended()) >= 2, 20)  # the client's and the server's
+        finally:
+            collector.close()
+            stop(daemon)
+    assert daemon.returncode == 0
+    docs = [json.loads(line) for line in flows.read_text("utf-8").splitlines()]
+    assert all(problems(d) == [] for d in docs), [problems(d) for d in docs if problems(d)]
+    ours = [d for d in docs if _ports(d) & {port}]
+    assert {d["event"]["reason"] for d in ours} == {"end"}
+    outbound = next(d for d in ours if d["network"]["direction"] == "egress")
+    inbound = next(d for d in ours if d["network"]["direction"] == "ingress")
+    assert outbound["destination"]["port"] == port and inbound["destination"]["port"] == port
+    assert outbound["process"]["pid"] == os.getpid()
+    assert outbound["event"]["type"] == ["connection", "end"]
+    assert outbound["source"]["bytes"] >= 3000  # what the client sent, the period's count
+    assert any(d["event"]["reason"] == "shutdown" for d in docs)  # other open conversations
+    assert stat.S_IMODE(flows.stat().st_mode) in (0o600, 0o640)

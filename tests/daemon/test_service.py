@@ -10,17 +10,20 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from netwatch.clock import SystemClock
 from netwatch.codec import JSONDict
 from netwatch.daemon.client import DaemonFeed
 from netwatch.daemon.server import SnapshotServer
 from netwatch.daemon.service import Service, ServiceOptions
 from netwatch.daemon.sink_worker import SinkWorker
 from netwatch.errors import ConfigError
+from netwatch.export.flowlog import FlowReport, FlowReporter, Reason
 from netwatch.model import Alert, EnrichedFlow, Snapshot
 from netwatch.pipeline import Detector
 from netwatch.store import AlertQuery, Store, read_alerts
@@ -299,3 +302,88 @@ def test_run_stops_after_ticks_and_pruner_stops_first(tmp_path: Path) -> None:
     assert service.run() == 0
     assert service.ticks_done == 3
     assert not (tmp_path / "n.sock").exists()
+
+
+class RecordingFlowSink:
+    """A flow sink that keeps what it is given (the file sink is tested on its own)."""
+
+    def __init__(self) -> None:
+        self.got: list[FlowReport] = []
+
+    def emit(self, item: FlowReport) -> None:
+        self.got.append(item)
+
+    def close(self) -> None:
+        pass
+
+
+def test_flow_log_gets_ended_conversations_and_the_open_ones_at_shutdown(tmp_path: Path) -> None:
+    a, b = make_flow(local_port=6001), make_flow(local_port=6002)
+    snaps = [make_snapshot(1, flows=(a, b)), make_snapshot(2, flows=(b,)),
+             make_snapshot(3, flows=(b,))]  # fmt: skip
+    sink = RecordingFlowSink()
+    service, _ = _service(
+        tmp_path, snaps, flow_log=(FlowReporter(active_timeout=0), SinkWorker([sink]))
+    )
+    for _ in snaps:
+        service.tick_once()
+    service.shutdown()
+    assert [(r.flow.flow.key.local.port, r.reason) for r in sink.got] == [
+        (6001, Reason.END),
+        (6002, Reason.SHUTDOWN),
+    ]
+
+
+class SlowFlowSink(RecordingFlowSink):
+    """Takes a little while per record, like a file on a busy disk."""
+
+    def emit(self, item: FlowReport) -> None:
+        time.sleep(0.002)
+        super().emit(item)
+
+
+def test_every_open_conversation_gets_its_last_record_even_past_the_queue(tmp_path: Path) -> None:
+    flows = tuple(make_flow(local_port=7000 + i) for i in range(50))
+    sink = SlowFlowSink()
+    writer: SinkWorker[FlowReport] = SinkWorker([sink], maxsize=2)
+    service, _ = _service(tmp_path, [make_snapshot(1, flows=flows)],
+                          flow_log=(FlowReporter(), writer))  # fmt: skip
+    service.tick_once()
+    service.shutdown()
+    assert writer.dropped == 0
+    assert sorted(r.flow.flow.key.local.port for r in sink.got) == [7000 + i for i in range(50)]
+
+
+class StuckFlowSink(RecordingFlowSink):
+    """Never finishes writing (a hung disk): the stop must not wait for it for long."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def emit(self, item: FlowReport) -> None:
+        self.release.wait(30)
+
+
+def test_a_stuck_flow_writer_holds_up_the_stop_only_for_the_shutdown_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import netwatch.daemon.service as service_module
+
+    monkeypatch.setattr(service_module, "SHUTDOWN_WAIT", 0.5)
+    flows = tuple(make_flow(local_port=7000 + i) for i in range(200))
+    sink = StuckFlowSink()
+    writer: SinkWorker[FlowReport] = SinkWorker([sink], maxsize=2)
+    store = Store(tmp_path / "n.db")
+    service = Service(
+        ScriptedEngine([make_snapshot(1, flows=flows)]), None, store,
+        SnapshotServer(tmp_path / "n.sock"), SystemClock(), flow_log=(FlowReporter(), writer),
+    )  # fmt: skip
+    service.tick_once()
+    started = time.monotonic()
+    service.shutdown()
+    took = time.monotonic() - started
+    sink.release.set()
+    assert took < 3.0, took
+    assert writer.dropped >= 190  # counted, not silent
+    assert f"flow log: {writer.dropped} records dropped" in caplog.text

@@ -102,6 +102,17 @@ def test_alert_action_round_trips_and_older_log_tags_decode_as_logged() -> None:
         codec.alert_from_dict(dict(record, action="shout"))
 
 
+def test_alert_direction_round_trips_and_older_records_have_none() -> None:
+    inbound = replace(make_alert(), direction=Direction.INBOUND)
+    record = codec.alert_to_dict(inbound)
+    assert record["direction"] == "inbound"
+    assert codec.loads(codec.dumps(inbound)) == inbound
+    del record["direction"]  # written before the field existed
+    assert codec.alert_from_dict(record).direction is None
+    with pytest.raises(codec.CodecError, match="direction"):
+        codec.alert_from_dict(dict(record, direction="sideways"))
+
+
 @pytest.mark.parametrize(
     "line",
     [

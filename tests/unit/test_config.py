@@ -196,9 +196,12 @@ def test_daemon_section_good_values() -> None:
         "[daemon]\ninterval = 0.5\nretention_days = 7\nmax_db_mb = 64\n"
         'export_file = "/var/log/netwatch/alerts.jsonl"\nexport_format = "ecs"\n'
         'syslog = "tcp://[2001:db8::1]:6514"\nmetrics_port = 9977\ncapture = false\n'
-        'interface = "eth0"\n'
+        'interface = "eth0"\nflow_export_file = "/var/log/netwatch/flows.ndjson"\n'
+        'flow_export_format = "ecs"\nflow_export_every = 0\n'
     )
     d = parse_config(tomllib.loads(text)).daemon
+    assert d.flow_export_file == Path("/var/log/netwatch/flows.ndjson")
+    assert (d.flow_export_format, d.flow_export_every) == ("ecs", 0.0)
     assert (d.interval, d.retention_days, d.max_db_mb) == (0.5, 7.0, 64)
     assert d.export_file == Path("/var/log/netwatch/alerts.jsonl") and d.export_format == "ecs"
     assert (d.syslog, d.metrics_port, d.capture, d.interface) == (
@@ -215,6 +218,7 @@ def test_daemon_section_problems_are_located_lines() -> None:
         '[daemon]\ninterval = "fast"\nretention_days = -1\nmax_db_mb = 1.5\n'
         'export_format = "xml"\nsyslog = "udp://h:99999"\nmetrics_port = true\n'
         'capture = "no"\ninterface = ""\ncolour = 1\nfull_sample_every = -2\n'
+        'flow_export_format = "csv"\nflow_export_every = -1\nflow_export_file = 3\n'
     )
     with pytest.raises(ConfigError) as info:
         parse_config(tomllib.loads(text), "c.toml")
@@ -225,6 +229,7 @@ def test_daemon_section_problems_are_located_lines() -> None:
         for k in (
             "colour", "interval", "retention_days", "max_db_mb", "export_format", "syslog",
             "metrics_port", "capture", "interface", "full_sample_every",
+            "flow_export_format", "flow_export_every", "flow_export_file",
         )
     )  # fmt: skip
 
@@ -237,16 +242,20 @@ def test_flags_win_over_daemon_settings_which_win_over_defaults() -> None:
     settings = parse_config(
         tomllib.loads(
             '[daemon]\ninterval = 5\nsyslog = "udp://127.0.0.1:514"\ncapture = false\n'
-            "full_sample_every = 0\n"
+            "full_sample_every = 0\nflow_export_every = 0\n"
         )
     ).daemon
     flags = argparse.Namespace(
         interval=None, retention_days=2.0, max_db_mb=None, export_file=None,
         export_format=None, metrics_port=None, interface=None, syslog=None, no_capture=False,
-        full_sample_every=None, hourly_after_days=None,
+        full_sample_every=None, flow_export_file=None, flow_export_format=None,
+        flow_export_every=None, hourly_after_days=None,
     )  # fmt: skip
     got = apply_settings(flags, settings)
     assert got.hourly_after_days == 1.0
+    assert (got.flow_export_file, got.flow_export_format) == (None, "jsonl")
+    assert got.flow_export_every == 0.0  # zero is a setting (no interim records)
+    assert apply_settings(flags, parse_config({}).daemon).flow_export_every == 300.0
     assert got.full_sample_every == 0.0  # zero is a setting (every tick), not "unset"
     assert apply_settings(flags, parse_config({}).daemon).full_sample_every == 5.0
     assert (got.interval, got.retention_days, got.max_db_mb, got.export_format) == (

@@ -21,6 +21,7 @@ from netwatch.cli import build_parser
 from netwatch.cli.stages import policy_and_rules
 from netwatch.config import SECTIONS, DaemonSettings, parse_config
 from netwatch.detect.loader import load_rules
+from netwatch.errors import ConfigError
 from netwatch.model import ExpectedVpn, Policy
 from netwatch.ui.advice import SNIPPET_INDENT, advice_for
 from netwatch.ui.detail import alert_detail
@@ -44,7 +45,13 @@ def _named_config_parts(text: str) -> list[str]:
     that prose names; a dotted name counts when its last part is a config key's name."""
     tables = [m.group(0) for m in HEADER.finditer(text) if m.group(1).split(".")[0] in SECTIONS
               or m.group(1).startswith(("detect", "config"))]  # fmt: skip
-    keys = [d for d in DOTTED.findall(text) if d.split(".")[-1] in KEY_NAMES]
+    # A config key is named under its section (`daemon.interval`); ECS names such as
+    # `container.name` end in a key's name too but are not config.
+    keys = [
+        d
+        for d in DOTTED.findall(text)
+        if d.split(".")[-1] in KEY_NAMES and d.split(".")[0] in SECTIONS
+    ]
     return tables + keys
 
 
@@ -56,7 +63,12 @@ def _check_named_parts(text: str) -> None:
                 parse_config({header.split(".")[0]: {header.split(".")[1]: []}})
             else:
                 section, _, sub = header.partition(".")
-                parse_config({section: {sub: {}} if sub else {}})
+                problem = ""
+                try:
+                    parse_config({section: {sub: {}} if sub else {}})
+                except ConfigError as exc:  # a real table may need a key (notify.webhook: url)
+                    problem = str(exc)
+                assert "unknown" not in problem, part
         else:
             section, key = part.split(".", 1)
             assert section in SECTIONS, part

@@ -233,3 +233,53 @@ def test_mutated_certificates_never_raise_and_stay_quick(edits: list[tuple[int, 
     found = server_certificate(flight)
     assert time.perf_counter() - start < 0.5
     assert found is None or found is not NEED_MORE
+
+
+def _dtls_hello(sport: int, dport: int, server: str = "203.0.113.9") -> tuple[FlowKey, bytes]:
+    """A DTLS 1.2 ClientHello record (epoch 0) from the client of KEY, per RFC 6347."""
+    key = FlowKey(
+        Transport.UDP, Endpoint(parse_ip("192.0.2.10"), sport), Endpoint(parse_ip(server), dport)
+    )
+    body = b"\x01" + bytes(60)
+    return key, b"\x16\xfe\xfd" + bytes(8) + len(body).to_bytes(2, "big") + body
+
+
+def test_dtls_to_the_port_of_a_fortigate_certificate_is_fortinet_dtls() -> None:
+    d = Dissector()
+    d.inspect(PacketContext(KEY, True, 0), _hello())
+    cert = d.inspect(PacketContext(KEY, False, 0), server_flight(FORTI, CA))
+    assert cert is not None and cert.label is not None and cert.label.name == "fortinet"
+    key, dtls = _dtls_hello(51001, 443)
+    facts = d.inspect(PacketContext(key, True, 0), dtls)
+    assert facts is not None and facts.label is not None
+    assert (facts.label.name, facts.label.confidence) == ("fortinet", Confidence.MEDIUM)
+    ev = {e.name: e.value for e in facts.label.evidence}
+    assert ev["dtls_record"] == "handshake v1.2" and "fortigate_session" in ev
+
+
+@pytest.mark.parametrize(
+    ("sport", "dport", "server", "why"),
+    [
+        (51002, 4433, "203.0.113.9", "another port"),
+        (51003, 443, "203.0.113.10", "another server"),
+    ],
+)
+def test_dtls_not_paired_with_a_fortigate_flow_is_not_fortinet(
+    sport: int, dport: int, server: str, why: str
+) -> None:
+    d = Dissector()
+    d.inspect(PacketContext(KEY, True, 0), _hello())
+    d.inspect(PacketContext(KEY, False, 0), server_flight(FORTI, CA))
+    key, dtls = _dtls_hello(sport, dport, server)
+    facts = d.inspect(PacketContext(key, True, 0), dtls)
+    label = None if facts is None else facts.label
+    assert label is None or label.name != "fortinet", why
+
+
+def test_dtls_after_an_ordinary_certificate_is_not_fortinet() -> None:
+    d = Dissector()
+    d.inspect(PacketContext(KEY, True, 0), _hello("www.example.com"))
+    d.inspect(PacketContext(KEY, False, 0), server_flight(ORDINARY, CA))
+    key, dtls = _dtls_hello(51004, 443)
+    facts = d.inspect(PacketContext(key, True, 0), dtls)
+    assert facts is None or facts.label is None or facts.label.name != "fortinet"

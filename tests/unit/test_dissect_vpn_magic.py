@@ -259,3 +259,27 @@ def test_unrecognised_udp_is_given_up_after_the_wireguard_tries() -> None:
             assert facts is None or not facts.done, index
     last = d.inspect(PacketContext(key, True, 3), RNG.randbytes(80))
     assert last is not None and last.done and last.label is None
+
+
+# ---------------------------------------------------------------- UltraSurf (US-1)
+
+ULTRASURF = bytes.fromhex("cc1c30415ba43866")
+
+
+def test_stream_opening_with_the_ultrasurf_magic_is_an_anonymizer() -> None:
+    key = _key(Transport.TCP, 50123, 443)
+    label = _run(key, [(True, ULTRASURF + RNG.randbytes(120)), (False, RNG.randbytes(300))])
+    assert _is(label, "ultrasurf", "high")
+    assert label is not None and label.category == "anonymizer" and label.vpn
+    assert _evidence(label) == {"magic": "cc1c30415ba43866"}
+
+
+def test_ultrasurf_magic_only_counts_at_the_stream_start_and_in_full() -> None:
+    key = _key(Transport.TCP, 50124, 443)
+    assert _run(key, [(True, ULTRASURF[:7])]) is None  # cut short
+    key = _key(Transport.TCP, 50125, 443)
+    assert _run(key, [(True, b"\x00" + ULTRASURF + RNG.randbytes(40))]) is None  # not at start
+    key = _key(Transport.TCP, 50126, 443)
+    later = [(True, RNG.randbytes(64)), (False, RNG.randbytes(64)), (True, ULTRASURF)]
+    label = _run(key, later)
+    assert label is None or label.name != "ultrasurf"  # only a stream's first bytes

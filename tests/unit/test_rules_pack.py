@@ -140,6 +140,13 @@ def tor_flow(**kw: object) -> EnrichedFlow:
     return replace(ef, flow=replace(ef.flow, label=label))
 
 
+def ultrasurf_flow(**kw: object) -> EnrichedFlow:
+    """A flow the dissectors labelled UltraSurf (an anonymizer label, by its magic)."""
+    ef = flow(process="u1404", **kw)  # type: ignore[arg-type]
+    label = make_label("ultrasurf", "anonymizer", True, evidence=(("magic", "cc1c30415ba43866"),))
+    return replace(ef, flow=replace(ef.flow, label=label))
+
+
 PEERS = [
     ("198.51.100.10", "DE"),
     ("203.0.113.20", "FR"),
@@ -429,6 +436,8 @@ EXAMPLES: dict[str, tuple[list[Example], list[Example]]] = {
             ),
             ex(listen("openvpn", 1194, ip="127.0.0.1"), "a loopback-only listener"),
             ex(BY_ADDRESS, "only an address list says VPN: vpn.provider_address reports it"),
+            ex(ultrasurf_flow(), "an anonymizer: anon.circumvention reports it"),
+            ex(tor_flow(remote_port=443), "Tor: anon.tor reports it"),
         ],
     ),
     "vpn.provider_address": (
@@ -482,6 +491,13 @@ EXAMPLES: dict[str, tuple[list[Example], list[Example]]] = {
                 flow(process=None, sni="www.q3vbzmkd4ptpbw.com", remote_port=443),
                 "random-looking name on the web port",
             ),
+        ],
+    ),
+    "anon.circumvention": (
+        [ex(ultrasurf_flow(), "a stream opening with UltraSurf's magic")],
+        [
+            ex(tor_flow(remote_port=443), "Tor has its own rule"),
+            ex(flow(process="firefox", sni="www.example.com"), "ordinary browsing"),
         ],
     ),
     "process.first_connection": (

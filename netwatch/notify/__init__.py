@@ -1,0 +1,1 @@
+"""Notifications: alerts told to people (desktop, webhook, command), rate-limited and digested."""
