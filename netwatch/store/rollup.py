@@ -89,17 +89,19 @@ def dims_of(ef: EnrichedFlow) -> Dims:
 
 
 class _Seen:
-    """What the book remembers of one conversation: its traffic revision and counters."""
+    """What the book remembers of one conversation: its traffic revision and counters, the key
+    its bytes go under, and the bytes it moved in the current minute (not yet in a row)."""
 
-    __slots__ = ("dims", "facts", "received", "rev", "sent")
+    __slots__ = ("acc_in", "acc_new", "acc_out", "dims", "facts", "received", "rev", "sent")
 
     def __init__(self, rev: int, sent: int, received: int) -> None:
         self.rev = rev
         self.sent = sent
         self.received = received
         self.facts = (0, 0)
-        """(rev_facts, rev_remote) that `dims` was made from (0: not made)."""
+        """(rev_facts, rev_remote) that `dims` was made from."""
         self.dims: Dims | None = None
+        self.acc_out = self.acc_in = self.acc_new = 0
 
 
 _LISTENING = _Seen(-1, 0, 0)
@@ -119,6 +121,10 @@ class Rollups:
         self._numbered = False
         """Whether every flow of the last tick had a serial (only then may it be skipped)."""
         self._started = False
+        self._bucket = 0
+        """The minute the conversations' `acc_*` belong to."""
+        self._dirty: list[_Seen] = []
+        """Conversations with bytes in `_bucket` not yet summed into `_pending`."""
         self._pending: dict[tuple[int, Dims], list[int]] = {}
         """(minute, dims) -> [bytes out, bytes in, connections]."""
 
@@ -130,7 +136,9 @@ class Rollups:
 
         Only the flows whose version moved are visited (`recall`/`missing`, in C), so a tick
         costs what changed; of those, a flow whose serial and `rev_traffic` are the ones the
-        book holds moved facts or its remote, not bytes.
+        book holds moved facts or its remote, not bytes. A conversation's bytes are added up
+        on its own record through the minute and summed per key once, when the minute ends
+        (`_fold`), so a busy tick costs a few attribute updates per moved flow.
         """
         if tick is None:
             tick = versions(flows)
@@ -139,9 +147,12 @@ class Rollups:
         counting = self._started
         self._started = True
         bucket = int(now) // SPAN * SPAN
+        if bucket != self._bucket:
+            self._fold()
+            self._bucket = bucket
         got: list[_Seen | None] = recall(self._known, tick)
         by_conv = self._by_conversation
-        pending = self._pending
+        dirty = self._dirty
         for i in missing(got):
             ef = flows[i]
             f = ef.flow
@@ -150,33 +161,34 @@ class Rollups:
                 got[i] = _LISTENING
                 continue
             ident: int | FlowKey = f.serial or key
-            old = by_conv.get(ident)
-            if old is not None and f.serial and old.rev == f.rev_traffic:
-                got[i] = old
+            seen = by_conv.get(ident)
+            if seen is not None and f.serial and seen.rev == f.rev_traffic:
+                got[i] = seen
                 continue
             sent = f.bytes_sent or 0
             received = f.bytes_received or 0
-            seen = got[i] = by_conv[ident] = _Seen(f.rev_traffic, sent, received)
-            if not counting:
-                continue
-            if old is None:
+            if seen is None:
+                seen = by_conv[ident] = _Seen(f.rev_traffic, sent, received)
                 d_out, d_in, new = sent, received, 1
             else:
-                d_out = sent - old.sent if sent >= old.sent else sent
-                d_in = received - old.received if received >= old.received else received
+                d_out = sent - seen.sent if sent >= seen.sent else sent
+                d_in = received - seen.received if received >= seen.received else received
                 new = 0
-            if d_out or d_in or new:
-                # The key's text is made once per facts and remote revision (numbered flows).
-                facts = (f.rev_facts, ef.rev_remote)
-                if old is not None and old.dims is not None and f.serial and old.facts == facts:
-                    dims = old.dims
-                else:
-                    dims = dims_of(ef)
-                seen.dims, seen.facts = dims, facts
-                acc = pending.setdefault((bucket, dims), [0, 0, 0])
-                acc[0] += d_out
-                acc[1] += d_in
-                acc[2] += new
+                seen.rev, seen.sent, seen.received = f.rev_traffic, sent, received
+            got[i] = seen
+            if not counting or not (d_out or d_in or new):
+                continue
+            # The key's text is made once per facts and remote revision (numbered flows).
+            facts = (f.rev_facts, ef.rev_remote)
+            if seen.dims is None or not f.serial or seen.facts != facts:
+                if seen.dims is not None and (seen.acc_out or seen.acc_in or seen.acc_new):
+                    self._fold_one(seen)  # bytes so far go under the key they were moved by
+                seen.dims, seen.facts = dims_of(ef), facts
+            if not (seen.acc_out or seen.acc_in or seen.acc_new):
+                dirty.append(seen)
+            seen.acc_out += d_out
+            seen.acc_in += d_in
+            seen.acc_new += new
         answers = cast(list[_Seen], got)
         self._known, self._numbered = keep(tick, answers)
         self._last = tick
@@ -187,8 +199,25 @@ class Rollups:
                 if seen is not _LISTENING
             }
 
+    def _fold_one(self, seen: _Seen) -> None:
+        """Sum one conversation's bytes of the current minute into its key's row."""
+        if seen.dims is not None:
+            acc = self._pending.setdefault((self._bucket, seen.dims), [0, 0, 0])
+            acc[0] += seen.acc_out
+            acc[1] += seen.acc_in
+            acc[2] += seen.acc_new
+        seen.acc_out = seen.acc_in = seen.acc_new = 0
+
+    def _fold(self) -> None:
+        """Sum every conversation's bytes of the current minute into rows."""
+        for seen in self._dirty:
+            if seen.acc_out or seen.acc_in or seen.acc_new:
+                self._fold_one(seen)
+        self._dirty.clear()
+
     def take(self) -> list[UsageRow]:
         """The rows accounted since the last call, oldest first; the book keeps its counters."""
+        self._fold()
         rows = [
             UsageRow(bucket, SPAN, dims, v[0], v[1], v[2])
             for (bucket, dims), v in sorted(self._pending.items(), key=lambda kv: kv[0][0])
@@ -197,7 +226,7 @@ class Rollups:
         return rows
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._dirty)
 
 
 # ---------------------------------------------------------------------- queries (pure types)

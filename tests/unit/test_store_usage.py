@@ -259,3 +259,17 @@ def test_conversations_that_left_are_forgotten() -> None:
         book.add([numbered(CURL, 10 + i, 10 + i, 5, 5)], BASE + i)
     assert len(book._by_conversation) <= 2 + 1024  # noqa: SLF001  # the memory bound itself
     assert sum(r.connections for r in book.take()) == 2999  # the first tick is the baseline
+
+
+def test_bytes_go_under_the_key_they_were_moved_by() -> None:
+    from tests.builders import make_label
+
+    book = Rollups()
+    book.add([numbered(CURL, 1, 1, 0, 0)], BASE)
+    book.add([numbered(CURL, 1, 2, 100, 0)], BASE + 1)
+    labelled = numbered(replace(CURL, flow=replace(CURL.flow, label=make_label("tls"))), 1, 3,
+                        150, 0)  # fmt: skip
+    object.__setattr__(labelled.flow, "rev_facts", 2)  # the label is a fact: a new revision
+    book.add([labelled], BASE + 2)
+    got = {(r.dims[8], r.bytes_out) for r in book.take()}
+    assert got == {(None, 100), ("tls", 50)}
