@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from netwatch import files
 from netwatch.cli.export import default_store, parse_time
+from netwatch.export.ecs import ECS_VERSION
 
 if TYPE_CHECKING:
     from netwatch.store.rollup import Away, UsageAnswer, UsageQuery, UsageTotal
@@ -40,8 +41,6 @@ BY_CHOICES = (
     "day",
 )
 FORMATS = ("table", "jsonl", "csv", "ecs")
-ECS_VERSION = "8.11.0"
-"""The ECS version the documents follow (the one `export/ecs.py` names)."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
