@@ -47,6 +47,8 @@ class DaemonSettings:
 
     interval: float | None = None
     retention_days: float | None = None
+    hourly_after_days: float | None = None
+    """Days after which the usage history keeps hours instead of minutes."""
     max_db_mb: int | None = None
     export_file: Path | None = None
     export_format: str | None = None
@@ -375,6 +377,7 @@ def parse_daemon(raw: Any, errs: _Errors) -> DaemonSettings:
     checks: dict[str, Callable[[Any, str], Any]] = {
         "interval": lambda v, k: _number(v, k, errs, 0, 3600),
         "retention_days": lambda v, k: _number(v, k, errs, 0, 36500),
+        "hourly_after_days": lambda v, k: _number(v, k, errs, 0, 36500),
         "max_db_mb": lambda v, k: _whole(v, k, errs, 1 << 20),
         "metrics_port": lambda v, k: _whole(v, k, errs, 65535),
         "syslog": lambda v, k: _syslog_url(v, k, errs),

@@ -29,6 +29,7 @@ COMMANDS = (
     "lists",
     "daemon",
     "export",
+    "history",
     "record",
     "check",
     "providers",

@@ -34,6 +34,7 @@ GC_THRESHOLDS = (50_000, 20, 100)
 DEFAULTS: dict[str, Any] = {
     "interval": 1.0,
     "retention_days": 30.0,
+    "hourly_after_days": 1.0,
     "max_db_mb": 256,
     "export_file": None,
     "export_format": "jsonl",
@@ -136,6 +137,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=amount("days", 36500),
         metavar="D",
         help="keep alerts and flow summaries D days (default 30)",
+    )
+    p.add_argument(
+        "--hourly-after-days",
+        type=amount("days", 36500),
+        metavar="D",
+        help="keep the usage history per minute D days, then per hour (default 1)",
     )
     p.add_argument(
         "--max-db-mb", type=_positive_int, metavar="M", help="store size cap (default 256)"
@@ -310,7 +317,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         metrics = Metrics()
         metrics.serve(args.metrics_port)
-    retention = Retention(args.retention_days * 86400.0, args.max_db_mb * 1024 * 1024)
+    retention = Retention(
+        args.retention_days * 86400.0,
+        args.max_db_mb * 1024 * 1024,
+        hourly_after=args.hourly_after_days * 86400.0,
+    )
     pruner = Pruner(store, retention, clock.now)
     service = Service(
         engine,

@@ -26,6 +26,7 @@ from netwatch.errors import CaptureUnavailableError, NetwatchError, UsageError
 if TYPE_CHECKING:
     from netwatch.feed import FindingsSource, SnapshotFeed
     from netwatch.pipeline import Detector, Enricher, PacketFlows
+    from netwatch.ui.screens.history import HistorySource
 
 log = logging.getLogger("netwatch.watch")
 
@@ -63,6 +64,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="look up network owners over RDAP in the background (sends addresses to the RIRs)",
     )
     parser.add_argument("--config", type=Path, metavar="FILE", help="config file (policy)")
+    parser.add_argument(
+        "--db",
+        type=Path,
+        metavar="FILE",
+        help=(
+            "the store the history screen reads, and open it first (default: the daemon's "
+            "store, when this user can read it)"
+        ),
+    )
     add_geoip(parser)
     parser.set_defaults(func=run)
 
@@ -146,12 +156,48 @@ def check_source(mode: str) -> FindingsSource | None:
     return None if mode == "replay" else check_machine
 
 
+AWAY_DEFAULT = 86400.0
+""""While you were away" the first time a dashboard opens on a store: the last day."""
+
+
+def history_source(db: Path | None, mode: str, now: float) -> HistorySource | None:
+    """The history screen's source: `--db FILE`, else the default store (this user's, or the
+    system daemon's when readable) unless this is a replay (another time). The dashboard
+    reads the store file directly, also when attached to a daemon: the stream protocol has
+    no request kind for the past. Opening it here records this attach for the next
+    "while you were away"."""
+    import os
+
+    from netwatch import paths
+    from netwatch.cli.export import default_store
+    from netwatch.cli.history import StoreHistory, last_attached
+
+    if db is None:
+        if mode == "replay":
+            return None
+        db = default_store(paths.default_db())
+        if not os.access(db, os.R_OK):
+            return None
+    before = last_attached(db, now, paths.state_dir() / "dashboard.json")
+    return StoreHistory(db, now - AWAY_DEFAULT if before is None else before)
+
+
 def run(args: argparse.Namespace) -> int:
     """Open the dashboard on the chosen feed."""
+    import time
+
     if not args.interval > 0:
         raise UsageError(f"--interval must be a positive number of seconds, not {args.interval}")
+    if args.db is not None and not args.db.exists():
+        raise NetwatchError(f"no netwatch database at {args.db}")
     feed, mode = choose_feed(args)
     from netwatch.ui import run_dashboard
 
-    run_dashboard(feed, mode, check=check_source(mode))
+    run_dashboard(
+        feed,
+        mode,
+        check=check_source(mode),
+        history=history_source(args.db, mode, time.time()),
+        open_history=args.db is not None,
+    )
     return 0

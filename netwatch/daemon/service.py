@@ -4,7 +4,8 @@ A plain loop in the main thread (never Textual). Order per tick is the durabilit
 the engine ticks, the tick's alerts are committed to the store (synchronous=FULL), and only
 then are they announced (socket clients, live sinks, metrics). So every alert a client has
 seen is on disk, even if the daemon is killed right after. Flow summaries are batched and
-written every `flow_flush` seconds and at shutdown: they are bulky and not a promise. The
+written every `flow_flush` seconds and at shutdown, with the usage history's rows
+(`store/rollup.py`) in the same transaction: they are bulky and not a promise. The
 flow log for a SIEM (`export.flowlog`: a record when a conversation ends and every
 `active_timeout` while it goes on, a last one for each open conversation at shutdown) is
 handed to its own sink worker each tick, never waited for.
@@ -40,6 +41,7 @@ from netwatch.notify.worker import Notifications
 from netwatch.pipeline import Detector
 from netwatch.store import Store
 from netwatch.store.first_seen import KIND as FIRST_SEEN
+from netwatch.store.rollup import Rollups
 from netwatch.stream import StreamEncoder
 
 log = logging.getLogger("netwatch.daemon")
@@ -165,6 +167,8 @@ class Service:
         """Rows of last tick's flows that had no serial (not kept by version): stamped as
         last seen at the next tick, and again at the flush while they go on."""
         self._seen_at = 0.0
+        self.usage = Rollups()
+        """Per-minute usage history from each tick's flow deltas, written at the flush."""
         self._last_flush = clock.monotonic()
         self._recent: OrderedDict[str, Alert] = OrderedDict()
         self._last: Snapshot | None = None
@@ -253,7 +257,9 @@ class Service:
         now = snap.taken_at
         facts = {FIRST_SEEN: self.first_seen.take_pending()} if self.first_seen else {}
         self.store.save_tick(snap.alerts, facts, now)
-        self._buffer_flows(snap, now)
+        tick = versions(snap.flows)  # read once for the summaries and the usage history
+        self._buffer_flows(snap, now, tick)
+        self.usage.add(snap.flows, now, tick)
         if self.flow_log is not None:
             reporter, writer = self.flow_log
             for report in reporter.observe(snap.flows, now):
@@ -322,7 +328,7 @@ class Service:
             self._greeting_line = codec.frame(self._stream.state(tuple(self._recent.values())))
         return self._greeting_line
 
-    def _buffer_flows(self, snap: Snapshot, now: float) -> None:
+    def _buffer_flows(self, snap: Snapshot, now: float, tick: list[Version]) -> None:
         """Note each conversation's (latest flow, first seen, last seen) for the next flush.
 
         Rows are found by the flow's version first (an unchanged flow keeps its version, and
@@ -331,7 +337,6 @@ class Service:
         written into a row when its version leaves (the row of a conversation that goes
         on is written again later) or at the flush, so a tick costs what changed.
         """
-        tick = versions(snap.flows)
         if tick == self._buffered:
             self._seen_at = now
             return
@@ -369,10 +374,11 @@ class Service:
             row.last = at  # (the _LISTENING placeholder is never saved)
 
     def flush_flows(self) -> None:
-        """Write the buffered flow summaries."""
+        """Write the buffered flow summaries and the usage rows, in one transaction."""
         self._stamp_rows()
-        if self._flows:
-            self.store.save_flows((r.ef, r.first, r.last) for r in self._flows.values())
+        usage = self.usage.take()
+        if self._flows or usage:
+            self.store.save_flows(((r.ef, r.first, r.last) for r in self._flows.values()), usage)
             self._flows.clear()
             self._flow_rows.clear()
             self._strays = []

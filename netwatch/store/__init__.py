@@ -1,6 +1,7 @@
-"""The SQLite store: alerts, flow summaries and first-seen facts, in WAL mode.
+"""The SQLite store: alerts, flow summaries, first-seen facts and usage history, in WAL mode.
 
-`Store` is the one writer (the daemon, `analyze --db`); `read_alerts` is the reader export uses;
+`Store` is the one writer (the daemon, `analyze --db`); `read_alerts` is the reader export uses,
+`sqlite.read_usage` the one `netwatch history` and the dashboard's history screen use;
 `retention.Pruner` prunes by age and size in the background.
 """
 

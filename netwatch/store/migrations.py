@@ -71,6 +71,31 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (kind, subject)
     ) WITHOUT ROWID;
     """,
+    # 2: usage history (store/rollup.py): per-minute, later hourly, bytes per who-to-whom.
+    """
+    CREATE TABLE usage_dims (
+        id           INTEGER PRIMARY KEY,
+        process_name TEXT,
+        process_exe  TEXT,
+        remote_ip    TEXT,
+        country      TEXT,
+        asn          INTEGER,
+        as_org       TEXT,
+        provider     TEXT,
+        transport    TEXT NOT NULL,
+        label        TEXT,
+        last_used    INTEGER NOT NULL
+    );
+    CREATE TABLE usage (
+        span        INTEGER NOT NULL,
+        bucket      INTEGER NOT NULL,
+        dim         INTEGER NOT NULL,
+        bytes_out   INTEGER NOT NULL,
+        bytes_in    INTEGER NOT NULL,
+        connections INTEGER NOT NULL,
+        PRIMARY KEY (span, bucket, dim)
+    ) WITHOUT ROWID;
+    """,
 )
 
 LATEST = len(MIGRATIONS)

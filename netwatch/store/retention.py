@@ -1,10 +1,13 @@
 """Retention: delete old rows by age and keep the file under a size, in the background.
 
 The pruner shares the store's single writer connection and takes its lock for one small batch
-at a time, so the daemon loop never waits long behind it. Age applies to alerts and flow
-summaries (by `last_seen`); size removes the oldest flow summaries first, then the oldest
-alerts. First-seen facts are kept (they are what makes "first connection" mean first) unless
-the size limit needs their room too.
+at a time, so the daemon loop never waits long behind it. Age applies to alerts, flow
+summaries (by `last_seen`) and usage history (by the end of its bucket); size removes the
+oldest flow summaries first, then the oldest usage rows (detail first: minutes, then hours,
+then days), then the oldest alerts. Before that the pass deletes the usage minute rows older
+than `hourly_after`: their hour rows, written with them, hold the same sums. First-seen
+facts are kept (they are what makes "first connection" mean first) unless the size limit
+needs their room too.
 
 The size cap holds on disk, not only in used pages: the store tells the pruner after any
 commit that leaves the file above `max_bytes` (`Store.watch_size`), the pruner trims the rows
@@ -23,11 +26,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from netwatch.store import usage
+from netwatch.store.rollup import DAY, HOUR, SPAN, SPANS
 from netwatch.store.sqlite import WAL_LIMIT, Store, file_bytes
 
 log = logging.getLogger("netwatch.store")
 
 BATCH = 500
+USAGE_BATCH = 5000
+"""Usage rows per delete: ~20 bytes each, so a batch frees about as much as `BATCH` flows."""
 SIZE_BATCH = 50
 """Rows per transaction when trimming to size: small, so little more than needed goes."""
 TRIM = 0.9
@@ -50,6 +57,8 @@ class Retention:
     """Seconds after `last_seen` that alerts and flow summaries are kept."""
     max_bytes: int | None = 256 * 1024 * 1024
     """Cap on the database file; with its write-ahead log it stays within this + `MARGIN`."""
+    hourly_after: float | None = 86400.0
+    """Seconds after which per-minute usage rows are summed into hourly rows (None: never)."""
 
 
 def used_bytes(conn: sqlite3.Connection) -> int:
@@ -86,6 +95,27 @@ def _delete_batch(conn: sqlite3.Connection, which: str, *args: object, batch: in
     return int(n)
 
 
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[[], int]) -> int:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        n = fn()
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        conn.execute("ROLLBACK")
+        raise
+    return n
+
+
+def _delete_usage(conn: sqlite3.Connection, span: int, before: float | None) -> int:
+    """One batch of the oldest usage rows of `span` (ending before `before` when given)."""
+    return _in_transaction(conn, lambda: usage.delete_oldest(conn, span, before, USAGE_BATCH))
+
+
+def _drop_minutes(conn: sqlite3.Connection, before: float) -> int:
+    """One batch of minute rows of hours that ended before `before` (their hour rows stay)."""
+    return _in_transaction(conn, lambda: usage.drop_minutes(conn, int(before), USAGE_BATCH))
+
+
 def prune(store: Store, policy: Retention, now: float, stop: threading.Event | None = None) -> int:
     """Apply `policy` in small locked batches; returns the number of rows removed."""
     conn = store.connection_for_pruning()
@@ -98,24 +128,44 @@ def prune(store: Store, policy: Retention, now: float, stop: threading.Event | N
         removed += n
         return n > 0 and not (stop and stop.is_set())
 
+    usage_removed = 0
+    if policy.hourly_after is not None:
+        hourly = now - policy.hourly_after
+        while step(functools.partial(_drop_minutes, conn, hourly)):
+            usage_removed += 1
     if policy.max_age is not None:
         cutoff = now - policy.max_age
         while step(lambda: _delete_batch(conn, "flows_old", cutoff)):
             pass
         while step(lambda: _delete_batch(conn, "alerts_old", cutoff)):
             pass
+        for span in SPANS:
+            while step(functools.partial(_delete_usage, conn, span, cutoff)):
+                usage_removed += 1
     if policy.max_bytes is not None:
         with store.lock:
             over = file_bytes(conn) > policy.max_bytes
         target = int(policy.max_bytes * TRIM)
-        for which in ("flows_any", "alerts_any", "facts_any"):
+        trims: list[Callable[[], int]] = [
+            functools.partial(_delete_batch, conn, "flows_any", batch=SIZE_BATCH),
+            functools.partial(_delete_usage, conn, SPAN, None),
+            functools.partial(_delete_usage, conn, HOUR, None),
+            functools.partial(_delete_usage, conn, DAY, None),
+            functools.partial(_delete_batch, conn, "alerts_any", batch=SIZE_BATCH),
+            functools.partial(_delete_batch, conn, "facts_any", batch=SIZE_BATCH),
+        ]
+        for i, trim in enumerate(trims):
             while over:
                 with store.lock:
                     over = used_bytes(conn) > target
-                if not over or not step(
-                    functools.partial(_delete_batch, conn, which, batch=SIZE_BATCH)
-                ):
+                if not over or not step(trim):
                     break
+                if i in (1, 2, 3):
+                    usage_removed += 1
+    if usage_removed:
+        with store.lock:
+            _in_transaction(conn, lambda: usage.drop_unused_dims(conn))
+            store.forget_dims()
     _give_back(store, conn, stop)
     return removed
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from netwatch import codec, files
 from netwatch.errors import DataFileError
 from netwatch.model import Alert, EnrichedFlow, Severity
 from netwatch.store.migrations import SchemaTooNewError, migrate
+from netwatch.store.rollup import Away, Dims, UsageAnswer, UsageQuery, UsageRow, UsageTotal
+from netwatch.store.usage import load_dims, query_usage, usage_bounds, write_usage
 
 WAL_LIMIT = 1024 * 1024
 """Bytes of write-ahead log before SQLite checkpoints it into the file, and the size the log
@@ -70,6 +72,9 @@ class Store:
         self.lock = threading.Lock()
         self._size_watch: tuple[int, Callable[[], None]] | None = None
         """(limit in bytes, what to call past it), from `watch_size`."""
+        self._dim_ids: dict[Dims, int] | None = None
+        """Usage dims by value -> id, loaded at the first usage write; the pruner clears it
+        when it deletes dims (`forget_dims`)."""
         try:
             _create_private(path)
             self._conn = sqlite3.connect(
@@ -167,12 +172,23 @@ class Store:
             [(a.id, i, e.name, e.value) for i, e in enumerate(a.evidence)],
         )
 
-    def save_flows(self, flows: Iterable[tuple[EnrichedFlow, float, float]]) -> int:
-        """Upsert flow summaries `(flow, first_seen, last_seen)`; first_seen never moves later."""
+    def save_flows(
+        self,
+        flows: Iterable[tuple[EnrichedFlow, float, float]],
+        usage: Sequence[UsageRow] = (),
+    ) -> int:
+        """Upsert flow summaries `(flow, first_seen, last_seen)` (first_seen never moves later)
+        and add usage rollup rows, in one transaction."""
         rows = [_flow_row(ef, first, last) for ef, first, last in flows]
-        if not rows:
+        if not rows and not usage:
             return 0
         with self._writing():
+            if usage:
+                if self._dim_ids is None:
+                    self._dim_ids = load_dims(self._conn)
+                write_usage(self._conn, self._dim_ids, usage)
+            if not rows:
+                return 0
             self._conn.executemany(
                 """INSERT INTO flows (flow_key, transport, local_ip, local_port, remote_ip,
                        remote_port, direction, process_name, process_exe, pid, country, asn,
@@ -197,6 +213,15 @@ class Store:
                 rows,
             )
         return len(rows)
+
+    def forget_dims(self) -> None:
+        """Drop the dims cache (hold `lock`): the pruner deleted dims rows."""
+        self._dim_ids = None
+
+    def usage(self, query: UsageQuery) -> list[UsageTotal]:
+        """Usage totals on the writer connection (tests on a live store)."""
+        with self.lock:
+            return query_usage(self._conn, query)[0]
 
     def record_facts(self, kind: str, subjects: Iterable[tuple[str, float]]) -> None:
         """Remember `(subject, seen_at)` facts of one kind (e.g. processes that connected)."""
@@ -370,6 +395,85 @@ def _stream_alerts(path: Path, conn: sqlite3.Connection, query: AlertQuery) -> I
         raise DataFileError(f"{path}: a damaged alert record ({exc.message})") from None
     finally:
         conn.close()
+
+
+def read_usage(path: Path, query: UsageQuery) -> UsageAnswer:
+    """Usage totals of a store file (`netwatch history`, the dashboard's history screen).
+
+    A store written before the usage tables existed (schema 1) has no history yet: an empty
+    answer, not an error (the daemon migrates it when it next opens the file).
+    """
+    conn = open_reader(path)
+    try:
+        if not _has_usage(conn):
+            return UsageAnswer([], [], False)
+        return UsageAnswer(*query_usage(conn, query))
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
+        raise _wrap(path, exc) from None
+    except (TypeError, ValueError) as exc:  # a damaged row: a number column holding text
+        raise DataFileError(f"{path}: a damaged usage row ({exc})") from None
+    finally:
+        conn.close()
+
+
+def read_bounds(path: Path) -> tuple[int, int] | None:
+    """[start, end) of a store file's usage history, or None when it has none."""
+    conn = open_reader(path)
+    try:
+        return usage_bounds(conn) if _has_usage(conn) else None
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
+        raise _wrap(path, exc) from None
+    except (TypeError, ValueError) as exc:
+        raise DataFileError(f"{path}: a damaged usage row ({exc})") from None
+    finally:
+        conn.close()
+
+
+def read_away(path: Path, since: float, kind: str = "first_seen") -> Away:
+    """What happened since `since` (the dashboard's "while you were away"), from the facts the
+    novelty rules keep (`program:<prog>`, `country:<prog>|CC`, kind `kind`) and the alerts."""
+    conn = open_reader(path)
+    try:
+        programs: list[tuple[str, float]] = []
+        countries: dict[str, float] = {}
+        for subject, first in conn.execute(
+            "SELECT subject, first_seen FROM facts WHERE kind = ? AND "
+            "(subject LIKE 'program:%' OR subject LIKE 'country:%')",
+            (kind,),
+        ):
+            text, when = str(subject), float(first)
+            if text.startswith("program:"):
+                if when >= since:
+                    programs.append((text.removeprefix("program:"), when))
+            else:
+                cc = text.rpartition("|")[2]
+                countries[cc] = min(when, countries.get(cc, when))
+        alerts = tuple(select_alerts(conn, AlertQuery(since=since)))
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
+        raise _wrap(path, exc) from None
+    except (TypeError, ValueError) as exc:
+        raise DataFileError(f"{path}: a damaged fact row ({exc})") from None
+    except codec.CodecError as exc:
+        raise DataFileError(f"{path}: a damaged alert record ({exc.message})") from None
+    finally:
+        conn.close()
+    return Away(
+        since=since,
+        programs=tuple(sorted(programs, key=lambda p: p[1])),
+        countries=tuple(
+            sorted(((c, t) for c, t in countries.items() if t >= since), key=lambda p: p[1])
+        ),  # fmt: skip
+        alerts=alerts,
+    )
+
+
+def _has_usage(conn: sqlite3.Connection) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'usage' AND type = 'table'"
+        ).fetchone()
+        is not None
+    )
 
 
 def integrity_check(path: Path) -> str:

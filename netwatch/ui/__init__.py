@@ -16,6 +16,7 @@ from netwatch.errors import NetwatchError
 if TYPE_CHECKING:
     from netwatch.feed import FindingsSource, SnapshotFeed
     from netwatch.model import Snapshot
+    from netwatch.ui.screens.history import HistorySource
 
 
 def run_dashboard(
@@ -25,16 +26,28 @@ def run_dashboard(
     title: str = "netwatch",
     now: Callable[[], float] | None = None,
     check: FindingsSource | None = None,
+    history: HistorySource | None = None,
+    open_history: bool = False,
 ) -> None:
     """Open the dashboard on `feed` until the user quits; the feed is closed afterwards.
 
-    `check` runs `netwatch check` for the check screen; None says it is unavailable."""
+    `check` runs `netwatch check` for the check screen; None says it is unavailable.
+    `history` reads the usage history for the history screen (`open_history`: show it first).
+    """
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         feed.close()
         raise NetwatchError("the dashboard needs a terminal; run it without --ui for text")
     from netwatch.ui.app import NetwatchApp
 
-    app = NetwatchApp(feed, mode_label=mode_label, title=title, now=now, check=check)
+    app = NetwatchApp(
+        feed,
+        mode_label=mode_label,
+        title=title,
+        now=now,
+        check=check,
+        history=history,
+        open_history=open_history,
+    )
     try:
         app.run()
     finally:

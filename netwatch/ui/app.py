@@ -9,6 +9,7 @@ from the injected `now` (default: the snapshot's own `taken_at`, so replays read
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from netwatch.ui.drilldown import DrillDown
 from netwatch.ui.messages import AlertsChanged, FeedEnded, SnapshotReady
 from netwatch.ui.screens.check import CheckScreen
 from netwatch.ui.screens.help import HelpScreen
+from netwatch.ui.screens.history import HistoryScreen, HistorySource
 from netwatch.ui.stats import (
     History,
     RateTracker,
@@ -60,6 +62,7 @@ class NetwatchApp(DrillDown):
         Binding("t", "focus_table", "Table", show=False),
         Binding("c", "charts", "Charts", show=False),
         Binding("v", "check", "Check"),
+        Binding("h", "history", "History"),
     ]
 
     def __init__(
@@ -70,10 +73,14 @@ class NetwatchApp(DrillDown):
         mode_label: str | None = None,
         title: str = "netwatch",
         check: FindingsSource | None = None,
+        history: HistorySource | None = None,
+        open_history: bool = False,
     ) -> None:
         super().__init__()
         self.feed = feed
         self.check_source = check
+        self.history_source = history
+        self.open_history = open_history
         self.now_provider = now
         self.mode_label = mode_label
         self.title = title
@@ -114,6 +121,8 @@ class NetwatchApp(DrillDown):
         self.table.focus()
         self._refresh_status()
         self.consume_feed()
+        if self.open_history:
+            self.action_history()
 
     @work(thread=True, exclusive=True, group="feed", exit_on_error=False)
     def consume_feed(self) -> None:
@@ -243,6 +252,7 @@ class NetwatchApp(DrillDown):
             "focus_table",
             "charts",
             "check",
+            "history",
         }
     )
     """Actions that act on the dashboard screen; hidden and off while a drill-down is open."""
@@ -258,6 +268,11 @@ class NetwatchApp(DrillDown):
     def action_check(self) -> None:
         """Open the check screen: this machine's VPN findings (unavailable without a source)."""
         self.push_screen(CheckScreen(self.check_source))
+
+    def action_history(self) -> None:
+        """Open the history screen: the store's usage history (unavailable without one)."""
+        now = self.now_provider or time.time  # the past is measured from the clock
+        self.push_screen(HistoryScreen(self.history_source, now=now))
 
     def action_filter(self) -> None:
         """Open the filter input."""

@@ -142,6 +142,28 @@ def test_flow_summaries_follow_unchanged_and_changed_flow_versions(tmp_path: Pat
     assert rows == [(T0, T0 + 4, 999)]
 
 
+def test_usage_history_is_written_with_the_flow_summaries(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from netwatch.flows.serials import fresh_rev, new_serial
+    from netwatch.store.rollup import UsageQuery
+    from netwatch.store.sqlite import read_usage
+
+    f = make_flow(local_port=5004, bytes_sent=100, bytes_received=1000)
+    f = replace(f, flow=replace(f.flow, serial=new_serial(), rev_facts=1, rev_traffic=fresh_rev()))
+    later = replace(f, flow=replace(f.flow, bytes_sent=150, rev_traffic=fresh_rev()))
+    opened = make_flow(local_port=5005, bytes_sent=7, bytes_received=8)
+    opened = replace(opened, flow=replace(opened.flow, serial=new_serial(), rev_facts=1))
+    ticks = ((f,), (f,), (later, opened), (later, opened))
+    service, _ = _service(tmp_path, [make_snapshot(i, flows=t) for i, t in enumerate(ticks, 1)])
+    for _ in ticks:
+        service.tick_once()
+    service.shutdown()
+    got = read_usage(tmp_path / "n.db", UsageQuery(by="transport")).totals
+    # The first tick is the baseline; then 50 more bytes out and a new conversation.
+    assert [(t.bytes_out, t.bytes_in, t.connections) for t in got] == [(57, 8, 1)]
+
+
 def test_a_flow_that_left_keeps_the_time_it_was_last_seen(tmp_path: Path) -> None:
     left, stays = make_flow(local_port=5002), make_flow(local_port=5003)
     ticks = ((left, stays), (left, stays), (stays,), (stays,))

@@ -249,9 +249,10 @@ def test_flags_win_over_daemon_settings_which_win_over_defaults() -> None:
         interval=None, retention_days=2.0, max_db_mb=None, export_file=None,
         export_format=None, metrics_port=None, interface=None, syslog=None, no_capture=False,
         full_sample_every=None, flow_export_file=None, flow_export_format=None,
-        flow_export_every=None,
+        flow_export_every=None, hourly_after_days=None,
     )  # fmt: skip
     got = apply_settings(flags, settings)
+    assert got.hourly_after_days == 1.0
     assert (got.flow_export_file, got.flow_export_format) == (None, "jsonl")
     assert got.flow_export_every == 0.0  # zero is a setting (no interim records)
     assert apply_settings(flags, parse_config({}).daemon).flow_export_every == 300.0

@@ -1,1 +1,1 @@
-"""Drill-down screens: alert, flow, process, check, help."""
+"""Drill-down screens: alert, flow, process, check, history, help."""

@@ -21,6 +21,7 @@ KEYS = (
     ("a / t", "focus the alerts pane / the table"),
     ("c", "show or hide the charts"),
     ("v", "check: is this PC safe? VPN software, relay, listeners (R runs it again)"),
+    ("h", "history: the last hour / day / week by program, country, provider (h d w)"),
     ("ctrl+p", "command palette"),
 )
 

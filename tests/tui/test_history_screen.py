@@ -1,0 +1,176 @@
+"""The history screen (`h`) on a recorded store: the range, the stacked chart, top programs
+with where and when, countries, providers, "while you were away"; at 80x24 and larger;
+unavailable and damaged stores are one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Static
+
+from netwatch.cli.history import StoreHistory, last_attached
+from netwatch.cli.watch import history_source
+from netwatch.store.rollup import UsageTotal
+from netwatch.ui.app import NetwatchApp
+from netwatch.ui.history_text import FILLS, RANGES, series, stacked_chart, window
+from netwatch.ui.screens.history import UNAVAILABLE, HistoryScreen
+from tests.history_store import AWAY_SINCE, END, write_history_store
+from tests.tui.helpers import NOW, replay, wait_for
+
+pytestmark = pytest.mark.tui
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_history_store(tmp_path_factory.mktemp("history") / "n.db")
+
+
+def text_of(app: NetwatchApp, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+async def open_history(app: NetwatchApp, pilot: Pilot[None]) -> HistoryScreen:
+    await pilot.press("h")
+    screen = app.screen
+    assert isinstance(screen, HistoryScreen)
+    await wait_for(pilot, lambda: screen.done, 20)
+    await pilot.pause()
+    return screen
+
+
+def app_on(store: Path) -> NetwatchApp:
+    return NetwatchApp(replay(), now=lambda: NOW, history=StoreHistory(store, AWAY_SINCE))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_last_day_at_80x24_and_larger(store: Path, size: tuple[int, int]) -> None:
+    app = app_on(store)
+    async with app.run_test(size=size) as pilot:
+        screen = await open_history(app, pilot)
+        assert "Last day" in text_of(app, "#history-status")
+        chart = text_of(app, "#history-chart").splitlines()
+        assert len(chart) == 6 + 2  # rows, the axis with "per 20m", the legend
+        assert "per 20m" in chart[6]
+        assert all(len(line) <= 80 for line in chart)
+        assert FILLS[0] in "".join(chart[:6])  # the largest program's fill is drawn
+        legend = chart[-1]
+        assert legend.startswith(f"{FILLS[0]} backup ") or legend.startswith(f"{FILLS[0]} firefox")
+        assert "other" in legend  # six programs: four by name and the rest
+        table = screen.query_one("#history-programs", DataTable)
+        names = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert set(names) == {"firefox", "curl", "vpnclient", "ssh", "backup", "updater"}
+        tops = text_of(app, "#history-tops")
+        assert "Countries:" in tops and "US " in tops and "Providers:" in tops
+        away = text_of(app, "#history-away")
+        assert "While you were away" in away
+        assert "new programs: vpnclient" in away and "new countries: JP" in away
+        assert "alerts: 1 (1 high)" in away
+        # Every part is on the screen: nothing pushed below the footer.
+        bottom = screen.query_one("#history-away", Static).region.bottom
+        assert bottom <= size[1] - 1
+
+
+async def test_a_selected_program_shows_where_and_when(store: Path) -> None:
+    app = app_on(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_history(app, pilot)
+        table = screen.query_one("#history-programs", DataTable)
+        names = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        row = names.index("vpnclient")
+        table.move_cursor(row=row)
+        await wait_for(pilot, lambda: "192.0.2.44" in text_of(app, "#history-where"), 20)
+        where = text_of(app, "#history-where")
+        assert (
+            where.startswith("/usr/bin/vpnclient") and "JP" in where and "VPN Gate Relay" in where
+        )
+        when = where.splitlines()[1].removeprefix("when ")
+        # Online only in the last three hours of the day: its bars are at the end.
+        assert when[: len(when) * 3 // 4].strip() == "" and when.strip()
+
+
+async def test_range_keys_and_back(store: Path) -> None:
+    app = app_on(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_history(app, pilot)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: screen.done and screen.range.name == "week", 20)
+        await wait_for(pilot, lambda: "Last week" in text_of(app, "#history-status"), 20)
+        assert "per 3h" in text_of(app, "#history-chart")
+        await pilot.press("h")
+        await wait_for(pilot, lambda: "Last hour" in text_of(app, "#history-status"), 20)
+        chart = text_of(app, "#history-chart")
+        assert "per 1m" in chart and "vpnclient" in chart  # busy in the last hour
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HistoryScreen)
+
+
+async def test_without_a_store_and_with_a_damaged_one_it_says_so(tmp_path: Path) -> None:
+    app = NetwatchApp(replay(), now=lambda: NOW, mode_label="replay")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("h")
+        await pilot.pause()
+        assert text_of(app, "#history-status") == UNAVAILABLE
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database" * 400)
+    app = NetwatchApp(replay(), now=lambda: NOW, history=StoreHistory(bad, None))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_history(app, pilot)
+        status = text_of(app, "#history-status")
+        assert status.startswith("History not available: ") and "not a usable" in status
+        assert "\n" not in status
+
+
+def test_a_stacked_column_is_as_tall_as_its_total_and_ordered_like_the_legend() -> None:
+    data = [("a", [10, 0, 5]), ("b", [10, 4, 0]), ("other", [0, 0, 5])]
+    lines = stacked_chart(data, 4).plain.splitlines()
+    columns = ["".join(line[6 + c] for line in reversed(lines)) for c in range(3)]
+    assert columns == [FILLS[0] * 2 + FILLS[1] * 2, FILLS[1] + "   ", FILLS[0] + FILLS[2] + "  "]
+    assert len(lines) == 4 and lines[0].startswith("  20B") and lines[-1].startswith("    0")
+
+
+def test_series_keeps_four_programs_and_sums_the_rest() -> None:
+    totals = [
+        UsageTotal((f"p{i}", None), i * 10, 0, 0, 0, 0, at=1000 + 60 * (i % 2)) for i in range(1, 7)
+    ]
+    got = series(totals, 1000, 60, 2)
+    assert [name for name, _ in got] == ["p6", "p5", "p4", "p3", "other"]
+    assert dict(got)["other"] == [20, 10]  # p2 in the first column, p1 in the second
+
+
+def test_a_range_ending_before_the_store_began_moves_to_the_store() -> None:
+    r = RANGES["day"]
+    assert window(r, 100_000.0, (0, 200_000)) == (14_400, 100_800, False)  # on 20-minute steps
+    since, until, moved = window(r, 10 * 86400.0, (0, 3600))
+    assert (since, until, moved) == (3600 - 86400, 3600, True)
+
+
+def test_last_attached_is_remembered_per_store(tmp_path: Path, store: Path) -> None:
+    state = tmp_path / "state" / "dashboard.json"
+    assert last_attached(store, 100.0, state) is None
+    assert last_attached(store, 200.0, state) == 100.0
+    assert state.stat().st_mode & 0o777 == 0o600
+    state.write_text("{ damaged")
+    assert last_attached(store, 300.0, state) is None
+    source = history_source(store, "replay", END + 10.0)  # --db: also in a replay
+    assert isinstance(source, StoreHistory) and source.away_since == END - 86400 + 10.0
+    assert history_source(None, "replay", END) is None
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_history_screen_snapshot(snap_compare: Any, store: Path, size: tuple[int, int]) -> None:
+    """How it looks (pytest-textual-snapshot; `--snapshot-update` after a deliberate change)."""
+    app = app_on(store)
+
+    async def open_it(pilot: Pilot[None]) -> None:
+        await open_history(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, HistoryScreen)
+        await wait_for(pilot, lambda: "192.0.2" in text_of(app, "#history-where") or
+                       "198.51" in text_of(app, "#history-where"), 20)  # fmt: skip
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=open_it)

@@ -1,0 +1,41 @@
+"""The history screen in a real terminal (tmux) at 80x24, on a recorded store.
+
+`netwatch watch --replay REC --db STORE` opens the history screen first; the store's history
+ended long before the real clock, so the screen shows the store's last day and says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import requires_tools
+from tests.history_store import write_history_store
+from tests.tui.helpers import DATA
+from tests.tui.test_terminal import Terminal, netwatch, quit_and_check_shell, terminal
+
+pytestmark = [pytest.mark.tui, requires_tools("tmux")]
+
+__all__ = ["terminal"]  # the fixture, imported for this module's tests
+
+
+def test_history_screen_on_a_recorded_store_at_80x24(terminal: Terminal, tmp_path: Path) -> None:
+    store = write_history_store(tmp_path / "n.db")
+    terminal.tmux("resize-window", "-t", "main", "-x", "80", "-y", "24")
+    terminal.type(
+        netwatch("--replay", str(DATA / "vpngate.jsonl"), "--interval", "0.2", "--db", str(store))
+    )
+    screen = terminal.wait_for("While you were away")
+    lines = screen.splitlines()
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
+    assert "Last day" in screen and "(the store's last day)" in screen
+    assert "█" in screen and "per 20m" in screen  # the chart and its step
+    assert "firefox" in screen and "Countries:" in screen and "Providers:" in screen
+    assert "Traceback" not in screen
+    terminal.keys("w")
+    screen = terminal.wait_for("Last week")
+    assert "per 3h" in screen
+    terminal.keys("Escape")
+    terminal.wait_for("vpnclient 4242")  # back on the dashboard
+    quit_and_check_shell(terminal)
