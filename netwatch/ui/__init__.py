@@ -25,16 +25,20 @@ def run_dashboard(
     title: str = "netwatch",
     now: Callable[[], float] | None = None,
     check: FindingsSource | None = None,
+    focus_alert: str | None = None,
 ) -> None:
     """Open the dashboard on `feed` until the user quits; the feed is closed afterwards.
 
-    `check` runs `netwatch check` for the check screen; None says it is unavailable."""
+    `check` runs `netwatch check` for the check screen; None says it is unavailable.
+    `focus_alert` opens on that alert's detail once the feed brings it (`ui.focus`)."""
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         feed.close()
         raise NetwatchError("the dashboard needs a terminal; run it without --ui for text")
     from netwatch.ui.app import NetwatchApp
 
-    app = NetwatchApp(feed, mode_label=mode_label, title=title, now=now, check=check)
+    app = NetwatchApp(
+        feed, mode_label=mode_label, title=title, now=now, check=check, focus_alert=focus_alert
+    )
     try:
         app.run()
     finally:

@@ -62,6 +62,11 @@ def status_text(
     if state.paused:
         out.append("  PAUSED", style="bold reverse yellow")
     out.append("\n")
+    # A note (the feed ended or failed, an alert asked for is not there) is news: it leads
+    # the line, where a long `missing:` cannot push it past the terminal's edge.
+    if note:
+        out.append(note, style="bold red")
+        out.append("  |  ")
     # What cannot be seen comes first: it holds for the whole session; a skipped data file
     # (damaged, or unreadable here) follows and names itself.
     if st.missing:
@@ -73,7 +78,7 @@ def status_text(
     elif not st.skipped:
         out.append("all sources available", style="green")
     if st.skipped:
-        gap = "  " if out.plain[-1] != "\n" else ""
+        gap = "" if out.plain.endswith(("\n", "|  ")) else "  "
         out.append(f"{gap}skipped data files: " + "; ".join(st.skipped), style="bold red")
     extras = []
     if state.grouping is not Grouping.NONE:
@@ -84,8 +89,6 @@ def status_text(
     if state.query.errors:
         extras.append("filter error: " + "; ".join(state.query.errors))
     out.append("  |  " + "  ".join(extras))
-    if note:
-        out.append(f"  |  {note}", style="bold red")
     return out
 
 
