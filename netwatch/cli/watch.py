@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from netwatch.cli.common import add_geoip
 from netwatch.errors import CaptureUnavailableError, NetwatchError, UsageError
+from netwatch.model.alert import ALERT_ID
 
 if TYPE_CHECKING:
     from netwatch.feed import FindingsSource, SnapshotFeed
@@ -63,8 +64,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="look up network owners over RDAP in the background (sends addresses to the RIRs)",
     )
     parser.add_argument("--config", type=Path, metavar="FILE", help="config file (policy)")
+    parser.add_argument(
+        "--alert",
+        metavar="ALERT_ID",
+        type=alert_id,
+        help="open on this alert (a desktop notification's open action passes its id)",
+    )
     add_geoip(parser)
     parser.set_defaults(func=run)
+
+
+def alert_id(text: str) -> str:
+    """`--alert`'s value: an alert id (`model.alert.ALERT_ID`), refused before the UI starts."""
+    if not ALERT_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an alert id (rule:digest:time, "
+            "e.g. vpngate.relay_inbound:0a1b2c3d4e:1700000004)"
+        )
+    return text
 
 
 def _daemon_feed(path: Path) -> SnapshotFeed:
@@ -153,5 +170,5 @@ def run(args: argparse.Namespace) -> int:
     feed, mode = choose_feed(args)
     from netwatch.ui import run_dashboard
 
-    run_dashboard(feed, mode, check=check_source(mode))
+    run_dashboard(feed, mode, check=check_source(mode), focus_alert=args.alert)
     return 0
