@@ -8,6 +8,7 @@ feed, comes on a later tick, or never comes. One real terminal (tmux) runs the c
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from netwatch import codec
+from netwatch.daemon.client import DaemonFeed
+from netwatch.daemon.server import SnapshotServer
 from netwatch.detect.suppress import alert_id
 from netwatch.feed import ReplayFeed
 from netwatch.model import Snapshot
@@ -112,6 +115,38 @@ async def test_an_alert_that_comes_on_a_later_tick_is_opened_when_it_comes() -> 
         selected = pane.selected()
         assert selected is not None and selected.id == RELAY.id
         feed.close()
+
+
+async def test_attached_to_a_daemon_the_alert_comes_with_the_first_state(tmp_path: Path) -> None:
+    # The service greets a new client with a state of its latest tick and every recent
+    # alert (daemon/service.py); the alert the notification named is among them.
+    server = SnapshotServer(tmp_path / "netwatch.sock")
+    encoder = StreamEncoder(stream="test")
+    encoder.encode(SNAPS[0])  # a tick with no alert of its own
+    server.set_greeting(lambda: codec.frame(encoder.state((FETCH, RELAY))))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            server.poll(0.02)
+
+    serving = threading.Thread(target=serve)
+    serving.start()
+    feed = DaemonFeed(tmp_path / "netwatch.sock")
+    app = NetwatchApp(feed, now=lambda: NOW, mode_label="daemon", focus_alert=FETCH.id)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
+            assert detail(app).title_text == "Alert: VPN Gate relay list fetched"
+            selected = app.query_one(AlertsPane).selected()
+            assert selected is not None and selected.id == FETCH.id
+            await wait_for(pilot, lambda: app.snapshot is not None)
+            assert app.snapshot is not None and app.snapshot.seq == SNAPS[0].seq  # first state
+    finally:
+        feed.close()
+        stop.set()
+        serving.join(timeout=10)
+        server.close()
 
 
 async def test_an_alert_that_never_comes_leaves_a_notice_and_a_usable_dashboard() -> None:
