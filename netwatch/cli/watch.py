@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from netwatch.cli.common import add_geoip
 from netwatch.errors import CaptureUnavailableError, NetwatchError, UsageError
+from netwatch.model.alert import ALERT_ID
 
 if TYPE_CHECKING:
     from netwatch.feed import FindingsSource, SnapshotFeed
@@ -73,8 +74,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "store, when this user can read it)"
         ),
     )
+    parser.add_argument(
+        "--alert",
+        metavar="ALERT_ID",
+        type=alert_id,
+        help="open on this alert (a desktop notification's open action passes its id)",
+    )
     add_geoip(parser)
     parser.set_defaults(func=run)
+
+
+def alert_id(text: str) -> str:
+    """`--alert`'s value: an alert id (`model.alert.ALERT_ID`), refused before the UI starts."""
+    if not ALERT_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an alert id (rule:digest:time, "
+            "e.g. vpngate.relay_inbound:0a1b2c3d4e:1700000004)"
+        )
+    return text
 
 
 def _daemon_feed(path: Path) -> SnapshotFeed:
@@ -175,8 +192,11 @@ def history_source(db: Path | None, mode: str, now: float) -> HistorySource | No
     if db is None:
         if mode == "replay":
             return None
-        db = default_store(paths.default_db())
-        if not os.access(db, os.R_OK):
+        try:
+            db = default_store(paths.default_db())
+            if not os.access(db, os.R_OK):
+                return None
+        except OSError:  # a folder on the way this user may not search: no history here
             return None
     before = last_attached(db, now, paths.state_dir() / "dashboard.json")
     return StoreHistory(db, now - AWAY_DEFAULT if before is None else before)
@@ -199,5 +219,6 @@ def run(args: argparse.Namespace) -> int:
         check=check_source(mode),
         history=history_source(args.db, mode, time.time()),
         open_history=args.db is not None,
+        focus_alert=args.alert,
     )
     return 0

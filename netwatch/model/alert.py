@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
 from netwatch.model.flow import Direction, Evidence, FlowKey, Label, ProcessRef
 from netwatch.model.policy import Action
 from netwatch.model.remote import RemoteInfo
+
+ALERT_ID = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+:[0-9a-f]{10}:[0-9]+")
+"""An alert id as `detect.suppress.alert_id` makes them, `rule:digest:time` (rule ids as the
+rule loader takes them): all `netwatch watch --alert` accepts, since a desktop notification's
+"open" action passes the id there as a command-line argument."""
 
 
 class Severity(StrEnum):

@@ -28,11 +28,13 @@ def run_dashboard(
     check: FindingsSource | None = None,
     history: HistorySource | None = None,
     open_history: bool = False,
+    focus_alert: str | None = None,
 ) -> None:
     """Open the dashboard on `feed` until the user quits; the feed is closed afterwards.
 
     `check` runs `netwatch check` for the check screen; None says it is unavailable.
     `history` reads the usage history for the history screen (`open_history`: show it first).
+    `focus_alert` opens on that alert's detail once the feed brings it (`ui.focus`).
     """
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         feed.close()
@@ -47,6 +49,7 @@ def run_dashboard(
         check=check,
         history=history,
         open_history=open_history,
+        focus_alert=focus_alert,
     )
     try:
         app.run()

@@ -26,6 +26,7 @@ from netwatch.model import Alert, Snapshot
 from netwatch.ui import query, view
 from netwatch.ui.commands import DashboardCommands
 from netwatch.ui.drilldown import DrillDown
+from netwatch.ui.focus import AlertFocus
 from netwatch.ui.messages import AlertsChanged, FeedEnded, SnapshotReady
 from netwatch.ui.screens.check import CheckScreen
 from netwatch.ui.screens.help import HelpScreen
@@ -75,8 +76,10 @@ class NetwatchApp(DrillDown):
         check: FindingsSource | None = None,
         history: HistorySource | None = None,
         open_history: bool = False,
+        focus_alert: str | None = None,
     ) -> None:
         super().__init__()
+        self.focus_request = AlertFocus(focus_alert)
         self.feed = feed
         self.check_source = check
         self.history_source = history
@@ -118,7 +121,7 @@ class NetwatchApp(DrillDown):
         """Set up the table and start the feed worker."""
         self.table.set_columns(view.columns_for(self.state.grouping))
         self.table.set_sort_marker(self.state.sort, self.state.reverse)
-        self.table.focus()
+        (self.alerts_pane if self.focus_request.waiting else self.table).focus()
         self._refresh_status()
         self.consume_feed()
         if self.open_history:
@@ -152,6 +155,7 @@ class NetwatchApp(DrillDown):
                 self.alerts[a.id] = a
         self._render_alerts()
         self.refresh_detail()
+        self._open_requested_alert()
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         """Track rates and history for every snapshot; render unless paused."""
@@ -163,6 +167,7 @@ class NetwatchApp(DrillDown):
         self.rated = snap
         if not self.state.paused:
             self.render_snapshot()
+        self.focus_request.tick()
         self._refresh_status()
         self.refresh_detail()
 
@@ -174,6 +179,7 @@ class NetwatchApp(DrillDown):
             self.note = "end of recording"
         else:
             self.note = "feed ended"
+        self.focus_request.give_up()
         self._refresh_status()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -181,6 +187,7 @@ class NetwatchApp(DrillDown):
         if event.worker.group == "feed" and event.state is WorkerState.ERROR:
             error = event.worker.error
             self.note = f"feed failed: {error}" if error else "feed failed"
+            self.focus_request.give_up()
             self._refresh_status()
 
     # ------------------------------------------------------------------ rendering
@@ -209,6 +216,18 @@ class NetwatchApp(DrillDown):
     def _render_alerts(self) -> None:
         self.alerts_pane.show(list(self.alerts.values()), self.now())
 
+    def _open_requested_alert(self) -> None:
+        """`watch --alert`: once the alert is in the index, select it and open its detail
+        (unless the user has opened another screen meanwhile)."""
+        alert = self.focus_request.find(self.alerts)
+        if alert is None:
+            return
+        self.alerts_pane.hold(alert.id)
+        self.alerts_pane.focus()
+        if len(self.screen_stack) == 1:
+            self.open_alert(alert)
+        self._refresh_status()
+
     def _render_charts(self) -> None:
         charts = self.charts
         if charts.display and self.shown_snapshot is not None:
@@ -221,6 +240,8 @@ class NetwatchApp(DrillDown):
         feed_status = self.feed.status  # a daemon link says how it is doing
         if note is None and feed_status is not None and feed_status != "connected":
             note = feed_status
+        if self.focus_request.notice is not None:
+            note = "; ".join(filter(None, (self.focus_request.notice, note)))
         text = status_text(self.snapshot, self.state, self.shown_flows, self.mode_label, note)
         self.status_bar.show(text)
 

@@ -36,6 +36,8 @@ class AlertsPane(DataTable[Text]):
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002  # Textual's name
         super().__init__(id=id, cursor_type="row", show_header=True)
         self.alerts: list[Alert] = []
+        self.held: str | None = None
+        """An alert the cursor stays on even at the top (`hold`), until the user moves it."""
 
     def on_mount(self) -> None:
         """Create the columns."""
@@ -47,8 +49,12 @@ class AlertsPane(DataTable[Text]):
 
     def show(self, alerts: Sequence[Alert], now: float) -> None:
         """Show these alerts, newest first; a selected alert below the top keeps the cursor,
-        at the top the cursor stays on the newest."""
-        keep = self.selected() if self.cursor_row > 0 else None
+        at the top the cursor stays on the newest, unless the alert is held (`hold`)."""
+        keep = self.selected()
+        if keep is None or keep.id != self.held:
+            self.held = None  # the user moved the cursor away from the held alert
+        if self.held is None and self.cursor_row == 0:
+            keep = None
         self.alerts = newest_first(alerts)[:MAX_SHOWN]
         self.clear()
         for a in self.alerts:
@@ -75,6 +81,16 @@ class AlertsPane(DataTable[Text]):
                 if a.id == keep.id:
                     self.move_cursor(row=i, animate=False)
                     break
+
+    def hold(self, alert_id: str) -> bool:
+        """Put the cursor on this alert and keep it there as newer alerts arrive (an alert the
+        dashboard was opened on); False when the alert is not shown."""
+        for i, a in enumerate(self.alerts):
+            if a.id == alert_id:
+                self.move_cursor(row=i, animate=False)
+                self.held = alert_id
+                return True
+        return False
 
     def selected(self) -> Alert | None:
         """The alert under the cursor."""

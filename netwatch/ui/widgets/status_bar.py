@@ -73,6 +73,22 @@ def status_text(
     if state.paused:
         out.append("  PAUSED", style="bold reverse yellow")
     out.append("\n")
+    # A note (the feed ended or failed, an alert asked for is not there) is news: it leads
+    # the line, where a long `missing:` cannot push it past the terminal's edge.
+    if note:
+        out.append(note, style="bold red")
+        out.append("  |  ")
+    # Then what the user just asked for (group, sort, filter): short, and the answer to a
+    # key press, so it must not be pushed off the edge by the sources' words after it.
+    extras = []
+    if state.grouping is not Grouping.NONE:
+        extras.append(f"group: {state.grouping.value}")
+    extras.append(f"sort: {state.sort}{' desc' if state.reverse else ' asc'}")
+    if not state.query.empty:
+        extras.append(f"filter: {state.query.text}")
+    if state.query.errors:
+        extras.append("filter error: " + "; ".join(state.query.errors))
+    out.append("  ".join(extras) + "  |  ")
     # What cannot be seen comes first: it holds for the whole session; a skipped data file
     # (damaged, or unreadable here) follows and names itself.
     if st.missing:
@@ -84,22 +100,11 @@ def status_text(
     elif not st.skipped:
         out.append("all sources available", style="green")
     if st.starts:
-        gap = "  " if out.plain[-1] != "\n" else ""
+        gap = "" if out.plain.endswith(("\n", "|  ")) else "  "
         out.append(f"{gap}short connections: {st.starts}")
     if st.skipped:
-        gap = "  " if out.plain[-1] != "\n" else ""
+        gap = "" if out.plain.endswith(("\n", "|  ")) else "  "
         out.append(f"{gap}skipped data files: " + "; ".join(st.skipped), style="bold red")
-    extras = []
-    if state.grouping is not Grouping.NONE:
-        extras.append(f"group: {state.grouping.value}")
-    extras.append(f"sort: {state.sort}{' desc' if state.reverse else ' asc'}")
-    if not state.query.empty:
-        extras.append(f"filter: {state.query.text}")
-    if state.query.errors:
-        extras.append("filter error: " + "; ".join(state.query.errors))
-    out.append("  |  " + "  ".join(extras))
-    if note:
-        out.append(f"  |  {note}", style="bold red")
     return out
 
 
