@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import pwd
-import re
 import signal
 import socket
 import sys
@@ -36,6 +35,7 @@ from typing import Any
 from netwatch import codec
 from netwatch.daemon.split import reap
 from netwatch.model import Severity
+from netwatch.model.alert import ALERT_ID
 from netwatch.notify.desktop import RUN_USER, DesktopChannel
 from netwatch.notify.note import Note
 from netwatch.sources.privdrop import become, die_with_parent, keep_only
@@ -54,8 +54,6 @@ MAX_NOTE = 64 * 1024
 """Largest datagram the helper reads; bodies are cut to `MAX_TEXT` before sending."""
 MAX_TEXT = 4000
 SEND_TIMEOUT = 2.0
-ALERT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}")
-"""An alert id as `detect.suppress.alert_id` makes them; the helper takes no other."""
 JEEPNEY = ("jeepney", "jeepney.io.threading", "jeepney.bus_messages", "jeepney.wrappers")
 """Imported before any user switch: a user may not be able to read the interpreter's
 folder."""
@@ -175,7 +173,7 @@ def decode_note(data: bytes) -> Note | None:
         severity = Severity(record["severity"])
     except (ValueError, KeyError, TypeError, codec.CodecError):
         return None
-    if not ALERT_ID.fullmatch(alert.id):
+    if not ALERT_ID.fullmatch(alert.id):  # model.alert's: the shape `watch --alert` takes
         return None  # it becomes an argument of open_command: rule:digest:time, nothing else
     return Note(title[:MAX_TEXT], body[:MAX_TEXT], severity, (alert,))
 

@@ -55,7 +55,7 @@ from tests.builders import make_alert
 
 run_user, opened = Path(sys.argv[1]), Path(sys.argv[2])
 link = start_desktop_helper(sys.argv[3:], run_user)
-link.send(single(make_alert(severity=Severity.HIGH, alert_id="vpn.leak:ab:1")))
+link.send(single(make_alert(severity=Severity.HIGH, alert_id="vpn.leak:00000000ab:1")))
 for _ in range(1000):
     if opened.exists() and opened.read_text().endswith("\\n"):
         break
@@ -129,7 +129,7 @@ def test_helper_delivers_as_the_bus_owner(nobody_session: tuple[Path, Path]) -> 
     assert got["summary"] == "netwatch: vpngate.list_fetch"
     assert got["actions"] == ["open", "Open in netwatch"]
     # run as the user, for the alert, on the display the user's session names
-    assert opened.read_text() == f"{NOBODY} vpn.leak:ab:1 :7\n"
+    assert opened.read_text() == f"{NOBODY} vpn.leak:00000000ab:1 :7\n"
 
 
 def _datagram(alert_id: str) -> bytes:
@@ -148,5 +148,6 @@ def test_the_helper_takes_only_well_formed_notes() -> None:
     assert good is not None and good.alerts[0].id == "vpn.leak:0a1b2c3d4e:1700000000"
     assert good.title == "netwatch: vpngate.list_fetch"
     assert decode_note(_datagram("--output=/etc/passwd")) is None  # would be an option
+    assert decode_note(_datagram("vpn.leak:ab:1")) is None  # not the engine's shape
     assert decode_note(b"{not json") is None
     assert decode_note(b'{"title": "t"}') is None
