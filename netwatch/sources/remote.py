@@ -119,7 +119,15 @@ class RemoteSockets:
         return self._apply(self._link.ask({"op": "sample"}))
 
     def refresh(self, active: Iterable[tuple[Transport, Endpoint, Endpoint]]) -> SocketTable:
-        """The last table with these conversations' sockets read again by the collector."""
+        """The last table with these conversations' sockets read again by the collector.
+
+        With nothing to read again the collector is not asked: the answer is the table held,
+        as the local sampler's is its last table (a quiet tick costs neither process a
+        wake-up). The start watcher's owners and counters then come with the next answer,
+        at the latest the next full sample; an owner is only looked up for a flow capture
+        saw packets on, and such a tick asks."""
+        if self._table is not None and not active:
+            return self._table
         memo = self._wire
         if len(memo) > 65536:
             memo.clear()

@@ -224,3 +224,32 @@ def test_counters_for_a_socket_never_sent_are_a_bad_table() -> None:
         remote._apply({"taken_at": 1.0, "counters": [[42, 1, 2, 3, 4]]})
     with pytest.raises(ChannelClosedError, match="5 fields"):
         remote._apply({"taken_at": 1.0, "counters": [[42, 1]]})
+
+
+def test_a_refresh_with_nothing_to_read_again_does_not_wake_the_collector(
+    link: tuple[CollectorLink, list[dict[str, object]]],
+) -> None:
+    """A quiet tick (capture saw no packets) re-reads nothing, so the analyzer answers from
+    the table it holds, as the local sampler does, and the collector is not asked: neither
+    process wakes for it. A tick with activity still asks."""
+    remote, answers = link
+    first = remote.sockets.sample()
+    asked = len(answers)
+    assert remote.sockets.refresh([]) is first
+    assert remote.sockets.refresh(iter(())) is not None
+    quiet = len(answers)
+    assert quiet <= asked + 1  # an iterator cannot be told empty without asking
+    server = socket.create_server(("127.0.0.1", 0))
+    try:
+        client = socket.create_connection(server.getsockname())
+        ends = client.getsockname(), client.getpeername()
+        conversation = (
+            Transport.TCP,
+            Endpoint(ipaddress.ip_address(ends[0][0]), ends[0][1]),
+            Endpoint(ipaddress.ip_address(ends[1][0]), ends[1][1]),
+        )
+        remote.sockets.refresh([conversation])
+        assert len(answers) == quiet + 1
+        client.close()
+    finally:
+        server.close()
