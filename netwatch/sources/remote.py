@@ -178,8 +178,10 @@ class RemoteSockets:
         # rebuilt, enriched and judged again every tick).
         for handle, items in upserts:
             entries[handle] = codec.socket_entry_from_list(items, procs, keys, new_stamp())
+        swapped = []
         for items in counters:  # re-read sockets whose facts are the entry held
             handle, entry = codec.socket_entry_with_counters(items, entries, new_stamp())
+            swapped.append((entries[handle], entry))
             entries[handle] = entry
         if "status" in answer:
             self._status = codec.status_from_dict(answer["status"])
@@ -190,7 +192,12 @@ class RemoteSockets:
         last = self._table
         if last is not None and not (upserts or removed or counters) and last.taken_at == taken_at:
             return last  # a refresh that changed nothing: the sampler's very table
-        self._table = SocketTable(taken_at=taken_at, entries=tuple(entries.values()), nat=nat)
+        values = tuple(entries.values())
+        if last is not None and not (upserts or removed or answer.get("full")):
+            # Only counters changed: every socket is where it was, with its key and owner.
+            self._table = last.reread(taken_at, values, swapped, nat)
+        else:
+            self._table = SocketTable(taken_at=taken_at, entries=values, nat=nat)
         return self._table
 
     def close(self) -> None:

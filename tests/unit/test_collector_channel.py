@@ -253,3 +253,36 @@ def test_a_refresh_with_nothing_to_read_again_does_not_wake_the_collector(
         client.close()
     finally:
         server.close()
+
+
+def test_a_table_of_re_read_counters_keeps_the_lookup_index_and_finds_the_new_entries() -> None:
+    """Capture looks its flows up in every tick's table; a tick that only re-read counters
+    carries last table's index over (rebuilding it hashed 20,000 keys in Python per tick),
+    and a lookup then finds the re-read entry, not the one it replaced."""
+    diff, remote = TableDiff(), RemoteSockets(None)  # type: ignore[arg-type]  # no link needed
+    listener = SocketEntry(
+        key=FlowKey(Transport.TCP, Endpoint(ipaddress.ip_address("0.0.0.0"), 443), None),
+        state="LISTEN",
+        direction=Direction.UNKNOWN,
+        inode=7,
+    )
+    entries = [listener, *(_sock(i, 0) for i in range(1, 5))]
+    first = remote._decode(unframe(frame(diff.message(SocketTable(1.0, tuple(entries))))))
+    k = entries[2].key
+    assert first.lookup(k.transport, k.local, k.remote) is first.entries[2]
+    assert first.owner_pids() == frozenset()
+
+    entries[2] = replace(entries[2], bytes_sent=50)
+    entries[0] = replace(listener, segs_in=1)
+    second = remote._decode(unframe(frame(diff.message(SocketTable(2.0, tuple(entries))))))
+    assert second._by_pair is not None  # carried over, not rebuilt on the first lookup
+    assert second.lookup(k.transport, k.local, k.remote) is second.entries[2]
+    assert second.entries[2].bytes_sent == 50
+    far = Endpoint(ipaddress.ip_address("10.0.0.9"), 5555)
+    wildcard = second.lookup(Transport.TCP, Endpoint(ipaddress.ip_address("127.0.0.1"), 443), far)
+    assert wildcard is second.entries[0] and wildcard.segs_in == 1
+    rebuilt = SocketTable(2.0, second.entries)
+    for e in second.entries:
+        assert second.lookup(e.key.transport, e.key.local, e.key.remote) is rebuilt.lookup(
+            e.key.transport, e.key.local, e.key.remote
+        )
