@@ -286,3 +286,19 @@ def test_a_table_of_re_read_counters_keeps_the_lookup_index_and_finds_the_new_en
         assert second.lookup(e.key.transport, e.key.local, e.key.remote) is rebuilt.lookup(
             e.key.transport, e.key.local, e.key.remote
         )
+
+
+def test_a_changed_socket_without_an_inode_keeps_its_first_seen() -> None:
+    """Sockets without an inode (TIME_WAIT rows) are matched to their last flow by key, a
+    lookup now made only when such a socket changed; one with an inode by its inode."""
+    from netwatch.flows.socket_flows import SocketFlows
+
+    timewait = replace(_sock(3, 0), inode=None, state="TIME_WAIT", stamp=1)
+    live = replace(_sock(4, 0), stamp=2)
+    flows = SocketFlows()
+    first = flows.flows(SocketTable(1.0, (timewait, live)), 1.0)
+    later = (replace(timewait, segs_in=2, stamp=3), replace(live, bytes_sent=9, stamp=4))
+    second = flows.flows(SocketTable(2.0, later), 2.0)
+    assert [f.first_seen for f in first] == [1.0, 1.0]
+    assert [f.first_seen for f in second] == [1.0, 1.0]
+    assert [f.serial for f in second] == [f.serial for f in first]
