@@ -931,10 +931,10 @@ after tick, and parsing its addresses is most of decoding an entry."""
 
 
 def socket_entry_from_list(
-    items: Any, procs: Mapping[int, ProcessRef], keys: KeyCache | None = None
+    items: Any, procs: Mapping[int, ProcessRef], keys: KeyCache | None = None, stamp: int = 0
 ) -> SocketEntry:
     """Decode `socket_entry_to_list`; the process handle is looked up in `procs`, the key
-    in `keys` first (and kept there) when given."""
+    in `keys` first (and kept there) when given; the entry gets `stamp`."""
     if not isinstance(items, list) or len(items) not in (10, 11, 12):
         raise CodecError("a socket entry is a list of 10 to 12 fields")
     interface = items[10] if len(items) >= 11 else None
@@ -978,6 +978,42 @@ def socket_entry_from_list(
         segs_in=_oint_at(items, 9),
         interface=interface,
         container=container_from_dict(items[11]) if len(items) == 12 else None,
+        stamp=stamp,
+    )
+
+
+def socket_counters_to_list(handle: Any, e: SocketEntry) -> list[Any]:
+    """A re-read socket whose facts (key, state, direction, owner, inode, uid, interface,
+    container) are those sent before: its handle and the four counters only
+    (`socket_entry_with_counters`)."""
+    return [handle, e.bytes_sent, e.bytes_received, e.segs_out, e.segs_in]
+
+
+def socket_entry_with_counters(
+    items: Any, entries: Mapping[Any, SocketEntry], stamp: int = 0
+) -> tuple[Any, SocketEntry]:
+    """Decode `socket_counters_to_list` against the entries held: (handle, the held entry
+    with these counters and `stamp`)."""
+    if not isinstance(items, list) or len(items) != 5:
+        raise CodecError("a socket's counters are a list of 5 fields")
+    handle = items[0]
+    if not isinstance(handle, int | str) or handle not in entries:
+        raise CodecError(f"counters for socket {handle!r}, which was never sent")
+    held = entries[handle]
+    return handle, SocketEntry(
+        key=held.key,
+        state=held.state,
+        direction=held.direction,
+        process=held.process,
+        inode=held.inode,
+        uid=held.uid,
+        bytes_sent=_oint_at(items, 1),
+        bytes_received=_oint_at(items, 2),
+        segs_out=_oint_at(items, 3),
+        segs_in=_oint_at(items, 4),
+        interface=held.interface,
+        container=held.container,
+        stamp=stamp,
     )
 
 

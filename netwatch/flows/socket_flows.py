@@ -39,6 +39,7 @@ from netwatch.model import (
     Direction,
     EnrichedFlow,
     Flow,
+    FlowKey,
     IPAddress,
     RemoteInfo,
     SocketEntry,
@@ -116,12 +117,19 @@ class SocketFlows:
             # socket), or by key for sockets without one (TIME_WAIT, psutil rows).
             last, flows = self._entries_in, self._flows_out
             by_inode = dict(zip(map(_INODE_OF, last), flows, strict=True))
-            by_key = dict(zip(map(_KEY_OF, last), flows, strict=True))
+            # By key only if an entry lacks an inode: hashing every key runs Python per
+            # socket (~2 ms a tick at 20,000 sockets), by inode stays in C.
+            by_key: dict[FlowKey, Flow] | None = None
             by_serial = dict(zip(map(_SERIAL_OF, flows), flows, strict=True))
             serial_of = self.serials.serial
             for i in misses:
                 e = entries[i]
-                prev = by_inode.get(e.inode) if e.inode else by_key.get(e.key)
+                if e.inode:
+                    prev = by_inode.get(e.inode)
+                else:
+                    if by_key is None:
+                        by_key = dict(zip(map(_KEY_OF, last), flows, strict=True))
+                    prev = by_key.get(e.key)
                 seen = prev.first_seen if prev is not None and prev.key == e.key else now
                 flow = flow_from_socket(e, now, seen, True, _direction(e, listeners))
                 if self.egress is not None and e.key.remote is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from netwatch.model.flow import (
@@ -201,3 +202,47 @@ class SocketTable:
                 index[original] = translated
             object.__setattr__(self, "_nat", index)
         return index.get((transport, ini, resp))
+
+    def reread(
+        self,
+        taken_at: float,
+        entries: tuple[SocketEntry, ...],
+        swapped: Sequence[tuple[SocketEntry, SocketEntry]],
+        nat: tuple[tuple[ConnectionView, ConnectionView], ...] = (),
+    ) -> SocketTable:
+        """This table as `entries` at `taken_at` (with `nat`), where each (old, new) of
+        `swapped` is a socket read again in place with only its counters changed (same key,
+        owner, container, place).
+
+        What this table computed on first use is carried over instead of computed again:
+        the lookup indexes (copied in C, the swapped entries put in their old entries'
+        slots), the owners' pids, and the translations' index while `nat` is the same.
+        Indexing 20,000 sockets hashes each key in Python, which on a tick that re-reads a
+        few sockets cost more than the re-reading."""
+        table = SocketTable(taken_at=taken_at, entries=entries, nat=nat)
+        index, wild, contained = self._by_pair, self._wild, self._contained
+        if index is not None and wild is not None:
+            index, wild = dict(index), dict(wild)
+            for old, new in swapped:
+                k = old.key
+                pair = (k.transport, k.local, k.remote)
+                if index.get(pair) is old:
+                    index[pair] = new
+                if k.remote is None:
+                    at = (k.transport, k.local.ip.version, k.local.port)
+                    if wild.get(at) is old:
+                        wild[at] = new
+            object.__setattr__(table, "_by_pair", index)
+            object.__setattr__(table, "_wild", wild)
+        if contained is not None:
+            contained = dict(contained)
+            for old, new in swapped:
+                k = old.key
+                pair = (k.transport, k.local, k.remote)
+                if contained.get(pair) is old:
+                    contained[pair] = new
+            object.__setattr__(table, "_contained", contained)
+        if nat is self.nat:
+            object.__setattr__(table, "_nat", self._nat)
+        object.__setattr__(table, "_pids", self._pids)
+        return table

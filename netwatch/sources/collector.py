@@ -35,7 +35,7 @@ import operator
 import signal
 import socket
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +119,11 @@ class TableDiff:
             )
             if all(_same_socket(last[i], entries[i]) for i in moved):
                 sent = self._sent
+                before = {last[i].inode: last[i] for i in moved}
                 for i in moved:
                     sent[entries[i].inode] = entries[i]
                 self._entries = entries
-                return self._out(table, [entries[i].inode for i in moved], sent, [], False)
+                return self._out(table, list(before), sent, [], False, before)
         self._entries = entries
         handles = list(map(_INODE, entries))
         self._by_inode = True
@@ -142,7 +143,7 @@ class TableDiff:
             changed = [h for h, s in zip(handles, same, strict=True) if not s]
         removed = list(before.keys() - now.keys()) if before else []
         self._sent = now
-        return self._out(table, changed, now, removed, full)
+        return self._out(table, changed, now, removed, full, before)
 
     def _out(
         self,
@@ -151,8 +152,13 @@ class TableDiff:
         now: dict[Any, SocketEntry],
         removed: list[Any],
         full: bool,
+        before: Mapping[Any, SocketEntry],
     ) -> dict[str, Any]:
-        """The message for these changed handles (entries in `now`) and removals."""
+        """The message for these changed handles (entries in `now`) and removals.
+
+        A changed socket whose facts are those last sent for its handle (`before`), as when
+        only its traffic moved, goes as its counters alone (`counters`): the analyzer keeps
+        the rest of the entry it holds. Any other change goes whole (`upserts`)."""
         out: dict[str, Any] = {"taken_at": table.taken_at}
         if len(self._procs) > PROCESS_TABLE_LIMIT + len(table.entries):
             self._procs.clear()
@@ -162,8 +168,13 @@ class TableDiff:
         keys = self._keys
         if len(keys) > 2 * len(table.entries) + 1024:
             keys.clear()
+        counters = []
         for h in changed:
             e = now[h]
+            old = before.get(h)
+            if old is not None and _same_facts(old, e):
+                counters.append(codec.socket_counters_to_list(h, e))
+                continue
             ref = None
             if e.process is not None:
                 ref = self._procs.get(e.process)
@@ -177,9 +188,27 @@ class TableDiff:
             out["procs"] = procs
         if upserts:
             out["upserts"] = upserts
+        if counters:
+            out["counters"] = counters
         if removed:
             out["removed"] = removed
         return out
+
+
+def _same_facts(before: SocketEntry, after: SocketEntry) -> bool:
+    """Whether `after` differs from `before` in its counters at most (not its key, state,
+    direction, owner, inode, uid, interface or container), so that its counters alone
+    describe it."""
+    return (
+        before.state == after.state
+        and before.inode == after.inode
+        and before.uid == after.uid
+        and before.direction is after.direction
+        and before.interface == after.interface
+        and before.container == after.container
+        and (before.key is after.key or before.key == after.key)
+        and (before.process is after.process or before.process == after.process)
+    )
 
 
 def _same_socket(before: SocketEntry, after: SocketEntry) -> bool:

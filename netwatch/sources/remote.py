@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any
 
 from netwatch import codec
@@ -120,7 +119,15 @@ class RemoteSockets:
         return self._apply(self._link.ask({"op": "sample"}))
 
     def refresh(self, active: Iterable[tuple[Transport, Endpoint, Endpoint]]) -> SocketTable:
-        """The last table with these conversations' sockets read again by the collector."""
+        """The last table with these conversations' sockets read again by the collector.
+
+        With nothing to read again the collector is not asked: the answer is the table held,
+        as the local sampler's is its last table (a quiet tick costs neither process a
+        wake-up). The start watcher's owners and counters then come with the next answer,
+        at the latest the next full sample; an owner is only looked up for a flow capture
+        saw packets on, and such a tick asks."""
+        if self._table is not None and not active:
+            return self._table
         memo = self._wire
         if len(memo) > 65536:
             memo.clear()
@@ -163,14 +170,19 @@ class RemoteSockets:
             keys.clear()
         upserts = answer.get("upserts", ())
         removed = answer.get("removed", ())
+        counters = answer.get("counters", ())
         for handle in removed:
             entries.pop(handle, None)
+        # A new stamp per changed entry, as the local sampler gives a changed socket: the
+        # flow stage knows an unchanged socket by its stamp (an unstamped entry would be
+        # rebuilt, enriched and judged again every tick).
         for handle, items in upserts:
-            # A new stamp per upserted entry, as the local sampler gives a changed socket:
-            # the flow stage knows an unchanged socket by its stamp (an unstamped entry
-            # would be rebuilt, enriched and judged again every tick).
-            entry = codec.socket_entry_from_list(items, procs, keys)
-            entries[handle] = replace(entry, stamp=new_stamp())
+            entries[handle] = codec.socket_entry_from_list(items, procs, keys, new_stamp())
+        swapped = []
+        for items in counters:  # re-read sockets whose facts are the entry held
+            handle, entry = codec.socket_entry_with_counters(items, entries, new_stamp())
+            swapped.append((entries[handle], entry))
+            entries[handle] = entry
         if "status" in answer:
             self._status = codec.status_from_dict(answer["status"])
         nat = self._nat
@@ -178,9 +190,14 @@ class RemoteSockets:
             nat = self._nat = codec.nat_from_list(answer["nat"])
         taken_at = float(answer["taken_at"])
         last = self._table
-        if last is not None and not upserts and not removed and last.taken_at == taken_at:
+        if last is not None and not (upserts or removed or counters) and last.taken_at == taken_at:
             return last  # a refresh that changed nothing: the sampler's very table
-        self._table = SocketTable(taken_at=taken_at, entries=tuple(entries.values()), nat=nat)
+        values = tuple(entries.values())
+        if last is not None and not (upserts or removed or answer.get("full")):
+            # Only counters changed: every socket is where it was, with its key and owner.
+            self._table = last.reread(taken_at, values, swapped, nat)
+        else:
+            self._table = SocketTable(taken_at=taken_at, entries=values, nat=nat)
         return self._table
 
     def close(self) -> None:

@@ -395,6 +395,36 @@ def test_refresh_rereads_only_the_named_sockets(tcp_pair: tuple[socket.socket, .
     )
 
 
+def test_a_refresh_in_place_keeps_the_position_map_and_the_next_still_rereads(
+    tcp_pair: tuple[socket.socket, ...],
+) -> None:
+    """Re-reading sockets in place (none gone, none new) leaves every TCP record where it
+    was, so the map of where each is carries over (not rebuilt by hashing every key), and
+    a later refresh still finds and re-reads the same socket through it."""
+    listener, client, server = tcp_pair
+    port = listener.getsockname()[1]
+    sampler = SocketSampler(backend="netlink")
+    first = sampler.sample()
+    out = next(e for e in by_port(first, port) if e.key.local.port == client.getsockname()[1])
+    sent = out.bytes_sent or 0
+    positions = None
+    for n in (1, 2):
+        client.sendall(b"g" * 1000)
+        got = 0
+        while got < 1000:
+            got += len(server.recv(4096))
+        server.sendall(b"h")  # its reply carries the ack the client's counter counts
+        client.recv(16)
+        table = sampler.refresh([_active(out)])
+        assert sampler._last is not None
+        if positions is None:
+            positions = sampler._last._positions
+            assert positions is not None  # built by the first refresh, in place
+        assert sampler._last._positions is positions  # carried, not rebuilt
+        again = next(e for e in by_port(table, port) if e.key == out.key)
+        assert again.bytes_sent is not None and again.bytes_sent >= sent + 1000 * n
+
+
 def test_refresh_finds_new_connections_and_drops_closed_ones() -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
