@@ -56,6 +56,8 @@ class DaemonSettings:
     """`udp://host:port` or `tcp://host:port`."""
     metrics_port: int | None = None
     capture: bool | None = None
+    containers: bool | None = None
+    """List the sockets of other network namespaces (containers) too (default: yes)."""
     interface: str | None = None
     full_sample_every: float | None = None
     """Seconds between full socket samples while capture runs (0: every tick)."""
@@ -385,6 +387,7 @@ def parse_daemon(raw: Any, errs: _Errors) -> DaemonSettings:
         "export_file": lambda v, k: Path(v) if _text(v, k, errs) else None,
         "interface": lambda v, k: v if _text(v, k, errs) else None,
         "capture": lambda v, k: _flag(v, k, errs),
+        "containers": lambda v, k: _flag(v, k, errs),
         "full_sample_every": lambda v, k: _number(v, k, errs, 0, 3600, low_too=True),
         "flow_export_file": lambda v, k: Path(v) if _text(v, k, errs) else None,
         "flow_export_format": lambda v, k: _choice(v, k, errs, FLOW_EXPORT_FORMATS),

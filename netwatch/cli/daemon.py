@@ -150,6 +150,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--no-capture", action="store_true", help="sample sockets only, no packet capture"
     )
+    p.add_argument(
+        "--no-containers",
+        action="store_true",
+        help="this namespace's sockets only, not other network namespaces' (containers)",
+    )
     p.add_argument("--interface", metavar="IF", help="capture on IF only (default: all)")
     p.add_argument(
         "--full-sample-every",
@@ -182,6 +187,7 @@ def apply_settings(args: argparse.Namespace, settings: Any) -> argparse.Namespac
     if out.syslog is None and settings.syslog is not None:
         out.syslog = _syslog_target(settings.syslog)  # checked when the config was read
     out.no_capture = out.no_capture or settings.capture is False
+    out.no_containers = out.no_containers or settings.containers is False
     return out
 
 
@@ -238,6 +244,7 @@ def _run(args: argparse.Namespace) -> int:
             config_files(args.config, system=True)[0],
             watch_starts=not args.no_capture,
             socket_path=args.socket or paths.default_socket(),
+            containers=not args.no_containers,
         )
     notify = getattr(args, "notify", None)
     desktop_helper = None
@@ -284,6 +291,7 @@ def _run(args: argparse.Namespace) -> int:
             packets=packets,
             host=None if link is None else RemoteHostFacts(link),
             full_every=args.full_sample_every,
+            containers=not args.no_containers,
         )
         sinks: list[Sink[Alert]] = []
         if args.export_file:

@@ -54,6 +54,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--no-capture", action="store_true", help="sockets only, even when capture is allowed"
     )
+    parser.add_argument(
+        "--no-containers",
+        action="store_true",
+        help="this namespace's sockets only, not other network namespaces' (containers)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -72,7 +77,12 @@ def run(args: argparse.Namespace) -> int:
         enricher = stages.enricher(args.geoip_db)
         packets = stages.capture(enabled=not args.no_capture)
         try:
-            engine = build_live_engine(enricher=enricher, detector=detector, packets=packets)
+            engine = build_live_engine(
+                enricher=enricher,
+                detector=detector,
+                packets=packets,
+                containers=not args.no_containers,
+            )
             encoder = StreamEncoder()
             for snap in LiveFeed(engine, interval=args.interval, ticks=args.ticks).snapshots():
                 out.write(codec.frame(encoder.encode(snap)).decode("utf-8"))

@@ -60,6 +60,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--no-capture", action="store_true", help="do not capture packets (sockets only)"
     )
     parser.add_argument(
+        "--no-containers",
+        action="store_true",
+        help="this namespace's sockets only, not other network namespaces' (containers)",
+    )
+    parser.add_argument(
         "--rdap",
         action="store_true",
         help="look up network owners over RDAP in the background (sends addresses to the RIRs)",
@@ -130,7 +135,12 @@ def _live_feed(args: argparse.Namespace) -> SnapshotFeed:
     from netwatch.pipeline.build import build_live_engine
 
     enricher, detector = _enricher(args), _detector(args)
-    engine = build_live_engine(enricher=enricher, detector=detector, packets=_capture(args))
+    engine = build_live_engine(
+        enricher=enricher,
+        detector=detector,
+        packets=_capture(args),
+        containers=not args.no_containers,
+    )
     return LiveFeed(engine, interval=args.interval)
 
 

@@ -77,7 +77,7 @@ def analyzer_user() -> AnalyzerUser:
 
 
 def start_collector(
-    config_file: Path | None, watch_starts: bool, socket_path: Path
+    config_file: Path | None, watch_starts: bool, socket_path: Path, containers: bool = True
 ) -> CollectorLink:
     """Fork the collector and return the link to it once it is ready (raises
     `ChannelClosedError`, one line, when it could not start)."""
@@ -89,7 +89,7 @@ def start_collector(
         code = 1
         try:
             ours.close()
-            code = run_collector(theirs, config_file, watch_starts, socket_path)
+            code = run_collector(theirs, config_file, watch_starts, socket_path, containers)
         finally:
             logging.shutdown()
             os._exit(code)

@@ -32,15 +32,17 @@ def build_live_engine(
     detector: Detector | None = None,
     host: HostFactsSource | None = None,
     full_every: float = 0.0,
+    containers: bool = True,
 ) -> Engine:
     """Compose the live engine from the socket sampler and whatever stages are given.
 
     With a detector, the host facts (SoftEther configs on disk, read-only, reread each
     minute) come from `sources.hostfacts` unless `host` is given. `full_every`: see
-    `Engine.full_every` (the daemon's `--full-sample-every`).
+    `Engine.full_every` (the daemon's `--full-sample-every`). `containers`: list other
+    network namespaces' sockets too (`--no-containers` says no).
     """
     clock = clock or SystemClock()
-    source = sockets or SocketSampler(backend=socket_backend, clock=clock)
+    source = sockets or SocketSampler(backend=socket_backend, clock=clock, namespaces=containers)
     if host is None and detector is not None:
         host = HostFactsReader()
     # Without capture, leak rules still learn where traffic leaves: the kernel's route

@@ -358,7 +358,11 @@ class Collector:
 
 
 def run_collector(
-    sock: socket.socket, config_file: Path | None, watch_starts: bool, socket_path: Path | None
+    sock: socket.socket,
+    config_file: Path | None,
+    watch_starts: bool,
+    socket_path: Path | None,
+    containers: bool = True,
 ) -> int:
     """The collector child's whole life: give up privileges, serve, exit (the exit code).
 
@@ -374,7 +378,11 @@ def run_collector(
     channel = Channel(sock)
     try:
         collector = Collector(
-            channel, config_file=config_file, watch_starts=watch_starts, socket_path=socket_path
+            channel,
+            config_file=config_file,
+            watch_starts=watch_starts,
+            socket_path=socket_path,
+            sampler=SocketSampler(namespaces=Namespaces(enter=False) if containers else False),
         )
         with watcher_priority():  # raised while CAP_SYS_NICE is still held; kept by its threads
             keep_only(COLLECTOR_CAPS)

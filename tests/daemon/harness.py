@@ -121,6 +121,12 @@ def daemon_argv(db: Path, sock: Path, *extra: str) -> list[str]:
             *extra]  # fmt: skip
 
 
+def lab_daemon_argv(db: Path, sock: Path, *extra: str) -> list[str]:
+    """`daemon_argv` for a daemon in a lab's host namespace: its peers stand for hosts on the
+    internet, which a real host cannot list, so other namespaces' sockets are not listed."""
+    return daemon_argv(db, sock, "--no-containers", *extra)
+
+
 class Collector:
     """Reads snapshots from the daemon socket in a thread; remembers every announced alert."""
 

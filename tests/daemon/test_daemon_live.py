@@ -30,6 +30,7 @@ from tests.daemon.harness import (
     daemon_argv,
     export,
     exported_ids,
+    lab_daemon_argv,
     make_programs,
     run_programs,
     start_peer_server,
@@ -76,7 +77,7 @@ def test_every_announced_alert_is_exported_after_sigterm(tmp_path: Path, geo: Pa
         }
         daemon = lab.spawn(
             lab.host,
-            daemon_argv(
+            lab_daemon_argv(
                 db,
                 sock,
                 "--interval",
@@ -142,7 +143,7 @@ def test_sigkill_mid_burst_loses_no_announced_alert(tmp_path: Path) -> None:
     with Lab("dmn") as lab:
         peer = lab.add_peer(PEER_IP)
         start_peer_server(lab, peer)
-        daemon = lab.spawn(lab.host, daemon_argv(db, sock, "--interval", "0.2"), cwd=REPO)
+        daemon = lab.spawn(lab.host, lab_daemon_argv(db, sock, "--interval", "0.2"), cwd=REPO)
         collector = Collector(sock)
         burst = threading.Thread(target=run_programs, args=(lab, progs, 4.0, 0.25))
         try:

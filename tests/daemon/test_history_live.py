@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import requires_root, requires_tools
-from tests.daemon.harness import REPO, Collector, _python_env, daemon_argv, make_programs, stop
+from tests.daemon.harness import REPO, Collector, _python_env, lab_daemon_argv, make_programs, stop
 from tests.mmdb import write_mmdb
 from tests.netns import Lab
 
@@ -131,7 +131,7 @@ def test_history_by_process_and_country_matches_the_wire(tmp_path: Path) -> None
         }}  # fmt: skip
         daemon = lab.spawn(
             lab.host,
-            daemon_argv(db, sock, "--interval", "0.5", "--no-capture", "--geoip-db", str(geo)),
+            lab_daemon_argv(db, sock, "--interval", "0.5", "--no-capture", "--geoip-db", str(geo)),
             cwd=REPO, env=env, stderr=subprocess.PIPE,
         )  # fmt: skip
         collector = Collector(sock)

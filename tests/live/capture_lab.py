@@ -36,6 +36,9 @@ class Watch:
     interface: str | None = None
     """The one interface netwatch captures on (None: every interface)."""
     snapshots: list[dict] = field(default_factory=list)
+    containers: bool = False
+    """List the sockets of the lab's other namespaces too. Off by default: a lab's peers
+    stand for hosts on the internet, which netwatch on a real host cannot list."""
     record: bool = True
     """Run tcpdump beside the probe (off where its packet socket must not be there: the
     AF_PACKET attribution test counts the packet sockets of the namespace)."""
@@ -61,6 +64,8 @@ class Watch:
             probe += ["--filter", self.bpf]
         if self.interface:
             probe += ["--interface", self.interface]
+        if self.containers:
+            probe.append("--containers")
         self._probe = self.lab.spawn(
             self.lab.host,
             probe,

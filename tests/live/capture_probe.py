@@ -29,9 +29,12 @@ def main() -> int:
     ap.add_argument("--max-seconds", type=float, default=60.0)
     ap.add_argument("--full-every", type=float, default=0.0)
     ap.add_argument("--interface", default=None, help="capture on this interface only")
+    ap.add_argument("--containers", action="store_true", help="list other namespaces too")
     args = ap.parse_args()
     packets = CaptureFlows.open(interface=args.interface, bpf=args.filter)
-    engine = build_live_engine(packets=packets, full_every=args.full_every)
+    engine = build_live_engine(
+        packets=packets, full_every=args.full_every, containers=args.containers
+    )
     snapshots = [engine.tick()]
     print("ready", flush=True)
     deadline = time.monotonic() + args.max_seconds

@@ -108,7 +108,12 @@ def test_container_process_named_with_its_namespace(tmp_path: Path, masquerade: 
         # Capture where the traffic leaves the host for the peer: a routed packet crosses two
         # of the host's interfaces, and counting it once is not this test's subject.
         watch = Watch(
-            lab, tmp_path, bpf=f"host {peer.ip}", interval=0.5, interface=peer.host_if
+            lab,
+            tmp_path,
+            bpf=f"host {peer.ip}",
+            interval=0.5,
+            interface=peer.host_if,
+            containers=True,
         ).start()
         sender = lab.spawn(
             ctr.ns,

@@ -70,6 +70,7 @@ class Netwatch:
             sys.executable, "-m", "netwatch", "daemon", "--ticks", str(ticks), "--interval", "1",
             "--db", str(workdir / "nw.db"), "--socket", str(workdir / "nw.sock"),
             "--export-file", str(self.export), "--geoip-db", str(mmdb), "--config", str(cfg),
+            "--no-containers",  # the lab's peers stand for internet hosts
             *extra,
         ]  # fmt: skip
         self.proc = lab.spawn(lab.host, argv, stderr=subprocess.PIPE, cwd=REPO, bufsize=0)

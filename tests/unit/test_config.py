@@ -242,13 +242,13 @@ def test_flags_win_over_daemon_settings_which_win_over_defaults() -> None:
     settings = parse_config(
         tomllib.loads(
             '[daemon]\ninterval = 5\nsyslog = "udp://127.0.0.1:514"\ncapture = false\n'
-            "full_sample_every = 0\nflow_export_every = 0\n"
+            "full_sample_every = 0\nflow_export_every = 0\ncontainers = false\n"
         )
     ).daemon
     flags = argparse.Namespace(
         interval=None, retention_days=2.0, max_db_mb=None, export_file=None,
         export_format=None, metrics_port=None, interface=None, syslog=None, no_capture=False,
-        full_sample_every=None, flow_export_file=None, flow_export_format=None,
+        no_containers=False, full_sample_every=None, flow_export_file=None, flow_export_format=None,
         flow_export_every=None, hourly_after_days=None,
     )  # fmt: skip
     got = apply_settings(flags, settings)
@@ -266,4 +266,6 @@ def test_flags_win_over_daemon_settings_which_win_over_defaults() -> None:
     )
     assert (got.syslog.host, got.syslog.port, got.syslog.protocol) == ("127.0.0.1", 514, "udp")
     assert got.no_capture is True
+    assert got.no_containers is True  # `containers = false` in [daemon]
+    assert apply_settings(flags, parse_config({}).daemon).no_containers is False
     assert flags.interval is None  # the parsed flags are left alone
