@@ -40,10 +40,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from netwatch.errors import CaptureUnavailableError
-from netwatch.model import FlowKey, IPAddress, PacketMeta, ProcessRef, SocketTable, Transport
+from netwatch.model import FlowKey, PacketMeta, ProcessRef, SocketTable, Transport
 from netwatch.model.snapshot import STARTS_EVENTS, STARTS_SAMPLES, STARTS_WATCH
 from netwatch.sources import netlink
-from netwatch.sources.capture import LiveCapture, local_addresses
+from netwatch.sources.capture import LiveCapture
 from netwatch.sources.decode import PacketDecoder
 from netwatch.sources.proc_events import ProcessEvents, ProcEventsUnavailableError
 from netwatch.sources.processes import (
@@ -260,11 +260,6 @@ class ConnectionOwners:
         self._dns: LiveCapture | None = None
         self._dns_paused = False
         self._netns: int | None = None
-        self._local: frozenset[IPAddress] = frozenset()
-        """This namespace's addresses (re-read at most once a second): a start from any
-        other address is a packet this host routes (a container's, a VPN client's), whose
-        socket is not here to look up."""
-        self._local_at = float("-inf")
         self._diag: netlink.DiagSocket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -430,19 +425,10 @@ class ConnectionOwners:
             self._missed[Cause.BUDGET] += 1
             return None
         key = outgoing_start(decode(addr[1], data, 0.0, addr[0]))
-        if key is None or key in self._found or not self._is_local(key):
-            self._seen -= 1  # not a start after all, one already named, or a routed one
+        if key is None or key in self._found:
+            self._seen -= 1  # not a start after all, or one already named
             return None
         return key
-
-    def _is_local(self, key: FlowKey) -> bool:
-        """True when the start comes from one of this namespace's addresses. A routed or
-        translated SYN leaves by an interface here too; looking it up would only fail and
-        spend the budget (the namespace listing names a container's socket instead)."""
-        now = time.monotonic()
-        if now - self._local_at >= 1.0:
-            self._local, self._local_at = local_addresses(), now
-        return not self._local or key.local.ip in self._local
 
     def _resolve(self, keys: list[FlowKey]) -> None:
         """Find the socket of each started connection, then the process holding it."""

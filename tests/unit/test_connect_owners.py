@@ -258,20 +258,3 @@ def test_a_holder_gone_before_its_details_are_read_is_named_from_its_exec(
     ref = owners._process(900)
     assert ref is not None and ref.name == "shortlived"
     assert ConnectionOwners(reader=Reader(), proc_root=str(tmp_path))._process(900) is None
-
-
-def test_a_routed_syn_is_not_a_start_to_look_up_here() -> None:
-    """A container's SYN leaves by this host's interface too (forwarded, or translated): its
-    socket is in the container, so looking it up here only fails and spends the budget."""
-    from netwatch.sources.connect_owners import PACKET_OUTGOING
-
-    owners = ConnectionOwners()
-    owners._local = frozenset({ipaddress.ip_address("192.0.2.1")})  # this host's address
-    owners._local_at = float("inf")  # the OS is not asked again during the test
-    decode = PacketDecoder().decode_cooked
-    mine = bytes(IP(src="192.0.2.1", dst="203.0.113.80") / TCP(sport=40000, dport=443, flags="S"))
-    routed = bytes(IP(src="10.88.0.2", dst="203.0.113.80") / TCP(sport=40001, dport=443, flags="S"))
-    assert owners._take(routed, ("eth0", ETH_IPV4, PACKET_OUTGOING), decode) is None
-    assert owners.stats().seen == 0  # not a start of this host's, so not a miss either
-    key = owners._take(mine, ("eth0", ETH_IPV4, PACKET_OUTGOING), decode)
-    assert key is not None and str(key.local.ip) == "192.0.2.1"
