@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from netwatch.errors import EXIT_RUNTIME
 
@@ -34,6 +35,21 @@ def add_geoip(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="a MaxMind DB file to use before the discovered and bundled ones (repeatable)",
     )
+
+
+def open_output(path: Path | None) -> IO[str]:
+    """`-o FILE` opened private (0600, `files.open_private`), else standard output; a file
+    that cannot be written is one line (`DataFileError`). The caller closes what is not
+    `sys.stdout`. Newlines are written as given: CSV rows end in CRLF themselves."""
+    from netwatch import files
+    from netwatch.errors import DataFileError
+
+    if path is None:
+        return sys.stdout
+    try:
+        return files.open_private(path, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise DataFileError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def write_lines(lines: Iterable[str]) -> None:

@@ -14,9 +14,8 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import IO
 
-from netwatch import files
+from netwatch.cli.common import open_output
 from netwatch.config import EXPORT_FORMATS
 from netwatch.model import Severity
 
@@ -81,7 +80,6 @@ def default_store(own: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Query the store and write the chosen format."""
     from netwatch import paths
-    from netwatch.errors import DataFileError
     from netwatch.export.csv import csv_header
     from netwatch.export.sinks import FORMATTERS
     from netwatch.store import AlertQuery, read_alerts
@@ -95,14 +93,7 @@ def run(args: argparse.Namespace) -> int:
     # Opens the store now: a missing or foreign one fails before any output is written.
     alerts = read_alerts(args.db or default_store(paths.default_db()), query)
     fmt = FORMATTERS[args.format]
-    out: IO[str]
-    if args.output:
-        try:
-            out = files.open_private(args.output, "w", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise DataFileError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-    else:
-        out = sys.stdout
+    out = open_output(args.output)
     try:
         # CSV rows end in CRLF (RFC 4180); the other formats are one record per LF line.
         end = "\r\n" if args.format == "csv" else "\n"

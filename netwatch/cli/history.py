@@ -20,9 +20,10 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from netwatch import files
+from netwatch.cli.common import open_output
 from netwatch.cli.export import default_store, parse_time
 from netwatch.export.ecs import ECS_VERSION
 
@@ -205,14 +206,7 @@ def run(args: argparse.Namespace) -> int:
         top=args.top,
     )
     answer = read_usage(args.db or default_store(paths.default_db()), query)
-    out: IO[str]
-    if args.output:
-        try:
-            out = files.open_private(args.output, "w", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise DataFileError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-    else:
-        out = sys.stdout
+    out = open_output(args.output)
     try:
         if args.format == "table":
             for line in table_lines(args.by, answer.totals, answer.coarse):
