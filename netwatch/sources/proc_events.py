@@ -19,7 +19,6 @@ details are read only if the watcher asks for them.
 from __future__ import annotations
 
 import os
-import pwd
 import socket
 import struct
 import threading
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 import psutil
 
 from netwatch.model import ProcessRef
-from netwatch.sources.processes import ProcessReader, stat_identity
+from netwatch.sources.processes import ProcessReader, stat_identity, user_name
 
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = 1
@@ -104,12 +103,7 @@ class ExecReader:
         )
 
     def _user(self, uid: int) -> str | None:
-        if uid not in self._users:
-            try:
-                self._users[uid] = pwd.getpwuid(uid).pw_name
-            except KeyError:
-                self._users[uid] = str(uid)
-        return self._users[uid]
+        return user_name(uid, self._users)
 
 
 class ProcEventsUnavailableError(OSError):

@@ -73,12 +73,18 @@ class PsutilReader:
         )
 
     def _user(self, uid: int) -> str | None:
-        if uid not in self._users:
-            try:
-                self._users[uid] = pwd.getpwuid(uid).pw_name
-            except KeyError:
-                self._users[uid] = str(uid)
-        return self._users[uid]
+        return user_name(uid, self._users)
+
+
+def user_name(uid: int, names: dict[int, str | None]) -> str | None:
+    """The user name of `uid` (its number when no user has it), kept in `names`: both process
+    readers name every process's owner, and the password database is slow to ask."""
+    if uid not in names:
+        try:
+            names[uid] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            names[uid] = str(uid)
+    return names[uid]
 
 
 def _optional(getter: Callable[[], _T]) -> _T | None:
