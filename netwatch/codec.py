@@ -40,6 +40,7 @@ from netwatch.model import (
     FlowKey,
     HostFacts,
     Incident,
+    IPAddress,
     Label,
     ListHit,
     NamedShare,
@@ -1049,6 +1050,31 @@ def _view_from_list(items: Any) -> ConnectionView:
         return (Transport(t), Endpoint(parse_ip(ip1), port1), Endpoint(parse_ip(ip2), port2))
     except (ValueError, TypeError):
         raise CodecError(f"nat: bad view {items!r}") from None
+
+
+def homes_to_list(homes: Sequence[tuple[int, Sequence[IPAddress]]]) -> list[Any]:
+    """Other namespaces' own addresses (`SocketTable.homes`) as lists."""
+    return [[netns, [str(ip) for ip in addresses]] for netns, addresses in homes]
+
+
+def homes_from_list(items: Any) -> tuple[tuple[int, tuple[IPAddress, ...]], ...]:
+    """Decode `homes_to_list`."""
+    if not isinstance(items, list):
+        raise CodecError("homes: expected a list")
+    out = []
+    for pair in items:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise CodecError("homes: each entry is [netns, addresses]")
+        netns, addresses = pair
+        if not isinstance(netns, int) or isinstance(netns, bool) or not isinstance(addresses, list):
+            raise CodecError("homes: a netns inode and a list of addresses")
+        if not all(isinstance(a, str) for a in addresses):
+            raise CodecError("homes: addresses are text")
+        try:
+            out.append((netns, tuple(parse_ip(a) for a in addresses)))
+        except (ValueError, TypeError):
+            raise CodecError(f"homes: bad address in {addresses!r}") from None
+    return tuple(out)
 
 
 def host_facts_to_dict(h: HostFacts) -> JSONDict:

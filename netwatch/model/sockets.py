@@ -84,6 +84,9 @@ class SocketTable:
     entries: tuple[SocketEntry, ...]
     nat: tuple[tuple[ConnectionView, ConnectionView], ...] = ()
     """(original, translated) views of each translated connection (`sources.conntrack`)."""
+    homes: tuple[tuple[int, tuple[IPAddress, ...]], ...] = ()
+    """Each other namespace's own addresses by its inode (`Container.netns`): a container's
+    socket bound to the wildcard address serves exactly these (`lookup_contained`)."""
     _by_pair: dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -101,6 +104,12 @@ class SocketTable:
     _nat: dict[ConnectionView, ConnectionView] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    _homes: dict[IPAddress, int] | None = field(default=None, init=False, repr=False, compare=False)
+    """Address -> the namespace that owns it (from `homes`; an address two own is left out)."""
+    _contained_wild: dict[tuple[Transport, int, int, int], SocketEntry] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    """(transport, netns, IP version, port) -> a namespace's socket on its wildcard address."""
 
     def owner_pids(self) -> frozenset[int]:
         """The pids owning sockets in this table (computed on first use)."""
@@ -167,25 +176,57 @@ class SocketTable:
         index = self._contained
         if index is None:
             index = {}
+            wild: dict[tuple[Transport, int, int, int], SocketEntry] = {}
             for e in self.entries:
                 if e.container is not None:
                     key = e.key
                     index.setdefault((key.transport, key.local, key.remote), e)
+                    if key.remote is None and key.local.ip in _UNSPECIFIED:
+                        at = (key.transport, e.container.netns, key.local.ip.version)
+                        wild.setdefault((*at, key.local.port), e)
             object.__setattr__(self, "_contained", index)
+            object.__setattr__(self, "_contained_wild", wild)
         return index
+
+    def _home_of(self, ip: IPAddress) -> int | None:
+        """The namespace that owns `ip` (one of `homes`), None when none or several do."""
+        homes = self._homes
+        if homes is None:
+            homes = {}
+            shared: set[IPAddress] = set()
+            for netns, addresses in self.homes:
+                for address in addresses:
+                    if homes.setdefault(address, netns) != netns:
+                        shared.add(address)  # two namespaces with one address: not a home
+            for address in shared:
+                del homes[address]
+            object.__setattr__(self, "_homes", homes)
+        return homes.get(ip)
 
     def lookup_contained(
         self, transport: Transport, local: Endpoint, remote: Endpoint | None
     ) -> SocketEntry | None:
         """`lookup` among other namespaces' sockets: the exact pair, then an unconnected
-        socket bound to exactly the local end. Not a socket bound to the wildcard address:
-        the table does not hold each namespace's addresses, so a container's `0.0.0.0:443`
-        could be taken for the owner of any flow on port 443 (accepted TCP connections
-        are exact pairs; a container's UDP server on the wildcard stays unattributed)."""
+        socket bound to exactly the local end, then one bound to the wildcard address on
+        that port in the namespace that owns the local address (`homes`; a container's UDP
+        server on `0.0.0.0:53`). Without its home a wildcard socket answers nothing: any
+        flow on port 53 could be taken for that container's."""
         idx = self._contained_index()
         if not idx:
             return None
-        return idx.get((transport, local, remote)) or idx.get((transport, local, None))
+        hit = idx.get((transport, local, remote)) or idx.get((transport, local, None))
+        if hit is not None or not self.homes:
+            return hit
+        netns = self._home_of(local.ip)
+        if netns is None:
+            return None
+        wild = self._contained_wild
+        assert wild is not None  # noqa: S101  # built with the index
+        for version in _WILDCARD_VERSIONS[local.ip.version]:
+            hit = wild.get((transport, netns, version, local.port))
+            if hit is not None:
+                return hit
+        return None
 
     def translated(
         self, transport: Transport, ini: Endpoint, resp: Endpoint
@@ -209,6 +250,7 @@ class SocketTable:
         entries: tuple[SocketEntry, ...],
         swapped: Sequence[tuple[SocketEntry, SocketEntry]],
         nat: tuple[tuple[ConnectionView, ConnectionView], ...] = (),
+        homes: tuple[tuple[int, tuple[IPAddress, ...]], ...] = (),
     ) -> SocketTable:
         """This table as `entries` at `taken_at` (with `nat`), where each (old, new) of
         `swapped` is a socket read again in place with only its counters changed (same key,
@@ -218,8 +260,8 @@ class SocketTable:
         the lookup indexes (copied in C, the swapped entries put in their old entries'
         slots), the owners' pids, and the translations' index while `nat` is the same.
         Indexing 20,000 sockets hashes each key in Python, which on a tick that re-reads a
-        few sockets cost more than the re-reading."""
-        table = SocketTable(taken_at=taken_at, entries=entries, nat=nat)
+        few sockets cost more than the re-reading. `homes` as for `nat`."""
+        table = SocketTable(taken_at=taken_at, entries=entries, nat=nat, homes=homes)
         index, wild, contained = self._by_pair, self._wild, self._contained
         if index is not None and wild is not None:
             index, wild = dict(index), dict(wild)
@@ -234,15 +276,23 @@ class SocketTable:
                         wild[at] = new
             object.__setattr__(table, "_by_pair", index)
             object.__setattr__(table, "_wild", wild)
-        if contained is not None:
-            contained = dict(contained)
+        contained_wild = self._contained_wild
+        if contained is not None and contained_wild is not None:
+            contained, contained_wild = dict(contained), dict(contained_wild)
             for old, new in swapped:
                 k = old.key
                 pair = (k.transport, k.local, k.remote)
                 if contained.get(pair) is old:
                     contained[pair] = new
+                if k.remote is None and old.container is not None:
+                    home = (k.transport, old.container.netns, k.local.ip.version, k.local.port)
+                    if contained_wild.get(home) is old:
+                        contained_wild[home] = new
             object.__setattr__(table, "_contained", contained)
+            object.__setattr__(table, "_contained_wild", contained_wild)
         if nat is self.nat:
             object.__setattr__(table, "_nat", self._nat)
+        if homes is self.homes:
+            object.__setattr__(table, "_homes", self._homes)
         object.__setattr__(table, "_pids", self._pids)
         return table

@@ -263,6 +263,7 @@ class Collector:
         self._parsed: dict[tuple[Any, ...], tuple[Transport, Endpoint, Endpoint]] = {}
         self._status: dict[str, Any] | None = None
         self._nat: tuple[Any, ...] = ()
+        self._homes: tuple[Any, ...] = ()
         self.socket_path = socket_path
         self._socket_id: tuple[int, int] | None = None
 
@@ -321,6 +322,9 @@ class Collector:
         if table.nat != self._nat:  # containers' translated connections (netns helper)
             self._nat = table.nat
             out["nat"] = codec.nat_to_list(table.nat)
+        if table.homes != self._homes:  # containers' own addresses, sent when they change
+            self._homes = table.homes
+            out["homes"] = codec.homes_to_list(table.homes)
         status = codec.status_to_dict(self.sampler.status())
         if status != self._status:
             out["status"] = self._status = status

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netwatch.model import Container, Transport
+from netwatch.model import Container, IPAddress, Transport
 from netwatch.sources import netlink, procnet
 
 RESCAN = 2.0
@@ -209,6 +209,12 @@ class _Namespace:
     diag: netlink.DiagSocket | None
     listed: list[Batch] | None = None
     due: float = float("-inf")
+    addresses: frozenset[IPAddress] = frozenset()
+    """The namespace's own addresses, read with its sockets (`procnet.read_addresses`)."""
+
+
+def _address_order(ip: IPAddress) -> tuple[int, int]:
+    return ip.version, int(ip)
 
 
 class Namespaces:
@@ -344,7 +350,18 @@ class Namespaces:
         self.entered = sum(ns.diag is not None for ns in self._known.values())
         return out
 
+    def homes(self) -> tuple[tuple[int, tuple[IPAddress, ...]], ...]:
+        """Each listed namespace's own addresses by its inode (`SocketTable.homes`), as of
+        its last listing: what a container's socket bound to the wildcard address serves."""
+        return tuple(
+            (ns.inode, tuple(sorted(ns.addresses, key=_address_order)))
+            for ns in self._known.values()
+            if ns.addresses
+        )
+
     def _records(self, ns: _Namespace) -> list[Batch]:
+        if netns_inode(f"{self._root}/{ns.pid}/ns/net") == ns.inode:
+            ns.addresses = procnet.read_addresses(f"{self._root}/{ns.pid}/net")
         c = ns.container
         if ns.diag is not None:
             try:

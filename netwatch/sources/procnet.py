@@ -1,4 +1,5 @@
-"""The /proc/net text tables: raw, ICMP ("ping") and packet sockets, and a UDP fallback.
+"""The /proc/net text tables: raw, ICMP ("ping") and packet sockets, a UDP fallback, and a
+namespace's own addresses.
 
 sock_diag (`sources.netlink`) covers TCP and UDP; the rarer raw, ping and AF_PACKET sockets
 are read from the tables the kernel prints, which share the `tcp` table's layout. Malformed
@@ -7,13 +8,15 @@ lines are skipped, never raised.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from netwatch.model import IPAddress
 from netwatch.sources import netlink
 
 
@@ -127,3 +130,56 @@ def as_record(row: ProcNetRow) -> netlink.Record:
     """A /proc/net row in the shape of a diag record (no counters; the inode as cookie)."""
     ident = netlink.make_ident(row.lport, row.rport, row.src, row.dst, row.inode)
     return (row.family, row.state, ident, row.uid, row.inode, b"")
+
+
+def parse_fib_trie_local(text: str) -> set[ipaddress.IPv4Address]:
+    """The IPv4 addresses a namespace owns, from its /proc/net/fib_trie: each leaf
+    (`|-- ADDR`) followed by a `/32 host LOCAL` line (the kernel's `fib_trie_seq_show`; a
+    local route for a whole prefix, such as `127.0.0.0/8`, is not an address). Lines that
+    do not parse are skipped."""
+    found: set[ipaddress.IPv4Address] = set()
+    leaf: ipaddress.IPv4Address | None = None
+    for line in text.splitlines():
+        part = line.strip()
+        if part.startswith("|-- "):
+            try:
+                leaf = ipaddress.IPv4Address(part[4:].strip())
+            except ValueError:
+                leaf = None
+        elif part.startswith("+--"):
+            leaf = None
+        elif leaf is not None and part.split()[:3] == ["/32", "host", "LOCAL"]:
+            found.add(leaf)
+    return found
+
+
+def parse_if_inet6(text: str) -> set[ipaddress.IPv6Address]:
+    """The IPv6 addresses a namespace owns, from its /proc/net/if_inet6 (first field: 32
+    hex digits). Lines that do not parse are skipped."""
+    found: set[ipaddress.IPv6Address] = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts or len(parts[0]) != 32:
+            continue
+        try:
+            found.add(ipaddress.IPv6Address(bytes.fromhex(parts[0])))
+        except ValueError:
+            continue
+    return found
+
+
+def read_addresses(root: str = "/proc/net") -> frozenset[IPAddress]:
+    """Every address of the network namespace whose /proc/net is `root` (its own view, so
+    a container's through /proc/<pid>/net); a table that cannot be read adds nothing."""
+    found: set[IPAddress] = set()
+    parsers: tuple[tuple[str, Callable[[str], set[Any]]], ...] = (
+        ("fib_trie", parse_fib_trie_local),
+        ("if_inet6", parse_if_inet6),
+    )
+    for name, parse in parsers:
+        try:
+            with open(os.path.join(root, name), encoding="ascii", errors="replace") as fh:
+                found.update(parse(fh.read(1 << 20)))
+        except OSError:
+            continue
+    return frozenset(found)

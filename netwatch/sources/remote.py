@@ -32,6 +32,7 @@ from netwatch.model import (
     Endpoint,
     FlowKey,
     HostFacts,
+    IPAddress,
     ProcessRef,
     SocketEntry,
     SocketTable,
@@ -113,6 +114,7 @@ class RemoteSockets:
         self._status = SourceStatus(mode="local")
         self._table: SocketTable | None = None
         self._nat: tuple[tuple[ConnectionView, ConnectionView], ...] = ()
+        self._homes: tuple[tuple[int, tuple[IPAddress, ...]], ...] = ()
 
     def sample(self) -> SocketTable:
         """A full sample, taken by the collector."""
@@ -188,16 +190,24 @@ class RemoteSockets:
         nat = self._nat
         if "nat" in answer:  # containers' translated connections, sent when they change
             nat = self._nat = codec.nat_from_list(answer["nat"])
+        homes = self._homes
+        if "homes" in answer:  # containers' own addresses, sent when they change
+            homes = self._homes = codec.homes_from_list(answer["homes"])
         taken_at = float(answer["taken_at"])
         last = self._table
-        if last is not None and not (upserts or removed or counters) and last.taken_at == taken_at:
+        if (
+            last is not None
+            and not (upserts or removed or counters)
+            and last.taken_at == taken_at
+            and last.homes is homes
+        ):
             return last  # a refresh that changed nothing: the sampler's very table
         values = tuple(entries.values())
         if last is not None and not (upserts or removed or answer.get("full")):
             # Only counters changed: every socket is where it was, with its key and owner.
-            self._table = last.reread(taken_at, values, swapped, nat)
+            self._table = last.reread(taken_at, values, swapped, nat, homes)
         else:
-            self._table = SocketTable(taken_at=taken_at, entries=values, nat=nat)
+            self._table = SocketTable(taken_at=taken_at, entries=values, nat=nat, homes=homes)
         return self._table
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ from netwatch.model import (
     Direction,
     Endpoint,
     FlowKey,
+    IPAddress,
     ProcessRef,
     SocketEntry,
     SocketTable,
@@ -131,6 +132,8 @@ class SocketSampler:
         """Other network namespaces (containers) whose sockets are listed too (Linux)."""
         self._nat: tuple[tuple[ConnectionView, ConnectionView], ...] = ()
         """The host's translated connections (conntrack), read while containers exist."""
+        self._homes: tuple[tuple[int, tuple[IPAddress, ...]], ...] = ()
+        """Each listed namespace's own addresses (`Namespaces.homes`)."""
         self._conntrack = conntrack.Conntrack()
         self._keys: dict[bytes, FlowKey] = {}
         """Socket ident -> key, so a socket whose counters moved keeps its key object."""
@@ -192,7 +195,9 @@ class SocketSampler:
         return self._last_table(taken_at, entries)
 
     def _last_table(self, taken_at: float, entries: list[SocketEntry]) -> SocketTable:
-        table = SocketTable(taken_at=taken_at, entries=tuple(entries), nat=self._nat)
+        table = SocketTable(
+            taken_at=taken_at, entries=tuple(entries), nat=self._nat, homes=self._homes
+        )
         if self._last is not None:
             self._last.made = table
         return table
@@ -247,6 +252,9 @@ class SocketSampler:
             batches.extend(contained)
             # Translations matter only for traffic from behind this host (containers).
             self._nat = self._conntrack.translations() if contained else ()
+            homes = self._namespaces.homes()
+            if homes != self._homes:
+                self._homes = homes  # else the same object: the table's index stays valid
         return self._table_from(batches, procnet.read_packet_sockets())
 
     def _table_from(

@@ -205,3 +205,85 @@ def test_sampler_lists_a_container_s_sockets_with_owner_and_name(
         assert entered >= 1 and (client.bytes_sent or 0) >= 5000  # bytes_acked counts the SYN
     else:
         assert entered == 0 and client.bytes_sent is None
+
+
+DNS_PORT = 9453
+DATAGRAMS = 150
+DNS_PROGRAM = "ctrdns"
+# A UDP server bound to the wildcard address (as a DNS server in a container is): it answers
+# each datagram, then stays a few samples so its namespace is listed with the flow.
+UDP_SERVER = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.settimeout(30)
+print("serving", flush=True)
+for _ in range(int(sys.argv[2])):
+    data, peer = s.recvfrom(4096)
+    s.sendto(data[:16], peer)
+time.sleep(3.0)
+"""
+UDP_CLIENT = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+for i in range(int(sys.argv[3])):
+    s.sendto(b"q" * 400, (sys.argv[1], int(sys.argv[2])))
+    s.recvfrom(4096)
+    time.sleep(0.03)
+"""
+
+
+def test_a_container_s_wildcard_udp_server_is_named(tmp_path: Path) -> None:
+    """A server on `0.0.0.0:PORT` in a container is found by the container's own address
+    (its namespace's `homes`): the flow from the peer to it is the server's, with the
+    container, for the bytes the peer's nftables counter says it sent."""
+    with Lab("ctu") as lab:
+        ctr = lab.add_peer("198.51.100.41")
+        peer = lab.add_peer("203.0.113.41")
+        for rule in (
+            ["add", "table", "inet", "nwref"],
+            ["add", "chain", "inet", "nwref", "out", "{ type filter hook output priority 0; }"],
+            ["add", "rule", "inet", "nwref", "out", "udp", "dport", str(DNS_PORT), "counter"],
+        ):
+            lab.exec_ok(peer.ns, ["nft", *rule])
+        program = tmp_path / DNS_PROGRAM
+        shutil.copy2(sys.executable, program)
+        (tmp_path / "server.py").write_text(UDP_SERVER)
+        (tmp_path / "client.py").write_text(UDP_CLIENT)
+        netns = os.stat(f"/run/netns/{ctr.ns}").st_ino
+        watch = Watch(
+            lab,
+            tmp_path,
+            bpf=f"host {peer.ip}",
+            interval=0.5,
+            interface=peer.host_if,
+            containers=True,
+        ).start()
+        server = lab.spawn(
+            ctr.ns,
+            [
+                "unshare", "--pid", "--fork", "--mount-proc",
+                str(program), str(tmp_path / "server.py"), str(DNS_PORT), str(DATAGRAMS),
+            ],
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )  # fmt: skip
+        wait_for_line(server.stdout, "serving", 20)
+        client = lab.spawn(
+            peer.ns,
+            [sys.executable, str(tmp_path / "client.py"), ctr.ip, str(DNS_PORT), str(DATAGRAMS)],
+        )
+        assert client.wait(60) == 0
+        assert server.wait(30) == 0
+        watch.stop()
+        reference = _nft_bytes(lab, peer.ns)
+    assert reference >= DATAGRAMS * 400
+    flows = [
+        [f for f in snap["flows"] if remote_is(ctr.ip, DNS_PORT)(f) and f.get("bytes_received")]
+        for snap in watch.snapshots
+    ]
+    latest = next(x for x in flows[::-1] if x)
+    summary = [(process_name(f), f.get("container"), f.get("bytes_received")) for f in latest]
+    (flow,) = latest
+    assert process_name(flow) == DNS_PROGRAM, summary
+    assert (flow.get("container") or {}).get("netns") == netns, summary
+    assert abs(flow["bytes_received"] - reference) <= 0.1 * reference, (flow, reference)

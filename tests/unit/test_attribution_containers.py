@@ -209,3 +209,106 @@ def test_directions_are_judged_by_each_namespace_s_own_listeners() -> None:
     assert flows["ctrsender"].direction is Direction.OUTBOUND
     served = [f for f in SocketFlows().flows(table, T0) if f.key == accepted.key]
     assert [f.direction for f in served] == [Direction.INBOUND]
+
+
+def udp_entry(local: Endpoint, container: Container, name: str) -> SocketEntry:
+    return SocketEntry(
+        FlowKey(Transport.UDP, local, None),
+        None,
+        Direction.UNKNOWN,
+        process=make_process(name),
+        inode=hash((local, name)) & 0xFFFFFF,
+        container=container,
+    )
+
+
+def udp_flow(src: Endpoint, dst: Endpoint) -> FlowState:
+    return FlowTable().ingest(PacketMeta(T0, Transport.UDP, src, dst, 80, b"", ip_proto=17))
+
+
+CLIENT = ep("198.51.100.7", 40000)
+DNS_HOME = ep("172.17.0.2", 53)
+
+
+def test_a_container_s_wildcard_udp_server_owns_flows_to_its_own_addresses() -> None:
+    """A DNS server in a container bound to 0.0.0.0:53 (pi-hole and friends): the flow to
+    the container's address is its own, known from the namespace's addresses (`homes`)."""
+    server = udp_entry(ep("0.0.0.0", 53), CTR, "dnsmasq")
+    other = udp_entry(ep("0.0.0.0", 53), OTHER, "unbound")
+    homes = ((CTR.netns, (DNS_HOME.ip,)), (OTHER.netns, (parse_ip("172.18.0.2"),)))
+    table = SocketTable(T0, (server, other), homes=homes)
+    assert table.lookup_contained(Transport.UDP, DNS_HOME, CLIENT) is server
+    assert table.lookup_contained(Transport.UDP, ep("172.18.0.2", 53), CLIENT) is other
+    owner = attribute(udp_flow(CLIENT, DNS_HOME), table, LOCAL)
+    assert owner == FlowOwner(server.process, Attribution.SOCKET, False, container=CTR)
+    # No home for the address, or no homes at all: not any container's (the old answer).
+    assert table.lookup_contained(Transport.UDP, ep("10.9.9.9", 53), CLIENT) is None
+    assert SocketTable(T0, (server,)).lookup_contained(Transport.UDP, DNS_HOME, CLIENT) is None
+    # Another port at the home: not the server's.
+    assert table.lookup_contained(Transport.UDP, ep("172.17.0.2", 54), CLIENT) is None
+
+
+def test_an_address_two_namespaces_claim_is_nobody_s_home() -> None:
+    """Two namespaces with one address (isolated labs, or a stale listing): a guess either
+    way could name the wrong container, so neither is taken."""
+    server = udp_entry(ep("0.0.0.0", 53), CTR, "dnsmasq")
+    other = udp_entry(ep("0.0.0.0", 53), OTHER, "unbound")
+    homes = ((CTR.netns, (DNS_HOME.ip,)), (OTHER.netns, (DNS_HOME.ip,)))
+    table = SocketTable(T0, (server, other), homes=homes)
+    assert table.lookup_contained(Transport.UDP, DNS_HOME, CLIENT) is None
+
+
+def test_a_dual_stack_wildcard_serves_a_home_s_ipv4_address() -> None:
+    server = udp_entry(ep("::", 53), CTR, "dnsmasq")
+    table = SocketTable(T0, (server,), homes=((CTR.netns, (DNS_HOME.ip,)),))
+    assert table.lookup_contained(Transport.UDP, DNS_HOME, CLIENT) is server
+
+
+def test_a_reread_table_keeps_finding_the_wildcard_server_read_again() -> None:
+    """`SocketTable.reread` carries the wildcard index over with the re-read entry in its
+    old entry's place, and the homes with it."""
+    server = udp_entry(ep("0.0.0.0", 53), CTR, "dnsmasq")
+    homes = ((CTR.netns, (DNS_HOME.ip,)),)
+    table = SocketTable(T0, (server,), homes=homes)
+    assert table.lookup_contained(Transport.UDP, DNS_HOME, CLIENT) is server
+    again = SocketEntry(
+        server.key,
+        server.state,
+        server.direction,
+        process=server.process,
+        inode=server.inode,
+        container=CTR,
+        bytes_received=900,
+    )
+    later = table.reread(T0 + 1, (again,), [(server, again)], homes=homes)
+    assert later.lookup_contained(Transport.UDP, DNS_HOME, CLIENT) is again
+    moved = table.reread(T0 + 1, (again,), [(server, again)], homes=())
+    assert moved.lookup_contained(Transport.UDP, DNS_HOME, CLIENT) is None
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=4),
+            st.lists(st.sampled_from(["172.17.0.2", "172.17.0.3", "fd00::2"]), max_size=3),
+        ),
+        max_size=4,
+    ),
+    st.sampled_from(["172.17.0.2", "172.17.0.3", "fd00::2", "10.0.0.1"]),
+)
+def test_a_wildcard_server_answers_only_for_its_own_namespace_s_address(
+    homes_spec: list[tuple[int, list[str]]], address: str
+) -> None:
+    servers = [
+        udp_entry(ep("::", 53), Container(netns=n, name=f"c{n}", runtime="netns"), f"s{n}")
+        for n in range(1, 5)
+    ]
+    homes = tuple((n, tuple(parse_ip(a) for a in addrs)) for n, addrs in homes_spec)
+    table = SocketTable(T0, tuple(servers), homes=homes)
+    hit = table.lookup_contained(Transport.UDP, ep(address, 53), CLIENT)
+    owners = {n for n, addrs in homes_spec if address in addrs}
+    if len(owners) == 1:
+        (n,) = owners
+        assert hit is servers[n - 1]
+    else:
+        assert hit is None

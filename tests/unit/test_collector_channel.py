@@ -302,3 +302,23 @@ def test_a_changed_socket_without_an_inode_keeps_its_first_seen() -> None:
     assert [f.first_seen for f in first] == [1.0, 1.0]
     assert [f.first_seen for f in second] == [1.0, 1.0]
     assert [f.serial for f in second] == [f.serial for f in first]
+
+
+def test_containers_homes_cross_when_they_change_and_hold_between() -> None:
+    """Each container's own addresses (`SocketTable.homes`) go over the channel when they
+    change, like conntrack's translations; between changes the analyzer keeps the last."""
+    ours, theirs = socket.socketpair()
+    collector = Collector(Channel(theirs), config_file=None, watch_starts=False)
+    remote = RemoteSockets(None)  # type: ignore[arg-type]  # no link needed
+    try:
+        entries = tuple(_sock(i, 0) for i in range(1, 4))
+        home = ((4026532999, (ipaddress.ip_address("172.17.0.2"),)),)
+        sent = []
+        for at, homes in ((1.0, home), (2.0, home), (3.0, ())):
+            message = unframe(frame(collector._table(SocketTable(at, entries, homes=homes))))
+            sent.append("homes" in message)
+            assert remote._decode(message).homes == homes
+        assert sent == [True, False, True]
+    finally:
+        collector.close()
+        ours.close()

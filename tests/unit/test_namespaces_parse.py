@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -143,6 +144,17 @@ def test_socket_entries_and_translations_cross_the_channel() -> None:
     assert len(codec.socket_entry_to_list(host, None)) == 10  # unchanged for the host's own
     nat = parse_translations(CONNTRACK)
     assert codec.nat_from_list(json.loads(json.dumps(codec.nat_to_list(nat)))) == nat
+    homes = ((ctr.netns, (parse_ip("172.17.0.2"), parse_ip("fd00::2"))),)
+    assert codec.homes_from_list(json.loads(json.dumps(codec.homes_to_list(homes)))) == homes
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{}, [[1]], [["x", []]], [[True, []]], [[1, "10.0.0.1"]], [[1, ["not an ip"]]], [[1, [5]]]],
+)
+def test_damaged_homes_from_the_channel_are_one_codec_error(bad: object) -> None:
+    with pytest.raises(codec.CodecError):
+        codec.homes_from_list(bad)
 
 
 TCP_ROW = (
@@ -191,3 +203,15 @@ def test_namespaces_found_named_and_listed_from_a_proc_tree(tmp_path: Path) -> N
     assert listed == {("web", Transport.TCP), ("lab1", Transport.TCP)}
     (record,) = next(r for t, r, c in batches if c.name == "web" and t is Transport.TCP)
     assert record[4] == 424242  # the socket's inode, for the owner map
+    # Each namespace's own addresses, from its /proc/<pid>/net, for wildcard servers.
+    assert ns.homes() == ()  # no address tables in this tree yet
+    (proc / "301" / "net" / "if_inet6").write_text(
+        "fd000000000000000000000000000002 04 40 00 82 eth0\n"
+    )
+    (proc / "300" / "net" / "if_inet6").write_text(
+        "fd000000000000000000000000000002 04 40 00 82 eth0\n"
+    )
+    web = next(c for c in ns.containers if c.name == "web")
+    ns = Namespaces(str(proc), run_netns=str(run), docker_root=str(docker), enter=False)
+    ns.batches()
+    assert ns.homes() == ((web.netns, (parse_ip("fd00::2"),)),)

@@ -8,6 +8,7 @@ parses must also become a socket entry without raising.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 
 from hypothesis import given
@@ -115,3 +116,81 @@ def test_damaged_packet_tables_never_raise(lines: list[list[str]]) -> None:
     rows = procnet.parse_packet_sockets(text)
     assert all(min(r) >= 0 for r in rows)
     sockets._packet_entries(rows[:3], {}, {})  # interface names looked up without raising
+
+
+# A namespace's /proc/net/fib_trie as the kernel prints it (`fib_trie_seq_show`): a leaf
+# line, then one line per route at that leaf; "/32 host LOCAL" marks an address it owns.
+FIB_TRIE = """Main:
+  +-- 0.0.0.0/0 3 0 5
+     |-- 0.0.0.0
+        /0 universe UNICAST
+     +-- 127.0.0.0/8 2 0 2
+        +-- 127.0.0.0/31 1 0 0
+           |-- 127.0.0.0
+              /8 host LOCAL
+           |-- 127.0.0.1
+              /32 host LOCAL
+        |-- 127.255.255.255
+           /32 link BROADCAST
+     +-- 172.17.0.0/16 2 0 2
+        +-- 172.17.0.0/30 2 0 2
+           |-- 172.17.0.0
+              /16 link UNICAST
+           |-- 172.17.0.2
+              /32 host LOCAL
+        |-- 172.17.255.255
+           /32 link BROADCAST
+Local:
+  +-- 0.0.0.0/0 3 0 5
+     |-- 0.0.0.0
+        /0 universe UNICAST
+     +-- 127.0.0.0/8 2 0 2
+           |-- 127.0.0.1
+              /32 host LOCAL
+"""
+IF_INET6 = """fd000000000000000000000000000002 04 40 00 82     eth0
+fe8000000000000000fc00fffe000001 04 40 20 80     eth0
+00000000000000000000000000000001 01 80 10 80       lo
+zz not an address
+"""
+
+
+def test_a_namespace_s_own_addresses_from_its_tables() -> None:
+
+    assert procnet.parse_fib_trie_local(FIB_TRIE) == {
+        ipaddress.IPv4Address("127.0.0.1"),
+        ipaddress.IPv4Address("172.17.0.2"),
+    }
+    assert procnet.parse_if_inet6(IF_INET6) == {
+        ipaddress.IPv6Address("fd00::2"),
+        ipaddress.IPv6Address("fe80::fc:ff:fe00:1"),
+        ipaddress.IPv6Address("::1"),
+    }
+
+
+def test_this_namespace_s_addresses_include_loopback() -> None:
+    """Read live from this machine's own tables (Linux): loopback is always there."""
+
+    found = procnet.read_addresses("/proc/net")
+    assert ipaddress.IPv4Address("127.0.0.1") in found
+    assert procnet.read_addresses("/nonexistent") == frozenset()
+
+
+@given(st.text(max_size=2000))
+def test_any_text_as_address_tables_never_raises(text: str) -> None:
+    procnet.parse_fib_trie_local(text)
+    procnet.parse_if_inet6(text)
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            ["|-- 10.0.0.1", "|-- 999.1.1.1", "/32 host LOCAL", "+-- 10.0.0.0/8 2 0 2", "", "  "]
+        ),
+        max_size=30,
+    )
+)
+def test_damaged_fib_tries_never_raise_and_name_only_leaves(lines: list[str]) -> None:
+
+    found = procnet.parse_fib_trie_local("\n".join(lines))
+    assert found <= {ipaddress.IPv4Address("10.0.0.1")}
