@@ -477,7 +477,12 @@ class Dissector:
         state.cert_wait = wait
         state.sni = hello.sni
         label = verdicts.sni_label(
-            hello.sni, proto, _rport(flow), None if flow.remote is None else flow.remote.ip
+            hello.sni,
+            proto,
+            _rport(flow),
+            None if flow.remote is None else flow.remote.ip,
+            hello.groups,
+            hello.alpn,
         )
         if label.name == "softether" and proto == "tls":
             known = self._softether_peers.get(_peer_key(flow, 0), labels.GUESS)

@@ -1,4 +1,5 @@
-"""TLS ClientHello: server name (SNI) and ALPN (RFC 8446 §4.1.2, RFC 6066 §3, RFC 7301).
+"""TLS ClientHello: server name (SNI), ALPN and supported groups (RFC 8446 §4.1.2 and
+§4.2.7, RFC 6066 §3, RFC 7301).
 
 `parse_client_hello_records` takes the first bytes a client sent on a TCP stream (possibly
 several segments joined) and unwraps handshake records until the ClientHello is whole; it says
@@ -24,6 +25,9 @@ class ClientHello:
     alpn: tuple[str, ...]
     version: int
     """The legacy_version field (0x0303 for TLS 1.2 and 1.3)."""
+    groups: tuple[int, ...] = ()
+    """The supported_groups extension's named groups, in the client's order (RFC 8446
+    §4.2.7): which ones a client offers is part of its fingerprint (`dissect.tor`)."""
 
 
 class _NeedMore:
@@ -104,6 +108,7 @@ def parse_client_hello(msg: bytes) -> ClientHello | None:
     off += 2
     sni: str | None = None
     alpn: tuple[str, ...] = ()
+    groups: tuple[int, ...] = ()
     while off + 4 <= ext_end:
         ext_type = (msg[off] << 8) | msg[off + 1]
         ext_len = (msg[off + 2] << 8) | msg[off + 3]
@@ -113,7 +118,18 @@ def parse_client_hello(msg: bytes) -> ClientHello | None:
             sni = _server_name(body)
         elif ext_type == 16:
             alpn = _alpn(body)
-    return ClientHello(sni, alpn, version)
+        elif ext_type == 10:
+            groups = _groups(body)
+    return ClientHello(sni, alpn, version, groups)
+
+
+def _groups(body: bytes) -> tuple[int, ...]:
+    """The named groups of a supported_groups extension (a 2-byte length, then 2 bytes
+    each); a list cut short gives the groups it holds whole."""
+    if len(body) < 2:
+        return ()
+    end = min(len(body), 2 + ((body[0] << 8) | body[1]))
+    return tuple((body[i] << 8) | body[i + 1] for i in range(2, end - 1, 2))
 
 
 def _server_name(body: bytes) -> str | None:

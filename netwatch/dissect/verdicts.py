@@ -12,7 +12,7 @@ import ipaddress
 from netwatch.dissect import anyconnect, http, labels, softether
 from netwatch.dissect.certificate import LeafCertificate
 from netwatch.dissect.names import CERT_ORGANISATIONS, CERT_SUBJECT_UNITS, classify_host
-from netwatch.dissect.tor import tor_like_sni
+from netwatch.dissect.tor import tor_client_hello, tor_like_sni
 from netwatch.model import IPAddress, Label
 
 _PROVIDER_EXACT = frozenset({"softether", "vpngate"})
@@ -25,8 +25,18 @@ def quic_label(sni: str | None) -> Label:
     return labels.plain("quic", "web", labels.MEDIUM, *ev)
 
 
-def sni_label(sni: str | None, proto: str, port: int, server: IPAddress | None = None) -> Label:
+def sni_label(
+    sni: str | None,
+    proto: str,
+    port: int,
+    server: IPAddress | None = None,
+    groups: tuple[int, ...] = (),
+    alpn: tuple[str, ...] = (),
+) -> Label:
     """Turn an SNI into a label: SoftEther DDNS, VPN host names, Tor, or plain TLS/QUIC.
+
+    `groups` and `alpn` are the hello's: with the SNI's shape they tell Tor's own client
+    hello (`dissect.tor.tor_client_hello`), high confidence.
 
     `server` is the responder's address: an SNI that *is* that address is a SoftEther
     client's habit (it copies the server string the user typed), but other apps do it too,
@@ -40,6 +50,14 @@ def sni_label(sni: str | None, proto: str, port: int, server: IPAddress | None =
         return labels.vpn(provider, confidence, ("sni", sni))
     if proto != "tls":
         return quic_label(sni)
+    if tor_client_hello(sni, alpn, groups):
+        return labels.anonymizer(
+            "tor",
+            labels.HIGH,
+            ("sni", sni or ""),
+            ("sni_shape", "www.<random>.com/.net"),
+            ("tls_groups", "ends with P-224 (secp224r1), as Tor's link TLS does; no ALPN"),
+        )
     if sni and tor_like_sni(sni):
         return labels.anonymizer(
             "tor", labels.MEDIUM, ("sni", sni), ("sni_shape", "www.<random>.com/.net")

@@ -6,13 +6,20 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.layers.tls.extensions import ProtocolName, ServerName, TLS_Ext_ALPN, TLS_Ext_ServerName
+from scapy.layers.tls.extensions import (
+    ProtocolName,
+    ServerName,
+    TLS_Ext_ALPN,
+    TLS_Ext_ServerName,
+    TLS_Ext_SupportedGroups,
+    TLS_Ext_Unknown,
+)
 from scapy.layers.tls.handshake import TLSClientHello
 from scapy.layers.tls.record import TLS
 
 from netwatch.dissect import Dissector
 from netwatch.dissect.quic import InitialKeys, parse_gquic
-from netwatch.dissect.tls import NEED_MORE, RecordWalker, parse_client_hello_records
+from netwatch.dissect.tls import NEED_MORE, ClientHello, RecordWalker, parse_client_hello_records
 from netwatch.model import Endpoint, FlowKey, PacketContext, PacketFacts, Transport, parse_ip
 
 
@@ -326,3 +333,63 @@ def test_gquic_chlo_sni_is_read_in_clear() -> None:
     got = parse_gquic(packet)
     assert got is not None and got.version == "Q035" and got.sni == "www.youtube.com"
     assert parse_gquic(b"\x0d" + b"\x11" * 8 + b"HTTP" + b"\x00" * 20) is None
+
+
+def _groups_hello(sni: str, groups: list[int], alpn: tuple[bytes, ...] = ()) -> bytes:
+    hello = _hello(sni, alpn)
+    hello.ext.append(TLS_Ext_SupportedGroups(groups=groups))
+    return bytes(TLS(msg=[hello]))
+
+
+# Tor's group lists (tortls_openssl.c): "P-256:X25519:P-224", "P-256:P-224", and with
+# OpenSSL 3.5 "X25519MLKEM768 / SecP256r1MLKEM768 / P-256:X25519:P-224".
+TOR_GROUPS = ([0x17, 0x1D, 0x15], [0x17, 0x15], [0x11EC, 0x11EB, 0x17, 0x1D, 0x15])
+
+
+def test_tor_s_own_hello_is_tor_with_high_confidence_even_with_a_short_random_name() -> None:
+    """A short random name ("www.gbh7oxdm.com") fails the name-only randomness test, but
+    with Tor's groups and no ALPN the hello is Tor's: high confidence, the groups as
+    evidence. The parser reads the groups in the client's order."""
+    raw = _groups_hello("www.gbh7oxdm.com", [0x17, 0x1D, 0x15])
+    hello = parse_client_hello_records(raw)
+    assert isinstance(hello, ClientHello) and hello.groups == (0x17, 0x1D, 0x15)
+    for i, groups in enumerate(TOR_GROUPS):
+        key = FlowKey(
+            Transport.TCP, Endpoint(parse_ip("192.0.2.10"), 53000 + i), _key(Transport.TCP).remote
+        )
+        facts = Dissector().inspect(_ctx(key), _groups_hello("www.gbh7oxdm.com", groups))
+        assert facts is not None and facts.label is not None
+        assert (facts.label.name, facts.label.confidence.value) == ("tor", "high"), groups
+        assert "tls_groups" in [e.name for e in facts.label.evidence]
+
+
+def test_one_or_two_of_tor_s_traits_are_not_tor_s_hello() -> None:
+    """Tor's groups with an ALPN, a real-looking name or a .net name; P-224 elsewhere in
+    the list; Tor's name shape with ordinary groups: none is the high-confidence Tor."""
+    cases = [
+        ("www.gbh7oxdm.com", [0x17, 0x1D, 0x15], (b"http/1.1",)),
+        ("mail.example.com", [0x17, 0x1D, 0x15], ()),
+        ("www.gbh7oxdm.net", [0x17, 0x1D, 0x15], ()),
+        ("www.gbh7oxdm.com", [0x15, 0x17, 0x1D], ()),
+        ("www.gbh7oxdm.com", [0x1D, 0x17, 0x18], ()),
+    ]
+    for i, (sni, groups, alpn) in enumerate(cases):
+        key = FlowKey(
+            Transport.TCP, Endpoint(parse_ip("192.0.2.10"), 54000 + i), _key(Transport.TCP).remote
+        )
+        facts = Dissector().inspect(_ctx(key), _groups_hello(sni, groups, alpn))
+        assert facts is not None and facts.label is not None
+        assert facts.label.confidence.value != "high" or facts.label.name != "tor", (sni, groups)
+
+
+@given(st.binary(max_size=64))
+def test_any_supported_groups_body_parses_or_is_left_out(body: bytes) -> None:
+    """A damaged supported_groups extension never raises: its whole pairs are read."""
+    hello = parse_client_hello_records(_groups_hello_raw(body))
+    assert hello is None or isinstance(hello, ClientHello)
+
+
+def _groups_hello_raw(body: bytes) -> bytes:
+    hello = _hello("www.example.com", ())
+    hello.ext.append(TLS_Ext_Unknown(type=10, val=body))
+    return bytes(TLS(msg=[hello]))
