@@ -4,12 +4,13 @@ The config module sits below detection and cannot know the rule pack or the diss
 label names, so a typo there (`"vpn.unexpect" = "ignore"`, `protocols = ["openpvn"]`) would
 load and silently change nothing. Every command that loads both the policy and the rules
 calls `check_policy`, which names each unknown id or label with its file and line and the
-closest known one.
+closest known one; so do `[notify]` rule globs that match no rule.
 """
 
 from __future__ import annotations
 
 import difflib
+import fnmatch
 from collections.abc import Collection
 
 from netwatch.config import Config
@@ -38,7 +39,28 @@ def policy_problems(config: Config, rules: RuleSet) -> list[str]:
         out += [
             _unknown(config, key, "protocol", p, NAMES) for p in entry.protocols if p not in NAMES
         ]
-    return out
+    return out + _notify_problems(config, ids)
+
+
+def _notify_problems(config: Config, ids: Collection[str]) -> list[str]:
+    """`[notify]` rule globs that match no rule: a glob such as `tor.*` (the rule is
+    `anon.tor`) would load and notify nothing, silently."""
+    notify = config.notify
+    selections = [("notify.rules", notify.selection)] + [
+        (f"notify.{name}.rules", channel.selection)
+        for name, channel in (
+            ("desktop", notify.desktop),
+            ("webhook", notify.webhook),
+            ("command", notify.command),
+        )
+        if channel is not None
+    ]
+    return [
+        _unknown(config, key, "rule glob", glob, ids)
+        for key, selection in selections
+        for glob in selection.rules or ()
+        if not fnmatch.filter(ids, glob)
+    ]
 
 
 def check_policy(config: Config, rules: RuleSet) -> None:

@@ -16,7 +16,7 @@ from netwatch.model import Severity
 
 GOOD = """
 [notify]
-rules = ["vpn.*", "tor.*"]
+rules = ["vpn.*", "anon.*"]
 min_severity = "high"
 window = 120
 burst = 2
@@ -38,7 +38,7 @@ timeout = 3
 
 def test_good_notify_section() -> None:
     n = parse_config(tomllib.loads(GOOD)).notify
-    assert n.selection.rules == ("vpn.*", "tor.*")
+    assert n.selection.rules == ("vpn.*", "anon.*")
     assert n.selection.min_severity is Severity.HIGH
     assert (n.window, n.burst) == (120.0, 2)
     assert n.desktop is not None and n.desktop.open_command == ("netwatch", "watch")

@@ -46,6 +46,30 @@ def test_unknown_rule_ids_and_protocols_are_located_lines(
     ]
 
 
+def test_notify_rule_globs_that_match_no_rule_are_located_lines(
+    netwatch_cmd: list[str], tmp_path: Path
+) -> None:
+    """`tor.*` (the rule is `anon.tor`) would notify nothing, silently: it is named, with
+    the closest rule; globs that match rules load."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[notify]\nrules = ["vpn.*", "tor.*"]\n\n'
+        '[notify.command]\nargv = ["/bin/true"]\nrules = ["anon.*", "vpngate.relay_x"]\n'
+    )
+    res = run([*netwatch_cmd, "rules", "list", "--config", str(path)])
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"netwatch: {path}:2: notify.rules: unknown rule glob 'tor.*'")
+    assert lines[1].startswith(
+        f"netwatch: {path}:6: notify.command.rules: unknown rule glob 'vpngate.relay_x'"
+    )
+    path.write_text('[notify]\nrules = ["vpn.*", "anon.*", "geo.new_country"]\n')
+    config, rules = policy_and_rules(path)
+    assert config.notify.selection.rules == ("vpn.*", "anon.*", "geo.new_country")
+
+
 def test_a_key_holding_a_newline_stays_one_located_line(
     netwatch_cmd: list[str], tmp_path: Path
 ) -> None:
