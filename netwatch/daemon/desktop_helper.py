@@ -27,13 +27,12 @@ import os
 import pwd
 import signal
 import socket
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from netwatch import codec
-from netwatch.daemon.split import reap
+from netwatch.daemon.split import fork_child, reap
 from netwatch.model import Severity
 from netwatch.model.alert import ALERT_ID
 from netwatch.notify.desktop import RUN_USER, DesktopChannel
@@ -93,21 +92,11 @@ def start_desktop_helper(open_command: Sequence[str], run_user: Path = RUN_USER)
     """Fork the helper (call as root, before any thread starts) and return its channel."""
     for name in JEEPNEY:
         __import__(name)
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the helper: never returns into the daemon's code
-        code = 1
-        try:
-            ours.close()
-            code = run_helper(theirs, list(open_command), run_user)
-        except Exception as exc:  # one line, not a traceback, from a child of the daemon
-            log.error("desktop notification helper stopped: %s", exc)
-        finally:
-            logging.shutdown()
-            os._exit(code)
-    theirs.close()
+    ours, pid = fork_child(
+        lambda theirs: run_helper(theirs, list(open_command), run_user),
+        socket.SOCK_SEQPACKET,
+        "desktop notification helper",
+    )
     return HelperChannel(ours, pid)
 
 

@@ -28,6 +28,7 @@ import pwd
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,19 +82,11 @@ def start_collector(
 ) -> CollectorLink:
     """Fork the collector and return the link to it once it is ready (raises
     `ChannelClosedError`, one line, when it could not start)."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the collector: never returns into the daemon's code
-        code = 1
-        try:
-            ours.close()
-            code = run_collector(theirs, config_file, watch_starts, socket_path, containers)
-        finally:
-            logging.shutdown()
-            os._exit(code)
-    theirs.close()
+    ours, pid = fork_child(
+        lambda theirs: run_collector(theirs, config_file, watch_starts, socket_path, containers),
+        socket.SOCK_STREAM,
+        "collector",
+    )
     link = CollectorLink(Channel(ours, timeout=ANSWER_TIMEOUT), pid)
     try:
         link.wait_ready()
@@ -102,6 +95,34 @@ def start_collector(
         reap(pid)
         raise
     return link
+
+
+def fork_child(
+    run: Callable[[socket.socket], int], kind: socket.SocketKind, what: str
+) -> tuple[socket.socket, int]:
+    """Fork a child process that runs `run` on its end of a new socketpair of `kind` and
+    exits with what `run` returns; return our end and the child's pid.
+
+    The child never returns into the daemon's code: whatever happens it ends in `os._exit`,
+    after the logs are flushed, and an exception is one log line naming `what`, not a
+    traceback. Buffered output is flushed first so the child does not print it again.
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, kind)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            ours.close()
+            code = run(theirs)
+        except Exception as exc:
+            log.error("%s stopped: %s", what, exc)
+        finally:
+            logging.shutdown()
+            os._exit(code)
+    theirs.close()
+    return ours, pid
 
 
 def reap(pid: int, timeout: float = 3.0) -> int | None:
