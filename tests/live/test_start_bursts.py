@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from netwatch.sources.connect_owners import MECHANISM_EVENTS
+from netwatch.sources.cgroup_bpf import CgroupHooks, HooksUnavailableError
+from netwatch.sources.connect_owners import MECHANISM_EVENTS, MECHANISM_HOOKS
 from tests.conftest import requires_root
 from tests.starts_lab import StartsLab, start_watcher
 
@@ -41,8 +42,25 @@ def idle(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--idle"))
 
 
-def _named(lab: StartsLab, scenario: str) -> tuple[int, int, str]:
-    owners = start_watcher(lab.lab, events=True)
+def _hooks_load() -> bool:
+    try:
+        CgroupHooks().open().close()
+    except HooksUnavailableError:
+        return False
+    return True
+
+
+@pytest.fixture(params=[MECHANISM_HOOKS, MECHANISM_EVENTS])
+def mechanism(request: pytest.FixtureRequest) -> str:
+    """Each row runs with the cgroup socket hooks (the best mechanism) and with process
+    events + the start watcher (the fallback where the hooks cannot load)."""
+    if request.param == MECHANISM_HOOKS and not _hooks_load():
+        pytest.skip("the cgroup socket hooks cannot load here")
+    return str(request.param)
+
+
+def _named(lab: StartsLab, scenario: str, mechanism: str) -> tuple[int, int, str]:
+    owners = start_watcher(lab.lab, events=True, hooks=mechanism == MECHANISM_HOOKS)
     try:
         time.sleep(0.2)
         ports, name = getattr(lab, scenario)(), {
@@ -55,20 +73,33 @@ def _named(lab: StartsLab, scenario: str) -> tuple[int, int, str]:
         owners.stop()
 
 
-def test_twenty_short_lived_processes_in_sequence_are_named(lab: StartsLab, idle: bool) -> None:
-    named, made, mechanism = _named(lab, "sequence")
-    assert made == 20 and mechanism == MECHANISM_EVENTS
+def test_twenty_short_lived_processes_in_sequence_are_named(
+    lab: StartsLab, idle: bool, mechanism: str
+) -> None:
+    named, made, active = _named(lab, "sequence", mechanism)
+    assert made == 20 and active == mechanism
+    if mechanism == MECHANISM_HOOKS:
+        # The issue's target: the right program for at least 95% of the scenario's bytes
+        # (each process sends the same 256 KiB, so 19 of 20). The kernel names each connect
+        # as it happens, so load does not change this.
+        assert named >= 19, f"{named}/{made} named"
+        return
     # A floor against collapse, not the issue's target (19 of 20): on the quiet 2-core
     # machine 12-18 of 20 were named from run to run (2026-12-02); the rest close within a
     # millisecond, leaving a TIME_WAIT entry with no inode to look up.
     assert named >= (10 if idle else 8), f"{named}/{made} named"
 
 
-def test_sixty_fast_connections_from_one_process_are_named(lab: StartsLab, idle: bool) -> None:
+def test_sixty_fast_connections_from_one_process_are_named(
+    lab: StartsLab, idle: bool, mechanism: str
+) -> None:
     # Each exchange takes well under a millisecond on the veth: some sockets are gone before
     # any user-space watcher can ask for them; the process is known from the first one.
-    named, made, _ = _named(lab, "one_process")
+    named, made, _ = _named(lab, "one_process", mechanism)
     assert made == 60
+    if mechanism == MECHANISM_HOOKS:
+        assert named >= 57, f"{named}/{made} named"  # 95% of the (equal) connections' bytes
+        return
     # A floor against collapse of the fast path (the process known from its first
     # connection), not the issue's target: 17-44 of 60 were named from run to run on the
     # quiet machine and 29 under the suite's load (2026-12-02, the same with the start
@@ -76,9 +107,12 @@ def test_sixty_fast_connections_from_one_process_are_named(lab: StartsLab, idle:
     assert named >= (15 if idle else 12), f"{named}/{made} named"
 
 
-def test_thirty_processes_at_once_are_named(lab: StartsLab, idle: bool) -> None:
-    named, made, _ = _named(lab, "burst")
+def test_thirty_processes_at_once_are_named(lab: StartsLab, idle: bool, mechanism: str) -> None:
+    named, made, _ = _named(lab, "burst", mechanism)
     assert made == 30
+    if mechanism == MECHANISM_HOOKS:
+        assert named >= 28, f"{named}/{made} named"  # the acceptance figure, load or not
+        return
     # The acceptance figure (28 of 30) holds on a quiet 2-core machine; under the suite's
     # load 30 interpreters starting at once take the cores from the watcher for a while.
     assert named >= (28 if idle else 18), f"{named}/{made} named"

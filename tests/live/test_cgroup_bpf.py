@@ -1,0 +1,161 @@
+"""The cgroup socket hooks on the real kernel: load, attach, record, and leave nothing behind.
+
+Each test loads the sock_ops program and links it to the cgroup2 root as netwatch does
+(`sources.cgroup_bpf`), then checks with the kernel's own answers: the record a real
+connection of another process produced, and `BPF_PROG_QUERY` on the root cgroup for what is
+attached once the hooks are closed, and once the process holding them is killed with
+SIGKILL (no clean-up code runs).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netwatch.sources.cgroup_bpf import CgroupHooks, HooksUnavailableError, attached_ids
+from netwatch.sources.cgroup_bpf_records import ConnectRecord
+from tests.conftest import requires_root
+
+pytestmark = [pytest.mark.live, requires_root, pytest.mark.timeout(60)]
+
+REPO = Path(__file__).resolve().parents[2]
+CLIENT = r"""
+import socket, sys
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+c = socket.socket(family); c.connect((sys.argv[1], int(sys.argv[2])))
+c.sendall(b"x" * 4096); c.shutdown(socket.SHUT_WR)
+reply = c.recv(16)
+print(c.getsockname()[1], reply.decode(), flush=True)
+"""
+HOLDER = r"""
+import sys, time
+from netwatch.sources.cgroup_bpf import CgroupHooks
+hooks = CgroupHooks().open()
+print(hooks.program_id, hooks.cgroup, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def hooks() -> Iterator[CgroupHooks]:
+    try:
+        opened = CgroupHooks().open()
+    except HooksUnavailableError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _serve_once(address: str) -> tuple[socket.socket, int]:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    srv = socket.socket(family)
+    srv.bind((address, 0))
+    srv.listen(4)
+    return srv, srv.getsockname()[1]
+
+
+def _records_until(hooks: CgroupHooks, want: int, local_port: int) -> list[ConnectRecord]:
+    got: list[ConnectRecord] = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        hooks.wait(0.2)
+        got += [r for r in hooks.read() if r.local[1] == local_port and r.pid == want]
+        if got:
+            return got
+    return got
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
+def test_a_short_connection_of_another_process_is_recorded_with_pid_and_4_tuple(
+    hooks: CgroupHooks, address: str, tmp_path: Path
+) -> None:
+    srv, port = _serve_once(address)
+    with srv:
+        program = tmp_path / "hookprobe"
+        program.symlink_to(sys.executable)
+        child = subprocess.Popen(
+            [str(program), "-c", CLIENT, address, str(port)], stdout=subprocess.PIPE, text=True
+        )
+        conn, _ = srv.accept()
+        with conn:
+            while conn.recv(1 << 16):
+                pass
+            conn.sendall(b"ok")
+        out, _ = child.communicate(timeout=20)
+    # The connection worked with the hooks attached (the program never changes one).
+    assert child.returncode == 0
+    local_port, reply = out.split()
+    assert reply == "ok"
+    records = _records_until(hooks, child.pid, int(local_port))
+    assert len(records) == 1, records
+    rec = records[0]
+    assert rec.local == (address, int(local_port))
+    assert rec.remote == (address, port)
+    assert rec.comm == "hookprobe"
+    assert rec.cookie != 0
+    assert hooks.program_id in attached_ids(str(hooks.cgroup))
+
+
+def _gone(program_id: int, cgroup: str) -> bool:
+    deadline = time.monotonic() + 5
+    while program_id in attached_ids(cgroup):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_nothing_stays_attached_after_close(hooks: CgroupHooks) -> None:
+    assert hooks.cgroup is not None
+    program_id = hooks.program_id
+    assert program_id in attached_ids(hooks.cgroup)
+    hooks.close()
+    assert _gone(program_id, hooks.cgroup)
+
+
+def test_nothing_stays_attached_after_the_holder_is_killed(hooks: CgroupHooks) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert holder.stdout is not None
+        line = holder.stdout.readline().split()
+        assert line, "the holder could not load the hooks"
+        program_id, cgroup = int(line[0]), line[1]
+        assert program_id in attached_ids(cgroup)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+    assert _gone(program_id, cgroup)
+
+
+def test_many_connections_still_succeed_with_the_hooks_attached(hooks: CgroupHooks) -> None:
+    srv, port = _serve_once("127.0.0.1")
+    with srv:
+        for _ in range(200):
+            c = socket.create_connection(("127.0.0.1", port), timeout=5)
+            conn, _ = srv.accept()
+            c.sendall(b"ping")
+            assert conn.recv(4) == b"ping"
+            conn.close()
+            c.close()
+    seen = 0
+    while hooks.wait(0.2):
+        batch = hooks.read()
+        if not batch:
+            break
+        seen += sum(r.remote == ("127.0.0.1", port) for r in batch)
+    assert seen == 200
