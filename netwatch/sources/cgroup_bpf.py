@@ -15,7 +15,8 @@ as include/uapi/linux/bpf.h has it (only the leading fields each command reads):
 * `BPF_PROG_LOAD` (5): the program, licence "GPL" (the ring buffer helpers are GPL-only);
   the verifier's log is kept for the one line said when it refuses;
 * `BPF_LINK_CREATE` (28): attached to the root of the cgroup2 hierarchy (found in
-  /proc/self/mountinfo) as `BPF_CGROUP_SOCK_OPS` (3), so every process is covered,
+  /proc/self/mountinfo, or a parent's when this mount namespace lacks it: `cgroup2_root`)
+  as `BPF_CGROUP_SOCK_OPS` (3), so every process is covered,
   containers included. A link, not `BPF_PROG_ATTACH`: the kernel detaches it when its last
   file descriptor closes, so a netwatch that exits, crashes or is killed leaves the
   machine as it found it (`tests/live/test_cgroup_bpf.py` checks with `BPF_PROG_QUERY`);
@@ -81,17 +82,28 @@ def _bpf(cmd: int, attr: bytearray) -> int:
     return res
 
 
-def cgroup2_root(mountinfo: str = "/proc/self/mountinfo") -> str | None:
-    """Where the cgroup2 hierarchy is mounted (its root as this mount shows it), or None."""
-    try:
-        text = Path(mountinfo).read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        head, sep, tail = line.partition(" - ")
-        fields = head.split()
-        if sep and tail.split(" ", 1)[0] == "cgroup2" and len(fields) >= 5:
-            return fields[4].replace("\\040", " ")
+def cgroup2_root(proc: str = "/proc") -> str | None:
+    """Where the cgroup2 hierarchy is mounted, or None.
+
+    This process's mounts first; then its parent's and pid 1's, through `/proc/<pid>/root`
+    (`ip netns exec` and some service sandboxes give a process a mount namespace with a
+    fresh /sys that lacks the cgroup mounts; the hierarchy is the same one, so another
+    process's view of it serves; reading it needs the right to ptrace that process).
+    """
+    views = [(f"{proc}/self/mountinfo", "")]
+    views += [(f"{proc}/{pid}/mountinfo", f"{proc}/{pid}/root") for pid in (os.getppid(), 1)]
+    for mountinfo, prefix in views:
+        try:
+            text = Path(mountinfo).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            head, sep, tail = line.partition(" - ")
+            fields = head.split()
+            if sep and tail.split(" ", 1)[0] == "cgroup2" and len(fields) >= 5:
+                path = prefix + fields[4].replace("\\040", " ")
+                if os.access(path, os.R_OK | os.X_OK):
+                    return path
     return None
 
 
