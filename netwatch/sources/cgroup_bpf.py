@@ -210,12 +210,15 @@ class CgroupHooks:
         self.cgroup = root
         self._ring = create_ringbuf()
         self._fds.append(self._ring)
-        prog = load_program(
-            BPF_PROG_TYPE_SOCK_OPS,
-            BPF_CGROUP_SOCK_OPS,
-            rec.tcp_connect_program(self._ring),
-            b"netwatch_conn",
-        )
+        try:
+            code = rec.tcp_connect_program(self._ring)
+            prog = load_program(BPF_PROG_TYPE_SOCK_OPS, BPF_CGROUP_SOCK_OPS, code, b"netwatch_conn")
+        except OSError as exc:
+            if exc.errno == errno.EPERM:
+                raise
+            # An older verifier may refuse the name and cookie helpers here: without them.
+            code = rec.tcp_connect_program(self._ring, extras=False)
+            prog = load_program(BPF_PROG_TYPE_SOCK_OPS, BPF_CGROUP_SOCK_OPS, code, b"netwatch_conn")
         self._fds.append(prog)
         self.program_id = prog_id(prog)
         page = mmap.PAGESIZE

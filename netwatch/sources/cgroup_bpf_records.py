@@ -58,8 +58,12 @@ DISCARD = 1 << 30
 HEADER = 8
 
 
-def tcp_connect_program(ringbuf_fd: int) -> bytes:
-    """The sock_ops program (see the module doc) writing to the ring buffer `ringbuf_fd`."""
+def tcp_connect_program(ringbuf_fd: int, *, extras: bool = True) -> bytes:
+    """The sock_ops program (see the module doc) writing to the ring buffer `ringbuf_fd`.
+
+    Without `extras`, the cookie and the name are left zero: for a kernel whose verifier
+    refuses those two helpers to sock_ops programs (the name is then read from /proc or
+    process events alone)."""
     base = -RECORD_SIZE  # the record sits at the bottom of the stack frame: r10 + base
     copies = [
         (_OPS_FAMILY, _R_FAMILY), (_OPS_LPORT, _R_LPORT), (_OPS_RPORT, _R_RPORT),
@@ -77,14 +81,19 @@ def tcp_connect_program(ringbuf_fd: int) -> bytes:
     ]
     for src, dst in copies:
         prog += [a.ldx(4, a.R2, a.R6, src), a.stx(4, a.R10, base + dst, a.R2)]
+    if extras:
+        prog += [
+            a.mov64_reg(a.R1, a.R6),
+            a.call(HELPER_SOCKET_COOKIE),
+            a.stx(8, a.R10, base + _R_COOKIE, a.R0),
+            a.mov64_reg(a.R1, a.R10),
+            a.add64_imm(a.R1, base + _R_COMM),
+            a.mov64_imm(a.R2, 16),
+            a.call(HELPER_COMM),
+        ]
+    else:  # the stack must be written before the helper reads it
+        prog += [a.st_imm(8, a.R10, base + off, 0) for off in (_R_COOKIE, _R_COMM, _R_COMM + 8)]
     prog += [
-        a.mov64_reg(a.R1, a.R6),
-        a.call(HELPER_SOCKET_COOKIE),
-        a.stx(8, a.R10, base + _R_COOKIE, a.R0),
-        a.mov64_reg(a.R1, a.R10),
-        a.add64_imm(a.R1, base + _R_COMM),
-        a.mov64_imm(a.R2, 16),
-        a.call(HELPER_COMM),
         *a.ld_map_fd(a.R1, ringbuf_fd),
         a.mov64_reg(a.R2, a.R10),
         a.add64_imm(a.R2, base),

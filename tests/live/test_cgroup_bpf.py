@@ -9,6 +9,7 @@ SIGKILL (no clean-up code runs).
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -159,3 +160,21 @@ def test_many_connections_still_succeed_with_the_hooks_attached(hooks: CgroupHoo
             break
         seen += sum(r.remote == ("127.0.0.1", port) for r in batch)
     assert seen == 200
+
+
+def test_the_program_without_name_and_cookie_passes_the_verifier() -> None:
+    """The fallback program for kernels whose verifier refuses those two helpers."""
+    from netwatch.sources import cgroup_bpf as c
+    from netwatch.sources import cgroup_bpf_records as r
+
+    ring = c.create_ringbuf()
+    try:
+        prog = c.load_program(
+            c.BPF_PROG_TYPE_SOCK_OPS,
+            c.BPF_CGROUP_SOCK_OPS,
+            r.tcp_connect_program(ring, extras=False),
+            b"netwatch_test",
+        )
+        os.close(prog)
+    finally:
+        os.close(ring)
