@@ -11,7 +11,7 @@ Architecture"): every instruction is 8 bytes, little-endian on the hosts netwatc
 The opcode's low three bits are its class (LD 0, LDX 1, ST 2, STX 3, ALU 4, JMP 5, ALU64 7);
 for arithmetic and jumps bit 3 is the source (K: the immediate, X: src_reg) and the high
 four bits the operation; for loads and stores bits 3-4 are the size (W 4 bytes, H 2, B 1,
-DW 8) and the high three bits the mode (IMM 0x00, MEM 0x60). The one wide instruction,
+DW 8) and the high three bits the mode (IMM 0x00, MEM 0x60, ATOMIC 0xc0). The one wide instruction,
 `lddw` (opcode 0x18), takes two slots: the second holds the upper 32 bits of the
 immediate, and with src_reg 1 (`BPF_PSEUDO_MAP_FD`) the immediate is a map's file
 descriptor that the kernel swaps for the map when it loads the program.
@@ -34,7 +34,7 @@ ADD, MOV = 0x00, 0xB0
 JA, JEQ, JGT, JGE, JNE, CALL, EXIT = 0x00, 0x10, 0x20, 0x30, 0x50, 0x80, 0x90
 # sizes and modes
 W, H, B, DW = 0x00, 0x08, 0x10, 0x18
-IMM, MEM = 0x00, 0x60
+IMM, MEM, ATOMIC = 0x00, 0x60, 0xC0
 PSEUDO_MAP_FD = 1
 """src_reg of `lddw` whose immediate is a map's file descriptor."""
 
@@ -137,6 +137,13 @@ def stx(size: int, dst: int, off: int, src: int) -> Insn:
 def st_imm(size: int, dst: int, off: int, imm: int) -> Insn:
     """*(size bytes *)(dst + off) = imm."""
     return Insn(ST | MEM | _SIZES[size], dst, 0, off, imm)
+
+
+def atomic_add(size: int, dst: int, off: int, src: int) -> Insn:
+    """*(size bytes *)(dst + off) += src, atomically (mode ATOMIC, imm BPF_ADD = 0x00)."""
+    if size not in (4, 8):
+        raise ValueError("atomic operations are 4 or 8 bytes wide")
+    return Insn(STX | ATOMIC | _SIZES[size], dst, src, off, 0x00)
 
 
 def call(helper: int) -> Insn:

@@ -51,7 +51,8 @@ BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_QUERY, BPF_LINK_
     16,
     28,
 )
-BPF_MAP_TYPE_RINGBUF = 27
+BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_RINGBUF = 2, 27
+BPF_F_MMAPABLE = 1 << 10
 BPF_PROG_TYPE_SOCK_OPS = 13
 BPF_CGROUP_SOCK_OPS = 3
 RING_BYTES = 1 << 18
@@ -111,6 +112,13 @@ def create_ringbuf(size: int = RING_BYTES) -> int:
     """A new ring buffer map's fd."""
     attr = bytearray(struct.pack("<IIII", BPF_MAP_TYPE_RINGBUF, 0, 0, size).ljust(72, b"\0"))
     return _bpf(BPF_MAP_CREATE, attr)
+
+
+def create_counter() -> int:
+    """A one-slot array map of one 64-bit value, mappable (`BPF_F_MMAPABLE`): the kernel
+    program adds to it, this process reads it from memory with no system call."""
+    attr = struct.pack("<IIIII", BPF_MAP_TYPE_ARRAY, 4, 8, 1, BPF_F_MMAPABLE)
+    return _bpf(BPF_MAP_CREATE, bytearray(attr.ljust(72, b"\0")))
 
 
 def load_program(prog_type: int, attach_type: int, code: bytes, name: bytes) -> int:
@@ -190,6 +198,7 @@ class CgroupHooks:
         self._producer: mmap.mmap | None = None
         self._data: memoryview | None = None
         self._poll: select.epoll | None = None
+        self._drops: mmap.mmap | None = None
         self.records = 0
         """Records read since open."""
 
@@ -210,14 +219,17 @@ class CgroupHooks:
         self.cgroup = root
         self._ring = create_ringbuf()
         self._fds.append(self._ring)
+        drops = create_counter()
+        self._fds.append(drops)
+        self._drops = mmap.mmap(drops, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ)
         try:
-            code = rec.tcp_connect_program(self._ring)
+            code = rec.tcp_connect_program(self._ring, drops)
             prog = load_program(BPF_PROG_TYPE_SOCK_OPS, BPF_CGROUP_SOCK_OPS, code, b"netwatch_conn")
         except OSError as exc:
             if exc.errno == errno.EPERM:
                 raise
             # An older verifier may refuse the name and cookie helpers here: without them.
-            code = rec.tcp_connect_program(self._ring, extras=False)
+            code = rec.tcp_connect_program(self._ring, drops, extras=False)
             prog = load_program(BPF_PROG_TYPE_SOCK_OPS, BPF_CGROUP_SOCK_OPS, code, b"netwatch_conn")
         self._fds.append(prog)
         self.program_id = prog_id(prog)
@@ -255,6 +267,13 @@ class CgroupHooks:
         prod = struct.unpack_from("<Q", self._producer, 0)[0]
         return bool(prod > cons)
 
+    @property
+    def dropped(self) -> int:
+        """Records the kernel program could not write since open (the ring was full)."""
+        if self._drops is None:
+            return 0
+        return int(struct.unpack_from("<Q", self._drops, 0)[0])
+
     def read(self, limit: int = 512) -> list[rec.ConnectRecord]:
         """The records written since the last read (at most `limit`), oldest first."""
         if self._consumer is None or self._producer is None or self._data is None:
@@ -275,11 +294,11 @@ class CgroupHooks:
         if self._data is not None:
             self._data.release()
             self._data = None
-        for m in (self._consumer, self._producer):
+        for m in (self._consumer, self._producer, self._drops):
             if m is not None:
                 with contextlib.suppress(BufferError):
                     m.close()
-        self._consumer = self._producer = None
+        self._consumer = self._producer = self._drops = None
         for fd in reversed(self._fds):
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -3,18 +3,19 @@
 `sources.cgroup_bpf` loads these programs and reads their ring buffer; what the programs do
 and what the records mean lives here, without any OS access, so both are tested on bytes.
 
-**The program** (`tcp_connect_program`) is a `BPF_PROG_TYPE_SOCK_OPS` program attached to
-the root cgroup. The kernel calls it with `op == BPF_SOCK_OPS_TCP_CONNECT_CB` from
-`tcp_connect()`, inside the `connect()` system call (so in the connecting process's
-context) after the local port is bound: the one moment where the process and the whole
-4-tuple are both known, however soon the connection then closes. It copies the
-`struct bpf_sock_ops` fields (include/uapi/linux/bpf.h) below, asks the helpers for the
-caller's pid (`bpf_get_current_pid_tgid`, 14: tgid in the upper half, as the initial PID
-namespace numbers it), its name (`bpf_get_current_comm`, 16) and the socket's cookie
-(`bpf_get_socket_cookie`, 46, the number sock_diag reports as `idiag_cookie`), and writes
-one `RECORD_SIZE`-byte record with `bpf_ringbuf_output` (130). It returns 1 whatever
-happens: a sock_ops program's return value is only a reply to the kernel's question, and
-for this callback nothing reads it, so a connection is never changed.
+**The program** (`tcp_connect_program`) is a `BPF_PROG_TYPE_SOCK_OPS` program attached to the
+root cgroup. The kernel calls it with `op == BPF_SOCK_OPS_TCP_CONNECT_CB` from `tcp_connect()`,
+inside the `connect()` system call (so in the connecting process's context) after the local
+port is bound: the one moment where the process and the whole 4-tuple are both known, however
+soon the connection then closes. It copies the `struct bpf_sock_ops` fields
+(include/uapi/linux/bpf.h) below, asks the helpers for the caller's pid
+(`bpf_get_current_pid_tgid`, 14: tgid in the upper half, as the initial PID namespace numbers
+it), its name (`bpf_get_current_comm`, 16) and the socket's cookie (`bpf_get_socket_cookie`,
+46, the number sock_diag reports as `idiag_cookie`), and writes one `RECORD_SIZE`-byte record
+with `bpf_ringbuf_output` (130); when the ring is full it counts the lost record in an array
+map (`bpf_map_lookup_elem`, 1, and an atomic add). It returns 1 whatever happens: a sock_ops
+program's return value is only a reply to the kernel's question, and for this callback nothing
+reads it, so a connection is never changed.
 
 **The ring buffer** (`BPF_MAP_TYPE_RINGBUF`, the kernel's Documentation/bpf/ringbuf.rst):
 a consumer position (first page, the reader writes it), a producer position (second page,
@@ -36,7 +37,8 @@ from netwatch.sources import bpf_asm as a
 
 SOCK_OPS_TCP_CONNECT_CB = 3
 """`BPF_SOCK_OPS_TCP_CONNECT_CB` (enum in include/uapi/linux/bpf.h)."""
-HELPER_PID_TGID, HELPER_COMM, HELPER_SOCKET_COOKIE, HELPER_RINGBUF_OUTPUT = 14, 16, 46, 130
+HELPER_MAP_LOOKUP, HELPER_PID_TGID, HELPER_COMM, HELPER_SOCKET_COOKIE = 1, 14, 16, 46
+HELPER_RINGBUF_OUTPUT = 130
 
 # struct bpf_sock_ops: op, a 16-byte union, family, remote_ip4, local_ip4, remote_ip6[4],
 # local_ip6[4], remote_port (network order), local_port (host order)
@@ -58,8 +60,10 @@ DISCARD = 1 << 30
 HEADER = 8
 
 
-def tcp_connect_program(ringbuf_fd: int, *, extras: bool = True) -> bytes:
-    """The sock_ops program (see the module doc) writing to the ring buffer `ringbuf_fd`.
+def tcp_connect_program(ringbuf_fd: int, drops_fd: int, *, extras: bool = True) -> bytes:
+    """The sock_ops program (see the module doc) writing to the ring buffer `ringbuf_fd`;
+    a record the ring has no room for adds one to the first 64-bit value of the array map
+    `drops_fd` (an atomic add: connects run on every CPU at once), so no loss is silent.
 
     Without `extras`, the cookie and the name are left zero: for a kernel whose verifier
     refuses those two helpers to sock_ops programs (the name is then read from /proc or
@@ -100,6 +104,15 @@ def tcp_connect_program(ringbuf_fd: int, *, extras: bool = True) -> bytes:
         a.mov64_imm(a.R3, RECORD_SIZE),
         a.mov64_imm(a.R4, 0),
         a.call(HELPER_RINGBUF_OUTPUT),
+        a.jeq_imm(a.R0, 0, "out"),
+        a.st_imm(4, a.R10, base - 8, 0),  # the array's key, 0, below the record
+        *a.ld_map_fd(a.R1, drops_fd),
+        a.mov64_reg(a.R2, a.R10),
+        a.add64_imm(a.R2, base - 8),
+        a.call(HELPER_MAP_LOOKUP),
+        a.jeq_imm(a.R0, 0, "out"),
+        a.mov64_imm(a.R1, 1),
+        a.atomic_add(8, a.R0, 0, a.R1),
         a.Label("out"),
         a.mov64_imm(a.R0, 1),
         a.exit_(),

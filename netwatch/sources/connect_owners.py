@@ -319,6 +319,8 @@ class ConnectionOwners:
             if capture is not None:
                 missed[Cause.QUEUE] += capture.stats().kernel_drops
         missed[Cause.GONE] += self._hook_gone
+        if self.hooks is not None:  # records the ring had no room for: queue losses too
+            missed[Cause.QUEUE] += self.hooks.dropped
         return StartStats(
             self._seen + self._hook_seen + missed[Cause.QUEUE] - self._missed[Cause.QUEUE],
             self._attributed + self._hook_named,

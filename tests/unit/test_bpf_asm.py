@@ -1,11 +1,11 @@
 """The eBPF assembler's encodings, against the kernel's public instruction-set document.
 
-Expected bytes follow Documentation/bpf/standardization/instruction-set.rst (RFC 9669):
-opcode byte, registers (dst low nibble, src high nibble), 16-bit offset, 32-bit immediate,
+Expected bytes follow Documentation/bpf/standardization/instruction-set.rst (RFC 9669): opcode
+byte, registers (dst low nibble, src high nibble), 16-bit offset, 32-bit immediate,
 little-endian; the opcode values (0xb7 mov64 imm, 0xbf mov64 reg, 0x07 add64 imm, 0x61 ldxw,
-0x79 ldxdw, 0x63 stxw, 0x7b stxdw, 0x62 stw imm, 0x55 jne imm, 0x15 jeq imm, 0x05 ja,
-0x85 call, 0x95 exit, 0x18 lddw) are the document's class | source/size | operation/mode.
-"""
+0x79 ldxdw, 0x63 stxw, 0x7b stxdw, 0x62 stw imm, 0x55 jne imm, 0x15 jeq imm, 0x05 ja, 0x85
+call, 0x95 exit, 0x18 lddw, 0xdb/0xc3 atomic add) are the document's class | source/size |
+operation/mode."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ from netwatch.sources import bpf_asm as a
         (a.call(14), "850000000e000000"),
         (a.call(130), "8500000082000000"),
         (a.exit_(), "9500000000000000"),
+        (a.atomic_add(8, a.R0, 0, a.R1), "db10000000000000"),
+        (a.atomic_add(4, a.R2, 4, a.R3), "c332040000000000"),
     ],
 )
 def test_single_slot_encodings(insn: a.Insn, expected: str) -> None:

@@ -136,7 +136,7 @@ def test_walk_never_raises_and_never_goes_backwards(area: bytes, cons: int, extr
 
 
 def test_the_program_is_whole_slots_ending_in_exit() -> None:
-    code = r.tcp_connect_program(5)
+    code = r.tcp_connect_program(5, 6)
     assert len(code) % 8 == 0
     assert code[-8:] == bytes.fromhex("9500000000000000")
     assert code[-16:-8] == bytes.fromhex("b700000001000000")  # always returns 1
