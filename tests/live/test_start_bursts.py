@@ -120,8 +120,12 @@ def test_thirty_processes_at_once_are_named(lab: StartsLab, idle: bool, mechanis
     assert named >= (28 if idle else 18), f"{named}/{made} named"
 
 
-def test_a_dns_flood_does_not_hide_another_programs_connections(lab: StartsLab, idle: bool) -> None:
-    owners = start_watcher(lab.lab, events=True)
+def test_a_dns_flood_does_not_hide_another_programs_connections(
+    lab: StartsLab, idle: bool, mechanism: str
+) -> None:
+    # With the hooks, the flood still goes to the DNS packet socket (and its budget), while
+    # the TCP connections are named from the hooks' ring by a thread of their own.
+    owners = start_watcher(lab.lab, events=True, hooks=mechanism == MECHANISM_HOOKS)
     assert owners._thread is not None and owners._thread.ident is not None
     clock = time.pthread_getcpuclockid(owners._thread.ident)
     try:
@@ -136,7 +140,8 @@ def test_a_dns_flood_does_not_hide_another_programs_connections(lab: StartsLab, 
     assert len(ports) == 20
     # The flood cost the watcher no more than its cap (5% of a core, plus one batch's worth).
     assert cpu <= owners.cap * wall + 0.01, f"{cpu:.3f} s CPU in {wall:.2f} s"
-    assert named >= (20 if idle else 18), f"{named}/20 named during the flood ({stats})"
+    floor = 20 if idle or mechanism == MECHANISM_HOOKS else 18
+    assert named >= floor, f"{named}/20 named during the flood ({stats})"
     # The flood was seen and refused for what it is, not silently dropped.
     assert stats.missed_budget + stats.missed_queue > 1000, stats
     assert stats.missed == stats.missed_budget + stats.missed_gone + stats.missed_queue
