@@ -22,7 +22,7 @@ import pytest
 
 from netwatch.sources.cgroup_bpf import CgroupHooks, HooksUnavailableError, attached_ids
 from netwatch.sources.cgroup_bpf_records import ConnectRecord
-from tests.conftest import requires_root
+from tests.conftest import requires_root, requires_tools
 
 pytestmark = [pytest.mark.live, requires_root, pytest.mark.timeout(60)]
 
@@ -196,3 +196,32 @@ def test_records_the_ring_has_no_room_for_are_counted(hooks: CgroupHooks) -> Non
         read += len(batch)
     assert hooks.dropped > 0
     assert read + hooks.dropped >= made  # other programs' connects may add to both
+
+
+FALLBACK = r"""
+import logging
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+from netwatch.sources.connect_owners import ConnectionOwners
+owners = ConnectionOwners().start()
+print(owners.stats().mechanism, owners.hooks is None, owners._syn is not None, flush=True)
+owners.stop()
+"""
+
+
+@requires_tools("setpriv")
+def test_without_the_capabilities_to_load_them_the_watcher_falls_back_with_one_line() -> None:
+    """Root without CAP_BPF and CAP_SYS_ADMIN (dropped from the bounding set before exec):
+    the hooks cannot load, the start watcher opens its SYN socket instead, and one log
+    line says why."""
+    res = subprocess.run(
+        ["setpriv", "--bounding-set", "-sys_admin,-bpf", sys.executable, "-c", FALLBACK],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO)},
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["exec", "events", "+", "connection", "starts", "True", "True"]
+    lines = [line for line in res.stderr.splitlines() if "cgroup socket hooks" in line]
+    assert len(lines) == 1 and "not permitted" in lines[0], res.stderr
