@@ -290,6 +290,9 @@ class ConnectionOwners:
         self._hooks_thread: threading.Thread | None = None
         self._hook_seen = self._hook_named = self._hook_gone = 0
         self._hook_refs: dict[tuple[int, str], tuple[ProcessRef, float]] = {}
+        self._hook_recent: deque[int] = deque(maxlen=8)
+        """pids the hooks saw connect lately, newest last: searched first for a DNS query's
+        socket, as `_recent` is (a deque: the hooks' thread appends, the other copies it)."""
         """(pid, kernel name) -> the process found for it and when (only the hooks' thread)."""
         self._lock = threading.Lock()
         """Guards `_found` and `_procs`, which both threads write."""
@@ -519,7 +522,10 @@ class ConnectionOwners:
         fresh = self.events.fresh(netns=self._netns) if self.events is not None else []
         # Who connected lately, then (with process events) the processes started lately in
         # this namespace: a burst of short-lived commands is found here, before any budget.
-        quick = list(dict.fromkeys([*reversed(self._recent), *fresh[:NEW_PROCESSES]]))
+        hooked = list(self._hook_recent)  # one C call: safe against the hooks' appends
+        quick = list(
+            dict.fromkeys([*reversed(self._recent), *reversed(hooked), *fresh[:NEW_PROCESSES]])
+        )
         holders.update(find_holders(wanted.keys() - holders.keys(), quick, self._root))
         # Before the wider search: a socket whose fd was closed meanwhile has no holder left.
         left = {
@@ -597,6 +603,8 @@ class ConnectionOwners:
             self._hook_refs.clear()
         self._hook_refs[(record.pid, record.comm)] = (ref, now)
         self._remember(key, ref, now)
+        if record.pid not in self._hook_recent:
+            self._hook_recent.append(record.pid)
 
     def _remember(self, key: FlowKey, ref: ProcessRef, now: float) -> None:
         with self._lock:
