@@ -23,6 +23,9 @@ after a delay like a distant server's. This process runs `ConnectionOwners` (the
 the one-socket sock_diag lookups and the /proc search) and nothing else, so its CPU time is the
 feature's cost. The table gives, per rate: connections started, how many were named, and CPU %
 of one core. Needs root (CAP_NET_RAW). Everything runs on loopback and ends with the script.
+With the cgroup socket hooks (the default where they load; `--mechanisms events` for the
+start watcher alone), "named" counts every TCP connect on the machine in those seconds,
+other programs' too, so it can exceed "made".
 
     python bench/connects.py --rates 10,100,500 [--seconds 5] [--latencies 0,0.03]
 """
