@@ -51,7 +51,14 @@ BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_QUERY, BPF_LINK_
     16,
     28,
 )
-BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_RINGBUF = 2, 27
+BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_RINGBUF = 2, 9, 27
+BPF_MAP_LOOKUP_ELEM = 1
+BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18
+UDP_HOOKS = (10, 11, 14, 15)
+"""`BPF_CGROUP_INET4_CONNECT`, `INET6_CONNECT`, `UDP4_SENDMSG`, `UDP6_SENDMSG`."""
+UDP_OWNERS = 1 << 16
+"""Entries in the UDP owner map (least recently used go first: a flood of new sockets
+pushes out old entries, never the fresh ones a DNS query's look-up needs)."""
 BPF_F_MMAPABLE = 1 << 10
 BPF_PROG_TYPE_SOCK_OPS = 13
 BPF_CGROUP_SOCK_OPS = 3
@@ -119,6 +126,27 @@ def create_counter() -> int:
     program adds to it, this process reads it from memory with no system call."""
     attr = struct.pack("<IIIII", BPF_MAP_TYPE_ARRAY, 4, 8, 1, BPF_F_MMAPABLE)
     return _bpf(BPF_MAP_CREATE, bytearray(attr.ljust(72, b"\0")))
+
+
+def create_owner_map() -> int:
+    """The LRU hash map of UDP socket cookie -> (pid_tgid, comm)."""
+    attr = struct.pack("<IIII", BPF_MAP_TYPE_LRU_HASH, 8, rec.OWNER.size, UDP_OWNERS)
+    return _bpf(BPF_MAP_CREATE, bytearray(attr.ljust(72, b"\0")))
+
+
+def map_lookup(map_fd: int, key: bytes, size: int) -> bytes | None:
+    """The value under `key` in a map, None when absent (needs no capability: the fd is
+    the right to read it)."""
+    k = ctypes.create_string_buffer(key, len(key))
+    v = ctypes.create_string_buffer(size)
+    attr = bytearray(struct.pack("<IIQQQ", map_fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0))
+    try:
+        _bpf(BPF_MAP_LOOKUP_ELEM, attr)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+    return v.raw
 
 
 def load_program(prog_type: int, attach_type: int, code: bytes, name: bytes) -> int:
@@ -199,6 +227,11 @@ class CgroupHooks:
         self._data: memoryview | None = None
         self._poll: select.epoll | None = None
         self._drops: mmap.mmap | None = None
+        self._owners = -1
+        self.udp = False
+        """The UDP hooks are attached too (`udp_owner` answers)."""
+        self.udp_problem: str | None = None
+        """Why they are not, in one line."""
         self.records = 0
         """Records read since open."""
 
@@ -248,6 +281,35 @@ class CgroupHooks:
             os.close(cgroup)
         self._poll = select.epoll()
         self._poll.register(self._ring, select.EPOLLIN)
+        try:
+            self._open_udp(root)
+        except OSError as exc:  # TCP alone still helps: say so and go on
+            self.udp_problem = f"UDP socket hooks unavailable: {exc}"
+
+    def _open_udp(self, root: str) -> None:
+        self._owners = create_owner_map()
+        self._fds.append(self._owners)
+        code = rec.udp_owner_program(self._owners)
+        cgroup = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for attach in UDP_HOOKS:
+                prog = load_program(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, attach, code, b"netwatch_udp")
+                self._fds.append(prog)
+                self._fds.append(link_create(prog, cgroup, attach))
+        finally:
+            os.close(cgroup)
+        self.udp = True
+
+    def udp_owner(self, cookie: int) -> tuple[int, str] | None:
+        """(pid, kernel name) of the process that last connected or sent with the UDP
+        socket of `cookie` (sock_diag's `idiag_cookie`), if the hooks saw it."""
+        if not self.udp or not cookie:
+            return None
+        try:
+            value = map_lookup(self._owners, cookie.to_bytes(8, "little"), rec.OWNER.size)
+        except OSError:
+            return None
+        return None if value is None else rec.decode_owner(value)
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for records (the kernel wakes the ring's pollers)."""
@@ -303,4 +365,5 @@ class CgroupHooks:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._fds = []
-        self._ring = -1
+        self._ring = self._owners = -1
+        self.udp = False

@@ -38,7 +38,13 @@ from netwatch.sources import bpf_asm as a
 SOCK_OPS_TCP_CONNECT_CB = 3
 """`BPF_SOCK_OPS_TCP_CONNECT_CB` (enum in include/uapi/linux/bpf.h)."""
 HELPER_MAP_LOOKUP, HELPER_PID_TGID, HELPER_COMM, HELPER_SOCKET_COOKIE = 1, 14, 16, 46
-HELPER_RINGBUF_OUTPUT = 130
+HELPER_RINGBUF_OUTPUT, HELPER_MAP_UPDATE = 130, 2
+IPPROTO_UDP = 17
+_ADDR_PROTOCOL = 36
+"""`struct bpf_sock_addr`: user_family, user_ip4, user_ip6[4], user_port, family, type,
+protocol (offset 36)."""
+OWNER = struct.Struct("<Q16s")
+"""The UDP owner map's value: pid_tgid, comm (the key is the socket's 64-bit cookie)."""
 
 # struct bpf_sock_ops: op, a 16-byte union, family, remote_ip4, local_ip4, remote_ip6[4],
 # local_ip6[4], remote_port (network order), local_port (host order)
@@ -118,6 +124,48 @@ def tcp_connect_program(ringbuf_fd: int, drops_fd: int, *, extras: bool = True) 
         a.exit_(),
     ]
     return a.assemble(prog)
+
+
+def udp_owner_program(owners_fd: int) -> bytes:
+    """A `BPF_PROG_TYPE_CGROUP_SOCK_ADDR` program for the connect and sendmsg hooks: for a
+    UDP socket, stores its caller's pid and name under the socket's cookie in the LRU hash
+    map `owners_fd`, which the start watcher reads by the cookie sock_diag gives for a DNS
+    query's socket (the local port is not bound yet when `connect()` runs the hook, so the
+    cookie, not the 4-tuple, is the key). Returns 1: the call goes on unchanged (0 would
+    refuse it)."""
+    prog: list[a.Insn | a.Label | a.Jump] = [
+        a.mov64_reg(a.R6, a.R1),
+        a.ldx(4, a.R2, a.R6, _ADDR_PROTOCOL),
+        a.jne_imm(a.R2, IPPROTO_UDP, "out"),
+        a.mov64_reg(a.R1, a.R6),
+        a.call(HELPER_SOCKET_COOKIE),
+        a.stx(8, a.R10, -8, a.R0),  # key: the cookie
+        a.call(HELPER_PID_TGID),
+        a.stx(8, a.R10, -32, a.R0),  # value: pid_tgid, then the name
+        a.mov64_reg(a.R1, a.R10),
+        a.add64_imm(a.R1, -24),
+        a.mov64_imm(a.R2, 16),
+        a.call(HELPER_COMM),
+        *a.ld_map_fd(a.R1, owners_fd),
+        a.mov64_reg(a.R2, a.R10),
+        a.add64_imm(a.R2, -8),
+        a.mov64_reg(a.R3, a.R10),
+        a.add64_imm(a.R3, -32),
+        a.mov64_imm(a.R4, 0),  # BPF_ANY: a socket that sends again keeps its entry fresh
+        a.call(HELPER_MAP_UPDATE),
+        a.Label("out"),
+        a.mov64_imm(a.R0, 1),
+        a.exit_(),
+    ]
+    return a.assemble(prog)
+
+
+def decode_owner(value: bytes) -> tuple[int, str] | None:
+    """The (pid, name) an owner map value holds, None for a value of another size."""
+    if len(value) != OWNER.size:
+        return None
+    pid_tgid, comm = OWNER.unpack(value)
+    return pid_tgid >> 32, comm.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 @dataclass(frozen=True, slots=True)

@@ -290,6 +290,8 @@ class ConnectionOwners:
         self._hooks_thread: threading.Thread | None = None
         self._hook_seen = self._hook_named = self._hook_gone = 0
         self._hook_refs: dict[tuple[int, str], tuple[ProcessRef, float]] = {}
+        self.udp_hooked = 0
+        """UDP starts named from the hooks' owner map (a part of `attributed`)."""
         self._hook_recent: deque[int] = deque(maxlen=8)
         """pids the hooks saw connect lately, newest last: searched first for a DNS query's
         socket, as `_recent` is (a deque: the hooks' thread appends, the other copies it)."""
@@ -511,6 +513,8 @@ class ConnectionOwners:
         uids: set[int] = set()
         for key in keys:
             rec = _lookup(diag, key)
+            if rec is not None and self._udp_hooked(key, rec):
+                continue
             if rec is None or not rec.inode:
                 self._missed[Cause.GONE] += 1  # closed already, or another namespace's
                 continue
@@ -605,6 +609,22 @@ class ConnectionOwners:
         self._remember(key, ref, now)
         if record.pid not in self._hook_recent:
             self._hook_recent.append(record.pid)
+
+    def _udp_hooked(self, key: FlowKey, rec: netlink.DiagRecord) -> bool:
+        """Name a UDP start from the hooks' owner map, by its socket's cookie (the last 8
+        bytes of sock_diag's socket id): no /proc search. False when the hooks did not
+        see that socket (or do not run)."""
+        hooks = self.hooks
+        if hooks is None or key.transport is not Transport.UDP:
+            return False
+        hit = hooks.udp_owner(int.from_bytes(rec.ident[-8:], "little"))
+        if hit is None:
+            return False
+        ref = self._process(hit[0]) or ProcessRef(hit[0], 0.0, hit[1])
+        self._attributed += 1
+        self.udp_hooked += 1
+        self._remember(key, ref, time.monotonic())
+        return True
 
     def _remember(self, key: FlowKey, ref: ProcessRef, now: float) -> None:
         with self._lock:

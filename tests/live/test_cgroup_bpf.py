@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from netwatch.sources.cgroup_bpf import CgroupHooks, HooksUnavailableError, attached_ids
+from netwatch.sources import netlink
+from netwatch.sources.cgroup_bpf import UDP_HOOKS, CgroupHooks, HooksUnavailableError, attached_ids
 from netwatch.sources.cgroup_bpf_records import ConnectRecord
 from tests.conftest import requires_root, requires_tools
 
@@ -121,6 +122,29 @@ def test_nothing_stays_attached_after_close(hooks: CgroupHooks) -> None:
     assert program_id in attached_ids(hooks.cgroup)
     hooks.close()
     assert _gone(program_id, hooks.cgroup)
+
+
+def test_the_udp_hooks_go_with_the_rest() -> None:
+    """The four sock_addr links (connect and sendmsg, IPv4 and IPv6) are gone after close:
+    what is attached for each is what was before."""
+    try:
+        first = CgroupHooks().open()
+    except HooksUnavailableError as exc:
+        pytest.skip(str(exc))
+    cgroup = str(first.cgroup)
+    first.close()
+    before = {t: attached_ids(cgroup, t) for t in UDP_HOOKS}
+    hooks = CgroupHooks().open()
+    try:
+        assert hooks.udp, hooks.udp_problem
+        during = {t: attached_ids(cgroup, t) for t in UDP_HOOKS}
+        assert all(len(during[t]) == len(before[t]) + 1 for t in UDP_HOOKS), (before, during)
+    finally:
+        hooks.close()
+    deadline = time.monotonic() + 5
+    while {t: attached_ids(cgroup, t) for t in UDP_HOOKS} != before:
+        assert time.monotonic() < deadline, "a UDP hook stayed attached"
+        time.sleep(0.05)
 
 
 def test_nothing_stays_attached_after_the_holder_is_killed(hooks: CgroupHooks) -> None:
@@ -225,3 +249,54 @@ def test_without_the_capabilities_to_load_them_the_watcher_falls_back_with_one_l
     assert res.stdout.split() == ["exec", "events", "+", "connection", "starts", "True", "True"]
     lines = [line for line in res.stderr.splitlines() if "cgroup socket hooks" in line]
     assert len(lines) == 1 and "not permitted" in lines[0], res.stderr
+
+
+UDP_CLIENT = r"""
+import socket, sys
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if sys.argv[2] == "connect":
+    c.connect(("127.0.0.1", int(sys.argv[1]))); c.send(b"query")
+else:
+    c.sendto(b"query", ("127.0.0.1", int(sys.argv[1])))
+print(c.getsockname()[1], flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("how", ["connect", "sendto"])
+def test_a_udp_socket_s_owner_is_found_by_its_sock_diag_cookie(
+    hooks: CgroupHooks, how: str, tmp_path: Path
+) -> None:
+    """A resolver connects its UDP socket before the local port is bound, so the hooks key
+    the owner by the socket's cookie, which sock_diag reports for the socket."""
+    assert hooks.udp, hooks.udp_problem
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    program = tmp_path / "udpprobe"
+    program.symlink_to(sys.executable)
+    with srv:
+        port = srv.getsockname()[1]
+        child = subprocess.Popen(
+            [str(program), "-c", UDP_CLIENT, str(port), how],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert child.stdout is not None
+            local = int(child.stdout.readline())
+            peer = ("127.0.0.1", port) if how == "connect" else ("0.0.0.0", 0)
+            remote = (socket.inet_aton(peer[0]), peer[1])
+            diag = netlink.DiagSocket()
+            try:
+                rec = diag.find(socket.IPPROTO_UDP, (socket.inet_aton("127.0.0.1"), local), remote)
+                if rec is None:  # an unconnected socket bound to the wildcard address
+                    rec = diag.find(
+                        socket.IPPROTO_UDP, (socket.inet_aton("0.0.0.0"), local), remote
+                    )
+            finally:
+                diag.close()
+            assert rec is not None
+            cookie = int.from_bytes(rec.ident[-8:], "little")
+            assert hooks.udp_owner(cookie) == (child.pid, "udpprobe")
+            assert hooks.udp_owner(cookie ^ (1 << 40)) is None  # a socket it never saw
+        finally:
+            child.communicate("", timeout=10)

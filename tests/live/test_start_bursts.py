@@ -14,6 +14,7 @@ with or without load).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -24,10 +25,12 @@ from pathlib import Path
 
 import pytest
 
+from netwatch.model import Endpoint, FlowKey, Transport
 from netwatch.sources.cgroup_bpf import CgroupHooks, HooksUnavailableError
 from netwatch.sources.connect_owners import MECHANISM_EVENTS, MECHANISM_HOOKS
 from tests.conftest import requires_root, requires_tools
 from tests.live.capture_lab import Watch, process_name, remote_is
+from tests.netns import HOST_IP
 from tests.starts_lab import StartsLab, start_watcher
 
 pytestmark = [pytest.mark.live, requires_root, pytest.mark.timeout(120)]
@@ -216,3 +219,47 @@ def test_the_live_engine_gives_the_program_its_bytes_with_the_hooks(
     names = sorted({str(process_name(f)) for f in ours.values()})
     assert named >= 0.95 * moved, f"{named} of {moved} bytes named {program} ({names})"
     assert abs(moved - reference) <= 0.1 * reference, (moved, reference)
+
+
+QUERY = r"""
+import socket, sys, time
+q = bytes.fromhex("123401000001000000000000076578616d706c6503636f6d0000010001")
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.connect((sys.argv[1], 53)); c.send(q)  # as a resolver does: connect, then send
+print(c.getsockname()[1], flush=True)
+time.sleep(0.05)  # the sink never answers: the resolver's wait, cut short
+"""
+
+
+def test_dns_queries_of_short_lived_processes_are_named(
+    lab: StartsLab, tmp_path: Path, mechanism: str
+) -> None:
+    """With the hooks, a query's socket is named from the owner map by its cookie (no /proc
+    search); without, by the start watcher's search. Both name all 20."""
+    owners = start_watcher(lab.lab, events=True, hooks=mechanism == MECHANISM_HOOKS)
+    script = tmp_path / "query.py"
+    script.write_text(QUERY)
+    try:
+        time.sleep(0.2)
+        ports = []
+        for _ in range(20):
+            res = lab.lab.run(
+                lab.lab.host, [str(lab.program("dnsask")), str(script), lab.peer.ip], timeout=30
+            )
+            assert res.returncode == 0, res.stderr
+            ports.append(int(res.stdout))
+        time.sleep(0.3)
+        named = 0
+        for port in ports:
+            key = FlowKey(
+                Transport.UDP,
+                Endpoint(ipaddress.ip_address(HOST_IP), port),
+                Endpoint(ipaddress.ip_address(lab.peer.ip), 53),
+            )
+            ref = owners.owner(key)
+            named += ref is not None and ref.name == "dnsask"
+        hooked = owners.udp_hooked
+    finally:
+        owners.stop()
+    assert (hooked >= 20) if mechanism == MECHANISM_HOOKS else (hooked == 0), hooked
+    assert named == 20, f"{named}/20 named"

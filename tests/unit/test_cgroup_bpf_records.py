@@ -140,3 +140,19 @@ def test_the_program_is_whole_slots_ending_in_exit() -> None:
     assert len(code) % 8 == 0
     assert code[-8:] == bytes.fromhex("9500000000000000")
     assert code[-16:-8] == bytes.fromhex("b700000001000000")  # always returns 1
+
+
+def test_udp_owner_values_and_program() -> None:
+    value = r.OWNER.pack((77 << 32) | 78, b"dig\0\0junk".ljust(16, b"\0"))
+    assert r.decode_owner(value) == (77, "dig")
+    assert r.decode_owner(value[:-1]) is None
+    code = r.udp_owner_program(9)
+    assert len(code) % 8 == 0
+    # returns 1 whatever happens: 0 would refuse the connect or the send
+    assert code[-16:] == bytes.fromhex("b7000000010000009500000000000000")
+
+
+@given(st.binary(max_size=40))
+def test_decode_owner_never_raises(data: bytes) -> None:
+    got = r.decode_owner(data)
+    assert got is None or got[0] >= 0
