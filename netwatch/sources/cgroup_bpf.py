@@ -20,6 +20,9 @@ as include/uapi/linux/bpf.h has it (only the leading fields each command reads):
   containers included. A link, not `BPF_PROG_ATTACH`: the kernel detaches it when its last
   file descriptor closes, so a netwatch that exits, crashes or is killed leaves the
   machine as it found it (`tests/live/test_cgroup_bpf.py` checks with `BPF_PROG_QUERY`);
+* for UDP, a `BPF_PROG_TYPE_CGROUP_SOCK_ADDR` program (`udp_owner_program`) linked four
+  times (connect and sendmsg, IPv4 and IPv6) keeps each socket's caller in an LRU hash
+  map by socket cookie, read with `BPF_MAP_LOOKUP_ELEM` (1) (`udp_owner`);
 * the ring buffer is read as Documentation/bpf/ringbuf.rst lays it out: the consumer page
   mapped read-write, the producer page and the twice-mapped data read-only.
 

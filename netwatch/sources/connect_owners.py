@@ -29,9 +29,10 @@ TCP connects are named by the cgroup socket hooks instead (`sources.cgroup_bpf`)
 program records the caller's pid, name and 4-tuple inside `connect()`, and a thread of its own
 (`_run_hooks`) turns each record into an owner, so a process that exits a millisecond later
 is still named. The SYN socket is then not opened; DNS queries still come by their packet
-socket (a UDP socket's local port is not bound yet when it connects or sends, so a hook there
-could not give the flow's key). When the hooks cannot be loaded, one log line says why and
-the SYN socket takes over.
+socket (a UDP socket's local port is not bound yet when a resolver connects it, so a hook
+there cannot give the flow's key), but their holder is read from the hooks' owner map by the
+socket cookie sock_diag reports (`_udp_hooked`) instead of searched for in /proc. When the
+hooks cannot be loaded, one log line says why and the SYN socket takes over.
 """
 
 from __future__ import annotations
