@@ -3,17 +3,18 @@
 Scenarios (the default; root, in namespaces `tests/starts_lab.py` builds, traffic only to a
 documentation address): 20 short-lived processes in sequence each sending 256 KiB; one process
 making 60 short connections; 30 processes started at once, each living 0.1-0.3 s; a UDP/53
-flood of 16,000 datagrams (a new socket each) while another program makes 20 connections;
-and container starts: 20 processes in sequence in a namespace with its own network and PID
-namespaces, routed through the host. Each runs once per mechanism: `exec events + connection
-starts` (process events from the connector, then the start watcher), `connection starts` (the
-watcher searching /proc alone) and `socket samples only` (a socket sample each second, what
-is left without capture). The table gives, per scenario and mechanism, the share of the
-scenario's connections named for the right program, and the CPU the mechanism's own threads
-used, as % of one core over the scenario's wall time.
+flood of 16,000 datagrams (a new socket each) while another program makes 20 connections; and
+container starts: 20 processes in sequence in a namespace with its own network and PID
+namespaces, routed through the host. Each runs once per mechanism: `cgroup socket hooks` (a
+kernel program in every TCP connect, `sources.cgroup_bpf`, with process events and the DNS
+watcher beside it), `exec events + connection starts` (process events from the connector, then
+the start watcher), `connection starts` (the watcher searching /proc alone) and `socket samples
+only` (a socket sample each second, what is left without capture). The table gives, per
+scenario and mechanism, the share of the scenario's connections named for the right program,
+and the CPU the mechanism's own threads used, as % of one core over the scenario's wall time.
 
     python bench/connects.py [--scenarios sequence,one_process,burst,flood,container]
-                             [--mechanisms events,starts,samples]
+                             [--mechanisms hooks,events,starts,samples]
 
 The older table (`--rates 10,100,500`): a client process opens short loopback TCP connections
 at a fixed rate to a server process; each connection sends 5 bytes, waits for 4,200 bytes and
@@ -22,6 +23,9 @@ after a delay like a distant server's. This process runs `ConnectionOwners` (the
 the one-socket sock_diag lookups and the /proc search) and nothing else, so its CPU time is the
 feature's cost. The table gives, per rate: connections started, how many were named, and CPU %
 of one core. Needs root (CAP_NET_RAW). Everything runs on loopback and ends with the script.
+With the cgroup socket hooks (the default where they load; `--mechanisms events` for the
+start watcher alone), "named" counts every TCP connect on the machine in those seconds,
+other programs' too, so it can exceed "made".
 
     python bench/connects.py --rates 10,100,500 [--seconds 5] [--latencies 0,0.03]
 """
@@ -78,7 +82,7 @@ print(n, flush=True)
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenarios", default="sequence,one_process,burst,flood,container")
-    ap.add_argument("--mechanisms", default="events,starts,samples")
+    ap.add_argument("--mechanisms", default="hooks,events,starts,samples")
     ap.add_argument("--rates", default="", help="the older loopback rate table instead")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--latencies", default="0,0.03", help="server reply delays, seconds")
@@ -89,10 +93,11 @@ def main() -> None:
     print("| server answers after | connections/s | made | named | named % | CPU % of a core |")
     print("|---:|---:|---:|---:|---:|---:|")
     for latency in args.latencies.split(","):
-        run(latency, [float(r) for r in args.rates.split(",")], args.seconds)
+        hooks = "hooks" in args.mechanisms.split(",")
+        run(latency, [float(r) for r in args.rates.split(",")], args.seconds, hooks)
 
 
-def run(latency: str, rates: list[float], seconds: float) -> None:
+def run(latency: str, rates: list[float], seconds: float, hooks: bool) -> None:
     """One table row per rate, against a server that answers after `latency` seconds."""
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER, latency], stdout=subprocess.PIPE, text=True
@@ -100,7 +105,7 @@ def run(latency: str, rates: list[float], seconds: float) -> None:
     try:
         port = server.stdout.readline().strip() if server.stdout else ""
         for rate in rates:
-            owners = ConnectionOwners().start()
+            owners = ConnectionOwners().start(hooks=hooks)
             time.sleep(0.2)
             before = owners.stats()
             cpu0 = time.process_time()
@@ -126,6 +131,7 @@ def run(latency: str, rates: list[float], seconds: float) -> None:
 
 
 MECHANISMS = {
+    "hooks": "cgroup socket hooks",
     "events": "exec events + connection starts",
     "starts": "connection starts",
     "samples": "socket samples only",
@@ -183,8 +189,11 @@ def watching(
     from tests.starts_lab import in_netns, start_watcher
 
     if mech != "samples":
-        owners = start_watcher(lab.lab, events=mech == "events")
-        threads = [owners._thread] + ([owners.events._thread] if owners.events else [])
+        owners = start_watcher(lab.lab, events=mech in ("hooks", "events"), hooks=mech == "hooks")
+        if mech == "hooks" and owners.hooks is None:
+            raise SystemExit("the cgroup socket hooks cannot load here (see the log line)")
+        threads = [owners._thread, owners._hooks_thread]
+        threads += [owners.events._thread] if owners.events else []
         time.sleep(0.2)
         try:
             yield (lambda k: getattr(owners.owner(k), "name", None)), _thread_cpu(threads)

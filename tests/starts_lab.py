@@ -104,15 +104,16 @@ def in_netns(name: str) -> Iterator[None]:
         os.close(there)
 
 
-def start_watcher(lab: Lab, events: bool) -> ConnectionOwners:
-    """A running watcher for the lab's host namespace; with process events if `events`."""
+def start_watcher(lab: Lab, events: bool, hooks: bool = False) -> ConnectionOwners:
+    """A running watcher for the lab's host namespace; with process events if `events`, with
+    the cgroup socket hooks (when they load) if `hooks`."""
     from netwatch.sources.connect_owners import watcher_priority
     from netwatch.sources.proc_events import ProcessEvents
 
     with watcher_priority():  # as `ConnectionOwners.start` does for the ones it starts
         proc_events = ProcessEvents().start() if events else None
     with in_netns(lab.host):
-        return ConnectionOwners(events=proc_events).start(events=False)
+        return ConnectionOwners(events=proc_events).start(events=False, hooks=hooks)
 
 
 @dataclass

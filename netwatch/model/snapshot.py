@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from netwatch.model.alert import Alert
 from netwatch.model.remote import EnrichedFlow
 
+STARTS_HOOKS = "cgroup socket hooks"
 STARTS_EVENTS = "exec events + connection starts"
 STARTS_WATCH = "connection starts"
 STARTS_SAMPLES = "socket samples only"
 """What names connections too short for a socket sample (`SourceStatus.starts`), best first:
-process events (the kernel's connector) with the start watcher, the start watcher searching
-/proc alone, or the 1 s socket samples alone (see `sources.connect_owners`)."""
+a kernel program in every TCP connect (`sources.cgroup_bpf`; DNS queries still by the start
+watcher), process events (the kernel's connector) with the start watcher, the start watcher
+searching /proc alone, or the 1 s socket samples alone (see `sources.connect_owners`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +36,8 @@ class SourceStatus:
     """One line per damaged data file (list history, GeoIP file) that is skipped, naming the
     file and why: the daemon keeps running without it, and says so here."""
     starts: str | None = None
-    """What names connections too short for a socket sample (`STARTS_EVENTS`, `STARTS_WATCH`,
-    `STARTS_SAMPLES`); None where that does not apply (replay, capture files)."""
+    """What names connections too short for a socket sample (`STARTS_HOOKS`, `STARTS_EVENTS`,
+    `STARTS_WATCH`, `STARTS_SAMPLES`); None where that does not apply (replay, capture files)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,8 +42,9 @@ from typing import Any
 from netwatch import codec
 from netwatch.errors import CaptureUnavailableError
 from netwatch.model import Endpoint, FlowKey, ProcessRef, SocketEntry, SocketTable, Transport
+from netwatch.sources.cgroup_bpf import CgroupHooks
 from netwatch.sources.channel import Channel, ChannelClosedError
-from netwatch.sources.connect_owners import ConnectionOwners, watcher_priority
+from netwatch.sources.connect_owners import ConnectionOwners, open_hooks, watcher_priority
 from netwatch.sources.hostfacts import HostFactsReader
 from netwatch.sources.namespaces import Namespaces
 from netwatch.sources.netlink import NetlinkUnavailableError
@@ -259,6 +260,7 @@ class Collector:
         self.host = host or HostFactsReader(links=False)  # the analyzer reads links itself
         self.starts: ConnectionOwners | None = None
         self._watch_starts = watch_starts
+        self._hooks: CgroupHooks | None = None
         self._diff = TableDiff()
         self._parsed: dict[tuple[Any, ...], tuple[Transport, Endpoint, Endpoint]] = {}
         self._status: dict[str, Any] | None = None
@@ -267,12 +269,20 @@ class Collector:
         self.socket_path = socket_path
         self._socket_id: tuple[int, int] | None = None
 
+    def open_hooks(self) -> None:
+        """Load and attach the cgroup socket hooks while the capabilities are still held
+        (CAP_BPF/CAP_SYS_ADMIN to load, CAP_NET_ADMIN to attach); only their file
+        descriptors and mapped ring are kept, which need none (`sources.cgroup_bpf`)."""
+        if self._watch_starts:
+            self._hooks = open_hooks()
+
     def start_watcher(self) -> None:
         """Start the connection-start watcher (its thread gets this thread's credentials)."""
         if self._watch_starts:
             # Without it, attribution falls back to the socket samples alone.
             with contextlib.suppress(CaptureUnavailableError, NetlinkUnavailableError):
-                self.starts = ConnectionOwners().start()
+                self.starts = ConnectionOwners(hooks=self._hooks).start(hooks=False)
+            self._hooks = None  # the watcher owns them now (or closed them when it failed)
 
     def serve(self) -> None:
         """Answer requests until the analyzer closes the channel."""
@@ -352,6 +362,8 @@ class Collector:
         """Stop the watcher and close the sampler's sockets."""
         if self.starts is not None:
             self.starts.stop()
+        if self._hooks is not None:
+            self._hooks.close()
         self.sampler.close()
         path, made = self.socket_path, self._socket_id
         if path is not None and made is not None:
@@ -389,6 +401,7 @@ def run_collector(
             sampler=SocketSampler(namespaces=Namespaces(enter=False) if containers else False),
         )
         with watcher_priority():  # raised while CAP_SYS_NICE is still held; kept by its threads
+            collector.open_hooks()  # before the capabilities to load them go
             keep_only(COLLECTOR_CAPS)
             die_with_parent(signal.SIGTERM)
             collector.start_watcher()

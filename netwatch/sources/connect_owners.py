@@ -23,11 +23,23 @@ flow with. The wider searches may use 2% of a core and all of it 5% (`budget`, `
 queries half of that): in a connection storm the rest is left to the samples and counted as
 missed, per cause (`StartStats`). `bench/connects.py` measures it per mechanism. Incoming
 connections need none of this: their listener is in every sample.
+
+Where the kernel allows it (root, cgroup2, a kernel with CGROUP_BPF and a ring buffer map),
+TCP connects are named by the cgroup socket hooks instead (`sources.cgroup_bpf`): a kernel
+program records the caller's pid, name and 4-tuple inside `connect()`, and a thread of its own
+(`_run_hooks`) turns each record into an owner, so a process that exits a millisecond later
+is still named. The SYN socket is then not opened; DNS queries still come by their packet
+socket (a UDP socket's local port is not bound yet when a resolver connects it, so a hook
+there cannot give the flow's key), but their holder is read from the hooks' owner map by the
+socket cookie sock_diag reports (`_udp_hooked`) instead of searched for in /proc. When the
+hooks cannot be loaded, one log line says why and the SYN socket takes over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import logging
 import os
 import select
 import socket
@@ -40,10 +52,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from netwatch.errors import CaptureUnavailableError
-from netwatch.model import FlowKey, PacketMeta, ProcessRef, SocketTable, Transport
-from netwatch.model.snapshot import STARTS_EVENTS, STARTS_SAMPLES, STARTS_WATCH
+from netwatch.model import Endpoint, FlowKey, PacketMeta, ProcessRef, SocketTable, Transport
+from netwatch.model.snapshot import STARTS_EVENTS, STARTS_HOOKS, STARTS_SAMPLES, STARTS_WATCH
 from netwatch.sources import netlink
 from netwatch.sources.capture import LiveCapture
+from netwatch.sources.cgroup_bpf import CgroupHooks, HooksUnavailableError
+from netwatch.sources.cgroup_bpf_records import ConnectRecord
 from netwatch.sources.decode import PacketDecoder
 from netwatch.sources.proc_events import ProcessEvents, ProcEventsUnavailableError
 from netwatch.sources.processes import (
@@ -113,6 +127,7 @@ WATCHED = frozenset((Transport.TCP, Transport.UDP))
 """Transports whose starts are watched (TCP connects; UDP for DNS queries, see `outgoing_start`)."""
 NEW_PROCESSES = 32
 """How many of the newest processes of the socket's user are searched (without process events)."""
+MECHANISM_HOOKS = STARTS_HOOKS
 MECHANISM_EVENTS = STARTS_EVENTS
 MECHANISM_STARTS = STARTS_WATCH
 MECHANISM_SAMPLES = STARTS_SAMPLES
@@ -122,7 +137,14 @@ WATCHER_NICE = -10
 would otherwise leave a nice-0 thread a thirtieth of the CPU, and the sockets it must look up
 close while it waits; the thread caps its own CPU use (`cap`), so a high priority cannot let
 it take more than that."""
+HOOK_BATCH = 256
+"""Records the hooks' thread takes per wake-up (the rest wait in the ring for the next)."""
+HOOK_REF_FRESH = 1.0
+"""Seconds a process found for a record names the next records of the same pid and kernel
+name without reading /proc again (an exec changes the name; most of a record's cost is that
+read, so a program making hundreds of connections a second costs a tenth as much)."""
 _Decode = Callable[[int, bytes, float, str | None], PacketMeta | None]
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -227,6 +249,7 @@ class ConnectionOwners:
         cap: float = 0.05,
         gate: StartGate | None = None,
         events: ProcessEvents | None = None,
+        hooks: CgroupHooks | None = None,
     ) -> None:
         self._reader: ProcessReader = reader or PsutilReader()
         self._root = proc_root
@@ -263,6 +286,19 @@ class ConnectionOwners:
         self._diag: netlink.DiagSocket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.hooks = hooks
+        """The cgroup socket hooks, when loaded: they name TCP connects (see module doc)."""
+        self._hooks_thread: threading.Thread | None = None
+        self._hook_seen = self._hook_named = self._hook_gone = 0
+        self._hook_refs: dict[tuple[int, str], tuple[ProcessRef, float]] = {}
+        self.udp_hooked = 0
+        """UDP starts named from the hooks' owner map (a part of `attributed`)."""
+        self._hook_recent: deque[int] = deque(maxlen=8)
+        """pids the hooks saw connect lately, newest last: searched first for a DNS query's
+        socket, as `_recent` is (a deque: the hooks' thread appends, the other copies it)."""
+        """(pid, kernel name) -> the process found for it and when (only the hooks' thread)."""
+        self._lock = threading.Lock()
+        """Guards `_found` and `_procs`, which both threads write."""
 
     # ------------------------------------------------------------ the consumer's side
 
@@ -278,6 +314,8 @@ class ConnectionOwners:
     @property
     def mechanism(self) -> str:
         """What names short connections here (`MECHANISM_*`)."""
+        if self.hooks is not None:
+            return MECHANISM_HOOKS
         return MECHANISM_EVENTS if self.events is not None else MECHANISM_STARTS
 
     def stats(self) -> StartStats:
@@ -286,9 +324,12 @@ class ConnectionOwners:
         for capture in (self._syn, self._dns):
             if capture is not None:
                 missed[Cause.QUEUE] += capture.stats().kernel_drops
+        missed[Cause.GONE] += self._hook_gone
+        if self.hooks is not None:  # records the ring had no room for: queue losses too
+            missed[Cause.QUEUE] += self.hooks.dropped
         return StartStats(
-            self._seen + missed[Cause.QUEUE] - self._missed[Cause.QUEUE],
-            self._attributed,
+            self._seen + self._hook_seen + missed[Cause.QUEUE] - self._missed[Cause.QUEUE],
+            self._attributed + self._hook_named,
             sum(missed.values()),
             missed[Cause.BUDGET],
             missed[Cause.GONE],
@@ -306,25 +347,41 @@ class ConnectionOwners:
 
     # ------------------------------------------------------------ the thread
 
-    def start(self, *, events: bool = True) -> ConnectionOwners:
-        """Open the SYN and DNS sockets and the sock_diag socket, subscribe to process events
-        (when `events` and allowed; without them the search reads /proc), start the thread.
+    def start(self, *, events: bool = True, hooks: bool = True) -> ConnectionOwners:
+        """Load the cgroup socket hooks (when `hooks`, not given already, and allowed; else
+        open the SYN socket), open the DNS socket and the sock_diag socket, subscribe to
+        process events (when `events` and allowed; without them the search reads /proc),
+        start the threads.
 
-        Raises `CaptureUnavailableError` (no CAP_NET_RAW) or `NetlinkUnavailableError`.
+        Raises `CaptureUnavailableError` (no CAP_NET_RAW) or `NetlinkUnavailableError`; the
+        hooks are closed then.
         """
-        syn = LiveCapture(program=SYN_PROGRAM, ring=False, rcvbuf=1 << 20).open()
+        if hooks and self.hooks is None:
+            self.hooks = open_hooks()
         try:
-            dns = LiveCapture(program=DNS_PROGRAM, ring=False, rcvbuf=1 << 20).open()
+            syn = (
+                None
+                if self.hooks is not None
+                else LiveCapture(program=SYN_PROGRAM, ring=False, rcvbuf=1 << 20).open()
+            )
+            try:
+                dns = LiveCapture(program=DNS_PROGRAM, ring=False, rcvbuf=1 << 20).open()
+            except CaptureUnavailableError:
+                if syn is not None:
+                    syn.stop()
+                raise
         except CaptureUnavailableError:
-            syn.stop()
+            self._close_hooks()
             raise
         with contextlib.suppress(OSError):  # the namespace whose sockets it looks up
             self._netns = os.stat("/proc/thread-self/ns/net").st_ino
         try:
             self._diag = netlink.DiagSocket()
         except netlink.NetlinkUnavailableError:
-            syn.stop()
+            if syn is not None:
+                syn.stop()
             dns.stop()
+            self._close_hooks()
             raise
         self._syn, self._dns = syn, dns
         with watcher_priority():
@@ -334,13 +391,26 @@ class ConnectionOwners:
                     self.events = proc.start()
             self._thread = threading.Thread(target=self._run, name="netwatch-connects", daemon=True)
             self._thread.start()
+            if self.hooks is not None:
+                self._hooks_thread = threading.Thread(
+                    target=self._run_hooks, name="netwatch-hooks", daemon=True
+                )
+                self._hooks_thread.start()
         return self
+
+    def _close_hooks(self) -> None:
+        if self.hooks is not None:
+            self.hooks.close()
+            self.hooks = None
 
     def stop(self) -> None:
         """Stop the threads and close the sockets."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2.0)
+        for thread in (self._thread, self._hooks_thread):
+            if thread is not None:
+                thread.join(2.0)
+        if self.hooks is not None:
+            self.hooks.close()
         for capture in (self._syn, self._dns):
             if capture is not None:
                 capture.stop()
@@ -350,16 +420,17 @@ class ConnectionOwners:
             self.events.stop()
 
     def _run(self) -> None:
-        assert self._syn is not None  # noqa: S101  # start() opened it
         assert self._dns is not None  # noqa: S101  # start() opened it
-        syn, dns = self._syn.packet_socket, self._dns.packet_socket
+        dns = self._dns.packet_socket
+        syn = self._syn.packet_socket if self._syn is not None else None
         decode = PacketDecoder().decode_cooked
         while not self._stop.is_set():
             if self._over_budget(self.cap):
                 # A connection storm: sleep out this second (the kernel drops what overflows
                 # the socket buffers), then drop what queued; the samples take over meanwhile.
                 self._stop.wait(max(0.0, 1.0 - (time.monotonic() - self._window[0])))
-                self._drop_queued(syn)
+                if syn is not None:
+                    self._drop_queued(syn)
                 self._drop_queued(dns)
                 self._dns_paused = False
                 continue
@@ -368,7 +439,12 @@ class ConnectionOwners:
                 self._dns_paused = False
             if not self._dns_paused and self._over_budget(self.cap * DNS_SHARE):
                 self._dns_paused = True  # DNS queries had their share: SYNs only till then
-            socks = [syn] if self._dns_paused else [syn, dns]
+            socks = [] if syn is None else [syn]
+            if not self._dns_paused:
+                socks.append(dns)
+            if not socks:  # DNS had its share and the hooks take TCP: wait for a new second
+                self._stop.wait(max(0.0, 1.0 - (time.monotonic() - self._window[0])))
+                continue
             try:
                 batch = self._gather(socks, decode)
             except (OSError, ValueError):
@@ -438,6 +514,8 @@ class ConnectionOwners:
         uids: set[int] = set()
         for key in keys:
             rec = _lookup(diag, key)
+            if rec is not None and self._udp_hooked(key, rec):
+                continue
             if rec is None or not rec.inode:
                 self._missed[Cause.GONE] += 1  # closed already, or another namespace's
                 continue
@@ -449,7 +527,10 @@ class ConnectionOwners:
         fresh = self.events.fresh(netns=self._netns) if self.events is not None else []
         # Who connected lately, then (with process events) the processes started lately in
         # this namespace: a burst of short-lived commands is found here, before any budget.
-        quick = list(dict.fromkeys([*reversed(self._recent), *fresh[:NEW_PROCESSES]]))
+        hooked = list(self._hook_recent)  # one C call: safe against the hooks' appends
+        quick = list(
+            dict.fromkeys([*reversed(self._recent), *reversed(hooked), *fresh[:NEW_PROCESSES]])
+        )
         holders.update(find_holders(wanted.keys() - holders.keys(), quick, self._root))
         # Before the wider search: a socket whose fd was closed meanwhile has no holder left.
         left = {
@@ -479,14 +560,82 @@ class ConnectionOwners:
             while len(self._recent) > 8:
                 self._recent.popitem(last=False)
 
+    def _run_hooks(self) -> None:
+        """Turn the hooks' records into owners as they come (a thread of its own: a DNS flood
+        that puts the packet thread to sleep does not delay them), within the CPU cap."""
+        hooks = self.hooks
+        assert hooks is not None  # noqa: S101  # start() loaded them
+        window = (float("-inf"), 0.0)
+        while not self._stop.is_set():
+            now, spent = time.monotonic(), time.thread_time()
+            if now - window[0] >= 1.0:
+                window = (now, spent)
+            elif spent - window[1] > self.cap:
+                # A connect storm: the ring keeps what it can hold until the next second.
+                self._stop.wait(max(0.0, 1.0 - (now - window[0])))
+                continue
+            if not hooks.wait(0.2):
+                continue
+            with contextlib.suppress(OSError):  # a failed read never ends the thread
+                for record in hooks.read(HOOK_BATCH):
+                    self._take_record(record)
+
+    def _take_record(self, record: ConnectRecord) -> None:
+        """Remember the owner of one connect the hooks saw."""
+        self._hook_seen += 1
+        try:
+            key = FlowKey(
+                Transport.TCP,
+                Endpoint(ipaddress.ip_address(record.local[0]), record.local[1]),
+                Endpoint(ipaddress.ip_address(record.remote[0]), record.remote[1]),
+            )
+        except ValueError:
+            self._hook_gone += 1
+            return
+        now = time.monotonic()
+        hit = self._hook_refs.get((record.pid, record.comm))
+        if hit is not None and now - hit[1] < HOOK_REF_FRESH:
+            self._hook_named += 1
+            self._remember(key, hit[0], now)
+            return
+        ref = self._process(record.pid)
+        if ref is None:
+            # Exited before it could be read, and process events did not see it start (not
+            # subscribed, or it started before them): the kernel's name for it is all there is.
+            ref = ProcessRef(record.pid, 0.0, record.comm)
+        self._hook_named += 1
+        if len(self._hook_refs) > 4096:
+            self._hook_refs.clear()
+        self._hook_refs[(record.pid, record.comm)] = (ref, now)
+        self._remember(key, ref, now)
+        if record.pid not in self._hook_recent:
+            self._hook_recent.append(record.pid)
+
+    def _udp_hooked(self, key: FlowKey, rec: netlink.DiagRecord) -> bool:
+        """Name a UDP start from the hooks' owner map, by its socket's cookie (the last 8
+        bytes of sock_diag's socket id): no /proc search. False when the hooks did not
+        see that socket (or do not run)."""
+        hooks = self.hooks
+        if hooks is None or key.transport is not Transport.UDP:
+            return False
+        hit = hooks.udp_owner(int.from_bytes(rec.ident[-8:], "little"))
+        if hit is None:
+            return False
+        ref = self._process(hit[0]) or ProcessRef(hit[0], 0.0, hit[1])
+        self._attributed += 1
+        self.udp_hooked += 1
+        self._remember(key, ref, time.monotonic())
+        return True
+
     def _remember(self, key: FlowKey, ref: ProcessRef, now: float) -> None:
-        found = self._found
-        found[key] = (ref, now)
-        self._new.append((key, ref))
-        while found and (
-            len(found) > self.max_kept or next(iter(found.values()))[1] < now - self.keep
-        ):
-            found.popitem(last=False)
+        with self._lock:
+            found = self._found
+            found[key] = (ref, now)
+            self._new.append((key, ref))
+            while found and (
+                len(found) > self.max_kept or next(iter(found.values()))[1] < now - self.keep
+            ):
+                found.popitem(last=False)
 
     def _process(self, pid: int) -> ProcessRef | None:
         """Details of `pid`, read once per process (its /proc stat identity: name and start
@@ -504,9 +653,10 @@ class ConnectionOwners:
             return cached[1]
         ref = self._reader.read(pid)
         if ref is not None:
-            if len(self._procs) > 4096:
-                self._procs.clear()
-            self._procs[pid] = (ident, ref)
+            with self._lock:
+                if len(self._procs) > 4096:
+                    self._procs.clear()
+                self._procs[pid] = (ident, ref)
         return ref
 
     def _candidates(self, uids: set[int], tried: set[int], fresh: list[int]) -> Iterator[int]:
@@ -576,3 +726,14 @@ def _still_held(diag: netlink.DiagSocket, key: FlowKey, inode: int) -> bool:
     """Whether the socket is still open under the same inode (0 once its fd is closed)."""
     rec = _lookup(diag, key)
     return rec is not None and rec.inode == inode
+
+
+def open_hooks() -> CgroupHooks | None:
+    """The cgroup socket hooks, loaded and attached; None (and one log line saying why) when
+    this machine or this process cannot have them. Needs CAP_BPF and CAP_NET_ADMIN (or
+    root): the daemon's collector calls it before it gives up its capabilities."""
+    try:
+        return CgroupHooks().open()
+    except HooksUnavailableError as exc:
+        log.info("%s; TCP connects are named by the start watcher instead", exc)
+        return None

@@ -254,17 +254,31 @@ def test_a_raw_socket_sender_is_named_through_the_split(
 def test_the_collector_names_short_lived_processes_from_process_events(
     tmp_path: Path, daemon: subprocess.Popen[bytes]
 ) -> None:
-    # The connector needs CAP_NET_ADMIN, which the collector keeps: the status says process
-    # events are in use, and only the watcher's threads run at its raised priority.
-    from netwatch.sources.connect_owners import MECHANISM_EVENTS, WATCHER_NICE
+    # The connector needs CAP_NET_ADMIN, which the collector keeps; the cgroup socket hooks
+    # are loaded before the collector gives up CAP_SYS_ADMIN (it keeps their fds only): the
+    # status says the best of the two is in use, and only the watcher's threads run at its
+    # raised priority.
+    from netwatch.sources.cgroup_bpf import CgroupHooks, HooksUnavailableError
+    from netwatch.sources.connect_owners import MECHANISM_EVENTS, MECHANISM_HOOKS, WATCHER_NICE
 
+    try:
+        CgroupHooks().open().close()
+        expected = MECHANISM_HOOKS
+    except HooksUnavailableError:
+        expected = MECHANISM_EVENTS
     feed = Collector(tmp_path / "n.sock")
     try:
         assert feed.wait_for(lambda c: bool(c.snapshots), 20)
-        assert feed.snapshots[-1].status.starts == MECHANISM_EVENTS
+        assert feed.snapshots[-1].status.starts == expected
     finally:
         feed.close()
     collector = _collector_of(daemon)
+    if expected == MECHANISM_HOOKS:  # the collector holds a BPF link (its fdinfo says so)
+        links = []
+        for fd in os.listdir(f"/proc/{collector}/fdinfo"):
+            with open(f"/proc/{collector}/fdinfo/{fd}") as fh:
+                links += [line for line in fh if line.startswith("link_type:")]
+        assert any("cgroup" in line for line in links), links
     nice = {}
     for tid in os.listdir(f"/proc/{collector}/task"):
         with open(f"/proc/{collector}/task/{tid}/stat", "rb") as fh:
