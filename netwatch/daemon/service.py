@@ -239,7 +239,7 @@ class Service:
                 wait = next_tick - self.clock.monotonic()
                 if wait > 0:
                     self.server.poll(wait)
-                    self._answer_history()
+                    self.answer_history()
                     if self.stop_requested():
                         break
                 if self._reload:
@@ -263,7 +263,7 @@ class Service:
             self._wsock.close()
         return 0
 
-    def _answer_history(self) -> None:
+    def answer_history(self) -> None:
         """Queue the history answers the worker finished to the clients that asked."""
         if self.history is not None:
             for client, line in self.history.take():

@@ -275,3 +275,72 @@ def test_custom_steps_fit_the_chart() -> None:
             assert r.step < 86400 or r.step % 86400 == 0
     assert custom(END, END + 1800).step == 60
     assert custom(END, END + 2 * 86400).step == 3600
+
+
+async def _screen_text(app: NetwatchApp) -> tuple[str, list[str], str]:
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_history(app, pilot)
+        table = screen.query_one("#history-programs", DataTable)
+        names = [
+            f"{table.get_row_at(i)[0]} {table.get_row_at(i)[1]}" for i in range(table.row_count)
+        ]
+        return text_of(app, "#history-status"), names, text_of(app, "#history-away")
+
+
+async def test_over_the_daemon_socket_the_screen_shows_what_the_file_shows(
+    tmp_path: Path, store: Path
+) -> None:
+    """Attached to a daemon whose store this user may not read, the screen asks the daemon
+    (`DaemonHistory`): the real loop's server and worker on the recorded store."""
+    import shutil
+    import threading
+
+    from netwatch.clock import SystemClock
+    from netwatch.daemon.client import DaemonHistory
+    from netwatch.daemon.server import SnapshotServer
+    from netwatch.daemon.service import Service, ServiceOptions
+    from netwatch.store import Store
+
+    db = tmp_path / "copy.db"
+    shutil.copy(store, db)
+    service = Service(
+        None, None, Store(db), SnapshotServer(tmp_path / "n.sock"), SystemClock(),  # type: ignore[arg-type]  # no ticks here
+        options=ServiceOptions(flow_flush=3600.0),
+    )  # fmt: skip
+    stop = threading.Event()
+
+    def serve() -> None:  # the loop's serving part (run() also ticks, and wants the main thread)
+        while not stop.is_set():
+            service.server.poll(0.02)
+            service.answer_history()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    source = DaemonHistory(tmp_path / "n.sock", AWAY_SINCE)
+    try:
+        over_socket = await _screen_text(NetwatchApp(replay(), now=lambda: NOW, history=source))
+    finally:
+        source.close()
+        stop.set()
+        server.join(5)
+        service.history.close()  # type: ignore[union-attr]  # made by default
+        service.server.close()
+    from_file = await _screen_text(app_on(store))
+    assert over_socket == from_file
+    assert "Last day" in over_socket[0] and len(over_socket[1]) == 6
+    assert "new programs: vpnclient" in over_socket[2]
+
+
+def test_attached_to_a_daemon_whose_store_is_not_readable_the_screen_asks_the_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from netwatch.daemon.client import DaemonHistory
+
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # no store of this user's
+    monkeypatch.setattr("netwatch.cli.export.SERVICE_DB", tmp_path / "none" / "netwatch.db")
+    sock = tmp_path / "n.sock"
+    source = history_source(None, "daemon", END, sock)
+    assert isinstance(source, DaemonHistory) and source.path == sock
+    assert source.away_since == END - 86400  # the first attach: the last day
+    assert history_source(None, "local", END) is None  # no daemon: nothing to ask
