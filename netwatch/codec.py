@@ -965,6 +965,7 @@ def usage_answer_to_dict(a: UsageAnswer) -> JSONDict:
         "totals": [usage_total_to_list(t) for t in a.totals],
         "spans": list(a.spans),
         "coarse": a.coarse,
+        "truncated": a.truncated,
     }
 
 
@@ -974,8 +975,12 @@ def usage_answer_from_dict(d: Any) -> UsageAnswer:
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in spans):
         raise CodecError("field 'spans' must be a list of whole numbers")
     coarse = _get(d, "coarse", bool, opt=True)
+    cut = _get(d, "truncated", bool, opt=True)
     return UsageAnswer(
-        [usage_total_from_list(t) for t in _list(d, "totals")], list(spans), bool(coarse)
+        [usage_total_from_list(t) for t in _list(d, "totals")],
+        list(spans),
+        bool(coarse),
+        bool(cut),
     )
 
 

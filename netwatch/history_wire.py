@@ -126,9 +126,7 @@ def answer(req: Request, value: HistoryValue) -> bytes:
         cut = len(totals) > MAX_ROWS
         totals = totals[:MAX_ROWS]
         while True:
-            body = codec.usage_answer_to_dict(replace(value, totals=totals))
-            body["truncated"] = cut
-            out["usage"] = body
+            out["usage"] = codec.usage_answer_to_dict(replace(value, totals=totals, truncated=cut))
             line = codec.frame(out)
             if len(line) <= MAX_ANSWER or not totals:
                 return line

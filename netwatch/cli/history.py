@@ -225,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "table":
             for line in table_lines(args.by, answer.totals, answer.coarse):
                 out.write(line + "\n")
+            if answer.truncated:
+                out.write("(the daemon sent only part of the groups: narrow the window)\n")
         elif args.format == "csv":
             buf = io.StringIO()
             w = csv.DictWriter(buf, fieldnames=fields(args.by), lineterminator="\r\n")

@@ -74,6 +74,8 @@ class UsageAnswer:
     spans: list[int]
     coarse: bool = False
     """An end of the window fell inside an hour whose minutes are gone: it counted whole."""
+    truncated: bool = False
+    """Only part of the totals: the daemon cut its answer to its bounds (`history_wire`)."""
 
 
 @dataclass(frozen=True, slots=True)

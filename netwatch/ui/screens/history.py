@@ -78,6 +78,8 @@ class Loaded:
     start: int
     """Start of the chart's first column (`since` rounded down to the step)."""
     columns: int
+    truncated: bool
+    """An answer held only part of the totals (the daemon's bounds)."""
     chart: list[tuple[str, list[int]]]
     programs: list[UsageTotal]
     countries: list[UsageTotal]
@@ -90,6 +92,10 @@ def load(source: HistorySource, r: Range, now: float) -> Loaded:
     since, until, moved = window(r, now, source.bounds())
     start, columns = columns_of(since, until, r.step)
     steps = source.usage(UsageQuery(since=since, until=until, by="process", step=r.step))
+    answers = [
+        source.usage(UsageQuery(since=since, until=until, by=by, top=top))
+        for by, top in (("process", 20), ("country", 8), ("asn", 8))
+    ]
     return Loaded(
         range=r,
         since=since,
@@ -98,9 +104,10 @@ def load(source: HistorySource, r: Range, now: float) -> Loaded:
         start=start,
         columns=columns,
         chart=series(steps.totals, start, r.step, columns),
-        programs=source.usage(UsageQuery(since=since, until=until, by="process", top=20)).totals,
-        countries=source.usage(UsageQuery(since=since, until=until, by="country", top=8)).totals,
-        providers=source.usage(UsageQuery(since=since, until=until, by="asn", top=8)).totals,
+        truncated=any(a.truncated for a in (steps, *answers)),
+        programs=answers[0].totals,
+        countries=answers[1].totals,
+        providers=answers[2].totals,
         away=source.away(),
     )
 
@@ -261,6 +268,8 @@ class HistoryScreen(Screen[None]):
         r = loaded.range
         width = self.size.width or 80
         note = f" (the store's last {r.name})" if loaded.moved else ""
+        if loaded.truncated:
+            note += " (the daemon sent only part)"
         title = "Custom" if r.fixed else f"Last {r.name}"
         self._status(f"{title}: {_at(loaded.since)} to {_at(loaded.until)}{note}")
         chart = Text(no_wrap=True, overflow="crop")
