@@ -251,6 +251,9 @@ async def test_a_bad_custom_value_is_one_error_line_and_the_screen_stays_usable(
         assert error.startswith("Custom range: 'yesterday-ish' is not an ISO 8601 time")
         assert "\n" not in error.strip()
         assert text_of(app, "#history-status") == before  # still the last day
+        # With the inputs and the error line open, everything still fits 80x24.
+        assert screen.query_one("#history-error", Static).region.height == 1
+        assert screen.query_one("#history-away", Static).region.bottom <= 23
         assert isinstance(app.screen, HistoryScreen)
         # Since after until is one line too.
         await custom_range(app, pilot, "1h", "2h")
