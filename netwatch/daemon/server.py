@@ -286,12 +286,12 @@ class SnapshotServer:
     def _queue(self, client: _Client, data: bytes) -> None:
         client.queue.append(memoryview(data))
         client.pending += len(data)
-        if client.asking and client.pending > self.max_buffer:
-            # It asks and does not read its answers: there is no state to resync it with.
-            log.debug("client %s does not read its history answers: closed", client.name)
-            self._close(client)
-            return
         if client.pending > SLACK_STATES * max(self._greeting_size, len(data)) + self.max_buffer:
+            if client.asking:
+                # It asks and does not read its answers: no state would resync it.
+                log.debug("client %s does not read its history answers: closed", client.name)
+                self._close(client)
+                return
             self._resync(client)
         self._flush(client)
 

@@ -279,3 +279,31 @@ def test_hostile_requests_get_error_records_and_never_stop_the_loop(tmp_path: Pa
     assert seen["flood_closed"]
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
     assert len(arrivals) >= 30 and max(gaps) < 1.0, gaps
+
+
+def test_a_client_that_asks_and_never_reads_is_closed_not_resynced(tmp_path: Path) -> None:
+    """Its answers pile up past the bound: there is no state that would catch it up, so it
+    is closed (a stream reader in its place would be resynced)."""
+    server = SnapshotServer(tmp_path / "n.sock", max_buffer=10_000)
+    big = frame({"schema": 2, "type": "history_answer", "id": 1, "pad": "x" * 200_000})
+    asked: list[int] = []
+
+    def take(client: int, record: dict[str, object]) -> None:
+        del record  # every request gets the same big answer, later (as the worker's)
+        asked.append(client)
+
+    server.set_requests(take, asked.remove)
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(tmp_path / "n.sock"))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    for _ in range(40):
+        try:
+            s.sendall(frame(request(Request(1, "bounds"))))
+        except OSError:
+            break
+        server.poll(0.01)
+        for client in list(asked):
+            server.answer(client, big)
+    assert server.clients == 0 and server.resyncs == 0
+    s.close()
+    server.close()
