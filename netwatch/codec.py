@@ -58,6 +58,9 @@ from netwatch.model import (
     Transport,
     parse_ip,
 )
+from netwatch.model.usage import BY as USAGE_BY
+from netwatch.model.usage import TIME_BY as USAGE_TIME_BY
+from netwatch.model.usage import Away, UsageAnswer, UsageQuery, UsageTotal
 
 SCHEMA = 1
 
@@ -183,6 +186,11 @@ def get_optional_int(d: Mapping[str, Any], key: str) -> int | None:
 def get_object(d: Mapping[str, Any], key: str) -> JSONDict | None:
     """A JSON object or null."""
     return _get(d, key, dict, opt=True)  # type: ignore[no-any-return]  # checked to be a dict
+
+
+def get_time(d: Mapping[str, Any], key: str) -> float:
+    """A timestamp from 1970 to 2100 (`CodecError` otherwise, also when missing)."""
+    return _time(d, key)
 
 
 def get_list(d: Mapping[str, Any], key: str) -> Sequence[Any]:
@@ -879,6 +887,131 @@ def parse(line: str | bytes | bytearray) -> Any:
         raise CodecError(f"not a JSON record: {exc}") from None
     except RecursionError:
         raise CodecError("not a JSON record: nested too deeply") from None
+
+
+# ================================================================ usage history
+# The history request's typed parts (`netwatch.history_wire` builds the records around them):
+# the query a client asks, the totals and "while you were away" the daemon answers.
+
+_QUERY_TEXT = 4096
+"""Longest text a query's filter may hold (a process path; longer is no real filter)."""
+
+
+def usage_query_to_dict(q: UsageQuery) -> JSONDict:
+    """A usage query as a flat object (None fields left out)."""
+    out: JSONDict = {"by": q.by}
+    for name in ("since", "until", "step", "process", "country", "remote", "top"):
+        value = getattr(q, name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def usage_query_from_dict(d: Any) -> UsageQuery:
+    """Decode and check a usage query: a known grouping, times from 1970 to 2100, a positive
+    step and top, bounded filter text; anything else is a `CodecError`."""
+    by = _str(d, "by")
+    if by not in USAGE_BY and by not in USAGE_TIME_BY:
+        raise CodecError(f"field 'by' is not a grouping: {by[:40]!r}")
+    texts = {}
+    for name in ("process", "country", "remote"):
+        value = _ostr(d, name)
+        if value is not None and len(value) > _QUERY_TEXT:
+            raise CodecError(f"field {name!r} is longer than {_QUERY_TEXT} characters")
+        texts[name] = value
+    step, top = _oint(d, "step"), _oint(d, "top")
+    if step is not None and not 60 <= step <= 366 * 86400:
+        raise CodecError("field 'step' must be from 60 seconds to a year")
+    if top is not None and top < 1:
+        raise CodecError("field 'top' must be positive")
+    return UsageQuery(
+        since=_otime(d, "since"),
+        until=_otime(d, "until"),
+        by=by,
+        step=step,
+        process=texts["process"],
+        country=texts["country"],
+        remote=texts["remote"],
+        top=top,
+    )
+
+
+def usage_total_to_list(t: UsageTotal) -> list[Any]:
+    """One total as `[key, bytes_out, bytes_in, connections, first, last, at]`."""
+    return [list(t.key), t.bytes_out, t.bytes_in, t.connections, t.first, t.last, t.at]
+
+
+def usage_total_from_list(items: Any) -> UsageTotal:
+    """Decode one total; counts are whole non-negative numbers, key values text or numbers."""
+    if not isinstance(items, list) or len(items) != 7 or not isinstance(items[0], list):
+        raise CodecError("a usage total must be a list of 7 with a key list first")
+    key = items[0]
+    if len(key) > 16 or not all(
+        v is None or isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+        for v in key
+    ):
+        raise CodecError("a usage total's key must hold text, whole numbers or null")
+    nums = items[1:6]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in nums):
+        raise CodecError("a usage total's counts must be whole numbers, not negative")
+    at = items[6]
+    if at is not None and (not isinstance(at, int) or isinstance(at, bool)):
+        raise CodecError("a usage total's step start must be a whole number or null")
+    return UsageTotal(tuple(key), nums[0], nums[1], nums[2], nums[3], nums[4], at)
+
+
+def usage_answer_to_dict(a: UsageAnswer) -> JSONDict:
+    """A query's answer: its totals, the spans it read, whether an end counted whole."""
+    return {
+        "totals": [usage_total_to_list(t) for t in a.totals],
+        "spans": list(a.spans),
+        "coarse": a.coarse,
+        "truncated": a.truncated,
+    }
+
+
+def usage_answer_from_dict(d: Any) -> UsageAnswer:
+    """Decode a query's answer (`CodecError` on anything malformed)."""
+    spans = _list(d, "spans")
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in spans):
+        raise CodecError("field 'spans' must be a list of whole numbers")
+    coarse = _get(d, "coarse", bool, opt=True)
+    cut = _get(d, "truncated", bool, opt=True)
+    return UsageAnswer(
+        [usage_total_from_list(t) for t in _list(d, "totals")],
+        list(spans),
+        bool(coarse),
+        bool(cut),
+    )
+
+
+def away_to_dict(a: Away) -> JSONDict:
+    """ "While you were away": new programs and countries with when, and the alerts."""
+    return {
+        "since": a.since,
+        "programs": [[p, t] for p, t in a.programs],
+        "countries": [[c, t] for c, t in a.countries],
+        "alerts": [alert_to_dict(x) for x in a.alerts],
+    }
+
+
+def _named_times(d: Any, key: str) -> tuple[tuple[str, float], ...]:
+    out = []
+    for item in _list(d, key):
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+            raise CodecError(f"field {key!r} must hold [name, time] pairs")
+        out.append((item[0], _time({"t": item[1]}, "t")))
+    return tuple(out)
+
+
+def away_from_dict(d: Any) -> Away:
+    """Decode "while you were away" (`CodecError` on anything malformed)."""
+    return Away(
+        since=_time(d, "since"),
+        programs=_named_times(d, "programs"),
+        countries=_named_times(d, "countries"),
+        alerts=tuple(alert_from_dict(x) for x in _list(d, "alerts")),
+    )
 
 
 # ================================================================ privilege split

@@ -85,3 +85,53 @@ def write_history_store(path: Path) -> Path:
     store.save_tick([alert], {"first_seen": [(s, float(t)) for s, t in facts]}, END)
     store.close()
     return path
+
+
+def write_recent_store(path: Path, end: int, hours: int = 3) -> dict[str, int]:
+    """A store whose history is the `hours` before `end` (a live daemon's retention keeps
+    it), per minute, written as the daemon writes it; returns each program's bytes."""
+    store = Store(path)
+    rows: list[UsageRow] = []
+    totals: dict[str, int] = {}
+    end -= end % SPAN
+    for minute in range(end - hours * HOUR, end, SPAN):
+        for name, dims in PROGRAMS.items():
+            n = per_minute(name, minute)
+            if n:
+                rows.append(UsageRow(minute, SPAN, dims, n // 10, n - n // 10, 0))
+                totals[name] = totals.get(name, 0) + n
+    store.save_flows([], rows)
+    store.close()
+    return totals
+
+
+def write_big_store(path: Path, end: int, dims: int, minutes: int) -> int:
+    """A store of `dims` who-talked-to-whom rows, each with a minute row in every one of the
+    `minutes` before `end` (only minute rows: a query by minute steps reads them all), written
+    with plain SQL for speed; returns how many usage rows it holds."""
+    import sqlite3
+
+    Store(path).close()  # the schema, as the daemon makes it
+    end -= end % SPAN
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.executemany(
+            "INSERT INTO usage_dims (id, process_name, process_exe, remote_ip, country, asn, "
+            "as_org, provider, transport, label, last_used) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                (i + 1, f"prog{i % 50}", f"/usr/bin/prog{i % 50}", f"198.51.{i // 250}.{i % 250}",
+                 "NL", 64496 + i % 7, "Example", None, "tcp", "tls", end)
+                for i in range(dims)
+            ),
+        )  # fmt: skip
+        conn.executemany(
+            "INSERT INTO usage (span, bucket, dim, bytes_out, bytes_in, connections) "
+            "VALUES (60, ?, ?, ?, ?, 0)",
+            (
+                (end - (m + 1) * SPAN, d + 1, 1000 + d, 2000 + m)
+                for m in range(minutes)
+                for d in range(dims)
+            ),
+        )
+    conn.close()
+    return dims * minutes

@@ -9,35 +9,22 @@ local time) or a relative age (`90s`, `15m`, `1h`, `2d`, `1w`). CSV columns are 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-import time
-from datetime import datetime
 from pathlib import Path
 
 from netwatch.cli.common import open_output
 from netwatch.config import EXPORT_FORMATS
 from netwatch.model import Severity
-
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+from netwatch.timetext import parse_when
 
 
 def parse_time(text: str, now: float | None = None) -> float:
-    """ISO 8601 or a relative age (`1h`, `2d`) as epoch seconds; ArgumentTypeError otherwise."""
-    value = text.strip()
-    m = _RELATIVE.match(value)
-    if m:
-        base = time.time() if now is None else now
-        return base - float(m.group(1)) * _UNITS[m.group(2)]
+    """ISO 8601 or a relative age (`1h`, `2d`) as epoch seconds (`timetext.parse_when`);
+    ArgumentTypeError otherwise."""
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time (2024-05-01T10:00:00Z) or an age (1h, 2d)"
-        ) from None
-    # A time without a zone is the user's local time.
-    return (parsed if parsed.tzinfo else parsed.astimezone()).timestamp()
+        return parse_when(text, now)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -63,6 +63,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--country", metavar="CC", help="only remote country CC (ISO 3166 code)")
     p.add_argument("--remote", metavar="IP", help="only remote address IP")
     p.add_argument("--top", type=_top, metavar="N", help="only the N largest groups")
+    p.add_argument(
+        "--attach",
+        nargs="?",
+        const=True,
+        type=Path,
+        metavar="SOCKET",
+        help="ask the running daemon over its socket (SOCKET, or the one found as "
+        "`netwatch watch` finds it) instead of reading the store file",
+    )
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
     p.set_defaults(func=run)
 
@@ -190,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     import socket
 
     from netwatch import paths
-    from netwatch.errors import DataFileError
+    from netwatch.errors import DataFileError, UsageError
     from netwatch.store.rollup import UsageQuery
     from netwatch.store.sqlite import read_usage
 
@@ -205,12 +214,19 @@ def run(args: argparse.Namespace) -> int:
         remote=args.remote,
         top=args.top,
     )
-    answer = read_usage(args.db or default_store(paths.default_db()), query)
+    if args.attach is not None:
+        if args.db is not None:
+            raise UsageError("--attach asks the daemon; --db reads a store file: give one")
+        answer = _ask_daemon(args.attach, query)
+    else:
+        answer = read_usage(args.db or default_store(paths.default_db()), query)
     out = open_output(args.output)
     try:
         if args.format == "table":
             for line in table_lines(args.by, answer.totals, answer.coarse):
                 out.write(line + "\n")
+            if answer.truncated:
+                out.write("(the daemon sent only part of the groups: narrow the window)\n")
         elif args.format == "csv":
             buf = io.StringIO()
             w = csv.DictWriter(buf, fieldnames=fields(args.by), lineterminator="\r\n")
@@ -229,6 +245,22 @@ def run(args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             out.close()
     return 0
+
+
+def _ask_daemon(attach: Path | bool, query: UsageQuery) -> UsageAnswer:
+    """The daemon's answer to `query` over its socket (`daemon.client.DaemonHistory`)."""
+    from netwatch.daemon.client import DaemonHistory, find_daemon_socket
+    from netwatch.errors import NetwatchError
+
+    path = find_daemon_socket(attach if isinstance(attach, Path) else None)
+    if path is None:
+        where = attach if isinstance(attach, Path) else "the default sockets"
+        raise NetwatchError(f"no netwatch daemon answers on {where}")
+    source = DaemonHistory(path, None)
+    try:
+        return source.usage(query)
+    finally:
+        source.close()
 
 
 class StoreHistory:

@@ -187,29 +187,47 @@ AWAY_DEFAULT = 86400.0
 """"While you were away" the first time a dashboard opens on a store: the last day."""
 
 
-def history_source(db: Path | None, mode: str, now: float) -> HistorySource | None:
+def history_source(
+    db: Path | None, mode: str, now: float, daemon: Path | None = None
+) -> HistorySource | None:
     """The history screen's source: `--db FILE`, else the default store (this user's, or the
-    system daemon's when readable) unless this is a replay (another time). The dashboard
-    reads the store file directly, also when attached to a daemon: the stream protocol has
-    no request kind for the past. Opening it here records this attach for the next
-    "while you were away"."""
+    system daemon's when readable) unless this is a replay (another time); attached to a
+    daemon (`daemon`: its socket) whose store this user may not read, the daemon itself over
+    its socket (`DaemonHistory`). Opening it here records this attach for the next
+    "while you were away" (kept by store file, or by socket when asking the daemon)."""
     import os
 
     from netwatch import paths
     from netwatch.cli.export import default_store
     from netwatch.cli.history import StoreHistory, last_attached
 
+    state = paths.state_dir() / "dashboard.json"
     if db is None:
         if mode == "replay":
             return None
         try:
-            db = default_store(paths.default_db())
-            if not os.access(db, os.R_OK):
+            found: Path | None = default_store(paths.default_db())
+            readable = found is not None and os.access(found, os.R_OK)
+        except OSError:  # a folder on the way this user may not search
+            found, readable = None, False
+        if found is not None and readable:
+            db = found
+        else:
+            if daemon is None:
                 return None
-        except OSError:  # a folder on the way this user may not search: no history here
-            return None
-    before = last_attached(db, now, paths.state_dir() / "dashboard.json")
+            from netwatch.daemon.client import DaemonHistory
+
+            before = last_attached(daemon, now, state)
+            return DaemonHistory(daemon, now - AWAY_DEFAULT if before is None else before)
+    before = last_attached(db, now, state)
     return StoreHistory(db, now - AWAY_DEFAULT if before is None else before)
+
+
+def _socket_of(feed: SnapshotFeed) -> Path | None:
+    """The daemon socket a feed reads, when it is a daemon's."""
+    from netwatch.daemon.client import DaemonFeed
+
+    return feed.path if isinstance(feed, DaemonFeed) else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -227,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
         feed,
         mode,
         check=check_source(mode),
-        history=history_source(args.db, mode, time.time()),
+        history=history_source(args.db, mode, time.time(), _socket_of(feed)),
         open_history=args.db is not None,
         focus_alert=args.alert,
     )

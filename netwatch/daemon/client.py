@@ -7,6 +7,9 @@ says in words what the feed is doing so the UI can show it. Lines that do not de
 skipped and counted (a newer daemon may add record types), never raised into the UI; when a
 delta cannot be applied (one was lost) the feed reconnects, and the daemon's greeting is a
 fresh state.
+
+`DaemonHistory` asks the same socket for the past (`netwatch.history_wire`): the history
+screen's source when this user may attach but not read the daemon's store file.
 """
 
 from __future__ import annotations
@@ -16,13 +19,18 @@ import logging
 import select
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from netwatch import codec, paths
+from netwatch import codec, history_wire, paths
+from netwatch.daemon.history import QUERY_TIME
 from netwatch.daemon.server import socket_answers
+from netwatch.errors import NetwatchError
+from netwatch.history_wire import HistoryValue, Request
 from netwatch.model import Alert, EnrichedFlow, Snapshot
+from netwatch.model.usage import Away, UsageAnswer, UsageQuery
 from netwatch.stream import OutOfStepError, StreamDecoder
 
 log = logging.getLogger("netwatch.daemon.client")
@@ -210,3 +218,97 @@ class DaemonFeed:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+ANSWER_WAIT = QUERY_TIME + 5.0
+"""Seconds `DaemonHistory` waits for an answer: the daemon's time limit and some margin."""
+
+
+class DaemonHistory:
+    """The history screen's source over the daemon's socket (`ui.screens.history.
+    HistorySource`), for a user who may attach but not read the daemon's store file.
+
+    One connection, opened on the first request, kept for the next ones and opened again
+    when it broke; requests go one at a time (the screen's two workers share it). The
+    request is sent right after connecting, so the daemon does not greet it with a `state`;
+    any stream records that still arrive are passed over. An error line from the daemon, an
+    older daemon that does not answer, or a gone one are each one `NetwatchError` line.
+    """
+
+    def __init__(self, path: Path, away_since: float | None, *, wait: float = ANSWER_WAIT) -> None:
+        self.path = path
+        self.away_since = away_since
+        self.wait = wait
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._reader = codec.FrameReader(MAX_LINE)
+        self._ids = 0
+
+    def usage(self, query: UsageQuery) -> UsageAnswer:
+        """Totals for `query`, from the daemon."""
+        got = self._ask(Request(0, "usage", query=query))
+        return got if isinstance(got, UsageAnswer) else UsageAnswer([], [], False)
+
+    def bounds(self) -> tuple[int, int] | None:
+        """[start, end) of the daemon's stored history."""
+        got = self._ask(Request(0, "bounds"))
+        return got if isinstance(got, tuple) else None
+
+    def away(self) -> Away | None:
+        """New programs, countries and alerts since the dashboard was last attached."""
+        if self.away_since is None:
+            return None
+        got = self._ask(Request(0, "away", since=self.away_since))
+        return got if isinstance(got, Away) else None
+
+    def _ask(self, req: Request) -> HistoryValue:
+        with self._lock:
+            self._ids += 1
+            req = replace(req, id=self._ids)
+            try:
+                return self._exchange(req)
+            except OSError as exc:
+                self.close()
+                raise NetwatchError(
+                    f"history from the daemon at {self.path}: {exc.strerror or exc}"
+                ) from None
+
+    def _exchange(self, req: Request) -> HistoryValue:
+        sock = self._sock
+        if sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(2.0)
+            try:
+                sock.connect(str(self.path))
+            except OSError:
+                sock.close()
+                raise
+            self._sock, self._reader = sock, codec.FrameReader(MAX_LINE)
+        sock.settimeout(self.wait)
+        sock.sendall(codec.frame(history_wire.request(req)))
+        deadline = time.monotonic() + self.wait
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.close()
+                raise NetwatchError(
+                    "the daemon did not answer the history request (an older daemon?)"
+                )
+            sock.settimeout(left)
+            try:
+                data = sock.recv(1 << 20)
+            except TimeoutError:
+                continue
+            if not data:
+                self.close()
+                raise NetwatchError("the daemon closed the connection (an older daemon?)")
+            for record in self._reader.feed(data):
+                if history_wire.is_answer_to(record, req):
+                    return history_wire.answer_from_record(record, req)
+
+    def close(self) -> None:
+        """Close the connection (the next request opens another)."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()

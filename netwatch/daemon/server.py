@@ -9,8 +9,16 @@ plus three greetings (it reads too slowly) is never waited for and never dropped
 it has pending is discarded (but the rest of a frame it is in the middle of) and it gets a
 fresh greeting, a resync (`resyncs` counts them). The socket file is created 0660 (umask set
 before bind, so there is no window where it is wider) and given to root and the `netwatch`
-group when that group exists; everyone else gets EACCES on connect. Clients only read;
-anything they send is discarded.
+group when that group exists; everyone else gets EACCES on connect.
+
+Clients that only read get the stream. A client that sends is asking the past
+(`history_wire`, when the service took requests with `set_requests`): from its first byte it
+gets no more stream (what is queued for it is dropped, but the rest of a frame it is in the
+middle of), and each line it sends (at most `history_wire.MAX_REQUEST` bytes) goes to the
+request handler, whose answers are queued to it alone. A client that sends before it is
+accepted (a request right after connect, as `DaemonHistory` does) is never greeted with a
+`state` at all. Each line that is not a good request is answered with an error record;
+past `MAX_BAD` of them (or requests refused as too many) the client is closed.
 
 A client that connects and closes in a tight loop must not take the daemon's core: accepts
 are taken in bounded batches (`ACCEPT_BATCH`, the loop gets back to its ticks in between),
@@ -33,7 +41,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from netwatch import files
+from netwatch import codec, files, history_wire
 from netwatch.errors import NetwatchError
 
 log = logging.getLogger("netwatch.daemon")
@@ -58,8 +66,15 @@ COOLDOWN = 0.2
 storm can cause to one backlog per `COOLDOWN`. Others' connects wait that long at most."""
 QUIET = 60.0
 """Seconds without a refusal after which the next one is logged again."""
+MAX_BAD = 16
+"""Bad requests (not JSON, malformed, or past the queue's bounds: each answered with an error
+record) a client may send; the next one closes it."""
 _UCRED = struct.Struct("3i")
 """struct ucred of SO_PEERCRED: pid, uid, gid."""
+
+
+RequestHandler = Callable[[int, codec.JSONDict], bytes | None]
+"""(client, record) -> a framed record to send it at once, or None (an answer comes later)."""
 
 
 class _PeerLimit:
@@ -102,11 +117,30 @@ class _Client:
     one growing buffer: the first is sent from a moving view until it is gone.
     """
 
-    __slots__ = ("greeted", "name", "partial", "pending", "queue", "resyncs", "sock")
+    __slots__ = (
+        "asking",
+        "bad",
+        "greeted",
+        "name",
+        "partial",
+        "pending",
+        "queue",
+        "reader",
+        "resyncs",
+        "serial",
+        "sock",
+    )
 
-    def __init__(self, sock: socket.socket, name: str) -> None:
+    def __init__(self, sock: socket.socket, name: str, serial: int) -> None:
         self.sock = sock
         self.name = name
+        self.serial = serial
+        """Names the client to the request handler (fds are reused; this is not)."""
+        self.asking = False
+        """It sent something: it asks history requests and gets no stream."""
+        self.reader: codec.FrameReader | None = None
+        self.bad = 0
+        """Requests it sent that were answered with an error at once (`MAX_BAD`)."""
         self.queue: deque[memoryview] = deque()
         self.pending = 0
         """Bytes queued and not yet sent."""
@@ -160,6 +194,10 @@ class SnapshotServer:
         self._deaf_until: float | None = None
         """While set, the listener is out of the selector until this time (`COOLDOWN`)."""
         self._clients: dict[int, _Client] = {}
+        self._by_serial: dict[int, _Client] = {}
+        self._serials = 0
+        self._requests: RequestHandler | None = None
+        self._gone: Callable[[int], None] | None = None
         self._sel = selectors.DefaultSelector()
         self._greeting: Callable[[], bytes | None] | None = None
         self._listener = self._bind(path, make_dir)
@@ -213,10 +251,24 @@ class SnapshotServer:
         every client gets the broadcast lines from its first."""
         self._greeting = make
 
+    def set_requests(self, handle: RequestHandler, gone: Callable[[int], None]) -> None:
+        """Take clients' history requests: `handle(client, record)` gets each line a client
+        sends (a framed record back is sent to it at once); `gone(client)` is told when a
+        client closes. Without it what clients send is discarded."""
+        self._requests, self._gone = handle, gone
+
+    def answer(self, client: int, line: bytes) -> None:
+        """Queue `line` (a framed answer) for `client`, if it is still connected."""
+        got = self._by_serial.get(client)
+        if got is not None and got.sock.fileno() >= 0:
+            self._queue(got, line)
+
     def broadcast(self, line: bytes) -> None:
         """Queue one line for every greeted client (a greeting for the others) and try to
-        send it at once."""
+        send it at once; clients asking history get none."""
         for client in list(self._clients.values()):
+            if client.asking:
+                continue
             if client.greeted:
                 self._queue(client, line)
             else:
@@ -235,6 +287,11 @@ class SnapshotServer:
         client.queue.append(memoryview(data))
         client.pending += len(data)
         if client.pending > SLACK_STATES * max(self._greeting_size, len(data)) + self.max_buffer:
+            if client.asking:
+                # It asks and does not read its answers: no state would resync it.
+                log.debug("client %s does not read its history answers: closed", client.name)
+                self._close(client)
+                return
             self._resync(client)
         self._flush(client)
 
@@ -330,9 +387,16 @@ class SnapshotServer:
 
     def _admit(self, sock: socket.socket) -> None:
         sock.setblocking(False)
-        client = _Client(sock, f"fd{sock.fileno()}")
+        self._serials += 1
+        client = _Client(sock, f"fd{sock.fileno()}", self._serials)
         self._clients[sock.fileno()] = client
+        self._by_serial[client.serial] = client
         self._sel.register(sock, selectors.EVENT_READ, "client")
+        if self._requests is not None:
+            with contextlib.suppress(OSError):  # nothing sent yet: a stream reader
+                if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                    client.asking = True  # it asked before it was accepted: no state
+                    return
         self._greet(client)
 
     def _read(self, client: _Client) -> None:
@@ -344,6 +408,45 @@ class SnapshotServer:
             data = b""
         if not data:
             self._close(client)
+            return
+        if self._requests is not None:
+            self._take_requests(client, data)
+
+    def _take_requests(self, client: _Client, data: bytes) -> None:
+        """Hand each complete line `client` sent to the request handler and queue the error
+        records it answers at once; the client stops getting the stream from its first byte,
+        and is closed past `MAX_BAD` such errors."""
+        if not client.asking:
+            client.asking = True
+            queue = client.queue
+            kept = queue[0] if client.partial and queue else None
+            queue.clear()
+            client.pending = 0
+            if kept is not None:  # the rest of a frame it is in the middle of
+                queue.append(kept)
+                client.pending = len(kept)
+        if client.reader is None:
+            client.reader = codec.FrameReader(history_wire.MAX_REQUEST)
+        reader = client.reader
+        bad = reader.bad
+        records = reader.feed(data)
+        handle = self._requests
+        if handle is None:
+            return
+        errors = [history_wire.error(None, "not a JSON object on one line")] * (reader.bad - bad)
+        for record in records:  # an error line answers each bad one (ids tell which)
+            line = handle(client.serial, record)
+            if line is not None:
+                errors.append(line)
+        for line in errors:
+            client.bad += 1
+            if client.bad > MAX_BAD:
+                log.debug("client %s sent more than %d bad requests: closed", client.name, MAX_BAD)
+                self._close(client)
+                return
+            self._queue(client, line)
+            if client.sock.fileno() < 0:
+                return
 
     def _flush(self, client: _Client) -> None:
         if client.sock.fileno() < 0 or client.sock.fileno() not in self._clients:
@@ -373,6 +476,8 @@ class SnapshotServer:
             self._clients.pop(fd, None)
             with contextlib.suppress(KeyError, ValueError):
                 self._sel.unregister(client.sock)
+        if self._by_serial.pop(client.serial, None) is not None and self._gone is not None:
+            self._gone(client.serial)
         client.sock.close()
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ from typing import Protocol, cast
 
 from netwatch import codec
 from netwatch.clock import Clock
+from netwatch.daemon.history import QUERY_TIME, HistoryWorker
 from netwatch.daemon.metrics import Metrics
 from netwatch.daemon.notify import Notifier
 from netwatch.daemon.server import SnapshotServer
@@ -114,6 +115,10 @@ class ServiceOptions:
     """Seconds between flow-summary writes."""
     recent_alerts: int = 1000
     """Alerts kept in memory to greet a newly attached client."""
+    history: bool = True
+    """Answer clients' history requests from the store (`daemon/history.py`)."""
+    query_time: float = QUERY_TIME
+    """Seconds one history request may run."""
 
 
 class Service:
@@ -181,6 +186,12 @@ class Service:
         self._streamed: Snapshot | None = None
         """The last snapshot `_stream` encoded: it skips ticks while no client listens."""
         server.set_greeting(self._greeting)
+        self.history: HistoryWorker | None = None
+        """Runs clients' history requests off the tick path; answers are moved by the loop."""
+        if options.history:
+            self.history = HistoryWorker(store.reader(), time_limit=options.query_time)
+            server.set_requests(self.history.submit, self.history.forget)
+            server.add_wakeup(self.history.wakeup)
 
     # ------------------------------------------------------------------ signals
 
@@ -228,6 +239,7 @@ class Service:
                 wait = next_tick - self.clock.monotonic()
                 if wait > 0:
                     self.server.poll(wait)
+                    self.answer_history()
                     if self.stop_requested():
                         break
                 if self._reload:
@@ -250,6 +262,12 @@ class Service:
             rsock.close()
             self._wsock.close()
         return 0
+
+    def answer_history(self) -> None:
+        """Queue the history answers the worker finished to the clients that asked."""
+        if self.history is not None:
+            for client, line in self.history.take():
+                self.server.answer(client, line)
 
     def tick_once(self) -> Snapshot:
         """One tick: engine, store (committed), then announce."""
@@ -419,6 +437,8 @@ class Service:
                     log.warning("flow log: %d records dropped: its writer fell behind", dropped)
             self.sinks.close()
             self.notifications.close()
+            if self.history is not None:
+                self.history.close()
             self.server.close()
             self.engine.close()
             self.store.close()

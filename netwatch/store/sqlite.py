@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,13 @@ from netwatch.errors import DataFileError
 from netwatch.model import Alert, EnrichedFlow, Severity
 from netwatch.store.migrations import SchemaTooNewError, migrate
 from netwatch.store.rollup import Away, Dims, UsageAnswer, UsageQuery, UsageRow, UsageTotal
-from netwatch.store.usage import load_dims, query_usage, usage_bounds, write_usage
+from netwatch.store.usage import (
+    TooManyGroupsError,
+    load_dims,
+    query_usage,
+    usage_bounds,
+    write_usage,
+)
 
 WAL_LIMIT = 1024 * 1024
 """Bytes of write-ahead log before SQLite checkpoints it into the file, and the size the log
@@ -61,6 +68,8 @@ def _create_private(path: Path) -> None:
 
 def _wrap(path: Path, exc: Exception) -> DataFileError:
     """One line (SQLite's own messages may quote a damaged schema across lines)."""
+    if isinstance(exc, sqlite3.OperationalError) and str(exc) == "interrupted":
+        return DataFileError(f"{path}: the query took longer than its time limit")
     return DataFileError(f"{path}: not a usable netwatch database ({' '.join(str(exc).split())})")
 
 
@@ -81,6 +90,12 @@ class Store:
                 path, isolation_level=None, check_same_thread=False, timeout=10.0
             )
             self._setup()
+            # Opened now (the daemon may give up root later): see `Reader`.
+            query = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=10.0
+            )
+            query.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens -wal, -shm
+            self._reader = Reader(path, query)
         except (sqlite3.Error, SchemaTooNewError, UnicodeDecodeError) as exc:
             raise _wrap(path, exc) from None
         except OSError as exc:
@@ -101,8 +116,13 @@ class Store:
         c.execute(f"PRAGMA wal_autocheckpoint = {max(1, WAL_LIMIT // page)}")
         migrate(c)
 
+    def reader(self) -> Reader:
+        """The store's read-only connection for history requests (one user at a time)."""
+        return self._reader
+
     def close(self) -> None:
         """Checkpoint and close; the WAL is folded back into the main file."""
+        self._reader.close()
         with self.lock:
             # Busy readers: the WAL stays and is replayed on next open.
             with contextlib.suppress(sqlite3.Error):
@@ -405,34 +425,55 @@ def read_usage(path: Path, query: UsageQuery) -> UsageAnswer:
     """
     conn = open_reader(path)
     try:
+        return _usage(conn, path, query)
+    finally:
+        conn.close()
+
+
+def _usage(
+    conn: sqlite3.Connection, path: Path, query: UsageQuery, max_groups: int | None = None
+) -> UsageAnswer:
+    try:
         if not _has_usage(conn):
             return UsageAnswer([], [], False)
-        return UsageAnswer(*query_usage(conn, query))
+        return UsageAnswer(*query_usage(conn, query, max_groups))
+    except TooManyGroupsError as exc:
+        raise DataFileError(str(exc)) from None
     except (sqlite3.Error, UnicodeDecodeError) as exc:
         raise _wrap(path, exc) from None
     except (TypeError, ValueError) as exc:  # a damaged row: a number column holding text
         raise DataFileError(f"{path}: a damaged usage row ({exc})") from None
-    finally:
-        conn.close()
 
 
 def read_bounds(path: Path) -> tuple[int, int] | None:
     """[start, end) of a store file's usage history, or None when it has none."""
     conn = open_reader(path)
     try:
+        return _bounds(conn, path)
+    finally:
+        conn.close()
+
+
+def _bounds(conn: sqlite3.Connection, path: Path) -> tuple[int, int] | None:
+    try:
         return usage_bounds(conn) if _has_usage(conn) else None
     except (sqlite3.Error, UnicodeDecodeError) as exc:
         raise _wrap(path, exc) from None
     except (TypeError, ValueError) as exc:
         raise DataFileError(f"{path}: a damaged usage row ({exc})") from None
-    finally:
-        conn.close()
 
 
 def read_away(path: Path, since: float, kind: str = "first_seen") -> Away:
     """What happened since `since` (the dashboard's "while you were away"), from the facts the
     novelty rules keep (`program:<prog>`, `country:<prog>|CC`, kind `kind`) and the alerts."""
     conn = open_reader(path)
+    try:
+        return _away(conn, path, since, kind)
+    finally:
+        conn.close()
+
+
+def _away(conn: sqlite3.Connection, path: Path, since: float, kind: str) -> Away:
     try:
         programs: list[tuple[str, float]] = []
         countries: dict[str, float] = {}
@@ -455,8 +496,6 @@ def read_away(path: Path, since: float, kind: str = "first_seen") -> Away:
         raise DataFileError(f"{path}: a damaged fact row ({exc})") from None
     except codec.CodecError as exc:
         raise DataFileError(f"{path}: a damaged alert record ({exc.message})") from None
-    finally:
-        conn.close()
     return Away(
         since=since,
         programs=tuple(sorted(programs, key=lambda p: p[1])),
@@ -465,6 +504,52 @@ def read_away(path: Path, since: float, kind: str = "first_seen") -> Away:
         ),  # fmt: skip
         alerts=alerts,
     )
+
+
+class Reader:
+    """A read-only connection for the daemon's history requests, used by one thread (the
+    history worker) at a time; every call may be given a time limit (seconds), past which
+    SQLite interrupts it and the call is one `DataFileError` line.
+
+    Opened with the store (`Store.reader`), so the daemon's analyzer has it after it gave up
+    root, when it may no longer be allowed to open the file again by its path.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+
+    def _limit(self, seconds: float | None) -> None:
+        if seconds is None:
+            self._conn.set_progress_handler(None, 0)
+            return
+        deadline = time.monotonic() + seconds
+        self._conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+
+    def usage(
+        self,
+        query: UsageQuery,
+        time_limit: float | None = None,
+        max_groups: int | None = None,
+    ) -> UsageAnswer:
+        """`read_usage` on this connection (more than `max_groups` groups: one line)."""
+        self._limit(time_limit)
+        return _usage(self._conn, self.path, query, max_groups)
+
+    def bounds(self, time_limit: float | None = None) -> tuple[int, int] | None:
+        """`read_bounds` on this connection."""
+        self._limit(time_limit)
+        return _bounds(self._conn, self.path)
+
+    def away(self, since: float, time_limit: float | None = None) -> Away:
+        """`read_away` on this connection."""
+        self._limit(time_limit)
+        return _away(self._conn, self.path, since, "first_seen")
+
+    def close(self) -> None:
+        """Close the connection."""
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
 
 
 def _has_usage(conn: sqlite3.Connection) -> bool:

@@ -193,11 +193,19 @@ def usage_bounds(conn: sqlite3.Connection) -> tuple[int, int] | None:
     return first[0], max(last[1], first[0] + 1)
 
 
+class TooManyGroupsError(ValueError):
+    """A query found more groups than the caller allowed (`max_groups`)."""
+
+
 def query_usage(
-    conn: sqlite3.Connection, q: UsageQuery
+    conn: sqlite3.Connection, q: UsageQuery, max_groups: int | None = None
 ) -> tuple[list[UsageTotal], list[int], bool]:
     """Totals per group, largest first (by time: oldest first), the spans read, and whether
-    an end of the window counted a whole hour (its minutes were gone)."""
+    an end of the window counted a whole hour (its minutes were gone).
+
+    With `max_groups`, a query with more groups raises `TooManyGroupsError` as soon as it has
+    seen one more: the daemon's history worker bounds what one request may make in memory
+    and time (minute steps by remote over a month would be millions)."""
     bounds = usage_bounds(conn)
     if bounds is None:
         return [], [], False
@@ -240,8 +248,12 @@ def query_usage(
         + f" GROUP BY {group}"
     )
     n = len(keys)
-    out = []
+    out: list[UsageTotal] = []
     for row in conn.execute(sql, args):
+        if max_groups is not None and len(out) >= max_groups:
+            raise TooManyGroupsError(
+                f"more than {max_groups} groups: narrow the window or grouping"
+            )
         out.append(
             UsageTotal(
                 key=tuple(row[: n - 1 if q.step else n]),

@@ -26,11 +26,13 @@ LABEL = 6
 
 @dataclass(frozen=True, slots=True)
 class Range:
-    """A window the screen offers: its length and the chart's step (both seconds)."""
+    """A window the screen offers: its length and the chart's step (both seconds); a custom
+    range also has the window itself (`fixed`: since, until), which does not follow now."""
 
     name: str
     seconds: int
     step: int
+    fixed: tuple[int, int] | None = None
 
 
 RANGES = {
@@ -40,17 +42,46 @@ RANGES = {
 }
 """60, 72 and 56 columns: each fits 80 columns with the labels."""
 
+COLUMNS = 72
+"""Most chart columns a custom range may take (80 columns less the y labels and a margin)."""
+STEPS = (60, 120, 300, 600, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 2 * 86400,
+         7 * 86400, 14 * 86400, 28 * 86400, 56 * 86400, 112 * 86400, 364 * 86400)  # fmt: skip
+"""Chart steps a custom range picks from: whole minutes under an hour, whole hours under a
+day, whole days beyond, so each column is read from the store's minute, hour or day rows."""
+
+
+def custom(since: float, until: float) -> Range:
+    """The range [since, until) with the finest step whose columns fit `COLUMNS` (the window
+    rounded out to whole steps, so the chart's columns line up with the store's buckets)."""
+    lo, hi = int(since), -(-until // 1)
+    hi = int(max(hi, lo + 1))
+    step = STEPS[-1]
+    for s in STEPS:
+        if -(-hi // s) - lo // s <= COLUMNS:
+            step = s
+            break
+    return Range("custom", hi - lo, step, (lo, hi))
+
 
 def window(r: Range, now: float, bounds: tuple[int, int] | None) -> tuple[int, int, bool]:
     """(since, until, moved): the last `r` ending now, on step boundaries; when the history
     ended before that window began (a store from another day), the window that ends with it
-    instead (`moved` True)."""
+    instead (`moved` True). A custom range is its own window."""
+    if r.fixed is not None:
+        return r.fixed[0], r.fixed[1], False
     end = int(now)
     moved = False
     if bounds is not None and bounds[1] <= end - r.seconds:
         end, moved = bounds[1], True
     end = -(-end // r.step) * r.step
     return end - r.seconds, end, moved
+
+
+def columns_of(since: int, until: int, step: int) -> tuple[int, int]:
+    """(start, columns) of the chart of [since, until): from the step bucket `since` is in
+    to the one `until` ends in, so a custom window's ragged ends get a column each."""
+    start = since - since % step
+    return start, max(1, -(-(until - start) // step))
 
 
 def series(

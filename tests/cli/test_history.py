@@ -131,3 +131,15 @@ def test_watch_with_a_missing_store_is_one_line(netwatch_cmd: list[str], tmp_pat
     )  # fmt: skip
     assert res.returncode == 1
     assert res.stderr.strip() == f"netwatch: no netwatch database at {tmp_path / 'none.db'}"
+
+
+def test_attach_to_no_daemon_or_with_db_is_one_line(
+    netwatch_cmd: list[str], tmp_path: Path
+) -> None:
+    for args, words in (
+        (["--attach", str(tmp_path / "none.sock")], "no netwatch daemon answers on"),
+        (["--attach", str(tmp_path / "none.sock"), "--db", str(tmp_path / "n.db")], "give one"),
+    ):
+        res = history(netwatch_cmd, *args)
+        assert res.returncode != 0
+        assert res.stderr.count("\n") == 1 and words in res.stderr, res.stderr

@@ -6,12 +6,14 @@ ended long before the real clock, so the screen shows the store's last day and s
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
+from netwatch.store.rollup import HOUR
 from tests.conftest import requires_tools
-from tests.history_store import write_history_store
+from tests.history_store import END, write_history_store
 from tests.tui.helpers import DATA
 from tests.tui.test_terminal import Terminal, netwatch, quit_and_check_shell, terminal
 
@@ -36,6 +38,22 @@ def test_history_screen_on_a_recorded_store_at_80x24(terminal: Terminal, tmp_pat
     terminal.keys("w")
     screen = terminal.wait_for("Last week")
     assert "per 3h" in screen
+    # A custom range: a bad value is one line, then two hours of the store in minute pairs.
+    terminal.keys("c")
+    terminal.type("soon")
+    screen = terminal.wait_for("Custom range: 'soon' is not an ISO 8601 time")
+    assert "Traceback" not in screen and "Last week" in screen
+    assert "(1h, 2d)" not in screen  # one line: the rest is cut, not wrapped
+    terminal.keys("C-u")  # the input's delete-to-start
+    since = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(END - 2 * HOUR))
+    terminal.keys("-l", since)
+    terminal.wait_for(since)
+    terminal.keys("Tab")  # to the until input
+    terminal.type(time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(END)))
+    screen = terminal.wait_for("per 2m")
+    assert "Custom: " in screen and "vpnclient" in screen
+    lines = screen.splitlines()
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
     terminal.keys("Escape")
     terminal.wait_for("vpnclient 4242")  # back on the dashboard
     quit_and_check_shell(terminal)

@@ -1,6 +1,8 @@
 """The history screen (`h`): the past from the store, as GlassWire's main screen shows it.
 
-A range (`h` last hour, `d` day, `w` week), a stacked throughput chart by program over it,
+A range (`h` last hour, `d` day, `w` week, `c` custom: a since and an until typed as
+`netwatch history --since/--until` takes them, `timetext.parse_when`; a bad one is one error
+line and the screen stays as it was), a stacked throughput chart by program over it,
 the top programs (a table: the highlighted one's remotes and its bytes over the range show
 beside it), countries and network providers with bytes, and "while you were away": programs
 that went online for the first time, new countries and alerts since the dashboard was last
@@ -24,16 +26,19 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from netwatch.store.rollup import Away, UsageAnswer, UsageQuery, UsageTotal
+from netwatch.timetext import parse_when
 from netwatch.ui import fmt
 from netwatch.ui.history_text import (
     RANGES,
     Range,
     away_text,
     axis,
+    columns_of,
+    custom,
     legend,
     series,
     stacked_chart,
@@ -70,6 +75,11 @@ class Loaded:
     since: int
     until: int
     moved: bool
+    start: int
+    """Start of the chart's first column (`since` rounded down to the step)."""
+    columns: int
+    truncated: bool
+    """An answer held only part of the totals (the daemon's bounds)."""
     chart: list[tuple[str, list[int]]]
     programs: list[UsageTotal]
     countries: list[UsageTotal]
@@ -80,17 +90,24 @@ class Loaded:
 def load(source: HistorySource, r: Range, now: float) -> Loaded:
     """Every query the screen shows for range `r` (runs in a worker thread)."""
     since, until, moved = window(r, now, source.bounds())
-    columns = r.seconds // r.step
+    start, columns = columns_of(since, until, r.step)
     steps = source.usage(UsageQuery(since=since, until=until, by="process", step=r.step))
+    answers = [
+        source.usage(UsageQuery(since=since, until=until, by=by, top=top))
+        for by, top in (("process", 20), ("country", 8), ("asn", 8))
+    ]
     return Loaded(
         range=r,
         since=since,
         until=until,
         moved=moved,
-        chart=series(steps.totals, since, r.step, columns),
-        programs=source.usage(UsageQuery(since=since, until=until, by="process", top=20)).totals,
-        countries=source.usage(UsageQuery(since=since, until=until, by="country", top=8)).totals,
-        providers=source.usage(UsageQuery(since=since, until=until, by="asn", top=8)).totals,
+        start=start,
+        columns=columns,
+        chart=series(steps.totals, start, r.step, columns),
+        truncated=any(a.truncated for a in (steps, *answers)),
+        programs=answers[0].totals,
+        countries=answers[1].totals,
+        providers=answers[2].totals,
         away=source.away(),
     )
 
@@ -104,12 +121,20 @@ class HistoryScreen(Screen[None]):
     HistoryScreen #history-programs { width: 1fr; min-width: 30; }
     HistoryScreen #history-where { width: 1fr; padding: 0 1; }
     HistoryScreen #history-away { height: auto; max-height: 3; }
+    HistoryScreen #history-custom { height: auto; display: none; }
+    HistoryScreen #history-custom.open { display: block; }
+    HistoryScreen #history-custom Input { width: 1fr; border: none; height: 1; padding: 0 1; }
+    HistoryScreen #history-error {
+        height: 1; color: $error; display: none; text-wrap: nowrap; text-overflow: ellipsis;
+    }
+    HistoryScreen #history-error.shown { display: block; }
     """
     BINDINGS = [  # noqa: RUF012  # Textual declares BINDINGS as a mutable class attribute
         Binding("escape,q,backspace", "close", "Back"),
         Binding("h", "range('hour')", "Hour"),
         Binding("d", "range('day')", "Day"),
         Binding("w", "range('week')", "Week"),
+        Binding("c", "custom", "Custom"),
         Binding("R", "reload", "Reload", show=False),
     ]
 
@@ -133,6 +158,10 @@ class HistoryScreen(Screen[None]):
         yield Static(Text(" History ", style="bold reverse"), classes="screen-title")
         with Vertical():
             yield Static(id="history-status")
+            with Horizontal(id="history-custom"):
+                yield Input(placeholder="since: 3h, 2d or 2024-05-01T10:00Z", id="history-since")
+                yield Input(placeholder="until: empty for now", id="history-until")
+            yield Static(id="history-error")
             yield Static(id="history-chart")
             with Horizontal(id="history-lower"):
                 yield DataTable(id="history-programs", cursor_type="row")
@@ -151,6 +180,37 @@ class HistoryScreen(Screen[None]):
         self.range = RANGES[name]
         self.action_reload()
 
+    def action_custom(self) -> None:
+        """Open the since/until inputs (Enter applies them, Escape closes them)."""
+        self.query_one("#history-custom").add_class("open")
+        self.query_one("#history-since", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in either input: apply the custom range, or say in one line what is wrong."""
+        event.stop()
+        since_text = self.query_one("#history-since", Input).value
+        until_text = self.query_one("#history-until", Input).value
+        error = self.query_one("#history-error", Static)
+        error.add_class("shown")
+        now = self.now()
+        try:
+            since = parse_when(since_text, now) if since_text.strip() else None
+            until = parse_when(until_text, now) if until_text.strip() else now
+        except ValueError as exc:
+            error.update(Text(f"Custom range: {exc}", no_wrap=True, overflow="ellipsis"))
+            return
+        if since is None:
+            error.update(Text("Custom range: type a since (3h, 2d or an ISO 8601 time)"))
+            return
+        if since >= until:
+            error.update(Text("Custom range: since must be before until", no_wrap=True))
+            return
+        error.update("")
+        error.remove_class("shown")
+        self.query_one("#history-custom").remove_class("open")
+        self.range = custom(since, until)
+        self.action_reload()
+
     def action_reload(self) -> None:
         """Ask the source again (the daemon may have written more since)."""
         if self.source is None:
@@ -158,7 +218,7 @@ class HistoryScreen(Screen[None]):
             self._status(UNAVAILABLE)
             return
         self.done = False
-        self._status(f"Reading the last {self.range.name}...")
+        self._status(f"Reading {_named(self.range)}...")
         self.fetch(self.source, self.range, self.now())
 
     @work(thread=True, exclusive=True, group="history", exit_on_error=False)
@@ -174,11 +234,11 @@ class HistoryScreen(Screen[None]):
         q = UsageQuery(since=loaded.since, until=loaded.until, process=program)
         remotes = source.usage(replace(q, by="remote", top=6)).totals
         steps = source.usage(replace(q, by="process", step=loaded.range.step))
-        columns = loaded.range.seconds // loaded.range.step
+        step, columns = loaded.range.step, loaded.columns
         when = [0] * columns
         for t in steps.totals:
-            if t.at is not None and 0 <= (t.at - loaded.since) // loaded.range.step < columns:
-                when[(t.at - loaded.since) // loaded.range.step] += t.total
+            if t.at is not None and 0 <= (t.at - loaded.start) // step < columns:
+                when[(t.at - loaded.start) // step] += t.total
         return program, remotes, when
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -208,12 +268,15 @@ class HistoryScreen(Screen[None]):
         r = loaded.range
         width = self.size.width or 80
         note = f" (the store's last {r.name})" if loaded.moved else ""
-        self._status(f"Last {r.name}: {_at(loaded.since)} to {_at(loaded.until)}{note}")
+        if loaded.truncated:
+            note += " (the daemon sent only part)"
+        title = "Custom" if r.fixed else f"Last {r.name}"
+        self._status(f"{title}: {_at(loaded.since)} to {_at(loaded.until)}{note}")
         chart = Text(no_wrap=True, overflow="crop")
         if any(sum(v) for _, v in loaded.chart):
             chart.append_text(stacked_chart(loaded.chart, CHART_ROWS))
             chart.append("\n")
-            chart.append_text(axis(loaded.since, loaded.until, r.seconds // r.step, r.step))
+            chart.append_text(axis(loaded.since, loaded.until, loaded.columns, r.step))
             chart.append("\n")
             chart.append_text(legend(loaded.chart))
         else:
@@ -260,8 +323,19 @@ class HistoryScreen(Screen[None]):
         self.query_one("#history-status", Static).update(Text(line, no_wrap=True))
 
     def action_close(self) -> None:
-        """Back to the dashboard."""
+        """Close the custom range's inputs when open, else back to the dashboard."""
+        box = self.query_one("#history-custom")
+        if box.has_class("open"):
+            box.remove_class("open")
+            self.query_one("#history-error", Static).update("")
+            self.query_one("#history-error", Static).remove_class("shown")
+            self.query_one("#history-programs", DataTable).focus()
+            return
         self.dismiss(None)
+
+
+def _named(r: Range) -> str:
+    return "the custom range" if r.fixed else f"the last {r.name}"
 
 
 def _at(ts: float) -> str:
