@@ -1,7 +1,8 @@
 """ECS documents (alerts and flow records) checked field by field against the ECS reference.
 
-`tests/data/ecs_fields.toml` is a subset of ECS 8.11's `ecs_flat.yml` (names, types, array
-normalisation, allowed values) for exactly the fields netwatch writes. Every key a document
+`tests/data/ecs_fields.toml` is a subset of ECS's `ecs_flat.yml` (names, types, array
+normalisation, allowed and expected values; its header names the elastic/ecs commit it was
+checked against) for exactly the fields netwatch writes. Every key a document
 has outside netwatch's own `netwatch.*` namespace must be an ECS field there, with a JSON value
 of its type; and every field listed there must be written by some document here, so the
 subset cannot keep fields netwatch stopped writing.
@@ -92,6 +93,9 @@ def problems(doc: dict[str, Any]) -> list[str]:
             allowed = spec.get("allowed_values")
             if allowed is not None and v not in allowed:
                 out.append(f"{name}: {v!r} is not one of ECS's allowed values")
+            expected = spec.get("expected_values")
+            if expected is not None and v not in expected:
+                out.append(f"{name}: {v!r} is not one of ECS's expected values")
     return out
 
 
@@ -181,10 +185,17 @@ def test_the_checker_catches_wrong_names_types_and_values() -> None:
     bad["event"]["category"] = "network"
     bad["source"]["country"] = "RU"
     bad["@timestamp"] = "yesterday"
+    bad["event"]["kind"] = "incident"
+    bad["event"]["type"] = ["connection", "finished"]
+    bad["host"]["os"]["type"] = "solaris"
     found = "\n".join(problems(bad))
     for name in ("source.port", "network.direction", "event.category", "source.country",
                  "@timestamp"):  # fmt: skip
         assert name in found
+    assert "event.kind: 'incident' is not one of ECS's allowed values" in found
+    assert "event.type: 'finished' is not one of ECS's allowed values" in found
+    assert "host.os.type: 'solaris' is not one of ECS's expected values" in found
+    assert "network.direction: 'outgoing' is not one of ECS's expected values" in found
 
 
 def test_inbound_alert_has_the_remote_side_as_source() -> None:
