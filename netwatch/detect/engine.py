@@ -228,7 +228,7 @@ class RuleEngine:
         # Host facts carry their own time: only what they say counts as a change.
         facts = None if host is None else replace(host, taken_at=0.0)
         context = (facts, listening, tunnel_up, self.rules, self.policy, self.own_pids)
-        old = self._seen if self._same_context(context) else {}
+        old = self._seen if self._same_context(context) else self._unaffected(context)
         self._context = context
         per_rule: list[list[tuple[_Seen, int, bool]]] = [[] for _ in self.rules.rules]
         if self._windowed_of is not self.rules or len(self._windowed) != len(self.rules.rules):
@@ -300,6 +300,26 @@ class RuleEngine:
 
     def _ignored(self, rule: Rule) -> bool:
         return self.policy.action(rule.id) is Action.IGNORE
+
+    def _unaffected(self, context: tuple[object, ...]) -> dict[Version, _Seen]:
+        """Last tick's evaluations still true under a changed `context`: when only the
+        listening sockets changed, those of flows whose process's listeners are the same
+        (a condition sees them only as its own flow's `process.listens`), else none. A
+        container's or any program's listener coming or going then re-runs that program's
+        flows, not every flow."""
+        before = self._context
+        if before is None or not all(
+            i == 1 or a is b or a == b for i, (a, b) in enumerate(zip(before, context, strict=True))
+        ):
+            return {}
+        was = cast(dict[int, tuple[str, ...]], before[1])
+        now = cast(dict[int, tuple[str, ...]], context[1])
+        moved = {pid for pid in was.keys() | now.keys() if was.get(pid) != now.get(pid)}
+        return {
+            v: s
+            for v, s in self._seen.items()
+            if (p := s.ef.flow.process) is None or p.pid not in moved
+        }
 
     def _same_context(self, context: tuple[object, ...]) -> bool:
         before = self._context

@@ -21,7 +21,7 @@ from netwatch.detect.engine import RuleEngine
 from netwatch.detect.loader import load_rules
 from netwatch.flows.serials import fresh_rev, new_serial, revisions
 from netwatch.model import Alert, Direction, EnrichedFlow, FlowKey, HostFacts
-from tests.builders import T0
+from tests.builders import T0, make_process
 from tests.unit.test_detect_engine import flows_strategy
 from tests.unit.test_rules_pack import (
     OPTIONAL_TUNNEL,
@@ -226,3 +226,26 @@ def test_a_tunnel_coming_up_re_runs_the_conditions_of_unchanged_flows() -> None:
     tunnel = by("wg0", remote_ip="198.51.100.80")
     alerts = engine.evaluate([direct, tunnel], T0 + 1)
     assert [a.flow_key for a in alerts if a.rule_id == "vpn.leak"] == [direct.flow.key]
+
+
+def test_another_process_s_listener_re_runs_only_that_process_s_flows() -> None:
+    """A listener of one program coming or going (a container's server restarting) changes
+    no other program's `process.listens`: only that program's flows run their conditions
+    again, and the alerts stay those of a from-scratch evaluation."""
+    twins = Twins()
+    out = _open(
+        [
+            flow(process="vpnclient", remote_ip="203.0.113.9", direction=Direction.OUTBOUND),
+            flow(process="curl", remote_ip="203.0.113.10", local_port=51001),
+        ]
+    )
+    server = listen("nginx", 8443)
+    other = replace(server, flow=replace(server.flow, process=make_process("nginx", pid=777)))
+    twins.tick(out, T0)
+    twins.tick([*out, *_open([other])], T0 + 1)
+    assert twins.cached.classified == 1  # the new listener only
+    twins.tick(out, T0 + 2)
+    assert twins.cached.classified == 0  # it went: nobody else's listeners changed
+    mine = _open([listen("vpnclient", 995)])
+    twins.tick([*out, *mine], T0 + 3)
+    assert twins.cached.classified == 3  # the same pid (4242) as both outbound flows
