@@ -13,7 +13,7 @@ import pytest
 
 from netwatch import codec
 from netwatch.errors import DataFileError
-from netwatch.model import Action, AlertState, Evidence, Severity
+from netwatch.model import Action, AlertState, EnrichedFlow, Evidence, Severity
 from netwatch.store import AlertQuery, Retention, Store, integrity_check, prune, read_alerts
 from netwatch.store.migrations import LATEST
 from netwatch.store.sqlite import dump_evidence
@@ -218,3 +218,52 @@ def test_size_cap_holds_under_churn_and_a_lower_cap_shrinks_the_file(tmp_path: P
     assert store.alerts()[-1].id == newest
     store.close()
     assert integrity_check(path) == "ok"
+
+
+def test_incremental_flow_flush_writes_the_rows_a_whole_flush_writes(tmp_path: Path) -> None:
+    """A flow whose version's whole row the last call wrote only has its times moved; the
+    rows equal those of a store that writes every row whole (unnumbered copies), through a
+    changed flow, a new one, a flow seen from earlier, a row the pruner deleted, and one key
+    written twice in a call."""
+    from netwatch.flows.serials import fresh_rev, new_serial
+
+    def numbered(ef: EnrichedFlow) -> EnrichedFlow:
+        flow = replace(ef.flow, serial=new_serial(), rev_facts=fresh_rev(), rev_traffic=1)
+        return replace(ef, flow=flow)
+
+    def unnumbered(ef: EnrichedFlow) -> EnrichedFlow:
+        return replace(ef, flow=replace(ef.flow, serial=0, rev_facts=0, rev_traffic=0))
+
+    inc, whole = Store(tmp_path / "inc.db"), Store(tmp_path / "whole.db")
+    statements: list[str] = []
+    inc._conn.set_trace_callback(statements.append)
+    a = numbered(make_flow(local_port=1, process=make_process("curl"), label=make_label()))
+    b = numbered(make_flow(local_port=2, bytes_sent=10))
+    c = numbered(make_flow(local_port=3, process=None))
+    b2 = replace(b, flow=replace(b.flow, bytes_sent=900, process=None, rev_traffic=fresh_rev()))
+    d = numbered(make_flow(local_port=4))
+    a_again = replace(a, flow=replace(a.flow, bytes_received=1, rev_traffic=fresh_rev()))
+    calls = [
+        [(a, T0, T0 + 30), (b, T0, T0 + 30), (c, T0, T0 + 30)],
+        [(a, T0 - 5, T0 + 60), (b2, T0 + 30, T0 + 60), (d, T0 + 31, T0 + 60)],
+        [(a, T0 + 60, T0 + 90), (b2, T0 + 60, T0 + 70), (d, T0 + 60, T0 + 90)],
+        [(a, T0 + 90, T0 + 120), (d, T0 + 90, T0 + 100)],  # after a's row was deleted
+        [(d, T0 + 120, T0 + 150), (a_again, T0 + 120, T0 + 150), (a, T0, T0 + 150)],
+    ]
+    touched = []
+    for i, call in enumerate(calls):
+        if i == 3:
+            for s in (inc, whole):
+                s.connection_for_pruning().execute("DELETE FROM flows WHERE local_port = 1")
+        statements.clear()
+        inc.save_flows(call)
+        whole.save_flows([(unnumbered(ef), first, last) for ef, first, last in call])
+        touched.append(sum(s.startswith("UPDATE flows SET first_seen") for s in statements))
+        rows = "SELECT * FROM flows ORDER BY flow_key"
+        got = inc.connection_for_pruning().execute(rows).fetchall()
+        assert got == whole.connection_for_pruning().execute(rows).fetchall(), i
+    # a in the 2nd call; a, b2, d in the 3rd; the 4th tried a and d (a's row was gone: all
+    # whole); the 5th writes a key twice, so everything whole.
+    assert touched == [0, 1, 3, 2, 0]
+    inc.close()
+    whole.close()
