@@ -4,10 +4,13 @@ Two holder processes open N loopback TCP connections (both ends, 2N sockets) and
 them for the run; `netwatch daemon --interval 1` runs with a temp store and socket for
 `--seconds` (60 by default) after a short warm-up. CPU is utime+stime from /proc over the
 window; RSS is the peak of VmRSS sampled every second; both count the daemon's children too
-(as root the daemon is an analyzer and its forked collector). A second window (`--client-seconds`)
-has one client attached that reads every snapshot, as the dashboard does. For comparison,
-`ss -tanp` (the native tool, also listing processes) is run once per second for 10 s over
-the same sockets.
+(as root the daemon is an analyzer and its forked collector). RSS summed over the two
+processes counts the pages they share since the fork (the interpreter, modules imported
+before it) twice, so PSS (`/proc/<pid>/smaps_rollup`: each shared page divided among the
+processes mapping it) is reported beside it: the sum of PSS is the memory the daemon holds.
+A second window (`--client-seconds`) has one client attached that reads every snapshot, as
+the dashboard does. For comparison, `ss -tanp` (the native tool, also listing processes) is
+run once per second for 10 s over the same sockets.
 
 Each count runs in three modes: all connections idle; `--active` of them (100 by default)
 sending 100 bytes every second, so capture sees them and the daemon re-reads their sockets
@@ -134,12 +137,25 @@ def rss_mb(pid: int) -> float:
     return total
 
 
+def pss_mb(pid: int) -> float:
+    """Pss of `pid` and its children from smaps_rollup, MB (shared pages counted once)."""
+    total = 0.0
+    for p in family(pid):
+        try:
+            lines = Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(ln.split()[1]) / 1024 for ln in lines if ln.startswith("Pss:"))
+    return total
+
+
 def measure_daemon(
     n: int, seconds: float, warmup: float, client_seconds: float, active: int = 0,
     extra: tuple[str, ...] = (),
-) -> tuple[float, float, float, int, float, float, float]:  # fmt: skip
-    """(cpu %, peak RSS MB, store MB, sockets seen, cpu % and peak RSS MB with a client,
-    and the CPU % of that client: this process's reader thread decoding every snapshot)."""
+) -> tuple[float, float, float, float, int, float, float, float]:  # fmt: skip
+    """(cpu %, peak RSS MB, peak PSS MB (both without a client), store MB, sockets seen,
+    cpu % and peak RSS MB with a client, and the CPU % of that client: this process's
+    reader thread decoding every snapshot)."""
     work = Path(tempfile.mkdtemp(prefix="nwbench-"))
     holders = hold(n, active)
     daemon = None
@@ -151,6 +167,7 @@ def measure_daemon(
         )  # fmt: skip
         time.sleep(warmup)
         cpu, peak = window(daemon.pid, seconds)
+        pss = PEAK_PSS.pop(daemon.pid, float("nan"))
         db_mb = sum(f.stat().st_size for f in work.glob("n.db*")) / 1e6  # with -wal, -shm
         seen = sockets_seen(work / "n.sock")
         with_client = client_peak = feed = float("nan")
@@ -160,7 +177,7 @@ def measure_daemon(
                 mine = time.process_time()
                 with_client, client_peak = window(daemon.pid, client_seconds)
                 feed = 100 * (time.process_time() - mine) / client_seconds
-        return cpu, peak, db_mb, seen, with_client, client_peak, feed
+        return cpu, peak, pss, db_mb, seen, with_client, client_peak, feed
     finally:
         if daemon is not None:
             daemon.send_signal(signal.SIGTERM)
@@ -169,12 +186,17 @@ def measure_daemon(
         shutil.rmtree(work, ignore_errors=True)
 
 
+PEAK_PSS: dict[int, float] = {}
+"""Peak PSS MB seen by `window`, by daemon pid (read by `measure_daemon`)."""
+
+
 def window(pid: int, seconds: float) -> tuple[float, float]:
-    """CPU % of one core and peak RSS MB of `pid` over `seconds`."""
+    """CPU % of one core and peak RSS MB of `pid` over `seconds` (peak PSS in `PEAK_PSS`)."""
     start_cpu, start = cpu_seconds(pid), time.monotonic()
     peak = 0.0
     while time.monotonic() - start < seconds:
         peak = max(peak, rss_mb(pid))
+        PEAK_PSS[pid] = max(PEAK_PSS.get(pid, 0.0), pss_mb(pid))
         time.sleep(1)
     return 100 * (cpu_seconds(pid) - start_cpu) / (time.monotonic() - start), peak
 
@@ -375,13 +397,13 @@ def run(args: argparse.Namespace) -> None:
     )
     for n in counts:
         for mode, active, extra in modes:
-            cpu, rss, db, seen, client, client_rss, feed = measure_daemon(
+            cpu, rss, pss, db, seen, client, client_rss, feed = measure_daemon(
                 n, args.seconds, args.warmup, args.client_seconds, min(active, n), extra
             )
-            rows.append((n, mode, seen, cpu, client, feed, rss, client_rss, db))
+            rows.append((n, mode, seen, cpu, client, feed, rss, pss, client_rss, db))
         ss = measure_ss(n) if shutil.which("ss") else float("nan")
         nan = float("nan")
-        rows.append((n, "`ss -tanp` once a second", n * 2, ss, nan, nan, 0, 0, 0))
+        rows.append((n, "`ss -tanp` once a second", n * 2, ss, nan, nan, 0, 0, 0, 0))
         stages[n] = stages_in_namespace(n)
     where = "a private network namespace" if PREFIX else "the host namespace"
     print(
@@ -392,14 +414,16 @@ def run(args: argparse.Namespace) -> None:
     print()
     print(
         "| connections | mode | sockets seen | CPU % of a core | same, 1 client attached "
-        "| the client's own CPU % | peak RSS MB | same, 1 client | store MB |"
+        "| the client's own CPU % | peak RSS MB | peak PSS MB | RSS, 1 client | store MB |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-    for n, mode, seen, cpu, client, feed, rss, crss, db in rows:
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, mode, seen, cpu, client, feed, rss, pss, crss, db in rows:
         print(
             f"| {n:,} | {mode} | {seen:,} | {cpu:.2f} | {client:.2f} | {feed:.2f} | {rss:.1f} "
-            f"| {crss:.1f} | {db:.2f} |"
+            f"| {pss:.1f} | {crss:.1f} | {db:.2f} |"
         )
+    print()
+    print("RSS and PSS are both processes summed; PSS counts pages they share once.")
     print()
     print("targets at 1,000 connections: <= 0.5 % of a core, <= 100 MB")
     print()
