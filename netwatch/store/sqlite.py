@@ -210,8 +210,10 @@ class Store:
         idle connections that is most rows of the daemon's 30-second flush, and building a
         whole row (addresses as text) was most of its ~230 ms. Where that cannot be exact,
         every row is written whole: a row gone since (the pruner), or a key written twice in
-        one call (the order of the two writes decides the row)."""
+        one call (the order of the two writes decides the row). What a call wrote is
+        remembered only once its transaction committed."""
         written, self._written = self._written, {}
+        kept: dict[Version, str] = {}
         rows: list[tuple[object, ...]] = []
         touched: list[tuple[EnrichedFlow, float, float, str]] = []
         for ef, first, last in flows:
@@ -224,7 +226,7 @@ class Store:
             else:
                 touched.append((ef, first, last, text))
             if v != UNNUMBERED:
-                self._written[v] = text
+                kept[v] = text
         total = len(rows) + len(touched)
         if not total and not usage:
             return 0
@@ -239,10 +241,15 @@ class Store:
                     self._conn.executemany(_TOUCH, [(t[1], t[2], t[3]) for t in touched])
                 if self._conn.total_changes - before != len(touched):
                     rows.extend(_flow_row(ef, first, last) for ef, first, last, _ in touched)
-            if not rows:
-                return total
-            self._conn.executemany(
-                """INSERT INTO flows (flow_key, transport, local_ip, local_port, remote_ip,
+            if rows:
+                self._upsert_flows(rows)
+        self._written = kept
+        return total
+
+    def _upsert_flows(self, rows: list[tuple[object, ...]]) -> None:
+        """Write whole summary rows (inside the caller's transaction)."""
+        self._conn.executemany(
+            """INSERT INTO flows (flow_key, transport, local_ip, local_port, remote_ip,
                        remote_port, direction, process_name, process_exe, pid, country, asn,
                        as_org, app, category, vpn, bytes_sent, bytes_received, first_seen,
                        last_seen)
@@ -262,9 +269,8 @@ class Store:
                                           coalesce(excluded.bytes_received, 0)),
                        first_seen=min(first_seen, excluded.first_seen),
                        last_seen=max(last_seen, excluded.last_seen)""",
-                rows,
-            )
-        return total
+            rows,
+        )
 
     def forget_dims(self) -> None:
         """Drop the dims cache (hold `lock`): the pruner deleted dims rows."""

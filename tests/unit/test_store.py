@@ -267,3 +267,26 @@ def test_incremental_flow_flush_writes_the_rows_a_whole_flush_writes(tmp_path: P
     assert touched == [0, 1, 3, 2, 0]
     inc.close()
     whole.close()
+
+
+def test_a_flush_that_failed_is_not_taken_as_written(tmp_path: Path) -> None:
+    """A flow version whose flush rolled back (here a trigger aborts it, as a full disk
+    would) is written whole by the next flush, not taken as already in its row."""
+    from netwatch.flows.serials import fresh_rev, new_serial
+
+    store = Store(tmp_path / "n.db")
+    a1 = make_flow(local_port=1, bytes_sent=10)
+    a1 = replace(a1, flow=replace(a1.flow, serial=new_serial(), rev_facts=fresh_rev()))
+    a2 = replace(a1, flow=replace(a1.flow, bytes_sent=500, rev_traffic=fresh_rev()))
+    store.save_flows([(a1, T0, T0 + 30)])
+    conn = store.connection_for_pruning()
+    conn.execute(
+        "CREATE TRIGGER full_disk BEFORE UPDATE ON flows BEGIN SELECT RAISE(ABORT, 'full'); END"
+    )
+    with pytest.raises(sqlite3.DatabaseError):
+        store.save_flows([(a2, T0, T0 + 60)])
+    conn.execute("DROP TRIGGER full_disk")
+    store.save_flows([(a2, T0, T0 + 90)])
+    row = conn.execute("SELECT bytes_sent, last_seen FROM flows").fetchall()
+    assert row == [(500, T0 + 90)]
+    store.close()
