@@ -55,6 +55,19 @@ def find_daemon_socket(explicit: Path | None = None) -> Path | None:
     return None
 
 
+def connect_unix(path: Path, timeout: float = 2.0) -> socket.socket:
+    """A stream socket connected to the daemon's socket at `path` within `timeout` (the
+    socket is closed again when connecting fails, and the `OSError` raised)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class DaemonFeed:
     """Snapshots from a running daemon; implements `netwatch.feed.SnapshotFeed`."""
 
@@ -118,13 +131,7 @@ class DaemonFeed:
                     return
 
     def _connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(2.0)
-        try:
-            sock.connect(str(self.path))
-        except OSError:
-            sock.close()
-            raise
+        sock = connect_unix(self.path)
         sock.setblocking(False)
         self._sock = sock
         self.connects += 1
@@ -276,13 +283,7 @@ class DaemonHistory:
     def _exchange(self, req: Request) -> HistoryValue:
         sock = self._sock
         if sock is None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(2.0)
-            try:
-                sock.connect(str(self.path))
-            except OSError:
-                sock.close()
-                raise
+            sock = connect_unix(self.path)
             self._sock, self._reader = sock, codec.FrameReader(MAX_LINE)
         sock.settimeout(self.wait)
         sock.sendall(codec.frame(history_wire.request(req)))
