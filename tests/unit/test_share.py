@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from netwatch.flows.share import ShareWindow
 from netwatch.model import Attribution, EnrichedFlow, NamedShare
 from tests.builders import make_flow, make_process
@@ -58,3 +61,71 @@ def test_idle_flows_with_last_ticks_versions_stay_counted_past_the_window() -> N
     for t in range(1, 120):
         share = w.observe(flows, float(t))
     assert share == NamedShare(flows_known=1000)  # the bytes moved two minutes ago
+
+
+def _reference(window: float, ticks: list[tuple[float, list[EnrichedFlow]]]) -> NamedShare:
+    """The share computed from scratch: every flow of every tick looked at (the module's
+    meaning, without its shortcut for flows of last tick's version)."""
+    from netwatch.flows.share import owner_class
+
+    last: dict[object, tuple[int, int]] = {}
+    seen: dict[object, tuple[float, int]] = {}
+    moved: list[tuple[float, int, int]] = []
+    now = 0.0
+    for now, flows in ticks:
+        for ef in flows:
+            f = ef.flow
+            sent, received = f.bytes_sent or 0, f.bytes_received or 0
+            ps, pr = last.get(f.key, (0, 0))
+            n = (sent - ps if sent >= ps else sent) + (
+                received - pr if received >= pr else received
+            )
+            moved.append((now, owner_class(f), n))
+            last[f.key] = (sent, received)
+            seen[f.key] = (now, owner_class(f))
+        for key in [k for k, (at, _) in seen.items() if at < now - window]:
+            del seen[key]
+            last.pop(key, None)
+    totals, counts = [0, 0, 0], [0, 0, 0]
+    for at, klass, n in moved:
+        if at >= now - window:
+            totals[klass] += n
+    for _, klass in seen.values():
+        counts[klass] += 1
+    return NamedShare(*totals, *counts)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=40),
+            st.lists(st.sampled_from(["gone", "same", "grow", "owner"]), min_size=4, max_size=4),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_looking_only_at_new_versions_gives_the_share_of_looking_at_all(
+    steps: list[tuple[int, list[str]]],
+) -> None:
+    """Flows of last tick's version are not looked at again; the share must be what
+    looking at every flow every tick gives, through flows that stay, grow, change owner,
+    leave and come back, and the window's expiry."""
+    state = {port: [0, 100, 10, "curl"] for port in range(1, 5)}  # rev, sent, received, owner
+    w = ShareWindow(window=60.0)
+    ticks: list[tuple[float, list[EnrichedFlow]]] = []
+    now = 0.0
+    for dt, ops in steps:
+        now += dt
+        flows = []
+        for port, op in zip(range(1, 5), ops, strict=True):
+            s = state[port]
+            if op == "gone":
+                continue
+            if op == "grow":
+                s[0], s[1], s[2] = s[0] + 1, s[1] + 7 * port, s[2] + 3
+            elif op == "owner":
+                s[0], s[3] = s[0] + 1, (None if s[3] == "curl" else "curl")
+            flows.append(_flow(port, s[1], s[2], owner=s[3], serial=port, rev=s[0]))  # type: ignore[arg-type]
+        ticks.append((now, flows))
+        assert w.observe(flows, now) == _reference(60.0, ticks), (now, ops)
