@@ -71,7 +71,7 @@ class ShareWindow:
         self._versions = None if UNNUMBERED in tick else tick
         todo = missing(recall(self._known, tick))
         known = dict(zip(tick, map(_KEY, map(_FLOW, flows)), strict=True))
-        if UNNUMBERED in known or any(v[0] == 0 for v in known):
+        if known and min(known)[0] == 0:  # in C: versions order by serial first
             # Flows without a serial (built by hand, read from a file) share versions: never
             # taken for last tick's, looked at every tick.
             known = {v: k for v, k in known.items() if v[0] != 0}
