@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from types import FrameType
-from typing import Protocol, cast
+from typing import Protocol
 
 from netwatch import codec
 from netwatch.clock import Clock
@@ -37,7 +37,7 @@ from netwatch.daemon.sink_worker import SinkWorker
 from netwatch.errors import NetwatchError
 from netwatch.export.flowlog import FlowReport, FlowReporter
 from netwatch.model import Alert, EnrichedFlow, FlowKey, Snapshot
-from netwatch.model.versions import UNNUMBERED, Version, keep, missing, recall, versions
+from netwatch.model.versions import Filed
 from netwatch.notify.worker import Notifications
 from netwatch.pipeline import Detector
 from netwatch.store import Store
@@ -163,11 +163,9 @@ class Service:
         self._reload = False
         self._flows: dict[FlowKey, _Row] = {}
         """Each conversation's latest flow, first and last seen, until the next flush."""
-        self._flow_rows: dict[Version, _Row] = {}
-        """Last tick's flow versions (`EnrichedFlow.version`) -> their row."""
-        self._buffered: list[Version] | None = None
-        """The versions `_flow_rows` were made from (None: some flow was not numbered);
-        `_seen_at` is when they were last seen."""
+        self._flow_rows: Filed[_Row] = Filed()
+        """Last tick's flow versions (`EnrichedFlow.version`) -> their row; `_seen_at` is
+        when they were last seen."""
         self._strays: list[_Row] = []
         """Rows of last tick's flows that had no serial (not kept by version): stamped as
         last seen at the next tick, and again at the flush while they go on."""
@@ -275,9 +273,8 @@ class Service:
         now = snap.taken_at
         facts = {FIRST_SEEN: self.first_seen.take_pending()} if self.first_seen else {}
         self.store.save_tick(snap.alerts, facts, now)
-        tick = versions(snap.flows)  # read once for the summaries and the usage history
-        self._buffer_flows(snap, now, tick)
-        self.usage.add(snap.flows, now, tick)
+        self._buffer_flows(snap, now)
+        self.usage.add(snap.flows, now, snap.changes)
         if self.flow_log is not None:
             reporter, writer = self.flow_log
             for report in reporter.observe(snap.flows, now):
@@ -346,49 +343,44 @@ class Service:
             self._greeting_line = codec.frame(self._stream.state(tuple(self._recent.values())))
         return self._greeting_line
 
-    def _buffer_flows(self, snap: Snapshot, now: float, tick: list[Version]) -> None:
+    def _buffer_flows(self, snap: Snapshot, now: float) -> None:
         """Note each conversation's (latest flow, first seen, last seen) for the next flush.
 
-        Rows are found by the flow's version first (an unchanged flow keeps its version, and
-        a tuple of ints hashes far faster than a flow key), then by key. When the tick's
-        versions are last tick's, only the time they were last seen moves (`_seen_at`); it is
-        written into a row when its version leaves (the row of a conversation that goes
-        on is written again later) or at the flush, so a tick costs what changed.
+        Rows are filed by the flow's version (`model.versions.Filed`: an unchanged flow keeps
+        its version), so a tick costs what changed: only the time the tick's flows were last
+        seen moves (`_seen_at`); it is written into a row when its version leaves (the row of
+        a conversation that goes on is written again later) or at the flush.
         """
-        if tick == self._buffered:
-            self._seen_at = now
-            return
-        before, at = self._flow_rows, self._seen_at
-        rows, flows = self._flows, snap.flows
-        for stray in self._strays:  # rows of unnumbered flows are never recalled: see below
+        filed, at = self._flow_rows, self._seen_at
+        changes = filed.changes(snap.flows, snap.changes)
+        for stray in self._strays:  # rows of unnumbered flows are never filed: see below
             stray.last = at
-        got = recall(self._flow_rows, tick)
-        for i in missing(got):
+        rows, flows = self._flows, snap.flows
+        made: list[_Row] = []
+        strays: list[_Row] = []
+        for i in changes.new:
             ef = flows[i]
             key = ef.flow.key
             if key.remote is None:
-                got[i] = _LISTENING  # listening sockets are not conversations
+                made.append(_LISTENING)  # listening sockets are not conversations
                 continue
             row = rows.get(key)
             if row is None:
                 row = rows[key] = _Row(ef, ef.flow.first_seen or now)
             row.ef = ef
-            got[i] = row
-        made = cast(list[_Row], got)
-        self._flow_rows, numbered = keep(tick, made)
-        self._strays = [] if numbered else [
-            made[i] for i in range(len(tick)) if tick[i] == UNNUMBERED and made[i] is not _LISTENING
-        ]  # fmt: skip
-        for gone in before.keys() - self._flow_rows.keys():  # set arithmetic in C
-            before[gone].last = at
-        self._buffered, self._seen_at = (tick if numbered else None), now
+            made.append(row)
+            if not ef.flow.serial:
+                strays.append(row)
+        for row in filed.file(changes, made):
+            row.last = at
+        self._strays, self._seen_at = strays, now
 
     def _stamp_rows(self) -> None:
         """Write the time the buffered flows were last seen into their rows."""
         at = self._seen_at
         for row in self._strays:
             row.last = at
-        for row in self._flow_rows.values():
+        for row in self._flow_rows.answers.values():
             row.last = at  # (the _LISTENING placeholder is never saved)
 
     def flush_flows(self) -> None:
@@ -398,9 +390,8 @@ class Service:
         if self._flows or usage:
             self.store.save_flows(((r.ef, r.first, r.last) for r in self._flows.values()), usage)
             self._flows.clear()
-            self._flow_rows.clear()
+            self._flow_rows.keep_only({})
             self._strays = []
-            self._buffered = None
         self._last_flush = self.clock.monotonic()
 
     def _do_reload(self) -> None:

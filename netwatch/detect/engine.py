@@ -37,7 +37,7 @@ from netwatch.model import (
     Policy,
     ProcessRef,
 )
-from netwatch.model.versions import Version, keep, missing, recall, versions
+from netwatch.model.versions import Filed, TickChanges, Version, recall
 
 
 def is_netwatch_fetch(process: ProcessRef | None) -> bool:
@@ -186,12 +186,9 @@ class RuleEngine:
             r.id: PYTHON_RULES[r.python](self.first_seen) for r in self.rules.rules if r.python
         }
         self._windows: dict[tuple[str, int], dict[tuple[str, ...], _Group]] = {}
-        self._seen: dict[Version, _Seen] = {}
+        self._filed: Filed[_Seen] = Filed()
         """Last tick's evaluations by flow version (`EnrichedFlow.version`)."""
         self._context: tuple[object, ...] | None = None
-        self._versions: list[Version] | None = None
-        """Last call's flow versions (None: some flow was not numbered); when this call's
-        are equal, so are the flows and their matches."""
         self._listening: dict[int, tuple[str, ...]] = {}
         self._tunnel_up = False
         self._per_rule: list[list[tuple[_Seen, int, bool]]] = []
@@ -208,7 +205,11 @@ class RuleEngine:
         self._actions = {r.id: self.policy.action(r.id) for r in self.rules.rules}
 
     def evaluate(
-        self, flows: Sequence[EnrichedFlow], now: float, host: HostFacts | None = None
+        self,
+        flows: Sequence[EnrichedFlow],
+        now: float,
+        host: HostFacts | None = None,
+        changes: TickChanges | None = None,
     ) -> list[Alert]:
         """Return the alerts raised, updated or closed by this tick's flows.
 
@@ -216,19 +217,27 @@ class RuleEngine:
         and the context (host facts, listening sockets, rules, policy), so a flow with last
         tick's version under the same context takes its matches from last tick instead of
         re-running the conditions. Everything after that (suppression touches, windows,
-        findings and their order) runs exactly as for a new flow.
+        findings and their order) runs exactly as for a new flow. `changes`: how the flows
+        differ from the engine's tick before (`model.versions`; else worked out here).
         """
-        tick = versions(flows)
-        same_flows = tick == self._versions
-        listening = self._listening if same_flows else _listening(flows)
-        tunnel_up = self._tunnel_up if same_flows else self.policy.tunnel_up(flows)
+        filed = self._filed
+        delta = filed.changes(flows, changes)
+        same_flows = not (delta.new or delta.gone)
+        listening, tunnel_up = self._listening, self._tunnel_up
+        if not same_flows:
+            if self._listeners_moved(flows, delta):
+                listening = _listening(flows)
+            if self.policy.policy.tunnel is not None:
+                tunnel_up = self.policy.tunnel_up(flows)
         self._listening, self._tunnel_up = listening, tunnel_up
         env = Env(self.policy, now, host, listening, tunnel_up)
         closed = self.suppressor.expire(now)
         # Host facts carry their own time: only what they say counts as a change.
         facts = None if host is None else replace(host, taken_at=0.0)
         context = (facts, listening, tunnel_up, self.rules, self.policy, self.own_pids)
-        old = self._seen if self._same_context(context) else self._unaffected(context)
+        if not self._same_context(context):
+            filed.keep_only(self._unaffected(context))
+            delta = filed.changes(flows, changes)  # against the evaluations still true
         self._context = context
         per_rule: list[list[tuple[_Seen, int, bool]]] = [[] for _ in self.rules.rules]
         if self._windowed_of is not self.rules or len(self._windowed) != len(self.rules.rules):
@@ -240,15 +249,12 @@ class RuleEngine:
             self._windowed_of = self.rules
         self._skip = [self._ignored(r) for r in self.rules.rules]
         classified = 0
-        if same_flows and old and len(self._per_rule) == len(per_rule):
-            # Last tick's versions under the same context: last tick's matches, none fresh
-            # (a C-level check instead of a Python loop over every flow).
-            seen, numbered = old, True
+        if not (delta.new or delta.gone) and filed.answers and len(self._per_rule) == len(per_rule):
+            # Last tick's versions under the same context: last tick's matches, none fresh.
+            filed.file(delta, ())
             per_rule = [[(s, ci, False) for s, ci, _ in hits] for hits in self._per_rule]
         else:
-            seen, numbered, classified = self._match(flows, tick, old, env, per_rule)
-        self._seen = seen
-        self._versions = tick if numbered else None
+            classified = self._match(flows, delta, env, per_rule)
         self._per_rule = per_rule
         self.classified = classified
         findings: list[Finding] = []
@@ -258,45 +264,55 @@ class RuleEngine:
                 findings.extend(self._run(ri, rule, per_rule[ri], env))
         return closed + self.suppressor.update(findings, self._actions)
 
+    def _listeners_moved(self, flows: Sequence[EnrichedFlow], delta: TickChanges) -> bool:
+        """Whether a listening socket came or went: only then can `_listening` differ."""
+        if self._context is None:
+            return True
+        filed = self._filed.answers
+        gone = (s.ef for v in delta.gone if (s := filed.get(v)) is not None)
+        new = (flows[i] for i in delta.new)
+        return any(ef.flow.direction is Direction.LISTEN for ef in itertools.chain(new, gone))
+
     def _match(
         self,
         flows: Sequence[EnrichedFlow],
-        tick: list[Version],
-        old: dict[Version, _Seen],
+        delta: TickChanges,
         env: Env,
         per_rule: list[list[tuple[_Seen, int, bool]]],
-    ) -> tuple[dict[Version, _Seen], bool, int]:
-        """Each flow's matches (last tick's for last tick's versions), filed into `per_rule`.
+    ) -> int:
+        """Each new version's matches, filed with the rest (last tick's) into `per_rule`.
 
-        Finding last tick's versions runs in C. A flow whose only change is traffic
-        (`rev_traffic` moved; counters, last packet) re-runs just the rules that read
-        counters; the rest keep last tick's answer for its serial. Returns the evaluations by
-        version, whether every flow was numbered, and how many flows ran conditions.
+        A flow whose only change is traffic (`rev_traffic` moved; counters, last packet)
+        re-runs just the rules that read counters; the rest keep last tick's answer for its
+        serial (the version it had is among the gone ones). Returns how many flows ran
+        conditions.
         """
-        got = recall(old, tick)
-        misses = missing(got)
-        by_serial: dict[int, _Seen] | None = None
-        fresh = [False] * len(got)
+        filed = self._filed
+        before = filed.answers
+        by_serial = {s.ef.flow.serial: s for v in delta.gone if (s := before.get(v)) is not None}
         self.carried = 0
-        for i in misses:
+        made: list[_Seen] = []
+        for i in delta.new:
             ef = flows[i]
-            if by_serial is None:  # built once per tick, in C, only when something changed
-                by_serial = dict(zip(map(_SEEN_SERIAL, old.values()), old.values(), strict=True))
             prev = by_serial.get(ef.flow.serial)
             if prev is not None and _moved_only(prev.ef, ef):
                 s = self._reclassify(prev, ef, env)
                 self.carried += 1
             else:
                 s = self._classify(ef, env)
-            got[i] = s
-            fresh[i] = True
-        done = cast(list[_Seen], got)
-        hits = list(map(_HITS, done))
-        for s, is_fresh in itertools.compress(zip(done, fresh, strict=True), hits):
+            made.append(s)
+        filed.file(delta, made)
+        done = recall(filed.answers, delta.versions)
+        for i, s in zip(delta.new, made, strict=True):
+            done[i] = s  # flows without a serial are not filed
+        fresh = set(delta.new)
+        hits = list(map(_HITS, cast(list[_Seen], done)))
+        for i in itertools.compress(range(len(done)), hits):
+            s = cast(_Seen, done[i])
+            is_fresh = i in fresh
             for ri, ci in s.hits:
                 per_rule[ri].append((s, ci, is_fresh))
-        seen, numbered = keep(tick, done)
-        return seen, numbered, len(misses)
+        return len(made)
 
     def _ignored(self, rule: Rule) -> bool:
         return self.policy.action(rule.id) is Action.IGNORE
@@ -317,7 +333,7 @@ class RuleEngine:
         moved = {pid for pid in was.keys() | now.keys() if was.get(pid) != now.get(pid)}
         return {
             v: s
-            for v, s in self._seen.items()
+            for v, s in self._filed.answers.items()
             if (p := s.ef.flow.process) is None or p.pid not in moved
         }
 

@@ -18,6 +18,7 @@ from netwatch.flows.serials import numbered
 from netwatch.model import ConnectionView, Endpoint, Flow, FlowKey, Transport
 
 _KEY = operator.attrgetter("key")
+_SERIAL = operator.attrgetter("serial")
 
 Translated = Callable[[Transport, Endpoint, Endpoint], ConnectionView | None]
 """The other view of a connection the host translates (`SocketTable.translated`)."""
@@ -32,6 +33,8 @@ def merge_flows(
     last: MergeMemo | None = None,
     memo: MergeMemo | None = None,
     translated: Translated | None = None,
+    *,
+    one_book: bool = False,
 ) -> list[Flow]:
     """Join the two views of the same conversations by key.
 
@@ -47,6 +50,46 @@ def merge_flows(
     """
     if not packet_flows:
         return list(socket_flows)
+    if not one_book:
+        return _merge_by_key(socket_flows, packet_flows, last, memo, translated)
+    serials = list(map(_SERIAL, socket_flows))
+    by_serial = dict(zip(serials, socket_flows, strict=True))  # int keys: hashed in C
+    if len(by_serial) != len(serials) or 0 in by_serial:
+        return _merge_by_key(socket_flows, packet_flows, last, memo, translated)
+    # Every socket flow numbered, one serial each, by the book that numbered the packet
+    # flows: a twin has its packet flow's serial, so no key is hashed unless a twin is
+    # sought through a translation.
+    by_key: dict[FlowKey, Flow] | None = None
+    merged: list[Flow] = []
+    seen: set[int] = set()
+    for pf in packet_flows:
+        sf = by_serial.get(pf.serial) if pf.serial else None
+        if sf is not None and sf.key != pf.key:
+            sf = None  # not this engine's numbering: looked up by key below
+        if sf is None and (not pf.serial or translated is not None):
+            if by_key is None:
+                by_key = dict(zip(map(_KEY, socket_flows), socket_flows, strict=True))
+            sf = by_key.get(pf.key)
+            if sf is None and translated is not None and pf.key.remote is not None:
+                sf = _translated_twin(pf.key, by_key, translated)
+        if sf is None:
+            merged.append(pf)
+            continue
+        seen.add(sf.serial)
+        merged.append(_joined(pf, sf, last, memo))
+    unmatched = map(operator.not_, map(seen.__contains__, serials))
+    merged.extend(itertools.compress(socket_flows, unmatched))
+    return merged
+
+
+def _merge_by_key(
+    socket_flows: Sequence[Flow],
+    packet_flows: Sequence[Flow],
+    last: MergeMemo | None,
+    memo: MergeMemo | None,
+    translated: Translated | None,
+) -> list[Flow]:
+    """`merge_flows` for socket flows that are not all numbered: twins found by key."""
     by_key = dict(zip(map(_KEY, socket_flows), socket_flows, strict=True))  # in C
     merged: list[Flow] = []
     seen: set[FlowKey] = set()
@@ -58,19 +101,24 @@ def merge_flows(
             merged.append(pf)
             continue
         seen.add(sf.key)
-        serial = pf.serial
-        revs = (pf.rev_facts, pf.rev_traffic, sf.rev_facts, sf.rev_traffic)
-        hit = last.get(serial) if last is not None and serial else None
-        if hit is not None and hit[0] == revs:
-            both = hit[1]
-        else:
-            both = numbered(_merge(pf, sf), serial, sf if hit is None else hit[1])
-        if memo is not None:
-            memo[serial] = (revs, both)
-        merged.append(both)
+        merged.append(_joined(pf, sf, last, memo))
     unmatched = map(operator.not_, map(seen.__contains__, map(_KEY, socket_flows)))
     merged.extend(itertools.compress(socket_flows, unmatched))
     return merged
+
+
+def _joined(pf: Flow, sf: Flow, last: MergeMemo | None, memo: MergeMemo | None) -> Flow:
+    """The merge of twins: last tick's when both have last tick's revisions."""
+    serial = pf.serial
+    revs = (pf.rev_facts, pf.rev_traffic, sf.rev_facts, sf.rev_traffic)
+    hit = last.get(serial) if last is not None and serial else None
+    if hit is not None and hit[0] == revs:
+        both = hit[1]
+    else:
+        both = numbered(_merge(pf, sf), serial, sf if hit is None else hit[1])
+    if memo is not None:
+        memo[serial] = (revs, both)
+    return both
 
 
 def _translated_twin(

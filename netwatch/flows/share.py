@@ -7,7 +7,7 @@ from a socket, a cache or its start), guessed (`Attribution.GUESSED`), or unknow
 counts once in the window, in the class it had when last seen. Pure: the caller passes the
 time. A tick whose flows all have last tick's versions (the change contract: nothing moved,
 no owner changed) costs one C-speed comparison, so 1,000 idle connections add nothing per
-tick; otherwise only the flows with a new version are looked at (found in C, `versions`).
+tick; otherwise only the flows with a new version are looked at (`model.versions.Filed`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 
 from netwatch.model import Attribution, EnrichedFlow, Flow, FlowKey, NamedShare
-from netwatch.model.versions import UNNUMBERED, Version, missing, recall, versions
+from netwatch.model.versions import Filed, TickChanges
 
 KNOWN, GUESSED, UNKNOWN = 0, 1, 2
 WINDOW = 60.0
@@ -51,46 +51,38 @@ class ShareWindow:
         """(tick time, class, bytes) for each tick and class that moved bytes."""
         self._totals = [0, 0, 0]
         self._counts = [0, 0, 0]
-        self._versions: list[Version] | None = None
-        self._known: dict[Version, FlowKey] = {}
-        """Last tick's versions and their flows: a flow of one of them moved no byte and kept
-        its owner."""
+        self._filed: Filed[FlowKey] = Filed()
+        """Last tick's flows by version: a flow of one of them moved no byte and kept its
+        owner."""
         self._tick_at = float("-inf")
         """When the last tick was taken."""
 
-    def observe(self, flows: Sequence[EnrichedFlow], now: float) -> NamedShare:
+    def observe(
+        self, flows: Sequence[EnrichedFlow], now: float, given: TickChanges | None = None
+    ) -> NamedShare:
         """Take one tick's flows; the share over the window ending `now`.
 
         Only flows whose version is new since last tick are looked at (the change contract:
         an equal version has equal counters and owner), so a tick where 100 of 20,000 flows
-        moved costs 100 look-ups, not 20,000; a tick where none moved, one comparison."""
-        tick = versions(flows)
-        if tick == self._versions:
-            self._tick_at = now
-            return self._expire(now, [0, 0, 0], flows)
-        self._versions = None if UNNUMBERED in tick else tick
-        todo = missing(recall(self._known, tick))
-        known = dict(zip(tick, map(_KEY, map(_FLOW, flows)), strict=True))
-        if known and min(known)[0] == 0:  # in C: versions order by serial first
-            # Flows without a serial (built by hand, read from a file) share versions: never
-            # taken for last tick's, looked at every tick.
-            known = {v: k for v, k in known.items() if v[0] != 0}
-        seen = self._flows
+        moved costs 100 look-ups; `given`: the engine's changes of this tick (else worked
+        out here, walking every flow in C)."""
+        changes = self._filed.changes(flows, given)
+        new = changes.new
+        keys = [flows[i].flow.key for i in new]
         # Last tick's flows not in this one, as they were: last seen then (a flow looked at
         # long ago and unchanged since was in every tick up to that one).
-        before = self._known
-        for version in before.keys() - known.keys():
-            key = before[version]
+        seen = self._flows
+        for key in self._filed.file(changes, keys):
             old = seen.get(key)
             if old is not None and old[0] < self._tick_at:
                 seen.move_to_end(key)
                 seen[key] = (self._tick_at, old[1])
-        self._known, self._tick_at = known, now
+        self._tick_at = now
         moved = [0, 0, 0]
         counts = self._counts
         last = self._last
         current: dict[FlowKey, tuple[int, int]] = {}
-        for f in (flows[i].flow for i in todo):
+        for f in (flows[i].flow for i in new):
             klass = owner_class(f)
             key = f.key
             sent, received = f.bytes_sent or 0, f.bytes_received or 0

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netwatch.model.alert import Alert
 from netwatch.model.remote import EnrichedFlow
+from netwatch.model.versions import TickChanges
 
 STARTS_HOOKS = "cgroup socket hooks"
 STARTS_EVENTS = "exec events + connection starts"
@@ -111,3 +112,7 @@ class Snapshot:
     alerts: tuple[Alert, ...] = ()
     status: SourceStatus = SourceStatus()
     counters: Counters = Counters()
+    changes: TickChanges | None = field(default=None, compare=False, repr=False)
+    """What changed in `flows` since the engine's tick before (`model.versions`), so the
+    stages after it work only on that; None when nobody worked it out (a snapshot read from
+    a file or the wire). Local to the process: never encoded."""

@@ -8,6 +8,12 @@ nothing has to be kept alive or recognised by identity. `versions` reads a tick'
 this tick's answers; all walk the sequences in C (`map`, `itertools.compress`), which is what
 keeps an idle tick of 10,000 flows cheap. A flow without a serial (0: built by hand or read
 from a file) is never taken for another: its answers are not kept.
+
+Walking every flow is still work per flow, and each stage did it (several hashes of 20,000
+versions per stage per tick). `ChangeTracker` works out once per tick which versions are new
+and which left (`TickChanges`, handed on with the flows as `Snapshot.changes`), and a stage
+that keeps its answers in a `Filed` then costs what changed: that is the mechanism, named
+once, that every stage after the engine uses (docs/architecture.md, section 4).
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Mapping, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from netwatch.model.remote import EnrichedFlow
 
@@ -50,3 +57,112 @@ def keep(keys: Sequence[Version], answers: Sequence[_T]) -> tuple[dict[Version, 
     numbered (only then may a caller take a whole tick with last tick's versions as it)."""
     kept = dict(zip(keys, answers, strict=True))
     return kept, kept.pop(UNNUMBERED, None) is None
+
+
+_TOKENS = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class TickChanges:
+    """How one tick's flows differ from the tick before them, by version (see module doc)."""
+
+    follows: int
+    """The token of the tick these changes are relative to (0: none, every flow is new)."""
+    token: int
+    """This tick's token, never given to another tick in this process."""
+    versions: Sequence[Version]
+    """Each flow's version, in the tick's order."""
+    new: Sequence[int]
+    """Positions of the flows whose version the tick before did not have (and of every flow
+    without a serial: never taken for another)."""
+    gone: Sequence[Version]
+    """Numbered versions the tick before had and this tick has not."""
+
+
+def _between(
+    filed: Mapping[Version, object], follows: int, token: int, tick: list[Version]
+) -> TickChanges:
+    """The changes from the versions `filed` to `tick` (every flow looked up, in C)."""
+    new = missing(recall(filed, tick))
+    gone = list(filed.keys() - set(tick))  # hashes stored in the dict: no version re-hashed
+    return TickChanges(follows, token, tick, new, gone)
+
+
+def _numbered(tick: list[Version]) -> bool:
+    """Whether every version has a serial (versions order by serial first: one min, in C)."""
+    return not tick or min(tick)[0] != 0
+
+
+class ChangeTracker:
+    """Gives each tick's `TickChanges` against the tick before (one per engine)."""
+
+    def __init__(self) -> None:
+        self._filed: dict[Version, bool] = {}
+        self._versions: list[Version] | None = None
+        self._token = 0
+
+    def step(self, flows: Sequence[EnrichedFlow]) -> TickChanges:
+        """This tick's changes; one comparison in C when no version moved."""
+        tick = versions(flows)
+        token = next(_TOKENS)
+        if tick == self._versions:
+            changes = TickChanges(self._token, token, tick, (), ())
+        else:
+            changes = _between(self._filed, self._token, token, tick)
+            self._filed = dict.fromkeys(tick, True)  # (`recall` takes None for absent)
+            self._filed.pop(UNNUMBERED, None)
+            self._versions = tick if _numbered(tick) else None
+        self._token = token
+        return changes
+
+
+class Filed(Generic[_T]):
+    """One stage's answers by version, carried from tick to tick by `TickChanges`.
+
+    `changes(flows, given)` says what the stage must work out this tick: `given` itself when
+    it follows the tick last filed here (the engine's, see `ChangeTracker`), else the same
+    worked out against the answers filed here (every flow looked up, as before there were
+    given changes). `file` then drops the answers of the versions gone and files the new
+    ones, so `answers` holds one answer per numbered version of this tick's flows.
+    """
+
+    def __init__(self) -> None:
+        self.answers: dict[Version, _T] = {}
+        self._token = 0
+        self._versions: list[Version] | None = None
+        """The versions last filed, when worked out here and all numbered (a shortcut)."""
+
+    def changes(
+        self, flows: Sequence[EnrichedFlow], given: TickChanges | None = None
+    ) -> TickChanges:
+        """What changed since the tick last filed here (see the class doc)."""
+        if given is not None and self._token and given.follows == self._token:
+            self._versions = None
+            return given
+        tick = versions(flows) if given is None else list(given.versions)
+        token = next(_TOKENS) if given is None else given.token
+        if tick == self._versions:
+            return TickChanges(self._token, token, tick, (), ())
+        changes = _between(self.answers, self._token, token, tick)
+        self._versions = tick if _numbered(tick) else None
+        return changes
+
+    def file(self, changes: TickChanges, answers: Sequence[_T]) -> list[_T]:
+        """Drop the versions gone, file `answers` (one per position of `changes.new`), and
+        return the answers of the versions gone (the flows that left)."""
+        filed = self.answers
+        left = [filed.pop(v) for v in changes.gone if v in filed]
+        tick = changes.versions
+        for i, answer in zip(changes.new, answers, strict=True):
+            v = tick[i]
+            if v[0]:  # a flow without a serial is never taken for another
+                filed[v] = answer
+        self._token = changes.token
+        return left
+
+    def keep_only(self, answers: dict[Version, _T]) -> None:
+        """File just these answers (those still true): the next `changes` is worked out
+        against them, in full."""
+        self.answers = answers
+        self._token = 0
+        self._versions = None

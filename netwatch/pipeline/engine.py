@@ -12,7 +12,7 @@ import operator
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from netwatch.clock import Clock
 from netwatch.flows.merge import MergeMemo, merge_flows
@@ -32,6 +32,7 @@ from netwatch.model import (
     Transport,
 )
 from netwatch.model.snapshot import STARTS_SAMPLES
+from netwatch.model.versions import ChangeTracker, TickChanges
 
 
 class SocketSource(Protocol):
@@ -117,9 +118,14 @@ class Detector(Protocol):
     """Runs the rules (`detect.engine`)."""
 
     def evaluate(
-        self, flows: Sequence[EnrichedFlow], now: float, host: HostFacts | None = None
+        self,
+        flows: Sequence[EnrichedFlow],
+        now: float,
+        host: HostFacts | None = None,
+        changes: TickChanges | None = None,
     ) -> Sequence[Alert]:
-        """Return the alerts raised or updated by this tick's flows (and the host facts)."""
+        """Return the alerts raised or updated by this tick's flows (and the host facts);
+        `changes`: how the flows differ from the tick before (`model.versions`)."""
         ...
 
 
@@ -132,6 +138,7 @@ class HostFactsSource(Protocol):
 
 
 _PROCESS = operator.attrgetter("flow.process")
+_EXE = operator.attrgetter("exe")
 
 REREAD_COST = 5
 """An exact sock_diag request costs about as much as this many sockets of a full sample."""
@@ -185,6 +192,8 @@ class Engine:
         self._exes_of: frozenset[str] | None = None
         self._share = ShareWindow()
         """The last minute's bytes and flows by whether their process is known."""
+        self._changes = ChangeTracker()
+        """Works out once per tick what changed, for every stage after the flows."""
         self._merged: MergeMemo = {}
         """Last tick's merges of packet flows with their socket twins (`merge_flows`)."""
 
@@ -199,7 +208,7 @@ class Engine:
             memo: MergeMemo = {}
             packet_flows = self.packets.flows(table, now, self.serials)
             nat = table.translated if table.nat else None  # containers behind NAT
-            flows = merge_flows(flows, packet_flows, self._merged, memo, nat)
+            flows = merge_flows(flows, packet_flows, self._merged, memo, nat, one_book=True)
             self._merged = memo
             counters = self.packets.counters()
             drops = counters.capture_drops + counters.queue_drops
@@ -212,12 +221,13 @@ class Engine:
         stable = self.enricher is not None and self.enricher.stable
         self.serials.retain(flows)
         enriched = self._socket_flows.enrich(flows, enrich, stable)
+        changes = self._changes.step(enriched)
         alerts: tuple[Alert, ...] = ()
         if self.detector is not None:
             host = None
             if self.host is not None:
                 host = self.host.facts(now, self._exes(enriched))
-            alerts = tuple(self.detector.evaluate(enriched, now, host))
+            alerts = tuple(self.detector.evaluate(enriched, now, host, changes))
         self._seq += 1
         interval = 0.0 if self._last_tick is None else started - self._last_tick
         self._last_tick = started
@@ -234,16 +244,19 @@ class Engine:
                 sockets=len(table.entries),
                 flows=len(enriched),
                 sample_ms=sample_ms,
-                share=self._share.observe(enriched, started),
+                share=self._share.observe(enriched, started, changes),
             ),
+            changes=changes,
         )
 
     def _exes(self, flows: tuple[EnrichedFlow, ...]) -> frozenset[str]:
         """The executables behind this tick's flows (for the host facts), kept while every
         flow has last tick's revisions (`SocketFlows.unchanged`)."""
         if self._exes_of is None or not self._socket_flows.unchanged:
-            exes = {p.exe for p in map(_PROCESS, flows) if p is not None and p.exe}
-            self._exes_of = frozenset(exes)
+            exes = set(map(_EXE, filter(None, map(_PROCESS, flows))))  # in C
+            exes.discard(None)
+            exes.discard("")
+            self._exes_of = frozenset(cast(set[str], exes))
         return self._exes_of
 
     def _sample(self, started: float) -> SocketTable:

@@ -25,11 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
 
 from netwatch.model import EnrichedFlow, FlowKey
 from netwatch.model.usage import BY, TIME_BY, Away, UsageAnswer, UsageQuery, UsageTotal
-from netwatch.model.versions import Version, keep, missing, recall, versions
+from netwatch.model.versions import Filed, TickChanges, recall
 
 SPAN = 60
 """Seconds per fresh row; kept for the configured age (`Retention.hourly_after`)."""
@@ -113,14 +112,11 @@ class Rollups:
     """Per-minute usage built from tick deltas, held until `take`."""
 
     def __init__(self) -> None:
-        self._known: dict[Version, _Seen] = {}
+        self._known: Filed[_Seen] = Filed()
         """Last tick's answers by flow version: a flow with last tick's version moved nothing."""
         self._by_conversation: dict[int | FlowKey, _Seen] = {}
         """Counters by serial (by key for an unnumbered flow), for a flow whose version moved;
         rebuilt from `_known` when it holds many conversations that left."""
-        self._last: list[Version] | None = None
-        self._numbered = False
-        """Whether every flow of the last tick had a serial (only then may it be skipped)."""
         self._started = False
         self._bucket = 0
         """The minute the conversations' `acc_*` belong to."""
@@ -130,20 +126,20 @@ class Rollups:
         """(minute, dims) -> [bytes out, bytes in, connections]."""
 
     def add(
-        self, flows: Sequence[EnrichedFlow], now: float, tick: list[Version] | None = None
+        self, flows: Sequence[EnrichedFlow], now: float, given: TickChanges | None = None
     ) -> None:
-        """Account one tick taken at `now` (seconds); `tick` is `versions(flows)` when the
-        caller has it already (reading 10,000 versions costs milliseconds).
+        """Account one tick taken at `now` (seconds); `given`: how the flows differ from the
+        engine's tick before (`Snapshot.changes`; else worked out here, in C).
 
-        Only the flows whose version moved are visited (`recall`/`missing`, in C), so a tick
+        Only the flows whose version moved are visited (`model.versions.Filed`), so a tick
         costs what changed; of those, a flow whose serial and `rev_traffic` are the ones the
         book holds moved facts or its remote, not bytes. A conversation's bytes are added up
         on its own record through the minute and summed per key once, when the minute ends
         (`_fold`), so a busy tick costs a few attribute updates per moved flow.
         """
-        if tick is None:
-            tick = versions(flows)
-        if tick == self._last and self._numbered:
+        changes = self._known.changes(flows, given)
+        if self._started and not (changes.new or changes.gone):
+            self._known.file(changes, ())
             return  # nothing moved: equal versions promise equal counters
         counting = self._started
         self._started = True
@@ -151,20 +147,21 @@ class Rollups:
         if bucket != self._bucket:
             self._fold()
             self._bucket = bucket
-        got: list[_Seen | None] = recall(self._known, tick)
+        moved = changes.new
+        got: list[_Seen] = []
         by_conv = self._by_conversation
         dirty = self._dirty
-        for i in missing(got):
+        for i in moved:
             ef = flows[i]
             f = ef.flow
             key = f.key
             if key.remote is None:
-                got[i] = _LISTENING
+                got.append(_LISTENING)
                 continue
             ident: int | FlowKey = f.serial or key
             seen = by_conv.get(ident)
             if seen is not None and f.serial and seen.rev == f.rev_traffic:
-                got[i] = seen
+                got.append(seen)
                 continue
             sent = f.bytes_sent or 0
             received = f.bytes_received or 0
@@ -176,7 +173,7 @@ class Rollups:
                 d_in = received - seen.received if received >= seen.received else received
                 new = 0
                 seen.rev, seen.sent, seen.received = f.rev_traffic, sent, received
-            got[i] = seen
+            got.append(seen)
             if not counting or not (d_out or d_in or new):
                 continue
             # The key's text is made once per facts and remote revision (numbered flows).
@@ -190,14 +187,15 @@ class Rollups:
             seen.acc_out += d_out
             seen.acc_in += d_in
             seen.acc_new += new
-        answers = cast(list[_Seen], got)
-        self._known, self._numbered = keep(tick, answers)
-        self._last = tick
+        self._known.file(changes, got)
         if len(by_conv) > 2 * len(flows) + 1024:  # conversations that left: forget them
+            answers = recall(self._known.answers, changes.versions)
+            for i, seen in zip(moved, got, strict=True):
+                answers[i] = seen  # flows without a serial are not filed
             self._by_conversation = {
                 (ef.flow.serial or ef.flow.key): seen
                 for ef, seen in zip(flows, answers, strict=True)
-                if seen is not _LISTENING
+                if seen is not None and seen is not _LISTENING
             }
 
     def _fold_one(self, seen: _Seen) -> None:

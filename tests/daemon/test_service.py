@@ -66,8 +66,10 @@ class CheckingSink:
 
 
 class NewDetector:
-    def evaluate(self, flows: Sequence[EnrichedFlow], now: float) -> Sequence[Alert]:
-        del flows, now  # the point is which detector is installed, not what it finds
+    def evaluate(
+        self, flows: Sequence[EnrichedFlow], now: float, host: object = None, changes: object = None
+    ) -> Sequence[Alert]:
+        del flows, now, host, changes  # the point is which detector is installed, not what it finds
         return ()
 
 

@@ -6,11 +6,18 @@ attribution and the engine's merge are the real ones.
 
 from __future__ import annotations
 
-from netwatch.flows.merge import merge_flows
+from dataclasses import replace
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from netwatch.flows.merge import _merge_by_key, merge_flows
+from netwatch.flows.serials import SerialBook, numbered
 from netwatch.model import (
     Attribution,
     Direction,
     Endpoint,
+    Flow,
     FlowKey,
     PacketMeta,
     SocketEntry,
@@ -216,3 +223,33 @@ def test_without_a_lookup_the_tick_takes_every_queued_packet() -> None:
     flows, cap = _flows()
     cap.queue.append(_udp(Endpoint(HOST, 40000), Endpoint(PEER, 9997), 1.0))
     assert [f.key.local.port for f in flows.flows(_table(), 1.2)] == [40000]
+
+
+_PORTS = st.lists(st.integers(1, 6), unique=True, max_size=6)
+
+
+@given(_PORTS, _PORTS, st.booleans())
+def test_twins_found_by_serial_are_the_twins_found_by_key(
+    socket_ports: list[int], packet_ports: list[int], with_translation: bool
+) -> None:
+    """The engine numbers both views of a conversation from one book, so a packet flow's
+    twin is the socket flow with its serial; the merge must be the one joining by key."""
+    book = SerialBook()
+
+    def made(port: int, process: bool) -> Flow:
+        key = FlowKey(Transport.TCP, Endpoint(HOST, 40000 + port), Endpoint(PEER, 443))
+        f = Flow(key=key, direction=Direction.OUTBOUND, bytes_sent=port * 10,
+                 process=make_process("curl") if process else None)  # fmt: skip
+        return numbered(f, book.serial(key), None)
+
+    sockets = [made(p, True) for p in socket_ports]
+    packets = [replace(made(p, False), bytes_sent=p * 11) for p in packet_ports]
+
+    def nothing_translated(t: Transport, a: Endpoint, b: Endpoint) -> None:
+        del t, a, b  # a host without NAT: the translated lookups find nothing
+
+    translated = nothing_translated if with_translation else None
+    by_serial = merge_flows(sockets, packets, None, {}, translated, one_book=True)
+    by_key = _merge_by_key(sockets, packets, None, {}, translated)
+    assert by_serial == by_key
+    assert [f.serial for f in by_serial] == [f.serial for f in by_key]

@@ -21,6 +21,7 @@ from netwatch.detect.engine import RuleEngine
 from netwatch.detect.loader import load_rules
 from netwatch.flows.serials import fresh_rev, new_serial, revisions
 from netwatch.model import Alert, Direction, EnrichedFlow, FlowKey, HostFacts
+from netwatch.model.versions import ChangeTracker
 from tests.builders import T0, make_process
 from tests.unit.test_detect_engine import flows_strategy
 from tests.unit.test_rules_pack import (
@@ -71,11 +72,15 @@ class Numbering:
 
 
 class Twins:
-    """An incremental engine and a from-scratch one, fed the same ticks."""
+    """An incremental engine and a from-scratch one, fed the same ticks; and a third
+    incremental one handed each tick's changes as the live engine hands them
+    (`ChangeTracker`), which must agree with both."""
 
     def __init__(self) -> None:
         rules = load_rules()
         self.cached = RuleEngine(rules)
+        self.fed = RuleEngine(rules)
+        self.tracker = ChangeTracker()
         self.scratch = RuleEngine(rules)
         self.scratch_last: list[EnrichedFlow] = []
         self.number = Numbering()
@@ -85,16 +90,21 @@ class Twins:
     ) -> list[Alert]:
         copies = [renumbered(ef) for ef in flows]  # equal content, new conversations
         self.scratch_last = copies
-        got = self.cached.evaluate(self.number(flows), now, host)
+        numbered = self.number(flows)
+        got = self.cached.evaluate(numbered, now, host)
+        fed = self.fed.evaluate(numbered, now, host, self.tracker.step(numbered))
         want = self.scratch.evaluate(copies, now, host)
         assert got == want
+        assert fed == want
+        assert self.fed.classified == self.cached.classified
+        assert self.fed.carried == self.cached.carried
         assert self.scratch.classified == len(flows)
         return got
 
 
 def matched(engine: RuleEngine, ef: EnrichedFlow) -> set[str]:
     """The rules `ef` (its conversation's flow) matched in the engine's last evaluation."""
-    (seen,) = [s for s in engine._seen.values() if s.ef.flow.key == ef.flow.key]
+    (seen,) = [s for s in engine._filed.answers.values() if s.ef.flow.key == ef.flow.key]
     return {engine.rules.rules[ri].id for ri, _ in seen.hits}
 
 

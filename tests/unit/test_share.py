@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from netwatch.flows.share import ShareWindow
 from netwatch.model import Attribution, EnrichedFlow, NamedShare
+from netwatch.model.versions import ChangeTracker
 from tests.builders import make_flow, make_process
 
 
@@ -113,6 +114,7 @@ def test_looking_only_at_new_versions_gives_the_share_of_looking_at_all(
     leave and come back, and the window's expiry."""
     state = {port: [0, 100, 10, "curl"] for port in range(1, 5)}  # rev, sent, received, owner
     w = ShareWindow(window=60.0)
+    fed, tracker = ShareWindow(window=60.0), ChangeTracker()  # handed the engine's changes
     ticks: list[tuple[float, list[EnrichedFlow]]] = []
     now = 0.0
     for dt, ops in steps:
@@ -128,4 +130,6 @@ def test_looking_only_at_new_versions_gives_the_share_of_looking_at_all(
                 s[0], s[3] = s[0] + 1, (None if s[3] == "curl" else "curl")
             flows.append(_flow(port, s[1], s[2], owner=s[3], serial=port, rev=s[0]))  # type: ignore[arg-type]
         ticks.append((now, flows))
-        assert w.observe(flows, now) == _reference(60.0, ticks), (now, ops)
+        want = _reference(60.0, ticks)
+        assert w.observe(flows, now) == want, (now, ops)
+        assert fed.observe(flows, now, tracker.step(flows)) == want, (now, ops)

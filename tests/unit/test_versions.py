@@ -1,0 +1,104 @@
+"""The change mechanism (`model.versions`): the engine's `ChangeTracker` works out once per
+tick which versions are new and which left, and every stage's `Filed` answers follow it.
+
+Checked against the meaning, worked out from scratch here for each tick: the new positions
+are those whose version the tick before did not have (and every flow without a serial), the
+gone versions are the numbered ones of the tick before that this tick lacks; a stage's
+answers are one per numbered version of the tick. A stage handed the tracker's changes, one
+that works them out itself and one that misses ticks must all end with the same answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from netwatch.model import EnrichedFlow
+from netwatch.model.versions import UNNUMBERED, ChangeTracker, Filed, TickChanges, Version
+from tests.builders import make_flow
+
+BASE = make_flow()
+
+
+def _flow(version: Version) -> EnrichedFlow:
+    """A flow carrying `version` (serial, rev_facts, rev_traffic, rev_remote)."""
+    serial, facts, traffic, remote = version
+    f = replace(BASE.flow, serial=serial, rev_facts=facts, rev_traffic=traffic)
+    return EnrichedFlow(f, BASE.remote, remote)
+
+
+def _expected(before: list[Version] | None, tick: list[Version]) -> tuple[list[int], set[Version]]:
+    old = {v for v in before or () if v != UNNUMBERED}
+    new = [i for i, v in enumerate(tick) if v == UNNUMBERED or v not in old]
+    gone = old - set(tick)
+    return new, gone
+
+
+def _answers(filed: Filed[str], changes: TickChanges) -> None:
+    """File, for each new position, an answer made from its version alone."""
+    filed.file(changes, [repr(changes.versions[i]) for i in changes.new])
+
+
+versions_st = st.one_of(
+    st.just(UNNUMBERED),
+    st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 2)),
+)
+ticks_st = st.lists(
+    st.tuples(st.lists(versions_st, max_size=8), st.booleans()), min_size=1, max_size=8
+)
+
+
+@given(ticks_st)
+def test_changes_and_filed_answers_follow_every_tick(
+    ticks: list[tuple[list[Version], bool]],
+) -> None:
+    tracker = ChangeTracker()
+    fed: Filed[str] = Filed()  # handed the tracker's changes every tick
+    own: Filed[str] = Filed()  # works them out itself
+    patchy: Filed[str] = Filed()  # handed them only on some ticks (a stage that missed one)
+    before: list[Version] | None = None
+    for tick, hand_over in ticks:
+        flows = [_flow(v) for v in tick]
+        changes = tracker.step(flows)
+        new, gone = _expected(before, tick)
+        assert list(changes.new) == new
+        assert set(changes.gone) == gone and len(changes.gone) == len(gone)
+        assert list(changes.versions) == tick
+        _answers(fed, fed.changes(flows, changes))
+        _answers(own, own.changes(flows))
+        if hand_over:
+            _answers(patchy, patchy.changes(flows, changes))
+        want = {v: repr(v) for v in tick if v != UNNUMBERED}
+        assert fed.answers == want
+        assert own.answers == want
+        if hand_over:
+            assert patchy.answers == want
+        before = tick
+
+
+def test_a_quiet_tick_has_no_changes_and_costs_the_stage_nothing() -> None:
+    tracker = ChangeTracker()
+    flows = [_flow((1, 1, 1, 1)), _flow((2, 1, 1, 1))]
+    tracker.step(flows)
+    quiet = tracker.step(list(flows))
+    assert (list(quiet.new), list(quiet.gone)) == ([], [])
+
+
+def test_flows_without_a_serial_are_new_every_tick_and_never_filed() -> None:
+    tracker, filed = ChangeTracker(), Filed[str]()
+    flows = [_flow(UNNUMBERED), _flow((5, 1, 1, 1))]
+    for _ in range(3):
+        changes = filed.changes(flows, tracker.step(flows))
+        assert 0 in changes.new
+        _answers(filed, changes)
+        assert list(filed.answers) == [(5, 1, 1, 1)]
+
+
+def test_the_answers_of_versions_that_left_are_handed_back() -> None:
+    filed: Filed[str] = Filed()
+    a, b = _flow((1, 1, 1, 1)), _flow((2, 1, 1, 1))
+    _answers(filed, filed.changes([a, b]))
+    changes = filed.changes([b])
+    assert filed.file(changes, []) == [repr((1, 1, 1, 1))]
