@@ -338,6 +338,7 @@ class SocketSampler:
         where = last.tcp_positions()
         copied: set[int] = set()
         changed: dict[tuple[int, int], netlink.Record] = {}
+        places: dict[tuple[int, int], None] = {}  # records to re-read; named twice, read once
         gone: set[tuple[int, int]] = set()
         added: dict[Transport, list[netlink.Record]] = {}
         # A container's sockets are re-read with its namespace's next full sample; the
@@ -365,11 +366,13 @@ class SocketSampler:
                     else:  # another namespace's (a container's), or gone: not every tick
                         absent[conversation] = now + _ABSENT_FOR
                 continue
-            b, i = at
-            old = batches[b][1][i]
-            new = diag.reread(old[0], old[2])
+            places[at] = None
+        olds = [batches[b][1][i] for b, i in places]  # each socket once, in a few writes
+        news = diag.reread_many([(old[0], old[2]) for old in olds])
+        for at, old, new in zip(places, olds, news, strict=True):
             if new == old:
                 continue
+            b, i = at
             if b not in copied:
                 copied.add(b)
                 batches[b] = (Transport.TCP, list(batches[b][1]), None)

@@ -525,3 +525,40 @@ def test_refresh_does_not_ask_every_tick_about_a_conversation_without_a_socket()
     sampler.sample()  # a full sample forgets what it did not find
     sampler.refresh([ghost])
     assert len(asked) == 3
+
+
+def test_rereading_many_sockets_at_once_reads_each_as_one_at_a_time() -> None:
+    """`reread_many` sends its requests a chunk a write; more sockets than a chunk, one of
+    them closed, give what `reread` gives one by one (nothing moves meanwhile)."""
+    from netwatch.sources import netlink
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(40)]
+    servers = [listener.accept()[0] for _ in clients]
+    diag = netlink.DiagSocket()
+    try:
+        mine = {c.getsockname()[1] for c in clients}
+        records = [
+            r
+            for r in diag.dump(socket.AF_INET, socket.IPPROTO_TCP)
+            if netlink.DiagRecord._make(r).sport in mine
+        ]
+        assert len(records) == 40 > netlink.REREAD_CHUNK
+        closing = next(
+            c for c in clients if c.getsockname()[1] == records[5][2][0] * 256 + records[5][2][1]
+        )
+        closing.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        closing.close()  # a reset: gone at once
+        wanted = [(r[0], r[2]) for r in records]
+        one_by_one = [diag.reread(family, ident) for family, ident in wanted]
+        assert one_by_one[5] is None and all(
+            r is not None for i, r in enumerate(one_by_one) if i != 5
+        )
+        assert diag.reread_many(wanted) == one_by_one
+    finally:
+        diag.close()
+        for s in (*clients, *servers, listener):
+            s.close()
