@@ -148,6 +148,8 @@ class SocketSampler:
         self._owners_version = -1
         self._endpoints: dict[bytes, Endpoint] = {}
         self._hidden = 0
+        self._patched_from: tuple[tuple[SocketEntry, ...], list[int], SocketTable] | None = None
+        """(the table's entries a refresh patched, the positions it changed, its table)."""
         self.backend = "psutil"
         if backend != "psutil" and sys.platform.startswith("linux"):
             try:
@@ -178,6 +180,7 @@ class SocketSampler:
         """Return every inet socket now, with owners and (netlink) TCP counters."""
         taken_at = self._clock.now()
         self._absent.clear()  # a full sample lists what there is
+        self._patched_from = None
         if self._diag is not None:
             try:
                 with _collector_paused(not self._seen):  # a first sample: every object new
@@ -302,6 +305,7 @@ class SocketSampler:
             return self.sample()
         wanted = list(active)
         table = last.table(self._clock.now())
+        self._patched_from = None
         if not wanted:
             return table
         taken_at = self._clock.now()
@@ -318,14 +322,39 @@ class SocketSampler:
         batches = [
             next(fresh) if b[2] is None and b[0] in _PROC_TRANSPORTS else b for b in read.batches
         ]
-        packet_rows = procnet.read_packet_sockets()
-        entries = self._patched(last, batches, packet_rows, read.changed) if read.in_place else None
-        if entries is None:
-            entries = self._table_from(batches, packet_rows)
+        entries, patch = self._rebuilt(last, batches, procnet.read_packet_sockets(), read)
         made = self._last
         if read.in_place and made is not None:  # every TCP record where it was
             made.keep_positions(last)
-        return self._last_table(taken_at, entries)
+        if patch is None or made is None:
+            return self._last_table(taken_at, entries)
+        # Every socket where it was, with its key and owner: what the last table worked out
+        # on first use carries over (`SocketTable.reread`: its lookup index, which a UDP
+        # conversation asks for, and its owners' pids), with the patched entries swapped in.
+        made.made = table.reread(taken_at, tuple(entries), patch.swapped, self._nat, self._homes)
+        self._patched_from = (table.entries, patch.positions, made.made)
+        return made.made
+
+    def patched(self, table: SocketTable) -> tuple[tuple[SocketEntry, ...], list[int]] | None:
+        """For the table the last `refresh` patched in place (else None): the entries of the
+        table it was patched from, and the positions (ascending) whose entry is new, every
+        other being that table's very entry. `collector.TableDiff` finds the changed
+        entries there, instead of comparing 20,000 pairs."""
+        hint = self._patched_from
+        return None if hint is None or hint[2] is not table else (hint[0], hint[1])
+
+    def _rebuilt(
+        self, last: _Last, batches: list[Batch], packet_rows: list[procnet.PacketRow], read: _Reread
+    ) -> tuple[list[SocketEntry], _Patch | None]:
+        """A refresh's entries from its records: patched in place when that applies (with
+        the patch), else the full path's (and None)."""
+        owners = None
+        if read.in_place and self._patchable(last, batches, packet_rows, read.changed):
+            owners = self._owners.owners_again()
+            if self._owners.version == self._owners_version:
+                patch = self._patch(last, batches, packet_rows, read.changed, owners)
+                return patch.entries, patch
+        return self._table_from(batches, packet_rows, owners), None
 
     def _reread(
         self, diag: netlink.DiagSocket, last: _Last, table: SocketTable, active: list[Conversation]
@@ -394,38 +423,45 @@ class SocketSampler:
             batches[b] = (transport, [*batches[b][1], *fresh], None)
         return _Reread(batches, changed, False)
 
-    def _patched(
+    def _patchable(
         self,
         last: _Last,
         batches: list[Batch],
         packet_rows: list[procnet.PacketRow],
         changed: Mapping[tuple[int, int], netlink.Record],
-    ) -> list[SocketEntry] | None:
-        """`_table_from(batches, packet_rows)` for a refresh that re-read the `changed`
-        records ((batch, position) -> new record) in place, made in time of their number.
+    ) -> bool:
+        """Whether a refresh that re-read the `changed` records in place may be patched
+        (`_patch`), owners aside: every other record is the one of `last` (no raw or packet
+        socket came or went) and each re-read socket kept its inode (else its 4-tuple names
+        a new socket, whose owner is looked up)."""
+        before = last.batches
+        if packet_rows != last.packet_rows or len(batches) != len(before):
+            return False
+        touched = {b for b, _ in changed}
+        for b, (now, then) in enumerate(zip(batches, before, strict=True)):
+            if b not in touched and now[1] is not then[1] and now[1] != then[1]:
+                return False  # the raw and ping tables read again: small lists
+        return all(new[4] == before[b][1][i][4] for (b, i), new in changed.items())
+
+    def _patch(
+        self,
+        last: _Last,
+        batches: list[Batch],
+        packet_rows: list[procnet.PacketRow],
+        changed: Mapping[tuple[int, int], netlink.Record],
+        owners: Mapping[int, ProcessRef],
+    ) -> _Patch:
+        """`_table_from(batches, packet_rows)` for a patchable refresh (`_patchable`) whose
+        owners did not change, made in time of the `changed` records ((batch, position) ->
+        new record).
 
         At 20,000 sockets the full path walks every record a few times in Python (matching
         them with last sample's entries, rebuilding that cache, collecting and checking
         every inode for owners, counting hidden sockets): ~19 ms a refresh that re-read 200.
-        When every other record is the one of `last`, each re-read socket keeps its inode
-        and no owner changed, its result is known: last sample's entries with the re-read
-        ones made anew, in their places. The list copy is done in C. None when that does not
-        hold (a raw or packet socket came or went, a 4-tuple names a new socket, a process
-        exited or exec'd): the caller takes the full path, with the owners asked here.
+        Here its result is known: last sample's entries with the re-read ones made anew, in
+        their places (the list copy is done in C), and the caches patched to match.
         """
-        before = last.batches
-        if packet_rows != last.packet_rows or len(batches) != len(before):
-            return None
-        touched = {b for b, _ in changed}
-        for b, (now, then) in enumerate(zip(batches, before, strict=True)):
-            if b not in touched and now[1] is not then[1] and now[1] != then[1]:
-                return None  # the raw and ping tables read again: small lists
-        if any(new[4] != before[b][1][i][4] for (b, i), new in changed.items()):
-            return None  # another socket on that 4-tuple: its owner is looked up
-        owners = self._owners.owners_again()
-        if self._owners.version != self._owners_version:
-            return self._table_from(batches, packet_rows, owners)
-        starts = list(itertools.accumulate((len(r) for _, r, _ns in before), initial=0))
+        before, starts = last.batches, last.starts
         fresh = [
             (starts[b] + i, batches[b][0], new, batches[b][2]) for (b, i), new in changed.items()
         ]
@@ -440,7 +476,11 @@ class SocketSampler:
         made = [entries[at] for at, _, _, _ in fresh]
         self._hidden += sum(map(self._hides, made)) - sum(map(self._hides, gone))
         self._last = _Last(batches, packet_rows, entries)
-        return entries
+        return _Patch(
+            entries,
+            sorted(at for at, _, _, _ in fresh),
+            list(zip(gone, made, strict=True)),
+        )
 
     def _entries(
         self,
@@ -667,10 +707,20 @@ class _Reread(NamedTuple):
     """Whether records were only re-read in place: none gone, none added."""
 
 
+class _Patch(NamedTuple):
+    """A refresh's entries as `SocketSampler._patch` made them."""
+
+    entries: list[SocketEntry]
+    positions: list[int]
+    """Where the entries made anew are, ascending; every other is last sample's."""
+    swapped: list[tuple[SocketEntry, SocketEntry]]
+    """(last sample's entry, its new one) for each of them."""
+
+
 class _Last:
     """A netlink sample's records (by batch) and what was made of them, for `refresh`."""
 
-    __slots__ = ("_positions", "batches", "entries", "made", "packet_rows")
+    __slots__ = ("_positions", "batches", "entries", "made", "packet_rows", "starts")
 
     def __init__(
         self,
@@ -684,6 +734,8 @@ class _Last:
         """In the order of the batches' records (packet sockets after them)."""
         self.made: SocketTable | None = None
         self._positions: dict[FlowKey, tuple[int, int]] | None = None
+        self.starts = list(itertools.accumulate((len(r) for _, r, _ns in batches), initial=0))
+        """Where each batch's records start among all of them."""
 
     def table(self, now: float) -> SocketTable:
         """The table made from these records (made now if the sampler has not yet)."""

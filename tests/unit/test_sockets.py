@@ -545,6 +545,7 @@ def test_rereading_many_sockets_at_once_reads_each_as_one_at_a_time() -> None:
             r
             for r in diag.dump(socket.AF_INET, socket.IPPROTO_TCP)
             if netlink.DiagRecord._make(r).sport in mine
+            and netlink.DiagRecord._make(r).dport == port  # other programs use ports too
         ]
         assert len(records) == 40 > netlink.REREAD_CHUNK
         closing = next(
@@ -562,3 +563,33 @@ def test_rereading_many_sockets_at_once_reads_each_as_one_at_a_time() -> None:
         diag.close()
         for s in (*clients, *servers, listener):
             s.close()
+
+
+def test_a_refresh_patched_in_place_keeps_what_the_table_worked_out(
+    tcp_pair: tuple[socket.socket, ...],
+) -> None:
+    """A refresh that re-read sockets in place carries the last table's lookup index (a
+    UDP conversation asks for it) and owners' pids over, with the new entries in it; they
+    answer as a table indexed afresh does."""
+    listener, client, server = tcp_pair
+    port = listener.getsockname()[1]
+    sampler = SocketSampler(backend="netlink")
+    first = sampler.sample()
+    out = next(e for e in by_port(first, port) if e.key.local.port == client.getsockname()[1])
+    assert first.lookup(*_active(out)) is out  # the index is built
+    pids = first.owner_pids()
+    client.sendall(b"i" * 800)
+    server.recv(4096)
+    server.sendall(b"j")
+    client.recv(16)
+    second = sampler.refresh([_active(out)])
+    assert sampler.patched(second) is not None
+    assert second._by_pair is not None and second.owner_pids() is pids  # carried
+    fresh = SocketTable(taken_at=second.taken_at, entries=second.entries)
+    for e in second.entries:
+        ends = (e.key.transport, e.key.local, e.key.remote)
+        assert second.lookup(*ends) is fresh.lookup(*ends)
+    again = second.lookup(*_active(out))
+    assert (
+        again is not out and again is not None and again.bytes_sent == (out.bytes_sent or 0) + 800
+    )

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from netwatch.model import Container, SocketEntry, Transport
 from netwatch.sources import netlink, procnet
-from netwatch.sources.sockets import Batch, SocketSampler
+from netwatch.sources.sockets import Batch, SocketSampler, _Reread
 from tests.unit.test_sockets_owners import FakeProc
 
 ME = os.geteuid()
@@ -123,8 +123,14 @@ def refreshed(
     batches, rows = world.batches(), list(world.packets)
     if not changed:
         return last.entries
-    got = sampler._patched(last, batches, rows, changed)
-    return got if got is not None else sampler._table_from(batches, rows)
+    entries, patch = sampler._rebuilt(last, batches, rows, _Reread(batches, changed, True))
+    if patch is not None:  # what the table diff is told: exactly the entries made anew
+        assert patch.entries is entries
+        assert patch.positions == [i for i, e in enumerate(entries) if e is not last.entries[i]]
+        assert len(patch.swapped) == len(patch.positions)
+        pairs = {(id(old), id(new)) for old, new in patch.swapped}  # in any order
+        assert pairs == {(id(last.entries[i]), id(entries[i])) for i in patch.positions}
+    return entries
 
 
 def assert_same(
@@ -179,14 +185,20 @@ def test_the_patch_applies_to_counters_and_steps_aside_for_anything_else(
     world = World(tmp_path)
     sampler = world.sampler()
     sampler._table_from(world.batches(), list(world.packets))
-    changed = apply(world, ({1: 7777}, False, False, False, False, False), 0)
-    assert sampler._last is not None
-    patched = sampler._patched(sampler._last, world.batches(), list(world.packets), changed)
-    assert patched is not None and patched[1].bytes_sent == 7777
-    assert patched[1].process is not None and patched[1].process.name == "curl"
-    changed = apply(world, ({2: 8888}, False, False, False, True, False), 1)
-    assert sampler._patched(sampler._last, world.batches(), list(world.packets), changed) is None
-    sampler._table_from(world.batches(), list(world.packets))
-    changed = apply(world, ({3: 9999}, False, False, True, False, False), 2)
-    got = sampler._patched(sampler._last, world.batches(), list(world.packets), changed)
-    assert got is not None and got[0].process is not None and got[0].process.name == "curl2"
+
+    def rebuilt(step: Step, n: int) -> tuple[list[SocketEntry], object]:
+        changed = apply(world, step, n)
+        assert sampler._last is not None
+        batches = world.batches()
+        read = _Reread(batches, changed, True)
+        return sampler._rebuilt(sampler._last, batches, list(world.packets), read)
+
+    entries, patch = rebuilt(({1: 7777}, False, False, False, False, False), 0)
+    assert patch is not None and entries[1].bytes_sent == 7777
+    assert entries[1].process is not None and entries[1].process.name == "curl"
+    assert rebuilt(({2: 8888}, False, False, False, True, False), 1)[1] is None  # raw table
+    entries, patch = rebuilt(({3: 9999}, False, False, True, False, False), 2)  # exec
+    assert patch is None and entries[0].process is not None
+    assert entries[0].process.name == "curl2"
+    assert rebuilt(({4: 1}, True, False, False, False, False), 3)[1] is None  # new socket
+    assert rebuilt(({5: 2}, False, False, False, False, False), 4)[1] is not None
