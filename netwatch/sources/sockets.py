@@ -284,7 +284,10 @@ class SocketSampler:
             self._packet_seen = dict(zip(packet_rows, packets, strict=True))
             entries.extend(packets)
             self._count_hidden(entries)
-        self._last = _Last(batches, packet_rows, entries)
+        made = _Last(batches, packet_rows, entries)
+        if self._last is not None:
+            made.keep_same_positions(self._last)
+        self._last = made
         return entries
 
     # ------------------------------------------------------------ refresh
@@ -749,6 +752,27 @@ class _Last:
         socket's key in Python (~5 ms a refresh at 20,000 sockets)."""
         self._positions = before._positions
 
+    def keep_same_positions(self, before: _Last) -> None:
+        """Take `before`'s TCP position map if this sample's host TCP records are the same
+        sockets in the same places (their idents, cookie included, equal one by one).
+
+        So it is between two full samples of a machine whose connections all stayed (idle
+        long-lived ones, as bench/daemon.py holds): the first refresh after each full sample
+        then does not rebuild the map (~5 ms at 20,000 sockets). The comparison runs in C
+        and stops at the first difference, and at once when a count differs."""
+        known = before._positions
+        if known is None:
+            return
+        mine, theirs = _host_tcp(self.batches), _host_tcp(before.batches)
+        if [b for b, _ in mine] != [b for b, _ in theirs]:
+            return
+        for (_, now), (_, then) in zip(mine, theirs, strict=True):
+            if len(now) != len(then):
+                return
+            if not all(map(operator.eq, map(_IDENT, now), map(_IDENT, then))):
+                return
+        self._positions = known
+
     def tcp_positions(self) -> dict[FlowKey, tuple[int, int]]:
         """TCP socket key -> (batch, position of its record), built once per sample in C."""
         if self._positions is None:
@@ -762,6 +786,11 @@ class _Last:
                 at += n
             self._positions = positions
         return self._positions
+
+
+def _host_tcp(batches: list[Batch]) -> list[tuple[int, list[netlink.Record]]]:
+    """(batch number, records) of the host's TCP batches (those `refresh` re-reads)."""
+    return [(b, r) for b, (t, r, ns) in enumerate(batches) if t is Transport.TCP and ns is None]
 
 
 @contextlib.contextmanager

@@ -202,3 +202,31 @@ def test_the_patch_applies_to_counters_and_steps_aside_for_anything_else(
     assert entries[0].process.name == "curl2"
     assert rebuilt(({4: 1}, True, False, False, False, False), 3)[1] is None  # new socket
     assert rebuilt(({5: 2}, False, False, False, False, False), 4)[1] is not None
+
+
+def test_a_full_sample_of_the_same_sockets_keeps_the_position_map(tmp_path: Path) -> None:
+    """Between full samples of connections that all stayed (counters moved), the map of
+    where each TCP socket is carries over; a socket gone, come or moved rebuilds it."""
+    world = World(tmp_path)
+    sampler = world.sampler()
+
+    def sample() -> dict[object, tuple[int, int]]:
+        sampler._table_from(world.batches(), list(world.packets))
+        assert sampler._last is not None
+        return sampler._last.tcp_positions()
+
+    first = sample()
+    apply(world, ({1: 5, 7: 9}, False, False, False, True, False), 0)  # counters, a packet socket
+    assert sample() is first
+    fresh: dict[object, tuple[int, int]] = {}
+    for b, (transport, records, ns) in enumerate(world.batches()):
+        if transport is Transport.TCP and ns is None:
+            assert sampler._last is not None
+            for i in range(len(records)):
+                fresh[sampler._last.entries[sampler._last.starts[b] + i].key] = (b, i)
+    assert first == fresh
+    world.tcp = [world.tcp[1], world.tcp[0], *world.tcp[2:]]  # two swap places
+    second = sample()
+    assert second is not first and second != first
+    world.tcp = world.tcp[:-1]  # one closed
+    assert sample() is not second
