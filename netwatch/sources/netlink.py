@@ -515,13 +515,25 @@ class DiagSocket:
                 n = self._sock.recv_into(view[off:])
                 off += (n + 3) & ~3
             parse_messages(view[:off], records, errors=errors)
-        except NetlinkUnavailableError:
-            raise
-        except OSError as exc:
+        except OSError as exc:  # e.g. ENOBUFS: replies were lost, others may still be queued
+            self._drain()
             raise NetlinkUnavailableError(exc.errno or 0, f"sock_diag: {exc}") from None
         # The kernel may answer a lookup with the listener of that port: only the same socket.
         found = {r[2]: r for r in records}
         return [found.get(ident) for _, ident in wanted]
+
+    def _drain(self) -> None:
+        """Drop whatever replies are still queued, so the next request (the full dump the
+        sampler falls back to) does not read them as its own."""
+        timeout = self._sock.gettimeout()
+        try:
+            self._sock.setblocking(False)
+            while self._sock.recv_into(self._buf):
+                pass
+        except OSError:
+            pass  # BlockingIOError: nothing left (or the socket is unusable: the dump says so)
+        finally:
+            self._sock.settimeout(timeout)
 
     def _one(self, request: bytes, counters: bool) -> Record | None:
         """Send a one-socket request; its record, or None for ENOENT / ESTALE (no such

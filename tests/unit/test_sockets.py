@@ -593,3 +593,36 @@ def test_a_refresh_patched_in_place_keeps_what_the_table_worked_out(
     assert (
         again is not out and again is not None and again.bytes_sent == (out.bytes_sent or 0) + 800
     )
+
+
+def test_replies_lost_to_a_full_receive_buffer_fail_the_reread_and_leave_nothing_behind() -> None:
+    """Replies that do not fit the receive buffer are dropped by the kernel (ENOBUFS): the
+    re-read fails (the sampler then takes a full sample) and the replies that did arrive
+    are not read by the next request as its own."""
+    from netwatch.sources import netlink
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(40)]
+    servers = [listener.accept()[0] for _ in clients]
+    diag = netlink.DiagSocket()
+    try:
+
+        def mine() -> list[netlink.Record]:
+            return [
+                r
+                for r in diag.dump(socket.AF_INET, socket.IPPROTO_TCP)
+                if netlink.DiagRecord._make(r).dport == port
+            ]
+
+        records = mine()
+        assert len(records) == 40
+        diag._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # the kernel's least
+        with pytest.raises(netlink.NetlinkUnavailableError):
+            diag.reread_many([(r[0], r[2]) for r in records])
+        diag._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        assert sorted(r[2] for r in mine()) == sorted(r[2] for r in records)
+    finally:
+        diag.close()
+        for s in (*clients, *servers, listener):
+            s.close()
