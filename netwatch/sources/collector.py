@@ -7,7 +7,8 @@ time, in the order they come:
 * `sample` / `refresh`: the socket table (`sources.sockets.SocketSampler`), sent as a first
   full table and after that as upserts and removals of the entries that changed. The sampler
   hands back last sample's very entry object for a socket whose kernel record and owner did
-  not change, so "changed" is an `is` test per entry, made in C; entries are named by their
+  not change, so "changed" is an `is` test per entry, made in C (or, for a refresh it
+  patched in place, the sampler says where: `SocketSampler.patched`); entries are named by their
   inode (unique while the socket lives) or, for the few without one (TIME_WAIT, psutil), by
   their key. Processes are sent once, in a table, and referenced by a number. With the
   answer go the owners of connections the start watcher (`sources.connect_owners`) caught

@@ -12,7 +12,10 @@
 Entries are cached by the kernel's record of the socket, and matched in C, so an unchanged
 socket costs no Python bytecode per sample; that is what keeps 1 Hz sampling cheap. Most of
 what remains is the kernel's own work of walking its socket tables, which `refresh()`
-avoids: it re-reads only the sockets capture saw packets on, one exact request each.
+avoids: it re-reads only the sockets capture saw packets on, one exact request each (sent
+a chunk a write), and when they were only re-read in place it patches last sample's
+entries rather than matching every record again, so its Python work follows the number of
+sockets re-read, not the number on the machine.
 """
 
 from __future__ import annotations
@@ -278,7 +281,7 @@ class SocketSampler:
         self._owners_version = self._owners.version
         entries, changed = self._entries(batches, owners, stable)
         # Last sample's packet sockets are gone too when none are left: `_hidden` and the
-        # packet cache always describe the entries kept in `_last` (`_patched` counts on it).
+        # packet cache always describe the entries kept in `_last` (`_patch` counts on it).
         if changed or packet_rows or self._packet_seen:
             packets = _packet_entries(packet_rows, owners, self._packet_seen)
             self._packet_seen = dict(zip(packet_rows, packets, strict=True))
