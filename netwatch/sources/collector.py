@@ -7,7 +7,8 @@ time, in the order they come:
 * `sample` / `refresh`: the socket table (`sources.sockets.SocketSampler`), sent as a first
   full table and after that as upserts and removals of the entries that changed. The sampler
   hands back last sample's very entry object for a socket whose kernel record and owner did
-  not change, so "changed" is an `is` test per entry, made in C; entries are named by their
+  not change, so "changed" is an `is` test per entry, made in C (or, for a refresh it
+  patched in place, the sampler says where: `SocketSampler.patched`); entries are named by their
   inode (unique while the socket lives) or, for the few without one (TIME_WAIT, psutil), by
   their key. Processes are sent once, in a table, and referenced by a number. With the
   answer go the owners of connections the start watcher (`sources.connect_owners`) caught
@@ -102,22 +103,31 @@ class TableDiff:
         """The entries of the last table sent: the sampler hands on the very tuple when a
         refresh changed nothing, and keeps the order when it only re-read sockets."""
 
-    def message(self, table: SocketTable) -> dict[str, Any]:
+    def message(
+        self,
+        table: SocketTable,
+        patched: tuple[tuple[SocketEntry, ...], list[int]] | None = None,
+    ) -> dict[str, Any]:
         """The `table` message: `full` the first time, else what changed.
 
         Two shortcuts keep an idle or mostly idle tick from walking every socket in Python:
         the very tuple of last time means nothing changed, and a table of the same length
         whose changed positions are the same sockets (same inode) re-read means just those
-        are upserts (found in C, position by position). Anything else takes the full diff.
+        are upserts (found in C, position by position, or given: `patched` is the sampler's
+        word, `SocketSampler.patched`, for a table patched from the entries last sent).
+        Anything else takes the full diff.
         """
         entries = table.entries
         last = self._entries
         if last is not None and entries is last:
             return {"taken_at": table.taken_at}
         if last is not None and self._by_inode and len(entries) == len(last):
-            moved = list(
-                itertools.compress(range(len(entries)), map(operator.is_not, entries, last))
-            )
+            if patched is not None and patched[0] is last:
+                moved = patched[1]
+            else:
+                moved = list(
+                    itertools.compress(range(len(entries)), map(operator.is_not, entries, last))
+                )
             if all(_same_socket(last[i], entries[i]) for i in moved):
                 sent = self._sent
                 before = {last[i].inode: last[i] for i in moved}
@@ -299,7 +309,8 @@ class Collector:
         if op == "sample":
             return self._table(self.sampler.sample())
         if op == "refresh":
-            return self._table(self.sampler.refresh(self._conversations(request)))
+            table = self.sampler.refresh(self._conversations(request))
+            return self._table(table, self.sampler.patched(table))
         if op == "facts":
             facts = self.host.facts(float(request["now"]), [str(e) for e in request["exes"]])
             return {"facts": codec.host_facts_to_dict(facts)}
@@ -327,8 +338,12 @@ class Collector:
             out.append(found)
         return out
 
-    def _table(self, table: SocketTable) -> dict[str, Any]:
-        out = self._diff.message(table)
+    def _table(
+        self,
+        table: SocketTable,
+        patched: tuple[tuple[SocketEntry, ...], list[int]] | None = None,
+    ) -> dict[str, Any]:
+        out = self._diff.message(table, patched)
         if table.nat != self._nat:  # containers' translated connections (netns helper)
             self._nat = table.nat
             out["nat"] = codec.nat_to_list(table.nat)

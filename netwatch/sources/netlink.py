@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import socket
 import struct
+from collections.abc import Sequence
 from typing import NamedTuple
 
 NETLINK_SOCK_DIAG = 4
@@ -75,6 +76,14 @@ _MAPPED = bytes(10) + b"\xff\xff"
 
 def _family(raw: bytes) -> int:
     return socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+
+
+REREAD_CHUNK = 32
+"""One-socket requests `DiagSocket.reread_many` sends in one write, at most."""
+_REPLY_COST = 4096
+"""Receive-buffer space one reply may take, generously (a ~600-byte message in its skb)."""
+_REPLY_ROOM = 8192
+"""Room left in the reply buffer before reading the next reply (one is under 1 KB)."""
 
 
 class NetlinkUnavailableError(OSError):
@@ -196,12 +205,18 @@ def build_tcp_request(seq: int = 1) -> bytes:
 
 
 def parse_messages(
-    buf: bytes | memoryview, out: list[Record], counters: bool = True, uniform: bool = True
+    buf: bytes | memoryview,
+    out: list[Record],
+    counters: bool = True,
+    uniform: bool = True,
+    errors: list[int] | None = None,
 ) -> bool:
     """Append every well-formed inet_diag message in `buf` to `out`; True once DONE is seen.
 
     Raises `NetlinkUnavailableError` for an NLMSG_ERROR reply (e.g. ENOENT: the diag module
-    for that protocol is not loaded). Truncated or garbled messages end the buffer quietly.
+    for that protocol is not loaded), unless `errors` is given: then its errno goes there and
+    parsing goes on (the replies to many one-socket requests, some of them for sockets gone).
+    Truncated or garbled messages end the buffer quietly.
     This loop runs once per socket, so it unpacks as little as it can: the position of the
     tcp_info attribute is learnt from one message and tried first on the next, and runs of
     same-shaped messages are unpacked in C (`uniform`; off only to test it against the loop).
@@ -235,7 +250,9 @@ def parse_messages(
         elif kind == NLMSG_DONE:
             return True
         elif kind == NLMSG_ERROR:
-            raise NetlinkUnavailableError(_errno_of(data, off, length), "sock_diag dump failed")
+            if errors is None:
+                raise NetlinkUnavailableError(_errno_of(data, off, length), "sock_diag dump failed")
+            errors.append(_errno_of(data, off, length))
         off += (length + 3) & ~3
         if fast and kind in _SOCKET_MESSAGES:
             off = _parse_uniform(data, out, off)  # back to C after e.g. a TIME_WAIT socket
@@ -369,6 +386,12 @@ class DiagSocket:
         self._sock.settimeout(5.0)
         self._buf = bytearray(bufsize)
         self._seq = 0
+        try:
+            rcvbuf = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        except OSError:
+            rcvbuf = 0
+        self._chunk = max(1, min(REREAD_CHUNK, rcvbuf // _REPLY_COST))
+        """Requests a write of `reread_many` (their replies must all fit the receive buffer)."""
 
     def dump(self, family: int, protocol: int) -> list[Record]:
         """Every socket of one family and protocol, in kernel order."""
@@ -457,6 +480,60 @@ class DiagSocket:
         found = self._one(build_reread_request(family, ident, self._seq), True)
         # The kernel may answer a lookup with the listener of that port: only the same socket.
         return found if found is not None and found[2] == ident else None
+
+    def reread_many(self, wanted: Sequence[tuple[int, bytes]]) -> list[Record | None]:
+        """`reread` of each (family, ident) of `wanted`, in order, a chunk of requests a write.
+
+        A refresh re-reads a few hundred sockets; one request and one reply each was two
+        system calls and one parse per socket. The kernel answers every request of a write
+        before the write returns (it hands sock_diag the whole buffer, answered in this
+        thread), each with exactly one message: the socket, or an error (gone). So the
+        replies are read as they lie, and parsed in one pass, where a run of same-shaped
+        records is unpacked in C. The chunk is sized so its replies fit the receive buffer.
+        """
+        out: list[Record | None] = []
+        for at in range(0, len(wanted), self._chunk):
+            out.extend(self._reread_chunk(wanted[at : at + self._chunk]))
+        return out
+
+    def _reread_chunk(self, wanted: Sequence[tuple[int, bytes]]) -> list[Record | None]:
+        requests = []
+        for family, ident in wanted:
+            self._seq += 1
+            requests.append(build_reread_request(family, ident, self._seq))
+        records: list[Record] = []
+        errors: list[int] = []
+        buf = self._buf
+        view = memoryview(buf)
+        try:
+            self._sock.send(b"".join(requests))
+            off = 0
+            for _ in wanted:  # one reply each, queued already
+                if len(buf) - off < _REPLY_ROOM:
+                    parse_messages(view[:off], records, errors=errors)
+                    off = 0
+                n = self._sock.recv_into(view[off:])
+                off += (n + 3) & ~3
+            parse_messages(view[:off], records, errors=errors)
+        except OSError as exc:  # e.g. ENOBUFS: replies were lost, others may still be queued
+            self._drain()
+            raise NetlinkUnavailableError(exc.errno or 0, f"sock_diag: {exc}") from None
+        # The kernel may answer a lookup with the listener of that port: only the same socket.
+        found = {r[2]: r for r in records}
+        return [found.get(ident) for _, ident in wanted]
+
+    def _drain(self) -> None:
+        """Drop whatever replies are still queued, so the next request (the full dump the
+        sampler falls back to) does not read them as its own."""
+        timeout = self._sock.gettimeout()
+        try:
+            self._sock.setblocking(False)
+            while self._sock.recv_into(self._buf):
+                pass
+        except OSError:
+            pass  # BlockingIOError: nothing left (or the socket is unusable: the dump says so)
+        finally:
+            self._sock.settimeout(timeout)
 
     def _one(self, request: bytes, counters: bool) -> Record | None:
         """Send a one-socket request; its record, or None for ENOENT / ESTALE (no such

@@ -322,3 +322,50 @@ def test_containers_homes_cross_when_they_change_and_hold_between() -> None:
     finally:
         collector.close()
         ours.close()
+
+
+def test_a_refresh_patched_in_place_is_diffed_from_the_samplers_word_as_by_comparing() -> None:
+    """The collector tells its diff where a patched refresh changed entries (the sampler
+    knows); a diff that compares every pair must send the very same message."""
+    ours, theirs = socket.socketpair()
+    collector = Collector(Channel(theirs), config_file=None, watch_starts=False)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port), timeout=5)
+    server = listener.accept()[0]
+    plain = TableDiff()
+    try:
+        collector.answer({"op": "sample"})
+        assert collector.sampler._last is not None and collector.sampler._last.made is not None
+        plain.message(collector.sampler._last.made)
+        cport = client.getsockname()[1]
+        active = [["tcp", "127.0.0.1", port, "127.0.0.1", cport]]  # both ends, server first
+        active.append(["tcp", "127.0.0.1", cport, "127.0.0.1", port])
+        for n in (1, 2):
+            client.sendall(b"x" * 500 * n)
+            server.recv(4096)
+            server.sendall(b"y")
+            client.recv(16)
+            got = collector.answer({"op": "refresh", "active": active})
+            table = collector.sampler._last.made
+            assert table is not None and collector.sampler.patched(table) is not None
+            want = plain.message(table)
+            assert len(want.get("counters", ())) == 2 and {k: got[k] for k in want} == want
+    finally:
+        for s in (client, server, listener, ours, theirs):
+            s.close()
+        collector.close()
+
+
+def test_the_samplers_word_about_another_table_is_not_taken() -> None:
+    """A hint patched from entries other than those last sent says nothing about this diff."""
+    a = tuple(_sock(i, 0) for i in range(1, 6))
+    b = tuple(_sock(i, 1) if i == 2 else e for i, e in enumerate(a, 1))
+    c = tuple(_sock(i, 2) if i in (2, 4) else e for i, e in enumerate(b, 1))
+    hinted, plain = TableDiff(), TableDiff()
+    for diff in (hinted, plain):
+        diff.message(SocketTable(taken_at=1.0, entries=a))
+    wrong = (b, [3])  # patched from b, which was never sent
+    got = hinted.message(SocketTable(taken_at=2.0, entries=c), wrong)
+    assert got == plain.message(SocketTable(taken_at=2.0, entries=c))
+    assert len(got["counters"]) == 2

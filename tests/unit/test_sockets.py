@@ -525,3 +525,104 @@ def test_refresh_does_not_ask_every_tick_about_a_conversation_without_a_socket()
     sampler.sample()  # a full sample forgets what it did not find
     sampler.refresh([ghost])
     assert len(asked) == 3
+
+
+def test_rereading_many_sockets_at_once_reads_each_as_one_at_a_time() -> None:
+    """`reread_many` sends its requests a chunk a write; more sockets than a chunk, one of
+    them closed, give what `reread` gives one by one (nothing moves meanwhile)."""
+    from netwatch.sources import netlink
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(40)]
+    servers = [listener.accept()[0] for _ in clients]
+    diag = netlink.DiagSocket()
+    try:
+        mine = {c.getsockname()[1] for c in clients}
+        records = [
+            r
+            for r in diag.dump(socket.AF_INET, socket.IPPROTO_TCP)
+            if netlink.DiagRecord._make(r).sport in mine
+            and netlink.DiagRecord._make(r).dport == port  # other programs use ports too
+        ]
+        assert len(records) == 40 > netlink.REREAD_CHUNK
+        closing = next(
+            c for c in clients if c.getsockname()[1] == records[5][2][0] * 256 + records[5][2][1]
+        )
+        closing.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        closing.close()  # a reset: gone at once
+        wanted = [(r[0], r[2]) for r in records]
+        one_by_one = [diag.reread(family, ident) for family, ident in wanted]
+        assert one_by_one[5] is None and all(
+            r is not None for i, r in enumerate(one_by_one) if i != 5
+        )
+        assert diag.reread_many(wanted) == one_by_one
+    finally:
+        diag.close()
+        for s in (*clients, *servers, listener):
+            s.close()
+
+
+def test_a_refresh_patched_in_place_keeps_what_the_table_worked_out(
+    tcp_pair: tuple[socket.socket, ...],
+) -> None:
+    """A refresh that re-read sockets in place carries the last table's lookup index (a
+    UDP conversation asks for it) and owners' pids over, with the new entries in it; they
+    answer as a table indexed afresh does."""
+    listener, client, server = tcp_pair
+    port = listener.getsockname()[1]
+    sampler = SocketSampler(backend="netlink")
+    first = sampler.sample()
+    out = next(e for e in by_port(first, port) if e.key.local.port == client.getsockname()[1])
+    assert first.lookup(*_active(out)) is out  # the index is built
+    pids = first.owner_pids()
+    client.sendall(b"i" * 800)
+    server.recv(4096)
+    server.sendall(b"j")
+    client.recv(16)
+    second = sampler.refresh([_active(out)])
+    assert sampler.patched(second) is not None
+    assert second._by_pair is not None and second.owner_pids() is pids  # carried
+    fresh = SocketTable(taken_at=second.taken_at, entries=second.entries)
+    for e in second.entries:
+        ends = (e.key.transport, e.key.local, e.key.remote)
+        assert second.lookup(*ends) is fresh.lookup(*ends)
+    again = second.lookup(*_active(out))
+    assert (
+        again is not out and again is not None and again.bytes_sent == (out.bytes_sent or 0) + 800
+    )
+
+
+def test_replies_lost_to_a_full_receive_buffer_fail_the_reread_and_leave_nothing_behind() -> None:
+    """Replies that do not fit the receive buffer are dropped by the kernel (ENOBUFS): the
+    re-read fails (the sampler then takes a full sample) and the replies that did arrive
+    are not read by the next request as its own."""
+    from netwatch.sources import netlink
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(40)]
+    servers = [listener.accept()[0] for _ in clients]
+    diag = netlink.DiagSocket()
+    try:
+
+        def mine() -> list[netlink.Record]:
+            return [
+                r
+                for r in diag.dump(socket.AF_INET, socket.IPPROTO_TCP)
+                if netlink.DiagRecord._make(r).dport == port
+            ]
+
+        records = mine()
+        assert len(records) == 40
+        diag._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # the kernel's least
+        with pytest.raises(netlink.NetlinkUnavailableError):
+            diag.reread_many([(r[0], r[2]) for r in records])
+        diag._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        assert sorted(r[2] for r in mine()) == sorted(r[2] for r in records)
+    finally:
+        diag.close()
+        for s in (*clients, *servers, listener):
+            s.close()

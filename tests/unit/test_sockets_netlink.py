@@ -234,3 +234,14 @@ def test_compat_replies_parse_like_sock_diag_ones() -> None:
     fast, _ = _parse(b"".join(compat) + done(), uniform=True)
     assert fast == _parse(b"".join(msgs) + done(), uniform=True)[0]
     assert [r.inode for r in fast] == list(range(12))
+
+
+def test_error_replies_can_be_collected_while_the_records_around_them_are_parsed() -> None:
+    """The replies to many one-socket requests: a socket gone is an error among records."""
+    err = NLHDR.pack(36, netlink.NLMSG_ERROR, 0, 1, 0) + struct.pack("=i", -2) + bytes(16)
+    info = tcp_info(1, 2, 3, 4)
+    buf = diag_msg(inode=1, tcp_info=info) + err + diag_msg(inode=2, tcp_info=info) + err
+    out: list[netlink.Record] = []
+    errors: list[int] = []
+    assert netlink.parse_messages(buf, out, errors=errors) is False
+    assert [r[4] for r in out] == [1, 2] and errors == [2, 2]

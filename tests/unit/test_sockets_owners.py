@@ -195,3 +195,25 @@ def test_closed_sockets_are_forgotten(tmp_path: Path) -> None:
     proc.spawn(100, "curl", 5, {})
     proc.spawn(101, "wget", 6, {3: 501})  # inode number reused for a new socket
     assert owners.owners({501, 502})[501].name == "wget"
+
+
+def test_owners_again_is_owners_of_the_same_inodes(tmp_path: Path) -> None:
+    """`owners_again()` answers what `owners()` of the last call's inodes would: a socket
+    still being looked up is looked up again, an exec'd owner is read again, and a quiet
+    cache answers the very same mapping without a scan."""
+    proc, owners = make(tmp_path)
+    proc.spawn(100, "curl", 5, {3: 501})
+    os.symlink("/etc/hosts", tmp_path / "100" / "fd" / "4")
+    owners.owners({501})
+    (tmp_path / "100" / "fd" / "4").unlink()
+    proc.open_fd(100, 4, 889)  # found one sample later (see the test above)
+    assert 889 not in owners.owners({501, 889})
+    assert owners.owners_again()[889].pid == 100  # still wanted: looked up again
+    found, scans, version = owners.owners_again(), owners.scans, owners.version
+    assert owners.owners_again() is found and owners.scans == scans
+    assert owners.version == version
+    proc.set_stat(100, "wget", 5)  # exec: same pid and start, new name
+    proc.details[100] = ProcessRef(pid=100, create_time=1005.0, name="wget")
+    again = owners.owners_again()
+    assert again[501].name == "wget" and again[889].name == "wget"
+    assert owners.version == version + 1
