@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 
 from netwatch.flows.serials import numbered
@@ -51,22 +51,36 @@ def merge_flows(
     if not packet_flows:
         return list(socket_flows)
     if not one_book:
-        return _merge_by_key(socket_flows, packet_flows, last, memo, translated)
+        return _merged(socket_flows, packet_flows, last, memo, translated, None)
     serials = list(map(_SERIAL, socket_flows))
     by_serial = dict(zip(serials, socket_flows, strict=True))  # int keys: hashed in C
     if len(by_serial) != len(serials) or 0 in by_serial:
-        return _merge_by_key(socket_flows, packet_flows, last, memo, translated)
-    # Every socket flow numbered, one serial each, by the book that numbered the packet
-    # flows: a twin has its packet flow's serial, so no key is hashed unless a twin is
-    # sought through a translation.
+        return _merged(socket_flows, packet_flows, last, memo, translated, None)
+    return _merged(socket_flows, packet_flows, last, memo, translated, (serials, by_serial))
+
+
+def _merged(
+    socket_flows: Sequence[Flow],
+    packet_flows: Sequence[Flow],
+    last: MergeMemo | None,
+    memo: MergeMemo | None,
+    translated: Translated | None,
+    numbered_alike: tuple[list[int], dict[int, Flow]] | None,
+) -> list[Flow]:
+    """Each packet flow merged with its twin (or alone), then the socket flows no packet
+    flow took. With `numbered_alike` (every socket flow's serial, in order, and the flows by
+    serial: one book numbered both views, one serial each) a twin has its packet flow's
+    serial, and no key is hashed unless a twin is sought through a translation; without,
+    twins are found by key."""
+    serials, by_serial = numbered_alike if numbered_alike is not None else ([], None)
     by_key: dict[FlowKey, Flow] | None = None
     merged: list[Flow] = []
-    seen: set[int] = set()
+    seen: set[Hashable] = set()
     for pf in packet_flows:
-        sf = by_serial.get(pf.serial) if pf.serial else None
+        sf = by_serial.get(pf.serial) if by_serial is not None and pf.serial else None
         if sf is not None and sf.key != pf.key:
             sf = None  # not this engine's numbering: looked up by key below
-        if sf is None and (not pf.serial or translated is not None):
+        if sf is None and (by_serial is None or not pf.serial or translated is not None):
             if by_key is None:
                 by_key = dict(zip(map(_KEY, socket_flows), socket_flows, strict=True))
             sf = by_key.get(pf.key)
@@ -75,9 +89,10 @@ def merge_flows(
         if sf is None:
             merged.append(pf)
             continue
-        seen.add(sf.serial)
+        seen.add(sf.key if by_serial is None else sf.serial)
         merged.append(_joined(pf, sf, last, memo))
-    unmatched = map(operator.not_, map(seen.__contains__, serials))
+    idents = map(_KEY, socket_flows) if by_serial is None else iter(serials)
+    unmatched = map(operator.not_, map(seen.__contains__, idents))
     merged.extend(itertools.compress(socket_flows, unmatched))
     return merged
 
@@ -89,22 +104,8 @@ def _merge_by_key(
     memo: MergeMemo | None,
     translated: Translated | None,
 ) -> list[Flow]:
-    """`merge_flows` for socket flows that are not all numbered: twins found by key."""
-    by_key = dict(zip(map(_KEY, socket_flows), socket_flows, strict=True))  # in C
-    merged: list[Flow] = []
-    seen: set[FlowKey] = set()
-    for pf in packet_flows:
-        sf = by_key.get(pf.key)
-        if sf is None and translated is not None and pf.key.remote is not None:
-            sf = _translated_twin(pf.key, by_key, translated)
-        if sf is None:
-            merged.append(pf)
-            continue
-        seen.add(sf.key)
-        merged.append(_joined(pf, sf, last, memo))
-    unmatched = map(operator.not_, map(seen.__contains__, map(_KEY, socket_flows)))
-    merged.extend(itertools.compress(socket_flows, unmatched))
-    return merged
+    """`merge_flows` with twins found by key (what a merge without `one_book` does)."""
+    return _merged(socket_flows, packet_flows, last, memo, translated, None)
 
 
 def _joined(pf: Flow, sf: Flow, last: MergeMemo | None, memo: MergeMemo | None) -> Flow:
