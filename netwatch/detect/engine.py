@@ -65,7 +65,6 @@ COUNTER_FIELDS = frozenset(
     ("bytes_sent", "bytes_received", "bytes_total", "packets_sent", "packets_received", "duration")
 )
 """Rule fields that move with a flow's traffic (`duration` runs to its last packet)."""
-_SEEN_SERIAL = operator.attrgetter("ef.flow.serial")
 _HITS = operator.attrgetter("hits")
 _Hit = tuple[int, int]
 """(rule number, case number) of a match."""

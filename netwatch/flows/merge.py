@@ -97,17 +97,6 @@ def _merged(
     return merged
 
 
-def _merge_by_key(
-    socket_flows: Sequence[Flow],
-    packet_flows: Sequence[Flow],
-    last: MergeMemo | None,
-    memo: MergeMemo | None,
-    translated: Translated | None,
-) -> list[Flow]:
-    """`merge_flows` with twins found by key (what a merge without `one_book` does)."""
-    return _merged(socket_flows, packet_flows, last, memo, translated, None)
-
-
 def _joined(pf: Flow, sf: Flow, last: MergeMemo | None, memo: MergeMemo | None) -> Flow:
     """The merge of twins: last tick's when both have last tick's revisions."""
     serial = pf.serial

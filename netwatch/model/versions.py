@@ -93,29 +93,6 @@ def _numbered(tick: list[Version]) -> bool:
     return not tick or min(tick)[0] != 0
 
 
-class ChangeTracker:
-    """Gives each tick's `TickChanges` against the tick before (one per engine)."""
-
-    def __init__(self) -> None:
-        self._filed: dict[Version, bool] = {}
-        self._versions: list[Version] | None = None
-        self._token = 0
-
-    def step(self, flows: Sequence[EnrichedFlow]) -> TickChanges:
-        """This tick's changes; one comparison in C when no version moved."""
-        tick = versions(flows)
-        token = next(_TOKENS)
-        if tick == self._versions:
-            changes = TickChanges(self._token, token, tick, (), ())
-        else:
-            changes = _between(self._filed, self._token, token, tick)
-            self._filed = dict.fromkeys(tick, True)  # (`recall` takes None for absent)
-            self._filed.pop(UNNUMBERED, None)
-            self._versions = tick if _numbered(tick) else None
-        self._token = token
-        return changes
-
-
 class Filed(Generic[_T]):
     """One stage's answers by version, carried from tick to tick by `TickChanges`.
 
@@ -166,3 +143,17 @@ class Filed(Generic[_T]):
         self.answers = answers
         self._token = 0
         self._versions = None
+
+
+class ChangeTracker:
+    """Gives each tick's `TickChanges` against the tick before (one per engine): a `Filed`
+    whose only answer is that a version was there."""
+
+    def __init__(self) -> None:
+        self._filed: Filed[bool] = Filed()
+
+    def step(self, flows: Sequence[EnrichedFlow]) -> TickChanges:
+        """This tick's changes; one comparison in C when no version moved."""
+        changes = self._filed.changes(flows)
+        self._filed.file(changes, [True] * len(changes.new))
+        return changes

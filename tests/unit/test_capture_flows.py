@@ -11,7 +11,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from netwatch.flows.merge import _merge_by_key, merge_flows
+from netwatch.flows.merge import merge_flows
 from netwatch.flows.serials import SerialBook, numbered
 from netwatch.model import (
     Attribution,
@@ -250,6 +250,6 @@ def test_twins_found_by_serial_are_the_twins_found_by_key(
 
     translated = nothing_translated if with_translation else None
     by_serial = merge_flows(sockets, packets, None, {}, translated, one_book=True)
-    by_key = _merge_by_key(sockets, packets, None, {}, translated)
+    by_key = merge_flows(sockets, packets, None, {}, translated)  # no one_book: by key
     assert by_serial == by_key
     assert [f.serial for f in by_serial] == [f.serial for f in by_key]
