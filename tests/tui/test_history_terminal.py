@@ -48,7 +48,13 @@ def test_history_screen_on_a_recorded_store_at_80x24(terminal: Terminal, tmp_pat
     since = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(END - 2 * HOUR))
     terminal.keys("-l", since)
     terminal.wait_for(since)
-    terminal.keys("Tab")  # to the until input
+    terminal.keys("Tab")  # to the until input, the right half of the row
+    # Under load, text sent right after the Tab once reached the since input: wait until
+    # the until input holds the cursor (it has focus), bounded.
+    deadline = time.monotonic() + 30
+    while terminal.cursor()[0] < 40 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert terminal.cursor()[0] >= 40, terminal.cursor()
     terminal.type(time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(END)))
     screen = terminal.wait_for("per 2m")
     assert "Custom: " in screen and "vpnclient" in screen

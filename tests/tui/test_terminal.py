@@ -76,6 +76,11 @@ class Terminal:
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", "main")
 
+    def cursor(self) -> tuple[int, int]:
+        """(column, row) of the terminal's cursor: where the focused input draws it."""
+        x, y = self.tmux("display", "-p", "-t", "main", "#{cursor_x} #{cursor_y}").split()
+        return int(x), int(y)
+
     def wait_for(self, text: str, limit: float = 30.0, *, regex: bool = False) -> str:
         deadline = time.monotonic() + limit
         screen = ""
