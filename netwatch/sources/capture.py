@@ -40,12 +40,12 @@ from netwatch.model import IPAddress, PacketMeta, parse_ip
 from netwatch.sources.decode import PacketDecoder
 from netwatch.sources.packet_ring import RETIRE_MS, Frame, PacketRing
 from netwatch.sources.privileges import FULL_VIEW_HINT
+from netwatch.sources.socket_filter import attach
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
 SO_RCVBUFFORCE = 33
-SO_ATTACH_FILTER = 26
 ARPHRD_LOOPBACK = 772
 PACKET_OUTGOING = 4
 _SNAPLEN = 65535
@@ -180,7 +180,7 @@ class LiveCapture:
         try:
             program = self.program or (compile_bpf(self.bpf) if self.bpf else None)
             if program:
-                self._attach(sock, program)
+                attach(sock, program)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.rcvbuf)
             except OSError:  # without CAP_NET_ADMIN the buffer is capped by rmem_max
@@ -205,15 +205,6 @@ class LiveCapture:
             loop()
         except OSError as exc:
             self._error = f"capture stopped: {exc.strerror or exc}"
-
-    @staticmethod
-    def _attach(sock: socket.socket, program: bytes) -> None:
-        import ctypes
-
-        count = len(program) // 8
-        buf = ctypes.create_string_buffer(program, len(program))
-        fprog = struct.pack("HL", count, ctypes.addressof(buf))
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
     def _run(self) -> None:
         sock = self._sock

@@ -28,6 +28,7 @@ offset the reader ignores; the next header is at the length plus 8, rounded up t
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from collections.abc import Iterator
@@ -195,7 +196,7 @@ def decode(data: bytes) -> ConnectRecord | None:
     if kind != KIND_TCP_CONNECT or lport > 0xFFFF:
         return None
     if family == AF_INET:
-        local, remote = str(ipaddress.IPv4Address(lip4)), str(ipaddress.IPv4Address(rip4))
+        local, remote = _v4_text(lip4), _v4_text(rip4)
     elif family == AF_INET6:
         local6, remote6 = ipaddress.IPv6Address(lip6), ipaddress.IPv6Address(rip6)
         # a dual-stack socket talking IPv4 shows up as v4-mapped addresses: say it as IPv4
@@ -212,6 +213,13 @@ def decode(data: bytes) -> ConnectRecord | None:
     return ConnectRecord(
         pid_tgid >> 32, pid_tgid & 0xFFFFFFFF, family, (local, lport), (remote, port), cookie, name
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _v4_text(address: int) -> str:
+    """An IPv4 address's text, remembered: a connect storm repeats its few addresses, and
+    `ipaddress` makes and prints an object per call."""
+    return str(ipaddress.IPv4Address(address))
 
 
 def walk(

@@ -10,6 +10,10 @@ at once (usually within a millisecond, before a short-lived process is gone) and
 `keep` seconds after it exits; the start watcher searches the newest of these processes first
 and names a holder that has exited since from this memory.
 
+The connector also reports every thread that starts or ends, and a server with a thread per
+connection makes two such events per connection: a socket filter (`thread_filter`) drops them,
+and every other kind of event, in the kernel, so they never wake the thread.
+
 Subscribing needs CAP_NET_ADMIN in the initial user namespace (the kernel's
 `cn_proc_mcast_ctl`), which the daemon's collector keeps. Reading on exec has its own CPU
 budget: past it (a fork bomb, a build), new processes are still listed as new, and their
@@ -18,6 +22,7 @@ details are read only if the watcher asks for them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -30,6 +35,18 @@ import psutil
 
 from netwatch.model import ProcessRef
 from netwatch.sources.processes import ProcessReader, stat_identity, user_name
+from netwatch.sources.socket_filter import (
+    DROP,
+    JEQ_K,
+    JEQ_X,
+    KEEP,
+    LD_W_ABS,
+    RET_K,
+    TAX,
+    attach,
+    host_word,
+    insn,
+)
 
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = 1
@@ -174,6 +191,41 @@ def _parse_cn(msg: bytes) -> ProcEvent | None:
     return None
 
 
+_EVENT_AT = _NLMSG.size + _CN_MSG.size
+"""Where the proc_event starts in a datagram: after nlmsghdr and cn_msg."""
+_DATA_AT = _EVENT_AT + _EVENT_HEAD.size
+"""Where the event's data starts: after what, cpu and timestamp."""
+
+
+def thread_filter() -> bytes:
+    """A classic BPF program that keeps what `parse_events` reads and drops the rest.
+
+    It keeps an exec, a fork whose child is a process (child pid equal to its thread-group
+    id) and an exit of a process (pid equal to thread-group id): a new or ending thread,
+    every other kind of event and anything too short to hold the fields are dropped.
+    `parse_events` still checks everything, so a kernel that refuses the filter loses
+    nothing but time. Offsets are those of `_parse_cn` (linux/cn_proc.h).
+    """
+    return b"".join(
+        (
+            insn(LD_W_ABS, k=_EVENT_AT),  # 0: A = what
+            insn(JEQ_K, 11, 0, host_word(PROC_EVENT_EXEC)),  # 1: exec -> 13 keep
+            insn(JEQ_K, 0, 4, host_word(PROC_EVENT_FORK)),  # 2: not a fork -> 7
+            insn(LD_W_ABS, k=_DATA_AT + 8),  # 3: fork: child pid
+            insn(TAX),  # 4
+            insn(LD_W_ABS, k=_DATA_AT + 12),  # 5: child tgid
+            insn(JEQ_X, 6, 5),  # 6: a process -> 13 keep, a thread -> 12 drop
+            insn(JEQ_K, 0, 4, host_word(PROC_EVENT_EXIT)),  # 7: not an exit -> 12 drop
+            insn(LD_W_ABS, k=_DATA_AT),  # 8: exit: pid
+            insn(TAX),  # 9
+            insn(LD_W_ABS, k=_DATA_AT + 4),  # 10: tgid
+            insn(JEQ_X, 1, 0),  # 11: a process -> 13 keep, a thread -> 12 drop
+            insn(RET_K, k=DROP),  # 12
+            insn(RET_K, k=KEEP),  # 13
+        )
+    )
+
+
 @dataclass(slots=True)
 class _Seen:
     started: float
@@ -223,6 +275,8 @@ class ProcessEvents:
             raise ProcEventsUnavailableError(f"no process-events connector: {exc}") from None
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            with contextlib.suppress(OSError):  # without it, parse_events drops them
+                attach(sock, thread_filter())
             sock.bind((0, 1 << (CN_IDX_PROC - 1)))
             sock.send(listen_message())
         except OSError as exc:

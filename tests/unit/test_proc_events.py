@@ -3,8 +3,10 @@ recorded bytes and fuzzed; and the memory of new processes the start watcher ask
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -28,8 +30,10 @@ from netwatch.sources.proc_events import (
     ProcEvent,
     listen_message,
     parse_events,
+    thread_filter,
 )
 from netwatch.sources.processes import PsutilReader
+from netwatch.sources.socket_filter import attach
 
 PROC_EVENT_UID = 0x00000004
 
@@ -167,3 +171,66 @@ def test_the_exec_reader_gives_what_psutil_gives(tmp_path: Path) -> None:
         child.kill()
         child.wait()
     assert ExecReader().read(child.pid) is None  # reaped: gone
+
+
+def _filtered(datagrams: list[bytes]) -> list[bytes]:
+    """What a socket with `thread_filter` attached receives of `datagrams`, run by the kernel
+    (a Unix datagram pair: socket filters run on any socket's receive path)."""
+    rx, tx = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with rx, tx:
+        attach(rx, thread_filter())
+        for datagram in datagrams:
+            tx.send(datagram)
+        rx.setblocking(False)
+        out = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                out.append(rx.recv(1 << 16))
+    return out
+
+
+_KINDS = st.sampled_from([PROC_EVENT_FORK, PROC_EVENT_EXEC, PROC_EVENT_EXIT, PROC_EVENT_UID, 0])
+
+
+@st.composite
+def _connector_datagrams(draw: st.DrawFn) -> bytes:
+    what = draw(_KINDS)
+    pid = draw(st.integers(1, 1 << 22))
+    tgid = draw(st.sampled_from([pid, pid, 1, pid + 1]))
+    data = {
+        PROC_EVENT_FORK: struct.pack("=IIII", 1, 1, pid, tgid),
+        PROC_EVENT_EXEC: struct.pack("=II", pid, tgid),
+        PROC_EVENT_EXIT: struct.pack("=IIIIII", pid, tgid, 0, 17, 1, 1),
+    }.get(what, struct.pack("=IIII", pid, tgid, 0, 0))
+    return _message(what, data, ts=draw(st.integers(0, 1 << 63)))
+
+
+@given(st.lists(_connector_datagrams(), min_size=1, max_size=12))
+def test_the_kernel_filter_keeps_exactly_what_parse_events_reads(datagrams: list[bytes]) -> None:
+    kept = _filtered(datagrams)
+    assert kept == [d for d in datagrams if parse_events(d)]
+
+
+@given(_connector_datagrams(), st.integers(0, 80), st.sampled_from([CN_IDX_PROC, 7]))
+def test_the_kernel_filter_never_drops_an_event_parse_events_would_read(
+    datagram: bytes, cut: int, idx: int
+) -> None:
+    damaged = datagram[:cut] if cut < len(datagram) else datagram
+    damaged = (
+        damaged[:16] + struct.pack("=I", idx) + damaged[20:] if len(damaged) >= 20 else damaged
+    )
+    if parse_events(damaged):
+        assert _filtered([damaged]) == [damaged]
+
+
+def test_a_threads_start_and_end_are_dropped_and_a_processes_kept() -> None:
+    thread = [
+        _message(PROC_EVENT_FORK, struct.pack("=IIII", 100, 100, 4243, 100)),
+        _message(PROC_EVENT_EXIT, struct.pack("=IIIIII", 4243, 100, 0, 0, 1, 1)),
+    ]
+    process = [
+        _message(PROC_EVENT_FORK, struct.pack("=IIII", 100, 100, 4244, 4244)),
+        _message(PROC_EVENT_EXEC, struct.pack("=II", 4244, 4244)),
+        _message(PROC_EVENT_EXIT, struct.pack("=IIIIII", 4244, 4244, 0, 0, 1, 1)),
+    ]
+    assert _filtered(thread + process) == process
