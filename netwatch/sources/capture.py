@@ -41,6 +41,7 @@ from netwatch.sources.decode import PacketDecoder
 from netwatch.sources.packet_ring import RETIRE_MS, Frame, PacketRing
 from netwatch.sources.privileges import FULL_VIEW_HINT
 from netwatch.sources.socket_filter import attach
+from netwatch.sources.waker import LONG_WAIT, Waker
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -126,7 +127,7 @@ class LiveCapture:
         self._decoder = PacketDecoder()
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._stop = Waker()
         self._frames = self._queue_drops = self._kernel_drops = 0
         self._stats_lock = threading.Lock()
         self._error: str | None = None
@@ -270,7 +271,7 @@ class LiveCapture:
             queue.append((ts, ethertype, data, name, pkttype, ifindex))
 
         while not stop.is_set():
-            if not ring.read(handle, _IDLE_WAIT):
+            if not ring.read(handle, LONG_WAIT, stop):
                 self._idle_at = time.monotonic()
 
     def settle(self, timeout: float = 1.0) -> bool:
@@ -287,6 +288,7 @@ class LiveCapture:
         if self._ring is not None:
             time.sleep(2 * RETIRE_MS / 1000)  # the open block is retired by now (2x: timer slack)
         mark = time.monotonic()
+        self._stop.nudge()  # the ring's reader sleeps until a block or this
         deadline = mark + timeout
         while self._idle_at <= mark:  # a read that found nothing, begun after `mark`
             if time.monotonic() > deadline or not thread.is_alive():

@@ -44,6 +44,7 @@ import struct
 from pathlib import Path
 
 from netwatch.sources import cgroup_bpf_records as rec
+from netwatch.sources.waker import Waker
 
 SYS_BPF = {"x86_64": 321, "aarch64": 280}
 """The `bpf` system call's number per machine (arch/*/entry/syscalls tables)."""
@@ -229,6 +230,8 @@ class CgroupHooks:
         self._producer: mmap.mmap | None = None
         self._data: memoryview | None = None
         self._poll: select.epoll | None = None
+        self._waker = -1
+        """The fd of the `Waker` registered with `_poll` beside the ring (-1: none)."""
         self._drops: mmap.mmap | None = None
         self._owners = -1
         self.udp = False
@@ -314,16 +317,21 @@ class CgroupHooks:
             return None
         return None if value is None else rec.decode_owner(value)
 
-    def wait(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for records (the kernel wakes the ring's pollers)."""
+    def wait(self, timeout: float, waker: Waker | None = None) -> bool:
+        """Wait up to `timeout` seconds for records (the kernel wakes the ring's pollers), or
+        until `waker` is set; True when records are there."""
         if self._poll is None:
             return False
         if self._pending():
             return True
+        if waker is not None and self._waker != waker.fileno():
+            self._poll.register(waker.fileno(), select.EPOLLIN)
+            self._waker = waker.fileno()
         try:
-            return bool(self._poll.poll(timeout))
+            events = self._poll.poll(timeout)
         except InterruptedError:
             return False
+        return any(fd != self._waker for fd, _ in events)
 
     def _pending(self) -> bool:
         if self._consumer is None or self._producer is None:

@@ -69,6 +69,7 @@ from netwatch.sources.processes import (
     stat_identity,
 )
 from netwatch.sources.start_gate import Cause, StartGate, Verdict
+from netwatch.sources.waker import LONG_WAIT, Waker
 
 PACKET_OUTGOING = 4
 SYN_FILTER = (
@@ -242,12 +243,12 @@ def start_ids(data: bytes) -> tuple[bytes, bytes] | None:
     return None
 
 
-
 @functools.lru_cache(maxsize=8192)
 def _endpoint(address: str, port: int) -> Endpoint:
     """A hooks record's endpoint, remembered: a connect storm repeats its remote endpoint
     and its few local addresses, and parsing the text is most of a record's cost."""
     return Endpoint(ipaddress.ip_address(address), port)
+
 
 class ConnectionOwners:
     """Finds the process behind each outgoing TCP connection as it starts (see module doc)."""
@@ -299,7 +300,7 @@ class ConnectionOwners:
         self._netns: int | None = None
         self._diag: netlink.DiagSocket | None = None
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._stop = Waker()
         self.hooks = hooks
         """The cgroup socket hooks, when loaded: they name TCP connects (see module doc)."""
         self._hooks_thread: threading.Thread | None = None
@@ -459,8 +460,10 @@ class ConnectionOwners:
             if not socks:  # DNS had its share and the hooks take TCP: wait for a new second
                 self._stop.wait(max(0.0, 1.0 - (time.monotonic() - self._window[0])))
                 continue
+            # Paused DNS resumes with the next second: wake for it, else sleep till a start.
+            wake = 1.0 - (time.monotonic() - self._window[0]) if self._dns_paused else LONG_WAIT
             try:
-                batch = self._gather(socks, decode)
+                batch = self._gather(socks, decode, max(0.0, wake))
             except (OSError, ValueError):
                 return  # a socket was closed under us (stop)
             if batch:
@@ -476,14 +479,16 @@ class ConnectionOwners:
                 self._seen += 1
                 self._missed[Cause.QUEUE] += 1
 
-    def _gather(self, socks: list[socket.socket], decode: _Decode) -> list[FlowKey]:
-        """Wait (up to 0.2 s) for a connection start, then take the ones already queued,
-        SYNs first; each passes the gate (repeats and fair shares) before it is decoded.
+    def _gather(self, socks: list[socket.socket], decode: _Decode, timeout: float) -> list[FlowKey]:
+        """Wait (up to `timeout`, or until stopped) for a connection start, then take the
+        ones already queued, SYNs first; each passes the gate (repeats and fair shares)
+        before it is decoded.
 
         No waiting for more: the socket must still be open when it is looked up.
         """
         batch: list[FlowKey] = []
-        ready = select.select(socks, [], [], 0.2)[0]
+        watched: list[Any] = [*socks, self._stop]
+        ready = select.select(watched, [], [], timeout)[0]
         for sock in socks:  # the SYN socket first
             if sock not in ready:
                 continue
@@ -588,7 +593,7 @@ class ConnectionOwners:
                 # A connect storm: the ring keeps what it can hold until the next second.
                 self._stop.wait(max(0.0, 1.0 - (now - window[0])))
                 continue
-            if not hooks.wait(0.2):
+            if not hooks.wait(LONG_WAIT, self._stop):
                 continue
             taken = 0
             with contextlib.suppress(OSError):  # a failed read never ends the thread

@@ -19,6 +19,9 @@ import socket
 import struct
 import sys
 from collections.abc import Callable
+from typing import Any
+
+from netwatch.sources.waker import Waker
 
 SOL_PACKET = 263
 PACKET_RX_RING = 5
@@ -59,17 +62,24 @@ class PacketRing:
         self._status = struct.Struct("I")
         self._header = struct.Struct("IIIIIIHH")
 
-    def read(self, handle: Callable[[Frame], None], timeout: float) -> int:
-        """Wait up to `timeout` for the next block, pass each frame to `handle`, release it.
+    def read(
+        self, handle: Callable[[Frame], None], timeout: float, waker: Waker | None = None
+    ) -> int:
+        """Wait up to `timeout` (or until `waker` wakes it) for the next block, pass each
+        frame to `handle`, release it.
 
         Returns how many frames the block held (0 when none was ready in time).
         """
         ring, base = self.map, self._block * self.block_size
         status = self._status.unpack_from(ring, base + 8)[0]
         if not status & TP_STATUS_USER:
-            ready = select.select([self.sock], [], [], timeout)[0]
+            watched: list[Any] = [self.sock] if waker is None else [self.sock, waker]
+            ready = select.select(watched, [], [], timeout)[0]
             status = self._status.unpack_from(ring, base + 8)[0]
             if not status & TP_STATUS_USER:
+                if waker is not None and waker in ready:
+                    waker.drain()  # taken only by a read that found nothing (`settle`)
+                    return 0
                 if ready:  # readable without a block: an error is pending (interface gone)
                     err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                     if err:

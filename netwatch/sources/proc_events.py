@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
 import struct
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -47,6 +49,7 @@ from netwatch.sources.socket_filter import (
     host_word,
     insn,
 )
+from netwatch.sources.waker import LONG_WAIT, Waker
 
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = 1
@@ -265,7 +268,7 @@ class ProcessEvents:
         self.events = self.read_late = 0
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._stop = Waker()
 
     def start(self) -> ProcessEvents:
         """Subscribe (raises `ProcEventsUnavailableError`), then start the thread."""
@@ -282,7 +285,7 @@ class ProcessEvents:
         except OSError as exc:
             sock.close()
             raise ProcEventsUnavailableError(f"cannot subscribe to process events: {exc}") from None
-        sock.settimeout(0.2)
+        sock.setblocking(False)
         self._sock = sock
         self._thread = threading.Thread(target=self._run, name="netwatch-procs", daemon=True)
         self._thread.start()
@@ -299,11 +302,17 @@ class ProcessEvents:
     def _run(self) -> None:
         sock = self._sock
         assert sock is not None  # noqa: S101  # start() opened it
-        while not self._stop.is_set():
+        stop = self._stop
+        watched: list[Any] = [sock, stop]
+        while not stop.is_set():
             try:
+                if sock not in select.select(watched, [], [], LONG_WAIT)[0]:
+                    continue
                 data = sock.recv(1 << 16)
-            except TimeoutError:
+            except (BlockingIOError, InterruptedError):
                 continue
+            except ValueError:
+                return  # closed under us (stop)
             except OSError as exc:
                 if exc.errno == 105:  # ENOBUFS: events were lost; carry on with the next
                     continue
