@@ -26,6 +26,7 @@ import operator
 from collections.abc import Callable, Hashable, Sequence
 
 from netwatch.model import Flow
+from netwatch.model.versions import same_objects
 
 _REVS = itertools.count(1)
 _SERIALS = itertools.count(1)
@@ -92,6 +93,8 @@ class SerialBook:
     def __init__(self) -> None:
         self._serials: dict[Hashable, int] = {}
         self._kept: list[int] = []
+        self._flows: tuple[Flow, ...] | None = None
+        """The flows of the last `retain` (`model.versions.same_objects`)."""
 
     def __len__(self) -> int:
         return len(self._serials)
@@ -106,8 +109,12 @@ class SerialBook:
     def retain(self, flows: Sequence[Flow]) -> None:
         """Forget every conversation whose serial is not among these flows' (the snapshot's).
 
-        Costs one pass in C when the snapshot holds the serials of the last call.
+        Costs one pass in C when the snapshot holds the serials of the last call, and less
+        when it holds the last call's very flows (`model.versions.same_objects`).
         """
+        if same_objects(flows, self._flows):
+            return
+        self._flows = tuple(flows)
         kept = list(map(_SERIAL, flows))
         if kept == self._kept:
             return

@@ -45,6 +45,7 @@ from netwatch.model import (
     SocketEntry,
     SocketTable,
 )
+from netwatch.model.versions import same_objects
 
 _REMOTE_OF = operator.attrgetter("key.remote")
 _LOCAL_PORT_OF = operator.attrgetter("key.local.port")
@@ -77,6 +78,8 @@ class SocketFlows:
         self._enriched: dict[tuple[int, int, int], EnrichedFlow] = {}
         """Last tick's enriched flows by their flow's (serial, rev_facts, rev_traffic)."""
         self._versions_in: list[tuple[int, int, int]] | None = None
+        self._flows_in: tuple[Flow, ...] | None = None
+        """The flows `_versions_in` were read from (`model.versions.same_objects`)."""
         self.unchanged = False
         """Whether the last `enrich` handed back last tick's tuple whole (every version equal)."""
         self.reused = 0
@@ -180,9 +183,13 @@ class SocketFlows:
         not numbered) are never taken for another.
         """
         reuse = stable or enrich is None
+        if reuse and self._versions_in is not None and same_objects(flows, self._flows_in):
+            self.unchanged = True  # last tick's very flows: last tick's versions
+            return self._enriched_out
         versions = list(map(_FLOW_VERSION, flows))
         if reuse and versions == self._versions_in:
             self.unchanged = True
+            self._flows_in = tuple(flows)
             return self._enriched_out
         self.unchanged = False
         last_out, cache = self._enriched_out, self._enriched
@@ -201,6 +208,7 @@ class SocketFlows:
         self._enriched = dict(zip(versions, out, strict=True))
         stray = self._enriched.pop(_UNNUMBERED, None) is not None
         self._versions_in = None if stray else versions
+        self._flows_in = None if stray else tuple(flows)
         self._enriched_out = out
         return out
 

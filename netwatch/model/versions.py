@@ -59,6 +59,21 @@ def keep(keys: Sequence[Version], answers: Sequence[_T]) -> tuple[dict[Version, 
     return kept, kept.pop(UNNUMBERED, None) is None
 
 
+def same_objects(flows: Sequence[object], last: Sequence[object] | None) -> bool:
+    """Whether `flows` holds `last`'s very objects, in order: one pass in C, no field read.
+
+    Flows are frozen, so an object that was in last tick's sequence has last tick's version
+    (and serial): a stage that kept last tick's sequence can take a tick of the same objects
+    as unchanged without building a version per flow (about 1.4 ms for 20,000 flows; this
+    is 0.2 ms, and nothing when it is the same sequence). The kept sequence holds its
+    objects alive, so an object here is never a new one at a freed address. Any other
+    sequence falls back to comparing versions.
+    """
+    if last is None:
+        return False
+    return flows is last or (len(flows) == len(last) and all(map(operator.is_, flows, last)))
+
+
 _TOKENS = itertools.count(1)
 
 
@@ -108,20 +123,27 @@ class Filed(Generic[_T]):
         self._token = 0
         self._versions: list[Version] | None = None
         """The versions last filed, when worked out here and all numbered (a shortcut)."""
+        self._flows: tuple[EnrichedFlow, ...] | None = None
+        """The flows `_versions` were read from (`same_objects`: no version read again)."""
 
     def changes(
         self, flows: Sequence[EnrichedFlow], given: TickChanges | None = None
     ) -> TickChanges:
         """What changed since the tick last filed here (see the class doc)."""
         if given is not None and self._token and given.follows == self._token:
-            self._versions = None
+            self._versions = self._flows = None
             return given
+        if given is None and self._versions is not None and same_objects(flows, self._flows):
+            return TickChanges(self._token, next(_TOKENS), self._versions, (), ())
         tick = versions(flows) if given is None else list(given.versions)
         token = next(_TOKENS) if given is None else given.token
         if tick == self._versions:
+            if given is None:
+                self._flows = tuple(flows)
             return TickChanges(self._token, token, tick, (), ())
         changes = _between(self.answers, self._token, token, tick)
         self._versions = tick if _numbered(tick) else None
+        self._flows = tuple(flows) if self._versions is not None and given is None else None
         return changes
 
     def file(self, changes: TickChanges, answers: Sequence[_T]) -> list[_T]:
@@ -142,7 +164,7 @@ class Filed(Generic[_T]):
         against them, in full."""
         self.answers = answers
         self._token = 0
-        self._versions = None
+        self._versions = self._flows = None
 
 
 class ChangeTracker:

@@ -16,7 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from netwatch.model import EnrichedFlow
-from netwatch.model.versions import UNNUMBERED, ChangeTracker, Filed, TickChanges, Version
+from netwatch.model.versions import (
+    UNNUMBERED,
+    ChangeTracker,
+    Filed,
+    TickChanges,
+    Version,
+    same_objects,
+)
 from tests.builders import make_flow
 
 BASE = make_flow()
@@ -46,21 +53,35 @@ versions_st = st.one_of(
     st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 2)),
 )
 ticks_st = st.lists(
-    st.tuples(st.lists(versions_st, max_size=8), st.booleans()), min_size=1, max_size=8
+    st.tuples(st.lists(versions_st, max_size=8), st.booleans(), st.sampled_from(["new", "reuse"])),
+    min_size=1,
+    max_size=8,
 )
+
+
+def _made(tick: list[Version], last: list[EnrichedFlow], how: str) -> list[EnrichedFlow]:
+    """The tick's flows: all new objects, or last tick's very object wherever the flow at
+    that position has the same version (a quiet stretch hands a stage the same objects,
+    which `same_objects` takes without reading a version)."""
+    if how == "new":
+        return [_flow(v) for v in tick]
+    return [
+        last[i] if i < len(last) and last[i].version == v else _flow(v) for i, v in enumerate(tick)
+    ]
 
 
 @given(ticks_st)
 def test_changes_and_filed_answers_follow_every_tick(
-    ticks: list[tuple[list[Version], bool]],
+    ticks: list[tuple[list[Version], bool, str]],
 ) -> None:
     tracker = ChangeTracker()
     fed: Filed[str] = Filed()  # handed the tracker's changes every tick
     own: Filed[str] = Filed()  # works them out itself
     patchy: Filed[str] = Filed()  # handed them only on some ticks (a stage that missed one)
     before: list[Version] | None = None
-    for tick, hand_over in ticks:
-        flows = [_flow(v) for v in tick]
+    flows: list[EnrichedFlow] = []
+    for tick, hand_over, how in ticks:
+        flows = _made(tick, flows, how)
         changes = tracker.step(flows)
         new, gone = _expected(before, tick)
         assert list(changes.new) == new
@@ -84,6 +105,29 @@ def test_a_quiet_tick_has_no_changes_and_costs_the_stage_nothing() -> None:
     tracker.step(flows)
     quiet = tracker.step(list(flows))
     assert (list(quiet.new), list(quiet.gone)) == ([], [])
+
+
+def test_the_same_objects_are_taken_as_unchanged_and_one_replaced_object_is_seen() -> None:
+    tracker = ChangeTracker()
+    flows = [_flow((1, 1, 1, 1)), _flow((2, 1, 1, 1)), _flow((3, 1, 1, 1))]
+    tracker.step(flows)
+    for same in (flows, list(flows), tuple(flows)):
+        quiet = tracker.step(same)
+        assert (list(quiet.new), list(quiet.gone)) == ([], [])
+        assert list(quiet.versions) == [f.version for f in flows]
+    moved = [flows[0], _flow((2, 1, 2, 1)), flows[2]]
+    changes = tracker.step(moved)
+    assert (list(changes.new), list(changes.gone)) == ([1], [(2, 1, 1, 1)])
+
+
+def test_same_objects_is_identity_in_order_not_equality() -> None:
+    a, b = _flow((1, 1, 1, 1)), _flow((2, 1, 1, 1))
+    assert same_objects([a, b], (a, b)) and same_objects((a,), (a,))
+    assert not same_objects([a, b], None)
+    assert not same_objects([b, a], [a, b])
+    assert not same_objects([a], [a, b])
+    twin = _flow((1, 1, 1, 1))
+    assert twin == a and not same_objects([twin, b], [a, b])
 
 
 def test_flows_without_a_serial_are_new_every_tick_and_never_filed() -> None:
