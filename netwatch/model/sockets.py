@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import operator
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from netwatch.model.flow import (
@@ -87,18 +86,22 @@ class SocketTable:
     homes: tuple[tuple[int, tuple[IPAddress, ...]], ...] = ()
     """Each other namespace's own addresses by its inode (`Container.netns`): a container's
     socket bound to the wildcard address serves exactly these (`lookup_contained`)."""
-    _by_pair: dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry] | None = field(
+    _by_pair: dict[tuple[Transport, Endpoint, Endpoint | None], int] | None = field(
         default=None, init=False, repr=False, compare=False
     )
-    _wild: dict[tuple[Transport, int, int], SocketEntry] | None = field(
+    """(transport, local, remote) -> the position in `entries` of the socket on that pair.
+    Positions, not entries: a table re-read in place (`reread`) has its entries in the same
+    places, so it shares this index as it is instead of copying and patching it."""
+    _wild: dict[tuple[Transport, int, int], int] | None = field(
         default=None, init=False, repr=False, compare=False
     )
-    """(transport, IP version, port) -> the socket bound to that version's wildcard address."""
+    """(transport, IP version, port) -> the position of the socket bound to that version's
+    wildcard address."""
     _pids: frozenset[int] | None = field(default=None, init=False, repr=False, compare=False)
     _portless: tuple[SocketEntry, ...] | None = field(
         default=None, init=False, repr=False, compare=False
     )
-    _contained: dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry] | None = field(
+    _contained: dict[tuple[Transport, Endpoint, Endpoint | None], int] | None = field(
         default=None, init=False, repr=False, compare=False
     )
     _nat: dict[ConnectionView, ConnectionView] | None = field(
@@ -106,10 +109,11 @@ class SocketTable:
     )
     _homes: dict[IPAddress, int] | None = field(default=None, init=False, repr=False, compare=False)
     """Address -> the namespace that owns it (from `homes`; an address two own is left out)."""
-    _contained_wild: dict[tuple[Transport, int, int, int], SocketEntry] | None = field(
+    _contained_wild: dict[tuple[Transport, int, int, int], int] | None = field(
         default=None, init=False, repr=False, compare=False
     )
-    """(transport, netns, IP version, port) -> a namespace's socket on its wildcard address."""
+    """(transport, netns, IP version, port) -> the position of a namespace's socket on its
+    wildcard address."""
 
     def owner_pids(self) -> frozenset[int]:
         """The pids owning sockets in this table (computed on first use)."""
@@ -130,20 +134,20 @@ class SocketTable:
             object.__setattr__(self, "_portless", found)
         return found
 
-    def _index(self) -> dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry]:
-        """Index entries by (transport, local, remote) on first lookup, not per sample:
-        hashing 20,000 keys costs more than the sample itself when nobody looks up."""
+    def _index(self) -> dict[tuple[Transport, Endpoint, Endpoint | None], int]:
+        """Index entries' positions by (transport, local, remote) on first lookup, not per
+        sample: hashing 20,000 keys costs more than the sample itself when nobody looks up."""
         index = self._by_pair
         if index is None:
             index = {}
-            wild: dict[tuple[Transport, int, int], SocketEntry] = {}
-            for e in self.entries:
+            wild: dict[tuple[Transport, int, int], int] = {}
+            for i, e in enumerate(self.entries):
                 if e.container is not None:
                     continue  # another namespace's: `lookup_contained`
                 key = e.key
-                index.setdefault((key.transport, key.local, key.remote), e)
+                index.setdefault((key.transport, key.local, key.remote), i)
                 if key.remote is None and key.local.ip in _UNSPECIFIED:
-                    wild.setdefault((key.transport, key.local.ip.version, key.local.port), e)
+                    wild.setdefault((key.transport, key.local.ip.version, key.local.port), i)
             object.__setattr__(self, "_by_pair", index)
             object.__setattr__(self, "_wild", wild)
         return index
@@ -154,36 +158,35 @@ class SocketTable:
         """Find the socket for a flow: exact pair first, then an unconnected/listening socket
         on the local endpoint, then one bound to the wildcard address on the same port."""
         idx = self._index()
-        hit = idx.get((transport, local, remote))
-        if hit is not None:
-            return hit
-        hit = idx.get((transport, local, None))
-        if hit is not None:
-            return hit
+        at = idx.get((transport, local, remote))
+        if at is None:
+            at = idx.get((transport, local, None))
+        if at is not None:
+            return self.entries[at]
         wild = self._wild
         assert wild is not None  # noqa: S101  # built with the index
         for version in _WILDCARD_VERSIONS[local.ip.version]:
-            hit = wild.get((transport, version, local.port))
-            if hit is not None:
-                return hit
+            at = wild.get((transport, version, local.port))
+            if at is not None:
+                return self.entries[at]
         return None
 
     def has_contained(self) -> bool:
         """Whether the table holds any other namespace's socket (cheap after the first call)."""
         return bool(self._contained_index()) or bool(self.nat)
 
-    def _contained_index(self) -> dict[tuple[Transport, Endpoint, Endpoint | None], SocketEntry]:
+    def _contained_index(self) -> dict[tuple[Transport, Endpoint, Endpoint | None], int]:
         index = self._contained
         if index is None:
             index = {}
-            wild: dict[tuple[Transport, int, int, int], SocketEntry] = {}
-            for e in self.entries:
+            wild: dict[tuple[Transport, int, int, int], int] = {}
+            for i, e in enumerate(self.entries):
                 if e.container is not None:
                     key = e.key
-                    index.setdefault((key.transport, key.local, key.remote), e)
+                    index.setdefault((key.transport, key.local, key.remote), i)
                     if key.remote is None and key.local.ip in _UNSPECIFIED:
                         at = (key.transport, e.container.netns, key.local.ip.version)
-                        wild.setdefault((*at, key.local.port), e)
+                        wild.setdefault((*at, key.local.port), i)
             object.__setattr__(self, "_contained", index)
             object.__setattr__(self, "_contained_wild", wild)
         return index
@@ -214,18 +217,22 @@ class SocketTable:
         idx = self._contained_index()
         if not idx:
             return None
-        hit = idx.get((transport, local, remote)) or idx.get((transport, local, None))
-        if hit is not None or not self.homes:
-            return hit
+        at = idx.get((transport, local, remote))
+        if at is None:
+            at = idx.get((transport, local, None))
+        if at is not None:
+            return self.entries[at]
+        if not self.homes:
+            return None
         netns = self._home_of(local.ip)
         if netns is None:
             return None
         wild = self._contained_wild
         assert wild is not None  # noqa: S101  # built with the index
         for version in _WILDCARD_VERSIONS[local.ip.version]:
-            hit = wild.get((transport, netns, version, local.port))
-            if hit is not None:
-                return hit
+            at = wild.get((transport, netns, version, local.port))
+            if at is not None:
+                return self.entries[at]
         return None
 
     def translated(
@@ -248,48 +255,24 @@ class SocketTable:
         self,
         taken_at: float,
         entries: tuple[SocketEntry, ...],
-        swapped: Sequence[tuple[SocketEntry, SocketEntry]],
         nat: tuple[tuple[ConnectionView, ConnectionView], ...] = (),
         homes: tuple[tuple[int, tuple[IPAddress, ...]], ...] = (),
     ) -> SocketTable:
-        """This table as `entries` at `taken_at` (with `nat`), where each (old, new) of
-        `swapped` is a socket read again in place with only its counters changed (same key,
-        owner, container, place).
+        """This table as `entries` at `taken_at` (with `nat`), where every entry that is
+        not this table's own is a socket read again in place: only its counters changed
+        (same key, owner, container) and it sits where its old entry sat.
 
         What this table computed on first use is carried over instead of computed again:
-        the lookup indexes (copied in C, the swapped entries put in their old entries'
-        slots), the owners' pids, and the translations' index while `nat` is the same.
-        Indexing 20,000 sockets hashes each key in Python, which on a tick that re-reads a
-        few sockets cost more than the re-reading. `homes` as for `nat`."""
+        the lookup indexes (positions, so shared as they are), the owners' pids, and the
+        translations' index while `nat` is the same. Indexing 20,000 sockets hashes each
+        key in Python, which on a tick that re-reads a few sockets cost more than the
+        re-reading (and so did patching the copied indexes: two key hashes per re-read
+        socket). `homes` as for `nat`."""
         table = SocketTable(taken_at=taken_at, entries=entries, nat=nat, homes=homes)
-        index, wild, contained = self._by_pair, self._wild, self._contained
-        if index is not None and wild is not None:
-            index, wild = dict(index), dict(wild)
-            for old, new in swapped:
-                k = old.key
-                pair = (k.transport, k.local, k.remote)
-                if index.get(pair) is old:
-                    index[pair] = new
-                if k.remote is None:
-                    at = (k.transport, k.local.ip.version, k.local.port)
-                    if wild.get(at) is old:
-                        wild[at] = new
-            object.__setattr__(table, "_by_pair", index)
-            object.__setattr__(table, "_wild", wild)
-        contained_wild = self._contained_wild
-        if contained is not None and contained_wild is not None:
-            contained, contained_wild = dict(contained), dict(contained_wild)
-            for old, new in swapped:
-                k = old.key
-                pair = (k.transport, k.local, k.remote)
-                if contained.get(pair) is old:
-                    contained[pair] = new
-                if k.remote is None and old.container is not None:
-                    home = (k.transport, old.container.netns, k.local.ip.version, k.local.port)
-                    if contained_wild.get(home) is old:
-                        contained_wild[home] = new
-            object.__setattr__(table, "_contained", contained)
-            object.__setattr__(table, "_contained_wild", contained_wild)
+        # The indexes hold positions, and each re-read entry is in its old entry's place:
+        # they are this table's as they are (never changed once built, so shared).
+        for name in ("_by_pair", "_wild", "_contained", "_contained_wild"):
+            object.__setattr__(table, name, getattr(self, name))
         if nat is self.nat:
             object.__setattr__(table, "_nat", self._nat)
         if homes is self.homes:

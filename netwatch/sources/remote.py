@@ -180,11 +180,9 @@ class RemoteSockets:
         # rebuilt, enriched and judged again every tick).
         for handle, items in upserts:
             entries[handle] = codec.socket_entry_from_list(items, procs, keys, new_stamp())
-        swapped = []
         for items in counters:  # re-read sockets whose facts are the entry held
             handle, entry = codec.socket_entry_with_counters(items, entries, new_stamp())
-            swapped.append((entries[handle], entry))
-            entries[handle] = entry
+            entries[handle] = entry  # in its old entry's place: the dict keeps the order
         if "status" in answer:
             self._status = codec.status_from_dict(answer["status"])
         nat = self._nat
@@ -205,7 +203,7 @@ class RemoteSockets:
         values = tuple(entries.values())
         if last is not None and not (upserts or removed or answer.get("full")):
             # Only counters changed: every socket is where it was, with its key and owner.
-            self._table = last.reread(taken_at, values, swapped, nat, homes)
+            self._table = last.reread(taken_at, values, nat, homes)
         else:
             self._table = SocketTable(taken_at=taken_at, entries=values, nat=nat, homes=homes)
         return self._table

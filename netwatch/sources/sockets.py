@@ -336,8 +336,8 @@ class SocketSampler:
             return self._last_table(taken_at, entries)
         # Every socket where it was, with its key and owner: what the last table worked out
         # on first use carries over (`SocketTable.reread`: its lookup index, which a UDP
-        # conversation asks for, and its owners' pids), with the patched entries swapped in.
-        made.made = table.reread(taken_at, tuple(entries), patch.swapped, self._nat, self._homes)
+        # conversation asks for, and its owners' pids): the patched entries are in place.
+        made.made = table.reread(taken_at, tuple(entries), self._nat, self._homes)
         self._patched_from = (table.entries, patch.positions, made.made)
         return made.made
 
@@ -482,11 +482,7 @@ class SocketSampler:
         made = [entries[at] for at, _, _, _ in fresh]
         self._hidden += sum(map(self._hides, made)) - sum(map(self._hides, gone))
         self._last = _Last(batches, packet_rows, entries)
-        return _Patch(
-            entries,
-            sorted(at for at, _, _, _ in fresh),
-            list(zip(gone, made, strict=True)),
-        )
+        return _Patch(entries, sorted(at for at, _, _, _ in fresh))
 
     def _entries(
         self,
@@ -719,8 +715,6 @@ class _Patch(NamedTuple):
     entries: list[SocketEntry]
     positions: list[int]
     """Where the entries made anew are, ascending; every other is last sample's."""
-    swapped: list[tuple[SocketEntry, SocketEntry]]
-    """(last sample's entry, its new one) for each of them."""
 
 
 class _Last:

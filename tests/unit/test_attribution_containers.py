@@ -280,9 +280,9 @@ def test_a_reread_table_keeps_finding_the_wildcard_server_read_again() -> None:
         container=CTR,
         bytes_received=900,
     )
-    later = table.reread(T0 + 1, (again,), [(server, again)], homes=homes)
+    later = table.reread(T0 + 1, (again,), homes=homes)
     assert later.lookup_contained(Transport.UDP, DNS_HOME, CLIENT) is again
-    moved = table.reread(T0 + 1, (again,), [(server, again)], homes=())
+    moved = table.reread(T0 + 1, (again,), homes=())
     assert moved.lookup_contained(Transport.UDP, DNS_HOME, CLIENT) is None
 
 

@@ -181,6 +181,14 @@ def test_table_messages_rebuild_every_table_on_the_other_side(
         got = remote._decode(message)
         assert Counter(got.entries) == Counter(entries)  # every field (all but the stamp)
         assert all(e.stamp for e in got.entries)
+        # Lookups through the indexes a re-read table shares with the table before it find
+        # what a table indexed afresh finds (the very entry of this table, by position).
+        fresh = SocketTable(taken_at=got.taken_at, entries=got.entries)
+        for e in got.entries:
+            k = e.key
+            found = got.lookup(k.transport, k.local, k.remote)
+            assert found is fresh.lookup(k.transport, k.local, k.remote)
+            assert found is not None and found in got.entries
 
 
 _OWNERS = (
