@@ -11,6 +11,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from netwatch.model.construct import slotted_init
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -102,6 +104,7 @@ class Confidence(StrEnum):
 _CONFIDENCE_ORDER = ("guess", "low", "medium", "high")
 
 
+@slotted_init
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One side of a flow: address and port (0 when the transport has no ports)."""
@@ -132,6 +135,7 @@ class Endpoint:
         return f"{self.ip}:{self.port}"
 
 
+@slotted_init
 @dataclass(frozen=True, slots=True)
 class FlowKey:
     """Transport plus the two endpoints; `remote` is None for listening sockets."""
@@ -234,6 +238,7 @@ class Label:
         return f"{self.name} ({self.confidence}{': ' + kinds if kinds else ''})"
 
 
+@slotted_init
 @dataclass(frozen=True, slots=True)
 class Flow:
     """One conversation as seen from this host, with who owns it and how much it moved.

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from netwatch.model.construct import slotted_init
 from netwatch.model.flow import CertNames, Endpoint, FlowKey, IPAddress, Label, Transport
 
 
+@slotted_init
 @dataclass(frozen=True, slots=True)
 class PacketMeta:
     """One IP packet: when, which transport, both endpoints, size on the wire, and payload."""
@@ -45,6 +47,7 @@ PACKET_OUTGOING = 4
 """A copy leaving by an interface (sent here, routed, or bridged out)."""
 
 
+@slotted_init
 @dataclass(frozen=True, slots=True)
 class PacketContext:
     """Where a packet sits in its flow: the flow (initiator as `local`), direction, index."""

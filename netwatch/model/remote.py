@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from netwatch.model.construct import slotted_init
 from netwatch.model.flow import Flow, IPAddress
 from netwatch.model.provider import ProviderFacts
 
@@ -77,6 +78,7 @@ class RemoteInfo:
     (`enrich/providers.py`). None for addresses and flows with no VPN operator in view."""
 
 
+@slotted_init
 @dataclass(frozen=True, slots=True)
 class EnrichedFlow:
     """A flow and what is known about its remote side (None for listening sockets)."""

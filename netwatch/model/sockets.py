@@ -11,6 +11,7 @@ import itertools
 import operator
 from dataclasses import dataclass, field
 
+from netwatch.model.construct import slotted_init
 from netwatch.model.flow import (
     Container,
     Direction,
@@ -32,6 +33,7 @@ _WILDCARD_VERSIONS: dict[int, tuple[int, ...]] = {4: (4, 6), 6: (6,)}
 """An IPv4 flow may reach a socket on 0.0.0.0 or (dual-stack) on ::; an IPv6 one only ::."""
 
 
+@slotted_init
 @dataclass(frozen=True, slots=True)
 class SocketEntry:
     """One socket. `key.remote` is None for listening and unconnected sockets."""
