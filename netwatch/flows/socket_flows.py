@@ -100,6 +100,13 @@ class SocketFlows:
         revisions that move only for the parts that changed.
         """
         entries: Sequence[SocketEntry] = table.entries
+        if entries is self._entries_in and self._stamps_in is not None:
+            self.reused = len(self._flows_out)
+            return self._flows_out  # the very table's entries: nothing was read again
+        if table.reread_of is not None and table.reread_of is self._entries_in:
+            done = self._in_place(entries, now)
+            if done is not None:
+                return done
         stamps = list(map(_STAMP_OF, entries))
         if stamps == self._stamps_in:
             self.reused = len(self._flows_out)
@@ -145,6 +152,45 @@ class SocketFlows:
         self._stamps_in = None if stray else stamps
         self._entries_in, self._flows_out = entries, out
         self.reused = len(out) - len(misses)
+        return out
+
+    def _in_place(self, entries: Sequence[SocketEntry], now: float) -> list[Flow] | None:
+        """`flows` for a table re-read in place from last tick's (`SocketTable.reread_of`):
+        only the positions whose entry is new are looked at, each against last tick's flow
+        at that position (the same socket: same key, inode, owner). None when that does not
+        apply (an unconnected or unstamped socket among them, or last tick's table held
+        unstamped ones): the caller takes the whole-table path.
+
+        The whole-table path walks every socket several times in C to find last tick's flows
+        by stamp, inode and serial (about 0.6 ms a tick at 2,000 sockets, 6 at 20,000); here
+        one C pass finds the positions, and the flows they keep are last tick's, in place.
+        It gives what that path gives: an unchanged listener set (no unconnected socket
+        moved), and last tick's flow of the socket is the one at its position.
+        """
+        last, stamps_in = self._entries_in, self._stamps_in
+        if stamps_in is None or len(entries) != len(last):
+            return None
+        moved = list(itertools.compress(range(len(entries)), map(operator.is_not, entries, last)))
+        for i in moved:
+            e = entries[i]
+            if e.key.remote is None or not e.stamp or not e.inode or e.inode != last[i].inode:
+                return None
+        out, stamps = list(self._flows_out), list(stamps_in)
+        by_stamp, listeners = self._flows, self._listeners
+        serial_of = self.serials.serial
+        for i in moved:
+            e, prev = entries[i], out[i]
+            seen = prev.first_seen if prev.key == e.key else now
+            flow = flow_from_socket(e, now, seen, True, _direction(e, listeners))
+            if self.egress is not None:
+                flow = _routed(flow, self.egress)
+            serial = serial_of(_conversation(e))
+            flow = out[i] = numbered(flow, serial, prev)
+            by_stamp.pop(stamps[i], None)
+            by_stamp[e.stamp] = flow
+            stamps[i] = e.stamp
+        self._stamps_in, self._entries_in, self._flows_out = stamps, entries, out
+        self.reused = len(out) - len(moved)
         return out
 
     def _listeners_now(self, entries: Sequence[SocketEntry]) -> tuple[AllListeners, frozenset[int]]:

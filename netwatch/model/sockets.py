@@ -116,6 +116,19 @@ class SocketTable:
     )
     """(transport, netns, IP version, port) -> the position of a namespace's socket on its
     wildcard address."""
+    _reread_of: tuple[SocketEntry, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    """For a table made by `reread`: the entries of the table it was re-read from (not that
+    table: a chain of tables would stay alive)."""
+
+    @property
+    def reread_of(self) -> tuple[SocketEntry, ...] | None:
+        """The entries this table was re-read from in place (`reread`), else None: each of
+        this table's entries that is not the one at its position there is the same socket
+        read again (same key, owner, inode and container; its counters and state may have
+        moved). The flow stage then rebuilds just those positions (`flows.socket_flows`)."""
+        return self._reread_of
 
     def owner_pids(self) -> frozenset[int]:
         """The pids owning sockets in this table (computed on first use)."""
@@ -280,4 +293,5 @@ class SocketTable:
         if homes is self.homes:
             object.__setattr__(table, "_homes", self._homes)
         object.__setattr__(table, "_pids", self._pids)
+        object.__setattr__(table, "_reread_of", self.entries)
         return table
