@@ -99,6 +99,46 @@ def test_changes_and_filed_answers_follow_every_tick(
         before = tick
 
 
+numbered_st = st.tuples(st.integers(1, 12), st.integers(1, 3), st.integers(1, 3), st.integers(1, 2))
+few_st = st.tuples(st.integers(1, 2), st.just(1), st.integers(1, 2), st.just(1))
+unique_ticks_st = st.lists(
+    st.tuples(
+        st.lists(numbered_st, max_size=8, unique=True) | st.lists(few_st, max_size=6),
+        st.sampled_from(["new", "reuse", "reuse at even places"]),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@given(unique_ticks_st)
+def test_ticks_of_numbered_flows_each_once_follow_every_tick(
+    ticks: list[tuple[list[Version], str]],
+) -> None:
+    """Every flow numbered (each version once, or some twice): the tracker and a `Filed`
+    working its changes out look only at the places whose flow is not last tick's object
+    there when each version was there once, and walk them all when one was there twice."""
+    tracker = ChangeTracker()
+    own: Filed[str] = Filed()
+    before: list[Version] | None = None
+    flows: list[EnrichedFlow] = []
+    for tick, how in ticks:
+        if how == "reuse at even places":
+            made = _made(tick, flows, "reuse")
+            flows = [f if i % 2 == 0 else _flow(f.version) for i, f in enumerate(made)]
+        else:
+            flows = _made(tick, flows, how)
+        new, gone = _expected(before, tick)
+        mine = own.changes(flows)
+        _answers(own, mine)
+        for changes in (tracker.step(flows), mine):
+            assert list(changes.new) == new
+            assert set(changes.gone) == gone and len(changes.gone) == len(gone)
+            assert list(changes.versions) == tick
+        assert own.answers == {v: repr(v) for v in tick}
+        before = tick
+
+
 def test_a_quiet_tick_has_no_changes_and_costs_the_stage_nothing() -> None:
     tracker = ChangeTracker()
     flows = [_flow((1, 1, 1, 1)), _flow((2, 1, 1, 1))]
@@ -146,3 +186,16 @@ def test_the_answers_of_versions_that_left_are_handed_back() -> None:
     _answers(filed, filed.changes([a, b]))
     changes = filed.changes([b])
     assert filed.file(changes, []) == [repr((1, 1, 1, 1))]
+
+
+def test_a_version_there_twice_has_not_left_while_one_of_them_stays() -> None:
+    """Two flows of one version, one replaced: the version did not leave (the in-place
+    shortcut takes each version to be in one place, and must see it is not)."""
+    v, u = (1, 1, 1, 1), (2, 1, 1, 1)
+    tracker = ChangeTracker()
+    first = _made([v, v], [], "new")
+    tracker.step(first)
+    second = _made([u, v], first, "reuse")
+    assert second[1] is first[1]
+    changes = tracker.step(second)
+    assert list(changes.new) == [0] and list(changes.gone) == []
