@@ -14,7 +14,6 @@ collector) and the client's own CPU %. Never asserts.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import socket
@@ -111,20 +110,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=300.0)
     ap.add_argument("--active", type=int, default=100)
     args = ap.parse_args()
-    ns = None
-    if os.geteuid() == 0:
-        ns = f"nwattach{os.getpid()}"
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
-        bd.PREFIX[:] = ["ip", "netns", "exec", ns]
-    try:
+    with bd.private_namespace("nwattach"):
         rows = [
             (n, measure(n, args.seconds, min(args.active, n)))
             for n in map(int, args.counts.split(","))
         ]
-    finally:
-        if ns:
-            subprocess.run(["ip", "netns", "del", ns], check=False)
     print(f"one DaemonFeed attached for {args.seconds:.0f} s; {args.active} connections active")
     print()
     print("| connections | snapshots / s | connects | resyncs | MB to the client | KB per tick "

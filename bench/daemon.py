@@ -76,6 +76,24 @@ sys.stdin.read()
 """
 
 
+@contextlib.contextmanager
+def private_namespace(prefix: str, wanted: bool = True) -> Iterator[bool]:
+    """As root (and `wanted`): a network namespace of our own with loopback up, which
+    `PREFIX` then runs every command in, removed at the end. Yields whether it is in use
+    (not as another user: everything then runs in this namespace)."""
+    ns = f"{prefix}{os.getpid()}" if wanted and os.geteuid() == 0 else None
+    if ns is not None:
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        PREFIX[:] = ["ip", "netns", "exec", ns]
+    try:
+        yield ns is not None
+    finally:
+        if ns is not None:
+            PREFIX.clear()
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
 def start_holder(*args: str) -> subprocess.Popen[bytes]:
     """One holder process with piped stdin (closing it ends the holder) and stdout."""
     return subprocess.Popen(
@@ -372,17 +390,8 @@ def main() -> None:
     if args.stages_only:
         print(json.dumps(stage_breakdown(args.stages_only)))
         return
-    ns = None
-    if not args.host_namespace and os.geteuid() == 0:
-        ns = f"nwbench{os.getpid()}"
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
-        PREFIX[:] = ["ip", "netns", "exec", ns]
-    try:
+    with private_namespace("nwbench", wanted=not args.host_namespace):
         run(args)
-    finally:
-        if ns:
-            subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import signal
 import statistics
@@ -123,27 +122,17 @@ def main() -> None:
     modes = args.modes.split(",")
     if unknown := [m for m in modes if m not in MODES]:
         raise SystemExit(f"versus: unknown mode {unknown[0]!r} (one of {', '.join(MODES)})")
-    ns = None
-    if os.geteuid() == 0:
-        ns = f"nwversus{os.getpid()}"
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
-        bench.PREFIX[:] = ["ip", "netns", "exec", ns]
     other_name = args.rev or args.tree
-    try:
-        with checkout(args.rev, args.tree) as other:
-            trees = {"this checkout": REPO, str(other_name): other}
-            rows = []
-            for n in (int(x) for x in args.counts.split(",")):
-                for mode in modes:
-                    sending, extra = MODES[mode]
-                    active = min(args.active, n) if sending is None else sending
-                    label = f"{active:,} active" if sending is None else mode
-                    rows.append((n, label, compare(trees, n, active, extra, args)))
-    finally:
-        if ns:
-            subprocess.run(["ip", "netns", "del", ns], check=False)
-    where = "a private network namespace" if ns else "the host namespace"
+    with bench.private_namespace("nwversus") as private, checkout(args.rev, args.tree) as other:
+        trees = {"this checkout": REPO, str(other_name): other}
+        rows = []
+        for n in (int(x) for x in args.counts.split(",")):
+            for mode in modes:
+                sending, extra = MODES[mode]
+                active = min(args.active, n) if sending is None else sending
+                label = f"{active:,} active" if sending is None else mode
+                rows.append((n, label, compare(trees, n, active, extra, args)))
+    where = "a private network namespace" if private else "the host namespace"
     print(
         f"netwatch daemon at 1 Hz, CPU % of a core: {args.rounds} rounds of {args.seconds:.0f} s"
         f" per tree in turns over the same connections, in {where}"
