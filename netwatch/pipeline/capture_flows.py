@@ -34,7 +34,7 @@ from netwatch.model import (
     Transport,
 )
 from netwatch.pipeline.offline import default_inspector
-from netwatch.sources.capture import LiveCapture, local_addresses
+from netwatch.sources.capture import AddressWatch, LiveCapture, local_addresses
 from netwatch.sources.connect_owners import (
     MECHANISM_SAMPLES,
     WATCHED,
@@ -44,9 +44,10 @@ from netwatch.sources.connect_owners import (
 from netwatch.sources.netlink import NetlinkUnavailableError
 
 ADDRESS_REFRESH = 1.0
-"""Seconds between re-reading this host's interface addresses (about 0.1 ms a read). The flow
-table judges from them whether a packet passes through this host (`FlowTable.local`), so an
-address that just appeared (a tunnel coming up) must be known within a tick."""
+"""Seconds between asking for this host's interface addresses. The flow table judges from
+them whether a packet passes through this host (`FlowTable.local`), so an address that just
+appeared (a tunnel coming up) must be known within a tick; the default source
+(`sources.capture.AddressWatch`) reads them again only when the kernel reports a change."""
 
 
 class StartOwners(Protocol):
@@ -80,7 +81,7 @@ class CaptureFlows:
         inspect: Inspector | None = None,
         forget: Callable[[FlowKey], None] | None = None,
         idle_timeout: float = 120.0,
-        addresses: Callable[[], frozenset[IPAddress]] = local_addresses,
+        addresses: Callable[[], frozenset[IPAddress]] | None = None,
         starts: StartOwners | None = None,
         own_pids: frozenset[int] | None = None,
     ) -> None:
@@ -91,7 +92,9 @@ class CaptureFlows:
         self.starts = starts
         """Owners of outgoing connections caught as they started (None: not running)."""
         self.table = FlowTable(inspect, idle_timeout=idle_timeout, on_expire=forget)
-        self._addresses = addresses
+        self._watch = AddressWatch() if addresses is None else None
+        """This namespace's addresses, read again when the kernel reports a change."""
+        self._addresses = addresses or self._watch or local_addresses
         self._addrs: frozenset[IPAddress] = frozenset()
         self._addrs_at = float("-inf")
         self._touched: set[FlowState] | None = None
@@ -213,3 +216,5 @@ class CaptureFlows:
         self.capture.stop()
         if self.starts is not None:
             self.starts.stop()
+        if self._watch is not None:
+            self._watch.close()
